@@ -1,0 +1,25 @@
+//! Shared foundations of whet, used by every other crate:
+//!
+//! - [`rng`]: the one random generator type ([`Rng`], ChaCha8) and [`rng::stream`], which derives an
+//!   independent, reproducible stream from a seed and a path of indices (epoch, sample, op…), so
+//!   results never depend on thread count or scheduling;
+//! - [`fsx`]: atomic file writes (temporary file in the same folder, then rename);
+//! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
+//!   about terminals).
+//!
+//! ```
+//! use whet_core::rng::{stream, Rng};
+//! use rand::RngExt;
+//! let mut a: Rng = stream(7, &[0, 42]);
+//! let mut b: Rng = stream(7, &[0, 42]);
+//! assert_eq!(a.random::<u64>(), b.random::<u64>());
+//! ```
+
+pub mod fsx;
+pub mod progress;
+pub mod rng;
+pub mod spec;
+
+pub use progress::{NoProgress, Progress};
+pub use rng::Rng;
+pub use spec::{Issue, Issues, NonNegative, Positive, Probability};
