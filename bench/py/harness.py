@@ -1,0 +1,272 @@
+"""Runs every side-by-side comparison, one process per configuration, and collects the JSON lines.
+
+    bench/.venv/bin/python bench/py/harness.py --whet-bench PATH [--whet PATH] --out bench/out/RUN
+
+Called by bench/run.sh (which builds the binaries first); see bench/README.md. Writes
+`OUT/raw.jsonl` (every record of every process, plus `machine`, `config` and `error` records) and
+leaves the report to report.py.
+
+Before each configuration it waits (up to --idle-wait seconds) for the machine to be idle, and
+records the load it found; inside each process every timed repeat records the CPU other processes
+used during it, and a repeat during which they used more than --max-other cores is retried (up to
+--retries times), as BENCH-NOTES advises. Nothing runs two configurations at once.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import common  # noqa: E402
+
+BENCH = os.path.dirname(HERE)
+REPO = os.path.dirname(BENCH)
+
+
+class Raw:
+    def __init__(self, path):
+        self.f = open(path, "a")
+
+    def write(self, rec):
+        self.f.write(json.dumps(rec) + "\n")
+        self.f.flush()
+
+
+def thread_env(threads):
+    env = dict(os.environ)
+    for name in [
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "POLARS_MAX_THREADS",
+        "RAYON_NUM_THREADS",
+    ]:
+        env[name] = str(threads)
+    # Set on some machines to work around old OpenBLAS bugs; they slow a current numpy down
+    # (env README). Unset for the measurement only; threadpoolctl output shows the kernel used.
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def run_config(raw, args, label, cmd, threads, timeout, tag):
+    """Runs one configuration in its own process; records its JSON lines tagged with `tag`."""
+    idle = common.wait_idle(args.idle_wait, args.max_other)
+    common.log(f"[{time.strftime('%H:%M:%S')}] {label} (machine busy before: {idle:.2f} cores)")
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(
+            cmd,
+            env=thread_env(threads),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
+    except subprocess.TimeoutExpired:
+        raw.write({"bench": "error", **tag, "label": label, "error": f"timed out after {timeout} s"})
+        common.log(f"  timed out after {timeout} s")
+        return []
+    wall = time.perf_counter() - t0
+    recs = []
+    for line in p.stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rec.update(tag)
+        rec["idle_before_cores"] = round(idle, 3)
+        rec["process_wall_s"] = round(wall, 3)
+        raw.write(rec)
+        recs.append(rec)
+    if p.returncode != 0 or not recs:
+        err = p.stderr.strip().splitlines()[-15:]
+        raw.write(
+            {"bench": "error", **tag, "label": label, "returncode": p.returncode, "stderr": err}
+        )
+        common.log(f"  failed (exit {p.returncode}): " + " | ".join(err[-3:]))
+    return recs
+
+
+def machine_record():
+    info = {"bench": "machine", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    model, flags = "", []
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].split()
+    info["cpu_model"] = model
+    interesting = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                   "avx512_vnni", "avx512_bf16", "amx_tile"]
+    info["cpu_flags"] = [f for f in interesting if f in flags]
+    info["cpus"] = os.cpu_count()
+    with open("/proc/meminfo") as f:
+        info["mem_total_kib"] = int(f.readline().split()[1])
+    info["kernel"] = platform.release()
+    info["python"] = sys.version.split()[0]
+    for tool, cmd in [("rustc", ["rustc", "--version"]), ("cargo", ["cargo", "--version"])]:
+        try:
+            info[tool] = subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            info[tool] = None
+    try:
+        info["git_commit"] = subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        info["git_dirty"] = bool(dirty)
+    except OSError:
+        pass
+    info["openblas_env_was_set"] = {
+        k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ
+    }
+    return info
+
+
+def end_to_end(raw, args):
+    """The README's main job, timed as one process tree (wall time, peak RSS of the largest)."""
+    yaml = os.path.join(REPO, "pipelines", "mnist-ablation.yaml")
+    if not args.whet or not os.path.exists(yaml):
+        why = "no whet binary" if not args.whet else "pipelines/mnist-ablation.yaml missing"
+        raw.write({"bench": "e2e", "skipped": why})
+        return
+    out = os.path.join(args.out, "e2e")
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [args.whet, "ablate", yaml, "--out", out, "--quiet"]
+    idle = common.wait_idle(args.idle_wait, args.max_other)
+    common.log(f"[{time.strftime('%H:%M:%S')}] e2e: {' '.join(cmd)}")
+    env = dict(os.environ)
+    env["WHET_CACHE_DIR"] = os.path.join(out, "cache")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with common.Window() as w:
+        try:
+            p = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, timeout=args.e2e_timeout, cwd=REPO
+            )
+            rc, err = p.returncode, p.stderr.strip().splitlines()[-10:]
+        except subprocess.TimeoutExpired:
+            rc, err = None, [f"timed out after {args.e2e_timeout} s"]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        w.add_own((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    raw.write(
+        {
+            "bench": "e2e",
+            "command": " ".join(["whet", "ablate", "pipelines/mnist-ablation.yaml"]),
+            "returncode": rc,
+            "wall_s": round(w.wall, 2),
+            "cpu_s": round(w.own, 2),
+            "peak_rss_bytes": after.ru_maxrss * 1024,
+            "other_cores": round(w.other_cores, 3),
+            "idle_before_cores": round(idle, 3),
+            "stderr_tail": err if rc != 0 else [],
+        }
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", required=True, help="run folder (raw.jsonl goes there)")
+    ap.add_argument("--whet-bench", default="", help="whet-bench binary ('' = peers only)")
+    ap.add_argument("--whet", default="", help="whet CLI binary for the end-to-end job")
+    ap.add_argument("--only", default="augment,train,matmul,tabular,e2e")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per figure")
+    ap.add_argument("--tabular-repeats", type=int, default=3, help="processes per tabular engine")
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--max-other", type=float, default=0.1)
+    ap.add_argument("--retries", type=int, default=2)
+    ap.add_argument("--idle-wait", type=float, default=30.0)
+    ap.add_argument("--e2e-timeout", type=float, default=1800.0)
+    args = ap.parse_args()
+
+    os.makedirs(args.out, exist_ok=True)
+    raw = Raw(os.path.join(args.out, "raw.jsonl"))
+    py = sys.executable
+    only = set(args.only.split(","))
+    threads = [int(t) for t in args.threads.split(",")]
+    wb = args.whet_bench
+    raw.write(machine_record())
+    raw.write({"bench": "config", **vars(args)})
+    common_args = ["--repeats", str(args.repeats), "--max-other", str(args.max_other),
+                   "--retries", str(args.retries)]
+
+    if "matmul" in only:
+        for t in threads:
+            for eng in ["numpy", "torch"]:
+                cmd = [py, f"{HERE}/train.py", "--engine", f"matmul-{eng}", "--threads", str(t)]
+                run_config(raw, args, f"matmul {eng} t={t}", cmd + common_args, t, 600, {})
+            if wb:
+                cmd = [wb, "matmul", "--threads", str(t)] + common_args
+                run_config(raw, args, f"matmul whet t={t}", cmd, t, 600, {})
+
+    if "augment" in only:
+        aug = ["--min-time", str(args.min_time), "--seed", str(args.seed)] + common_args
+        for t in threads:
+            for eng in ["opencv", "albumentations", "torchvision"]:
+                cmd = [py, f"{HERE}/augment.py", "--engine", eng, "--threads", str(t)] + aug
+                run_config(raw, args, f"augment {eng} t={t}", cmd, t, 1800, {})
+            if wb:
+                cmd = [wb, "augment", "--threads", str(t)] + aug
+                run_config(raw, args, f"augment whet t={t}", cmd, t, 1800, {})
+
+    if "train" in only:
+        tr = ["--epochs", str(args.epochs), "--seed", str(args.seed)] + common_args
+        for t in threads:
+            for eng in ["numpy", "torch"]:
+                cmd = [py, f"{HERE}/train.py", "--engine", eng, "--threads", str(t)] + tr
+                run_config(raw, args, f"train {eng} t={t}", cmd, t, 1800, {})
+            if wb:
+                cmd = [wb, "train", "--threads", str(t)] + tr
+                run_config(raw, args, f"train whet t={t}", cmd, t, 1800, {})
+
+    if "tabular" in only:
+        data = os.path.join(BENCH, "data")
+        mk = [py, f"{HERE}/make_table.py", "--out", data, "--rows", str(args.rows),
+              "--keys", str(args.keys), "--seed", str(args.seed)]
+        common.log(f"[{time.strftime('%H:%M:%S')}] make_table ({args.rows} rows)")
+        made = subprocess.run(mk, capture_output=True, text=True, check=True, cwd=REPO)
+        table = json.loads(made.stdout.strip().splitlines()[-1])
+        raw.write(table)
+        files = ["--left", table["left"], "--right", table["right"]]
+        configs = [("polars", t) for t in threads] + [("pandas-sklearn", 1)]
+        if wb:
+            configs += [("whet", t) for t in threads]
+        # Round-robin over engines, so slow drifts in the machine's load hit all of them.
+        for rep in range(args.tabular_repeats):
+            for eng, t in configs:
+                if eng == "whet":
+                    cmd = [wb, "tabular", "--threads", str(t)] + files
+                else:
+                    cmd = [py, f"{HERE}/tabular.py", "--engine", eng, "--threads", str(t)] + files
+                run_config(raw, args, f"tabular {eng} t={t} #{rep + 1}", cmd, t, 1800,
+                           {"repeat": rep})
+
+    if "e2e" in only:
+        end_to_end(raw, args)
+    common.log("harness: done")
+
+
+if __name__ == "__main__":
+    main()

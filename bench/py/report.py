@@ -1,0 +1,365 @@
+"""Turns a harness run (raw.jsonl) into bench/RESULTS.md.
+
+    bench/.venv/bin/python bench/py/report.py bench/out/RUN/raw.jsonl --out bench/RESULTS.md
+
+Ratios are always "whet / peer" on a speed (images/s, samples/s, GFLOP/s, 1/seconds), so a ratio
+above 1 means whet is faster; memory ratios are whet's peak RSS / the peer's (below 1 = less).
+Every figure is a median (of timed repeats inside one process, or of processes for tabular) and
+shows the CPU that other processes used while it was measured (max over its repeats, in cores).
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import common  # noqa: E402
+
+OPS = ["hflip", "rotate", "resized_crop", "brightness_contrast", "gaussian_noise", "blur", "chain"]
+PEERS_AUG = ["albumentations", "torchvision", "opencv"]
+
+
+def fmt(v, digits=None):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if digits is not None:
+        return f"{v:.{digits}f}"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def rfmt(r):
+    return "—" if r is None else f"**{r:.2f}**"
+
+
+def maxo(rec):
+    o = rec.get("other_cores")
+    if isinstance(o, list):
+        return max(o) if o else None
+    return o
+
+
+def load(path):
+    recs = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                recs.append(json.loads(line))
+    return recs
+
+
+def section_machine(recs, lines):
+    m = next((r for r in recs if r["bench"] == "machine"), {})
+    cfg = next((r for r in recs if r["bench"] == "config"), {})
+    lines += [
+        f"- Date: {m.get('date', '?')}; whet commit `{m.get('git_commit', '?')}`"
+        + (" (with uncommitted changes in tracked files)" if m.get("git_dirty") else ""),
+        f"- CPU: {m.get('cpu_model', '?')}, {m.get('cpus', '?')} logical CPUs, "
+        f"{m.get('mem_total_kib', 0) / 2**20:.1f} GiB; flags: {', '.join(m.get('cpu_flags', []))}",
+        f"- Kernel {m.get('kernel', '?')}; {m.get('rustc', '?')}; Python {m.get('python', '?')}",
+        f"- Settings: {cfg.get('repeats', '?')} timed repeats per figure (median), at least "
+        f"{cfg.get('min_time', '?')} s each; {cfg.get('tabular_repeats', '?')} processes per "
+        f"tabular engine; {cfg.get('epochs', '?')} timed epochs after a warm-up epoch; a repeat "
+        f"during which other processes used more than {cfg.get('max_other', '?')} cores was "
+        f"retried up to {cfg.get('retries', '?')} times; seed {cfg.get('seed', '?')}.",
+    ]
+    if m.get("openblas_env_was_set"):
+        lines.append(f"- Unset for the peers: {m['openblas_env_was_set']}")
+    versions = {}
+    for r in recs:
+        for k, v in (r.get("versions") or {}).items():
+            versions.setdefault(k, v)
+    if versions:
+        lines.append(
+            "- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+        )
+
+
+def load_summary(recs, lines):
+    others = []
+    for r in recs:
+        o = r.get("other_cores")
+        if isinstance(o, list):
+            others += o
+        elif isinstance(o, (int, float)):
+            others.append(o)
+    if not others:
+        return
+    busy = sum(1 for o in others if o > 0.1)
+    lines += [
+        "",
+        f"**Machine load during the measurements**: other processes used a median of "
+        f"{common.median(others):.2f} cores and at most {max(others):.2f} "
+        f"(of 2) during the {len(others)} timed windows; {busy} windows were above 0.1 core "
+        f"even after retries. "
+        + (
+            "The machine was shared with other builds during this run, so absolute figures are "
+            "low and noisy; the ratios compare runs made minutes apart under similar load, and "
+            "are the figures to read."
+            if busy > len(others) / 4
+            else "The machine was mostly idle."
+        ),
+    ]
+
+
+def section_matmul(recs, lines):
+    mm = [r for r in recs if r["bench"] == "matmul"]
+    if not mm:
+        return
+    lines += ["", "## Matrix multiply (fp32, 2048 x 2048): the machine's peak", ""]
+    lines += ["| engine | threads | GFLOP/s (median) | first call | other cores |", "|---|---|---|---|---|"]
+    for r in sorted(mm, key=lambda r: (r["threads"], r["engine"])):
+        lines.append(
+            f"| {r['engine']} | {r['threads']} | {fmt(r['gflops'])} | {fmt(r.get('first_gflops'))} "
+            f"| {fmt(maxo(r))} |"
+        )
+
+
+def peak_gflops(recs, threads):
+    vals = [r["gflops"] for r in recs if r["bench"] == "matmul" and r["threads"] == threads]
+    return max(vals) if vals else None
+
+
+def section_train(recs, lines):
+    tr = [r for r in recs if r["bench"] == "train"]
+    if not tr:
+        return
+    by = {(r["engine"], r["threads"]): r for r in tr}
+    threads = sorted({r["threads"] for r in tr})
+    lines += [
+        "",
+        "## Training: 784-256-128-10 ReLU, batch 128, SGD momentum, one epoch of 60,000 samples",
+        "",
+        "| threads | engine | samples/s | epoch s (median) | first epoch s | GFLOP/s | % of matmul peak | other cores |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in threads:
+        peak = peak_gflops(recs, t)
+        for eng in ["whet", "torch", "numpy"]:
+            r = by.get((eng, t))
+            if not r:
+                lines.append(f"| {t} | {eng} | — | — | — | — | — | — |")
+                continue
+            pct = None if not peak else 100 * r["gflops"] / peak
+            lines.append(
+                f"| {t} | {eng} | {fmt(r['samples_per_s'])} | {fmt(r['median_epoch_s'], 3)} | "
+                f"{fmt(r['first_epoch_s'], 3)} | {fmt(r['gflops'])} | {fmt(pct)} | {fmt(maxo(r))} |"
+            )
+    lines += ["", "| threads | whet / PyTorch | whet / NumPy |", "|---|---|---|"]
+    for t in threads:
+        w = by.get(("whet", t))
+        ws = w["samples_per_s"] if w else None
+        pt = by.get(("torch", t))
+        nu = by.get(("numpy", t))
+        lines.append(
+            f"| {t} | {rfmt(ratio(ws, pt and pt['samples_per_s']))} | "
+            f"{rfmt(ratio(ws, nu and nu['samples_per_s']))} |"
+        )
+
+
+def section_augment(recs, lines):
+    au = [r for r in recs if r["bench"] == "augment"]
+    if not au:
+        return
+    by = {(r["engine"], r["threads"], r["size"], r["op"]): r for r in au}
+    lines += [
+        "",
+        "## Augmentation: images/s per op (median), and whet / peer",
+        "",
+        "Same images for every engine (the integer-hash formula in bench/README.md). Peers at two "
+        "threads run two worker processes with one library thread each (a two-worker "
+        "DataLoader); whet runs its rayon pool with two threads.",
+    ]
+    for size in ["256x256x3", "28x28x1"]:
+        for t in sorted({r["threads"] for r in au}):
+            lines += [
+                "",
+                f"### {size}, {t} thread{'s' if t > 1 else ''}",
+                "",
+                "| op | whet | albumentations | torchvision v2 | OpenCV direct | whet / alb. | whet / tv | whet / OpenCV | other cores (max) |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for op in OPS:
+                cells = {e: by.get((e, t, size, op)) for e in ["whet"] + PEERS_AUG}
+                if not any(cells.values()):
+                    continue
+                ips = {e: (c["median_ips"] if c else None) for e, c in cells.items()}
+                if cells["whet"] and cells["whet"].get("unavailable"):
+                    ips["whet"] = None
+                others = [maxo(c) for c in cells.values() if c and maxo(c) is not None]
+                lines.append(
+                    f"| {op} | {fmt(ips['whet'])} | {fmt(ips['albumentations'])} | "
+                    f"{fmt(ips['torchvision'])} | {fmt(ips['opencv'])} | "
+                    + " | ".join(rfmt(ratio(ips["whet"], ips[p])) for p in PEERS_AUG)
+                    + f" | {fmt(max(others) if others else None)} |"
+                )
+    # Scaling 1 -> 2 threads.
+    threads = sorted({r["threads"] for r in au})
+    if len(threads) >= 2:
+        t1, t2 = threads[0], threads[1]
+        lines += [
+            "",
+            f"### Gain from {t1} to {t2} threads (images/s at {t2} / at {t1})",
+            "",
+            "| size | op | whet | albumentations | torchvision v2 | OpenCV direct |",
+            "|---|---|---|---|---|---|",
+        ]
+        for size in ["256x256x3", "28x28x1"]:
+            for op in OPS:
+                row = []
+                for e in ["whet"] + PEERS_AUG:
+                    a, b = by.get((e, t1, size, op)), by.get((e, t2, size, op))
+                    row.append(fmt(ratio(b and b["median_ips"], a and a["median_ips"]), 2))
+                if any(c != "—" for c in row):
+                    lines.append(f"| {size} | {op} | " + " | ".join(row) + " |")
+
+
+def section_tabular(recs, lines):
+    tb = [r for r in recs if r["bench"] == "tabular"]
+    mk = next((r for r in recs if r["bench"] == "make_table"), None)
+    if not tb:
+        return
+    groups = defaultdict(list)
+    for r in tb:
+        groups[(r["engine"], r["threads"])].append(r)
+    med = {}
+    for k, rs in groups.items():
+        med[k] = {
+            f: common.median([r[f] for r in rs if r.get(f) is not None])
+            for f in ["read_s", "transform_s", "join_s", "total_s", "peak_rss_bytes"]
+        }
+        med[k]["n"] = len(rs)
+        med[k]["other"] = max((maxo(r) or 0) for r in rs)
+        med[k]["check"] = rs[0].get("check")
+    lines += [
+        "",
+        "## Tabular: read Parquet, mean imputation + z-score of 20 float columns, left join",
+        "",
+        (
+            f"Input: {mk['rows']:,} rows x 20 float64 columns (10 % missing) + an int64 key with "
+            f"{mk['keys']:,} keys; right table {mk['keys']:,} rows x 4 columns; Parquet zstd-1, "
+            f"{mk['left_bytes'] / 2**20:.0f} MiB. "
+            if mk
+            else ""
+        )
+        + "Each engine in its own process; median over processes; peak RSS = VmHWM.",
+        "",
+        "| engine | threads | read s | impute + z-score s | join s | total s | peak RSS GiB | runs | other cores (max) | check: rows, Σx0, Σr0 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = sorted(med, key=lambda k: (k[0] != "whet", k[0], k[1]))
+    for k in order:
+        m = med[k]
+        c = m["check"] or {}
+        lines.append(
+            f"| {k[0]} | {k[1]} | {fmt(m['read_s'], 2)} | {fmt(m['transform_s'], 2)} | "
+            f"{fmt(m['join_s'], 2)} | {fmt(m['total_s'], 2)} | "
+            f"{fmt(m['peak_rss_bytes'] / 2**30, 2)} | {m['n']} | {fmt(m['other'])} | "
+            f"{c.get('rows')}, {c.get('sum_x0', 0):.3g}, {c.get('sum_r0', 0):.6g} |"
+        )
+    whets = [k for k in med if k[0] == "whet"]
+    peers = [k for k in med if k[0] != "whet"]
+    if whets:
+        lines += [
+            "",
+            "Speed ratio whet / peer = peer seconds / whet seconds (above 1: whet faster); memory "
+            "ratio = whet peak RSS / peer peak RSS.",
+            "",
+            "| whet threads | peer | total speed ratio | impute + z-score speed ratio | join speed ratio | memory ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for w in sorted(whets):
+            for p in peers:
+                if p[0] == "polars" and p[1] != w[1]:
+                    continue
+                a, b = med[w], med[p]
+                lines.append(
+                    f"| {w[1]} | {p[0]} ({p[1]} thr.) | {rfmt(ratio(b['total_s'], a['total_s']))} | "
+                    f"{rfmt(ratio(b['transform_s'], a['transform_s']))} | "
+                    f"{rfmt(ratio(b['join_s'], a['join_s']))} | "
+                    f"{fmt(ratio(a['peak_rss_bytes'], b['peak_rss_bytes']), 2)} |"
+                )
+
+
+def section_e2e(recs, lines):
+    e = next((r for r in recs if r["bench"] == "e2e"), None)
+    lines += ["", "## End to end: the README's main job", ""]
+    if not e:
+        lines.append("Not run.")
+        return
+    if e.get("skipped"):
+        lines.append(f"Skipped: {e['skipped']}.")
+        return
+    status = "ok" if e.get("returncode") == 0 else f"failed (exit {e.get('returncode')})"
+    lines.append(
+        f"`{e['command']}` (release build): {status}; wall {e['wall_s']:.1f} s, CPU "
+        f"{e['cpu_s']:.1f} s, peak RSS {e['peak_rss_bytes'] / 2**20:.0f} MiB; other processes "
+        f"used {e['other_cores']:.2f} cores meanwhile."
+    )
+    if e.get("stderr_tail"):
+        lines += ["", "```", *e["stderr_tail"], "```"]
+
+
+def section_errors(recs, lines):
+    errs = [r for r in recs if r["bench"] == "error"]
+    unavailable = [r for r in recs if r.get("unavailable")]
+    if not errs and not unavailable:
+        return
+    lines += ["", "## What did not run", ""]
+    for r in errs:
+        msg = r.get("error") or " / ".join((r.get("stderr") or [])[-2:])
+        lines.append(f"- {r.get('label')}: {msg}")
+    for r in unavailable:
+        lines.append(f"- whet {r['bench']} {r.get('op', '')}: {r['unavailable']}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("raw")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--notes", default="", help="a Markdown file appended as 'Notes'")
+    args = ap.parse_args()
+    recs = load(args.raw)
+    lines = [
+        "# whet benchmark results",
+        "",
+        "Produced by `bash bench/run.sh` (see bench/README.md); raw records in "
+        "`bench/RESULTS.jsonl`. Ratios are whet / peer on speed: above 1 means whet is faster.",
+        "",
+    ]
+    section_machine(recs, lines)
+    load_summary(recs, lines)
+    section_train(recs, lines)
+    section_matmul(recs, lines)
+    section_augment(recs, lines)
+    section_tabular(recs, lines)
+    section_e2e(recs, lines)
+    section_errors(recs, lines)
+    if args.notes and os.path.exists(args.notes):
+        lines += ["", "## Notes", "", open(args.notes).read().strip()]
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
