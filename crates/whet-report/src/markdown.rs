@@ -1,0 +1,248 @@
+//! `report.md`: the ablation report people read.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::format::{MetricFormat, seconds};
+use crate::record::{AblationInput, RunStatus};
+use crate::stats::{VariantSummary, Verdict};
+
+/// A chart written next to the report, linked by relative paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartLink {
+    /// Heading and alt text.
+    pub title: String,
+    /// Relative path of the PNG.
+    pub png: String,
+    /// Relative path of the SVG.
+    pub svg: String,
+}
+
+/// Escapes a table cell: pipes would split it and newlines would end the row.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// Escapes text used inside link brackets or alt text.
+fn alt(s: &str) -> String {
+    s.replace(['[', ']'], "").replace(['\r', '\n'], " ")
+}
+
+fn row<S: AsRef<str>>(out: &mut String, cells: &[S]) {
+    out.push('|');
+    for c in cells {
+        out.push(' ');
+        out.push_str(&cell(c.as_ref()));
+        out.push_str(" |");
+    }
+    out.push('\n');
+}
+
+/// Header row plus alignment row; `right` marks the numeric columns.
+fn header(out: &mut String, cols: &[(&str, bool)]) {
+    row(out, &cols.iter().map(|(c, _)| *c).collect::<Vec<_>>());
+    out.push('|');
+    for (_, right) in cols {
+        out.push_str(if *right { "---:|" } else { "---|" });
+    }
+    out.push('\n');
+}
+
+fn verdict_cell(v: Verdict) -> String {
+    match v {
+        Verdict::Baseline => "—".into(),
+        Verdict::Helps => "**helps**".into(),
+        Verdict::Hurts => "**hurts**".into(),
+        other => other.as_str().into(),
+    }
+}
+
+/// Renders `report.md`.
+pub fn render(input: &AblationInput, summaries: &[VariantSummary], charts: &[ChartLink]) -> String {
+    let mut out = String::new();
+    let metrics = input.metric_names();
+    let primary = &input.primary_metric;
+    let count = |s: RunStatus| input.runs.iter().filter(|r| r.status == s).count();
+    let seeds: BTreeSet<u64> = input.runs.iter().map(|r| r.seed).collect();
+    let direction = if input.higher_is_better {
+        "higher"
+    } else {
+        "lower"
+    };
+
+    let _ = writeln!(out, "# {}\n", input.title.trim());
+    let _ = writeln!(
+        out,
+        "Ablation of `{}`: {} variants × {} seeds ({} runs: {} ok, {} diverged, {} failed). \
+         Primary metric: **{}** ({} is better).\n",
+        input.pipeline,
+        input.variants.len(),
+        seeds.len(),
+        input.runs.len(),
+        count(RunStatus::Ok),
+        count(RunStatus::Diverged),
+        count(RunStatus::Failed),
+        primary,
+        direction,
+    );
+
+    let _ = writeln!(out, "## {primary} by variant\n");
+    let f = MetricFormat::for_metric(primary, summaries);
+    header(
+        &mut out,
+        &[
+            ("variant", false),
+            ("change", false),
+            ("n", true),
+            ("mean ± sd", true),
+            ("95 % CI", true),
+            ("Δ vs baseline", true),
+            ("Δ 95 % CI", true),
+            ("pairs", true),
+            ("verdict", false),
+            ("diverged", true),
+            ("failed", true),
+            ("mean train time", true),
+        ],
+    );
+    for s in summaries {
+        let m = s.metric(primary);
+        let value = m.map(|m| m.value);
+        let delta = m.and_then(|m| m.delta);
+        let description = if s.description.trim().is_empty() && s.verdict == Verdict::Baseline {
+            "as configured".to_string()
+        } else {
+            s.description.clone()
+        };
+        row(
+            &mut out,
+            &[
+                format!("`{}`", s.name),
+                description,
+                value.map_or(0, |v| v.n).to_string(),
+                value.map_or_else(|| "—".into(), |v| f.mean_sd(&v)),
+                value.map_or_else(|| "—".into(), |v| f.interval(v.ci95)),
+                delta.map_or_else(String::new, |d| f.delta(&d)),
+                delta.map_or_else(String::new, |d| f.delta_interval(d.ci95)),
+                delta.map_or_else(String::new, |d| d.n.to_string()),
+                verdict_cell(s.verdict),
+                s.diverged.to_string(),
+                s.failed.to_string(),
+                seconds(s.mean_train_seconds),
+            ],
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n*n* counts the runs that finished ok; diverged and failed runs are left out of means \
+         and intervals. 95 % CI: Student t interval of the mean over seeds. Δ: the paired \
+         difference variant − baseline over the seeds where both finished ok (*pairs*), with a \
+         paired-t 95 % interval{}. The verdict says whether the variant's change helps or hurts \
+         {primary} compared with the baseline ({direction} is better); it is *no clear effect* \
+         when the interval of Δ contains 0, and needs at least 2 pairs. Mean train time is over \
+         the ok runs.\n",
+        if f.percent {
+            "; pp = percentage points"
+        } else {
+            ""
+        },
+    );
+
+    let others: Vec<&String> = metrics.iter().filter(|m| *m != primary).collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "## Other metrics\n");
+        for m in others {
+            let f = MetricFormat::for_metric(m, summaries);
+            let _ = writeln!(out, "### {m}\n");
+            header(
+                &mut out,
+                &[
+                    ("variant", false),
+                    ("n", true),
+                    ("mean ± sd", true),
+                    ("95 % CI", true),
+                    ("Δ vs baseline", true),
+                    ("Δ 95 % CI", true),
+                ],
+            );
+            for s in summaries {
+                let Some(ms) = s.metric(m) else { continue };
+                row(
+                    &mut out,
+                    &[
+                        format!("`{}`", s.name),
+                        ms.value.n.to_string(),
+                        f.mean_sd(&ms.value),
+                        f.interval(ms.value.ci95),
+                        ms.delta.map_or_else(String::new, |d| f.delta(&d)),
+                        ms.delta
+                            .map_or_else(String::new, |d| f.delta_interval(d.ci95)),
+                    ],
+                );
+            }
+            out.push('\n');
+        }
+    }
+
+    if !charts.is_empty() {
+        let _ = writeln!(out, "## Charts\n");
+        for c in charts {
+            let _ = writeln!(
+                out,
+                "### {}\n\n![{}]({})\n\n[SVG version]({})\n",
+                c.title,
+                alt(&c.title),
+                c.png,
+                c.svg
+            );
+        }
+    }
+
+    let _ = writeln!(out, "## Runs\n");
+    let mut cols: Vec<(&str, bool)> = vec![("variant", false), ("seed", true), ("status", false)];
+    cols.extend(metrics.iter().map(|m| (m.as_str(), true)));
+    cols.extend([("train time", true), ("message", false)]);
+    header(&mut out, &cols);
+    let formats: Vec<MetricFormat> = metrics
+        .iter()
+        .map(|m| MetricFormat::for_metric(m, summaries))
+        .collect();
+    for r in input.sorted_runs() {
+        let mut cells = vec![format!("`{}`", r.variant), r.seed.to_string()];
+        cells.push(match r.status {
+            RunStatus::Ok => "ok".into(),
+            other => format!("**{other}**"),
+        });
+        for (m, f) in metrics.iter().zip(&formats) {
+            cells.push(match r.metrics.get(m) {
+                Some(v) if v.is_finite() => format!("{}{}", f.num(*v), f.unit()),
+                Some(_) => "non-finite".into(),
+                None => "—".into(),
+            });
+        }
+        cells.push(seconds(Some(r.train_seconds)));
+        cells.push(r.message.clone().unwrap_or_default());
+        row(&mut out, &cells);
+    }
+
+    if !input.notes.is_empty() {
+        let _ = writeln!(out, "\n## Notes\n");
+        for n in &input.notes {
+            let _ = writeln!(out, "- {}", n.replace(['\r', '\n'], " "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_escaped() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        let mut s = String::new();
+        header(&mut s, &[("x", false), ("n", true)]);
+        assert_eq!(s, "| x | n |\n|---|---:|\n");
+    }
+}
