@@ -538,7 +538,7 @@ impl Chart for ConfusionChart {
             }
         }
         // Tick labels: every class when they fit, else every n-th.
-        let every = (14 / cell as usize).max(1);
+        let every = 16usize.div_ceil(cell as usize);
         for (i, l) in labels.iter().enumerate().filter(|(i, _)| i % every == 0) {
             let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
             let short = shorten(l, (cell as usize / 8).max(3));

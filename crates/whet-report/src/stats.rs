@@ -563,6 +563,49 @@ mod tests {
         assert_eq!(broken.mean_train_seconds, None);
     }
 
+    proptest! {
+        /// Whatever mix of statuses and non-finite metrics comes in, every number the summaries
+        /// give is finite, intervals contain their mean, and the counts add up.
+        #[test]
+        fn summaries_are_finite_and_consistent(
+            runs in proptest::collection::vec(
+                (0usize..3, 0u64..5, 0u8..3, proptest::option::of(-1.0f64..1.0), any::<bool>()),
+                0..40,
+            )
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let runs: Vec<RunRecord> = runs
+                .into_iter()
+                .filter(|(v, seed, ..)| seen.insert((*v, *seed)))
+                .map(|(v, seed, st, acc, nan)| {
+                    let status = [RunStatus::Ok, RunStatus::Diverged, RunStatus::Failed][st as usize];
+                    let acc = if nan { acc.map(|_| f64::NAN) } else { acc };
+                    run(["baseline", "better", "broken"][v], seed, status, acc)
+                })
+                .collect();
+            let n_runs = runs.len();
+            let inp = input(runs);
+            // With no ok run reporting accuracy the input is rightly refused; skip those.
+            prop_assume!(inp.validate().is_ok());
+            let s = summarize(&inp).unwrap();
+            prop_assert_eq!(s.iter().map(|v| v.runs).sum::<usize>(), n_runs);
+            for v in &s {
+                prop_assert_eq!(v.ok + v.diverged + v.failed, v.runs);
+                for m in v.metrics.values() {
+                    for d in std::iter::once(&m.value).chain(m.delta.as_ref()) {
+                        for x in [d.mean, d.sd].into_iter().flatten() {
+                            prop_assert!(x.is_finite());
+                        }
+                        if let (Some(mean), Some(ci)) = (d.mean, d.ci95) {
+                            prop_assert!(ci.low.is_finite() && ci.high.is_finite());
+                            prop_assert!(ci.low <= mean + 1e-12 && mean <= ci.high + 1e-12);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn verdict_follows_direction() {
         let d = describe(&[0.03, 0.02, 0.025]);

@@ -377,3 +377,45 @@ fn diverged_run_without_epochs_or_accuracy() {
     let svg = fs::read_to_string(dir.path().join("learning-curves.svg")).unwrap();
     assert!(svg.contains("loss (clipped)"));
 }
+
+#[test]
+fn baseline_only_ablation_has_no_effect_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = input();
+    input.variants.truncate(1);
+    input.runs.retain(|r| r.variant == "baseline");
+    let summary = write_ablation(&input, dir.path()).unwrap();
+    assert_eq!(summary.variants.len(), 1);
+    assert!(!dir.path().join("effect.png").exists());
+    let md = fs::read_to_string(summary.report().unwrap()).unwrap();
+    assert!(md.contains("learning-curves.png") && !md.contains("effect.png"));
+}
+
+#[test]
+fn output_folder_that_is_a_file_is_an_error_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taken");
+    fs::write(&file, b"x").unwrap();
+    let e = write_ablation(&input(), &file).unwrap_err();
+    assert!(matches!(e, Error::Fs(_)), "{e}");
+    assert!(e.to_string().contains("taken"), "{e}");
+}
+
+#[test]
+fn many_classes_confusion_matrix_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = 47;
+    let labels: Vec<String> = (0..k).map(|i| format!("class-{i}")).collect();
+    let counts: Vec<Vec<u64>> = (0..k)
+        .map(|t| {
+            (0..k)
+                .map(|p| if t == p { 50 } else { (t * p % 4) as u64 })
+                .collect()
+        })
+        .collect();
+    let r = run("baseline", 1, RunStatus::Ok, Some(0.8));
+    write_run(&r, Some(&Confusion { labels, counts }), dir.path()).unwrap();
+    assert_real_png(&dir.path().join("confusion.png"), 500, 500);
+    let svg = fs::read_to_string(dir.path().join("confusion.svg")).unwrap();
+    assert!(svg.contains("class-46"));
+}
