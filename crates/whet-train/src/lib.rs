@@ -1,1 +1,79 @@
-//! placeholder
+//! The whet trainer: a backpropagation multilayer perceptron on ndarray.
+//!
+//! - [`ModelConfig`] (YAML key `model`) builds an [`Mlp`] of [`Dense`] layers for a [`Task`]
+//!   (classification: softmax + cross-entropy; binary: sigmoid + binary cross-entropy;
+//!   regression: identity + MSE), see [`build_model`];
+//! - [`TrainConfig`] (YAML key `train`) drives [`fit`], which pulls batches from a
+//!   [`BatchSource`], reports through an [`Observer`] and returns a [`TrainReport`] with the
+//!   per-epoch curves (or [`Error::Diverged`] carrying them);
+//! - [`evaluate`] gives [`Metrics`]; [`checkpoint::save`] / [`checkpoint::load`] write and read
+//!   safetensors files, [`checkpoint::transfer`] starts a new model from one.
+//!
+//! Everything random comes from `whet_core::rng::stream(seed, path)`: `[3, layer]` weight
+//! init, `[4, epoch]` shuffling, `[5, epoch, batch, layer]` noise and dropout. Matrix products
+//! are split into blocks fixed by their shapes ([`kernel`]), so the same seed gives the same
+//! weights bit for bit with any number of rayon threads.
+//!
+//! ```
+//! use whet_train::*;
+//! use ndarray::array;
+//! let model: ModelConfig = serde_json::from_str(
+//!     r#"{"task": "classification", "hidden": [{"dense": 8, "activation": "tanh"}]}"#).unwrap();
+//! let mut train: TrainConfig = serde_json::from_str(
+//!     r#"{"optimizer": {"adam": {"lr": 0.05}}, "batch_size": 4, "epochs": 200}"#).unwrap();
+//! let x = array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+//! let y = ArraySource::one_hot(&[0, 1, 1, 0], 2).unwrap();
+//! let mut data = ArraySource::new(x, y).unwrap();
+//! let mut net = build_model(&model, &train, 2, 2, 7).unwrap();
+//! let report = fit(&mut net, &train, 7, &mut data, None, &mut NoObserver).unwrap();
+//! assert_eq!(report.curves.len(), 200);
+//! let eval = evaluate(&net, &mut data).unwrap();
+//! assert_eq!(eval.accuracy(), Some(1.0));
+//! ```
+
+pub mod activation;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+mod error;
+pub mod gradcheck;
+pub mod kernel;
+pub mod loss;
+pub mod metrics;
+pub mod mlp;
+pub mod optim;
+pub mod train;
+
+pub use activation::Activation;
+pub use config::{
+    BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, ModelConfig,
+    OptimizerConfig, OutputConfig, ScheduleConfig, Task, TrainConfig, TransferConfig,
+};
+pub use data::{ArraySource, BatchSource};
+pub use error::{Diverged, Error, Result};
+pub use kernel::Kernel;
+pub use loss::LossKind;
+pub use metrics::{ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate};
+pub use mlp::{Architecture, Dense, Mlp, Workspace};
+pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit};
+
+/// Builds the model a run starts from: a fresh [`Mlp`] from `model`, or, when `train.transfer`
+/// is set, the checkpoint's network with its output layer replaced and layers frozen (see
+/// [`checkpoint::transfer`]). `input_dim` and `output_dim` come from the data
+/// ([`BatchSource::input_dim`] / [`BatchSource::target_dim`]).
+///
+/// # Errors
+/// [`Error::Config`] for an invalid config or dimensions that do not fit the task; checkpoint
+/// errors when transferring.
+pub fn build_model(
+    model: &ModelConfig,
+    train: &TrainConfig,
+    input_dim: usize,
+    output_dim: usize,
+    seed: u64,
+) -> Result<Mlp> {
+    match &train.transfer {
+        Some(t) => checkpoint::transfer(model, t, input_dim, output_dim, seed),
+        None => Mlp::new(model, input_dim, output_dim, seed),
+    }
+}

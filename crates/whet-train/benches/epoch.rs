@@ -1,0 +1,56 @@
+//! One training epoch of a 784-256-128-10 ReLU network on 60,000 synthetic centred samples with
+//! batch 128 and Adam (the MNIST-MLP shape), for both matrix kernels; and the raw kernels on a
+//! 2048 x 2048 product (items = flops, so "items/s" reads as flop/s).
+//!
+//! Run with: `RAYON_NUM_THREADS=1 cargo bench -p whet-train --bench epoch`
+//! (and again with `RAYON_NUM_THREADS=2`).
+
+use divan::counter::ItemsCount;
+use ndarray::Array2;
+use rand::RngExt;
+use whet_core::rng::stream;
+use whet_train::kernel::matmul;
+use whet_train::*;
+
+fn main() {
+    divan::main();
+}
+
+const N: usize = 60_000;
+
+fn setup(kernel: Kernel) -> (Mlp, TrainConfig, ArraySource) {
+    let mut rng = stream(1, &[100]);
+    let x = Array2::from_shape_simple_fn((N, 784), || rng.random::<f32>() - 0.5);
+    let labels: Vec<usize> = (0..N).map(|_| rng.random_range(0..10)).collect();
+    let y = ArraySource::one_hot(&labels, 10).expect("labels < 10");
+    let model: ModelConfig = serde_json::from_str(
+        r#"{"task": "classification", "hidden": [{"dense": 256}, {"dense": 128}]}"#,
+    )
+    .expect("valid");
+    let train: TrainConfig = serde_json::from_str(
+        r#"{"optimizer": {"adam": {"lr": 0.001}}, "batch_size": 128, "epochs": 1}"#,
+    )
+    .expect("valid");
+    let mut net = Mlp::new(&model, 784, 10, 1).expect("valid");
+    net.kernel = kernel;
+    (net, train, ArraySource::new(x, y).expect("same rows"))
+}
+
+#[divan::bench(args = [Kernel::Gemm, Kernel::Matrixmultiply], sample_count = 3, sample_size = 1)]
+fn epoch_784_256_128_10_batch128(bencher: divan::Bencher, kernel: Kernel) {
+    let (mut net, train, mut data) = setup(kernel);
+    bencher.counter(ItemsCount::new(N)).bench_local(|| {
+        fit(&mut net, &train, 1, &mut data, None, &mut NoObserver).expect("no divergence")
+    });
+}
+
+#[divan::bench(args = [Kernel::Gemm, Kernel::Matrixmultiply], sample_count = 5, sample_size = 1)]
+fn matmul_2048(bencher: divan::Bencher, kernel: Kernel) {
+    let n = 2048;
+    let a = Array2::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1);
+    let b = Array2::from_shape_fn((n, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.1);
+    let mut c = Array2::<f32>::zeros((n, n));
+    bencher
+        .counter(ItemsCount::new(2 * n * n * n))
+        .bench_local(|| matmul(kernel, a.view(), b.view(), c.view_mut()));
+}

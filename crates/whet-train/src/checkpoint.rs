@@ -1,0 +1,236 @@
+//! Checkpoints in the safetensors format, and transfer learning from them.
+//!
+//! Layout (<https://github.com/huggingface/safetensors>): an 8-byte little-endian header length,
+//! a JSON header (padded with spaces to a multiple of 8 bytes) mapping each tensor name to
+//! `{"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}` plus `__metadata__` (string
+//! values only), then the raw little-endian data. Tensors are `layers.{i}.weight` with shape
+//! `[inputs, outputs]` (the forward pass is `x @ W + b`) and `layers.{i}.bias`. The metadata key
+//! `whet_architecture` holds the [`Architecture`] as a JSON string.
+//!
+//! Python: `safetensors.numpy.load_file("model.safetensors")` returns the arrays.
+
+use crate::config::{ModelConfig, TransferConfig};
+use crate::error::{Error, Result};
+use crate::mlp::{Architecture, Dense, Mlp};
+use ndarray::{Array1, Array2};
+use serde_json::{Map, Value, json};
+use std::io::Write;
+use std::path::Path;
+use whet_core::fsx;
+
+const ARCH_KEY: &str = "whet_architecture";
+
+/// Writes `model` to `path` atomically as safetensors.
+///
+/// # Errors
+/// [`Error::Write`] on I/O failure.
+pub fn save(model: &Mlp, path: &Path) -> Result<()> {
+    let mut header = Map::new();
+    let mut offset = 0usize;
+    let mut tensors: Vec<&[f32]> = Vec::new();
+    for (i, l) in model.layers.iter().enumerate() {
+        let w = l.weight.as_slice().expect("standard layout weights");
+        let b = l.bias.as_slice().expect("contiguous bias");
+        for (name, data, shape) in [
+            (
+                format!("layers.{i}.weight"),
+                w,
+                vec![l.inputs(), l.outputs()],
+            ),
+            (format!("layers.{i}.bias"), b, vec![l.outputs()]),
+        ] {
+            let end = offset + 4 * data.len();
+            header.insert(
+                name,
+                json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+            tensors.push(data);
+        }
+    }
+    let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
+    header.insert(
+        "__metadata__".into(),
+        json!({ ARCH_KEY: arch, "format": "whet-mlp/1", "weight_layout": "[inputs, outputs]; y = x @ W + b" }),
+    );
+    let mut hbytes = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
+    while !hbytes.len().is_multiple_of(8) {
+        hbytes.push(b' ');
+    }
+    fsx::atomic_write_with(path, |w| {
+        let io = fsx::io_err(path);
+        let mut go = || -> std::io::Result<()> {
+            w.write_all(&(hbytes.len() as u64).to_le_bytes())?;
+            w.write_all(&hbytes)?;
+            let mut buf = Vec::with_capacity(1 << 16);
+            for t in &tensors {
+                for chunk in t.chunks(1 << 14) {
+                    buf.clear();
+                    for v in chunk {
+                        buf.extend_from_slice(&v.to_le_bytes());
+                    }
+                    w.write_all(&buf)?;
+                }
+            }
+            Ok(())
+        };
+        go().map_err(io)
+    })?;
+    Ok(())
+}
+
+/// Reads a checkpoint written by [`save`].
+///
+/// # Errors
+/// [`Error::Read`] when the file cannot be read; [`Error::Checkpoint`] when it is not a valid
+/// whet safetensors file (the message says what is wrong).
+pub fn load(path: &Path) -> Result<Mlp> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    if bytes.len() < 8 {
+        return Err(bad(format!(
+            "file has {} bytes, too short for a safetensors header",
+            bytes.len()
+        )));
+    }
+    let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    if hlen > bytes.len() - 8 {
+        return Err(bad(format!(
+            "header length {hlen} exceeds the file's remaining {} bytes",
+            bytes.len() - 8
+        )));
+    }
+    let header: Value = serde_json::from_slice(&bytes[8..8 + hlen])
+        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    let data = &bytes[8 + hlen..];
+    let arch_str = header
+        .get("__metadata__")
+        .and_then(|m| m.get(ARCH_KEY))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad(format!(
+                "no `__metadata__.{ARCH_KEY}` entry: not a whet checkpoint"
+            ))
+        })?;
+    let arch: Architecture = serde_json::from_str(arch_str)
+        .map_err(|e| bad(format!("`{ARCH_KEY}` is not a valid architecture: {e}")))?;
+    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let t = header
+            .get(name)
+            .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
+        if t.get("dtype").and_then(Value::as_str) != Some("F32") {
+            return Err(bad(format!(
+                "tensor `{name}`: expected dtype F32, found {}",
+                t["dtype"]
+            )));
+        }
+        let got: Option<Vec<usize>> = t
+            .get("shape")
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        if got.as_deref() != Some(shape) {
+            return Err(bad(format!(
+                "tensor `{name}`: expected shape {shape:?}, found {}",
+                t["shape"]
+            )));
+        }
+        let offs: Option<[usize; 2]> = t
+            .get("data_offsets")
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        let n: usize = shape.iter().product();
+        match offs {
+            Some([b, e]) if e >= b && e <= data.len() && e - b == 4 * n => Ok(data[b..e]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect()),
+            _ => Err(bad(format!(
+                "tensor `{name}`: data_offsets {} do not fit {n} f32 values in a {}-byte buffer",
+                t["data_offsets"],
+                data.len()
+            ))),
+        }
+    };
+    let mut weights = Vec::new();
+    for (i, spec) in arch.layers.iter().enumerate() {
+        let w = tensor(&format!("layers.{i}.weight"), &[spec.inputs, spec.outputs])?;
+        let b = tensor(&format!("layers.{i}.bias"), &[spec.outputs])?;
+        weights.push((
+            Array2::from_shape_vec((spec.inputs, spec.outputs), w).expect("shape checked"),
+            Array1::from_vec(b),
+        ));
+    }
+    Mlp::from_parts(&arch, weights).map_err(|e| bad(e.to_string()))
+}
+
+/// Transfer learning: loads `transfer.checkpoint`, optionally replaces its output layer by a
+/// fresh one with `output_dim` outputs for `model`'s task (initialised from `seed`), and freezes
+/// the layers in `transfer.freeze`.
+///
+/// The hidden layers come from the checkpoint. When `model.hidden` is not empty it must match
+/// them (units and activations); its noise and dropout settings then replace the checkpoint's.
+///
+/// # Errors
+/// Checkpoint errors; [`Error::Config`] when the input size, hidden layers, task or output size
+/// do not fit, or the freeze list is out of range or freezes everything.
+pub fn transfer(
+    model: &ModelConfig,
+    transfer: &TransferConfig,
+    input_dim: usize,
+    output_dim: usize,
+    seed: u64,
+) -> Result<Mlp> {
+    let mut net = load(&transfer.checkpoint)?;
+    let path = transfer.checkpoint.display();
+    if net.input_dim() != input_dim {
+        return Err(Error::Config(format!(
+            "transfer: checkpoint `{path}` expects {} inputs, the data has {input_dim}",
+            net.input_dim()
+        )));
+    }
+    let hidden = net.layers.len() - 1;
+    if !model.hidden.is_empty() {
+        if model.hidden.len() != hidden {
+            return Err(Error::Config(format!(
+                "transfer: model.hidden lists {} layers, checkpoint `{path}` has {hidden} hidden layers \
+                 (leave model.hidden empty to take them from the checkpoint)",
+                model.hidden.len()
+            )));
+        }
+        for (i, (h, l)) in model.hidden.iter().zip(&mut net.layers).enumerate() {
+            if h.dense != l.outputs() || h.activation != l.activation {
+                return Err(Error::Config(format!(
+                    "transfer: model.hidden[{i}] is {} units with `{}`, the checkpoint's layer {i} \
+                     is {} units with `{}`",
+                    h.dense,
+                    crate::config::ser(&h.activation),
+                    l.outputs(),
+                    crate::config::ser(&l.activation)
+                )));
+            }
+            l.noise = h.noise.get() as f32;
+            l.dropout = h.dropout.get() as f32;
+        }
+    }
+    let (act, loss) = model.output_pair().map_err(Error::Config)?;
+    if transfer.replace_output {
+        let inputs = net.layers[hidden].inputs();
+        net.layers[hidden] = Dense::new(inputs, output_dim, act, model.init, seed, hidden);
+        net.task = model.task;
+        net.loss = loss;
+    } else if net.output_dim() != output_dim || net.task != model.task {
+        return Err(Error::Config(format!(
+            "transfer: the checkpoint's output layer has {} outputs for task `{}`, the data needs \
+             {output_dim} for task `{}`; set transfer.replace_output: true",
+            net.output_dim(),
+            crate::config::ser(&net.task),
+            crate::config::ser(&model.task)
+        )));
+    }
+    net.freeze(&transfer.freeze)?;
+    Ok(net)
+}

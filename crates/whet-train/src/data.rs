@@ -1,0 +1,115 @@
+//! Batch sources: how training data reaches the trainer.
+
+use ndarray::{Array2, ArrayViewMut2};
+
+/// A source of training batches. `fill` writes rows for `indices` into x (batch × input_dim) and
+/// y (batch × target_dim). It is called with a fresh epoch number each epoch, so an augmenting
+/// source can draw new randomness; it must be deterministic in (epoch, indices).
+///
+/// Targets: classification uses one-hot rows (`target_dim` = classes); binary a single 0/1
+/// column; regression one column per output.
+pub trait BatchSource: Send {
+    /// Number of samples.
+    fn len(&self) -> usize;
+    /// True when there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Features per sample.
+    fn input_dim(&self) -> usize;
+    /// Target columns per sample.
+    fn target_dim(&self) -> usize;
+    /// Writes the samples `indices` (in that order) into `x` and `y`.
+    ///
+    /// # Errors
+    /// A message when the samples cannot be produced.
+    fn fill(
+        &mut self,
+        epoch: usize,
+        indices: &[usize],
+        x: ArrayViewMut2<f32>,
+        y: ArrayViewMut2<f32>,
+    ) -> Result<(), String>;
+}
+
+/// In-memory samples: row `i` of `x` with row `i` of `y`.
+#[derive(Debug, Clone)]
+pub struct ArraySource {
+    /// Features, `[n, input_dim]`.
+    pub x: Array2<f32>,
+    /// Targets, `[n, target_dim]`.
+    pub y: Array2<f32>,
+}
+
+impl ArraySource {
+    /// Pairs features and targets.
+    ///
+    /// # Errors
+    /// When the row counts differ.
+    pub fn new(x: Array2<f32>, y: Array2<f32>) -> Result<Self, crate::Error> {
+        if x.nrows() != y.nrows() {
+            return Err(crate::Error::Shape {
+                what: "target rows (one per feature row)".into(),
+                expected: x.nrows(),
+                got: y.nrows(),
+            });
+        }
+        Ok(Self { x, y })
+    }
+
+    /// One-hot targets for class labels `0..classes`.
+    ///
+    /// # Errors
+    /// When a label is `>= classes`.
+    pub fn one_hot(labels: &[usize], classes: usize) -> Result<Array2<f32>, crate::Error> {
+        let mut y = Array2::zeros((labels.len(), classes));
+        for (i, &l) in labels.iter().enumerate() {
+            if l >= classes {
+                return Err(crate::Error::Shape {
+                    what: format!("class label of row {i} (labels must be < classes)"),
+                    expected: classes,
+                    got: l,
+                });
+            }
+            y[[i, l]] = 1.0;
+        }
+        Ok(y)
+    }
+}
+
+impl BatchSource for ArraySource {
+    fn len(&self) -> usize {
+        self.x.nrows()
+    }
+    fn input_dim(&self) -> usize {
+        self.x.ncols()
+    }
+    fn target_dim(&self) -> usize {
+        self.y.ncols()
+    }
+    fn fill(
+        &mut self,
+        _epoch: usize,
+        indices: &[usize],
+        mut x: ArrayViewMut2<f32>,
+        mut y: ArrayViewMut2<f32>,
+    ) -> Result<(), String> {
+        let n = self.x.nrows();
+        for (k, &i) in indices.iter().enumerate() {
+            if i >= n {
+                return Err(format!("sample index {i} out of range (have {n} samples)"));
+            }
+            copy_row(x.row_mut(k), self.x.row(i));
+            copy_row(y.row_mut(k), self.y.row(i));
+        }
+        Ok(())
+    }
+}
+
+/// Copies one row, as a `memcpy` when both sides are contiguous (the usual case).
+fn copy_row(mut dst: ndarray::ArrayViewMut1<f32>, src: ndarray::ArrayView1<f32>) {
+    match (dst.as_slice_mut(), src.as_slice()) {
+        (Some(d), Some(s)) => d.copy_from_slice(s),
+        _ => dst.assign(&src),
+    }
+}

@@ -1,0 +1,178 @@
+//! The matrix-multiply kernel and its deterministic parallel split.
+//!
+//! Two single-threaded kernels are available ([`Kernel`]): the `gemm` crate (AVX2/AVX-512
+//! micro-kernels, the default) and `matrixmultiply` through ndarray. Neither is asked to
+//! parallelise itself. Instead [`matmul`] splits the output into a fixed number of blocks that
+//! depends only on the shapes, never on the thread count, and hands the blocks to rayon. Every
+//! output element is therefore computed by the same kernel call with the same reduction order
+//! whether one or many threads run, so results are bit-identical across `RAYON_NUM_THREADS`.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Which single-threaded matrix-multiply kernel to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernel {
+    /// The `gemm` crate (runtime-dispatched AVX2 / AVX-512 micro-kernels).
+    #[default]
+    Gemm,
+    /// `matrixmultiply` through `ndarray::linalg::general_mat_mul`.
+    Matrixmultiply,
+}
+
+/// Products below this many flops are not split (rayon's hand-off costs a few microseconds).
+pub const SPLIT_MIN_FLOPS: usize = 1 << 22;
+
+/// Number of blocks a large product is split into. Fixed, so results never depend on the
+/// number of threads.
+pub const SPLIT_BLOCKS: usize = 2;
+
+/// `c = a · b`, overwriting `c`, split deterministically across rayon threads.
+///
+/// # Shapes
+/// `a: [m, k]`, `b: [k, n]`, `c: [m, n]`; any strides.
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn matmul(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "inner dimensions");
+    assert_eq!(c.dim(), (m, n), "output shape");
+    split(kernel, a, b, c, SPLIT_BLOCKS);
+}
+
+fn split(
+    kernel: Kernel,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: ArrayViewMut2<f32>,
+    blocks: usize,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if blocks <= 1 || 2 * m * n * k < SPLIT_MIN_FLOPS || m.max(n) < 32 {
+        return single(kernel, a, b, c);
+    }
+    let half = blocks / 2;
+    if m >= n {
+        let mid = (m * half / blocks).div_ceil(16) * 16;
+        let (a1, a2) = a.split_at(Axis(0), mid);
+        let (c1, c2) = c.split_at(Axis(0), mid);
+        rayon::join(
+            || split(kernel, a1, b, c1, half),
+            || split(kernel, a2, b, c2, blocks - half),
+        );
+    } else {
+        let mid = (n * half / blocks).div_ceil(16) * 16;
+        let (b1, b2) = b.split_at(Axis(1), mid);
+        let (c1, c2) = c.split_at(Axis(1), mid);
+        rayon::join(
+            || split(kernel, a, b1, c1, half),
+            || split(kernel, a, b2, c2, blocks - half),
+        );
+    }
+}
+
+/// One single-threaded kernel call.
+fn single(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    match kernel {
+        Kernel::Matrixmultiply => ndarray::linalg::general_mat_mul(1.0, &a, &b, 0.0, &mut c),
+        Kernel::Gemm => gemm_call(a, b, c),
+    }
+}
+
+#[allow(unsafe_code)]
+fn gemm_call(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (ars, acs) = (a.strides()[0], a.strides()[1]);
+    let (brs, bcs) = (b.strides()[0], b.strides()[1]);
+    let (crs, ccs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
+    // above (a: m×k, b: k×n, c: m×n), so every address gemm touches lies inside those views.
+    // `c` is a unique mutable borrow, so it cannot alias `a` or `b`. With `read_dst = false`
+    // gemm never reads `c`'s old contents, and `Parallelism::None` keeps the call on this thread.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            ccs,
+            crs,
+            false,
+            a.as_ptr(),
+            acs,
+            ars,
+            b.as_ptr(),
+            bcs,
+            brs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn naive(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+        let mut c = Array2::zeros((a.nrows(), b.ncols()));
+        for i in 0..a.nrows() {
+            for j in 0..b.ncols() {
+                let mut s = 0.0f64;
+                for p in 0..a.ncols() {
+                    s += f64::from(a[[i, p]]) * f64::from(b[[p, j]]);
+                }
+                c[[i, j]] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn both_kernels_match_naive_including_transposed_and_split() {
+        for &(m, k, n) in &[(3, 4, 5), (130, 70, 300), (300, 129, 40), (1, 0, 3)] {
+            let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+            let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.25);
+            let want = naive(&a, &b);
+            for kernel in [Kernel::Gemm, Kernel::Matrixmultiply] {
+                let mut c = Array2::from_elem((m, n), f32::NAN);
+                matmul(kernel, a.view(), b.view(), c.view_mut());
+                assert!(
+                    c.iter()
+                        .zip(&want)
+                        .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0))
+                );
+                // Column-major operand views (transposed strides).
+                let at = a.t().to_owned();
+                let bt = b.t().to_owned();
+                let mut c2 = Array2::from_elem((m, n), f32::NAN);
+                matmul(kernel, at.t(), bt.t(), c2.view_mut());
+                assert!(
+                    c2.iter()
+                        .zip(&want)
+                        .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0))
+                );
+            }
+        }
+    }
+}

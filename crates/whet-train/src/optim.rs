@@ -1,0 +1,298 @@
+//! Optimizers with per-parameter state.
+//!
+//! Every parameter tensor has an id (layer `l`: weights `2l`, biases `2l + 1`) and its own state
+//! (velocity, moment estimates, step count). Updates are element-wise, so they are split into
+//! fixed-size chunks across rayon threads without any effect on the result.
+
+use crate::config::OptimizerConfig;
+use rayon::prelude::*;
+
+/// Elements per parallel chunk of an update.
+const CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    t: u64,
+}
+
+/// An optimizer built from an [`OptimizerConfig`].
+#[derive(Debug, Clone)]
+pub struct Optimizer {
+    config: OptimizerConfig,
+    states: Vec<State>,
+}
+
+impl Optimizer {
+    /// A fresh optimizer (all state zero).
+    pub fn new(config: &OptimizerConfig) -> Self {
+        Self {
+            config: config.clone(),
+            states: Vec::new(),
+        }
+    }
+
+    /// Updates `value` in place from `grad` with learning rate `lr`; `weight_decay` adds
+    /// `weight_decay * value` to the gradient first (L2 regularisation; pass 0 for biases).
+    ///
+    /// # Panics
+    /// If `value` and `grad` differ in length, or `id` is reused with another length.
+    pub fn update(
+        &mut self,
+        id: usize,
+        value: &mut [f32],
+        grad: &[f32],
+        lr: f32,
+        weight_decay: f32,
+    ) {
+        assert_eq!(value.len(), grad.len(), "value and gradient lengths");
+        if self.states.len() <= id {
+            self.states.resize_with(id + 1, State::default);
+        }
+        let st = &mut self.states[id];
+        if st.a.len() != value.len() {
+            assert!(st.t == 0, "parameter {id} changed size");
+            st.a = vec![0.0; value.len()];
+            st.b = vec![0.0; value.len()];
+        }
+        st.t += 1;
+        let t = st.t;
+        let wd = weight_decay;
+        match &self.config {
+            OptimizerConfig::Sgd(_) => chunks(value, grad, &mut st.a, &mut st.b, |w, g, _, _| {
+                for (w, &g) in w.iter_mut().zip(g) {
+                    *w -= lr * (g + wd * *w);
+                }
+            }),
+            OptimizerConfig::Momentum(c) => {
+                let mu = c.momentum.get() as f32;
+                chunks(value, grad, &mut st.a, &mut st.b, |w, g, v, _| {
+                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                        let g = g + wd * *w;
+                        *v = mu * *v + g;
+                        *w -= lr * *v;
+                    }
+                })
+            }
+            OptimizerConfig::Nesterov(c) => {
+                let mu = c.momentum.get() as f32;
+                chunks(value, grad, &mut st.a, &mut st.b, |w, g, v, _| {
+                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                        let g = g + wd * *w;
+                        *v = mu * *v + g;
+                        *w -= lr * (g + mu * *v);
+                    }
+                })
+            }
+            OptimizerConfig::Adagrad(c) => {
+                let eps = c.eps.get() as f32;
+                chunks(value, grad, &mut st.a, &mut st.b, |w, g, s, _| {
+                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                        let g = g + wd * *w;
+                        *s += g * g;
+                        *w -= lr * g / (s.sqrt() + eps);
+                    }
+                })
+            }
+            OptimizerConfig::Rmsprop(c) => {
+                let rho = c.rho.get() as f32;
+                let eps = c.eps.get() as f32;
+                chunks(value, grad, &mut st.a, &mut st.b, |w, g, s, _| {
+                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                        let g = g + wd * *w;
+                        *s = rho * *s + (1.0 - rho) * g * g;
+                        *w -= lr * g / (s.sqrt() + eps);
+                    }
+                })
+            }
+            OptimizerConfig::Adam(c) => {
+                let (b1, b2) = (c.beta1.get(), c.beta2.get());
+                let eps = c.eps.get() as f32;
+                // Bias corrections folded into the step size and epsilon (Kingma & Ba, sec. 2).
+                let c1 = 1.0 - b1.powi(t as i32);
+                let c2 = 1.0 - b2.powi(t as i32);
+                let step = (f64::from(lr) / c1) as f32;
+                let inv_c2 = (1.0 / c2).sqrt() as f32;
+                let (b1, b2) = (b1 as f32, b2 as f32);
+                chunks(value, grad, &mut st.a, &mut st.b, |w, g, m, v| {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        let g = g + wd * *w;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *w -= step * *m / (v.sqrt() * inv_c2 + eps);
+                    }
+                })
+            }
+        }
+    }
+}
+
+fn chunks<F>(w: &mut [f32], g: &[f32], a: &mut [f32], b: &mut [f32], f: F)
+where
+    F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+{
+    if w.len() <= 2 * CHUNK {
+        return f(w, g, a, b);
+    }
+    w.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(a.par_chunks_mut(CHUNK))
+        .zip(b.par_chunks_mut(CHUNK))
+        .for_each(|(((w, g), a), b)| f(w, g, a, b));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+    use whet_core::{Positive, Probability};
+
+    fn pos(v: f64) -> Positive {
+        Positive::new(v).unwrap()
+    }
+    fn prob(v: f64) -> Probability {
+        Probability::new(v).unwrap()
+    }
+
+    /// Two steps on w = [1, -2] with gradients g1 = [0.5, -1], g2 = [0.25, 0.5], lr 0.1.
+    fn two_steps(cfg: OptimizerConfig) -> [f32; 2] {
+        let mut o = Optimizer::new(&cfg);
+        let mut w = [1.0f32, -2.0];
+        o.update(0, &mut w, &[0.5, -1.0], 0.1, 0.0);
+        o.update(0, &mut w, &[0.25, 0.5], 0.1, 0.0);
+        w
+    }
+
+    fn close(a: [f32; 2], b: [f64; 2]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((f64::from(*x) - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn sgd_by_hand() {
+        // w - 0.1 g1 - 0.1 g2
+        close(
+            two_steps(OptimizerConfig::Sgd(SgdConfig { lr: pos(0.1) })),
+            [0.925, -1.95],
+        );
+    }
+
+    #[test]
+    fn momentum_by_hand() {
+        // v1 = g1; w1 = w - .1 g1 = [.95, -1.9]; v2 = .9 g1 + g2 = [.7, -.4]; w2 = [.88, -1.86]
+        let c = MomentumConfig {
+            lr: pos(0.1),
+            momentum: prob(0.9),
+        };
+        close(two_steps(OptimizerConfig::Momentum(c)), [0.88, -1.86]);
+    }
+
+    #[test]
+    fn nesterov_by_hand() {
+        // v1 = g1 = [.5,-1]; w1 = w - .1 (g1 + .9 v1) = [1 - .095, -2 + .19] = [.905, -1.81]
+        // v2 = [.7, -.4]; w2 = w1 - .1 (g2 + .9 v2) = [.905 - .088, -1.81 - .014] = [.817, -1.824]
+        let c = MomentumConfig {
+            lr: pos(0.1),
+            momentum: prob(0.9),
+        };
+        close(two_steps(OptimizerConfig::Nesterov(c)), [0.817, -1.824]);
+    }
+
+    #[test]
+    fn adagrad_by_hand() {
+        // s1 = [.25, 1]; w1 = [1 - .1, -2 + .1] = [.9, -1.9]
+        // s2 = [.3125, 1.25]; w2 = [.9 - .1*.25/sqrt(.3125), -1.9 - .1*.5/sqrt(1.25)]
+        let c = AdagradConfig {
+            lr: pos(0.1),
+            eps: pos(1e-8),
+        };
+        let w2 = [0.9 - 0.025 / 0.3125f64.sqrt(), -1.9 - 0.05 / 1.25f64.sqrt()];
+        close(two_steps(OptimizerConfig::Adagrad(c)), w2);
+    }
+
+    #[test]
+    fn rmsprop_by_hand() {
+        // s1 = .1 g1^2 = [.025, .1]; w1 = w - .1 g1/sqrt(s1) = [1 - .05/.158113883, -2 + .1/.316227766]
+        let c = RmspropConfig {
+            lr: pos(0.1),
+            rho: prob(0.9),
+            eps: pos(1e-8),
+        };
+        let s1 = [0.025f64, 0.1];
+        let w1 = [1.0 - 0.05 / s1[0].sqrt(), -2.0 + 0.1 / s1[1].sqrt()];
+        let s2 = [0.9 * s1[0] + 0.1 * 0.0625, 0.9 * s1[1] + 0.1 * 0.25];
+        let w2 = [w1[0] - 0.025 / s2[0].sqrt(), w1[1] - 0.05 / s2[1].sqrt()];
+        close(two_steps(OptimizerConfig::Rmsprop(c)), w2);
+    }
+
+    #[test]
+    fn adam_by_hand() {
+        // Step 1: m̂ = g1, v̂ = g1², so w1 = w - .1 sign(g1) = [.9, -1.9].
+        // Step 2: m = .09 g1 + .1 g2 / (1 - .81); v = (.000999 g1² + .001 g2²) / (1 - .998001).
+        let c = AdamConfig {
+            lr: pos(0.1),
+            beta1: prob(0.9),
+            beta2: prob(0.999),
+            eps: pos(1e-8),
+        };
+        let g1 = [0.5f64, -1.0];
+        let g2 = [0.25f64, 0.5];
+        let mut w = [0.9f64, -1.9];
+        for i in 0..2 {
+            let m = (0.9 * 0.1 * g1[i] + 0.1 * g2[i]) / (1.0 - 0.81);
+            let v = (0.999 * 0.001 * g1[i] * g1[i] + 0.001 * g2[i] * g2[i]) / (1.0 - 0.998001);
+            w[i] -= 0.1 * m / (v.sqrt() + 1e-8);
+        }
+        close(two_steps(OptimizerConfig::Adam(c)), w);
+    }
+
+    #[test]
+    fn weight_decay_adds_l2_gradient() {
+        let mut o = Optimizer::new(&OptimizerConfig::Sgd(SgdConfig { lr: pos(0.1) }));
+        let mut w = [2.0f32];
+        o.update(0, &mut w, &[0.0], 0.5, 0.1);
+        assert!((w[0] - (2.0 - 0.5 * 0.2)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn zero_gradients_never_give_nan() {
+        let cfgs = [
+            OptimizerConfig::Sgd(SgdConfig { lr: pos(0.1) }),
+            OptimizerConfig::Momentum(MomentumConfig {
+                lr: pos(0.1),
+                momentum: prob(0.9),
+            }),
+            OptimizerConfig::Nesterov(MomentumConfig {
+                lr: pos(0.1),
+                momentum: prob(0.9),
+            }),
+            OptimizerConfig::Adagrad(AdagradConfig {
+                lr: pos(0.1),
+                eps: pos(1e-8),
+            }),
+            OptimizerConfig::Rmsprop(RmspropConfig {
+                lr: pos(0.1),
+                rho: prob(0.9),
+                eps: pos(1e-8),
+            }),
+            OptimizerConfig::Adam(AdamConfig {
+                lr: pos(0.1),
+                beta1: prob(0.9),
+                beta2: prob(0.999),
+                eps: pos(1e-8),
+            }),
+        ];
+        for c in cfgs {
+            let mut o = Optimizer::new(&c);
+            // Big enough to take the parallel path too.
+            let mut w = vec![0.5f32; 3 * CHUNK + 7];
+            let g = vec![0.0f32; w.len()];
+            for _ in 0..3 {
+                o.update(0, &mut w, &g, 0.1, 0.0);
+            }
+            assert!(w.iter().all(|v| *v == 0.5), "{c:?}");
+        }
+    }
+}

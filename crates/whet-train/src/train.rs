@@ -1,0 +1,284 @@
+//! The training loop: batching, optimisation, schedules, divergence guard, early stopping.
+
+use crate::config::{BatchSize, TrainConfig};
+use crate::data::BatchSource;
+use crate::error::{Diverged, Error, Result};
+use crate::metrics::{Evaluation, evaluate_with};
+use crate::mlp::{Mlp, NoiseKey, Workspace};
+use crate::optim::Optimizer;
+use ndarray::s;
+use rand::RngExt;
+use serde::Serialize;
+use std::time::Instant;
+use whet_core::rng::stream;
+
+/// Metrics of one epoch (one point of the learning curves).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochRecord {
+    /// Epoch, 1-based.
+    pub epoch: usize,
+    /// Learning rate used in this epoch.
+    pub lr: f64,
+    /// Mean training loss over the epoch's batches, measured in training mode (with noise and
+    /// dropout, before each batch's update).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch's batches (None for regression).
+    pub train_accuracy: Option<f64>,
+    /// Validation loss in evaluation mode after the epoch (None without a validation set).
+    pub valid_loss: Option<f64>,
+    /// Validation accuracy (None for regression or without a validation set).
+    pub valid_accuracy: Option<f64>,
+    /// Wall time of the epoch's training part, seconds.
+    pub seconds: f64,
+    /// Training samples per second in this epoch.
+    pub samples_per_second: f64,
+}
+
+/// What a finished run returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainReport {
+    /// Per-epoch curves.
+    pub curves: Vec<EpochRecord>,
+    /// With early stopping: the 1-based epoch whose weights were restored.
+    pub best_epoch: Option<usize>,
+    /// True when early stopping ended the run before the last epoch.
+    pub stopped_early: bool,
+    /// Total training wall time (excluding validation), seconds.
+    pub seconds: f64,
+    /// Training samples per second over the whole run.
+    pub samples_per_second: f64,
+}
+
+/// Receives progress during training (the CLI draws progress bars from it).
+pub trait Observer {
+    /// An epoch (1-based) of `epochs` starts, with `batches` batches.
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        let _ = (epoch, epochs, batches);
+    }
+    /// Batch `batch` (1-based) of `epoch` is done; `loss` is its mean loss.
+    fn batch_end(&mut self, epoch: usize, batch: usize, loss: f64) {
+        let _ = (epoch, batch, loss);
+    }
+    /// An epoch ended with these metrics.
+    fn epoch_end(&mut self, record: &EpochRecord) {
+        let _ = record;
+    }
+}
+
+/// An [`Observer`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+/// Trains `model` on `train` as `config` says, drawing all randomness (shuffling, noise,
+/// dropout) from `seed`. Validation (if any) runs after every epoch in evaluation mode. With
+/// early stopping the best weights are restored at the end.
+///
+/// # Errors
+/// - [`Error::Config`]: invalid config, mismatched data dimensions, empty data, early stopping
+///   without a validation set;
+/// - [`Error::StepNotDifferentiable`]: a trainable layer sits below a step activation;
+/// - [`Error::Source`]: a batch source failed;
+/// - [`Error::Diverged`]: the loss became NaN, infinite, or exploded; it carries the curves of
+///   the completed epochs.
+pub fn fit(
+    model: &mut Mlp,
+    config: &TrainConfig,
+    seed: u64,
+    train: &mut dyn BatchSource,
+    mut valid: Option<&mut dyn BatchSource>,
+    observer: &mut dyn Observer,
+) -> Result<TrainReport> {
+    let issues = config.validate();
+    if !issues.is_empty() {
+        let list: Vec<String> = issues.iter().map(|i| format!("train.{i}")).collect();
+        return Err(Error::Config(list.join("; ")));
+    }
+    check_source("training set", model, train)?;
+    if let Some(v) = valid.as_deref() {
+        check_source("validation set", model, v)?;
+    }
+    if config.early_stopping.is_some() && valid.is_none() {
+        return Err(Error::Config(
+            "train.early_stopping needs a validation set (none was given)".into(),
+        ));
+    }
+    model.check_trainable()?;
+
+    let n = train.len();
+    let rows = config.batch_size.rows(n);
+    let batches = n.div_ceil(rows);
+    let mut ws = model.workspace(rows, model.output_dim());
+    let mut eval_ws = valid
+        .as_deref()
+        .map(|v| model.workspace(v.len().clamp(1, 1024), model.output_dim()));
+    let mut opt = Optimizer::new(&config.optimizer);
+    let mut order: Vec<usize> = (0..n).collect();
+    let base_lr = config.optimizer.lr();
+    let wd = config.weight_decay.get() as f32;
+    let factor = config.divergence.factor.get();
+    let classify = model.task != crate::config::Task::Regression;
+
+    let mut curves: Vec<EpochRecord> = Vec::with_capacity(config.epochs);
+    let mut reference: Option<f64> = None;
+    let mut best: Option<(f64, usize, Mlp)> = None;
+    let mut since_best = 0usize;
+    let mut stopped_early = false;
+    let mut total_seconds = 0.0;
+
+    for epoch in 0..config.epochs {
+        let lr = config
+            .schedule
+            .as_ref()
+            .map_or(base_lr, |s| s.lr_at(base_lr, epoch, config.epochs));
+        observer.epoch_start(epoch + 1, config.epochs, batches);
+        let t0 = Instant::now();
+        if config.batch_size != BatchSize::Full {
+            shuffle(&mut order, seed, epoch);
+        }
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        for b in 0..batches {
+            let idx = &order[b * rows..((b + 1) * rows).min(n)];
+            let r = idx.len();
+            let (x, y) = ws.batch_mut(r);
+            train
+                .fill(epoch, idx, x, y)
+                .map_err(|message| Error::Source {
+                    epoch,
+                    rows: r,
+                    message,
+                })?;
+            let key = NoiseKey {
+                seed,
+                epoch,
+                batch: b,
+            };
+            let (l, c) = model.forward_backward(&mut ws, r, Some(key));
+            let mean = l / r as f64;
+            let refl = *reference.get_or_insert(mean);
+            if !mean.is_finite() || mean > factor * refl.max(1e-6) {
+                return Err(Error::Diverged(Box::new(Diverged {
+                    epoch: epoch + 1,
+                    batch: b + 1,
+                    lr,
+                    loss: mean,
+                    reference: refl,
+                    factor,
+                    curves,
+                })));
+            }
+            apply_updates(model, &mut opt, &ws, lr as f32, wd);
+            loss_sum += l;
+            correct += c;
+            observer.batch_end(epoch + 1, b + 1, mean);
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        total_seconds += seconds;
+        if epoch == 0 {
+            reference = Some(loss_sum / n as f64);
+        }
+        let val: Option<Evaluation> = match (valid.as_deref_mut(), eval_ws.as_mut()) {
+            (Some(v), Some(w)) => Some(evaluate_with(model, v, w)?),
+            _ => None,
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / n as f64,
+            train_accuracy: classify.then(|| correct as f64 / n as f64),
+            valid_loss: val.as_ref().map(|v| v.loss),
+            valid_accuracy: val.as_ref().and_then(|v| v.accuracy()),
+            seconds,
+            samples_per_second: n as f64 / seconds.max(1e-12),
+        };
+        observer.epoch_end(&record);
+        curves.push(record);
+        if let (Some(es), Some(v)) = (&config.early_stopping, &val) {
+            let improved = best
+                .as_ref()
+                .is_none_or(|(b, _, _)| v.loss < b - es.min_delta.get());
+            if improved {
+                since_best = 0;
+                match &mut best {
+                    Some((bl, be, bm)) => {
+                        *bl = v.loss;
+                        *be = epoch + 1;
+                        model.copy_weights_to(bm);
+                    }
+                    None => best = Some((v.loss, epoch + 1, model.clone())),
+                }
+            } else {
+                since_best += 1;
+                if since_best >= es.patience {
+                    stopped_early = epoch + 1 < config.epochs;
+                    break;
+                }
+            }
+        }
+    }
+    let best_epoch = best.map(|(_, e, bm)| {
+        bm.copy_weights_to(model);
+        e
+    });
+    let seen: usize = curves.len() * n;
+    Ok(TrainReport {
+        curves,
+        best_epoch,
+        stopped_early,
+        seconds: total_seconds,
+        samples_per_second: seen as f64 / total_seconds.max(1e-12),
+    })
+}
+
+fn check_source(what: &str, model: &Mlp, src: &dyn BatchSource) -> Result<()> {
+    if src.is_empty() {
+        return Err(Error::Config(format!("the {what} has no samples")));
+    }
+    if src.input_dim() != model.input_dim() {
+        return Err(Error::Shape {
+            what: format!("{what} features (the model's inputs)"),
+            expected: model.input_dim(),
+            got: src.input_dim(),
+        });
+    }
+    if src.target_dim() != model.output_dim() {
+        return Err(Error::Shape {
+            what: format!("{what} target columns (the model's outputs)"),
+            expected: model.output_dim(),
+            got: src.target_dim(),
+        });
+    }
+    Ok(())
+}
+
+/// Resets `order` to the identity and shuffles it (Fisher-Yates) from the stream `[4, epoch]`,
+/// so each epoch's order depends only on the seed and the epoch.
+pub fn shuffle(order: &mut [usize], seed: u64, epoch: usize) {
+    for (i, v) in order.iter_mut().enumerate() {
+        *v = i;
+    }
+    let mut rng = stream(seed, &[4, epoch as u64]);
+    for i in (1..order.len()).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+}
+
+/// Applies the optimizer to every trainable layer (weights with weight decay, biases without).
+fn apply_updates(model: &mut Mlp, opt: &mut Optimizer, ws: &Workspace, lr: f32, wd: f32) {
+    for (l, layer) in model.layers.iter_mut().enumerate() {
+        if layer.frozen {
+            continue;
+        }
+        let w = layer
+            .weight
+            .as_slice_mut()
+            .expect("standard layout weights");
+        let gw = ws.grad_w[l].as_slice().expect("standard layout gradients");
+        opt.update(2 * l, w, gw, lr, wd);
+        let b = layer.bias.as_slice_mut().expect("contiguous bias");
+        let gb = ws.grad_b[l].slice(s![..]);
+        opt.update(2 * l + 1, b, gb.as_slice().expect("contiguous"), lr, 0.0);
+    }
+}

@@ -1,0 +1,589 @@
+//! Integration tests of whet-train: gradient checks, small problems learnt, determinism,
+//! checkpoints, transfer, divergence, early stopping.
+
+mod idx;
+
+use ndarray::Array2;
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+use whet_core::rng::stream;
+use whet_train::gradcheck::gradient_check;
+use whet_train::mlp::NoiseKey;
+use whet_train::*;
+
+fn model_cfg(task: Task, hidden: &[(usize, Activation, f64, f64)]) -> ModelConfig {
+    let hidden = hidden
+        .iter()
+        .map(|&(dense, activation, noise, dropout)| {
+            serde_json::from_value(serde_json::json!({
+                "dense": dense, "activation": activation, "noise": noise, "dropout": dropout
+            }))
+            .unwrap()
+        })
+        .collect();
+    ModelConfig {
+        task,
+        hidden,
+        output: None,
+        init: Init::Auto,
+    }
+}
+
+fn train_cfg(json: &str) -> TrainConfig {
+    serde_json::from_str(json).unwrap()
+}
+
+fn random_data(task: Task, n: usize, d: usize, k: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
+    let mut rng = stream(seed, &[99]);
+    let x = Array2::from_shape_simple_fn((n, d), || StandardNormal.sample(&mut rng));
+    let y = match task {
+        Task::Classification => {
+            let labels: Vec<usize> = (0..n).map(|_| rng.random_range(0..k)).collect();
+            ArraySource::one_hot(&labels, k).unwrap()
+        }
+        Task::Binary => {
+            Array2::from_shape_simple_fn((n, 1), || f32::from(u8::from(rng.random::<bool>())))
+        }
+        Task::Regression => {
+            Array2::from_shape_simple_fn((n, k), || StandardNormal.sample(&mut rng))
+        }
+    };
+    (x, y)
+}
+
+fn outputs(task: Task) -> usize {
+    match task {
+        Task::Classification => 3,
+        Task::Binary => 1,
+        Task::Regression => 2,
+    }
+}
+
+const ACTIVATIONS: [Activation; 6] = [
+    Activation::Relu,
+    Activation::LeakyRelu,
+    Activation::Sigmoid,
+    Activation::Tanh,
+    Activation::Identity,
+    Activation::Softmax,
+];
+const TASKS: [Task; 3] = [Task::Classification, Task::Binary, Task::Regression];
+
+/// Every hidden activation × every task/loss, with noise and dropout off (evaluation path and
+/// zero rates) and on (training path with fixed draws).
+#[test]
+fn gradient_check_every_activation_and_loss() {
+    let mut case = 0u64;
+    for task in TASKS {
+        for act in ACTIVATIONS {
+            for (noise, dropout, train) in [
+                (0.0, 0.0, false),
+                (0.0, 0.0, true),
+                (0.3, 0.0, true),
+                (0.0, 0.4, true),
+                (0.2, 0.3, true),
+            ] {
+                case += 1;
+                let k = outputs(task);
+                // Random small shapes.
+                let mut r = stream(case, &[7]);
+                let (d, h1, h2, n) = (
+                    r.random_range(2..6),
+                    r.random_range(3..7),
+                    r.random_range(2..5),
+                    r.random_range(2..6),
+                );
+                let cfg = model_cfg(
+                    task,
+                    &[
+                        (h1, act, noise, dropout),
+                        (h2, Activation::Tanh, noise, dropout),
+                    ],
+                );
+                let net = Mlp::new(&cfg, d, k, case).unwrap();
+                let (x, y) = random_data(task, n, d, k, case);
+                let key = train.then_some(NoiseKey {
+                    seed: case,
+                    epoch: 1,
+                    batch: 2,
+                });
+                let g = gradient_check(&net, x.view(), y.view(), key, 1e-3);
+                assert!(g.checked > 0);
+                assert!(
+                    g.max_error < 2e-2,
+                    "{task:?} {act:?} noise {noise} dropout {dropout} train {train} shapes d{d} h{h1} h{h2} n{n}: {}",
+                    g.worst
+                );
+            }
+        }
+    }
+}
+
+/// A frozen step layer below trainable layers: gradients above it are still exact.
+#[test]
+fn gradient_check_through_frozen_step_layer() {
+    let cfg = model_cfg(
+        Task::Classification,
+        &[
+            (6, Activation::Step, 0.0, 0.0),
+            (4, Activation::Sigmoid, 0.0, 0.0),
+        ],
+    );
+    let mut net = Mlp::new(&cfg, 3, 3, 5).unwrap();
+    net.freeze(&[0]).unwrap();
+    net.check_trainable().unwrap();
+    let (x, y) = random_data(Task::Classification, 5, 3, 3, 5);
+    let g = gradient_check(&net, x.view(), y.view(), None, 1e-3);
+    assert_eq!(g.checked, 6 * 4 + 4 + 4 * 3 + 3);
+    assert!(g.max_error < 2e-2, "{}", g.worst);
+}
+
+#[test]
+fn training_through_step_is_a_clear_error() {
+    let cfg = model_cfg(Task::Classification, &[(4, Activation::Step, 0.0, 0.0)]);
+    let mut net = Mlp::new(&cfg, 2, 2, 1).unwrap();
+    let (x, y) = random_data(Task::Classification, 8, 2, 2, 1);
+    let mut src = ArraySource::new(x, y).unwrap();
+    let err = fit(
+        &mut net,
+        &train_cfg(r#"{"optimizer": {"sgd": {}}}"#),
+        1,
+        &mut src,
+        None,
+        &mut NoObserver,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::StepNotDifferentiable {
+                layer: 0,
+                trainable: 0
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("derivative is zero almost everywhere"),
+        "{msg}"
+    );
+}
+
+fn xor() -> ArraySource {
+    let x = ndarray::array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    ArraySource::new(x, ArraySource::one_hot(&[0, 1, 1, 0], 2).unwrap()).unwrap()
+}
+
+/// XOR is learnt to 100 % accuracy with momentum SGD in online mode and with full-batch Adam.
+#[test]
+fn xor_is_learnt() {
+    for (train, batch) in [
+        (
+            r#"{"optimizer": {"momentum": {"lr": 0.02}}, "batch_size": 1, "epochs": 300}"#,
+            "online",
+        ),
+        (
+            r#"{"optimizer": {"sgd": {"lr": 0.1}}, "batch_size": 1, "epochs": 300}"#,
+            "online sgd",
+        ),
+        (
+            r#"{"optimizer": {"adam": {"lr": 0.05}}, "batch_size": "full", "epochs": 300}"#,
+            "full",
+        ),
+        (
+            r#"{"optimizer": {"nesterov": {"lr": 0.1}}, "batch_size": 2, "epochs": 300}"#,
+            "mini",
+        ),
+    ] {
+        let cfg = model_cfg(Task::Classification, &[(8, Activation::Tanh, 0.0, 0.0)]);
+        let mut net = Mlp::new(&cfg, 2, 2, 3).unwrap();
+        let mut data = xor();
+        let r = fit(
+            &mut net,
+            &train_cfg(train),
+            3,
+            &mut data,
+            None,
+            &mut NoObserver,
+        )
+        .unwrap();
+        let e = evaluate(&net, &mut data).unwrap();
+        assert_eq!(e.accuracy(), Some(1.0), "{batch}: {:?}", r.curves.last());
+        assert!(e.loss < 0.1, "{batch}: loss {}", e.loss);
+    }
+}
+
+/// Binary task on XOR (one sigmoid output): 100 % accuracy and ROC AUC 1.
+#[test]
+fn xor_binary_is_learnt() {
+    let cfg = model_cfg(Task::Binary, &[(8, Activation::Tanh, 0.0, 0.0)]);
+    let mut net = Mlp::new(&cfg, 2, 1, 3).unwrap();
+    let x = ndarray::array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    let y = ndarray::array![[0.0f32], [1.0], [1.0], [0.0]];
+    let mut data = ArraySource::new(x, y).unwrap();
+    fit(
+        &mut net,
+        &train_cfg(r#"{"optimizer": {"rmsprop": {"lr": 0.01}}, "batch_size": 4, "epochs": 500}"#),
+        1,
+        &mut data,
+        None,
+        &mut NoObserver,
+    )
+    .unwrap();
+    let e = evaluate(&net, &mut data).unwrap();
+    let Metrics::Classification(m) = &e.metrics else {
+        panic!()
+    };
+    assert_eq!(m.accuracy, 1.0);
+    assert_eq!(m.roc_auc, Some(1.0));
+}
+
+/// Regression y = x1 - 2 x2 + 0.5 learnt by AdaGrad: R² > 0.99.
+#[test]
+fn linear_regression_is_learnt() {
+    let (x, _) = random_data(Task::Regression, 256, 2, 1, 4);
+    let y = Array2::from_shape_fn((256, 1), |(i, _)| x[[i, 0]] - 2.0 * x[[i, 1]] + 0.5);
+    let mut data = ArraySource::new(x, y).unwrap();
+    let cfg = model_cfg(Task::Regression, &[(16, Activation::Tanh, 0.0, 0.0)]);
+    let mut net = Mlp::new(&cfg, 2, 1, 4).unwrap();
+    fit(
+        &mut net,
+        &train_cfg(r#"{"optimizer": {"adagrad": {"lr": 0.1}}, "batch_size": 32, "epochs": 100}"#),
+        4,
+        &mut data,
+        None,
+        &mut NoObserver,
+    )
+    .unwrap();
+    let e = evaluate(&net, &mut data).unwrap();
+    let Metrics::Regression(m) = &e.metrics else {
+        panic!()
+    };
+    assert!(m.r2.unwrap() > 0.99, "{m:?}");
+    assert!(
+        (e.loss - m.mse / 2.0).abs() < 1e-6,
+        "loss has the 1/2 factor"
+    );
+}
+
+/// 2,000 MNIST training images, 784-128-10 ReLU with dropout and noise, Adam, 8 epochs:
+/// at least 88 % on the first 1,000 test images (measured: see the assertion message).
+#[test]
+fn mnist_2000_images_are_learnt() {
+    let (x, y) = idx::load("train", 2000, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let (tx, ty) = idx::load("t10k", 1000, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let cfg = model_cfg(Task::Classification, &[(128, Activation::Relu, 0.05, 0.1)]);
+    let mut net = Mlp::new(&cfg, 784, 10, 11).unwrap();
+    let mut train = ArraySource::new(x, y).unwrap();
+    let mut test = ArraySource::new(tx, ty).unwrap();
+    let tc = train_cfg(
+        r#"{"optimizer": {"adam": {"lr": 0.002}}, "batch_size": 32, "epochs": 8, "schedule": {"cosine": {}}}"#,
+    );
+    let r = fit(
+        &mut net,
+        &tc,
+        11,
+        &mut train,
+        Some(&mut test),
+        &mut NoObserver,
+    )
+    .unwrap();
+    let e = evaluate(&net, &mut test).unwrap();
+    let acc = e.accuracy().unwrap();
+    assert!(acc >= 0.88, "test accuracy {acc}");
+    assert_eq!(r.curves.last().unwrap().valid_accuracy, Some(acc));
+    eprintln!("mnist 2000: test accuracy {acc:.4}");
+}
+
+fn train_for_determinism() -> Vec<f32> {
+    let (x, y) = random_data(Task::Classification, 300, 200, 10, 8);
+    let mut data = ArraySource::new(x, y).unwrap();
+    let cfg = model_cfg(
+        Task::Classification,
+        &[
+            (96, Activation::Relu, 0.1, 0.2),
+            (64, Activation::Tanh, 0.0, 0.1),
+        ],
+    );
+    let mut net = Mlp::new(&cfg, 200, 10, 21).unwrap();
+    let tc = train_cfg(
+        r#"{"optimizer": {"adam": {}}, "batch_size": 128, "epochs": 3, "weight_decay": 0.001}"#,
+    );
+    fit(&mut net, &tc, 21, &mut data, None, &mut NoObserver).unwrap();
+    net.layers
+        .iter()
+        .flat_map(|l| l.weight.iter().chain(l.bias.iter()).copied())
+        .collect()
+}
+
+/// Same seed, same weights bit for bit, with 1 and 2 rayon threads (products are large enough
+/// to be split into parallel blocks).
+#[test]
+fn same_seed_same_weights_across_thread_counts() {
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let one = pool(1).install(train_for_determinism);
+    let two = pool(2).install(train_for_determinism);
+    assert_eq!(one.len(), two.len());
+    assert!(
+        one.iter()
+            .zip(&two)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    // And a different seed gives different weights.
+    let (x, y) = random_data(Task::Classification, 300, 200, 10, 8);
+    let cfg = model_cfg(
+        Task::Classification,
+        &[
+            (96, Activation::Relu, 0.1, 0.2),
+            (64, Activation::Tanh, 0.0, 0.1),
+        ],
+    );
+    let other = Mlp::new(&cfg, 200, 10, 22).unwrap();
+    let _ = (x, y);
+    assert_ne!(other.layers[0].weight.as_slice().unwrap()[..10], one[..10]);
+}
+
+#[test]
+fn checkpoint_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    let cfg = model_cfg(
+        Task::Binary,
+        &[
+            (7, Activation::LeakyRelu, 0.1, 0.25),
+            (3, Activation::Sigmoid, 0.0, 0.0),
+        ],
+    );
+    let net = Mlp::new(&cfg, 5, 1, 2).unwrap();
+    checkpoint::save(&net, &p).unwrap();
+    let back = checkpoint::load(&p).unwrap();
+    assert_eq!(back, net);
+    // The file follows the safetensors layout: u64 header length, JSON header, data.
+    let bytes = std::fs::read(&p).unwrap();
+    let h = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(h % 8, 0);
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + h]).unwrap();
+    assert_eq!(
+        header["layers.0.weight"]["shape"],
+        serde_json::json!([5, 7])
+    );
+    assert_eq!(bytes.len() - 8 - h, 4 * net.parameter_count());
+    // Corruption is an error, not a panic.
+    std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+    let err = checkpoint::load(&p).unwrap_err().to_string();
+    assert!(err.contains("data_offsets"), "{err}");
+    std::fs::write(&p, b"abc").unwrap();
+    assert!(checkpoint::load(&p).is_err());
+}
+
+/// Transfer: digits 0-4 → 5-9 with frozen hidden layers; frozen layers do not move, the new
+/// output layer is trained, and a fine-tuned run moves every layer.
+#[test]
+fn transfer_with_frozen_layers_leaves_them_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("base.safetensors");
+    let (x, y) = idx::load("train", 600, &[0, 1, 2, 3, 4]);
+    let cfg = model_cfg(
+        Task::Classification,
+        &[
+            (32, Activation::Relu, 0.0, 0.0),
+            (16, Activation::Relu, 0.0, 0.0),
+        ],
+    );
+    let mut base = Mlp::new(&cfg, 784, 5, 1).unwrap();
+    let tc = train_cfg(r#"{"optimizer": {"adam": {}}, "batch_size": 32, "epochs": 2}"#);
+    fit(
+        &mut base,
+        &tc,
+        1,
+        &mut ArraySource::new(x, y).unwrap(),
+        None,
+        &mut NoObserver,
+    )
+    .unwrap();
+    checkpoint::save(&base, &ckpt).unwrap();
+
+    let (x2, y2) = idx::load("train", 600, &[5, 6, 7, 8, 9, 3]);
+    let new_cfg = model_cfg(Task::Classification, &[]);
+    let mut t = train_cfg(
+        r#"{"optimizer": {"adam": {}}, "batch_size": 32, "epochs": 2,
+        "transfer": {"checkpoint": "base.safetensors", "freeze": [0, 1]}}"#,
+    );
+    t.resolve_paths(dir.path());
+    let mut net = build_model(&new_cfg, &t, 784, 6, 2).unwrap();
+    assert_eq!(net.output_dim(), 6);
+    let before = net.clone();
+    fit(
+        &mut net,
+        &t,
+        2,
+        &mut ArraySource::new(x2.clone(), y2.clone()).unwrap(),
+        None,
+        &mut NoObserver,
+    )
+    .unwrap();
+    for l in 0..2 {
+        assert_eq!(
+            net.layers[l].weight, base.layers[l].weight,
+            "frozen layer {l} moved"
+        );
+        assert_eq!(net.layers[l].bias, base.layers[l].bias);
+    }
+    assert_ne!(net.layers[2].weight, before.layers[2].weight);
+
+    let mut t2 = t.clone();
+    t2.transfer.as_mut().unwrap().freeze.clear();
+    let mut tuned = build_model(&new_cfg, &t2, 784, 6, 2).unwrap();
+    fit(
+        &mut tuned,
+        &t2,
+        2,
+        &mut ArraySource::new(x2, y2).unwrap(),
+        None,
+        &mut NoObserver,
+    )
+    .unwrap();
+    assert_ne!(tuned.layers[0].weight, base.layers[0].weight);
+
+    // Freezing everything, or a layer that does not exist, is an error.
+    t2.transfer.as_mut().unwrap().freeze = vec![0, 1, 2];
+    assert!(
+        build_model(&new_cfg, &t2, 784, 6, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("nothing would be trained")
+    );
+    t2.transfer.as_mut().unwrap().freeze = vec![5];
+    assert!(
+        build_model(&new_cfg, &t2, 784, 6, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist")
+    );
+}
+
+#[test]
+fn divergence_is_detected_with_a_huge_learning_rate() {
+    let (x, y) = random_data(Task::Classification, 256, 10, 3, 6);
+    let mut data = ArraySource::new(x, y).unwrap();
+    let cfg = model_cfg(Task::Classification, &[(32, Activation::Relu, 0.0, 0.0)]);
+    let mut net = Mlp::new(&cfg, 10, 3, 6).unwrap();
+    let tc = train_cfg(r#"{"optimizer": {"sgd": {"lr": 1000.0}}, "batch_size": 16, "epochs": 5}"#);
+    let err = fit(&mut net, &tc, 6, &mut data, None, &mut NoObserver).unwrap_err();
+    let msg = err.to_string();
+    let Error::Diverged(d) = err else {
+        panic!("expected divergence, got {msg}")
+    };
+    assert!(
+        msg.contains("lower the learning rate") && msg.contains("learning rate 1000"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("epoch {}, batch {}", d.epoch, d.batch)),
+        "{msg}"
+    );
+    assert_eq!(d.curves.len(), d.epoch - 1);
+}
+
+/// With a tiny validation set and a high learning rate the validation loss soon rises; the
+/// run stops early and the restored weights are exactly the best epoch's.
+#[test]
+fn early_stopping_restores_best_weights() {
+    let (x, y) = random_data(Task::Classification, 200, 20, 3, 9);
+    let (vx, vy) = random_data(Task::Classification, 50, 20, 3, 10);
+    let cfg = model_cfg(Task::Classification, &[(64, Activation::Relu, 0.0, 0.0)]);
+    let mut net = Mlp::new(&cfg, 20, 3, 9).unwrap();
+    let tc = train_cfg(
+        r#"{"optimizer": {"adam": {"lr": 0.01}}, "batch_size": 20, "epochs": 60,
+        "early_stopping": {"patience": 3}}"#,
+    );
+    let mut valid = ArraySource::new(vx, vy).unwrap();
+    let r = fit(
+        &mut net,
+        &tc,
+        9,
+        &mut ArraySource::new(x, y).unwrap(),
+        Some(&mut valid),
+        &mut NoObserver,
+    )
+    .unwrap();
+    assert!(
+        r.stopped_early,
+        "{:?}",
+        r.curves.iter().map(|c| c.valid_loss).collect::<Vec<_>>()
+    );
+    let best = r.best_epoch.unwrap();
+    assert_eq!(r.curves.len(), best + 3);
+    let best_loss = r.curves[best - 1].valid_loss.unwrap();
+    let min = r
+        .curves
+        .iter()
+        .map(|c| c.valid_loss.unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(best_loss, min);
+    let now = evaluate(&net, &mut valid).unwrap().loss;
+    assert!(
+        (now - best_loss).abs() < 1e-12,
+        "restored weights give {now}, best was {best_loss}"
+    );
+}
+
+/// The observer sees every epoch and batch.
+#[test]
+fn observer_sees_epochs_and_batches() {
+    #[derive(Default)]
+    struct Count(usize, usize, usize);
+    impl Observer for Count {
+        fn epoch_start(&mut self, _: usize, _: usize, _: usize) {
+            self.0 += 1;
+        }
+        fn batch_end(&mut self, _: usize, _: usize, _: f64) {
+            self.1 += 1;
+        }
+        fn epoch_end(&mut self, _: &EpochRecord) {
+            self.2 += 1;
+        }
+    }
+    let mut c = Count::default();
+    let cfg = model_cfg(Task::Classification, &[(4, Activation::Tanh, 0.0, 0.0)]);
+    let mut net = Mlp::new(&cfg, 2, 2, 1).unwrap();
+    fit(
+        &mut net,
+        &train_cfg(r#"{"optimizer": {"sgd": {}}, "batch_size": 3, "epochs": 2}"#),
+        1,
+        &mut xor(),
+        None,
+        &mut c,
+    )
+    .unwrap();
+    assert_eq!((c.0, c.1, c.2), (2, 4, 2));
+}
+
+#[test]
+fn bad_dimensions_are_errors() {
+    let cfg = model_cfg(Task::Binary, &[]);
+    assert!(
+        Mlp::new(&cfg, 2, 2, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("binary")
+    );
+    let cfg = model_cfg(Task::Classification, &[]);
+    let mut net = Mlp::new(&cfg, 3, 2, 1).unwrap();
+    let err = fit(
+        &mut net,
+        &train_cfg(r#"{"optimizer": {"sgd": {}}}"#),
+        1,
+        &mut xor(),
+        None,
+        &mut NoObserver,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("expected 3, got 2"), "{err}");
+}
