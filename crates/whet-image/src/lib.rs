@@ -1,1 +1,51 @@
-//! placeholder
+//! Image loading, augmentation, input noise, previews and export for whet.
+//!
+//! - [`ImageSet`]: `n` images of `h × w × c` bytes with labels and class names, loaded from MNIST
+//!   IDX files ([`load_idx`]) or class folders ([`load_folder`]), or through the `data.images`
+//!   config ([`ImagesDataConfig`], [`load_images`]); split with
+//!   [`ImageSet::split_stratified`].
+//! - [`AugmentConfig`] (YAML key `augment`) builds an [`Augmenter`], which expands a set offline
+//!   ([`Augmenter::expand`]) or fills normalised `f32` batches online in parallel
+//!   ([`Augmenter::fill`]). Every sample's randomness comes from
+//!   `whet_core::rng::stream(seed, &[1, epoch, sample, op])`, so results do not depend on threads.
+//! - [`write_preview`] draws a labelled grid of originals and augmented versions;
+//!   [`write_png_folders`] and [`write_idx`] export a set.
+//!
+//! ```
+//! use whet_image::{Augmenter, AugmentConfig, ImageSet, Normalizer};
+//! let cfg: AugmentConfig = serde_json::from_str(
+//!     r#"{ "ops": [ { "rotate": { "degrees": 10 } }, { "gaussian_noise": { "std": 0.05 } } ] }"#,
+//! ).unwrap();
+//! let set = ImageSet::new(4, 4, 1, vec![128; 32], vec![0, 1], vec!["a".into(), "b".into()]).unwrap();
+//! let aug = Augmenter::new(&cfg, 42, 4, 4, 1).unwrap();
+//! let mut x = vec![0.0f32; 2 * 16];
+//! let mut y = vec![0u32; 2];
+//! aug.fill(&set, &Normalizer::unit(1), 0, &[0, 1], &mut x, &mut y).unwrap();
+//! assert_eq!(y, [0, 1]);
+//! ```
+
+// Pixel kernels index several parallel slices (source, destination, weights) by channel.
+#![allow(clippy::needless_range_loop)]
+
+pub mod augment;
+pub mod buf;
+pub mod color;
+pub mod data;
+pub mod error;
+pub mod folder;
+pub mod geometric;
+pub mod idx;
+pub mod noise;
+pub mod preview;
+pub mod set;
+
+pub use augment::{
+    AugmentConfig, AugmentMode, Augmenter, OneOfConfig, OpConfig, Scratch, SomeOfConfig,
+};
+pub use buf::{Img, View};
+pub use data::{ImagesDataConfig, LoadedImages, load_images};
+pub use error::{Error, Result};
+pub use folder::{FolderLoad, FolderOptions, Skipped, load_folder, write_png_folders};
+pub use idx::{load_idx, write_idx};
+pub use preview::{PreviewOptions, render_preview, write_preview};
+pub use set::{ImageSet, NormalizeKind, Normalizer};

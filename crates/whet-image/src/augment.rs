@@ -1,0 +1,846 @@
+//! The augmentation config ([`AugmentConfig`], YAML key `augment`), the built [`Augmenter`], and
+//! its two modes: offline expansion ([`Augmenter::expand`]) and online batch filling
+//! ([`Augmenter::fill`]).
+//!
+//! # Determinism
+//! Every op node gets a fixed id (its position in a pre-order walk of the op tree). The
+//! randomness of node `id` on sample `i` in epoch `e` comes from
+//! `whet_core::rng::stream(seed, &[1, e, i, id])` and from nothing else, so an image's result
+//! depends only on (seed, epoch, sample, config), never on threads or on the other samples.
+
+use crate::buf::{Img, View, below, chance};
+use crate::color::{
+    self, BlurConfig, BlurScratch, BrightnessConfig, ContrastConfig, ErasingConfig, GammaConfig,
+};
+use crate::error::{Error, Result};
+use crate::geometric::{
+    self, AffineConfig, AffineParams, ElasticConfig, ElasticScratch, FlipConfig, Mat,
+    RandomCropConfig, RandomResizedCropConfig, ResizeScratch, RotateConfig, ScaleConfig,
+    ShearConfig, TranslateConfig,
+};
+use crate::noise::{GaussianNoise, GaussianNoiseConfig, SaltPepperConfig, Speckle, SpeckleConfig};
+use crate::set::{ImageSet, Normalizer};
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use whet_core::spec::{Issues, Probability};
+use whet_core::{Rng, rng::stream};
+
+fn p_one() -> Probability {
+    Probability::ONE
+}
+fn one() -> usize {
+    1
+}
+
+/// One augmentation op (YAML: a one-key map, `- rotate: { degrees: 12, p: 0.7 }`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OpConfig {
+    /// Mirror left-right.
+    Hflip(FlipConfig),
+    /// Mirror top-bottom.
+    Vflip(FlipConfig),
+    /// Random rotation.
+    Rotate(RotateConfig),
+    /// Random shift.
+    Translate(TranslateConfig),
+    /// Random zoom.
+    Scale(ScaleConfig),
+    /// Random horizontal shear.
+    Shear(ShearConfig),
+    /// Rotation, shift, zoom and shear as one warp.
+    Affine(AffineConfig),
+    /// Random crop with padding.
+    RandomCrop(RandomCropConfig),
+    /// Random resized crop.
+    RandomResizedCrop(RandomResizedCropConfig),
+    /// Random brightness shift.
+    Brightness(BrightnessConfig),
+    /// Random contrast change.
+    Contrast(ContrastConfig),
+    /// Random gamma.
+    Gamma(GammaConfig),
+    /// Gaussian blur.
+    GaussianBlur(BlurConfig),
+    /// Elastic distortion (Simard et al. 2003).
+    Elastic(ElasticConfig),
+    /// Random erasing (cutout).
+    #[serde(alias = "cutout")]
+    Erasing(ErasingConfig),
+    /// Additive Gaussian noise.
+    GaussianNoise(GaussianNoiseConfig),
+    /// Salt-and-pepper noise.
+    SaltAndPepper(SaltPepperConfig),
+    /// Multiplicative speckle noise.
+    Speckle(SpeckleConfig),
+    /// Apply one op chosen uniformly from `ops`.
+    OneOf(OneOfConfig),
+    /// Apply `n` distinct ops chosen uniformly from `ops`, in list order.
+    SomeOf(SomeOfConfig),
+}
+
+/// `one_of`: with probability `p`, apply one op chosen uniformly from `ops`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneOfConfig {
+    /// The candidates (at least one).
+    pub ops: Vec<OpConfig>,
+    /// Probability of applying one of them. Default 1.
+    #[serde(default = "p_one")]
+    pub p: Probability,
+}
+
+/// `some_of`: with probability `p`, apply `n` distinct ops chosen uniformly from `ops`, in
+/// their list order.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SomeOfConfig {
+    /// How many to apply (`1 <= n <= ops.len()`).
+    pub n: usize,
+    /// The candidates (at most 64).
+    pub ops: Vec<OpConfig>,
+    /// Probability of applying them. Default 1.
+    #[serde(default = "p_one")]
+    pub p: Probability,
+}
+
+/// When augmentation happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AugmentMode {
+    /// Fresh draws every epoch while training.
+    #[default]
+    Online,
+    /// The training set is expanded once by `copies` augmented copies (originals kept).
+    Offline,
+}
+
+/// The `augment` section of a run file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// `online` (default) or `offline`.
+    #[serde(default)]
+    pub mode: AugmentMode,
+    /// Offline only: augmented copies per training image. Default 1.
+    #[serde(default = "one")]
+    pub copies: usize,
+    /// The ops, applied in order. Default: none.
+    #[serde(default)]
+    pub ops: Vec<OpConfig>,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            mode: AugmentMode::Online,
+            copies: 1,
+            ops: Vec::new(),
+        }
+    }
+}
+
+impl OpConfig {
+    /// The op's YAML name (`rotate`, `one_of`…).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpConfig::Hflip(_) => "hflip",
+            OpConfig::Vflip(_) => "vflip",
+            OpConfig::Rotate(_) => "rotate",
+            OpConfig::Translate(_) => "translate",
+            OpConfig::Scale(_) => "scale",
+            OpConfig::Shear(_) => "shear",
+            OpConfig::Affine(_) => "affine",
+            OpConfig::RandomCrop(_) => "random_crop",
+            OpConfig::RandomResizedCrop(_) => "random_resized_crop",
+            OpConfig::Brightness(_) => "brightness",
+            OpConfig::Contrast(_) => "contrast",
+            OpConfig::Gamma(_) => "gamma",
+            OpConfig::GaussianBlur(_) => "gaussian_blur",
+            OpConfig::Elastic(_) => "elastic",
+            OpConfig::Erasing(_) => "erasing",
+            OpConfig::GaussianNoise(_) => "gaussian_noise",
+            OpConfig::SaltAndPepper(_) => "salt_and_pepper",
+            OpConfig::Speckle(_) => "speckle",
+            OpConfig::OneOf(_) => "one_of",
+            OpConfig::SomeOf(_) => "some_of",
+        }
+    }
+
+    /// A short label with the main parameters, for previews and logs.
+    pub fn label(&self) -> String {
+        match self {
+            OpConfig::Rotate(c) => format!("rotate ±{}°", c.degrees),
+            OpConfig::Translate(c) => match (c.pixels, c.fraction) {
+                (Some(px), _) => format!("translate ±{px}px"),
+                (_, Some(f)) => format!("translate ±{f}"),
+                _ => "translate".into(),
+            },
+            OpConfig::Scale(c) => format!("scale {}-{}", c.range[0], c.range[1]),
+            OpConfig::Shear(c) => format!("shear ±{}°", c.degrees),
+            OpConfig::Elastic(c) => format!("elastic a={} s={}", c.alpha, c.sigma),
+            OpConfig::GaussianNoise(c) => format!("noise σ={}", c.std),
+            OpConfig::SaltAndPepper(c) => format!("s&p {}", c.amount),
+            OpConfig::Speckle(c) => format!("speckle σ={}", c.std),
+            OpConfig::GaussianBlur(c) => format!("blur σ={}-{}", c.sigma[0], c.sigma[1]),
+            OpConfig::OneOf(c) => format!(
+                "one_of({})",
+                c.ops.iter().map(|o| o.name()).collect::<Vec<_>>().join("|")
+            ),
+            OpConfig::SomeOf(c) => format!(
+                "some_of {}({})",
+                c.n,
+                c.ops.iter().map(|o| o.name()).collect::<Vec<_>>().join("|")
+            ),
+            other => other.name().to_string(),
+        }
+    }
+
+    /// Cross-field checks, with paths relative to this op (`rotate.degrees`).
+    pub fn validate(&self) -> Issues {
+        let mut out = Issues::new();
+        let inner = match self {
+            OpConfig::Translate(c) => c.validate(),
+            OpConfig::Scale(c) => c.validate(),
+            OpConfig::Shear(c) => c.validate(),
+            OpConfig::Affine(c) => c.validate(),
+            OpConfig::RandomResizedCrop(c) => c.validate(),
+            OpConfig::RandomCrop(c) => {
+                let mut i = Issues::new();
+                i.check(c.width > 0 && c.height > 0, "", || {
+                    format!(
+                        "expected width and height > 0, found {}x{}",
+                        c.width, c.height
+                    )
+                });
+                i
+            }
+            OpConfig::Contrast(c) => c.validate(),
+            OpConfig::Gamma(c) => c.validate(),
+            OpConfig::GaussianBlur(c) => c.validate(),
+            OpConfig::Elastic(c) => c.validate(),
+            OpConfig::Erasing(c) => c.validate(),
+            OpConfig::GaussianNoise(c) => c.validate(),
+            OpConfig::OneOf(c) => {
+                let mut i = Issues::new();
+                i.check(!c.ops.is_empty(), "ops", || {
+                    "one_of needs at least one op".into()
+                });
+                for (k, op) in c.ops.iter().enumerate() {
+                    i.nest(&format!("ops[{k}]"), op.validate());
+                }
+                i
+            }
+            OpConfig::SomeOf(c) => {
+                let mut i = Issues::new();
+                i.check(c.n >= 1 && c.n <= c.ops.len(), "n", || {
+                    format!(
+                        "expected 1 <= n <= {} (the number of ops), found {}",
+                        c.ops.len(),
+                        c.n
+                    )
+                });
+                i.check(c.ops.len() <= 64, "ops", || {
+                    format!("some_of takes at most 64 ops, found {}", c.ops.len())
+                });
+                for (k, op) in c.ops.iter().enumerate() {
+                    i.nest(&format!("ops[{k}]"), op.validate());
+                }
+                i
+            }
+            _ => Issues::new(),
+        };
+        out.nest(self.name(), inner);
+        out
+    }
+}
+
+impl AugmentConfig {
+    /// Cross-field checks, with paths like `ops[2].rotate.degrees`.
+    pub fn validate(&self) -> Issues {
+        let mut i = Issues::new();
+        for (k, op) in self.ops.iter().enumerate() {
+            i.nest(&format!("ops[{k}]"), op.validate());
+        }
+        i.check(self.copies >= 1 && self.copies <= 1000, "copies", || {
+            format!("expected 1 <= copies <= 1000, found {}", self.copies)
+        });
+        i
+    }
+}
+
+/// A built op.
+#[derive(Debug)]
+enum Kind {
+    Hflip,
+    Vflip,
+    Affine {
+        params: AffineParams,
+        fill: u8,
+    },
+    RandomCrop(RandomCropConfig),
+    RandomResizedCrop(RandomResizedCropConfig),
+    Brightness(BrightnessConfig),
+    Contrast(ContrastConfig),
+    Gamma(GammaConfig),
+    Blur(BlurConfig),
+    Elastic {
+        cfg: ElasticConfig,
+        kernel: Vec<f32>,
+    },
+    Erasing(ErasingConfig),
+    Noise(GaussianNoise),
+    SaltPepper(f64),
+    Speckle(Speckle),
+    OneOf(Vec<Node>),
+    SomeOf(usize, Vec<Node>),
+}
+
+#[derive(Debug)]
+struct Node {
+    id: u64,
+    p: f64,
+    kind: Kind,
+}
+
+/// Per-thread working memory of an [`Augmenter`]: ping-pong image buffers and the ops' scratch.
+/// Reused across calls, so steady-state augmentation does not allocate.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    a: Img,
+    b: Img,
+    resize: ResizeScratch,
+    elastic: ElasticScratch,
+    blur: BlurScratch,
+    tails: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// A built augmentation pipeline for images of one input shape.
+#[derive(Debug)]
+pub struct Augmenter {
+    nodes: Vec<Node>,
+    labels: Vec<String>,
+    seed: u64,
+    input: (usize, usize, usize),
+    output: (usize, usize, usize),
+}
+
+/// Where the current image lives while a pipeline runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    Src,
+    A,
+}
+
+impl Augmenter {
+    /// Builds `cfg` for `h × w × c` inputs with `seed`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with every validation issue, or when ops disagree on shapes (a crop
+    /// larger than its input, branches of `one_of`/`some_of` that change the size).
+    pub fn new(cfg: &AugmentConfig, seed: u64, h: usize, w: usize, c: usize) -> Result<Self> {
+        Self::from_ops(&cfg.ops, seed, h, w, c)
+    }
+
+    /// Builds a list of ops (see [`Augmenter::new`]).
+    ///
+    /// # Errors
+    /// As [`Augmenter::new`].
+    pub fn from_ops(ops: &[OpConfig], seed: u64, h: usize, w: usize, c: usize) -> Result<Self> {
+        let mut issues = Issues::new();
+        for (k, op) in ops.iter().enumerate() {
+            issues.nest(&format!("ops[{k}]"), op.validate());
+        }
+        if !issues.is_empty() {
+            return Err(Error::Config(
+                issues
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        if c != 1 && c != 3 || h == 0 || w == 0 {
+            return Err(Error::Config(format!(
+                "input images must be non-empty with 1 or 3 channels, found {h}x{w}x{c}"
+            )));
+        }
+        let mut next_id = 0;
+        let mut shape = (h, w, c);
+        let mut nodes = Vec::with_capacity(ops.len());
+        for (k, op) in ops.iter().enumerate() {
+            let (node, s) = build(op, &mut next_id, shape)
+                .map_err(|m| Error::Config(format!("ops[{k}].{}: {m}", op.name())))?;
+            shape = s;
+            nodes.push(node);
+        }
+        Ok(Self {
+            nodes,
+            labels: ops.iter().map(|o| o.label()).collect(),
+            seed,
+            input: (h, w, c),
+            output: shape,
+        })
+    }
+
+    /// Output `(h, w, c)`.
+    pub fn output_shape(&self) -> (usize, usize, usize) {
+        self.output
+    }
+
+    /// Input `(h, w, c)`.
+    pub fn input_shape(&self) -> (usize, usize, usize) {
+        self.input
+    }
+
+    /// One short label per top-level op (`rotate ±12°`…).
+    pub fn op_labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Augments one image (HWC bytes of the input shape) for `(epoch, sample)`. The result lives
+    /// in `scratch` (or is `image` itself when no op changed it).
+    ///
+    /// # Panics
+    /// When `image` does not have the input shape's length.
+    pub fn apply<'a>(
+        &self,
+        image: &'a [u8],
+        epoch: u64,
+        sample: u64,
+        scratch: &'a mut Scratch,
+    ) -> &'a [u8] {
+        let (h, w, c) = self.input;
+        let src = View::new(h, w, c, image);
+        match self.run(&self.nodes, src, Loc::Src, epoch, sample, scratch) {
+            Loc::Src => image,
+            Loc::A => &scratch.a.data,
+        }
+    }
+
+    /// Augments one image into a new [`Img`] (allocates; for tests and previews).
+    ///
+    /// # Panics
+    /// As [`Augmenter::apply`].
+    pub fn apply_to_img(&self, image: &[u8], epoch: u64, sample: u64) -> Img {
+        let mut s = Scratch::default();
+        let out = self.apply(image, epoch, sample, &mut s).to_vec();
+        let (h, w, c) = self.output;
+        Img::from_vec(h, w, c, out)
+    }
+
+    fn run(
+        &self,
+        nodes: &[Node],
+        src: View<'_>,
+        mut loc: Loc,
+        epoch: u64,
+        sample: u64,
+        s: &mut Scratch,
+    ) -> Loc {
+        let mut i = 0;
+        while i < nodes.len() {
+            // Fuse a run of consecutive affine ops with the same fill into one warp.
+            if let Kind::Affine { fill, .. } = nodes[i].kind {
+                let mut m = Mat::IDENTITY;
+                let mut any = false;
+                let (h, w) = match loc {
+                    Loc::Src => (src.h, src.w),
+                    Loc::A => (s.a.h, s.a.w),
+                };
+                while i < nodes.len() {
+                    let Kind::Affine { params, fill: f } = &nodes[i].kind else {
+                        break;
+                    };
+                    if *f != fill {
+                        break;
+                    }
+                    let mut rng = self.rng(epoch, sample, nodes[i].id);
+                    if let Some(mi) =
+                        geometric::draw_affine_or_identity(params, nodes[i].p, &mut rng, h, w)
+                    {
+                        m = mi.after(&m);
+                        any = true;
+                    }
+                    i += 1;
+                }
+                if any {
+                    let cur = cur_view(src, loc, &s.a);
+                    geometric::warp_affine(cur, &mut s.b, &m, fill);
+                    std::mem::swap(&mut s.a, &mut s.b);
+                    loc = Loc::A;
+                }
+                continue;
+            }
+            loc = self.step(&nodes[i], src, loc, epoch, sample, s);
+            i += 1;
+        }
+        loc
+    }
+
+    fn rng(&self, epoch: u64, sample: u64, id: u64) -> Rng {
+        stream(self.seed, &[1, epoch, sample, id])
+    }
+
+    fn step(
+        &self,
+        node: &Node,
+        src: View<'_>,
+        loc: Loc,
+        epoch: u64,
+        sample: u64,
+        s: &mut Scratch,
+    ) -> Loc {
+        let mut rng = self.rng(epoch, sample, node.id);
+        let apply = chance(&mut rng, node.p);
+        let Scratch {
+            a,
+            b,
+            resize,
+            elastic,
+            blur,
+            tails,
+        } = s;
+        let cur = cur_view(src, loc, a);
+        match &node.kind {
+            // Size-changing ops always run (a skipped crop takes the centre window).
+            Kind::RandomCrop(c) => geometric::random_crop(c, cur, b, &mut rng, apply),
+            Kind::RandomResizedCrop(c) => {
+                geometric::random_resized_crop(c, cur, b, &mut rng, apply, resize)
+            }
+            _ if !apply => return loc,
+            Kind::Hflip => geometric::hflip(cur, b),
+            Kind::Vflip => geometric::vflip(cur, b),
+            Kind::Affine { params, fill } => {
+                let m = params.draw(&mut rng, cur.h, cur.w);
+                geometric::warp_affine(cur, b, &m, *fill);
+            }
+            Kind::Brightness(c) => color::brightness(c, cur, b, &mut rng),
+            Kind::Contrast(c) => color::contrast(c, cur, b, &mut rng),
+            Kind::Gamma(c) => color::gamma(c, cur, b, &mut rng),
+            Kind::Blur(c) => color::blur(c, cur, b, &mut rng, blur),
+            Kind::Elastic { cfg, kernel } => {
+                geometric::elastic(cfg, kernel, cur, b, &mut rng, elastic)
+            }
+            Kind::Erasing(c) => {
+                b.copy_from(cur.data, cur.h, cur.w, cur.c);
+                color::erase(c, b, &mut rng);
+            }
+            Kind::Noise(n) => n.apply(cur, b, &mut rng, tails),
+            Kind::SaltPepper(amount) => crate::noise::salt_and_pepper(cur, b, *amount, &mut rng),
+            Kind::Speckle(n) => n.apply(cur, b, &mut rng, tails),
+            Kind::OneOf(ops) => {
+                let k = below(&mut rng, ops.len());
+                return self.run(std::slice::from_ref(&ops[k]), src, loc, epoch, sample, s);
+            }
+            Kind::SomeOf(n, ops) => {
+                // Partial Fisher-Yates on a stack array (ops.len() <= 64), then list order.
+                let mut idx = [0u8; 64];
+                for (j, v) in idx.iter_mut().enumerate().take(ops.len()) {
+                    *v = j as u8;
+                }
+                for j in 0..*n {
+                    let r = j + below(&mut rng, ops.len() - j);
+                    idx.swap(j, r);
+                }
+                let chosen = &mut idx[..*n];
+                chosen.sort_unstable();
+                let mut l = loc;
+                for &k in chosen.iter() {
+                    l = self.run(
+                        std::slice::from_ref(&ops[k as usize]),
+                        src,
+                        l,
+                        epoch,
+                        sample,
+                        s,
+                    );
+                }
+                return l;
+            }
+        }
+        std::mem::swap(a, b);
+        Loc::A
+    }
+
+    /// Offline mode: the originals followed by `copies` augmented copies of every image (copy
+    /// `k` of image `i` uses epoch `k`, sample `i`), computed in parallel.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `set` does not have the input shape, or the ops change the image
+    /// size (the originals and the copies must share one shape).
+    pub fn expand(&self, set: &ImageSet, copies: usize) -> Result<ImageSet> {
+        self.check_set(set, "expand")?;
+        if self.output != self.input {
+            return Err(Error::Shape {
+                op: "expand",
+                message: format!(
+                    "offline expansion keeps the originals, so ops must keep the size {:?}; they give {:?}",
+                    self.input, self.output
+                ),
+            });
+        }
+        let n = set.len();
+        let len = set.image_len();
+        let mut pixels = vec![0u8; n * (copies + 1) * len];
+        pixels[..n * len].copy_from_slice(&set.pixels);
+        pixels[n * len..]
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(j, out)| {
+                let (k, i) = (j / n, j % n);
+                SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    out.copy_from_slice(self.apply(set.image(i), k as u64, i as u64, &mut s));
+                });
+            });
+        let mut labels = Vec::with_capacity(n * (copies + 1));
+        for _ in 0..=copies {
+            labels.extend_from_slice(&set.labels);
+        }
+        ImageSet::new(set.h, set.w, set.c, pixels, labels, set.class_names.clone())
+    }
+
+    /// Online mode: writes the augmented, normalised images `indices` of `set` for `epoch` into
+    /// `x` (row-major `[indices.len(), h*w*c]` of the output shape) and their labels into
+    /// `labels`, in parallel with rayon. Each rayon thread keeps its own [`Scratch`], so in steady
+    /// state this does not allocate.
+    ///
+    /// # Shapes
+    /// `x.len() == indices.len() * out_h * out_w * out_c`, `labels.len() == indices.len()`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for wrong buffer lengths, a set of another shape, an index out of range,
+    /// or a normaliser with another channel count.
+    pub fn fill(
+        &self,
+        set: &ImageSet,
+        norm: &Normalizer,
+        epoch: u64,
+        indices: &[usize],
+        x: &mut [f32],
+        labels: &mut [u32],
+    ) -> Result<()> {
+        self.check_set(set, "fill")?;
+        let (h, w, c) = self.output;
+        let dim = h * w * c;
+        if x.len() != indices.len() * dim || labels.len() != indices.len() {
+            return Err(Error::Shape {
+                op: "fill",
+                message: format!(
+                    "x has {} values and labels {} for {} indices of dimension {dim}",
+                    x.len(),
+                    labels.len(),
+                    indices.len()
+                ),
+            });
+        }
+        if norm.scale.len() != c {
+            return Err(Error::Shape {
+                op: "fill",
+                message: format!(
+                    "normaliser for {} channels, images have {c}",
+                    norm.scale.len()
+                ),
+            });
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i >= set.len()) {
+            return Err(Error::Shape {
+                op: "fill",
+                message: format!("index {bad} out of range for a set of {} images", set.len()),
+            });
+        }
+        for (l, &i) in labels.iter_mut().zip(indices) {
+            *l = set.labels[i];
+        }
+        x.par_chunks_mut(dim)
+            .zip(indices.par_iter())
+            .for_each(|(row, &i)| {
+                SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    let out = self.apply(set.image(i), epoch, i as u64, &mut s);
+                    norm.apply(out, row);
+                });
+            });
+        Ok(())
+    }
+
+    fn check_set(&self, set: &ImageSet, op: &'static str) -> Result<()> {
+        if (set.h, set.w, set.c) != self.input {
+            return Err(Error::Shape {
+                op,
+                message: format!(
+                    "set of {}x{}x{} images, augmenter built for {:?}",
+                    set.h, set.w, set.c, self.input
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn cur_view<'a>(src: View<'a>, loc: Loc, a: &'a Img) -> View<'a> {
+    match loc {
+        Loc::Src => src,
+        Loc::A => a.view(),
+    }
+}
+
+type Shape = (usize, usize, usize);
+
+fn build(
+    op: &OpConfig,
+    next_id: &mut u64,
+    shape: Shape,
+) -> std::result::Result<(Node, Shape), String> {
+    let id = *next_id;
+    *next_id += 1;
+    let (h, w, c) = shape;
+    let node = |p: Probability, kind| Node {
+        id,
+        p: p.get(),
+        kind,
+    };
+    let affine = |p: Probability, params, fill| node(p, Kind::Affine { params, fill });
+    Ok(match op {
+        OpConfig::Hflip(f) => (node(f.p, Kind::Hflip), shape),
+        OpConfig::Vflip(f) => (node(f.p, Kind::Vflip), shape),
+        OpConfig::Rotate(r) => (affine(r.p, AffineParams::rotate(r), r.fill), shape),
+        OpConfig::Translate(t) => (affine(t.p, AffineParams::translate(t), t.fill), shape),
+        OpConfig::Scale(t) => (affine(t.p, AffineParams::scale(t), t.fill), shape),
+        OpConfig::Shear(t) => (affine(t.p, AffineParams::shear(t), t.fill), shape),
+        OpConfig::Affine(t) => (affine(t.p, AffineParams::affine(t), t.fill), shape),
+        OpConfig::RandomCrop(k) => {
+            if k.height > h + 2 * k.padding || k.width > w + 2 * k.padding {
+                return Err(format!(
+                    "crop {}x{} is larger than the padded input {}x{}",
+                    k.height,
+                    k.width,
+                    h + 2 * k.padding,
+                    w + 2 * k.padding
+                ));
+            }
+            (
+                node(k.p, Kind::RandomCrop(k.clone())),
+                (k.height, k.width, c),
+            )
+        }
+        OpConfig::RandomResizedCrop(k) => (
+            node(k.p, Kind::RandomResizedCrop(k.clone())),
+            (k.height, k.width, c),
+        ),
+        OpConfig::Brightness(k) => (node(k.p, Kind::Brightness(k.clone())), shape),
+        OpConfig::Contrast(k) => (node(k.p, Kind::Contrast(k.clone())), shape),
+        OpConfig::Gamma(k) => (node(k.p, Kind::Gamma(k.clone())), shape),
+        OpConfig::GaussianBlur(k) => (node(k.p, Kind::Blur(k.clone())), shape),
+        OpConfig::Elastic(k) => {
+            let mut kernel = Vec::new();
+            geometric::gaussian_kernel(k.sigma.get(), &mut kernel);
+            (
+                node(
+                    k.p,
+                    Kind::Elastic {
+                        cfg: k.clone(),
+                        kernel,
+                    },
+                ),
+                shape,
+            )
+        }
+        OpConfig::Erasing(k) => (node(k.p, Kind::Erasing(k.clone())), shape),
+        OpConfig::GaussianNoise(k) => (
+            node(k.p, Kind::Noise(GaussianNoise::new(k.mean, k.std.get()))),
+            shape,
+        ),
+        OpConfig::SaltAndPepper(k) => (node(k.p, Kind::SaltPepper(k.amount.get())), shape),
+        OpConfig::Speckle(k) => (node(k.p, Kind::Speckle(Speckle::new(k.std.get()))), shape),
+        OpConfig::OneOf(k) => {
+            let mut ops = Vec::new();
+            for (j, o) in k.ops.iter().enumerate() {
+                let (n, s) = build(o, next_id, shape)?;
+                if s != shape {
+                    return Err(format!(
+                        "ops[{j}] changes the size to {s:?}; one_of branches must keep {shape:?}"
+                    ));
+                }
+                ops.push(n);
+            }
+            (node(k.p, Kind::OneOf(ops)), shape)
+        }
+        OpConfig::SomeOf(k) => {
+            let mut ops = Vec::new();
+            for (j, o) in k.ops.iter().enumerate() {
+                let (n, s) = build(o, next_id, shape)?;
+                if s != shape {
+                    return Err(format!(
+                        "ops[{j}] changes the size to {s:?}; some_of branches must keep {shape:?}"
+                    ));
+                }
+                ops.push(n);
+            }
+            (node(k.p, Kind::SomeOf(k.n, ops)), shape)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(yaml_like: Vec<OpConfig>) -> Augmenter {
+        Augmenter::from_ops(&yaml_like, 5, 8, 8, 1).unwrap()
+    }
+
+    #[test]
+    fn empty_pipeline_returns_the_input() {
+        let a = ops(vec![]);
+        let img: Vec<u8> = (0..64).collect();
+        let mut s = Scratch::default();
+        assert_eq!(a.apply(&img, 0, 0, &mut s), &img[..]);
+    }
+
+    #[test]
+    fn probability_zero_skips() {
+        let a = ops(vec![OpConfig::Hflip(FlipConfig {
+            p: Probability::new(0.0).unwrap(),
+        })]);
+        let img: Vec<u8> = (0..64).collect();
+        assert_eq!(a.apply_to_img(&img, 0, 3).data, img);
+    }
+
+    #[test]
+    fn some_of_bad_n_is_rejected() {
+        let cfg = OpConfig::SomeOf(SomeOfConfig {
+            n: 3,
+            ops: vec![OpConfig::Hflip(FlipConfig {
+                p: Probability::ONE,
+            })],
+            p: Probability::ONE,
+        });
+        let e = Augmenter::from_ops(&[cfg], 0, 8, 8, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ops[0].some_of.n"), "{e}");
+    }
+
+    #[test]
+    fn crop_larger_than_input_is_rejected() {
+        let cfg = OpConfig::RandomCrop(RandomCropConfig {
+            width: 20,
+            height: 8,
+            padding: 2,
+            fill: 0,
+            p: Probability::ONE,
+        });
+        let e = Augmenter::from_ops(&[cfg], 0, 8, 8, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than the padded input"), "{e}");
+    }
+}

@@ -1,0 +1,316 @@
+//! Photometric ops: brightness, contrast, gamma (all through a 256-entry lookup table built per
+//! call), separable Gaussian blur in fixed point, and random erasing.
+
+use crate::buf::{Img, View, below, uniform};
+use crate::geometric::{check_range, gaussian_kernel};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use whet_core::Rng;
+use whet_core::spec::{Issues, NonNegative, Probability};
+
+fn p_one() -> Probability {
+    Probability::ONE
+}
+fn p_half() -> Probability {
+    Probability::HALF
+}
+
+/// `brightness`: add `delta · 255` with `delta` uniform in `[-limit, limit]` (saturating).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrightnessConfig {
+    /// Largest absolute shift, as a fraction of the full range (0.2 = ±51 levels).
+    pub limit: NonNegative,
+    /// Probability of applying the op. Default 1.
+    #[serde(default = "p_one")]
+    pub p: Probability,
+}
+
+/// `contrast`: scale deviations from the image mean by a factor uniform in
+/// `[1 - limit, 1 + limit]` (saturating).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContrastConfig {
+    /// Largest relative change of contrast (`< 1` keeps the factor positive... values up to 10
+    /// are accepted; a factor below 0 is clamped to 0).
+    pub limit: NonNegative,
+    /// Probability of applying the op. Default 1.
+    #[serde(default = "p_one")]
+    pub p: Probability,
+}
+
+/// `gamma`: `v' = 255 (v / 255)^g` with `g` uniform in `range`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GammaConfig {
+    /// `[low, high]` exponents, `0.05 <= low <= high <= 20`.
+    pub range: [f64; 2],
+    /// Probability of applying the op. Default 1.
+    #[serde(default = "p_one")]
+    pub p: Probability,
+}
+
+/// `gaussian_blur`: Gaussian blur with a standard deviation uniform in `sigma` pixels; the kernel
+/// radius is `ceil(3 sigma)`, edges replicated.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlurConfig {
+    /// `[low, high]` standard deviation in pixels, `0.1 <= low <= high <= 20`.
+    pub sigma: [f64; 2],
+    /// Probability of applying the op. Default 1.
+    #[serde(default = "p_one")]
+    pub p: Probability,
+}
+
+fn default_area() -> [f64; 2] {
+    [0.02, 0.33]
+}
+fn default_ratio() -> [f64; 2] {
+    [0.3, 3.3]
+}
+
+/// `erasing`: random erasing / cutout (Zhong et al. 2020, "Random erasing data augmentation";
+/// DeVries & Taylor 2017, "Improved regularization of CNNs with cutout"): a rectangle whose area
+/// is a uniform fraction in `area` of the image and whose aspect ratio is log-uniform in `ratio`
+/// is set to `fill`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasingConfig {
+    /// Area fraction range. Default `[0.02, 0.33]`.
+    #[serde(default = "default_area")]
+    pub area: [f64; 2],
+    /// Aspect-ratio range. Default `[0.3, 3.3]`.
+    #[serde(default = "default_ratio")]
+    pub ratio: [f64; 2],
+    /// Value written into the rectangle. Default 0.
+    #[serde(default)]
+    pub fill: u8,
+    /// Probability of applying the op. Default 0.5.
+    #[serde(default = "p_half")]
+    pub p: Probability,
+}
+
+impl ContrastConfig {
+    pub(crate) fn validate(&self) -> Issues {
+        let mut i = Issues::new();
+        i.check(self.limit.get() <= 10.0, "limit", || {
+            format!("expected limit <= 10, found {}", self.limit)
+        });
+        i
+    }
+}
+impl GammaConfig {
+    pub(crate) fn validate(&self) -> Issues {
+        let mut i = Issues::new();
+        check_range(&mut i, "range", self.range, 0.05, 20.0);
+        i
+    }
+}
+impl BlurConfig {
+    pub(crate) fn validate(&self) -> Issues {
+        let mut i = Issues::new();
+        check_range(&mut i, "sigma", self.sigma, 0.1, 20.0);
+        i
+    }
+}
+impl ErasingConfig {
+    pub(crate) fn validate(&self) -> Issues {
+        let mut i = Issues::new();
+        check_range(&mut i, "area", self.area, 0.0, 1.0);
+        check_range(&mut i, "ratio", self.ratio, 1e-3, 1e3);
+        i
+    }
+}
+
+/// Maps every byte of `src` through `lut` into `dst`.
+pub fn apply_lut(src: View<'_>, dst: &mut Img, lut: &[u8; 256]) {
+    dst.reshape(src.h, src.w, src.c);
+    for (d, &s) in dst.data.iter_mut().zip(src.data) {
+        *d = lut[s as usize];
+    }
+}
+
+/// Builds the table of `v -> clamp(round(a v + b))`.
+pub(crate) fn linear_lut(a: f64, b: f64, lut: &mut [u8; 256]) {
+    for (v, o) in lut.iter_mut().enumerate() {
+        *o = (a * v as f64 + b).round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+pub(crate) fn brightness(cfg: &BrightnessConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
+    let l = cfg.limit.get();
+    let delta = uniform(rng, -l, l) * 255.0;
+    let mut lut = [0u8; 256];
+    linear_lut(1.0, delta, &mut lut);
+    apply_lut(src, dst, &lut);
+}
+
+pub(crate) fn contrast(cfg: &ContrastConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
+    let l = cfg.limit.get();
+    let f = uniform(rng, 1.0 - l, 1.0 + l).max(0.0);
+    // Mean over all bytes, in fixed chunks so the sum is exact (u64).
+    let sum: u64 = src
+        .data
+        .chunks(1 << 16)
+        .map(|ch| ch.iter().map(|&v| v as u64).sum::<u64>())
+        .sum();
+    let mean = sum as f64 / src.data.len().max(1) as f64;
+    let mut lut = [0u8; 256];
+    linear_lut(f, mean * (1.0 - f), &mut lut);
+    apply_lut(src, dst, &lut);
+}
+
+pub(crate) fn gamma(cfg: &GammaConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
+    let g = uniform(rng, cfg.range[0], cfg.range[1]);
+    let mut lut = [0u8; 256];
+    for (v, o) in lut.iter_mut().enumerate() {
+        *o = (255.0 * (v as f64 / 255.0).powf(g))
+            .round()
+            .clamp(0.0, 255.0) as u8;
+    }
+    apply_lut(src, dst, &lut);
+}
+
+/// Reusable buffers for [`gaussian_blur`].
+#[derive(Debug, Default)]
+pub struct BlurScratch {
+    kf: Vec<f32>,
+    k: Vec<u16>,
+    pad: Vec<u8>,
+    tmp: Vec<u16>,
+    acc: Vec<u32>,
+}
+
+/// Gaussian blur with standard deviation `sigma`: a separable Q8 integer kernel (weights sum to
+/// exactly 256), horizontal pass into `u16`, vertical pass with `u32` accumulators. Both passes
+/// accumulate whole shifted rows so the inner loops vectorise.
+pub fn gaussian_blur(src: View<'_>, dst: &mut Img, sigma: f64, s: &mut BlurScratch) {
+    gaussian_kernel(sigma, &mut s.kf);
+    // Quantise to Q8 and put the rounding remainder on the centre tap so the sum is 256.
+    s.k.clear();
+    s.k.extend(s.kf.iter().map(|&v| (v * 256.0).round() as u16));
+    let total: i32 = s.k.iter().map(|&v| v as i32).sum();
+    let mid = s.k.len() / 2;
+    s.k[mid] = (s.k[mid] as i32 + 256 - total) as u16;
+    let r = mid;
+    let (h, w, c) = (src.h, src.w, src.c);
+    let stride = w * c;
+    dst.reshape(h, w, c);
+    s.tmp.resize(h * stride, 0);
+    s.pad.resize((w + 2 * r) * c, 0);
+    for (row, out) in src
+        .data
+        .chunks_exact(stride)
+        .zip(s.tmp.chunks_exact_mut(stride))
+    {
+        for j in 0..r {
+            s.pad[j * c..(j + 1) * c].copy_from_slice(&row[..c]);
+            s.pad[(r + w + j) * c..(r + w + j + 1) * c].copy_from_slice(&row[stride - c..]);
+        }
+        s.pad[r * c..(r + w) * c].copy_from_slice(row);
+        out.fill(0);
+        for (j, &kv) in s.k.iter().enumerate() {
+            if kv == 0 {
+                continue;
+            }
+            for (o, &p) in out.iter_mut().zip(&s.pad[j * c..j * c + stride]) {
+                *o += kv * p as u16;
+            }
+        }
+    }
+    s.acc.resize(stride, 0);
+    for y in 0..h {
+        s.acc.fill(0);
+        for (j, &kv) in s.k.iter().enumerate() {
+            if kv == 0 {
+                continue;
+            }
+            let sy = (y as isize + j as isize - r as isize).clamp(0, h as isize - 1) as usize;
+            for (a, &t) in s.acc.iter_mut().zip(&s.tmp[sy * stride..(sy + 1) * stride]) {
+                *a += kv as u32 * t as u32;
+            }
+        }
+        for (o, &a) in dst.data[y * stride..(y + 1) * stride]
+            .iter_mut()
+            .zip(&s.acc)
+        {
+            *o = ((a + 32768) >> 16) as u8;
+        }
+    }
+}
+
+pub(crate) fn blur(
+    cfg: &BlurConfig,
+    src: View<'_>,
+    dst: &mut Img,
+    rng: &mut Rng,
+    s: &mut BlurScratch,
+) {
+    let sigma = uniform(rng, cfg.sigma[0], cfg.sigma[1]);
+    gaussian_blur(src, dst, sigma, s);
+}
+
+/// Random erasing in place on `img`.
+pub(crate) fn erase(cfg: &ErasingConfig, img: &mut Img, rng: &mut Rng) {
+    let (w, h) = (img.w as f64, img.h as f64);
+    let (lr0, lr1) = (cfg.ratio[0].ln(), cfg.ratio[1].ln());
+    for _ in 0..10 {
+        let target = w * h * uniform(rng, cfg.area[0], cfg.area[1]);
+        let ratio = uniform(rng, lr0, lr1).exp();
+        let ew = (target * ratio).sqrt().round() as usize;
+        let eh = (target / ratio).sqrt().round() as usize;
+        if ew >= 1 && eh >= 1 && ew <= img.w && eh <= img.h {
+            let x0 = below(rng, img.w - ew + 1);
+            let y0 = below(rng, img.h - eh + 1);
+            let c = img.c;
+            let stride = img.stride();
+            for y in y0..y0 + eh {
+                img.data[y * stride + x0 * c..y * stride + (x0 + ew) * c].fill(cfg.fill);
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blur_of_constant_is_constant() {
+        let src = Img::filled(9, 11, 3, 77);
+        let mut dst = Img::default();
+        let mut s = BlurScratch::default();
+        gaussian_blur(src.view(), &mut dst, 1.7, &mut s);
+        assert!(dst.data.iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn blur_spreads_an_impulse_symmetrically() {
+        let mut src = Img::filled(9, 9, 1, 0);
+        src.data[4 * 9 + 4] = 255;
+        let mut dst = Img::default();
+        gaussian_blur(src.view(), &mut dst, 1.0, &mut BlurScratch::default());
+        let at = |x: usize, y: usize| dst.data[y * 9 + x];
+        assert!(at(4, 4) > at(5, 4) && at(5, 4) > at(6, 4));
+        assert_eq!(at(3, 4), at(5, 4));
+        assert_eq!(at(4, 3), at(4, 5));
+    }
+
+    #[test]
+    fn gamma_one_is_identity() {
+        let src = Img::from_vec(1, 256, 1, (0..=255).collect());
+        let mut dst = Img::default();
+        let cfg = GammaConfig {
+            range: [1.0, 1.0],
+            p: Probability::ONE,
+        };
+        gamma(
+            &cfg,
+            src.view(),
+            &mut dst,
+            &mut whet_core::rng::stream(0, &[0]),
+        );
+        assert_eq!(src, dst);
+    }
+}

@@ -1,0 +1,241 @@
+//! The image part of the `data` section ([`ImagesDataConfig`], YAML `data.images`) and
+//! [`load_images`], which reads train/test, applies the class filter, splits off validation and
+//! fits the normaliser on the training split.
+
+use crate::error::{Error, Result};
+use crate::folder::{FolderOptions, Skipped, load_folder};
+use crate::idx::load_idx;
+use crate::set::{ImageSet, NormalizeKind, Normalizer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use whet_core::spec::{Issues, Probability};
+
+/// A pair of IDX files.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdxFiles {
+    /// The images file (`*-images-idx3-ubyte[.gz]`).
+    pub images: PathBuf,
+    /// The labels file (`*-labels-idx1-ubyte[.gz]`).
+    pub labels: PathBuf,
+}
+
+fn one_channel() -> usize {
+    1
+}
+
+/// An image folder (one sub-folder per class).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSource {
+    /// The root folder.
+    pub path: PathBuf,
+    /// Width images are resized to.
+    pub width: usize,
+    /// Height images are resized to.
+    pub height: usize,
+    /// 1 (grey, default) or 3 (RGB).
+    #[serde(default = "one_channel")]
+    pub channels: usize,
+    /// Skip undecodable files and report them instead of failing. Default false.
+    #[serde(default)]
+    pub skip_bad: bool,
+}
+
+/// One image source: give exactly one of `idx` and `folder`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSourceConfig {
+    /// MNIST-style IDX files.
+    #[serde(default)]
+    pub idx: Option<IdxFiles>,
+    /// An image folder.
+    #[serde(default)]
+    pub folder: Option<FolderSource>,
+    /// Keep only the first `limit` images (after the class filter). Default: all.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+fn no_validation() -> Probability {
+    Probability::new(0.0).expect("0 is a probability")
+}
+
+/// `data.images`: where the images come from and how they are prepared.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesDataConfig {
+    /// The training images.
+    pub train: ImageSourceConfig,
+    /// The test images. Default: none.
+    #[serde(default)]
+    pub test: Option<ImageSourceConfig>,
+    /// Keep only these classes (IDX: label values; folders: indices in the sorted sub-folder
+    /// names), relabelled 0..k in this order; applied to train and test. Default: all.
+    #[serde(default)]
+    pub classes: Option<Vec<u32>>,
+    /// Fraction of the training images held out for validation (seeded, stratified), in
+    /// `[0, 1)`. Default 0.
+    #[serde(default = "no_validation")]
+    pub validation: Probability,
+    /// `unit` (default) or `standardize`.
+    #[serde(default)]
+    pub normalize: NormalizeKind,
+}
+
+impl ImageSourceConfig {
+    fn validate(&self) -> Issues {
+        let mut i = Issues::new();
+        i.check(self.idx.is_some() != self.folder.is_some(), "", || {
+            "give exactly one of `idx` and `folder`".into()
+        });
+        if let Some(f) = &self.folder {
+            i.check(
+                f.channels == 1 || f.channels == 3,
+                "folder.channels",
+                || format!("expected 1 or 3, found {}", f.channels),
+            );
+            i.check(
+                f.width > 0 && f.height > 0 && f.width * f.height <= 1 << 26,
+                "folder",
+                || format!("image size {}x{} out of range", f.width, f.height),
+            );
+        }
+        i.check(self.limit != Some(0), "limit", || {
+            "expected limit >= 1, found 0".into()
+        });
+        i
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(idx) = &mut self.idx {
+            idx.images = base.join(&idx.images);
+            idx.labels = base.join(&idx.labels);
+        }
+        if let Some(f) = &mut self.folder {
+            f.path = base.join(&f.path);
+        }
+    }
+
+    /// Loads this source.
+    ///
+    /// # Errors
+    /// As [`load_idx`] and [`load_folder`].
+    pub fn load(&self, classes: Option<&[u32]>) -> Result<(ImageSet, Vec<Skipped>)> {
+        match (&self.idx, &self.folder) {
+            (Some(idx), None) => Ok((
+                load_idx(&idx.images, &idx.labels, self.limit, classes)?,
+                Vec::new(),
+            )),
+            (None, Some(f)) => {
+                let r = load_folder(
+                    &f.path,
+                    &FolderOptions {
+                        width: f.width,
+                        height: f.height,
+                        channels: f.channels,
+                        skip_bad: f.skip_bad,
+                        classes: classes.map(|c| c.to_vec()),
+                        limit: self.limit,
+                    },
+                )?;
+                Ok((r.set, r.skipped))
+            }
+            _ => Err(Error::Config(
+                "give exactly one of `idx` and `folder`".into(),
+            )),
+        }
+    }
+}
+
+impl ImagesDataConfig {
+    /// Cross-field checks (paths relative to `data.images`).
+    pub fn validate(&self) -> Issues {
+        let mut i = Issues::new();
+        i.nest("train", self.train.validate());
+        if let Some(t) = &self.test {
+            i.nest("test", t.validate());
+        }
+        i.check(self.validation.get() < 1.0, "validation", || {
+            format!("expected a fraction in [0, 1), found {}", self.validation)
+        });
+        if let Some(c) = &self.classes {
+            i.check(!c.is_empty(), "classes", || {
+                "expected at least one class".into()
+            });
+        }
+        i
+    }
+
+    /// Makes relative paths relative to `base` (the YAML file's folder).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.train.resolve_paths(base);
+        if let Some(t) = &mut self.test {
+            t.resolve_paths(base);
+        }
+    }
+}
+
+/// What [`load_images`] gives.
+#[derive(Debug, Clone)]
+pub struct LoadedImages {
+    /// The training split (after holding out validation).
+    pub train: ImageSet,
+    /// The validation split (empty when `validation` is 0).
+    pub validation: ImageSet,
+    /// The test set, if configured.
+    pub test: Option<ImageSet>,
+    /// Normalisation fitted on `train`.
+    pub normalizer: Normalizer,
+    /// Files skipped by folder loaders with `skip_bad`.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Loads train (and test), splits validation off train with `seed` (stream `[2, 0, class]`), and
+/// fits the normaliser on the training split only.
+///
+/// # Errors
+/// Loader errors; [`Error::Shape`] when train and test images differ in shape or classes.
+pub fn load_images(cfg: &ImagesDataConfig, seed: u64) -> Result<LoadedImages> {
+    let classes = cfg.classes.as_deref();
+    let (all_train, mut skipped) = cfg.train.load(classes)?;
+    let test = match &cfg.test {
+        Some(t) => {
+            let (mut s, sk) = t.load(classes)?;
+            skipped.extend(sk);
+            // IDX class names come from the largest label seen; align test with train.
+            if s.class_names.len() > all_train.class_names.len() {
+                return Err(Error::Shape {
+                    op: "load_images",
+                    message: format!(
+                        "test has {} classes, train only {}",
+                        s.class_names.len(),
+                        all_train.class_names.len()
+                    ),
+                });
+            }
+            s.class_names = all_train.class_names.clone();
+            if (s.h, s.w, s.c) != (all_train.h, all_train.w, all_train.c) {
+                return Err(Error::Shape {
+                    op: "load_images",
+                    message: format!(
+                        "test images are {}x{}x{}, train images {}x{}x{}",
+                        s.h, s.w, s.c, all_train.h, all_train.w, all_train.c
+                    ),
+                });
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    let (train, validation) = all_train.split_stratified(cfg.validation.get(), seed)?;
+    let normalizer = Normalizer::fit(cfg.normalize, &train);
+    Ok(LoadedImages {
+        train,
+        validation,
+        test,
+        normalizer,
+        skipped,
+    })
+}

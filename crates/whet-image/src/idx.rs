@@ -1,0 +1,222 @@
+//! MNIST IDX files (LeCun et al., <http://yann.lecun.com/exdb/mnist/>), raw or gzip: reading with
+//! limits and class filters, and atomic writing.
+//!
+//! Format: big-endian magic `0x00000803` (u8 images, three dimensions N, rows, cols) or
+//! `0x00000801` (u8 labels, one dimension N), then the dimensions as big-endian `u32`, then the
+//! bytes.
+
+use crate::error::{Error, Result};
+use crate::set::ImageSet;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Largest number of bytes a header may declare; larger is refused before allocating.
+pub const MAX_DECLARED_BYTES: u64 = 1 << 31;
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+fn open(path: &Path) -> Result<Box<dyn Read>> {
+    let read_err = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = BufReader::with_capacity(1 << 16, File::open(path).map_err(read_err)?);
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic).map_err(read_err)?;
+    let head = std::io::Cursor::new(magic[..n].to_vec());
+    let chained = head.chain(f);
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(GzDecoder::new(chained)))
+    } else {
+        Ok(Box::new(chained))
+    }
+}
+
+fn read_exact(r: &mut dyn Read, buf: &mut [u8], path: &Path, what: &str) -> Result<()> {
+    r.read_exact(buf).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::Format {
+                path: path.to_path_buf(),
+                message: format!("truncated: the file ends inside the {what}"),
+            }
+        } else {
+            Error::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+fn header(r: &mut dyn Read, path: &Path, magic: u32, ndim: usize) -> Result<Vec<u32>> {
+    let mut b = [0u8; 4];
+    read_exact(r, &mut b, path, "header")?;
+    let found = u32::from_be_bytes(b);
+    if found != magic {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            message: format!(
+                "wrong magic number 0x{found:08x}, expected 0x{magic:08x} ({})",
+                if magic == IMAGES_MAGIC {
+                    "IDX u8 images with 3 dimensions"
+                } else {
+                    "IDX u8 labels with 1 dimension"
+                }
+            ),
+        });
+    }
+    let mut dims = Vec::with_capacity(ndim);
+    for _ in 0..ndim {
+        read_exact(r, &mut b, path, "header")?;
+        dims.push(u32::from_be_bytes(b));
+    }
+    let total: u64 = dims.iter().map(|&d| d as u64).product();
+    if total > MAX_DECLARED_BYTES {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            message: format!(
+                "header declares dimensions {dims:?} = {total} bytes, more than the limit of {MAX_DECLARED_BYTES}"
+            ),
+        });
+    }
+    Ok(dims)
+}
+
+/// Reads an IDX image file and its label file.
+///
+/// `classes`, when given, keeps only images whose label is in the list and relabels them to
+/// their position in it (`[3, 5]`: 3 becomes 0, 5 becomes 1); `limit` keeps the first `limit`
+/// images that pass the filter. Class names are the original label values as text.
+///
+/// # Errors
+/// [`Error::Read`] for I/O and corrupt gzip streams, [`Error::Format`] for a wrong magic number,
+/// a truncated file, absurd declared sizes (more than [`MAX_DECLARED_BYTES`]) or labels above 255
+/// classes, [`Error::LabelCount`] when the files disagree, [`Error::Config`] for an empty or
+/// repeated `classes` list. Every error names the file.
+pub fn load_idx(
+    images: &Path,
+    labels: &Path,
+    limit: Option<usize>,
+    classes: Option<&[u32]>,
+) -> Result<ImageSet> {
+    if let Some(cl) = classes {
+        check_classes(cl)?;
+    }
+    let mut lr = open(labels)?;
+    let ldims = header(&mut *lr, labels, LABELS_MAGIC, 1)?;
+    let mut ir = open(images)?;
+    let idims = header(&mut *ir, images, IMAGES_MAGIC, 3)?;
+    let (n, h, w) = (idims[0] as usize, idims[1] as usize, idims[2] as usize);
+    if ldims[0] as usize != n {
+        return Err(Error::LabelCount {
+            images_path: images.to_path_buf(),
+            labels_path: labels.to_path_buf(),
+            images: n,
+            labels: ldims[0] as usize,
+        });
+    }
+    if h == 0 || w == 0 {
+        return Err(Error::Format {
+            path: images.to_path_buf(),
+            message: format!("images of size {h}x{w}: expected both dimensions > 0"),
+        });
+    }
+    let mut all_labels = vec![0u8; n];
+    read_exact(&mut *lr, &mut all_labels, labels, "labels")?;
+    // Map original label -> new label.
+    let max_label = all_labels.iter().copied().max().unwrap_or(0) as u32;
+    let (map, names): (Vec<Option<u32>>, Vec<String>) = match classes {
+        Some(cl) => {
+            let mut map = vec![None; 256];
+            for (k, &c) in cl.iter().enumerate() {
+                if (c as usize) < 256 {
+                    map[c as usize] = Some(k as u32);
+                }
+            }
+            (map, cl.iter().map(|c| c.to_string()).collect())
+        }
+        None => (
+            (0..256).map(|l| Some(l as u32)).collect(),
+            (0..=max_label).map(|c| c.to_string()).collect(),
+        ),
+    };
+    let keep_max = limit.unwrap_or(usize::MAX);
+    let img_len = h * w;
+    let kept_estimate = n.min(keep_max);
+    let mut pixels = Vec::with_capacity(kept_estimate * img_len);
+    let mut out_labels = Vec::with_capacity(kept_estimate);
+    let mut buf = vec![0u8; img_len];
+    for &l in &all_labels {
+        if out_labels.len() >= keep_max {
+            break;
+        }
+        read_exact(&mut *ir, &mut buf, images, "pixel data")?;
+        if let Some(new) = map[l as usize] {
+            pixels.extend_from_slice(&buf);
+            out_labels.push(new);
+        }
+    }
+    ImageSet::new(h, w, 1, pixels, out_labels, names)
+}
+
+fn check_classes(cl: &[u32]) -> Result<()> {
+    if cl.is_empty() {
+        return Err(Error::Config(
+            "`classes` is empty: list at least one class".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for &c in cl {
+        if !seen.insert(c) {
+            return Err(Error::Config(format!("`classes` lists {c} twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `set` as gzip IDX files `images` and `labels`, atomically. Colour sets are refused
+/// (IDX images here are grey).
+///
+/// # Errors
+/// [`Error::Shape`] for colour images or more than 256 classes; [`Error::Write`] on I/O errors.
+pub fn write_idx(set: &ImageSet, images: &Path, labels: &Path) -> Result<()> {
+    if set.c != 1 {
+        return Err(Error::Shape {
+            op: "write_idx",
+            message: format!("IDX export needs grey images, found {} channels", set.c),
+        });
+    }
+    if set.class_names.len() > 256 {
+        return Err(Error::Shape {
+            op: "write_idx",
+            message: format!("IDX labels are bytes: {} classes", set.class_names.len()),
+        });
+    }
+    let gz = |path: &PathBuf, header: Vec<u8>, body: Vec<u8>| -> Result<()> {
+        whet_core::fsx::atomic_write_with(path, |w| {
+            let mut e = GzEncoder::new(w, Compression::new(6));
+            e.write_all(&header).map_err(whet_core::fsx::io_err(path))?;
+            e.write_all(&body).map_err(whet_core::fsx::io_err(path))?;
+            e.finish().map_err(whet_core::fsx::io_err(path))?;
+            Ok::<(), Error>(())
+        })
+    };
+    let n = set.len() as u32;
+    let mut ih = IMAGES_MAGIC.to_be_bytes().to_vec();
+    for d in [n, set.h as u32, set.w as u32] {
+        ih.extend_from_slice(&d.to_be_bytes());
+    }
+    gz(&images.to_path_buf(), ih, set.pixels.clone())?;
+    let mut lh = LABELS_MAGIC.to_be_bytes().to_vec();
+    lh.extend_from_slice(&n.to_be_bytes());
+    gz(
+        &labels.to_path_buf(),
+        lh,
+        set.labels.iter().map(|&l| l as u8).collect(),
+    )
+}

@@ -1,0 +1,298 @@
+//! [`ImageSet`]: n images of the same shape with labels, a seeded stratified split, and the
+//! normalisation of pixels to `f32`.
+
+use crate::buf::below;
+use crate::error::{Error, Result};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `n` images of `h × w × c` `u8` (HWC, contiguous, `c` is 1 or 3), with labels in
+/// `0..class_names.len()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSet {
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Channels (1 or 3).
+    pub c: usize,
+    /// `n * h * w * c` bytes.
+    pub pixels: Vec<u8>,
+    /// One label per image.
+    pub labels: Vec<u32>,
+    /// Class names, indexed by label.
+    pub class_names: Vec<String>,
+}
+
+impl ImageSet {
+    /// Builds a set, checking the shapes.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `pixels` is not `labels.len() * h * w * c` long, `c` is not 1 or 3,
+    /// or a label is not below `class_names.len()`.
+    pub fn new(
+        h: usize,
+        w: usize,
+        c: usize,
+        pixels: Vec<u8>,
+        labels: Vec<u32>,
+        class_names: Vec<String>,
+    ) -> Result<Self> {
+        let shape = |message: String| Error::Shape {
+            op: "ImageSet::new",
+            message,
+        };
+        if c != 1 && c != 3 {
+            return Err(shape(format!("expected 1 or 3 channels, found {c}")));
+        }
+        if pixels.len() != labels.len() * h * w * c {
+            return Err(shape(format!(
+                "{} bytes for {} images of {h}x{w}x{c} (expected {})",
+                pixels.len(),
+                labels.len(),
+                labels.len() * h * w * c
+            )));
+        }
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= class_names.len())
+        {
+            return Err(shape(format!(
+                "label {l} of image {i} is not below the class count {}",
+                class_names.len()
+            )));
+        }
+        Ok(Self {
+            h,
+            w,
+            c,
+            pixels,
+            labels,
+            class_names,
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the set has no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Bytes per image (`h * w * c`).
+    pub fn image_len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    /// The bytes of image `i`.
+    ///
+    /// # Panics
+    /// When `i >= len()`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// The images at `indices`, in that order.
+    ///
+    /// # Panics
+    /// When an index is out of range.
+    pub fn select(&self, indices: &[usize]) -> ImageSet {
+        let n = self.image_len();
+        let mut pixels = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            h: self.h,
+            w: self.w,
+            c: self.c,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// Number of images per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.class_names.len()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    /// Splits off a stratified, seeded validation part: in each class, `round(fraction · n_c)`
+    /// images chosen by a Fisher-Yates shuffle on the stream `[2, 0, class]` go to validation.
+    /// Both parts keep the original order.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `fraction` is not in `[0, 1)`.
+    pub fn split_stratified(&self, fraction: f64, seed: u64) -> Result<(ImageSet, ImageSet)> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(Error::Config(format!(
+                "validation fraction must be in [0, 1), found {fraction}"
+            )));
+        }
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.class_names.len()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[l as usize].push(i);
+        }
+        let mut is_val = vec![false; self.len()];
+        for (class, idx) in by_class.iter_mut().enumerate() {
+            let k = (fraction * idx.len() as f64).round() as usize;
+            let mut rng = whet_core::rng::stream(seed, &[2, 0, class as u64]);
+            for i in (1..idx.len()).rev() {
+                let j = below(&mut rng, i + 1);
+                idx.swap(i, j);
+            }
+            for &i in &idx[..k] {
+                is_val[i] = true;
+            }
+        }
+        let train: Vec<usize> = (0..self.len()).filter(|&i| !is_val[i]).collect();
+        let val: Vec<usize> = (0..self.len()).filter(|&i| is_val[i]).collect();
+        Ok((self.select(&train), self.select(&val)))
+    }
+}
+
+/// How pixels become `f32` inputs (YAML `normalize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalizeKind {
+    /// `v / 255`, in `[0, 1]`.
+    #[default]
+    Unit,
+    /// `(v / 255 - mean_c) / std_c` with per-channel mean and std fitted on the training split.
+    Standardize,
+}
+
+/// A fitted normalisation: `x = v · scale_c + offset_c` per channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Normalizer {
+    /// Per-channel multiplier.
+    pub scale: Vec<f32>,
+    /// Per-channel offset.
+    pub offset: Vec<f32>,
+    /// Fitted per-channel means on the 0-1 scale (0 for `unit`).
+    pub mean: Vec<f32>,
+    /// Fitted per-channel standard deviations on the 0-1 scale (1 for `unit`).
+    pub std: Vec<f32>,
+}
+
+impl Normalizer {
+    /// `v / 255` for `c` channels.
+    pub fn unit(c: usize) -> Self {
+        Self {
+            scale: vec![1.0 / 255.0; c],
+            offset: vec![0.0; c],
+            mean: vec![0.0; c],
+            std: vec![1.0; c],
+        }
+    }
+
+    /// Fits `kind` on `train` (only ever the training split). Sums are exact (`u64`), so the
+    /// result does not depend on threads.
+    pub fn fit(kind: NormalizeKind, train: &ImageSet) -> Self {
+        let c = train.c;
+        if kind == NormalizeKind::Unit || train.is_empty() {
+            return Self::unit(c);
+        }
+        let mut sum = vec![0u64; c];
+        let mut sq = vec![0u64; c];
+        for px in train.pixels.chunks_exact(c) {
+            for k in 0..c {
+                let v = px[k] as u64;
+                sum[k] += v;
+                sq[k] += v * v;
+            }
+        }
+        let n = (train.pixels.len() / c) as f64;
+        let mut out = Self::unit(c);
+        for k in 0..c {
+            let m = sum[k] as f64 / n;
+            let var = (sq[k] as f64 / n - m * m).max(0.0);
+            let sd = var.sqrt().max(1e-3 * 255.0);
+            out.mean[k] = (m / 255.0) as f32;
+            out.std[k] = (sd / 255.0) as f32;
+            out.scale[k] = (1.0 / sd) as f32;
+            out.offset[k] = (-m / sd) as f32;
+        }
+        out
+    }
+
+    /// Writes `src` (HWC bytes) normalised into `out`.
+    ///
+    /// # Panics
+    /// When the lengths differ or are not a multiple of the channel count.
+    pub fn apply(&self, src: &[u8], out: &mut [f32]) {
+        assert_eq!(src.len(), out.len(), "Normalizer::apply: lengths differ");
+        if self.scale.len() == 1 {
+            let (a, b) = (self.scale[0], self.offset[0]);
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o = v as f32 * a + b;
+            }
+        } else {
+            let c = self.scale.len();
+            for (o, s) in out.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                for k in 0..c {
+                    o[k] = s[k] as f32 * self.scale[k] + self.offset[k];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(n: usize) -> ImageSet {
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
+        let pixels = (0..n * 4).map(|i| (i % 256) as u8).collect();
+        ImageSet::new(
+            2,
+            2,
+            1,
+            pixels,
+            labels,
+            vec!["a".into(), "b".into(), "c".into()],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn split_is_stratified_seeded_and_disjoint() {
+        let s = set(300);
+        let (tr, va) = s.split_stratified(0.2, 7).unwrap();
+        assert_eq!(tr.len() + va.len(), 300);
+        assert_eq!(va.class_counts(), vec![20, 20, 20]);
+        let (tr2, va2) = s.split_stratified(0.2, 7).unwrap();
+        assert_eq!((tr, va.clone()), (tr2, va2));
+        let (_, va3) = s.split_stratified(0.2, 8).unwrap();
+        assert_ne!(va, va3);
+        assert!(s.split_stratified(1.0, 0).is_err());
+    }
+
+    #[test]
+    fn standardize_gives_zero_mean_unit_std() {
+        let s = set(30);
+        let n = Normalizer::fit(NormalizeKind::Standardize, &s);
+        let mut out = vec![0.0; s.pixels.len()];
+        n.apply(&s.pixels, &mut out);
+        let m: f32 = out.iter().sum::<f32>() / out.len() as f32;
+        let v: f32 = out.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / out.len() as f32;
+        assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3, "{m} {v}");
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(ImageSet::new(2, 2, 2, vec![0; 8], vec![0], vec!["a".into()]).is_err());
+        assert!(ImageSet::new(2, 2, 1, vec![0; 5], vec![0], vec!["a".into()]).is_err());
+        assert!(ImageSet::new(2, 2, 1, vec![0; 4], vec![3], vec!["a".into()]).is_err());
+    }
+}
