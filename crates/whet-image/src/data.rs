@@ -1,4 +1,4 @@
-//! The image part of the `data` section ([`ImagesDataConfig`], YAML `data.images`) and
+//! The image part of the `data` section ([`ImagesConfig`], YAML `data.images`) and
 //! [`load_images`], which reads train/test, applies the class filter, splits off validation and
 //! fits the normaliser on the training split.
 
@@ -65,7 +65,7 @@ fn no_validation() -> Probability {
 /// `data.images`: where the images come from and how they are prepared.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ImagesDataConfig {
+pub struct ImagesConfig {
     /// The training images.
     pub train: ImageSourceConfig,
     /// The test images. Default: none.
@@ -149,7 +149,7 @@ impl ImageSourceConfig {
     }
 }
 
-impl ImagesDataConfig {
+impl ImagesConfig {
     /// Cross-field checks (paths relative to `data.images`).
     pub fn validate(&self) -> Issues {
         let mut i = Issues::new();
@@ -177,6 +177,55 @@ impl ImagesDataConfig {
     }
 }
 
+/// The former name of [`ImagesConfig`].
+pub type ImagesDataConfig = ImagesConfig;
+
+/// Loads the training set (all of it, before any validation split) and the test set. Without a
+/// `test` source the test set is empty (same shape and classes as train).
+///
+/// # Errors
+/// As [`load_images`].
+pub fn load_data(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet)> {
+    let (train, test, _) = load_train_test(cfg)?;
+    Ok((train, test))
+}
+
+/// Train, test (empty when not configured) and the skipped files.
+fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Skipped>)> {
+    let classes = cfg.classes.as_deref();
+    let (all_train, mut skipped) = cfg.train.load(classes)?;
+    let test = match &cfg.test {
+        Some(t) => {
+            let (mut s, sk) = t.load(classes)?;
+            skipped.extend(sk);
+            if (s.h, s.w, s.c) != (all_train.h, all_train.w, all_train.c) {
+                return Err(Error::Shape {
+                    op: "load_images",
+                    message: format!(
+                        "test images are {}x{}x{}, train images {}x{}x{}",
+                        s.h, s.w, s.c, all_train.h, all_train.w, all_train.c
+                    ),
+                });
+            }
+            // IDX class names come from the largest label seen; align test with train.
+            if s.class_names.len() > all_train.class_names.len() {
+                return Err(Error::Shape {
+                    op: "load_images",
+                    message: format!(
+                        "test has {} classes, train only {}",
+                        s.class_names.len(),
+                        all_train.class_names.len()
+                    ),
+                });
+            }
+            s.class_names = all_train.class_names.clone();
+            s
+        }
+        None => all_train.select(&[]),
+    };
+    Ok((all_train, test, skipped))
+}
+
 /// What [`load_images`] gives.
 #[derive(Debug, Clone)]
 pub struct LoadedImages {
@@ -197,38 +246,9 @@ pub struct LoadedImages {
 ///
 /// # Errors
 /// Loader errors; [`Error::Shape`] when train and test images differ in shape or classes.
-pub fn load_images(cfg: &ImagesDataConfig, seed: u64) -> Result<LoadedImages> {
-    let classes = cfg.classes.as_deref();
-    let (all_train, mut skipped) = cfg.train.load(classes)?;
-    let test = match &cfg.test {
-        Some(t) => {
-            let (mut s, sk) = t.load(classes)?;
-            skipped.extend(sk);
-            // IDX class names come from the largest label seen; align test with train.
-            if s.class_names.len() > all_train.class_names.len() {
-                return Err(Error::Shape {
-                    op: "load_images",
-                    message: format!(
-                        "test has {} classes, train only {}",
-                        s.class_names.len(),
-                        all_train.class_names.len()
-                    ),
-                });
-            }
-            s.class_names = all_train.class_names.clone();
-            if (s.h, s.w, s.c) != (all_train.h, all_train.w, all_train.c) {
-                return Err(Error::Shape {
-                    op: "load_images",
-                    message: format!(
-                        "test images are {}x{}x{}, train images {}x{}x{}",
-                        s.h, s.w, s.c, all_train.h, all_train.w, all_train.c
-                    ),
-                });
-            }
-            Some(s)
-        }
-        None => None,
-    };
+pub fn load_images(cfg: &ImagesConfig, seed: u64) -> Result<LoadedImages> {
+    let (all_train, test, skipped) = load_train_test(cfg)?;
+    let test = cfg.test.as_ref().map(|_| test);
     let (train, validation) = all_train.split_stratified(cfg.validation.get(), seed)?;
     let normalizer = Normalizer::fit(cfg.normalize, &train);
     Ok(LoadedImages {

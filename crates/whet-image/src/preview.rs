@@ -22,24 +22,6 @@ const HEADER_H: usize = 22;
 const TITLE_LINE_H: usize = 18;
 const TITLE_CHARS: usize = 70;
 
-/// Preview options.
-#[derive(Debug, Clone)]
-pub struct PreviewOptions {
-    /// Rows: images taken one per class in turn (class 0, 1, …, then again), first occurrences.
-    pub rows: usize,
-    /// Augmented versions per row (version `j` uses epoch `j`).
-    pub versions: usize,
-}
-
-impl Default for PreviewOptions {
-    fn default() -> Self {
-        Self {
-            rows: 8,
-            versions: 7,
-        }
-    }
-}
-
 /// Picks up to `rows` image indices cycling through the classes.
 fn pick_rows(set: &ImageSet, rows: usize) -> Vec<usize> {
     let k = set.class_names.len().max(1);
@@ -80,11 +62,18 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// Draws the preview grid of `set` through `aug` into an RGB image.
+/// Draws the preview grid of `set` through `aug` into an RGB image: `rows` images (one per class
+/// in turn, first occurrences), each followed by `versions` augmented versions (version `j` uses
+/// epoch `j - 1`, so the grid shows what the first epochs of online training see).
 ///
 /// # Errors
 /// [`Error::Shape`] when the set does not match the augmenter or is empty.
-pub fn render_preview(set: &ImageSet, aug: &Augmenter, opt: &PreviewOptions) -> Result<RgbImage> {
+pub fn render_preview(
+    set: &ImageSet,
+    aug: &Augmenter,
+    rows: usize,
+    versions: usize,
+) -> Result<RgbImage> {
     if (set.h, set.w, set.c) != aug.input_shape() || set.is_empty() {
         return Err(Error::Shape {
             op: "preview",
@@ -103,7 +92,7 @@ pub fn render_preview(set: &ImageSet, aug: &Augmenter, opt: &PreviewOptions) -> 
     let side = set.h.max(set.w).max(oh).max(ow);
     let zoom = MIN_CELL.div_ceil(side).max(1);
     let cell = side * zoom;
-    let rows = pick_rows(set, opt.rows);
+    let rows = pick_rows(set, rows);
     let ops = if aug.op_labels().is_empty() {
         "ops: (none)".to_string()
     } else {
@@ -111,7 +100,7 @@ pub fn render_preview(set: &ImageSet, aug: &Augmenter, opt: &PreviewOptions) -> 
     };
     let title = wrap(&ops, TITLE_CHARS);
     let top = title.len() * TITLE_LINE_H + HEADER_H;
-    let cols = 1 + opt.versions;
+    let cols = 1 + versions;
     let width = LABEL_W + cols * (cell + GAP) + GAP;
     let height = top + rows.len() * (cell + GAP) + GAP;
     let mut canvas = RgbImage::from_pixel(width as u32, height as u32, Rgb([255, 255, 255]));
@@ -196,10 +185,11 @@ pub fn render_preview(set: &ImageSet, aug: &Augmenter, opt: &PreviewOptions) -> 
 pub fn write_preview(
     set: &ImageSet,
     aug: &Augmenter,
-    opt: &PreviewOptions,
+    rows: usize,
+    versions: usize,
     out: &Path,
 ) -> Result<()> {
-    let img = render_preview(set, aug, opt)?;
+    let img = render_preview(set, aug, rows, versions)?;
     encode_png(
         out,
         img.as_raw(),

@@ -396,16 +396,7 @@ fn preview_writes_a_png_of_the_expected_size() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sub/grid.png");
-    whet_image::write_preview(
-        &set,
-        &aug,
-        &whet_image::PreviewOptions {
-            rows: 3,
-            versions: 4,
-        },
-        &out,
-    )
-    .unwrap();
+    whet_image::write_preview(&set, &aug, 3, 4, &out).unwrap();
     let img = image::open(&out).unwrap();
     // 28 px scaled by 4 = 112 px cells, 5 columns, a 90 px label column, 4 px gaps, one title
     // line (18) and the column header (22).
