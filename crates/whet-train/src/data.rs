@@ -1,6 +1,11 @@
 //! Batch sources: how training data reaches the trainer.
 
-use ndarray::{Array2, ArrayViewMut2};
+use ndarray::parallel::prelude::*;
+use ndarray::{Array2, ArrayViewMut2, Axis};
+use rayon::prelude::ParallelSlice;
+
+/// Rows per parallel chunk in [`ArraySource::fill`].
+const FILL_ROWS: usize = 32;
 
 /// A source of training batches. `fill` writes rows for `indices` into x (batch × input_dim) and
 /// y (batch × target_dim). It is called with a fresh epoch number each epoch, so an augmenting
@@ -95,13 +100,32 @@ impl BatchSource for ArraySource {
         mut y: ArrayViewMut2<f32>,
     ) -> Result<(), String> {
         let n = self.x.nrows();
-        for (k, &i) in indices.iter().enumerate() {
-            if i >= n {
-                return Err(format!("sample index {i} out of range (have {n} samples)"));
-            }
-            copy_row(x.row_mut(k), self.x.row(i));
-            copy_row(y.row_mut(k), self.y.row(i));
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return Err(format!(
+                "sample index {bad} out of range (have {n} samples)"
+            ));
         }
+        if x.nrows() != indices.len() || y.nrows() != indices.len() {
+            return Err(format!(
+                "{} indices but buffers of {} feature rows and {} target rows",
+                indices.len(),
+                x.nrows(),
+                y.nrows()
+            ));
+        }
+        // Fixed chunks of rows copied in parallel: plain copies, so the result cannot depend on
+        // the thread count.
+        let (sx, sy) = (&self.x, &self.y);
+        x.axis_chunks_iter_mut(Axis(0), FILL_ROWS)
+            .into_par_iter()
+            .zip(y.axis_chunks_iter_mut(Axis(0), FILL_ROWS).into_par_iter())
+            .zip(indices.par_chunks(FILL_ROWS))
+            .for_each(|((mut xc, mut yc), idx)| {
+                for (k, &i) in idx.iter().enumerate() {
+                    copy_row(xc.row_mut(k), sx.row(i));
+                    copy_row(yc.row_mut(k), sy.row(i));
+                }
+            });
         Ok(())
     }
 }
