@@ -13,9 +13,11 @@ Ops (random parameters drawn per image by each engine's own generator):
   rotate           rotation by an angle uniform in [-15, 15] degrees, bilinear, border filled with 0
   resized_crop     random resized crop (scale 0.08-1, ratio 3/4-4/3) to 7/8 of the side (224 / 24),
                    bilinear, no antialiasing (torchvision's antialias is switched off to match)
-  brightness_contrast  brightness and contrast factors uniform in +-0.2
+  brightness_contrast  brightness and contrast factors uniform in +-0.2 (whet: its `brightness`
+                   then `contrast` ops)
   gaussian_noise   additive Gaussian noise, sigma = 10 in pixel units (10/255), saturated to uint8
-  blur             Gaussian blur, 3x3 kernel, sigma 1.0
+  blur             Gaussian blur, 3x3 kernel, sigma 1/3 (whet picks its kernel radius as
+                   ceil(3 sigma), so this sigma gives every engine the same 3x3 kernel)
   chain            hflip p=0.5 -> rotate -> resized_crop -> brightness_contrast -> gaussian_noise
                    -> normalise to float32 ((x/255 - 0.5) / 0.25 per channel)
 
@@ -37,6 +39,7 @@ import common  # noqa: E402
 OPS = ["hflip", "rotate", "resized_crop", "brightness_contrast", "gaussian_noise", "blur", "chain"]
 SIZES = {"256x256x3": (256, 256, 3), "28x28x1": (28, 28, 1)}
 MEAN, STD = 0.5, 0.25
+BLUR_SIGMA = 1.0 / 3.0
 
 
 def crop_side(side: int) -> int:
@@ -109,7 +112,7 @@ def build_albumentations(op, h, w, c):
     )
     bc = A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=1.0)
     noise = A.GaussNoise(std_range=(10 / 255, 10 / 255), mean_range=(0.0, 0.0), p=1.0)
-    blur = A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(1.0, 1.0), p=1.0)
+    blur = A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(BLUR_SIGMA, BLUR_SIGMA), p=1.0)
     single = {
         "hflip": A.HorizontalFlip(p=1.0),
         "rotate": rotate,
@@ -165,7 +168,7 @@ def build_torchvision(op, h, w, c):
         "resized_crop": rrc,
         "brightness_contrast": bc,
         "gaussian_noise": noise,
-        "blur": v2.GaussianBlur(kernel_size=3, sigma=1.0),
+        "blur": v2.GaussianBlur(kernel_size=3, sigma=BLUR_SIGMA),
     }
     if op == "chain":
         t = v2.Compose(
@@ -237,7 +240,7 @@ def build_opencv(op, h, w, c):
         return cv2.add(im, buf, dtype=cv2.CV_8U)
 
     def blur(im):
-        return cv2.GaussianBlur(im, (3, 3), 1.0)
+        return cv2.GaussianBlur(im, (3, 3), BLUR_SIGMA)
 
     scale = 1.0 / (255.0 * STD)
     shift = MEAN / STD

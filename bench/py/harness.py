@@ -232,7 +232,8 @@ def main():
                 run_config(raw, args, f"augment whet t={t}", cmd, t, 1800, {})
 
     if "train" in only:
-        tr = ["--epochs", str(args.epochs), "--seed", str(args.seed)] + common_args
+        tr = ["--epochs", str(args.epochs), "--seed", str(args.seed), "--max-other",
+              str(args.max_other), "--retries", str(args.retries)]
         for t in threads:
             for eng in ["numpy", "torch"]:
                 cmd = [py, f"{HERE}/train.py", "--engine", eng, "--threads", str(t)] + tr
