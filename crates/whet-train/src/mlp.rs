@@ -6,7 +6,8 @@ use crate::config::{Init, ModelConfig, Task};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, matmul};
 use crate::loss::LossKind;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, s};
+use ndarray::parallel::prelude::*;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -392,7 +393,7 @@ impl Mlp {
                 Activation::Identity.bias_forward(z, bias);
                 continue;
             }
-            layer.activation.bias_forward(z.view_mut(), bias);
+            par_bias_forward(layer.activation, z.view_mut(), bias);
             if let (Some(key), Some(p)) = (noise, ws.pert[l].as_mut()) {
                 let mut rng = stream(key.seed, &[5, key.epoch as u64, key.batch as u64, l as u64]);
                 let mut p = p.slice_mut(s![..rows, ..]);
@@ -484,9 +485,11 @@ impl Mlp {
                 if train && let Some(mask) = &ws.mask[l - 1] {
                     g *= &mask.slice(s![..rows, ..]);
                 }
-                self.layers[l - 1]
-                    .activation
-                    .backward_in_place(g, below[l - 1].slice(s![..rows, ..]));
+                par_backward(
+                    self.layers[l - 1].activation,
+                    g,
+                    below[l - 1].slice(s![..rows, ..]),
+                );
             }
         }
     }
@@ -531,6 +534,33 @@ impl Mlp {
             d.bias.assign(&s.bias);
         }
     }
+}
+
+/// Rows per parallel chunk of the element-wise passes.
+const PAR_ROWS: usize = 32;
+/// Element-wise passes over fewer elements than this stay on the calling thread.
+const PAR_MIN_ELEMS: usize = 16 * 1024;
+
+/// [`Activation::bias_forward`] over fixed row chunks in parallel (rows are independent, so the
+/// result does not depend on the thread count).
+fn par_bias_forward(act: Activation, mut z: ArrayViewMut2<f32>, bias: &[f32]) {
+    if z.len() < PAR_MIN_ELEMS {
+        return act.bias_forward(z, bias);
+    }
+    z.axis_chunks_iter_mut(Axis(0), PAR_ROWS)
+        .into_par_iter()
+        .for_each(|c| act.bias_forward(c, bias));
+}
+
+/// [`Activation::backward_in_place`] over fixed row chunks in parallel.
+fn par_backward(act: Activation, mut g: ArrayViewMut2<f32>, a: ArrayView2<f32>) {
+    if g.len() < PAR_MIN_ELEMS {
+        return act.backward_in_place(g, a);
+    }
+    g.axis_chunks_iter_mut(Axis(0), PAR_ROWS)
+        .into_par_iter()
+        .zip(a.axis_chunks_iter(Axis(0), PAR_ROWS).into_par_iter())
+        .for_each(|(g, a)| act.backward_in_place(g, a));
 }
 
 fn check_dims(task: Task, input_dim: usize, output_dim: usize) -> Result<()> {
