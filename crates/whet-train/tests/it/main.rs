@@ -300,16 +300,16 @@ fn mnist_2000_images_are_learnt() {
 }
 
 fn train_for_determinism() -> Vec<f32> {
-    let (x, y) = random_data(Task::Classification, 300, 200, 10, 8);
+    let (x, y) = random_data(Task::Classification, 300, 220, 10, 8);
     let mut data = ArraySource::new(x, y).unwrap();
     let cfg = model_cfg(
         Task::Classification,
         &[
-            (96, Activation::Relu, 0.1, 0.2),
+            (160, Activation::Relu, 0.1, 0.2),
             (64, Activation::Tanh, 0.0, 0.1),
         ],
     );
-    let mut net = Mlp::new(&cfg, 200, 10, 21).unwrap();
+    let mut net = Mlp::new(&cfg, 220, 10, 21).unwrap();
     let tc = train_cfg(
         r#"{"optimizer": {"adam": {}}, "batch_size": 128, "epochs": 3, "weight_decay": 0.001}"#,
     );
@@ -320,8 +320,9 @@ fn train_for_determinism() -> Vec<f32> {
         .collect()
 }
 
-/// Same seed, same weights bit for bit, with 1 and 2 rayon threads (products are large enough
-/// to be split into parallel blocks).
+/// Same seed, same weights bit for bit, with 1 and 2 rayon threads (the products, the
+/// element-wise passes of the 128 x 160 layer, the batch filling and the optimizer updates are
+/// all large enough to take their parallel paths).
 #[test]
 fn same_seed_same_weights_across_thread_counts() {
     let pool = |n| {
@@ -330,8 +331,14 @@ fn same_seed_same_weights_across_thread_counts() {
             .build()
             .unwrap()
     };
-    let one = pool(1).install(train_for_determinism);
-    let two = pool(2).install(train_for_determinism);
+    let one = pool(1).install(|| {
+        assert_eq!(rayon::current_num_threads(), 1);
+        train_for_determinism()
+    });
+    let two = pool(2).install(|| {
+        assert_eq!(rayon::current_num_threads(), 2);
+        train_for_determinism()
+    });
     assert_eq!(one.len(), two.len());
     assert!(
         one.iter()
@@ -339,16 +346,14 @@ fn same_seed_same_weights_across_thread_counts() {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
     // And a different seed gives different weights.
-    let (x, y) = random_data(Task::Classification, 300, 200, 10, 8);
     let cfg = model_cfg(
         Task::Classification,
         &[
-            (96, Activation::Relu, 0.1, 0.2),
+            (160, Activation::Relu, 0.1, 0.2),
             (64, Activation::Tanh, 0.0, 0.1),
         ],
     );
-    let other = Mlp::new(&cfg, 200, 10, 22).unwrap();
-    let _ = (x, y);
+    let other = Mlp::new(&cfg, 220, 10, 22).unwrap();
     assert_ne!(other.layers[0].weight.as_slice().unwrap()[..10], one[..10]);
 }
 
