@@ -1,5 +1,5 @@
-//! Photometric ops: brightness, contrast, gamma (all through a 256-entry lookup table built per
-//! call), separable Gaussian blur in fixed point, and random erasing.
+//! Photometric ops: brightness (saturating adds), contrast (fixed-point affine), gamma (a
+//! 256-entry lookup table built per call), separable Gaussian blur in fixed point, and random erasing.
 
 use crate::buf::{Img, View, below, uniform};
 use crate::geometric::{check_range, gaussian_kernel};
@@ -130,34 +130,45 @@ pub fn apply_lut(src: View<'_>, dst: &mut Img, lut: &[u8; 256]) {
     }
 }
 
-/// Builds the table of `v -> clamp(round(a v + b))`.
-pub(crate) fn linear_lut(a: f64, b: f64, lut: &mut [u8; 256]) {
-    for (v, o) in lut.iter_mut().enumerate() {
-        *o = (a * v as f64 + b).round().clamp(0.0, 255.0) as u8;
+pub(crate) fn brightness(cfg: &BrightnessConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
+    let l = cfg.limit.get();
+    let delta = (uniform(rng, -l, l) * 255.0).round().clamp(-255.0, 255.0) as i32;
+    dst.reshape(src.h, src.w, src.c);
+    // Saturating byte adds vectorise (32 bytes per instruction with AVX2); a table would not.
+    let d = delta.unsigned_abs() as u8;
+    if delta >= 0 {
+        for (o, &v) in dst.data.iter_mut().zip(src.data) {
+            *o = v.saturating_add(d);
+        }
+    } else {
+        for (o, &v) in dst.data.iter_mut().zip(src.data) {
+            *o = v.saturating_sub(d);
+        }
     }
 }
 
-pub(crate) fn brightness(cfg: &BrightnessConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
-    let l = cfg.limit.get();
-    let delta = uniform(rng, -l, l) * 255.0;
-    let mut lut = [0u8; 256];
-    linear_lut(1.0, delta, &mut lut);
-    apply_lut(src, dst, &lut);
+/// `dst = clamp(round(a v + b))` per byte, in Q8 fixed point on `i32` lanes.
+pub(crate) fn affine_bytes(src: &[u8], dst: &mut [u8], a: f64, b: f64) {
+    let qa = (a * 256.0).round() as i32;
+    let qb = (b * 256.0).round() as i32 + 128;
+    for (o, &v) in dst.iter_mut().zip(src) {
+        *o = ((v as i32 * qa + qb) >> 8).clamp(0, 255) as u8;
+    }
 }
 
 pub(crate) fn contrast(cfg: &ContrastConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
     let l = cfg.limit.get();
     let f = uniform(rng, 1.0 - l, 1.0 + l).max(0.0);
-    // Mean over all bytes, in fixed chunks so the sum is exact (u64).
+    // Mean over all bytes: u32 sums over fixed chunks of 2^16 bytes cannot overflow and
+    // vectorise; the total is exact.
     let sum: u64 = src
         .data
         .chunks(1 << 16)
-        .map(|ch| ch.iter().map(|&v| v as u64).sum::<u64>())
+        .map(|ch| ch.iter().map(|&v| v as u32).sum::<u32>() as u64)
         .sum();
     let mean = sum as f64 / src.data.len().max(1) as f64;
-    let mut lut = [0u8; 256];
-    linear_lut(f, mean * (1.0 - f), &mut lut);
-    apply_lut(src, dst, &lut);
+    dst.reshape(src.h, src.w, src.c);
+    affine_bytes(src.data, &mut dst.data, f, mean * (1.0 - f));
 }
 
 pub(crate) fn gamma(cfg: &GammaConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
@@ -176,23 +187,30 @@ pub(crate) fn gamma(cfg: &GammaConfig, src: View<'_>, dst: &mut Img, rng: &mut R
 pub struct BlurScratch {
     kf: Vec<f32>,
     k: Vec<u16>,
+    kv: Vec<u16>,
     pad: Vec<u8>,
     tmp: Vec<u16>,
-    acc: Vec<u32>,
+    acc: Vec<u16>,
 }
 
-/// Gaussian blur with standard deviation `sigma`: a separable Q8 integer kernel (weights sum to
-/// exactly 256), horizontal pass into `u16`, vertical pass with `u32` accumulators. Both passes
-/// accumulate whole shifted rows so the inner loops vectorise.
+/// Gaussian blur with standard deviation `sigma`, separable and in 16-bit fixed point so both
+/// passes run on 16 `u16` lanes per AVX2 instruction: the horizontal pass uses a Q8 kernel
+/// (weights sum to exactly 256) and writes Q8 pixels to a `u16` buffer; the vertical pass uses a
+/// Q15 kernel (sum 32768) with high-half multiplies (`(t w) >> 16`, i.e. `pmulhuw`) into `u16`
+/// accumulators in Q7, then rounds. Whole shifted rows are accumulated so the inner loops are
+/// plain vector loops. The truncation of the high-half multiply costs under 0.06 levels.
 pub fn gaussian_blur(src: View<'_>, dst: &mut Img, sigma: f64, s: &mut BlurScratch) {
     gaussian_kernel(sigma, &mut s.kf);
-    // Quantise to Q8 and put the rounding remainder on the centre tap so the sum is 256.
-    s.k.clear();
-    s.k.extend(s.kf.iter().map(|&v| (v * 256.0).round() as u16));
-    let total: i32 = s.k.iter().map(|&v| v as i32).sum();
-    let mid = s.k.len() / 2;
-    s.k[mid] = (s.k[mid] as i32 + 256 - total) as u16;
-    let r = mid;
+    let quantise = |kf: &[f32], out: &mut Vec<u16>, total: i32| {
+        out.clear();
+        out.extend(kf.iter().map(|&v| (v as f64 * total as f64).round() as u16));
+        let sum: i32 = out.iter().map(|&v| v as i32).sum();
+        let mid = out.len() / 2;
+        out[mid] = (out[mid] as i32 + total - sum) as u16;
+    };
+    quantise(&s.kf, &mut s.k, 256);
+    quantise(&s.kf, &mut s.kv, 32768);
+    let r = s.k.len() / 2;
     let (h, w, c) = (src.h, src.w, src.c);
     let stride = w * c;
     dst.reshape(h, w, c);
@@ -221,20 +239,20 @@ pub fn gaussian_blur(src: View<'_>, dst: &mut Img, sigma: f64, s: &mut BlurScrat
     s.acc.resize(stride, 0);
     for y in 0..h {
         s.acc.fill(0);
-        for (j, &kv) in s.k.iter().enumerate() {
+        for (j, &kv) in s.kv.iter().enumerate() {
             if kv == 0 {
                 continue;
             }
             let sy = (y as isize + j as isize - r as isize).clamp(0, h as isize - 1) as usize;
             for (a, &t) in s.acc.iter_mut().zip(&s.tmp[sy * stride..(sy + 1) * stride]) {
-                *a += kv as u32 * t as u32;
+                *a += ((t as u32 * kv as u32) >> 16) as u16;
             }
         }
         for (o, &a) in dst.data[y * stride..(y + 1) * stride]
             .iter_mut()
             .zip(&s.acc)
         {
-            *o = ((a + 32768) >> 16) as u8;
+            *o = ((a + 64) >> 7) as u8;
         }
     }
 }

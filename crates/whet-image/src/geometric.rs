@@ -329,6 +329,7 @@ impl Mat {
 pub fn hflip(src: View<'_>, dst: &mut Img) {
     dst.reshape(src.h, src.w, src.c);
     let stride = src.stride();
+    let w = src.w;
     for (s, d) in src
         .data
         .chunks_exact(stride)
@@ -339,17 +340,39 @@ pub fn hflip(src: View<'_>, dst: &mut Img) {
                 d.copy_from_slice(s);
                 d.reverse();
             }
-            3 => {
-                for (dp, sp) in d.chunks_exact_mut(3).zip(s.chunks_exact(3).rev()) {
-                    dp.copy_from_slice(sp);
-                }
-            }
+            3 => hflip_rgb_row(s, d, w),
             c => {
                 for (dp, sp) in d.chunks_exact_mut(c).zip(s.chunks_exact(c).rev()) {
                     dp.copy_from_slice(sp);
                 }
             }
         }
+    }
+}
+
+/// Reverses the pixel order of one RGB row. Blocks of 16 pixels (48 bytes) are permuted through
+/// fixed-size arrays with constant indices, which LLVM lowers to byte shuffles.
+fn hflip_rgb_row(s: &[u8], d: &mut [u8], w: usize) {
+    const B: usize = 16;
+    let mut x = 0;
+    while x + B <= w {
+        let sb = (w - x - B) * 3;
+        let src: &[u8; 3 * B] = s[sb..sb + 3 * B].try_into().expect("block in row");
+        let dst: &mut [u8; 3 * B] = (&mut d[x * 3..x * 3 + 3 * B])
+            .try_into()
+            .expect("block in row");
+        for k in 0..B {
+            let j = 3 * (B - 1 - k);
+            dst[3 * k] = src[j];
+            dst[3 * k + 1] = src[j + 1];
+            dst[3 * k + 2] = src[j + 2];
+        }
+        x += B;
+    }
+    while x < w {
+        let j = (w - 1 - x) * 3;
+        d[x * 3..x * 3 + 3].copy_from_slice(&s[j..j + 3]);
+        x += 1;
     }
 }
 
@@ -602,16 +625,21 @@ pub(crate) fn resize_bilinear(
     s.r0.resize(ow * c, 0);
     s.r1.resize(ow * c, 0);
     let single_col = src.w == 1;
-    let hrow = |row: &[u8], out: &mut [u16], xi: &[u32], xw: &[u16]| {
-        for (ox, o) in out.chunks_exact_mut(c).enumerate() {
-            let i = xi[ox] as usize;
-            let w1 = xw[ox];
+    fn hrow<const C: usize>(row: &[u8], out: &mut [u16], xi: &[u32], xw: &[u16], single: bool) {
+        let step = if single { 0 } else { C };
+        for ((o, &i), &w1) in out.chunks_exact_mut(C).zip(xi).zip(xw) {
+            let i = i as usize;
             let w0 = 256 - w1;
-            let j = if single_col { i } else { i + c };
-            for k in 0..c {
-                o[k] = row[i + k] as u16 * w0 + row[j + k] as u16 * w1;
+            let a: &[u8; C] = row[i..i + C].try_into().expect("in row");
+            let b: &[u8; C] = row[i + step..i + step + C].try_into().expect("in row");
+            for k in 0..C {
+                o[k] = a[k] as u16 * w0 + b[k] as u16 * w1;
             }
         }
+    }
+    let hrow = |row: &[u8], out: &mut [u16], xi: &[u32], xw: &[u16]| match c {
+        1 => hrow::<1>(row, out, xi, xw, single_col),
+        _ => hrow::<3>(row, out, xi, xw, single_col),
     };
     let stride = src.stride();
     let fy = ch / oh as f64;
