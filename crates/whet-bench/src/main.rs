@@ -1,0 +1,110 @@
+//! `whet-bench`: the whet side of the side-by-side benchmarks in `bench/`.
+//!
+//! Each subcommand runs one workload through the public APIs of the whet crates, on inputs
+//! generated exactly as the Python peers generate theirs ([`inputs`]), and prints JSON lines in
+//! the peers' format, which `bench/py/harness.py` collects and `bench/py/report.py` turns into
+//! `bench/RESULTS.md`:
+//!
+//! - `matmul`: fp32 2048² products through whet-train's kernels (GFLOP/s);
+//! - `train`: one epoch of a 784-256-128-10 network, batch 128, SGD momentum (samples/s);
+//! - `augment`: each image op on 256x256x3 and 28x28x1 images (images/s);
+//! - `tabular` (cargo feature `tabular`, which pulls in polars): read, mean imputation + z-score,
+//!   left join on the 10-million-row table (seconds, peak memory).
+//!
+//! Run it through `bash bench/run.sh` (which builds it with `--release`); by hand:
+//! `cargo run --release -p whet-bench -- train --threads 1`.
+
+mod augment;
+mod inputs;
+mod matmul;
+mod measure;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// The whet side of the benchmarks in bench/ (see bench/README.md).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Worker threads (rayon's global pool; polars reads POLARS_MAX_THREADS, which the harness
+    /// sets to the same number).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    /// Timed repeats per figure (median).
+    #[arg(long, global = true, default_value_t = 5)]
+    repeats: usize,
+    /// A repeat during which other processes used more than this many cores is retried.
+    #[arg(long, global = true, default_value_t = 0.1)]
+    max_other: f64,
+    /// At most this many retries per figure.
+    #[arg(long, global = true, default_value_t = 2)]
+    retries: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// fp32 square matrix products through whet-train's kernels, GFLOP/s.
+    Matmul(matmul::MatmulArgs),
+    /// Training throughput of the 784-256-128-10 network, samples/s.
+    Train(train::TrainArgs),
+    /// Augmentation throughput per op on 256x256x3 and 28x28x1 images, images/s.
+    Augment(augment::AugmentArgs),
+    /// Read + mean imputation + z-score + left join of the Parquet tables (feature `tabular`).
+    Tabular(TabularArgs),
+}
+
+/// Options of `whet-bench tabular`: accepted, so the harness gets a clear error instead of a
+/// usage message while the workload is not built.
+#[derive(Debug, Clone, clap::Args)]
+struct TabularArgs {
+    /// The left table.
+    #[arg(long)]
+    left: std::path::PathBuf,
+    /// The right table.
+    #[arg(long)]
+    right: std::path::PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.threads == 0 {
+        eprintln!("whet-bench: --threads must be at least 1, found 0");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(cli.threads)
+        .build_global()
+    {
+        eprintln!(
+            "whet-bench: cannot start {} rayon threads: {e}",
+            cli.threads
+        );
+        return ExitCode::from(2);
+    }
+    let policy = measure::RetryPolicy {
+        repeats: cli.repeats.max(1),
+        max_other: cli.max_other,
+        retries: cli.retries,
+    };
+    let result = match &cli.command {
+        Command::Matmul(a) => matmul::run(a, cli.threads, policy).map_err(|e| e.to_string()),
+        Command::Train(a) => train::run(a, cli.threads, policy),
+        Command::Augment(a) => augment::run(a, cli.threads, policy),
+        Command::Tabular(a) => Err(format!(
+            "the tabular workload is not in this build of whet-bench (it needs the `tabular` \
+             feature and whet-tabular's API), so it cannot read {} and {}",
+            a.left.display(),
+            a.right.display()
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("whet-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Timing windows that also record how much CPU *other* processes used, as the Python peers do
+//! (`bench/py/common.py`), plus the small statistics and output helpers every workload shares.
+//!
+//! The machine this runs on is shared with builds, so each timed window reads the machine's busy
+//! CPU time (`/proc/stat`) and this process's own CPU time (`/proc/self/stat`, all threads) at
+//! both ends: `other_cores = (machine busy − own) / wall`. Where `/proc` is missing (not Linux)
+//! the figure is `None` and the timing itself still works.
+
+use serde_json::{Value, json};
+use std::io::Write;
+use std::time::Instant;
+
+/// Kernel clock ticks per second of `/proc/stat` and `/proc/<pid>/stat` (USER_HZ, 100 on every
+/// Linux architecture whet runs on).
+const USER_HZ: f64 = 100.0;
+
+/// Busy CPU seconds of the whole machine since boot: user + nice + system + irq + softirq + steal.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let vals: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if vals.len() < 7 {
+        return None;
+    }
+    let steal = vals.get(7).copied().unwrap_or(0);
+    Some((vals[0] + vals[1] + vals[2] + vals[5] + vals[6] + steal) as f64 / USER_HZ)
+}
+
+/// CPU seconds this process (all its threads) has used.
+pub fn own_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may contain spaces; fields after its closing parenthesis are
+    // plain. utime and stime are fields 14 and 15, i.e. 11th and 12th after the parenthesis.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// Peak resident set size of this process so far, bytes (`VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// An open timing window; [`Window::close`] gives the [`Measured`] result.
+#[derive(Debug)]
+pub struct Window {
+    machine: Option<f64>,
+    own: Option<f64>,
+    start: Instant,
+}
+
+/// Wall time of a window and the CPU other processes used during it.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    /// Wall-clock seconds.
+    pub wall: f64,
+    /// Average number of cores other processes kept busy, if `/proc` could be read.
+    pub other_cores: Option<f64>,
+}
+
+impl Window {
+    /// Starts a window now.
+    pub fn open() -> Self {
+        let machine = machine_busy_seconds();
+        let own = own_cpu_seconds();
+        Self {
+            machine,
+            own,
+            start: Instant::now(),
+        }
+    }
+
+    /// Ends the window.
+    pub fn close(self) -> Measured {
+        let wall = self.start.elapsed().as_secs_f64();
+        let other_cores = match (
+            self.machine,
+            self.own,
+            machine_busy_seconds(),
+            own_cpu_seconds(),
+        ) {
+            (Some(m0), Some(o0), Some(m1), Some(o1)) => {
+                Some(((m1 - m0) - (o1 - o0)).max(0.0) / wall.max(1e-9))
+            }
+            _ => None,
+        };
+        Measured { wall, other_cores }
+    }
+}
+
+/// Runs `f` inside a window.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Measured) {
+    let w = Window::open();
+    let out = f();
+    (out, w.close())
+}
+
+/// Median of `xs` (mean of the middle two for an even count); NaN when empty.
+pub fn median(xs: &[f64]) -> f64 {
+    let mut s: Vec<f64> = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => 0.5 * (s[n / 2 - 1] + s[n / 2]),
+    }
+}
+
+/// How repeats are retried when other processes are busy.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Timed repeats wanted.
+    pub repeats: usize,
+    /// A repeat during which other processes used more cores than this is retried.
+    pub max_other: f64,
+    /// At most this many retries per figure; after that, busy repeats are kept (and reported).
+    pub retries: usize,
+}
+
+/// Results of repeated timing of one figure.
+#[derive(Debug, Clone, Default)]
+pub struct Repeats {
+    /// The value of each kept repeat (a rate, e.g. images/s).
+    pub values: Vec<f64>,
+    /// Other processes' cores during each kept repeat (`None` without `/proc`).
+    pub other: Vec<Option<f64>>,
+    /// How many repeats were thrown away because the machine was busy.
+    pub retried: usize,
+}
+
+impl Repeats {
+    /// Median of the kept values.
+    pub fn median(&self) -> f64 {
+        median(&self.values)
+    }
+
+    /// The `other_cores` list as JSON (null where unknown), rounded to 3 decimals.
+    pub fn other_json(&self) -> Value {
+        Value::Array(
+            self.other
+                .iter()
+                .map(|o| o.map_or(Value::Null, |v| json!(round3(v))))
+                .collect(),
+        )
+    }
+}
+
+/// Repeats `run` (which returns a rate and its window) as `policy` says.
+pub fn repeat(policy: RetryPolicy, mut run: impl FnMut() -> (f64, Measured)) -> Repeats {
+    let mut r = Repeats::default();
+    while r.values.len() < policy.repeats {
+        let (value, m) = run();
+        let busy = m.other_cores.is_some_and(|o| o > policy.max_other);
+        if busy && r.retried < policy.retries {
+            r.retried += 1;
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            continue;
+        }
+        r.values.push(value);
+        r.other.push(m.other_cores);
+    }
+    r
+}
+
+/// Rounds to 3 decimals (for the load figures in the output).
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Prints one JSON record as a line on stdout (the harness collects them).
+///
+/// # Errors
+/// When stdout cannot be written.
+pub fn emit(record: &Value) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, record)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn repeat_retries_busy_windows_then_keeps_them() {
+        let policy = RetryPolicy {
+            repeats: 2,
+            max_other: 0.1,
+            retries: 1,
+        };
+        let mut calls = 0;
+        let r = repeat(policy, || {
+            calls += 1;
+            (
+                calls as f64,
+                Measured {
+                    wall: 1.0,
+                    other_cores: Some(0.5),
+                },
+            )
+        });
+        // First busy window retried once; then busy windows are kept.
+        assert_eq!(calls, 3);
+        assert_eq!(r.retried, 1);
+        assert_eq!(r.values, vec![2.0, 3.0]);
+    }
+
+    #[test]
+    fn proc_readings_are_plausible_on_linux() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        assert!(machine_busy_seconds().is_some_and(|v| v > 0.0));
+        assert!(own_cpu_seconds().is_some_and(|v| v >= 0.0));
+        assert!(peak_rss_bytes().is_some_and(|v| v > 0));
+    }
+}
