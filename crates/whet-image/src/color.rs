@@ -147,12 +147,12 @@ pub(crate) fn brightness(cfg: &BrightnessConfig, src: View<'_>, dst: &mut Img, r
     }
 }
 
-/// `dst = clamp(round(a v + b))` per byte, in Q8 fixed point on `i32` lanes.
+/// `dst = clamp(round(a v + b))` per byte, on `f32` lanes (the baseline x86-64 target has no
+/// vector 32-bit integer multiply; float multiply-add and the saturating `as u8` cast vectorise).
 pub(crate) fn affine_bytes(src: &[u8], dst: &mut [u8], a: f64, b: f64) {
-    let qa = (a * 256.0).round() as i32;
-    let qb = (b * 256.0).round() as i32 + 128;
+    let (a, b) = (a as f32, b as f32 + 0.5);
     for (o, &v) in dst.iter_mut().zip(src) {
-        *o = ((v as i32 * qa + qb) >> 8).clamp(0, 255) as u8;
+        *o = (v as f32 * a + b) as u8;
     }
 }
 
