@@ -1,1 +1,56 @@
-//! placeholder
+//! Tabular preprocessing for whet, on polars' eager API: loading CSV / CSV.gz / Parquet, joins,
+//! missing values, normalisation, encoding, targets, leak-free splits, an input audit, and export
+//! with a replayable manifest.
+//!
+//! The main entry points are [`prepare`] (config → arrays per split + reports + [`Manifest`]),
+//! [`audit()`], [`export()`] and [`apply()`]. Every post-split step is a [`Stage`] whose
+//! [`Stage::fit`] sees only the training split and returns a [`FittedStage`]; the fitted
+//! parameters serialise into the manifest, so new data get exactly the same treatment.
+//!
+//! ```
+//! use polars::prelude::*;
+//! use whet_tabular::{ImputeConfig, NormalizeConfig, Stage};
+//! # fn main() -> whet_tabular::Result<()> {
+//! let train = df!("x" => [Some(1.0), None, Some(3.0)])?;
+//! let test = df!("x" => [None, Some(100.0)])?;
+//! let imputer = ImputeConfig::default().fit(&train)?; // median of train: 2
+//! let scaler = NormalizeConfig { method: Default::default(), columns: vec![], exclude: vec![] }
+//!     .fit(&imputer.transform(train)?)?;
+//! let out = scaler.transform(imputer.transform(test)?)?;
+//! // The test gap is filled with the train median, then scaled with train statistics (0 here).
+//! assert_eq!(out.column("x")?.f64()?.get(0), Some(0.0));
+//! # Ok(()) }
+//! ```
+
+pub mod audit;
+pub mod encode;
+pub mod error;
+pub mod export;
+pub mod join;
+pub mod load;
+pub mod missing;
+pub mod pipeline;
+pub mod scale;
+pub mod split;
+pub mod stage;
+pub mod target;
+
+pub use audit::{AuditConfig, AuditFlag, AuditReport, FlagKind, audit_frame};
+pub use encode::{DatePart, EncodeConfig, FittedEncode};
+pub use error::{Error, Result};
+pub use export::{ExportFormat, ExportReport, FileEntry, Manifest, export, read_npy, write_split};
+pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
+pub use load::{ColumnType, LoadReport, TableFormat, TableSpec, load_table};
+pub use missing::{
+    CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod,
+    FittedDropColumns, FittedImpute, ImputeConfig, NumericFill,
+};
+pub use pipeline::{
+    Applied, PrepareReport, Prepared, SplitArrays, SplitRows, StepConfig, StepReport, TablesConfig,
+    TabularConfig, apply, apply_file, audit, load_tables, prepare, to_matrix,
+};
+pub use polars;
+pub use scale::{ClipConfig, FittedClip, FittedNormalize, NormMethod, NormalizeConfig};
+pub use split::{SplitConfig, SplitIndices, SplitMethod, split_indices};
+pub use stage::{FittedStage, FittedStep, Stage};
+pub use target::{Target, TargetConfig, TargetKind, extract_target};

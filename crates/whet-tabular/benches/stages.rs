@@ -1,0 +1,95 @@
+//! Imputation + z-score + a left join on an integer key, at 100k and 1M rows × 20 float columns
+//! (10 % missing), synthetic from a fixed seed.
+//!
+//! Run with: `cargo bench -p whet-tabular --bench stages`
+//! (set `RAYON_NUM_THREADS` / `POLARS_MAX_THREADS` to pin the thread count).
+
+use divan::Bencher;
+use polars::prelude::*;
+use rand::RngExt;
+use whet_tabular::{
+    ImputeConfig, JoinConfig, NormMethod, NormalizeConfig, NumericFill, Stage, join,
+};
+
+fn main() {
+    divan::main();
+}
+
+const COLS: usize = 20;
+const KEYS: i64 = 100_000;
+
+/// `n` rows: `key` (integer in 0..100k) and `x0..x19` (normal-ish floats, 10 % missing).
+fn table(n: usize) -> (DataFrame, DataFrame) {
+    let mut rng = whet_core::rng::stream(42, &[6, n as u64]);
+    let mut cols = Vec::with_capacity(COLS + 1);
+    let keys: Vec<i64> = (0..n).map(|_| rng.random_range(0..KEYS)).collect();
+    cols.push(Int64Chunked::from_vec("key".into(), keys).into_column());
+    for j in 0..COLS {
+        let v: Float64Chunked = (0..n)
+            .map(|_| {
+                let x: f64 = rng.random::<f64>() * 10.0 + j as f64;
+                (rng.random::<f64>() >= 0.1).then_some(x)
+            })
+            .collect();
+        cols.push(v.with_name(format!("x{j}").into()).into_column());
+    }
+    let left = DataFrame::new(n, cols).unwrap();
+    let right = df!(
+        "key" => (0..KEYS).collect::<Vec<_>>(),
+        "r0" => (0..KEYS).map(|k| k as f64 * 0.5).collect::<Vec<_>>(),
+        "r1" => (0..KEYS).map(|k| (k % 97) as f64).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    (left, right)
+}
+
+fn impute() -> ImputeConfig {
+    ImputeConfig {
+        numeric: NumericFill::Mean,
+        ..Default::default()
+    }
+}
+fn zscore() -> NormalizeConfig {
+    NormalizeConfig {
+        method: NormMethod::Zscore,
+        columns: vec![],
+        exclude: vec!["key".into()],
+    }
+}
+
+#[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
+fn impute_mean(bencher: Bencher, n: usize) {
+    let (df, _) = table(n);
+    bencher
+        .with_inputs(|| df.clone())
+        .bench_values(|df| impute().fit(&df).unwrap().transform(df).unwrap());
+}
+
+#[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
+fn zscore_fit_transform(bencher: Bencher, n: usize) {
+    let (df, _) = table(n);
+    let df = impute().fit(&df).unwrap().transform(df).unwrap();
+    bencher
+        .with_inputs(|| df.clone())
+        .bench_values(|df| zscore().fit(&df).unwrap().transform(df).unwrap());
+}
+
+#[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
+fn left_join_int_key(bencher: Bencher, n: usize) {
+    let (df, right) = table(n);
+    let mut cfg = JoinConfig::new("right", &["key"]);
+    cfg.cardinality = Some(whet_tabular::Cardinality::ManyToOne);
+    bencher.bench(|| join(&df, &right, &cfg).unwrap());
+}
+
+#[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
+fn impute_zscore_join(bencher: Bencher, n: usize) {
+    let (df, right) = table(n);
+    let mut cfg = JoinConfig::new("right", &["key"]);
+    cfg.cardinality = Some(whet_tabular::Cardinality::ManyToOne);
+    bencher.with_inputs(|| df.clone()).bench_values(|df| {
+        let df = impute().fit(&df).unwrap().transform(df).unwrap();
+        let df = zscore().fit(&df).unwrap().transform(df).unwrap();
+        join(&df, &right, &cfg).unwrap()
+    });
+}

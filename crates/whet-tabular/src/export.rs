@@ -1,0 +1,327 @@
+//! Export of prepared splits (Parquet, CSV or NPY) and `manifest.json`, all written atomically,
+//! with sha256 content hashes in the manifest.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use whet_core::fsx;
+
+use crate::error::{Error, Result};
+use crate::pipeline::{Prepared, SplitRows, StepConfig, TablesConfig};
+use crate::split::SplitConfig;
+use crate::stage::FittedStep;
+use crate::target::TargetKind;
+
+/// The manifest format tag.
+pub const MANIFEST_FORMAT: &str = "whet-tabular/1";
+
+/// File format of exported splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// `<split>.parquet` (zstd), features and a `target` column.
+    #[default]
+    Parquet,
+    /// `<split>.csv`, features and a `target` column.
+    Csv,
+    /// `<split>_x.npy`, `<split>_y.npy` (float32, C order) and `features.txt`.
+    Npy,
+}
+
+/// One written file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// File name inside the export folder.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// sha256 of the content, lower-case hex.
+    pub sha256: String,
+}
+
+/// Everything needed to replay the preprocessing on new data, and to check exported files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format tag ([`MANIFEST_FORMAT`]).
+    pub format: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Tables (with resolved paths), main table, target config.
+    pub data: TablesConfig,
+    /// Steps run before the split (joins, exclusions…), replayed as they are.
+    pub pre_split: Vec<StepConfig>,
+    /// The split used.
+    pub split: SplitConfig,
+    /// The resolved target.
+    pub target: TargetKind,
+    /// Class names (binary: 2, regression: none).
+    pub classes: Vec<String>,
+    /// Fitted steps with their parameters (learnt on train).
+    pub fitted: Vec<FittedStep>,
+    /// Feature names, in matrix column order.
+    pub features: Vec<String>,
+    /// Columns left at the end that are not features.
+    pub unused_columns: Vec<String>,
+    /// Columns and types of the main table as loaded.
+    pub input_schema: Vec<(String, String)>,
+    /// Row counts of the splits.
+    pub rows: SplitRows,
+    /// Exported files with hashes (filled by [`export`]).
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// Reads a manifest.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Manifest`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| Error::Manifest {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Writes the manifest atomically as pretty JSON.
+    ///
+    /// # Errors
+    /// [`Error::Fs`] or [`Error::Manifest`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(|source| Error::Manifest {
+            path: path.into(),
+            source,
+        })?;
+        fsx::atomic_write(path, &text)?;
+        Ok(())
+    }
+}
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportReport {
+    /// Data files.
+    pub files: Vec<FileEntry>,
+    /// The manifest's path.
+    pub manifest: PathBuf,
+}
+
+/// The `.npy` (version 1.0) bytes of a float32 C-order matrix.
+///
+/// # Shapes
+/// `x` is `rows × cols`; the file has that shape.
+pub fn npy_bytes(x: &Array2<f32>) -> Vec<u8> {
+    let (r, c) = x.dim();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({r}, {c}), }}");
+    // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of
+    // 64 and ended by a newline.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + r * c * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    match x.as_slice() {
+        Some(s) => s
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        None => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+    }
+    out
+}
+
+/// Reads an `.npy` written by [`npy_bytes`] (float32, C order, 2-D).
+///
+/// # Errors
+/// [`Error::Io`], or [`Error::Apply`] when the header is not such a file.
+pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
+    let b = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let bad = |why: &str| {
+        Error::Apply(format!(
+            "`{}` is not a 2-D float32 .npy: {why}",
+            path.display()
+        ))
+    };
+    if b.len() < 10 || &b[..8] != b"\x93NUMPY\x01\x00" {
+        return Err(bad("bad magic"));
+    }
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(b.get(10..10 + hl).ok_or_else(|| bad("short header"))?)
+        .map_err(|_e| bad("header is not UTF-8"))?;
+    if !header.contains("'<f4'") || !header.contains("False") {
+        return Err(bad("not little-endian float32 in C order"));
+    }
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no shape"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let [r, c] = dims[..] else {
+        return Err(bad("not 2-D"));
+    };
+    let data = &b[10 + hl..];
+    if data.len() != r * c * 4 {
+        return Err(bad("data length does not match the shape"));
+    }
+    let v: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|q| f32::from_le_bytes([q[0], q[1], q[2], q[3]]))
+        .collect();
+    Array2::from_shape_vec((r, c), v).map_err(|_e| bad("shape"))
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry> {
+    fsx::atomic_write(&dir.join(name), bytes)?;
+    Ok(FileEntry {
+        name: name.into(),
+        bytes: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(bytes)),
+    })
+}
+
+/// A frame of the features plus a `target` column (class index or value).
+///
+/// # Errors
+/// polars errors only.
+pub fn split_frame(
+    x: &Array2<f32>,
+    y: Option<&Array2<f32>>,
+    features: &[String],
+) -> Result<DataFrame> {
+    let mut cols: Vec<Column> = Vec::with_capacity(features.len() + 1);
+    for (j, f) in features.iter().enumerate() {
+        let v: Vec<f32> = x.column(j).to_vec();
+        cols.push(Float32Chunked::from_vec(f.as_str().into(), v).into_column());
+    }
+    if let Some(y) = y {
+        let t: Vec<f32> = if y.ncols() == 1 {
+            y.column(0).to_vec()
+        } else {
+            y.rows()
+                .into_iter()
+                .map(|r| r.iter().position(|&v| v == 1.0).unwrap_or(0) as f32)
+                .collect()
+        };
+        cols.push(Float32Chunked::from_vec("target".into(), t).into_column());
+    }
+    Ok(DataFrame::new(x.nrows(), cols)?)
+}
+
+/// Writes one split in `format` into `dir`; returns the written files.
+///
+/// # Errors
+/// Write and encoding errors.
+pub fn write_split(
+    dir: &Path,
+    name: &str,
+    x: &Array2<f32>,
+    y: Option<&Array2<f32>>,
+    features: &[String],
+    format: ExportFormat,
+) -> Result<Vec<FileEntry>> {
+    match format {
+        ExportFormat::Npy => {
+            let mut out = vec![write_file(dir, &format!("{name}_x.npy"), &npy_bytes(x))?];
+            if let Some(y) = y {
+                out.push(write_file(dir, &format!("{name}_y.npy"), &npy_bytes(y))?);
+            }
+            Ok(out)
+        }
+        ExportFormat::Parquet | ExportFormat::Csv => {
+            let mut df = split_frame(x, y, features)?;
+            let mut buf = Vec::new();
+            let file = if format == ExportFormat::Parquet {
+                ParquetWriter::new(&mut buf)
+                    .with_compression(ParquetCompression::Zstd(None))
+                    .finish(&mut df)?;
+                format!("{name}.parquet")
+            } else {
+                CsvWriter::new(&mut buf)
+                    .include_header(true)
+                    .finish(&mut df)?;
+                format!("{name}.csv")
+            };
+            Ok(vec![write_file(dir, &file, &buf)?])
+        }
+    }
+}
+
+/// Writes train / validation / test in `format`, `features.txt`, and `manifest.json` (written
+/// last, with the hashes of the other files) into `dir`.
+///
+/// # Errors
+/// [`Error::Fs`] on write errors, polars errors on encoding.
+pub fn export(prepared: &Prepared, dir: &Path, format: ExportFormat) -> Result<ExportReport> {
+    let mut files = Vec::new();
+    for (name, s) in [
+        ("train", &prepared.train),
+        ("validation", &prepared.validation),
+        ("test", &prepared.test),
+    ] {
+        files.extend(write_split(
+            dir,
+            name,
+            &s.x,
+            Some(&s.y),
+            &prepared.features,
+            format,
+        )?);
+    }
+    let mut names = Vec::new();
+    for f in &prepared.features {
+        writeln!(names, "{f}").map_err(|source| Error::Io {
+            path: dir.join("features.txt"),
+            source,
+        })?;
+    }
+    files.push(write_file(dir, "features.txt", &names)?);
+    let mut manifest = prepared.manifest.clone();
+    manifest.files = files.clone();
+    let path = dir.join("manifest.json");
+    manifest.save(&path)?;
+    Ok(ExportReport {
+        files,
+        manifest: path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_round_trips() {
+        let x = Array2::from_shape_vec((2, 3), vec![1.0f32, 2.0, 3.0, 4.0, 5.0, f32::MIN_POSITIVE])
+            .unwrap();
+        let b = npy_bytes(&x);
+        let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+        assert_eq!((10 + hl) % 64, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        std::fs::write(&p, &b).unwrap();
+        assert_eq!(read_npy(&p).unwrap(), x);
+    }
+}

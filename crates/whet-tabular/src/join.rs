@@ -1,0 +1,457 @@
+//! Joins declared in the config: left, inner, full, semi and anti, on one or several keys, with a
+//! declared cardinality that is checked on the data and a report of unmatched rows.
+
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use whet_core::Issues;
+
+use crate::error::{Error, Result};
+
+/// The kind of join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinHow {
+    /// Keep every left row; right columns are missing where nothing matches.
+    #[default]
+    Left,
+    /// Keep matching rows only.
+    Inner,
+    /// Keep every row of both sides.
+    Full,
+    /// Keep left rows that have a match (no right columns added).
+    Semi,
+    /// Keep left rows that have no match (no right columns added).
+    Anti,
+}
+
+/// The relation the keys are declared to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Cardinality {
+    /// Keys are unique on both sides.
+    OneToOne,
+    /// Keys are unique on the right side (a lookup table).
+    ManyToOne,
+}
+
+fn default_suffix() -> String {
+    "_right".into()
+}
+
+/// `- join: { with: weather, on: [origin, time_hour], how: left, cardinality: many_to_one }`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// Name of the right table (a key of `data.tables`).
+    pub with: String,
+    /// Key columns with the same name on both sides.
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// Left key columns when the names differ (with `right_on`, same length).
+    #[serde(default)]
+    pub left_on: Vec<String>,
+    /// Right key columns when the names differ (with `left_on`, same length).
+    #[serde(default)]
+    pub right_on: Vec<String>,
+    /// Kind of join. Default `left`.
+    #[serde(default)]
+    pub how: JoinHow,
+    /// Suffix for right columns whose names clash with left ones. Default `_right`.
+    #[serde(default = "default_suffix")]
+    pub suffix: String,
+    /// Declared cardinality, checked before joining. Default: none declared (only a
+    /// many-to-many join is refused).
+    #[serde(default)]
+    pub cardinality: Option<Cardinality>,
+    /// Allow a join whose keys repeat on both sides (it multiplies rows). Default false.
+    #[serde(default)]
+    pub allow_many_to_many: bool,
+}
+
+impl JoinConfig {
+    /// A left join on `on` with defaults.
+    pub fn new(with: &str, on: &[&str]) -> Self {
+        Self {
+            with: with.into(),
+            on: on.iter().map(|s| s.to_string()).collect(),
+            left_on: vec![],
+            right_on: vec![],
+            how: JoinHow::Left,
+            suffix: default_suffix(),
+            cardinality: None,
+            allow_many_to_many: false,
+        }
+    }
+
+    /// Left and right key names.
+    pub fn keys(&self) -> (Vec<String>, Vec<String>) {
+        if self.on.is_empty() {
+            (self.left_on.clone(), self.right_on.clone())
+        } else {
+            (self.on.clone(), self.on.clone())
+        }
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self) -> Issues {
+        let mut is = Issues::new();
+        let named = !self.left_on.is_empty() || !self.right_on.is_empty();
+        is.check(self.on.is_empty() == named, "", || {
+            "give either `on` or both `left_on` and `right_on`".into()
+        });
+        is.check(
+            self.left_on.len() == self.right_on.len(),
+            "right_on",
+            || {
+                format!(
+                    "`left_on` has {} columns but `right_on` has {}",
+                    self.left_on.len(),
+                    self.right_on.len()
+                )
+            },
+        );
+        is.check(!self.suffix.is_empty(), "suffix", || {
+            "must not be empty".into()
+        });
+        is
+    }
+}
+
+/// What a join did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinReport {
+    /// The right table.
+    pub with: String,
+    /// Kind of join.
+    pub how: JoinHow,
+    /// Left rows before.
+    pub rows_before: usize,
+    /// Rows after.
+    pub rows_after: usize,
+    /// Right table rows.
+    pub right_rows: usize,
+    /// Left rows with no matching right row (null keys never match).
+    pub unmatched_left: usize,
+    /// Right rows with no matching left row.
+    pub unmatched_right: usize,
+    /// Left rows with a missing value in a key.
+    pub null_keys_left: usize,
+}
+
+fn dup_count(df: &DataFrame, keys: &[String]) -> Result<(usize, String)> {
+    let sel = df.select(keys.iter().map(|s| s.as_str()))?;
+    let dup = sel.is_duplicated()?;
+    let n = dup.sum().unwrap_or(0) as usize;
+    let example = if n > 0 {
+        let first = sel.filter(&dup)?.slice(0, 1);
+        let parts: Vec<String> = first
+            .columns()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c.name(),
+                    c.get(0).map(|v| v.to_string()).unwrap_or_default()
+                )
+            })
+            .collect();
+        parts.join(", ")
+    } else {
+        String::new()
+    };
+    Ok((n, example))
+}
+
+fn null_key_rows(df: &DataFrame, keys: &[String]) -> Result<usize> {
+    let mut mask: Option<BooleanChunked> = None;
+    for k in keys {
+        let m = df.column(k)?.is_null();
+        mask = Some(match mask {
+            None => m,
+            Some(prev) => &prev | &m,
+        });
+    }
+    Ok(mask.map(|m| m.sum().unwrap_or(0) as usize).unwrap_or(0))
+}
+
+fn check_columns(df: &DataFrame, cols: &[String], context: &str) -> Result<()> {
+    for c in cols {
+        if df.column(c).is_err() {
+            return Err(Error::ColumnNotFound {
+                column: c.clone(),
+                context: context.into(),
+                available: df
+                    .get_column_names()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+const MATCH: &str = "__whet_match__";
+
+/// Joins `left` with `right` as `cfg` says and reports what happened.
+///
+/// # Errors
+/// [`Error::ColumnNotFound`] for a missing key, [`Error::KeyType`] for keys of different types,
+/// [`Error::Cardinality`] when the declared cardinality does not hold, [`Error::ManyToMany`] when
+/// keys repeat on both sides and `allow_many_to_many` is false.
+pub fn join(
+    left: &DataFrame,
+    right: &DataFrame,
+    cfg: &JoinConfig,
+) -> Result<(DataFrame, JoinReport)> {
+    let (lk, rk) = cfg.keys();
+    check_columns(left, &lk, &format!("join with `{}` (left keys)", cfg.with))?;
+    check_columns(
+        right,
+        &rk,
+        &format!("join with `{}` (right keys)", cfg.with),
+    )?;
+    for (l, r) in lk.iter().zip(&rk) {
+        let (lt, rt) = (left.column(l)?.dtype(), right.column(r)?.dtype());
+        if lt != rt {
+            return Err(Error::KeyType {
+                with: cfg.with.clone(),
+                left: l.clone(),
+                left_type: lt.to_string(),
+                right: r.clone(),
+                right_type: rt.to_string(),
+            });
+        }
+    }
+    let (right_dups, right_example) = dup_count(right, &rk)?;
+    let needs_left = cfg.cardinality == Some(Cardinality::OneToOne) || right_dups > 0;
+    let (left_dups, left_example) =
+        if needs_left && !matches!(cfg.how, JoinHow::Semi | JoinHow::Anti) {
+            dup_count(left, &lk)?
+        } else {
+            (0, String::new())
+        };
+    let declared = |c: Cardinality| format!("{c:?}").to_lowercase();
+    if let Some(card) = cfg.cardinality {
+        if right_dups > 0 {
+            return Err(Error::Cardinality {
+                with: cfg.with.clone(),
+                declared: declared(card),
+                side: "right",
+                duplicates: right_dups,
+                example: right_example,
+            });
+        }
+        if card == Cardinality::OneToOne && left_dups > 0 {
+            return Err(Error::Cardinality {
+                with: cfg.with.clone(),
+                declared: declared(card),
+                side: "left",
+                duplicates: left_dups,
+                example: left_example,
+            });
+        }
+    }
+    if right_dups > 0 && left_dups > 0 && !cfg.allow_many_to_many {
+        return Err(Error::ManyToMany {
+            with: cfg.with.clone(),
+            left_dups,
+            right_dups,
+        });
+    }
+    let rows_before = left.height();
+    let null_keys_left = null_key_rows(left, &lk)?;
+    let how = match cfg.how {
+        JoinHow::Left => JoinType::Left,
+        JoinHow::Inner => JoinType::Inner,
+        JoinHow::Full => JoinType::Full,
+        JoinHow::Semi => JoinType::Semi,
+        JoinHow::Anti => JoinType::Anti,
+    };
+    let mut args = JoinArgs::new(how)
+        .with_suffix(Some(cfg.suffix.as_str().into()))
+        .with_coalesce(JoinCoalesce::CoalesceColumns);
+    // A fixed row order whatever the thread count (determinism rule).
+    args.maintain_order = if cfg.how == JoinHow::Full {
+        MaintainOrderJoin::LeftRight
+    } else {
+        MaintainOrderJoin::Left
+    };
+    let mut report = JoinReport {
+        with: cfg.with.clone(),
+        how: cfg.how,
+        rows_before,
+        rows_after: 0,
+        right_rows: right.height(),
+        unmatched_left: 0,
+        unmatched_right: 0,
+        null_keys_left,
+    };
+    let out = match cfg.how {
+        JoinHow::Left | JoinHow::Full | JoinHow::Inner => {
+            // Marker columns count matches without a second (anti) join.
+            let mut r = right.clone();
+            r.with_column(Column::new_scalar(
+                MATCH.into(),
+                Scalar::from(true),
+                r.height(),
+            ))?;
+            let mut l = left.clone();
+            let lm = format!("{MATCH}left");
+            if cfg.how == JoinHow::Full {
+                l.with_column(Column::new_scalar(
+                    lm.as_str().into(),
+                    Scalar::from(true),
+                    l.height(),
+                ))?;
+            }
+            let mut out = l.join(&r, &lk, &rk, args, None)?;
+            let matched = out.column(MATCH)?.as_materialized_series().is_not_null();
+            if cfg.how == JoinHow::Full {
+                let has_left = out.column(&lm)?.as_materialized_series().is_not_null();
+                let only_left = &has_left & &!&matched;
+                let only_right = &matched & &!&has_left;
+                report.unmatched_left = only_left.sum().unwrap_or(0) as usize;
+                report.unmatched_right = only_right.sum().unwrap_or(0) as usize;
+                out = out.drop(&lm)?;
+            } else if cfg.how == JoinHow::Left {
+                report.unmatched_left = (!&matched).sum().unwrap_or(0) as usize;
+            } else {
+                report.unmatched_left = rows_before.saturating_sub(out.height());
+            }
+            out.drop(MATCH)?
+        }
+        JoinHow::Semi => {
+            let out = left.join(right, &lk, &rk, args, None)?;
+            report.unmatched_left = rows_before - out.height();
+            out
+        }
+        JoinHow::Anti => {
+            let out = left.join(right, &lk, &rk, args, None)?;
+            report.unmatched_left = out.height();
+            out
+        }
+    };
+    report.rows_after = out.height();
+    Ok((out, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Hand-checked tables: left keys 1, 2, 2, 3, null; right keys 1, 2, 4 (unique).
+    fn tables() -> (DataFrame, DataFrame) {
+        let left = df!(
+            "k" => [Some(1i64), Some(2), Some(2), Some(3), None],
+            "x" => [10.0, 20.0, 21.0, 30.0, 99.0],
+        )
+        .unwrap();
+        let right = df!(
+            "k" => [1i64, 2, 4],
+            "x" => [0.1, 0.2, 0.4],
+            "y" => ["a", "b", "d"],
+        )
+        .unwrap();
+        (left, right)
+    }
+
+    fn cfg(how: JoinHow) -> JoinConfig {
+        let mut c = JoinConfig::new("r", &["k"]);
+        c.how = how;
+        c.cardinality = Some(Cardinality::ManyToOne);
+        c
+    }
+
+    #[test]
+    fn left_join_keeps_rows_and_reports_unmatched() {
+        let (l, r) = tables();
+        let (out, rep) = join(&l, &r, &cfg(JoinHow::Left)).unwrap();
+        assert_eq!(out.height(), 5);
+        assert_eq!(rep.rows_before, 5);
+        assert_eq!(rep.rows_after, 5);
+        // key 3 and the null key find nothing.
+        assert_eq!(rep.unmatched_left, 2);
+        assert_eq!(rep.null_keys_left, 1);
+        let names: Vec<String> = out
+            .get_column_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(names, ["k", "x", "x_right", "y"]);
+        // Left order is kept; values hand-checked.
+        let y: Vec<Option<&str>> = out.column("y").unwrap().str().unwrap().iter().collect();
+        let k: Vec<Option<i64>> = out.column("k").unwrap().i64().unwrap().iter().collect();
+        let mut pairs: Vec<(Option<i64>, Option<&str>)> = k.into_iter().zip(y).collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            [
+                (None, None),
+                (Some(1), Some("a")),
+                (Some(2), Some("b")),
+                (Some(2), Some("b")),
+                (Some(3), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn inner_semi_anti_full() {
+        let (l, r) = tables();
+        let (o, rep) = join(&l, &r, &cfg(JoinHow::Inner)).unwrap();
+        assert_eq!((o.height(), rep.unmatched_left), (3, 2));
+        let (o, rep) = join(&l, &r, &cfg(JoinHow::Semi)).unwrap();
+        assert_eq!((o.height(), o.width(), rep.unmatched_left), (3, 2, 2));
+        let (o, rep) = join(&l, &r, &cfg(JoinHow::Anti)).unwrap();
+        assert_eq!((o.height(), rep.unmatched_left), (2, 2));
+        let (o, rep) = join(&l, &r, &cfg(JoinHow::Full)).unwrap();
+        // 5 left rows + the right row with key 4.
+        assert_eq!(o.height(), 6);
+        assert_eq!((rep.unmatched_left, rep.unmatched_right), (2, 1));
+    }
+
+    #[test]
+    fn declared_cardinality_is_checked() {
+        let (l, _) = tables();
+        let dup_right = df!("k" => [1i64, 1, 2], "z" => [1, 2, 3]).unwrap();
+        let e = join(&l, &dup_right, &cfg(JoinHow::Left))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("right keys are not unique") && e.contains("k=1"),
+            "{e}"
+        );
+        let mut c = cfg(JoinHow::Left);
+        c.cardinality = None;
+        let e = join(&l, &dup_right, &c).unwrap_err().to_string();
+        assert!(e.contains("many-to-many"), "{e}");
+        c.allow_many_to_many = true;
+        let (o, _) = join(&l, &dup_right, &c).unwrap();
+        assert_eq!(o.height(), 6); // key 1 doubles, both 2s match once, 3 and null stay
+        let mut c = cfg(JoinHow::Left);
+        c.cardinality = Some(Cardinality::OneToOne);
+        let (_, r) = tables();
+        let e = join(&l, &r, &c).unwrap_err().to_string();
+        assert!(e.contains("left keys are not unique"), "{e}");
+    }
+
+    #[test]
+    fn different_key_names_and_several_keys() {
+        let l = df!("a" => ["x", "y", "x"], "b" => [1i64, 1, 2], "v" => [1, 2, 3]).unwrap();
+        let r = df!("aa" => ["x", "x"], "bb" => [1i64, 2], "w" => [7, 8]).unwrap();
+        let mut c = JoinConfig::new("r", &[]);
+        c.left_on = vec!["a".into(), "b".into()];
+        c.right_on = vec!["aa".into(), "bb".into()];
+        let (o, rep) = join(&l, &r, &c).unwrap();
+        assert_eq!(rep.unmatched_left, 1);
+        let w: Vec<Option<i32>> = o.column("w").unwrap().i32().unwrap().iter().collect();
+        assert_eq!(w, [Some(7), None, Some(8)]);
+        assert!(c.validate().is_empty());
+        let e = join(&l, &r, &JoinConfig::new("r", &["nope"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`nope` not found"), "{e}");
+    }
+}

@@ -1,0 +1,618 @@
+//! Loading tables: CSV, gzip-compressed CSV and Parquet, with schema inference, per-column type
+//! overrides, configurable missing markers, a row limit, and located errors for malformed rows.
+//!
+//! polars parses the file; when it fails, the bytes are scanned once more with the same schema to
+//! find the first offending line and field (polars' own message carries no line number). With
+//! `skip_bad_rows: true` every offending line is removed and counted instead.
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A column type that can be forced on a CSV column instead of the inferred one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// Boolean (`true`/`false`).
+    Bool,
+    /// 32-bit signed integer.
+    I32,
+    /// 64-bit signed integer.
+    I64,
+    /// 32-bit float.
+    F32,
+    /// 64-bit float.
+    F64,
+    /// Text.
+    Str,
+    /// A calendar date (`2013-01-01`).
+    Date,
+    /// A date and time (`2013-01-01T10:00:00`), microseconds.
+    Datetime,
+}
+
+impl ColumnType {
+    /// The polars type.
+    pub fn dtype(self) -> DataType {
+        match self {
+            ColumnType::Bool => DataType::Boolean,
+            ColumnType::I32 => DataType::Int32,
+            ColumnType::I64 => DataType::Int64,
+            ColumnType::F32 => DataType::Float32,
+            ColumnType::F64 => DataType::Float64,
+            ColumnType::Str => DataType::String,
+            ColumnType::Date => DataType::Date,
+            ColumnType::Datetime => DataType::Datetime(TimeUnit::Microseconds, None),
+        }
+    }
+}
+
+/// The file format of a table; by default taken from the file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    /// Comma-separated text (optionally gzip-compressed when the name ends in `.gz`).
+    Csv,
+    /// Gzip-compressed CSV.
+    CsvGz,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl TableFormat {
+    /// The format implied by a file name, if any.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".csv.gz") || name.ends_with(".tsv.gz") {
+            Some(Self::CsvGz)
+        } else if name.ends_with(".csv") || name.ends_with(".tsv") || name.ends_with(".txt") {
+            Some(Self::Csv)
+        } else if name.ends_with(".parquet") || name.ends_with(".pq") {
+            Some(Self::Parquet)
+        } else {
+            None
+        }
+    }
+}
+
+fn default_missing() -> Vec<String> {
+    vec!["NA".into(), String::new()]
+}
+fn default_infer_rows() -> usize {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+
+/// How to load one table. In YAML either a path (`flights: data/flights.csv.gz`) or a map
+/// (`flights: { path: ..., missing: [NA], types: { year: i32 }, limit: 50000 }`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// The file (`.csv`, `.csv.gz`, `.parquet`); relative paths are resolved against the YAML
+    /// file's folder by the CLI.
+    pub path: PathBuf,
+    /// Format; default: from the file name.
+    #[serde(default)]
+    pub format: Option<TableFormat>,
+    /// Field values read as missing (CSV only). Default `["NA", ""]`; `""` means empty fields.
+    #[serde(default = "default_missing")]
+    pub missing: Vec<String>,
+    /// Per-column type overrides (CSV only), e.g. `{ year: i32 }`.
+    #[serde(default)]
+    pub types: BTreeMap<String, ColumnType>,
+    /// Read only the first `limit` rows. Default: all.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Rows read to infer column types (CSV). Default 10000.
+    #[serde(default = "default_infer_rows")]
+    pub infer_rows: usize,
+    /// Parse ISO-8601 dates and datetimes into date/datetime columns (CSV). Default true.
+    #[serde(default = "default_true")]
+    pub parse_dates: bool,
+    /// Skip malformed rows (and count them) instead of failing. Default false.
+    #[serde(default)]
+    pub skip_bad_rows: bool,
+}
+
+impl TableSpec {
+    /// A spec with every option at its default.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            format: None,
+            missing: default_missing(),
+            types: BTreeMap::new(),
+            limit: None,
+            infer_rows: default_infer_rows(),
+            parse_dates: true,
+            skip_bad_rows: false,
+        }
+    }
+
+    /// Resolves a relative `path` against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if self.path.is_relative() {
+            self.path = base.join(&self.path);
+        }
+    }
+
+    /// The format: explicit, else from the file name.
+    ///
+    /// # Errors
+    /// [`Error::UnknownFormat`] when neither gives one.
+    pub fn resolved_format(&self) -> Result<TableFormat> {
+        self.format
+            .or_else(|| TableFormat::from_path(&self.path))
+            .ok_or_else(|| Error::UnknownFormat {
+                path: self.path.clone(),
+            })
+    }
+}
+
+/// The map form of [`TableSpec`] (deserialisation and schema helper; fields as there).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+struct TableSpecMap {
+    /// The file (`.csv`, `.csv.gz`, `.parquet`).
+    path: PathBuf,
+    /// Format; default: from the file name.
+    #[serde(default)]
+    format: Option<TableFormat>,
+    /// Field values read as missing (CSV). Default `["NA", ""]`.
+    #[serde(default = "default_missing")]
+    missing: Vec<String>,
+    /// Per-column type overrides (CSV).
+    #[serde(default)]
+    types: BTreeMap<String, ColumnType>,
+    /// Read only the first `limit` rows.
+    #[serde(default)]
+    limit: Option<usize>,
+    /// Rows read to infer column types (CSV). Default 10000.
+    #[serde(default = "default_infer_rows")]
+    infer_rows: usize,
+    /// Parse ISO-8601 dates (CSV). Default true.
+    #[serde(default = "default_true")]
+    parse_dates: bool,
+    /// Skip and count malformed rows. Default false.
+    #[serde(default)]
+    skip_bad_rows: bool,
+}
+
+impl JsonSchema for TableSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TableSpec".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let map = g.subschema_for::<TableSpecMap>();
+        schemars::json_schema!({
+            "description": "A table: a file path, or a map with `path` and options.",
+            "anyOf": [ { "type": "string" }, map ]
+        })
+    }
+}
+
+// A string or a map, without `#[serde(untagged)]` (which would lose the map's error messages):
+// the visitor sees which one it got and hands a map to the derived, `deny_unknown_fields` parser.
+impl<'de> Deserialize<'de> for TableSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TableSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a file path or a map with `path` and options")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<TableSpec, E> {
+                Ok(TableSpec::new(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<TableSpec, A::Error> {
+                let m =
+                    TableSpecMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(TableSpec {
+                    path: m.path,
+                    format: m.format,
+                    missing: m.missing,
+                    types: m.types,
+                    limit: m.limit,
+                    infer_rows: m.infer_rows,
+                    parse_dates: m.parse_dates,
+                    skip_bad_rows: m.skip_bad_rows,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What loading one table did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Rows loaded.
+    pub rows: usize,
+    /// Columns loaded.
+    pub columns: usize,
+    /// Malformed rows skipped (with `skip_bad_rows`).
+    pub skipped_rows: usize,
+    /// The first few skipped lines with the reason.
+    pub skipped_examples: Vec<String>,
+}
+
+/// Loads a table as described by `spec`.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read, [`Error::MalformedRow`] for a malformed CSV row
+/// (file, line, column, value, expected type), [`Error::ReadTable`] for other parse failures,
+/// [`Error::UnknownFormat`] for an unknown extension.
+pub fn load_table(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
+    let path = &spec.path;
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let format = spec.resolved_format()?;
+    let (df, skipped, examples) = match format {
+        TableFormat::Parquet => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            let mut reader = ParquetReader::new(file);
+            if let Some(n) = spec.limit {
+                reader = reader.with_slice(Some((0, n)));
+            }
+            let df = reader.finish().map_err(|source| Error::ReadTable {
+                path: path.clone(),
+                source,
+            })?;
+            (df, 0, Vec::new())
+        }
+        TableFormat::Csv | TableFormat::CsvGz => {
+            let raw = std::fs::read(path).map_err(io)?;
+            let bytes = if format == TableFormat::CsvGz || is_gzip(&raw) {
+                let mut out = Vec::with_capacity(raw.len() * 4);
+                flate2::read::MultiGzDecoder::new(&raw[..])
+                    .read_to_end(&mut out)
+                    .map_err(io)?;
+                out
+            } else {
+                raw
+            };
+            read_csv_bytes(path, bytes, spec)?
+        }
+    };
+    let report = LoadReport {
+        path: path.clone(),
+        rows: df.height(),
+        columns: df.width(),
+        skipped_rows: skipped,
+        skipped_examples: examples,
+    };
+    Ok((df, report))
+}
+
+fn is_gzip(b: &[u8]) -> bool {
+    b.len() > 2 && b[0] == 0x1f && b[1] == 0x8b
+}
+
+fn csv_options(
+    spec: &TableSpec,
+    overrides: Option<SchemaRef>,
+    n_rows: Option<usize>,
+) -> CsvReadOptions {
+    let markers: Vec<PlSmallStr> = spec
+        .missing
+        .iter()
+        .filter(|m| !m.is_empty())
+        .map(|m| PlSmallStr::from(m.as_str()))
+        .collect();
+    let empty_is_missing = spec.missing.iter().any(|m| m.is_empty());
+    let parse = CsvParseOptions::default()
+        .with_null_values((!markers.is_empty()).then_some(NullValues::AllColumns(markers)))
+        .with_missing_is_null(empty_is_missing)
+        .with_try_parse_dates(spec.parse_dates);
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(spec.infer_rows.max(1)))
+        .with_schema_overwrite(overrides)
+        .with_n_rows(n_rows)
+        .with_rechunk(true)
+        .with_parse_options(parse)
+}
+
+fn overrides(spec: &TableSpec) -> Option<SchemaRef> {
+    if spec.types.is_empty() {
+        return None;
+    }
+    let schema: Schema = spec
+        .types
+        .iter()
+        .map(|(k, t)| Field::new(k.as_str().into(), t.dtype()))
+        .collect();
+    Some(Arc::new(schema))
+}
+
+type CsvOut = (DataFrame, usize, Vec<String>);
+
+fn read_csv_bytes(path: &Path, bytes: Vec<u8>, spec: &TableSpec) -> Result<CsvOut> {
+    let ov = overrides(spec);
+    let first = csv_options(spec, ov.clone(), spec.limit)
+        .into_reader_with_file_handle(Cursor::new(&bytes[..]))
+        .finish();
+    let source = match first {
+        Ok(df) => return Ok((df, 0, Vec::new())),
+        Err(e) => e,
+    };
+    // Diagnose: infer the schema polars used from the first rows, then find offending lines.
+    // Diagnose with the schema polars infers from the first rows. polars parses whole chunks
+    // even with a row limit, so the head is cut from the bytes; when the bad row is inside the
+    // head, shorter heads are tried.
+    let head_of = |rows: usize| {
+        let end = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(rows)
+            .map_or(bytes.len(), |(i, _)| i + 1);
+        csv_options(spec, ov.clone(), None)
+            .into_reader_with_file_handle(Cursor::new(&bytes[..end]))
+            .finish()
+    };
+    let mut rows = spec.infer_rows.max(1);
+    let head = loop {
+        match head_of(rows) {
+            Ok(df) => break df,
+            Err(e) if rows == 1 => {
+                return Err(Error::ReadTable {
+                    path: path.to_path_buf(),
+                    source: e,
+                });
+            }
+            Err(_) => rows = (rows / 10).max(1),
+        }
+    };
+    let schema = head.schema().clone();
+    let bad = scan_bad_rows(&bytes, &schema, spec, !spec.skip_bad_rows);
+    if bad.is_empty() {
+        return Err(Error::ReadTable {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    if !spec.skip_bad_rows {
+        let b = &bad[0];
+        return Err(Error::MalformedRow {
+            path: path.to_path_buf(),
+            line: b.line,
+            column: b.column.clone(),
+            field: b.field,
+            message: b.message.clone(),
+        });
+    }
+    let examples = bad
+        .iter()
+        .take(5)
+        .map(|b| format!("line {}, column `{}`: {}", b.line, b.column, b.message))
+        .collect();
+    let cleaned = remove_lines(&bytes, &bad);
+    // Force the diagnosed schema so the cleaned file parses the same way.
+    let full: Schema = schema
+        .iter()
+        .map(|(n, t)| Field::new(n.clone(), t.clone()))
+        .collect();
+    let df = csv_options(spec, Some(Arc::new(full)), spec.limit)
+        .into_reader_with_file_handle(Cursor::new(&cleaned[..]))
+        .finish()
+        .map_err(|source| Error::ReadTable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok((df, bad.len(), examples))
+}
+
+/// A malformed line found by [`scan_bad_rows`].
+#[derive(Debug, Clone)]
+struct BadRow {
+    line: usize,
+    column: String,
+    field: usize,
+    message: String,
+}
+
+fn split_fields(line: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    for (i, &c) in line.iter().enumerate() {
+        match c {
+            b'"' => in_quotes = !in_quotes,
+            b',' if !in_quotes => {
+                out.push(&line[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&line[start..]);
+    out
+}
+
+fn field_ok(raw: &[u8], dtype: &DataType) -> bool {
+    let s = std::str::from_utf8(raw).unwrap_or("");
+    let s = s.trim_matches('"');
+    match dtype {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => s.parse::<i64>().is_ok(),
+        DataType::Float32 | DataType::Float64 => s.parse::<f64>().is_ok(),
+        DataType::Boolean => matches!(s.to_ascii_lowercase().as_str(), "true" | "false"),
+        _ => std::str::from_utf8(raw).is_ok(),
+    }
+}
+
+fn scan_bad_rows(bytes: &[u8], schema: &Schema, spec: &TableSpec, first_only: bool) -> Vec<BadRow> {
+    let names: Vec<(String, DataType)> = schema
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    let markers: Vec<&[u8]> = spec.missing.iter().map(|m| m.as_bytes()).collect();
+    let mut bad = Vec::new();
+    let limit = spec.limit.unwrap_or(usize::MAX);
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate().skip(1) {
+        if i > limit {
+            break;
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let fields = split_fields(line);
+        let lineno = i + 1;
+        if fields.len() != names.len() {
+            let (column, field) = if fields.len() > names.len() {
+                ("?".to_string(), names.len() + 1)
+            } else {
+                (names[fields.len()].0.clone(), fields.len() + 1)
+            };
+            bad.push(BadRow {
+                line: lineno,
+                column,
+                field,
+                message: format!(
+                    "expected {} fields (as in the header), found {}",
+                    names.len(),
+                    fields.len()
+                ),
+            });
+        } else {
+            for (j, (f, (name, dtype))) in fields.iter().zip(&names).enumerate() {
+                if markers.contains(f) || field_ok(f, dtype) {
+                    continue;
+                }
+                bad.push(BadRow {
+                    line: lineno,
+                    column: name.clone(),
+                    field: j + 1,
+                    message: format!(
+                        "cannot parse `{}` as {dtype} (missing markers: {:?}; override the type with `types: {{ {name}: str }}`)",
+                        String::from_utf8_lossy(f),
+                        spec.missing
+                    ),
+                });
+                break;
+            }
+        }
+        if first_only && !bad.is_empty() {
+            break;
+        }
+    }
+    bad
+}
+
+fn remove_lines(bytes: &[u8], bad: &[BadRow]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut next = bad.iter().map(|b| b.line).peekable();
+    for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        if next.peek() == Some(&(i + 1)) {
+            next.next();
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn spec_from_string_or_map() {
+        let s: TableSpec = serde_json::from_str("\"a.csv\"").unwrap();
+        assert_eq!(s, TableSpec::new("a.csv"));
+        let m: TableSpec =
+            serde_json::from_str(r#"{"path":"a.csv","missing":["?"],"limit":5}"#).unwrap();
+        assert_eq!(m.missing, vec!["?"]);
+        assert_eq!(m.limit, Some(5));
+        let e = serde_json::from_str::<TableSpec>(r#"{"path":"a.csv","limt":5}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `limt`"), "{e}");
+    }
+
+    #[test]
+    fn malformed_row_names_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("a,b\n");
+        for i in 0..30 {
+            text.push_str(&format!("{i},{}.5\n", i));
+        }
+        text.push_str("31,oops\n32,1.0\n");
+        let p = write(dir.path(), "bad.csv", &text);
+        let mut spec = TableSpec::new(&p);
+        spec.infer_rows = 10;
+        let e = load_table(&spec).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("line 32"), "{msg}");
+        assert!(msg.contains("column `b`"), "{msg}");
+        assert!(msg.contains("bad.csv"), "{msg}");
+        spec.skip_bad_rows = true;
+        let (df, rep) = load_table(&spec).unwrap();
+        assert_eq!(df.height(), 31);
+        assert_eq!(rep.skipped_rows, 1);
+    }
+
+    #[test]
+    fn ragged_row_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "r.csv", "a,b\n1,2\n3,4,5\n6,7\n");
+        let e = load_table(&TableSpec::new(&p)).unwrap_err().to_string();
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn missing_markers_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "m.csv", "a,b\n1,?\n2,x\n,y\n");
+        let mut spec = TableSpec::new(&p);
+        spec.missing = vec!["?".into(), "".into()];
+        spec.types.insert("a".into(), ColumnType::F64);
+        let (df, _) = load_table(&spec).unwrap();
+        assert_eq!(df.column("a").unwrap().dtype(), &DataType::Float64);
+        assert_eq!(df.column("a").unwrap().null_count(), 1);
+        assert_eq!(df.column("b").unwrap().null_count(), 1);
+    }
+
+    #[test]
+    fn gzip_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.csv.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, b"a,b\n1,2\n3,4\n5,6\n").unwrap();
+        std::fs::write(&p, enc.finish().unwrap()).unwrap();
+        let mut spec = TableSpec::new(&p);
+        spec.limit = Some(2);
+        let (df, rep) = load_table(&spec).unwrap();
+        assert_eq!(df.height(), 2);
+        assert_eq!(rep.rows, 2);
+    }
+}

@@ -1,0 +1,869 @@
+//! The tabular pipeline: config types, [`prepare`] (load → pre-split steps → target → split →
+//! fit on train → transform every split → arrays), [`audit`], and [`apply`] (replay a manifest
+//! on new data).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::{Array2, Axis};
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use whet_core::{Issues, Progress};
+
+use crate::audit::{AuditConfig, AuditReport, audit_frame};
+use crate::encode::EncodeConfig;
+use crate::error::{Error, Result};
+use crate::export::Manifest;
+use crate::join::{JoinConfig, JoinReport, join};
+use crate::load::{LoadReport, TableSpec, load_table};
+use crate::missing::{DropColumnsConfig, DropRowsConfig, FillConfig, ImputeConfig};
+use crate::scale::{ClipConfig, NormalizeConfig};
+use crate::split::{SplitConfig, split_indices};
+use crate::stage::{Exclude, FittedStep, Stage, is_numeric, names};
+use crate::target::{Target, TargetConfig, TargetKind, extract_target};
+
+/// `data:` — the tables, which one is the main table, and the target.
+///
+/// ```yaml
+/// tables:
+///   flights: ../datasets/nycflights13/flights.csv.gz
+///   weather: { path: ../datasets/nycflights13/weather.csv.gz, missing: [NA] }
+/// main: flights
+/// target: { column: arr_delay, threshold: 15 }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TablesConfig {
+    /// Tables by name: a path or a [`TableSpec`] map.
+    pub tables: BTreeMap<String, TableSpec>,
+    /// The table rows come from. Optional when there is one table.
+    #[serde(default)]
+    pub main: Option<String>,
+    /// The target.
+    pub target: TargetConfig,
+}
+
+impl TablesConfig {
+    /// The main table's name.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `main` is absent and there is not exactly one table, or
+    /// [`Error::UnknownTable`] when `main` names no table.
+    pub fn main_name(&self) -> Result<&str> {
+        match &self.main {
+            Some(m) if self.tables.contains_key(m) => Ok(m),
+            Some(m) => Err(Error::UnknownTable {
+                name: m.clone(),
+                available: self.tables.keys().cloned().collect(),
+            }),
+            None if self.tables.len() == 1 => Ok(self.tables.keys().next().expect("one table")),
+            None => Err(Error::Config(format!(
+                "data.main: {} tables are declared; name the main one (one of {:?})",
+                self.tables.len(),
+                self.tables.keys().collect::<Vec<_>>()
+            ))),
+        }
+    }
+
+    /// Cross-field checks (paths relative to `data`).
+    pub fn validate(&self) -> Issues {
+        let mut is = Issues::new();
+        is.check(!self.tables.is_empty(), "tables", || {
+            "declare at least one table".into()
+        });
+        if let Err(e) = self.main_name() {
+            is.push("main", e.to_string());
+        }
+        for (k, t) in &self.tables {
+            if let Err(e) = t.resolved_format() {
+                is.push(format!("tables.{k}"), e.to_string());
+            }
+        }
+        is.nest("target", self.target.validate());
+        is
+    }
+
+    /// Resolves relative table paths against `base` (the YAML file's folder).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for t in self.tables.values_mut() {
+            t.resolve_paths(base);
+        }
+    }
+}
+
+/// One step of `steps:`, written as a one-key map (`- impute: { numeric: median }`).
+///
+/// Steps before the first *fitted* step (`drop_columns`, `impute`, `normalize`, `clip`,
+/// `encode`) run on the whole table before the split; `join` and `audit` must be among them.
+/// From the first fitted step on, every step is fitted on the training split only and applied
+/// unchanged to validation, test and new data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepConfig {
+    /// Join another table.
+    Join(JoinConfig),
+    /// Drop columns (absent ones are ignored).
+    Exclude(Vec<String>),
+    /// Audit the table (and stop the run on `fail_on` flags).
+    Audit(AuditConfig),
+    /// Drop rows with missing values.
+    DropRows(DropRowsConfig),
+    /// Drop columns too sparse on train.
+    DropColumns(DropColumnsConfig),
+    /// Fill missing values with train statistics.
+    Impute(ImputeConfig),
+    /// Forward/backward fill along an order column.
+    Fill(FillConfig),
+    /// Scale numeric columns with train statistics.
+    Normalize(NormalizeConfig),
+    /// Clip numeric columns at train quantiles.
+    Clip(ClipConfig),
+    /// One-hot, ordinal, boolean and date encodings.
+    Encode(EncodeConfig),
+}
+
+impl StepConfig {
+    /// True for steps that learn parameters from train.
+    pub fn is_fitted(&self) -> bool {
+        matches!(
+            self,
+            StepConfig::DropColumns(_)
+                | StepConfig::Impute(_)
+                | StepConfig::Normalize(_)
+                | StepConfig::Clip(_)
+                | StepConfig::Encode(_)
+        )
+    }
+
+    /// The YAML key of the step.
+    pub fn key(&self) -> &'static str {
+        match self {
+            StepConfig::Join(_) => "join",
+            StepConfig::Exclude(_) => "exclude",
+            StepConfig::Audit(_) => "audit",
+            StepConfig::DropRows(_) => "drop_rows",
+            StepConfig::DropColumns(_) => "drop_columns",
+            StepConfig::Impute(_) => "impute",
+            StepConfig::Fill(_) => "fill",
+            StepConfig::Normalize(_) => "normalize",
+            StepConfig::Clip(_) => "clip",
+            StepConfig::Encode(_) => "encode",
+        }
+    }
+
+    /// The step as a [`Stage`] (`None` for `join` and `audit`, which are not per-split stages).
+    pub fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(match self {
+            StepConfig::Join(_) | StepConfig::Audit(_) => return None,
+            StepConfig::Exclude(c) => Box::new(Exclude(c.clone())),
+            StepConfig::DropRows(c) => Box::new(c.clone()),
+            StepConfig::DropColumns(c) => Box::new(c.clone()),
+            StepConfig::Impute(c) => Box::new(c.clone()),
+            StepConfig::Fill(c) => Box::new(c.clone()),
+            StepConfig::Normalize(c) => Box::new(c.clone()),
+            StepConfig::Clip(c) => Box::new(c.clone()),
+            StepConfig::Encode(c) => Box::new(c.clone()),
+        })
+    }
+}
+
+/// The whole tabular part of a run: `data` (tables + target), `steps`, `split`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TabularConfig {
+    /// Tables, main table and target (YAML `data`).
+    pub data: TablesConfig,
+    /// Steps in order (YAML `steps`).
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    /// The split (YAML `split`).
+    #[serde(default)]
+    pub split: SplitConfig,
+}
+
+impl TabularConfig {
+    /// Index of the first fitted step (= where the split happens).
+    pub fn split_point(&self) -> usize {
+        self.steps
+            .iter()
+            .position(StepConfig::is_fitted)
+            .unwrap_or(self.steps.len())
+    }
+
+    /// Cross-field checks (paths `data.…`, `steps[i].…`, `split.…`).
+    pub fn validate(&self) -> Issues {
+        let mut is = Issues::new();
+        is.nest("data", self.data.validate());
+        let sp = self.split_point();
+        for (i, s) in self.steps.iter().enumerate() {
+            let path = format!("steps[{i}].{}", s.key());
+            match s {
+                StepConfig::Join(j) => {
+                    is.nest(&path, j.validate());
+                    is.check(
+                        self.data.tables.contains_key(&j.with),
+                        format!("{path}.with"),
+                        || {
+                            format!(
+                                "table `{}` is not declared under data.tables (have {:?})",
+                                j.with,
+                                self.data.tables.keys().collect::<Vec<_>>()
+                            )
+                        },
+                    );
+                }
+                StepConfig::Normalize(n) => is.check(
+                    n.columns.is_empty() || n.exclude.is_empty(),
+                    format!("{path}.exclude"),
+                    || "give `columns` or `exclude`, not both".into(),
+                ),
+                StepConfig::Clip(c) => is.check(c.lower < c.upper, format!("{path}.upper"), || {
+                    format!("`lower` ({}) must be below `upper` ({})", c.lower, c.upper)
+                }),
+                StepConfig::Encode(e) => {
+                    is.check(e.max_levels >= 1, format!("{path}.max_levels"), || {
+                        "must be at least 1".into()
+                    })
+                }
+                _ => {}
+            }
+            if i > sp && matches!(s, StepConfig::Join(_) | StepConfig::Audit(_)) {
+                is.push(path, format!("`{}` must come before the first fitted step (steps[{sp}]), which is where the data are split", s.key()));
+            }
+        }
+        is.nest("split", self.split.validate());
+        is
+    }
+
+    /// Resolves relative table paths against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.data.resolve_paths(base);
+    }
+
+    fn checked(&self) -> Result<()> {
+        let is = self.validate();
+        if is.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(
+                is.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ))
+        }
+    }
+}
+
+/// Features and targets of one split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitArrays {
+    /// Features, row-major.
+    ///
+    /// # Shapes
+    /// `rows × features`.
+    pub x: Array2<f32>,
+    /// Targets: one-hot rows (classification), one 0/1 column (binary) or one value column.
+    ///
+    /// # Shapes
+    /// `rows × target_dim`.
+    pub y: Array2<f32>,
+}
+
+/// Row counts per split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SplitRows {
+    /// Train rows.
+    pub train: usize,
+    /// Validation rows.
+    pub validation: usize,
+    /// Test rows.
+    pub test: usize,
+}
+
+/// What one post-split step did to one split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Index in `steps`.
+    pub step: usize,
+    /// Stage name.
+    pub name: String,
+    /// `train`, `validation` or `test`.
+    pub split: String,
+    /// Rows before / after.
+    pub rows: (usize, usize),
+    /// Columns removed.
+    pub columns_removed: Vec<String>,
+    /// Columns added.
+    pub columns_added: Vec<String>,
+    /// Missing values before / after (all columns): the difference is what was filled or
+    /// dropped.
+    pub missing: (usize, usize),
+}
+
+/// Everything [`prepare`] measured along the way.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PrepareReport {
+    /// One per loaded table.
+    pub loads: Vec<LoadReport>,
+    /// One per join.
+    pub joins: Vec<JoinReport>,
+    /// One per audit step.
+    pub audits: Vec<AuditReport>,
+    /// Pre-split steps: `(step, rows before, rows after, missing before, missing after)`.
+    pub pre_split: Vec<(String, usize, usize, usize, usize)>,
+    /// Post-split steps, per split.
+    pub steps: Vec<StepReport>,
+    /// Rows dropped because the target was missing.
+    pub target_missing_dropped: usize,
+    /// Non-numeric columns left at the end and not used as features (keys, dates, text).
+    pub unused_columns: Vec<String>,
+    /// Row counts.
+    pub rows: SplitRows,
+    /// Wall-clock seconds per phase.
+    pub seconds: Vec<(String, f64)>,
+}
+
+/// The result of [`prepare`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Train arrays.
+    pub train: SplitArrays,
+    /// Validation arrays (0 rows when `split.validation` is 0).
+    pub validation: SplitArrays,
+    /// Test arrays.
+    pub test: SplitArrays,
+    /// Feature names, in column order of `x`.
+    pub features: Vec<String>,
+    /// Class names (binary: 2; regression: empty).
+    pub classes: Vec<String>,
+    /// Row positions of each split in the frame after the pre-split steps and the target
+    /// (the row order [`apply`] reproduces on the same input).
+    pub indices: crate::split::SplitIndices,
+    /// Reports.
+    pub report: PrepareReport,
+    /// The fitted manifest (replayable with [`apply`]).
+    pub manifest: Manifest,
+}
+
+fn missing_total(df: &DataFrame) -> usize {
+    df.columns().iter().map(|c| c.null_count()).sum()
+}
+
+/// Loads every declared table.
+///
+/// # Errors
+/// See [`load_table`].
+pub fn load_tables(
+    cfg: &TablesConfig,
+    progress: &dyn Progress,
+) -> Result<(BTreeMap<String, DataFrame>, Vec<LoadReport>)> {
+    let mut tables = BTreeMap::new();
+    let mut reports = Vec::new();
+    progress.begin("load tables", Some(cfg.tables.len() as u64));
+    for (name, spec) in &cfg.tables {
+        let (df, rep) = load_table(spec)?;
+        progress.message(&format!("{name}: {} rows", df.height()));
+        tables.insert(name.clone(), df);
+        reports.push(rep);
+        progress.advance(1);
+    }
+    progress.end();
+    Ok((tables, reports))
+}
+
+/// Runs one pre-split step on the whole frame.
+fn pre_step(
+    step: &StepConfig,
+    df: DataFrame,
+    tables: &BTreeMap<String, DataFrame>,
+    target: Option<&TargetKind>,
+    report: &mut PrepareReport,
+    run_audit: bool,
+) -> Result<DataFrame> {
+    match step {
+        StepConfig::Join(j) => {
+            let Some(right) = tables.get(&j.with) else {
+                return Err(Error::UnknownTable {
+                    name: j.with.clone(),
+                    available: tables.keys().cloned().collect(),
+                });
+            };
+            let (out, rep) = join(&df, right, j)?;
+            report.joins.push(rep);
+            Ok(out)
+        }
+        StepConfig::Audit(a) => {
+            if run_audit {
+                let rep = audit_frame(&df, target, a)?;
+                let failing: Vec<String> = rep
+                    .failing(&a.fail_on)
+                    .map(|f| format!("`{}` {:?}: {}", f.column, f.kind, f.reason))
+                    .collect();
+                report.audits.push(rep);
+                if !failing.is_empty() {
+                    return Err(Error::AuditFailed(failing.join("; ")));
+                }
+            }
+            Ok(df)
+        }
+        other => {
+            let stage = other.stage().expect("not join or audit");
+            Ok(stage.fit(&df)?.transform(df)?)
+        }
+    }
+}
+
+fn step_err(index: usize, step: &StepConfig) -> impl FnOnce(Error) -> Error + '_ {
+    move |e| Error::Step {
+        index,
+        name: step.key().to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Counts NaN / infinite values in float columns.
+fn check_finite(df: &DataFrame, stage: &str, split: &str) -> Result<()> {
+    for c in df.columns() {
+        let bad = match c.dtype() {
+            DataType::Float64 => c
+                .f64()?
+                .downcast_iter()
+                .map(|a| a.iter().flatten().filter(|v| !v.is_finite()).count())
+                .sum(),
+            DataType::Float32 => c
+                .f32()?
+                .downcast_iter()
+                .map(|a| a.iter().flatten().filter(|v| !v.is_finite()).count())
+                .sum(),
+            _ => 0usize,
+        };
+        if bad > 0 {
+            return Err(Error::NonFinite {
+                column: c.name().to_string(),
+                stage: stage.into(),
+                split: split.into(),
+                count: bad,
+                what: "non-finite",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The columns usable as features: numeric and boolean ones, in frame order.
+fn feature_columns(df: &DataFrame) -> (Vec<String>, Vec<String>) {
+    let mut used = Vec::new();
+    let mut unused = Vec::new();
+    for c in df.columns() {
+        if is_numeric(c.dtype()) || c.dtype() == &DataType::Boolean {
+            used.push(c.name().to_string());
+        } else {
+            unused.push(c.name().to_string());
+        }
+    }
+    (used, unused)
+}
+
+const BLOCK: usize = 2048;
+
+/// Builds the row-major feature matrix of `features` from `df`.
+///
+/// # Errors
+/// [`Error::ColumnNotFound`] for an absent feature, [`Error::NonFinite`] for a missing or
+/// non-finite value (naming the column, the last stage and the split).
+///
+/// # Shapes
+/// `df.height() × features.len()`.
+pub fn to_matrix(
+    df: &DataFrame,
+    features: &[String],
+    stage: &str,
+    split: &str,
+) -> Result<Array2<f32>> {
+    let n = df.height();
+    let mut cols: Vec<Float32Chunked> = Vec::with_capacity(features.len());
+    for f in features {
+        let Ok(c) = df.column(f) else {
+            return Err(crate::stage::not_found(
+                df,
+                f,
+                &format!("features ({split})"),
+            ));
+        };
+        if c.null_count() > 0 {
+            return Err(Error::NonFinite {
+                column: f.clone(),
+                stage: stage.into(),
+                split: split.into(),
+                count: c.null_count(),
+                what: "missing",
+            });
+        }
+        let s = c
+            .as_materialized_series()
+            .cast(&DataType::Float32)?
+            .rechunk();
+        cols.push(s.f32()?.clone());
+    }
+    let slices: Vec<&[f32]> = cols
+        .iter()
+        .map(|c| c.cont_slice().expect("rechunked, no nulls"))
+        .collect();
+    for (f, s) in features.iter().zip(&slices) {
+        let bad = s.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(Error::NonFinite {
+                column: f.clone(),
+                stage: stage.into(),
+                split: split.into(),
+                count: bad,
+                what: "non-finite",
+            });
+        }
+    }
+    let d = features.len();
+    let mut x = Array2::<f32>::zeros((n, d));
+    // Row blocks keep the strided writes of one block in cache.
+    for (b, mut block) in x.axis_chunks_iter_mut(Axis(0), BLOCK).enumerate() {
+        let start = b * BLOCK;
+        let rows = block.nrows();
+        let out = block.as_slice_mut().expect("standard layout");
+        for (j, s) in slices.iter().enumerate() {
+            for (r, v) in s[start..start + rows].iter().enumerate() {
+                out[r * d + j] = *v;
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// Loads the tables, runs the steps, splits, fits every post-split stage on train only, and
+/// returns the arrays, reports and the fitted manifest.
+///
+/// # Errors
+/// Config issues ([`Error::Config`]), loading errors, a failing step (wrapped in
+/// [`Error::Step`] with its index), an audit with `fail_on` flags ([`Error::AuditFailed`]),
+/// split errors, non-finite or missing features ([`Error::NonFinite`]).
+pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Result<Prepared> {
+    cfg.checked()?;
+    let t0 = Instant::now();
+    let mut report = PrepareReport::default();
+    let (mut tables, loads) = load_tables(&cfg.data, progress)?;
+    report.loads = loads;
+    report
+        .seconds
+        .push(("load".into(), t0.elapsed().as_secs_f64()));
+    let main = cfg.data.main_name()?.to_string();
+    let df = tables.remove(&main).expect("main table loaded");
+    let input_schema: Vec<(String, String)> = df
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.dtype().to_string()))
+        .collect();
+    let kind = cfg.data.target.kind()?;
+    let sp = cfg.split_point();
+
+    let t1 = Instant::now();
+    let (df, target, dropped) = run_pre_split(
+        df,
+        &cfg.steps[..sp],
+        &tables,
+        &kind,
+        None,
+        &mut report,
+        true,
+    )?;
+    let target = target.expect("run_pre_split extracts the target");
+    report.target_missing_dropped = dropped;
+    report
+        .seconds
+        .push(("pre-split steps".into(), t1.elapsed().as_secs_f64()));
+
+    let t2 = Instant::now();
+    let labels = target.labels();
+    let idx = split_indices(&df, labels.as_deref(), &cfg.split, seed)?;
+    let take = |v: &[IdxSize]| -> Result<DataFrame> {
+        Ok(df.take(&IdxCa::from_vec("idx".into(), v.to_vec()))?)
+    };
+    let mut frames = [take(&idx.train)?, take(&idx.validation)?, take(&idx.test)?];
+    let targets = [
+        target.take(&idx.train),
+        target.take(&idx.validation),
+        target.take(&idx.test),
+    ];
+    drop(df);
+    report.rows = SplitRows {
+        train: idx.train.len(),
+        validation: idx.validation.len(),
+        test: idx.test.len(),
+    };
+    report
+        .seconds
+        .push(("split".into(), t2.elapsed().as_secs_f64()));
+
+    let t3 = Instant::now();
+    const SPLITS: [&str; 3] = ["train", "validation", "test"];
+    let mut fitted_steps: Vec<FittedStep> = Vec::new();
+    let mut last_stage = if sp > 0 {
+        cfg.steps[sp - 1].key().to_string()
+    } else {
+        "load".into()
+    };
+    for (i, step) in cfg.steps.iter().enumerate().skip(sp) {
+        let stage = step.stage().ok_or_else(|| {
+            Error::Config(format!(
+                "steps[{i}]: `{}` must come before the first fitted step",
+                step.key()
+            ))
+        })?;
+        progress.begin(&stage.name(), Some(3));
+        let fitted = stage.fit(&frames[0]).map_err(step_err(i, step))?;
+        for (k, split) in SPLITS.iter().enumerate() {
+            let before = std::mem::take(&mut frames[k]);
+            let (rows0, miss0, names0) = (before.height(), missing_total(&before), names(&before));
+            let after = fitted.transform(before).map_err(step_err(i, step))?;
+            if after.height() != rows0 {
+                return Err(Error::Step {
+                    index: i,
+                    name: step.key().into(),
+                    source: Box::new(Error::Config(format!(
+                        "`{}` changed the number of rows after the split ({rows0} -> {}); targets would no longer line up: put row-dropping steps before the first fitted step",
+                        stage.name(),
+                        after.height()
+                    ))),
+                });
+            }
+            check_finite(&after, &stage.name(), split).map_err(step_err(i, step))?;
+            let names1 = names(&after);
+            report.steps.push(StepReport {
+                step: i,
+                name: stage.name(),
+                split: split.to_string(),
+                rows: (rows0, after.height()),
+                columns_removed: names0
+                    .iter()
+                    .filter(|c| !names1.contains(c))
+                    .cloned()
+                    .collect(),
+                columns_added: names1
+                    .iter()
+                    .filter(|c| !names0.contains(c))
+                    .cloned()
+                    .collect(),
+                missing: (miss0, missing_total(&after)),
+            });
+            frames[k] = after;
+            progress.advance(1);
+        }
+        progress.end();
+        fitted_steps.push(fitted.to_step());
+        last_stage = stage.name();
+    }
+    report
+        .seconds
+        .push(("fit + transform".into(), t3.elapsed().as_secs_f64()));
+
+    let t4 = Instant::now();
+    let (features, unused) = feature_columns(&frames[0]);
+    report.unused_columns = unused;
+    let mut arrays = Vec::with_capacity(3);
+    for (k, split) in SPLITS.iter().enumerate() {
+        let x = to_matrix(&frames[k], &features, &last_stage, split)?;
+        arrays.push(SplitArrays {
+            x,
+            y: targets[k].matrix(),
+        });
+    }
+    report
+        .seconds
+        .push(("arrays".into(), t4.elapsed().as_secs_f64()));
+    let mut it = arrays.into_iter();
+    let (train, validation, test) = (
+        it.next().expect("3"),
+        it.next().expect("3"),
+        it.next().expect("3"),
+    );
+    let manifest = Manifest {
+        format: crate::export::MANIFEST_FORMAT.into(),
+        seed,
+        data: cfg.data.clone(),
+        pre_split: cfg.steps[..sp].to_vec(),
+        split: cfg.split.clone(),
+        target: kind,
+        classes: target.classes.clone(),
+        fitted: fitted_steps,
+        features: features.clone(),
+        unused_columns: report.unused_columns.clone(),
+        input_schema,
+        rows: report.rows,
+        files: vec![],
+    };
+    Ok(Prepared {
+        train,
+        validation,
+        test,
+        features,
+        classes: target.classes,
+        indices: idx,
+        report,
+        manifest,
+    })
+}
+
+/// Pre-split steps then the target. `run_audit` is false when replaying.
+fn run_pre_split(
+    mut df: DataFrame,
+    steps: &[StepConfig],
+    tables: &BTreeMap<String, DataFrame>,
+    kind: &TargetKind,
+    classes: Option<&[String]>,
+    report: &mut PrepareReport,
+    run_audit: bool,
+) -> Result<(DataFrame, Option<Target>, usize)> {
+    for (i, step) in steps.iter().enumerate() {
+        let (r0, m0) = (df.height(), missing_total(&df));
+        df =
+            pre_step(step, df, tables, Some(kind), report, run_audit).map_err(step_err(i, step))?;
+        report.pre_split.push((
+            step.key().to_string(),
+            r0,
+            df.height(),
+            m0,
+            missing_total(&df),
+        ));
+    }
+    if df.column(kind.column()).is_err() && !run_audit {
+        return Ok((df, None, 0));
+    }
+    let (df, t, dropped) = extract_target(df, kind, classes)?;
+    Ok((df, Some(t), dropped))
+}
+
+/// Audits the main table after the steps that precede the first `audit` step (or all pre-split
+/// steps when there is none), with that step's settings (defaults otherwise). For `whet audit`:
+/// flags are reported, never turned into an error.
+///
+/// # Errors
+/// Loading and step errors.
+pub fn audit(cfg: &TabularConfig, progress: &dyn Progress) -> Result<AuditReport> {
+    cfg.checked()?;
+    let (mut tables, _) = load_tables(&cfg.data, progress)?;
+    let main = cfg.data.main_name()?.to_string();
+    let mut df = tables.remove(&main).expect("main table loaded");
+    let kind = cfg.data.target.kind()?;
+    let sp = cfg.split_point();
+    let mut settings = AuditConfig::default();
+    let mut report = PrepareReport::default();
+    for (i, step) in cfg.steps[..sp].iter().enumerate() {
+        if let StepConfig::Audit(a) = step {
+            settings = a.clone();
+            break;
+        }
+        df = pre_step(step, df, &tables, Some(&kind), &mut report, false)
+            .map_err(step_err(i, step))?;
+    }
+    progress.begin("audit", None);
+    let r = audit_frame(&df, Some(&kind), &settings);
+    progress.end();
+    r
+}
+
+/// Arrays obtained by replaying a manifest on new data.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Features.
+    ///
+    /// # Shapes
+    /// `rows × features`.
+    pub x: Array2<f32>,
+    /// Targets when the target column is in the new data.
+    pub y: Option<Array2<f32>>,
+    /// Feature names (the manifest's).
+    pub features: Vec<String>,
+    /// The transformed frame (features and any unused columns).
+    pub frame: DataFrame,
+    /// Rows dropped because the target was present but missing.
+    pub target_missing_dropped: usize,
+}
+
+/// Replays `manifest` on `data` (the main table's rows): the pre-split steps (joins use
+/// `tables`; audits are skipped), the target when its column is present (rows with a missing
+/// target are then dropped), every fitted step with its stored parameters, and the feature
+/// matrix with the manifest's feature names.
+///
+/// # Errors
+/// [`Error::UnknownTable`] when a join's table is not in `tables`, [`Error::Apply`] /
+/// [`Error::ColumnNotFound`] when a feature is absent, step errors, non-finite features.
+pub fn apply(
+    manifest: &Manifest,
+    data: DataFrame,
+    tables: &BTreeMap<String, DataFrame>,
+) -> Result<Applied> {
+    let mut report = PrepareReport::default();
+    let (mut df, target, dropped) = run_pre_split(
+        data,
+        &manifest.pre_split,
+        tables,
+        &manifest.target,
+        Some(&manifest.classes),
+        &mut report,
+        false,
+    )?;
+    let mut last = "load".to_string();
+    for (i, step) in manifest.fitted.iter().enumerate() {
+        let stage = step.clone().into_stage();
+        df = stage.transform(df).map_err(|e| Error::Step {
+            index: i,
+            name: format!("fitted step {i}"),
+            source: Box::new(e),
+        })?;
+        last = format!("fitted step {i}");
+    }
+    for f in &manifest.features {
+        if df.column(f).is_err() {
+            return Err(Error::Apply(format!(
+                "feature `{f}` is not produced from the new data (have {:?})",
+                names(&df)
+            )));
+        }
+    }
+    let x = to_matrix(&df, &manifest.features, &last, "apply")?;
+    Ok(Applied {
+        x,
+        y: target.map(|t| t.matrix()),
+        features: manifest.features.clone(),
+        frame: df,
+        target_missing_dropped: dropped,
+    })
+}
+
+/// [`apply`] on a file: the main table is read from `data` with the manifest's load options for
+/// the main table, the joined tables from the manifest's paths.
+///
+/// # Errors
+/// Loading errors and those of [`apply`].
+pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
+    let main = manifest.data.main_name()?.to_string();
+    let mut spec = manifest.data.tables[&main].clone();
+    spec.path = data.to_path_buf();
+    spec.format = None;
+    let (df, _) = load_table(&spec)?;
+    let mut tables = BTreeMap::new();
+    for step in &manifest.pre_split {
+        if let StepConfig::Join(j) = step
+            && !tables.contains_key(&j.with)
+        {
+            let Some(spec) = manifest.data.tables.get(&j.with) else {
+                return Err(Error::UnknownTable {
+                    name: j.with.clone(),
+                    available: manifest.data.tables.keys().cloned().collect(),
+                });
+            };
+            tables.insert(j.with.clone(), load_table(spec)?.0);
+        }
+    }
+    apply(manifest, df, &tables)
+}

@@ -1,0 +1,275 @@
+//! Normalisation with train statistics: z-score, min-max, robust (median and IQR), log1p; and
+//! clipping at train quantiles.
+
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use whet_core::Probability;
+
+use crate::error::{Error, Result};
+use crate::stage::{FittedStage, FittedStep, Stage, f64_column, is_numeric, put, select_columns};
+
+/// The scaling method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NormMethod {
+    /// `(x - mean) / std` (population std, as scikit-learn's `StandardScaler`; a zero std
+    /// becomes 1).
+    #[default]
+    Zscore,
+    /// `(x - min) / (max - min)` (a zero range becomes 1).
+    Minmax,
+    /// `(x - median) / (q75 - q25)` (scikit-learn `RobustScaler`; a zero IQR becomes 1).
+    Robust,
+    /// `ln(1 + x)`; nothing is fitted. Values `<= -1` give a non-finite error downstream.
+    Log1p,
+}
+
+/// `- normalize: { method: zscore, columns: [...] }`: scales numeric columns with train
+/// statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizeConfig {
+    /// Method. Default `zscore`.
+    #[serde(default)]
+    pub method: NormMethod,
+    /// Columns. Default: every numeric column (booleans such as one-hot and missing indicators
+    /// are not numeric and are left alone).
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Columns left out of the default selection.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Per-column affine parameters: `x' = (x - center) / scale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnScale {
+    /// The column.
+    pub column: String,
+    /// Subtracted.
+    pub center: f64,
+    /// Divided by (never 0).
+    pub scale: f64,
+}
+
+/// Fitted [`NormalizeConfig`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedNormalize {
+    /// Method.
+    pub method: NormMethod,
+    /// Per-column parameters (for `log1p`: the columns, center 0, scale 1).
+    pub columns: Vec<ColumnScale>,
+}
+
+impl FittedNormalize {
+    /// The parameters of `column`.
+    pub fn get(&self, column: &str) -> Option<&ColumnScale> {
+        self.columns.iter().find(|c| c.column == column)
+    }
+}
+
+fn nonzero(s: f64) -> f64 {
+    if s == 0.0 || !s.is_finite() { 1.0 } else { s }
+}
+
+fn quantile(ca: &Float64Chunked, q: f64) -> Result<Option<f64>> {
+    Ok(ca.quantile(q, QuantileMethod::Linear)?)
+}
+
+impl Stage for NormalizeConfig {
+    fn name(&self) -> String {
+        format!("normalize({:?})", self.method).to_lowercase()
+    }
+    fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
+        let cols = select_columns(train, &self.columns, "normalize", is_numeric)?;
+        let mut out = Vec::with_capacity(cols.len());
+        for c in cols.into_iter().filter(|c| !self.exclude.contains(c)) {
+            let ca = f64_column(train, &c, "normalize")?;
+            let none = || Error::NothingToFit {
+                stage: self.name(),
+                column: c.clone(),
+            };
+            let (center, scale) = match self.method {
+                NormMethod::Zscore => {
+                    let m = ca.mean().ok_or_else(none)?;
+                    (m, nonzero(ca.std(0).unwrap_or(0.0)))
+                }
+                NormMethod::Minmax => {
+                    let lo = ca.min().ok_or_else(none)?;
+                    let hi = ca.max().ok_or_else(none)?;
+                    (lo, nonzero(hi - lo))
+                }
+                NormMethod::Robust => {
+                    let med = ca.median().ok_or_else(none)?;
+                    let q1 = quantile(&ca, 0.25)?.ok_or_else(none)?;
+                    let q3 = quantile(&ca, 0.75)?.ok_or_else(none)?;
+                    (med, nonzero(q3 - q1))
+                }
+                NormMethod::Log1p => (0.0, 1.0),
+            };
+            out.push(ColumnScale {
+                column: c,
+                center,
+                scale,
+            });
+        }
+        Ok(Box::new(FittedNormalize {
+            method: self.method,
+            columns: out,
+        }))
+    }
+}
+
+impl FittedStage for FittedNormalize {
+    fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
+        for p in &self.columns {
+            let ca = f64_column(&df, &p.column, "normalize")?;
+            let out = if self.method == NormMethod::Log1p {
+                ca.apply_values(f64::ln_1p)
+            } else {
+                let (c, inv) = (p.center, 1.0 / p.scale);
+                ca.apply_values(|x| (x - c) * inv)
+            };
+            put(&mut df, out.into_series())?;
+        }
+        Ok(df)
+    }
+    fn to_step(&self) -> FittedStep {
+        FittedStep::Normalize(self.clone())
+    }
+}
+
+fn default_lower() -> Probability {
+    Probability::new(0.01).expect("constant in range")
+}
+fn default_upper() -> Probability {
+    Probability::new(0.99).expect("constant in range")
+}
+
+/// `- clip: { lower: 0.01, upper: 0.99 }`: clips numeric columns at train quantiles (e.g. the
+/// impossible `wind_speed` of 1048 mph in the weather table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClipConfig {
+    /// Lower quantile. Default 0.01.
+    #[serde(default = "default_lower")]
+    pub lower: Probability,
+    /// Upper quantile. Default 0.99.
+    #[serde(default = "default_upper")]
+    pub upper: Probability,
+    /// Columns. Default: every numeric column.
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+/// Fitted [`ClipConfig`]: `(column, low, high)` bounds from train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedClip {
+    /// Bounds per column.
+    pub bounds: Vec<(String, f64, f64)>,
+}
+
+impl Stage for ClipConfig {
+    fn name(&self) -> String {
+        format!("clip({}, {})", self.lower, self.upper)
+    }
+    fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
+        let cols = select_columns(train, &self.columns, "clip", is_numeric)?;
+        let mut bounds = Vec::new();
+        for c in cols {
+            let ca = f64_column(train, &c, "clip")?;
+            let none = || Error::NothingToFit {
+                stage: self.name(),
+                column: c.clone(),
+            };
+            let lo = quantile(&ca, self.lower.get())?.ok_or_else(none)?;
+            let hi = quantile(&ca, self.upper.get())?.ok_or_else(none)?;
+            bounds.push((c, lo, hi));
+        }
+        Ok(Box::new(FittedClip { bounds }))
+    }
+}
+
+impl FittedStage for FittedClip {
+    fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
+        for (c, lo, hi) in &self.bounds {
+            let ca = f64_column(&df, c, "clip")?;
+            let (lo, hi) = (*lo, *hi);
+            put(&mut df, ca.apply_values(|x| x.clamp(lo, hi)).into_series())?;
+        }
+        Ok(df)
+    }
+    fn to_step(&self) -> FittedStep {
+        FittedStep::Clip(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train() -> DataFrame {
+        df!("x" => [1.0, 2.0, 3.0, 4.0, 10.0], "k" => [5i64, 5, 5, 5, 5]).unwrap()
+    }
+    fn test_frame() -> DataFrame {
+        df!("x" => [100.0, 200.0], "k" => [1i64, 9]).unwrap()
+    }
+    fn col(df: &DataFrame, c: &str) -> Vec<f64> {
+        df.column(c)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .no_null_iter()
+            .collect()
+    }
+
+    #[test]
+    fn every_method_uses_train_statistics() {
+        // train x: mean 4, population std sqrt(10); min 1, max 10; median 3, IQR 4 - 2 = 2.
+        let cases = [
+            (NormMethod::Zscore, (100.0 - 4.0) / 10f64.sqrt()),
+            (NormMethod::Minmax, (100.0 - 1.0) / 9.0),
+            (NormMethod::Robust, (100.0 - 3.0) / 2.0),
+            (NormMethod::Log1p, 101f64.ln()),
+        ];
+        for (method, want) in cases {
+            let cfg = NormalizeConfig {
+                method,
+                columns: vec![],
+                exclude: vec![],
+            };
+            let out = cfg.fit(&train()).unwrap().transform(test_frame()).unwrap();
+            let got = col(&out, "x")[0];
+            assert!((got - want).abs() < 1e-12, "{method:?}: {got} vs {want}");
+            // Constant train column: scale 1, so test values are shifted only.
+            if method == NormMethod::Zscore {
+                assert_eq!(col(&out, "k"), [-4.0, 4.0]);
+            }
+        }
+    }
+
+    #[test]
+    fn clip_uses_train_quantiles() {
+        let cfg = ClipConfig {
+            lower: Probability::new(0.0).unwrap(),
+            upper: Probability::new(0.75).unwrap(),
+            columns: vec!["x".into()],
+        };
+        let out = cfg.fit(&train()).unwrap().transform(test_frame()).unwrap();
+        assert_eq!(col(&out, "x"), [4.0, 4.0]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn zscore_gives_mean_zero_std_one(v in proptest::collection::vec(-1e3f64..1e3, 3..50)) {
+            let df = df!("x" => v.clone()).unwrap();
+            proptest::prop_assume!(df.column("x").unwrap().f64().unwrap().std(0).unwrap() > 1e-6);
+            let cfg = NormalizeConfig { method: NormMethod::Zscore, columns: vec![], exclude: vec![] };
+            let out = cfg.fit(&df).unwrap().transform(df).unwrap();
+            let ca = out.column("x").unwrap().f64().unwrap().clone();
+            proptest::prop_assert!(ca.mean().unwrap().abs() < 1e-9);
+            proptest::prop_assert!((ca.std(0).unwrap() - 1.0).abs() < 1e-9);
+        }
+    }
+}

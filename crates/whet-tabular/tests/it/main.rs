@@ -1,0 +1,4 @@
+//! Integration tests of whet-tabular (one binary, as polars does).
+
+mod flights;
+mod sklearn;
