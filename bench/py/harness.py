@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,15 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402
 
 BENCH = os.path.dirname(HERE)
+
+# Runs argv[1:] and prints its exit code, CPU time and peak RSS (of the largest descendant).
+CHILD_RUSAGE = """
+import json, resource, subprocess, sys
+p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"returncode": p.returncode, "cpu_s": r.ru_utime + r.ru_stime,
+                  "maxrss_kib": r.ru_maxrss}))
+"""
 REPO = os.path.dirname(BENCH)
 
 
@@ -155,17 +163,26 @@ def end_to_end(raw, args):
     common.log(f"[{time.strftime('%H:%M:%S')}] e2e: {' '.join(cmd)}")
     env = dict(os.environ)
     env["WHET_CACHE_DIR"] = os.path.join(out, "cache")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # A fresh wrapper process, so its children's peak RSS is whet's alone (this process has
+    # already waited for the 6 GB pandas runs, which RUSAGE_CHILDREN would report).
+    wrapper = [sys.executable, "-c", CHILD_RUSAGE, *cmd]
     with common.Window() as w:
         try:
             p = subprocess.run(
-                cmd, env=env, capture_output=True, text=True, timeout=args.e2e_timeout, cwd=REPO
+                wrapper, env=env, capture_output=True, text=True, timeout=args.e2e_timeout,
+                cwd=REPO,
             )
-            rc, err = p.returncode, p.stderr.strip().splitlines()[-10:]
+            err = p.stderr.strip().splitlines()[-10:]
+            try:
+                usage = json.loads(p.stdout.strip().splitlines()[-1])
+            except (IndexError, json.JSONDecodeError):
+                usage = {"returncode": p.returncode, "cpu_s": 0.0, "maxrss_kib": 0}
+            rc = usage["returncode"]
         except subprocess.TimeoutExpired:
+            usage = {"cpu_s": 0.0, "maxrss_kib": 0}
             rc, err = None, [f"timed out after {args.e2e_timeout} s"]
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        w.add_own((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+        w.add_own(usage["cpu_s"])
+    after_rss = usage["maxrss_kib"]
     raw.write(
         {
             "bench": "e2e",
@@ -173,7 +190,7 @@ def end_to_end(raw, args):
             "returncode": rc,
             "wall_s": round(w.wall, 2),
             "cpu_s": round(w.own, 2),
-            "peak_rss_bytes": after.ru_maxrss * 1024,
+            "peak_rss_bytes": after_rss * 1024,
             "other_cores": round(w.other_cores, 3),
             "idle_before_cores": round(idle, 3),
             "stderr_tail": err if rc != 0 else [],
