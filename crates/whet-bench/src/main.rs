@@ -18,6 +18,8 @@ mod augment;
 mod inputs;
 mod matmul;
 mod measure;
+#[cfg(feature = "tabular")]
+mod tabular;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -56,8 +58,12 @@ enum Command {
     Tabular(TabularArgs),
 }
 
-/// Options of `whet-bench tabular`: accepted, so the harness gets a clear error instead of a
-/// usage message while the workload is not built.
+#[cfg(feature = "tabular")]
+use tabular::TabularArgs;
+
+/// Options of `whet-bench tabular` in a build without the `tabular` feature: accepted, so the
+/// harness gets a clear error instead of a usage message.
+#[cfg(not(feature = "tabular"))]
 #[derive(Debug, Clone, clap::Args)]
 struct TabularArgs {
     /// The left table.
@@ -93,9 +99,12 @@ fn main() -> ExitCode {
         Command::Matmul(a) => matmul::run(a, cli.threads, policy).map_err(|e| e.to_string()),
         Command::Train(a) => train::run(a, cli.threads, policy),
         Command::Augment(a) => augment::run(a, cli.threads, policy),
+        #[cfg(feature = "tabular")]
+        Command::Tabular(a) => tabular::run(a, cli.threads),
+        #[cfg(not(feature = "tabular"))]
         Command::Tabular(a) => Err(format!(
-            "the tabular workload is not in this build of whet-bench (it needs the `tabular` \
-             feature and whet-tabular's API), so it cannot read {} and {}",
+            "this whet-bench was built without the `tabular` feature (polars), so it cannot read \
+             {} and {}; rebuild with `--features tabular`",
             a.left.display(),
             a.right.display()
         )),
