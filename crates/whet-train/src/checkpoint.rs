@@ -217,6 +217,7 @@ pub fn transfer(
         }
     }
     let (act, loss) = model.output_pair().map_err(Error::Config)?;
+    crate::mlp::check_dims(model.task, input_dim, output_dim)?;
     if transfer.replace_output {
         let inputs = net.layers[hidden].inputs();
         net.layers[hidden] = Dense::new(inputs, output_dim, act, model.init, seed, hidden);

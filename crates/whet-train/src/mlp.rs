@@ -365,6 +365,10 @@ impl Mlp {
     /// `[5, epoch, batch, layer]`; with `None` the network runs in evaluation mode. The output
     /// layer's logits end up in [`Workspace::logits`].
     ///
+    /// # Shapes
+    /// Reads `ws.x[..rows]: [rows, input_dim]`; writes every layer's `[rows, units]` buffers and
+    /// the logits `[rows, output_dim]`.
+    ///
     /// # Panics
     /// If `rows` exceeds the workspace capacity or the workspace was built for another network.
     pub fn forward(&self, ws: &mut Workspace, rows: usize, noise: Option<NoiseKey>) {
@@ -425,6 +429,10 @@ impl Mlp {
     /// One training step's forward and backward pass over the first `rows` rows of `ws.x` and
     /// `ws.y`: fills `ws.grad_w` / `ws.grad_b` for every trainable layer and returns the summed
     /// loss and the number of correct predictions (0 for regression).
+    ///
+    /// # Shapes
+    /// Reads `ws.x[..rows]: [rows, input_dim]` and `ws.y[..rows]: [rows, output_dim]`; writes
+    /// `ws.grad_w[l]: [inputs, outputs]` and `ws.grad_b[l]: [outputs]` of trainable layers.
     ///
     /// # Panics
     /// As [`Mlp::forward`].
@@ -563,7 +571,7 @@ fn par_backward(act: Activation, mut g: ArrayViewMut2<f32>, a: ArrayView2<f32>) 
         .for_each(|(g, a)| act.backward_in_place(g, a));
 }
 
-fn check_dims(task: Task, input_dim: usize, output_dim: usize) -> Result<()> {
+pub(crate) fn check_dims(task: Task, input_dim: usize, output_dim: usize) -> Result<()> {
     if input_dim == 0 {
         return Err(Error::Config("the data has 0 input features".into()));
     }

@@ -595,3 +595,56 @@ fn bad_dimensions_are_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("expected 3, got 2"), "{err}");
 }
+
+/// The YAML shape the CLI uses parses into the config types, validates, and builds a model.
+#[test]
+fn documented_yaml_parses() {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Run {
+        model: ModelConfig,
+        train: TrainConfig,
+    }
+    let yaml = r#"
+model:
+  task: classification
+  hidden:
+    - { dense: 256, activation: relu, noise: 0.1 }
+    - { dense: 128, activation: relu, dropout: 0.2 }
+  output: { activation: softmax, loss: cross_entropy }
+  init: auto
+train:
+  optimizer: { adam: { lr: 0.001 } }
+  batch_size: 64
+  epochs: 15
+  weight_decay: 0
+  schedule: { cosine: { min_lr: 0.0 } }
+  early_stopping: { patience: 3, min_delta: 0.0 }
+  divergence: { factor: 1000.0 }
+  transfer: { checkpoint: path.safetensors, freeze: [0], replace_output: true }
+"#;
+    let run: Run = serde_saphyr::from_str(yaml).unwrap();
+    assert!(run.model.validate().is_empty());
+    assert!(run.train.validate().is_empty());
+    assert_eq!(run.train.batch_size, BatchSize::Samples(64));
+    assert_eq!(run.model.hidden[1].dropout.get(), 0.2);
+    let full: TrainConfig =
+        serde_saphyr::from_str("optimizer: { sgd: { lr: 0.1 } }\nbatch_size: full\n").unwrap();
+    assert_eq!(full.batch_size, BatchSize::Full);
+    let net = Mlp::new(&run.model, 784, 10, 1).unwrap();
+    assert_eq!(
+        net.parameter_count(),
+        784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    );
+    // A mismatched explicit pair, an unknown key and an out-of-range dropout are errors.
+    let bad: ModelConfig =
+        serde_saphyr::from_str("task: regression\noutput: { loss: cross_entropy }\n").unwrap();
+    assert!(bad.validate().iter().any(|i| i.path == "output"));
+    assert!(serde_saphyr::from_str::<ModelConfig>("task: binary\nhiden: []\n").is_err());
+    assert!(
+        serde_saphyr::from_str::<ModelConfig>(
+            "task: binary\nhidden: [{ dense: 4, dropout: 1.5 }]\n"
+        )
+        .is_err()
+    );
+}
