@@ -116,3 +116,43 @@ bench_ops!(
     speckle,
     chain,
 );
+
+/// The online path on a 28x28 grey batch of 256 (affine + elastic + noise, the MNIST recipe)
+/// with a rayon pool of 1 and 2 threads: shows the gain from the second core.
+#[divan::bench(args = [1, 2])]
+fn online_fill_mnist_batch256(bencher: divan::Bencher, threads: usize) {
+    let (h, w, c) = (28, 28, 1);
+    let n = 1024;
+    let mut pixels = Vec::with_capacity(n * h * w);
+    for _ in 0..n {
+        pixels.extend_from_slice(&image(h, w, c));
+    }
+    let set = whet_image::ImageSet::new(h, w, c, pixels, vec![0; n], vec!["0".into()])
+        .expect("bench set");
+    let ops: Vec<OpConfig> = serde_json::from_str(
+        r#"[{"affine": {"degrees": 12, "translate_pixels": 2, "scale": [0.9, 1.1]}},
+            {"elastic": {"alpha": 34, "sigma": 4, "p": 0.5}},
+            {"gaussian_noise": {"std": 0.08, "p": 0.5}}]"#,
+    )
+    .expect("ops parse");
+    let aug = Augmenter::from_ops(&ops, 1, h, w, c).expect("ops build");
+    let norm = Normalizer::unit(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    let batch = 256;
+    let mut x = vec![0f32; batch * h * w];
+    let mut y = vec![0u32; batch];
+    let epoch = Cell::new(0u64);
+    bencher
+        .counter(divan::counter::ItemsCount::new(batch))
+        .bench_local(|| {
+            let e = epoch.get();
+            epoch.set(e + 1);
+            let start = (e as usize * batch) % n;
+            let idx: Vec<usize> = (start..start + batch).map(|i| i % n).collect();
+            pool.install(|| aug.fill(&set, &norm, e, &idx, &mut x, &mut y))
+                .expect("fill");
+        });
+}

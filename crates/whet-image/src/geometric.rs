@@ -329,7 +329,6 @@ impl Mat {
 pub fn hflip(src: View<'_>, dst: &mut Img) {
     dst.reshape(src.h, src.w, src.c);
     let stride = src.stride();
-    let w = src.w;
     for (s, d) in src
         .data
         .chunks_exact(stride)
@@ -340,7 +339,11 @@ pub fn hflip(src: View<'_>, dst: &mut Img) {
                 d.copy_from_slice(s);
                 d.reverse();
             }
-            3 => hflip_rgb_row(s, d, w),
+            3 => {
+                for (dp, sp) in d.chunks_exact_mut(3).zip(s.chunks_exact(3).rev()) {
+                    dp.copy_from_slice(sp);
+                }
+            }
             c => {
                 for (dp, sp) in d.chunks_exact_mut(c).zip(s.chunks_exact(c).rev()) {
                     dp.copy_from_slice(sp);
@@ -348,27 +351,6 @@ pub fn hflip(src: View<'_>, dst: &mut Img) {
             }
         }
     }
-}
-
-/// Reverses the pixel order of one RGB row: one 4-byte load and one overlapping 4-byte store per
-/// pixel (the fourth byte is overwritten by the next pixel), instead of three of each.
-fn hflip_rgb_row(s: &[u8], d: &mut [u8], w: usize) {
-    if w == 0 {
-        return;
-    }
-    // Pixel x = 0 reads the last source pixel, which has no fourth byte; do it at the end.
-    for x in 1..w {
-        let j = (w - 1 - x) * 3;
-        let v = u32::from_le_bytes(s[j..j + 4].try_into().expect("4 bytes"));
-        let o = x * 3;
-        if o + 4 <= d.len() {
-            d[o..o + 4].copy_from_slice(&v.to_le_bytes());
-        } else {
-            d[o..o + 3].copy_from_slice(&v.to_le_bytes()[..3]);
-        }
-    }
-    let j = (w - 1) * 3;
-    d[..3].copy_from_slice(&s[j..j + 3]);
 }
 
 /// Vertical flip of `src` into `dst`.
