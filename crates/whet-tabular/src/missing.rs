@@ -10,7 +10,8 @@ use whet_core::Probability;
 
 use crate::error::{Error, Result};
 use crate::stage::{
-    FittedStage, FittedStep, Stage, f64_column, is_numeric, not_found, put, select_columns,
+    FittedStage, FittedStep, Stage, f64_column, fill_f64, is_numeric, not_found, put,
+    select_columns,
 };
 
 /// Which rows `drop_rows` removes.
@@ -441,14 +442,18 @@ impl FittedStage for FittedImpute {
             let s = col.as_materialized_series().clone();
             let filled = match (&f.value, &keys) {
                 (FillValue::Number(v), None) => {
-                    let ca = f64_column(&df, &f.column, "impute")?;
-                    // Integer columns filled with a fractional statistic become floats.
-                    let out = ca.fill_null_with_values(*v)?.into_series();
-                    if s.dtype().is_integer() && v.fract() == 0.0 {
-                        out.cast(s.dtype())?
+                    drop(s);
+                    let dtype = col.dtype().clone();
+                    let (index, ca) = crate::stage::take_f64(&mut df, &f.column, "impute")?;
+                    let out = fill_f64(ca, *v);
+                    // Integer columns keep their type when the fill value is whole.
+                    if dtype.is_integer() && v.fract() == 0.0 {
+                        let back = out.into_series().cast(&dtype)?;
+                        df.insert_column(index, back.into_column())?;
                     } else {
-                        out
+                        crate::stage::put_back(&mut df, index, out)?;
                     }
+                    continue;
                 }
                 (FillValue::Text(v), None) => {
                     let ca = s.str()?;

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use whet_core::Probability;
 
 use crate::error::{Error, Result};
-use crate::stage::{FittedStage, FittedStep, Stage, f64_column, is_numeric, put, select_columns};
+use crate::stage::{
+    FittedStage, FittedStep, Stage, f64_column, is_numeric, put_back, select_columns, take_f64,
+};
 
 /// The scaling method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -124,14 +126,14 @@ impl Stage for NormalizeConfig {
 impl FittedStage for FittedNormalize {
     fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
         for p in &self.columns {
-            let ca = f64_column(&df, &p.column, "normalize")?;
-            let out = if self.method == NormMethod::Log1p {
-                ca.apply_values(f64::ln_1p)
+            let (index, mut ca) = take_f64(&mut df, &p.column, "normalize")?;
+            if self.method == NormMethod::Log1p {
+                ca.apply_mut(f64::ln_1p);
             } else {
                 let (c, inv) = (p.center, 1.0 / p.scale);
-                ca.apply_values(|x| (x - c) * inv)
-            };
-            put(&mut df, out.into_series())?;
+                ca.apply_mut(|x| (x - c) * inv);
+            }
+            put_back(&mut df, index, ca)?;
         }
         Ok(df)
     }
@@ -194,9 +196,10 @@ impl Stage for ClipConfig {
 impl FittedStage for FittedClip {
     fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
         for (c, lo, hi) in &self.bounds {
-            let ca = f64_column(&df, c, "clip")?;
+            let (index, mut ca) = take_f64(&mut df, c, "clip")?;
             let (lo, hi) = (*lo, *hi);
-            put(&mut df, ca.apply_values(|x| x.clamp(lo, hi)).into_series())?;
+            ca.apply_mut(|x| x.clamp(lo, hi));
+            put_back(&mut df, index, ca)?;
         }
         Ok(df)
     }
