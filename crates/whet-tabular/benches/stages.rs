@@ -1,7 +1,8 @@
 //! Imputation + z-score + a left join on an integer key, at 100k and 1M rows × 20 float columns
 //! (10 % missing), synthetic from a fixed seed.
 //!
-//! Run with: `cargo bench -p whet-tabular --bench stages`
+//! Run with: `cargo bench -p whet-tabular --bench stages` (or add `--profile dev` to reuse the
+//! test build instead of rebuilding polars with LTO)
 //! (set `RAYON_NUM_THREADS` / `POLARS_MAX_THREADS` to pin the thread count).
 
 use divan::Bencher;

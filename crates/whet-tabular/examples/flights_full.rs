@@ -1,6 +1,6 @@
 //! The flights pipeline on the full nycflights13 data (336,776 flights), with timings.
 //!
-//! Run with: `cargo run --release -p whet-tabular --example flights_full [OUT_DIR]`
+//! Run with: `cargo run -p whet-tabular --example flights_full [OUT_DIR]`
 //! (with OUT_DIR, the splits are exported there as Parquet with `manifest.json`).
 
 use std::path::PathBuf;

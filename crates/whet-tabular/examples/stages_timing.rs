@@ -2,7 +2,8 @@
 //! (10 % missing, 100k keys), synthetic from a seed, and prints the peak RSS. The same work in
 //! Python is `benches/compare_python.py`; run both on an idle machine and compare ratios.
 //!
-//! Run with: `cargo run --release -p whet-tabular --example stages_timing -- 10000000`
+//! Run with: `cargo run -p whet-tabular --example stages_timing -- 10000000` (the dev profile
+//! builds dependencies at opt-level 3; `--release` works too but rebuilds polars with LTO).
 
 use std::time::Instant;
 
