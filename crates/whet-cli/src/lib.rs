@@ -1,1 +1,230 @@
-//! placeholder
+//! The `whet` command-line tool: one YAML run file from raw data to a trained network and a
+//! per-stage ablation report.
+//!
+//! This crate composes the configuration types of [`whet_image`], [`whet_tabular`] and
+//! [`whet_train`] into one run file ([`config::RunFile`]), parses it with located errors
+//! ([`yaml`]), expands ablation variants ([`variants`]), and runs the commands in [`cmd`].
+//! `main` only parses arguments and maps errors to exit codes: 0 success, 1 a run that failed
+//! (diverged, or a failed variant when all failed), 2 bad input or usage.
+
+// `yaml::ConfigError` carries the file, position, key path, message, hint and snippet (144 bytes).
+// It is returned once per run file, never in a hot loop, so boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod cache;
+pub mod cmd;
+pub mod config;
+pub mod data;
+pub mod images;
+pub mod progress;
+pub mod reference;
+pub mod variants;
+pub mod yaml;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Marks an error as "the run itself failed" (exit code 1) rather than bad input (exit code 2).
+#[derive(Debug)]
+pub struct RunFailed(pub String);
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for RunFailed {}
+
+const AFTER_HELP: &str = "\
+Examples:
+  whet validate pipelines/mnist-ablation.yaml
+  whet run pipelines/mnist-mlp.yaml --out runs/mlp
+  whet ablate pipelines/mnist-ablation.yaml --out runs/ablation
+  whet preview pipelines/mnist-ablation.yaml --out preview.png
+  whet audit pipelines/flights-delay.yaml
+  whet export pipelines/flights-delay.yaml --out export/ --format parquet
+  whet schema > whet.schema.json
+
+Exit codes: 0 success, 1 the run failed (e.g. diverged), 2 bad input or usage.
+From the repository, `cargo whet <command> ...` builds and runs whet.";
+
+/// whet: data preprocessing and augmentation for neural networks, with ablation reports.
+#[derive(Debug, Parser)]
+#[command(name = "whet", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Hide progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print machine-readable JSON instead of tables where a command prints a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Override a key of the run file, e.g. `--set train.epochs=5` (repeatable; the value is YAML).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of `whet export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Apache Parquet (tables).
+    Parquet,
+    /// Comma-separated values (tables).
+    Csv,
+    /// NumPy `.npy` arrays (tables and images).
+    Npy,
+    /// PNG files, one folder per class (images).
+    Png,
+    /// MNIST IDX files, gzip-compressed (images).
+    Idx,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one pipeline end to end: data, preprocessing, augmentation, training, evaluation.
+    #[command(
+        after_help = "Writes OUT/metrics.json, OUT/curves.csv, OUT/model.safetensors, OUT/manifest.json and charts.\nExample: whet run pipelines/mnist-mlp.yaml --out runs/mlp"
+    )]
+    Run {
+        /// The YAML run file.
+        pipeline: PathBuf,
+        /// Output folder (default: runs/<name>).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Override the run file's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Do not read or write the stage cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Run every ablation variant over several seeds and write a report.
+    #[command(
+        after_help = "Writes OUT/report.md, OUT/ablation.csv, OUT/ablation.json, charts, and OUT/runs/<variant>/seed-<n>/.\nAn interrupted ablation resumes: finished runs are kept unless --fresh.\nExample: whet ablate pipelines/mnist-ablation.yaml --seeds 5"
+    )]
+    Ablate {
+        /// The YAML run file (with an `ablation` section, or only `leave_one_out` by default).
+        pipeline: PathBuf,
+        /// Output folder (default: runs/<name>-ablation).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Override the number of seeds per variant.
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Run only these variants (and the baseline).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Ignore finished runs from an earlier, interrupted ablation.
+        #[arg(long)]
+        fresh: bool,
+        /// Do not read or write the stage cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Write the processed data sets and a manifest of the fitted parameters.
+    #[command(
+        after_help = "Example: whet export pipelines/flights-delay.yaml --out export/ --format parquet"
+    )]
+    Export {
+        /// The YAML run file.
+        pipeline: PathBuf,
+        /// Output folder.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// File format (tables: parquet, csv, npy; images: png, idx, npy).
+        #[arg(long, value_enum)]
+        format: Option<ExportFormat>,
+    },
+    /// Apply the preprocessing recorded in an export's manifest to new data.
+    #[command(after_help = "Example: whet apply export/manifest.json new-flights.csv --out new/")]
+    Apply {
+        /// `manifest.json` written by `whet export`.
+        manifest: PathBuf,
+        /// The new data (the main table, in the same format as at export).
+        data: PathBuf,
+        /// Output folder.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// File format.
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: ExportFormat,
+    },
+    /// Draw a grid of training images and their augmented versions.
+    #[command(after_help = "Example: whet preview pipelines/mnist-ablation.yaml --out preview.png")]
+    Preview {
+        /// The YAML run file.
+        pipeline: PathBuf,
+        /// The PNG to write.
+        #[arg(long, short, default_value = "preview.png")]
+        out: PathBuf,
+        /// Number of source images (rows).
+        #[arg(long, default_value_t = 8)]
+        samples: usize,
+        /// Augmented versions per image (columns after the original).
+        #[arg(long, default_value_t = 8)]
+        versions: usize,
+    },
+    /// Audit the input columns of a tabular pipeline: missing values, leakage, ID-like columns.
+    #[command(after_help = "Example: whet audit pipelines/flights-delay.yaml --json")]
+    Audit {
+        /// The YAML run file.
+        pipeline: PathBuf,
+    },
+    /// Check run files without running them: syntax, types, ranges, files, columns.
+    #[command(after_help = "Example: whet validate pipelines/*.yaml")]
+    Validate {
+        /// The YAML run files.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of run files (for editor completion and checking).
+    #[command(
+        after_help = "Editors: put `# yaml-language-server: $schema=whet.schema.json` at the top of a run file."
+    )]
+    Schema {
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Print the Markdown key reference (docs/reference.md) instead of the JSON Schema.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+/// Runs the CLI with these arguments and returns the process exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            };
+        }
+    };
+    if let Some(n) = cli.threads {
+        // Only sizes the pool: results never depend on the thread count.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global();
+    }
+    match cmd::dispatch(&cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.chain().any(|c| c.is::<RunFailed>()) {
+                1
+            } else {
+                2
+            }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The stage cache: results of deterministic stages (loaded and prepared tables, offline
+//! augmented image sets) stored under a key made of the content of their inputs, their
+//! configuration and the code version, so ablation variants that share a prefix of stages
+//! compute it once.
+//!
+//! An entry is one file `<key>.bin`: the magic `WHETCACHE1`, a little-endian `u64` header length,
+//! a JSON header (`meta` plus the blob index), then the blobs. Entries are written atomically;
+//! an unreadable or truncated entry is treated as a miss and recomputed.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 10] = b"WHETCACHE1";
+
+/// Code version mixed into every key: a new whet version never reads an older entry.
+pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-cache1");
+
+/// A cache entry: JSON metadata and named binary blobs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bundle {
+    /// Small structured data.
+    pub meta: serde_json::Value,
+    /// Named blobs (arrays as little-endian bytes).
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    meta: serde_json::Value,
+    blobs: Vec<(String, u64)>,
+}
+
+impl Bundle {
+    /// The blob called `name`.
+    pub fn blob(&self, name: &str) -> Option<&[u8]> {
+        self.blobs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
+    /// Adds an `f32` slice as a blob.
+    pub fn push_f32(&mut self, name: &str, data: &[f32]) {
+        let mut b = Vec::with_capacity(data.len() * 4);
+        for v in data {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        self.blobs.push((name.to_string(), b));
+    }
+    /// Reads an `f32` blob.
+    pub fn f32(&self, name: &str) -> Option<Vec<f32>> {
+        let b = self.blob(name)?;
+        (b.len() % 4 == 0).then(|| {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+    /// Adds a `u32` slice as a blob.
+    pub fn push_u32(&mut self, name: &str, data: &[u32]) {
+        let mut b = Vec::with_capacity(data.len() * 4);
+        for v in data {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        self.blobs.push((name.to_string(), b));
+    }
+    /// Reads a `u32` blob.
+    pub fn u32(&self, name: &str) -> Option<Vec<u32>> {
+        let b = self.blob(name)?;
+        (b.len() % 4 == 0).then(|| {
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let header = Header {
+            meta: self.meta.clone(),
+            blobs: self
+                .blobs
+                .iter()
+                .map(|(n, b)| (n.clone(), b.len() as u64))
+                .collect(),
+        };
+        let h = serde_json::to_vec(&header)?;
+        let mut out = Vec::with_capacity(
+            MAGIC.len() + 8 + h.len() + self.blobs.iter().map(|b| b.1.len()).sum::<usize>(),
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+        out.extend_from_slice(&h);
+        for (_, b) in &self.blobs {
+            out.extend_from_slice(b);
+        }
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Bundle> {
+        let rest = bytes.strip_prefix(MAGIC)?;
+        let (len, rest) = rest.split_at_checked(8)?;
+        let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
+        let (h, mut rest) = rest.split_at_checked(len)?;
+        let header: Header = serde_json::from_slice(h).ok()?;
+        let mut blobs = Vec::with_capacity(header.blobs.len());
+        for (name, n) in header.blobs {
+            let (b, r) = rest.split_at_checked(usize::try_from(n).ok()?)?;
+            blobs.push((name, b.to_vec()));
+            rest = r;
+        }
+        rest.is_empty().then_some(Bundle {
+            meta: header.meta,
+            blobs,
+        })
+    }
+}
+
+/// Builds a cache key from labelled parts (config JSON, file hashes, seeds…).
+#[derive(Debug, Clone)]
+pub struct KeyBuilder(Sha256);
+
+impl Default for KeyBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyBuilder {
+    /// A key seeded with the code version.
+    pub fn new() -> Self {
+        let mut h = Sha256::new();
+        h.update(CODE_VERSION.as_bytes());
+        KeyBuilder(h)
+    }
+    /// Mixes in a labelled string.
+    pub fn part(mut self, label: &str, value: &str) -> Self {
+        self.0.update((label.len() as u64).to_le_bytes());
+        self.0.update(label.as_bytes());
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value.as_bytes());
+        self
+    }
+    /// Mixes in a serialisable value (its JSON).
+    pub fn json<T: Serialize>(self, label: &str, value: &T) -> Result<Self> {
+        let s = serde_json::to_string(value)?;
+        Ok(self.part(label, &s))
+    }
+    /// Mixes in the content of a file (SHA-256 of its bytes).
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn file(self, label: &str, path: &Path) -> Result<Self> {
+        let digest = hash_file(path)?;
+        Ok(self.part(label, &digest))
+    }
+    /// The key as hex.
+    pub fn finish(self) -> String {
+        hex(&self.0.finalize())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a file's bytes, as hex.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn hash_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// The cache folder, or nothing when the cache is off.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: Option<PathBuf>,
+}
+
+impl Cache {
+    /// The cache at `$WHET_CACHE_DIR`, or `$HOME/.cache/whet`; off when `enabled` is false.
+    pub fn new(enabled: bool) -> Self {
+        if !enabled {
+            return Cache { dir: None };
+        }
+        let dir = std::env::var_os("WHET_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("whet"))
+            });
+        Cache { dir }
+    }
+    /// A cache in `dir`.
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Cache {
+            dir: Some(dir.into()),
+        }
+    }
+    /// A disabled cache.
+    pub fn off() -> Self {
+        Cache { dir: None }
+    }
+    /// Whether the cache is on.
+    pub fn enabled(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    fn path(&self, stage: &str, key: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{stage}-{key}.bin")))
+    }
+
+    /// The entry for `key`, if present and intact.
+    pub fn get(&self, stage: &str, key: &str) -> Option<Bundle> {
+        let p = self.path(stage, key)?;
+        let bytes = std::fs::read(p).ok()?;
+        Bundle::decode(&bytes)
+    }
+
+    /// Stores an entry (atomically). A failure to write is reported but not fatal to the caller's
+    /// work: the caller may ignore it.
+    ///
+    /// # Errors
+    /// The entry could not be written.
+    pub fn put(&self, stage: &str, key: &str, bundle: &Bundle) -> Result<()> {
+        let Some(p) = self.path(stage, key) else {
+            return Ok(());
+        };
+        whet_core::fsx::atomic_write(&p, &bundle.encode()?)?;
+        Ok(())
+    }
+
+    /// The cached bundle for `key`, or `compute()` stored under it. Returns whether it was a hit.
+    ///
+    /// # Errors
+    /// Whatever `compute` returns.
+    pub fn get_or_compute(
+        &self,
+        stage: &str,
+        key: &str,
+        compute: impl FnOnce() -> Result<Bundle>,
+    ) -> Result<(Bundle, bool)> {
+        if let Some(b) = self.get(stage, key) {
+            return Ok((b, true));
+        }
+        let b = compute()?;
+        if let Err(e) = self.put(stage, key, &b) {
+            eprintln!("warning: could not write the stage cache: {e:#}");
+        }
+        Ok((b, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let mut b = Bundle {
+            meta: serde_json::json!({"rows": 3}),
+            blobs: vec![],
+        };
+        b.push_f32("x", &[1.0, -2.5, 3.25]);
+        b.push_u32("y", &[7, 8]);
+        let key = KeyBuilder::new().part("cfg", "a").finish();
+        let mut calls = 0;
+        let (got, hit) = cache
+            .get_or_compute("t", &key, || {
+                calls += 1;
+                Ok(b.clone())
+            })
+            .unwrap();
+        assert!(!hit);
+        assert_eq!(got, b);
+        let (got, hit) = cache
+            .get_or_compute("t", &key, || {
+                calls += 1;
+                Ok(b.clone())
+            })
+            .unwrap();
+        assert!(hit);
+        assert_eq!(calls, 1);
+        assert_eq!(got.f32("x").unwrap(), vec![1.0, -2.5, 3.25]);
+        assert_eq!(got.u32("y").unwrap(), vec![7, 8]);
+        // Truncate the entry: it must be recomputed, not misread.
+        let p = dir.path().join(format!("t-{key}.bin"));
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(cache.get("t", &key).is_none());
+    }
+
+    #[test]
+    fn keys_change_with_config_and_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("data.csv");
+        std::fs::write(&f, "a\n1\n").unwrap();
+        let k1 = KeyBuilder::new()
+            .part("cfg", "x")
+            .file("data", &f)
+            .unwrap()
+            .finish();
+        let k2 = KeyBuilder::new()
+            .part("cfg", "y")
+            .file("data", &f)
+            .unwrap()
+            .finish();
+        std::fs::write(&f, "a\n2\n").unwrap();
+        let k3 = KeyBuilder::new()
+            .part("cfg", "x")
+            .file("data", &f)
+            .unwrap()
+            .finish();
+        assert_ne!(k1, k2);
+        assert_ne!(k1, k3);
+        // Labels are length-prefixed: moving a boundary changes the key.
+        assert_ne!(
+            KeyBuilder::new().part("ab", "c").finish(),
+            KeyBuilder::new().part("a", "bc").finish()
+        );
+    }
+
+    #[test]
+    fn disabled_cache_always_computes() {
+        let cache = Cache::off();
+        let mut calls = 0;
+        for _ in 0..2 {
+            cache
+                .get_or_compute("t", "k", || {
+                    calls += 1;
+                    Ok(Bundle::default())
+                })
+                .unwrap();
+        }
+        assert_eq!(calls, 2);
+    }
+}

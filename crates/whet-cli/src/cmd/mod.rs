@@ -1,0 +1,79 @@
+//! The commands. Each takes the parsed [`Cli`] and returns `anyhow::Result`; errors that mean
+//! "the run failed" carry [`crate::RunFailed`] (exit 1), everything else is bad input (exit 2).
+
+pub mod ablate;
+pub mod audit;
+pub mod export;
+pub mod preview;
+pub mod run;
+pub mod validate;
+
+use crate::config::{self, Loaded};
+use crate::{Cli, Command};
+use anyhow::Result;
+use std::path::Path;
+
+/// Runs the command in `cli`.
+///
+/// # Errors
+/// Whatever the command reports.
+pub fn dispatch(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Run {
+            pipeline,
+            out,
+            seed,
+            no_cache,
+        } => run::run(cli, pipeline, out.as_deref(), *seed, !*no_cache),
+        Command::Ablate {
+            pipeline,
+            out,
+            seeds,
+            only,
+            fresh,
+            no_cache,
+        } => ablate::ablate(
+            cli,
+            pipeline,
+            out.as_deref(),
+            *seeds,
+            only,
+            *fresh,
+            !*no_cache,
+        ),
+        Command::Export {
+            pipeline,
+            out,
+            format,
+        } => export::export(cli, pipeline, out, *format),
+        Command::Apply {
+            manifest,
+            data,
+            out,
+            format,
+        } => export::apply(cli, manifest, data, out, *format),
+        Command::Preview {
+            pipeline,
+            out,
+            samples,
+            versions,
+        } => preview::preview(cli, pipeline, out, *samples, *versions),
+        Command::Audit { pipeline } => audit::audit(cli, pipeline),
+        Command::Validate { pipelines } => validate::validate(cli, pipelines),
+        Command::Schema { out, markdown } => validate::schema(out.as_deref(), *markdown),
+    }
+}
+
+/// Loads and validates a run file with the command line's `--set` overrides.
+///
+/// # Errors
+/// Every problem in the file, located.
+pub fn load(cli: &Cli, path: &Path) -> Result<Loaded> {
+    let overrides = cli
+        .set
+        .iter()
+        .map(|s| config::parse_override(s))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    Ok(config::load(path, &overrides)?)
+}

@@ -1,0 +1,174 @@
+//! From a run file's data section to the trainer's batch sources: images (loaded, split,
+//! normalised, augmented offline or online) or tables (loaded, joined, split, fitted on train).
+//! Deterministic stages go through the stage [`Cache`].
+
+use crate::cache::{Bundle, Cache, KeyBuilder};
+use crate::config::RunFile;
+use anyhow::{Context, Result, anyhow};
+use ndarray::Array2;
+use serde_json::{Value, json};
+use whet_core::Progress;
+use whet_train::{ArraySource, BatchSource};
+
+/// Data ready for training.
+pub struct PreparedData {
+    /// Training batches (augmenting, when online augmentation is on).
+    pub train: Box<dyn BatchSource>,
+    /// Validation set, if any.
+    pub valid: Option<ArraySource>,
+    /// Test set.
+    pub test: ArraySource,
+    /// Class names (empty for regression).
+    pub classes: Vec<String>,
+    /// Fitted preprocessing parameters (for `manifest.json`).
+    pub manifest: Value,
+    /// Sizes and reports (for `manifest.json` and the summary).
+    pub summary: Value,
+    /// Stages served from the cache.
+    pub cache_hits: Vec<String>,
+}
+
+/// Prepares the data of `run` with `seed`.
+///
+/// # Errors
+/// Bad or missing data, with the file and place.
+pub fn prepare(
+    run: &RunFile,
+    seed: u64,
+    cache: &Cache,
+    progress: &dyn Progress,
+) -> Result<PreparedData> {
+    if run.data.images.is_some() {
+        crate::images::prepare(run, seed, cache, progress)
+    } else {
+        prepare_tables(run, seed, cache, progress)
+    }
+}
+
+/// The tabular config of a run file.
+///
+/// # Errors
+/// The run file has no tables or no target.
+pub fn tabular_config(run: &RunFile) -> Result<whet_tabular::TabularConfig> {
+    let tables = run
+        .data
+        .tables
+        .clone()
+        .ok_or_else(|| anyhow!("the run file has no `data.tables`"))?;
+    let target = run
+        .data
+        .target
+        .clone()
+        .ok_or_else(|| anyhow!("the run file has no `data.target`"))?;
+    Ok(whet_tabular::TabularConfig {
+        data: whet_tabular::TablesConfig {
+            tables,
+            main: run.data.main.clone(),
+            target,
+        },
+        steps: run.steps.clone(),
+        split: run.split.clone().unwrap_or_default(),
+    })
+}
+
+fn arrays_to_bundle(b: &mut Bundle, name: &str, a: &Array2<f32>) -> Value {
+    let a = a.as_standard_layout();
+    b.push_f32(name, a.as_slice().expect("standard layout"));
+    json!([a.nrows(), a.ncols()])
+}
+
+fn bundle_to_array(b: &Bundle, name: &str, shape: &Value) -> Result<Array2<f32>> {
+    let rows = shape[0].as_u64().context("cache shape")? as usize;
+    let cols = shape[1].as_u64().context("cache shape")? as usize;
+    let data = b
+        .f32(name)
+        .with_context(|| format!("cache entry lacks `{name}`"))?;
+    Array2::from_shape_vec((rows, cols), data).context("cache entry shape")
+}
+
+/// Runs the tabular preparation (or reads it from the cache) and returns the bundle with
+/// train/validation/test arrays, features, classes, report and manifest.
+///
+/// # Errors
+/// Bad data or config.
+pub fn prepared_tables(
+    run: &RunFile,
+    seed: u64,
+    cache: &Cache,
+    progress: &dyn Progress,
+) -> Result<(Bundle, bool)> {
+    let cfg = tabular_config(run)?;
+    let mut key = KeyBuilder::new()
+        .json("tabular", &cfg)?
+        .part("seed", &seed.to_string());
+    for (name, spec) in &cfg.data.tables {
+        key = key.file(&format!("table:{name}"), &spec.path)?;
+    }
+    let key = key.finish();
+    cache.get_or_compute("tables", &key, || {
+        let p = whet_tabular::prepare(&cfg, seed, progress)?;
+        let mut b = Bundle::default();
+        let mut shapes = serde_json::Map::new();
+        for (name, s) in [
+            ("train", &p.train),
+            ("validation", &p.validation),
+            ("test", &p.test),
+        ] {
+            shapes.insert(
+                format!("x_{name}"),
+                arrays_to_bundle(&mut b, &format!("x_{name}"), &s.x),
+            );
+            shapes.insert(
+                format!("y_{name}"),
+                arrays_to_bundle(&mut b, &format!("y_{name}"), &s.y),
+            );
+        }
+        b.meta = json!({
+            "shapes": shapes,
+            "features": p.features,
+            "classes": p.classes,
+            "report": p.report,
+            "manifest": p.manifest,
+        });
+        Ok(b)
+    })
+}
+
+fn prepare_tables(
+    run: &RunFile,
+    seed: u64,
+    cache: &Cache,
+    progress: &dyn Progress,
+) -> Result<PreparedData> {
+    let (b, hit) = prepared_tables(run, seed, cache, progress)?;
+    let shapes = &b.meta["shapes"];
+    let get = |n: &str| bundle_to_array(&b, n, &shapes[n]);
+    let train = ArraySource::new(get("x_train")?, get("y_train")?)?;
+    let valid = ArraySource::new(get("x_validation")?, get("y_validation")?)?;
+    let test = ArraySource::new(get("x_test")?, get("y_test")?)?;
+    if train.x.nrows() == 0 {
+        anyhow::bail!(
+            "the training split is empty after preprocessing; check the split fractions and the steps that drop rows"
+        );
+    }
+    if test.x.nrows() == 0 {
+        anyhow::bail!("the test split is empty; raise `split.test`");
+    }
+    let classes: Vec<String> =
+        serde_json::from_value(b.meta["classes"].clone()).unwrap_or_default();
+    let summary = json!({
+        "kind": "tables",
+        "rows": {"train": train.x.nrows(), "validation": valid.x.nrows(), "test": test.x.nrows()},
+        "features": b.meta["features"],
+        "report": b.meta["report"],
+    });
+    Ok(PreparedData {
+        valid: (valid.x.nrows() > 0).then_some(valid),
+        train: Box::new(train),
+        test,
+        classes,
+        manifest: b.meta["manifest"].clone(),
+        summary,
+        cache_hits: if hit { vec!["tables".into()] } else { vec![] },
+    })
+}

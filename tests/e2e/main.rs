@@ -1,0 +1,8 @@
+//! End-to-end tests: the `whet` binary on run files, as a user runs it.
+//!
+//! Registered by `whet-cli` (`[[test]] name = "e2e"`). Each test works in its own temporary
+//! folder; data comes from the repository's `datasets/`.
+
+mod bad_input;
+mod pipelines;
+mod util;
