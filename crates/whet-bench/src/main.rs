@@ -98,7 +98,11 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Matmul(a) => matmul::run(a, cli.threads, policy).map_err(|e| e.to_string()),
         Command::Train(a) => train::run(a, cli.threads, policy),
-        Command::Augment(a) => augment::run(a, cli.threads, policy),
+        // The timed loop itself runs on a pool thread, so each pass's parallel loop starts
+        // without a hand-off from the main thread: on a machine shared with builds every such
+        // hand-off waits for the scheduler, which cost whet up to 7x on short passes while the
+        // peers (no hand-off) were unaffected. `rayon::scope` runs its closure in the pool.
+        Command::Augment(a) => rayon::scope(|_| augment::run(a, cli.threads, policy)),
         #[cfg(feature = "tabular")]
         Command::Tabular(a) => tabular::run(a, cli.threads),
         #[cfg(not(feature = "tabular"))]
