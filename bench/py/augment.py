@@ -288,6 +288,12 @@ class Local:
 
     def run(self, op, size, passes):
         """Applies `op` `passes` times to every image; returns (images done, wall s, own cpu s)."""
+        n, t0, t1, cpu = self.run_stamped(op, size, passes)
+        return n, t1 - t0, cpu
+
+    def run_stamped(self, op, size, passes):
+        """As `run`, with the start and end instants (CLOCK_MONOTONIC, comparable across
+        processes) instead of the wall time."""
         key = (op, size)
         if key not in self.fns:
             self.fns[key] = BUILDERS[self.engine](op, *SIZES[size])
@@ -298,7 +304,7 @@ class Local:
         for _ in range(passes):
             for im in imgs:
                 fn(im)
-        return len(imgs) * passes, time.perf_counter() - t0, time.process_time() - c0
+        return len(imgs) * passes, t0, time.perf_counter(), time.process_time() - c0
 
     def close(self):
         pass
@@ -316,7 +322,7 @@ def worker_main(engine, seed, counts, rank, nworkers, conn, barrier):
             return
         _, op, size, passes = msg
         barrier.wait()
-        conn.send(local.run(op, size, passes))
+        conn.send(local.run_stamped(op, size, passes))
 
 
 class Pool:
@@ -342,10 +348,12 @@ class Pool:
         for c in self.conns:
             c.send(("run", op, size, passes))
         self.barrier.wait()
-        t0 = time.perf_counter()
         results = [c.recv() for c in self.conns]
-        wall = time.perf_counter() - t0
-        return sum(r[0] for r in results), wall, sum(r[2] for r in results)
+        # Wall time from the first worker's start to the last one's end, from the workers' own
+        # clocks (perf_counter is CLOCK_MONOTONIC, shared by all processes): timing in this
+        # process would count its own scheduling delays on a busy machine.
+        wall = max(r[2] for r in results) - min(r[1] for r in results)
+        return sum(r[0] for r in results), wall, sum(r[3] for r in results)
 
     def close(self):
         for c in self.conns:

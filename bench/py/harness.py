@@ -216,6 +216,11 @@ def main():
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--idle-wait", type=float, default=30.0)
     ap.add_argument("--e2e-timeout", type=float, default=1800.0)
+    ap.add_argument("--pass", dest="pass_no", type=int, default=1,
+                    help="tag records with this pass number (a second pass over the same "
+                         "configurations, e.g. in reverse order, is reported separately)")
+    ap.add_argument("--reverse", action="store_true",
+                    help="run whet first and the peers after it (balances drifting load)")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -224,8 +229,9 @@ def main():
     only = set(args.only.split(","))
     threads = [int(t) for t in args.threads.split(",")]
     wb = args.whet_bench
-    raw.write(machine_record())
-    raw.write({"bench": "config", **vars(args)})
+    if args.pass_no == 1:
+        raw.write(machine_record())
+        raw.write({"bench": "config", **vars(args)})
     common_args = ["--repeats", str(args.repeats), "--max-other", str(args.max_other),
                    "--retries", str(args.retries)]
 
@@ -240,13 +246,18 @@ def main():
 
     if "augment" in only:
         aug = ["--min-time", str(args.min_time), "--seed", str(args.seed)] + common_args
+        engines = ["opencv", "albumentations", "torchvision"] + (["whet"] if wb else [])
+        if args.reverse:
+            engines.reverse()
+        tag = {"pass": args.pass_no}
         for t in threads:
-            for eng in ["opencv", "albumentations", "torchvision"]:
-                cmd = [py, f"{HERE}/augment.py", "--engine", eng, "--threads", str(t)] + aug
-                run_config(raw, args, f"augment {eng} t={t}", cmd, t, 1800, {})
-            if wb:
-                cmd = [wb, "augment", "--threads", str(t)] + aug
-                run_config(raw, args, f"augment whet t={t}", cmd, t, 1800, {})
+            for eng in engines:
+                if eng == "whet":
+                    cmd = [wb, "augment", "--threads", str(t)] + aug
+                else:
+                    cmd = [py, f"{HERE}/augment.py", "--engine", eng, "--threads", str(t)] + aug
+                run_config(raw, args, f"augment {eng} t={t} (pass {args.pass_no})", cmd, t, 1800,
+                           tag)
 
     if "train" in only:
         tr = ["--epochs", str(args.epochs), "--seed", str(args.seed), "--max-other",

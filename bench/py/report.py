@@ -175,14 +175,26 @@ def section_train(recs, lines):
         )
 
 
-def section_augment(recs, lines):
-    au = [r for r in recs if r["bench"] == "augment"]
+def section_augment(recs, lines, only_passes=None):
+    au_all = [r for r in recs if r["bench"] == "augment"]
+    if only_passes:
+        au_all = [r for r in au_all if r.get("pass", 1) in only_passes]
+    passes = sorted({r.get("pass", 1) for r in au_all})
+    for p in passes:
+        au = [r for r in au_all if r.get("pass", 1) == p]
+        section_augment_pass(au, p, len(passes), lines)
+
+
+def section_augment_pass(au, pass_no, n_passes, lines):
     if not au:
         return
     by = {(r["engine"], r["threads"], r["size"], r["op"]): r for r in au}
+    title = "## Augmentation: images/s per op (median), and whet / peer"
+    if n_passes > 1:
+        title += f" — pass {pass_no} of {n_passes}"
     lines += [
         "",
-        "## Augmentation: images/s per op (median), and whet / peer",
+        title,
         "",
         "Same images for every engine (the integer-hash formula in bench/README.md). Peers at two "
         "threads run two worker processes with one library thread each (a two-worker "
@@ -192,9 +204,10 @@ def section_augment(recs, lines):
         for t in sorted({r["threads"] for r in au}):
             lines += [
                 "",
-                f"### {size}, {t} thread{'s' if t > 1 else ''}",
+                f"### {size}, {t} thread{'s' if t > 1 else ''}"
+                + (f" (pass {pass_no})" if n_passes > 1 else ""),
                 "",
-                "| op | whet | albumentations | torchvision v2 | OpenCV direct | whet / alb. | whet / tv | whet / OpenCV | other cores (max) |",
+                "| op | whet | albumentations | torchvision v2 | OpenCV direct | whet / alb. | whet / tv | whet / OpenCV | other cores: whet / peers (max) |",
                 "|---|---|---|---|---|---|---|---|---|",
             ]
             for op in OPS:
@@ -204,12 +217,15 @@ def section_augment(recs, lines):
                 ips = {e: (c["median_ips"] if c else None) for e, c in cells.items()}
                 if cells["whet"] and cells["whet"].get("unavailable"):
                     ips["whet"] = None
-                others = [maxo(c) for c in cells.values() if c and maxo(c) is not None]
+                peer_others = [
+                    maxo(cells[p]) for p in PEERS_AUG if cells[p] and maxo(cells[p]) is not None
+                ]
+                whet_other = maxo(cells["whet"]) if cells["whet"] else None
                 lines.append(
                     f"| {op} | {fmt(ips['whet'])} | {fmt(ips['albumentations'])} | "
                     f"{fmt(ips['torchvision'])} | {fmt(ips['opencv'])} | "
                     + " | ".join(rfmt(ratio(ips["whet"], ips[p])) for p in PEERS_AUG)
-                    + f" | {fmt(max(others) if others else None)} |"
+                    + f" | {fmt(whet_other)} / {fmt(max(peer_others) if peer_others else None)} |"
                 )
     # Scaling 1 -> 2 threads.
     threads = sorted({r["threads"] for r in au})
@@ -217,7 +233,8 @@ def section_augment(recs, lines):
         t1, t2 = threads[0], threads[1]
         lines += [
             "",
-            f"### Gain from {t1} to {t2} threads (images/s at {t2} / at {t1})",
+            f"### Gain from {t1} to {t2} threads (images/s at {t2} / at {t1})"
+            + (f" (pass {pass_no})" if n_passes > 1 else ""),
             "",
             "| size | op | whet | albumentations | torchvision v2 | OpenCV direct |",
             "|---|---|---|---|---|---|",
@@ -336,6 +353,8 @@ def main():
     ap.add_argument("raw")
     ap.add_argument("--out", required=True)
     ap.add_argument("--notes", default="", help="a Markdown file appended as 'Notes'")
+    ap.add_argument("--augment-passes", default="",
+                    help="comma-separated augmentation passes to report (default: all)")
     args = ap.parse_args()
     recs = load(args.raw)
     lines = [
@@ -349,7 +368,8 @@ def main():
     load_summary(recs, lines)
     section_train(recs, lines)
     section_matmul(recs, lines)
-    section_augment(recs, lines)
+    only = {int(p) for p in args.augment_passes.split(",") if p}
+    section_augment(recs, lines, only)
     section_tabular(recs, lines)
     section_e2e(recs, lines)
     section_errors(recs, lines)
