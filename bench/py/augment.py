@@ -366,7 +366,10 @@ def measure(runner, op, size, repeats, min_time, max_other, retries):
     # First pass: cold (lazy initialisation, first touch of output buffers), reported separately.
     n, wall, _ = runner.run(op, size, 1)
     first_ips = n / wall
-    passes = max(1, math.ceil(min_time / max(wall, 1e-6)))
+    # Calibrate on a warm pass: the cold one can be 100x slower (worker start-up, lazy imports),
+    # which left timed windows of a few milliseconds, too short for the load accounting.
+    _, warm, _ = runner.run(op, size, 1)
+    passes = max(1, math.ceil(min_time / max(warm, 1e-6)))
     ips, others, retried = [], [], 0
     while len(ips) < repeats:
         with common.Window() as win:

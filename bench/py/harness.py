@@ -187,6 +187,7 @@ def end_to_end(raw, args):
         {
             "bench": "e2e",
             "command": " ".join(["whet", "ablate", "pipelines/mnist-ablation.yaml"]),
+            "binary": args.whet,
             "returncode": rc,
             "wall_s": round(w.wall, 2),
             "cpu_s": round(w.own, 2),

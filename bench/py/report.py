@@ -191,7 +191,7 @@ def section_augment_pass(au, pass_no, n_passes, lines):
     by = {(r["engine"], r["threads"], r["size"], r["op"]): r for r in au}
     title = "## Augmentation: images/s per op (median), and whet / peer"
     if n_passes > 1:
-        title += f" — pass {pass_no} of {n_passes}"
+        title += f" — pass {pass_no}"
     lines += [
         "",
         title,
@@ -317,7 +317,8 @@ def section_tabular(recs, lines):
 
 
 def section_e2e(recs, lines):
-    e = next((r for r in recs if r["bench"] == "e2e"), None)
+    runs = [r for r in recs if r["bench"] == "e2e"]
+    e = runs[-1] if runs else None
     lines += ["", "## End to end: the README's main job", ""]
     if not e:
         lines.append("Not run.")
@@ -327,7 +328,7 @@ def section_e2e(recs, lines):
         return
     status = "ok" if e.get("returncode") == 0 else f"failed (exit {e.get('returncode')})"
     lines.append(
-        f"`{e['command']}` (release build): {status}; wall {e['wall_s']:.1f} s, CPU "
+        f"`{e['command']}` ({e.get('binary', 'whet binary')}): {status}; wall {e['wall_s']:.1f} s, CPU "
         f"{e['cpu_s']:.1f} s, peak RSS {e['peak_rss_bytes'] / 2**20:.0f} MiB; other processes "
         f"used {e['other_cores']:.2f} cores meanwhile."
     )
