@@ -190,8 +190,12 @@ pub fn load_data(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet)> {
     Ok((train, test))
 }
 
-/// Train, test (empty when not configured) and the skipped files.
-fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Skipped>)> {
+/// Train, test (empty when not configured) and the files skipped with `skip_bad` (so the
+/// caller can report them).
+///
+/// # Errors
+/// As [`load_images`].
+pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Skipped>)> {
     let classes = cfg.classes.as_deref();
     let (all_train, mut skipped) = cfg.train.load(classes)?;
     let test = match &cfg.test {

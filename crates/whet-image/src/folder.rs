@@ -138,7 +138,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
             if labels.len() >= limit {
                 break 'outer;
             }
-            let decoded = image::ImageReader::open(&file)
+            let reader = image::ImageReader::open(&file)
                 .map_err(|source| Error::Read {
                     path: file.clone(),
                     source,
@@ -147,8 +147,24 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
                 .map_err(|source| Error::Read {
                     path: file.clone(),
                     source,
-                })?
-                .decode();
+                })?;
+            // The decoders can panic on corrupt files (whet-fuzz found an `unwrap` in zune-jpeg's
+            // AVX2 IDCT): a panic there is a corrupt file, reported like any decode error.
+            let decoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+                    .unwrap_or_else(|p| {
+                        let what = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(image::ImageError::Decoding(
+                            image::error::DecodingError::new(
+                                image::error::ImageFormatHint::Unknown,
+                                format!("the decoder failed on corrupt data ({what})"),
+                            ),
+                        ))
+                    });
             let img = match decoded {
                 Ok(img) => img,
                 Err(source) if opt.skip_bad => {

@@ -75,12 +75,22 @@ fn header(r: &mut dyn Read, path: &Path, magic: u32, ndim: usize) -> Result<Vec<
         read_exact(r, &mut b, path, "header")?;
         dims.push(u32::from_be_bytes(b));
     }
-    let total: u64 = dims.iter().map(|&d| d as u64).product();
+    // Three u32 dimensions can overflow u64: saturate (anything that large is refused).
+    let total = dims
+        .iter()
+        .fold(1u64, |acc, &d| acc.saturating_mul(u64::from(d)));
     if total > MAX_DECLARED_BYTES {
+        let shown: Vec<String> = dims.iter().map(u32::to_string).collect();
         return Err(Error::Format {
             path: path.to_path_buf(),
             message: format!(
-                "header declares dimensions {dims:?} = {total} bytes, more than the limit of {MAX_DECLARED_BYTES}"
+                "header declares {} = {} bytes, more than the limit of {MAX_DECLARED_BYTES} bytes (2 GiB)",
+                shown.join(" x "),
+                if total == u64::MAX {
+                    "over 2^64".to_string()
+                } else {
+                    total.to_string()
+                }
             ),
         });
     }
@@ -219,4 +229,34 @@ pub fn write_idx(set: &ImageSet, images: &Path, labels: &Path) -> Result<()> {
         lh,
         set.labels.iter().map(|&l| l as u8).collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+        let mut v = magic.to_be_bytes().to_vec();
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn huge_declared_dimensions_are_refused_without_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pi, pl) = (dir.path().join("i"), dir.path().join("l"));
+        // Found by whet-fuzz: the product of three u32 dimensions overflowed u64.
+        let max = u32::MAX;
+        std::fs::write(&pi, idx(IMAGES_MAGIC, &[max, max, max], &[])).unwrap();
+        std::fs::write(&pl, idx(LABELS_MAGIC, &[max], &[])).unwrap();
+        let e = load_idx(&pi, &pl, None, None).unwrap_err().to_string();
+        assert!(e.contains("more than the limit"), "{e}");
+        std::fs::write(&pi, idx(IMAGES_MAGIC, &[1, 100_000, 100_000], &[])).unwrap();
+        std::fs::write(&pl, idx(LABELS_MAGIC, &[1], &[0])).unwrap();
+        let e = load_idx(&pi, &pl, None, None).unwrap_err().to_string();
+        assert!(e.contains("1 x 100000 x 100000 = 10000000000 bytes"), "{e}");
+    }
 }

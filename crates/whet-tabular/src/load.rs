@@ -344,11 +344,150 @@ fn overrides(spec: &TableSpec) -> Option<SchemaRef> {
 
 type CsvOut = (DataFrame, usize, Vec<String>);
 
-fn read_csv_bytes(path: &Path, bytes: Vec<u8>, spec: &TableSpec) -> Result<CsvOut> {
+/// Finds a quoted field that is never closed: `(line, field)` (1-based) where it opens.
+///
+/// A quote opens a field only at its start (after the start of the file, a comma or a newline);
+/// inside, `""` is an escaped quote and a lone `"` closes it, as in RFC 4180 and polars. polars
+/// 0.55 reads out of bounds (an abort, not an error) on a file that ends in an open quote, so
+/// such files are refused before they reach it.
+fn unterminated_quote(bytes: &[u8]) -> Option<(usize, usize)> {
+    let (mut line, mut field) = (1usize, 1usize);
+    let mut open_at = None;
+    let mut at_field_start = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if open_at.is_some() {
+            if c == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    open_at = None;
+                }
+            } else if c == b'\n' {
+                line += 1;
+            }
+        } else {
+            match c {
+                b'"' if at_field_start => open_at = Some((line, field)),
+                b',' => field += 1,
+                b'\n' => {
+                    line += 1;
+                    field = 1;
+                }
+                _ => {}
+            }
+            at_field_start = c == b',' || c == b'\n';
+            if c == b'"' {
+                at_field_start = false;
+            }
+        }
+        i += 1;
+    }
+    open_at
+}
+
+/// The first record (within the first `limit` data rows) whose field count differs from the
+/// header's: `(line, found, expected)`. polars pads short rows with nulls silently, so ragged
+/// rows are found here. Quotes are tracked as in `split_fields`; empty lines are ignored.
+fn first_ragged_row(bytes: &[u8], limit: Option<usize>) -> Option<(usize, usize, usize)> {
+    let mut expected = None;
+    let (mut line, mut start_line, mut fields, mut nonempty) = (1usize, 1usize, 1usize, false);
+    let mut in_quotes = false;
+    let mut records = 0usize;
+    let mut end = |fields: usize, nonempty: bool, start_line: usize| -> Option<Option<_>> {
+        if !nonempty {
+            return None;
+        }
+        match expected {
+            None => expected = Some(fields),
+            Some(e) => {
+                records += 1;
+                if limit.is_some_and(|l| records > l) {
+                    return Some(None);
+                }
+                if fields != e {
+                    return Some(Some((start_line, fields, e)));
+                }
+            }
+        }
+        None
+    };
+    for &c in bytes {
+        match c {
+            b'"' => {
+                in_quotes = !in_quotes;
+                nonempty = true;
+            }
+            b',' if !in_quotes => {
+                fields += 1;
+                nonempty = true;
+            }
+            b'\n' => {
+                line += 1;
+                if !in_quotes {
+                    if let Some(r) = end(fields, nonempty, start_line) {
+                        return r;
+                    }
+                    (start_line, fields, nonempty) = (line, 1, false);
+                }
+            }
+            b'\r' => {}
+            _ => nonempty = true,
+        }
+    }
+    end(fields, nonempty, start_line).flatten()
+}
+
+fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<CsvOut> {
+    // polars 0.55 reads out of bounds (an abort) on some files whose last byte is a quote
+    // closing a field; a final newline avoids its end-of-input path (found by whet-fuzz).
+    if bytes.last().is_some_and(|&b| b != b'\n') {
+        bytes.push(b'\n');
+    }
+    let ragged = first_ragged_row(&bytes, spec.limit);
+    if let (Some((line, found, expected)), false) = (ragged, spec.skip_bad_rows) {
+        let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        let names = split_fields(header.strip_suffix(b"\r").unwrap_or(header));
+        let column = names.get(found).map_or_else(
+            || "?".to_string(),
+            |f| String::from_utf8_lossy(f).into_owned(),
+        );
+        return Err(Error::MalformedRow {
+            path: path.to_path_buf(),
+            line,
+            column,
+            field: found.min(expected) + 1,
+            message: format!("expected {expected} fields (as in the header), found {found}"),
+        });
+    }
+    if let Some((line, field)) = unterminated_quote(&bytes) {
+        let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        let column = split_fields(header.strip_suffix(b"\r").unwrap_or(header))
+            .get(field - 1)
+            .map_or_else(
+                || "?".to_string(),
+                |f| String::from_utf8_lossy(f).into_owned(),
+            );
+        return Err(Error::MalformedRow {
+            path: path.to_path_buf(),
+            line,
+            column,
+            field,
+            message: "a quoted field opens here and is never closed (add the closing `\"`)".into(),
+        });
+    }
     let ov = overrides(spec);
-    let first = csv_options(spec, ov.clone(), spec.limit)
-        .into_reader_with_file_handle(Cursor::new(&bytes[..]))
-        .finish();
+    let first = if let Some((line, found, expected)) = ragged {
+        // skip_bad_rows: go straight to the diagnosis, which drops the ragged rows.
+        Err(polars::error::PolarsError::ComputeError(
+            format!("line {line}: expected {expected} fields, found {found}").into(),
+        ))
+    } else {
+        csv_options(spec, ov.clone(), spec.limit)
+            .into_reader_with_file_handle(Cursor::new(&bytes[..]))
+            .finish()
+    };
     let source = match first {
         Ok(df) => return Ok((df, 0, Vec::new())),
         Err(e) => e,
@@ -545,6 +684,32 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn unterminated_quote_is_located_not_passed_to_polars() {
+        assert_eq!(unterminated_quote(b"a\n\""), Some((2, 1)));
+        assert_eq!(unterminated_quote(b"a,b\n1,\""), Some((2, 2)));
+        assert_eq!(unterminated_quote(b"a,b\n1,\"x\"\"y\n2,3\n"), Some((2, 2)));
+        assert_eq!(unterminated_quote(b"a,b\n1,\"x\"\"y\"\n2,3\n"), None);
+        assert_eq!(unterminated_quote(b"a\n5'11\"\n"), None);
+        assert_eq!(first_ragged_row(b"a,b\n1,2\n3\n", None), Some((3, 1, 2)));
+        assert_eq!(first_ragged_row(b"a,b\n1,2\n\n\"x\ny\",3\r\n", None), None);
+        assert_eq!(first_ragged_row(b"a,b\n1,2\n3\n", Some(1)), None);
+        assert_eq!(first_ragged_row(b"a,b\n1,2\n3,4,5", None), Some((3, 3, 2)));
+        let dir = tempfile::tempdir().unwrap();
+        // Found by whet-fuzz: a closing quote as the file's last byte aborted inside polars.
+        let crash = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../whet-fuzz/crashes/csv/abort-quote-at-eof-no-newline");
+        let p = dir.path().join("crash.csv");
+        std::fs::copy(crash, &p).unwrap();
+        assert!(load_table(&TableSpec::new(&p)).is_err());
+        let p = write(dir.path(), "q.csv", "a,b\n1,2\n3,\"");
+        let e = load_table(&TableSpec::new(&p)).unwrap_err().to_string();
+        assert!(
+            e.contains("q.csv") && e.contains("line 3") && e.contains("never closed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -727,6 +727,11 @@ fn run_pre_split(
         let (r0, m0) = (df.height(), missing_total(&df));
         df =
             pre_step(step, df, tables, Some(kind), report, run_audit).map_err(step_err(i, step))?;
+        if r0 > 0 && df.height() == 0 {
+            return Err(step_err(i, step)(Error::Config(format!(
+                "no rows left: the step removed all {r0} rows (loosen it or fix the data)"
+            ))));
+        }
         report.pre_split.push((
             step.key().to_string(),
             r0,
@@ -739,6 +744,28 @@ fn run_pre_split(
         return Ok((df, None, 0));
     }
     let (df, t, dropped) = extract_target(df, kind, classes)?;
+    if classes.is_none() && !matches!(kind, TargetKind::Regression { .. }) {
+        // Fitting: a classifier needs at least two classes present.
+        let mut seen = std::collections::BTreeSet::new();
+        for &v in &t.values {
+            seen.insert(v.to_bits());
+            if seen.len() > 1 {
+                break;
+            }
+        }
+        if seen.len() < 2 {
+            let only = t
+                .values
+                .first()
+                .and_then(|&v| t.classes.get(v as usize))
+                .map_or_else(|| "none".to_string(), |c| format!("`{c}`"));
+            return Err(Error::Target(format!(
+                "column `{}` has a single class ({only}) in {} rows: a classifier needs at least two",
+                kind.column(),
+                t.values.len()
+            )));
+        }
+    }
     Ok((df, Some(t), dropped))
 }
 
