@@ -4,5 +4,6 @@
 //! folder; data comes from the repository's `datasets/`.
 
 mod bad_input;
+mod catalogue;
 mod pipelines;
 mod util;

@@ -1,10 +1,10 @@
 //! Image data for a run: load (cached decode), split, normalise, augment (offline through the
 //! stage cache, online through [`AugmentSource`]), and the image side of `export` and `preview`.
 
+use crate::ExportFormat;
 use crate::cache::{Bundle, Cache, KeyBuilder};
 use crate::config::RunFile;
 use crate::data::PreparedData;
-use crate::{Cli, ExportFormat};
 use anyhow::{Context, Result, anyhow, bail};
 use ndarray::{Array2, ArrayViewMut2};
 use serde_json::json;
@@ -120,9 +120,17 @@ pub fn load_sets(run: &RunFile, progress: &dyn Progress) -> Result<(ImageSet, Im
         .as_ref()
         .ok_or_else(|| anyhow!("the run file has no `data.images`"))?;
     progress.begin("loading images", None);
-    let sets = whet_image::load_data(cfg).context("loading the images")?;
+    let (train, test, skipped) =
+        whet_image::data::load_train_test(cfg).context("loading the images")?;
     progress.end();
-    Ok(sets)
+    for s in &skipped {
+        eprintln!(
+            "warning: skipped `{}` (skip_bad): {}",
+            s.path.display(),
+            s.reason
+        );
+    }
+    Ok((train, test))
 }
 
 /// Train / validation / test sets after the validation split (seeded, stratified).
@@ -246,17 +254,17 @@ pub fn prepare(
 }
 
 /// `whet export` for images: the training set (augmented offline when the run file says so),
-/// validation and test, as PNG folders, IDX or NPY, with `manifest.json`.
+/// validation and test, as PNG folders, IDX or NPY, with `manifest.json`, into `out`. Returns
+/// the train / validation / test sizes.
 ///
 /// # Errors
 /// Bad input or write errors.
 pub fn export(
-    cli: &Cli,
     run: &RunFile,
     out: &Path,
     format: Option<ExportFormat>,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<(usize, usize, usize)> {
     let cfg = run
         .data
         .images
@@ -332,16 +340,11 @@ pub fn export(
         &out.join("manifest.json"),
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
-    if !cli.json {
-        println!(
-            "exported {} train / {} validation / {} test images to {}",
-            train.len(),
-            valid.as_ref().map_or(0, ImageSet::len),
-            test.len(),
-            out.display()
-        );
-    }
-    Ok(())
+    Ok((
+        train.len(),
+        valid.as_ref().map_or(0, ImageSet::len),
+        test.len(),
+    ))
 }
 
 /// `whet preview`: `samples` training images, each with `versions` augmented versions.

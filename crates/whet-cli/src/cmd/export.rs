@@ -26,10 +26,70 @@ fn check_out(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs `write` into a staging folder inside `out`, then moves what it wrote into `out`. A
+/// failure while preparing or writing leaves `out` as it was; so does a destination that cannot
+/// be replaced (a folder where a file goes, or the reverse), which is checked before anything
+/// moves. Nothing is written outside `out`.
+fn staged<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let stage = out.join(format!(".whet-export-{}.tmp", std::process::id()));
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage)
+            .with_context(|| format!("removing a stale staging folder `{}`", stage.display()))?;
+    }
+    std::fs::create_dir(&stage)
+        .with_context(|| format!("creating the staging folder `{}`", stage.display()))?;
+    let result = write(&stage).and_then(|v| commit(&stage, out).map(|()| v));
+    if let Err(e) = std::fs::remove_dir_all(&stage)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!(
+            "warning: could not remove the staging folder `{}`: {e}",
+            stage.display()
+        );
+    }
+    result
+}
+
+/// Moves every entry of `stage` into `out`, replacing earlier exports of the same name.
+fn commit(stage: &Path, out: &Path) -> Result<()> {
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(stage)
+        .with_context(|| format!("listing the staging folder `{}`", stage.display()))?
+    {
+        let e = e.with_context(|| format!("listing the staging folder `{}`", stage.display()))?;
+        entries.push(e.path());
+    }
+    entries.sort();
+    for src in &entries {
+        let dest = out.join(src.file_name().unwrap_or_default());
+        if let Ok(meta) = std::fs::symlink_metadata(&dest)
+            && meta.is_dir() != src.is_dir()
+        {
+            bail!(
+                "cannot write `{}`: a {} of that name is in the way (nothing was changed in `{}`)",
+                dest.display(),
+                if meta.is_dir() { "folder" } else { "file" },
+                out.display()
+            );
+        }
+    }
+    for src in &entries {
+        let dest = out.join(src.file_name().unwrap_or_default());
+        if src.is_dir() && dest.is_dir() {
+            std::fs::remove_dir_all(&dest)
+                .with_context(|| format!("replacing the earlier export `{}`", dest.display()))?;
+        }
+        std::fs::rename(src, &dest)
+            .with_context(|| format!("moving the export into place at `{}`", dest.display()))?;
+    }
+    Ok(())
+}
+
 /// `whet export`.
 ///
 /// # Errors
-/// Bad input or write errors (earlier exports in `out` are replaced file by file, atomically).
+/// Bad input or write errors. Everything is written to a staging folder inside `out` first and
+/// moved into place at the end, so a failure leaves earlier exports in `out` untouched.
 pub fn export(cli: &Cli, pipeline: &Path, out: &Path, format: Option<ExportFormat>) -> Result<()> {
     let loaded = super::load(cli, pipeline)?;
     check_out(out)?;
@@ -39,7 +99,9 @@ pub fn export(cli: &Cli, pipeline: &Path, out: &Path, format: Option<ExportForma
             let fmt = table_format(format)?;
             let cfg = crate::data::tabular_config(&loaded.run)?;
             let prepared = whet_tabular::prepare(&cfg, loaded.run.seed, &bars)?;
-            let report = whet_tabular::export(&prepared, out, fmt)?;
+            let report = staged(out, |stage| {
+                Ok(whet_tabular::export(&prepared, stage, fmt)?)
+            })?;
             if cli.json {
                 println!(
                     "{}",
@@ -62,7 +124,17 @@ pub fn export(cli: &Cli, pipeline: &Path, out: &Path, format: Option<ExportForma
                 println!("  manifest.json");
             }
         }
-        DataKind::Images => crate::images::export(cli, &loaded.run, out, format, &bars)?,
+        DataKind::Images => {
+            let (train, valid, test) = staged(out, |stage| {
+                crate::images::export(&loaded.run, stage, format, &bars)
+            })?;
+            if !cli.json {
+                println!(
+                    "exported {train} train / {valid} validation / {test} test images to {}",
+                    out.display()
+                );
+            }
+        }
     }
     Ok(())
 }
