@@ -271,7 +271,10 @@ pub fn summary_table(input: &AblationInput, variants: &[whet_report::VariantSumm
         let mean = ms.and_then(|s| s.value.mean);
         let sd = ms.and_then(|s| s.value.sd);
         let value = match (mean, sd) {
-            (Some(_), Some(sd)) => format!("{} ± {:.2}", fmt_metric(m, mean), sd * scale),
+            (Some(_), Some(sd)) if scale == 100.0 => {
+                format!("{} ± {:.2}", fmt_metric(m, mean), sd * scale)
+            }
+            (Some(_), Some(sd)) => format!("{} ± {sd:.4}", fmt_metric(m, mean)),
             _ => fmt_metric(m, mean),
         };
         let delta = match ms.and_then(|s| s.delta.as_ref()) {

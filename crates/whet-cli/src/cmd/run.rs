@@ -217,9 +217,15 @@ pub fn execute(
     Ok(Outcome { record, cache_hits })
 }
 
-/// Default output folder: `runs/<name>`.
+/// Default output folder: `runs/<name><suffix>`, without repeating a suffix the name already
+/// ends with (`mnist-ablation` ablates into `runs/mnist-ablation`, not `…-ablation-ablation`).
 pub fn default_out(name: &str, suffix: &str) -> PathBuf {
-    PathBuf::from("runs").join(format!("{name}{suffix}"))
+    let folder = if name.ends_with(suffix) {
+        name.to_string()
+    } else {
+        format!("{name}{suffix}")
+    };
+    PathBuf::from("runs").join(folder)
 }
 
 fn pct(v: Option<&f64>) -> String {
