@@ -216,9 +216,18 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
             .num_threads(n.max(1))
             .build_global();
     }
-    match cmd::dispatch(&cli) {
-        Ok(()) => 0,
-        Err(e) => {
+    // Panics that a library catches on purpose (a third-party decoder panicking on a corrupt
+    // file becomes a decode error naming the file) must not print the default hook's noise; any
+    // other panic is a bug in whet and is reported once, below, as an internal error.
+    std::panic::set_hook(Box::new(|info| {
+        let mut last = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some(info.to_string());
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::dispatch(&cli)));
+    let _ = std::panic::take_hook();
+    match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             if e.chain().any(|c| c.is::<RunFailed>()) {
                 1
@@ -226,5 +235,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
                 2
             }
         }
+        Err(_) => {
+            let msg = LAST_PANIC
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_default();
+            eprintln!(
+                "error: internal error (a bug in whet; please report it with the run file): {msg}"
+            );
+            2
+        }
     }
 }
+
+/// The message of the last panic, recorded by the hook installed in [`main_with_args`].
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
