@@ -350,6 +350,17 @@ type CsvOut = (DataFrame, usize, Vec<String>);
 /// inside, `""` is an escaped quote and a lone `"` closes it, as in RFC 4180 and polars. polars
 /// 0.55 reads out of bounds (an abort, not an error) on a file that ends in an open quote, so
 /// such files are refused before they reach it.
+/// The name of the header's field `index` (0-based), or `?` when the header is shorter.
+fn header_name(bytes: &[u8], index: usize) -> String {
+    let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    split_fields(header.strip_suffix(b"\r").unwrap_or(header))
+        .get(index)
+        .map_or_else(
+            || "?".to_string(),
+            |f| String::from_utf8_lossy(f).into_owned(),
+        )
+}
+
 fn unterminated_quote(bytes: &[u8]) -> Option<(usize, usize)> {
     let (mut line, mut field) = (1usize, 1usize);
     let mut open_at = None;
@@ -447,12 +458,7 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
     }
     let ragged = first_ragged_row(&bytes, spec.limit);
     if let (Some((line, found, expected)), false) = (ragged, spec.skip_bad_rows) {
-        let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-        let names = split_fields(header.strip_suffix(b"\r").unwrap_or(header));
-        let column = names.get(found).map_or_else(
-            || "?".to_string(),
-            |f| String::from_utf8_lossy(f).into_owned(),
-        );
+        let column = header_name(&bytes, found);
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
             line,
@@ -462,13 +468,7 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
         });
     }
     if let Some((line, field)) = unterminated_quote(&bytes) {
-        let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-        let column = split_fields(header.strip_suffix(b"\r").unwrap_or(header))
-            .get(field - 1)
-            .map_or_else(
-                || "?".to_string(),
-                |f| String::from_utf8_lossy(f).into_owned(),
-            );
+        let column = header_name(&bytes, field - 1);
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
             line,
