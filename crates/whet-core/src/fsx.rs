@@ -27,23 +27,30 @@ fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Fs
     }
 }
 
-/// The temporary sibling used while writing `path`: `.NAME.tmp-PID`.
-pub fn temp_path_for(path: &Path) -> PathBuf {
+/// The prefix of the temporary sibling used while writing `path`: `.NAME.`; a random part and
+/// `.tmp` follow (`.metrics.json.Ab12Cd.tmp`), so two writers of one path (two threads of one
+/// process, say) never share a temporary file. The leading dot hides it from `ls` and from
+/// whet's own folder scans.
+fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = format!(".{name}.tmp-{}", std::process::id());
-    match path.parent() {
-        Some(p) => p.join(tmp),
-        None => PathBuf::from(tmp),
-    }
+    format!(".{name}.")
+}
+
+/// Whether `name` is a temporary file left by [`atomic_write_with`] (for instance by a process
+/// that was killed mid-write): it starts with a dot and ends with `.tmp`.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
 }
 
 /// Writes `path` atomically with the bytes produced by `write`.
 ///
-/// Parent folders are created. On any error the temporary file is removed and `path` is left as
-/// it was.
+/// The bytes go to a uniquely named temporary file in the same folder (see [`is_temp_name`]),
+/// which is flushed, synced and renamed over `path`. Parent folders are created. On any error the
+/// temporary file is removed and `path` is left as it was; a kill leaves `path` as it was plus at
+/// most one hidden `.tmp` file.
 ///
 /// # Errors
 /// Any I/O error, with the path it concerns; an error returned by `write` is passed through.
@@ -54,28 +61,35 @@ pub fn atomic_write_with<E>(
 where
     E: From<FsError>,
 {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(err("creating folder", parent))?;
-    }
-    let tmp = temp_path_for(path);
-    let result = (|| {
-        let file = File::create(&tmp).map_err(err("creating", &tmp))?;
-        let mut w = BufWriter::with_capacity(1 << 16, file);
-        write(&mut w)?;
-        w.flush().map_err(err("writing", &tmp))?;
-        let file = w.into_inner().map_err(|e| FsError {
-            action: "writing",
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(err("syncing", &tmp))?;
-        fs::rename(&tmp, path).map_err(err("renaming into place", path))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => {
+            fs::create_dir_all(parent).map_err(err("creating folder", parent))?;
+            parent
+        }
+        None => Path::new("."),
+    };
+    // Dropping `tmp` on an early return deletes the temporary file.
+    let tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix(path))
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .map_err(err("creating a temporary file in", parent))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let (file, tmp_path_guard) = tmp.into_parts();
+    let mut w = BufWriter::with_capacity(1 << 16, file);
+    write(&mut w)?;
+    w.flush().map_err(err("writing", &tmp_path))?;
+    let file = w.into_inner().map_err(|e| FsError {
+        action: "writing",
+        path: tmp_path.clone(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(err("syncing", &tmp_path))?;
+    drop(file);
+    tmp_path_guard
+        .persist(path)
+        .map_err(|e| err("renaming into place", path)(e.error))?;
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically.
@@ -123,5 +137,39 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_path_never_mix_bytes() {
+        // With a per-process temporary name two threads wrote into the same temporary file and
+        // could rename a mixture into place.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("shared.bin");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        atomic_write(p, &vec![t; 200_000]).unwrap();
+                    }
+                });
+            }
+        });
+        let bytes = fs::read(&p).unwrap();
+        assert_eq!(bytes.len(), 200_000);
+        assert!(
+            bytes.iter().all(|&b| b == bytes[0]),
+            "bytes of two writers mixed"
+        );
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary files left behind: {left:?}");
+    }
+
+    #[test]
+    fn temporary_names_are_recognised() {
+        assert!(is_temp_name(
+            &(temp_prefix(Path::new("a/metrics.json")) + "x1Y2.tmp")
+        ));
+        assert!(!is_temp_name("metrics.json"));
     }
 }
