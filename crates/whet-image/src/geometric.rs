@@ -9,6 +9,7 @@
 //! 8 fractional bits.
 
 use crate::buf::{Img, View, below, chance, uniform};
+use crate::simd::Simd;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Rng;
@@ -327,7 +328,20 @@ impl Mat {
 
 /// Horizontal flip of `src` into `dst`.
 pub fn hflip(src: View<'_>, dst: &mut Img) {
+    hflip_at(Simd::detect(), src, dst);
+}
+
+pub(crate) fn hflip_at(simd: Simd, src: View<'_>, dst: &mut Img) {
     dst.reshape(src.h, src.w, src.c);
+    match (simd, src.c) {
+        #[cfg(target_arch = "x86_64")]
+        (Simd::V3(v3), 3) => v3.vectorize(|| hflip3_v3(v3, src, dst)),
+        _ => simd.run(|| hflip_rows(src, dst)),
+    }
+}
+
+#[inline(always)]
+fn hflip_rows(src: View<'_>, dst: &mut Img) {
     let stride = src.stride();
     for (s, d) in src
         .data
@@ -339,17 +353,52 @@ pub fn hflip(src: View<'_>, dst: &mut Img) {
                 d.copy_from_slice(s);
                 d.reverse();
             }
-            3 => {
-                for (dp, sp) in d.chunks_exact_mut(3).zip(s.chunks_exact(3).rev()) {
-                    dp.copy_from_slice(sp);
-                }
-            }
+            3 => hflip3_tail(s, d, 0),
             c => {
                 for (dp, sp) in d.chunks_exact_mut(c).zip(s.chunks_exact(c).rev()) {
                     dp.copy_from_slice(sp);
                 }
             }
         }
+    }
+}
+
+/// Output pixels `from..` of a mirrored 3-channel row.
+#[inline(always)]
+fn hflip3_tail(s: &[u8], d: &mut [u8], from: usize) {
+    let w = s.len() / 3;
+    for k in from..w {
+        let j = 3 * (w - 1 - k);
+        d[3 * k..3 * k + 3].copy_from_slice(&s[j..j + 3]);
+    }
+}
+
+/// Mirrors 3-channel rows five pixels at a time with one byte shuffle (`pshufb`): a 16-byte load
+/// ending at the last byte of a five-pixel group, reversed pixel-wise, stored at the mirrored
+/// place. The store's 16th byte is junk that the next group overwrites, so groups run while a
+/// whole 16-byte store fits (`k + 6 <= w`); the rest is copied pixel by pixel.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn hflip3_v3(v3: crate::simd::V3, src: View<'_>, dst: &mut Img) {
+    use std::arch::x86_64::__m128i;
+    let mask: __m128i = pulp::cast([13u8, 14, 15, 10, 11, 12, 7, 8, 9, 4, 5, 6, 1, 2, 3, 0]);
+    let stride = src.stride();
+    let w = src.w;
+    for (s, d) in src
+        .data
+        .chunks_exact(stride)
+        .zip(dst.data.chunks_exact_mut(stride))
+    {
+        // Group g covers output pixels 5g..5g+5, read from the 16-byte window that ends at the
+        // last byte of source pixel w-1-5g.
+        let groups = if w >= 6 { (w - 6) / 5 + 1 } else { 0 };
+        for (g, win) in s.windows(16).rev().step_by(15).take(groups).enumerate() {
+            let a: [u8; 16] = win.try_into().expect("16 bytes");
+            let r = v3.ssse3._mm_shuffle_epi8(pulp::cast(a), mask);
+            d[15 * g..15 * g + 16].copy_from_slice(&pulp::cast::<__m128i, [u8; 16]>(r));
+        }
+        let k = 5 * groups;
+        hflip3_tail(s, d, k);
     }
 }
 
@@ -858,6 +907,24 @@ mod tests {
             c,
             (0..h * w * c).map(|i| (i * 7 % 251) as u8).collect(),
         )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn hflip_levels_agree_with_the_definition(img in crate::simd::arb_img(5, 40)) {
+            for simd in Simd::all() {
+                let mut dst = Img::default();
+                hflip_at(simd, img.view(), &mut dst);
+                for y in 0..img.h {
+                    for x in 0..img.w {
+                        let (o, i) = ((y * img.w + x) * img.c, (y * img.w + img.w - 1 - x) * img.c);
+                        proptest::prop_assert_eq!(&dst.data[o..o + img.c], &img.data[i..i + img.c], "{:?}", simd);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod idx;
 pub mod noise;
 pub mod preview;
 pub mod set;
+mod simd;
 
 pub use augment::{
     AugmentConfig, AugmentMode, Augmenter, OneOfConfig, OpConfig, Scratch, SomeOfConfig,
