@@ -194,6 +194,156 @@ fn check_columns(df: &DataFrame, cols: &[String], context: &str) -> Result<()> {
 
 const MATCH: &str = "__whet_match__";
 
+/// Right row of each key value of a many-to-one lookup: a direct table when the key values are
+/// dense (the usual ids), a hash map otherwise.
+enum Lookup {
+    Dense { min: i64, rows: Vec<IdxSize> },
+    Hashed(PlHashMap<i64, IdxSize>),
+}
+
+/// Marks "no right row" in [`Lookup::Dense`] and in the gather indices before their validity
+/// mask is applied.
+const NO_ROW: IdxSize = IdxSize::MAX;
+
+impl Lookup {
+    /// `None` when a key value repeats (the caller then leaves the join to polars).
+    fn build(keys: &Int64Chunked) -> Option<Lookup> {
+        let n = keys.len();
+        if n >= NO_ROW as usize {
+            return None;
+        }
+        let (Some(min), Some(max)) = (keys.min(), keys.max()) else {
+            return Some(Lookup::Hashed(PlHashMap::default()));
+        };
+        let span = (max as i128 - min as i128) as u128 + 1;
+        // A direct table costs 4 bytes per possible value: use it while that stays within a
+        // few times the right table's own key column.
+        if span <= (8 * n as u128).max(1024) {
+            let mut rows = vec![NO_ROW; span as usize];
+            for (row, k) in keys.iter().enumerate() {
+                if let Some(k) = k {
+                    let slot = &mut rows[(k - min) as usize];
+                    if *slot != NO_ROW {
+                        return None;
+                    }
+                    *slot = row as IdxSize;
+                }
+            }
+            Some(Lookup::Dense { min, rows })
+        } else {
+            let mut map = PlHashMap::with_capacity(n);
+            for (row, k) in keys.iter().enumerate() {
+                if let Some(k) = k
+                    && map.insert(k, row as IdxSize).is_some()
+                {
+                    return None;
+                }
+            }
+            Some(Lookup::Hashed(map))
+        }
+    }
+
+    #[inline]
+    fn get(&self, k: i64) -> IdxSize {
+        match self {
+            Lookup::Dense { min, rows } => {
+                // Wrapping: keys below `min` become huge and miss the table.
+                let at = k.wrapping_sub(*min) as u64;
+                if at < rows.len() as u64 {
+                    rows[at as usize]
+                } else {
+                    NO_ROW
+                }
+            }
+            Lookup::Hashed(map) => map.get(&k).copied().unwrap_or(NO_ROW),
+        }
+    }
+}
+
+/// The key column as 64-bit integers whose equality is the key's equality, or `None` for a key
+/// type the fast path does not cover.
+fn int_key(c: &Column) -> Result<Option<Int64Chunked>> {
+    let dtype = c.dtype();
+    let covered = matches!(
+        dtype,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::Date
+            | DataType::Datetime(..)
+    );
+    if !covered {
+        return Ok(None);
+    }
+    let phys = c.as_materialized_series().to_physical_repr();
+    let phys = if phys.dtype() == &DataType::Int64 {
+        phys.into_owned()
+    } else {
+        phys.cast(&DataType::Int64)?
+    };
+    Ok(Some(phys.i64()?.clone()))
+}
+
+/// Left join of `left` with `right` on one integer key whose values are unique on the right:
+/// the left columns are kept as they are (no copy) and each right column is gathered once by a
+/// lookup of every left key. Returns the joined frame and the number of left rows without a
+/// match, or `None` when the key type is not covered (polars' join then does the work).
+///
+/// Same output as polars' coalescing left join that keeps the left order: the left columns,
+/// then the right ones without the key, `suffix` added to names already on the left; null keys
+/// never match.
+fn left_join_unique_int(
+    left: &DataFrame,
+    right: &DataFrame,
+    lk: &str,
+    rk: &str,
+    suffix: &str,
+) -> Result<Option<(DataFrame, usize)>> {
+    let (Some(lkeys), Some(rkeys)) = (int_key(left.column(lk)?)?, int_key(right.column(rk)?)?)
+    else {
+        return Ok(None);
+    };
+    let Some(lookup) = Lookup::build(&rkeys) else {
+        return Ok(None);
+    };
+    let mut idx: Vec<IdxSize> = Vec::with_capacity(lkeys.len());
+    for arr in lkeys.downcast_iter() {
+        let vals = arr.values().as_slice();
+        match arr.validity() {
+            None => idx.extend(vals.iter().map(|&k| lookup.get(k))),
+            Some(valid) => idx.extend(
+                vals.iter()
+                    .zip(valid.iter())
+                    .map(|(&k, ok)| if ok { lookup.get(k) } else { NO_ROW }),
+            ),
+        }
+    }
+    let matched =
+        BooleanChunked::from_iter_values(PlSmallStr::EMPTY, idx.iter().map(|&i| i != NO_ROW));
+    let unmatched = idx.len() - matched.sum().unwrap_or(0) as usize;
+    // Unmatched rows gather a null (their index is masked out, never read).
+    let valid = matched.downcast_iter().next().map(|a| a.values().clone());
+    let arr = IdxCa::from_vec(PlSmallStr::EMPTY, idx)
+        .downcast_into_iter()
+        .next()
+        .expect("from_vec makes one chunk")
+        .with_validity(valid);
+    let idx = IdxCa::with_chunk(PlSmallStr::EMPTY, arr);
+    let mut columns = left.columns().to_vec();
+    for c in right.columns().iter().filter(|c| c.name().as_str() != rk) {
+        let mut out = c.take(&idx)?;
+        if left.column(c.name()).is_ok() {
+            out.rename(format!("{}{suffix}", c.name()).into());
+        }
+        columns.push(out);
+    }
+    Ok(Some((DataFrame::new(left.height(), columns)?, unmatched)))
+}
+
 /// Joins `left` with `right` as `cfg` says and reports what happened.
 ///
 /// # Errors
@@ -288,6 +438,18 @@ pub fn join(
         unmatched_right: 0,
         null_keys_left,
     };
+    // The usual lookup-table join (many-to-one on one integer key) skips polars' join, which
+    // would gather every left column again to keep the left order.
+    if cfg.how == JoinHow::Left
+        && right_dups == 0
+        && lk.len() == 1
+        && let Some((out, unmatched)) =
+            left_join_unique_int(left, right, &lk[0], &rk[0], &cfg.suffix)?
+    {
+        report.unmatched_left = unmatched;
+        report.rows_after = out.height();
+        return Ok((out, report));
+    }
     let out = match cfg.how {
         JoinHow::Left | JoinHow::Full | JoinHow::Inner => {
             // Marker columns count matches without a second (anti) join.
@@ -453,5 +615,115 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`nope` not found"), "{e}");
+    }
+
+    /// polars' own left join with the arguments of the general path.
+    fn polars_left(l: &DataFrame, r: &DataFrame, lk: &str, rk: &str) -> DataFrame {
+        let mut args = JoinArgs::new(JoinType::Left)
+            .with_suffix(Some("_right".into()))
+            .with_coalesce(JoinCoalesce::CoalesceColumns);
+        args.maintain_order = MaintainOrderJoin::Left;
+        l.join(r, [lk], [rk], args, None).unwrap()
+    }
+
+    fn check_fast_path(l: &DataFrame, r: &DataFrame, lk: &str, rk: &str) {
+        let (fast, unmatched) = left_join_unique_int(l, r, lk, rk, "_right")
+            .unwrap()
+            .expect("covered key type");
+        let slow = polars_left(l, r, lk, rk);
+        assert_eq!(fast.get_column_names(), slow.get_column_names());
+        assert!(fast.equals_missing(&slow), "{fast}\n{slow}");
+        let matched = slow.column("m").unwrap().is_not_null().sum().unwrap_or(0) as usize;
+        assert_eq!(unmatched, l.height() - matched);
+    }
+
+    #[test]
+    fn unique_int_fast_path_matches_polars() {
+        // Dense keys (direct table), with a null on each side, a name clash and a key absent
+        // on the right.
+        let l = df!(
+            "k" => [Some(3i64), None, Some(0), Some(3), Some(7), Some(-1)],
+            "x" => [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        )
+        .unwrap();
+        let r = df!(
+            "k" => [Some(0i64), Some(3), None, Some(5)],
+            "x" => [Some(0.5), None, Some(9.0), Some(1.5)],
+            "m" => [true, true, true, true],
+        )
+        .unwrap();
+        check_fast_path(&l, &r, "k", "k");
+        // Sparse keys (hash map), including the extremes of i64.
+        let l = df!(
+            "a" => [Some(i64::MIN), Some(i64::MAX), None, Some(1 << 40), Some(5)],
+            "v" => [1, 2, 3, 4, 5],
+        )
+        .unwrap();
+        let r = df!(
+            "b" => [i64::MAX, 1 << 40, i64::MIN, 7],
+            "a" => ["p", "q", "s", "t"],
+            "m" => [true, true, true, true],
+        )
+        .unwrap();
+        check_fast_path(&l, &r, "a", "b");
+        // Narrower integers and dates go through their 64-bit values; empty sides work.
+        let l = df!("k" => [Some(2i32), Some(1), None], "v" => [1, 2, 3]).unwrap();
+        let r = df!("k" => [1i32, 2], "m" => [true, false]).unwrap();
+        check_fast_path(&l, &r, "k", "k");
+        let dates = |d: &[i32]| {
+            Int32Chunked::from_slice("k".into(), d)
+                .into_date()
+                .into_column()
+        };
+        let l = DataFrame::new(
+            3,
+            vec![
+                dates(&[19000, 19001, 5]),
+                Column::new("v".into(), [1, 2, 3]),
+            ],
+        )
+        .unwrap();
+        let r = DataFrame::new(
+            2,
+            vec![dates(&[19001, 19000]), Column::new("m".into(), [1.0, 2.0])],
+        )
+        .unwrap();
+        check_fast_path(&l, &r, "k", "k");
+        check_fast_path(&l.head(Some(0)), &r, "k", "k");
+        check_fast_path(&l, &r.head(Some(0)), "k", "k");
+        // Repeated right keys and other key types are left to polars.
+        let dup = df!("k" => [1i32, 1], "m" => [true, false]).unwrap();
+        let l = df!("k" => [1i32], "v" => [1]).unwrap();
+        assert!(
+            left_join_unique_int(&l, &dup, "k", "k", "_r")
+                .unwrap()
+                .is_none()
+        );
+        let (l, r) = (df!("k" => ["a"]).unwrap(), df!("k" => ["a"]).unwrap());
+        assert!(
+            left_join_unique_int(&l, &r, "k", "k", "_r")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn fast_path_report_and_frame_from_join() {
+        // Many left rows on 1,000 dense keys, a tenth of them missing on the right.
+        let n = 5_000;
+        let keys: Vec<Option<i64>> = (0..n)
+            .map(|i| (i % 97 != 0).then_some((i * 7919 % 1000) as i64))
+            .collect();
+        let l = df!("key" => keys, "x" => (0..n).map(|i| i as f64).collect::<Vec<_>>()).unwrap();
+        let rk: Vec<i64> = (0..1000).filter(|k| k % 10 != 3).collect();
+        let r0: Vec<f64> = rk.iter().map(|&k| k as f64 * 0.5).collect();
+        let r = df!("key" => rk, "r0" => r0).unwrap();
+        let (out, rep) = join(&l, &r, &JoinConfig::new("right", &["key"])).unwrap();
+        let slow = polars_left(&l, &r, "key", "key");
+        assert!(out.equals_missing(&slow));
+        let expect = slow.column("r0").unwrap().null_count();
+        assert_eq!(rep.unmatched_left, expect);
+        assert_eq!(rep.null_keys_left, l.column("key").unwrap().null_count());
+        assert_eq!((rep.rows_before, rep.rows_after), (n, n));
     }
 }
