@@ -3,6 +3,7 @@
 
 use crate::buf::{Img, View, below, uniform};
 use crate::geometric::{check_range, gaussian_kernel};
+use crate::simd::Simd;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Rng;
@@ -134,45 +135,120 @@ pub(crate) fn brightness(cfg: &BrightnessConfig, src: View<'_>, dst: &mut Img, r
     let l = cfg.limit.get();
     let delta = (uniform(rng, -l, l) * 255.0).round().clamp(-255.0, 255.0) as i32;
     dst.reshape(src.h, src.w, src.c);
-    // Saturating byte adds vectorise (32 bytes per instruction with AVX2); a table would not.
-    let d = delta.unsigned_abs() as u8;
-    if delta >= 0 {
-        for (o, &v) in dst.data.iter_mut().zip(src.data) {
-            *o = v.saturating_add(d);
-        }
-    } else {
-        for (o, &v) in dst.data.iter_mut().zip(src.data) {
-            *o = v.saturating_sub(d);
-        }
-    }
+    add_bytes(Simd::detect(), src.data, &mut dst.data, delta);
+}
+
+/// `dst = clamp(src + delta)` per byte, `|delta| <= 255`. Saturating byte adds vectorise (32
+/// bytes per instruction with AVX2); a table would not.
+pub(crate) fn add_bytes(simd: Simd, src: &[u8], dst: &mut [u8], delta: i32) {
+    let d = delta.unsigned_abs().min(255) as u8;
+    simd.run(
+        #[inline(always)]
+        || {
+            if delta >= 0 {
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    *o = v.saturating_add(d);
+                }
+            } else {
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    *o = v.saturating_sub(d);
+                }
+            }
+        },
+    );
 }
 
 /// `dst = clamp(round(a v + b))` per byte, for `0 <= a < 16` and `|b| < 8000`, in 16-bit fixed
-/// point so it vectorises on the baseline x86-64 target (which has 16-bit high-half multiplies
-/// but no 32-bit vector multiply): `(v << 7) · round(2048 a) >> 16` is `a v` in Q2.
-pub(crate) fn affine_bytes(src: &[u8], dst: &mut [u8], a: f64, b: f64) {
-    let qa = (a * 2048.0).round().clamp(0.0, 32767.0) as i16;
+/// point: `(v << 7) · round(2048 a) >> 16` (a high-half multiply) is `a v` in Q2, then a
+/// saturating add of `b` in Q2 with the rounding half, a shift and a clamp. The AVX2 path does
+/// exactly these steps on 16 lanes with the signed `pmulhw` (both factors are below 2^15, so it
+/// equals the unsigned product; LLVM widened both the plain loop and `pmulhuw` to 32-bit lanes,
+/// at half the speed); the plain loop is the reference and handles the tail.
+pub(crate) fn affine_bytes(simd: Simd, src: &[u8], dst: &mut [u8], a: f64, b: f64) {
+    let qa = (a * 2048.0).round().clamp(0.0, 32767.0) as u16;
     let qb = ((b * 4.0).round() + 2.0).clamp(-32000.0, 32000.0) as i16;
-    for (o, &v) in dst.iter_mut().zip(src) {
-        let x = (v as i16) << 7;
-        let t = ((x as i32 * qa as i32) >> 16) as i16;
-        *o = (t.saturating_add(qb) >> 2).clamp(0, 255) as u8;
+    #[inline(always)]
+    fn plain(src: &[u8], dst: &mut [u8], qa: u16, qb: i16) {
+        for (o, &v) in dst.iter_mut().zip(src) {
+            let x = (v as u16) << 7;
+            let t = ((x as u32 * qa as u32) >> 16) as i16;
+            *o = (t.saturating_add(qb) >> 2).clamp(0, 255) as u8;
+        }
+    }
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::V3(v3) => v3.vectorize(
+            #[inline(always)]
+            || {
+                use std::arch::x86_64::__m256i;
+                let zero = v3.avx._mm256_setzero_si256();
+                let va = v3.avx._mm256_set1_epi16(qa as i16);
+                let vb = v3.avx._mm256_set1_epi16(qb);
+                let half = |x: __m256i| {
+                    let t = v3
+                        .avx2
+                        ._mm256_mulhi_epi16(v3.avx2._mm256_slli_epi16::<7>(x), va);
+                    v3.avx2
+                        ._mm256_srai_epi16::<2>(v3.avx2._mm256_adds_epi16(t, vb))
+                };
+                let mut d32 = dst.chunks_exact_mut(32);
+                let mut s32 = src.chunks_exact(32);
+                for (o, v) in (&mut d32).zip(&mut s32) {
+                    let v: __m256i = pulp::cast(<[u8; 32]>::try_from(v).expect("32 bytes"));
+                    // Unpack and pack both work within 128-bit lanes, so the order round-trips.
+                    let lo = half(v3.avx2._mm256_unpacklo_epi8(v, zero));
+                    let hi = half(v3.avx2._mm256_unpackhi_epi8(v, zero));
+                    let r = v3.avx2._mm256_packus_epi16(lo, hi);
+                    o.copy_from_slice(&pulp::cast::<__m256i, [u8; 32]>(r));
+                }
+                plain(s32.remainder(), d32.into_remainder(), qa, qb);
+            },
+        ),
+        _ => simd.run(|| plain(src, dst, qa, qb)),
+    }
+}
+
+/// The exact sum of `data` (`psadbw` against zero on the AVX2 path, 32 bytes per instruction).
+pub(crate) fn sum_bytes(simd: Simd, data: &[u8]) -> u64 {
+    #[inline(always)]
+    fn plain(data: &[u8]) -> u64 {
+        // u32 sums over chunks of 2^16 bytes cannot overflow and vectorise.
+        data.chunks(1 << 16)
+            .map(|ch| ch.iter().map(|&v| v as u32).sum::<u32>() as u64)
+            .sum()
+    }
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::V3(v3) => v3.vectorize(
+            #[inline(always)]
+            || {
+                use std::arch::x86_64::__m256i;
+                let zero = v3.avx._mm256_setzero_si256();
+                let mut acc = zero;
+                let mut rows = data.chunks_exact(32);
+                for row in &mut rows {
+                    let v: __m256i = pulp::cast(<[u8; 32]>::try_from(row).expect("32 bytes"));
+                    acc = v3
+                        .avx2
+                        ._mm256_add_epi64(acc, v3.avx2._mm256_sad_epu8(v, zero));
+                }
+                let lanes: [u64; 4] = pulp::cast(acc);
+                lanes.iter().sum::<u64>() + plain(rows.remainder())
+            },
+        ),
+        _ => simd.run(|| plain(data)),
     }
 }
 
 pub(crate) fn contrast(cfg: &ContrastConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
     let l = cfg.limit.get();
     let f = uniform(rng, 1.0 - l, 1.0 + l).max(0.0);
-    // Mean over all bytes: u32 sums over fixed chunks of 2^16 bytes cannot overflow and
-    // vectorise; the total is exact.
-    let sum: u64 = src
-        .data
-        .chunks(1 << 16)
-        .map(|ch| ch.iter().map(|&v| v as u32).sum::<u32>() as u64)
-        .sum();
-    let mean = sum as f64 / src.data.len().max(1) as f64;
+    let simd = Simd::detect();
+    let mean = sum_bytes(simd, src.data) as f64 / src.data.len().max(1) as f64;
     dst.reshape(src.h, src.w, src.c);
-    affine_bytes(src.data, &mut dst.data, f, mean * (1.0 - f));
+    affine_bytes(simd, src.data, &mut dst.data, f, mean * (1.0 - f));
 }
 
 pub(crate) fn gamma(cfg: &GammaConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
@@ -330,7 +406,7 @@ mod tests {
             (0.0, 128.0),
             (11.0, -1400.0),
         ] {
-            affine_bytes(&src, &mut dst, a, b);
+            affine_bytes(Simd::detect(), &src, &mut dst, a, b);
             for (v, &o) in src.iter().zip(&dst) {
                 let want = (a * *v as f64 + b).round().clamp(0.0, 255.0);
                 assert!(
@@ -339,8 +415,36 @@ mod tests {
                 );
             }
         }
-        affine_bytes(&src, &mut dst, 1.0, 0.0);
+        affine_bytes(Simd::detect(), &src, &mut dst, 1.0, 0.0);
         assert_eq!(src, dst, "factor 1 is exact");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn byte_kernels_agree_across_levels(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20_000),
+            delta in -255i32..=255,
+            a in 0.0f64..4.0,
+            b in -600.0f64..600.0,
+        ) {
+            let want_sum: u64 = data.iter().map(|&v| v as u64).sum();
+            let mut want = None;
+            for simd in Simd::all() {
+                proptest::prop_assert_eq!(sum_bytes(simd, &data), want_sum);
+                let (mut x, mut y) = (vec![0u8; data.len()], vec![0u8; data.len()]);
+                add_bytes(simd, &data, &mut x, delta);
+                affine_bytes(simd, &data, &mut y, a, b);
+                for (&v, &o) in data.iter().zip(&x) {
+                    proptest::prop_assert_eq!(o as i32, (v as i32 + delta).clamp(0, 255));
+                }
+                match &want {
+                    None => want = Some(y),
+                    Some(w) => proptest::prop_assert_eq!(w, &y),
+                }
+            }
+        }
     }
 
     #[test]
