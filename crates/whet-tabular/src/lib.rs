@@ -27,6 +27,7 @@ pub mod encode;
 pub mod error;
 pub mod export;
 pub mod join;
+mod kernel;
 pub mod load;
 pub mod missing;
 pub mod pipeline;

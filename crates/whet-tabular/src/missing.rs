@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Probability;
@@ -290,7 +291,7 @@ fn median_of(mut v: Vec<f64>) -> Option<f64> {
 
 fn numeric_stat(ca: &Float64Chunked, how: NumericFill, constant: f64) -> Option<f64> {
     match how {
-        NumericFill::Mean => ca.mean(),
+        NumericFill::Mean => crate::kernel::mean(ca),
         NumericFill::Median => ca.median(),
         NumericFill::Mode => mode_f64(ca.iter().flatten()),
         NumericFill::Constant => Some(constant),
@@ -332,6 +333,30 @@ impl Stage for ImputeConfig {
             is_numeric(t) || t == &DataType::String
         })?;
         let keys = by.map(|b| group_keys(train, b)).transpose()?;
+        // The overall statistic of every numeric column, columns in parallel.
+        let numeric: Vec<&String> = if self.numeric == NumericFill::None {
+            vec![]
+        } else {
+            cols.iter()
+                .filter(|c| {
+                    Some(c.as_str()) != by
+                        && train
+                            .column(c)
+                            .is_ok_and(|col| col.dtype() != &DataType::String)
+                })
+                .collect()
+        };
+        let computed: Vec<Result<Option<f64>>> = numeric
+            .par_iter()
+            .map(|c| {
+                let ca = f64_column(train, c, "impute")?;
+                Ok(numeric_stat(&ca, self.numeric, self.value))
+            })
+            .collect();
+        let mut stats: HashMap<&str, Option<f64>> = HashMap::with_capacity(computed.len());
+        for (c, st) in numeric.iter().zip(computed) {
+            stats.insert(c.as_str(), st?);
+        }
         let mut fills = Vec::new();
         let mut indicators = Vec::new();
         for c in cols.iter().filter(|c| Some(c.as_str()) != by) {
@@ -378,8 +403,7 @@ impl Stage for ImputeConfig {
                 if self.numeric == NumericFill::None {
                     continue;
                 }
-                let ca = f64_column(train, c, "impute")?;
-                let Some(v) = numeric_stat(&ca, self.numeric, self.value) else {
+                let Some(v) = stats.get(c.as_str()).copied().flatten() else {
                     return Err(Error::NothingToFit {
                         stage: name,
                         column: c.clone(),
@@ -387,6 +411,7 @@ impl Stage for ImputeConfig {
                 };
                 let mut groups = BTreeMap::new();
                 if let Some(k) = &keys {
+                    let ca = f64_column(train, c, "impute")?;
                     let mut per: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
                     for (g, x) in k.iter().zip(ca.iter()) {
                         if let (Some(g), Some(x)) = (g, x) {
@@ -433,6 +458,45 @@ impl FittedStage for FittedImpute {
             );
         }
         for f in &self.fills {
+            if df.column(&f.column).is_err() {
+                return Err(not_found(&df, &f.column, "impute"));
+            }
+        }
+        if keys.is_none() {
+            // Numbers without groups: take the columns out (each then owned once and filled in
+            // place), fill them in parallel, put them back in reverse order, which restores
+            // every position.
+            let mut taken = Vec::new();
+            for f in &self.fills {
+                let FillValue::Number(v) = f.value else {
+                    continue;
+                };
+                let col = df.column(&f.column)?;
+                if col.null_count() == 0 {
+                    continue;
+                }
+                let dtype = col.dtype().clone();
+                let (index, ca) = crate::stage::take_f64(&mut df, &f.column, "impute")?;
+                taken.push((index, dtype, ca, v));
+            }
+            let filled: Vec<_> = taken
+                .into_par_iter()
+                .map(|(index, dtype, ca, v)| (index, dtype, fill_f64(ca, v), v))
+                .collect();
+            for (index, dtype, out, v) in filled.into_iter().rev() {
+                // Integer columns keep their type when the fill value is whole.
+                if dtype.is_integer() && v.fract() == 0.0 {
+                    let back = out.into_series().cast(&dtype)?;
+                    df.insert_column(index, back.into_column())?;
+                } else {
+                    crate::stage::put_back(&mut df, index, out)?;
+                }
+            }
+        }
+        for f in &self.fills {
+            if keys.is_none() && matches!(f.value, FillValue::Number(_)) {
+                continue;
+            }
             let Ok(col) = df.column(&f.column) else {
                 return Err(not_found(&df, &f.column, "impute"));
             };
@@ -441,19 +505,8 @@ impl FittedStage for FittedImpute {
             }
             let s = col.as_materialized_series().clone();
             let filled = match (&f.value, &keys) {
-                (FillValue::Number(v), None) => {
-                    drop(s);
-                    let dtype = col.dtype().clone();
-                    let (index, ca) = crate::stage::take_f64(&mut df, &f.column, "impute")?;
-                    let out = fill_f64(ca, *v);
-                    // Integer columns keep their type when the fill value is whole.
-                    if dtype.is_integer() && v.fract() == 0.0 {
-                        let back = out.into_series().cast(&dtype)?;
-                        df.insert_column(index, back.into_column())?;
-                    } else {
-                        crate::stage::put_back(&mut df, index, out)?;
-                    }
-                    continue;
+                (FillValue::Number(_), None) => {
+                    unreachable!("numbers without groups are filled above")
                 }
                 (FillValue::Text(v), None) => {
                     let ca = s.str()?;

@@ -2,6 +2,7 @@
 //! clipping at train quantiles.
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Probability;
@@ -85,54 +86,78 @@ impl Stage for NormalizeConfig {
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
         let cols = select_columns(train, &self.columns, "normalize", is_numeric)?;
-        let mut out = Vec::with_capacity(cols.len());
-        for c in cols.into_iter().filter(|c| !self.exclude.contains(c)) {
-            let ca = f64_column(train, &c, "normalize")?;
-            let none = || Error::NothingToFit {
-                stage: self.name(),
-                column: c.clone(),
-            };
-            let (center, scale) = match self.method {
-                NormMethod::Zscore => {
-                    let m = ca.mean().ok_or_else(none)?;
-                    (m, nonzero(ca.std(0).unwrap_or(0.0)))
-                }
-                NormMethod::Minmax => {
-                    let lo = ca.min().ok_or_else(none)?;
-                    let hi = ca.max().ok_or_else(none)?;
-                    (lo, nonzero(hi - lo))
-                }
-                NormMethod::Robust => {
-                    let med = ca.median().ok_or_else(none)?;
-                    let q1 = quantile(&ca, 0.25)?.ok_or_else(none)?;
-                    let q3 = quantile(&ca, 0.75)?.ok_or_else(none)?;
-                    (med, nonzero(q3 - q1))
-                }
-                NormMethod::Log1p => (0.0, 1.0),
-            };
-            out.push(ColumnScale {
-                column: c,
-                center,
-                scale,
-            });
-        }
+        let cols: Vec<String> = cols
+            .into_iter()
+            .filter(|c| !self.exclude.contains(c))
+            .collect();
+        // Columns in parallel; the first error in column order is reported.
+        let fitted: Vec<Result<ColumnScale>> = cols
+            .into_par_iter()
+            .map(|c| self.fit_column(train, c))
+            .collect();
         Ok(Box::new(FittedNormalize {
             method: self.method,
-            columns: out,
+            columns: fitted.into_iter().collect::<Result<_>>()?,
         }))
+    }
+}
+
+impl NormalizeConfig {
+    fn fit_column(&self, train: &DataFrame, c: String) -> Result<ColumnScale> {
+        let ca = f64_column(train, &c, "normalize")?;
+        let none = || Error::NothingToFit {
+            stage: self.name(),
+            column: c.clone(),
+        };
+        let (center, scale) = match self.method {
+            NormMethod::Zscore => {
+                let m = crate::kernel::moments(&ca);
+                (m.mean().ok_or_else(none)?, nonzero(m.std().unwrap_or(0.0)))
+            }
+            NormMethod::Minmax => {
+                let lo = ca.min().ok_or_else(none)?;
+                let hi = ca.max().ok_or_else(none)?;
+                (lo, nonzero(hi - lo))
+            }
+            NormMethod::Robust => {
+                let med = ca.median().ok_or_else(none)?;
+                let q1 = quantile(&ca, 0.25)?.ok_or_else(none)?;
+                let q3 = quantile(&ca, 0.75)?.ok_or_else(none)?;
+                (med, nonzero(q3 - q1))
+            }
+            NormMethod::Log1p => (0.0, 1.0),
+        };
+        Ok(ColumnScale {
+            column: c,
+            center,
+            scale,
+        })
     }
 }
 
 impl FittedStage for FittedNormalize {
     fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
+        // Take the columns out (so each is owned once and scaled in place), scale them in
+        // parallel, and put them back in reverse order, which restores every position.
+        let mut taken = Vec::with_capacity(self.columns.len());
         for p in &self.columns {
-            let (index, mut ca) = take_f64(&mut df, &p.column, "normalize")?;
-            if self.method == NormMethod::Log1p {
-                ca.apply_mut(f64::ln_1p);
-            } else {
-                let (c, inv) = (p.center, 1.0 / p.scale);
-                ca.apply_mut(|x| (x - c) * inv);
-            }
+            let (index, ca) = take_f64(&mut df, &p.column, "normalize")?;
+            taken.push((index, ca, p));
+        }
+        let log = self.method == NormMethod::Log1p;
+        let scaled: Vec<(usize, Float64Chunked)> = taken
+            .into_par_iter()
+            .map(|(index, mut ca, p)| {
+                if log {
+                    ca.apply_mut(f64::ln_1p);
+                } else {
+                    let (c, inv) = (p.center, 1.0 / p.scale);
+                    ca.apply_mut(|x| (x - c) * inv);
+                }
+                (index, ca)
+            })
+            .collect();
+        for (index, ca) in scaled.into_iter().rev() {
             put_back(&mut df, index, ca)?;
         }
         Ok(df)

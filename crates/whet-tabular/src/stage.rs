@@ -224,31 +224,5 @@ pub fn put_back(df: &mut DataFrame, index: usize, ca: Float64Chunked) -> Result<
 
 /// Replaces missing values by `v`, in place when the buffers are not shared.
 pub fn fill_f64(ca: Float64Chunked, v: f64) -> Float64Chunked {
-    if ca.null_count() == 0 {
-        return ca;
-    }
-    let name = ca.name().clone();
-    let arrays = ca.downcast_into_iter().map(|mut arr| {
-        let Some(valid) = arr.validity().cloned() else {
-            return arr;
-        };
-        match arr.get_mut_values() {
-            Some(vals) => {
-                for (x, ok) in vals.iter_mut().zip(valid.iter()) {
-                    if !ok {
-                        *x = v;
-                    }
-                }
-                arr.with_validity(None)
-            }
-            None => {
-                let vals: Vec<f64> = arr.iter().map(|x| x.copied().unwrap_or(v)).collect();
-                Float64Chunked::from_vec(PlSmallStr::EMPTY, vals)
-                    .downcast_into_iter()
-                    .next()
-                    .expect("from_vec makes one chunk")
-            }
-        }
-    });
-    Float64Chunked::from_chunk_iter(name, arrays)
+    crate::kernel::fill_f64(ca, v)
 }
