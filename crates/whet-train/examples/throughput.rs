@@ -3,14 +3,14 @@
 //! own, then the median of the next `EPOCHS` (default 3), and the achieved GFLOP/s.
 //!
 //! Run with: `RAYON_NUM_THREADS=1 cargo run --release -p whet-train --example throughput`
-//! (`WHET_KERNEL=matrixmultiply` switches the kernel).
+//! (`WHET_KERNEL=matrixmultiply` switches the kernel; `SAMPLES=12800` shortens the epochs, e.g.
+//! under `valgrind --tool=callgrind --toggle-collect='whet_train::train::fit*'`).
 
 use ndarray::Array2;
 use rand::RngExt;
 use whet_core::rng::stream;
 use whet_train::*;
 
-const N: usize = 60_000;
 const FLOPS_PER_SAMPLE: f64 = 1_007_104.0;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,9 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|e| e.parse().ok())
         .unwrap_or(3);
+    let n: usize = std::env::var("SAMPLES")
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(60_000);
     let mut rng = stream(1, &[100]);
-    let x = Array2::from_shape_simple_fn((N, 784), || rng.random::<f32>() - 0.5);
-    let labels: Vec<usize> = (0..N).map(|_| rng.random_range(0..10)).collect();
+    let x = Array2::from_shape_simple_fn((n, 784), || rng.random::<f32>() - 0.5);
+    let labels: Vec<usize> = (0..n).map(|_| rng.random_range(0..10)).collect();
     let mut data = ArraySource::new(x, ArraySource::one_hot(&labels, 10)?)?;
     let model: ModelConfig = serde_json::from_str(
         r#"{"task": "classification", "hidden": [{"dense": 256}, {"dense": 128}]}"#,

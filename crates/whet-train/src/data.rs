@@ -116,6 +116,16 @@ impl BatchSource for ArraySource {
         // Fixed chunks of rows copied in parallel: plain copies, so the result cannot depend on
         // the thread count.
         let (sx, sy) = (&self.x, &self.y);
+        if crate::par::serial() {
+            for (&i, (xr, yr)) in indices
+                .iter()
+                .zip(x.rows_mut().into_iter().zip(y.rows_mut()))
+            {
+                copy_row(xr, sx.row(i));
+                copy_row(yr, sy.row(i));
+            }
+            return Ok(());
+        }
         x.axis_chunks_iter_mut(Axis(0), FILL_ROWS)
             .into_par_iter()
             .zip(y.axis_chunks_iter_mut(Axis(0), FILL_ROWS).into_par_iter())

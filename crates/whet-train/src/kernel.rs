@@ -61,7 +61,7 @@ fn split(
         let mid = (m * half / blocks).div_ceil(16) * 16;
         let (a1, a2) = a.split_at(Axis(0), mid);
         let (c1, c2) = c.split_at(Axis(0), mid);
-        rayon::join(
+        crate::par::join(
             || split(kernel, a1, b, c1, half),
             || split(kernel, a2, b, c2, blocks - half),
         );
@@ -69,7 +69,7 @@ fn split(
         let mid = (n * half / blocks).div_ceil(16) * 16;
         let (b1, b2) = b.split_at(Axis(1), mid);
         let (c1, c2) = c.split_at(Axis(1), mid);
-        rayon::join(
+        crate::par::join(
             || split(kernel, a, b1, c1, half),
             || split(kernel, a, b2, c2, blocks - half),
         );

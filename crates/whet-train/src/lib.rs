@@ -42,6 +42,7 @@ pub mod loss;
 pub mod metrics;
 pub mod mlp;
 pub mod optim;
+mod par;
 pub mod train;
 
 pub use activation::Activation;

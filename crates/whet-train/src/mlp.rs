@@ -552,7 +552,7 @@ const PAR_MIN_ELEMS: usize = 16 * 1024;
 /// [`Activation::bias_forward`] over fixed row chunks in parallel (rows are independent, so the
 /// result does not depend on the thread count).
 fn par_bias_forward(act: Activation, mut z: ArrayViewMut2<f32>, bias: &[f32]) {
-    if z.len() < PAR_MIN_ELEMS {
+    if z.len() < PAR_MIN_ELEMS || crate::par::serial() {
         return act.bias_forward(z, bias);
     }
     z.axis_chunks_iter_mut(Axis(0), PAR_ROWS)
@@ -562,7 +562,7 @@ fn par_bias_forward(act: Activation, mut z: ArrayViewMut2<f32>, bias: &[f32]) {
 
 /// [`Activation::backward_in_place`] over fixed row chunks in parallel.
 fn par_backward(act: Activation, mut g: ArrayViewMut2<f32>, a: ArrayView2<f32>) {
-    if g.len() < PAR_MIN_ELEMS {
+    if g.len() < PAR_MIN_ELEMS || crate::par::serial() {
         return act.backward_in_place(g, a);
     }
     g.axis_chunks_iter_mut(Axis(0), PAR_ROWS)

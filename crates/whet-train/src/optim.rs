@@ -132,7 +132,7 @@ fn chunks<F>(w: &mut [f32], g: &[f32], a: &mut [f32], b: &mut [f32], f: F)
 where
     F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
 {
-    if w.len() <= 2 * CHUNK {
+    if w.len() <= 2 * CHUNK || crate::par::serial() {
         return f(w, g, a, b);
     }
     w.par_chunks_mut(CHUNK)

@@ -141,23 +141,33 @@ pub fn fit(
         for b in 0..batches {
             let idx = &order[b * rows..((b + 1) * rows).min(n)];
             let r = idx.len();
-            let (x, y) = ws.batch_mut(r);
-            train
-                .fill(epoch, idx, x, y)
-                .map_err(|message| Error::Source {
-                    epoch,
-                    rows: r,
-                    message,
-                })?;
             let key = NoiseKey {
                 seed,
                 epoch,
                 batch: b,
             };
-            let (l, c) = model.forward_backward(&mut ws, r, Some(key));
-            let mean = l / r as f64;
-            let refl = *reference.get_or_insert(mean);
-            if !mean.is_finite() || mean > factor * refl.max(1e-6) {
+            let before = reference;
+            // The whole step runs on one pool thread (one hand-off instead of one per parallel
+            // call inside it); the update is skipped when the loss diverged.
+            let (l, c, mean, refl) = crate::par::in_pool(|| -> Result<(f64, usize, f64, f64)> {
+                let (x, y) = ws.batch_mut(r);
+                train
+                    .fill(epoch, idx, x, y)
+                    .map_err(|message| Error::Source {
+                        epoch,
+                        rows: r,
+                        message,
+                    })?;
+                let (l, c) = model.forward_backward(&mut ws, r, Some(key));
+                let mean = l / r as f64;
+                let refl = before.unwrap_or(mean);
+                if !diverged(mean, refl, factor) {
+                    apply_updates(model, &mut opt, &ws, lr as f32, wd);
+                }
+                Ok((l, c, mean, refl))
+            })?;
+            reference.get_or_insert(mean);
+            if diverged(mean, refl, factor) {
                 return Err(Error::Diverged(Box::new(Diverged {
                     epoch: epoch + 1,
                     batch: b + 1,
@@ -168,7 +178,6 @@ pub fn fit(
                     curves,
                 })));
             }
-            apply_updates(model, &mut opt, &ws, lr as f32, wd);
             loss_sum += l;
             correct += c;
             observer.batch_end(epoch + 1, b + 1, mean);
@@ -229,6 +238,11 @@ pub fn fit(
         seconds: total_seconds,
         samples_per_second: seen as f64 / total_seconds.max(1e-12),
     })
+}
+
+/// True when a batch's mean loss is not finite or exceeds `factor` times the reference.
+fn diverged(mean: f64, reference: f64, factor: f64) -> bool {
+    !mean.is_finite() || mean > factor * reference.max(1e-6)
 }
 
 fn check_source(what: &str, model: &Mlp, src: &dyn BatchSource) -> Result<()> {
