@@ -2,6 +2,7 @@
 //! declared cardinality that is checked on the data and a report of unmatched rows.
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Issues;
@@ -164,6 +165,9 @@ fn dup_count(df: &DataFrame, keys: &[String]) -> Result<(usize, String)> {
 }
 
 fn null_key_rows(df: &DataFrame, keys: &[String]) -> Result<usize> {
+    if let [k] = keys {
+        return Ok(df.column(k)?.null_count());
+    }
     let mut mask: Option<BooleanChunked> = None;
     for k in keys {
         let m = df.column(k)?.is_null();
@@ -310,17 +314,32 @@ fn left_join_unique_int(
     let Some(lookup) = Lookup::build(&rkeys) else {
         return Ok(None);
     };
-    let mut idx: Vec<IdxSize> = Vec::with_capacity(lkeys.len());
+    // Probe in parallel pieces of every left chunk; each row's result depends on that row only.
+    const PIECE: usize = 1 << 16;
+    let mut idx: Vec<IdxSize> = vec![NO_ROW; lkeys.len()];
+    let mut start = 0;
     for arr in lkeys.downcast_iter() {
         let vals = arr.values().as_slice();
-        match arr.validity() {
-            None => idx.extend(vals.iter().map(|&k| lookup.get(k))),
-            Some(valid) => idx.extend(
-                vals.iter()
-                    .zip(valid.iter())
-                    .map(|(&k, ok)| if ok { lookup.get(k) } else { NO_ROW }),
-            ),
-        }
+        let out = &mut idx[start..start + vals.len()];
+        start += vals.len();
+        out.par_chunks_mut(PIECE)
+            .zip(vals.par_chunks(PIECE))
+            .enumerate()
+            .for_each(|(p, (out, vals))| match arr.validity() {
+                None => {
+                    for (o, &k) in out.iter_mut().zip(vals) {
+                        *o = lookup.get(k);
+                    }
+                }
+                Some(valid) => {
+                    let valid = valid.clone().sliced(p * PIECE, vals.len());
+                    for ((o, &k), ok) in out.iter_mut().zip(vals).zip(valid.iter()) {
+                        if ok {
+                            *o = lookup.get(k);
+                        }
+                    }
+                }
+            });
     }
     let matched =
         BooleanChunked::from_iter_values(PlSmallStr::EMPTY, idx.iter().map(|&i| i != NO_ROW));
@@ -334,12 +353,20 @@ fn left_join_unique_int(
         .with_validity(valid);
     let idx = IdxCa::with_chunk(PlSmallStr::EMPTY, arr);
     let mut columns = left.columns().to_vec();
-    for c in right.columns().iter().filter(|c| c.name().as_str() != rk) {
-        let mut out = c.take(&idx)?;
-        if left.column(c.name()).is_ok() {
-            out.rename(format!("{}{suffix}", c.name()).into());
-        }
-        columns.push(out);
+    let gathered: Vec<PolarsResult<Column>> = right
+        .columns()
+        .par_iter()
+        .filter(|c| c.name().as_str() != rk)
+        .map(|c| {
+            let mut out = c.take(&idx)?;
+            if left.column(c.name()).is_ok() {
+                out.rename(format!("{}{suffix}", c.name()).into());
+            }
+            Ok(out)
+        })
+        .collect();
+    for c in gathered {
+        columns.push(c?);
     }
     Ok(Some((DataFrame::new(left.height(), columns)?, unmatched)))
 }
@@ -709,12 +736,21 @@ mod tests {
 
     #[test]
     fn fast_path_report_and_frame_from_join() {
-        // Many left rows on 1,000 dense keys, a tenth of them missing on the right.
-        let n = 5_000;
-        let keys: Vec<Option<i64>> = (0..n)
-            .map(|i| (i % 97 != 0).then_some((i * 7919 % 1000) as i64))
-            .collect();
-        let l = df!("key" => keys, "x" => (0..n).map(|i| i as f64).collect::<Vec<_>>()).unwrap();
+        // Many left rows (several parallel pieces, two chunks) on 1,000 dense keys, a tenth of
+        // them missing on the right.
+        let n = 200_000;
+        let make = |lo: usize, hi: usize| {
+            df!(
+                "key" => (lo..hi)
+                    .map(|i| (i % 97 != 0).then_some((i * 7919 % 1000) as i64))
+                    .collect::<Vec<_>>(),
+                "x" => (lo..hi).map(|i| i as f64).collect::<Vec<_>>(),
+            )
+            .unwrap()
+        };
+        let mut l = make(0, 70_001);
+        l.vstack_mut(&make(70_001, n)).unwrap();
+        assert_eq!((l.height(), l.column("key").unwrap().n_chunks()), (n, 2));
         let rk: Vec<i64> = (0..1000).filter(|k| k % 10 != 3).collect();
         let r0: Vec<f64> = rk.iter().map(|&k| k as f64 * 0.5).collect();
         let r = df!("key" => rk, "r0" => r0).unwrap();
