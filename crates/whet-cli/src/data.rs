@@ -71,6 +71,55 @@ pub fn tabular_config(run: &RunFile) -> Result<whet_tabular::TabularConfig> {
     })
 }
 
+/// Runs `load` (anything that reads the files of `tables`) and turns a panic inside it into an
+/// error that names the file.
+///
+/// polars' Parquet reader panics on some corrupt files (whet-fuzz found failed asserts,
+/// out-of-range slices and `unwrap`s in its thrift, page and bitmap decoders). Such a panic is a
+/// corrupt input, not a bug in whet, so it is reported like any read error: each table is read
+/// again on its own (under `catch_unwind`) to find the one that fails. On a corrupt file the
+/// same read may end in an error or a panic depending on which of polars' parallel column
+/// decoders gets there first, so a table whose lone read returns an error is the culprit too
+/// (that error names it). A panic that no single table reproduces is passed on unchanged (an
+/// internal error).
+///
+/// # Errors
+/// `load`'s error, the error of the table that fails alone, or `reading `FILE`: the reader
+/// failed on corrupt data (...)`.
+pub fn catch_corrupt_tables<'a, T>(
+    tables: impl IntoIterator<Item = &'a whet_tabular::TableSpec>,
+    load: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+    let payload = match catch_unwind(AssertUnwindSafe(load)) {
+        Ok(r) => return r,
+        Err(p) => p,
+    };
+    let text = |p: &(dyn std::any::Any + Send)| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    };
+    for spec in tables {
+        let p = match catch_unwind(AssertUnwindSafe(|| whet_tabular::load_table(spec))) {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(p) => p,
+        };
+        let format = match spec.resolved_format() {
+            Ok(whet_tabular::TableFormat::Parquet) => "Parquet ",
+            _ => "",
+        };
+        anyhow::bail!(
+            "reading `{}`: the {format}reader failed on corrupt data ({}); the file is damaged or not a valid {format}file",
+            spec.path.display(),
+            text(&*p).lines().next().unwrap_or_default()
+        );
+    }
+    resume_unwind(payload)
+}
+
 fn arrays_to_bundle(b: &mut Bundle, name: &str, a: &Array2<f32>) -> Value {
     let a = a.as_standard_layout();
     b.push_f32(name, a.as_slice().expect("standard layout"));
@@ -106,7 +155,9 @@ pub fn prepared_tables(
     }
     let key = key.finish();
     cache.get_or_compute("tables", &key, || {
-        let p = whet_tabular::prepare(&cfg, seed, progress)?;
+        let p = catch_corrupt_tables(cfg.data.tables.values(), || {
+            Ok(whet_tabular::prepare(&cfg, seed, progress)?)
+        })?;
         let mut b = Bundle::default();
         let mut shapes = serde_json::Map::new();
         for (name, s) in [

@@ -1,12 +1,14 @@
 //! A small mutation fuzzer on stable Rust for whet's input paths (cargo-fuzz needs nightly).
 //!
-//! Four targets, each fed bytes through the same public functions the `whet` binary uses:
+//! Five targets, each fed bytes through the same public functions the `whet` binary uses:
 //! - `yaml`: a run file, through [`whet_cli::config::load`] (read, typed parse, value parse,
 //!   path resolution, every `validate()`, ablation expansion);
 //! - `idx`: an IDX image file and its label file, through [`whet_image::load_idx`];
 //! - `csv`: a CSV table, through [`whet_tabular::load_table`];
 //! - `image`: a PNG or JPEG in an image folder, through [`whet_image::load_folder`] (the image
-//!   crate's decoders behind whet's loader).
+//!   crate's decoders behind whet's loader);
+//! - `parquet`: a Parquet table, through [`whet_tabular::load_table`] (polars' Parquet reader);
+//!   besides not panicking, every error must name the file.
 //!
 //! The fuzzer starts from a seed corpus of real inputs (the shipped pipelines, a slice of MNIST, a
 //! slice of nycflights13, images made in code), applies stacked random mutations (bit flips, byte
@@ -37,11 +39,19 @@ pub enum Target {
     Csv,
     /// PNG/JPEG images in a folder.
     Image,
+    /// Parquet tables.
+    Parquet,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 4] = [Target::Yaml, Target::Idx, Target::Csv, Target::Image];
+    pub const ALL: [Target; 5] = [
+        Target::Yaml,
+        Target::Idx,
+        Target::Csv,
+        Target::Image,
+        Target::Parquet,
+    ];
 
     /// The target's name on the command line and in `crashes/`.
     pub fn name(self) -> &'static str {
@@ -50,6 +60,7 @@ impl Target {
             Target::Idx => "idx",
             Target::Csv => "csv",
             Target::Image => "image",
+            Target::Parquet => "parquet",
         }
     }
 
@@ -147,6 +158,63 @@ pub fn image_seeds() -> Vec<Vec<u8>> {
     ]
 }
 
+/// Small Parquet files made in code: integer, float (with NaN and infinity), text, boolean and
+/// date columns with nulls, written with every codec whet can read, with and without statistics,
+/// in one row group and in several (with small data pages, so dictionary and data pages repeat).
+///
+/// # Panics
+/// When polars cannot write a table to memory (a bug, not an input).
+pub fn parquet_seeds() -> Vec<Vec<u8>> {
+    use polars::prelude::*;
+    let n = 24usize;
+    let mut df = df!(
+        "id" => (0..n as i64).collect::<Vec<_>>(),
+        "x" => (0..n).map(|i| match i {
+            3 => None,
+            5 => Some(f64::NAN),
+            7 => Some(f64::INFINITY),
+            _ => Some(i as f64 * 0.25 - 1.0),
+        }).collect::<Vec<_>>(),
+        "small" => (0..n).map(|i| (i % 5) as i32).collect::<Vec<_>>(),
+        "cat" => (0..n).map(|i| if i == 4 { None } else { Some(["a", "bb", "ccc"][i % 3]) }).collect::<Vec<_>>(),
+        "flag" => (0..n).map(|i| i % 2 == 0).collect::<Vec<_>>(),
+        "y" => (0..n).map(|i| (i * 13 % 7 > 3) as u8 as f32).collect::<Vec<_>>(),
+    )
+    .expect("a valid frame");
+    let days = Series::new(
+        "day".into(),
+        (0..n as i32).map(|d| 15_706 + d).collect::<Vec<_>>(),
+    )
+    .cast(&DataType::Date)
+    .expect("i32 days cast to dates");
+    df.with_column(days.into_column()).expect("same height");
+    let write = |df: &mut DataFrame, c: ParquetCompression, stats: bool, group: Option<usize>| {
+        let mut buf = Vec::new();
+        ParquetWriter::new(&mut buf)
+            .with_compression(c)
+            .with_statistics(if stats {
+                StatisticsOptions::full()
+            } else {
+                StatisticsOptions::empty()
+            })
+            .with_row_group_size(group)
+            .with_data_page_size(group.map(|_| 64))
+            .finish(df)
+            .expect("writing parquet to memory");
+        buf
+    };
+    let mut narrow = df.select(["id", "y"]).expect("columns exist");
+    vec![
+        write(&mut df, ParquetCompression::Uncompressed, true, None),
+        write(&mut df, ParquetCompression::Uncompressed, false, Some(7)),
+        write(&mut df, ParquetCompression::Snappy, true, Some(10)),
+        write(&mut df, ParquetCompression::Zstd(None), true, None),
+        write(&mut df, ParquetCompression::Lz4Raw, false, None),
+        write(&mut df, ParquetCompression::Gzip(None), true, None),
+        write(&mut narrow, ParquetCompression::Uncompressed, false, None),
+    ]
+}
+
 /// The seed corpus of a target, from the repository's pipelines and datasets and from code.
 ///
 /// # Errors
@@ -198,6 +266,7 @@ pub fn seeds(target: Target) -> std::io::Result<Vec<Vec<u8>>> {
             ]
         }
         Target::Image => image_seeds(),
+        Target::Parquet => parquet_seeds(),
     })
 }
 
@@ -307,6 +376,30 @@ pub fn execute(target: Target, data: &[u8], s: &Scratch) -> Result<(), String> {
             let b = whet_image::load_folder(&s.path("folder"), &opt).map(|_| ());
             a.and(b).map_err(|e| e.to_string())
         }
+        Target::Parquet => {
+            let p = s.path("table.parquet");
+            std::fs::write(&p, data).map_err(|e| e.to_string())?;
+            // As the CLI reads tables: a panic in polars' reader becomes an error naming the file.
+            let mut spec = whet_tabular::TableSpec::new(&p);
+            let load = |spec: &whet_tabular::TableSpec| {
+                whet_cli::data::catch_corrupt_tables([spec], || {
+                    Ok(whet_tabular::load_table(spec).map(|_| ())?)
+                })
+            };
+            let a = load(&spec);
+            // A row limit takes polars' sliced read path.
+            spec.limit = Some(5);
+            let b = load(&spec);
+            let r = a.and(b).map_err(|e| format!("{e:#}"));
+            // An error the user cannot place is a bug too: it must name the file.
+            if let Err(m) = &r {
+                assert!(
+                    m.contains("table.parquet"),
+                    "error without the file name: {m}"
+                );
+            }
+            r
+        }
     }
 }
 
@@ -326,10 +419,12 @@ const INTERESTING: &[u32] = &[
     0xffff_ffff,
     0x0803,
     0x0801,
+    0x3152_4150, // "PAR1" (little-endian), the Parquet magic
 ];
 const TOKENS: &[&[u8]] = &[
     b"\n", b": ", b"- ", b"[", b"]", b"{", b"}", b"&a ", b"*a", b"!!", b"\"", b"'", b",", b"NA",
     b"nan", b"inf", b"-1", b"1e999", b"\t", b"\r\n", b"~", b"null", b"\xff", b"#", b"..", b"/",
+    b"PAR1",
 ];
 
 fn below(rng: &mut whet_core::rng::Rng, n: usize) -> usize {
@@ -411,6 +506,10 @@ pub fn mutate(rng: &mut whet_core::rng::Rng, data: &mut Vec<u8>, other: &[u8], m
     data.truncate(max_len);
 }
 
+/// The file in the scratch folder that holds the input being run (see
+/// [`FuzzOptions::keep_last_input`]).
+pub const LAST_INPUT: &str = "last-input";
+
 /// What a fuzzing session did.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -472,6 +571,9 @@ pub struct FuzzOptions {
     pub crash_dir: PathBuf,
     /// Print progress every this long (none: silent).
     pub report_every: Option<Duration>,
+    /// Write each input to `last-input` in the scratch folder before running it, so that a
+    /// supervising process can keep the input of an abort (which no `catch_unwind` sees).
+    pub keep_last_input: bool,
 }
 
 /// Fuzzes `target`.
@@ -523,6 +625,9 @@ pub fn fuzz(target: Target, opt: &FuzzOptions) -> std::io::Result<Stats> {
             mutate(&mut rng, &mut input, &corpus[b], max_len);
         }
         stats.execs += 1;
+        if opt.keep_last_input {
+            std::fs::write(scratch.path(LAST_INPUT), &input)?;
+        }
         match catch_unwind(AssertUnwindSafe(|| execute(target, &input, &scratch))) {
             Ok(r) => {
                 let sig = outcome_signature(r, scratch.dir.path());
@@ -608,7 +713,10 @@ mod tests {
     fn every_target_survives_a_short_session() {
         quiet_panics();
         let tmp = tempfile::tempdir().unwrap();
-        for t in Target::ALL {
+        // Not `parquet`: polars' Parquet reader aborts the process on some inputs (an
+        // allocation of 2^61 bytes; see README.md), which no test can catch in-process. Its
+        // sessions run under the binary's supervisor; its saved panics are replayed below.
+        for t in Target::ALL.into_iter().filter(|t| *t != Target::Parquet) {
             let s = fuzz(
                 t,
                 &FuzzOptions {
@@ -618,6 +726,7 @@ mod tests {
                     corpus: None,
                     crash_dir: tmp.path().join(t.name()),
                     report_every: None,
+                    keep_last_input: false,
                 },
             )
             .unwrap();
@@ -646,7 +755,7 @@ mod tests {
     fn seeds_are_accepted_by_their_targets() {
         let s = Scratch::new().unwrap();
         // The real inputs load without error (so the fuzzer starts from valid files).
-        for t in [Target::Idx, Target::Csv, Target::Image] {
+        for t in [Target::Idx, Target::Csv, Target::Image, Target::Parquet] {
             for (k, seed) in seeds(t).unwrap().iter().enumerate() {
                 if let Err(e) = execute(t, seed, &s) {
                     panic!("{} seed {k}: {e}", t.name());

@@ -21,7 +21,9 @@ pub fn audit(cli: &Cli, pipeline: &Path) -> Result<()> {
     }
     let cfg = crate::data::tabular_config(&loaded.run)?;
     let bars = Bars::new(cli.quiet);
-    let report = whet_tabular::audit(&cfg, &bars)?;
+    let report = crate::data::catch_corrupt_tables(cfg.data.tables.values(), || {
+        Ok(whet_tabular::audit(&cfg, &bars)?)
+    })?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

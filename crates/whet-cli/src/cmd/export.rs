@@ -98,7 +98,9 @@ pub fn export(cli: &Cli, pipeline: &Path, out: &Path, format: Option<ExportForma
         DataKind::Tables => {
             let fmt = table_format(format)?;
             let cfg = crate::data::tabular_config(&loaded.run)?;
-            let prepared = whet_tabular::prepare(&cfg, loaded.run.seed, &bars)?;
+            let prepared = crate::data::catch_corrupt_tables(cfg.data.tables.values(), || {
+                Ok(whet_tabular::prepare(&cfg, loaded.run.seed, &bars)?)
+            })?;
             let report = staged(out, |stage| {
                 Ok(whet_tabular::export(&prepared, stage, fmt)?)
             })?;
@@ -152,7 +154,11 @@ pub fn apply(
 ) -> Result<()> {
     let m = whet_tabular::Manifest::load(manifest)?;
     check_out(out)?;
-    let applied = whet_tabular::apply_file(&m, data)?;
+    // The new data file and the joined tables the manifest names.
+    let mut specs = vec![whet_tabular::TableSpec::new(data)];
+    specs.extend(m.data.tables.values().cloned());
+    let applied =
+        crate::data::catch_corrupt_tables(&specs, || Ok(whet_tabular::apply_file(&m, data)?))?;
     let fmt = table_format(Some(format))?;
     let files = whet_tabular::write_split(
         out,
