@@ -3,7 +3,8 @@
 //! fragment of the message (the file and the place), that nothing panicked, and that earlier
 //! results in the output folder are left byte for byte as they were (no partial or temp files).
 
-use crate::util::whet;
+use crate::util::{repo, whet};
+use polars::prelude::{DataFrame, IntoColumn, NamedFrom, ParquetWriter, Series, df};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,85 @@ fn idx_pair(n_labels: u32) -> (Vec<u8>, Vec<u8>) {
         idx_bytes(0x803, &[40, 8, 8], &px),
         idx_bytes(0x801, &[n_labels], &labels),
     )
+}
+
+/// An 8x8 grey PNG whose header (IHDR) declares `w` x `h`: the decoder must refuse the size
+/// before it allocates `w * h` bytes.
+fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+    let small = png(8, 8, 1);
+    let mut out = small[..8].to_vec();
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    // The rest (IDAT, IEND) of the small image: 8 signature + 25 IHDR bytes in.
+    out.extend_from_slice(&small[33..]);
+    out
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    let mut crc = 0xffff_ffffu32;
+    for &b in &body {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&(!crc).to_be_bytes());
+}
+
+/// A grey 16x16 JPEG (the image crate's encoder, as whet-cli links it).
+fn jpeg() -> Vec<u8> {
+    let img = image::GrayImage::from_fn(16, 16, |x, y| image::Luma([(x * 13 + y * 7) as u8]));
+    let mut c = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut c, image::ImageFormat::Jpeg)
+        .unwrap();
+    c.into_inner()
+}
+
+/// The table of `good_csv` as Parquet (zstd, polars' default), with `edit` applied first.
+fn parquet_with(rows: usize, edit: fn(DataFrame) -> DataFrame) -> Vec<u8> {
+    let n = rows as i64;
+    let df = df!(
+        "id" => (0..n).collect::<Vec<_>>(),
+        "x1" => (0..n).map(|i| i as f64 * 0.5).collect::<Vec<_>>(),
+        "x2" => (0..n).map(|i| (i * 7 % 11) as f64).collect::<Vec<_>>(),
+        "cat" => (0..n).map(|i| ["a", "b", "c"][(i % 3) as usize]).collect::<Vec<_>>(),
+        "y" => (0..n).map(|i| (i * 13 % 7 > 3) as i64).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut df = edit(df);
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).finish(&mut df).unwrap();
+    buf
+}
+
+fn parquet(rows: usize) -> Vec<u8> {
+    parquet_with(rows, |df| df)
+}
+
+/// Where a Parquet file's footer (thrift metadata) starts: the data pages lie before it.
+fn parquet_footer_start(b: &[u8]) -> usize {
+    let n = b.len();
+    let len = u32::from_le_bytes([b[n - 8], b[n - 7], b[n - 6], b[n - 5]]) as usize;
+    n - 8 - len
+}
+
+const PARQUET: &str = "    main: main.parquet";
+
+fn parquet_case(dir: &Path, bytes: Vec<u8>, target: &str) -> Vec<String> {
+    write(dir, "main.parquet", bytes);
+    write(dir, "run.yaml", tab_run(PARQUET, target, STEPS));
+    run_args(dir)
 }
 
 /// A PNG (grey, `w`x`h`, `channels` 1 or 3) written by hand: stored zlib, so no encoder needed.
@@ -337,6 +417,174 @@ const CASES: &[Case] = &[
         },
         code: 0,
         expect: &[],
+    },
+    Case {
+        name: "truncated raw IDX (fewer pixels than the header declares)",
+        setup: |d| {
+            let (mut i, l) = idx_pair(40);
+            i.truncate(16 + 20 * 64 + 5);
+            idx_case(d, i, l)
+        },
+        code: 2,
+        expect: &["images.idx"],
+    },
+    Case {
+        name: "truncated PNG in an image folder",
+        setup: |d| {
+            let mut bad = png(8, 8, 1);
+            bad.truncate(bad.len() - 20);
+            image_folder(d, &[("a/bad.png", bad)]);
+            write(d, "run.yaml", img_run(FOLDER));
+            run_args(d)
+        },
+        code: 2,
+        expect: &["bad.png"],
+    },
+    Case {
+        name: "truncated JPEG in an image folder",
+        setup: |d| {
+            let mut bad = jpeg();
+            bad.truncate(bad.len() / 2);
+            image_folder(d, &[("b/bad.jpg", bad)]);
+            write(d, "run.yaml", img_run(FOLDER));
+            run_args(d)
+        },
+        code: 2,
+        expect: &["bad.jpg"],
+    },
+    Case {
+        name: "PNG header declaring 100,000 x 100,000 pixels",
+        setup: |d| {
+            image_folder(d, &[("a/huge.png", png_declaring(100_000, 100_000))]);
+            write(d, "run.yaml", img_run(FOLDER));
+            run_args(d)
+        },
+        code: 2,
+        expect: &["huge.png"],
+    },
+    Case {
+        name: "truncated CSV.gz",
+        setup: |d| {
+            let gz = gzip(good_csv(40).as_bytes());
+            write(d, "main.csv.gz", &gz[..gz.len() * 2 / 3]);
+            write(
+                d,
+                "run.yaml",
+                tab_run("    main: main.csv.gz", TARGET, STEPS),
+            );
+            run_args(d)
+        },
+        code: 2,
+        expect: &["main.csv.gz"],
+    },
+    Case {
+        name: "truncated Parquet",
+        setup: |d| {
+            let b = parquet(40);
+            parquet_case(d, b[..b.len() / 2].to_vec(), TARGET)
+        },
+        code: 2,
+        expect: &["main.parquet", "PAR1"],
+    },
+    Case {
+        name: "empty Parquet file",
+        setup: |d| parquet_case(d, Vec::new(), TARGET),
+        code: 2,
+        expect: &["main.parquet"],
+    },
+    Case {
+        name: "Parquet with a bad footer magic",
+        setup: |d| {
+            let mut b = parquet(40);
+            let n = b.len();
+            b[n - 1] = b'0';
+            parquet_case(d, b, TARGET)
+        },
+        code: 2,
+        expect: &["main.parquet", "PAR1"],
+    },
+    Case {
+        name: "Parquet with corrupt data pages (bytes flipped before the footer)",
+        setup: |d| {
+            let mut b = parquet(40);
+            let end = parquet_footer_start(&b);
+            for x in &mut b[8..end] {
+                *x ^= 0x5a;
+            }
+            parquet_case(d, b, TARGET)
+        },
+        code: 2,
+        expect: &["main.parquet"],
+    },
+    Case {
+        name: "Parquet on which polars' reader panics (an input kept by whet-fuzz)",
+        setup: |d| {
+            let crash = repo().join("crates/whet-fuzz/crashes/parquet/crash-135b1ac868004b3b");
+            parquet_case(d, std::fs::read(crash).unwrap(), TARGET)
+        },
+        code: 2,
+        expect: &["main.parquet", "corrupt data"],
+    },
+    Case {
+        name: "type override on a Parquet table (CSV only: refused, not ignored)",
+        setup: |d| {
+            write(d, "main.parquet", parquet(40));
+            write(
+                d,
+                "run.yaml",
+                tab_run(
+                    "    main: { path: main.parquet, types: { x1: str } }",
+                    TARGET,
+                    STEPS,
+                ),
+            );
+            run_args(d)
+        },
+        code: 2,
+        expect: &["data.tables.main.types", "main.parquet", "x1"],
+    },
+    Case {
+        name: "Parquet target stored as text",
+        setup: |d| {
+            let b = parquet_with(40, |mut df| {
+                let y: Vec<&str> = df
+                    .column("y")
+                    .unwrap()
+                    .i64()
+                    .unwrap()
+                    .into_no_null_iter()
+                    .map(|v| if v == 1 { "yes" } else { "no" })
+                    .collect();
+                df.with_column(Series::new("y".into(), y).into_column())
+                    .unwrap();
+                df
+            });
+            parquet_case(d, b, TARGET)
+        },
+        code: 2,
+        expect: &["`y`", "str"],
+    },
+    Case {
+        name: "infinity in a Parquet float column",
+        setup: |d| {
+            let b = parquet_with(40, |mut df| {
+                let x: Vec<f64> = (0..40)
+                    .map(|i| if i == 5 { f64::INFINITY } else { i as f64 })
+                    .collect();
+                df.with_column(Series::new("x1".into(), x).into_column())
+                    .unwrap();
+                df
+            });
+            parquet_case(d, b, TARGET)
+        },
+        code: 2,
+        expect: &["x1", "non-finite"],
+    },
+    Case {
+        name: "Parquet with no rows",
+        setup: |d| parquet_case(d, parquet(0), TARGET),
+        code: 2,
+        expect: &["`y`", "0 rows"],
     },
     Case {
         name: "CSV with a ragged row",
@@ -658,4 +906,43 @@ fn paths_in_a_run_file_resolve_against_its_folder() {
         r.stderr
     );
     assert!(r.stderr.contains("main.csv"), "{}", r.stderr);
+}
+
+/// A disk that fills up during an export, simulated without root or a special file system: `ulimit
+/// -f` caps the size of every file the process writes, so a write past the cap fails with EFBIG
+/// ("File too large"), the same failure midway through a file as ENOSPC. `trap '' XFSZ` keeps the
+/// kernel's SIGXFSZ from killing the process first (an ignored signal stays ignored across exec).
+#[test]
+fn export_on_a_full_disk_fails_cleanly_and_leaves_earlier_exports() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    write(d, "main.csv", good_csv(3000));
+    write(d, "run.yaml", tab_run(MAIN, TARGET, STEPS));
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    write(&out, "train.csv", "an earlier export\n");
+    write(&out, "manifest.json", "{\"earlier\": true}\n");
+    let before = snapshot(&out);
+    // 64 blocks: 32 KiB (dash counts 512-byte blocks), less than the exported train.csv.
+    let r = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_whet"))
+        .args([
+            "export", "run.yaml", "--out", "out", "--format", "csv", "--quiet",
+        ])
+        .current_dir(d)
+        .env("WHET_CACHE_DIR", d.join(".cache"))
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert!(msg.contains("File too large"), "{msg}");
+    assert!(msg.contains(".csv"), "the message names the file: {msg}");
+    assert_eq!(
+        snapshot(&out),
+        before,
+        "the earlier export changed or a partial file is left"
+    );
 }

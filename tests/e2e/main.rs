@@ -5,5 +5,6 @@
 
 mod bad_input;
 mod catalogue;
+mod interrupt;
 mod pipelines;
 mod util;

@@ -185,6 +185,22 @@ impl RunFile {
                     issues.0.extend(cfg.validate().0);
                 }
             }
+            // `types` is a CSV option: on a Parquet table it would be accepted and do nothing.
+            for (name, spec) in tables {
+                if !spec.types.is_empty()
+                    && spec.resolved_format().ok() == Some(whet_tabular::TableFormat::Parquet)
+                {
+                    let cols: Vec<&str> = spec.types.keys().map(String::as_str).collect();
+                    issues.push(
+                        format!("data.tables.{name}.types"),
+                        format!(
+                            "type overrides apply to CSV tables; `{}` is Parquet, whose columns keep the types stored in the file: remove `types` ({})",
+                            spec.path.display(),
+                            cols.join(", ")
+                        ),
+                    );
+                }
+            }
         }
         if let Some(a) = &self.augment {
             issues.nest("augment", a.validate());

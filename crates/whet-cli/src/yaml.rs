@@ -217,6 +217,10 @@ fn parser_options() -> serde_saphyr::Options {
         },
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
         alias_limits: alias_limits,
+        // YAML 1.2 booleans only: with the YAML 1.1 forms, a column named `y` or `n` stayed a
+        // string in the typed parse but became `true`/`false` in the value tree that ablation
+        // variants are built from, so every variant of such a run file failed to load.
+        strict_booleans: true,
     }
 }
 
