@@ -460,7 +460,7 @@ const CASES: &[Case] = &[
             run_args(d)
         },
         code: 2,
-        expect: &["huge.png"],
+        expect: &["huge.png", "limit exceeded"],
     },
     Case {
         name: "truncated CSV.gz",
