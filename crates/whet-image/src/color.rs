@@ -365,11 +365,6 @@ const BLOCK: usize = 64;
 /// `out[i] = Σ k · pad[i + off]` over the taps, in Q8 (the weights sum to 256, so no overflow).
 #[inline(always)]
 fn blur_row_h(pad: &[u8], out: &mut [u16], taps: &[(u16, usize)]) {
-    let px = |i: usize| -> u16 {
-        taps.iter()
-            .map(|&(k, off)| k * pad[i + off] as u16)
-            .fold(0, u16::wrapping_add)
-    };
     let mut blocks = out.chunks_exact_mut(BLOCK);
     let mut b = 0;
     for o in &mut blocks {
@@ -383,8 +378,13 @@ fn blur_row_h(pad: &[u8], out: &mut [u16], taps: &[(u16, usize)]) {
         o.copy_from_slice(&acc);
         b += BLOCK;
     }
-    for (i, o) in blocks.into_remainder().iter_mut().enumerate() {
-        *o = px(b + i);
+    // The tail (all of a row narrower than a block): one vectorisable pass per tap.
+    let tail = blocks.into_remainder();
+    tail.fill(0);
+    for &(k, off) in taps {
+        for (o, &p) in tail.iter_mut().zip(&pad[b + off..]) {
+            *o = o.wrapping_add(k * p as u16);
+        }
     }
 }
 
@@ -408,11 +408,16 @@ fn blur_row_v(tmp: &[u16], out: &mut [u8], rows: &[(u16, usize)]) {
         }
         x += BLOCK;
     }
-    for (i, o) in blocks.into_remainder().iter_mut().enumerate() {
-        let a = rows
-            .iter()
-            .map(|&(k, off)| term(k, tmp[off + x + i]))
-            .fold(0, u16::wrapping_add);
+    // The tail, as in `blur_row_h`.
+    let tail = blocks.into_remainder();
+    let mut acc = [0u16; BLOCK];
+    let acc = &mut acc[..tail.len()];
+    for &(k, off) in rows {
+        for (a, &t) in acc.iter_mut().zip(&tmp[off + x..]) {
+            *a = a.wrapping_add(term(k, t));
+        }
+    }
+    for (o, &a) in tail.iter_mut().zip(acc.iter()) {
         *o = round(a);
     }
 }
