@@ -5,7 +5,8 @@
 //! sibling named `.NAME.XXXXXX.tmp`, synced, renamed over the result), so each visible file is
 //! either the earlier version or a complete new one; at most hidden `.tmp` files remain
 //! (`fsx::is_temp_name`), which nothing reads and the next run ignores. An export stages
-//! everything in `OUT/.whet-export-PID.tmp/` and renames the files into place at the end.
+//! everything in `OUT/.whet-export-PID.tmp/` and renames the files into place at the end; the
+//! next export removes the staging folders of processes that no longer run.
 //! The kill points are spread over the measured length of an uninterrupted run, so the checks
 //! hold whatever the machine's speed; no assertion depends on where a kill lands.
 
@@ -263,7 +264,7 @@ fn killed_export_leaves_earlier_or_complete_files() {
     let (earlier, _) = files(&d.join("earlier"));
     let (new, _) = files(&d.join("new"));
     assert!(new.len() >= 3, "{new:?}");
-    let mut bad = Vec::new();
+    let (mut bad, mut left_stage) = (Vec::new(), 0);
     let points = 8;
     for k in 0..points {
         let out = d.join(format!("out-{k}"));
@@ -277,11 +278,20 @@ fn killed_export_leaves_earlier_or_complete_files() {
             &new,
             &format!("kill point {k}"),
         ));
+        left_stage += usize::from(!files(&out).1.is_empty());
         let (code, err) = finish(export("run.yaml", out.to_str().unwrap()));
         assert_eq!(code, 0, "export after kill point {k}: {err}");
-        let (after, _) = files(&out);
+        let (after, temp) = files(&out);
         assert_eq!(after, new, "export after kill point {k}");
+        // The next export removes the staging folder the killed one left (Linux: /proc).
+        if Path::new("/proc/self").exists() {
+            assert!(temp.is_empty(), "left after the next export: {temp:?}");
+        }
     }
+    eprintln!(
+        "export killed at {points} points over {:.2} s: {left_stage} left a staging folder",
+        full.as_secs_f64()
+    );
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 

@@ -31,6 +31,7 @@ fn check_out(out: &Path) -> Result<()> {
 /// be replaced (a folder where a file goes, or the reverse), which is checked before anything
 /// moves. Nothing is written outside `out`.
 fn staged<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    remove_dead_stages(out);
     let stage = out.join(format!(".whet-export-{}.tmp", std::process::id()));
     if stage.exists() {
         std::fs::remove_dir_all(&stage)
@@ -48,6 +49,34 @@ fn staged<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
         );
     }
     result
+}
+
+/// Removes the staging folders (`.whet-export-PID.tmp`) that killed exports left in `out`: those
+/// whose process no longer runs. Liveness is read from `/proc`; where there is no `/proc`,
+/// nothing is removed (the folders are hidden and nothing reads them). Failures are ignored: the
+/// folders are only clutter.
+fn remove_dead_stages(out: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(out) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".whet-export-"))
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .filter(|p| p.parse::<u32>().is_ok())
+        else {
+            continue;
+        };
+        if !proc.join(pid).exists() && e.path().is_dir() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Moves every entry of `stage` into `out`, replacing earlier exports of the same name.
