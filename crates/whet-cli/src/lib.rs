@@ -228,7 +228,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     match result {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             if e.chain().any(|c| c.is::<RunFailed>()) {
                 1
             } else {
@@ -249,5 +249,57 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     }
 }
 
+/// The error and its causes on one line, `outer: cause: cause`, leaving out a cause whose text
+/// the line already holds (library errors often show their source in their own message as well
+/// as returning it from `source()`, which `{:#}` would print twice).
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The message of the last panic, recorded by the hook installed in [`main_with_args`].
 static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapper {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "reading `t.parquet`: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let e = anyhow::Error::new(Wrapper {
+            source: std::io::Error::other("bad footer"),
+        })
+        .context("loading the tables");
+        assert_eq!(
+            render_error(&e),
+            "loading the tables: reading `t.parquet`: bad footer"
+        );
+    }
+}

@@ -74,12 +74,44 @@ fn remove_dead_stages(out: &Path) {
             continue;
         };
         if !proc.join(pid).exists() && e.path().is_dir() {
+            restore_replaced(&e.path(), out);
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
 
+/// The name an earlier export folder `name` takes inside the staging folder while it is being
+/// replaced.
+fn replaced_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut n = std::ffi::OsString::from(".replaced-");
+    n.push(name);
+    n
+}
+
+/// Puts back the earlier export folders that a killed export had moved aside (`.replaced-NAME`
+/// in its staging folder) but not yet replaced: those whose `NAME` is missing from `out`.
+fn restore_replaced(stage: &Path, out: &Path) {
+    let Ok(rd) = std::fs::read_dir(stage) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(orig) = name.to_str().and_then(|n| n.strip_prefix(".replaced-")) else {
+            continue;
+        };
+        let dest = out.join(orig);
+        if std::fs::symlink_metadata(&dest).is_err() {
+            let _ = std::fs::rename(e.path(), &dest);
+        }
+    }
+}
+
 /// Moves every entry of `stage` into `out`, replacing earlier exports of the same name.
+///
+/// A file is replaced by one rename. A folder cannot be renamed over a non-empty folder, so the
+/// earlier one is first moved aside into the staging folder (`.replaced-NAME`) and deleted with
+/// it at the end; if the process is killed between the two renames, the next export puts the
+/// earlier folder back (see [`restore_replaced`]), so it is never lost.
 fn commit(stage: &Path, out: &Path) -> Result<()> {
     let mut entries = Vec::new();
     for e in std::fs::read_dir(stage)
@@ -105,8 +137,16 @@ fn commit(stage: &Path, out: &Path) -> Result<()> {
     for src in &entries {
         let dest = out.join(src.file_name().unwrap_or_default());
         if src.is_dir() && dest.is_dir() {
-            std::fs::remove_dir_all(&dest)
-                .with_context(|| format!("replacing the earlier export `{}`", dest.display()))?;
+            let aside = stage.join(replaced_name(src.file_name().unwrap_or_default()));
+            std::fs::rename(&dest, &aside)
+                .with_context(|| format!("moving the earlier export `{}` aside", dest.display()))?;
+            if let Err(e) = std::fs::rename(src, &dest) {
+                let _ = std::fs::rename(&aside, &dest);
+                return Err(e).with_context(|| {
+                    format!("moving the export into place at `{}`", dest.display())
+                });
+            }
+            continue;
         }
         std::fs::rename(src, &dest)
             .with_context(|| format!("moving the export into place at `{}`", dest.display()))?;
@@ -223,4 +263,53 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_a_folder_keeps_only_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        std::fs::create_dir_all(out.join("train")).unwrap();
+        std::fs::write(out.join("train/old.csv"), "old").unwrap();
+        staged(out, |stage| {
+            std::fs::create_dir_all(stage.join("train"))?;
+            std::fs::write(stage.join("train/new.csv"), "new")?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("train/new.csv")).unwrap(),
+            "new"
+        );
+        assert!(!out.join("train/old.csv").exists());
+        let names: Vec<_> = std::fs::read_dir(out).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "staging leftovers: {names:?}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_folder_moved_aside_by_a_killed_export_is_put_back() {
+        // What a kill between "move the earlier folder aside" and "rename the new one into
+        // place" leaves: `train` missing, the earlier one inside a dead process's stage.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let dead = out.join(".whet-export-4294967295.tmp");
+        std::fs::create_dir_all(dead.join(".replaced-train")).unwrap();
+        std::fs::write(dead.join(".replaced-train/old.csv"), "old").unwrap();
+        std::fs::create_dir_all(dead.join("test")).unwrap();
+        remove_dead_stages(out);
+        assert_eq!(
+            std::fs::read_to_string(out.join("train/old.csv")).unwrap(),
+            "old"
+        );
+        assert!(!dead.exists());
+        assert!(
+            !out.join("test").exists(),
+            "unfinished new output is not promoted"
+        );
+    }
 }
