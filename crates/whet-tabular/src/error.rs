@@ -50,6 +50,23 @@ pub enum Error {
         #[source]
         source: polars::error::PolarsError,
     },
+    /// A Parquet file whose footer or page headers declare sizes or counts that cannot be true
+    /// (checked before polars reads it, because polars aborts the process on some of them).
+    #[error(
+        "`{}`: corrupt Parquet {part} at byte {}: {message}",
+        path.display(),
+        crate::parquet_guard::thousands(*offset)
+    )]
+    CorruptParquet {
+        /// The file.
+        path: PathBuf,
+        /// `file`, `footer`, or `column chunk C of row group G`.
+        part: String,
+        /// Byte offset of the offending value in the file.
+        offset: u64,
+        /// What is wrong, with the declared and the possible values.
+        message: String,
+    },
     /// A column that a config names is not in the table.
     #[error("{context}: column `{column}` not found (have: {available:?})")]
     ColumnNotFound {

@@ -30,6 +30,7 @@ pub mod join;
 mod kernel;
 pub mod load;
 pub mod missing;
+mod parquet_guard;
 pub mod pipeline;
 pub mod scale;
 pub mod split;
@@ -46,6 +47,7 @@ pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod,
     FittedDropColumns, FittedImpute, ImputeConfig, NumericFill,
 };
+pub use parquet_guard::check_parquet;
 pub use pipeline::{
     Applied, PrepareReport, Prepared, SplitArrays, SplitRows, StepConfig, StepReport, TablesConfig,
     TabularConfig, apply, apply_file, audit, load_tables, prepare, to_matrix,

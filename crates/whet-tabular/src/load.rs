@@ -256,7 +256,8 @@ pub struct LoadReport {
 /// # Errors
 /// [`Error::Io`] when the file cannot be read, [`Error::MalformedRow`] for a malformed CSV row
 /// (file, line, column, value, expected type), [`Error::ReadTable`] for other parse failures,
-/// [`Error::UnknownFormat`] for an unknown extension.
+/// [`Error::UnknownFormat`] for an unknown extension, [`Error::CorruptParquet`] for a Parquet file
+/// whose footer or page headers declare impossible sizes (checked before polars reads it).
 pub fn load_table(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
     let path = &spec.path;
     let io = |source| Error::Io {
@@ -266,6 +267,8 @@ pub fn load_table(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
     let format = spec.resolved_format()?;
     let (df, skipped, examples) = match format {
         TableFormat::Parquet => {
+            // polars aborts the process on some corrupt footers and page headers: refuse them.
+            crate::parquet_guard::check_parquet(path)?;
             let file = std::fs::File::open(path).map_err(io)?;
             let mut reader = ParquetReader::new(file);
             if let Some(n) = spec.limit {
