@@ -5,9 +5,6 @@ use std::path::Path;
 use std::process::Command;
 
 #[test]
-#[ignore = "known open: polars 0.55's Parquet reader aborts on these inputs (allocations of \
-            2^61 bytes in its page decoders, 10^11 bytes from list lengths in the footer); see \
-            crates/whet-fuzz/README.md"]
 fn inputs_that_aborted_now_end_normally() {
     let crashes = Path::new(env!("CARGO_MANIFEST_DIR")).join("crashes");
     let mut failing = Vec::new();

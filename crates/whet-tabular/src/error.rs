@@ -53,7 +53,7 @@ pub enum Error {
     /// A Parquet file whose footer or page headers declare sizes or counts that cannot be true
     /// (checked before polars reads it, because polars aborts the process on some of them).
     #[error(
-        "`{}`: corrupt Parquet {part} at byte {}: {message}",
+        "`{}`: corrupt data in the Parquet {part} at byte {}: {message}",
         path.display(),
         crate::parquet_guard::thousands(*offset)
     )]
