@@ -584,7 +584,7 @@ const CASES: &[Case] = &[
         name: "Parquet with no rows",
         setup: |d| parquet_case(d, parquet(0), TARGET),
         code: 2,
-        expect: &["`y`", "0 rows"],
+        expect: &["main.parquet", "`y`", "0 rows"],
     },
     Case {
         name: "CSV with a ragged row",
@@ -647,7 +647,7 @@ const CASES: &[Case] = &[
             tab_case(d, &csv, TARGET, STEPS)
         },
         code: 2,
-        expect: &["`y`", "single class"],
+        expect: &["main.csv", "`y`", "single class"],
     },
     Case {
         name: "empty table after drop_rows",
@@ -664,7 +664,7 @@ const CASES: &[Case] = &[
             )
         },
         code: 2,
-        expect: &["drop_rows", "no rows left"],
+        expect: &["main.csv", "drop_rows", "no rows left"],
     },
     Case {
         name: "all-missing column",

@@ -156,7 +156,7 @@ pub fn prepared_tables(
     let key = key.finish();
     cache.get_or_compute("tables", &key, || {
         let p = catch_corrupt_tables(cfg.data.tables.values(), || {
-            Ok(whet_tabular::prepare(&cfg, seed, progress)?)
+            whet_tabular::prepare(&cfg, seed, progress).map_err(|e| name_table_files(e, &cfg))
         })?;
         let mut b = Bundle::default();
         let mut shapes = serde_json::Map::new();
@@ -183,6 +183,30 @@ pub fn prepared_tables(
         });
         Ok(b)
     })
+}
+
+/// Adds the table files to an error from preparing the tables when its message names none of
+/// them (a target with one class, a step that leaves no rows, …), so every data error says which
+/// files it is about.
+fn name_table_files(e: whet_tabular::Error, cfg: &whet_tabular::TabularConfig) -> anyhow::Error {
+    let e = anyhow::Error::new(e);
+    let text = crate::render_error(&e);
+    let paths: Vec<String> = cfg
+        .data
+        .tables
+        .iter()
+        .map(|(name, t)| format!("{name}: `{}`", t.path.display()))
+        .collect();
+    if cfg
+        .data
+        .tables
+        .values()
+        .any(|t| text.contains(&t.path.display().to_string()))
+    {
+        e
+    } else {
+        e.context(format!("preparing the tables ({})", paths.join(", ")))
+    }
 }
 
 fn prepare_tables(
