@@ -902,17 +902,7 @@ mod tests {
 
     /// A zigzag varint.
     fn zz(v: i64) -> Vec<u8> {
-        let mut u = ((v << 1) ^ (v >> 63)) as u64;
-        let mut out = Vec::new();
-        loop {
-            let b = (u & 0x7f) as u8;
-            u >>= 7;
-            if u == 0 {
-                out.push(b);
-                return out;
-            }
-            out.push(b | 0x80);
-        }
+        uvar(((v << 1) ^ (v >> 63)) as u64)
     }
 
     fn uvar(mut u: u64) -> Vec<u8> {
