@@ -76,14 +76,19 @@ impl Target {
 
 /// The repository root (this crate is `crates/whet-fuzz`).
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 /// Where crashing inputs of `target` are kept (`crates/whet-fuzz/crashes/<target>/`).
 pub fn crash_dir(target: Target) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crashes")
-        .join(target.name())
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("crashes")
+    .join(target.name())
 }
 
 /// The first `n` images and labels of the MNIST training set as raw IDX files.

@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("preview.png"));
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mnist");
+    let data = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../datasets/mnist");
     let set = load_idx(
         &data.join("train-images-idx3-ubyte.gz"),
         &data.join("train-labels-idx1-ubyte.gz"),

@@ -13,9 +13,11 @@ use whet_image::{
 };
 
 fn mnist(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../datasets/mnist")
-        .join(name)
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../datasets/mnist")
+    .join(name)
 }
 
 fn mnist_train(limit: usize) -> ImageSet {
@@ -199,9 +201,11 @@ fn offline_expansion_keeps_originals_and_adds_copies() {
 }
 
 fn golden_check(name: &str, img: &Img) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/golden")
-        .join(format!("{name}.png"));
+    let path = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data/golden")
+    .join(format!("{name}.png"));
     let ct = if img.c == 1 {
         image::ColorType::L8
     } else {

@@ -10,7 +10,10 @@ use whet_core::NoProgress;
 use whet_tabular::{ExportFormat, TabularConfig, audit, export, prepare};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets/nycflights13");
+    let d = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../datasets/nycflights13");
     let p = |f: &str| d.join(f).to_string_lossy().into_owned();
     let mut v = serde_json::json!({
         "data": {

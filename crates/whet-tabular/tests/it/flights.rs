@@ -14,9 +14,11 @@ use whet_tabular::{
 const ROWS: usize = 20_000;
 
 fn data(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../datasets/nycflights13")
-        .join(name);
+    let p = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../datasets/nycflights13")
+    .join(name);
     p.to_string_lossy().into_owned()
 }
 

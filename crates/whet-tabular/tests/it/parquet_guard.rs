@@ -8,7 +8,10 @@ use whet_tabular::polars::prelude::*;
 use whet_tabular::{Error, TableSpec, load_table};
 
 fn abort_inputs() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../whet-fuzz/crashes/parquet-abort");
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../whet-fuzz/crashes/parquet-abort");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("the kept abort inputs")
         .map(|e| e.expect("a directory entry").path())

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 /// `datasets/mnist/<name>` of the repository.
 pub fn mnist_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../datasets/mnist")
-        .join(name)
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../datasets/mnist")
+    .join(name)
 }
 
 fn read_u32(r: &mut impl Read) -> io::Result<u32> {
