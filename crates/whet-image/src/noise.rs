@@ -180,6 +180,36 @@ fn for_bins(rng: &mut Rng, n: usize, mut f: impl FnMut(usize, usize)) {
     }
 }
 
+/// The loop shared by [`GaussianNoise`] and [`Speckle`]: one bin per byte (`for_bins`), the
+/// byte becomes `bin(v, b)`; then, with `tail` the outer bins' boundary, each byte whose bin was
+/// an outer one (about one in 2048) becomes `exact(v, z)` for a tail draw `z`, in pixel order.
+/// `tails` is scratch for their positions.
+fn apply_binned(
+    s: &[u8],
+    d: &mut [u8],
+    rng: &mut Rng,
+    tails: &mut Vec<u32>,
+    tail: Option<f64>,
+    bin: impl Fn(u8, usize) -> u8,
+    exact: impl Fn(u8, f64) -> u8,
+) {
+    let n = s.len();
+    let (s, d) = (&s[..n], &mut d[..n]);
+    tails.clear();
+    for_bins(rng, n, |i, b| {
+        if b == 0 || b == BINS - 1 {
+            tails.push(i as u32 | (((b == 0) as u32) << 31));
+        }
+        d[i] = bin(s[i], b);
+    });
+    if let Some(a) = tail {
+        for &m in tails.iter() {
+            let i = (m & 0x7fff_ffff) as usize;
+            d[i] = exact(s[i], tail_sample(rng, a, m >> 31 == 1));
+        }
+    }
+}
+
 /// Additive Gaussian noise, prepared for one `(mean, std)`.
 #[derive(Debug, Clone)]
 pub struct GaussianNoise {
@@ -214,25 +244,21 @@ impl GaussianNoise {
             dst.data.copy_from_slice(src.data);
             return;
         }
-        let n = src.data.len();
-        let (s, d) = (&src.data[..n], &mut dst.data[..n]);
         let t = &*self.table;
-        tails.clear();
-        for_bins(rng, n, |i, b| {
-            if b == 0 || b == BINS - 1 {
-                tails.push(i as u32 | (((b == 0) as u32) << 31));
-            }
-            d[i] = (s[i] as i16 + t[b]).clamp(0, 255) as u8;
-        });
-        if self.std > 0.0 {
-            // Outer bins: exact tail values, drawn after the bins, in pixel order.
-            for &m in tails.iter() {
-                let i = (m & 0x7fff_ffff) as usize;
-                let z = tail_sample(rng, self.tail, m >> 31 == 1);
-                let v = s[i] as f64 + 255.0 * (self.mean + self.std * z);
-                d[i] = v.round().clamp(0.0, 255.0) as u8;
-            }
-        }
+        let (mean, std) = (self.mean, self.std);
+        apply_binned(
+            src.data,
+            &mut dst.data,
+            rng,
+            tails,
+            (std > 0.0).then_some(self.tail),
+            |v, b| (v as i16 + t[b]).clamp(0, 255) as u8,
+            |v, z| {
+                (v as f64 + 255.0 * (mean + std * z))
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            },
+        );
     }
 }
 
@@ -266,23 +292,17 @@ impl Speckle {
             dst.data.copy_from_slice(src.data);
             return;
         }
-        let n = src.data.len();
-        let (s, d) = (&src.data[..n], &mut dst.data[..n]);
         let t = &*self.table;
-        tails.clear();
-        for_bins(rng, n, |i, b| {
-            if b == 0 || b == BINS - 1 {
-                tails.push(i as u32 | (((b == 0) as u32) << 31));
-            }
-            d[i] = (s[i] as f32 * t[b] + 0.5).clamp(0.0, 255.0) as u8;
-        });
-        for &m in tails.iter() {
-            let i = (m & 0x7fff_ffff) as usize;
-            let z = tail_sample(rng, self.tail, m >> 31 == 1);
-            d[i] = (s[i] as f64 * (1.0 + self.std * z))
-                .round()
-                .clamp(0.0, 255.0) as u8;
-        }
+        let std = self.std;
+        apply_binned(
+            src.data,
+            &mut dst.data,
+            rng,
+            tails,
+            Some(self.tail),
+            |v, b| (v as f32 * t[b] + 0.5).clamp(0.0, 255.0) as u8,
+            |v, z| (v as f64 * (1.0 + std * z)).round().clamp(0.0, 255.0) as u8,
+        );
     }
 }
 
