@@ -46,6 +46,9 @@ fn ops_for(name: &str, h: usize, w: usize) -> Vec<OpConfig> {
         "random_resized_crop" => format!(r#"[{{"random_resized_crop": {{"width": {rrc_side}, "height": {rrc_side}}}}}]"#),
         "brightness" => r#"[{"brightness": {"limit": 0.2}}]"#.to_string(),
         "contrast" => r#"[{"contrast": {"limit": 0.2}}]"#.to_string(),
+        "brightness_contrast" => {
+            r#"[{"brightness": {"limit": 0.2}}, {"contrast": {"limit": 0.2}}]"#.to_string()
+        }
         "gamma" => r#"[{"gamma": {"range": [0.8, 1.2]}}]"#.to_string(),
         "blur_3tap" => r#"[{"gaussian_blur": {"sigma": [0.33, 0.33]}}]"#.to_string(),
         "blur_sigma1" => r#"[{"gaussian_blur": {"sigma": [1.0, 1.0]}}]"#.to_string(),
@@ -106,6 +109,7 @@ bench_ops!(
     random_resized_crop,
     brightness,
     contrast,
+    brightness_contrast,
     gamma,
     blur_3tap,
     blur_sigma1,

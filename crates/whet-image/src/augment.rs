@@ -478,6 +478,38 @@ impl Augmenter {
                 }
                 continue;
             }
+            // Fuse `brightness` followed by `contrast` into one pass (the same bytes as two).
+            if let (
+                Kind::Brightness(bc),
+                Some(Node {
+                    kind: Kind::Contrast(cc),
+                    ..
+                }),
+            ) = (&nodes[i].kind, nodes.get(i + 1))
+            {
+                let mut rb = self.rng(epoch, sample, nodes[i].id);
+                let delta =
+                    chance(&mut rb, nodes[i].p).then(|| color::draw_brightness(bc, &mut rb));
+                let mut rc = self.rng(epoch, sample, nodes[i + 1].id);
+                let f = chance(&mut rc, nodes[i + 1].p).then(|| color::draw_contrast(cc, &mut rc));
+                if delta.is_some() || f.is_some() {
+                    let cur = cur_view(src, loc, &s.a);
+                    let simd = crate::simd::Simd::detect();
+                    match f {
+                        Some(f) => {
+                            color::brightness_contrast(simd, cur, &mut s.b, delta.unwrap_or(0), f)
+                        }
+                        None => {
+                            s.b.reshape(cur.h, cur.w, cur.c);
+                            color::add_bytes(simd, cur.data, &mut s.b.data, delta.unwrap_or(0));
+                        }
+                    }
+                    std::mem::swap(&mut s.a, &mut s.b);
+                    loc = Loc::A;
+                }
+                i += 2;
+                continue;
+            }
             loc = self.step(&nodes[i], src, loc, epoch, sample, s);
             i += 1;
         }
@@ -795,6 +827,35 @@ mod tests {
 
     fn ops(yaml_like: Vec<OpConfig>) -> Augmenter {
         Augmenter::from_ops(&yaml_like, 5, 8, 8, 1).unwrap()
+    }
+
+    #[test]
+    fn fused_brightness_contrast_is_the_ops_one_by_one() {
+        let cfg: Vec<OpConfig> = serde_json::from_str(
+            r#"[{"brightness": {"limit": 0.4, "p": 0.7}}, {"contrast": {"limit": 0.5, "p": 0.7}}]"#,
+        )
+        .unwrap();
+        let (h, w, c) = (9, 13, 3);
+        let a = Augmenter::from_ops(&cfg, 11, h, w, c).unwrap();
+        let img: Vec<u8> = (0..h * w * c).map(|i| (i * 37 % 251) as u8).collect();
+        let src = View::new(h, w, c, &img);
+        let (mut fused_s, mut plain_s) = (Scratch::default(), Scratch::default());
+        let mut changed = 0;
+        for sample in 0..64 {
+            let fused = a.apply(&img, 3, sample, &mut fused_s).to_vec();
+            let mut loc = Loc::Src;
+            for node in &a.nodes {
+                loc = a.step(node, src, loc, 3, sample, &mut plain_s);
+            }
+            let plain = match loc {
+                Loc::Src => &img[..],
+                Loc::A => &plain_s.a.data[..],
+            };
+            assert_eq!(fused, plain, "sample {sample}");
+            changed += usize::from(fused != img);
+        }
+        // Both ops ran, alone and together, for some samples.
+        assert!(changed > 40, "{changed}");
     }
 
     #[test]

@@ -131,11 +131,38 @@ pub fn apply_lut(src: View<'_>, dst: &mut Img, lut: &[u8; 256]) {
     }
 }
 
-pub(crate) fn brightness(cfg: &BrightnessConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
+/// The byte offset of one `brightness` draw.
+pub(crate) fn draw_brightness(cfg: &BrightnessConfig, rng: &mut Rng) -> i32 {
     let l = cfg.limit.get();
-    let delta = (uniform(rng, -l, l) * 255.0).round().clamp(-255.0, 255.0) as i32;
+    (uniform(rng, -l, l) * 255.0).round().clamp(-255.0, 255.0) as i32
+}
+
+/// The factor of one `contrast` draw.
+pub(crate) fn draw_contrast(cfg: &ContrastConfig, rng: &mut Rng) -> f64 {
+    let l = cfg.limit.get();
+    uniform(rng, 1.0 - l, 1.0 + l).max(0.0)
+}
+
+pub(crate) fn brightness(cfg: &BrightnessConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
+    let delta = draw_brightness(cfg, rng);
     dst.reshape(src.h, src.w, src.c);
     add_bytes(Simd::detect(), src.data, &mut dst.data, delta);
+}
+
+/// `brightness` by `delta` then `contrast` by `f` in two reads of `src` and one write, instead
+/// of two reads and a write for each: the mean that contrast needs is summed over the shifted
+/// bytes without storing them, and the affine map shifts each byte again before mapping it.
+/// The same bytes as the two ops one after the other (`brightness_contrast_is_the_two_ops`).
+pub(crate) fn brightness_contrast(simd: Simd, src: View<'_>, dst: &mut Img, delta: i32, f: f64) {
+    let mean = sum_bytes(simd, src.data, delta) as f64 / src.data.len().max(1) as f64;
+    dst.reshape(src.h, src.w, src.c);
+    affine_bytes(simd, src.data, &mut dst.data, delta, f, mean * (1.0 - f));
+}
+
+/// The saturating byte shift by `delta` as two saturating ops (one of them by 0), so SIMD code
+/// needs no branch: `(up, down)`.
+fn shift_parts(delta: i32) -> (u8, u8) {
+    (delta.clamp(0, 255) as u8, (-delta).clamp(0, 255) as u8)
 }
 
 /// `dst = clamp(src + delta)` per byte, `|delta| <= 255`. Saturating byte adds vectorise (32
@@ -158,19 +185,21 @@ pub(crate) fn add_bytes(simd: Simd, src: &[u8], dst: &mut [u8], delta: i32) {
     );
 }
 
-/// `dst = clamp(round(a v + b))` per byte, for `0 <= a < 16` and `|b| < 8000`, in 16-bit fixed
+/// `dst = clamp(round(a v + b))` per byte of `src` first shifted by `delta` (saturating; 0 for
+/// none), for `0 <= a < 16` and `|b| < 8000`, in 16-bit fixed
 /// point: `(v << 7) · round(2048 a) >> 16` (a high-half multiply) is `a v` in Q2, then a
 /// saturating add of `b` in Q2 with the rounding half, a shift and a clamp. The AVX2 path does
 /// exactly these steps on 16 lanes with the signed `pmulhw` (both factors are below 2^15, so it
 /// equals the unsigned product; LLVM widened both the plain loop and `pmulhuw` to 32-bit lanes,
 /// at half the speed); the plain loop is the reference and handles the tail.
-pub(crate) fn affine_bytes(simd: Simd, src: &[u8], dst: &mut [u8], a: f64, b: f64) {
+pub(crate) fn affine_bytes(simd: Simd, src: &[u8], dst: &mut [u8], delta: i32, a: f64, b: f64) {
     let qa = (a * 2048.0).round().clamp(0.0, 32767.0) as u16;
     let qb = ((b * 4.0).round() + 2.0).clamp(-32000.0, 32000.0) as i16;
+    let (up, down) = shift_parts(delta);
     #[inline(always)]
-    fn plain(src: &[u8], dst: &mut [u8], qa: u16, qb: i16) {
+    fn plain(src: &[u8], dst: &mut [u8], (up, down): (u8, u8), qa: u16, qb: i16) {
         for (o, &v) in dst.iter_mut().zip(src) {
-            let x = (v as u16) << 7;
+            let x = (v.saturating_add(up).saturating_sub(down) as u16) << 7;
             let t = ((x as u32 * qa as u32) >> 16) as i16;
             *o = (t.saturating_add(qb) >> 2).clamp(0, 255) as u8;
         }
@@ -184,6 +213,8 @@ pub(crate) fn affine_bytes(simd: Simd, src: &[u8], dst: &mut [u8], a: f64, b: f6
             || {
                 use std::arch::x86_64::__m256i;
                 let zero = v3.avx._mm256_setzero_si256();
+                let vup = v3.avx._mm256_set1_epi8(up as i8);
+                let vdown = v3.avx._mm256_set1_epi8(down as i8);
                 let va = v3.avx._mm256_set1_epi16(qa as i16);
                 let vb = v3.avx._mm256_set1_epi16(qb);
                 let half = |x: __m256i| {
@@ -197,26 +228,35 @@ pub(crate) fn affine_bytes(simd: Simd, src: &[u8], dst: &mut [u8], a: f64, b: f6
                 let mut s32 = src.chunks_exact(32);
                 for (o, v) in (&mut d32).zip(&mut s32) {
                     let v: __m256i = pulp::cast(<[u8; 32]>::try_from(v).expect("32 bytes"));
+                    let v = v3
+                        .avx2
+                        ._mm256_subs_epu8(v3.avx2._mm256_adds_epu8(v, vup), vdown);
                     // Unpack and pack both work within 128-bit lanes, so the order round-trips.
                     let lo = half(v3.avx2._mm256_unpacklo_epi8(v, zero));
                     let hi = half(v3.avx2._mm256_unpackhi_epi8(v, zero));
                     let r = v3.avx2._mm256_packus_epi16(lo, hi);
                     o.copy_from_slice(&pulp::cast::<__m256i, [u8; 32]>(r));
                 }
-                plain(s32.remainder(), d32.into_remainder(), qa, qb);
+                plain(s32.remainder(), d32.into_remainder(), (up, down), qa, qb);
             },
         ),
-        _ => simd.run(|| plain(src, dst, qa, qb)),
+        _ => simd.run(|| plain(src, dst, (up, down), qa, qb)),
     }
 }
 
-/// The exact sum of `data` (`psadbw` against zero on the AVX2 path, 32 bytes per instruction).
-pub(crate) fn sum_bytes(simd: Simd, data: &[u8]) -> u64 {
+/// The exact sum of the bytes of `data` shifted by `delta` (saturating; 0 for none), with
+/// `psadbw` against zero on the AVX2 path, 32 bytes per instruction.
+pub(crate) fn sum_bytes(simd: Simd, data: &[u8], delta: i32) -> u64 {
+    let (up, down) = shift_parts(delta);
     #[inline(always)]
-    fn plain(data: &[u8]) -> u64 {
+    fn plain(data: &[u8], (up, down): (u8, u8)) -> u64 {
         // u32 sums over chunks of 2^16 bytes cannot overflow and vectorise.
         data.chunks(1 << 16)
-            .map(|ch| ch.iter().map(|&v| v as u32).sum::<u32>() as u64)
+            .map(|ch| {
+                ch.iter()
+                    .map(|&v| v.saturating_add(up).saturating_sub(down) as u32)
+                    .sum::<u32>() as u64
+            })
             .sum()
     }
     match simd {
@@ -226,29 +266,30 @@ pub(crate) fn sum_bytes(simd: Simd, data: &[u8]) -> u64 {
             || {
                 use std::arch::x86_64::__m256i;
                 let zero = v3.avx._mm256_setzero_si256();
+                let vup = v3.avx._mm256_set1_epi8(up as i8);
+                let vdown = v3.avx._mm256_set1_epi8(down as i8);
                 let mut acc = zero;
                 let mut rows = data.chunks_exact(32);
                 for row in &mut rows {
                     let v: __m256i = pulp::cast(<[u8; 32]>::try_from(row).expect("32 bytes"));
+                    let v = v3
+                        .avx2
+                        ._mm256_subs_epu8(v3.avx2._mm256_adds_epu8(v, vup), vdown);
                     acc = v3
                         .avx2
                         ._mm256_add_epi64(acc, v3.avx2._mm256_sad_epu8(v, zero));
                 }
                 let lanes: [u64; 4] = pulp::cast(acc);
-                lanes.iter().sum::<u64>() + plain(rows.remainder())
+                lanes.iter().sum::<u64>() + plain(rows.remainder(), (up, down))
             },
         ),
-        _ => simd.run(|| plain(data)),
+        _ => simd.run(|| plain(data, (up, down))),
     }
 }
 
 pub(crate) fn contrast(cfg: &ContrastConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
-    let l = cfg.limit.get();
-    let f = uniform(rng, 1.0 - l, 1.0 + l).max(0.0);
-    let simd = Simd::detect();
-    let mean = sum_bytes(simd, src.data) as f64 / src.data.len().max(1) as f64;
-    dst.reshape(src.h, src.w, src.c);
-    affine_bytes(simd, src.data, &mut dst.data, f, mean * (1.0 - f));
+    let f = draw_contrast(cfg, rng);
+    brightness_contrast(Simd::detect(), src, dst, 0, f);
 }
 
 pub(crate) fn gamma(cfg: &GammaConfig, src: View<'_>, dst: &mut Img, rng: &mut Rng) {
@@ -554,7 +595,7 @@ mod tests {
             (0.0, 128.0),
             (11.0, -1400.0),
         ] {
-            affine_bytes(Simd::detect(), &src, &mut dst, a, b);
+            affine_bytes(Simd::detect(), &src, &mut dst, 0, a, b);
             for (v, &o) in src.iter().zip(&dst) {
                 let want = (a * *v as f64 + b).round().clamp(0.0, 255.0);
                 assert!(
@@ -563,7 +604,7 @@ mod tests {
                 );
             }
         }
-        affine_bytes(Simd::detect(), &src, &mut dst, 1.0, 0.0);
+        affine_bytes(Simd::detect(), &src, &mut dst, 0, 1.0, 0.0);
         assert_eq!(src, dst, "factor 1 is exact");
     }
 
@@ -578,19 +619,48 @@ mod tests {
             b in -600.0f64..600.0,
         ) {
             let want_sum: u64 = data.iter().map(|&v| v as u64).sum();
+            let shifted: Vec<u8> = data.iter().map(|&v| (v as i32 + delta).clamp(0, 255) as u8).collect();
+            let want_shifted_sum: u64 = shifted.iter().map(|&v| v as u64).sum();
             let mut want = None;
             for simd in Simd::all() {
-                proptest::prop_assert_eq!(sum_bytes(simd, &data), want_sum);
+                proptest::prop_assert_eq!(sum_bytes(simd, &data, 0), want_sum);
+                proptest::prop_assert_eq!(sum_bytes(simd, &data, delta), want_shifted_sum);
                 let (mut x, mut y) = (vec![0u8; data.len()], vec![0u8; data.len()]);
                 add_bytes(simd, &data, &mut x, delta);
-                affine_bytes(simd, &data, &mut y, a, b);
-                for (&v, &o) in data.iter().zip(&x) {
-                    proptest::prop_assert_eq!(o as i32, (v as i32 + delta).clamp(0, 255));
-                }
+                affine_bytes(simd, &data, &mut y, 0, a, b);
+                proptest::prop_assert_eq!(&x, &shifted);
+                // A shift inside the affine map is the shift, then the map.
+                let (mut z, mut z_then) = (vec![0u8; data.len()], vec![0u8; data.len()]);
+                affine_bytes(simd, &data, &mut z, delta, a, b);
+                affine_bytes(simd, &shifted, &mut z_then, 0, a, b);
+                proptest::prop_assert_eq!(&z, &z_then);
                 match &want {
                     None => want = Some(y),
                     Some(w) => proptest::prop_assert_eq!(w, &y),
                 }
+            }
+        }
+
+        #[test]
+        fn brightness_contrast_is_the_two_ops(
+            img in crate::simd::arb_img(20, 60),
+            limits in (0.0f64..1.0, 0.0f64..1.0),
+            seed in 0u64..1000,
+        ) {
+            let b = BrightnessConfig { limit: NonNegative::new(limits.0).unwrap(), p: Probability::ONE };
+            let c = ContrastConfig { limit: NonNegative::new(limits.1).unwrap(), p: Probability::ONE };
+            let (mut one, mut two) = (Img::default(), Img::default());
+            let mut rb = whet_core::rng::stream(seed, &[1]);
+            let mut rc = whet_core::rng::stream(seed, &[2]);
+            brightness(&b, img.view(), &mut one, &mut rb);
+            contrast(&c, one.view(), &mut two, &mut rc);
+            let mut rb = whet_core::rng::stream(seed, &[1]);
+            let mut rc = whet_core::rng::stream(seed, &[2]);
+            let (delta, f) = (draw_brightness(&b, &mut rb), draw_contrast(&c, &mut rc));
+            for simd in Simd::all() {
+                let mut fused = Img::default();
+                brightness_contrast(simd, img.view(), &mut fused, delta, f);
+                proptest::prop_assert_eq!(&fused, &two, "{:?}", simd);
             }
         }
     }
