@@ -41,7 +41,10 @@ fn kill(mut c: Child) {
 }
 
 /// Visible files under `dir` (relative path → bytes) and the hidden temporary ones.
-fn files(dir: &Path) -> (BTreeMap<PathBuf, Vec<u8>>, Vec<PathBuf>) {
+/// A folder's files by relative path, with their bytes.
+type Files = BTreeMap<PathBuf, Vec<u8>>;
+
+fn files(dir: &Path) -> (Files, Vec<PathBuf>) {
     let (mut visible, mut temp) = (BTreeMap::new(), Vec::new());
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -134,12 +137,7 @@ train:
 }
 
 /// Checks one killed output folder against the earlier and a complete new version.
-fn check_killed(
-    out: &Path,
-    earlier: &BTreeMap<PathBuf, Vec<u8>>,
-    new: &BTreeMap<PathBuf, Vec<u8>>,
-    what: &str,
-) -> Vec<String> {
+fn check_killed(out: &Path, earlier: &Files, new: &Files, what: &str) -> Vec<String> {
     let (now, _temp) = files(out);
     let mut bad = Vec::new();
     for (p, bytes) in &now {
@@ -158,6 +156,32 @@ fn check_killed(
         if !now.contains_key(p) {
             bad.push(format!("{what}: the earlier `{}` is gone", p.display()));
         }
+    }
+    bad
+}
+
+/// The kill loop of the run and export tests: at `points` instants spread over `full` (the
+/// time of an uninterrupted command), a fresh copy `out-K` of the `earlier` folder gets
+/// `start(out)`, which is SIGKILLed at that instant; `check_killed` then compares what is left
+/// with `(earlier, new)` files, and `after(K, out)` does the test's own checks. Returns the
+/// problems found.
+fn kill_at_points(
+    d: &Path,
+    points: usize,
+    full: Duration,
+    (earlier, new): (&Files, &Files),
+    start: impl Fn(&Path) -> Child,
+    mut after: impl FnMut(usize, &Path),
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    for k in 0..points {
+        let out = d.join(format!("out-{k}"));
+        copy_dir(&d.join("earlier"), &out);
+        let child = start(&out);
+        std::thread::sleep(full.mul_f64((k as f64 + 0.5) / points as f64));
+        kill(child);
+        bad.extend(check_killed(&out, earlier, new, &format!("kill point {k}")));
+        after(k, &out);
     }
     bad
 }
@@ -184,13 +208,10 @@ fn killed_run_leaves_earlier_or_complete_results() {
     let (earlier, _) = files(&d.join("earlier"));
     let (new, _) = files(&d.join("new"));
     assert!(earlier.contains_key(Path::new("metrics.json")));
-    let mut bad = Vec::new();
     let (mut left_temp, mut mixed) = (0, 0);
     let points = 8;
-    for k in 0..points {
-        let out = d.join(format!("out-{k}"));
-        copy_dir(&d.join("earlier"), &out);
-        let child = spawn(
+    let run_to = |out: &Path| {
+        spawn(
             d,
             &[
                 "run",
@@ -200,32 +221,16 @@ fn killed_run_leaves_earlier_or_complete_results() {
                 "--seed",
                 "1",
             ],
-        );
-        std::thread::sleep(full.mul_f64((k as f64 + 0.5) / points as f64));
-        kill(child);
-        bad.extend(check_killed(
-            &out,
-            &earlier,
-            &new,
-            &format!("kill point {k}"),
-        ));
-        let (now, temp) = files(&out);
+        )
+    };
+    let bad = kill_at_points(d, points, full, (&earlier, &new), run_to, |k, out| {
+        let (now, temp) = files(out);
         left_temp += temp.len();
         mixed += usize::from(now.iter().any(|(p, b)| earlier.get(p) != Some(b)));
         // The next run ignores what the kill left and writes the same results.
-        let (code, err) = finish(spawn(
-            d,
-            &[
-                "run",
-                "run.yaml",
-                "--out",
-                out.to_str().unwrap(),
-                "--seed",
-                "1",
-            ],
-        ));
+        let (code, err) = finish(run_to(out));
         assert_eq!(code, 0, "rerun after kill point {k}: {err}");
-        let (after, _) = files(&out);
+        let (after, _) = files(out);
         for p in ["model.safetensors", "learning-curves.svg", "confusion.svg"] {
             assert_eq!(
                 after.get(Path::new(p)),
@@ -233,7 +238,7 @@ fn killed_run_leaves_earlier_or_complete_results() {
                 "rerun after kill point {k}: `{p}` differs from an uninterrupted run"
             );
         }
-    }
+    });
     eprintln!(
         "run killed at {points} points over {:.2} s: {mixed} left some new files, {left_temp} temporary files left",
         full.as_secs_f64()
@@ -264,30 +269,20 @@ fn killed_export_leaves_earlier_or_complete_files() {
     let (earlier, _) = files(&d.join("earlier"));
     let (new, _) = files(&d.join("new"));
     assert!(new.len() >= 3, "{new:?}");
-    let (mut bad, mut left_stage) = (Vec::new(), 0);
+    let mut left_stage = 0;
     let points = 8;
-    for k in 0..points {
-        let out = d.join(format!("out-{k}"));
-        copy_dir(&d.join("earlier"), &out);
-        let child = export("run.yaml", out.to_str().unwrap());
-        std::thread::sleep(full.mul_f64((k as f64 + 0.5) / points as f64));
-        kill(child);
-        bad.extend(check_killed(
-            &out,
-            &earlier,
-            &new,
-            &format!("kill point {k}"),
-        ));
-        left_stage += usize::from(!files(&out).1.is_empty());
-        let (code, err) = finish(export("run.yaml", out.to_str().unwrap()));
+    let export_to = |out: &Path| export("run.yaml", out.to_str().unwrap());
+    let bad = kill_at_points(d, points, full, (&earlier, &new), export_to, |k, out| {
+        left_stage += usize::from(!files(out).1.is_empty());
+        let (code, err) = finish(export_to(out));
         assert_eq!(code, 0, "export after kill point {k}: {err}");
-        let (after, temp) = files(&out);
+        let (after, temp) = files(out);
         assert_eq!(after, new, "export after kill point {k}");
         // The next export removes the staging folder the killed one left (Linux: /proc).
         if Path::new("/proc/self").exists() {
             assert!(temp.is_empty(), "left after the next export: {temp:?}");
         }
-    }
+    });
     eprintln!(
         "export killed at {points} points over {:.2} s: {left_stage} left a staging folder",
         full.as_secs_f64()
