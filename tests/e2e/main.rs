@@ -6,5 +6,6 @@
 mod bad_input;
 mod catalogue;
 mod interrupt;
+mod pinned;
 mod pipelines;
 mod util;
