@@ -5,7 +5,7 @@
 //! sibling named `.NAME.XXXXXX.tmp`, synced, renamed over the result), so each visible file is
 //! either the earlier version or a complete new one; at most hidden `.tmp` files remain
 //! (`fsx::is_temp_name`), which nothing reads and the next run ignores. An export stages
-//! everything in `OUT/.whet-export-PID.tmp/` and renames the files into place at the end; the
+//! everything in `OUT/.whet-stage-PID.tmp/` and renames the files into place at the end; the
 //! next export removes the staging folders of processes that no longer run.
 //! The kill points are spread over the measured length of an uninterrupted run, so the checks
 //! hold whatever the machine's speed; no assertion depends on where a kill lands.

@@ -1,27 +1,15 @@
 //! The `whet` command-line tool: one YAML run file from raw data to a trained network and a
 //! per-stage ablation report.
 //!
-//! This crate composes the configuration types of [`whet_image`], [`whet_tabular`] and
-//! [`whet_train`] into one run file ([`config::RunFile`]), parses it with located errors
-//! ([`yaml`]), expands ablation variants ([`variants`]), and runs the commands in [`cmd`].
-//! `main` only parses arguments and maps errors to exit codes: 0 success, 1 a run that failed
-//! (diverged, or a failed variant when all failed), 2 bad input or usage.
+//! Everything a run does lives in the [`whet`] library crate; this crate parses the command
+//! line ([`Cli`]), calls it, draws progress bars ([`progress`]) and prints results ([`cmd`]).
+//! `main` maps errors to exit codes: 0 success, 1 a run that failed (diverged, or every variant
+//! failed), 2 bad input or usage.
 
-// `yaml::ConfigError` carries the file, position, key path, message, hint and snippet (144 bytes).
-// It is returned once per run file, never in a hot loop, so boxing it would only add noise.
-#![allow(clippy::result_large_err)]
-
-pub mod cache;
 pub mod cmd;
-pub mod config;
-pub mod data;
-pub mod images;
 pub mod progress;
-pub mod reference;
-pub mod variants;
-pub mod yaml;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -70,21 +58,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output formats of `whet export`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    /// Apache Parquet (tables).
-    Parquet,
-    /// Comma-separated values (tables).
-    Csv,
-    /// NumPy `.npy` arrays (tables and images).
-    Npy,
-    /// PNG files, one folder per class (images).
-    Png,
-    /// MNIST IDX files, gzip-compressed (images).
-    Idx,
-}
-
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -95,7 +68,7 @@ pub enum Command {
     Run {
         /// The YAML run file.
         pipeline: PathBuf,
-        /// Output folder (default: runs/<name>).
+        /// Output folder (default: runs/NAME).
         #[arg(long, short)]
         out: Option<PathBuf>,
         /// Override the run file's seed.
@@ -112,7 +85,7 @@ pub enum Command {
     Ablate {
         /// The YAML run file (with an `ablation` section, or only `leave_one_out` by default).
         pipeline: PathBuf,
-        /// Output folder (default: runs/<name>-ablation).
+        /// Output folder (default: runs/NAME-ablation).
         #[arg(long, short)]
         out: Option<PathBuf>,
         /// Override the number of seeds per variant.
@@ -139,22 +112,28 @@ pub enum Command {
         #[arg(long, short)]
         out: PathBuf,
         /// File format (tables: parquet, csv, npy; images: png, idx, npy).
-        #[arg(long, value_enum)]
-        format: Option<ExportFormat>,
+        #[arg(long, value_parser = parse_format)]
+        format: Option<whet::ExportFormat>,
+        /// Online augmentation: also write N augmented copies of every training image after the
+        /// originals (offline augmentation exports the copies the model was trained on).
+        #[arg(long, value_name = "N")]
+        augmented_copies: Option<usize>,
     },
-    /// Apply the preprocessing recorded in an export's manifest to new data.
-    #[command(after_help = "Example: whet apply export/manifest.json new-flights.csv --out new/")]
+    /// Apply the preprocessing recorded in a run's or an export's manifest to new data.
+    #[command(
+        after_help = "Example: whet apply runs/flights-delay/manifest.json new-flights.csv --out new/"
+    )]
     Apply {
-        /// `manifest.json` written by `whet export`.
+        /// `manifest.json` written by `whet run`, `whet ablate` or `whet export`.
         manifest: PathBuf,
         /// The new data (the main table, in the same format as at export).
         data: PathBuf,
         /// Output folder.
         #[arg(long, short)]
         out: PathBuf,
-        /// File format.
-        #[arg(long, value_enum, default_value = "parquet")]
-        format: ExportFormat,
+        /// File format: parquet, csv or npy.
+        #[arg(long, value_parser = parse_format, default_value = "parquet")]
+        format: whet::ExportFormat,
     },
     /// Draw a grid of training images and their augmented versions.
     #[command(after_help = "Example: whet preview pipelines/mnist-ablation.yaml --out preview.png")]
@@ -198,6 +177,10 @@ pub enum Command {
     },
 }
 
+fn parse_format(s: &str) -> Result<whet::ExportFormat, String> {
+    s.parse()
+}
+
 /// Runs the CLI with these arguments and returns the process exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
@@ -229,7 +212,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
             eprintln!("error: {}", render_error(&e));
-            if e.chain().any(|c| c.is::<RunFailed>()) {
+            if e.chain().any(|c| {
+                c.is::<RunFailed>()
+                    || c.downcast_ref::<whet::Error>()
+                        .is_some_and(whet::Error::is_failed_run)
+            }) {
                 1
             } else {
                 2

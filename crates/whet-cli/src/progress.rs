@@ -73,4 +73,11 @@ impl Progress for Bars {
             b.finish_and_clear();
         }
     }
+    fn warn(&self, message: &str) {
+        let line = format!("warning: {message}");
+        match self.lock().as_ref() {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
 }

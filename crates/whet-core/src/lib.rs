@@ -17,6 +17,7 @@
 
 pub mod fsx;
 pub mod progress;
+pub mod publish;
 pub mod rng;
 pub mod spec;
 

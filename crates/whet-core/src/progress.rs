@@ -14,6 +14,11 @@ pub trait Progress: Send + Sync {
     fn message(&self, msg: &str);
     /// The current phase ended.
     fn end(&self);
+    /// Something the user should know that does not stop the work (a skipped file, a cache
+    /// that could not be written). The default prints `warning: MESSAGE` on stderr.
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
 }
 
 /// A [`Progress`] that ignores everything.

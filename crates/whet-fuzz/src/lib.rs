@@ -1,7 +1,7 @@
 //! A small mutation fuzzer on stable Rust for whet's input paths (cargo-fuzz needs nightly).
 //!
 //! Five targets, each fed bytes through the same public functions the `whet` binary uses:
-//! - `yaml`: a run file, through [`whet_cli::config::load`] (read, typed parse, value parse,
+//! - `yaml`: a run file, through [`whet::RunFile::from_path`] (read, typed parse, value parse,
 //!   path resolution, every `validate()`, ablation expansion);
 //! - `idx`: an IDX image file and its label file, through [`whet_image::load_idx`];
 //! - `csv`: a CSV table, through [`whet_tabular::load_table`];
@@ -340,7 +340,7 @@ pub fn execute(target: Target, data: &[u8], s: &Scratch) -> Result<(), String> {
         Target::Yaml => {
             let p = s.path("run.yaml");
             std::fs::write(&p, data).map_err(|e| e.to_string())?;
-            whet_cli::config::load(&p, &[])
+            whet::RunFile::from_path(&p)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }
@@ -384,18 +384,14 @@ pub fn execute(target: Target, data: &[u8], s: &Scratch) -> Result<(), String> {
         Target::Parquet => {
             let p = s.path("table.parquet");
             std::fs::write(&p, data).map_err(|e| e.to_string())?;
-            // As the CLI reads tables: a panic in polars' reader becomes an error naming the file.
+            // `load_table` turns a panic in polars' reader into an error naming the file.
             let mut spec = whet_tabular::TableSpec::new(&p);
-            let load = |spec: &whet_tabular::TableSpec| {
-                whet_cli::data::catch_corrupt_tables([spec], || {
-                    Ok(whet_tabular::load_table(spec).map(|_| ())?)
-                })
-            };
+            let load = |spec: &whet_tabular::TableSpec| whet_tabular::load_table(spec).map(|_| ());
             let a = load(&spec);
             // A row limit takes polars' sliced read path.
             spec.limit = Some(5);
             let b = load(&spec);
-            let r = a.and(b).map_err(|e| format!("{e:#}"));
+            let r = a.and(b).map_err(|e| e.to_string());
             // An error the user cannot place is a bug too: it must name the file.
             if let Err(m) = &r {
                 assert!(

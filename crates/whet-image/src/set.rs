@@ -172,7 +172,7 @@ pub enum NormalizeKind {
 }
 
 /// A fitted normalisation: `x = v · scale_c + offset_c` per channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normalizer {
     /// Per-channel multiplier.
     pub scale: Vec<f32>,

@@ -67,6 +67,20 @@ pub enum Error {
         /// What is wrong, with the declared and the possible values.
         message: String,
     },
+    /// A reader (polars' Parquet or CSV decoder) panicked on the file: it is damaged or not a
+    /// valid file of its format. [`crate::load_table`] catches the panic and names the file.
+    #[error(
+        "reading `{}`: the {format}reader failed on corrupt data ({detail}); the file is damaged or not a valid {format}file",
+        path.display()
+    )]
+    CorruptTable {
+        /// The file.
+        path: PathBuf,
+        /// `Parquet ` or empty (for CSV), as the message says it.
+        format: &'static str,
+        /// The first line of the reader's panic message.
+        detail: String,
+    },
     /// A column that a config names is not in the table.
     #[error("{context}: column `{column}` not found (have: {available:?})")]
     ColumnNotFound {

@@ -275,6 +275,27 @@ pub fn write_split(
 /// # Errors
 /// [`Error::Fs`] on write errors, polars errors on encoding.
 pub fn export(prepared: &Prepared, dir: &Path, format: ExportFormat) -> Result<ExportReport> {
+    let files = write_splits(prepared, dir, format)?;
+    let mut manifest = prepared.manifest.clone();
+    manifest.files = files.clone();
+    let path = dir.join("manifest.json");
+    manifest.save(&path)?;
+    Ok(ExportReport {
+        files,
+        manifest: path,
+    })
+}
+
+/// Writes train / validation / test in `format` and `features.txt` into `dir` (what [`export`]
+/// writes besides its manifest); returns the written files with their sizes and hashes.
+///
+/// # Errors
+/// [`Error::Fs`] on write errors, polars errors on encoding.
+pub fn write_splits(
+    prepared: &Prepared,
+    dir: &Path,
+    format: ExportFormat,
+) -> Result<Vec<FileEntry>> {
     let mut files = Vec::new();
     for (name, s) in [
         ("train", &prepared.train),
@@ -298,14 +319,7 @@ pub fn export(prepared: &Prepared, dir: &Path, format: ExportFormat) -> Result<E
         })?;
     }
     files.push(write_file(dir, "features.txt", &names)?);
-    let mut manifest = prepared.manifest.clone();
-    manifest.files = files.clone();
-    let path = dir.join("manifest.json");
-    manifest.save(&path)?;
-    Ok(ExportReport {
-        files,
-        manifest: path,
-    })
+    Ok(files)
 }
 
 #[cfg(test)]

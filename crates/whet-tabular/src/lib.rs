@@ -40,7 +40,9 @@ pub mod target;
 pub use audit::{AuditConfig, AuditFlag, AuditReport, FlagKind, audit_frame};
 pub use encode::{DatePart, EncodeConfig, FittedEncode};
 pub use error::{Error, Result};
-pub use export::{ExportFormat, ExportReport, FileEntry, Manifest, export, read_npy, write_split};
+pub use export::{
+    ExportFormat, ExportReport, FileEntry, Manifest, export, read_npy, write_split, write_splits,
+};
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{ColumnType, LoadReport, TableFormat, TableSpec, load_table};
 pub use missing::{

@@ -257,8 +257,36 @@ pub struct LoadReport {
 /// [`Error::Io`] when the file cannot be read, [`Error::MalformedRow`] for a malformed CSV row
 /// (file, line, column, value, expected type), [`Error::ReadTable`] for other parse failures,
 /// [`Error::UnknownFormat`] for an unknown extension, [`Error::CorruptParquet`] for a Parquet file
-/// whose footer or page headers declare impossible sizes (checked before polars reads it).
+/// whose footer or page headers declare impossible sizes (checked before polars reads it),
+/// [`Error::CorruptTable`] when a reader panics on the file.
 pub fn load_table(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    // polars' readers panic on some corrupt files (whet-fuzz found failed asserts, out-of-range
+    // slices and `unwrap`s in its thrift, page and bitmap decoders). Such a panic is a corrupt
+    // input, not a bug in whet: it becomes an error naming the file. (The aborts that cannot be
+    // caught are refused before polars reads the file, by `check_parquet`.)
+    match catch_unwind(AssertUnwindSafe(|| load_table_unguarded(spec))) {
+        Ok(r) => r,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let format = match spec.resolved_format() {
+                Ok(TableFormat::Parquet) => "Parquet ",
+                _ => "",
+            };
+            Err(Error::CorruptTable {
+                path: spec.path.clone(),
+                format,
+                detail: text.lines().next().unwrap_or_default().to_string(),
+            })
+        }
+    }
+}
+
+fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
     let path = &spec.path;
     let io = |source| Error::Io {
         path: path.clone(),

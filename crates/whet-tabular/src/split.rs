@@ -92,7 +92,7 @@ impl SplitConfig {
 }
 
 /// Row indices of each split, ascending.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SplitIndices {
     /// Train rows.
     pub train: Vec<IdxSize>,

@@ -7,7 +7,8 @@
 //! a JSON header (`meta` plus the blob index), then the blobs. Entries are written atomically;
 //! an unreadable or truncated entry is treated as a miss and recomputed.
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -17,22 +18,40 @@ const MAGIC: &[u8; 10] = b"WHETCACHE1";
 /// Code version mixed into every key: a new whet version never reads an older entry.
 pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-cache1");
 
-/// A cache entry: JSON metadata and named binary blobs.
+/// A cache entry: a typed header (JSON) and named binary blobs.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Bundle {
-    /// Small structured data.
-    pub meta: serde_json::Value,
+pub(crate) struct Bundle {
+    /// The header, a serialised typed struct (see [`Bundle::new`] and [`Bundle::meta`]).
+    meta: Vec<u8>,
     /// Named blobs (arrays as little-endian bytes).
-    pub blobs: Vec<(String, Vec<u8>)>,
+    blobs: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Header {
-    meta: serde_json::Value,
+    /// The typed header's JSON text.
+    meta: String,
     blobs: Vec<(String, u64)>,
 }
 
 impl Bundle {
+    /// A bundle whose header is `meta`.
+    pub fn new<M: Serialize>(meta: &M) -> Result<Self> {
+        Ok(Bundle {
+            meta: serde_json::to_vec(meta).map_err(|e| {
+                Error::Invalid(format!("a stage-cache header cannot be written: {e}"))
+            })?,
+            blobs: Vec::new(),
+        })
+    }
+    /// The header as `M`, or `None` when it is not one (an entry from another version).
+    pub fn meta<M: DeserializeOwned>(&self) -> Option<M> {
+        serde_json::from_slice(&self.meta).ok()
+    }
+    /// Adds a blob of bytes.
+    pub fn push_bytes(&mut self, name: &str, data: Vec<u8>) {
+        self.blobs.push((name.to_string(), data));
+    }
     /// The blob called `name`.
     pub fn blob(&self, name: &str) -> Option<&[u8]> {
         self.blobs
@@ -77,14 +96,15 @@ impl Bundle {
 
     fn encode(&self) -> Result<Vec<u8>> {
         let header = Header {
-            meta: self.meta.clone(),
+            meta: String::from_utf8_lossy(&self.meta).into_owned(),
             blobs: self
                 .blobs
                 .iter()
                 .map(|(n, b)| (n.clone(), b.len() as u64))
                 .collect(),
         };
-        let h = serde_json::to_vec(&header)?;
+        let h = serde_json::to_vec(&header)
+            .map_err(|e| Error::Invalid(format!("a stage-cache header cannot be written: {e}")))?;
         let mut out = Vec::with_capacity(
             MAGIC.len() + 8 + h.len() + self.blobs.iter().map(|b| b.1.len()).sum::<usize>(),
         );
@@ -110,7 +130,7 @@ impl Bundle {
             rest = r;
         }
         rest.is_empty().then_some(Bundle {
-            meta: header.meta,
+            meta: header.meta.into_bytes(),
             blobs,
         })
     }
@@ -118,7 +138,7 @@ impl Bundle {
 
 /// Builds a cache key from labelled parts (config JSON, file hashes, seeds…).
 #[derive(Debug, Clone)]
-pub struct KeyBuilder(Sha256);
+pub(crate) struct KeyBuilder(Sha256);
 
 impl Default for KeyBuilder {
     fn default() -> Self {
@@ -142,9 +162,10 @@ impl KeyBuilder {
         self
     }
     /// Mixes in a serialisable value (its JSON).
-    pub fn json<T: Serialize>(self, label: &str, value: &T) -> Result<Self> {
-        let s = serde_json::to_string(value)?;
-        Ok(self.part(label, &s))
+    pub fn json<T: Serialize>(self, label: &str, value: &T) -> Self {
+        // Config types serialise without fail (no maps with non-string keys).
+        let s = serde_json::to_string(value).unwrap_or_default();
+        self.part(label, &s)
     }
     /// Mixes in the content of a file (SHA-256 of its bytes).
     ///
@@ -170,14 +191,11 @@ fn hex(bytes: &[u8]) -> String {
 /// The file cannot be read.
 pub fn hash_file(path: &Path) -> Result<String> {
     use std::io::Read;
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(Error::io("reading", path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading `{}`", path.display()))?;
+        let n = f.read(&mut buf).map_err(Error::io("reading", path))?;
         if n == 0 {
             break;
         }
@@ -227,7 +245,7 @@ impl Cache {
     }
 
     /// The entry for `key`, if present and intact.
-    pub fn get(&self, stage: &str, key: &str) -> Option<Bundle> {
+    pub(crate) fn get(&self, stage: &str, key: &str) -> Option<Bundle> {
         let p = self.path(stage, key)?;
         let bytes = std::fs::read(p).ok()?;
         Bundle::decode(&bytes)
@@ -238,32 +256,12 @@ impl Cache {
     ///
     /// # Errors
     /// The entry could not be written.
-    pub fn put(&self, stage: &str, key: &str, bundle: &Bundle) -> Result<()> {
+    pub(crate) fn put(&self, stage: &str, key: &str, bundle: &Bundle) -> Result<()> {
         let Some(p) = self.path(stage, key) else {
             return Ok(());
         };
         whet_core::fsx::atomic_write(&p, &bundle.encode()?)?;
         Ok(())
-    }
-
-    /// The cached bundle for `key`, or `compute()` stored under it. Returns whether it was a hit.
-    ///
-    /// # Errors
-    /// Whatever `compute` returns.
-    pub fn get_or_compute(
-        &self,
-        stage: &str,
-        key: &str,
-        compute: impl FnOnce() -> Result<Bundle>,
-    ) -> Result<(Bundle, bool)> {
-        if let Some(b) = self.get(stage, key) {
-            return Ok((b, true));
-        }
-        let b = compute()?;
-        if let Err(e) = self.put(stage, key, &b) {
-            eprintln!("warning: could not write the stage cache: {e:#}");
-        }
-        Ok((b, false))
     }
 }
 
@@ -275,31 +273,16 @@ mod tests {
     fn round_trip_and_corruption_is_a_miss() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::at(dir.path());
-        let mut b = Bundle {
-            meta: serde_json::json!({"rows": 3}),
-            blobs: vec![],
-        };
+        let mut b = Bundle::new(&3usize).unwrap();
         b.push_f32("x", &[1.0, -2.5, 3.25]);
         b.push_u32("y", &[7, 8]);
         let key = KeyBuilder::new().part("cfg", "a").finish();
-        let mut calls = 0;
-        let (got, hit) = cache
-            .get_or_compute("t", &key, || {
-                calls += 1;
-                Ok(b.clone())
-            })
-            .unwrap();
-        assert!(!hit);
+        assert!(cache.get("t", &key).is_none());
+        cache.put("t", &key, &b).unwrap();
+        let got = cache.get("t", &key).unwrap();
         assert_eq!(got, b);
-        let (got, hit) = cache
-            .get_or_compute("t", &key, || {
-                calls += 1;
-                Ok(b.clone())
-            })
-            .unwrap();
-        assert!(hit);
-        assert_eq!(calls, 1);
         assert_eq!(got.f32("x").unwrap(), vec![1.0, -2.5, 3.25]);
+        assert_eq!(got.meta::<usize>(), Some(3));
         assert_eq!(got.u32("y").unwrap(), vec![7, 8]);
         // Truncate the entry: it must be recomputed, not misread.
         let p = dir.path().join(format!("t-{key}.bin"));
@@ -339,17 +322,10 @@ mod tests {
     }
 
     #[test]
-    fn disabled_cache_always_computes() {
+    fn disabled_cache_stores_nothing() {
         let cache = Cache::off();
-        let mut calls = 0;
-        for _ in 0..2 {
-            cache
-                .get_or_compute("t", "k", || {
-                    calls += 1;
-                    Ok(Bundle::default())
-                })
-                .unwrap();
-        }
-        assert_eq!(calls, 2);
+        cache.put("t", "k", &Bundle::default()).unwrap();
+        assert!(cache.get("t", "k").is_none());
+        assert!(!cache.enabled());
     }
 }

@@ -1,18 +1,17 @@
-//! `whet run`: one run end to end, and the executor `whet ablate` calls for each run.
+//! One run end to end: prepare the data, build and train the network, evaluate it, and write
+//! `metrics.json`, `curves.csv`, the charts, `model.safetensors` and `manifest.json`.
 
-use crate::cache::Cache;
-use crate::config::RunFile;
-use crate::data::{self, PreparedData};
-use crate::progress::Bars;
-use crate::{Cli, RunFailed};
-use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use crate::cache::{Cache, KeyBuilder};
+use crate::error::{Error, Result, ResultExt};
+use crate::manifest::{Manifest, ManifestKind};
+use crate::runfile::Run;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 use whet_core::Progress;
 use whet_report::{Confusion, EpochRow, RunRecord, RunStatus};
-use whet_train::{BatchSource, EpochRecord, Evaluation, Metrics, Observer};
+use whet_train::{BatchSource, EpochRecord, Observer};
 
 /// Draws the epoch bar from the trainer's events.
 struct EpochBars<'a> {
@@ -41,6 +40,111 @@ impl Observer for EpochBars<'_> {
     }
 }
 
+/// Per-class results on the test set (classification and binary tasks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassBreakdown {
+    /// Class names, in label order.
+    pub labels: Vec<String>,
+    /// Precision per class (`null` when the class was never predicted).
+    pub precision: Vec<Option<f64>>,
+    /// Recall per class (`null` when the class is absent from the test set).
+    pub recall: Vec<Option<f64>>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// What a run measured: `metrics.json` is this struct, one copy of each number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// The run file's name.
+    pub name: String,
+    /// The ablation variant (`baseline` for the run file as written).
+    pub variant: String,
+    /// The seed the run used.
+    pub seed: u64,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Why the run diverged, when it did.
+    pub message: Option<String>,
+    /// Test-set metrics by name (`loss`, `accuracy`, `balanced_accuracy`, `roc_auc`; `mse`,
+    /// `mae`, `r2` for regression); empty when training diverged.
+    pub test: BTreeMap<String, f64>,
+    /// Validation metrics by name, when the run has a validation set and finished.
+    pub validation: Option<BTreeMap<String, f64>>,
+    /// Per-class results on the test set (classification).
+    pub test_classes: Option<ClassBreakdown>,
+    /// Test samples evaluated.
+    pub test_samples: usize,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// The epoch whose weights were kept (early stopping), if any.
+    pub best_epoch: Option<usize>,
+    /// Whether early stopping ended training.
+    pub stopped_early: bool,
+    /// Wall-clock training seconds.
+    pub train_seconds: f64,
+    /// Wall-clock seconds of the whole run (data, training, evaluation, writing).
+    pub total_seconds: f64,
+    /// Training throughput.
+    pub samples_per_second: Option<f64>,
+    /// Trainable parameters of the network.
+    pub parameters: usize,
+    /// Stages served from the stage cache.
+    pub cache_hits: Vec<String>,
+}
+
+/// The outcome of [`Run::execute`].
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// How the run ended (also in `metrics.status`).
+    pub status: RunStatus,
+    /// What it measured (written as `metrics.json`).
+    pub metrics: Metrics,
+    /// What it used (written as `manifest.json`).
+    pub manifest: Manifest,
+    /// The learning curves, one row per epoch (written as `curves.csv`).
+    pub curves: Vec<EpochRow>,
+}
+
+impl RunOutcome {
+    /// The record an ablation report takes.
+    pub fn record(&self) -> RunRecord {
+        RunRecord {
+            variant: self.metrics.variant.clone(),
+            seed: self.metrics.seed,
+            status: self.status,
+            metrics: self.metrics.test.clone(),
+            train_seconds: self.metrics.train_seconds,
+            curves: self.curves.clone(),
+            message: self.metrics.message.clone(),
+        }
+    }
+}
+
+/// Flat metric names of an evaluation: `loss`, `accuracy`, `balanced_accuracy`, `roc_auc`;
+/// `mse`, `mae`, `r2`.
+fn flat_metrics(e: &whet_train::Evaluation) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    m.insert("loss".to_string(), e.loss);
+    match &e.metrics {
+        whet_train::Metrics::Classification(c) => {
+            m.insert("accuracy".into(), c.accuracy);
+            m.insert("balanced_accuracy".into(), c.balanced_accuracy);
+            if let Some(a) = c.roc_auc {
+                m.insert("roc_auc".into(), a);
+            }
+        }
+        whet_train::Metrics::Regression(r) => {
+            m.insert("mse".into(), r.mse);
+            m.insert("mae".into(), r.mae);
+            if let Some(r2) = r.r2 {
+                m.insert("r2".into(), r2);
+            }
+        }
+    }
+    m
+}
+
 fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
     curves
         .iter()
@@ -55,269 +159,179 @@ fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
         .collect()
 }
 
-/// Flat metric names of an evaluation: `accuracy`, `loss`, `balanced_accuracy`, `roc_auc`,
-/// `mse`, `mae`, `r2`.
-pub fn flat_metrics(e: &Evaluation) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    m.insert("loss".to_string(), e.loss);
-    match &e.metrics {
-        Metrics::Classification(c) => {
-            m.insert("accuracy".into(), c.accuracy);
-            m.insert("balanced_accuracy".into(), c.balanced_accuracy);
-            if let Some(a) = c.roc_auc {
-                m.insert("roc_auc".into(), a);
-            }
-        }
-        Metrics::Regression(r) => {
-            m.insert("mse".into(), r.mse);
-            m.insert("mae".into(), r.mae);
-            if let Some(r2) = r.r2 {
-                m.insert("r2".into(), r2);
-            }
-        }
-    }
-    m
-}
-
-/// The outcome of one run.
-pub struct Outcome {
-    /// What the report needs.
-    pub record: RunRecord,
-    /// Whether the data came from the cache.
-    pub cache_hits: Vec<String>,
-}
-
-/// Runs `run` with `seed`, writing everything into `out`. Data errors are returned as errors;
-/// a diverged run is an `Ok` outcome with status `diverged` (its curves are written).
-///
-/// # Errors
-/// Bad data or config, or outputs that cannot be written.
-pub fn execute(
-    run: &RunFile,
-    seed: u64,
-    out: &Path,
-    cache: &Cache,
-    bars: &dyn Progress,
-    variant: &str,
-) -> Result<Outcome> {
-    let started = Instant::now();
-    bars.begin("preparing data", None);
-    let PreparedData {
-        mut train,
-        mut valid,
-        mut test,
-        classes,
-        manifest,
-        summary,
-        cache_hits,
-    } = data::prepare(run, seed, cache, bars)?;
-    bars.end();
-    let input_dim = train.input_dim();
-    let output_dim = train.target_dim();
-    let mut model = whet_train::build_model(&run.model, &run.train, input_dim, output_dim, seed)
-        .context("building the network")?;
-    let mut obs = EpochBars {
-        bars,
-        epochs_started: false,
-    };
-    let fitted = whet_train::fit(
-        &mut model,
-        &run.train,
-        seed,
-        train.as_mut(),
-        valid.as_mut().map(|v| v as &mut dyn BatchSource),
-        &mut obs,
-    );
-    bars.end();
-    let (status, curves, message, report) = match fitted {
-        Ok(r) => (RunStatus::Ok, r.curves.clone(), None, Some(r)),
-        Err(whet_train::Error::Diverged(d)) => {
-            let msg = d.to_string();
-            (RunStatus::Diverged, d.curves.clone(), Some(msg), None)
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("training")),
-    };
-    let mut metrics = BTreeMap::new();
-    let mut confusion = None;
-    let mut test_eval = Value::Null;
-    let mut valid_eval = Value::Null;
-    if status == RunStatus::Ok {
-        let e = whet_train::evaluate(&model, &mut test).context("evaluating on the test set")?;
-        metrics = flat_metrics(&e);
-        if let Metrics::Classification(c) = &e.metrics {
-            let labels = if classes.len() == c.confusion.len() {
-                classes.clone()
-            } else {
-                (0..c.confusion.len()).map(|i| i.to_string()).collect()
-            };
-            confusion = Some(Confusion {
-                labels,
-                counts: c.confusion.clone(),
-            });
-        }
-        test_eval = serde_json::to_value(&e)?;
-        if let Some(v) = valid.as_mut() {
-            valid_eval = serde_json::to_value(whet_train::evaluate(&model, v)?)?;
-        }
-        whet_train::checkpoint::save(&model, &out.join("model.safetensors"))
-            .context("saving the model")?;
-    }
-    let train_seconds = report
-        .as_ref()
-        .map_or_else(|| curves.iter().map(|c| c.seconds).sum(), |r| r.seconds);
-    let record = RunRecord {
-        variant: variant.to_string(),
-        seed,
-        status,
-        metrics: metrics.clone(),
-        train_seconds,
-        curves: rows(&curves),
-        message: message.clone(),
-    };
-    whet_report::write_run(&record, confusion.as_ref(), out)
-        .context("writing the run's curves and charts")?;
-    let mut test_obj = serde_json::Map::new();
-    for (k, v) in &metrics {
-        test_obj.insert(k.clone(), json!(v));
-    }
-    let metrics_json = json!({
-        "name": run.name,
-        "variant": variant,
-        "seed": seed,
-        "status": status,
-        "message": message,
-        "test": test_obj,
-        "test_detail": test_eval,
-        "validation": valid_eval,
-        "train_seconds": train_seconds,
-        "total_seconds": started.elapsed().as_secs_f64(),
-        "best_epoch": report.as_ref().and_then(|r| r.best_epoch),
-        "stopped_early": report.as_ref().is_some_and(|r| r.stopped_early),
-        "samples_per_second": report.as_ref().map(|r| r.samples_per_second),
-        "parameters": model.parameter_count(),
-        "cache_hits": cache_hits,
-    });
-    whet_core::fsx::atomic_write(
-        &out.join("metrics.json"),
-        serde_json::to_string_pretty(&metrics_json)?.as_bytes(),
-    )?;
-    let manifest_json = json!({
-        "format": "whet-run-manifest/1",
-        "whet_version": env!("CARGO_PKG_VERSION"),
-        "run": run,
-        "seed": seed,
-        "data": summary,
-        "preprocessing": manifest,
-        "architecture": model.architecture(),
-    });
-    whet_core::fsx::atomic_write(
-        &out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest_json)?.as_bytes(),
-    )?;
-    Ok(Outcome { record, cache_hits })
-}
-
-/// Default output folder: `runs/<name><suffix>`, without repeating a suffix the name already
-/// ends with (`mnist-ablation` ablates into `runs/mnist-ablation`, not `…-ablation-ablation`).
-pub fn default_out(name: &str, suffix: &str) -> PathBuf {
-    let folder = if name.ends_with(suffix) {
-        name.to_string()
-    } else {
-        format!("{name}{suffix}")
-    };
-    PathBuf::from("runs").join(folder)
-}
-
-fn pct(v: Option<&f64>) -> String {
-    v.map_or("-".into(), |v| format!("{:.2} %", v * 100.0))
-}
-
-/// `whet run`.
-///
-/// # Errors
-/// Bad input (exit 2) or a failed run (exit 1, after writing what it has).
-pub fn run(
-    cli: &Cli,
-    pipeline: &Path,
-    out: Option<&Path>,
-    seed: Option<u64>,
-    use_cache: bool,
-) -> Result<()> {
-    let loaded = super::load(cli, pipeline)?;
-    let run = &loaded.run;
-    let seed = seed.unwrap_or(run.seed);
-    let out = out.map_or_else(|| default_out(&run.name, ""), Path::to_path_buf);
-    let cache = Cache::new(use_cache);
-    ensure_pretrained(cli, run, &cache)?;
-    let bars = Bars::new(cli.quiet);
-    let outcome = execute(run, seed, &out, &cache, &bars, "baseline")?;
-    let r = &outcome.record;
-    if cli.json {
-        println!("{}", std::fs::read_to_string(out.join("metrics.json"))?);
-    } else {
-        println!("run `{}` (seed {seed}): {}", run.name, r.status);
-        if let Some(last) = r.curves.last() {
-            println!("  epochs            {}", last.epoch);
-        }
-        println!("  train time        {:.1} s", r.train_seconds);
-        for (k, v) in &r.metrics {
-            let shown = if whet_report::is_percent_metric(k) {
-                pct(Some(v))
-            } else {
-                format!("{v:.4}")
-            };
-            println!("  test {k:<13} {shown}");
-        }
-        println!("  written to        {}", out.display());
-    }
-    match r.status {
-        RunStatus::Ok => Ok(()),
-        _ => Err(RunFailed(format!(
-            "the run {}: {}; its curves are in {}",
-            r.status,
-            r.message.as_deref().unwrap_or("no message"),
-            out.display()
-        ))
-        .into()),
-    }
-}
-
-/// Runs `run.pretrain` first when its output is missing or stale (its run file changed).
-///
-/// # Errors
-/// The pretrain run file is invalid, or its run failed.
-pub fn ensure_pretrained(cli: &Cli, run: &RunFile, cache: &Cache) -> Result<()> {
-    let Some(p) = &run.pretrain else {
-        return Ok(());
-    };
-    let loaded = super::load(cli, &p.pipeline)
-        .with_context(|| format!("loading the pretrain run file `{}`", p.pipeline.display()))?;
-    let key = crate::cache::KeyBuilder::new()
-        .json("pretrain", &loaded.value)?
-        .finish();
-    let stamp = p.out.join("pretrain.key");
-    if std::fs::read_to_string(&stamp).is_ok_and(|k| k == key)
-        && p.out.join("model.safetensors").is_file()
-    {
-        return Ok(());
-    }
-    let bars = Bars::with_prefix(cli.quiet, "pretrain");
-    let outcome = execute(
-        &loaded.run,
-        loaded.run.seed,
-        &p.out,
-        cache,
-        &bars,
-        "pretrain",
-    )?;
-    if outcome.record.status != RunStatus::Ok {
-        return Err(RunFailed(format!(
-            "the pretrain run `{}` {}",
-            p.pipeline.display(),
-            outcome.record.status
-        ))
-        .into());
-    }
-    whet_core::fsx::atomic_write(&stamp, key.as_bytes())?;
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        what: "JSON output",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    whet_core::fsx::atomic_write(path, text.as_bytes())?;
     Ok(())
+}
+
+impl Run {
+    /// Runs this run with `seed`, writing everything into `out`: prepares the data (through
+    /// `cache`), trains, evaluates, and writes `metrics.json`, `curves.csv`, the charts,
+    /// `model.safetensors` and `manifest.json`. A diverged run is an `Ok` outcome with status
+    /// `diverged` (its curves are written, it has no model).
+    ///
+    /// # Errors
+    /// Bad data or config, or outputs that cannot be written.
+    pub fn execute(
+        &self,
+        out: &Path,
+        seed: u64,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<RunOutcome> {
+        let started = Instant::now();
+        progress.begin("preparing data", None);
+        let prepared = self.prepare(seed, cache, progress)?;
+        progress.end();
+        let classes = prepared.classes().to_vec();
+        let summary = prepared.summary();
+        let preprocessing = prepared.preprocessing(self);
+        let cache_hits = prepared.cache_hits.clone();
+        let mut data = prepared.into_training()?;
+        let file = self.file();
+        let mut model = whet_train::build_model(
+            &file.model,
+            &file.train,
+            data.train.input_dim(),
+            data.train.target_dim(),
+            seed,
+        )
+        .context("building the network")?;
+        let mut obs = EpochBars {
+            bars: progress,
+            epochs_started: false,
+        };
+        let fitted = whet_train::fit(
+            &mut model,
+            &file.train,
+            seed,
+            data.train.as_mut(),
+            data.validation.as_mut().map(|v| v as &mut dyn BatchSource),
+            &mut obs,
+        );
+        progress.end();
+        let (status, curves, message, report) = match fitted {
+            Ok(r) => (RunStatus::Ok, r.curves.clone(), None, Some(r)),
+            Err(whet_train::Error::Diverged(d)) => {
+                let msg = d.to_string();
+                (RunStatus::Diverged, d.curves.clone(), Some(msg), None)
+            }
+            Err(e) => return Err(Error::from(e).context("training")),
+        };
+        let mut test = BTreeMap::new();
+        let mut validation = None;
+        let mut test_classes = None;
+        let mut test_samples = 0;
+        let mut confusion = None;
+        if status == RunStatus::Ok {
+            let e = whet_train::evaluate(&model, &mut data.test)
+                .context("evaluating on the test set")?;
+            test = flat_metrics(&e);
+            test_samples = e.samples;
+            if let whet_train::Metrics::Classification(c) = &e.metrics {
+                let labels = if classes.len() == c.confusion.len() {
+                    classes.clone()
+                } else {
+                    (0..c.confusion.len()).map(|i| i.to_string()).collect()
+                };
+                confusion = Some(Confusion {
+                    labels: labels.clone(),
+                    counts: c.confusion.clone(),
+                });
+                test_classes = Some(ClassBreakdown {
+                    labels,
+                    precision: c.precision.clone(),
+                    recall: c.recall.clone(),
+                    confusion: c.confusion.clone(),
+                });
+            }
+            if let Some(v) = data.validation.as_mut() {
+                let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
+                validation = Some(flat_metrics(&e));
+            }
+            whet_train::checkpoint::save(&model, &out.join("model.safetensors"))
+                .context("saving the model")?;
+        }
+        let train_seconds = report
+            .as_ref()
+            .map_or_else(|| curves.iter().map(|c| c.seconds).sum(), |r| r.seconds);
+        let curves = rows(&curves);
+        let metrics = Metrics {
+            name: self.name().to_string(),
+            variant: self.variant().to_string(),
+            seed,
+            status,
+            message,
+            test,
+            validation,
+            test_classes,
+            test_samples,
+            epochs: curves.len(),
+            best_epoch: report.as_ref().and_then(|r| r.best_epoch),
+            stopped_early: report.as_ref().is_some_and(|r| r.stopped_early),
+            train_seconds,
+            total_seconds: 0.0,
+            samples_per_second: report.as_ref().map(|r| r.samples_per_second),
+            parameters: model.parameter_count(),
+            cache_hits,
+        };
+        let manifest = Manifest::new(
+            ManifestKind::Run,
+            self,
+            seed,
+            summary,
+            preprocessing,
+            Some(model.architecture()),
+        );
+        let mut outcome = RunOutcome {
+            status,
+            metrics,
+            manifest,
+            curves,
+        };
+        whet_report::write_run(&outcome.record(), confusion.as_ref(), out)
+            .context("writing the run's curves and charts")?;
+        outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
+        write_json(&out.join("metrics.json"), &outcome.metrics)?;
+        outcome.manifest.save(&out.join("manifest.json"))?;
+        Ok(outcome)
+    }
+
+    /// Runs the `pretrain` run file first when its output is missing or stale (its run file
+    /// changed); a run without `pretrain` returns at once. The pretrain run file is loaded with
+    /// this run's overrides.
+    ///
+    /// # Errors
+    /// The pretrain run file is invalid, or its run failed.
+    pub fn ensure_pretrained(&self, cache: &Cache, progress: &dyn Progress) -> Result<()> {
+        let Some(p) = &self.file().pretrain else {
+            return Ok(());
+        };
+        let pre = Run::load(&p.pipeline, self.overrides()).context(format!(
+            "loading the pretrain run file `{}`",
+            p.pipeline.display()
+        ))?;
+        let key = KeyBuilder::new().json("pretrain", &pre.value).finish();
+        let stamp = p.out.join("pretrain.key");
+        if std::fs::read_to_string(&stamp).is_ok_and(|k| k == key)
+            && p.out.join("model.safetensors").is_file()
+        {
+            return Ok(());
+        }
+        let outcome = pre.execute(&p.out, pre.seed(), cache, progress)?;
+        if outcome.status != RunStatus::Ok {
+            return Err(Error::Failed(format!(
+                "the pretrain run `{}` {}",
+                p.pipeline.display(),
+                outcome.status
+            )));
+        }
+        whet_core::fsx::atomic_write(&stamp, key.as_bytes())?;
+        Ok(())
+    }
 }

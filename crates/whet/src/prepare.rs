@@ -1,249 +1,603 @@
-//! From a run file's data section to the trainer's batch sources: images (loaded, split,
-//! normalised, augmented offline or online) or tables (loaded, joined, split, fitted on train).
-//! Deterministic stages go through the stage [`Cache`].
+//! From a run's data section to what the trainer and the exporters take: images loaded, split,
+//! normalised and augmented (offline through the stage cache, online through
+//! [`AugmentSource`]), or tables loaded, joined, split and fitted on the training split.
+//!
+//! [`Run::prepare`] is the one place this happens: `whet run`, `whet export` and every ablation
+//! cell use it, so what is exported is what the model was trained and evaluated on.
 
 use crate::cache::{Bundle, Cache, KeyBuilder};
-use crate::config::RunFile;
-use anyhow::{Context, Result, anyhow};
-use ndarray::Array2;
-use serde_json::{Value, json};
+use crate::error::{Error, Result, ResultExt};
+use crate::runfile::{Run, RunData};
+use ndarray::{Array2, ArrayViewMut2};
+use serde::{Deserialize, Serialize};
 use whet_core::Progress;
+use whet_image::{AugmentConfig, AugmentMode, Augmenter, ImageSet, Normalizer, Skipped};
 use whet_train::{ArraySource, BatchSource};
 
-/// Data ready for training.
-pub struct PreparedData {
-    /// Training batches (augmenting, when online augmentation is on).
-    pub train: Box<dyn BatchSource>,
-    /// Validation set, if any.
-    pub valid: Option<ArraySource>,
-    /// Test set.
-    pub test: ArraySource,
-    /// Class names (empty for regression).
-    pub classes: Vec<String>,
-    /// Fitted preprocessing parameters (for `manifest.json`).
-    pub manifest: Value,
-    /// Sizes and reports (for `manifest.json` and the summary).
-    pub summary: Value,
-    /// Stages served from the cache.
+/// A run's data, prepared with one seed.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The data, by kind.
+    pub data: PreparedData,
+    /// Stages served from the stage cache (`tables`, `offline augmentation`).
     pub cache_hits: Vec<String>,
+    /// Image files skipped by a folder loader with `skip_bad` (reported, not silently lost).
+    pub skipped: Vec<Skipped>,
 }
 
-/// Prepares the data of `run` with `seed`.
-///
-/// # Errors
-/// Bad or missing data, with the file and place.
-pub fn prepare(
-    run: &RunFile,
-    seed: u64,
-    cache: &Cache,
-    progress: &dyn Progress,
-) -> Result<PreparedData> {
-    if run.data.images.is_some() {
-        crate::images::prepare(run, seed, cache, progress)
-    } else {
-        prepare_tables(run, seed, cache, progress)
+/// Prepared data, by kind.
+// One value per run, moved a handful of times: boxing a variant would only add a `*` at each use.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum PreparedData {
+    /// Images.
+    Images(PreparedImages),
+    /// Tables: arrays per split, feature and class names, reports and the fitted manifest.
+    Tables(whet_tabular::Prepared),
+}
+
+/// Prepared images: the splits, the normaliser fitted on the training originals, and the online
+/// augmenter when there is one.
+#[derive(Debug)]
+pub struct PreparedImages {
+    /// The training images the model is fed: the originals, followed by the augmented copies in
+    /// offline mode.
+    pub train: ImageSet,
+    /// Training originals (before offline copies), for the summary.
+    pub train_originals: usize,
+    /// Class counts of the training originals.
+    pub class_counts_train: Vec<usize>,
+    /// The validation split, if `validation` > 0.
+    pub validation: Option<ImageSet>,
+    /// The test set (empty when the run file has none).
+    pub test: ImageSet,
+    /// Fitted on the training originals (never on validation, test or augmented copies).
+    pub normalizer: Normalizer,
+    /// The augmentation of the run file, if any.
+    pub augment: Option<AugmentConfig>,
+    /// The online augmenter, when `augment.mode` is `online`.
+    pub online: Option<Augmenter>,
+}
+
+/// What the trainer takes: a batch source for training, arrays for validation and test.
+pub struct TrainingData {
+    /// Training batches (augmenting, with online augmentation).
+    pub train: Box<dyn BatchSource>,
+    /// The validation set, if any.
+    pub validation: Option<ArraySource>,
+    /// The test set.
+    pub test: ArraySource,
+}
+
+/// Sizes of the data a run used, by kind (in `manifest.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSummary {
+    /// Images.
+    Images {
+        /// Height, width, channels.
+        shape: [usize; 3],
+        /// Class names.
+        classes: Vec<String>,
+        /// Images per split.
+        rows: ImageRows,
+        /// Training originals per class.
+        class_counts_train: Vec<usize>,
+    },
+    /// Tables.
+    Tables {
+        /// Rows per split.
+        rows: whet_tabular::SplitRows,
+        /// Feature names, in column order.
+        features: Vec<String>,
+        /// What each stage did (loads, joins, audits, steps).
+        report: Box<whet_tabular::PrepareReport>,
+    },
+}
+
+/// Images per split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRows {
+    /// Training originals.
+    pub train: usize,
+    /// Training images after offline augmentation (= `train` otherwise).
+    pub train_after_augmentation: usize,
+    /// Validation images.
+    pub validation: usize,
+    /// Test images.
+    pub test: usize,
+}
+
+/// The fitted preprocessing of a run, by kind: what new data must go through (in
+/// `manifest.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preprocessing {
+    /// Images: the fitted normaliser (and the augmentation, applied to training data only).
+    Images {
+        /// The normalisation kind of the run file.
+        normalize: whet_image::NormalizeKind,
+        /// Its parameters, fitted on the training originals.
+        normalizer: Normalizer,
+        /// The training augmentation.
+        augment: Option<AugmentConfig>,
+    },
+    /// Tables: the steps before the split and every fitted step with its parameters.
+    Tables(Box<whet_tabular::Manifest>),
+}
+
+impl Prepared {
+    /// Class names (empty for regression).
+    pub fn classes(&self) -> &[String] {
+        match &self.data {
+            PreparedData::Images(p) => &p.train.class_names,
+            PreparedData::Tables(p) => &p.classes,
+        }
+    }
+
+    /// The sizes for the manifest.
+    pub fn summary(&self) -> DataSummary {
+        match &self.data {
+            PreparedData::Images(p) => DataSummary::Images {
+                shape: [p.train.h, p.train.w, p.train.c],
+                classes: p.train.class_names.clone(),
+                rows: ImageRows {
+                    train: p.train_originals,
+                    train_after_augmentation: p.train.len(),
+                    validation: p.validation.as_ref().map_or(0, ImageSet::len),
+                    test: p.test.len(),
+                },
+                class_counts_train: p.class_counts_train.clone(),
+            },
+            PreparedData::Tables(p) => DataSummary::Tables {
+                rows: p.report.rows,
+                features: p.features.clone(),
+                report: Box::new(p.report.clone()),
+            },
+        }
+    }
+
+    /// The fitted preprocessing for the manifest.
+    pub fn preprocessing(&self, run: &Run) -> Preprocessing {
+        match (&self.data, run.data()) {
+            (PreparedData::Images(p), RunData::Images { images, .. }) => Preprocessing::Images {
+                normalize: images.normalize,
+                normalizer: p.normalizer.clone(),
+                augment: p.augment.clone(),
+            },
+            (PreparedData::Tables(p), _) => Preprocessing::Tables(Box::new(p.manifest.clone())),
+            (PreparedData::Images(p), _) => Preprocessing::Images {
+                normalize: whet_image::NormalizeKind::default(),
+                normalizer: p.normalizer.clone(),
+                augment: p.augment.clone(),
+            },
+        }
+    }
+
+    /// The batch source and arrays the trainer takes (consumes the prepared data: table arrays
+    /// are moved, not copied).
+    ///
+    /// # Errors
+    /// [`Error::Data`] for an empty training or test split.
+    pub fn into_training(self) -> Result<TrainingData> {
+        match self.data {
+            PreparedData::Images(p) => {
+                let classes = p.train.class_names.len();
+                let validation = p
+                    .validation
+                    .as_ref()
+                    .map(|v| image_arrays(v, &p.normalizer, classes))
+                    .transpose()?;
+                let test = image_arrays(&p.test, &p.normalizer, classes)?;
+                let train: Box<dyn BatchSource> = match p.online {
+                    Some(augmenter) => Box::new(AugmentSource::new(
+                        p.train,
+                        augmenter,
+                        p.normalizer,
+                        classes,
+                    )),
+                    None => Box::new(image_arrays(&p.train, &p.normalizer, classes)?),
+                };
+                Ok(TrainingData {
+                    train,
+                    validation,
+                    test,
+                })
+            }
+            PreparedData::Tables(p) => {
+                let train = ArraySource::new(p.train.x, p.train.y)?;
+                let valid = ArraySource::new(p.validation.x, p.validation.y)?;
+                let test = ArraySource::new(p.test.x, p.test.y)?;
+                if train.x.nrows() == 0 {
+                    return Err(Error::Data(
+                        "the training split is empty after preprocessing; check the split fractions and the steps that drop rows".into(),
+                    ));
+                }
+                if test.x.nrows() == 0 {
+                    return Err(Error::Data(
+                        "the test split is empty; raise `split.test`".into(),
+                    ));
+                }
+                Ok(TrainingData {
+                    train: Box::new(train),
+                    validation: (valid.x.nrows() > 0).then_some(valid),
+                    test,
+                })
+            }
+        }
     }
 }
 
-/// The tabular config of a run file.
-///
-/// # Errors
-/// The run file has no tables or no target.
-pub fn tabular_config(run: &RunFile) -> Result<whet_tabular::TabularConfig> {
-    let tables = run
-        .data
-        .tables
-        .clone()
-        .ok_or_else(|| anyhow!("the run file has no `data.tables`"))?;
-    let target = run
-        .data
-        .target
-        .clone()
-        .ok_or_else(|| anyhow!("the run file has no `data.target`"))?;
-    Ok(whet_tabular::TabularConfig {
-        data: whet_tabular::TablesConfig {
-            tables,
-            main: run.data.main.clone(),
-            target,
-        },
-        steps: run.steps.clone(),
-        split: run.split.clone().unwrap_or_default(),
+impl Run {
+    /// Prepares the run's data with `seed`: loads, splits, fits the preprocessing on the
+    /// training split, and augments offline (through `cache`) when the run file says so.
+    ///
+    /// # Errors
+    /// Bad or missing data, naming the file and place.
+    pub fn prepare(&self, seed: u64, cache: &Cache, progress: &dyn Progress) -> Result<Prepared> {
+        match self.data() {
+            RunData::Images { images, augment } => {
+                prepare_images(images, augment.as_ref(), seed, cache, progress)
+            }
+            RunData::Tables(cfg) => prepare_tables(cfg, seed, cache, progress),
+        }
+    }
+
+    /// The input audit of a table run (the columns the network would see).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for image data; loading errors naming the file.
+    pub fn audit(&self, progress: &dyn Progress) -> Result<whet_tabular::AuditReport> {
+        match self.data() {
+            RunData::Tables(cfg) => Ok(whet_tabular::audit(cfg, progress)?),
+            RunData::Images { .. } => Err(Error::Invalid(format!(
+                "`whet audit` audits table columns; `{}` uses image data",
+                self.path().display()
+            ))),
+        }
+    }
+
+    /// Draws `samples` training images, each followed by `versions` augmented versions, into a
+    /// PNG grid at `out`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for table data or out-of-range counts; loading and write errors.
+    pub fn preview(&self, out: &std::path::Path, samples: usize, versions: usize) -> Result<()> {
+        let RunData::Images { images, augment } = self.data() else {
+            return Err(Error::Invalid(format!(
+                "`whet preview` shows image augmentation; `{}` uses tables (try `whet audit`)",
+                self.path().display()
+            )));
+        };
+        if !(1..=64).contains(&samples) || !(1..=32).contains(&versions) {
+            return Err(Error::Invalid(format!(
+                "--samples must be 1 to 64 and --versions 1 to 32 (got {samples} and {versions})"
+            )));
+        }
+        let (train, _, _) = whet_image::data::load_train_test(images)?;
+        let a = augment.clone().unwrap_or_default();
+        let augmenter = Augmenter::new(&a, self.seed(), train.h, train.w, train.c)?;
+        whet_image::write_preview(&train, &augmenter, samples, versions, out)?;
+        Ok(())
+    }
+}
+
+/// Header of a cached offline-augmented image set.
+#[derive(Serialize, Deserialize)]
+struct SetMeta {
+    h: usize,
+    w: usize,
+    c: usize,
+    classes: Vec<String>,
+}
+
+fn set_to_bundle(set: &ImageSet) -> Result<Bundle> {
+    let mut b = Bundle::new(&SetMeta {
+        h: set.h,
+        w: set.w,
+        c: set.c,
+        classes: set.class_names.clone(),
+    })?;
+    b.push_bytes("pixels", set.pixels.clone());
+    b.push_u32("labels", &set.labels);
+    Ok(b)
+}
+
+fn bundle_to_set(b: &Bundle) -> Option<ImageSet> {
+    let m: SetMeta = b.meta()?;
+    let pixels = b.blob("pixels")?.to_vec();
+    let labels = b.u32("labels")?;
+    ImageSet::new(m.h, m.w, m.c, pixels, labels, m.classes).ok()
+}
+
+fn prepare_images(
+    cfg: &whet_image::ImagesConfig,
+    augment: Option<&AugmentConfig>,
+    seed: u64,
+    cache: &Cache,
+    progress: &dyn Progress,
+) -> Result<Prepared> {
+    progress.begin("loading images", None);
+    let (train, test, skipped) =
+        whet_image::data::load_train_test(cfg).context("loading the images")?;
+    progress.end();
+    for s in &skipped {
+        progress.warn(&format!(
+            "skipped `{}` (skip_bad): {}",
+            s.path.display(),
+            s.reason
+        ));
+    }
+    let frac = cfg.validation.get();
+    let (train, validation) = if frac > 0.0 {
+        let (t, v) = train
+            .split_stratified(frac, seed)
+            .context("splitting off the validation set")?;
+        (t, Some(v))
+    } else {
+        (train, None)
+    };
+    if train.is_empty() {
+        return Err(Error::Data(
+            "the training set is empty (check `limit`, `classes` and `validation`)".into(),
+        ));
+    }
+    let normalizer = Normalizer::fit(cfg.normalize, &train);
+    let train_originals = train.len();
+    let class_counts_train = train.class_counts();
+    let mut cache_hits = Vec::new();
+    let mut online = None;
+    let train = match augment {
+        None => train,
+        Some(a) if a.mode == AugmentMode::Offline => {
+            let key = KeyBuilder::new()
+                .json("images", cfg)
+                .json("augment", a)
+                .part("seed", &seed.to_string())
+                .finish();
+            let augmenter = Augmenter::new(a, seed, train.h, train.w, train.c)?;
+            progress.begin(&format!("augmenting offline ({} copies)", a.copies), None);
+            let cached = cache.get("offline", &key).and_then(|b| bundle_to_set(&b));
+            let expanded = match cached {
+                Some(set) => {
+                    cache_hits.push("offline augmentation".to_string());
+                    set
+                }
+                None => {
+                    let set = augmenter.expand(&train, a.copies)?;
+                    if let Err(e) = set_to_bundle(&set).and_then(|b| cache.put("offline", &key, &b))
+                    {
+                        progress.warn(&format!("could not write the stage cache: {e}"));
+                    }
+                    set
+                }
+            };
+            progress.end();
+            expanded
+        }
+        Some(a) => {
+            let augmenter = Augmenter::new(a, seed, train.h, train.w, train.c)?;
+            let (h, w, c) = augmenter.output_shape();
+            if (h, w, c) != (train.h, train.w, train.c) {
+                return Err(Error::Data(format!(
+                    "the augmentation changes the image size from {}x{}x{} to {h}x{w}x{c}; validation and test images are not augmented, so add a resize/crop that keeps {}x{}",
+                    train.h, train.w, train.c, train.h, train.w
+                )));
+            }
+            online = Some(augmenter);
+            train
+        }
+    };
+    Ok(Prepared {
+        data: PreparedData::Images(PreparedImages {
+            train,
+            train_originals,
+            class_counts_train,
+            validation,
+            test,
+            normalizer,
+            augment: augment.cloned(),
+            online,
+        }),
+        cache_hits,
+        skipped,
     })
 }
 
-/// Runs `load` (anything that reads the files of `tables`) and turns a panic inside it into an
-/// error that names the file.
-///
-/// polars' Parquet reader panics on some corrupt files (whet-fuzz found failed asserts,
-/// out-of-range slices and `unwrap`s in its thrift, page and bitmap decoders). Such a panic is a
-/// corrupt input, not a bug in whet, so it is reported like any read error: each table is read
-/// again on its own (under `catch_unwind`) to find the one that fails. On a corrupt file the
-/// same read may end in an error or a panic depending on which of polars' parallel column
-/// decoders gets there first, so a table whose lone read returns an error is the culprit too
-/// (that error names it). A panic that no single table reproduces is passed on unchanged (an
-/// internal error).
-///
-/// # Errors
-/// `load`'s error, the error of the table that fails alone, or `reading `FILE`: the reader
-/// failed on corrupt data (...)`.
-pub fn catch_corrupt_tables<'a, T>(
-    tables: impl IntoIterator<Item = &'a whet_tabular::TableSpec>,
-    load: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-    let payload = match catch_unwind(AssertUnwindSafe(load)) {
-        Ok(r) => return r,
-        Err(p) => p,
-    };
-    let text = |p: &(dyn std::any::Any + Send)| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into())
-    };
-    for spec in tables {
-        let p = match catch_unwind(AssertUnwindSafe(|| whet_tabular::load_table(spec))) {
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => return Err(e.into()),
-            Err(p) => p,
-        };
-        let format = match spec.resolved_format() {
-            Ok(whet_tabular::TableFormat::Parquet) => "Parquet ",
-            _ => "",
-        };
-        anyhow::bail!(
-            "reading `{}`: the {format}reader failed on corrupt data ({}); the file is damaged or not a valid {format}file",
-            spec.path.display(),
-            text(&*p).lines().next().unwrap_or_default()
-        );
+/// Header of a cached table preparation: everything but the arrays, typed.
+#[derive(Serialize, Deserialize)]
+struct TablesMeta {
+    shapes: [(usize, usize); 6],
+    features: Vec<String>,
+    classes: Vec<String>,
+    indices: whet_tabular::SplitIndices,
+    report: whet_tabular::PrepareReport,
+    manifest: whet_tabular::Manifest,
+}
+
+fn tables_to_bundle(p: &whet_tabular::Prepared) -> Result<Bundle> {
+    let arrays = [
+        &p.train.x,
+        &p.train.y,
+        &p.validation.x,
+        &p.validation.y,
+        &p.test.x,
+        &p.test.y,
+    ];
+    let shape = |a: &Array2<f32>| (a.nrows(), a.ncols());
+    let mut b = Bundle::new(&TablesMeta {
+        shapes: arrays.map(shape),
+        features: p.features.clone(),
+        classes: p.classes.clone(),
+        indices: p.indices.clone(),
+        report: p.report.clone(),
+        manifest: p.manifest.clone(),
+    })?;
+    for (i, a) in arrays.iter().enumerate() {
+        let a = a.as_standard_layout();
+        b.push_f32(&i.to_string(), a.as_slice().unwrap_or_default());
     }
-    resume_unwind(payload)
+    Ok(b)
 }
 
-fn arrays_to_bundle(b: &mut Bundle, name: &str, a: &Array2<f32>) -> Value {
-    let a = a.as_standard_layout();
-    b.push_f32(name, a.as_slice().expect("standard layout"));
-    json!([a.nrows(), a.ncols()])
+fn bundle_to_tables(b: &Bundle) -> Option<whet_tabular::Prepared> {
+    let m: TablesMeta = b.meta()?;
+    let mut arrays = Vec::with_capacity(6);
+    for (i, &(r, c)) in m.shapes.iter().enumerate() {
+        arrays.push(Array2::from_shape_vec((r, c), b.f32(&i.to_string())?).ok()?);
+    }
+    let mut it = arrays.into_iter();
+    let mut split = || -> Option<whet_tabular::SplitArrays> {
+        Some(whet_tabular::SplitArrays {
+            x: it.next()?,
+            y: it.next()?,
+        })
+    };
+    let (train, validation, test) = (split()?, split()?, split()?);
+    Some(whet_tabular::Prepared {
+        train,
+        validation,
+        test,
+        features: m.features,
+        classes: m.classes,
+        indices: m.indices,
+        report: m.report,
+        manifest: m.manifest,
+    })
 }
 
-fn bundle_to_array(b: &Bundle, name: &str, shape: &Value) -> Result<Array2<f32>> {
-    let rows = shape[0].as_u64().context("cache shape")? as usize;
-    let cols = shape[1].as_u64().context("cache shape")? as usize;
-    let data = b
-        .f32(name)
-        .with_context(|| format!("cache entry lacks `{name}`"))?;
-    Array2::from_shape_vec((rows, cols), data).context("cache entry shape")
-}
-
-/// Runs the tabular preparation (or reads it from the cache) and returns the bundle with
-/// train/validation/test arrays, features, classes, report and manifest.
-///
-/// # Errors
-/// Bad data or config.
-pub fn prepared_tables(
-    run: &RunFile,
+fn prepare_tables(
+    cfg: &whet_tabular::TabularConfig,
     seed: u64,
     cache: &Cache,
     progress: &dyn Progress,
-) -> Result<(Bundle, bool)> {
-    let cfg = tabular_config(run)?;
+) -> Result<Prepared> {
     let mut key = KeyBuilder::new()
-        .json("tabular", &cfg)?
+        .json("tabular", cfg)
         .part("seed", &seed.to_string());
     for (name, spec) in &cfg.data.tables {
         key = key.file(&format!("table:{name}"), &spec.path)?;
     }
     let key = key.finish();
-    cache.get_or_compute("tables", &key, || {
-        let p = catch_corrupt_tables(cfg.data.tables.values(), || {
-            whet_tabular::prepare(&cfg, seed, progress).map_err(|e| name_table_files(e, &cfg))
-        })?;
-        let mut b = Bundle::default();
-        let mut shapes = serde_json::Map::new();
-        for (name, s) in [
-            ("train", &p.train),
-            ("validation", &p.validation),
-            ("test", &p.test),
-        ] {
-            shapes.insert(
-                format!("x_{name}"),
-                arrays_to_bundle(&mut b, &format!("x_{name}"), &s.x),
-            );
-            shapes.insert(
-                format!("y_{name}"),
-                arrays_to_bundle(&mut b, &format!("y_{name}"), &s.y),
-            );
-        }
-        b.meta = json!({
-            "shapes": shapes,
-            "features": p.features,
-            "classes": p.classes,
-            "report": p.report,
-            "manifest": p.manifest,
+    if let Some(p) = cache.get("tables", &key).and_then(|b| bundle_to_tables(&b)) {
+        return Ok(Prepared {
+            data: PreparedData::Tables(p),
+            cache_hits: vec!["tables".into()],
+            skipped: vec![],
         });
-        Ok(b)
+    }
+    let p = whet_tabular::prepare(cfg, seed, progress).map_err(|e| name_table_files(e, cfg))?;
+    if let Err(e) = tables_to_bundle(&p).and_then(|b| cache.put("tables", &key, &b)) {
+        progress.warn(&format!("could not write the stage cache: {e}"));
+    }
+    Ok(Prepared {
+        data: PreparedData::Tables(p),
+        cache_hits: vec![],
+        skipped: vec![],
     })
 }
 
 /// Adds the table files to an error from preparing the tables when its message names none of
 /// them (a target with one class, a step that leaves no rows, …), so every data error says which
 /// files it is about.
-fn name_table_files(e: whet_tabular::Error, cfg: &whet_tabular::TabularConfig) -> anyhow::Error {
-    let e = anyhow::Error::new(e);
-    let text = crate::render_error(&e);
-    let paths: Vec<String> = cfg
-        .data
-        .tables
-        .iter()
-        .map(|(name, t)| format!("{name}: `{}`", t.path.display()))
-        .collect();
-    if cfg
+fn name_table_files(e: whet_tabular::Error, cfg: &whet_tabular::TabularConfig) -> Error {
+    let text = crate::error::chain_text(&e);
+    let named = cfg
         .data
         .tables
         .values()
-        .any(|t| text.contains(&t.path.display().to_string()))
-    {
-        e
+        .any(|t| text.contains(&t.path.display().to_string()));
+    if named {
+        e.into()
     } else {
-        e.context(format!("preparing the tables ({})", paths.join(", ")))
+        let paths: Vec<String> = cfg
+            .data
+            .tables
+            .iter()
+            .map(|(name, t)| format!("{name}: `{}`", t.path.display()))
+            .collect();
+        Error::from(e).context(format!("preparing the tables ({})", paths.join(", ")))
     }
 }
 
-fn prepare_tables(
-    run: &RunFile,
-    seed: u64,
-    cache: &Cache,
-    progress: &dyn Progress,
-) -> Result<PreparedData> {
-    let (b, hit) = prepared_tables(run, seed, cache, progress)?;
-    let shapes = &b.meta["shapes"];
-    let get = |n: &str| bundle_to_array(&b, n, &shapes[n]);
-    let train = ArraySource::new(get("x_train")?, get("y_train")?)?;
-    let valid = ArraySource::new(get("x_validation")?, get("y_validation")?)?;
-    let test = ArraySource::new(get("x_test")?, get("y_test")?)?;
-    if train.x.nrows() == 0 {
-        anyhow::bail!(
-            "the training split is empty after preprocessing; check the split fractions and the steps that drop rows"
-        );
+/// Normalised arrays of an image set with one-hot labels.
+///
+/// # Errors
+/// A label outside the classes.
+pub fn image_arrays(set: &ImageSet, norm: &Normalizer, classes: usize) -> Result<ArraySource> {
+    let dim = set.image_len();
+    let mut x = Array2::<f32>::zeros((set.len(), dim));
+    for (i, mut row) in x.rows_mut().into_iter().enumerate() {
+        if let Some(r) = row.as_slice_mut() {
+            norm.apply(set.image(i), r);
+        }
     }
-    if test.x.nrows() == 0 {
-        anyhow::bail!("the test split is empty; raise `split.test`");
+    let labels: Vec<usize> = set.labels.iter().map(|&l| l as usize).collect();
+    let y = ArraySource::one_hot(&labels, classes)?;
+    Ok(ArraySource::new(x, y)?)
+}
+
+/// The training set with online augmentation: every epoch draws fresh random ops per sample,
+/// from streams derived from (seed, epoch, sample, op), in parallel.
+pub struct AugmentSource {
+    set: ImageSet,
+    augmenter: Augmenter,
+    norm: Normalizer,
+    classes: usize,
+    labels: Vec<u32>,
+    dim: usize,
+}
+
+impl AugmentSource {
+    /// A source that augments `set` with `augmenter` and normalises with `norm`.
+    pub fn new(set: ImageSet, augmenter: Augmenter, norm: Normalizer, classes: usize) -> Self {
+        let (h, w, c) = augmenter.output_shape();
+        AugmentSource {
+            set,
+            augmenter,
+            norm,
+            classes,
+            labels: Vec::new(),
+            dim: h * w * c,
+        }
     }
-    let classes: Vec<String> =
-        serde_json::from_value(b.meta["classes"].clone()).unwrap_or_default();
-    let summary = json!({
-        "kind": "tables",
-        "rows": {"train": train.x.nrows(), "validation": valid.x.nrows(), "test": test.x.nrows()},
-        "features": b.meta["features"],
-        "report": b.meta["report"],
-    });
-    Ok(PreparedData {
-        valid: (valid.x.nrows() > 0).then_some(valid),
-        train: Box::new(train),
-        test,
-        classes,
-        manifest: b.meta["manifest"].clone(),
-        summary,
-        cache_hits: if hit { vec!["tables".into()] } else { vec![] },
-    })
+}
+
+impl BatchSource for AugmentSource {
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+    fn input_dim(&self) -> usize {
+        self.dim
+    }
+    fn target_dim(&self) -> usize {
+        self.classes
+    }
+    fn fill(
+        &mut self,
+        epoch: usize,
+        indices: &[usize],
+        mut x: ArrayViewMut2<f32>,
+        mut y: ArrayViewMut2<f32>,
+    ) -> Result<(), String> {
+        self.labels.resize(indices.len(), 0);
+        let xs = x
+            .as_slice_mut()
+            .ok_or("the trainer's batch buffer is not contiguous")?;
+        self.augmenter
+            .fill(
+                &self.set,
+                &self.norm,
+                epoch as u64,
+                indices,
+                xs,
+                &mut self.labels,
+            )
+            .map_err(|e| e.to_string())?;
+        y.fill(0.0);
+        for (r, &l) in self.labels.iter().enumerate() {
+            y[[r, l as usize]] = 1.0;
+        }
+        Ok(())
+    }
 }

@@ -1,10 +1,13 @@
-//! The run file: one YAML document composed of the config types of each crate.
+//! The run file: one YAML document composed of the config types of each crate, and [`Run`], the
+//! run file parsed once, resolved and validated.
 //!
 //! Loading goes: read (size, UTF-8) → typed parse with located errors → `--set` overrides →
 //! paths resolved against the file's folder → validation of every section and of the data
 //! files, all problems reported at once with file, line, column and key path.
 
-use crate::variants::{self, AblationConfig};
+use crate::ablation::AblationConfig;
+use crate::error::{Error, Result};
+use crate::variants;
 use crate::yaml::{self, ConfigError, ConfigErrors, PathIndex, Source};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -78,36 +81,19 @@ pub struct DataConfig {
     pub target: Option<whet_tabular::TargetConfig>,
 }
 
-/// What kind of data a run file uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataKind {
-    /// Images.
-    Images,
-    /// Tables.
-    Tables,
-}
-
-/// A run file loaded and checked.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The typed run file (paths resolved).
-    pub run: RunFile,
-    /// The run file as a value tree (paths as written), for ablation variants.
-    pub value: Value,
-    /// The file.
-    pub source: Source,
-    /// Folder that relative paths are resolved against.
-    pub base_dir: PathBuf,
-}
-
 impl RunFile {
-    /// Image or table data.
-    pub fn kind(&self) -> DataKind {
-        if self.data.images.is_some() {
-            DataKind::Images
-        } else {
-            DataKind::Tables
-        }
+    /// The tabular config of a run file with tables and a target (the one place a
+    /// [`whet_tabular::TabularConfig`] is made from a run file).
+    fn tabular_config(&self) -> Option<whet_tabular::TabularConfig> {
+        Some(whet_tabular::TabularConfig {
+            data: whet_tabular::TablesConfig {
+                tables: self.data.tables.clone()?,
+                main: self.data.main.clone(),
+                target: self.data.target.clone()?,
+            },
+            steps: self.steps.clone(),
+            split: self.split.clone().unwrap_or_default(),
+        })
     }
 
     /// Resolves relative paths against `base`.
@@ -176,13 +162,10 @@ impl RunFile {
             }
             match &self.data.target {
                 None => issues.push("data", "tables need a `target`: `{ column: c }`, `{ column: c, threshold: t }` or `{ regression: c }`"),
-                Some(target) => {
-                    let cfg = whet_tabular::TabularConfig {
-                        data: whet_tabular::TablesConfig { tables: tables.clone(), main: self.data.main.clone(), target: target.clone() },
-                        steps: self.steps.clone(),
-                        split: self.split.clone().unwrap_or_default(),
-                    };
-                    issues.0.extend(cfg.validate().0);
+                Some(_) => {
+                    if let Some(cfg) = self.tabular_config() {
+                        issues.0.extend(cfg.validate().0);
+                    }
                 }
             }
             // `types` is a CSV option: on a Parquet table it would be accepted and do nothing.
@@ -254,25 +237,364 @@ impl RunFile {
     }
 }
 
-/// Parses a `--set key.path=value` override; the value is YAML (`0.1`, `full`, `[1, 2]`,
-/// `{adam: {lr: 0.01}}`).
-///
-/// # Errors
-/// No `=`, or a value that is not YAML.
-pub fn parse_override(s: &str) -> Result<(String, Value), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`--set {s}`: expected KEY.PATH=VALUE, e.g. train.epochs=5"))?;
-    let value: Value = serde_saphyr::from_str(v)
-        .map_err(|e| format!("`--set {s}`: the value is not valid YAML: {e}"))?;
-    Ok((k.trim().to_string(), value))
+/// One `--set key.path=value` override of a run file; the value is YAML (`0.1`, `full`,
+/// `[1, 2]`, `{adam: {lr: 0.01}}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    key: String,
+    value: Value,
+}
+
+impl Override {
+    /// Parses `key.path=value`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when there is no `=` or the value is not YAML.
+    pub fn parse(s: &str) -> Result<Override> {
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            Error::Invalid(format!(
+                "`--set {s}`: expected KEY.PATH=VALUE, e.g. train.epochs=5"
+            ))
+        })?;
+        let value: Value = serde_saphyr::from_str(v).map_err(|e| {
+            Error::Invalid(format!("`--set {s}`: the value is not valid YAML: {e}"))
+        })?;
+        Ok(Override {
+            key: k.trim().to_string(),
+            value,
+        })
+    }
+
+    /// The key path it sets.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// A run's data, by kind: what [`RunFile::data`] says once validated.
+#[derive(Debug, Clone)]
+pub enum RunData {
+    /// Images, with the augmentation of the training set (none when the run file has no op).
+    Images {
+        /// Where the images come from, the validation split and the normalisation.
+        images: whet_image::ImagesConfig,
+        /// Augmentation and input noise of the training images.
+        augment: Option<whet_image::AugmentConfig>,
+    },
+    /// Tables: files, joins, steps, target and split.
+    Tables(whet_tabular::TabularConfig),
+}
+
+/// A run file parsed once, overrides applied, paths resolved against its folder and every
+/// section validated: what [`Run::prepare`], [`Run::execute`], [`Run::export`] and
+/// [`crate::Ablation::plan`] take.
+#[derive(Debug, Clone)]
+pub struct Run {
+    file: RunFile,
+    data: RunData,
+    /// The run file as a value tree (paths as written), for ablation variants and run keys.
+    pub(crate) value: Value,
+    /// Where the run file came from (for located errors).
+    pub(crate) source: Source,
+    base_dir: PathBuf,
+    overrides: Vec<Override>,
+    variant: String,
+}
+
+impl RunFile {
+    /// Reads, parses and validates the run file at `path` (relative data paths are resolved
+    /// against its folder).
+    ///
+    /// # Errors
+    /// [`Error::Config`] with every problem found, located in the file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Run> {
+        Run::load(path.as_ref(), &[])
+    }
+
+    /// Parses and validates a run file's text; relative data paths are resolved against
+    /// `base_dir`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with every problem found, located in the text.
+    pub fn from_yaml(text: &str, base_dir: impl AsRef<Path>) -> Result<Run> {
+        let base_dir = base_dir.as_ref();
+        let source = Source::from_bytes(&base_dir.join("<run file>"), text.as_bytes().to_vec())
+            .map_err(|e| ConfigErrors(vec![e]))?;
+        Run::from_source(source, base_dir.to_path_buf(), &[])
+    }
+
+    /// Validates a run file built in code (relative data paths are resolved against
+    /// `base_dir`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] with every problem found, located by key path.
+    pub fn into_run(self, base_dir: impl AsRef<Path>) -> Result<Run> {
+        let text = serde_saphyr::to_string(&self)
+            .map_err(|e| Error::Invalid(format!("the run file cannot be written as YAML: {e}")))?;
+        Self::from_yaml(&text, base_dir)
+    }
+
+    /// A run file for image data with the given network and training; the rest takes its
+    /// default (seed 0, no augmentation, no ablation). Add the rest with the `with_*` setters.
+    pub fn images(
+        name: impl Into<String>,
+        images: whet_image::ImagesConfig,
+        model: whet_train::ModelConfig,
+        train: whet_train::TrainConfig,
+    ) -> RunFile {
+        RunFile {
+            name: name.into(),
+            description: None,
+            seed: 0,
+            data: DataConfig {
+                images: Some(images),
+                tables: None,
+                main: None,
+                target: None,
+            },
+            augment: None,
+            steps: vec![],
+            split: None,
+            model,
+            train,
+            ablation: None,
+            pretrain: None,
+        }
+    }
+
+    /// A run file for table data: the named tables, the target, the network and training.
+    pub fn tables(
+        name: impl Into<String>,
+        tables: impl IntoIterator<Item = (String, whet_tabular::TableSpec)>,
+        target: whet_tabular::TargetConfig,
+        model: whet_train::ModelConfig,
+        train: whet_train::TrainConfig,
+    ) -> RunFile {
+        RunFile {
+            name: name.into(),
+            description: None,
+            seed: 0,
+            data: DataConfig {
+                images: None,
+                tables: Some(tables.into_iter().collect()),
+                main: None,
+                target: Some(target),
+            },
+            augment: None,
+            steps: vec![],
+            split: None,
+            model,
+            train,
+            ablation: None,
+            pretrain: None,
+        }
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the description shown in reports.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Sets the image augmentation.
+    pub fn with_augment(mut self, augment: whet_image::AugmentConfig) -> Self {
+        self.augment = Some(augment);
+        self
+    }
+
+    /// Adds a tabular step.
+    pub fn with_step(mut self, step: whet_tabular::StepConfig) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Sets the table split.
+    pub fn with_split(mut self, split: whet_tabular::SplitConfig) -> Self {
+        self.split = Some(split);
+        self
+    }
+
+    /// Sets the ablation section.
+    pub fn with_ablation(mut self, ablation: AblationConfig) -> Self {
+        self.ablation = Some(ablation);
+        self
+    }
+}
+
+impl Run {
+    /// Loads the run file at `path` with `overrides` applied (see [`RunFile::from_path`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] with every problem found, located in the file.
+    pub fn load(path: &Path, overrides: &[Override]) -> Result<Run> {
+        let source = Source::read(path).map_err(|e| ConfigErrors(vec![e]))?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Run::from_source(source, base_dir, overrides)
+    }
+
+    fn from_source(source: Source, base_dir: PathBuf, overrides: &[Override]) -> Result<Run> {
+        let path = source.path.clone();
+        let one = |e: ConfigError| ConfigErrors(vec![e]);
+        let mut value = yaml::parse_value(&source).map_err(one)?;
+        let mut file: RunFile = if overrides.is_empty() {
+            yaml::parse(&source).map_err(one)?
+        } else {
+            for o in overrides {
+                variants::set_path(&mut value, &o.key, &o.value).map_err(|e| {
+                    one(ConfigError {
+                        file: path.clone(),
+                        position: None,
+                        key_path: o.key.clone(),
+                        message: format!("--set: {e}"),
+                        hint: None,
+                        snippet: None,
+                    })
+                })?;
+            }
+            from_value(&value, &path, "--set overrides").map_err(one)?
+        };
+        file.resolve_paths(&base_dir);
+        let index = PathIndex::build(&source.text);
+        let mut errors: Vec<ConfigError> = file
+            .validate()
+            .iter()
+            .map(|i| source.error_at(&index, &i.path, i.message.clone()))
+            .collect();
+        if let Some(ab) = &file.ablation {
+            match variants::expand(&value, ab) {
+                Err(e) => errors.push(source.error_at(&index, "ablation", e)),
+                Ok(vs) => {
+                    for v in vs.iter().skip(1) {
+                        let what = format!("ablation variant `{}`", v.name);
+                        match from_value(&v.value, &path, &what) {
+                            Err(mut e) => {
+                                e.position = index.lookup("ablation");
+                                errors.push(e);
+                            }
+                            Ok(mut r) => {
+                                r.resolve_paths(&base_dir);
+                                for i in r.validate().iter() {
+                                    errors.push(source.error_at(
+                                        &index,
+                                        &i.path,
+                                        format!("{} (in {what})", i.message),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors).into());
+        }
+        let data = run_data(&file)?;
+        Ok(Run {
+            file,
+            data,
+            value,
+            source,
+            base_dir,
+            overrides: overrides.to_vec(),
+            variant: "baseline".into(),
+        })
+    }
+
+    /// A variant of this run: its value tree parsed, paths resolved like the baseline's.
+    pub(crate) fn variant_of(&self, name: &str, value: &Value) -> Result<Run> {
+        let mut file = from_value(value, &self.source.path, "an ablation variant")
+            .map_err(|e| ConfigErrors(vec![e]))?;
+        file.resolve_paths(&self.base_dir);
+        let data = run_data(&file)?;
+        Ok(Run {
+            file,
+            data,
+            value: value.clone(),
+            source: self.source.clone(),
+            base_dir: self.base_dir.clone(),
+            overrides: self.overrides.clone(),
+            variant: name.to_string(),
+        })
+    }
+
+    /// The typed run file (data paths resolved).
+    pub fn file(&self) -> &RunFile {
+        &self.file
+    }
+
+    /// The data, by kind.
+    pub fn data(&self) -> &RunData {
+        &self.data
+    }
+
+    /// The run's name.
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    /// The run file's seed (a run may be executed with any other).
+    pub fn seed(&self) -> u64 {
+        self.file.seed
+    }
+
+    /// The run file's path as given (`<run file>` in `base_dir` for text).
+    pub fn path(&self) -> &Path {
+        &self.source.path
+    }
+
+    /// The folder relative paths are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// The overrides the run was loaded with.
+    pub fn overrides(&self) -> &[Override] {
+        &self.overrides
+    }
+
+    /// The ablation variant this run is (`baseline` for the run file as written).
+    pub fn variant(&self) -> &str {
+        &self.variant
+    }
+
+    /// True for image data.
+    pub fn is_images(&self) -> bool {
+        matches!(self.data, RunData::Images { .. })
+    }
+}
+
+/// The data section of a validated run file, by kind.
+fn run_data(file: &RunFile) -> Result<RunData> {
+    match (&file.data.images, &file.data.tables, &file.data.target) {
+        (Some(images), None, _) => Ok(RunData::Images {
+            images: images.clone(),
+            augment: file.augment.clone().filter(|a| !a.ops.is_empty()),
+        }),
+        (None, Some(_), Some(_)) => file
+            .tabular_config()
+            .map(RunData::Tables)
+            .ok_or_else(|| Error::Invalid("the run file's tables need a `data.target`".into())),
+        // `RunFile::validate` reports these with their lines; this is only reached for a run
+        // file that skipped it.
+        _ => Err(Error::Invalid(
+            "the run file needs `data.images`, or `data.tables` with `data.target`".into(),
+        )),
+    }
 }
 
 /// Deserialises a run file from a value tree (variants, overrides), reporting the key path.
-///
-/// # Errors
-/// The first type or range error, with its key path; `what` says where the value came from.
-pub fn from_value(value: &Value, file: &Path, what: &str) -> Result<RunFile, ConfigError> {
+fn from_value(value: &Value, file: &Path, what: &str) -> Result<RunFile, ConfigError> {
     serde_path_to_error::deserialize::<_, RunFile>(value).map_err(|e| {
         let key_path = e.path().to_string();
         let message = e.into_inner().to_string();
@@ -291,92 +613,14 @@ pub fn from_value(value: &Value, file: &Path, what: &str) -> Result<RunFile, Con
     })
 }
 
-/// Loads, overrides, resolves and validates a run file.
-///
-/// # Errors
-/// Every problem found, located in the file.
-pub fn load(path: &Path, overrides: &[(String, Value)]) -> Result<Loaded, ConfigErrors> {
-    let one = |e: ConfigError| ConfigErrors(vec![e]);
-    let source = Source::read(path).map_err(one)?;
-    let mut run: RunFile = yaml::parse(&source).map_err(one)?;
-    let mut value = yaml::parse_value(&source).map_err(one)?;
-    if !overrides.is_empty() {
-        for (k, v) in overrides {
-            variants::set_path(&mut value, k, v).map_err(|e| {
-                one(ConfigError {
-                    file: path.to_path_buf(),
-                    position: None,
-                    key_path: k.clone(),
-                    message: format!("--set: {e}"),
-                    hint: None,
-                    snippet: None,
-                })
-            })?;
-        }
-        run = from_value(&value, path, "--set overrides").map_err(one)?;
-    }
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
-    run.resolve_paths(&base_dir);
-    let index = PathIndex::build(&source.text);
-    let mut errors: Vec<ConfigError> = run
-        .validate()
-        .iter()
-        .map(|i| source.error_at(&index, &i.path, i.message.clone()))
-        .collect();
-    if let Some(ab) = &run.ablation {
-        match variants::expand(&value, ab) {
-            Err(e) => errors.push(source.error_at(&index, "ablation", e)),
-            Ok(vs) => {
-                for v in vs.iter().skip(1) {
-                    let what = format!("ablation variant `{}`", v.name);
-                    match from_value(&v.value, path, &what) {
-                        Err(mut e) => {
-                            e.position = index.lookup("ablation");
-                            errors.push(e);
-                        }
-                        Ok(mut r) => {
-                            r.resolve_paths(&base_dir);
-                            for i in r.validate().iter() {
-                                errors.push(source.error_at(
-                                    &index,
-                                    &i.path,
-                                    format!("{} (in {what})", i.message),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(Loaded {
-            run,
-            value,
-            source,
-            base_dir,
-        })
-    } else {
-        Err(ConfigErrors(errors))
-    }
-}
-
-/// Loads a variant's run file from its value tree, paths resolved against `base_dir`.
-///
-/// # Errors
-/// The variant does not parse (already checked by [`load`], so only on internal errors).
-pub fn load_variant(value: &Value, loaded: &Loaded) -> Result<RunFile, ConfigError> {
-    let mut r = from_value(value, &loaded.source.path, "an ablation variant")?;
-    r.resolve_paths(&loaded.base_dir);
-    Ok(r)
-}
-
-/// The JSON Schema of run files.
-pub fn schema() -> Value {
+/// The JSON Schema of run files, as pretty JSON (for editors: `whet schema`).
+pub fn schema_json() -> String {
     let schema = schemars::schema_for!(RunFile);
-    serde_json::to_value(schema).unwrap_or(Value::Null)
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+/// The Markdown reference of every run-file key (`docs/reference.md`), made from the schema.
+pub fn reference_markdown() -> String {
+    let schema = serde_json::to_value(schemars::schema_for!(RunFile)).unwrap_or(Value::Null);
+    crate::reference::markdown(&schema)
 }

@@ -8,7 +8,6 @@ pub mod preview;
 pub mod run;
 pub mod validate;
 
-use crate::config::{self, Loaded};
 use crate::{Cli, Command};
 use anyhow::Result;
 use std::path::Path;
@@ -45,7 +44,8 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             pipeline,
             out,
             format,
-        } => export::export(cli, pipeline, out, *format),
+            augmented_copies,
+        } => export::export(cli, pipeline, out, *format, *augmented_copies),
         Command::Apply {
             manifest,
             data,
@@ -68,12 +68,11 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
 ///
 /// # Errors
 /// Every problem in the file, located.
-pub fn load(cli: &Cli, path: &Path) -> Result<Loaded> {
+pub fn load(cli: &Cli, path: &Path) -> Result<whet::Run> {
     let overrides = cli
         .set
         .iter()
-        .map(|s| config::parse_override(s))
-        .collect::<std::result::Result<Vec<_>, String>>()
-        .map_err(anyhow::Error::msg)?;
-    Ok(config::load(path, &overrides)?)
+        .map(|s| whet::Override::parse(s))
+        .collect::<whet::Result<Vec<_>>>()?;
+    Ok(whet::Run::load(path, &overrides)?)
 }

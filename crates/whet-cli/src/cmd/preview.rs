@@ -1,7 +1,6 @@
 //! `whet preview`: originals and their augmented versions in a labelled grid.
 
 use crate::Cli;
-use crate::config::DataKind;
 use anyhow::Result;
 use std::path::Path;
 
@@ -16,19 +15,8 @@ pub fn preview(
     samples: usize,
     versions: usize,
 ) -> Result<()> {
-    let loaded = super::load(cli, pipeline)?;
-    if loaded.run.kind() != DataKind::Images {
-        anyhow::bail!(
-            "`whet preview` shows image augmentation; `{}` uses tables (try `whet audit`)",
-            pipeline.display()
-        );
-    }
-    if !(1..=64).contains(&samples) || !(1..=32).contains(&versions) {
-        anyhow::bail!(
-            "--samples must be 1 to 64 and --versions 1 to 32 (got {samples} and {versions})"
-        );
-    }
-    crate::images::preview(&loaded.run, out, samples, versions)?;
+    let run = super::load(cli, pipeline)?;
+    run.preview(out, samples, versions)?;
     println!("wrote {}", out.display());
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! `whet validate` and `whet schema`.
 
 use crate::Cli;
-use crate::config::{self, DataKind};
 use anyhow::Result;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -15,14 +14,11 @@ pub fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<()> {
     let mut report = Vec::new();
     for p in paths {
         match super::load(cli, p) {
-            Ok(l) => {
-                let kind = match l.run.kind() {
-                    DataKind::Images => "images",
-                    DataKind::Tables => "tables",
-                };
-                let variants = match &l.run.ablation {
-                    Some(a) => crate::variants::expand(&l.value, a)
-                        .map(|v| v.len())
+            Ok(run) => {
+                let kind = if run.is_images() { "images" } else { "tables" };
+                let variants = match &run.file().ablation {
+                    Some(_) => whet::Ablation::plan(&run, &Default::default())
+                        .map(|p| p.variants.len())
                         .unwrap_or(0),
                     None => 0,
                 };
@@ -39,7 +35,11 @@ pub fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<()> {
             }
             Err(e) => {
                 bad += 1;
-                let errors: Vec<_> = match e.downcast_ref::<crate::yaml::ConfigErrors>() {
+                let config = match e.downcast_ref::<whet::Error>() {
+                    Some(whet::Error::Config(ce)) => Some(ce),
+                    _ => None,
+                };
+                let errors: Vec<_> = match config {
                     Some(ce) => ce
                         .0
                         .iter()
@@ -73,9 +73,9 @@ pub fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<()> {
 /// The output file cannot be written.
 pub fn schema(out: Option<&Path>, markdown: bool) -> Result<()> {
     let text = if markdown {
-        crate::reference::markdown(&config::schema())
+        whet::reference_markdown()
     } else {
-        serde_json::to_string_pretty(&config::schema())? + "\n"
+        whet::schema_json()
     };
     match out {
         Some(p) => whet_core::fsx::atomic_write(p, text.as_bytes())?,

@@ -1,0 +1,69 @@
+//! `whet run`: one run end to end, printed.
+
+use crate::progress::Bars;
+use crate::{Cli, RunFailed};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use whet::{Cache, RunStatus};
+
+/// Default output folder: `runs/<name><suffix>`, without repeating a suffix the name already
+/// ends with (`mnist-ablation` ablates into `runs/mnist-ablation`, not `…-ablation-ablation`).
+pub fn default_out(name: &str, suffix: &str) -> PathBuf {
+    let folder = if name.ends_with(suffix) {
+        name.to_string()
+    } else {
+        format!("{name}{suffix}")
+    };
+    PathBuf::from("runs").join(folder)
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2} %", v * 100.0)
+}
+
+/// `whet run`.
+///
+/// # Errors
+/// Bad input (exit 2) or a failed run (exit 1, after writing what it has).
+pub fn run(
+    cli: &Cli,
+    pipeline: &Path,
+    out: Option<&Path>,
+    seed: Option<u64>,
+    use_cache: bool,
+) -> Result<()> {
+    let run = super::load(cli, pipeline)?;
+    let seed = seed.unwrap_or(run.seed());
+    let out = out.map_or_else(|| default_out(run.name(), ""), Path::to_path_buf);
+    let cache = Cache::new(use_cache);
+    run.ensure_pretrained(&cache, &Bars::with_prefix(cli.quiet, "pretrain"))?;
+    let bars = Bars::new(cli.quiet);
+    let outcome = run.execute(&out, seed, &cache, &bars)?;
+    let m = &outcome.metrics;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+    } else {
+        println!("run `{}` (seed {seed}): {}", run.name(), m.status);
+        println!("  epochs            {}", m.epochs);
+        println!("  train time        {:.1} s", m.train_seconds);
+        for (k, v) in &m.test {
+            let shown = if whet::report::is_percent_metric(k) {
+                pct(*v)
+            } else {
+                format!("{v:.4}")
+            };
+            println!("  test {k:<13} {shown}");
+        }
+        println!("  written to        {}", out.display());
+    }
+    match m.status {
+        RunStatus::Ok => Ok(()),
+        _ => Err(RunFailed(format!(
+            "the run {}: {}; its curves are in {}",
+            m.status,
+            m.message.as_deref().unwrap_or("no message"),
+            out.display()
+        ))
+        .into()),
+    }
+}

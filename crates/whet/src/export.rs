@@ -1,0 +1,290 @@
+//! `whet export`: the data sets a run trains and evaluates on, written to files with the run's
+//! manifest. They come from [`Run::prepare`], the function the run itself uses, so the saved
+//! model scores on the exported test set exactly what the run reported.
+
+use crate::cache::{Cache, hash_file};
+use crate::error::{Error, Result};
+use crate::manifest::{FileEntry, Manifest, ManifestKind};
+use crate::prepare::{PreparedData, PreparedImages, image_arrays};
+use crate::runfile::Run;
+use ndarray::Array2;
+use std::path::Path;
+use whet_core::Progress;
+use whet_image::{AugmentMode, ImageSet};
+
+/// File formats of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Apache Parquet (tables).
+    Parquet,
+    /// Comma-separated values (tables).
+    Csv,
+    /// NumPy `.npy` arrays (tables and images): features as the network sees them.
+    Npy,
+    /// PNG files, one folder per class (images).
+    Png,
+    /// MNIST IDX files, gzip-compressed (images).
+    Idx,
+}
+
+impl ExportFormat {
+    /// Every format, for help texts.
+    pub const ALL: [ExportFormat; 5] = [
+        ExportFormat::Parquet,
+        ExportFormat::Csv,
+        ExportFormat::Npy,
+        ExportFormat::Png,
+        ExportFormat::Idx,
+    ];
+
+    /// The format's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Npy => "npy",
+            ExportFormat::Png => "png",
+            ExportFormat::Idx => "idx",
+        }
+    }
+
+    /// The table format, for tables.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an image-only format.
+    pub fn table_format(self) -> Result<whet_tabular::ExportFormat> {
+        match self {
+            ExportFormat::Parquet => Ok(whet_tabular::ExportFormat::Parquet),
+            ExportFormat::Csv => Ok(whet_tabular::ExportFormat::Csv),
+            ExportFormat::Npy => Ok(whet_tabular::ExportFormat::Npy),
+            other => Err(Error::Invalid(format!(
+                "--format {}: tables export as parquet, csv or npy",
+                other.name()
+            ))),
+        }
+    }
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("`{s}`: expected parquet, csv, npy, png or idx"))
+    }
+}
+
+impl std::fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How to export.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// The file format (default: Parquet for tables, PNG for images).
+    pub format: Option<ExportFormat>,
+    /// With online augmentation: also write this many augmented copies of every training image
+    /// after the originals (by default online mode exports the originals only; offline mode
+    /// exports the copies the model was trained on, and refuses this option).
+    pub augmented_copies: Option<usize>,
+}
+
+/// What [`Run::export`] wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// Rows (tables) or images per split: train, validation, test.
+    pub rows: [usize; 3],
+    /// Features per row (tables) or values per image.
+    pub features: usize,
+    /// The files, as listed in the manifest.
+    pub files: Vec<FileEntry>,
+    /// Whether the data were images.
+    pub images: bool,
+}
+
+impl Run {
+    /// Writes the run's prepared train / validation / test sets and `manifest.json` into `out`,
+    /// through a staging folder: a failure leaves earlier exports in `out` untouched.
+    ///
+    /// # Errors
+    /// Bad input, a format for the other kind of data, or write errors.
+    pub fn export(
+        &self,
+        out: &Path,
+        options: &ExportOptions,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<ExportReport> {
+        if out.is_file() {
+            return Err(Error::Invalid(format!(
+                "--out `{}` is a file; give a folder",
+                out.display()
+            )));
+        }
+        let seed = self.seed();
+        let prepared = self.prepare(seed, cache, progress)?;
+        let mut manifest = Manifest::new(
+            ManifestKind::Export,
+            self,
+            seed,
+            prepared.summary(),
+            prepared.preprocessing(self),
+            None,
+        );
+        whet_core::publish::staged(out, |stage| -> Result<ExportReport> {
+            let report = match &prepared.data {
+                PreparedData::Tables(p) => {
+                    if options.augmented_copies.is_some() {
+                        return Err(Error::Invalid(
+                            "--augmented-copies is for image runs with online augmentation".into(),
+                        ));
+                    }
+                    let fmt = options
+                        .format
+                        .unwrap_or(ExportFormat::Parquet)
+                        .table_format()?;
+                    ExportReport {
+                        rows: [p.train.x.nrows(), p.validation.x.nrows(), p.test.x.nrows()],
+                        features: p.features.len(),
+                        files: whet_tabular::write_splits(p, stage, fmt)?,
+                        images: false,
+                    }
+                }
+                PreparedData::Images(p) => export_images(p, stage, options)?,
+            };
+            manifest.files = report.files.clone();
+            manifest.save(&stage.join("manifest.json"))?;
+            Ok(report)
+        })
+    }
+}
+
+fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Result<ExportReport> {
+    let expanded;
+    let train = match (options.augmented_copies, &p.online) {
+        (None, _) => &p.train,
+        (Some(n), Some(augmenter)) => {
+            expanded = augmenter.expand(&p.train, n)?;
+            &expanded
+        }
+        (Some(_), None) => {
+            let why = match &p.augment {
+                Some(a) if a.mode == AugmentMode::Offline => {
+                    "offline augmentation exports the copies the model was trained on (set `augment.copies`)"
+                }
+                _ => "the run has no augmentation",
+            };
+            return Err(Error::Invalid(format!("--augmented-copies: {why}")));
+        }
+    };
+    let format = options.format.unwrap_or(ExportFormat::Png);
+    let mut files = Vec::new();
+    for (name, set) in [
+        ("train", Some(train)),
+        ("validation", p.validation.as_ref()),
+        ("test", Some(&p.test)),
+    ] {
+        let Some(set) = set else { continue };
+        match format {
+            ExportFormat::Png => {
+                whet_image::write_png_folders(set, &dir.join(name))?;
+                files.push(tree_entry(dir, name)?);
+            }
+            ExportFormat::Idx => {
+                let (i, l) = (
+                    format!("{name}-images-idx3-ubyte.gz"),
+                    format!("{name}-labels-idx1-ubyte.gz"),
+                );
+                whet_image::write_idx(set, &dir.join(&i), &dir.join(&l))?;
+                files.push(file_entry(dir, &i)?);
+                files.push(file_entry(dir, &l)?);
+            }
+            ExportFormat::Npy => {
+                let a = image_arrays(set, &p.normalizer, set.class_names.len())?;
+                let labels = labels_column(set);
+                for (file, x) in [
+                    (format!("{name}_x.npy"), &a.x),
+                    (format!("{name}_y.npy"), &labels),
+                ] {
+                    whet_core::fsx::atomic_write(
+                        &dir.join(&file),
+                        &whet_tabular::export::npy_bytes(x),
+                    )?;
+                    files.push(file_entry(dir, &file)?);
+                }
+            }
+            ExportFormat::Parquet | ExportFormat::Csv => {
+                return Err(Error::Invalid(format!(
+                    "--format {format}: images export as png, idx or npy"
+                )));
+            }
+        }
+    }
+    Ok(ExportReport {
+        rows: [
+            train.len(),
+            p.validation.as_ref().map_or(0, ImageSet::len),
+            p.test.len(),
+        ],
+        features: train.image_len(),
+        files,
+        images: true,
+    })
+}
+
+/// Labels as one `f32` column (class indices).
+fn labels_column(set: &ImageSet) -> Array2<f32> {
+    Array2::from_shape_fn((set.len(), 1), |(i, _)| set.labels[i] as f32)
+}
+
+/// A written file's entry: size and SHA-256.
+fn file_entry(dir: &Path, name: &str) -> Result<FileEntry> {
+    let path = dir.join(name);
+    let bytes = std::fs::metadata(&path)
+        .map_err(Error::io("reading", &path))?
+        .len();
+    Ok(FileEntry {
+        name: name.into(),
+        bytes,
+        sha256: hash_file(&path)?,
+    })
+}
+
+/// A written folder's entry (`name/`): its total size, and the SHA-256 of the sorted list of
+/// `relative path, SHA-256 of content` lines of every file in it.
+fn tree_entry(dir: &Path, name: &str) -> Result<FileEntry> {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<(String, u64, String)>) -> Result<()> {
+        let here = root.join(rel);
+        for e in std::fs::read_dir(&here).map_err(Error::io("listing", &here))? {
+            let e = e.map_err(Error::io("listing", &here))?;
+            let rel = rel.join(e.file_name());
+            let path = root.join(&rel);
+            if path.is_dir() {
+                walk(root, &rel, out)?;
+            } else {
+                let bytes = std::fs::metadata(&path)
+                    .map_err(Error::io("reading", &path))?
+                    .len();
+                out.push((rel.display().to_string(), bytes, hash_file(&path)?));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(&dir.join(name), Path::new(""), &mut files)?;
+    files.sort();
+    let list: String = files
+        .iter()
+        .map(|(p, _, h)| format!("{p}  {h}\n"))
+        .collect();
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(list.as_bytes());
+    Ok(FileEntry {
+        name: format!("{name}/"),
+        bytes: files.iter().map(|f| f.1).sum(),
+        sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}

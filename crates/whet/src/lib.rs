@@ -1,0 +1,83 @@
+//! **whet** as a library: one YAML run file (or the same thing built in code) from raw data to a
+//! trained network, its metrics and a per-stage ablation report. The `whet` command-line tool is
+//! a thin layer over this crate; everything it does, a Rust program can do with the same types.
+//!
+//! # The main types
+//! - [`RunFile`]: the run file as written (serde, with every crate's config types).
+//!   [`RunFile::from_path`] / [`RunFile::from_yaml`] parse it once, with located,
+//!   did-you-mean errors, and validate it into a [`Run`]; [`RunFile::images`] /
+//!   [`RunFile::tables`] and the `with_*` setters build one in code.
+//! - [`Run`]: a validated run. [`Run::prepare`] gives the [`Prepared`] data (typed arrays, the
+//!   fitted preprocessing, class names); [`Run::execute`] trains and evaluates and returns a
+//!   [`RunOutcome`] with its [`Metrics`] and [`Manifest`]; [`Run::export`] writes the very data
+//!   the run trains on.
+//! - [`Ablation::plan`] expands the `ablation` section into a [`Plan`] of cells
+//!   (variant × seed); [`Plan::run_cell`] runs one, [`Plan::collect`] writes the report.
+//!
+//! # Quickstart
+//! ```no_run
+//! use whet::prelude::*;
+//! # fn main() -> whet::Result<()> {
+//! let run = RunFile::from_path("pipelines/mnist-augment-small.yaml")?;
+//! let outcome = run.execute("runs/small".as_ref(), run.seed(), &Cache::new(true), &NoProgress)?;
+//! println!("test accuracy {:.4}", outcome.metrics.test["accuracy"]);
+//! # Ok(()) }
+//! ```
+//!
+//! The crates underneath are re-exported: [`image`] (loading, augmentation, input noise),
+//! [`tabular`] (tables on polars: joins, missing values, encoding, splits), [`train`] (the
+//! network and its training), [`report`] (statistics over seeds, reports, charts) and [`core`]
+//! (seeded random streams, atomic writes, progress).
+
+// `ConfigError` carries the file, position, key path, message, hint and snippet. It is returned
+// once per run file, never in a hot loop, so boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod ablation;
+mod cache;
+mod error;
+mod execute;
+mod export;
+mod manifest;
+mod prepare;
+mod reference;
+mod runfile;
+mod variants;
+mod yaml;
+
+pub use ablation::{
+    Ablation, AblationConfig, AblationReport, Cell, CellResult, Plan, PlanOptions, PlannedVariant,
+    Seeds, VariantConfig,
+};
+pub use cache::Cache;
+pub use error::{Error, Result, chain_text};
+pub use execute::{ClassBreakdown, Metrics, RunOutcome};
+pub use export::{ExportFormat, ExportOptions, ExportReport};
+pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
+pub use prepare::{
+    AugmentSource, DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing,
+    TrainingData, image_arrays,
+};
+pub use runfile::{
+    DataConfig, Override, PretrainConfig, Run, RunData, RunFile, reference_markdown, schema_json,
+};
+pub use whet_report::RunStatus;
+pub use yaml::{ConfigError, ConfigErrors, MAX_RUN_FILE_BYTES};
+
+pub use whet_core as core;
+pub use whet_image as image;
+pub use whet_report as report;
+pub use whet_tabular as tabular;
+pub use whet_train as train;
+
+/// The types most programs use: `use whet::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Ablation, Cache, ExportFormat, ExportOptions, Metrics, Plan, PlanOptions, Run, RunFile,
+        RunOutcome,
+    };
+    pub use whet_core::{NoProgress, Progress};
+    pub use whet_image::{AugmentConfig, ImageSourceConfig, ImagesConfig, OpConfig};
+    pub use whet_tabular::{StepConfig, TableSpec, TargetConfig};
+    pub use whet_train::{Activation, HiddenConfig, ModelConfig, OptimizerConfig, TrainConfig};
+}

@@ -1,0 +1,169 @@
+//! One manifest format for runs and exports (`manifest.json`): the run file, the seed, the data
+//! sizes, the fitted preprocessing and, for a run, the network. `whet apply` takes either.
+
+use crate::error::{Error, Result};
+use crate::prepare::{DataSummary, Preprocessing};
+use crate::runfile::{Run, RunFile};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The format tag of [`Manifest`].
+pub const MANIFEST_FORMAT: &str = "whet-manifest/1";
+
+/// Who wrote a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestKind {
+    /// `whet run` (or an ablation cell): the folder has the trained model.
+    Run,
+    /// `whet export`: the folder has the processed data sets.
+    Export,
+}
+
+/// One file a manifest lists.
+pub type FileEntry = whet_tabular::FileEntry;
+
+/// What a run or an export used: `manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// The whet version that wrote it.
+    pub whet_version: String,
+    /// A run's or an export's.
+    pub kind: ManifestKind,
+    /// The run file (data paths resolved).
+    pub run: RunFile,
+    /// The ablation variant (`baseline` for the run file as written).
+    pub variant: String,
+    /// The seed.
+    pub seed: u64,
+    /// Data sizes.
+    pub data: DataSummary,
+    /// The fitted preprocessing, which new data go through.
+    pub preprocessing: Preprocessing,
+    /// The network (a run's manifest).
+    pub architecture: Option<whet_train::Architecture>,
+    /// The files written beside it, with sizes and SHA-256 (an export's manifest; a folder of
+    /// PNG files is one entry whose hash covers every file's path and content).
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// A manifest of `run` with `seed`.
+    pub(crate) fn new(
+        kind: ManifestKind,
+        run: &Run,
+        seed: u64,
+        data: DataSummary,
+        preprocessing: Preprocessing,
+        architecture: Option<whet_train::Architecture>,
+    ) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT.into(),
+            whet_version: env!("CARGO_PKG_VERSION").into(),
+            kind,
+            run: run.file().clone(),
+            variant: run.variant().into(),
+            seed,
+            data,
+            preprocessing,
+            architecture,
+            files: vec![],
+        }
+    }
+
+    /// Reads a manifest written by `whet run`, `whet ablate` or `whet export`.
+    ///
+    /// # Errors
+    /// [`Error::Io`], or [`Error::Json`] when the file is not a whet manifest.
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read(path).map_err(Error::io("reading", path))?;
+        let m: Manifest = serde_json::from_slice(&text).map_err(|source| Error::Json {
+            what: "whet manifest (written by `whet run` or `whet export`)",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(Error::Invalid(format!(
+                "`{}` has format `{}`; this whet reads `{MANIFEST_FORMAT}`",
+                path.display(),
+                m.format
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Writes the manifest atomically as pretty JSON.
+    ///
+    /// # Errors
+    /// [`Error::Fs`] when it cannot be written.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(|source| Error::Json {
+            what: "whet manifest",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        whet_core::fsx::atomic_write(path, &text)?;
+        Ok(())
+    }
+
+    /// The fitted table preprocessing.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an image run's manifest.
+    pub fn tables(&self) -> Result<&whet_tabular::Manifest> {
+        match &self.preprocessing {
+            Preprocessing::Tables(m) => Ok(m),
+            Preprocessing::Images { .. } => Err(Error::Invalid(format!(
+                "`{}` is an image run: `apply` replays table preprocessing",
+                self.run.name
+            ))),
+        }
+    }
+}
+
+/// What [`apply`] wrote.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// Rows written.
+    pub rows: usize,
+    /// Feature names.
+    pub features: Vec<String>,
+    /// Rows dropped because their target was present but missing.
+    pub target_missing_dropped: usize,
+    /// The files written, in `out`.
+    pub files: Vec<PathBuf>,
+}
+
+/// Replays the fitted table preprocessing of a run's or an export's manifest on new data (the
+/// main table, in the same format as at training), writing `applied.*` into `out` in `format`.
+///
+/// # Errors
+/// An unreadable manifest or data file, data that do not fit the manifest, write errors.
+pub fn apply(
+    manifest: &Path,
+    data: &Path,
+    out: &Path,
+    format: whet_tabular::ExportFormat,
+) -> Result<ApplyReport> {
+    let m = Manifest::load(manifest)?;
+    let tables = m.tables()?;
+    let applied = whet_tabular::apply_file(tables, data)?;
+    std::fs::create_dir_all(out).map_err(Error::io("creating the output folder", out))?;
+    let files = whet_tabular::write_split(
+        out,
+        "applied",
+        &applied.x,
+        applied.y.as_ref(),
+        &applied.features,
+        format,
+    )?;
+    Ok(ApplyReport {
+        rows: applied.x.nrows(),
+        features: applied.features,
+        target_missing_dropped: applied.target_missing_dropped,
+        files: files.into_iter().map(|f| out.join(f.name)).collect(),
+    })
+}
