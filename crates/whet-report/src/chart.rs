@@ -45,6 +45,15 @@ fn font(size: f64) -> TextStyle<'static> {
 type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
+/// A name as shown in a chart (legend, row label, title): at most 40 characters, `…` when cut.
+pub(crate) fn chart_label(name: &str) -> String {
+    let mut s: String = name.chars().take(40).collect();
+    if name.chars().count() > 40 {
+        s.push('…');
+    }
+    s
+}
+
 /// Something that can draw itself on any plotters backend.
 pub(crate) trait Chart {
     /// Pixel size of the image.

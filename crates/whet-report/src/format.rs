@@ -8,7 +8,7 @@ use crate::stats::{Describe, Interval, VariantSummary};
 
 /// The display format of one metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MetricFormat {
+pub(crate) struct MetricFormat {
     /// Values are fractions shown as percentages.
     pub percent: bool,
     /// Decimals after the point (after scaling).
@@ -116,7 +116,7 @@ fn decimals_for(magnitude: f64) -> usize {
 }
 
 /// Seconds for people: `0.84 s`, `12.3 s`, `4 min 05 s`, or `—`.
-pub fn seconds(s: Option<f64>) -> String {
+pub(crate) fn seconds(s: Option<f64>) -> String {
     match s {
         Some(s) if s.is_finite() && s < 10.0 => format!("{s:.2} s"),
         Some(s) if s.is_finite() && s < 120.0 => format!("{s:.1} s"),

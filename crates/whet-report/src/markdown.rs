@@ -9,7 +9,7 @@ use crate::stats::{VariantSummary, Verdict};
 
 /// A chart written next to the report, linked by relative paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChartLink {
+pub(crate) struct ChartLink {
     /// Heading and alt text.
     pub title: String,
     /// Relative path of the PNG.
@@ -58,7 +58,11 @@ fn verdict_cell(v: Verdict) -> String {
 }
 
 /// Renders `report.md`.
-pub fn render(input: &AblationInput, summaries: &[VariantSummary], charts: &[ChartLink]) -> String {
+pub(crate) fn render(
+    input: &AblationInput,
+    summaries: &[VariantSummary],
+    charts: &[ChartLink],
+) -> String {
     let mut out = String::new();
     let metrics = input.metric_names();
     let primary = &input.primary_metric;

@@ -83,11 +83,11 @@ mod nullable {
 
     use serde::{Deserialize, Deserializer};
 
-    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    pub(super) fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
     }
 
-    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    pub(super) fn map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
         let m = BTreeMap::<String, Option<f64>>::deserialize(d)?;
         Ok(m.into_iter()
             .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))

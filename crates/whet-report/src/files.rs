@@ -1,0 +1,17 @@
+//! File names written by [`write_ablation`](crate::write_ablation) and
+//! [`write_run`](crate::write_run) (charts as `STEM.png` and `STEM.svg`).
+
+/// One row per run.
+pub const ABLATION_CSV: &str = "ablation.csv";
+/// Runs and summaries.
+pub const ABLATION_JSON: &str = "ablation.json";
+/// The report.
+pub const REPORT_MD: &str = "report.md";
+/// Stem of the effect chart (Δ vs baseline with 95 % CI).
+pub const EFFECT_CHART: &str = "effect";
+/// Stem of the learning-curve charts (per variant in an ablation, per run in a run folder).
+pub const CURVES_CHART: &str = "learning-curves";
+/// Stem of a run's confusion-matrix chart.
+pub const CONFUSION_CHART: &str = "confusion";
+/// A run's per-epoch curves.
+pub const CURVES_CSV: &str = "curves.csv";
