@@ -120,8 +120,7 @@ pub fn load_sets(run: &RunFile, progress: &dyn Progress) -> Result<(ImageSet, Im
         .as_ref()
         .ok_or_else(|| anyhow!("the run file has no `data.images`"))?;
     progress.begin("loading images", None);
-    let (train, test, skipped) =
-        whet_image::data::load_train_test(cfg).context("loading the images")?;
+    let (train, test, skipped) = whet_image::load_train_test(cfg).context("loading the images")?;
     progress.end();
     for s in &skipped {
         eprintln!(

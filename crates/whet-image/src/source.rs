@@ -1,11 +1,11 @@
-//! The image part of the `data` section ([`ImagesConfig`], YAML `data.images`) and
-//! [`load_images`], which reads train/test, applies the class filter, splits off validation and
-//! fits the normaliser on the training split.
+//! Where the images come from: the image part of the `data` section ([`ImagesConfig`], YAML
+//! `data.images`, with one [`ImageSourceConfig`] per split: [`IdxFiles`] or a [`FolderSource`])
+//! and [`load_train_test`], which reads train and test with the class filter applied.
 
 use crate::error::{Error, Result};
 use crate::folder::{FolderOptions, Skipped, load_folder};
 use crate::idx::load_idx;
-use crate::set::{ImageSet, NormalizeKind, Normalizer};
+use crate::set::{ImageSet, NormalizeKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -177,24 +177,13 @@ impl ImagesConfig {
     }
 }
 
-/// The former name of [`ImagesConfig`].
-pub type ImagesDataConfig = ImagesConfig;
-
-/// Loads the training set (all of it, before any validation split) and the test set. Without a
-/// `test` source the test set is empty (same shape and classes as train).
-///
-/// # Errors
-/// As [`load_images`].
-pub fn load_data(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet)> {
-    let (train, test, _) = load_train_test(cfg)?;
-    Ok((train, test))
-}
-
 /// Train, test (empty when not configured) and the files skipped with `skip_bad` (so the
-/// caller can report them).
+/// caller can report them). The validation split and the normaliser are the caller's
+/// ([`ImageSet::split_stratified`], [`Normalizer::fit`](crate::Normalizer::fit)).
 ///
 /// # Errors
-/// As [`load_images`].
+/// Loader errors ([`load_idx`], [`load_folder`]); [`Error::Shape`] when train and test images
+/// differ in shape or test has more classes than train.
 pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Skipped>)> {
     let classes = cfg.classes.as_deref();
     let (all_train, mut skipped) = cfg.train.load(classes)?;
@@ -228,38 +217,4 @@ pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Sk
         None => all_train.select(&[]),
     };
     Ok((all_train, test, skipped))
-}
-
-/// What [`load_images`] gives.
-#[derive(Debug, Clone)]
-pub struct LoadedImages {
-    /// The training split (after holding out validation).
-    pub train: ImageSet,
-    /// The validation split (empty when `validation` is 0).
-    pub validation: ImageSet,
-    /// The test set, if configured.
-    pub test: Option<ImageSet>,
-    /// Normalisation fitted on `train`.
-    pub normalizer: Normalizer,
-    /// Files skipped by folder loaders with `skip_bad`.
-    pub skipped: Vec<Skipped>,
-}
-
-/// Loads train (and test), splits validation off train with `seed` (stream `[2, 0, class]`), and
-/// fits the normaliser on the training split only.
-///
-/// # Errors
-/// Loader errors; [`Error::Shape`] when train and test images differ in shape or classes.
-pub fn load_images(cfg: &ImagesConfig, seed: u64) -> Result<LoadedImages> {
-    let (all_train, test, skipped) = load_train_test(cfg)?;
-    let test = cfg.test.as_ref().map(|_| test);
-    let (train, validation) = all_train.split_stratified(cfg.validation.get(), seed)?;
-    let normalizer = Normalizer::fit(cfg.normalize, &train);
-    Ok(LoadedImages {
-        train,
-        validation,
-        test,
-        normalizer,
-        skipped,
-    })
 }
