@@ -29,6 +29,7 @@
 
 pub mod augment;
 pub mod buf;
+mod builder;
 pub mod color;
 pub mod error;
 pub mod folder;

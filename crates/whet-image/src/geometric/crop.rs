@@ -2,6 +2,7 @@
 
 use super::{fill_zero, p_one};
 use crate::buf::{Img, View, below};
+use crate::builder::probability;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Rng;
@@ -26,6 +27,41 @@ pub struct RandomCropConfig {
     /// size is always `height × width`. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl RandomCropConfig {
+    /// A `height × width` crop, no padding, `fill` 0, `p` 1.
+    pub fn new(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            padding: 0,
+            fill: fill_zero(),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the padding added on each side before cropping.
+    pub fn with_padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Sets the padding value.
+    pub fn with_fill(mut self, fill: u8) -> Self {
+        self.fill = fill;
+        self
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 /// Random crop with padding (see [`RandomCropConfig`]). `top`/`left` are in padded coordinates.
@@ -95,6 +131,7 @@ pub(crate) fn random_crop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::assert_same_as_json;
     use crate::geometric::ramp;
 
     #[test]
@@ -104,5 +141,20 @@ mod tests {
         crop_padded(src.view(), &mut dst, 0, 0, 4, 4, 2, 5);
         assert_eq!(&dst.data[..8], &[5; 8]);
         assert_eq!(dst.data[10], src.data[0]);
+    }
+
+    #[test]
+    fn builder_matches_serde_defaults() {
+        assert_same_as_json(
+            &RandomCropConfig::new(24, 20),
+            r#"{"width": 24, "height": 20}"#,
+        );
+        assert_same_as_json(
+            &RandomCropConfig::new(24, 20)
+                .with_padding(4)
+                .with_fill(7)
+                .with_p(0.5),
+            r#"{"width": 24, "height": 20, "padding": 4, "fill": 7, "p": 0.5}"#,
+        );
     }
 }

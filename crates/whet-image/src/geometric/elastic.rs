@@ -3,6 +3,7 @@
 use super::warp::sample;
 use super::{fill_zero, p_one};
 use crate::buf::{Img, View};
+use crate::builder::{non_negative, positive, probability};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Rng;
@@ -26,6 +27,39 @@ pub struct ElasticConfig {
     /// Probability of applying the op. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl ElasticConfig {
+    /// Displacements scaled by `alpha` pixels, smoothed with standard deviation `sigma` pixels
+    /// (at most 64, checked by validation), `fill` 0, `p` 1.
+    ///
+    /// # Panics
+    /// When `alpha` is negative or `sigma` is not above 0 (or either is not finite).
+    #[track_caller]
+    pub fn new(alpha: f64, sigma: f64) -> Self {
+        Self {
+            alpha: non_negative(alpha, "alpha"),
+            sigma: positive(sigma, "sigma"),
+            fill: fill_zero(),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the fill value outside the source.
+    pub fn with_fill(mut self, fill: u8) -> Self {
+        self.fill = fill;
+        self
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 impl ElasticConfig {
@@ -147,6 +181,7 @@ pub(crate) fn elastic(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::assert_same_as_json;
     use crate::geometric::ramp;
 
     #[test]
@@ -171,5 +206,17 @@ mod tests {
             &mut s,
         );
         assert_eq!(src, dst);
+    }
+
+    #[test]
+    fn builder_matches_serde_defaults() {
+        assert_same_as_json(
+            &ElasticConfig::new(34.0, 4.0),
+            r#"{"alpha": 34, "sigma": 4}"#,
+        );
+        assert_same_as_json(
+            &ElasticConfig::new(34.0, 4.0).with_fill(2).with_p(0.3),
+            r#"{"alpha": 34, "sigma": 4, "fill": 2, "p": 0.3}"#,
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use super::p_one;
 use crate::buf::{Img, View};
+use crate::builder::probability;
 use crate::simd::Simd;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,30 @@ pub struct FlipConfig {
     /// Probability of applying the op. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl Default for FlipConfig {
+    /// Always flip (`p` 1), as `{}` in YAML.
+    fn default() -> Self {
+        Self { p: p_one() }
+    }
+}
+
+impl FlipConfig {
+    /// The same as [`FlipConfig::default`]: always flip.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 /// Horizontal flip of `src` into `dst`.
@@ -168,6 +193,7 @@ pub fn vflip(src: View<'_>, dst: &mut Img) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::assert_same_as_json;
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
@@ -185,5 +211,12 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn builder_matches_serde_defaults() {
+        assert_same_as_json(&FlipConfig::default(), "{}");
+        assert_same_as_json(&FlipConfig::new(), "{}");
+        assert_same_as_json(&FlipConfig::new().with_p(0.25), r#"{"p": 0.25}"#);
     }
 }

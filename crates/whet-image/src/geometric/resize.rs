@@ -2,6 +2,7 @@
 
 use super::{check_range, p_one};
 use crate::buf::{Img, View, below, uniform};
+use crate::builder::probability;
 use crate::simd::Simd;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,42 @@ pub struct RandomResizedCropConfig {
     /// Probability; when skipped the whole image is resized. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl RandomResizedCropConfig {
+    /// A crop resized to `height × width`, area fraction `[0.08, 1]`, aspect ratio
+    /// `[3/4, 4/3]`, `p` 1.
+    pub fn new(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            scale: default_rrc_scale(),
+            ratio: default_rrc_ratio(),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the area fraction range.
+    pub fn with_scale(mut self, scale: [f64; 2]) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// Sets the aspect-ratio (w/h) range.
+    pub fn with_ratio(mut self, ratio: [f64; 2]) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 impl RandomResizedCropConfig {
@@ -375,6 +412,7 @@ pub(crate) fn random_resized_crop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::assert_same_as_json;
     use crate::geometric::ramp;
 
     proptest::proptest! {
@@ -409,5 +447,20 @@ mod tests {
         let mut s = ResizeScratch::default();
         resize_bilinear(src.view(), &mut dst, (0.0, 0.0, 5.0, 8.0), 8, 5, &mut s);
         assert_eq!(src, dst);
+    }
+
+    #[test]
+    fn builder_matches_serde_defaults() {
+        assert_same_as_json(
+            &RandomResizedCropConfig::new(24, 20),
+            r#"{"width": 24, "height": 20}"#,
+        );
+        assert_same_as_json(
+            &RandomResizedCropConfig::new(24, 20)
+                .with_scale([0.5, 1.0])
+                .with_ratio([0.5, 2.0])
+                .with_p(0.5),
+            r#"{"width": 24, "height": 20, "scale": [0.5, 1], "ratio": [0.5, 2], "p": 0.5}"#,
+        );
     }
 }
