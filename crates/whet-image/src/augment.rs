@@ -9,6 +9,7 @@
 //! depends only on (seed, epoch, sample, config), never on threads or on the other samples.
 
 use crate::buf::{Img, View, below, chance};
+use crate::builder::probability;
 use crate::color::{
     self, BlurConfig, BlurScratch, BrightnessConfig, ContrastConfig, ErasingConfig, GammaConfig,
 };
@@ -92,6 +93,23 @@ pub struct OneOfConfig {
     pub p: Probability,
 }
 
+impl OneOfConfig {
+    /// One op chosen uniformly from `ops` (at least one, checked by validation), `p` 1.
+    pub fn new(ops: Vec<OpConfig>) -> Self {
+        Self { ops, p: p_one() }
+    }
+
+    /// Sets the probability of applying the choice.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
+}
+
 /// `some_of`: with probability `p`, apply `n` distinct ops chosen uniformly from `ops`, in
 /// their list order.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -104,6 +122,24 @@ pub struct SomeOfConfig {
     /// Probability of applying them. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl SomeOfConfig {
+    /// `n` distinct ops chosen uniformly from `ops` (`1 <= n <= ops.len() <= 64`, checked by
+    /// validation), `p` 1.
+    pub fn new(n: usize, ops: Vec<OpConfig>) -> Self {
+        Self { n, ops, p: p_one() }
+    }
+
+    /// Sets the probability of applying the choice.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 /// When augmentation happens.
@@ -133,6 +169,7 @@ pub struct AugmentConfig {
 }
 
 impl Default for AugmentConfig {
+    /// Online, no ops (`copies` 1), as `{}` in YAML.
     fn default() -> Self {
         Self {
             mode: AugmentMode::Online,
@@ -142,7 +179,100 @@ impl Default for AugmentConfig {
     }
 }
 
+/// Building the config in Rust instead of reading it from YAML. This is the same config as
+///
+/// ```yaml
+/// augment:
+///   ops:
+///     - hflip: { p: 0.5 }
+///     - rotate: { degrees: 12, p: 0.7 }
+///     - gaussian_noise: { std: 0.05 }
+/// ```
+///
+/// ```
+/// use whet_image::geometric::{FlipConfig, RotateConfig};
+/// use whet_image::noise::GaussianNoiseConfig;
+/// use whet_image::{AugmentConfig, Augmenter, OpConfig};
+///
+/// let cfg = AugmentConfig::online()
+///     .with_op(OpConfig::Hflip(FlipConfig::new().with_p(0.5)))
+///     .with_op(RotateConfig::new(12.0).with_p(0.7))
+///     .with_op(GaussianNoiseConfig::new(0.05));
+/// assert!(cfg.validate().is_empty());
+/// let augmenter = Augmenter::new(&cfg, 42, 28, 28, 1).unwrap();
+/// assert_eq!(augmenter.op_labels().len(), 3);
+///
+/// // Offline: the training set plus 4 augmented copies of every image.
+/// let offline = AugmentConfig::offline(4).with_op(OpConfig::hflip());
+/// assert_eq!(offline.copies, 4);
+/// ```
+impl AugmentConfig {
+    /// Fresh draws every epoch, no ops yet: the same as [`AugmentConfig::default`].
+    pub fn online() -> Self {
+        Self::default()
+    }
+
+    /// Expand the training set once by `copies` augmented copies of every image
+    /// (`1 <= copies <= 1000`, checked by validation), no ops yet.
+    pub fn offline(copies: usize) -> Self {
+        Self {
+            mode: AugmentMode::Offline,
+            copies,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Appends an op: an [`OpConfig`] or any op config (`RotateConfig::new(12.0)`).
+    pub fn with_op(mut self, op: impl Into<OpConfig>) -> Self {
+        self.ops.push(op.into());
+        self
+    }
+}
+
+/// `From<XConfig> for OpConfig` for every op config that belongs to one variant (the flips share
+/// [`FlipConfig`]: use [`OpConfig::hflip`], [`OpConfig::vflip`] or the variants).
+macro_rules! op_from {
+    ($($config:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$config> for OpConfig {
+            fn from(c: $config) -> Self {
+                OpConfig::$variant(c)
+            }
+        }
+    )*};
+}
+
+op_from!(
+    RotateConfig => Rotate,
+    TranslateConfig => Translate,
+    ScaleConfig => Scale,
+    ShearConfig => Shear,
+    AffineConfig => Affine,
+    RandomCropConfig => RandomCrop,
+    RandomResizedCropConfig => RandomResizedCrop,
+    BrightnessConfig => Brightness,
+    ContrastConfig => Contrast,
+    GammaConfig => Gamma,
+    BlurConfig => GaussianBlur,
+    ElasticConfig => Elastic,
+    ErasingConfig => Erasing,
+    GaussianNoiseConfig => GaussianNoise,
+    SaltPepperConfig => SaltAndPepper,
+    SpeckleConfig => Speckle,
+    OneOfConfig => OneOf,
+    SomeOfConfig => SomeOf,
+);
+
 impl OpConfig {
+    /// Mirror left-right, always (`- hflip: {}`).
+    pub fn hflip() -> Self {
+        OpConfig::Hflip(FlipConfig::new())
+    }
+
+    /// Mirror top-bottom, always (`- vflip: {}`).
+    pub fn vflip() -> Self {
+        OpConfig::Vflip(FlipConfig::new())
+    }
+
     /// The op's YAML name (`rotate`, `one_of`…).
     pub fn name(&self) -> &'static str {
         match self {
@@ -903,5 +1033,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("larger than the padded input"), "{e}");
+    }
+
+    #[test]
+    fn builders_match_serde_defaults() {
+        use crate::builder::assert_same_as_json;
+        assert_same_as_json(&AugmentConfig::default(), "{}");
+        assert_same_as_json(&AugmentConfig::online(), "{}");
+        assert_same_as_json(
+            &AugmentConfig::offline(3),
+            r#"{"mode": "offline", "copies": 3}"#,
+        );
+        assert_same_as_json(
+            &OneOfConfig::new(vec![OpConfig::hflip()]).with_p(0.5),
+            r#"{"ops": [{"hflip": {}}], "p": 0.5}"#,
+        );
+        assert_same_as_json(
+            &SomeOfConfig::new(1, vec![OpConfig::vflip()]),
+            r#"{"n": 1, "ops": [{"vflip": {}}]}"#,
+        );
+    }
+
+    #[test]
+    fn every_op_config_converts_to_its_variant() {
+        use crate::builder::assert_same_as_json;
+        let cfg = AugmentConfig::online()
+            .with_op(OpConfig::hflip())
+            .with_op(OpConfig::vflip())
+            .with_op(RotateConfig::new(1.0))
+            .with_op(TranslateConfig::pixels(1.0))
+            .with_op(ScaleConfig::new([1.0, 1.0]))
+            .with_op(ShearConfig::new(1.0))
+            .with_op(AffineConfig::new())
+            .with_op(RandomCropConfig::new(2, 2))
+            .with_op(RandomResizedCropConfig::new(2, 2))
+            .with_op(BrightnessConfig::new(0.1))
+            .with_op(ContrastConfig::new(0.1))
+            .with_op(GammaConfig::new([1.0, 1.0]))
+            .with_op(BlurConfig::new([1.0, 1.0]))
+            .with_op(ElasticConfig::new(1.0, 1.0))
+            .with_op(ErasingConfig::new())
+            .with_op(GaussianNoiseConfig::new(0.1))
+            .with_op(SaltPepperConfig::new(0.1))
+            .with_op(SpeckleConfig::new(0.1))
+            .with_op(OneOfConfig::new(vec![OpConfig::hflip()]))
+            .with_op(SomeOfConfig::new(1, vec![OpConfig::hflip()]));
+        assert_same_as_json(
+            &cfg,
+            r#"{"ops": [
+                {"hflip": {}}, {"vflip": {}}, {"rotate": {"degrees": 1}},
+                {"translate": {"pixels": 1}}, {"scale": {"range": [1, 1]}},
+                {"shear": {"degrees": 1}}, {"affine": {}},
+                {"random_crop": {"width": 2, "height": 2}},
+                {"random_resized_crop": {"width": 2, "height": 2}},
+                {"brightness": {"limit": 0.1}}, {"contrast": {"limit": 0.1}},
+                {"gamma": {"range": [1, 1]}}, {"gaussian_blur": {"sigma": [1, 1]}},
+                {"elastic": {"alpha": 1, "sigma": 1}}, {"erasing": {}},
+                {"gaussian_noise": {"std": 0.1}}, {"salt_and_pepper": {"amount": 0.1}},
+                {"speckle": {"std": 0.1}}, {"one_of": {"ops": [{"hflip": {}}]}},
+                {"some_of": {"n": 1, "ops": [{"hflip": {}}]}}
+            ]}"#,
+        );
     }
 }

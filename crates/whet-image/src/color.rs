@@ -2,6 +2,7 @@
 //! 256-entry lookup table built per call), separable Gaussian blur in fixed point, and random erasing.
 
 use crate::buf::{Img, View, below, uniform};
+use crate::builder::{non_negative, probability};
 use crate::geometric::{check_range, gaussian_kernel};
 use crate::simd::Simd;
 use schemars::JsonSchema;
@@ -27,6 +28,30 @@ pub struct BrightnessConfig {
     pub p: Probability,
 }
 
+impl BrightnessConfig {
+    /// A shift of up to `limit` of the full range either way, `p` 1.
+    ///
+    /// # Panics
+    /// When `limit` is negative or not finite.
+    #[track_caller]
+    pub fn new(limit: f64) -> Self {
+        Self {
+            limit: non_negative(limit, "limit"),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
+}
+
 /// `contrast`: scale deviations from the image mean by a factor uniform in
 /// `[1 - limit, 1 + limit]` (saturating).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -40,6 +65,31 @@ pub struct ContrastConfig {
     pub p: Probability,
 }
 
+impl ContrastConfig {
+    /// A contrast factor in `[1 - limit, 1 + limit]` (`limit` at most 10, checked by
+    /// validation), `p` 1.
+    ///
+    /// # Panics
+    /// When `limit` is negative or not finite.
+    #[track_caller]
+    pub fn new(limit: f64) -> Self {
+        Self {
+            limit: non_negative(limit, "limit"),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
+}
+
 /// `gamma`: `v' = 255 (v / 255)^g` with `g` uniform in `range`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +99,24 @@ pub struct GammaConfig {
     /// Probability of applying the op. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl GammaConfig {
+    /// An exponent in `range` (`[low, high]`, checked by validation:
+    /// `0.05 <= low <= high <= 20`), `p` 1.
+    pub fn new(range: [f64; 2]) -> Self {
+        Self { range, p: p_one() }
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 /// `gaussian_blur`: Gaussian blur with a standard deviation uniform in `sigma` pixels; the kernel
@@ -61,6 +129,24 @@ pub struct BlurConfig {
     /// Probability of applying the op. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl BlurConfig {
+    /// A standard deviation in `sigma` pixels (`[low, high]`, checked by validation:
+    /// `0.1 <= low <= high <= 20`), `p` 1.
+    pub fn new(sigma: [f64; 2]) -> Self {
+        Self { sigma, p: p_one() }
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 fn default_area() -> [f64; 2] {
@@ -89,6 +175,53 @@ pub struct ErasingConfig {
     /// Probability of applying the op. Default 0.5.
     #[serde(default = "p_half")]
     pub p: Probability,
+}
+
+impl Default for ErasingConfig {
+    /// Area `[0.02, 0.33]`, ratio `[0.3, 3.3]`, `fill` 0, `p` 0.5, as `{}` in YAML.
+    fn default() -> Self {
+        Self {
+            area: default_area(),
+            ratio: default_ratio(),
+            fill: 0,
+            p: p_half(),
+        }
+    }
+}
+
+impl ErasingConfig {
+    /// The same as [`ErasingConfig::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the area fraction range.
+    pub fn with_area(mut self, area: [f64; 2]) -> Self {
+        self.area = area;
+        self
+    }
+
+    /// Sets the aspect-ratio range.
+    pub fn with_ratio(mut self, ratio: [f64; 2]) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
+    /// Sets the value written into the rectangle.
+    pub fn with_fill(mut self, fill: u8) -> Self {
+        self.fill = fill;
+        self
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 impl ContrastConfig {
@@ -565,6 +698,7 @@ pub(crate) fn erase(cfg: &ErasingConfig, img: &mut Img, rng: &mut Rng) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::assert_same_as_json;
 
     #[test]
     fn blur_of_constant_is_constant() {
@@ -733,5 +867,39 @@ mod tests {
             &mut whet_core::rng::stream(0, &[0]),
         );
         assert_eq!(src, dst);
+    }
+
+    #[test]
+    fn builders_match_serde_defaults() {
+        assert_same_as_json(&BrightnessConfig::new(0.2), r#"{"limit": 0.2}"#);
+        assert_same_as_json(
+            &BrightnessConfig::new(0.2).with_p(0.5),
+            r#"{"limit": 0.2, "p": 0.5}"#,
+        );
+        assert_same_as_json(&ContrastConfig::new(0.3), r#"{"limit": 0.3}"#);
+        assert_same_as_json(
+            &ContrastConfig::new(0.3).with_p(0.5),
+            r#"{"limit": 0.3, "p": 0.5}"#,
+        );
+        assert_same_as_json(&GammaConfig::new([0.8, 1.2]), r#"{"range": [0.8, 1.2]}"#);
+        assert_same_as_json(
+            &GammaConfig::new([0.8, 1.2]).with_p(0.5),
+            r#"{"range": [0.8, 1.2], "p": 0.5}"#,
+        );
+        assert_same_as_json(&BlurConfig::new([0.5, 1.5]), r#"{"sigma": [0.5, 1.5]}"#);
+        assert_same_as_json(
+            &BlurConfig::new([0.5, 1.5]).with_p(0.5),
+            r#"{"sigma": [0.5, 1.5], "p": 0.5}"#,
+        );
+        assert_same_as_json(&ErasingConfig::default(), "{}");
+        assert_same_as_json(&ErasingConfig::new(), "{}");
+        assert_same_as_json(
+            &ErasingConfig::new()
+                .with_area([0.1, 0.2])
+                .with_ratio([0.5, 2.0])
+                .with_fill(128)
+                .with_p(1.0),
+            r#"{"area": [0.1, 0.2], "ratio": [0.5, 2], "fill": 128, "p": 1}"#,
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`ImageSet`]: `n` images of `h × w × c` bytes with labels and class names, loaded from MNIST
 //!   IDX files ([`load_idx`]) or class folders ([`load_folder`]), or through the `data.images`
-//!   config ([`ImagesConfig`], [`load_images`]); split with
+//!   config ([`ImagesConfig`], [`load_train_test`]); split with
 //!   [`ImageSet::split_stratified`].
 //! - [`AugmentConfig`] (YAML key `augment`) builds an [`Augmenter`], which expands a set offline
 //!   ([`Augmenter::expand`]) or fills normalised `f32` batches online in parallel
@@ -29,8 +29,8 @@
 
 pub mod augment;
 pub mod buf;
+mod builder;
 pub mod color;
-pub mod data;
 pub mod error;
 pub mod folder;
 pub mod geometric;
@@ -39,17 +39,15 @@ pub mod noise;
 pub mod preview;
 pub mod set;
 mod simd;
+pub mod source;
 
 pub use augment::{
     AugmentConfig, AugmentMode, Augmenter, OneOfConfig, OpConfig, Scratch, SomeOfConfig,
 };
 pub use buf::{Img, View};
-pub use data::{
-    FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, ImagesDataConfig, LoadedImages,
-    load_data, load_images,
-};
 pub use error::{Error, Result};
 pub use folder::{FolderLoad, FolderOptions, Skipped, load_folder, write_png_folders};
 pub use idx::{load_idx, write_idx};
 pub use preview::{render_preview, write_preview};
 pub use set::{ImageSet, NormalizeKind, Normalizer};
+pub use source::{FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, load_train_test};

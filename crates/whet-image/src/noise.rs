@@ -15,6 +15,7 @@
 //! built when the op is built, the per-pixel cost is a table look-up, an add and a saturation.
 
 use crate::buf::{Img, View, unit_f64};
+use crate::builder::{non_negative, probability};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -43,6 +44,37 @@ pub struct GaussianNoiseConfig {
     pub p: Probability,
 }
 
+impl GaussianNoiseConfig {
+    /// Noise of standard deviation `std` on the 0-1 scale, `mean` 0, `p` 1.
+    ///
+    /// # Panics
+    /// When `std` is negative or not finite.
+    #[track_caller]
+    pub fn new(std: f64) -> Self {
+        Self {
+            std: non_negative(std, "std"),
+            mean: zero_f(),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the mean on the 0-1 scale (in `[-1, 1]`, checked by validation).
+    pub fn with_mean(mut self, mean: f64) -> Self {
+        self.mean = mean;
+        self
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
+}
+
 /// `salt_and_pepper`: each pixel is, with probability `amount`, set to black or white (half each,
 /// all channels together).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -55,6 +87,30 @@ pub struct SaltPepperConfig {
     pub p: Probability,
 }
 
+impl SaltPepperConfig {
+    /// A fraction `amount` of the pixels set to black or white, `p` 1.
+    ///
+    /// # Panics
+    /// When `amount` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn new(amount: f64) -> Self {
+        Self {
+            amount: probability(amount, "amount"),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
+}
+
 /// `speckle`: multiplicative noise `v' = v (1 + n)`, `n ~ N(0, std²)`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +120,30 @@ pub struct SpeckleConfig {
     /// Probability of applying the op. Default 1.
     #[serde(default = "p_one")]
     pub p: Probability,
+}
+
+impl SpeckleConfig {
+    /// Relative noise of standard deviation `std`, `p` 1.
+    ///
+    /// # Panics
+    /// When `std` is negative or not finite.
+    #[track_caller]
+    pub fn new(std: f64) -> Self {
+        Self {
+            std: non_negative(std, "std"),
+            p: p_one(),
+        }
+    }
+
+    /// Sets the probability of applying the op.
+    ///
+    /// # Panics
+    /// When `p` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_p(mut self, p: f64) -> Self {
+        self.p = probability(p, "p");
+        self
+    }
 }
 
 impl GaussianNoiseConfig {
@@ -331,6 +411,7 @@ pub fn salt_and_pepper(src: View<'_>, dst: &mut Img, amount: f64, rng: &mut Rng)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::assert_same_as_json;
 
     #[test]
     fn quantile_is_accurate() {
@@ -362,5 +443,24 @@ mod tests {
         let changed = dst.data.iter().filter(|&&v| v != 128).count();
         assert!((800..1200).contains(&changed), "{changed}");
         assert!(dst.data.iter().all(|&v| v == 0 || v == 128 || v == 255));
+    }
+
+    #[test]
+    fn builders_match_serde_defaults() {
+        assert_same_as_json(&GaussianNoiseConfig::new(0.05), r#"{"std": 0.05}"#);
+        assert_same_as_json(
+            &GaussianNoiseConfig::new(0.05).with_mean(0.1).with_p(0.5),
+            r#"{"std": 0.05, "mean": 0.1, "p": 0.5}"#,
+        );
+        assert_same_as_json(&SaltPepperConfig::new(0.02), r#"{"amount": 0.02}"#);
+        assert_same_as_json(
+            &SaltPepperConfig::new(0.02).with_p(0.5),
+            r#"{"amount": 0.02, "p": 0.5}"#,
+        );
+        assert_same_as_json(&SpeckleConfig::new(0.1), r#"{"std": 0.1}"#);
+        assert_same_as_json(
+            &SpeckleConfig::new(0.1).with_p(0.5),
+            r#"{"std": 0.1, "p": 0.5}"#,
+        );
     }
 }

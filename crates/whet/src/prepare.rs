@@ -274,7 +274,7 @@ impl Run {
                 "--samples must be 1 to 64 and --versions 1 to 32 (got {samples} and {versions})"
             )));
         }
-        let (train, _, _) = whet_image::data::load_train_test(images)?;
+        let (train, _, _) = whet_image::load_train_test(images)?;
         let a = augment.clone().unwrap_or_default();
         let augmenter = Augmenter::new(&a, self.seed(), train.h, train.w, train.c)?;
         whet_image::write_preview(&train, &augmenter, samples, versions, out)?;
@@ -319,7 +319,7 @@ fn prepare_images(
 ) -> Result<Prepared> {
     progress.begin("loading images", None);
     let (train, test, skipped) =
-        whet_image::data::load_train_test(cfg).context("loading the images")?;
+        whet_image::load_train_test(cfg).context("loading the images")?;
     progress.end();
     for s in &skipped {
         progress.warn(&format!(

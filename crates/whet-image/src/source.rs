@@ -1,11 +1,12 @@
-//! The image part of the `data` section ([`ImagesConfig`], YAML `data.images`) and
-//! [`load_images`], which reads train/test, applies the class filter, splits off validation and
-//! fits the normaliser on the training split.
+//! Where the images come from: the image part of the `data` section ([`ImagesConfig`], YAML
+//! `data.images`, with one [`ImageSourceConfig`] per split: [`IdxFiles`] or a [`FolderSource`])
+//! and [`load_train_test`], which reads train and test with the class filter applied.
 
+use crate::builder::probability;
 use crate::error::{Error, Result};
 use crate::folder::{FolderOptions, Skipped, load_folder};
 use crate::idx::load_idx;
-use crate::set::{ImageSet, NormalizeKind, Normalizer};
+use crate::set::{ImageSet, NormalizeKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,16 @@ pub struct IdxFiles {
     pub images: PathBuf,
     /// The labels file (`*-labels-idx1-ubyte[.gz]`).
     pub labels: PathBuf,
+}
+
+impl IdxFiles {
+    /// The images file and its labels file.
+    pub fn new(images: impl Into<PathBuf>, labels: impl Into<PathBuf>) -> Self {
+        Self {
+            images: images.into(),
+            labels: labels.into(),
+        }
+    }
 }
 
 fn one_channel() -> usize {
@@ -43,6 +54,32 @@ pub struct FolderSource {
     pub skip_bad: bool,
 }
 
+impl FolderSource {
+    /// The folder at `path`, images resized to `height × width`, grey (1 channel), failing on
+    /// undecodable files.
+    pub fn new(path: impl Into<PathBuf>, width: usize, height: usize) -> Self {
+        Self {
+            path: path.into(),
+            width,
+            height,
+            channels: one_channel(),
+            skip_bad: false,
+        }
+    }
+
+    /// Sets the channels: 1 (grey) or 3 (RGB), checked by validation.
+    pub fn with_channels(mut self, channels: usize) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Sets whether undecodable files are skipped and reported instead of failing the load.
+    pub fn with_skip_bad(mut self, skip_bad: bool) -> Self {
+        self.skip_bad = skip_bad;
+        self
+    }
+}
+
 /// One image source: give exactly one of `idx` and `folder`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +93,33 @@ pub struct ImageSourceConfig {
     /// Keep only the first `limit` images (after the class filter). Default: all.
     #[serde(default)]
     pub limit: Option<usize>,
+}
+
+impl ImageSourceConfig {
+    /// MNIST-style IDX files: `images` and its `labels`, all images.
+    pub fn idx(images: impl Into<PathBuf>, labels: impl Into<PathBuf>) -> Self {
+        Self {
+            idx: Some(IdxFiles::new(images, labels)),
+            folder: None,
+            limit: None,
+        }
+    }
+
+    /// An image folder, all images.
+    pub fn folder(folder: FolderSource) -> Self {
+        Self {
+            idx: None,
+            folder: Some(folder),
+            limit: None,
+        }
+    }
+
+    /// Keeps only the first `limit` images (after the class filter; at least 1, checked by
+    /// validation).
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
 }
 
 fn no_validation() -> Probability {
@@ -82,6 +146,49 @@ pub struct ImagesConfig {
     /// `unit` (default) or `standardize`.
     #[serde(default)]
     pub normalize: NormalizeKind,
+}
+
+impl ImagesConfig {
+    /// Training images from `train`; no test set, all classes, no validation split, `unit`
+    /// normalisation.
+    pub fn new(train: ImageSourceConfig) -> Self {
+        Self {
+            train,
+            test: None,
+            classes: None,
+            validation: no_validation(),
+            normalize: NormalizeKind::default(),
+        }
+    }
+
+    /// Sets the test images.
+    pub fn with_test(mut self, test: ImageSourceConfig) -> Self {
+        self.test = Some(test);
+        self
+    }
+
+    /// Keeps only these classes, relabelled `0..k` in this order.
+    pub fn with_classes(mut self, classes: impl IntoIterator<Item = u32>) -> Self {
+        self.classes = Some(classes.into_iter().collect());
+        self
+    }
+
+    /// Sets the fraction of the training images held out for validation (below 1, checked by
+    /// validation).
+    ///
+    /// # Panics
+    /// When `fraction` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_validation(mut self, fraction: f64) -> Self {
+        self.validation = probability(fraction, "validation");
+        self
+    }
+
+    /// Sets the normalisation.
+    pub fn with_normalize(mut self, normalize: NormalizeKind) -> Self {
+        self.normalize = normalize;
+        self
+    }
 }
 
 impl ImageSourceConfig {
@@ -177,24 +284,13 @@ impl ImagesConfig {
     }
 }
 
-/// The former name of [`ImagesConfig`].
-pub type ImagesDataConfig = ImagesConfig;
-
-/// Loads the training set (all of it, before any validation split) and the test set. Without a
-/// `test` source the test set is empty (same shape and classes as train).
-///
-/// # Errors
-/// As [`load_images`].
-pub fn load_data(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet)> {
-    let (train, test, _) = load_train_test(cfg)?;
-    Ok((train, test))
-}
-
 /// Train, test (empty when not configured) and the files skipped with `skip_bad` (so the
-/// caller can report them).
+/// caller can report them). The validation split and the normaliser are the caller's
+/// ([`ImageSet::split_stratified`], [`Normalizer::fit`](crate::Normalizer::fit)).
 ///
 /// # Errors
-/// As [`load_images`].
+/// Loader errors ([`load_idx`], [`load_folder`]); [`Error::Shape`] when train and test images
+/// differ in shape or test has more classes than train.
 pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Skipped>)> {
     let classes = cfg.classes.as_deref();
     let (all_train, mut skipped) = cfg.train.load(classes)?;
@@ -230,36 +326,50 @@ pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Sk
     Ok((all_train, test, skipped))
 }
 
-/// What [`load_images`] gives.
-#[derive(Debug, Clone)]
-pub struct LoadedImages {
-    /// The training split (after holding out validation).
-    pub train: ImageSet,
-    /// The validation split (empty when `validation` is 0).
-    pub validation: ImageSet,
-    /// The test set, if configured.
-    pub test: Option<ImageSet>,
-    /// Normalisation fitted on `train`.
-    pub normalizer: Normalizer,
-    /// Files skipped by folder loaders with `skip_bad`.
-    pub skipped: Vec<Skipped>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::assert_same_as_json;
 
-/// Loads train (and test), splits validation off train with `seed` (stream `[2, 0, class]`), and
-/// fits the normaliser on the training split only.
-///
-/// # Errors
-/// Loader errors; [`Error::Shape`] when train and test images differ in shape or classes.
-pub fn load_images(cfg: &ImagesConfig, seed: u64) -> Result<LoadedImages> {
-    let (all_train, test, skipped) = load_train_test(cfg)?;
-    let test = cfg.test.as_ref().map(|_| test);
-    let (train, validation) = all_train.split_stratified(cfg.validation.get(), seed)?;
-    let normalizer = Normalizer::fit(cfg.normalize, &train);
-    Ok(LoadedImages {
-        train,
-        validation,
-        test,
-        normalizer,
-        skipped,
-    })
+    #[test]
+    fn builders_match_serde_defaults() {
+        let idx = r#"{"idx": {"images": "i.gz", "labels": "l.gz"}}"#;
+        assert_same_as_json(
+            &IdxFiles::new("i.gz", "l.gz"),
+            r#"{"images": "i.gz", "labels": "l.gz"}"#,
+        );
+        assert_same_as_json(&ImageSourceConfig::idx("i.gz", "l.gz"), idx);
+        assert_same_as_json(
+            &ImageSourceConfig::idx("i.gz", "l.gz").with_limit(2000),
+            r#"{"idx": {"images": "i.gz", "labels": "l.gz"}, "limit": 2000}"#,
+        );
+        assert_same_as_json(
+            &FolderSource::new("pets", 32, 24),
+            r#"{"path": "pets", "width": 32, "height": 24}"#,
+        );
+        let folder = FolderSource::new("pets", 32, 24)
+            .with_channels(3)
+            .with_skip_bad(true);
+        assert_same_as_json(
+            &ImageSourceConfig::folder(folder),
+            r#"{"folder": {"path": "pets", "width": 32, "height": 24, "channels": 3,
+                "skip_bad": true}}"#,
+        );
+        let train = ImageSourceConfig::idx("i.gz", "l.gz");
+        assert_same_as_json(
+            &ImagesConfig::new(train.clone()),
+            &format!(r#"{{"train": {idx}}}"#),
+        );
+        assert_same_as_json(
+            &ImagesConfig::new(train.clone())
+                .with_test(train)
+                .with_classes([3, 8])
+                .with_validation(0.1)
+                .with_normalize(NormalizeKind::Standardize),
+            &format!(
+                r#"{{"train": {idx}, "test": {idx}, "classes": [3, 8], "validation": 0.1,
+                    "normalize": "standardize"}}"#
+            ),
+        );
+    }
 }
