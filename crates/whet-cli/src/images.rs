@@ -11,7 +11,7 @@ use serde_json::json;
 use std::path::Path;
 use whet_core::Progress;
 use whet_image::{AugmentMode, Augmenter, ImageSet, Normalizer};
-use whet_train::{ArraySource, BatchSource};
+use whet_train::{ArraySource, BatchSource, SourceError};
 
 /// The training set with online augmentation: every epoch draws fresh random ops per sample,
 /// from streams derived from (seed, epoch, sample, op), in parallel.
@@ -40,11 +40,11 @@ impl BatchSource for AugmentSource {
         indices: &[usize],
         mut x: ArrayViewMut2<f32>,
         mut y: ArrayViewMut2<f32>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         self.labels.resize(indices.len(), 0);
         let xs = x
             .as_slice_mut()
-            .ok_or("the trainer's batch buffer is not contiguous")?;
+            .ok_or_else(|| SourceError::msg("the trainer's batch buffer is not contiguous"))?;
         self.augmenter
             .fill(
                 &self.set,
@@ -54,7 +54,7 @@ impl BatchSource for AugmentSource {
                 xs,
                 &mut self.labels,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(SourceError::new)?;
         y.fill(0.0);
         for (r, &l) in self.labels.iter().enumerate() {
             y[[r, l as usize]] = 1.0;

@@ -50,13 +50,16 @@ pub use config::{
     BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, ModelConfig,
     OptimizerConfig, OutputConfig, ScheduleConfig, Task, TrainConfig, TransferConfig,
 };
-pub use data::{ArraySource, BatchSource};
+pub use data::ArraySource;
 pub use error::{Diverged, Error, Result};
 pub use kernel::Kernel;
 pub use loss::LossKind;
 pub use metrics::{ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate};
 pub use mlp::{Architecture, Dense, Mlp, Workspace};
 pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit};
+/// The batch-source contract, defined in `whet-core` so data crates need not depend on the
+/// trainer; re-exported so `use whet_train::BatchSource` works.
+pub use whet_core::batch::{BatchSource, SourceError};
 
 /// Builds the model a run starts from: a fresh [`Mlp`] from `model`, or, when `train.transfer`
 /// is set, the checkpoint's network with its output layer replaced and layers frozen (see

@@ -2,11 +2,11 @@
 //! matrix, ROC AUC (binary); MSE, MAE and R² (regression).
 
 use crate::config::Task;
-use crate::data::BatchSource;
 use crate::error::{Error, Result};
 use crate::mlp::{Mlp, Workspace, argmax};
 use ndarray::s;
 use serde::Serialize;
+use whet_core::BatchSource;
 
 /// Classification metrics (also used for binary, with classes 0 and 1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,13 +113,11 @@ pub(crate) fn evaluate_with(
         idx.clear();
         idx.extend(start..start + rows);
         let (x, y) = ws.batch_mut(rows);
-        source
-            .fill(0, &idx, x, y)
-            .map_err(|message| Error::Source {
-                epoch: 0,
-                rows,
-                message,
-            })?;
+        source.fill(0, &idx, x, y).map_err(|source| Error::Source {
+            epoch: 0,
+            rows,
+            source,
+        })?;
         model.forward(ws, rows, None);
         let z = ws.logits().slice_move(s![..rows, ..]);
         let y = ws.y.slice(s![..rows, ..]);

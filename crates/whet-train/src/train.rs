@@ -1,7 +1,6 @@
 //! The training loop: batching, optimisation, schedules, divergence guard, early stopping.
 
 use crate::config::{BatchSize, TrainConfig};
-use crate::data::BatchSource;
 use crate::error::{Diverged, Error, Result};
 use crate::metrics::{Evaluation, evaluate_with};
 use crate::mlp::{Mlp, NoiseKey, Workspace};
@@ -10,6 +9,7 @@ use ndarray::s;
 use rand::RngExt;
 use serde::Serialize;
 use std::time::Instant;
+use whet_core::BatchSource;
 use whet_core::rng::stream;
 
 /// Metrics of one epoch (one point of the learning curves).
@@ -153,10 +153,10 @@ pub fn fit(
                 let (x, y) = ws.batch_mut(r);
                 train
                     .fill(epoch, idx, x, y)
-                    .map_err(|message| Error::Source {
+                    .map_err(|source| Error::Source {
                         epoch,
                         rows: r,
-                        message,
+                        source,
                     })?;
                 let (l, c) = model.forward_backward(&mut ws, r, Some(key));
                 let mean = l / r as f64;
