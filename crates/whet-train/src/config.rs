@@ -1,4 +1,6 @@
 //! Config types: [`ModelConfig`] (YAML key `model`) and [`TrainConfig`] (YAML key `train`).
+//! The optimizer configs live with the optimizer ([`crate::optim`]), the learning-rate schedules
+//! with [`TrainConfig::lr_at`] ([`crate::schedule`]).
 //!
 //! ```yaml
 //! model:
@@ -16,6 +18,8 @@
 
 use crate::activation::Activation;
 use crate::loss::LossKind;
+use crate::optim::OptimizerConfig;
+use crate::schedule::ScheduleConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -172,140 +176,6 @@ pub(crate) fn ser<T: Serialize>(v: &T) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// Plain stochastic gradient descent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SgdConfig {
-    /// Learning rate. Default 0.01.
-    #[serde(default = "lr_01")]
-    pub lr: Positive,
-}
-
-/// SGD with (heavy-ball) momentum or Nesterov momentum.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MomentumConfig {
-    /// Learning rate. Default 0.01.
-    #[serde(default = "lr_01")]
-    pub lr: Positive,
-    /// Momentum coefficient in [0, 1). Default 0.9.
-    #[serde(default = "p_09")]
-    pub momentum: Probability,
-}
-
-/// AdaGrad.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdagradConfig {
-    /// Learning rate. Default 0.01.
-    #[serde(default = "lr_01")]
-    pub lr: Positive,
-    /// Added to the root of the accumulated squares. Default 1e-8.
-    #[serde(default = "eps")]
-    pub eps: Positive,
-}
-
-/// RMSProp.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RmspropConfig {
-    /// Learning rate. Default 0.001.
-    #[serde(default = "lr_001")]
-    pub lr: Positive,
-    /// Decay of the squared-gradient average in [0, 1). Default 0.9.
-    #[serde(default = "p_09")]
-    pub rho: Probability,
-    /// Added to the root of the average. Default 1e-8.
-    #[serde(default = "eps")]
-    pub eps: Positive,
-}
-
-/// Adam.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdamConfig {
-    /// Learning rate. Default 0.001.
-    #[serde(default = "lr_001")]
-    pub lr: Positive,
-    /// First-moment decay in [0, 1). Default 0.9.
-    #[serde(default = "p_09")]
-    pub beta1: Probability,
-    /// Second-moment decay in [0, 1). Default 0.999.
-    #[serde(default = "p_0999")]
-    pub beta2: Probability,
-    /// Added to the root of the second moment. Default 1e-8.
-    #[serde(default = "eps")]
-    pub eps: Positive,
-}
-
-fn lr_01() -> Positive {
-    Positive::new(0.01).expect("valid")
-}
-fn lr_001() -> Positive {
-    Positive::new(0.001).expect("valid")
-}
-fn p_09() -> Probability {
-    Probability::new(0.9).expect("valid")
-}
-fn p_0999() -> Probability {
-    Probability::new(0.999).expect("valid")
-}
-fn eps() -> Positive {
-    Positive::new(1e-8).expect("valid")
-}
-
-/// The optimizer, written as a one-key map: `{ adam: { lr: 0.001 } }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerConfig {
-    /// Plain SGD.
-    Sgd(SgdConfig),
-    /// Heavy-ball momentum (Polyak 1964), in the `v = m v + g; w -= lr v` form.
-    Momentum(MomentumConfig),
-    /// Nesterov momentum (Sutskever et al. 2013), `v = m v + g; w -= lr (g + m v)`.
-    Nesterov(MomentumConfig),
-    /// AdaGrad (Duchi, Hazan & Singer 2011).
-    Adagrad(AdagradConfig),
-    /// RMSProp (Tieleman & Hinton 2012).
-    Rmsprop(RmspropConfig),
-    /// Adam (Kingma & Ba 2015, arXiv:1412.6980).
-    Adam(AdamConfig),
-}
-
-impl OptimizerConfig {
-    /// The base learning rate.
-    pub fn lr(&self) -> f64 {
-        match self {
-            OptimizerConfig::Sgd(c) => c.lr.get(),
-            OptimizerConfig::Momentum(c) | OptimizerConfig::Nesterov(c) => c.lr.get(),
-            OptimizerConfig::Adagrad(c) => c.lr.get(),
-            OptimizerConfig::Rmsprop(c) => c.lr.get(),
-            OptimizerConfig::Adam(c) => c.lr.get(),
-        }
-    }
-
-    /// Checks that the decay coefficients are < 1.
-    pub fn validate(&self) -> Issues {
-        let mut issues = Issues::new();
-        let mut lt1 = |name: &str, p: Probability| {
-            issues.check(p.get() < 1.0, name.to_string(), || {
-                format!("expected a number in [0, 1), found {p}")
-            })
-        };
-        match self {
-            OptimizerConfig::Momentum(c) => lt1("momentum.momentum", c.momentum),
-            OptimizerConfig::Nesterov(c) => lt1("nesterov.momentum", c.momentum),
-            OptimizerConfig::Rmsprop(c) => lt1("rmsprop.rho", c.rho),
-            OptimizerConfig::Adam(c) => {
-                lt1("adam.beta1", c.beta1);
-                lt1("adam.beta2", c.beta2);
-            }
-            OptimizerConfig::Sgd(_) | OptimizerConfig::Adagrad(_) => {}
-        }
-        issues
-    }
-}
-
 /// Batch size: a number of samples (1 = online learning) or `full` (the whole set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchSize {
@@ -379,56 +249,6 @@ impl JsonSchema for BatchSize {
             "description": "samples per batch (1 = online learning) or `full`",
             "oneOf": [ { "type": "integer", "minimum": 1 }, { "const": "full" } ]
         })
-    }
-}
-
-/// Step decay: multiply the learning rate by `gamma` every `every` epochs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepScheduleConfig {
-    /// Epochs between decays (>= 1).
-    pub every: usize,
-    /// Factor applied at each decay. Default 0.5.
-    #[serde(default = "half")]
-    pub gamma: Positive,
-}
-
-fn half() -> Positive {
-    Positive::new(0.5).expect("valid")
-}
-
-/// Cosine annealing (Loshchilov & Hutter 2017, without restarts) over the run's epochs:
-/// `lr_e = min_lr + (lr - min_lr) (1 + cos(pi e / epochs)) / 2` for epochs `e = 0..epochs`
-/// (as PyTorch's `CosineAnnealingLR` with `T_max = epochs`; the last epoch stays above `min_lr`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CosineScheduleConfig {
-    /// Learning rate reached at the last epoch. Default 0.
-    #[serde(default = "zero")]
-    pub min_lr: NonNegative,
-}
-
-/// A learning-rate schedule, applied per epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ScheduleConfig {
-    /// Step decay.
-    Step(StepScheduleConfig),
-    /// Cosine annealing.
-    Cosine(CosineScheduleConfig),
-}
-
-impl ScheduleConfig {
-    /// Learning rate for `epoch` (0-based) of `epochs`, from the base rate `lr`.
-    pub fn lr_at(&self, lr: f64, epoch: usize, epochs: usize) -> f64 {
-        match self {
-            ScheduleConfig::Step(s) => lr * s.gamma.get().powi((epoch / s.every.max(1)) as i32),
-            ScheduleConfig::Cosine(c) => {
-                let min = c.min_lr.get();
-                let t = epoch as f64 / epochs.max(1) as f64;
-                min + (lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        }
     }
 }
 
@@ -627,23 +447,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn schedules() {
-        let s = ScheduleConfig::Step(StepScheduleConfig {
-            every: 2,
-            gamma: half(),
-        });
-        assert_eq!(s.lr_at(1.0, 0, 10), 1.0);
-        assert_eq!(s.lr_at(1.0, 2, 10), 0.5);
-        assert_eq!(s.lr_at(1.0, 5, 10), 0.25);
-        let c = ScheduleConfig::Cosine(CosineScheduleConfig {
-            min_lr: NonNegative::new(0.1).unwrap(),
-        });
-        assert_eq!(c.lr_at(1.0, 0, 4), 1.0);
-        assert!((c.lr_at(1.0, 2, 4) - 0.55).abs() < 1e-12);
-        assert!((c.lr_at(1.0, 4, 4) - 0.1).abs() < 1e-12);
-        assert!(c.lr_at(1.0, 3, 4) > 0.1);
     }
 }

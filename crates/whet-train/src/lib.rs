@@ -32,9 +32,9 @@
 //! ```
 
 pub mod activation;
+mod array_source;
 pub mod checkpoint;
 pub mod config;
-pub mod data;
 mod error;
 pub mod gradcheck;
 pub mod kernel;
@@ -43,19 +43,22 @@ pub mod metrics;
 pub mod mlp;
 pub mod optim;
 mod par;
+pub mod schedule;
 pub mod train;
 
 pub use activation::Activation;
+pub use array_source::ArraySource;
 pub use config::{
     BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, ModelConfig,
-    OptimizerConfig, OutputConfig, ScheduleConfig, Task, TrainConfig, TransferConfig,
+    OutputConfig, Task, TrainConfig, TransferConfig,
 };
-pub use data::ArraySource;
 pub use error::{Diverged, Error, Result};
 pub use kernel::Kernel;
 pub use loss::LossKind;
 pub use metrics::{ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate};
 pub use mlp::{Architecture, Dense, Mlp, Workspace};
+pub use optim::OptimizerConfig;
+pub use schedule::ScheduleConfig;
 pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit};
 /// The batch-source contract, defined in `whet-core` so data crates need not depend on the
 /// trainer; re-exported so `use whet_train::BatchSource` works.

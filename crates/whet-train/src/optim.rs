@@ -1,11 +1,148 @@
-//! Optimizers with per-parameter state.
+//! Optimizers: their configs ([`OptimizerConfig`], YAML key `train.optimizer`, one struct per
+//! kind) and the [`Optimizer`] that applies them, with per-parameter state.
 //!
 //! Every parameter tensor has an id (layer `l`: weights `2l`, biases `2l + 1`) and its own state
 //! (velocity, moment estimates, step count). Updates are element-wise, so they are split into
 //! fixed-size chunks across rayon threads without any effect on the result.
 
-use crate::config::OptimizerConfig;
 use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use whet_core::{Issues, Positive, Probability};
+
+/// Plain stochastic gradient descent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SgdConfig {
+    /// Learning rate. Default 0.01.
+    #[serde(default = "lr_01")]
+    pub lr: Positive,
+}
+
+/// SGD with (heavy-ball) momentum or Nesterov momentum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MomentumConfig {
+    /// Learning rate. Default 0.01.
+    #[serde(default = "lr_01")]
+    pub lr: Positive,
+    /// Momentum coefficient in [0, 1). Default 0.9.
+    #[serde(default = "p_09")]
+    pub momentum: Probability,
+}
+
+/// AdaGrad.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdagradConfig {
+    /// Learning rate. Default 0.01.
+    #[serde(default = "lr_01")]
+    pub lr: Positive,
+    /// Added to the root of the accumulated squares. Default 1e-8.
+    #[serde(default = "eps")]
+    pub eps: Positive,
+}
+
+/// RMSProp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RmspropConfig {
+    /// Learning rate. Default 0.001.
+    #[serde(default = "lr_001")]
+    pub lr: Positive,
+    /// Decay of the squared-gradient average in [0, 1). Default 0.9.
+    #[serde(default = "p_09")]
+    pub rho: Probability,
+    /// Added to the root of the average. Default 1e-8.
+    #[serde(default = "eps")]
+    pub eps: Positive,
+}
+
+/// Adam.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdamConfig {
+    /// Learning rate. Default 0.001.
+    #[serde(default = "lr_001")]
+    pub lr: Positive,
+    /// First-moment decay in [0, 1). Default 0.9.
+    #[serde(default = "p_09")]
+    pub beta1: Probability,
+    /// Second-moment decay in [0, 1). Default 0.999.
+    #[serde(default = "p_0999")]
+    pub beta2: Probability,
+    /// Added to the root of the second moment. Default 1e-8.
+    #[serde(default = "eps")]
+    pub eps: Positive,
+}
+
+fn lr_01() -> Positive {
+    Positive::new(0.01).expect("valid")
+}
+fn lr_001() -> Positive {
+    Positive::new(0.001).expect("valid")
+}
+fn p_09() -> Probability {
+    Probability::new(0.9).expect("valid")
+}
+fn p_0999() -> Probability {
+    Probability::new(0.999).expect("valid")
+}
+fn eps() -> Positive {
+    Positive::new(1e-8).expect("valid")
+}
+
+/// The optimizer, written as a one-key map: `{ adam: { lr: 0.001 } }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerConfig {
+    /// Plain SGD.
+    Sgd(SgdConfig),
+    /// Heavy-ball momentum (Polyak 1964), in the `v = m v + g; w -= lr v` form.
+    Momentum(MomentumConfig),
+    /// Nesterov momentum (Sutskever et al. 2013), `v = m v + g; w -= lr (g + m v)`.
+    Nesterov(MomentumConfig),
+    /// AdaGrad (Duchi, Hazan & Singer 2011).
+    Adagrad(AdagradConfig),
+    /// RMSProp (Tieleman & Hinton 2012).
+    Rmsprop(RmspropConfig),
+    /// Adam (Kingma & Ba 2015, arXiv:1412.6980).
+    Adam(AdamConfig),
+}
+
+impl OptimizerConfig {
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd(c) => c.lr.get(),
+            OptimizerConfig::Momentum(c) | OptimizerConfig::Nesterov(c) => c.lr.get(),
+            OptimizerConfig::Adagrad(c) => c.lr.get(),
+            OptimizerConfig::Rmsprop(c) => c.lr.get(),
+            OptimizerConfig::Adam(c) => c.lr.get(),
+        }
+    }
+
+    /// Checks that the decay coefficients are < 1.
+    pub fn validate(&self) -> Issues {
+        let mut issues = Issues::new();
+        let mut lt1 = |name: &str, p: Probability| {
+            issues.check(p.get() < 1.0, name.to_string(), || {
+                format!("expected a number in [0, 1), found {p}")
+            })
+        };
+        match self {
+            OptimizerConfig::Momentum(c) => lt1("momentum.momentum", c.momentum),
+            OptimizerConfig::Nesterov(c) => lt1("nesterov.momentum", c.momentum),
+            OptimizerConfig::Rmsprop(c) => lt1("rmsprop.rho", c.rho),
+            OptimizerConfig::Adam(c) => {
+                lt1("adam.beta1", c.beta1);
+                lt1("adam.beta2", c.beta2);
+            }
+            OptimizerConfig::Sgd(_) | OptimizerConfig::Adagrad(_) => {}
+        }
+        issues
+    }
+}
 
 /// Elements per parallel chunk of an update.
 const CHUNK: usize = 16 * 1024;
@@ -145,8 +282,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::*;
-    use whet_core::{Positive, Probability};
 
     fn pos(v: f64) -> Positive {
         Positive::new(v).unwrap()

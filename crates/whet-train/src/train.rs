@@ -115,7 +115,6 @@ pub fn fit(
         .map(|v| model.workspace(v.len().clamp(1, 1024), model.output_dim()));
     let mut opt = Optimizer::new(&config.optimizer);
     let mut order: Vec<usize> = (0..n).collect();
-    let base_lr = config.optimizer.lr();
     let wd = config.weight_decay.get() as f32;
     let factor = config.divergence.factor.get();
     let classify = model.task != crate::config::Task::Regression;
@@ -128,10 +127,7 @@ pub fn fit(
     let mut total_seconds = 0.0;
 
     for epoch in 0..config.epochs {
-        let lr = config
-            .schedule
-            .as_ref()
-            .map_or(base_lr, |s| s.lr_at(base_lr, epoch, config.epochs));
+        let lr = config.lr_at(epoch);
         observer.epoch_start(epoch + 1, config.epochs, batches);
         let t0 = Instant::now();
         if config.batch_size != BatchSize::Full {
