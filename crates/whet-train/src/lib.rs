@@ -55,7 +55,9 @@ pub use config::{
 pub use error::{Diverged, Error, Result};
 pub use kernel::Kernel;
 pub use loss::LossKind;
-pub use metrics::{ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate};
+pub use metrics::{
+    ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate, higher_is_better,
+};
 pub use mlp::{Architecture, Dense, Mlp, Workspace};
 pub use optim::OptimizerConfig;
 pub use schedule::ScheduleConfig;

@@ -56,8 +56,8 @@ fn primary_metric(run: &RunFile, ab: &AblationConfig) -> (String, bool) {
         whet_train::Task::Regression => "mse".into(),
         _ => "accuracy".into(),
     });
-    let lower_better = ["mse", "mae", "loss"].contains(&m.as_str());
-    (m, !lower_better)
+    let higher = whet_train::higher_is_better(&m);
+    (m, higher)
 }
 
 struct Job {

@@ -58,25 +58,7 @@ fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
 /// Flat metric names of an evaluation: `accuracy`, `loss`, `balanced_accuracy`, `roc_auc`,
 /// `mse`, `mae`, `r2`.
 pub fn flat_metrics(e: &Evaluation) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    m.insert("loss".to_string(), e.loss);
-    match &e.metrics {
-        Metrics::Classification(c) => {
-            m.insert("accuracy".into(), c.accuracy);
-            m.insert("balanced_accuracy".into(), c.balanced_accuracy);
-            if let Some(a) = c.roc_auc {
-                m.insert("roc_auc".into(), a);
-            }
-        }
-        Metrics::Regression(r) => {
-            m.insert("mse".into(), r.mse);
-            m.insert("mae".into(), r.mae);
-            if let Some(r2) = r.r2 {
-                m.insert("r2".into(), r2);
-            }
-        }
-    }
-    m
+    e.flat()
 }
 
 /// The outcome of one run.
