@@ -9,6 +9,10 @@
 //! - [`evaluate`] gives [`Metrics`]; [`checkpoint::save`] / [`checkpoint::load`] write and read
 //!   safetensors files, [`checkpoint::transfer`] starts a new model from one.
 //!
+//! The configs deserialise from the run file and are built in Rust with `new` / `Default` and
+//! `with_*` setters ([`TrainConfig::new`], [`ModelConfig::classification`],
+//! [`HiddenConfig::dense`], [`OptimizerConfig::adam`], …); both give the same values.
+//!
 //! Everything random comes from `whet_core::rng::stream(seed, path)`: `[3, layer]` weight
 //! init, `[4, epoch]` shuffling, `[5, epoch, batch, layer]` noise and dropout. Matrix products
 //! are split into blocks fixed by their shapes ([`kernel`]), so the same seed gives the same
@@ -17,10 +21,13 @@
 //! ```
 //! use whet_train::*;
 //! use ndarray::array;
-//! let model: ModelConfig = serde_json::from_str(
-//!     r#"{"task": "classification", "hidden": [{"dense": 8, "activation": "tanh"}]}"#).unwrap();
-//! let mut train: TrainConfig = serde_json::from_str(
-//!     r#"{"optimizer": {"adam": {"lr": 0.05}}, "batch_size": 4, "epochs": 200}"#).unwrap();
+//! // The same as the YAML `model: { task: classification, hidden: [{ dense: 8, activation: tanh }] }`
+//! // and `train: { optimizer: { adam: { lr: 0.05 } }, batch_size: 4, epochs: 200 }`.
+//! let model = ModelConfig::classification()
+//!     .with_hidden([HiddenConfig::dense(8).with_activation(Activation::Tanh)]);
+//! let train = TrainConfig::new(OptimizerConfig::adam(0.05))
+//!     .with_batch_size(4)
+//!     .with_epochs(200);
 //! let x = array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
 //! let y = ArraySource::one_hot(&[0, 1, 1, 0], 2).unwrap();
 //! let mut data = ArraySource::new(x, y).unwrap();

@@ -5,6 +5,7 @@
 //! (velocity, moment estimates, step count). Updates are element-wise, so they are split into
 //! fixed-size chunks across rayon threads without any effect on the result.
 
+use crate::config::bounded;
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,175 @@ fn eps() -> Positive {
     Positive::new(1e-8).expect("valid")
 }
 
+impl Default for SgdConfig {
+    /// Learning rate 0.01 (as the YAML `sgd: {}`).
+    fn default() -> Self {
+        Self { lr: lr_01() }
+    }
+}
+
+impl SgdConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("SgdConfig::with_lr", lr);
+        self
+    }
+}
+
+impl Default for MomentumConfig {
+    /// Learning rate 0.01, momentum 0.9 (as the YAML `momentum: {}` or `nesterov: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_01(),
+            momentum: p_09(),
+        }
+    }
+}
+
+impl MomentumConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("MomentumConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the momentum coefficient (must be < 1 to train; [`OptimizerConfig::validate`]
+    /// checks it).
+    ///
+    /// # Panics
+    /// When `momentum` is not in [0, 1].
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = bounded("MomentumConfig::with_momentum", momentum);
+        self
+    }
+}
+
+impl Default for AdagradConfig {
+    /// Learning rate 0.01, epsilon 1e-8 (as the YAML `adagrad: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_01(),
+            eps: eps(),
+        }
+    }
+}
+
+impl AdagradConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("AdagradConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the epsilon added to the root of the accumulated squares.
+    ///
+    /// # Panics
+    /// When `eps` is not a finite number > 0.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = bounded("AdagradConfig::with_eps", eps);
+        self
+    }
+}
+
+impl Default for RmspropConfig {
+    /// Learning rate 0.001, rho 0.9, epsilon 1e-8 (as the YAML `rmsprop: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_001(),
+            rho: p_09(),
+            eps: eps(),
+        }
+    }
+}
+
+impl RmspropConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("RmspropConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the decay of the squared-gradient average (must be < 1 to train).
+    ///
+    /// # Panics
+    /// When `rho` is not in [0, 1].
+    pub fn with_rho(mut self, rho: f64) -> Self {
+        self.rho = bounded("RmspropConfig::with_rho", rho);
+        self
+    }
+
+    /// Sets the epsilon added to the root of the average.
+    ///
+    /// # Panics
+    /// When `eps` is not a finite number > 0.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = bounded("RmspropConfig::with_eps", eps);
+        self
+    }
+}
+
+impl Default for AdamConfig {
+    /// Learning rate 0.001, betas 0.9 and 0.999, epsilon 1e-8 (as the YAML `adam: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_001(),
+            beta1: p_09(),
+            beta2: p_0999(),
+            eps: eps(),
+        }
+    }
+}
+
+impl AdamConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("AdamConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the first-moment decay (must be < 1 to train).
+    ///
+    /// # Panics
+    /// When `beta1` is not in [0, 1].
+    pub fn with_beta1(mut self, beta1: f64) -> Self {
+        self.beta1 = bounded("AdamConfig::with_beta1", beta1);
+        self
+    }
+
+    /// Sets the second-moment decay (must be < 1 to train).
+    ///
+    /// # Panics
+    /// When `beta2` is not in [0, 1].
+    pub fn with_beta2(mut self, beta2: f64) -> Self {
+        self.beta2 = bounded("AdamConfig::with_beta2", beta2);
+        self
+    }
+
+    /// Sets the epsilon added to the root of the second moment.
+    ///
+    /// # Panics
+    /// When `eps` is not a finite number > 0.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = bounded("AdamConfig::with_eps", eps);
+        self
+    }
+}
+
 /// The optimizer, written as a one-key map: `{ adam: { lr: 0.001 } }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -111,6 +281,40 @@ pub enum OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// Plain SGD with learning rate `lr`.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0 (the same for every constructor below).
+    pub fn sgd(lr: f64) -> Self {
+        OptimizerConfig::Sgd(SgdConfig::default().with_lr(lr))
+    }
+
+    /// Heavy-ball momentum with learning rate `lr` and the default momentum 0.9.
+    pub fn momentum(lr: f64) -> Self {
+        OptimizerConfig::Momentum(MomentumConfig::default().with_lr(lr))
+    }
+
+    /// Nesterov momentum with learning rate `lr` and the default momentum 0.9.
+    pub fn nesterov(lr: f64) -> Self {
+        OptimizerConfig::Nesterov(MomentumConfig::default().with_lr(lr))
+    }
+
+    /// AdaGrad with learning rate `lr` and the default epsilon.
+    pub fn adagrad(lr: f64) -> Self {
+        OptimizerConfig::Adagrad(AdagradConfig::default().with_lr(lr))
+    }
+
+    /// RMSProp with learning rate `lr` and the default rho and epsilon.
+    pub fn rmsprop(lr: f64) -> Self {
+        OptimizerConfig::Rmsprop(RmspropConfig::default().with_lr(lr))
+    }
+
+    /// Adam with learning rate `lr` and the default betas and epsilon; for other values build an
+    /// [`AdamConfig`]: `OptimizerConfig::Adam(AdamConfig::default().with_beta2(0.99))`.
+    pub fn adam(lr: f64) -> Self {
+        OptimizerConfig::Adam(AdamConfig::default().with_lr(lr))
+    }
+
     /// The base learning rate.
     pub fn lr(&self) -> f64 {
         match self {
@@ -381,6 +585,70 @@ mod tests {
             w[i] -= 0.1 * m / (v.sqrt() + 1e-8);
         }
         close(two_steps(OptimizerConfig::Adam(c)), w);
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// `Default` and the constructors equal what serde gives for the minimal YAML, so the Rust
+    /// API and the run file cannot drift apart.
+    #[test]
+    fn defaults_equal_serde_minimal() {
+        assert_eq!(SgdConfig::default(), parse("{}"));
+        assert_eq!(MomentumConfig::default(), parse("{}"));
+        assert_eq!(AdagradConfig::default(), parse("{}"));
+        assert_eq!(RmspropConfig::default(), parse("{}"));
+        assert_eq!(AdamConfig::default(), parse("{}"));
+        for (built, json) in [
+            (OptimizerConfig::sgd(0.5), r#"{"sgd": {"lr": 0.5}}"#),
+            (
+                OptimizerConfig::momentum(0.5),
+                r#"{"momentum": {"lr": 0.5}}"#,
+            ),
+            (
+                OptimizerConfig::nesterov(0.5),
+                r#"{"nesterov": {"lr": 0.5}}"#,
+            ),
+            (OptimizerConfig::adagrad(0.5), r#"{"adagrad": {"lr": 0.5}}"#),
+            (OptimizerConfig::rmsprop(0.5), r#"{"rmsprop": {"lr": 0.5}}"#),
+            (OptimizerConfig::adam(0.5), r#"{"adam": {"lr": 0.5}}"#),
+        ] {
+            assert_eq!(built, parse::<OptimizerConfig>(json), "{json}");
+        }
+    }
+
+    #[test]
+    fn setters_equal_serde() {
+        assert_eq!(
+            MomentumConfig::default().with_lr(0.2).with_momentum(0.5),
+            parse(r#"{"lr": 0.2, "momentum": 0.5}"#)
+        );
+        assert_eq!(
+            AdagradConfig::default().with_lr(0.2).with_eps(1e-6),
+            parse(r#"{"lr": 0.2, "eps": 1e-6}"#)
+        );
+        assert_eq!(
+            RmspropConfig::default()
+                .with_lr(0.2)
+                .with_rho(0.5)
+                .with_eps(1e-6),
+            parse(r#"{"lr": 0.2, "rho": 0.5, "eps": 1e-6}"#)
+        );
+        assert_eq!(
+            AdamConfig::default()
+                .with_lr(0.2)
+                .with_beta1(0.8)
+                .with_beta2(0.99)
+                .with_eps(1e-6),
+            parse(r#"{"lr": 0.2, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6}"#)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "AdamConfig::with_lr: expected a finite number > 0")]
+    fn zero_lr_panics() {
+        let _ = OptimizerConfig::adam(0.0);
     }
 
     #[test]
