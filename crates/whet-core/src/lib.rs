@@ -5,7 +5,9 @@
 //!   results never depend on thread count or scheduling;
 //! - [`fsx`]: atomic file writes (temporary file in the same folder, then rename);
 //! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
-//!   about terminals).
+//!   about terminals);
+//! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
+//!   from, with its error type [`SourceError`].
 //!
 //! ```
 //! use whet_core::rng::{stream, Rng};
@@ -15,12 +17,14 @@
 //! assert_eq!(a.random::<u64>(), b.random::<u64>());
 //! ```
 
+pub mod batch;
 pub mod fsx;
 pub mod progress;
 pub mod publish;
 pub mod rng;
 pub mod spec;
 
+pub use batch::{BatchSource, SourceError};
 pub use progress::{NoProgress, Progress};
 pub use rng::Rng;
 pub use spec::{Issue, Issues, NonNegative, Positive, Probability};

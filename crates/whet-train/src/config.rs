@@ -1,4 +1,6 @@
 //! Config types: [`ModelConfig`] (YAML key `model`) and [`TrainConfig`] (YAML key `train`).
+//! The optimizer configs live with the optimizer ([`crate::optim`]), the learning-rate schedules
+//! with [`TrainConfig::lr_at`] ([`crate::schedule`]).
 //!
 //! ```yaml
 //! model:
@@ -16,6 +18,8 @@
 
 use crate::activation::Activation;
 use crate::loss::LossKind;
+use crate::optim::OptimizerConfig;
+use crate::schedule::ScheduleConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -86,8 +90,61 @@ fn zero_p() -> Probability {
     Probability::new(0.0).expect("0 is a probability")
 }
 
+impl HiddenConfig {
+    /// A layer of `units` units with the defaults: `relu`, no noise, no dropout (as the YAML
+    /// `{ dense: units }`).
+    pub fn new(units: usize) -> Self {
+        Self {
+            dense: units,
+            activation: default_activation(),
+            noise: zero(),
+            dropout: zero_p(),
+        }
+    }
+
+    /// The same as [`HiddenConfig::new`], named after the YAML key: `HiddenConfig::dense(256)`.
+    pub fn dense(units: usize) -> Self {
+        Self::new(units)
+    }
+
+    /// Sets the activation after the affine map.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets the standard deviation of the training-time Gaussian noise on the layer's output.
+    ///
+    /// # Panics
+    /// When `std` is negative or not finite.
+    pub fn with_noise(mut self, std: f64) -> Self {
+        self.noise = bounded("HiddenConfig::with_noise", std);
+        self
+    }
+
+    /// Sets the training-time inverted-dropout probability of the layer's output (must be < 1
+    /// to train; [`ModelConfig::validate`] checks it).
+    ///
+    /// # Panics
+    /// When `p` is not in [0, 1].
+    pub fn with_dropout(mut self, p: f64) -> Self {
+        self.dropout = bounded("HiddenConfig::with_dropout", p);
+        self
+    }
+}
+
+/// `v` as a range-checked config number (`Positive`, `NonNegative`, `Probability`), for the
+/// `with_*` setters: a value out of range there is a bug in the calling code (values from users
+/// are checked when the YAML is parsed).
+///
+/// # Panics
+/// When `v` is out of range, naming `setter`.
+pub(crate) fn bounded<T: TryFrom<f64, Error = String>>(setter: &str, v: f64) -> T {
+    T::try_from(v).unwrap_or_else(|e| panic!("{setter}: {e}"))
+}
+
 /// Explicit output activation and loss; both must match the task when given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Output activation. Default: the task's (softmax / sigmoid / identity).
@@ -96,6 +153,20 @@ pub struct OutputConfig {
     /// Loss. Default: the task's (cross_entropy / binary_cross_entropy / mse).
     #[serde(default)]
     pub loss: Option<LossKind>,
+}
+
+impl OutputConfig {
+    /// Sets the output activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = Some(activation);
+        self
+    }
+
+    /// Sets the loss.
+    pub fn with_loss(mut self, loss: LossKind) -> Self {
+        self.loss = Some(loss);
+        self
+    }
 }
 
 /// The network (YAML key `model`). Input and output sizes come from the data.
@@ -116,6 +187,50 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// A model for `task` with the defaults: no hidden layers (a linear or logistic model), the
+    /// task's output activation and loss, `auto` initialisation (as the YAML `{ task: … }`).
+    pub fn new(task: Task) -> Self {
+        Self {
+            task,
+            hidden: Vec::new(),
+            output: None,
+            init: Init::default(),
+        }
+    }
+
+    /// [`ModelConfig::new`] for [`Task::Classification`].
+    pub fn classification() -> Self {
+        Self::new(Task::Classification)
+    }
+
+    /// [`ModelConfig::new`] for [`Task::Binary`].
+    pub fn binary() -> Self {
+        Self::new(Task::Binary)
+    }
+
+    /// [`ModelConfig::new`] for [`Task::Regression`].
+    pub fn regression() -> Self {
+        Self::new(Task::Regression)
+    }
+
+    /// Sets the hidden layers, input side first.
+    pub fn with_hidden(mut self, hidden: impl IntoIterator<Item = HiddenConfig>) -> Self {
+        self.hidden = hidden.into_iter().collect();
+        self
+    }
+
+    /// Sets an explicit output activation and loss (they must match the task).
+    pub fn with_output(mut self, output: OutputConfig) -> Self {
+        self.output = Some(output);
+        self
+    }
+
+    /// Sets the weight initialisation.
+    pub fn with_init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+
     /// Checks layer sizes, dropout < 1, and the output activation/loss against the task.
     pub fn validate(&self) -> Issues {
         let mut issues = Issues::new();
@@ -170,140 +285,6 @@ pub(crate) fn ser<T: Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| "?".into())
-}
-
-/// Plain stochastic gradient descent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SgdConfig {
-    /// Learning rate. Default 0.01.
-    #[serde(default = "lr_01")]
-    pub lr: Positive,
-}
-
-/// SGD with (heavy-ball) momentum or Nesterov momentum.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MomentumConfig {
-    /// Learning rate. Default 0.01.
-    #[serde(default = "lr_01")]
-    pub lr: Positive,
-    /// Momentum coefficient in [0, 1). Default 0.9.
-    #[serde(default = "p_09")]
-    pub momentum: Probability,
-}
-
-/// AdaGrad.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdagradConfig {
-    /// Learning rate. Default 0.01.
-    #[serde(default = "lr_01")]
-    pub lr: Positive,
-    /// Added to the root of the accumulated squares. Default 1e-8.
-    #[serde(default = "eps")]
-    pub eps: Positive,
-}
-
-/// RMSProp.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RmspropConfig {
-    /// Learning rate. Default 0.001.
-    #[serde(default = "lr_001")]
-    pub lr: Positive,
-    /// Decay of the squared-gradient average in [0, 1). Default 0.9.
-    #[serde(default = "p_09")]
-    pub rho: Probability,
-    /// Added to the root of the average. Default 1e-8.
-    #[serde(default = "eps")]
-    pub eps: Positive,
-}
-
-/// Adam.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdamConfig {
-    /// Learning rate. Default 0.001.
-    #[serde(default = "lr_001")]
-    pub lr: Positive,
-    /// First-moment decay in [0, 1). Default 0.9.
-    #[serde(default = "p_09")]
-    pub beta1: Probability,
-    /// Second-moment decay in [0, 1). Default 0.999.
-    #[serde(default = "p_0999")]
-    pub beta2: Probability,
-    /// Added to the root of the second moment. Default 1e-8.
-    #[serde(default = "eps")]
-    pub eps: Positive,
-}
-
-fn lr_01() -> Positive {
-    Positive::new(0.01).expect("valid")
-}
-fn lr_001() -> Positive {
-    Positive::new(0.001).expect("valid")
-}
-fn p_09() -> Probability {
-    Probability::new(0.9).expect("valid")
-}
-fn p_0999() -> Probability {
-    Probability::new(0.999).expect("valid")
-}
-fn eps() -> Positive {
-    Positive::new(1e-8).expect("valid")
-}
-
-/// The optimizer, written as a one-key map: `{ adam: { lr: 0.001 } }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerConfig {
-    /// Plain SGD.
-    Sgd(SgdConfig),
-    /// Heavy-ball momentum (Polyak 1964), in the `v = m v + g; w -= lr v` form.
-    Momentum(MomentumConfig),
-    /// Nesterov momentum (Sutskever et al. 2013), `v = m v + g; w -= lr (g + m v)`.
-    Nesterov(MomentumConfig),
-    /// AdaGrad (Duchi, Hazan & Singer 2011).
-    Adagrad(AdagradConfig),
-    /// RMSProp (Tieleman & Hinton 2012).
-    Rmsprop(RmspropConfig),
-    /// Adam (Kingma & Ba 2015, arXiv:1412.6980).
-    Adam(AdamConfig),
-}
-
-impl OptimizerConfig {
-    /// The base learning rate.
-    pub fn lr(&self) -> f64 {
-        match self {
-            OptimizerConfig::Sgd(c) => c.lr.get(),
-            OptimizerConfig::Momentum(c) | OptimizerConfig::Nesterov(c) => c.lr.get(),
-            OptimizerConfig::Adagrad(c) => c.lr.get(),
-            OptimizerConfig::Rmsprop(c) => c.lr.get(),
-            OptimizerConfig::Adam(c) => c.lr.get(),
-        }
-    }
-
-    /// Checks that the decay coefficients are < 1.
-    pub fn validate(&self) -> Issues {
-        let mut issues = Issues::new();
-        let mut lt1 = |name: &str, p: Probability| {
-            issues.check(p.get() < 1.0, name.to_string(), || {
-                format!("expected a number in [0, 1), found {p}")
-            })
-        };
-        match self {
-            OptimizerConfig::Momentum(c) => lt1("momentum.momentum", c.momentum),
-            OptimizerConfig::Nesterov(c) => lt1("nesterov.momentum", c.momentum),
-            OptimizerConfig::Rmsprop(c) => lt1("rmsprop.rho", c.rho),
-            OptimizerConfig::Adam(c) => {
-                lt1("adam.beta1", c.beta1);
-                lt1("adam.beta2", c.beta2);
-            }
-            OptimizerConfig::Sgd(_) | OptimizerConfig::Adagrad(_) => {}
-        }
-        issues
-    }
 }
 
 /// Batch size: a number of samples (1 = online learning) or `full` (the whole set).
@@ -382,56 +363,6 @@ impl JsonSchema for BatchSize {
     }
 }
 
-/// Step decay: multiply the learning rate by `gamma` every `every` epochs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepScheduleConfig {
-    /// Epochs between decays (>= 1).
-    pub every: usize,
-    /// Factor applied at each decay. Default 0.5.
-    #[serde(default = "half")]
-    pub gamma: Positive,
-}
-
-fn half() -> Positive {
-    Positive::new(0.5).expect("valid")
-}
-
-/// Cosine annealing (Loshchilov & Hutter 2017, without restarts) over the run's epochs:
-/// `lr_e = min_lr + (lr - min_lr) (1 + cos(pi e / epochs)) / 2` for epochs `e = 0..epochs`
-/// (as PyTorch's `CosineAnnealingLR` with `T_max = epochs`; the last epoch stays above `min_lr`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CosineScheduleConfig {
-    /// Learning rate reached at the last epoch. Default 0.
-    #[serde(default = "zero")]
-    pub min_lr: NonNegative,
-}
-
-/// A learning-rate schedule, applied per epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ScheduleConfig {
-    /// Step decay.
-    Step(StepScheduleConfig),
-    /// Cosine annealing.
-    Cosine(CosineScheduleConfig),
-}
-
-impl ScheduleConfig {
-    /// Learning rate for `epoch` (0-based) of `epochs`, from the base rate `lr`.
-    pub fn lr_at(&self, lr: f64, epoch: usize, epochs: usize) -> f64 {
-        match self {
-            ScheduleConfig::Step(s) => lr * s.gamma.get().powi((epoch / s.every.max(1)) as i32),
-            ScheduleConfig::Cosine(c) => {
-                let min = c.min_lr.get();
-                let t = epoch as f64 / epochs.max(1) as f64;
-                min + (lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        }
-    }
-}
-
 /// Early stopping on the validation loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -448,6 +379,33 @@ fn five() -> usize {
     5
 }
 
+impl Default for EarlyStoppingConfig {
+    /// Patience 5, no minimum improvement (as the YAML `{}`).
+    fn default() -> Self {
+        Self {
+            patience: five(),
+            min_delta: zero(),
+        }
+    }
+}
+
+impl EarlyStoppingConfig {
+    /// Sets the number of epochs without improvement before stopping.
+    pub fn with_patience(mut self, epochs: usize) -> Self {
+        self.patience = epochs;
+        self
+    }
+
+    /// Sets how much an epoch must lower the best validation loss to count as an improvement.
+    ///
+    /// # Panics
+    /// When `delta` is negative or not finite.
+    pub fn with_min_delta(mut self, delta: f64) -> Self {
+        self.min_delta = bounded("EarlyStoppingConfig::with_min_delta", delta);
+        self
+    }
+}
+
 /// Divergence guard settings. NaN and infinite losses always stop the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -458,8 +416,20 @@ pub struct DivergenceConfig {
 }
 
 impl Default for DivergenceConfig {
+    /// Factor 1000 (as the YAML `{}`).
     fn default() -> Self {
         Self { factor: thousand() }
+    }
+}
+
+impl DivergenceConfig {
+    /// Sets the explosion factor: a batch loss above `factor` x the reference stops the run.
+    ///
+    /// # Panics
+    /// When `factor` is not a finite number > 0.
+    pub fn with_factor(mut self, factor: f64) -> Self {
+        self.factor = bounded("DivergenceConfig::with_factor", factor);
+        self
     }
 }
 
@@ -485,6 +455,30 @@ pub struct TransferConfig {
 
 fn yes() -> bool {
     true
+}
+
+impl TransferConfig {
+    /// Start from `checkpoint`, fine-tune every layer, replace the output layer (as the YAML
+    /// `{ checkpoint: … }`).
+    pub fn new(checkpoint: impl Into<PathBuf>) -> Self {
+        Self {
+            checkpoint: checkpoint.into(),
+            freeze: Vec::new(),
+            replace_output: yes(),
+        }
+    }
+
+    /// Sets the layers (0-based, input side first) that get no updates.
+    pub fn with_freeze(mut self, layers: impl IntoIterator<Item = usize>) -> Self {
+        self.freeze = layers.into_iter().collect();
+        self
+    }
+
+    /// Sets whether the output layer is replaced by a fresh one sized for the new data.
+    pub fn with_replace_output(mut self, replace: bool) -> Self {
+        self.replace_output = replace;
+        self
+    }
 }
 
 /// The training run (YAML key `train`).
@@ -525,7 +519,28 @@ fn ten() -> usize {
 }
 
 impl TrainConfig {
-    /// A config with `optimizer` and every other field at its default.
+    /// A config with `optimizer` and every other field at its default (as the YAML
+    /// `{ optimizer: … }`): batches of 32, 10 epochs, no weight decay, schedule, early stopping
+    /// or transfer, divergence factor 1000.
+    ///
+    /// # Example
+    /// ```
+    /// use whet_train::{EarlyStoppingConfig, OptimizerConfig, ScheduleConfig, TrainConfig};
+    /// let train = TrainConfig::new(OptimizerConfig::adam(0.001))
+    ///     .with_epochs(30)
+    ///     .with_batch_size(64)
+    ///     .with_schedule(ScheduleConfig::cosine())
+    ///     .with_early_stopping(EarlyStoppingConfig::default().with_patience(3));
+    /// assert!(train.validate().is_empty());
+    /// assert_eq!(train.lr_at(0), 0.001);
+    /// // The same config as the YAML (here JSON) a run file would hold:
+    /// let parsed: TrainConfig = serde_json::from_str(
+    ///     r#"{"optimizer": {"adam": {"lr": 0.001}}, "epochs": 30, "batch_size": 64,
+    ///         "schedule": {"cosine": {}}, "early_stopping": {"patience": 3}}"#,
+    /// )?;
+    /// assert_eq!(train, parsed);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn new(optimizer: OptimizerConfig) -> Self {
         Self {
             optimizer,
@@ -537,6 +552,70 @@ impl TrainConfig {
             divergence: DivergenceConfig::default(),
             transfer: None,
         }
+    }
+
+    /// Sets the optimizer.
+    pub fn with_optimizer(mut self, optimizer: OptimizerConfig) -> Self {
+        self.optimizer = optimizer;
+        self
+    }
+
+    /// Sets the number of samples per update (1 = online learning).
+    ///
+    /// # Panics
+    /// When `samples` is 0.
+    pub fn with_batch_size(mut self, samples: usize) -> Self {
+        assert!(
+            samples >= 1,
+            "TrainConfig::with_batch_size: expected at least 1, found 0"
+        );
+        self.batch_size = BatchSize::Samples(samples);
+        self
+    }
+
+    /// One update per epoch over the whole training set (`batch_size: full`).
+    pub fn with_full_batch(mut self) -> Self {
+        self.batch_size = BatchSize::Full;
+        self
+    }
+
+    /// Sets the number of passes over the training set.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets the L2 weight decay (biases excluded).
+    ///
+    /// # Panics
+    /// When `decay` is negative or not finite.
+    pub fn with_weight_decay(mut self, decay: f64) -> Self {
+        self.weight_decay = bounded("TrainConfig::with_weight_decay", decay);
+        self
+    }
+
+    /// Sets the learning-rate schedule.
+    pub fn with_schedule(mut self, schedule: ScheduleConfig) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+
+    /// Turns on early stopping on the validation loss (the run then needs a validation set).
+    pub fn with_early_stopping(mut self, early_stopping: EarlyStoppingConfig) -> Self {
+        self.early_stopping = Some(early_stopping);
+        self
+    }
+
+    /// Sets the divergence guard.
+    pub fn with_divergence(mut self, divergence: DivergenceConfig) -> Self {
+        self.divergence = divergence;
+        self
+    }
+
+    /// Starts from a checkpoint (see [`crate::checkpoint::transfer`]).
+    pub fn with_transfer(mut self, transfer: TransferConfig) -> Self {
+        self.transfer = Some(transfer);
+        self
     }
 
     /// Checks epochs >= 1, the optimizer, the schedule and the freeze list's duplicates.
@@ -592,6 +671,132 @@ mod tests {
         assert!(issues.0[0].message.contains("softmax"), "{}", issues.0[0]);
     }
 
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    // The constructors and `Default`s equal what serde gives for the minimal input, so the Rust
+    // API and the YAML cannot drift apart.
+
+    #[test]
+    fn hidden_new_equals_serde_minimal() {
+        assert_eq!(HiddenConfig::new(8), parse(r#"{"dense": 8}"#));
+        assert_eq!(HiddenConfig::dense(8), HiddenConfig::new(8));
+        assert_eq!(
+            HiddenConfig::dense(8)
+                .with_activation(Activation::Tanh)
+                .with_noise(0.1)
+                .with_dropout(0.2),
+            parse(r#"{"dense": 8, "activation": "tanh", "noise": 0.1, "dropout": 0.2}"#)
+        );
+    }
+
+    #[test]
+    fn output_default_equals_serde_minimal() {
+        assert_eq!(OutputConfig::default(), parse("{}"));
+        assert_eq!(
+            OutputConfig::default()
+                .with_activation(Activation::Softmax)
+                .with_loss(LossKind::CrossEntropy),
+            parse(r#"{"activation": "softmax", "loss": "cross_entropy"}"#)
+        );
+    }
+
+    #[test]
+    fn model_new_equals_serde_minimal() {
+        assert_eq!(
+            ModelConfig::classification(),
+            parse(r#"{"task": "classification"}"#)
+        );
+        assert_eq!(ModelConfig::binary(), parse(r#"{"task": "binary"}"#));
+        assert_eq!(
+            ModelConfig::regression(),
+            parse(r#"{"task": "regression"}"#)
+        );
+        assert_eq!(
+            ModelConfig::classification()
+                .with_hidden([HiddenConfig::dense(4)])
+                .with_output(OutputConfig::default())
+                .with_init(Init::He),
+            parse(
+                r#"{"task": "classification", "hidden": [{"dense": 4}], "output": {},
+                    "init": "he"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn early_stopping_default_equals_serde_minimal() {
+        assert_eq!(EarlyStoppingConfig::default(), parse("{}"));
+        assert_eq!(
+            EarlyStoppingConfig::default()
+                .with_patience(2)
+                .with_min_delta(0.01),
+            parse(r#"{"patience": 2, "min_delta": 0.01}"#)
+        );
+    }
+
+    #[test]
+    fn divergence_default_equals_serde_minimal() {
+        assert_eq!(DivergenceConfig::default(), parse("{}"));
+        assert_eq!(
+            DivergenceConfig::default().with_factor(10.0),
+            parse(r#"{"factor": 10}"#)
+        );
+    }
+
+    #[test]
+    fn transfer_new_equals_serde_minimal() {
+        assert_eq!(
+            TransferConfig::new("a.safetensors"),
+            parse(r#"{"checkpoint": "a.safetensors"}"#)
+        );
+        assert_eq!(
+            TransferConfig::new("a.safetensors")
+                .with_freeze([0, 1])
+                .with_replace_output(false),
+            parse(r#"{"checkpoint": "a.safetensors", "freeze": [0, 1], "replace_output": false}"#)
+        );
+    }
+
+    #[test]
+    fn train_new_equals_serde_minimal() {
+        let opt = OptimizerConfig::sgd(0.1);
+        assert_eq!(
+            TrainConfig::new(opt.clone()),
+            parse(r#"{"optimizer": {"sgd": {"lr": 0.1}}}"#)
+        );
+        assert_eq!(
+            TrainConfig::new(opt)
+                .with_optimizer(OptimizerConfig::adam(0.01))
+                .with_batch_size(8)
+                .with_epochs(3)
+                .with_weight_decay(0.001)
+                .with_schedule(ScheduleConfig::step(2))
+                .with_early_stopping(EarlyStoppingConfig::default())
+                .with_divergence(DivergenceConfig::default().with_factor(50.0))
+                .with_transfer(TransferConfig::new("m.safetensors")),
+            parse(
+                r#"{"optimizer": {"adam": {"lr": 0.01}}, "batch_size": 8, "epochs": 3,
+                    "weight_decay": 0.001, "schedule": {"step": {"every": 2}},
+                    "early_stopping": {}, "divergence": {"factor": 50},
+                    "transfer": {"checkpoint": "m.safetensors"}}"#
+            )
+        );
+        assert_eq!(
+            TrainConfig::new(OptimizerConfig::sgd(0.1))
+                .with_full_batch()
+                .batch_size,
+            BatchSize::Full
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "HiddenConfig::with_dropout: expected a probability in [0, 1]")]
+    fn out_of_range_setter_panics_with_its_name() {
+        let _ = HiddenConfig::dense(4).with_dropout(1.5);
+    }
+
     #[test]
     fn batch_size_parses_number_or_full() {
         let b: BatchSize = serde_json::from_str("64").unwrap();
@@ -627,23 +832,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn schedules() {
-        let s = ScheduleConfig::Step(StepScheduleConfig {
-            every: 2,
-            gamma: half(),
-        });
-        assert_eq!(s.lr_at(1.0, 0, 10), 1.0);
-        assert_eq!(s.lr_at(1.0, 2, 10), 0.5);
-        assert_eq!(s.lr_at(1.0, 5, 10), 0.25);
-        let c = ScheduleConfig::Cosine(CosineScheduleConfig {
-            min_lr: NonNegative::new(0.1).unwrap(),
-        });
-        assert_eq!(c.lr_at(1.0, 0, 4), 1.0);
-        assert!((c.lr_at(1.0, 2, 4) - 0.55).abs() < 1e-12);
-        assert!((c.lr_at(1.0, 4, 4) - 0.1).abs() < 1e-12);
-        assert!(c.lr_at(1.0, 3, 4) > 0.1);
     }
 }

@@ -66,14 +66,15 @@ pub enum Error {
         got: usize,
     },
     /// The batch source failed to fill a batch.
-    #[error("batch source failed at epoch {epoch} (0-based) filling {rows} rows: {message}")]
+    #[error("batch source failed at epoch {epoch} (0-based) filling {rows} rows: {source}")]
     Source {
         /// Epoch passed to `fill`.
         epoch: usize,
         /// Number of rows requested.
         rows: usize,
-        /// The source's message.
-        message: String,
+        /// The source's error (its causes stay reachable through `source()`).
+        #[source]
+        source: whet_core::SourceError,
     },
     /// Asked to backpropagate through a step activation.
     #[error(

@@ -9,6 +9,10 @@
 //! - [`evaluate`] gives [`Metrics`]; [`checkpoint::save`] / [`checkpoint::load`] write and read
 //!   safetensors files, [`checkpoint::transfer`] starts a new model from one.
 //!
+//! The configs deserialise from the run file and are built in Rust with `new` / `Default` and
+//! `with_*` setters ([`TrainConfig::new`], [`ModelConfig::classification`],
+//! [`HiddenConfig::dense`], [`OptimizerConfig::adam`], …); both give the same values.
+//!
 //! Everything random comes from `whet_core::rng::stream(seed, path)`: `[3, layer]` weight
 //! init, `[4, epoch]` shuffling, `[5, epoch, batch, layer]` noise and dropout. Matrix products
 //! are split into blocks fixed by their shapes ([`kernel`]), so the same seed gives the same
@@ -17,10 +21,13 @@
 //! ```
 //! use whet_train::*;
 //! use ndarray::array;
-//! let model: ModelConfig = serde_json::from_str(
-//!     r#"{"task": "classification", "hidden": [{"dense": 8, "activation": "tanh"}]}"#).unwrap();
-//! let mut train: TrainConfig = serde_json::from_str(
-//!     r#"{"optimizer": {"adam": {"lr": 0.05}}, "batch_size": 4, "epochs": 200}"#).unwrap();
+//! // The same as the YAML `model: { task: classification, hidden: [{ dense: 8, activation: tanh }] }`
+//! // and `train: { optimizer: { adam: { lr: 0.05 } }, batch_size: 4, epochs: 200 }`.
+//! let model = ModelConfig::classification()
+//!     .with_hidden([HiddenConfig::dense(8).with_activation(Activation::Tanh)]);
+//! let train = TrainConfig::new(OptimizerConfig::adam(0.05))
+//!     .with_batch_size(4)
+//!     .with_epochs(200);
 //! let x = array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
 //! let y = ArraySource::one_hot(&[0, 1, 1, 0], 2).unwrap();
 //! let mut data = ArraySource::new(x, y).unwrap();
@@ -32,9 +39,9 @@
 //! ```
 
 pub mod activation;
+mod array_source;
 pub mod checkpoint;
 pub mod config;
-pub mod data;
 mod error;
 pub mod gradcheck;
 pub mod kernel;
@@ -43,20 +50,28 @@ pub mod metrics;
 pub mod mlp;
 pub mod optim;
 mod par;
+pub mod schedule;
 pub mod train;
 
 pub use activation::Activation;
+pub use array_source::ArraySource;
 pub use config::{
     BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, ModelConfig,
-    OptimizerConfig, OutputConfig, ScheduleConfig, Task, TrainConfig, TransferConfig,
+    OutputConfig, Task, TrainConfig, TransferConfig,
 };
-pub use data::{ArraySource, BatchSource};
 pub use error::{Diverged, Error, Result};
 pub use kernel::Kernel;
 pub use loss::LossKind;
-pub use metrics::{ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate};
+pub use metrics::{
+    ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate, higher_is_better,
+};
 pub use mlp::{Architecture, Dense, Mlp, Workspace};
+pub use optim::OptimizerConfig;
+pub use schedule::ScheduleConfig;
 pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit};
+/// The batch-source contract, defined in `whet-core` so data crates need not depend on the
+/// trainer; re-exported so `use whet_train::BatchSource` works.
+pub use whet_core::batch::{BatchSource, SourceError};
 
 /// Builds the model a run starts from: a fresh [`Mlp`] from `model`, or, when `train.transfer`
 /// is set, the checkpoint's network with its output layer replaced and layers frozen (see

@@ -2,11 +2,12 @@
 //! matrix, ROC AUC (binary); MSE, MAE and R² (regression).
 
 use crate::config::Task;
-use crate::data::BatchSource;
 use crate::error::{Error, Result};
 use crate::mlp::{Mlp, Workspace, argmax};
 use ndarray::s;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use whet_core::BatchSource;
 
 /// Classification metrics (also used for binary, with classes 0 and 1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +66,37 @@ impl Evaluation {
             Metrics::Regression(_) => None,
         }
     }
+
+    /// The scalar metrics by name: `loss` always; `accuracy`, `balanced_accuracy` and `roc_auc`
+    /// (when defined) for classification and binary tasks; `mse`, `mae` and `r2` (when defined)
+    /// for regression. These are the names an ablation ranks by (see [`higher_is_better`]).
+    pub fn flat(&self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        m.insert("loss".to_string(), self.loss);
+        match &self.metrics {
+            Metrics::Classification(c) => {
+                m.insert("accuracy".into(), c.accuracy);
+                m.insert("balanced_accuracy".into(), c.balanced_accuracy);
+                if let Some(a) = c.roc_auc {
+                    m.insert("roc_auc".into(), a);
+                }
+            }
+            Metrics::Regression(r) => {
+                m.insert("mse".into(), r.mse);
+                m.insert("mae".into(), r.mae);
+                if let Some(r2) = r.r2 {
+                    m.insert("r2".into(), r2);
+                }
+            }
+        }
+        m
+    }
+}
+
+/// True when a larger value of `metric` (a name from [`Evaluation::flat`]) is better: false for
+/// the errors `loss`, `mse` and `mae`, true for the others (accuracies, ROC AUC, R²).
+pub fn higher_is_better(metric: &str) -> bool {
+    !matches!(metric, "mse" | "mae" | "loss")
 }
 
 /// Evaluates `model` on all samples of `source` (filled with epoch 0, in order) in evaluation
@@ -113,13 +145,11 @@ pub(crate) fn evaluate_with(
         idx.clear();
         idx.extend(start..start + rows);
         let (x, y) = ws.batch_mut(rows);
-        source
-            .fill(0, &idx, x, y)
-            .map_err(|message| Error::Source {
-                epoch: 0,
-                rows,
-                message,
-            })?;
+        source.fill(0, &idx, x, y).map_err(|source| Error::Source {
+            epoch: 0,
+            rows,
+            source,
+        })?;
         model.forward(ws, rows, None);
         let z = ws.logits().slice_move(s![..rows, ..]);
         let y = ws.y.slice(s![..rows, ..]);
@@ -255,6 +285,64 @@ mod tests {
         assert_eq!(m.recall, vec![Some(0.75), Some(1.0)]);
         assert_eq!(m.precision, vec![Some(1.0), Some(0.5)]);
         assert_eq!(m.balanced_accuracy, 0.875);
+    }
+
+    fn eval(metrics: Metrics) -> Evaluation {
+        Evaluation {
+            loss: 0.5,
+            samples: 4,
+            metrics,
+        }
+    }
+
+    fn keys(e: &Evaluation) -> Vec<String> {
+        e.flat().into_keys().collect()
+    }
+
+    #[test]
+    fn flat_classification_metrics() {
+        let mut c = class_metrics(vec![vec![3, 1], vec![0, 1]], &mut [], false);
+        c.roc_auc = Some(0.9);
+        let e = eval(Metrics::Classification(c.clone()));
+        let flat = e.flat();
+        assert_eq!(
+            keys(&e),
+            ["accuracy", "balanced_accuracy", "loss", "roc_auc"]
+        );
+        assert_eq!(flat["loss"], 0.5);
+        assert_eq!(flat["accuracy"], 0.8);
+        assert_eq!(flat["balanced_accuracy"], 0.875);
+        assert_eq!(flat["roc_auc"], 0.9);
+        c.roc_auc = None;
+        let e = eval(Metrics::Classification(c));
+        assert_eq!(keys(&e), ["accuracy", "balanced_accuracy", "loss"]);
+    }
+
+    #[test]
+    fn flat_regression_metrics() {
+        let mut r = RegressionMetrics {
+            mse: 2.0,
+            mae: 1.0,
+            r2: Some(0.25),
+        };
+        let e = eval(Metrics::Regression(r.clone()));
+        assert_eq!(keys(&e), ["loss", "mae", "mse", "r2"]);
+        assert_eq!(
+            (e.flat()["mse"], e.flat()["mae"], e.flat()["r2"]),
+            (2.0, 1.0, 0.25)
+        );
+        r.r2 = None;
+        assert_eq!(keys(&eval(Metrics::Regression(r))), ["loss", "mae", "mse"]);
+    }
+
+    #[test]
+    fn errors_are_lower_is_better() {
+        for m in ["loss", "mse", "mae"] {
+            assert!(!higher_is_better(m), "{m}");
+        }
+        for m in ["accuracy", "balanced_accuracy", "roc_auc", "r2"] {
+            assert!(higher_is_better(m), "{m}");
+        }
     }
 
     #[test]

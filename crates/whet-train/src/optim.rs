@@ -1,11 +1,352 @@
-//! Optimizers with per-parameter state.
+//! Optimizers: their configs ([`OptimizerConfig`], YAML key `train.optimizer`, one struct per
+//! kind) and the [`Optimizer`] that applies them, with per-parameter state.
 //!
 //! Every parameter tensor has an id (layer `l`: weights `2l`, biases `2l + 1`) and its own state
 //! (velocity, moment estimates, step count). Updates are element-wise, so they are split into
 //! fixed-size chunks across rayon threads without any effect on the result.
 
-use crate::config::OptimizerConfig;
+use crate::config::bounded;
 use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use whet_core::{Issues, Positive, Probability};
+
+/// Plain stochastic gradient descent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SgdConfig {
+    /// Learning rate. Default 0.01.
+    #[serde(default = "lr_01")]
+    pub lr: Positive,
+}
+
+/// SGD with (heavy-ball) momentum or Nesterov momentum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MomentumConfig {
+    /// Learning rate. Default 0.01.
+    #[serde(default = "lr_01")]
+    pub lr: Positive,
+    /// Momentum coefficient in [0, 1). Default 0.9.
+    #[serde(default = "p_09")]
+    pub momentum: Probability,
+}
+
+/// AdaGrad.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdagradConfig {
+    /// Learning rate. Default 0.01.
+    #[serde(default = "lr_01")]
+    pub lr: Positive,
+    /// Added to the root of the accumulated squares. Default 1e-8.
+    #[serde(default = "eps")]
+    pub eps: Positive,
+}
+
+/// RMSProp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RmspropConfig {
+    /// Learning rate. Default 0.001.
+    #[serde(default = "lr_001")]
+    pub lr: Positive,
+    /// Decay of the squared-gradient average in [0, 1). Default 0.9.
+    #[serde(default = "p_09")]
+    pub rho: Probability,
+    /// Added to the root of the average. Default 1e-8.
+    #[serde(default = "eps")]
+    pub eps: Positive,
+}
+
+/// Adam.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdamConfig {
+    /// Learning rate. Default 0.001.
+    #[serde(default = "lr_001")]
+    pub lr: Positive,
+    /// First-moment decay in [0, 1). Default 0.9.
+    #[serde(default = "p_09")]
+    pub beta1: Probability,
+    /// Second-moment decay in [0, 1). Default 0.999.
+    #[serde(default = "p_0999")]
+    pub beta2: Probability,
+    /// Added to the root of the second moment. Default 1e-8.
+    #[serde(default = "eps")]
+    pub eps: Positive,
+}
+
+fn lr_01() -> Positive {
+    Positive::new(0.01).expect("valid")
+}
+fn lr_001() -> Positive {
+    Positive::new(0.001).expect("valid")
+}
+fn p_09() -> Probability {
+    Probability::new(0.9).expect("valid")
+}
+fn p_0999() -> Probability {
+    Probability::new(0.999).expect("valid")
+}
+fn eps() -> Positive {
+    Positive::new(1e-8).expect("valid")
+}
+
+impl Default for SgdConfig {
+    /// Learning rate 0.01 (as the YAML `sgd: {}`).
+    fn default() -> Self {
+        Self { lr: lr_01() }
+    }
+}
+
+impl SgdConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("SgdConfig::with_lr", lr);
+        self
+    }
+}
+
+impl Default for MomentumConfig {
+    /// Learning rate 0.01, momentum 0.9 (as the YAML `momentum: {}` or `nesterov: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_01(),
+            momentum: p_09(),
+        }
+    }
+}
+
+impl MomentumConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("MomentumConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the momentum coefficient (must be < 1 to train; [`OptimizerConfig::validate`]
+    /// checks it).
+    ///
+    /// # Panics
+    /// When `momentum` is not in [0, 1].
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = bounded("MomentumConfig::with_momentum", momentum);
+        self
+    }
+}
+
+impl Default for AdagradConfig {
+    /// Learning rate 0.01, epsilon 1e-8 (as the YAML `adagrad: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_01(),
+            eps: eps(),
+        }
+    }
+}
+
+impl AdagradConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("AdagradConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the epsilon added to the root of the accumulated squares.
+    ///
+    /// # Panics
+    /// When `eps` is not a finite number > 0.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = bounded("AdagradConfig::with_eps", eps);
+        self
+    }
+}
+
+impl Default for RmspropConfig {
+    /// Learning rate 0.001, rho 0.9, epsilon 1e-8 (as the YAML `rmsprop: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_001(),
+            rho: p_09(),
+            eps: eps(),
+        }
+    }
+}
+
+impl RmspropConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("RmspropConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the decay of the squared-gradient average (must be < 1 to train).
+    ///
+    /// # Panics
+    /// When `rho` is not in [0, 1].
+    pub fn with_rho(mut self, rho: f64) -> Self {
+        self.rho = bounded("RmspropConfig::with_rho", rho);
+        self
+    }
+
+    /// Sets the epsilon added to the root of the average.
+    ///
+    /// # Panics
+    /// When `eps` is not a finite number > 0.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = bounded("RmspropConfig::with_eps", eps);
+        self
+    }
+}
+
+impl Default for AdamConfig {
+    /// Learning rate 0.001, betas 0.9 and 0.999, epsilon 1e-8 (as the YAML `adam: {}`).
+    fn default() -> Self {
+        Self {
+            lr: lr_001(),
+            beta1: p_09(),
+            beta2: p_0999(),
+            eps: eps(),
+        }
+    }
+}
+
+impl AdamConfig {
+    /// Sets the learning rate.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = bounded("AdamConfig::with_lr", lr);
+        self
+    }
+
+    /// Sets the first-moment decay (must be < 1 to train).
+    ///
+    /// # Panics
+    /// When `beta1` is not in [0, 1].
+    pub fn with_beta1(mut self, beta1: f64) -> Self {
+        self.beta1 = bounded("AdamConfig::with_beta1", beta1);
+        self
+    }
+
+    /// Sets the second-moment decay (must be < 1 to train).
+    ///
+    /// # Panics
+    /// When `beta2` is not in [0, 1].
+    pub fn with_beta2(mut self, beta2: f64) -> Self {
+        self.beta2 = bounded("AdamConfig::with_beta2", beta2);
+        self
+    }
+
+    /// Sets the epsilon added to the root of the second moment.
+    ///
+    /// # Panics
+    /// When `eps` is not a finite number > 0.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = bounded("AdamConfig::with_eps", eps);
+        self
+    }
+}
+
+/// The optimizer, written as a one-key map: `{ adam: { lr: 0.001 } }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerConfig {
+    /// Plain SGD.
+    Sgd(SgdConfig),
+    /// Heavy-ball momentum (Polyak 1964), in the `v = m v + g; w -= lr v` form.
+    Momentum(MomentumConfig),
+    /// Nesterov momentum (Sutskever et al. 2013), `v = m v + g; w -= lr (g + m v)`.
+    Nesterov(MomentumConfig),
+    /// AdaGrad (Duchi, Hazan & Singer 2011).
+    Adagrad(AdagradConfig),
+    /// RMSProp (Tieleman & Hinton 2012).
+    Rmsprop(RmspropConfig),
+    /// Adam (Kingma & Ba 2015, arXiv:1412.6980).
+    Adam(AdamConfig),
+}
+
+impl OptimizerConfig {
+    /// Plain SGD with learning rate `lr`.
+    ///
+    /// # Panics
+    /// When `lr` is not a finite number > 0 (the same for every constructor below).
+    pub fn sgd(lr: f64) -> Self {
+        OptimizerConfig::Sgd(SgdConfig::default().with_lr(lr))
+    }
+
+    /// Heavy-ball momentum with learning rate `lr` and the default momentum 0.9.
+    pub fn momentum(lr: f64) -> Self {
+        OptimizerConfig::Momentum(MomentumConfig::default().with_lr(lr))
+    }
+
+    /// Nesterov momentum with learning rate `lr` and the default momentum 0.9.
+    pub fn nesterov(lr: f64) -> Self {
+        OptimizerConfig::Nesterov(MomentumConfig::default().with_lr(lr))
+    }
+
+    /// AdaGrad with learning rate `lr` and the default epsilon.
+    pub fn adagrad(lr: f64) -> Self {
+        OptimizerConfig::Adagrad(AdagradConfig::default().with_lr(lr))
+    }
+
+    /// RMSProp with learning rate `lr` and the default rho and epsilon.
+    pub fn rmsprop(lr: f64) -> Self {
+        OptimizerConfig::Rmsprop(RmspropConfig::default().with_lr(lr))
+    }
+
+    /// Adam with learning rate `lr` and the default betas and epsilon; for other values build an
+    /// [`AdamConfig`]: `OptimizerConfig::Adam(AdamConfig::default().with_beta2(0.99))`.
+    pub fn adam(lr: f64) -> Self {
+        OptimizerConfig::Adam(AdamConfig::default().with_lr(lr))
+    }
+
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd(c) => c.lr.get(),
+            OptimizerConfig::Momentum(c) | OptimizerConfig::Nesterov(c) => c.lr.get(),
+            OptimizerConfig::Adagrad(c) => c.lr.get(),
+            OptimizerConfig::Rmsprop(c) => c.lr.get(),
+            OptimizerConfig::Adam(c) => c.lr.get(),
+        }
+    }
+
+    /// Checks that the decay coefficients are < 1.
+    pub fn validate(&self) -> Issues {
+        let mut issues = Issues::new();
+        let mut lt1 = |name: &str, p: Probability| {
+            issues.check(p.get() < 1.0, name.to_string(), || {
+                format!("expected a number in [0, 1), found {p}")
+            })
+        };
+        match self {
+            OptimizerConfig::Momentum(c) => lt1("momentum.momentum", c.momentum),
+            OptimizerConfig::Nesterov(c) => lt1("nesterov.momentum", c.momentum),
+            OptimizerConfig::Rmsprop(c) => lt1("rmsprop.rho", c.rho),
+            OptimizerConfig::Adam(c) => {
+                lt1("adam.beta1", c.beta1);
+                lt1("adam.beta2", c.beta2);
+            }
+            OptimizerConfig::Sgd(_) | OptimizerConfig::Adagrad(_) => {}
+        }
+        issues
+    }
+}
 
 /// Elements per parallel chunk of an update.
 const CHUNK: usize = 16 * 1024;
@@ -145,8 +486,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::*;
-    use whet_core::{Positive, Probability};
 
     fn pos(v: f64) -> Positive {
         Positive::new(v).unwrap()
@@ -246,6 +585,70 @@ mod tests {
             w[i] -= 0.1 * m / (v.sqrt() + 1e-8);
         }
         close(two_steps(OptimizerConfig::Adam(c)), w);
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// `Default` and the constructors equal what serde gives for the minimal YAML, so the Rust
+    /// API and the run file cannot drift apart.
+    #[test]
+    fn defaults_equal_serde_minimal() {
+        assert_eq!(SgdConfig::default(), parse("{}"));
+        assert_eq!(MomentumConfig::default(), parse("{}"));
+        assert_eq!(AdagradConfig::default(), parse("{}"));
+        assert_eq!(RmspropConfig::default(), parse("{}"));
+        assert_eq!(AdamConfig::default(), parse("{}"));
+        for (built, json) in [
+            (OptimizerConfig::sgd(0.5), r#"{"sgd": {"lr": 0.5}}"#),
+            (
+                OptimizerConfig::momentum(0.5),
+                r#"{"momentum": {"lr": 0.5}}"#,
+            ),
+            (
+                OptimizerConfig::nesterov(0.5),
+                r#"{"nesterov": {"lr": 0.5}}"#,
+            ),
+            (OptimizerConfig::adagrad(0.5), r#"{"adagrad": {"lr": 0.5}}"#),
+            (OptimizerConfig::rmsprop(0.5), r#"{"rmsprop": {"lr": 0.5}}"#),
+            (OptimizerConfig::adam(0.5), r#"{"adam": {"lr": 0.5}}"#),
+        ] {
+            assert_eq!(built, parse::<OptimizerConfig>(json), "{json}");
+        }
+    }
+
+    #[test]
+    fn setters_equal_serde() {
+        assert_eq!(
+            MomentumConfig::default().with_lr(0.2).with_momentum(0.5),
+            parse(r#"{"lr": 0.2, "momentum": 0.5}"#)
+        );
+        assert_eq!(
+            AdagradConfig::default().with_lr(0.2).with_eps(1e-6),
+            parse(r#"{"lr": 0.2, "eps": 1e-6}"#)
+        );
+        assert_eq!(
+            RmspropConfig::default()
+                .with_lr(0.2)
+                .with_rho(0.5)
+                .with_eps(1e-6),
+            parse(r#"{"lr": 0.2, "rho": 0.5, "eps": 1e-6}"#)
+        );
+        assert_eq!(
+            AdamConfig::default()
+                .with_lr(0.2)
+                .with_beta1(0.8)
+                .with_beta2(0.99)
+                .with_eps(1e-6),
+            parse(r#"{"lr": 0.2, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6}"#)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "AdamConfig::with_lr: expected a finite number > 0")]
+    fn zero_lr_panics() {
+        let _ = OptimizerConfig::adam(0.0);
     }
 
     #[test]

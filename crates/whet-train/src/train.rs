@@ -1,7 +1,6 @@
 //! The training loop: batching, optimisation, schedules, divergence guard, early stopping.
 
 use crate::config::{BatchSize, TrainConfig};
-use crate::data::BatchSource;
 use crate::error::{Diverged, Error, Result};
 use crate::metrics::{Evaluation, evaluate_with};
 use crate::mlp::{Mlp, NoiseKey, Workspace};
@@ -10,6 +9,7 @@ use ndarray::s;
 use rand::RngExt;
 use serde::Serialize;
 use std::time::Instant;
+use whet_core::BatchSource;
 use whet_core::rng::stream;
 
 /// Metrics of one epoch (one point of the learning curves).
@@ -115,7 +115,6 @@ pub fn fit(
         .map(|v| model.workspace(v.len().clamp(1, 1024), model.output_dim()));
     let mut opt = Optimizer::new(&config.optimizer);
     let mut order: Vec<usize> = (0..n).collect();
-    let base_lr = config.optimizer.lr();
     let wd = config.weight_decay.get() as f32;
     let factor = config.divergence.factor.get();
     let classify = model.task != crate::config::Task::Regression;
@@ -128,10 +127,7 @@ pub fn fit(
     let mut total_seconds = 0.0;
 
     for epoch in 0..config.epochs {
-        let lr = config
-            .schedule
-            .as_ref()
-            .map_or(base_lr, |s| s.lr_at(base_lr, epoch, config.epochs));
+        let lr = config.lr_at(epoch);
         observer.epoch_start(epoch + 1, config.epochs, batches);
         let t0 = Instant::now();
         if config.batch_size != BatchSize::Full {
@@ -153,10 +149,10 @@ pub fn fit(
                 let (x, y) = ws.batch_mut(r);
                 train
                     .fill(epoch, idx, x, y)
-                    .map_err(|message| Error::Source {
+                    .map_err(|source| Error::Source {
                         epoch,
                         rows: r,
-                        message,
+                        source,
                     })?;
                 let (l, c) = model.forward_backward(&mut ws, r, Some(key));
                 let mean = l / r as f64;

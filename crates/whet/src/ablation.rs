@@ -242,7 +242,7 @@ impl Ablation {
                 whet_train::Task::Regression => "mse".into(),
                 _ => "accuracy".into(),
             });
-        let higher_is_better = !["mse", "mae", "loss"].contains(&metric.as_str());
+        let higher_is_better = whet_train::higher_is_better(&metric);
         Ok(Plan {
             name: run.name().to_string(),
             pipeline: run.path().to_path_buf(),

@@ -121,30 +121,6 @@ impl RunOutcome {
     }
 }
 
-/// Flat metric names of an evaluation: `loss`, `accuracy`, `balanced_accuracy`, `roc_auc`;
-/// `mse`, `mae`, `r2`.
-fn flat_metrics(e: &whet_train::Evaluation) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    m.insert("loss".to_string(), e.loss);
-    match &e.metrics {
-        whet_train::Metrics::Classification(c) => {
-            m.insert("accuracy".into(), c.accuracy);
-            m.insert("balanced_accuracy".into(), c.balanced_accuracy);
-            if let Some(a) = c.roc_auc {
-                m.insert("roc_auc".into(), a);
-            }
-        }
-        whet_train::Metrics::Regression(r) => {
-            m.insert("mse".into(), r.mse);
-            m.insert("mae".into(), r.mae);
-            if let Some(r2) = r.r2 {
-                m.insert("r2".into(), r2);
-            }
-        }
-    }
-    m
-}
-
 fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
     curves
         .iter()
@@ -231,7 +207,7 @@ impl Run {
         if status == RunStatus::Ok {
             let e = whet_train::evaluate(&model, &mut data.test)
                 .context("evaluating on the test set")?;
-            test = flat_metrics(&e);
+            test = e.flat();
             test_samples = e.samples;
             if let whet_train::Metrics::Classification(c) = &e.metrics {
                 let labels = if classes.len() == c.confusion.len() {
@@ -252,7 +228,7 @@ impl Run {
             }
             if let Some(v) = data.validation.as_mut() {
                 let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
-                validation = Some(flat_metrics(&e));
+                validation = Some(e.flat());
             }
             whet_train::checkpoint::save(&model, &out.join("model.safetensors"))
                 .context("saving the model")?;

@@ -55,8 +55,8 @@ pub use execute::{ClassBreakdown, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
 pub use prepare::{
-    AugmentSource, DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing,
-    TrainingData, image_arrays,
+    DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, TrainingData,
+    image_arrays,
 };
 pub use runfile::{
     DataConfig, Override, PretrainConfig, Run, RunData, RunFile, reference_markdown, schema_json,

@@ -1,6 +1,6 @@
 //! From a run's data section to what the trainer and the exporters take: images loaded, split,
 //! normalised and augmented (offline through the stage cache, online through
-//! [`AugmentSource`]), or tables loaded, joined, split and fitted on the training split.
+//! [`whet_image::AugmentSource`]), or tables loaded, joined, split and fitted on the training split.
 //!
 //! [`Run::prepare`] is the one place this happens: `whet run`, `whet export` and every ablation
 //! cell use it, so what is exported is what the model was trained and evaluated on.
@@ -8,10 +8,12 @@
 use crate::cache::{Bundle, Cache, KeyBuilder};
 use crate::error::{Error, Result, ResultExt};
 use crate::runfile::{Run, RunData};
-use ndarray::{Array2, ArrayViewMut2};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use whet_core::Progress;
-use whet_image::{AugmentConfig, AugmentMode, Augmenter, ImageSet, Normalizer, Skipped};
+use whet_image::{
+    AugmentConfig, AugmentMode, AugmentSource, Augmenter, ImageSet, Normalizer, Skipped,
+};
 use whet_train::{ArraySource, BatchSource};
 
 /// A run's data, prepared with one seed.
@@ -318,8 +320,7 @@ fn prepare_images(
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     progress.begin("loading images", None);
-    let (train, test, skipped) =
-        whet_image::load_train_test(cfg).context("loading the images")?;
+    let (train, test, skipped) = whet_image::load_train_test(cfg).context("loading the images")?;
     progress.end();
     for s in &skipped {
         progress.warn(&format!(
@@ -520,84 +521,11 @@ fn name_table_files(e: whet_tabular::Error, cfg: &whet_tabular::TabularConfig) -
     }
 }
 
-/// Normalised arrays of an image set with one-hot labels.
+/// Normalised arrays of an image set with one-hot labels, as the trainer takes them.
 ///
 /// # Errors
-/// A label outside the classes.
+/// A label outside the classes, or a normaliser for another channel count.
 pub fn image_arrays(set: &ImageSet, norm: &Normalizer, classes: usize) -> Result<ArraySource> {
-    let dim = set.image_len();
-    let mut x = Array2::<f32>::zeros((set.len(), dim));
-    for (i, mut row) in x.rows_mut().into_iter().enumerate() {
-        if let Some(r) = row.as_slice_mut() {
-            norm.apply(set.image(i), r);
-        }
-    }
-    let labels: Vec<usize> = set.labels.iter().map(|&l| l as usize).collect();
-    let y = ArraySource::one_hot(&labels, classes)?;
+    let (x, y) = set.to_arrays(norm, classes)?;
     Ok(ArraySource::new(x, y)?)
-}
-
-/// The training set with online augmentation: every epoch draws fresh random ops per sample,
-/// from streams derived from (seed, epoch, sample, op), in parallel.
-pub struct AugmentSource {
-    set: ImageSet,
-    augmenter: Augmenter,
-    norm: Normalizer,
-    classes: usize,
-    labels: Vec<u32>,
-    dim: usize,
-}
-
-impl AugmentSource {
-    /// A source that augments `set` with `augmenter` and normalises with `norm`.
-    pub fn new(set: ImageSet, augmenter: Augmenter, norm: Normalizer, classes: usize) -> Self {
-        let (h, w, c) = augmenter.output_shape();
-        AugmentSource {
-            set,
-            augmenter,
-            norm,
-            classes,
-            labels: Vec::new(),
-            dim: h * w * c,
-        }
-    }
-}
-
-impl BatchSource for AugmentSource {
-    fn len(&self) -> usize {
-        self.set.len()
-    }
-    fn input_dim(&self) -> usize {
-        self.dim
-    }
-    fn target_dim(&self) -> usize {
-        self.classes
-    }
-    fn fill(
-        &mut self,
-        epoch: usize,
-        indices: &[usize],
-        mut x: ArrayViewMut2<f32>,
-        mut y: ArrayViewMut2<f32>,
-    ) -> Result<(), String> {
-        self.labels.resize(indices.len(), 0);
-        let xs = x
-            .as_slice_mut()
-            .ok_or("the trainer's batch buffer is not contiguous")?;
-        self.augmenter
-            .fill(
-                &self.set,
-                &self.norm,
-                epoch as u64,
-                indices,
-                xs,
-                &mut self.labels,
-            )
-            .map_err(|e| e.to_string())?;
-        y.fill(0.0);
-        for (r, &l) in self.labels.iter().enumerate() {
-            y[[r, l as usize]] = 1.0;
-        }
-        Ok(())
-    }
 }

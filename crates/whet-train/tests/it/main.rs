@@ -596,6 +596,60 @@ fn bad_dimensions_are_errors() {
     assert!(err.to_string().contains("expected 3, got 2"), "{err}");
 }
 
+/// A source that fails at epoch 1 with an I/O error, wrapped as a [`SourceError`].
+struct FailingSource(ArraySource);
+
+impl BatchSource for FailingSource {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn input_dim(&self) -> usize {
+        self.0.input_dim()
+    }
+    fn target_dim(&self) -> usize {
+        self.0.target_dim()
+    }
+    fn fill(
+        &mut self,
+        epoch: usize,
+        indices: &[usize],
+        x: ndarray::ArrayViewMut2<f32>,
+        y: ndarray::ArrayViewMut2<f32>,
+    ) -> Result<(), SourceError> {
+        if epoch == 1 {
+            return Err(SourceError::new(std::io::Error::other("disk gone")));
+        }
+        self.0.fill(epoch, indices, x, y)
+    }
+}
+
+/// A source's error reaches the caller of `fit` with its value and chain intact.
+#[test]
+fn source_error_keeps_its_chain() {
+    use std::error::Error as _;
+    let cfg = model_cfg(Task::Classification, &[]);
+    let mut net = Mlp::new(&cfg, 2, 2, 1).unwrap();
+    let err = fit(
+        &mut net,
+        &train_cfg(r#"{"optimizer": {"sgd": {}}, "epochs": 3}"#),
+        1,
+        &mut FailingSource(xor()),
+        None,
+        &mut NoObserver,
+    )
+    .unwrap_err();
+    let Error::Source { epoch, source, .. } = &err else {
+        panic!("expected Error::Source, got {err}")
+    };
+    assert_eq!(*epoch, 1);
+    assert!(err.to_string().ends_with(": disk gone"), "{err}");
+    let SourceError::Other(inner) = source else {
+        panic!("expected SourceError::Other, got {source:?}")
+    };
+    assert!(inner.downcast_ref::<std::io::Error>().is_some());
+    assert_eq!(err.source().unwrap().to_string(), "disk gone");
+}
+
 /// The YAML shape the CLI uses parses into the config types, validates, and builds a model.
 #[test]
 fn documented_yaml_parses() {

@@ -1,41 +1,12 @@
-//! Batch sources: how training data reaches the trainer.
+//! [`ArraySource`]: training data held in memory, as a [`BatchSource`].
 
 use ndarray::parallel::prelude::*;
 use ndarray::{Array2, ArrayViewMut2, Axis};
 use rayon::prelude::ParallelSlice;
+use whet_core::batch::{BatchSource, SourceError};
 
 /// Rows per parallel chunk in [`ArraySource::fill`].
 const FILL_ROWS: usize = 32;
-
-/// A source of training batches. `fill` writes rows for `indices` into x (batch × input_dim) and
-/// y (batch × target_dim). It is called with a fresh epoch number each epoch, so an augmenting
-/// source can draw new randomness; it must be deterministic in (epoch, indices).
-///
-/// Targets: classification uses one-hot rows (`target_dim` = classes); binary a single 0/1
-/// column; regression one column per output.
-pub trait BatchSource: Send {
-    /// Number of samples.
-    fn len(&self) -> usize;
-    /// True when there are no samples.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Features per sample.
-    fn input_dim(&self) -> usize;
-    /// Target columns per sample.
-    fn target_dim(&self) -> usize;
-    /// Writes the samples `indices` (in that order) into `x` and `y`.
-    ///
-    /// # Errors
-    /// A message when the samples cannot be produced.
-    fn fill(
-        &mut self,
-        epoch: usize,
-        indices: &[usize],
-        x: ArrayViewMut2<f32>,
-        y: ArrayViewMut2<f32>,
-    ) -> Result<(), String>;
-}
 
 /// In-memory samples: row `i` of `x` with row `i` of `y`.
 #[derive(Debug, Clone)]
@@ -98,20 +69,20 @@ impl BatchSource for ArraySource {
         indices: &[usize],
         mut x: ArrayViewMut2<f32>,
         mut y: ArrayViewMut2<f32>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         let n = self.x.nrows();
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
-            return Err(format!(
+            return Err(SourceError::msg(format!(
                 "sample index {bad} out of range (have {n} samples)"
-            ));
+            )));
         }
         if x.nrows() != indices.len() || y.nrows() != indices.len() {
-            return Err(format!(
+            return Err(SourceError::msg(format!(
                 "{} indices but buffers of {} feature rows and {} target rows",
                 indices.len(),
                 x.nrows(),
                 y.nrows()
-            ));
+            )));
         }
         // Fixed chunks of rows copied in parallel: plain copies, so the result cannot depend on
         // the thread count.
