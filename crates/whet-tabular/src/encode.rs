@@ -320,6 +320,22 @@ impl FittedStage for FittedEncode {
     }
 }
 
+impl EncodeConfig {
+    /// One-hot encodes these columns (at most `max_levels` levels each, default 20).
+    pub fn one_hot(columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        EncodeConfig {
+            one_hot: columns.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the most levels a one-hot column may have.
+    pub fn with_max_levels(mut self, max_levels: usize) -> Self {
+        self.max_levels = max_levels;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

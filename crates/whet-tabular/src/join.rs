@@ -526,6 +526,35 @@ pub fn join(
     Ok((out, report))
 }
 
+impl JoinConfig {
+    /// A left join with the table `with` on the columns `on` (same names on both sides); the
+    /// other settings take their defaults (suffix `_right`, any cardinality).
+    pub fn left(with: impl Into<String>, on: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        JoinConfig {
+            with: with.into(),
+            on: on.into_iter().map(Into::into).collect(),
+            left_on: vec![],
+            right_on: vec![],
+            how: JoinHow::Left,
+            suffix: default_suffix(),
+            cardinality: None,
+            allow_many_to_many: false,
+        }
+    }
+
+    /// Sets the suffix of right-hand columns whose names clash.
+    pub fn with_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.suffix = suffix.into();
+        self
+    }
+
+    /// Requires the join's key cardinality (checked on the data).
+    pub fn with_cardinality(mut self, cardinality: Cardinality) -> Self {
+        self.cardinality = Some(cardinality);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

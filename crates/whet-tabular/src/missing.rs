@@ -628,6 +628,32 @@ impl FittedStage for FillConfig {
     }
 }
 
+impl ImputeConfig {
+    /// Sets how numeric gaps are filled.
+    pub fn with_numeric(mut self, fill: NumericFill) -> Self {
+        self.numeric = fill;
+        self
+    }
+
+    /// Sets how categorical gaps are filled.
+    pub fn with_categorical(mut self, fill: CategoricalFill) -> Self {
+        self.categorical = fill;
+        self
+    }
+
+    /// Adds a `<column>_missing` 0/1 indicator for every column that had gaps in training.
+    pub fn with_indicator(mut self, indicator: bool) -> Self {
+        self.indicator = indicator;
+        self
+    }
+
+    /// Restricts the step to these columns.
+    pub fn with_columns(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,6 +233,30 @@ impl FittedStage for FittedClip {
     }
 }
 
+impl Default for NormalizeConfig {
+    /// z-score on every numeric feature (what `normalize: {}` gives).
+    fn default() -> Self {
+        NormalizeConfig::new(NormMethod::default())
+    }
+}
+
+impl NormalizeConfig {
+    /// Normalises every numeric feature with `method`.
+    pub fn new(method: NormMethod) -> Self {
+        NormalizeConfig {
+            method,
+            columns: vec![],
+            exclude: vec![],
+        }
+    }
+
+    /// Leaves these columns as they are.
+    pub fn with_exclude(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.exclude = columns.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,6 +227,45 @@ pub fn split_indices(
     }
 }
 
+impl SplitConfig {
+    /// A random split with this test fraction (no validation split).
+    ///
+    /// # Panics
+    /// When `test` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn random(test: f64) -> Self {
+        SplitConfig {
+            test: Probability::new(test).expect("SplitConfig::random: test must be in [0, 1]"),
+            ..Self::default()
+        }
+    }
+
+    /// A split by time: the latest rows by `order` are the test set, the ones before them the
+    /// validation set.
+    ///
+    /// # Panics
+    /// When `test` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn time(order: impl Into<String>, test: f64) -> Self {
+        SplitConfig {
+            method: SplitMethod::Time,
+            order: Some(order.into()),
+            ..Self::random(test)
+        }
+    }
+
+    /// Sets the validation fraction.
+    ///
+    /// # Panics
+    /// When `fraction` is not in `[0, 1]`.
+    #[track_caller]
+    pub fn with_validation(mut self, fraction: f64) -> Self {
+        self.validation = Probability::new(fraction)
+            .expect("SplitConfig::with_validation: the fraction must be in [0, 1]");
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,6 +233,34 @@ pub fn extract_target(
     ))
 }
 
+impl TargetConfig {
+    /// Classes from the labels in `column` (`{ column: c }`).
+    pub fn classes(column: impl Into<String>) -> Self {
+        TargetConfig {
+            column: Some(column.into()),
+            threshold: None,
+            regression: None,
+        }
+    }
+
+    /// A binary target, `column > threshold` (`{ column: c, threshold: t }`).
+    pub fn binary(column: impl Into<String>, threshold: f64) -> Self {
+        TargetConfig {
+            threshold: Some(threshold),
+            ..Self::classes(column)
+        }
+    }
+
+    /// A regression target (`{ regression: c }`).
+    pub fn regression(column: impl Into<String>) -> Self {
+        TargetConfig {
+            column: None,
+            threshold: None,
+            regression: Some(column.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,11 +155,12 @@ impl Run {
     /// Bad data or config, or outputs that cannot be written.
     pub fn execute(
         &self,
-        out: &Path,
+        out: impl AsRef<Path>,
         seed: u64,
         cache: &Cache,
         progress: &dyn Progress,
     ) -> Result<RunOutcome> {
+        let out = out.as_ref();
         let started = Instant::now();
         progress.begin("preparing data", None);
         let prepared = self.prepare(seed, cache, progress)?;

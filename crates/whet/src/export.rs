@@ -113,11 +113,12 @@ impl Run {
     /// Bad input, a format for the other kind of data, or write errors.
     pub fn export(
         &self,
-        out: &Path,
+        out: impl AsRef<Path>,
         options: &ExportOptions,
         cache: &Cache,
         progress: &dyn Progress,
     ) -> Result<ExportReport> {
+        let out = out.as_ref();
         if out.is_file() {
             return Err(Error::Invalid(format!(
                 "--out `{}` is a file; give a folder",

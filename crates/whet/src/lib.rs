@@ -19,7 +19,7 @@
 //! use whet::prelude::*;
 //! # fn main() -> whet::Result<()> {
 //! let run = RunFile::from_path("pipelines/mnist-augment-small.yaml")?;
-//! let outcome = run.execute("runs/small".as_ref(), run.seed(), &Cache::new(true), &NoProgress)?;
+//! let outcome = run.execute("runs/small", run.seed(), &Cache::new(true), &NoProgress)?;
 //! println!("test accuracy {:.4}", outcome.metrics.test["accuracy"]);
 //! # Ok(()) }
 //! ```
@@ -77,7 +77,16 @@ pub mod prelude {
         RunOutcome,
     };
     pub use whet_core::{NoProgress, Progress};
-    pub use whet_image::{AugmentConfig, ImageSourceConfig, ImagesConfig, OpConfig};
-    pub use whet_tabular::{StepConfig, TableSpec, TargetConfig};
-    pub use whet_train::{Activation, HiddenConfig, ModelConfig, OptimizerConfig, TrainConfig};
+    pub use whet_image::geometric::{
+        AffineConfig, ElasticConfig, RotateConfig, ScaleConfig, TranslateConfig,
+    };
+    pub use whet_image::noise::GaussianNoiseConfig;
+    pub use whet_image::{AugmentConfig, ImageSourceConfig, ImagesConfig, NormalizeKind, OpConfig};
+    pub use whet_tabular::{
+        EncodeConfig, ImputeConfig, JoinConfig, NormMethod, NormalizeConfig, NumericFill,
+        SplitConfig, StepConfig, TableSpec, TargetConfig,
+    };
+    pub use whet_train::{
+        Activation, EarlyStoppingConfig, HiddenConfig, ModelConfig, OptimizerConfig, TrainConfig,
+    };
 }

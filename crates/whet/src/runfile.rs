@@ -408,6 +408,12 @@ impl RunFile {
         self
     }
 
+    /// Names the table the rows come from (default: the only table, or the first).
+    pub fn with_main(mut self, main: impl Into<String>) -> Self {
+        self.data.main = Some(main.into());
+        self
+    }
+
     /// Adds a tabular step.
     pub fn with_step(mut self, step: whet_tabular::StepConfig) -> Self {
         self.steps.push(step);
