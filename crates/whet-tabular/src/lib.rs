@@ -22,31 +22,32 @@
 //! # Ok(()) }
 //! ```
 
-pub mod audit;
-pub mod encode;
-pub mod error;
-pub mod export;
-pub mod join;
+mod audit;
+mod encode;
+mod error;
+mod export;
+mod join;
 mod kernel;
-pub mod load;
-pub mod missing;
+mod load;
+mod missing;
 mod parquet_guard;
-pub mod pipeline;
-pub mod scale;
-pub mod split;
-pub mod stage;
-pub mod target;
+mod pipeline;
+mod scale;
+mod split;
+mod stage;
+mod target;
 
 pub use audit::{AuditConfig, AuditFlag, AuditReport, FlagKind, audit_frame};
 pub use encode::{DatePart, EncodeConfig, FittedEncode};
 pub use error::{Error, Result};
 pub use export::{
-    ExportFormat, ExportReport, FileEntry, Manifest, export, read_npy, write_split, write_splits,
+    ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, Manifest, export, npy_bytes, read_npy,
+    split_frame, write_split, write_splits,
 };
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{ColumnType, LoadReport, TableFormat, TableSpec, load_table};
 pub use missing::{
-    CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod,
+    CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,
     FittedDropColumns, FittedImpute, ImputeConfig, NumericFill,
 };
 pub use parquet_guard::check_parquet;

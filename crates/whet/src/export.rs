@@ -210,10 +210,7 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
                     (format!("{name}_x.npy"), &a.x),
                     (format!("{name}_y.npy"), &labels),
                 ] {
-                    whet_core::fsx::atomic_write(
-                        &dir.join(&file),
-                        &whet_tabular::export::npy_bytes(x),
-                    )?;
+                    whet_core::fsx::atomic_write(&dir.join(&file), &whet_tabular::npy_bytes(x))?;
                     files.push(file_entry(dir, &file)?);
                 }
             }

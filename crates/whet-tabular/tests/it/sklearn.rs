@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use polars::prelude::*;
 use serde_json::Value;
 use whet_tabular::{
-    CategoricalFill, FittedStep, ImputeConfig, NormMethod, NormalizeConfig, NumericFill, Stage,
-    TableSpec, load_table, missing::FillValue,
+    CategoricalFill, FillValue, FittedStep, ImputeConfig, NormMethod, NormalizeConfig, NumericFill,
+    Stage, TableSpec, load_table,
 };
 
 fn fixture(name: &str) -> PathBuf {
