@@ -334,24 +334,19 @@ impl RunFile {
         Self::from_yaml(&text, base_dir)
     }
 
-    /// A run file for image data with the given network and training; the rest takes its
-    /// default (seed 0, no augmentation, no ablation). Add the rest with the `with_*` setters.
-    pub fn images(
-        name: impl Into<String>,
-        images: whet_image::ImagesConfig,
+    /// A run file with `data` and the given network and training; the rest takes its default
+    /// (seed 0, no augmentation, steps or ablation).
+    fn with_data(
+        name: String,
+        data: DataConfig,
         model: whet_train::ModelConfig,
         train: whet_train::TrainConfig,
     ) -> RunFile {
         RunFile {
-            name: name.into(),
+            name,
             description: None,
             seed: 0,
-            data: DataConfig {
-                images: Some(images),
-                tables: None,
-                main: None,
-                target: None,
-            },
+            data,
             augment: None,
             steps: vec![],
             split: None,
@@ -362,6 +357,23 @@ impl RunFile {
         }
     }
 
+    /// A run file for image data with the given network and training; the rest takes its
+    /// default (seed 0, no augmentation, no ablation). Add the rest with the `with_*` setters.
+    pub fn images(
+        name: impl Into<String>,
+        images: whet_image::ImagesConfig,
+        model: whet_train::ModelConfig,
+        train: whet_train::TrainConfig,
+    ) -> RunFile {
+        let data = DataConfig {
+            images: Some(images),
+            tables: None,
+            main: None,
+            target: None,
+        };
+        Self::with_data(name.into(), data, model, train)
+    }
+
     /// A run file for table data: the named tables, the target, the network and training.
     pub fn tables(
         name: impl Into<String>,
@@ -370,24 +382,13 @@ impl RunFile {
         model: whet_train::ModelConfig,
         train: whet_train::TrainConfig,
     ) -> RunFile {
-        RunFile {
-            name: name.into(),
-            description: None,
-            seed: 0,
-            data: DataConfig {
-                images: None,
-                tables: Some(tables.into_iter().collect()),
-                main: None,
-                target: Some(target),
-            },
-            augment: None,
-            steps: vec![],
-            split: None,
-            model,
-            train,
-            ablation: None,
-            pretrain: None,
-        }
+        let data = DataConfig {
+            images: None,
+            tables: Some(tables.into_iter().collect()),
+            main: None,
+            target: Some(target),
+        };
+        Self::with_data(name.into(), data, model, train)
     }
 
     /// Sets the seed.

@@ -1,6 +1,9 @@
 //! The examples in `examples/` (the image one is also the README's) run on the shipped data.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::repo;
+use std::path::Path;
 use std::process::Command;
 
 /// Runs the example binary `name` (built by `cargo test` beside the test binaries) in `dir`.
@@ -27,15 +30,6 @@ fn run_example(name: &str, dir: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn repo() -> PathBuf {
-    Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../..")
-    .canonicalize()
-    .unwrap()
 }
 
 /// The examples use paths relative to the repository root, as `cargo run --example` from there

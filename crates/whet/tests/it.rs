@@ -1,17 +1,10 @@
 //! The `whet` crate used as a library, on the shipped data.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::repo;
 use whet::prelude::*;
 use whet::{Error, PreparedData};
-
-fn repo() -> PathBuf {
-    Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../..")
-    .canonicalize()
-    .unwrap()
-}
 
 /// A small image run file: 300 training images, online augmentation, 2 epochs.
 fn tiny(extra: &str) -> String {
