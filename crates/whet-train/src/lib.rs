@@ -38,22 +38,22 @@
 //! assert_eq!(eval.accuracy(), Some(1.0));
 //! ```
 
-pub mod activation;
+mod activation;
 mod array_source;
 pub mod checkpoint;
-pub mod config;
+mod config;
 mod error;
 pub mod gradcheck;
 pub mod kernel;
-pub mod loss;
-pub mod metrics;
-pub mod mlp;
-pub mod optim;
+mod loss;
+mod metrics;
+mod mlp;
+mod optim;
 mod par;
-pub mod schedule;
-pub mod train;
+mod schedule;
+mod train;
 
-pub use activation::Activation;
+pub use activation::{Activation, LEAKY_SLOPE, sigmoid, softmax_in_place};
 pub use array_source::ArraySource;
 pub use config::{
     BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, ModelConfig,
@@ -63,12 +63,15 @@ pub use error::{Diverged, Error, Result};
 pub use kernel::Kernel;
 pub use loss::LossKind;
 pub use metrics::{
-    ClassMetrics, Evaluation, Metrics, RegressionMetrics, evaluate, higher_is_better,
+    ClassMetrics, Evaluation, Metrics, RegressionMetrics, class_metrics, evaluate,
+    higher_is_better, roc_auc,
 };
-pub use mlp::{Architecture, Dense, Mlp, Workspace};
-pub use optim::OptimizerConfig;
-pub use schedule::ScheduleConfig;
-pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit};
+pub use mlp::{Architecture, Dense, LayerSpec, Mlp, NoiseKey, Workspace};
+pub use optim::{
+    AdagradConfig, AdamConfig, MomentumConfig, Optimizer, OptimizerConfig, RmspropConfig, SgdConfig,
+};
+pub use schedule::{CosineScheduleConfig, ScheduleConfig, StepScheduleConfig};
+pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit, shuffle};
 /// The batch-source contract, defined in `whet-core` so data crates need not depend on the
 /// trainer; re-exported so `use whet_train::BatchSource` works.
 pub use whet_core::batch::{BatchSource, SourceError};

@@ -7,8 +7,8 @@ use ndarray::Array2;
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use whet_core::rng::stream;
+use whet_train::NoiseKey;
 use whet_train::gradcheck::gradient_check;
-use whet_train::mlp::NoiseKey;
 use whet_train::*;
 
 fn model_cfg(task: Task, hidden: &[(usize, Activation, f64, f64)]) -> ModelConfig {
