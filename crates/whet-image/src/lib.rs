@@ -27,20 +27,20 @@
 // Pixel kernels index several parallel slices (source, destination, weights) by channel.
 #![allow(clippy::needless_range_loop)]
 
-pub mod augment;
-pub mod buf;
+mod augment;
+mod buf;
 mod builder;
 pub mod color;
-pub mod error;
-pub mod folder;
+mod error;
+mod folder;
 pub mod geometric;
-pub mod idx;
+mod idx;
 pub mod noise;
 mod online;
-pub mod preview;
-pub mod set;
+mod preview;
+mod set;
 mod simd;
-pub mod source;
+mod source;
 
 pub use augment::{
     AugmentConfig, AugmentMode, Augmenter, OneOfConfig, OpConfig, Scratch, SomeOfConfig,
@@ -48,8 +48,8 @@ pub use augment::{
 pub use buf::{Img, View};
 pub use error::{Error, Result};
 pub use folder::{FolderLoad, FolderOptions, Skipped, load_folder, write_png_folders};
-pub use idx::{load_idx, write_idx};
+pub use idx::{MAX_DECLARED_BYTES, load_idx, write_idx};
 pub use online::AugmentSource;
-pub use preview::{render_preview, write_preview};
+pub use preview::{MIN_CELL, render_preview, write_preview};
 pub use set::{ImageSet, NormalizeKind, Normalizer};
 pub use source::{FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, load_train_test};
