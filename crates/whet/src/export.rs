@@ -203,7 +203,7 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
                 files.push(file_entry(dir, &l)?);
             }
             ExportFormat::Npy => {
-                let a = image_arrays(set, &p.normalizer, set.class_names.len())?;
+                let a = image_arrays(set, &p.normalizer, set.class_names().len())?;
                 let labels = labels_column(set);
                 for (file, x) in [
                     (format!("{name}_x.npy"), &a.x),
@@ -237,7 +237,7 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
 
 /// Labels as one `f32` column (class indices).
 fn labels_column(set: &ImageSet) -> Array2<f32> {
-    Array2::from_shape_fn((set.len(), 1), |(i, _)| set.labels[i] as f32)
+    Array2::from_shape_fn((set.len(), 1), |(i, _)| set.labels()[i] as f32)
 }
 
 /// A written file's entry: size and SHA-256.
