@@ -206,7 +206,7 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
                 let a = image_arrays(set, &p.normalizer, set.class_names().len())?;
                 let labels = labels_column(set);
                 for (file, x) in [
-                    (format!("{name}_x.npy"), &a.x),
+                    (format!("{name}_x.npy"), a.x()),
                     (format!("{name}_y.npy"), &labels),
                 ] {
                     whet_core::fsx::atomic_write(

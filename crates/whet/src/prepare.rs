@@ -210,19 +210,19 @@ impl Prepared {
                 let train = ArraySource::new(p.train.x, p.train.y)?;
                 let valid = ArraySource::new(p.validation.x, p.validation.y)?;
                 let test = ArraySource::new(p.test.x, p.test.y)?;
-                if train.x.nrows() == 0 {
+                if train.x().nrows() == 0 {
                     return Err(Error::Data(
                         "the training split is empty after preprocessing; check the split fractions and the steps that drop rows".into(),
                     ));
                 }
-                if test.x.nrows() == 0 {
+                if test.x().nrows() == 0 {
                     return Err(Error::Data(
                         "the test split is empty; raise `split.test`".into(),
                     ));
                 }
                 Ok(TrainingData {
                     train: Box::new(train),
-                    validation: (valid.x.nrows() > 0).then_some(valid),
+                    validation: (valid.x().nrows() > 0).then_some(valid),
                     test,
                 })
             }
