@@ -122,22 +122,23 @@ struct Work {
 
 impl Work {
     fn new(op: &str, set: ImageSet, seed: u64) -> Result<Self, String> {
-        let ops = op_configs(op, set.h, set.w)?;
-        let aug = Augmenter::from_ops(&ops, seed, set.h, set.w, set.c)
+        let ops = op_configs(op, set.h(), set.w())?;
+        let aug = Augmenter::from_ops(&ops, seed, set.h(), set.w(), set.c())
             .map_err(|e| format!("op `{op}`: {e}"))?;
         let (oh, ow, oc) = aug.output_shape();
         let chain = op == "chain";
         let n = set.len();
-        let c = set.c;
+        let c = set.c();
         Ok(Self {
             aug,
             chain,
-            norm: Normalizer {
-                scale: vec![1.0 / (255.0 * STD); c],
-                offset: vec![-MEAN / STD; c],
-                mean: vec![MEAN; c],
-                std: vec![STD; c],
-            },
+            norm: Normalizer::new(
+                vec![1.0 / (255.0 * STD); c],
+                vec![-MEAN / STD; c],
+                vec![MEAN; c],
+                vec![STD; c],
+            )
+            .map_err(|e| format!("normalizer: {e}"))?,
             indices: (0..n).collect(),
             x: if chain {
                 vec![0.0; n * oh * ow * oc]

@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             { "gaussian_noise": { "std": 0.08, "p": 0.5 } }
         ] }"#,
     )?;
-    let aug = Augmenter::new(&cfg, 42, set.h, set.w, set.c)?;
+    let aug = Augmenter::new(&cfg, 42, set.h(), set.w(), set.c())?;
     whet_image::write_preview(&set, &aug, 6, 6, &out)?;
     println!("wrote {}", out.display());
     Ok(())

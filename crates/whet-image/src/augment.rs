@@ -751,7 +751,7 @@ impl Augmenter {
         let n = set.len();
         let len = set.image_len();
         let mut pixels = vec![0u8; n * (copies + 1) * len];
-        pixels[..n * len].copy_from_slice(&set.pixels);
+        pixels[..n * len].copy_from_slice(set.pixels());
         pixels[n * len..]
             .par_chunks_mut(len)
             .enumerate()
@@ -764,9 +764,16 @@ impl Augmenter {
             });
         let mut labels = Vec::with_capacity(n * (copies + 1));
         for _ in 0..=copies {
-            labels.extend_from_slice(&set.labels);
+            labels.extend_from_slice(set.labels());
         }
-        ImageSet::new(set.h, set.w, set.c, pixels, labels, set.class_names.clone())
+        ImageSet::new(
+            set.h(),
+            set.w(),
+            set.c(),
+            pixels,
+            labels,
+            set.class_names().to_vec(),
+        )
     }
 
     /// Online mode: writes the augmented, normalised images `indices` of `set` for `epoch` into
@@ -803,12 +810,12 @@ impl Augmenter {
                 ),
             });
         }
-        if norm.scale.len() != c {
+        if norm.scale().len() != c {
             return Err(Error::Shape {
                 op: "fill",
                 message: format!(
                     "normaliser for {} channels, images have {c}",
-                    norm.scale.len()
+                    norm.scale().len()
                 ),
             });
         }
@@ -819,7 +826,7 @@ impl Augmenter {
             });
         }
         for (l, &i) in labels.iter_mut().zip(indices) {
-            *l = set.labels[i];
+            *l = set.labels()[i];
         }
         x.par_chunks_mut(dim)
             .zip(indices.par_iter())
@@ -834,12 +841,15 @@ impl Augmenter {
     }
 
     fn check_set(&self, set: &ImageSet, op: &'static str) -> Result<()> {
-        if (set.h, set.w, set.c) != self.input {
+        if set.shape() != self.input {
             return Err(Error::Shape {
                 op,
                 message: format!(
                     "set of {}x{}x{} images, augmenter built for {:?}",
-                    set.h, set.w, set.c, self.input
+                    set.h(),
+                    set.w(),
+                    set.c(),
+                    self.input
                 ),
             });
         }

@@ -202,18 +202,18 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
 /// # Errors
 /// [`Error::Encode`] or [`Error::Write`].
 pub fn write_png_folders(set: &ImageSet, root: &Path) -> Result<()> {
-    let ct = if set.c == 1 {
+    let ct = if set.c() == 1 {
         image::ExtendedColorType::L8
     } else {
         image::ExtendedColorType::Rgb8
     };
     for i in 0..set.len() {
-        let l = set.labels[i] as usize;
-        let name = &set.class_names[l];
+        let l = set.labels()[i] as usize;
+        let name = &set.class_names()[l];
         let safe = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
         let dir = root.join(if safe { name.clone() } else { l.to_string() });
         let path = dir.join(format!("{i:06}.png"));
-        encode_png(&path, set.image(i), set.w as u32, set.h as u32, ct)?;
+        encode_png(&path, set.image(i), set.w() as u32, set.h() as u32, ct)?;
     }
     Ok(())
 }

@@ -195,16 +195,16 @@ fn check_classes(cl: &[u32]) -> Result<()> {
 /// # Errors
 /// [`Error::Shape`] for colour images or more than 256 classes; [`Error::Write`] on I/O errors.
 pub fn write_idx(set: &ImageSet, images: &Path, labels: &Path) -> Result<()> {
-    if set.c != 1 {
+    if set.c() != 1 {
         return Err(Error::Shape {
             op: "write_idx",
-            message: format!("IDX export needs grey images, found {} channels", set.c),
+            message: format!("IDX export needs grey images, found {} channels", set.c()),
         });
     }
-    if set.class_names.len() > 256 {
+    if set.class_names().len() > 256 {
         return Err(Error::Shape {
             op: "write_idx",
-            message: format!("IDX labels are bytes: {} classes", set.class_names.len()),
+            message: format!("IDX labels are bytes: {} classes", set.class_names().len()),
         });
     }
     let gz = |path: &PathBuf, header: Vec<u8>, body: Vec<u8>| -> Result<()> {
@@ -218,16 +218,16 @@ pub fn write_idx(set: &ImageSet, images: &Path, labels: &Path) -> Result<()> {
     };
     let n = set.len() as u32;
     let mut ih = IMAGES_MAGIC.to_be_bytes().to_vec();
-    for d in [n, set.h as u32, set.w as u32] {
+    for d in [n, set.h() as u32, set.w() as u32] {
         ih.extend_from_slice(&d.to_be_bytes());
     }
-    gz(&images.to_path_buf(), ih, set.pixels.clone())?;
+    gz(&images.to_path_buf(), ih, set.pixels().to_vec())?;
     let mut lh = LABELS_MAGIC.to_be_bytes().to_vec();
     lh.extend_from_slice(&n.to_be_bytes());
     gz(
         &labels.to_path_buf(),
         lh,
-        set.labels.iter().map(|&l| l as u8).collect(),
+        set.labels().iter().map(|&l| l as u8).collect(),
     )
 }
 

@@ -20,13 +20,13 @@ impl ImageSet {
         norm: &Normalizer,
         classes: usize,
     ) -> crate::Result<(Array2<f32>, Array2<f32>)> {
-        if norm.scale.len() != self.c {
+        if norm.scale().len() != self.c() {
             return Err(crate::Error::Shape {
                 op: "to_arrays",
                 message: format!(
                     "the normaliser has {} channels, the images {}",
-                    norm.scale.len(),
-                    self.c
+                    norm.scale().len(),
+                    self.c()
                 ),
             });
         }
@@ -37,7 +37,7 @@ impl ImageSet {
             }
         }
         let mut y = Array2::<f32>::zeros((self.len(), classes));
-        for (i, &l) in self.labels.iter().enumerate() {
+        for (i, &l) in self.labels().iter().enumerate() {
             if l as usize >= classes {
                 return Err(crate::Error::Shape {
                     op: "to_arrays",

@@ -24,9 +24,9 @@ const TITLE_CHARS: usize = 70;
 
 /// Picks up to `rows` image indices cycling through the classes.
 fn pick_rows(set: &ImageSet, rows: usize) -> Vec<usize> {
-    let k = set.class_names.len().max(1);
+    let k = set.class_names().len().max(1);
     let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); k];
-    for (i, &l) in set.labels.iter().enumerate() {
+    for (i, &l) in set.labels().iter().enumerate() {
         if per_class[l as usize].len() < rows {
             per_class[l as usize].push(i);
         }
@@ -74,22 +74,22 @@ pub fn render_preview(
     rows: usize,
     versions: usize,
 ) -> Result<RgbImage> {
-    if (set.h, set.w, set.c) != aug.input_shape() || set.is_empty() {
+    if set.shape() != aug.input_shape() || set.is_empty() {
         return Err(Error::Shape {
             op: "preview",
             message: format!(
                 "{} images of {}x{}x{} for an augmenter built for {:?}",
                 set.len(),
-                set.h,
-                set.w,
-                set.c,
+                set.h(),
+                set.w(),
+                set.c(),
                 aug.input_shape()
             ),
         });
     }
     let font = FontRef::try_from_slice(FONT).expect("the embedded font parses");
     let (oh, ow, _) = aug.output_shape();
-    let side = set.h.max(set.w).max(oh).max(ow);
+    let side = set.h().max(set.w()).max(oh).max(ow);
     let zoom = MIN_CELL.div_ceil(side).max(1);
     let cell = side * zoom;
     let rows = pick_rows(set, rows);
@@ -150,7 +150,7 @@ pub fn render_preview(
     let mut scratch = crate::augment::Scratch::default();
     for (r, &i) in rows.iter().enumerate() {
         let y0 = top + GAP + r * (cell + GAP);
-        let label = format!("{} (#{i})", set.class_names[set.labels[i] as usize]);
+        let label = format!("{} (#{i})", set.class_names()[set.labels()[i] as usize]);
         draw_text_mut(
             &mut canvas,
             black,
@@ -165,14 +165,14 @@ pub fn render_preview(
             LABEL_W + GAP,
             y0,
             set.image(i),
-            set.h,
-            set.w,
-            set.c,
+            set.h(),
+            set.w(),
+            set.c(),
         );
         for v in 1..cols {
             let x0 = LABEL_W + GAP + v * (cell + GAP);
             let out = aug.apply(set.image(i), v as u64 - 1, i as u64, &mut scratch);
-            put(&mut canvas, x0, y0, out, oh, ow, set.c);
+            put(&mut canvas, x0, y0, out, oh, ow, set.c());
         }
     }
     Ok(canvas)

@@ -8,20 +8,24 @@ use serde::{Deserialize, Serialize};
 
 /// `n` images of `h × w × c` `u8` (HWC, contiguous, `c` is 1 or 3), with labels in
 /// `0..class_names.len()`.
+///
+/// The fields are private so that these invariants hold for every value: build one with
+/// [`ImageSet::new`] (which checks them), read it through the accessors, and take it apart with
+/// [`ImageSet::into_parts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSet {
     /// Height.
-    pub h: usize,
+    h: usize,
     /// Width.
-    pub w: usize,
+    w: usize,
     /// Channels (1 or 3).
-    pub c: usize,
+    c: usize,
     /// `n * h * w * c` bytes.
-    pub pixels: Vec<u8>,
-    /// One label per image.
-    pub labels: Vec<u32>,
+    pixels: Vec<u8>,
+    /// One label per image, each below `class_names.len()`.
+    labels: Vec<u32>,
     /// Class names, indexed by label.
-    pub class_names: Vec<String>,
+    class_names: Vec<String>,
 }
 
 impl ImageSet {
@@ -71,6 +75,77 @@ impl ImageSet {
             labels,
             class_names,
         })
+    }
+
+    /// Image height in pixels.
+    pub fn h(&self) -> usize {
+        self.h
+    }
+
+    /// Image width in pixels.
+    pub fn w(&self) -> usize {
+        self.w
+    }
+
+    /// Channels per pixel (1 or 3).
+    pub fn c(&self) -> usize {
+        self.c
+    }
+
+    /// The image shape `(h, w, c)`.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.h, self.w, self.c)
+    }
+
+    /// All pixels, `len() * h * w * c` bytes, image after image (HWC each).
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// One label per image, each below `class_names().len()`.
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// Class names, indexed by label.
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    /// Replaces the class names (for example to give a test set the training set's list).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when a label is not below `names.len()`; the set is then unchanged.
+    pub fn set_class_names(&mut self, names: Vec<String>) -> Result<()> {
+        if let Some((i, &l)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= names.len())
+        {
+            return Err(Error::Shape {
+                op: "ImageSet::set_class_names",
+                message: format!(
+                    "label {l} of image {i} is not below the new class count {}",
+                    names.len()
+                ),
+            });
+        }
+        self.class_names = names;
+        Ok(())
+    }
+
+    /// Takes the set apart into `(h, w, c, pixels, labels, class_names)`, the arguments of
+    /// [`ImageSet::new`].
+    pub fn into_parts(self) -> (usize, usize, usize, Vec<u8>, Vec<u32>, Vec<String>) {
+        (
+            self.h,
+            self.w,
+            self.c,
+            self.pixels,
+            self.labels,
+            self.class_names,
+        )
     }
 
     /// Number of images.
@@ -172,21 +247,116 @@ pub enum NormalizeKind {
 }
 
 /// A fitted normalisation: `x = v · scale_c + offset_c` per channel.
+///
+/// Invariant: the four vectors have one value per channel (all 1 or all 3 long) and every value
+/// is finite. [`Normalizer::unit`], [`Normalizer::fit`] and [`Normalizer::new`] keep it, and
+/// deserialising (it is stored in `manifest.json`) checks it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NormalizerParts")]
 pub struct Normalizer {
     /// Per-channel multiplier.
-    pub scale: Vec<f32>,
+    scale: Vec<f32>,
     /// Per-channel offset.
-    pub offset: Vec<f32>,
+    offset: Vec<f32>,
     /// Fitted per-channel means on the 0-1 scale (0 for `unit`).
-    pub mean: Vec<f32>,
+    mean: Vec<f32>,
     /// Fitted per-channel standard deviations on the 0-1 scale (1 for `unit`).
-    pub std: Vec<f32>,
+    std: Vec<f32>,
+}
+
+/// The serialised form of a [`Normalizer`], checked by `TryFrom` on the way in.
+#[derive(Deserialize)]
+struct NormalizerParts {
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+impl TryFrom<NormalizerParts> for Normalizer {
+    type Error = Error;
+
+    fn try_from(p: NormalizerParts) -> Result<Self> {
+        Self::new(p.scale, p.offset, p.mean, p.std)
+    }
 }
 
 impl Normalizer {
+    /// A normalisation from its per-channel values: `x = v · scale_c + offset_c`, with `mean`
+    /// and `std` (on the 0-1 scale) recorded for the manifest.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the four vectors do not all have 1 or all have 3 values, or a value
+    /// is not finite.
+    pub fn new(scale: Vec<f32>, offset: Vec<f32>, mean: Vec<f32>, std: Vec<f32>) -> Result<Self> {
+        let shape = |message: String| Error::Shape {
+            op: "Normalizer::new",
+            message,
+        };
+        let c = scale.len();
+        if c != 1 && c != 3 {
+            return Err(shape(format!("expected 1 or 3 channels, found {c} scales")));
+        }
+        for (name, v) in [("offset", &offset), ("mean", &mean), ("std", &std)] {
+            if v.len() != c {
+                return Err(shape(format!(
+                    "{} {name} values for {c} channels (one scale per channel)",
+                    v.len()
+                )));
+            }
+        }
+        for (name, v) in [
+            ("scale", &scale),
+            ("offset", &offset),
+            ("mean", &mean),
+            ("std", &std),
+        ] {
+            if let Some((k, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                return Err(shape(format!("{name} of channel {k} is {x}, not finite")));
+            }
+        }
+        Ok(Self {
+            scale,
+            offset,
+            mean,
+            std,
+        })
+    }
+
+    /// Number of channels (1 or 3).
+    pub fn channels(&self) -> usize {
+        self.scale.len()
+    }
+
+    /// Per-channel multiplier.
+    pub fn scale(&self) -> &[f32] {
+        &self.scale
+    }
+
+    /// Per-channel offset.
+    pub fn offset(&self) -> &[f32] {
+        &self.offset
+    }
+
+    /// Fitted per-channel means on the 0-1 scale (0 for `unit`).
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// Fitted per-channel standard deviations on the 0-1 scale (1 for `unit`).
+    pub fn std(&self) -> &[f32] {
+        &self.std
+    }
+
     /// `v / 255` for `c` channels.
+    ///
+    /// # Panics
+    /// When `c` is not 1 or 3.
     pub fn unit(c: usize) -> Self {
+        assert!(
+            c == 1 || c == 3,
+            "Normalizer::unit: expected 1 or 3 channels, found {c}"
+        );
         Self {
             scale: vec![1.0 / 255.0; c],
             offset: vec![0.0; c],
@@ -282,11 +452,47 @@ mod tests {
     fn standardize_gives_zero_mean_unit_std() {
         let s = set(30);
         let n = Normalizer::fit(NormalizeKind::Standardize, &s);
-        let mut out = vec![0.0; s.pixels.len()];
-        n.apply(&s.pixels, &mut out);
+        let mut out = vec![0.0; s.pixels().len()];
+        n.apply(s.pixels(), &mut out);
         let m: f32 = out.iter().sum::<f32>() / out.len() as f32;
         let v: f32 = out.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / out.len() as f32;
         assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3, "{m} {v}");
+    }
+
+    #[test]
+    fn class_names_can_grow_but_not_drop_a_label() {
+        let mut s = set(6);
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).into();
+        s.set_class_names(names.clone()).unwrap();
+        assert_eq!(s.class_names(), names);
+        assert!(s.set_class_names(vec!["a".into(), "b".into()]).is_err());
+        assert_eq!(
+            s.class_names(),
+            names,
+            "a refused change leaves the set as it was"
+        );
+    }
+
+    #[test]
+    fn into_parts_gives_back_the_arguments_of_new() {
+        let s = set(5);
+        let (h, w, c, pixels, labels, names) = s.clone().into_parts();
+        assert_eq!(s.shape(), (h, w, c));
+        assert_eq!(ImageSet::new(h, w, c, pixels, labels, names).unwrap(), s);
+    }
+
+    #[test]
+    fn normalizer_json_round_trips_and_is_checked() {
+        let n = Normalizer::fit(NormalizeKind::Standardize, &set(30));
+        let json = serde_json::to_string(&n).unwrap();
+        assert!(json.starts_with(r#"{"scale":["#), "{json}");
+        assert_eq!(serde_json::from_str::<Normalizer>(&json).unwrap(), n);
+        let two = r#"{"scale":[1,1],"offset":[0,0],"mean":[0,0],"std":[1,1]}"#;
+        assert!(serde_json::from_str::<Normalizer>(two).is_err());
+        let ragged = r#"{"scale":[1],"offset":[0],"mean":[0,0,0],"std":[1]}"#;
+        assert!(serde_json::from_str::<Normalizer>(ragged).is_err());
+        assert!(Normalizer::new(vec![f32::NAN], vec![0.0], vec![0.0], vec![1.0]).is_err());
+        assert!(Normalizer::new(vec![1.0], vec![0.0], vec![0.0], vec![f32::INFINITY]).is_err());
     }
 
     #[test]

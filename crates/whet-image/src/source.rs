@@ -298,27 +298,32 @@ pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Sk
         Some(t) => {
             let (mut s, sk) = t.load(classes)?;
             skipped.extend(sk);
-            if (s.h, s.w, s.c) != (all_train.h, all_train.w, all_train.c) {
+            if s.shape() != all_train.shape() {
                 return Err(Error::Shape {
                     op: "load_images",
                     message: format!(
                         "test images are {}x{}x{}, train images {}x{}x{}",
-                        s.h, s.w, s.c, all_train.h, all_train.w, all_train.c
+                        s.h(),
+                        s.w(),
+                        s.c(),
+                        all_train.h(),
+                        all_train.w(),
+                        all_train.c()
                     ),
                 });
             }
             // IDX class names come from the largest label seen; align test with train.
-            if s.class_names.len() > all_train.class_names.len() {
+            if s.class_names().len() > all_train.class_names().len() {
                 return Err(Error::Shape {
                     op: "load_images",
                     message: format!(
                         "test has {} classes, train only {}",
-                        s.class_names.len(),
-                        all_train.class_names.len()
+                        s.class_names().len(),
+                        all_train.class_names().len()
                     ),
                 });
             }
-            s.class_names = all_train.class_names.clone();
+            s.set_class_names(all_train.class_names().to_vec())?;
             s
         }
         None => all_train.select(&[]),

@@ -181,9 +181,9 @@ fn offline_expansion_keeps_originals_and_adds_copies() {
     let aug = Augmenter::new(&cfg, 1, 28, 28, 1).unwrap();
     let big = aug.expand(&set, 3).unwrap();
     assert_eq!(big.len(), 200);
-    assert_eq!(&big.pixels[..50 * 784], &set.pixels[..]);
-    assert_eq!(&big.labels[150..], &set.labels[..]);
-    assert_ne!(&big.pixels[50 * 784..100 * 784], &set.pixels[..]);
+    assert_eq!(&big.pixels()[..50 * 784], set.pixels());
+    assert_eq!(&big.labels()[150..], set.labels());
+    assert_ne!(&big.pixels()[50 * 784..100 * 784], set.pixels());
     assert_eq!(
         big.image(60),
         aug.apply_to_img(set.image(10), 0, 10).data.as_slice()
@@ -344,11 +344,11 @@ fn idx_class_filter_and_limit_relabel() {
     )
     .unwrap();
     assert_eq!(set.len(), 100);
-    assert_eq!(set.class_names, vec!["7", "1"]);
-    assert!(set.labels.iter().all(|&l| l < 2));
+    assert_eq!(set.class_names(), vec!["7", "1"]);
+    assert!(set.labels().iter().all(|&l| l < 2));
     let all = mnist_train(2000);
-    let first7 = all.labels.iter().position(|&l| l == 7).unwrap();
-    let first = set.labels.iter().position(|&l| l == 0).unwrap();
+    let first7 = all.labels().iter().position(|&l| l == 7).unwrap();
+    let first = set.labels().iter().position(|&l| l == 0).unwrap();
     assert_eq!(set.image(first), all.image(first7));
 }
 
@@ -378,13 +378,13 @@ fn folder_loader_reports_corrupt_files() {
     opt.skip_bad = true;
     let r = load_folder(dir.path(), &opt).unwrap();
     assert_eq!(r.set.len(), 4);
-    assert_eq!(r.set.class_names, vec!["cat", "dog"]);
-    assert_eq!((r.set.h, r.set.w, r.set.c), (8, 8, 3));
+    assert_eq!(r.set.class_names(), vec!["cat", "dog"]);
+    assert_eq!(r.set.shape(), (8, 8, 3));
     assert_eq!(r.skipped.len(), 1);
     assert_eq!(r.skipped[0].path, bad);
     opt.channels = 1;
     let grey = load_folder(dir.path(), &opt).unwrap();
-    assert_eq!(grey.set.c, 1);
+    assert_eq!(grey.set.c(), 1);
 }
 
 #[test]
@@ -423,8 +423,8 @@ fn export_roundtrips_through_idx_and_png_folders() {
     );
     whet_image::write_idx(&set, &i, &l).unwrap();
     let back = load_idx(&i, &l, None, None).unwrap();
-    assert_eq!(back.pixels, set.pixels);
-    assert_eq!(back.labels, set.labels);
+    assert_eq!(back.pixels(), set.pixels());
+    assert_eq!(back.labels(), set.labels());
     let root = dir.path().join("png");
     whet_image::write_png_folders(&set, &root).unwrap();
     let opt = FolderOptions {

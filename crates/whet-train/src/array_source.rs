@@ -9,12 +9,16 @@ use whet_core::batch::{BatchSource, SourceError};
 const FILL_ROWS: usize = 32;
 
 /// In-memory samples: row `i` of `x` with row `i` of `y`.
+///
+/// The arrays are private so that they always have the same number of rows (checked by
+/// [`ArraySource::new`]); read them with [`ArraySource::x`] and [`ArraySource::y`], or take them
+/// back with [`ArraySource::into_parts`].
 #[derive(Debug, Clone)]
 pub struct ArraySource {
     /// Features, `[n, input_dim]`.
-    pub x: Array2<f32>,
-    /// Targets, `[n, target_dim]`.
-    pub y: Array2<f32>,
+    x: Array2<f32>,
+    /// Targets, `[n, target_dim]`, with as many rows as `x`.
+    y: Array2<f32>,
 }
 
 impl ArraySource {
@@ -31,6 +35,21 @@ impl ArraySource {
             });
         }
         Ok(Self { x, y })
+    }
+
+    /// Features, `[n, input_dim]`.
+    pub fn x(&self) -> &Array2<f32> {
+        &self.x
+    }
+
+    /// Targets, `[n, target_dim]`.
+    pub fn y(&self) -> &Array2<f32> {
+        &self.y
+    }
+
+    /// Gives back the features and targets, `(x, y)`.
+    pub fn into_parts(self) -> (Array2<f32>, Array2<f32>) {
+        (self.x, self.y)
     }
 
     /// One-hot targets for class labels `0..classes`.
@@ -116,5 +135,20 @@ fn copy_row(mut dst: ndarray::ArrayViewMut1<f32>, src: ndarray::ArrayView1<f32>)
     match (dst.as_slice_mut(), src.as_slice()) {
         (Some(d), Some(s)) => d.copy_from_slice(s),
         _ => dst.assign(&src),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_must_pair_and_parts_come_back_whole() {
+        let x = Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32);
+        let y = Array2::from_shape_fn((3, 1), |(i, _)| i as f32);
+        assert!(ArraySource::new(x.clone(), Array2::zeros((2, 1))).is_err());
+        let s = ArraySource::new(x.clone(), y.clone()).unwrap();
+        assert_eq!((s.x(), s.y()), (&x, &y));
+        assert_eq!(s.into_parts(), (x, y));
     }
 }

@@ -14,20 +14,25 @@ use serde::{Deserialize, Serialize};
 use whet_core::rng::stream;
 
 /// A fully connected layer `a = act(x W + b)`, with its training-time regularisers.
+///
+/// The fields are read through accessors: the weight and bias shapes must agree with each other
+/// and with the neighbouring layers of the [`Mlp`], the output layer's activation must be the
+/// loss's, and the regularisers must match the buffers of a [`Workspace`]; only the network (and
+/// the checkpoint, transfer and training code in this crate) changes them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dense {
     /// Weights, `[inputs, outputs]` (so the forward pass is `x · W`).
-    pub weight: Array2<f32>,
+    pub(crate) weight: Array2<f32>,
     /// Biases, `[outputs]`.
-    pub bias: Array1<f32>,
+    pub(crate) bias: Array1<f32>,
     /// Activation. For the output layer this is the loss's activation (applied by the loss).
-    pub activation: Activation,
+    pub(crate) activation: Activation,
     /// Std of the Gaussian noise added to the output during training.
-    pub noise: f32,
+    pub(crate) noise: f32,
     /// Inverted-dropout probability of the output during training.
-    pub dropout: f32,
+    pub(crate) dropout: f32,
     /// A frozen layer receives no updates.
-    pub frozen: bool,
+    pub(crate) frozen: bool,
 }
 
 impl Dense {
@@ -66,6 +71,36 @@ impl Dense {
             dropout: 0.0,
             frozen: false,
         }
+    }
+
+    /// Weights, `[inputs, outputs]` (so the forward pass is `x · W`).
+    pub fn weight(&self) -> &Array2<f32> {
+        &self.weight
+    }
+
+    /// Biases, `[outputs]`.
+    pub fn bias(&self) -> &Array1<f32> {
+        &self.bias
+    }
+
+    /// Activation. For the output layer this is the loss's activation (applied by the loss).
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Std of the Gaussian noise added to the output during training (0 for none).
+    pub fn noise(&self) -> f32 {
+        self.noise
+    }
+
+    /// Inverted-dropout probability of the output during training (0 for none).
+    pub fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
+    /// True when the layer receives no updates ([`Mlp::freeze`]).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     /// Number of inputs.
@@ -125,14 +160,19 @@ pub struct NoiseKey {
 }
 
 /// A multilayer perceptron with a loss fused to its output layer.
+///
+/// The layers, task and loss are read through accessors: the layers chain (each one's inputs
+/// are the previous one's outputs), there is at least one, and the output layer, task and loss
+/// fit together. [`Mlp::new`], [`Mlp::from_parts`] and the checkpoint loaders build networks
+/// that keep this; [`Mlp::freeze`] and the training loop change them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
     /// Layers, input side first; the last is the output layer.
-    pub layers: Vec<Dense>,
+    pub(crate) layers: Vec<Dense>,
     /// The task.
-    pub task: Task,
+    pub(crate) task: Task,
     /// The loss.
-    pub loss: LossKind,
+    pub(crate) loss: LossKind,
     /// The matrix-multiply kernel.
     pub kernel: Kernel,
     input_dim: usize,
@@ -251,6 +291,21 @@ impl Mlp {
                 })
                 .collect(),
         }
+    }
+
+    /// Layers, input side first; the last is the output layer.
+    pub fn layers(&self) -> &[Dense] {
+        &self.layers
+    }
+
+    /// The task.
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// The loss (fused with the output layer's activation).
+    pub fn loss(&self) -> LossKind {
+        self.loss
     }
 
     /// Number of inputs.

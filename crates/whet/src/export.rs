@@ -204,10 +204,10 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
                 files.push(file_entry(dir, &l)?);
             }
             ExportFormat::Npy => {
-                let a = image_arrays(set, &p.normalizer, set.class_names.len())?;
+                let a = image_arrays(set, &p.normalizer, set.class_names().len())?;
                 let labels = labels_column(set);
                 for (file, x) in [
-                    (format!("{name}_x.npy"), &a.x),
+                    (format!("{name}_x.npy"), a.x()),
                     (format!("{name}_y.npy"), &labels),
                 ] {
                     whet_core::fsx::atomic_write(&dir.join(&file), &whet_tabular::npy_bytes(x))?;
@@ -235,7 +235,7 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
 
 /// Labels as one `f32` column (class indices).
 fn labels_column(set: &ImageSet) -> Array2<f32> {
-    Array2::from_shape_fn((set.len(), 1), |(i, _)| set.labels[i] as f32)
+    Array2::from_shape_fn((set.len(), 1), |(i, _)| set.labels()[i] as f32)
 }
 
 /// A written file's entry: size and SHA-256.

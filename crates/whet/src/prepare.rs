@@ -132,7 +132,7 @@ impl Prepared {
     /// Class names (empty for regression).
     pub fn classes(&self) -> &[String] {
         match &self.data {
-            PreparedData::Images(p) => &p.train.class_names,
+            PreparedData::Images(p) => p.train.class_names(),
             PreparedData::Tables(p) => &p.classes,
         }
     }
@@ -141,8 +141,8 @@ impl Prepared {
     pub fn summary(&self) -> DataSummary {
         match &self.data {
             PreparedData::Images(p) => DataSummary::Images {
-                shape: [p.train.h, p.train.w, p.train.c],
-                classes: p.train.class_names.clone(),
+                shape: [p.train.h(), p.train.w(), p.train.c()],
+                classes: p.train.class_names().to_vec(),
                 rows: ImageRows {
                     train: p.train_originals,
                     train_after_augmentation: p.train.len(),
@@ -184,7 +184,7 @@ impl Prepared {
     pub fn into_training(self) -> Result<TrainingData> {
         match self.data {
             PreparedData::Images(p) => {
-                let classes = p.train.class_names.len();
+                let classes = p.train.class_names().len();
                 let validation = p
                     .validation
                     .as_ref()
@@ -210,19 +210,19 @@ impl Prepared {
                 let train = ArraySource::new(p.train.x, p.train.y)?;
                 let valid = ArraySource::new(p.validation.x, p.validation.y)?;
                 let test = ArraySource::new(p.test.x, p.test.y)?;
-                if train.x.nrows() == 0 {
+                if train.x().nrows() == 0 {
                     return Err(Error::Data(
                         "the training split is empty after preprocessing; check the split fractions and the steps that drop rows".into(),
                     ));
                 }
-                if test.x.nrows() == 0 {
+                if test.x().nrows() == 0 {
                     return Err(Error::Data(
                         "the test split is empty; raise `split.test`".into(),
                     ));
                 }
                 Ok(TrainingData {
                     train: Box::new(train),
-                    validation: (valid.x.nrows() > 0).then_some(valid),
+                    validation: (valid.x().nrows() > 0).then_some(valid),
                     test,
                 })
             }
@@ -278,7 +278,7 @@ impl Run {
         }
         let (train, _, _) = whet_image::load_train_test(images)?;
         let a = augment.clone().unwrap_or_default();
-        let augmenter = Augmenter::new(&a, self.seed(), train.h, train.w, train.c)?;
+        let augmenter = Augmenter::new(&a, self.seed(), train.h(), train.w(), train.c())?;
         whet_image::write_preview(&train, &augmenter, samples, versions, out)?;
         Ok(())
     }
@@ -295,13 +295,13 @@ struct SetMeta {
 
 fn set_to_bundle(set: &ImageSet) -> Result<Bundle> {
     let mut b = Bundle::new(&SetMeta {
-        h: set.h,
-        w: set.w,
-        c: set.c,
-        classes: set.class_names.clone(),
+        h: set.h(),
+        w: set.w(),
+        c: set.c(),
+        classes: set.class_names().to_vec(),
     })?;
-    b.push_bytes("pixels", set.pixels.clone());
-    b.push_u32("labels", &set.labels);
+    b.push_bytes("pixels", set.pixels().to_vec());
+    b.push_u32("labels", set.labels());
     Ok(b)
 }
 
@@ -356,7 +356,7 @@ fn prepare_images(
                 .json("augment", a)
                 .part("seed", &seed.to_string())
                 .finish();
-            let augmenter = Augmenter::new(a, seed, train.h, train.w, train.c)?;
+            let augmenter = Augmenter::new(a, seed, train.h(), train.w(), train.c())?;
             progress.begin(&format!("augmenting offline ({} copies)", a.copies), None);
             let cached = cache.get("offline", &key).and_then(|b| bundle_to_set(&b));
             let expanded = match cached {
@@ -377,12 +377,16 @@ fn prepare_images(
             expanded
         }
         Some(a) => {
-            let augmenter = Augmenter::new(a, seed, train.h, train.w, train.c)?;
+            let augmenter = Augmenter::new(a, seed, train.h(), train.w(), train.c())?;
             let (h, w, c) = augmenter.output_shape();
-            if (h, w, c) != (train.h, train.w, train.c) {
+            if (h, w, c) != train.shape() {
                 return Err(Error::Data(format!(
                     "the augmentation changes the image size from {}x{}x{} to {h}x{w}x{c}; validation and test images are not augmented, so add a resize/crop that keeps {}x{}",
-                    train.h, train.w, train.c, train.h, train.w
+                    train.h(),
+                    train.w(),
+                    train.c(),
+                    train.h(),
+                    train.w()
                 )));
             }
             online = Some(augmenter);

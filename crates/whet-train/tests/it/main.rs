@@ -314,9 +314,9 @@ fn train_for_determinism() -> Vec<f32> {
         r#"{"optimizer": {"adam": {}}, "batch_size": 128, "epochs": 3, "weight_decay": 0.001}"#,
     );
     fit(&mut net, &tc, 21, &mut data, None, &mut NoObserver).unwrap();
-    net.layers
+    net.layers()
         .iter()
-        .flat_map(|l| l.weight.iter().chain(l.bias.iter()).copied())
+        .flat_map(|l| l.weight().iter().chain(l.bias().iter()).copied())
         .collect()
 }
 
@@ -354,7 +354,10 @@ fn same_seed_same_weights_across_thread_counts() {
         ],
     );
     let other = Mlp::new(&cfg, 220, 10, 22).unwrap();
-    assert_ne!(other.layers[0].weight.as_slice().unwrap()[..10], one[..10]);
+    assert_ne!(
+        other.layers()[0].weight().as_slice().unwrap()[..10],
+        one[..10]
+    );
 }
 
 #[test]
@@ -438,12 +441,13 @@ fn transfer_with_frozen_layers_leaves_them_unchanged() {
     .unwrap();
     for l in 0..2 {
         assert_eq!(
-            net.layers[l].weight, base.layers[l].weight,
+            net.layers()[l].weight(),
+            base.layers()[l].weight(),
             "frozen layer {l} moved"
         );
-        assert_eq!(net.layers[l].bias, base.layers[l].bias);
+        assert_eq!(net.layers()[l].bias(), base.layers()[l].bias());
     }
-    assert_ne!(net.layers[2].weight, before.layers[2].weight);
+    assert_ne!(net.layers()[2].weight(), before.layers()[2].weight());
 
     let mut t2 = t.clone();
     t2.transfer.as_mut().unwrap().freeze.clear();
@@ -457,7 +461,7 @@ fn transfer_with_frozen_layers_leaves_them_unchanged() {
         &mut NoObserver,
     )
     .unwrap();
-    assert_ne!(tuned.layers[0].weight, base.layers[0].weight);
+    assert_ne!(tuned.layers()[0].weight(), base.layers()[0].weight());
 
     // Freezing everything, or a layer that does not exist, is an error.
     t2.transfer.as_mut().unwrap().freeze = vec![0, 1, 2];
