@@ -166,6 +166,11 @@ pub struct AugmentConfig {
     /// The ops, applied in order. Default: none.
     #[serde(default)]
     pub ops: Vec<OpConfig>,
+    /// Offline only: fit the image normalisation (`data.images.normalize`) on the training set
+    /// with its augmented copies instead of on the original training images. Default false: the
+    /// statistics describe the real images, and validation and test are never augmented.
+    #[serde(default)]
+    pub fit_normalizer_on_copies: bool,
 }
 
 impl Default for AugmentConfig {
@@ -175,6 +180,7 @@ impl Default for AugmentConfig {
             mode: AugmentMode::Online,
             copies: 1,
             ops: Vec::new(),
+            fit_normalizer_on_copies: false,
         }
     }
 }
@@ -218,8 +224,15 @@ impl AugmentConfig {
         Self {
             mode: AugmentMode::Offline,
             copies,
-            ops: Vec::new(),
+            ..Self::default()
         }
+    }
+
+    /// Offline only: fit the normalisation on the training set with its augmented copies
+    /// (see [`AugmentConfig::fit_normalizer_on_copies`]).
+    pub fn with_fit_normalizer_on_copies(mut self, on: bool) -> Self {
+        self.fit_normalizer_on_copies = on;
+        self
     }
 
     /// Appends an op: an [`OpConfig`] or any op config (`RotateConfig::new(12.0)`).
@@ -397,6 +410,13 @@ impl AugmentConfig {
         i.check(self.copies >= 1 && self.copies <= 1000, "copies", || {
             format!("expected 1 <= copies <= 1000, found {}", self.copies)
         });
+        i.check(
+            !self.fit_normalizer_on_copies || self.mode == AugmentMode::Offline,
+            "fit_normalizer_on_copies",
+            || {
+                "needs `mode: offline`: online copies are drawn afresh every epoch, so there is no fixed set to fit on".into()
+            },
+        );
         i
     }
 }

@@ -53,7 +53,8 @@ pub struct PreparedImages {
     pub validation: Option<ImageSet>,
     /// The test set (empty when the run file has none).
     pub test: ImageSet,
-    /// Fitted on the training originals (never on validation, test or augmented copies).
+    /// Fitted on the training originals (never on validation or test; on the offline copies
+    /// only with `augment.fit_normalizer_on_copies`).
     pub normalizer: Normalizer,
     /// The augmentation of the run file, if any.
     pub augment: Option<AugmentConfig>,
@@ -343,7 +344,8 @@ fn prepare_images(
             "the training set is empty (check `limit`, `classes` and `validation`)".into(),
         ));
     }
-    let normalizer = Normalizer::fit(cfg.normalize, &train);
+    // Fitted on the training originals, unless the run file asks for the offline copies too.
+    let mut normalizer = Normalizer::fit(cfg.normalize, &train);
     let train_originals = train.len();
     let class_counts_train = train.class_counts();
     let mut cache_hits = Vec::new();
@@ -374,6 +376,9 @@ fn prepare_images(
                 }
             };
             progress.end();
+            if a.fit_normalizer_on_copies {
+                normalizer = Normalizer::fit(cfg.normalize, &expanded);
+            }
             expanded
         }
         Some(a) => {

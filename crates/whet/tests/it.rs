@@ -112,3 +112,39 @@ fn execute_writes_metrics_and_manifest_and_an_ablation_resumes() {
     assert_eq!(report.missing, vec![1]);
     assert!(ab.join("report.md").is_file());
 }
+
+#[test]
+fn fitting_the_normaliser_on_augmented_copies_is_an_explicit_option() {
+    let offline = |extra: &str| {
+        tiny("").replace(
+            "  mode: online\n",
+            &format!("  mode: offline\n  copies: 2\n{extra}"),
+        )
+    };
+    let fitted = |text: String| {
+        let run = RunFile::from_yaml(&text, repo()).unwrap();
+        let p = run.prepare(3, &Cache::off(), &NoProgress).unwrap();
+        let PreparedData::Images(p) = p.data else {
+            panic!("image data")
+        };
+        (p.normalizer, p.train, p.train_originals)
+    };
+    let (plain, train, originals) = fitted(offline(""));
+    assert_eq!(train.len(), 3 * originals);
+    let originals_set = train.select(&(0..originals).collect::<Vec<_>>());
+    let kind = whet::image::NormalizeKind::Standardize;
+    assert_eq!(plain, whet::image::Normalizer::fit(kind, &originals_set));
+    let (on_copies, train2, _) = fitted(offline("  fit_normalizer_on_copies: true\n"));
+    assert_eq!(train2, train);
+    assert_eq!(on_copies, whet::image::Normalizer::fit(kind, &train));
+    assert_ne!(on_copies, plain);
+    // Online copies change every epoch: there is nothing fixed to fit on.
+    let online = tiny("").replace(
+        "  mode: online\n",
+        "  mode: online\n  fit_normalizer_on_copies: true\n",
+    );
+    assert!(matches!(
+        RunFile::from_yaml(&online, repo()),
+        Err(Error::Config(_))
+    ));
+}
