@@ -138,6 +138,7 @@ fn commands_into_a_locked_folder_fail_fast_naming_the_holder() {
         &["run", "run.yaml", "--out", "out", "--seed", "1"][..],
         &["export", "run.yaml", "--out", "out", "--format", "csv"],
         &["ablate", "run.yaml", "--out", "out", "--seeds", "1"],
+        &["apply", "out/manifest.json", "main.csv", "--out", "out"],
     ] {
         let r = whet(d, args);
         assert_turned_away(&r, "out", me);
