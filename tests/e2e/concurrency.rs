@@ -282,11 +282,12 @@ fn a_cell_another_process_runs_is_left_out_then_resumed() {
 }
 
 #[test]
-fn a_cell_that_failed_on_an_io_error_is_retried_on_resume() {
+fn a_cell_that_failed_on_an_io_error_is_retried_on_resume_a_deterministic_failure_kept() {
     let root = tempfile::tempdir().unwrap();
     let d = root.path();
     table(d);
-    let ablation = "ablation:\n  seeds: 1\n  leave_one_out: [steps]\n";
+    // `bad-target` fails deterministically: its target column is text.
+    let ablation = "ablation:\n  seeds: 1\n  leave_one_out: [steps]\n  variants:\n    - name: bad-target\n      set: { data.target.column: cat }\n";
     std::fs::write(d.join("run.yaml"), run_file(5, ablation)).unwrap();
     // A folder where the baseline's metrics.json goes: renaming the file into place fails (EISDIR),
     // an error of the environment, not of the run file.
@@ -303,11 +304,14 @@ fn a_cell_that_failed_on_an_io_error_is_retried_on_resume() {
         .into_iter()
         .filter(|(p, _)| p.ends_with("record.json") && !p.starts_with("runs/baseline"))
         .collect();
-    assert_eq!(others.len(), 2);
+    assert_eq!(others.len(), 3);
+    let bad = json(&d.join("ab/runs/bad-target/seed-1/record.json"));
+    assert_eq!(bad["record"]["status"], "failed");
+    assert_eq!(bad["failure"], "deterministic", "{bad}");
     std::fs::remove_dir(cell.join("metrics.json")).unwrap();
     let r = whet(d, &["ablate", "run.yaml", "--out", "ab"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!r.stderr.contains("failed"), "{}", r.stderr);
+    assert!(!r.stderr.contains("baseline seed 1 failed"), "{}", r.stderr);
     let stored = json(&cell.join("record.json"));
     assert_eq!(
         stored["record"]["status"], "ok",
@@ -317,10 +321,11 @@ fn a_cell_that_failed_on_an_io_error_is_retried_on_resume() {
     assert_eq!(json(&cell.join("metrics.json"))["seed"], 1);
     let (after, _) = files(&d.join("ab"));
     for (p, bytes) in &others {
+        // Including the deterministic failure: it would fail the same way.
         assert_eq!(after.get(p), Some(bytes), "`{}` was rerun", p.display());
     }
     let report = std::fs::read_to_string(d.join("ab/report.md")).unwrap();
-    assert!(report.contains("2 of 3 runs were kept"), "{report}");
+    assert!(report.contains("3 of 4 runs were kept"), "{report}");
 }
 
 #[test]
