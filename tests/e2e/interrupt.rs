@@ -4,9 +4,12 @@
 //! What a kill may leave: every result is written by `whet_core::fsx::atomic_write` (a temporary
 //! sibling named `.NAME.XXXXXX.tmp`, synced, renamed over the result), so each visible file is
 //! either the earlier version or a complete new one; at most hidden `.tmp` files remain
-//! (`fsx::is_temp_name`), which nothing reads and the next run ignores. An export stages
-//! everything in `OUT/.whet-stage-PID.tmp/` and renames the files into place at the end; the
-//! next export removes the staging folders of processes that no longer run.
+//! (`fsx::is_temp_name`, named `.NAME.PID.RAND.tmp`), which nothing reads; the next command that
+//! writes into the folder (it takes the folder's lock) removes those of processes that no longer
+//! run. An export stages everything in `OUT/.whet-stage-PID.tmp/` and renames the files into
+//! place at the end; the next command removes the staging folders of processes that no longer
+//! run. A killed command also leaves its lock file `.whet.lock` (the kernel has released the
+//! lock itself); the next command takes it over and removes it when it ends.
 //! The kill points are spread over the measured length of an uninterrupted run, so the checks
 //! hold whatever the machine's speed; no assertion depends on where a kill lands.
 
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn spawn(dir: &Path, args: &[&str]) -> Child {
+pub(crate) fn spawn(dir: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_whet"))
         .args(args)
         .arg("--quiet")
@@ -27,7 +30,7 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
         .expect("the whet binary starts")
 }
 
-fn finish(c: Child) -> (i32, String) {
+pub(crate) fn finish(c: Child) -> (i32, String) {
     let out = c.wait_with_output().expect("whet ends");
     (
         out.status.code().unwrap_or(-1),
@@ -35,16 +38,17 @@ fn finish(c: Child) -> (i32, String) {
     )
 }
 
-fn kill(mut c: Child) {
+pub(crate) fn kill(mut c: Child) {
     let _ = c.kill(); // SIGKILL; an error means it had already exited
     let _ = c.wait();
 }
 
-/// Visible files under `dir` (relative path → bytes) and the hidden temporary ones.
 /// A folder's files by relative path, with their bytes.
-type Files = BTreeMap<PathBuf, Vec<u8>>;
+pub(crate) type Files = BTreeMap<PathBuf, Vec<u8>>;
 
-fn files(dir: &Path) -> (Files, Vec<PathBuf>) {
+/// Visible files under `dir` (relative path → bytes) and the hidden temporary ones (files and
+/// staging folders); the lock file a killed command leaves is neither.
+pub(crate) fn files(dir: &Path) -> (Files, Vec<PathBuf>) {
     let (mut visible, mut temp) = (BTreeMap::new(), Vec::new());
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -55,6 +59,9 @@ fn files(dir: &Path) -> (Files, Vec<PathBuf>) {
             let p = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            if name == ".whet.lock" {
+                continue;
+            }
             if whet_core_is_temp(&name) {
                 temp.push(rel);
             } else if p.is_dir() {
@@ -99,7 +106,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// 800 rows of a two-feature table: a run trains for a few tenths of a second.
-fn table(dir: &Path) {
+pub(crate) fn table(dir: &Path) {
     let mut s = String::from("x1,x2,cat,y\n");
     for i in 0..800 {
         s.push_str(&format!(
@@ -113,7 +120,7 @@ fn table(dir: &Path) {
     std::fs::write(dir.join("main.csv"), s).unwrap();
 }
 
-fn run_file(epochs: u32, ablation: &str) -> String {
+pub(crate) fn run_file(epochs: u32, ablation: &str) -> String {
     format!(
         r#"name: killed
 seed: 1
@@ -230,7 +237,15 @@ fn killed_run_leaves_earlier_or_complete_results() {
         // The next run ignores what the kill left and writes the same results.
         let (code, err) = finish(run_to(out));
         assert_eq!(code, 0, "rerun after kill point {k}: {err}");
-        let (after, _) = files(out);
+        let (after, temp) = files(out);
+        // The rerun removed the temporary files the killed run left (Linux: /proc).
+        if Path::new("/proc/self").exists() {
+            assert!(temp.is_empty(), "left after the rerun: {temp:?}");
+        }
+        assert!(
+            !out.join(".whet.lock").exists(),
+            "the rerun removes its lock file"
+        );
         for p in ["model.safetensors", "learning-curves.svg", "confusion.svg"] {
             assert_eq!(
                 after.get(Path::new(p)),
@@ -335,6 +350,10 @@ fn killed_ablation_resumes_from_finished_runs() {
     );
     let (code, err) = finish(spawn(d, &["ablate", "run.yaml", "--out", "ab"]));
     assert_eq!(code, 0, "{err}");
+    if Path::new("/proc/self").exists() {
+        let (_, temp) = files(&out);
+        assert!(temp.is_empty(), "left after the resumed ablation: {temp:?}");
+    }
     let after = records(&out);
     // 3 leave-one-out variants (baseline, -impute, -normalize) x 3 seeds.
     assert_eq!(after.len(), 9, "{:?}", after.keys());

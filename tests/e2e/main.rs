@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod catalogue;
+mod concurrency;
 mod interrupt;
 mod pinned;
 mod pipelines;

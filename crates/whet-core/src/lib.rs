@@ -4,6 +4,9 @@
 //!   independent, reproducible stream from a seed and a path of indices (epoch, sample, op…), so
 //!   results never depend on thread count or scheduling;
 //! - [`fsx`]: atomic file writes (temporary file in the same folder, then rename);
+//! - [`lock`]: advisory locks on output folders ([`lock::FolderLock`]), so two processes never
+//!   write one folder at once;
+//! - [`publish`]: staged folder publish (write into a hidden staging folder, then move into place);
 //! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
@@ -19,6 +22,7 @@
 
 pub mod batch;
 pub mod fsx;
+pub mod lock;
 pub mod progress;
 pub mod publish;
 pub mod rng;

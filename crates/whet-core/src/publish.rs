@@ -34,6 +34,20 @@ pub fn staged<T, E: From<FsError>>(
     out: &Path,
     write: impl FnOnce(&Path) -> Result<T, E>,
 ) -> Result<T, E> {
+    staged_removing(out, |stage| write(stage).map(|v| (v, Vec::new())))
+}
+
+/// [`staged`], where `write` also returns names of entries in `out` that the new output makes
+/// obsolete (files an earlier output wrote that this one does not replace). At the commit they
+/// are moved into the staging folder before anything new moves in, and deleted with it; a kill
+/// midway leaves them either in `out` or gone, never restored over the new output.
+///
+/// # Errors
+/// As [`staged`].
+pub fn staged_removing<T, E: From<FsError>>(
+    out: &Path,
+    write: impl FnOnce(&Path) -> Result<(T, Vec<OsString>), E>,
+) -> Result<T, E> {
     std::fs::create_dir_all(out).map_err(fs_err("creating the output folder", out))?;
     remove_dead_stages(out);
     let stage = out.join(format!("{PREFIX}{}.tmp", std::process::id()));
@@ -42,7 +56,8 @@ pub fn staged<T, E: From<FsError>>(
             .map_err(fs_err("removing a stale staging folder", &stage))?;
     }
     std::fs::create_dir(&stage).map_err(fs_err("creating the staging folder", &stage))?;
-    let result = write(&stage).and_then(|v| commit(&stage, out).map(|()| v).map_err(E::from));
+    let result = write(&stage)
+        .and_then(|(v, obsolete)| commit(&stage, out, &obsolete).map(|()| v).map_err(E::from));
     if let Err(e) = std::fs::remove_dir_all(&stage)
         && e.kind() != io::ErrorKind::NotFound
     {
@@ -58,11 +73,7 @@ pub fn staged<T, E: From<FsError>>(
 /// longer runs, after putting back what they had moved aside. Liveness is read from `/proc`;
 /// where there is no `/proc`, nothing is removed (the folders are hidden and nothing reads
 /// them). Failures are ignored: the folders are only clutter.
-fn remove_dead_stages(out: &Path) {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
+pub(crate) fn remove_dead_stages(out: &Path) {
     let Ok(rd) = std::fs::read_dir(out) else {
         return;
     };
@@ -72,11 +83,15 @@ fn remove_dead_stages(out: &Path) {
             .to_str()
             .and_then(|n| n.strip_prefix(PREFIX))
             .and_then(|n| n.strip_suffix(".tmp"))
-            .filter(|p| p.parse::<u32>().is_ok())
         else {
             continue;
         };
-        if !proc.join(pid).exists() && e.path().is_dir() {
+        let dead = pid
+            .parse()
+            .ok()
+            .and_then(crate::fsx::process_alive)
+            .is_some_and(|alive| !alive);
+        if dead && e.path().is_dir() {
             restore_replaced(&e.path(), out);
             let _ = std::fs::remove_dir_all(e.path());
         }
@@ -111,8 +126,8 @@ fn restore_replaced(stage: &Path, out: &Path) {
 }
 
 /// Moves every entry of `stage` into `out`, replacing earlier outputs of the same name (see the
-/// module docs for folders).
-fn commit(stage: &Path, out: &Path) -> Result<(), FsError> {
+/// module docs for folders), after moving the `obsolete` entries of `out` into `stage`.
+fn commit(stage: &Path, out: &Path, obsolete: &[OsString]) -> Result<(), FsError> {
     let mut entries = Vec::new();
     for e in std::fs::read_dir(stage).map_err(fs_err("listing the staging folder", stage))? {
         entries.push(
@@ -138,6 +153,24 @@ fn commit(stage: &Path, out: &Path) -> Result<(), FsError> {
                     ),
                 ),
             });
+        }
+    }
+    for name in obsolete {
+        let old = out.join(name);
+        let replaced = entries
+            .iter()
+            .any(|e| e.file_name() == Some(name.as_os_str()));
+        let mut parts = Path::new(name).components();
+        let plain =
+            matches!(parts.next(), Some(std::path::Component::Normal(_))) && parts.next().is_none();
+        if replaced || !plain {
+            continue;
+        }
+        if std::fs::symlink_metadata(&old).is_ok() {
+            let mut aside = OsString::from(".obsolete-");
+            aside.push(name);
+            std::fs::rename(&old, stage.join(aside))
+                .map_err(fs_err("moving an obsolete earlier output aside", &old))?;
         }
     }
     for src in &entries {
@@ -194,6 +227,37 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "old");
         assert_eq!(std::fs::read_dir(out).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn obsolete_entries_are_removed_at_the_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        std::fs::create_dir_all(out.join("train")).unwrap();
+        std::fs::write(out.join("train/0.png"), "old").unwrap();
+        std::fs::write(out.join("test.csv"), "old").unwrap();
+        std::fs::write(out.join("keep.txt"), "user").unwrap();
+        let obsolete = || vec![OsString::from("train"), OsString::from("test.csv")];
+        // A failed write removes nothing.
+        let r = staged_removing::<(), FsError>(out, |_| {
+            Err(fs_err("writing", out)(io::Error::other("disk full")))
+        });
+        assert!(r.is_err());
+        assert!(out.join("train/0.png").exists() && out.join("test.csv").exists());
+        staged_removing::<_, FsError>(out, |stage| {
+            std::fs::write(stage.join("test.csv"), "new").map_err(fs_err("t", stage))?;
+            std::fs::write(stage.join("train.npy"), "new").map_err(fs_err("t", stage))?;
+            Ok(((), obsolete()))
+        })
+        .unwrap();
+        assert!(!out.join("train").exists(), "obsolete folder removed");
+        assert_eq!(
+            std::fs::read_to_string(out.join("test.csv")).unwrap(),
+            "new",
+            "a replaced entry is the new one, not removed"
+        );
+        assert!(out.join("keep.txt").exists() && out.join("train.npy").exists());
+        assert_eq!(std::fs::read_dir(out).unwrap().count(), 3);
     }
 
     #[test]

@@ -6,10 +6,16 @@
 //!
 //! Cells go to `OUT/runs/<variant>/seed-<n>/`; each finishes by writing `record.json` atomically
 //! with its hash, so a cell whose record exists with the same hash is skipped (an interrupted
-//! ablation resumes; a changed run file or input reruns).
+//! ablation resumes; a changed run file or input reruns). A failed cell's record says whether
+//! the failure was deterministic (kept) or the environment's (an I/O error, a full disk: run
+//! again on resume); see [`crate::FailureKind`].
+//!
+//! Locks: [`Plan::run`] locks `OUT` (a second `whet ablate` into it fails at once) and every
+//! cell locks its own folder while it runs, so workers that share a plan can run its cells
+//! concurrently without two of them writing one cell.
 
 use crate::cache::{Cache, KeyBuilder, hash_file};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, FailureKind, Result, ResultExt};
 use crate::runfile::{Run, RunData};
 use crate::variants;
 pub use crate::variants::{AblationConfig, Paths, Seeds, VariantConfig};
@@ -101,6 +107,20 @@ struct Stored {
     /// The cell's hash: a changed run file or input invalidates the stored run.
     key: String,
     record: RunRecord,
+    /// For a failed run, whether the failure is deterministic (kept) or the environment's
+    /// (retried). Records written before this field existed have none and are retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure: Option<FailureKind>,
+}
+
+impl Stored {
+    /// Whether a resumed ablation keeps this record for a cell with hash `key`: same hash, and
+    /// not a failure that trying again could fix.
+    fn keeps(&self, key: &str) -> bool {
+        self.key == key
+            && (self.record.status != RunStatus::Failed
+                || self.failure == Some(FailureKind::Deterministic))
+    }
 }
 
 /// The default ablation when the run file has none: leave out each augmentation op (images)
@@ -276,10 +296,14 @@ impl Plan {
     }
 
     /// Runs cell `i` into its folder under `out`, unless its `record.json` holds the same hash
-    /// (and `fresh` is false). A run that fails is a record with status `failed` and the error.
+    /// and a result to keep (and `fresh` is false): a run that finished or diverged, or one that
+    /// failed deterministically (bad data, invalid config); a failure of the environment (an I/O
+    /// error, a full disk) runs again. A run that fails is a record with status `failed`, the
+    /// error and its [`FailureKind`]. The cell's folder is locked while it runs.
     ///
     /// # Errors
-    /// Only when the record cannot be written.
+    /// The record cannot be written, or [`Error::Lock`] when another process is running the
+    /// cell.
     pub fn run_cell(&self, i: usize, out: &Path, cache: &Cache, fresh: bool) -> Result<CellResult> {
         let cell = self.cells.get(i).ok_or_else(|| {
             Error::Invalid(format!(
@@ -290,32 +314,37 @@ impl Plan {
         })?;
         let v = &self.variants[cell.variant];
         let dir = self.cell_dir(out, i);
+        let _lock = whet_core::lock::FolderLock::acquire(&dir)?;
         let record_path = dir.join("record.json");
         if !fresh
             && let Ok(text) = std::fs::read_to_string(&record_path)
             && let Ok(stored) = serde_json::from_str::<Stored>(&text)
-            && stored.key == cell.hash
+            && stored.keeps(&cell.hash)
         {
             return Ok(CellResult {
                 record: stored.record,
                 kept: true,
             });
         }
-        let record = match v.run.execute(&dir, cell.seed, cache, &NoProgress) {
-            Ok(o) => o.record(),
-            Err(e) => RunRecord {
-                variant: v.name.clone(),
-                seed: cell.seed,
-                status: RunStatus::Failed,
-                metrics: Default::default(),
-                train_seconds: 0.0,
-                curves: vec![],
-                message: Some(crate::error::chain_text(&e)),
-            },
+        let (record, failure) = match v.run.execute_locked(&dir, cell.seed, cache, &NoProgress) {
+            Ok(o) => (o.record(), None),
+            Err(e) => (
+                RunRecord {
+                    variant: v.name.clone(),
+                    seed: cell.seed,
+                    status: RunStatus::Failed,
+                    metrics: Default::default(),
+                    train_seconds: 0.0,
+                    curves: vec![],
+                    message: Some(crate::error::chain_text(&e)),
+                },
+                Some(e.failure_kind()),
+            ),
         };
         let stored = Stored {
             key: cell.hash.clone(),
             record,
+            failure,
         };
         let text = serde_json::to_string_pretty(&stored).map_err(|source| Error::Json {
             what: "run record",
@@ -329,11 +358,14 @@ impl Plan {
         })
     }
 
-    /// Runs every cell on the rayon pool (work inside a run shares the pool, so nothing is
-    /// oversubscribed), then [`Plan::collect`]s. `progress` advances once per cell.
+    /// Locks `out`, runs every cell on the rayon pool (work inside a run shares the pool, so
+    /// nothing is oversubscribed), then [`Plan::collect`]s. `progress` advances once per cell.
+    /// A cell that another process is running (its folder is locked) is left out of this
+    /// report, with a note, and runs on the next resume if it has not finished by then.
     ///
     /// # Errors
-    /// A record that cannot be written, or the report.
+    /// [`Error::Lock`] when another process writes into `out`, a record that cannot be
+    /// written, or the report.
     pub fn run(
         &self,
         out: &Path,
@@ -341,7 +373,7 @@ impl Plan {
         fresh: bool,
         progress: &dyn Progress,
     ) -> Result<AblationReport> {
-        std::fs::create_dir_all(out).map_err(Error::io("creating the output folder", out))?;
+        let _lock = whet_core::lock::FolderLock::acquire(out)?;
         progress.begin(
             &format!(
                 "{} variants × {} seeds",
@@ -351,10 +383,24 @@ impl Plan {
             Some(self.cells.len() as u64),
         );
         let kept = AtomicUsize::new(0);
+        let busy = AtomicUsize::new(0);
         (0..self.cells.len())
             .into_par_iter()
             .map(|i| -> Result<()> {
-                let r = self.run_cell(i, out, cache, fresh)?;
+                let r = match self.run_cell(i, out, cache, fresh) {
+                    Ok(r) => r,
+                    Err(Error::Lock(whet_core::lock::LockError::Held { folder, pid })) => {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                        progress.warn(&format!(
+                            "`{}` is being run by another process{}; left out of this report",
+                            folder.display(),
+                            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                        ));
+                        progress.advance(1);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
                 if r.kept {
                     kept.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -376,16 +422,32 @@ impl Plan {
                 self.cells.len()
             ));
         }
-        self.collect(out, notes)
+        let busy = busy.load(Ordering::Relaxed);
+        if busy > 0 {
+            notes.push(format!(
+                "{busy} of {} runs were being run by another process and are left out; run the ablation again to include them.",
+                self.cells.len()
+            ));
+        }
+        self.collect_locked(out, notes)
     }
 
     /// Builds `report.md`, `ablation.csv`, `ablation.json` and the charts in `out` from the
     /// cells' records; `notes` are added to the report. Cells without a record are left out
     /// and listed in [`AblationReport::missing`].
     ///
+    /// `out` is locked while the report is written (see [`Plan::run`]).
+    ///
     /// # Errors
-    /// No cell has finished, or the report cannot be written.
+    /// No cell has finished, the report cannot be written, or [`Error::Lock`] when another
+    /// process writes into `out`.
     pub fn collect(&self, out: &Path, notes: Vec<String>) -> Result<AblationReport> {
+        let _lock = whet_core::lock::FolderLock::acquire(out)?;
+        self.collect_locked(out, notes)
+    }
+
+    /// [`Plan::collect`] into `out`, which the caller has locked.
+    fn collect_locked(&self, out: &Path, notes: Vec<String>) -> Result<AblationReport> {
         let mut runs = Vec::new();
         let mut missing = Vec::new();
         for c in &self.cells {
@@ -427,5 +489,44 @@ impl Plan {
             summary,
             missing,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(status: RunStatus, failure: Option<FailureKind>) -> Stored {
+        Stored {
+            key: "k".into(),
+            record: RunRecord {
+                variant: "baseline".into(),
+                seed: 1,
+                status,
+                metrics: Default::default(),
+                train_seconds: 0.0,
+                curves: vec![],
+                message: None,
+            },
+            failure,
+        }
+    }
+
+    #[test]
+    fn resume_keeps_results_and_deterministic_failures_only() {
+        use FailureKind::{Deterministic, Environment};
+        assert!(stored(RunStatus::Ok, None).keeps("k"));
+        assert!(stored(RunStatus::Diverged, None).keeps("k"));
+        assert!(stored(RunStatus::Failed, Some(Deterministic)).keeps("k"));
+        assert!(!stored(RunStatus::Failed, Some(Environment)).keeps("k"));
+        // A failed record written before failures had a kind is retried.
+        assert!(!stored(RunStatus::Failed, None).keeps("k"));
+        // Another hash: the run file or an input changed.
+        assert!(!stored(RunStatus::Ok, None).keeps("other"));
+        let text = serde_json::to_string(&stored(RunStatus::Failed, Some(Environment))).unwrap();
+        assert!(text.contains("\"failure\":\"environment\""), "{text}");
+        let old = r#"{"key":"k","record":{"variant":"baseline","seed":1,"status":"failed","metrics":{},"train_seconds":0.0,"curves":[],"message":"x"}}"#;
+        let parsed: Stored = serde_json::from_str(old).unwrap();
+        assert_eq!(parsed.failure, None);
     }
 }

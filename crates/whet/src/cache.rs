@@ -3,20 +3,40 @@
 //! configuration and the code version, so ablation variants that share a prefix of stages
 //! compute it once.
 //!
-//! An entry is one file `<key>.bin`: the magic `WHETCACHE1`, a little-endian `u64` header length,
-//! a JSON header (`meta` plus the blob index), then the blobs. Entries are written atomically;
-//! an unreadable or truncated entry is treated as a miss and recomputed.
+//! An entry is one file `<stage>-<key>.bin`: the magic `WHETCACHE2`, the SHA-256 of everything
+//! after it, a little-endian `u64` header length, a JSON header (`meta` plus the blob index),
+//! then the blobs. The checksum is verified on every read: a damaged or truncated entry is
+//! recomputed (and rewritten) with a warning, so a flipped byte never reaches a result. An entry
+//! of an older format is a silent miss.
+//!
+//! Entries are written atomically (a uniquely named temporary file renamed into place), so two
+//! processes that compute one entry at once both write whole files and the last rename wins;
+//! as an entry is a function of its key, either is the right one.
 
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use whet_core::Progress;
 
-const MAGIC: &[u8; 10] = b"WHETCACHE1";
+const MAGIC: &[u8; 10] = b"WHETCACHE2";
+/// What every entry format starts with (`WHETCACHE` and a format digit).
+const MAGIC_FAMILY: &[u8; 9] = b"WHETCACHE";
+/// Length of the SHA-256 checksum after the magic.
+const SUM_LEN: usize = 32;
 
 /// Code version mixed into every key: a new whet version never reads an older entry.
-pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-cache1");
+pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-cache2");
+
+/// Why a stored entry cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Damage {
+    /// Written in an earlier entry format: a plain miss.
+    OldFormat,
+    /// Damaged: the reason, for the warning.
+    Corrupt(String),
+}
 
 /// A cache entry: a typed header (JSON) and named binary blobs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -105,31 +125,60 @@ impl Bundle {
         };
         let h = serde_json::to_vec(&header)
             .map_err(|e| Error::Invalid(format!("a stage-cache header cannot be written: {e}")))?;
+        let body = MAGIC.len() + SUM_LEN;
         let mut out = Vec::with_capacity(
-            MAGIC.len() + 8 + h.len() + self.blobs.iter().map(|b| b.1.len()).sum::<usize>(),
+            body + 8 + h.len() + self.blobs.iter().map(|b| b.1.len()).sum::<usize>(),
         );
         out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[0; SUM_LEN]);
         out.extend_from_slice(&(h.len() as u64).to_le_bytes());
         out.extend_from_slice(&h);
         for (_, b) in &self.blobs {
             out.extend_from_slice(b);
         }
+        let sum = Sha256::digest(&out[body..]);
+        out[MAGIC.len()..body].copy_from_slice(&sum);
         Ok(out)
     }
 
-    fn decode(bytes: &[u8]) -> Option<Bundle> {
-        let rest = bytes.strip_prefix(MAGIC)?;
-        let (len, rest) = rest.split_at_checked(8)?;
-        let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
-        let (h, mut rest) = rest.split_at_checked(len)?;
-        let header: Header = serde_json::from_slice(h).ok()?;
+    fn decode(bytes: &[u8]) -> std::result::Result<Bundle, Damage> {
+        let corrupt = |why: &str| Damage::Corrupt(why.to_string());
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            return Err(
+                if bytes.starts_with(MAGIC_FAMILY) && bytes.len() >= MAGIC.len() {
+                    Damage::OldFormat
+                } else if bytes.is_empty() {
+                    corrupt("the file is empty")
+                } else {
+                    corrupt("it does not start with a whet cache header")
+                },
+            );
+        };
+        let (sum, body) = rest
+            .split_at_checked(SUM_LEN)
+            .ok_or_else(|| corrupt("it is truncated"))?;
+        if Sha256::digest(body).as_slice() != sum {
+            return Err(corrupt("its checksum does not match its content"));
+        }
+        // Past the checksum, the bytes are what whet wrote: a failure below is a format bug,
+        // reported the same way.
+        let malformed = || corrupt("its layout is not valid");
+        let (len, rest) = body.split_at_checked(8).ok_or_else(malformed)?;
+        let len = usize::try_from(u64::from_le_bytes(len.try_into().map_err(|_| malformed())?))
+            .map_err(|_| malformed())?;
+        let (h, mut rest) = rest.split_at_checked(len).ok_or_else(malformed)?;
+        let header: Header = serde_json::from_slice(h).map_err(|_| malformed())?;
         let mut blobs = Vec::with_capacity(header.blobs.len());
         for (name, n) in header.blobs {
-            let (b, r) = rest.split_at_checked(usize::try_from(n).ok()?)?;
+            let n = usize::try_from(n).map_err(|_| malformed())?;
+            let (b, r) = rest.split_at_checked(n).ok_or_else(malformed)?;
             blobs.push((name, b.to_vec()));
             rest = r;
         }
-        rest.is_empty().then_some(Bundle {
+        if !rest.is_empty() {
+            return Err(malformed());
+        }
+        Ok(Bundle {
             meta: header.meta.into_bytes(),
             blobs,
         })
@@ -244,11 +293,34 @@ impl Cache {
             .map(|d| d.join(format!("{stage}-{key}.bin")))
     }
 
-    /// The entry for `key`, if present and intact.
-    pub(crate) fn get(&self, stage: &str, key: &str) -> Option<Bundle> {
+    /// The entry for `key`, if present and intact. A damaged entry (checksum mismatch,
+    /// truncated, empty, unreadable) is a miss reported through `progress.warn`, so the caller
+    /// recomputes it and its `put` replaces the entry; an entry of an older format is a silent
+    /// miss.
+    pub(crate) fn get(&self, stage: &str, key: &str, progress: &dyn Progress) -> Option<Bundle> {
         let p = self.path(stage, key)?;
-        let bytes = std::fs::read(p).ok()?;
-        Bundle::decode(&bytes)
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                progress.warn(&format!(
+                    "the stage cache entry `{}` cannot be read ({e}); recomputing it",
+                    p.display()
+                ));
+                return None;
+            }
+        };
+        match Bundle::decode(&bytes) {
+            Ok(b) => Some(b),
+            Err(Damage::OldFormat) => None,
+            Err(Damage::Corrupt(why)) => {
+                progress.warn(&format!(
+                    "the stage cache entry `{}` is damaged ({why}); recomputing it",
+                    p.display()
+                ));
+                None
+            }
+        }
     }
 
     /// Stores an entry (atomically). A failure to write is reported but not fatal to the caller's
@@ -260,6 +332,10 @@ impl Cache {
         let Some(p) = self.path(stage, key) else {
             return Ok(());
         };
+        if let Some(dir) = &self.dir {
+            // Temporary files of writers killed mid-write; live writers' files are left.
+            whet_core::fsx::remove_dead_temps(dir);
+        }
         whet_core::fsx::atomic_write(&p, &bundle.encode()?)?;
         Ok(())
     }
@@ -277,18 +353,94 @@ mod tests {
         b.push_f32("x", &[1.0, -2.5, 3.25]);
         b.push_u32("y", &[7, 8]);
         let key = KeyBuilder::new().part("cfg", "a").finish();
-        assert!(cache.get("t", &key).is_none());
+        let warned = Warnings::default();
+        assert!(cache.get("t", &key, &warned).is_none());
         cache.put("t", &key, &b).unwrap();
-        let got = cache.get("t", &key).unwrap();
+        let got = cache.get("t", &key, &warned).unwrap();
         assert_eq!(got, b);
         assert_eq!(got.f32("x").unwrap(), vec![1.0, -2.5, 3.25]);
         assert_eq!(got.meta::<usize>(), Some(3));
         assert_eq!(got.u32("y").unwrap(), vec![7, 8]);
+        assert!(
+            warned.0.lock().unwrap().is_empty(),
+            "a miss and a hit do not warn"
+        );
         // Truncate the entry: it must be recomputed, not misread.
         let p = dir.path().join(format!("t-{key}.bin"));
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(cache.get("t", &key).is_none());
+        assert!(cache.get("t", &key, &warned).is_none());
+        assert_eq!(warned.0.lock().unwrap().len(), 1);
+    }
+
+    /// Collects warnings.
+    #[derive(Default)]
+    struct Warnings(std::sync::Mutex<Vec<String>>);
+    impl Progress for Warnings {
+        fn begin(&self, _: &str, _: Option<u64>) {}
+        fn advance(&self, _: u64) {}
+        fn message(&self, _: &str) {}
+        fn end(&self) {}
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    fn entry() -> Vec<u8> {
+        let mut b = Bundle::new(&"meta").unwrap();
+        b.push_f32("x", &(0..1000).map(|i| i as f32 * 0.25).collect::<Vec<_>>());
+        b.encode().unwrap()
+    }
+
+    #[test]
+    fn every_damage_is_detected_and_warned_about() {
+        let good = entry();
+        assert!(Bundle::decode(&good).is_ok());
+        // Flipped bytes anywhere after the magic: in the checksum, the header, the blobs.
+        for at in [
+            MAGIC.len(),
+            MAGIC.len() + SUM_LEN + 3,
+            good.len() / 2,
+            good.len() - 64,
+        ] {
+            let mut bad = good.clone();
+            for b in &mut bad[at..at + 64] {
+                *b ^= 0xA5;
+            }
+            assert!(
+                matches!(Bundle::decode(&bad), Err(Damage::Corrupt(_))),
+                "64 bytes flipped at {at} went unnoticed"
+            );
+        }
+        for len in [0, 5, MAGIC.len(), MAGIC.len() + 10, good.len() - 1] {
+            assert!(
+                matches!(Bundle::decode(&good[..len]), Err(Damage::Corrupt(_))),
+                "truncated to {len} bytes went unnoticed"
+            );
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(matches!(Bundle::decode(&longer), Err(Damage::Corrupt(_))));
+        // An entry of the previous format (no checksum) is a silent miss.
+        let mut old = b"WHETCACHE1".to_vec();
+        old.extend_from_slice(&good[MAGIC.len() + SUM_LEN..]);
+        assert_eq!(Bundle::decode(&old), Err(Damage::OldFormat));
+
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let warned = Warnings::default();
+        let p = dir.path().join("t-k.bin");
+        std::fs::write(&p, &old).unwrap();
+        assert!(cache.get("t", "k", &warned).is_none());
+        assert!(
+            warned.0.lock().unwrap().is_empty(),
+            "old format: no warning"
+        );
+        std::fs::write(&p, b"").unwrap();
+        assert!(cache.get("t", "k", &warned).is_none());
+        let w = warned.0.lock().unwrap().clone();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("t-k.bin") && w[0].contains("empty"), "{w:?}");
     }
 
     #[test]
@@ -325,7 +477,7 @@ mod tests {
     fn disabled_cache_stores_nothing() {
         let cache = Cache::off();
         cache.put("t", "k", &Bundle::default()).unwrap();
-        assert!(cache.get("t", "k").is_none());
+        assert!(cache.get("t", "k", &Warnings::default()).is_none());
         assert!(!cache.enabled());
     }
 }

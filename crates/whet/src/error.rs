@@ -28,6 +28,9 @@ pub enum Error {
     /// An atomic write failed.
     #[error(transparent)]
     Fs(#[from] whet_core::fsx::FsError),
+    /// The output folder is locked by another process (or cannot be locked).
+    #[error(transparent)]
+    Lock(#[from] whet_core::lock::LockError),
     /// Reading or writing a file or folder failed.
     #[error("{what} `{}`: {source}", path.display())]
     Io {
@@ -91,6 +94,32 @@ impl Error {
         }
     }
 
+    /// Whether trying again could succeed ([`FailureKind::Environment`]: an I/O error such as a
+    /// full disk or a folder in the way, a lock held by another process) or the same input would
+    /// fail the same way ([`FailureKind::Deterministic`]: invalid config, bad data, a failed
+    /// run). Decided by the error's type: the variant, and the [`std::io::Error`] kinds in its
+    /// causes (data that cannot be decoded is deterministic even when it surfaces as an I/O
+    /// error of kind `InvalidData` or `UnexpectedEof`).
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Error::Context { source, .. } => source.failure_kind(),
+            Error::Lock(_) => FailureKind::Environment,
+            Error::Config(_) | Error::Invalid(_) | Error::Data(_) | Error::Failed(_) => {
+                FailureKind::Deterministic
+            }
+            _ => {
+                let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+                while let Some(e) = cur {
+                    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                        return io_failure_kind(io);
+                    }
+                    cur = e.source();
+                }
+                FailureKind::Deterministic
+            }
+        }
+    }
+
     /// An [`Error::Io`] for `path`.
     pub(crate) fn io(
         what: &'static str,
@@ -98,6 +127,27 @@ impl Error {
     ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { what, path, source }
+    }
+}
+
+/// Whether a failure can go away when tried again (see [`Error::failure_kind`]); an ablation
+/// cell keeps a deterministic failure and retries an environmental one on resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The environment failed (I/O error, full disk, lock held, killed): try again.
+    Environment,
+    /// The input fails this way every time (invalid config, bad data, a failed run).
+    Deterministic,
+}
+
+/// The kind of failure an I/O error is: undecodable data is deterministic, the rest is the
+/// environment's.
+fn io_failure_kind(e: &std::io::Error) -> FailureKind {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::InvalidData | K::InvalidInput | K::UnexpectedEof => FailureKind::Deterministic,
+        _ => FailureKind::Environment,
     }
 }
 
@@ -130,4 +180,59 @@ pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn io_error(kind: io::ErrorKind) -> Error {
+        Error::Io {
+            what: "writing",
+            path: "x".into(),
+            source: io::Error::new(kind, "test"),
+        }
+    }
+
+    #[test]
+    fn failure_kinds_follow_the_error_type() {
+        use FailureKind::{Deterministic, Environment};
+        let fs = Error::Fs(whet_core::fsx::FsError {
+            action: "writing",
+            path: "out/metrics.json".into(),
+            source: io::Error::new(io::ErrorKind::StorageFull, "No space left on device"),
+        });
+        assert_eq!(fs.failure_kind(), Environment);
+        assert_eq!(
+            io_error(io::ErrorKind::IsADirectory).failure_kind(),
+            Environment
+        );
+        assert_eq!(
+            io_error(io::ErrorKind::InvalidData).failure_kind(),
+            Deterministic
+        );
+        // Wrapped in a library error and in context.
+        let img = Error::Image(whet_image::Error::Read {
+            path: "a.idx".into(),
+            source: io::Error::new(io::ErrorKind::PermissionDenied, "denied"),
+        })
+        .context("run baseline seed 1");
+        assert_eq!(img.failure_kind(), Environment);
+        let tab = Error::Tabular(whet_tabular::Error::Target("one class".into()));
+        assert_eq!(tab.failure_kind(), Deterministic);
+        let lock = Error::Lock(whet_core::lock::LockError::Held {
+            folder: "out".into(),
+            pid: Some(7),
+        });
+        assert_eq!(lock.context("cell").failure_kind(), Environment);
+        for e in [
+            Error::Invalid("x".into()),
+            Error::Data("x".into()),
+            Error::Failed("x".into()),
+            Error::Train(whet_train::Error::Config("x".into())),
+        ] {
+            assert_eq!(e.failure_kind(), Deterministic, "{e}");
+        }
+    }
 }

@@ -151,8 +151,12 @@ impl Run {
     /// `model.safetensors` and `manifest.json`. A diverged run is an `Ok` outcome with status
     /// `diverged` (its curves are written, it has no model).
     ///
+    /// `out` is locked first ([`whet_core::lock::FolderLock`]): while this runs, another run,
+    /// export or ablation into `out` fails at once, naming this process.
+    ///
     /// # Errors
-    /// Bad data or config, or outputs that cannot be written.
+    /// Bad data or config, outputs that cannot be written, or [`Error::Lock`] when another
+    /// process writes into `out`.
     pub fn execute(
         &self,
         out: impl AsRef<Path>,
@@ -161,6 +165,18 @@ impl Run {
         progress: &dyn Progress,
     ) -> Result<RunOutcome> {
         let out = out.as_ref();
+        let _lock = whet_core::lock::FolderLock::acquire(out)?;
+        self.execute_locked(out, seed, cache, progress)
+    }
+
+    /// [`Run::execute`] into `out`, which the caller has locked.
+    pub(crate) fn execute_locked(
+        &self,
+        out: &Path,
+        seed: u64,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<RunOutcome> {
         let started = Instant::now();
         progress.begin("preparing data", None);
         let prepared = self.prepare(seed, cache, progress)?;

@@ -109,8 +109,15 @@ impl Run {
     /// Writes the run's prepared train / validation / test sets and `manifest.json` into `out`,
     /// through a staging folder: a failure leaves earlier exports in `out` untouched.
     ///
+    /// `out` is locked first (another run, export or ablation into it fails at once). Files of
+    /// an earlier export into `out` that this one does not replace (the CSV files when this one
+    /// writes Parquet, say) are removed when it commits, if the earlier `manifest.json` lists
+    /// them and they are unchanged; anything else in `out` is left in place with a warning
+    /// through `progress`, since whet did not write it.
+    ///
     /// # Errors
-    /// Bad input, a format for the other kind of data, or write errors.
+    /// Bad input, a format for the other kind of data, write errors, or [`Error::Lock`] when
+    /// another process writes into `out`.
     pub fn export(
         &self,
         out: impl AsRef<Path>,
@@ -125,6 +132,7 @@ impl Run {
                 out.display()
             )));
         }
+        let _lock = whet_core::lock::FolderLock::acquire(out)?;
         let seed = self.seed();
         let prepared = self.prepare(seed, cache, progress)?;
         let mut manifest = Manifest::new(
@@ -135,7 +143,7 @@ impl Run {
             prepared.preprocessing(self),
             None,
         );
-        whet_core::publish::staged(out, |stage| -> Result<ExportReport> {
+        whet_core::publish::staged_removing(out, |stage| {
             let report = match &prepared.data {
                 PreparedData::Tables(p) => {
                     if options.augmented_copies.is_some() {
@@ -158,9 +166,66 @@ impl Run {
             };
             manifest.files = report.files.clone();
             manifest.save(&stage.join("manifest.json"))?;
-            Ok(report)
+            let obsolete = obsolete_files(out, stage, progress)?;
+            Ok((report, obsolete))
         })
     }
+}
+
+/// The entries of `out` that an earlier export wrote and the new one (in `stage`) does not
+/// replace: listed in `out`'s earlier export manifest, and unchanged since (same SHA-256).
+/// Warns about every other entry the new export leaves beside it (changed since, or never
+/// written by whet); hidden entries (whet's lock and staging files) are not looked at.
+fn obsolete_files(
+    out: &Path,
+    stage: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<std::ffi::OsString>> {
+    let earlier: Vec<FileEntry> = std::fs::read(out.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        .filter(|m| m.kind == ManifestKind::Export)
+        .map(|m| m.files)
+        .unwrap_or_default();
+    let mut obsolete = Vec::new();
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(obsolete);
+    };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let text = name.to_string_lossy();
+        if text.starts_with('.') || stage.join(&name).exists() {
+            continue;
+        }
+        let path = out.join(&name);
+        let listed = earlier
+            .iter()
+            .find(|e| e.name.trim_end_matches('/') == text);
+        let Some(entry) = listed else {
+            progress.warn(&format!(
+                "`{}` was not written by `whet export` and is not part of this export; left in place",
+                path.display()
+            ));
+            continue;
+        };
+        let now = if entry.name.ends_with('/') && path.is_dir() {
+            tree_entry(out, &text)?.sha256
+        } else if !entry.name.ends_with('/') && path.is_file() {
+            hash_file(&path)?
+        } else {
+            String::new()
+        };
+        if now == entry.sha256 {
+            obsolete.push(name);
+        } else {
+            progress.warn(&format!(
+                "`{}` was written by an earlier export but has changed since; left in place (it is not part of this export)",
+                path.display()
+            ));
+        }
+    }
+    Ok(obsolete)
 }
 
 fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Result<ExportReport> {

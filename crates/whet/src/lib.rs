@@ -50,7 +50,7 @@ pub use ablation::{
     Seeds, VariantConfig,
 };
 pub use cache::Cache;
-pub use error::{Error, Result, chain_text};
+pub use error::{Error, FailureKind, Result, chain_text};
 pub use execute::{ClassBreakdown, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};

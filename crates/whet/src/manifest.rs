@@ -140,18 +140,21 @@ pub struct ApplyReport {
 /// Replays the fitted table preprocessing of a run's or an export's manifest on new data (the
 /// main table, in the same format as at training), writing `applied.*` into `out` in `format`.
 ///
+/// `out` is locked first, as by [`Run::execute`].
+///
 /// # Errors
-/// An unreadable manifest or data file, data that do not fit the manifest, write errors.
+/// An unreadable manifest or data file, data that do not fit the manifest, write errors, or
+/// [`Error::Lock`] when another process writes into `out`.
 pub fn apply(
     manifest: &Path,
     data: &Path,
     out: &Path,
     format: whet_tabular::ExportFormat,
 ) -> Result<ApplyReport> {
+    let _lock = whet_core::lock::FolderLock::acquire(out)?;
     let m = Manifest::load(manifest)?;
     let tables = m.tables()?;
     let applied = whet_tabular::apply_file(tables, data)?;
-    std::fs::create_dir_all(out).map_err(Error::io("creating the output folder", out))?;
     let files = whet_tabular::write_split(
         out,
         "applied",

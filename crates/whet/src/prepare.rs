@@ -360,7 +360,9 @@ fn prepare_images(
                 .finish();
             let augmenter = Augmenter::new(a, seed, train.h(), train.w(), train.c())?;
             progress.begin(&format!("augmenting offline ({} copies)", a.copies), None);
-            let cached = cache.get("offline", &key).and_then(|b| bundle_to_set(&b));
+            let cached = cache
+                .get("offline", &key, progress)
+                .and_then(|b| bundle_to_set(&b));
             let expanded = match cached {
                 Some(set) => {
                     cache_hits.push("offline augmentation".to_string());
@@ -489,7 +491,10 @@ fn prepare_tables(
         key = key.file(&format!("table:{name}"), &spec.path)?;
     }
     let key = key.finish();
-    if let Some(p) = cache.get("tables", &key).and_then(|b| bundle_to_tables(&b)) {
+    if let Some(p) = cache
+        .get("tables", &key, progress)
+        .and_then(|b| bundle_to_tables(&b))
+    {
         return Ok(Prepared {
             data: PreparedData::Tables(p),
             cache_hits: vec!["tables".into()],
