@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod catalogue;
+mod hostile_paths;
 mod interrupt;
 mod pinned;
 mod pipelines;

@@ -4,6 +4,9 @@
 //!   independent, reproducible stream from a seed and a path of indices (epoch, sample, op…), so
 //!   results never depend on thread count or scheduling;
 //! - [`fsx`]: atomic file writes (temporary file in the same folder, then rename);
+//! - [`names`]: the one check of names that become path components, and the reversible
+//!   encoding of data-derived names (class folders);
+//! - [`outputs`]: output folders never overlap inputs, and carry a marker loaders skip;
 //! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
@@ -19,6 +22,8 @@
 
 pub mod batch;
 pub mod fsx;
+pub mod names;
+pub mod outputs;
 pub mod progress;
 pub mod publish;
 pub mod rng;

@@ -28,6 +28,9 @@ pub enum Error {
     /// An atomic write failed.
     #[error(transparent)]
     Fs(#[from] whet_core::fsx::FsError),
+    /// An output that would overwrite or lie among the inputs, or a folder output that is a file.
+    #[error(transparent)]
+    Output(#[from] whet_core::outputs::OutputError),
     /// Reading or writing a file or folder failed.
     #[error("{what} `{}`: {source}", path.display())]
     Io {

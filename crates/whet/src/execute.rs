@@ -151,8 +151,11 @@ impl Run {
     /// `model.safetensors` and `manifest.json`. A diverged run is an `Ok` outcome with status
     /// `diverged` (its curves are written, it has no model).
     ///
+    /// `out` is checked first ([`Run::check_output`]: it may not overlap an input); the output
+    /// marker ([`whet_core::outputs::mark`]) is its first file.
+    ///
     /// # Errors
-    /// Bad data or config, or outputs that cannot be written.
+    /// An `out` that overlaps an input, bad data or config, or outputs that cannot be written.
     pub fn execute(
         &self,
         out: impl AsRef<Path>,
@@ -161,6 +164,7 @@ impl Run {
         progress: &dyn Progress,
     ) -> Result<RunOutcome> {
         let out = out.as_ref();
+        self.check_output(out)?;
         let started = Instant::now();
         progress.begin("preparing data", None);
         let prepared = self.prepare(seed, cache, progress)?;
@@ -231,6 +235,10 @@ impl Run {
                 let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
                 validation = Some(e.flat());
             }
+        }
+        // The first write: the marker, so a folder loader never takes this folder for data.
+        whet_core::outputs::mark(out)?;
+        if status == RunStatus::Ok {
             whet_train::checkpoint::save(&model, &out.join("model.safetensors"))
                 .context("saving the model")?;
         }

@@ -107,10 +107,12 @@ pub struct ExportReport {
 
 impl Run {
     /// Writes the run's prepared train / validation / test sets and `manifest.json` into `out`,
-    /// through a staging folder: a failure leaves earlier exports in `out` untouched.
+    /// through a staging folder: a failure leaves earlier exports in `out` untouched. `out` is
+    /// checked before any work ([`Run::check_output`]: it may not overlap an input).
     ///
     /// # Errors
-    /// Bad input, a format for the other kind of data, or write errors.
+    /// An `out` that overlaps an input, bad input, a format for the other kind of data, or
+    /// write errors.
     pub fn export(
         &self,
         out: impl AsRef<Path>,
@@ -119,12 +121,7 @@ impl Run {
         progress: &dyn Progress,
     ) -> Result<ExportReport> {
         let out = out.as_ref();
-        if out.is_file() {
-            return Err(Error::Invalid(format!(
-                "--out `{}` is a file; give a folder",
-                out.display()
-            )));
-        }
+        self.check_output(out)?;
         let seed = self.seed();
         let prepared = self.prepare(seed, cache, progress)?;
         let mut manifest = Manifest::new(
@@ -136,6 +133,8 @@ impl Run {
             None,
         );
         whet_core::publish::staged(out, |stage| -> Result<ExportReport> {
+            // Published with the export (first, as names starting with `.` sort first).
+            whet_core::outputs::mark(stage)?;
             let report = match &prepared.data {
                 PreparedData::Tables(p) => {
                     if options.augmented_copies.is_some() {

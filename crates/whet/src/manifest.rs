@@ -139,19 +139,27 @@ pub struct ApplyReport {
 
 /// Replays the fitted table preprocessing of a run's or an export's manifest on new data (the
 /// main table, in the same format as at training), writing `applied.*` into `out` in `format`.
+/// `out` may not overlap the manifest or the data file (checked first).
 ///
 /// # Errors
-/// An unreadable manifest or data file, data that do not fit the manifest, write errors.
+/// An `out` that overlaps an input, an unreadable manifest or data file, data that do not fit
+/// the manifest, write errors.
 pub fn apply(
     manifest: &Path,
     data: &Path,
     out: &Path,
     format: whet_tabular::ExportFormat,
 ) -> Result<ApplyReport> {
+    use whet_core::outputs::{self, Input, OutputKind};
+    let inputs = [
+        Input::new("the data file", data),
+        Input::new("the manifest", manifest),
+    ];
+    outputs::check(out, OutputKind::Folder, &inputs)?;
     let m = Manifest::load(manifest)?;
     let tables = m.tables()?;
     let applied = whet_tabular::apply_file(tables, data)?;
-    std::fs::create_dir_all(out).map_err(Error::io("creating the output folder", out))?;
+    outputs::mark(out)?;
     let files = whet_tabular::write_split(
         out,
         "applied",
