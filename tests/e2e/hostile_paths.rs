@@ -521,7 +521,7 @@ fn awkward_class_names_round_trip_through_export() {
         serde_json::json!(expected)
     );
     // Load the export as input: the same class names, and the same folders again.
-    write(&ex1, "run.yaml", &text.replace("path: imgs", "path: train"));
+    write(&ex1, "run.yaml", text.replace("path: imgs", "path: train"));
     let ex2 = d.join("ex2");
     let r = whet(
         d,
