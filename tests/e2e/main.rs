@@ -6,6 +6,7 @@
 mod bad_input;
 mod catalogue;
 mod concurrency;
+mod hostile_paths;
 mod interrupt;
 mod pinned;
 mod pipelines;

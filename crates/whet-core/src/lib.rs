@@ -7,6 +7,9 @@
 //! - [`lock`]: advisory locks on output folders ([`lock::FolderLock`]), so two processes never
 //!   write one folder at once;
 //! - [`publish`]: staged folder publish (write into a hidden staging folder, then move into place);
+//! - [`names`]: the one check of names that become path components, and the reversible
+//!   encoding of data-derived names (class folders);
+//! - [`outputs`]: output folders never overlap inputs, and carry a marker loaders skip;
 //! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
@@ -23,6 +26,8 @@
 pub mod batch;
 pub mod fsx;
 pub mod lock;
+pub mod names;
+pub mod outputs;
 pub mod progress;
 pub mod publish;
 pub mod rng;

@@ -6,12 +6,13 @@ use crate::set::ImageSet;
 use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
 
-/// A file skipped while loading a folder with `skip_bad`.
+/// A file or folder skipped while loading a folder: an undecodable file (with `skip_bad`), or a
+/// sub-folder that whet wrote (it holds [`whet_core::outputs::OUTPUT_MARKER`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {
-    /// The file.
+    /// The file or folder.
     pub path: PathBuf,
-    /// Why (the decoder's message).
+    /// Why (with the decoder's message for a file).
     pub reason: String,
 }
 
@@ -20,7 +21,8 @@ pub struct Skipped {
 pub struct FolderLoad {
     /// The images.
     pub set: ImageSet,
-    /// Files skipped because they could not be decoded (only with `skip_bad`).
+    /// Sub-folders skipped because whet wrote them, then files skipped because they could not
+    /// be decoded (only with `skip_bad`).
     pub skipped: Vec<Skipped>,
 }
 
@@ -69,13 +71,15 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Loads `root/<class>/*.{png,jpg,jpeg}`. Classes are the sub-folders in name order; other files
-/// are ignored. Each image is converted to grey (`channels: 1`) or RGB and resized (bilinear) to
+/// Loads `root/<class>/*.{png,jpg,jpeg}`. Classes are the sub-folders in name order, named by
+/// their folder name decoded as [`write_png_folders`] encodes it; other files are ignored, and
+/// so are sub-folders holding whet's output marker (listed in [`FolderLoad::skipped`]). Each image is converted to grey (`channels: 1`) or RGB and resized (bilinear) to
 /// `width × height` when its size differs.
 ///
 /// # Errors
 /// [`Error::Read`] when a folder cannot be listed or a file read; [`Error::Decode`] for a corrupt
-/// file unless `skip_bad`; [`Error::Config`] for bad options or no class folder.
+/// file unless `skip_bad`; [`Error::Config`] for bad options; [`Error::Format`] for no class
+/// folder, or two folders that name one class.
 pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     if opt.channels != 1 && opt.channels != 3 {
         return Err(Error::Config(format!(
@@ -89,25 +93,28 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
             opt.width, opt.height
         )));
     }
-    let class_dirs: Vec<PathBuf> = sorted_entries(root)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut skipped = Vec::new();
+    let mut class_dirs: Vec<PathBuf> = Vec::new();
+    for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
+        if whet_core::outputs::is_output_folder(&dir) {
+            skipped.push(Skipped {
+                reason: format!(
+                    "a folder whet wrote (it holds `{}`), not a class",
+                    whet_core::outputs::OUTPUT_MARKER
+                ),
+                path: dir,
+            });
+        } else {
+            class_dirs.push(dir);
+        }
+    }
     if class_dirs.is_empty() {
         return Err(Error::Format {
             path: root.to_path_buf(),
             message: "no class sub-folder found (expected one folder per class)".into(),
         });
     }
-    let all_names: Vec<String> = class_dirs
-        .iter()
-        .map(|p| {
-            p.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let all_names = class_names(root, &class_dirs)?;
     let chosen: Vec<usize> = match &opt.classes {
         Some(cl) => {
             let mut v = Vec::new();
@@ -128,7 +135,6 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     let (w, h, c) = (opt.width, opt.height, opt.channels);
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
-    let mut skipped = Vec::new();
     let limit = opt.limit.unwrap_or(usize::MAX);
     'outer: for (new_label, &ci) in chosen.iter().enumerate() {
         for file in sorted_entries(&class_dirs[ci])?
@@ -170,7 +176,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
                 Err(source) if opt.skip_bad => {
                     skipped.push(Skipped {
                         path: file.clone(),
-                        reason: source.to_string(),
+                        reason: format!("not decodable (skip_bad): {source}"),
                     });
                     continue;
                 }
@@ -196,24 +202,101 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     })
 }
 
-/// Writes `set` as `root/<class name>/<index:06>.png`, each file atomically. Class names that are
-/// not safe file names (empty, `.`/`..`, containing a path separator) are replaced by the label.
+/// The class name of each class folder: the folder name decoded when it is what
+/// [`write_png_folders`] writes for a name ([`whet_core::names::decode_component`]), else the
+/// folder name as it is.
 ///
 /// # Errors
-/// [`Error::Encode`] or [`Error::Write`].
+/// [`Error::Format`] when two folders give the same class name (`%2Ea` and `.a`), which would
+/// merge two classes.
+fn class_names(root: &Path, class_dirs: &[PathBuf]) -> Result<Vec<String>> {
+    let mut seen: std::collections::HashMap<String, &Path> = Default::default();
+    let mut names = Vec::with_capacity(class_dirs.len());
+    for dir in class_dirs {
+        let folder = dir.file_name().unwrap_or_default().to_string_lossy();
+        let name = whet_core::names::decode_component(&folder).unwrap_or_else(|| folder.into());
+        if let Some(first) = seen.insert(name.clone(), dir) {
+            return Err(Error::Format {
+                path: root.to_path_buf(),
+                message: format!(
+                    "the class folders `{}` and `{}` both name the class `{}` (a folder name with `%XX` is read as the name it encodes); rename one of them",
+                    first.display(),
+                    dir.display(),
+                    name.escape_debug()
+                ),
+            });
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Writes `set` as `root/<class folder>/<index:06>.png`, each file atomically. The class folder
+/// is the class name encoded by [`whet_core::names::encode_component`] (`x\\y` → `x%5Cy`,
+/// `%` → `%25`, a leading `.` → `%2E`), which [`load_folder`] decodes: distinct classes never
+/// share a folder, and loading the folders gives the class names back.
+///
+/// # Errors
+/// [`Error::Format`] for a class name whose encoding is too long for a folder name, or a file
+/// system that merges two class folders (one that ignores case); [`Error::Encode`] or
+/// [`Error::Write`].
 pub fn write_png_folders(set: &ImageSet, root: &Path) -> Result<()> {
     let ct = if set.c() == 1 {
         image::ExtendedColorType::L8
     } else {
         image::ExtendedColorType::Rgb8
     };
+    let mut used = vec![false; set.class_names().len()];
+    for &l in set.labels() {
+        used[l as usize] = true;
+    }
+    let mut dirs = Vec::with_capacity(used.len());
+    for (l, name) in set.class_names().iter().enumerate() {
+        let folder = whet_core::names::encode_component(name).map_err(|e| Error::Format {
+            path: root.to_path_buf(),
+            message: format!("class {l} cannot be written as a folder: {e}"),
+        })?;
+        let dir = root.join(&folder);
+        if used[l] {
+            std::fs::create_dir_all(&dir).map_err(|source| {
+                Error::Write(whet_core::fsx::FsError {
+                    action: "creating the class folder",
+                    path: dir.clone(),
+                    source,
+                })
+            })?;
+        }
+        dirs.push((folder, dir));
+    }
+    check_folders_distinct(root, &dirs, &used)?;
     for i in 0..set.len() {
-        let l = set.labels()[i] as usize;
-        let name = &set.class_names()[l];
-        let safe = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
-        let dir = root.join(if safe { name.clone() } else { l.to_string() });
+        let (_, dir) = &dirs[set.labels()[i] as usize];
         let path = dir.join(format!("{i:06}.png"));
         encode_png(&path, set.image(i), set.w() as u32, set.h() as u32, ct)?;
+    }
+    Ok(())
+}
+
+/// Checks that every used class folder is listed in `root` under its exact name: a file system
+/// that ignores case (or normalises Unicode) stores `cat` and `Cat` as one folder, which would
+/// merge two classes.
+fn check_folders_distinct(root: &Path, dirs: &[(String, PathBuf)], used: &[bool]) -> Result<()> {
+    if !used.iter().any(|&u| u) {
+        return Ok(());
+    }
+    let listed: std::collections::HashSet<String> = sorted_entries(root)?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for ((folder, _), _) in dirs.iter().zip(used).filter(|(_, u)| **u) {
+        if !listed.contains(folder) {
+            return Err(Error::Format {
+                path: root.to_path_buf(),
+                message: format!(
+                    "the class folder `{folder}` was stored under another name: this file system does not tell some class names apart (for example by case), so two classes would merge; export to a case-sensitive file system or use --format idx"
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -16,6 +16,7 @@
 
 use crate::cache::{Cache, KeyBuilder, hash_file};
 use crate::error::{Error, FailureKind, Result, ResultExt};
+use crate::inputs::InputRole;
 use crate::runfile::{Run, RunData};
 use crate::variants;
 pub use crate::variants::{AblationConfig, Paths, Seeds, VariantConfig};
@@ -141,27 +142,15 @@ fn default_ablation(run: &Run) -> AblationConfig {
     }
 }
 
-/// The files a run reads (IDX files, table files; every file under an image folder).
+/// The files a run's results depend on (IDX files, table files, image folders, the transfer
+/// checkpoint): [`Run::input_paths`] without the run files, whose content is in the cell hash
+/// as the variant's value.
 fn input_files(run: &Run) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    match run.data() {
-        RunData::Images { images, .. } => {
-            for s in std::iter::once(&images.train).chain(images.test.as_ref()) {
-                if let Some(idx) = &s.idx {
-                    out.push(idx.images.clone());
-                    out.push(idx.labels.clone());
-                }
-                if let Some(f) = &s.folder {
-                    out.push(f.path.clone());
-                }
-            }
-        }
-        RunData::Tables(cfg) => out.extend(cfg.data.tables.values().map(|t| t.path.clone())),
-    }
-    if let Some(t) = &run.file().train.transfer {
-        out.push(t.checkpoint.clone());
-    }
-    out
+    run.input_paths()
+        .into_iter()
+        .filter(|i| i.role != InputRole::RunFile && i.key != "pretrain.out")
+        .map(|i| i.path)
+        .collect()
 }
 
 /// SHA-256 of a file's content, or of a folder's sorted `path size` listing.
@@ -216,6 +205,10 @@ impl Ablation {
             ab.seeds = Seeds::Count(n);
         }
         let mut vs = variants::expand(&run.value, &ab).map_err(Error::Invalid)?;
+        for v in &vs {
+            whet_core::names::check_component(&v.name)
+                .map_err(|e| Error::Invalid(crate::runfile::variant_name_message(&e)))?;
+        }
         for o in &options.only {
             if !vs.iter().any(|v| &v.name == o) {
                 let names: Vec<_> = vs.iter().map(|v| v.name.clone()).collect();
@@ -276,12 +269,35 @@ impl Ablation {
 }
 
 impl Plan {
-    /// The folder of cell `i` under `out`: `runs/<variant>/seed-<n>`.
-    pub fn cell_dir(&self, out: &Path, i: usize) -> PathBuf {
-        let c = &self.cells[i];
-        out.join("runs")
-            .join(&self.variants[c.variant].name)
-            .join(format!("seed-{}", c.seed))
+    /// The folder of cell `i` under `out`: `runs/<variant>/seed-<n>`. The variant's name goes
+    /// through [`whet_core::names::join`], so no name can lead outside `out`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a cell index out of range or a variant name that is not a folder
+    /// name (the run file's validation refuses those first).
+    pub fn cell_dir(&self, out: &Path, i: usize) -> Result<PathBuf> {
+        let c = self.cells.get(i).ok_or_else(|| {
+            Error::Invalid(format!(
+                "cell {i}: the plan has {} cells (0 to {})",
+                self.cells.len(),
+                self.cells.len().saturating_sub(1)
+            ))
+        })?;
+        let dir = whet_core::names::join(&out.join("runs"), &self.variants[c.variant].name)
+            .map_err(|e| Error::Invalid(crate::runfile::variant_name_message(&e)))?;
+        Ok(dir.join(format!("seed-{}", c.seed)))
+    }
+
+    /// Checks that `out` overlaps no input of any variant (see [`Run::check_output`]); [`Plan::run`]
+    /// checks it before any cell runs.
+    ///
+    /// # Errors
+    /// As [`Run::check_output`].
+    pub fn check_output(&self, out: &Path) -> Result<()> {
+        for v in &self.variants {
+            v.run.check_output(out)?;
+        }
+        Ok(())
     }
 
     /// Runs the `pretrain` runs the variants need (each once, skipped when up to date).
@@ -305,15 +321,10 @@ impl Plan {
     /// The record cannot be written, or [`Error::Lock`] when another process is running the
     /// cell.
     pub fn run_cell(&self, i: usize, out: &Path, cache: &Cache, fresh: bool) -> Result<CellResult> {
-        let cell = self.cells.get(i).ok_or_else(|| {
-            Error::Invalid(format!(
-                "cell {i}: the plan has {} cells (0 to {})",
-                self.cells.len(),
-                self.cells.len().saturating_sub(1)
-            ))
-        })?;
+        let dir = self.cell_dir(out, i)?;
+        let cell = &self.cells[i];
         let v = &self.variants[cell.variant];
-        let dir = self.cell_dir(out, i);
+        v.run.check_output(&dir)?;
         let _lock = whet_core::lock::FolderLock::acquire(&dir)?;
         let record_path = dir.join("record.json");
         if !fresh
@@ -373,7 +384,9 @@ impl Plan {
         fresh: bool,
         progress: &dyn Progress,
     ) -> Result<AblationReport> {
+        self.check_output(out)?;
         let _lock = whet_core::lock::FolderLock::acquire(out)?;
+        whet_core::outputs::mark(out)?;
         progress.begin(
             &format!(
                 "{} variants × {} seeds",
@@ -451,7 +464,7 @@ impl Plan {
         let mut runs = Vec::new();
         let mut missing = Vec::new();
         for c in &self.cells {
-            let path = self.cell_dir(out, c.index).join("record.json");
+            let path = self.cell_dir(out, c.index)?.join("record.json");
             match std::fs::read_to_string(&path)
                 .ok()
                 .and_then(|t| serde_json::from_str::<Stored>(&t).ok())

@@ -31,6 +31,10 @@ pub enum Error {
     /// The output folder is locked by another process (or cannot be locked).
     #[error(transparent)]
     Lock(#[from] whet_core::lock::LockError),
+    /// An output that would overwrite or lie among the inputs, or a folder output that is a file.
+    /// (Boxed: it holds four paths, and `Error` travels in every `Result`.)
+    #[error(transparent)]
+    Output(Box<whet_core::outputs::OutputError>),
     /// Reading or writing a file or folder failed.
     #[error("{what} `{}`: {source}", path.display())]
     Io {
@@ -74,6 +78,12 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+}
+
+impl From<whet_core::outputs::OutputError> for Error {
+    fn from(e: whet_core::outputs::OutputError) -> Error {
+        Error::Output(Box::new(e))
+    }
 }
 
 impl Error {

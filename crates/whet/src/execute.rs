@@ -151,12 +151,14 @@ impl Run {
     /// `model.safetensors` and `manifest.json`. A diverged run is an `Ok` outcome with status
     /// `diverged` (its curves are written, it has no model).
     ///
-    /// `out` is locked first ([`whet_core::lock::FolderLock`]): while this runs, another run,
-    /// export or ablation into `out` fails at once, naming this process.
+    /// `out` is checked first ([`Run::check_output`]: it may not overlap an input), then locked
+    /// ([`whet_core::lock::FolderLock`]): while this runs, another run, export or ablation into
+    /// `out` fails at once, naming this process. The output marker
+    /// ([`whet_core::outputs::mark`]) is its first file.
     ///
     /// # Errors
-    /// Bad data or config, outputs that cannot be written, or [`Error::Lock`] when another
-    /// process writes into `out`.
+    /// An `out` that overlaps an input, bad data or config, outputs that cannot be written, or
+    /// [`Error::Lock`] when another process writes into `out`.
     pub fn execute(
         &self,
         out: impl AsRef<Path>,
@@ -165,11 +167,12 @@ impl Run {
         progress: &dyn Progress,
     ) -> Result<RunOutcome> {
         let out = out.as_ref();
+        self.check_output(out)?;
         let _lock = whet_core::lock::FolderLock::acquire(out)?;
         self.execute_locked(out, seed, cache, progress)
     }
 
-    /// [`Run::execute`] into `out`, which the caller has locked.
+    /// [`Run::execute`] into `out`, which the caller has checked and locked.
     pub(crate) fn execute_locked(
         &self,
         out: &Path,
@@ -247,6 +250,10 @@ impl Run {
                 let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
                 validation = Some(e.flat());
             }
+        }
+        // The first write: the marker, so a folder loader never takes this folder for data.
+        whet_core::outputs::mark(out)?;
+        if status == RunStatus::Ok {
             whet_train::checkpoint::save(&model, &out.join("model.safetensors"))
                 .context("saving the model")?;
         }

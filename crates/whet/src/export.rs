@@ -107,7 +107,8 @@ pub struct ExportReport {
 
 impl Run {
     /// Writes the run's prepared train / validation / test sets and `manifest.json` into `out`,
-    /// through a staging folder: a failure leaves earlier exports in `out` untouched.
+    /// through a staging folder: a failure leaves earlier exports in `out` untouched. `out` is
+    /// checked before any work ([`Run::check_output`]: it may not overlap an input).
     ///
     /// `out` is locked first (another run, export or ablation into it fails at once). Files of
     /// an earlier export into `out` that this one does not replace (the CSV files when this one
@@ -116,8 +117,8 @@ impl Run {
     /// through `progress`, since whet did not write it.
     ///
     /// # Errors
-    /// Bad input, a format for the other kind of data, write errors, or [`Error::Lock`] when
-    /// another process writes into `out`.
+    /// An `out` that overlaps an input, bad input, a format for the other kind of data, write
+    /// errors, or [`Error::Lock`] when another process writes into `out`.
     pub fn export(
         &self,
         out: impl AsRef<Path>,
@@ -126,12 +127,7 @@ impl Run {
         progress: &dyn Progress,
     ) -> Result<ExportReport> {
         let out = out.as_ref();
-        if out.is_file() {
-            return Err(Error::Invalid(format!(
-                "--out `{}` is a file; give a folder",
-                out.display()
-            )));
-        }
+        self.check_output(out)?;
         let _lock = whet_core::lock::FolderLock::acquire(out)?;
         let seed = self.seed();
         let prepared = self.prepare(seed, cache, progress)?;
@@ -143,7 +139,9 @@ impl Run {
             prepared.preprocessing(self),
             None,
         );
-        whet_core::publish::staged_removing(out, |stage| {
+        whet_core::publish::staged_removing(out, |stage| -> Result<_> {
+            // Published with the export (first, as names starting with `.` sort first).
+            whet_core::outputs::mark(stage)?;
             let report = match &prepared.data {
                 PreparedData::Tables(p) => {
                     if options.augmented_copies.is_some() {

@@ -38,6 +38,7 @@ mod cache;
 mod error;
 mod execute;
 mod export;
+mod inputs;
 mod manifest;
 mod prepare;
 mod reference;
@@ -53,6 +54,7 @@ pub use cache::Cache;
 pub use error::{Error, FailureKind, Result, chain_text};
 pub use execute::{ClassBreakdown, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
+pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
 pub use prepare::{
     DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, TrainingData,

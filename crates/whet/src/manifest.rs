@@ -139,22 +139,30 @@ pub struct ApplyReport {
 
 /// Replays the fitted table preprocessing of a run's or an export's manifest on new data (the
 /// main table, in the same format as at training), writing `applied.*` into `out` in `format`.
+/// `out` may not overlap the manifest or the data file (checked first).
 ///
 /// `out` is locked first, as by [`Run::execute`].
 ///
 /// # Errors
-/// An unreadable manifest or data file, data that do not fit the manifest, write errors, or
-/// [`Error::Lock`] when another process writes into `out`.
+/// An `out` that overlaps an input, an unreadable manifest or data file, data that do not fit
+/// the manifest, write errors, or [`Error::Lock`] when another process writes into `out`.
 pub fn apply(
     manifest: &Path,
     data: &Path,
     out: &Path,
     format: whet_tabular::ExportFormat,
 ) -> Result<ApplyReport> {
+    use whet_core::outputs::{self, Input, OutputKind};
+    let inputs = [
+        Input::new("the data file", data),
+        Input::new("the manifest", manifest),
+    ];
+    outputs::check(out, OutputKind::Folder, &inputs)?;
     let _lock = whet_core::lock::FolderLock::acquire(out)?;
     let m = Manifest::load(manifest)?;
     let tables = m.tables()?;
     let applied = whet_tabular::apply_file(tables, data)?;
+    outputs::mark(out)?;
     let files = whet_tabular::write_split(
         out,
         "applied",

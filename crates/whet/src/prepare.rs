@@ -263,8 +263,11 @@ impl Run {
     /// Draws `samples` training images, each followed by `versions` augmented versions, into a
     /// PNG grid at `out`.
     ///
+    /// `out` may not be, or lie inside, an input (checked first, as [`Run::check_output`]).
+    ///
     /// # Errors
-    /// [`Error::Invalid`] for table data or out-of-range counts; loading and write errors.
+    /// [`Error::Invalid`] for table data or out-of-range counts; an `out` that overlaps an
+    /// input; loading and write errors.
     pub fn preview(&self, out: &std::path::Path, samples: usize, versions: usize) -> Result<()> {
         let RunData::Images { images, augment } = self.data() else {
             return Err(Error::Invalid(format!(
@@ -277,6 +280,7 @@ impl Run {
                 "--samples must be 1 to 64 and --versions 1 to 32 (got {samples} and {versions})"
             )));
         }
+        self.check_output_as(out, whet_core::outputs::OutputKind::File)?;
         let (train, _, _) = whet_image::load_train_test(images)?;
         let a = augment.clone().unwrap_or_default();
         let augmenter = Augmenter::new(&a, self.seed(), train.h(), train.w(), train.c())?;
@@ -324,11 +328,7 @@ fn prepare_images(
     let (train, test, skipped) = whet_image::load_train_test(cfg).context("loading the images")?;
     progress.end();
     for s in &skipped {
-        progress.warn(&format!(
-            "skipped `{}` (skip_bad): {}",
-            s.path.display(),
-            s.reason
-        ));
+        progress.warn(&format!("skipped `{}`: {}", s.path.display(), s.reason));
     }
     let frac = cfg.validation.get();
     let (train, validation) = if frac > 0.0 {

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use whet_core::Issues;
+use whet_core::{Issues, names};
 
 /// A whole run file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -126,12 +126,12 @@ impl RunFile {
         }
         if self.name.trim().is_empty() {
             issues.push("name", "the name is empty; it names the output folder");
-        } else if self.name.contains(['/', '\\']) || self.name == ".." {
+        } else if let Err(e) = names::check_component(&self.name) {
             issues.push(
                 "name",
                 format!(
-                    "`{}` cannot be a folder name; use letters, digits, `-` and `_`",
-                    self.name
+                    "the run's name names its output folder `runs/<name>`: {e}; {}",
+                    names::VALID_NAME
                 ),
             );
         }
@@ -166,6 +166,14 @@ impl RunFile {
                     if let Some(cfg) = self.tabular_config() {
                         issues.0.extend(cfg.validate().0);
                     }
+                }
+            }
+            for name in tables.keys() {
+                if let Err(e) = names::check_component(name) {
+                    issues.push(
+                        format!("data.tables.{name}"),
+                        format!("table name: {e}; {}", names::VALID_NAME),
+                    );
                 }
             }
             // `types` is a CSV option: on a Parquet table it would be accepted and do nothing.
@@ -482,7 +490,14 @@ impl Run {
                 Err(e) => errors.push(source.error_at(&index, "ablation", e)),
                 Ok(vs) => {
                     for v in vs.iter().skip(1) {
-                        let what = format!("ablation variant `{}`", v.name);
+                        if let Err(e) = names::check_component(&v.name) {
+                            errors.push(source.error_at(
+                                &index,
+                                &v.origin,
+                                variant_name_message(&e),
+                            ));
+                        }
+                        let what = format!("ablation variant `{}`", v.name.escape_debug());
                         match from_value(&v.value, &path, &what) {
                             Err(mut e) => {
                                 e.position = index.lookup("ablation");
@@ -579,6 +594,14 @@ impl Run {
     pub fn is_images(&self) -> bool {
         matches!(self.data, RunData::Images { .. })
     }
+}
+
+/// Why an ablation variant's name (after grid templating) cannot be its folder.
+pub(crate) fn variant_name_message(e: &names::NameError) -> String {
+    format!(
+        "ablation variant name: {e}; each variant runs in the folder `runs/<name>` inside the output folder, so {}",
+        names::VALID_NAME
+    )
 }
 
 /// The data section of a validated run file, by kind.

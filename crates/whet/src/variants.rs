@@ -175,6 +175,9 @@ pub struct Variant {
     pub description: String,
     /// The edited run file (without its `ablation` section).
     pub value: Value,
+    /// The run-file key its name comes from (`ablation.variants[2].name`,
+    /// `ablation.leave_one_out[0]`; empty for the baseline), for locating errors about it.
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -418,6 +421,7 @@ pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String>
         name: "baseline".into(),
         description: "the run file as written".into(),
         value: baseline.clone(),
+        origin: String::new(),
     }];
     for (vi, vc) in ab.variants.iter().enumerate() {
         let ctx = |e: String| format!("ablation.variants[{vi}] (`{}`): {e}", vc.name);
@@ -475,6 +479,7 @@ pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String>
                 name,
                 description,
                 value,
+                origin: format!("ablation.variants[{vi}].name"),
             });
         }
     }
@@ -518,6 +523,7 @@ pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String>
                 name,
                 description: format!("drop {list_path}[{i}] ({tag})"),
                 value,
+                origin: format!("ablation.leave_one_out[{li}]"),
             });
         }
     }

@@ -34,6 +34,8 @@ pub fn ablate(
         || super::run::default_out(run.name(), "-ablation"),
         Path::to_path_buf,
     );
+    // Before the pretrain runs: `Plan::run` checks again, but pretraining is already work.
+    plan.check_output(&out)?;
     let cache = Cache::new(use_cache);
     plan.ensure_pretrained(&cache, &Bars::with_prefix(cli.quiet, "pretrain"))?;
     let bars = Bars::new(cli.quiet);

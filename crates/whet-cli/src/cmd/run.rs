@@ -35,6 +35,8 @@ pub fn run(
     let run = super::load(cli, pipeline)?;
     let seed = seed.unwrap_or(run.seed());
     let out = out.map_or_else(|| default_out(run.name(), ""), Path::to_path_buf);
+    // Before the pretrain run: `execute` checks again, but pretraining is already work.
+    run.check_output(&out)?;
     let cache = Cache::new(use_cache);
     run.ensure_pretrained(&cache, &Bars::with_prefix(cli.quiet, "pretrain"))?;
     let bars = Bars::new(cli.quiet);
