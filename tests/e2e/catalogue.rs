@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// A small tabular run file over `main.csv` (columns x1, x2, cat, y) in the case folder.
-fn tab_run(tables: &str, target: &str, steps: &str) -> String {
+pub(crate) fn tab_run(tables: &str, target: &str, steps: &str) -> String {
     format!(
         r#"name: cat
 seed: 1
@@ -35,7 +35,7 @@ train:
     )
 }
 
-fn good_csv(rows: usize) -> String {
+pub(crate) fn good_csv(rows: usize) -> String {
     let mut s = String::from("id,x1,x2,cat,y\n");
     for i in 0..rows {
         s.push_str(&format!(
@@ -54,7 +54,7 @@ const TARGET: &str = "{ column: y, threshold: 0.5 }";
 const STEPS: &str = "  - normalize: { method: zscore }";
 
 /// An image run file over a folder `imgs/` (8x8 grey) or IDX files `images.idx` / `labels.idx`.
-fn img_run(source: &str) -> String {
+pub(crate) fn img_run(source: &str) -> String {
     format!(
         r#"name: cat
 seed: 1
@@ -77,7 +77,7 @@ train:
 const IDX: &str = "{ idx: { images: images.idx, labels: labels.idx } }";
 const FOLDER: &str = "{ folder: { path: imgs, width: 8, height: 8 } }";
 
-fn idx_bytes(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+pub(crate) fn idx_bytes(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
     let mut v = magic.to_be_bytes().to_vec();
     for d in dims {
         v.extend_from_slice(&d.to_be_bytes());

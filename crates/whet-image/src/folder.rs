@@ -130,13 +130,25 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     let mut labels = Vec::new();
     let mut skipped = Vec::new();
     let limit = opt.limit.unwrap_or(usize::MAX);
-    'outer: for (new_label, &ci) in chosen.iter().enumerate() {
+    // Every file first (paths only), so the decoded set's size is known before decoding.
+    let mut files = Vec::new();
+    for (new_label, &ci) in chosen.iter().enumerate() {
         for file in sorted_entries(&class_dirs[ci])?
             .into_iter()
             .filter(|p| p.is_file() && is_image(p))
         {
+            files.push((new_label, file));
+        }
+    }
+    crate::set::check_set_memory(
+        &format!("the images of `{}`", root.display()),
+        files.len().min(limit),
+        (h, w, c),
+        "data.images.*.folder (width, height) or data.images.*.limit",
+    )?;
+    for (new_label, file) in files {
             if labels.len() >= limit {
-                break 'outer;
+                break;
             }
             let reader = image::ImageReader::open(&file)
                 .map_err(|source| Error::Read {
@@ -187,7 +199,6 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
                 pixels.extend_from_slice(img.to_rgb8().as_raw());
             }
             labels.push(new_label as u32);
-        }
     }
     let names = chosen.iter().map(|&i| all_names[i].clone()).collect();
     Ok(FolderLoad {

@@ -28,6 +28,10 @@ pub enum Error {
     /// An atomic write failed.
     #[error(transparent)]
     Fs(#[from] whet_core::fsx::FsError),
+    /// An estimate over the memory budget, found before allocating (see
+    /// [`whet_core::budget`]).
+    #[error(transparent)]
+    Budget(#[from] whet_core::BudgetError),
     /// Reading or writing a file or folder failed.
     #[error("{what} `{}`: {source}", path.display())]
     Io {
