@@ -31,7 +31,15 @@ fn refused(r: &Run, fragments: &[&str]) {
 
 /// A budget refusal: the estimate, the budget, where it came from and the key.
 fn over_budget(r: &Run, key: &str) {
-    refused(r, &["needs about", "more than the budget of", key, "--max-memory"]);
+    refused(
+        r,
+        &[
+            "needs about",
+            "more than the budget of",
+            key,
+            "--max-memory",
+        ],
+    );
 }
 
 fn run_in(dir: &Path, extra: &[&str]) -> Run {
@@ -46,7 +54,9 @@ fn run_in(dir: &Path, extra: &[&str]) -> Run {
 fn epochs_of_u64_max_are_refused_at_validate_with_the_line() {
     let d = case(&[(
         "run.yaml",
-        tiny_mnist("").replace("epochs: 3", "epochs: 18446744073709551615").as_bytes(),
+        tiny_mnist("")
+            .replace("epochs: 3", "epochs: 18446744073709551615")
+            .as_bytes(),
     )]);
     let r = whet(d.path(), &["validate", "run.yaml"]);
     refused(&r, &["train.epochs", "1 to 1000000 epochs", "run.yaml:"]);
@@ -71,7 +81,12 @@ fn a_huge_batch_size_is_refused_at_validate() {
     let d = case(&[("run.yaml", tiny_mnist("").as_bytes())]);
     let r = whet(
         d.path(),
-        &["validate", "run.yaml", "--set", "train.batch_size=1000000000000"],
+        &[
+            "validate",
+            "run.yaml",
+            "--set",
+            "train.batch_size=1000000000000",
+        ],
     );
     refused(&r, &["train.batch_size", "at most 10000000"]);
 }
@@ -81,7 +96,10 @@ fn shifts_of_1e30_pixels_are_refused_at_validate() {
     for (op, key) in [
         ("elastic: { alpha: 1e30, sigma: 4 }", "elastic.alpha"),
         ("translate: { pixels: 1e30 }", "translate.pixels"),
-        ("affine: { translate_pixels: 1e30 }", "affine.translate_pixels"),
+        (
+            "affine: { translate_pixels: 1e30 }",
+            "affine.translate_pixels",
+        ),
         ("translate: { fraction: 1e30 }", "translate.fraction"),
     ] {
         let text = tiny_mnist("").replace("rotate: { degrees: 10, p: 0.5 }", op);
@@ -109,8 +127,12 @@ fn infer_rows_of_1e12_is_refused_at_validate() {
         ("main.csv", good_csv(50).as_bytes()),
         (
             "run.yaml",
-            tab_run(tables, "{ column: y, threshold: 0.5 }", "  - normalize: { method: zscore }")
-                .as_bytes(),
+            tab_run(
+                tables,
+                "{ column: y, threshold: 0.5 }",
+                "  - normalize: { method: zscore }",
+            )
+            .as_bytes(),
         ),
     ]);
     let r = whet(d.path(), &["validate", "run.yaml"]);
@@ -130,7 +152,10 @@ fn a_grid_of_a_million_variants_is_refused_at_validate_before_expanding() {
     );
     let d = case(&[("run.yaml", tiny_mnist(&extra).as_bytes())]);
     let r = whet(d.path(), &["validate", "run.yaml"]);
-    refused(&r, &["1000000", "limit of 10000", "10 x 10 x 10 x 10 x 10 x 10"]);
+    refused(
+        &r,
+        &["1000000", "limit of 10000", "10 x 10 x 10 x 10 x 10 x 10"],
+    );
 }
 
 #[test]
@@ -139,7 +164,10 @@ fn huge_offline_copies_in_a_grid_are_refused_at_validate() {
     let text = tiny_mnist(extra).replace("mode: online", "mode: offline");
     let d = case(&[("run.yaml", text.as_bytes())]);
     let r = whet(d.path(), &["validate", "run.yaml"]);
-    refused(&r, &["augment.copies", "copies <= 1000", "copies-100000000"]);
+    refused(
+        &r,
+        &["augment.copies", "copies <= 1000", "copies-100000000"],
+    );
 }
 
 // ---- estimates against the budget ----
@@ -189,7 +217,10 @@ fn a_batch_too_big_for_the_budget_points_at_the_batch_size() {
     let text = tab_run("    main: main.csv", "{ column: y, threshold: 0.5 }", steps)
         .replace("dense: 4", "dense: 3000")
         .replace("batch_size: 16", "batch_size: 5000");
-    let d = case(&[("main.csv", good_csv(8000).as_bytes()), ("run.yaml", text.as_bytes())]);
+    let d = case(&[
+        ("main.csv", good_csv(8000).as_bytes()),
+        ("run.yaml", text.as_bytes()),
+    ]);
     let r = run_in(d.path(), &["--max-memory", "40MB"]);
     over_budget(&r, "`train.batch_size`");
 }
@@ -276,7 +307,17 @@ fn threads_and_memory_options_are_checked() {
         let r = whet(d.path(), &["validate", "run.yaml", "--max-memory", size]);
         refused(&r, &["--max-memory", "not a memory size", "8GiB"]);
     }
-    let r = whet(d.path(), &["validate", "run.yaml", "--max-memory", "2GiB", "--threads", "4"]);
+    let r = whet(
+        d.path(),
+        &[
+            "validate",
+            "run.yaml",
+            "--max-memory",
+            "2GiB",
+            "--threads",
+            "4",
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 

@@ -217,7 +217,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     };
     if let Some(n) = cli.threads {
         // Only sizes the pool: results never depend on the thread count.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     if let Some(b) = cli.max_memory {
         whet_core::budget::set(b);

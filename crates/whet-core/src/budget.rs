@@ -91,7 +91,9 @@ pub struct BudgetError {
 
 /// A size a user wrote that is not one (see [`Budget::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a memory size: expected a positive number with an optional unit, e.g. `8GiB`, `500MB`, `1.5G` or `1048576` (bytes)")]
+#[error(
+    "`{0}` is not a memory size: expected a positive number with an optional unit, e.g. `8GiB`, `500MB`, `1.5G` or `1048576` (bytes)"
+)]
 pub struct SizeError(pub String);
 
 impl Budget {
@@ -260,7 +262,11 @@ pub fn current() -> Budget {
 ///
 /// # Errors
 /// [`BudgetError`] when `estimate` is larger than the budget.
-pub fn check(what: impl Into<String>, estimate: u64, key: impl Into<String>) -> Result<(), BudgetError> {
+pub fn check(
+    what: impl Into<String>,
+    estimate: u64,
+    key: impl Into<String>,
+) -> Result<(), BudgetError> {
     current().check(what, estimate, key)
 }
 
@@ -299,11 +305,24 @@ mod tests {
         assert_eq!(p("1.5K"), Ok(1536));
         assert_eq!(p("2TB"), Ok(2_000_000_000_000));
         assert_eq!(p(" 64 b "), Ok(64));
-        for bad in ["", "0", "0.2", "-1GB", "GB", "1.2.3G", "8 GiBs", "1e3", "99999999999T"] {
+        for bad in [
+            "",
+            "0",
+            "0.2",
+            "-1GB",
+            "GB",
+            "1.2.3G",
+            "8 GiBs",
+            "1e3",
+            "99999999999T",
+        ] {
             assert!(p(bad).is_err(), "{bad} parsed");
         }
         assert!(
-            Budget::parse("lots").unwrap_err().to_string().contains("8GiB"),
+            Budget::parse("lots")
+                .unwrap_err()
+                .to_string()
+                .contains("8GiB"),
             "the error shows a valid example"
         );
     }
@@ -345,7 +364,13 @@ mod tests {
             .check("the offline copies", 47 << 30, "augment.copies")
             .unwrap_err();
         let text = e.to_string();
-        for part in ["the offline copies", "47.0 GiB", "1.0 GiB", "--max-memory", "`augment.copies`"] {
+        for part in [
+            "the offline copies",
+            "47.0 GiB",
+            "1.0 GiB",
+            "--max-memory",
+            "`augment.copies`",
+        ] {
             assert!(text.contains(part), "{part} missing from: {text}");
         }
     }

@@ -46,7 +46,10 @@ pub(crate) fn check_set_memory(
     key: &str,
 ) -> Result<()> {
     whet_core::budget::check(
-        format!("{what} ({n} of {}x{}x{} as bytes and as f32)", shape.0, shape.1, shape.2),
+        format!(
+            "{what} ({n} of {}x{}x{} as bytes and as f32)",
+            shape.0, shape.1, shape.2
+        ),
         set_bytes(n, shape),
         key,
     )?;

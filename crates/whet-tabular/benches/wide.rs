@@ -55,7 +55,11 @@ fn many_levels(rows: usize) -> DataFrame {
 
 #[divan::bench(args = [10_000, 100_000], sample_count = 5)]
 fn normalize_zscore(bencher: Bencher, cols: usize) {
-    let df = impute().fit(&wide(cols)).unwrap().transform(wide(cols)).unwrap();
+    let df = impute()
+        .fit(&wide(cols))
+        .unwrap()
+        .transform(wide(cols))
+        .unwrap();
     let cfg = NormalizeConfig::new(NormMethod::Zscore);
     bencher
         .with_inputs(|| df.clone())
@@ -82,7 +86,11 @@ fn impute_mean(bencher: Bencher, cols: usize) {
 #[divan::bench(args = [10_000, 100_000], sample_count = 5)]
 fn one_hot_columns(bencher: Bencher, new_columns: usize) {
     let df = text_columns(new_columns / 3);
-    let names: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     let cfg = EncodeConfig::one_hot(names);
     bencher
         .with_inputs(|| df.clone())

@@ -167,12 +167,7 @@ fn dup_count(df: &DataFrame, keys: &[String]) -> Result<(usize, String)> {
 /// The number of matching row pairs of a join of `left` and `right` on these keys: the sum over
 /// key values of the left count times the right count (null keys never match), from the key
 /// counts alone, saturating.
-fn matched_pairs(
-    left: &DataFrame,
-    right: &DataFrame,
-    lk: &[String],
-    rk: &[String],
-) -> Result<u64> {
+fn matched_pairs(left: &DataFrame, right: &DataFrame, lk: &[String], rk: &[String]) -> Result<u64> {
     let names: Vec<String> = (0..lk.len()).map(|i| format!("__whet_key{i}")).collect();
     let counts = |df: &DataFrame, keys: &[String], count: &str| -> Result<DataFrame> {
         let gb = df.group_by(keys.iter().map(String::as_str))?;
@@ -606,9 +601,10 @@ mod tests {
     #[test]
     fn matched_pairs_come_from_the_key_counts() {
         // Key 1: 3 x 2 pairs, key 2: 1 x 4, key 3 only on the left, nulls never match.
-        let left = df!("k" => [Some(1i64), Some(1), Some(1), Some(2), Some(3), None, None]).unwrap();
-        let right = df!("k" => [Some(1i64), Some(1), Some(2), Some(2), Some(2), Some(2), None])
-            .unwrap();
+        let left =
+            df!("k" => [Some(1i64), Some(1), Some(1), Some(2), Some(3), None, None]).unwrap();
+        let right =
+            df!("k" => [Some(1i64), Some(1), Some(2), Some(2), Some(2), Some(2), None]).unwrap();
         let k = ["k".to_string()];
         assert_eq!(matched_pairs(&left, &right, &k, &k).unwrap(), 3 * 2 + 4);
         // Two keys: (1, a) x2 on the left, x3 on the right; (1, b) only on the left.

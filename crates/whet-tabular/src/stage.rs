@@ -234,9 +234,7 @@ impl Columns {
 
     /// The column named `name`, if present.
     pub(crate) fn get(&self, name: &str) -> Option<&Column> {
-        self.index
-            .get(name)
-            .and_then(|&i| self.columns[i].as_ref())
+        self.index.get(name).and_then(|&i| self.columns[i].as_ref())
     }
 
     /// [`Error::ColumnNotFound`] for `name`, listing the columns present.
@@ -260,11 +258,23 @@ impl Columns {
     ///
     /// # Errors
     /// When the column is missing or not a number.
-    pub(crate) fn take_f64(&mut self, name: &str, context: &str) -> Result<(usize, Float64Chunked)> {
-        let Some(i) = self.index.get(name).copied().filter(|&i| self.columns[i].is_some()) else {
+    pub(crate) fn take_f64(
+        &mut self,
+        name: &str,
+        context: &str,
+    ) -> Result<(usize, Float64Chunked)> {
+        let Some(i) = self
+            .index
+            .get(name)
+            .copied()
+            .filter(|&i| self.columns[i].is_some())
+        else {
             return Err(self.not_found(name, context));
         };
-        let dtype = self.columns[i].as_ref().map(|c| c.dtype().clone()).unwrap_or(DataType::Null);
+        let dtype = self.columns[i]
+            .as_ref()
+            .map(|c| c.dtype().clone())
+            .unwrap_or(DataType::Null);
         if !is_numeric(&dtype) && dtype != DataType::Boolean {
             return Err(Error::ColumnType {
                 column: name.into(),

@@ -834,8 +834,10 @@ mod tests {
             .with_epochs(MAX_EPOCHS)
             .with_batch_size(MAX_BATCH_SIZE);
         assert!(ok.validate().is_empty());
-        let m = ModelConfig::classification()
-            .with_hidden([HiddenConfig::dense(usize::MAX), HiddenConfig::dense(MAX_UNITS)]);
+        let m = ModelConfig::classification().with_hidden([
+            HiddenConfig::dense(usize::MAX),
+            HiddenConfig::dense(MAX_UNITS),
+        ]);
         let issues = m.validate();
         assert_eq!(issues.len(), 1);
         assert_eq!(issues.0[0].path, "hidden[0].dense");

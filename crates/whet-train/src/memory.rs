@@ -39,7 +39,9 @@ impl TrainingMemory {
         valid_rows: usize,
     ) -> TrainingMemory {
         let hidden: Vec<usize> = model.hidden.iter().map(|h| h.dense).collect();
-        Self::of_widths(&hidden, train, input_dim, output_dim, train_rows, valid_rows)
+        Self::of_widths(
+            &hidden, train, input_dim, output_dim, train_rows, valid_rows,
+        )
     }
 
     /// [`TrainingMemory::estimate`] for a network already built (its hidden widths read from
@@ -164,7 +166,10 @@ mod tests {
         let m = ModelConfig::classification().with_hidden([HiddenConfig::dense(usize::MAX)]);
         let t = TrainConfig::new(OptimizerConfig::sgd(0.1)).with_batch_size(usize::MAX);
         let e = TrainingMemory::estimate(&m, &t, usize::MAX, 10, usize::MAX, usize::MAX);
-        assert_eq!((e.model, e.workspace, e.total()), (u64::MAX, u64::MAX, u64::MAX));
+        assert_eq!(
+            (e.model, e.workspace, e.total()),
+            (u64::MAX, u64::MAX, u64::MAX)
+        );
     }
 
     #[test]
