@@ -77,7 +77,7 @@ train:
 const IDX: &str = "{ idx: { images: images.idx, labels: labels.idx } }";
 const FOLDER: &str = "{ folder: { path: imgs, width: 8, height: 8 } }";
 
-fn idx_bytes(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+pub(crate) fn idx_bytes(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
     let mut v = magic.to_be_bytes().to_vec();
     for d in dims {
         v.extend_from_slice(&d.to_be_bytes());

@@ -4,6 +4,7 @@
 //! folder; data comes from the repository's `datasets/`.
 
 mod bad_input;
+mod budgets;
 mod catalogue;
 mod concurrency;
 mod hostile_paths;

@@ -47,9 +47,14 @@ pub struct Cli {
     /// Print machine-readable JSON instead of tables where a command prints a table.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long, global = true)]
+    /// Worker threads, 1 to 1024 (default: all cores). Results do not depend on it.
+    #[arg(long, global = true, value_parser = parse_threads)]
     pub threads: Option<usize>,
+    /// Memory budget, e.g. `8GiB`, `500MB` (default: 80 % of the physical memory or of the
+    /// cgroup limit, or half of `ulimit -v`, whichever is smallest). Work whose estimate is
+    /// larger is refused before it allocates.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_memory)]
+    pub max_memory: Option<whet_core::Budget>,
     /// Override a key of the run file, e.g. `--set train.epochs=5` (repeatable; the value is YAML).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -181,6 +186,23 @@ fn parse_format(s: &str) -> Result<whet::ExportFormat, String> {
     s.parse()
 }
 
+/// Most worker threads `--threads` accepts.
+pub const MAX_THREADS: usize = 1024;
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of threads from 1 to {MAX_THREADS}, found `{s}` (the default uses \
+             every core; results do not depend on it)"
+        )),
+    }
+}
+
+fn parse_memory(s: &str) -> Result<whet_core::Budget, String> {
+    whet_core::Budget::parse(s).map_err(|e| e.to_string())
+}
+
 /// Runs the CLI with these arguments and returns the process exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
@@ -196,8 +218,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     if let Some(n) = cli.threads {
         // Only sizes the pool: results never depend on the thread count.
         let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
+            .num_threads(n)
             .build_global();
+    }
+    if let Some(b) = cli.max_memory {
+        whet_core::budget::set(b);
     }
     // Panics that a library catches on purpose (a third-party decoder panicking on a corrupt
     // file becomes a decode error naming the file) must not print the default hook's noise; any

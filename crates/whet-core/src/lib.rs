@@ -13,7 +13,8 @@
 //! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
-//!   from, with its error type [`SourceError`].
+//!   from, with its error type [`SourceError`];
+//! - [`budget`]: the memory budget and the check made before every large allocation.
 //!
 //! ```
 //! use whet_core::rng::{stream, Rng};
@@ -24,6 +25,7 @@
 //! ```
 
 pub mod batch;
+pub mod budget;
 pub mod fsx;
 pub mod lock;
 pub mod names;
@@ -34,6 +36,7 @@ pub mod rng;
 pub mod spec;
 
 pub use batch::{BatchSource, SourceError};
+pub use budget::{Budget, BudgetError};
 pub use progress::{NoProgress, Progress};
 pub use rng::Rng;
 pub use spec::{Issue, Issues, NonNegative, Positive, Probability};

@@ -352,11 +352,9 @@ impl OpConfig {
             OpConfig::RandomResizedCrop(c) => c.validate(),
             OpConfig::RandomCrop(c) => {
                 let mut i = Issues::new();
-                i.check(c.width > 0 && c.height > 0, "", || {
-                    format!(
-                        "expected width and height > 0, found {}x{}",
-                        c.width, c.height
-                    )
+                crate::geometric::check_output_size(&mut i, c.width, c.height);
+                i.check(c.padding <= 10_000, "padding", || {
+                    format!("expected at most 10000 pixels, found {}", c.padding)
                 });
                 i
             }
@@ -756,7 +754,8 @@ impl Augmenter {
     ///
     /// # Errors
     /// [`Error::Shape`] when `set` does not have the input shape, or the ops change the image
-    /// size (the originals and the copies must share one shape).
+    /// size (the originals and the copies must share one shape); [`Error::Budget`] when the
+    /// expanded set does not fit in the memory budget.
     pub fn expand(&self, set: &ImageSet, copies: usize) -> Result<ImageSet> {
         self.check_set(set, "expand")?;
         if self.output != self.input {
@@ -770,6 +769,12 @@ impl Augmenter {
         }
         let n = set.len();
         let len = set.image_len();
+        crate::set::check_set_memory(
+            &format!("the training set with {copies} offline copies"),
+            n.saturating_mul(copies.saturating_add(1)),
+            (set.h(), set.w(), set.c()),
+            "augment.copies",
+        )?;
         let mut pixels = vec![0u8; n * (copies + 1) * len];
         pixels[..n * len].copy_from_slice(set.pixels());
         pixels[n * len..]

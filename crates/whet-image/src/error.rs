@@ -67,6 +67,10 @@ pub enum Error {
         #[source]
         source: image::ImageError,
     },
+    /// An estimate over the memory budget, found before allocating (see
+    /// [`whet_core::budget`]).
+    #[error(transparent)]
+    Budget(#[from] whet_core::BudgetError),
 }
 
 /// The crate's result type.

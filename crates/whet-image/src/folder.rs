@@ -136,64 +136,74 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     let limit = opt.limit.unwrap_or(usize::MAX);
-    'outer: for (new_label, &ci) in chosen.iter().enumerate() {
+    // Every file first (paths only), so the decoded set's size is known before decoding.
+    let mut files = Vec::new();
+    for (new_label, &ci) in chosen.iter().enumerate() {
         for file in sorted_entries(&class_dirs[ci])?
             .into_iter()
             .filter(|p| p.is_file() && is_image(p))
         {
-            if labels.len() >= limit {
-                break 'outer;
-            }
-            let reader = image::ImageReader::open(&file)
-                .map_err(|source| Error::Read {
-                    path: file.clone(),
-                    source,
-                })?
-                .with_guessed_format()
-                .map_err(|source| Error::Read {
-                    path: file.clone(),
-                    source,
-                })?;
-            // The decoders can panic on corrupt files (whet-fuzz found an `unwrap` in zune-jpeg's
-            // AVX2 IDCT): a panic there is a corrupt file, reported like any decode error.
-            let decoded =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
-                    .unwrap_or_else(|p| {
-                        let what = p
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        Err(image::ImageError::Decoding(
-                            image::error::DecodingError::new(
-                                image::error::ImageFormatHint::Unknown,
-                                format!("the decoder failed on corrupt data ({what})"),
-                            ),
-                        ))
-                    });
-            let img = match decoded {
-                Ok(img) => img,
-                Err(source) if opt.skip_bad => {
-                    skipped.push(Skipped {
-                        path: file.clone(),
-                        reason: format!("not decodable (skip_bad): {source}"),
-                    });
-                    continue;
-                }
-                Err(source) => return Err(Error::Decode { path: file, source }),
-            };
-            let img = if img.width() as usize != w || img.height() as usize != h {
-                img.resize_exact(w as u32, h as u32, FilterType::Triangle)
-            } else {
-                img
-            };
-            if c == 1 {
-                pixels.extend_from_slice(img.to_luma8().as_raw());
-            } else {
-                pixels.extend_from_slice(img.to_rgb8().as_raw());
-            }
-            labels.push(new_label as u32);
+            files.push((new_label, file));
         }
+    }
+    crate::set::check_set_memory(
+        &format!("the images of `{}`", root.display()),
+        files.len().min(limit),
+        (h, w, c),
+        "data.images.*.folder (width, height) or data.images.*.limit",
+    )?;
+    for (new_label, file) in files {
+        if labels.len() >= limit {
+            break;
+        }
+        let reader = image::ImageReader::open(&file)
+            .map_err(|source| Error::Read {
+                path: file.clone(),
+                source,
+            })?
+            .with_guessed_format()
+            .map_err(|source| Error::Read {
+                path: file.clone(),
+                source,
+            })?;
+        // The decoders can panic on corrupt files (whet-fuzz found an `unwrap` in zune-jpeg's
+        // AVX2 IDCT): a panic there is a corrupt file, reported like any decode error.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(image::ImageError::Decoding(
+                    image::error::DecodingError::new(
+                        image::error::ImageFormatHint::Unknown,
+                        format!("the decoder failed on corrupt data ({what})"),
+                    ),
+                ))
+            });
+        let img = match decoded {
+            Ok(img) => img,
+            Err(source) if opt.skip_bad => {
+                skipped.push(Skipped {
+                    path: file.clone(),
+                    reason: format!("not decodable (skip_bad): {source}"),
+                });
+                continue;
+            }
+            Err(source) => return Err(Error::Decode { path: file, source }),
+        };
+        let img = if img.width() as usize != w || img.height() as usize != h {
+            img.resize_exact(w as u32, h as u32, FilterType::Triangle)
+        } else {
+            img
+        };
+        if c == 1 {
+            pixels.extend_from_slice(img.to_luma8().as_raw());
+        } else {
+            pixels.extend_from_slice(img.to_rgb8().as_raw());
+        }
+        labels.push(new_label as u32);
     }
     let names = chosen.iter().map(|&i| all_names[i].clone()).collect();
     Ok(FolderLoad {

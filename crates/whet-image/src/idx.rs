@@ -136,6 +136,12 @@ pub fn load_idx(
             message: format!("images of size {h}x{w}: expected both dimensions > 0"),
         });
     }
+    crate::set::check_set_memory(
+        &format!("the IDX images of `{}`", images.display()),
+        n.min(limit.unwrap_or(usize::MAX)),
+        (h, w, 1),
+        "data.images.*.limit",
+    )?;
     let mut all_labels = vec![0u8; n];
     read_exact(&mut *lr, &mut all_labels, labels, "labels")?;
     // Map original label -> new label.

@@ -28,6 +28,34 @@ pub struct ImageSet {
     class_names: Vec<String>,
 }
 
+/// Bytes a set of `n` images of `(h, w, c)` takes: the `u8` pixels and the `f32` copy the
+/// network reads ([`ImageSet::to_arrays`]), saturating.
+pub fn set_bytes(n: usize, (h, w, c): (usize, usize, usize)) -> u64 {
+    whet_core::budget::product(&[n as u64, h as u64, w as u64, c as u64, 1 + 4])
+}
+
+/// Checks [`set_bytes`] against the memory budget before a set is read or made; `key` names
+/// what changes it.
+///
+/// # Errors
+/// [`Error::Budget`] when it does not fit.
+pub(crate) fn check_set_memory(
+    what: &str,
+    n: usize,
+    shape: (usize, usize, usize),
+    key: &str,
+) -> Result<()> {
+    whet_core::budget::check(
+        format!(
+            "{what} ({n} of {}x{}x{} as bytes and as f32)",
+            shape.0, shape.1, shape.2
+        ),
+        set_bytes(n, shape),
+        key,
+    )?;
+    Ok(())
+}
+
 impl ImageSet {
     /// Builds a set, checking the shapes.
     ///

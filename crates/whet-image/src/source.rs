@@ -204,9 +204,19 @@ impl ImageSourceConfig {
                 || format!("expected 1 or 3, found {}", f.channels),
             );
             i.check(
-                f.width > 0 && f.height > 0 && f.width * f.height <= 1 << 26,
+                f.width > 0
+                    && f.height > 0
+                    && f.width.checked_mul(f.height).is_some_and(|p| p <= 1 << 26),
                 "folder",
-                || format!("image size {}x{} out of range", f.width, f.height),
+                || {
+                    format!(
+                        "image size {}x{} out of range: expected width and height >= 1 and \
+                         width x height <= {} pixels",
+                        f.width,
+                        f.height,
+                        1u64 << 26
+                    )
+                },
             );
         }
         i.check(self.limit != Some(0), "limit", || {

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::stage::{FittedStage, FittedStep, Stage, not_found, put, select_columns};
+use crate::stage::{Columns, FittedStage, FittedStep, Stage, not_found, select_columns};
 
 /// The pooled level name.
 pub const OTHER: &str = "__other__";
@@ -112,6 +113,15 @@ fn as_text(df: &DataFrame, c: &str, context: &str) -> Result<StringChunked> {
     Ok(s.str()?.clone())
 }
 
+/// The column `c` of `cols` as text.
+fn column_text(cols: &Columns, c: &str, context: &str) -> Result<StringChunked> {
+    let Some(col) = cols.get(c) else {
+        return Err(cols.not_found(c, context));
+    };
+    let s = col.as_materialized_series().cast(&DataType::String)?;
+    Ok(s.str()?.clone())
+}
+
 fn counts(ca: &StringChunked) -> Vec<(String, usize)> {
     let mut m: HashMap<&str, usize> = HashMap::new();
     for v in ca.iter().flatten() {
@@ -144,6 +154,19 @@ impl Stage for EncodeConfig {
                 levels,
             });
         }
+        // The one-hot columns of every row, as booleans and later as f32 features, counted from
+        // the levels before any column is made.
+        let new_columns = one_hot
+            .iter()
+            .fold(0u64, |a, l| a.saturating_add(l.levels.len() as u64 + 1));
+        whet_core::budget::check(
+            format!(
+                "the one-hot columns ({new_columns} new columns of {} rows, as booleans and f32)",
+                train.height()
+            ),
+            whet_core::budget::product(&[new_columns, train.height() as u64, 1 + 4]),
+            "encode.max_levels",
+        )?;
         let mut ordinal = Vec::new();
         for c in &self.ordinal {
             let mut levels: Vec<String> = counts(&as_text(train, c, "encode ordinal")?)
@@ -201,32 +224,44 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 impl FittedStage for FittedEncode {
-    fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
+    fn transform(&self, df: DataFrame) -> Result<DataFrame> {
+        // Edits by name on the columns taken apart: linear in the number of columns (a one-hot
+        // of many levels adds as many).
+        let mut cols = Columns::new(df);
         for lv in &self.one_hot {
-            let ca = as_text(&df, &lv.column, "encode one_hot")?;
-            let mut any = BooleanChunked::full("any".into(), false, ca.len());
-            let mut cols = Vec::with_capacity(lv.levels.len() + 1);
-            for level in &lv.levels {
-                // Vectorised comparison; nulls compare as false.
-                let eq = ca.equal(level.as_str()).fill_null_with_values(false)?;
-                any = &any | &eq;
-                cols.push(
-                    eq.with_name(format!("{}={level}", lv.column).into())
-                        .into_series(),
-                );
-            }
-            cols.push(
-                (!&any)
-                    .with_name(format!("{}={OTHER}", lv.column).into())
-                    .into_series(),
-            );
-            df = df.drop(&lv.column)?;
-            for s in cols {
-                put(&mut df, s)?;
+            let ca = column_text(&cols, &lv.column, "encode one_hot")?;
+            // Each row's level once (a hash lookup), then one boolean column per level from
+            // the codes, levels in parallel: rows + rows x levels cheap comparisons, instead of
+            // comparing every text with every level.
+            let index: HashMap<&str, u32> = lv
+                .levels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.as_str(), i as u32))
+                .collect();
+            let other = lv.levels.len() as u32;
+            let codes: Vec<u32> = ca
+                .iter()
+                .map(|v| v.and_then(|v| index.get(v).copied()).unwrap_or(other))
+                .collect();
+            let hot: Vec<Column> = (0..=other)
+                .into_par_iter()
+                .map(|l| {
+                    let name = match lv.levels.get(l as usize) {
+                        Some(level) => format!("{}={level}", lv.column),
+                        None => format!("{}={OTHER}", lv.column),
+                    };
+                    BooleanChunked::from_iter_values(name.into(), codes.iter().map(|&c| c == l))
+                        .into_column()
+                })
+                .collect();
+            cols.remove(&lv.column);
+            for c in hot {
+                cols.put(c)?;
             }
         }
         for lv in &self.ordinal {
-            let ca = as_text(&df, &lv.column, "encode ordinal")?;
+            let ca = column_text(&cols, &lv.column, "encode ordinal")?;
             let index: HashMap<&str, i32> = lv
                 .levels
                 .iter()
@@ -237,19 +272,16 @@ impl FittedStage for FittedEncode {
                 .iter()
                 .map(|v| Some(v.and_then(|v| index.get(v).copied()).unwrap_or(-1)))
                 .collect();
-            put(
-                &mut df,
-                codes.with_name(lv.column.as_str().into()).into_series(),
-            )?;
+            cols.put(codes.with_name(lv.column.as_str().into()).into_column())?;
         }
         for c in &self.boolean {
-            let Ok(col) = df.column(c) else {
-                return Err(not_found(&df, c, "encode boolean"));
+            let Some(col) = cols.get(c) else {
+                return Err(cols.not_found(c, "encode boolean"));
             };
             if col.dtype() == &DataType::Boolean {
                 continue;
             }
-            let ca = as_text(&df, c, "encode boolean")?;
+            let ca = column_text(&cols, c, "encode boolean")?;
             let mut out = Vec::with_capacity(ca.len());
             for v in ca.iter() {
                 match v {
@@ -268,11 +300,11 @@ impl FittedStage for FittedEncode {
                 }
             }
             let b: BooleanChunked = out.into_iter().collect();
-            put(&mut df, b.with_name(c.as_str().into()).into_series())?;
+            cols.put(b.with_name(c.as_str().into()).into_column())?;
         }
         for c in &self.dates {
-            let Ok(col) = df.column(c) else {
-                return Err(not_found(&df, c, "encode dates"));
+            let Some(col) = cols.get(c) else {
+                return Err(cols.not_found(c, "encode dates"));
             };
             let s = col.as_materialized_series().clone();
             if !matches!(s.dtype(), DataType::Date | DataType::Datetime(_, _)) {
@@ -306,14 +338,11 @@ impl FittedStage for FittedEncode {
                     DatePart::Weekday => "weekday",
                     DatePart::Hour => "hour",
                 };
-                put(
-                    &mut df,
-                    v.with_name(format!("{c}_{suffix}").into()).into_series(),
-                )?;
+                cols.put(v.with_name(format!("{c}_{suffix}").into()).into_column())?;
             }
-            df = df.drop(c)?;
+            cols.remove(c);
         }
-        Ok(df)
+        cols.finish()
     }
     fn to_step(&self) -> FittedStep {
         FittedStep::Encode(self.clone())

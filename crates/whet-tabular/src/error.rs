@@ -215,4 +215,8 @@ pub enum Error {
     /// Any other polars error.
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),
+    /// An estimate over the memory budget, found before allocating (see
+    /// [`whet_core::budget`]).
+    #[error(transparent)]
+    Budget(#[from] whet_core::BudgetError),
 }

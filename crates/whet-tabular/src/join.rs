@@ -164,6 +164,31 @@ fn dup_count(df: &DataFrame, keys: &[String]) -> Result<(usize, String)> {
     Ok((n, example))
 }
 
+/// The number of matching row pairs of a join of `left` and `right` on these keys: the sum over
+/// key values of the left count times the right count (null keys never match), from the key
+/// counts alone, saturating.
+fn matched_pairs(left: &DataFrame, right: &DataFrame, lk: &[String], rk: &[String]) -> Result<u64> {
+    let names: Vec<String> = (0..lk.len()).map(|i| format!("__whet_key{i}")).collect();
+    let counts = |df: &DataFrame, keys: &[String], count: &str| -> Result<DataFrame> {
+        let gb = df.group_by(keys.iter().map(String::as_str))?;
+        let n: Vec<u64> = gb.get_groups().iter().map(|g| g.len() as u64).collect();
+        let mut cols = gb.keys();
+        for (c, name) in cols.iter_mut().zip(&names) {
+            c.rename(name.as_str().into());
+        }
+        cols.push(Column::new(count.into(), n));
+        Ok(DataFrame::new_infer_height(cols)?)
+    };
+    let l = counts(left, lk, "__whet_left")?;
+    let r = counts(right, rk, "__whet_right")?;
+    let both = l.join(&r, &names, &names, JoinArgs::new(JoinType::Inner), None)?;
+    let a = both.column("__whet_left")?.u64()?;
+    let b = both.column("__whet_right")?.u64()?;
+    Ok(a.into_no_null_iter()
+        .zip(b.into_no_null_iter())
+        .fold(0u64, |s, (x, y)| s.saturating_add(x.saturating_mul(y))))
+}
+
 fn null_key_rows(df: &DataFrame, keys: &[String]) -> Result<usize> {
     if let [k] = keys {
         return Ok(df.column(k)?.null_count());
@@ -437,6 +462,20 @@ pub fn join(
             right_dups,
         });
     }
+    if right_dups > 0 && left_dups > 0 {
+        // Keys repeat on both sides: the output is counted from the key counts before joining.
+        let rows = matched_pairs(left, right, &lk, &rk)?
+            .saturating_add((left.height() + right.height()) as u64);
+        let width = (left.width() + right.width()) as u64;
+        whet_core::budget::check(
+            format!(
+                "the many-to-many join with `{}` (up to {rows} rows of {width} columns)",
+                cfg.with
+            ),
+            whet_core::budget::product(&[rows, width, 8]),
+            "join.on",
+        )?;
+    }
     let rows_before = left.height();
     let null_keys_left = null_key_rows(left, &lk)?;
     let how = match cfg.how {
@@ -558,6 +597,22 @@ impl JoinConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matched_pairs_come_from_the_key_counts() {
+        // Key 1: 3 x 2 pairs, key 2: 1 x 4, key 3 only on the left, nulls never match.
+        let left =
+            df!("k" => [Some(1i64), Some(1), Some(1), Some(2), Some(3), None, None]).unwrap();
+        let right =
+            df!("k" => [Some(1i64), Some(1), Some(2), Some(2), Some(2), Some(2), None]).unwrap();
+        let k = ["k".to_string()];
+        assert_eq!(matched_pairs(&left, &right, &k, &k).unwrap(), 3 * 2 + 4);
+        // Two keys: (1, a) x2 on the left, x3 on the right; (1, b) only on the left.
+        let l2 = df!("a" => [1i64, 1, 1], "b" => ["a", "a", "b"]).unwrap();
+        let r2 = df!("a" => [1i64, 1, 1, 2], "b" => ["a", "a", "a", "b"]).unwrap();
+        let ab = ["a".to_string(), "b".to_string()];
+        assert_eq!(matched_pairs(&l2, &r2, &ab, &ab).unwrap(), 6);
+    }
 
     // Hand-checked tables: left keys 1, 2, 2, 3, null; right keys 1, 2, 4 (unique).
     fn tables() -> (DataFrame, DataFrame) {

@@ -45,7 +45,7 @@ pub use export::{
     split_frame, write_split, write_splits,
 };
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
-pub use load::{ColumnType, LoadReport, TableFormat, TableSpec, load_table};
+pub use load::{ColumnType, LoadReport, MAX_INFER_ROWS, TableFormat, TableSpec, load_table};
 pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,
     FittedDropColumns, FittedImpute, ImputeConfig, NumericFill,

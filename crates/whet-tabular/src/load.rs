@@ -85,6 +85,9 @@ impl TableFormat {
 fn default_missing() -> Vec<String> {
     vec!["NA".into(), String::new()]
 }
+/// Most rows `infer_rows` may ask for (the rows are read into memory to infer the types).
+pub const MAX_INFER_ROWS: usize = 1_000_000;
+
 fn default_infer_rows() -> usize {
     10_000
 }
@@ -112,7 +115,7 @@ pub struct TableSpec {
     /// Read only the first `limit` rows. Default: all.
     #[serde(default)]
     pub limit: Option<usize>,
-    /// Rows read to infer column types (CSV). Default 10000.
+    /// Rows read to infer column types (CSV), 1 to 1,000,000. Default 10000.
     #[serde(default = "default_infer_rows")]
     pub infer_rows: usize,
     /// Parse ISO-8601 dates and datetimes into date/datetime columns (CSV). Default true.
@@ -177,7 +180,7 @@ struct TableSpecMap {
     /// Read only the first `limit` rows.
     #[serde(default)]
     limit: Option<usize>,
-    /// Rows read to infer column types (CSV). Default 10000.
+    /// Rows read to infer column types (CSV), 1 to 1,000,000. Default 10000.
     #[serde(default = "default_infer_rows")]
     infer_rows: usize,
     /// Parse ISO-8601 dates (CSV). Default true.

@@ -11,8 +11,8 @@ use whet_core::Probability;
 
 use crate::error::{Error, Result};
 use crate::stage::{
-    FittedStage, FittedStep, Stage, f64_column, fill_f64, is_numeric, not_found, put,
-    select_columns,
+    Columns, FittedStage, FittedStep, Stage, as_f64, f64_column, fill_f64, is_numeric, not_found,
+    par_map_columns, put, select_columns,
 };
 
 /// Which rows `drop_rows` removes.
@@ -346,13 +346,10 @@ impl Stage for ImputeConfig {
                 })
                 .collect()
         };
-        let computed: Vec<Result<Option<f64>>> = numeric
-            .par_iter()
-            .map(|c| {
-                let ca = f64_column(train, c, "impute")?;
-                Ok(numeric_stat(&ca, self.numeric, self.value))
-            })
-            .collect();
+        let computed: Vec<Result<Option<f64>>> = par_map_columns(&numeric, |c| {
+            let ca = f64_column(train, c, "impute")?;
+            Ok(numeric_stat(&ca, self.numeric, self.value))
+        });
         let mut stats: HashMap<&str, Option<f64>> = HashMap::with_capacity(computed.len());
         for (c, st) in numeric.iter().zip(computed) {
             stats.insert(c.as_str(), st?);
@@ -441,7 +438,7 @@ impl Stage for ImputeConfig {
 }
 
 impl FittedStage for FittedImpute {
-    fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
+    fn transform(&self, df: DataFrame) -> Result<DataFrame> {
         let keys = match &self.by {
             Some(b) if self.fills.iter().any(|f| !f.groups.is_empty()) => Some(group_keys(&df, b)?),
             _ => None,
@@ -462,34 +459,37 @@ impl FittedStage for FittedImpute {
                 return Err(not_found(&df, &f.column, "impute"));
             }
         }
+        // Edits by name on the columns taken apart: linear in the number of columns.
+        let mut cols = Columns::new(df);
         if keys.is_none() {
             // Numbers without groups: take the columns out (each then owned once and filled in
-            // place), fill them in parallel, put them back in reverse order, which restores
-            // every position.
+            // place), fill them in parallel, put them back at their positions.
             let mut taken = Vec::new();
             for f in &self.fills {
                 let FillValue::Number(v) = f.value else {
                     continue;
                 };
-                let col = df.column(&f.column)?;
+                let Some(col) = cols.get(&f.column) else {
+                    return Err(cols.not_found(&f.column, "impute"));
+                };
                 if col.null_count() == 0 {
                     continue;
                 }
                 let dtype = col.dtype().clone();
-                let (index, ca) = crate::stage::take_f64(&mut df, &f.column, "impute")?;
+                let (index, ca) = cols.take_f64(&f.column, "impute")?;
                 taken.push((index, dtype, ca, v));
             }
             let filled: Vec<_> = taken
                 .into_par_iter()
                 .map(|(index, dtype, ca, v)| (index, dtype, fill_f64(ca, v), v))
                 .collect();
-            for (index, dtype, out, v) in filled.into_iter().rev() {
+            for (index, dtype, out, v) in filled {
                 // Integer columns keep their type when the fill value is whole.
                 if dtype.is_integer() && v.fract() == 0.0 {
                     let back = out.into_series().cast(&dtype)?;
-                    df.insert_column(index, back.into_column())?;
+                    cols.set(index, back.into_column());
                 } else {
-                    crate::stage::put_back(&mut df, index, out)?;
+                    cols.set(index, out.into_column());
                 }
             }
         }
@@ -497,8 +497,8 @@ impl FittedStage for FittedImpute {
             if keys.is_none() && matches!(f.value, FillValue::Number(_)) {
                 continue;
             }
-            let Ok(col) = df.column(&f.column) else {
-                return Err(not_found(&df, &f.column, "impute"));
+            let Some(col) = cols.get(&f.column) else {
+                return Err(cols.not_found(&f.column, "impute"));
             };
             if col.null_count() == 0 {
                 continue;
@@ -514,7 +514,7 @@ impl FittedStage for FittedImpute {
                     ca.zip_with(&ca.is_not_null(), &other)?.into_series()
                 }
                 (FillValue::Number(v), Some(k)) => {
-                    let ca = f64_column(&df, &f.column, "impute")?;
+                    let ca = as_f64(&s, &f.column, "impute")?;
                     let out: Float64Chunked = ca
                         .iter()
                         .zip(k.iter())
@@ -545,12 +545,12 @@ impl FittedStage for FittedImpute {
                     out.with_name(s.name().clone()).into_series()
                 }
             };
-            put(&mut df, filled.with_name(s.name().clone()))?;
+            cols.put(filled.with_name(s.name().clone()).into_column())?;
         }
         for f in flags {
-            put(&mut df, f)?;
+            cols.put(f.into_column())?;
         }
-        Ok(df)
+        cols.finish()
     }
     fn to_step(&self) -> FittedStep {
         FittedStep::Impute(self.clone())

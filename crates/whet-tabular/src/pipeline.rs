@@ -80,6 +80,17 @@ impl TablesConfig {
             if let Err(e) = t.resolved_format() {
                 is.push(format!("tables.{k}"), e.to_string());
             }
+            is.check(
+                (1..=crate::MAX_INFER_ROWS).contains(&t.infer_rows),
+                format!("tables.{k}.infer_rows"),
+                || {
+                    format!(
+                        "expected 1 to {} rows, found {}",
+                        crate::MAX_INFER_ROWS,
+                        t.infer_rows
+                    )
+                },
+            );
         }
         is.nest("target", self.target.validate());
         is
@@ -473,7 +484,8 @@ const BLOCK: usize = 2048;
 ///
 /// # Errors
 /// [`Error::ColumnNotFound`] for an absent feature, [`Error::NonFinite`] for a missing or
-/// non-finite value (naming the column, the last stage and the split).
+/// non-finite value (naming the column, the last stage and the split), [`Error::Budget`] when
+/// the matrix does not fit in the memory budget.
 ///
 /// # Shapes
 /// `df.height() × features.len()`.
@@ -484,6 +496,15 @@ pub fn to_matrix(
     split: &str,
 ) -> Result<Array2<f32>> {
     let n = df.height();
+    // The f32 copy of every feature column and the matrix made from them.
+    whet_core::budget::check(
+        format!(
+            "the {split} feature matrix ({n} rows x {} features as f32)",
+            features.len()
+        ),
+        whet_core::budget::product(&[n as u64, features.len() as u64, 4, 2]),
+        "data.tables.*.limit, or the steps that add columns (encode.one_hot)",
+    )?;
     let mut cols: Vec<Float32Chunked> = Vec::with_capacity(features.len());
     for f in features {
         let Ok(c) = df.column(f) else {
@@ -638,6 +659,9 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
             }
             check_finite(&after, &stage.name(), split).map_err(step_err(i, step))?;
             let names1 = names(&after);
+            // Sets, so the report is linear in the number of columns.
+            let set0: std::collections::HashSet<&String> = names0.iter().collect();
+            let set1: std::collections::HashSet<&String> = names1.iter().collect();
             report.steps.push(StepReport {
                 step: i,
                 name: stage.name(),
@@ -645,12 +669,12 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
                 rows: (rows0, after.height()),
                 columns_removed: names0
                     .iter()
-                    .filter(|c| !names1.contains(c))
+                    .filter(|c| !set1.contains(c))
                     .cloned()
                     .collect(),
                 columns_added: names1
                     .iter()
-                    .filter(|c| !names0.contains(c))
+                    .filter(|c| !set0.contains(c))
                     .cloned()
                     .collect(),
                 missing: (miss0, missing_total(&after)),

@@ -9,7 +9,8 @@ use whet_core::Probability;
 
 use crate::error::{Error, Result};
 use crate::stage::{
-    FittedStage, FittedStep, Stage, f64_column, is_numeric, put_back, select_columns, take_f64,
+    Columns, FittedStage, FittedStep, Stage, f64_column, is_numeric, par_map_columns,
+    select_columns,
 };
 
 /// The scaling method.
@@ -91,10 +92,8 @@ impl Stage for NormalizeConfig {
             .filter(|c| !self.exclude.contains(c))
             .collect();
         // Columns in parallel; the first error in column order is reported.
-        let fitted: Vec<Result<ColumnScale>> = cols
-            .into_par_iter()
-            .map(|c| self.fit_column(train, c))
-            .collect();
+        let fitted: Vec<Result<ColumnScale>> =
+            par_map_columns(&cols, |c| self.fit_column(train, c.clone()));
         Ok(Box::new(FittedNormalize {
             method: self.method,
             columns: fitted.into_iter().collect::<Result<_>>()?,
@@ -136,12 +135,13 @@ impl NormalizeConfig {
 }
 
 impl FittedStage for FittedNormalize {
-    fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
+    fn transform(&self, df: DataFrame) -> Result<DataFrame> {
         // Take the columns out (so each is owned once and scaled in place), scale them in
-        // parallel, and put them back in reverse order, which restores every position.
+        // parallel, and put them back at their positions.
+        let mut cols = Columns::new(df);
         let mut taken = Vec::with_capacity(self.columns.len());
         for p in &self.columns {
-            let (index, ca) = take_f64(&mut df, &p.column, "normalize")?;
+            let (index, ca) = cols.take_f64(&p.column, "normalize")?;
             taken.push((index, ca, p));
         }
         let log = self.method == NormMethod::Log1p;
@@ -157,10 +157,10 @@ impl FittedStage for FittedNormalize {
                 (index, ca)
             })
             .collect();
-        for (index, ca) in scaled.into_iter().rev() {
-            put_back(&mut df, index, ca)?;
+        for (index, ca) in scaled {
+            cols.set(index, ca.into_column());
         }
-        Ok(df)
+        cols.finish()
     }
     fn to_step(&self) -> FittedStep {
         FittedStep::Normalize(self.clone())
@@ -219,14 +219,15 @@ impl Stage for ClipConfig {
 }
 
 impl FittedStage for FittedClip {
-    fn transform(&self, mut df: DataFrame) -> Result<DataFrame> {
+    fn transform(&self, df: DataFrame) -> Result<DataFrame> {
+        let mut cols = Columns::new(df);
         for (c, lo, hi) in &self.bounds {
-            let (index, mut ca) = take_f64(&mut df, c, "clip")?;
+            let (index, mut ca) = cols.take_f64(c, "clip")?;
             let (lo, hi) = (*lo, *hi);
             ca.apply_mut(|x| x.clamp(lo, hi));
-            put_back(&mut df, index, ca)?;
+            cols.set(index, ca.into_column());
         }
-        Ok(df)
+        cols.finish()
     }
     fn to_step(&self) -> FittedStep {
         FittedStep::Clip(self.clone())

@@ -6,6 +6,7 @@
 //! split, made object-safe).
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::encode::FittedEncode;
@@ -157,6 +158,14 @@ pub fn f64_column(df: &DataFrame, column: &str, context: &str) -> Result<Float64
     let Ok(c) = df.column(column) else {
         return Err(not_found(df, column, context));
     };
+    as_f64(c.as_materialized_series(), column, context)
+}
+
+/// A numeric (or boolean) series as `f64` values (nulls kept).
+///
+/// # Errors
+/// When it cannot be cast to a number.
+pub fn as_f64(c: &Series, column: &str, context: &str) -> Result<Float64Chunked> {
     if !is_numeric(c.dtype()) && c.dtype() != &DataType::Boolean {
         return Err(Error::ColumnType {
             column: column.into(),
@@ -165,7 +174,7 @@ pub fn f64_column(df: &DataFrame, column: &str, context: &str) -> Result<Float64
             expected: "a number".into(),
         });
     }
-    let s = c.as_materialized_series().cast(&DataType::Float64)?;
+    let s = c.cast(&DataType::Float64)?;
     Ok(s.f64()?.clone())
 }
 
@@ -178,51 +187,201 @@ pub fn put(df: &mut DataFrame, s: Series) -> Result<()> {
     Ok(())
 }
 
-/// Removes `column` from `df` and returns it as `f64` values, with the frame position it had.
-/// Once taken out, the column's buffers are usually owned by this value alone, so
-/// [`put_back`] after an in-place kernel writes no new memory (fresh pages cost about 5 µs per
-/// 4 KiB here, more than the arithmetic).
-///
-/// # Errors
-/// When the column is missing or not numeric.
-pub fn take_f64(
-    df: &mut DataFrame,
-    column: &str,
-    context: &str,
-) -> Result<(usize, Float64Chunked)> {
-    let Some(index) = df.get_column_index(column) else {
-        return Err(not_found(df, column, context));
-    };
-    let dtype = df.columns()[index].dtype().clone();
-    if !is_numeric(&dtype) && dtype != DataType::Boolean {
-        return Err(Error::ColumnType {
-            column: column.into(),
-            context: context.into(),
-            found: dtype.to_string(),
-            expected: "a number".into(),
-        });
-    }
-    let s = df.drop_in_place(column)?.take_materialized_series();
-    let s = if dtype == DataType::Float64 {
-        s
-    } else {
-        s.cast(&DataType::Float64)?
-    };
-    let ca = s.f64()?.clone();
-    drop(s);
-    Ok((index, ca))
+/// Most pieces [`par_map_columns`] splits its work into.
+const MAX_PIECES: usize = 64;
+
+/// `f` over `items` in parallel, in at most [`MAX_PIECES`] pieces, in order. Polars' kernels
+/// called inside (the sorts behind medians and quantiles) wait on polars' own thread pool, and a
+/// rayon worker that waits runs more of our pieces on its own stack: with one piece per column,
+/// 20,000 columns overflowed the stack. A bounded number of pieces bounds that depth.
+pub(crate) fn par_map_columns<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let piece = items.len().div_ceil(MAX_PIECES).max(1);
+    let pieces: Vec<Vec<R>> = items
+        .par_chunks(piece)
+        .map(|c| c.iter().map(&f).collect())
+        .collect();
+    pieces.into_iter().flatten().collect()
 }
 
-/// Puts a column taken with [`take_f64`] back at `index`.
-///
-/// # Errors
-/// When the length differs from the frame's height.
-pub fn put_back(df: &mut DataFrame, index: usize, ca: Float64Chunked) -> Result<()> {
-    df.insert_column(index, ca.into_column())?;
-    Ok(())
+/// A frame taken apart for edits of many columns by name. polars' `DataFrame` drops its name
+/// index after every edit and, past a few dozen columns, rebuilds it at the next lookup, so a
+/// stage editing its columns one at a time cost columns² (normalising 20,000 columns took
+/// minutes). Here the names are indexed once and an edit is a write into a vector: a stage over
+/// n columns costs n. Columns keep their positions; new ones go at the end.
+#[derive(Debug)]
+pub(crate) struct Columns {
+    height: usize,
+    columns: Vec<Option<Column>>,
+    index: std::collections::HashMap<PlSmallStr, usize>,
+}
+
+impl Columns {
+    /// Takes `df` apart.
+    pub(crate) fn new(df: DataFrame) -> Columns {
+        let height = df.height();
+        let columns: Vec<Option<Column>> = df.into_columns().into_iter().map(Some).collect();
+        let index = columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (c.name().clone(), i)))
+            .collect();
+        Columns {
+            height,
+            columns,
+            index,
+        }
+    }
+
+    /// The column named `name`, if present.
+    pub(crate) fn get(&self, name: &str) -> Option<&Column> {
+        self.index.get(name).and_then(|&i| self.columns[i].as_ref())
+    }
+
+    /// [`Error::ColumnNotFound`] for `name`, listing the columns present.
+    pub(crate) fn not_found(&self, name: &str, context: &str) -> Error {
+        Error::ColumnNotFound {
+            column: name.into(),
+            context: context.into(),
+            available: self
+                .columns
+                .iter()
+                .flatten()
+                .map(|c| c.name().to_string())
+                .collect(),
+        }
+    }
+
+    /// Takes the numeric (or boolean) column `name` out as `f64` values with its position; put
+    /// it back with [`Columns::set`]. Once taken out, the column's buffers are usually owned by
+    /// this value alone, so an in-place kernel writes no new memory (fresh pages cost about 5 µs
+    /// per 4 KiB here, more than the arithmetic).
+    ///
+    /// # Errors
+    /// When the column is missing or not a number.
+    pub(crate) fn take_f64(
+        &mut self,
+        name: &str,
+        context: &str,
+    ) -> Result<(usize, Float64Chunked)> {
+        let Some(i) = self
+            .index
+            .get(name)
+            .copied()
+            .filter(|&i| self.columns[i].is_some())
+        else {
+            return Err(self.not_found(name, context));
+        };
+        let dtype = self.columns[i]
+            .as_ref()
+            .map(|c| c.dtype().clone())
+            .unwrap_or(DataType::Null);
+        if !is_numeric(&dtype) && dtype != DataType::Boolean {
+            return Err(Error::ColumnType {
+                column: name.into(),
+                context: context.into(),
+                found: dtype.to_string(),
+                expected: "a number".into(),
+            });
+        }
+        let s = self.columns[i]
+            .take()
+            .map(Column::take_materialized_series)
+            .expect("checked above");
+        let s = if dtype == DataType::Float64 {
+            s
+        } else {
+            s.cast(&DataType::Float64)?
+        };
+        let ca = s.f64()?.clone();
+        drop(s);
+        Ok((i, ca))
+    }
+
+    /// Puts `column` at position `i` (where [`Columns::take_f64`] found its column).
+    pub(crate) fn set(&mut self, i: usize, column: Column) {
+        self.index.insert(column.name().clone(), i);
+        self.columns[i] = Some(column);
+    }
+
+    /// Replaces the column of the same name, or adds it at the end.
+    ///
+    /// # Errors
+    /// When its length differs from the frame's height.
+    pub(crate) fn put(&mut self, column: Column) -> Result<()> {
+        if column.len() != self.height {
+            return Err(Error::Polars(polars::error::PolarsError::ShapeMismatch(
+                format!(
+                    "column `{}` has {} rows, the table {}",
+                    column.name(),
+                    column.len(),
+                    self.height
+                )
+                .into(),
+            )));
+        }
+        match self.index.get(column.name()).copied() {
+            Some(i) => self.columns[i] = Some(column),
+            None => {
+                self.index.insert(column.name().clone(), self.columns.len());
+                self.columns.push(Some(column));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the column `name` (absent: nothing happens).
+    pub(crate) fn remove(&mut self, name: &str) {
+        if let Some(i) = self.index.remove(name) {
+            self.columns[i] = None;
+        }
+    }
+
+    /// The frame back together.
+    ///
+    /// # Errors
+    /// Not expected: the columns are those of a frame, edited with their height checked.
+    pub(crate) fn finish(self) -> Result<DataFrame> {
+        Ok(DataFrame::new(
+            self.height,
+            self.columns.into_iter().flatten().collect(),
+        )?)
+    }
 }
 
 /// Replaces missing values by `v`, in place when the buffers are not shared.
 pub fn fill_f64(ca: Float64Chunked, v: f64) -> Float64Chunked {
     crate::kernel::fill_f64(ca, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_edits_keep_positions_and_add_at_the_end() {
+        let df = df!("a" => [1i64, 2], "b" => ["x", "y"], "c" => [0.5, 1.5]).unwrap();
+        let mut cols = Columns::new(df);
+        let (i, mut a) = cols.take_f64("a", "t").unwrap();
+        a.apply_mut(|v| v * 10.0);
+        cols.set(i, a.into_column());
+        assert!(matches!(
+            cols.take_f64("b", "t"),
+            Err(Error::ColumnType { .. })
+        ));
+        cols.put(Column::new("d".into(), [true, false])).unwrap();
+        cols.put(Column::new("c".into(), [7.0, 8.0])).unwrap();
+        cols.remove("b");
+        assert!(cols.put(Column::new("e".into(), [1.0])).is_err());
+        match cols.take_f64("zz", "t") {
+            Err(Error::ColumnNotFound { available, .. }) => assert_eq!(available, ["a", "c", "d"]),
+            other => panic!("{other:?}"),
+        }
+        let out = cols.finish().unwrap();
+        let names: Vec<&str> = out.get_column_names().iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["a", "c", "d"]);
+        let a: Vec<Option<f64>> = out.column("a").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(a, [Some(10.0), Some(20.0)]);
+        let c: Vec<Option<f64>> = out.column("c").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(c, [Some(7.0), Some(8.0)]);
+    }
 }

@@ -25,6 +25,15 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use whet_core::{Issues, NonNegative, Positive, Probability};
 
+/// Most epochs a run file may ask for (`train.epochs`), checked by [`TrainConfig::validate`].
+pub const MAX_EPOCHS: usize = 1_000_000;
+/// Most samples per batch (`train.batch_size`; `full` has no bound but the data's size).
+pub const MAX_BATCH_SIZE: usize = 10_000_000;
+/// Most units of one hidden layer (`model.hidden[i].dense`).
+pub const MAX_UNITS: usize = 1_000_000;
+/// Most hidden layers (`model.hidden`).
+pub const MAX_HIDDEN_LAYERS: usize = 1_000;
+
 /// What the network predicts; fixes the output activation and the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -231,13 +240,22 @@ impl ModelConfig {
         self
     }
 
-    /// Checks layer sizes, dropout < 1, and the output activation/loss against the task.
+    /// Checks layer sizes (1 to [`MAX_UNITS`], at most [`MAX_HIDDEN_LAYERS`] layers), dropout
+    /// < 1, and the output activation/loss against the task.
     pub fn validate(&self) -> Issues {
         let mut issues = Issues::new();
+        issues.check(self.hidden.len() <= MAX_HIDDEN_LAYERS, "hidden", || {
+            format!(
+                "expected at most {MAX_HIDDEN_LAYERS} hidden layers, found {}",
+                self.hidden.len()
+            )
+        });
         for (i, h) in self.hidden.iter().enumerate() {
-            issues.check(h.dense >= 1, format!("hidden[{i}].dense"), || {
-                "expected at least 1 unit, found 0".into()
-            });
+            issues.check(
+                (1..=MAX_UNITS).contains(&h.dense),
+                format!("hidden[{i}].dense"),
+                || format!("expected 1 to {MAX_UNITS} units, found {}", h.dense),
+            );
             issues.check(
                 h.dropout.get() < 1.0,
                 format!("hidden[{i}].dropout"),
@@ -618,12 +636,20 @@ impl TrainConfig {
         self
     }
 
-    /// Checks epochs >= 1, the optimizer, the schedule and the freeze list's duplicates.
+    /// Checks 1 <= epochs <= [`MAX_EPOCHS`], batch size <= [`MAX_BATCH_SIZE`], the optimizer,
+    /// the schedule and the freeze list's duplicates.
     pub fn validate(&self) -> Issues {
         let mut issues = Issues::new();
-        issues.check(self.epochs >= 1, "epochs", || {
-            "expected at least 1, found 0".into()
+        issues.check((1..=MAX_EPOCHS).contains(&self.epochs), "epochs", || {
+            format!("expected 1 to {MAX_EPOCHS} epochs, found {}", self.epochs)
         });
+        if let BatchSize::Samples(b) = self.batch_size {
+            issues.check(b <= MAX_BATCH_SIZE, "batch_size", || {
+                format!(
+                    "expected at most {MAX_BATCH_SIZE} samples per batch (or `full`), found {b}"
+                )
+            });
+        }
         issues.nest("optimizer", self.optimizer.validate());
         if let Some(ScheduleConfig::Step(s)) = &self.schedule {
             issues.check(s.every >= 1, "schedule.step.every", || {
@@ -795,6 +821,29 @@ mod tests {
     #[should_panic(expected = "HiddenConfig::with_dropout: expected a probability in [0, 1]")]
     fn out_of_range_setter_panics_with_its_name() {
         let _ = HiddenConfig::dense(4).with_dropout(1.5);
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        let t = TrainConfig::new(OptimizerConfig::sgd(0.1))
+            .with_epochs(usize::MAX)
+            .with_batch_size(MAX_BATCH_SIZE + 1);
+        let paths: Vec<String> = t.validate().iter().map(|i| i.path.clone()).collect();
+        assert_eq!(paths, ["epochs", "batch_size"]);
+        let ok = TrainConfig::new(OptimizerConfig::sgd(0.1))
+            .with_epochs(MAX_EPOCHS)
+            .with_batch_size(MAX_BATCH_SIZE);
+        assert!(ok.validate().is_empty());
+        let m = ModelConfig::classification().with_hidden([
+            HiddenConfig::dense(usize::MAX),
+            HiddenConfig::dense(MAX_UNITS),
+        ]);
+        let issues = m.validate();
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues.0[0].path, "hidden[0].dense");
+        let deep = ModelConfig::classification()
+            .with_hidden(vec![HiddenConfig::dense(1); MAX_HIDDEN_LAYERS + 1]);
+        assert_eq!(deep.validate().0[0].path, "hidden");
     }
 
     #[test]

@@ -111,4 +111,8 @@ pub enum Error {
     /// Writing a file failed.
     #[error(transparent)]
     Write(#[from] whet_core::fsx::FsError),
+    /// An estimate over the memory budget, found before allocating (see
+    /// [`whet_core::budget`]).
+    #[error(transparent)]
+    Budget(#[from] whet_core::BudgetError),
 }

@@ -46,6 +46,7 @@ mod error;
 pub mod gradcheck;
 pub mod kernel;
 mod loss;
+mod memory;
 mod metrics;
 mod mlp;
 mod optim;
@@ -56,12 +57,14 @@ mod train;
 pub use activation::{Activation, LEAKY_SLOPE, sigmoid, softmax_in_place};
 pub use array_source::ArraySource;
 pub use config::{
-    BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, ModelConfig,
-    OutputConfig, Task, TrainConfig, TransferConfig,
+    BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, MAX_BATCH_SIZE,
+    MAX_EPOCHS, MAX_HIDDEN_LAYERS, MAX_UNITS, ModelConfig, OutputConfig, Task, TrainConfig,
+    TransferConfig,
 };
 pub use error::{Diverged, Error, Result};
 pub use kernel::Kernel;
 pub use loss::LossKind;
+pub use memory::{TrainingMemory, parameter_count};
 pub use metrics::{
     ClassMetrics, Evaluation, Metrics, RegressionMetrics, class_metrics, evaluate,
     higher_is_better, roc_auc,
@@ -82,8 +85,9 @@ pub use whet_core::batch::{BatchSource, SourceError};
 /// ([`BatchSource::input_dim`] / [`BatchSource::target_dim`]).
 ///
 /// # Errors
-/// [`Error::Config`] for an invalid config or dimensions that do not fit the task; checkpoint
-/// errors when transferring.
+/// [`Error::Config`] for an invalid config or dimensions that do not fit the task;
+/// [`Error::Budget`] when the network does not fit in the memory budget; checkpoint errors when
+/// transferring.
 pub fn build_model(
     model: &ModelConfig,
     train: &TrainConfig,
@@ -91,6 +95,9 @@ pub fn build_model(
     output_dim: usize,
     seed: u64,
 ) -> Result<Mlp> {
+    // The weights and the optimizer's state, before any is allocated (the batch buffers are
+    // checked by `fit`, which knows the number of rows).
+    TrainingMemory::estimate(model, train, input_dim, output_dim, 1, 0).check(0)?;
     match &train.transfer {
         Some(t) => checkpoint::transfer(model, t, input_dim, output_dim, seed),
         None => Mlp::new(model, input_dim, output_dim, seed),

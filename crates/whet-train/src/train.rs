@@ -107,6 +107,13 @@ pub fn fit(
     model.check_trainable()?;
 
     let n = train.len();
+    crate::memory::TrainingMemory::of_network(
+        model,
+        config,
+        n,
+        valid.as_deref().map_or(0, |v| v.len()),
+    )
+    .check(0)?;
     let rows = config.batch_size.rows(n);
     let batches = n.div_ceil(rows);
     let mut ws = model.workspace(rows, model.output_dim());
@@ -119,7 +126,8 @@ pub fn fit(
     let factor = config.divergence.factor.get();
     let classify = model.task != crate::config::Task::Regression;
 
-    let mut curves: Vec<EpochRecord> = Vec::with_capacity(config.epochs);
+    // Grown as epochs complete: `epochs` is a user's number and never sizes an allocation.
+    let mut curves: Vec<EpochRecord> = Vec::new();
     let mut reference: Option<f64> = None;
     let mut best: Option<(f64, usize, Mlp)> = None;
     let mut since_best = 0usize;

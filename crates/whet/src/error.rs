@@ -35,6 +35,10 @@ pub enum Error {
     /// (Boxed: it holds four paths, and `Error` travels in every `Result`.)
     #[error(transparent)]
     Output(Box<whet_core::outputs::OutputError>),
+    /// An estimate over the memory budget, found before allocating (see
+    /// [`whet_core::budget`]).
+    #[error(transparent)]
+    Budget(#[from] whet_core::BudgetError),
     /// Reading or writing a file or folder failed.
     #[error("{what} `{}`: {source}", path.display())]
     Io {
@@ -113,7 +117,9 @@ impl Error {
     pub fn failure_kind(&self) -> FailureKind {
         match self {
             Error::Context { source, .. } => source.failure_kind(),
-            Error::Lock(_) => FailureKind::Environment,
+            // The budget is the machine's (or `--max-memory`), not part of the cell's hash: a
+            // cell refused for memory runs again on a larger machine or with a larger budget.
+            Error::Lock(_) | Error::Budget(_) => FailureKind::Environment,
             Error::Config(_) | Error::Invalid(_) | Error::Data(_) | Error::Failed(_) => {
                 FailureKind::Deterministic
             }

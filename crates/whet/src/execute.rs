@@ -190,6 +190,28 @@ impl Run {
         let cache_hits = prepared.cache_hits.clone();
         let mut data = prepared.into_training()?;
         let file = self.file();
+        // What the run holds while training: the prepared data and the trainer's estimate.
+        let sources: [Option<&dyn BatchSource>; 3] = [
+            Some(data.train.as_ref()),
+            data.validation.as_ref().map(|v| v as &dyn BatchSource),
+            Some(&data.test),
+        ];
+        let held = sources.iter().flatten().fold(0u64, |a, s| {
+            a.saturating_add(whet_core::budget::product(&[
+                s.len() as u64,
+                (s.input_dim() + s.target_dim()) as u64,
+                4,
+            ]))
+        });
+        whet_train::TrainingMemory::estimate(
+            &file.model,
+            &file.train,
+            data.train.input_dim(),
+            data.train.target_dim(),
+            data.train.len(),
+            data.validation.as_ref().map_or(0, |v| v.len()),
+        )
+        .check(held)?;
         let mut model = whet_train::build_model(
             &file.model,
             &file.train,

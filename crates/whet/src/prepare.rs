@@ -238,12 +238,25 @@ impl Run {
     /// # Errors
     /// Bad or missing data, naming the file and place.
     pub fn prepare(&self, seed: u64, cache: &Cache, progress: &dyn Progress) -> Result<Prepared> {
+        self.preflight()?;
         match self.data() {
             RunData::Images { images, augment } => {
                 prepare_images(images, augment.as_ref(), seed, cache, progress)
             }
             RunData::Tables(cfg) => prepare_tables(cfg, seed, cache, progress),
         }
+    }
+
+    /// What can be checked against the memory budget before any data is read: the network
+    /// with one input and one output (its hidden layers alone; the data's dimensions only add
+    /// to it). So a network far too big for the machine is refused before the data are loaded.
+    ///
+    /// # Errors
+    /// [`Error::Train`] with the budget error.
+    pub fn preflight(&self) -> Result<()> {
+        let f = self.file();
+        whet_train::TrainingMemory::estimate(&f.model, &f.train, 1, 1, 1, 0).check(0)?;
+        Ok(())
     }
 
     /// The input audit of a table run (the columns the network would see).

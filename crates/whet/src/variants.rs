@@ -408,11 +408,36 @@ fn fmt_value(v: &Value) -> String {
     }
 }
 
+/// Most variants an ablation may have (grids multiplied out, leave-one-out items counted),
+/// not counting the baseline.
+pub const MAX_VARIANTS: usize = 10_000;
+
 /// Expands the ablation section of `base` into concrete variants, baseline first.
 ///
 /// # Errors
-/// A variant whose edits do not apply, or duplicate names; the message names the variant.
+/// A variant whose edits do not apply, duplicate names, or more than [`MAX_VARIANTS`] variants;
+/// the message names the variant.
 pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String> {
+    // The number of variants is counted before any is made: a grid's size is the product of
+    // its value counts, which can be far beyond what fits in memory.
+    let mut planned = 0u64;
+    for (vi, vc) in ab.variants.iter().enumerate() {
+        let n = vc
+            .grid
+            .values()
+            .fold(1u64, |a, v| a.saturating_mul(v.len() as u64));
+        planned = planned.saturating_add(n);
+        if planned > MAX_VARIANTS as u64 {
+            let sizes: Vec<String> = vc.grid.values().map(|v| v.len().to_string()).collect();
+            return Err(format!(
+                "ablation.variants[{vi}] (`{}`): the ablation would have {planned} or more \
+                 variants (this grid: {} = {n}), more than the limit of {MAX_VARIANTS}; list \
+                 fewer grid values or split the ablation",
+                vc.name,
+                sizes.join(" x ")
+            ));
+        }
+    }
     let mut baseline = base.clone();
     if let Value::Object(m) = &mut baseline {
         m.remove("ablation");
@@ -503,6 +528,14 @@ pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String>
                 ));
             }
         };
+        if out.len() - 1 + items.len() > MAX_VARIANTS {
+            return Err(format!(
+                "ablation.leave_one_out[{li}]: `{list_path}` has {} items, which would take the \
+                 ablation to {} variants, more than the limit of {MAX_VARIANTS}",
+                items.len(),
+                out.len() - 1 + items.len()
+            ));
+        }
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for item in &items {
             *counts
@@ -557,6 +590,26 @@ mod tests {
 
     fn ab(v: Value) -> AblationConfig {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_grid_too_big_is_counted_before_it_is_expanded() {
+        let ten: Vec<u32> = (0..10).collect();
+        let grid: serde_json::Map<String, Value> = (0..6)
+            .map(|i| (format!("train.k{i}"), json!(ten)))
+            .collect();
+        let a = ab(json!({"variants": [{"name": "big", "grid": grid}]}));
+        let e = expand(&base(), &a).unwrap_err();
+        assert!(e.contains("1000000") && e.contains("limit of 10000"), "{e}");
+        // 10,000 in all is the limit, not beyond it: two grids of 100 x 60 are over.
+        let hundred: Vec<u32> = (0..100).collect();
+        let sixty: Vec<u32> = (0..60).collect();
+        let a = ab(json!({"variants": [
+            {"name": "a", "grid": {"train.x": hundred, "train.y": sixty}},
+            {"name": "b", "grid": {"train.x": hundred, "train.y": sixty}},
+        ]}));
+        let e = expand(&base(), &a).unwrap_err();
+        assert!(e.contains("ablation.variants[1]"), "{e}");
     }
 
     #[test]

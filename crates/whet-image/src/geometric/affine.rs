@@ -328,12 +328,38 @@ impl AffineConfig {
     }
 }
 
+/// Largest shift in pixels (`translate.pixels`, `affine.translate_pixels`, `elastic.alpha`):
+/// far beyond any image whet loads, and small enough that pixel coordinates never overflow.
+pub const MAX_SHIFT_PIXELS: f64 = 10_000.0;
+/// Largest shift as a fraction of the image (`translate.fraction`,
+/// `affine.translate_fraction`): 1 moves the image fully out.
+pub const MAX_SHIFT_FRACTION: f64 = 1.0;
+
+/// Issues for a shift in pixels or as a fraction of the image, out of range.
+pub(crate) fn check_shift(
+    i: &mut Issues,
+    pixels: (&str, Option<NonNegative>),
+    fraction: (&str, Option<NonNegative>),
+) {
+    if let Some(v) = pixels.1 {
+        i.check(v.get() <= MAX_SHIFT_PIXELS, pixels.0, || {
+            format!("expected at most {MAX_SHIFT_PIXELS} pixels, found {v}")
+        });
+    }
+    if let Some(v) = fraction.1 {
+        i.check(v.get() <= MAX_SHIFT_FRACTION, fraction.0, || {
+            format!("expected a fraction of the image size <= {MAX_SHIFT_FRACTION}, found {v}")
+        });
+    }
+}
+
 impl TranslateConfig {
     pub(crate) fn validate(&self) -> Issues {
         let mut i = Issues::new();
         i.check(self.pixels.is_some() != self.fraction.is_some(), "", || {
             "give exactly one of `pixels` and `fraction`".into()
         });
+        check_shift(&mut i, ("pixels", self.pixels), ("fraction", self.fraction));
         i
     }
 }
@@ -364,6 +390,11 @@ impl AffineConfig {
             !(self.translate_pixels.is_some() && self.translate_fraction.is_some()),
             "",
             || "give at most one of `translate_pixels` and `translate_fraction`".into(),
+        );
+        check_shift(
+            &mut i,
+            ("translate_pixels", self.translate_pixels),
+            ("translate_fraction", self.translate_fraction),
         );
         i
     }

@@ -68,6 +68,13 @@ impl ElasticConfig {
         i.check(self.sigma.get() <= 64.0, "sigma", || {
             format!("expected sigma <= 64 pixels, found {}", self.sigma)
         });
+        i.check(self.alpha.get() <= super::MAX_SHIFT_PIXELS, "alpha", || {
+            format!(
+                "expected alpha <= {} pixels, found {}",
+                super::MAX_SHIFT_PIXELS,
+                self.alpha
+            )
+        });
         i
     }
 }

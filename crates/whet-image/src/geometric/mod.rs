@@ -19,7 +19,10 @@ mod flip;
 mod resize;
 mod warp;
 
-pub use affine::{AffineConfig, RotateConfig, ScaleConfig, ShearConfig, TranslateConfig};
+pub use affine::{
+    AffineConfig, MAX_SHIFT_FRACTION, MAX_SHIFT_PIXELS, RotateConfig, ScaleConfig, ShearConfig,
+    TranslateConfig,
+};
 pub use crop::{RandomCropConfig, crop_padded};
 pub use elastic::ElasticConfig;
 pub use flip::{FlipConfig, hflip, vflip};
@@ -38,6 +41,29 @@ fn p_one() -> Probability {
 }
 fn fill_zero() -> u8 {
     0
+}
+
+/// Most pixels of an op's output image (`random_crop`, `random_resized_crop`): width x height
+/// <= 2^26, as for the images a folder is resized to.
+pub const MAX_OUTPUT_PIXELS: usize = 1 << 26;
+
+/// Issues for an output size `width x height` out of range (zero, or more than
+/// [`MAX_OUTPUT_PIXELS`], computed without overflow).
+pub(crate) fn check_output_size(issues: &mut Issues, width: usize, height: usize) {
+    issues.check(
+        width > 0
+            && height > 0
+            && width
+                .checked_mul(height)
+                .is_some_and(|p| p <= MAX_OUTPUT_PIXELS),
+        "",
+        || {
+            format!(
+                "expected width and height > 0 and width x height <= {MAX_OUTPUT_PIXELS} pixels, \
+                 found {width}x{height}"
+            )
+        },
+    );
 }
 
 pub(crate) fn check_range(issues: &mut Issues, path: &str, r: [f64; 2], min: f64, max: f64) {

@@ -79,12 +79,7 @@ impl RandomResizedCropConfig {
         let mut i = Issues::new();
         check_range(&mut i, "scale", self.scale, 1e-6, 1.0);
         check_range(&mut i, "ratio", self.ratio, 1e-3, 1e3);
-        i.check(self.width > 0 && self.height > 0, "", || {
-            format!(
-                "expected width and height > 0, found {}x{}",
-                self.width, self.height
-            )
-        });
+        super::check_output_size(&mut i, self.width, self.height);
         i
     }
 }

@@ -1,0 +1,185 @@
+//! What training a network holds in memory, estimated from its config before anything is
+//! allocated, and checked against the process's budget ([`whet_core::budget`]).
+//!
+//! Per parameter (weight or bias, `f32`): the value, its gradient and the optimizer's two state
+//! slots (every optimizer keeps two), plus the best epoch's copy under early stopping. Per
+//! batch row: the input and target rows and, for every layer, its activations, its deltas, and
+//! its noise and dropout buffers. All arithmetic saturates, so a count of `u64::MAX` gives an
+//! estimate of `u64::MAX` bytes, not an overflow.
+
+use crate::config::{ModelConfig, TrainConfig};
+use crate::error::Result;
+use crate::mlp::Mlp;
+use whet_core::budget;
+
+/// Bytes of one `f32`.
+const F32: u64 = 4;
+/// Rows of the evaluation workspace at most (as [`crate::evaluate`] uses).
+pub(crate) const EVAL_ROWS: usize = 1024;
+
+/// The estimate of what training holds, in bytes, by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainingMemory {
+    /// Weights, biases, gradients, optimizer state (and the early-stopping copy).
+    pub model: u64,
+    /// The batch workspace (training batch and evaluation batch): inputs, targets, activations,
+    /// deltas, noise and dropout buffers.
+    pub workspace: u64,
+}
+
+impl TrainingMemory {
+    /// The estimate for `model` trained with `train` on `train_rows` samples of `input_dim`
+    /// features and `output_dim` targets (`valid_rows` for the evaluation workspace).
+    pub fn estimate(
+        model: &ModelConfig,
+        train: &TrainConfig,
+        input_dim: usize,
+        output_dim: usize,
+        train_rows: usize,
+        valid_rows: usize,
+    ) -> TrainingMemory {
+        let hidden: Vec<usize> = model.hidden.iter().map(|h| h.dense).collect();
+        Self::of_widths(
+            &hidden, train, input_dim, output_dim, train_rows, valid_rows,
+        )
+    }
+
+    /// [`TrainingMemory::estimate`] for a network already built (its hidden widths read from
+    /// its layers).
+    pub fn of_network(
+        model: &Mlp,
+        train: &TrainConfig,
+        train_rows: usize,
+        valid_rows: usize,
+    ) -> TrainingMemory {
+        let layers = model.layers();
+        let hidden: Vec<usize> = layers[..layers.len().saturating_sub(1)]
+            .iter()
+            .map(|l| l.outputs())
+            .collect();
+        Self::of_widths(
+            &hidden,
+            train,
+            model.input_dim(),
+            model.output_dim(),
+            train_rows,
+            valid_rows,
+        )
+    }
+
+    fn of_widths(
+        hidden: &[usize],
+        train: &TrainConfig,
+        input_dim: usize,
+        output_dim: usize,
+        train_rows: usize,
+        valid_rows: usize,
+    ) -> TrainingMemory {
+        let copies = 4 + u64::from(train.early_stopping.is_some());
+        let batch = train.batch_size.rows(train_rows) as u64;
+        let eval = valid_rows.clamp(1, EVAL_ROWS) as u64;
+        let widths = || hidden.iter().map(|&h| h as u64).chain([output_dim as u64]);
+        let params = count_parameters(hidden, input_dim, output_dim);
+        // Per row: input and target, and four buffers per layer (activations, deltas, noise,
+        // dropout mask).
+        let per_row = (input_dim as u64)
+            .saturating_add(output_dim as u64)
+            .saturating_add(widths().fold(0u64, u64::saturating_add).saturating_mul(4));
+        TrainingMemory {
+            model: budget::product(&[params, copies, F32]),
+            workspace: budget::product(&[batch.saturating_add(eval), per_row, F32]),
+        }
+    }
+
+    /// The total in bytes.
+    pub fn total(&self) -> u64 {
+        self.model.saturating_add(self.workspace)
+    }
+
+    /// The run-file key that changes the larger part: `model.hidden` or `train.batch_size`.
+    pub fn key(&self) -> &'static str {
+        if self.model >= self.workspace {
+            "model.hidden"
+        } else {
+            "train.batch_size"
+        }
+    }
+
+    /// Checks the total plus `held` bytes (data already in memory) against the budget.
+    ///
+    /// # Errors
+    /// [`crate::Error::Budget`] when it does not fit.
+    pub fn check(&self, held: u64) -> Result<()> {
+        budget::check(
+            "training the network (weights, gradients, optimizer state and batch buffers)",
+            self.total().saturating_add(held),
+            self.key(),
+        )?;
+        Ok(())
+    }
+}
+
+/// The number of weights and biases of `model` between `input_dim` inputs and `output_dim`
+/// outputs (saturating).
+pub fn parameter_count(model: &ModelConfig, input_dim: usize, output_dim: usize) -> u64 {
+    let hidden: Vec<usize> = model.hidden.iter().map(|h| h.dense).collect();
+    count_parameters(&hidden, input_dim, output_dim)
+}
+
+fn count_parameters(hidden: &[usize], input_dim: usize, output_dim: usize) -> u64 {
+    let mut params = 0u64;
+    let mut inputs = input_dim as u64;
+    for units in hidden.iter().map(|&h| h as u64).chain([output_dim as u64]) {
+        params = params.saturating_add(inputs.saturating_mul(units).saturating_add(units));
+        inputs = units;
+    }
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HiddenConfig, OptimizerConfig};
+
+    #[test]
+    fn three_wide_layers_are_estimated_from_the_config() {
+        let m = ModelConfig::classification().with_hidden([
+            HiddenConfig::dense(30_000),
+            HiddenConfig::dense(30_000),
+            HiddenConfig::dense(30_000),
+        ]);
+        let t = TrainConfig::new(OptimizerConfig::adam(0.001));
+        assert_eq!(
+            parameter_count(&m, 784, 10),
+            784 * 30_000 + 30_000 + 2 * (30_000 * 30_000 + 30_000) + 30_000 * 10 + 10
+        );
+        let e = TrainingMemory::estimate(&m, &t, 784, 10, 60_000, 0);
+        // About 1.8e9 parameters x 4 floats x 4 bytes: over 28 GB.
+        assert!(e.model > 28_000_000_000, "{e:?}");
+        assert_eq!(e.key(), "model.hidden");
+        // 32 training rows and one evaluation row.
+        assert_eq!(e.workspace, 33 * (784 + 10 + 4 * 90_010) * 4);
+    }
+
+    #[test]
+    fn huge_counts_saturate_instead_of_overflowing() {
+        let m = ModelConfig::classification().with_hidden([HiddenConfig::dense(usize::MAX)]);
+        let t = TrainConfig::new(OptimizerConfig::sgd(0.1)).with_batch_size(usize::MAX);
+        let e = TrainingMemory::estimate(&m, &t, usize::MAX, 10, usize::MAX, usize::MAX);
+        assert_eq!(
+            (e.model, e.workspace, e.total()),
+            (u64::MAX, u64::MAX, u64::MAX)
+        );
+    }
+
+    #[test]
+    fn a_big_batch_points_at_the_batch_size() {
+        let m = ModelConfig::classification().with_hidden([HiddenConfig::dense(64)]);
+        let t = TrainConfig::new(OptimizerConfig::sgd(0.1)).with_batch_size(100_000);
+        let e = TrainingMemory::estimate(&m, &t, 100, 2, 100_000, 10);
+        assert_eq!(e.key(), "train.batch_size");
+        let small = budget::Budget::new(1 << 20);
+        let err = small.check("x", e.total(), e.key()).unwrap_err();
+        assert_eq!(err.key, "train.batch_size");
+    }
+}
