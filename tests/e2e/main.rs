@@ -6,6 +6,7 @@
 mod bad_input;
 mod catalogue;
 mod interrupt;
+mod messages;
 mod pinned;
 mod pipelines;
 mod util;

@@ -4,6 +4,8 @@
 //!   independent, reproducible stream from a seed and a path of indices (epoch, sample, op…), so
 //!   results never depend on thread count or scheduling;
 //! - [`fsx`]: atomic file writes (temporary file in the same folder, then rename);
+//! - [`input`]: the one way input files are opened: regular files (and pipes, capped) only,
+//!   every read capped;
 //! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
@@ -19,6 +21,7 @@
 
 pub mod batch;
 pub mod fsx;
+pub mod input;
 pub mod progress;
 pub mod publish;
 pub mod rng;

@@ -202,6 +202,23 @@ impl TabularConfig {
             match s {
                 StepConfig::Join(j) => {
                     is.nest(&path, j.validate());
+                    let others = || {
+                        self.data
+                            .tables
+                            .keys()
+                            .filter(|k| Some(k.as_str()) != self.data.main.as_deref())
+                            .collect::<Vec<_>>()
+                    };
+                    if self.data.main.as_deref() == Some(j.with.as_str()) {
+                        is.push(
+                            format!("{path}.with"),
+                            format!(
+                                "joins the main table `{}` with itself; `with` names another table declared under `data.tables` (others declared: {:?}); to join a file with itself, declare it twice under two names",
+                                j.with,
+                                others()
+                            ),
+                        );
+                    }
                     is.check(
                         self.data.tables.contains_key(&j.with),
                         format!("{path}.with"),
@@ -234,6 +251,27 @@ impl TabularConfig {
             }
         }
         is.nest("split", self.split.validate());
+        let target = self
+            .data
+            .target
+            .column
+            .as_deref()
+            .or(self.data.target.regression.as_deref());
+        for (key, column, what) in [
+            ("split.group", self.split.group.as_deref(), "group rows by"),
+            ("split.order", self.split.order.as_deref(), "order rows by"),
+        ] {
+            if let (Some(c), Some(t)) = (column, target)
+                && c == t
+            {
+                is.push(
+                    key,
+                    format!(
+                        "`{c}` is the target column; the target is taken out of the table before the split, so the split cannot {what} it: choose another column"
+                    ),
+                );
+            }
+        }
         is
     }
 

@@ -10,6 +10,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An input file that is not a regular file, is over its size cap, or cannot be opened.
+    #[error(transparent)]
+    Input(#[from] whet_core::input::InputError),
     /// Problems in a run file, each located (file, line, column, key path).
     #[error(transparent)]
     Config(#[from] ConfigErrors),
@@ -98,6 +101,27 @@ impl Error {
     ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { what, path, source }
+    }
+}
+
+/// Refuses an output folder path that exists as something other than a folder (a regular
+/// file, a device), before any work: otherwise the run would train and fail only when it
+/// writes its first output.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the path.
+pub fn check_out_folder(out: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(out) {
+        Ok(m) if !m.is_dir() => Err(Error::Invalid(format!(
+            "the output folder `{}` exists and is not a folder (a file of {} bytes): give a folder path for `--out` (it is created if missing)",
+            out.display(),
+            m.len()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(Error::Invalid(format!(
+            "the output folder `{}` cannot be made: a part of its path is a file, not a folder; give a folder path for `--out`",
+            out.display()
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -119,12 +119,7 @@ impl Run {
         progress: &dyn Progress,
     ) -> Result<ExportReport> {
         let out = out.as_ref();
-        if out.is_file() {
-            return Err(Error::Invalid(format!(
-                "--out `{}` is a file; give a folder",
-                out.display()
-            )));
-        }
+        crate::error::check_out_folder(out)?;
         let seed = self.seed();
         let prepared = self.prepare(seed, cache, progress)?;
         let mut manifest = Manifest::new(
@@ -134,6 +129,7 @@ impl Run {
             prepared.summary(),
             prepared.preprocessing(self),
             None,
+            prepared.warnings.clone(),
         );
         whet_core::publish::staged(out, |stage| -> Result<ExportReport> {
             let report = match &prepared.data {

@@ -50,8 +50,8 @@ pub use ablation::{
     Seeds, VariantConfig,
 };
 pub use cache::Cache;
-pub use error::{Error, Result, chain_text};
-pub use execute::{ClassBreakdown, Metrics, RunOutcome};
+pub use error::{Error, Result, chain_text, check_out_folder};
+pub use execute::{ClassBreakdown, EvaluatedOn, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
 pub use prepare::{
