@@ -23,10 +23,6 @@ fn check(r: &Run, code: i32, expect: &[&str]) {
     }
 }
 
-fn args(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 fn run_strs(d: &Path, a: &[String]) -> Run {
     let argv: Vec<&str> = a.iter().map(String::as_str).collect();
     whet(d, &argv)
@@ -112,7 +108,6 @@ fn a_transfer_checkpoint_at_dev_urandom_is_refused_at_validate() {
         "  epochs: 1\n  transfer: { checkpoint: /dev/urandom }\n",
     );
     write(d, "run.yaml", text);
-    let started = std::time::Instant::now();
     let r = validate(d);
     check(
         &r,
@@ -126,7 +121,6 @@ fn a_transfer_checkpoint_at_dev_urandom_is_refused_at_validate() {
     // And `run` refuses it the same way, before reading a byte of it.
     let r = run_strs(d, &run_args(d));
     check(&r, 2, &["/dev/urandom", "character device"]);
-    let _ = started;
 }
 
 #[test]
@@ -532,8 +526,11 @@ fn duplicate_and_text_columns_are_warned_about_and_recorded() {
         "{w:?}"
     );
     // A second run is served from the stage cache and still records them.
-    let r = whet(d, &["run", "run.yaml", "--out", "out2"]);
+    let mut again = run_args(d);
+    again[3] = d.join("out2").display().to_string();
+    let r = run_strs(d, &again);
     check(&r, 0, &["`x2` appears 2 times"]);
+    assert!(r.stderr.contains("warning:"), "{}", r.stderr);
     assert_eq!(manifest_warnings(&d.join("out2")), w);
 }
 

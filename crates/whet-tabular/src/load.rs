@@ -301,13 +301,14 @@ fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
         path: path.clone(),
         source,
     };
+    // A device or folder is refused by what it is, before its name is looked at.
+    let kind = whet_core::input::check_input(path)?;
     let format = spec.resolved_format()?;
     let mut warnings = Vec::new();
     let (df, skipped, examples) = match format {
         TableFormat::Parquet => {
             // Only a regular file within the cap: Parquet is read with seeks, which a pipe
             // cannot do, and a device is never read.
-            let kind = whet_core::input::check_input(path)?;
             let len = whet_core::input::InputError::no_pipe(
                 path,
                 kind,
