@@ -260,6 +260,18 @@ pub struct LoadReport {
     pub warnings: Vec<String>,
 }
 
+/// [`load_table`] for a run's tables and `apply`'s data: a table without rows is refused
+/// ([`Error::EmptyTable`]) instead of failing later at the target or the split.
+pub(crate) fn load_rows(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
+    let (df, report) = load_table(spec)?;
+    if df.height() == 0 {
+        return Err(Error::EmptyTable {
+            path: spec.path.clone(),
+        });
+    }
+    Ok((df, report))
+}
+
 /// Loads a table as described by `spec`.
 ///
 /// # Errors
@@ -361,9 +373,6 @@ fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
             read_csv_bytes(path, bytes, spec)?
         }
     };
-    if df.height() == 0 {
-        return Err(Error::EmptyTable { path: path.clone() });
-    }
     if format != TableFormat::Parquet {
         warnings.extend(text_column_warnings(path, &df, spec));
     }

@@ -17,7 +17,7 @@ use crate::encode::EncodeConfig;
 use crate::error::{Error, Result};
 use crate::export::Manifest;
 use crate::join::{JoinConfig, JoinReport, join};
-use crate::load::{LoadReport, TableSpec, load_table};
+use crate::load::{LoadReport, TableSpec};
 use crate::missing::{DropColumnsConfig, DropRowsConfig, FillConfig, ImputeConfig};
 use crate::scale::{ClipConfig, NormalizeConfig};
 use crate::split::{SplitConfig, split_indices};
@@ -393,7 +393,7 @@ fn missing_total(df: &DataFrame) -> usize {
 /// Loads every declared table.
 ///
 /// # Errors
-/// See [`load_table`].
+/// See [`crate::load_table`].
 pub fn load_tables(
     cfg: &TablesConfig,
     progress: &dyn Progress,
@@ -402,7 +402,7 @@ pub fn load_tables(
     let mut reports = Vec::new();
     progress.begin("load tables", Some(cfg.tables.len() as u64));
     for (name, spec) in &cfg.tables {
-        let (df, rep) = load_table(spec)?;
+        let (df, rep) = crate::load::load_rows(spec)?;
         progress.message(&format!("{name}: {} rows", df.height()));
         tables.insert(name.clone(), df);
         reports.push(rep);
@@ -915,7 +915,7 @@ pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
     let mut spec = manifest.data.tables[&main].clone();
     spec.path = data.to_path_buf();
     spec.format = None;
-    let (df, _) = load_table(&spec)?;
+    let (df, _) = crate::load::load_rows(&spec)?;
     let mut tables = BTreeMap::new();
     for step in &manifest.pre_split {
         if let StepConfig::Join(j) = step
@@ -927,7 +927,7 @@ pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
                     available: manifest.data.tables.keys().cloned().collect(),
                 });
             };
-            tables.insert(j.with.clone(), load_table(spec)?.0);
+            tables.insert(j.with.clone(), crate::load::load_rows(spec)?.0);
         }
     }
     apply(manifest, df, &tables)
