@@ -234,8 +234,11 @@ fn a_table_run_with_test_0_reports_validation_metrics_and_the_ablation_says_so()
 
 // ---- class 9: errors that confuse ----------------------------------------------------------
 
-/// Run-file cases checked by `whet validate`: (name, run file text, fragments).
-const RUN_FILE_CASES: &[(&str, fn() -> String, &[&str])] = &[
+/// A run-file case: name, run file text, fragments of the message.
+type RunFileCase = (&'static str, fn() -> String, &'static [&'static str]);
+
+/// Run-file cases checked by `whet validate`.
+const RUN_FILE_CASES: &[RunFileCase] = &[
     (
         "two YAML documents",
         || format!("{}---\nname: other\n", tab_run(MAIN, TARGET, STEPS)),
