@@ -12,8 +12,9 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("a.csv");
 //! std::fs::write(&path, "x,y\n1,2\n").unwrap();
-//! assert_eq!(whet_core::input::read_capped(&path, 1024)?, b"x,y\n1,2\n");
-//! let err = whet_core::input::read_capped(std::path::Path::new("/dev/zero"), 1024).unwrap_err();
+//! assert_eq!(whet_core::input::read_capped(&path, "tables", 1024)?, b"x,y\n1,2\n");
+//! let err = whet_core::input::read_capped(std::path::Path::new("/dev/zero"), "tables", 1024)
+//!     .unwrap_err();
 //! assert!(err.to_string().contains("character device"));
 //! # Ok(()) }
 //! ```
