@@ -75,7 +75,7 @@ train:
 }
 
 const IDX: &str = "{ idx: { images: images.idx, labels: labels.idx } }";
-const FOLDER: &str = "{ folder: { path: imgs, width: 8, height: 8 } }";
+pub(crate) const FOLDER: &str = "{ folder: { path: imgs, width: 8, height: 8 } }";
 
 pub(crate) fn idx_bytes(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
     let mut v = magic.to_be_bytes().to_vec();
@@ -274,7 +274,7 @@ pub(crate) fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
 
-fn run_args(dir: &Path) -> Vec<String> {
+pub(crate) fn run_args(dir: &Path) -> Vec<String> {
     vec![
         "run".into(),
         dir.join("run.yaml").display().to_string(),
@@ -283,7 +283,7 @@ fn run_args(dir: &Path) -> Vec<String> {
     ]
 }
 
-fn tab_case(dir: &Path, csv: &str, target: &str, steps: &str) -> Vec<String> {
+pub(crate) fn tab_case(dir: &Path, csv: &str, target: &str, steps: &str) -> Vec<String> {
     write(dir, "main.csv", csv);
     write(dir, "run.yaml", tab_run(MAIN, target, steps));
     run_args(dir)
@@ -566,7 +566,7 @@ const CASES: &[Case] = &[
         name: "Parquet with no rows",
         setup: |d| parquet_case(d, parquet(0), TARGET),
         code: 2,
-        expect: &["main.parquet", "`y`", "0 rows"],
+        expect: &["main.parquet", "no data rows"],
     },
     Case {
         name: "CSV with a ragged row",

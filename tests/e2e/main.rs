@@ -9,6 +9,7 @@ mod catalogue;
 mod concurrency;
 mod hostile_paths;
 mod interrupt;
+mod messages;
 mod pinned;
 mod pipelines;
 mod util;

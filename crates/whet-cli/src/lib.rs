@@ -6,8 +6,57 @@
 //! `main` maps errors to exit codes: 0 success, 1 a run that failed (diverged, or every variant
 //! failed), 2 bad input or usage.
 
+/// Writes to standard output like `print!`, but returns an error instead of panicking when
+/// stdout is closed (`whet schema | head -1`): [`StdoutClosed`], which ends whet quietly with
+/// exit code 0, as `cat` or ripgrep do.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*), false)
+    };
+}
+
+/// [`out!`] with a newline, like `println!`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*), true)
+    };
+}
+
+pub(crate) use {out, outln};
+
 pub mod cmd;
 pub mod progress;
+
+/// Standard output was closed by its reader (a pipe into `head`): not a failure of whet, which
+/// stops writing and exits 0 without a message.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `args` (and a newline) to standard output and flushes it, so a closed pipe shows up
+/// here and not as a panic in `println!` or a lost write at exit.
+///
+/// # Errors
+/// [`StdoutClosed`] when the reader has gone (broken pipe); any other write error as itself.
+pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let written = o
+        .write_fmt(args)
+        .and_then(|()| if newline { o.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| o.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -235,6 +284,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     let _ = std::panic::take_hook();
     match result {
         Ok(Ok(())) => 0,
+        Ok(Err(e)) if e.is::<StdoutClosed>() => 0,
         Ok(Err(e)) => {
             eprintln!("error: {}", render_error(&e));
             if e.chain().any(|c| {
@@ -253,6 +303,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
                 .unwrap_or_default();
+            // A `println!` a dependency makes (clap's help into `head`) panics on a closed
+            // stdout: the same quiet end as [`StdoutClosed`].
+            if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+                return 0;
+            }
             eprintln!(
                 "error: internal error (a bug in whet; please report it with the run file): {msg}"
             );

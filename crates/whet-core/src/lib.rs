@@ -10,6 +10,8 @@
 //! - [`names`]: the one check of names that become path components, and the reversible
 //!   encoding of data-derived names (class folders);
 //! - [`outputs`]: output folders never overlap inputs, and carry a marker loaders skip;
+//! - [`input`]: the one way input files are opened: regular files (and pipes, capped) only,
+//!   every read capped;
 //! - [`progress`]: the [`Progress`] trait libraries report long work through (only the CLI knows
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
@@ -27,6 +29,7 @@
 pub mod batch;
 pub mod budget;
 pub mod fsx;
+pub mod input;
 pub mod lock;
 pub mod names;
 pub mod outputs;

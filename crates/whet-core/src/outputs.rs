@@ -78,6 +78,12 @@ pub enum OutputError {
         /// The output as given.
         out: PathBuf,
     },
+    /// An output whose path runs through an existing file (`data.csv/out`): it cannot be made.
+    #[error("--out `{}` cannot be made: a part of its path is a file, not a folder; give a folder path", out.display())]
+    ThroughFile {
+        /// The output as given.
+        out: PathBuf,
+    },
     /// The output overlaps an input.
     #[error(
         "--out `{}` {overlap} the input `{}` ({what}){}: writing there would overwrite the input or train on the outputs; choose an --out outside every input file and folder",
@@ -185,13 +191,22 @@ fn resolve_depth(path: &Path, depth: usize) -> io::Result<PathBuf> {
 /// created.
 ///
 /// # Errors
-/// [`OutputError::IsFile`], [`OutputError::Overlap`] (the first input that overlaps), or
+/// [`OutputError::IsFile`], [`OutputError::ThroughFile`], [`OutputError::Overlap`] (the first
+/// input that overlaps), or
 /// [`OutputError::Resolve`].
 pub fn check(out: &Path, kind: OutputKind, inputs: &[Input]) -> Result<(), OutputError> {
-    if kind == OutputKind::Folder && std::fs::metadata(out).is_ok_and(|m| !m.is_dir()) {
-        return Err(OutputError::IsFile {
-            out: out.to_path_buf(),
-        });
+    match std::fs::metadata(out) {
+        Ok(m) if kind == OutputKind::Folder && !m.is_dir() => {
+            return Err(OutputError::IsFile {
+                out: out.to_path_buf(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(OutputError::ThroughFile {
+                out: out.to_path_buf(),
+            });
+        }
+        _ => {}
     }
     let err = |path: &Path| {
         let path = path.to_path_buf();
@@ -319,6 +334,10 @@ mod tests {
             Err(OutputError::IsFile { .. })
         ));
         assert!(check(&f, OutputKind::File, &[]).is_ok());
+        assert!(matches!(
+            check(&f.join("out"), OutputKind::Folder, &[]),
+            Err(OutputError::ThroughFile { .. })
+        ));
     }
 
     #[test]

@@ -87,6 +87,25 @@ pub fn join_path(prefix: &str, rest: &str) -> String {
     }
 }
 
+/// A number for a message: as written for everyday magnitudes (`0.25`, `1200`), in exponent
+/// form outside them (`1e300`, `2.5e-9`), where Rust's `{}` would print hundreds of digits.
+///
+/// ```
+/// use whet_core::spec::fmt_number;
+/// assert_eq!(fmt_number(0.25), "0.25");
+/// assert_eq!(fmt_number(1e300), "1e300");
+/// assert_eq!(fmt_number(-2.5e-9), "-2.5e-9");
+/// assert_eq!(fmt_number(f64::NAN), "NaN");
+/// ```
+pub fn fmt_number(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 || !v.is_finite() || (1e-4..1e9).contains(&a) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
 macro_rules! bounded {
     ($(#[$doc:meta])* $name:ident, $check:expr, $expect:literal, $min:expr, $max:expr) => {
         $(#[$doc])*
@@ -104,7 +123,7 @@ macro_rules! bounded {
                 if ok(v) {
                     Ok(Self(v))
                 } else {
-                    Err(format!("expected {}, found {v}", $expect))
+                    Err(format!("expected {}, found {}", $expect, fmt_number(v)))
                 }
             }
             /// The value.
@@ -125,7 +144,7 @@ macro_rules! bounded {
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}", self.0)
+                f.write_str(&fmt_number(self.0))
             }
         }
         impl JsonSchema for $name {

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An input file that is not a regular file, is over its size cap, or cannot be opened.
+    #[error(transparent)]
+    Input(#[from] whet_core::input::InputError),
     /// A file could not be read.
     #[error("reading `{}`: {source}", path.display())]
     Read {

@@ -6,6 +6,9 @@ use crate::set::ImageSet;
 use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
 
+/// The largest image file read from a folder, in bytes: 256 MiB.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+
 /// A file or folder skipped while loading a folder: an undecodable file (with `skip_bad`), or a
 /// sub-folder that whet wrote (it holds [`whet_core::outputs::OUTPUT_MARKER`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +27,10 @@ pub struct FolderLoad {
     /// Sub-folders skipped because whet wrote them, then files skipped because they could not
     /// be decoded (only with `skip_bad`).
     pub skipped: Vec<Skipped>,
+    /// Chosen class folders that hold no image file at all. They stay classes (so labels keep
+    /// matching the test folders and the `classes` indices), which the network never sees in
+    /// training: the caller warns about them.
+    pub empty_classes: Vec<PathBuf>,
 }
 
 /// Options of [`load_folder`].
@@ -135,15 +142,20 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     let (w, h, c) = (opt.width, opt.height, opt.channels);
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
+    let mut empty_classes = Vec::new();
     let limit = opt.limit.unwrap_or(usize::MAX);
     // Every file first (paths only), so the decoded set's size is known before decoding.
     let mut files = Vec::new();
     for (new_label, &ci) in chosen.iter().enumerate() {
+        let before = files.len();
         for file in sorted_entries(&class_dirs[ci])?
             .into_iter()
             .filter(|p| p.is_file() && is_image(p))
         {
             files.push((new_label, file));
+        }
+        if files.len() == before {
+            empty_classes.push(class_dirs[ci].clone());
         }
     }
     crate::set::check_set_memory(
@@ -156,16 +168,15 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
         if labels.len() >= limit {
             break;
         }
-        let reader = image::ImageReader::open(&file)
-            .map_err(|source| Error::Read {
-                path: file.clone(),
-                source,
-            })?
-            .with_guessed_format()
-            .map_err(|source| Error::Read {
-                path: file.clone(),
-                source,
-            })?;
+        let bytes = whet_core::input::read_capped(&file, "images", MAX_IMAGE_FILE_BYTES)?;
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+        if let Ok(format) = image::ImageFormat::from_path(&file) {
+            reader.set_format(format);
+        }
+        let reader = reader.with_guessed_format().map_err(|source| Error::Read {
+            path: file.clone(),
+            source,
+        })?;
         // The decoders can panic on corrupt files (whet-fuzz found an `unwrap` in zune-jpeg's
         // AVX2 IDCT): a panic there is a corrupt file, reported like any decode error.
         let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
@@ -209,6 +220,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     Ok(FolderLoad {
         set: ImageSet::new(h, w, c, pixels, labels, names)?,
         skipped,
+        empty_classes,
     })
 }
 

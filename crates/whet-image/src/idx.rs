@@ -10,7 +10,6 @@ use crate::set::ImageSet;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,12 +19,23 @@ pub const MAX_DECLARED_BYTES: u64 = 1 << 31;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
+/// A read error of `path`: the cap of [`whet_core::input`] as itself, anything else as
+/// [`Error::Read`].
+fn read_error(path: &Path, source: std::io::Error) -> Error {
+    match whet_core::input::InputError::from_io(source) {
+        Ok(e) => Error::Input(e),
+        Err(source) => Error::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
 fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let read_err = |source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = BufReader::with_capacity(1 << 16, File::open(path).map_err(read_err)?);
+    let read_err = |source| read_error(path, source);
+    // A regular file or a pipe, capped a little above the largest body a header may declare.
+    let file = whet_core::input::open_input(path, "IDX files", MAX_DECLARED_BYTES + (1 << 20))?;
+    let mut f = BufReader::with_capacity(1 << 16, file);
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(read_err)?;
     let head = std::io::Cursor::new(magic[..n].to_vec());
@@ -45,10 +55,7 @@ fn read_exact(r: &mut dyn Read, buf: &mut [u8], path: &Path, what: &str) -> Resu
                 message: format!("truncated: the file ends inside the {what}"),
             }
         } else {
-            Error::Read {
-                path: path.to_path_buf(),
-                source,
-            }
+            read_error(path, source)
         }
     })
 }

@@ -47,9 +47,13 @@ pub use augment::{
 };
 pub use buf::{Img, View};
 pub use error::{Error, Result};
-pub use folder::{FolderLoad, FolderOptions, Skipped, load_folder, write_png_folders};
+pub use folder::{
+    FolderLoad, FolderOptions, MAX_IMAGE_FILE_BYTES, Skipped, load_folder, write_png_folders,
+};
 pub use idx::{MAX_DECLARED_BYTES, load_idx, write_idx};
 pub use online::AugmentSource;
 pub use preview::{MIN_CELL, render_preview, write_preview};
 pub use set::{ImageSet, NormalizeKind, Normalizer};
-pub use source::{FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, load_train_test};
+pub use source::{
+    FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, TrainTest, load_train_test,
+};

@@ -4,7 +4,7 @@
 
 use crate::builder::probability;
 use crate::error::{Error, Result};
-use crate::folder::{FolderOptions, Skipped, load_folder};
+use crate::folder::{FolderLoad, FolderOptions, Skipped, load_folder};
 use crate::idx::load_idx;
 use crate::set::{ImageSet, NormalizeKind};
 use schemars::JsonSchema;
@@ -239,12 +239,13 @@ impl ImageSourceConfig {
     ///
     /// # Errors
     /// As [`load_idx`] and [`load_folder`].
-    pub fn load(&self, classes: Option<&[u32]>) -> Result<(ImageSet, Vec<Skipped>)> {
+    pub fn load(&self, classes: Option<&[u32]>) -> Result<FolderLoad> {
         match (&self.idx, &self.folder) {
-            (Some(idx), None) => Ok((
-                load_idx(&idx.images, &idx.labels, self.limit, classes)?,
-                Vec::new(),
-            )),
+            (Some(idx), None) => Ok(FolderLoad {
+                set: load_idx(&idx.images, &idx.labels, self.limit, classes)?,
+                skipped: Vec::new(),
+                empty_classes: Vec::new(),
+            }),
             (None, Some(f)) => {
                 let r = load_folder(
                     &f.path,
@@ -257,7 +258,7 @@ impl ImageSourceConfig {
                         limit: self.limit,
                     },
                 )?;
-                Ok((r.set, r.skipped))
+                Ok(r)
             }
             _ => Err(Error::Config(
                 "give exactly one of `idx` and `folder`".into(),
@@ -277,6 +278,18 @@ impl ImagesConfig {
         i.check(self.validation.get() < 1.0, "validation", || {
             format!("expected a fraction in [0, 1), found {}", self.validation)
         });
+        // Without a test set the run reports validation metrics; without either, nothing
+        // would measure the trained network.
+        i.check(
+            self.test.is_some() || self.validation.get() > 0.0,
+            "test",
+            || {
+                "there is no test set and no validation split, so nothing would measure the \
+                 trained network: add `data.images.test` (images to evaluate on) or set \
+                 `data.images.validation` (e.g. 0.1; the run then reports validation metrics)"
+                    .into()
+            },
+        );
         if let Some(c) = &self.classes {
             i.check(!c.is_empty(), "classes", || {
                 "expected at least one class".into()
@@ -301,12 +314,20 @@ impl ImagesConfig {
 /// # Errors
 /// Loader errors ([`load_idx`], [`load_folder`]); [`Error::Shape`] when train and test images
 /// differ in shape or test has more classes than train.
-pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Skipped>)> {
+pub fn load_train_test(cfg: &ImagesConfig) -> Result<TrainTest> {
     let classes = cfg.classes.as_deref();
-    let (all_train, mut skipped) = cfg.train.load(classes)?;
+    let FolderLoad {
+        set: all_train,
+        mut skipped,
+        empty_classes,
+    } = cfg.train.load(classes)?;
     let test = match &cfg.test {
         Some(t) => {
-            let (mut s, sk) = t.load(classes)?;
+            let FolderLoad {
+                set: mut s,
+                skipped: sk,
+                ..
+            } = t.load(classes)?;
             skipped.extend(sk);
             if s.shape() != all_train.shape() {
                 return Err(Error::Shape {
@@ -338,7 +359,26 @@ pub fn load_train_test(cfg: &ImagesConfig) -> Result<(ImageSet, ImageSet, Vec<Sk
         }
         None => all_train.select(&[]),
     };
-    Ok((all_train, test, skipped))
+    Ok(TrainTest {
+        train: all_train,
+        test,
+        skipped,
+        empty_train_classes: empty_classes,
+    })
+}
+
+/// What [`load_train_test`] read.
+#[derive(Debug, Clone)]
+pub struct TrainTest {
+    /// The training images.
+    pub train: ImageSet,
+    /// The test images (empty when the config has none).
+    pub test: ImageSet,
+    /// Files skipped with `skip_bad`, in train and test.
+    pub skipped: Vec<Skipped>,
+    /// Training class folders with no image (kept as classes; see
+    /// [`FolderLoad::empty_classes`]).
+    pub empty_train_classes: Vec<PathBuf>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An input file that is not a regular file, is over its size cap, or cannot be opened.
+    #[error(transparent)]
+    Input(#[from] whet_core::input::InputError),
     /// Reading a file failed.
     #[error("reading `{}`: {source}", path.display())]
     Io {
@@ -21,6 +24,12 @@ pub enum Error {
     /// An atomic write failed.
     #[error(transparent)]
     Fs(#[from] whet_core::fsx::FsError),
+    /// A table without data rows (only a header, or nothing).
+    #[error("`{}` holds no data rows (only a header, or nothing): add rows, or check that this is the right file", path.display())]
+    EmptyTable {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file extension whose format is unknown.
     #[error("`{}`: unknown table format (expected .csv, .csv.gz or .parquet)", path.display())]
     UnknownFormat {

@@ -75,16 +75,16 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
+/// The largest manifest (`manifest.json`) read, in bytes: 256 MiB.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
 impl Manifest {
-    /// Reads a manifest.
+    /// Reads a manifest (at most [`MAX_MANIFEST_BYTES`]).
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Manifest`].
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = whet_core::input::read_capped(path, "manifests", MAX_MANIFEST_BYTES)?;
         serde_json::from_slice(&text).map_err(|source| Error::Manifest {
             path: path.into(),
             source,
@@ -146,10 +146,7 @@ pub fn npy_bytes(x: &Array2<f32>) -> Vec<u8> {
 /// # Errors
 /// [`Error::Io`], or [`Error::Apply`] when the header is not such a file.
 pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
-    let b = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
+    let b = whet_core::input::read_capped(path, "tables", crate::MAX_TABLE_BYTES)?;
     let bad = |why: &str| {
         Error::Apply(format!(
             "`{}` is not a 2-D float32 .npy: {why}",

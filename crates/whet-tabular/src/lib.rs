@@ -41,11 +41,13 @@ pub use audit::{AuditConfig, AuditFlag, AuditReport, FlagKind, audit_frame};
 pub use encode::{DatePart, EncodeConfig, FittedEncode};
 pub use error::{Error, Result};
 pub use export::{
-    ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, Manifest, export, npy_bytes, read_npy,
-    split_frame, write_split, write_splits,
+    ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, export,
+    npy_bytes, read_npy, split_frame, write_split, write_splits,
 };
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
-pub use load::{ColumnType, LoadReport, MAX_INFER_ROWS, TableFormat, TableSpec, load_table};
+pub use load::{
+    ColumnType, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, TableFormat, TableSpec, load_table,
+};
 pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,
     FittedDropColumns, FittedImpute, ImputeConfig, NumericFill,

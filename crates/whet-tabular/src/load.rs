@@ -239,6 +239,10 @@ impl<'de> Deserialize<'de> for TableSpec {
     }
 }
 
+/// The largest table file read, in bytes (and the largest a `.csv.gz` may decompress to):
+/// 16 GiB. Only regular files are read (and, for CSV, named pipes up to this size).
+pub const MAX_TABLE_BYTES: u64 = 16 << 30;
+
 /// What loading one table did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {
@@ -252,6 +256,23 @@ pub struct LoadReport {
     pub skipped_rows: usize,
     /// The first few skipped lines with the reason.
     pub skipped_examples: Vec<String>,
+    /// What the user should know about the file that did not stop loading (duplicate column
+    /// names renamed, a numeric column read as text because of a few cells), each naming the
+    /// file, the column and the cell.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// [`load_table`] for a run's tables and `apply`'s data: a table without rows is refused
+/// ([`Error::EmptyTable`]) instead of failing later at the target or the split.
+pub(crate) fn load_rows(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
+    let (df, report) = load_table(spec)?;
+    if df.height() == 0 {
+        return Err(Error::EmptyTable {
+            path: spec.path.clone(),
+        });
+    }
+    Ok((df, report))
 }
 
 /// Loads a table as described by `spec`.
@@ -295,9 +316,23 @@ fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
         path: path.clone(),
         source,
     };
+    // A device or folder is refused by what it is, before its name is looked at.
+    let kind = whet_core::input::check_input(path)?;
     let format = spec.resolved_format()?;
+    let mut warnings = Vec::new();
     let (df, skipped, examples) = match format {
         TableFormat::Parquet => {
+            // Only a regular file within the cap: Parquet is read with seeks, which a pipe
+            // cannot do, and a device is never read.
+            let len = whet_core::input::InputError::no_pipe(
+                path,
+                kind,
+                "Parquet files are read with seeks (footer first)",
+            )?;
+            if len > MAX_TABLE_BYTES {
+                // `open_input` words the refusal.
+                whet_core::input::open_input(path, "tables", MAX_TABLE_BYTES)?;
+            }
             // polars aborts the process on some corrupt footers and page headers: refuse them.
             crate::parquet_guard::check_parquet(path)?;
             let file = std::fs::File::open(path).map_err(io)?;
@@ -312,27 +347,117 @@ fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
             (df, 0, Vec::new())
         }
         TableFormat::Csv | TableFormat::CsvGz => {
-            let raw = std::fs::read(path).map_err(io)?;
+            let raw = whet_core::input::read_capped(path, "tables", MAX_TABLE_BYTES)?;
             let bytes = if format == TableFormat::CsvGz || is_gzip(&raw) {
-                let mut out = Vec::with_capacity(raw.len() * 4);
+                let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
+                // The decompressed text is capped like a plain file (one byte more tells
+                // "exactly the cap" from "more").
                 flate2::read::MultiGzDecoder::new(&raw[..])
+                    .take(MAX_TABLE_BYTES + 1)
                     .read_to_end(&mut out)
                     .map_err(io)?;
+                if out.len() as u64 > MAX_TABLE_BYTES {
+                    return Err(whet_core::input::InputError::TooLarge {
+                        path: path.clone(),
+                        what: "tables",
+                        found: format!(
+                            "decompresses to more than {}",
+                            whet_core::input::human_bytes(MAX_TABLE_BYTES)
+                        ),
+                        cap: MAX_TABLE_BYTES,
+                    }
+                    .into());
+                }
                 out
             } else {
                 raw
             };
+            warnings.extend(duplicate_header_warnings(path, &bytes));
             read_csv_bytes(path, bytes, spec)?
         }
     };
+    if format != TableFormat::Parquet {
+        warnings.extend(text_column_warnings(path, &df, spec));
+    }
     let report = LoadReport {
         path: path.clone(),
         rows: df.height(),
         columns: df.width(),
         skipped_rows: skipped,
         skipped_examples: examples,
+        warnings,
     };
     Ok((df, report))
+}
+
+/// Header names that appear more than once: polars keeps the first and renames the others
+/// (`x_duplicated_0`), so a feature would silently change name.
+fn duplicate_header_warnings(path: &Path, bytes: &[u8]) -> Vec<String> {
+    let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let names: Vec<String> = split_fields(header.strip_suffix(b"\r").unwrap_or(header))
+        .into_iter()
+        .map(|f| String::from_utf8_lossy(f).trim_matches('"').to_string())
+        .collect();
+    let mut seen: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, n) in names.iter().enumerate() {
+        seen.entry(n.as_str()).or_default().push(i + 1);
+    }
+    seen.into_iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(name, at)| {
+            let renamed: Vec<String> = (0..at.len() - 1)
+                .map(|k| format!("`{name}_duplicated_{k}`"))
+                .collect();
+            format!(
+                "`{}` line 1: the column name `{name}` appears {} times (fields {}); the later ones are read as {}: give each column its own name",
+                path.display(),
+                at.len(),
+                at.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", "),
+                renamed.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Text columns whose values are numbers but for a few cells: one bad cell (`12a`, `n/a`)
+/// turns a numeric column into text, which is then not used as a feature. Names the column,
+/// the first such cell and its line.
+fn text_column_warnings(path: &Path, df: &DataFrame, spec: &TableSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in df.columns() {
+        if c.dtype() != &DataType::String || spec.types.contains_key(c.name().as_str()) {
+            continue;
+        }
+        let Ok(ca) = c.str() else { continue };
+        let (mut numbers, mut others, mut first) = (0usize, 0usize, None);
+        for (row, v) in ca.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if v.trim().parse::<f64>().is_ok() {
+                numbers += 1;
+            } else {
+                others += 1;
+                if first.is_none() {
+                    first = Some((row, v.to_string()));
+                }
+            }
+        }
+        // "Mostly numbers": at least 9 in 10 values, and at most 10 cells of text.
+        if let Some((row, value)) = first
+            && others <= 10
+            && numbers >= 9 * others
+        {
+            let shown: String = value.chars().take(40).collect();
+            out.push(format!(
+                "`{}` column `{}`: {others} of {} values are not numbers (the first is `{shown}`, data row {}, line {} if no field spans lines), so the column is read as text and is not used as a feature; fix the cell, or add its value to the table's `missing` markers",
+                path.display(),
+                c.name(),
+                numbers + others,
+                row + 1,
+                row + 2,
+            ));
+        }
+    }
+    out
 }
 
 fn is_gzip(b: &[u8]) -> bool {
@@ -489,6 +614,24 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
     // closing a field; a final newline avoids its end-of-input path (found by whet-fuzz).
     if bytes.last().is_some_and(|&b| b != b'\n') {
         bytes.push(b'\n');
+    }
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        let at = e.valid_up_to();
+        let line_start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let field = split_fields(&bytes[line_start..at]).len();
+        return Err(Error::MalformedRow {
+            path: path.to_path_buf(),
+            line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
+            column: header_name(&bytes, field - 1),
+            field,
+            message: format!(
+                "byte 0x{:02x} is not UTF-8 text (the file looks like Windows-1252 or Latin-1); save it as UTF-8, e.g. `iconv -f cp1252 -t utf-8`",
+                bytes[at]
+            ),
+        });
     }
     let ragged = first_ragged_row(&bytes, spec.limit);
     if let (Some((line, found, expected)), false) = (ragged, spec.skip_bad_rows) {

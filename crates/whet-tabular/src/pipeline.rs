@@ -17,7 +17,7 @@ use crate::encode::EncodeConfig;
 use crate::error::{Error, Result};
 use crate::export::Manifest;
 use crate::join::{JoinConfig, JoinReport, join};
-use crate::load::{LoadReport, TableSpec, load_table};
+use crate::load::{LoadReport, TableSpec};
 use crate::missing::{DropColumnsConfig, DropRowsConfig, FillConfig, ImputeConfig};
 use crate::scale::{ClipConfig, NormalizeConfig};
 use crate::split::{SplitConfig, split_indices};
@@ -213,6 +213,23 @@ impl TabularConfig {
             match s {
                 StepConfig::Join(j) => {
                     is.nest(&path, j.validate());
+                    let others = || {
+                        self.data
+                            .tables
+                            .keys()
+                            .filter(|k| Some(k.as_str()) != self.data.main.as_deref())
+                            .collect::<Vec<_>>()
+                    };
+                    if self.data.main.as_deref() == Some(j.with.as_str()) {
+                        is.push(
+                            format!("{path}.with"),
+                            format!(
+                                "joins the main table `{}` with itself; `with` names another table declared under `data.tables` (others declared: {:?}); to join a file with itself, declare it twice under two names",
+                                j.with,
+                                others()
+                            ),
+                        );
+                    }
                     is.check(
                         self.data.tables.contains_key(&j.with),
                         format!("{path}.with"),
@@ -245,6 +262,27 @@ impl TabularConfig {
             }
         }
         is.nest("split", self.split.validate());
+        let target = self
+            .data
+            .target
+            .column
+            .as_deref()
+            .or(self.data.target.regression.as_deref());
+        for (key, column, what) in [
+            ("split.group", self.split.group.as_deref(), "group rows by"),
+            ("split.order", self.split.order.as_deref(), "order rows by"),
+        ] {
+            if let (Some(c), Some(t)) = (column, target)
+                && c == t
+            {
+                is.push(
+                    key,
+                    format!(
+                        "`{c}` is the target column; the target is taken out of the table before the split, so the split cannot {what} it: choose another column"
+                    ),
+                );
+            }
+        }
         is
     }
 
@@ -366,7 +404,7 @@ fn missing_total(df: &DataFrame) -> usize {
 /// Loads every declared table.
 ///
 /// # Errors
-/// See [`load_table`].
+/// See [`crate::load_table`].
 pub fn load_tables(
     cfg: &TablesConfig,
     progress: &dyn Progress,
@@ -375,7 +413,7 @@ pub fn load_tables(
     let mut reports = Vec::new();
     progress.begin("load tables", Some(cfg.tables.len() as u64));
     for (name, spec) in &cfg.tables {
-        let (df, rep) = load_table(spec)?;
+        let (df, rep) = crate::load::load_rows(spec)?;
         progress.message(&format!("{name}: {} rows", df.height()));
         tables.insert(name.clone(), df);
         reports.push(rep);
@@ -901,7 +939,7 @@ pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
     let mut spec = manifest.data.tables[&main].clone();
     spec.path = data.to_path_buf();
     spec.format = None;
-    let (df, _) = load_table(&spec)?;
+    let (df, _) = crate::load::load_rows(&spec)?;
     let mut tables = BTreeMap::new();
     for step in &manifest.pre_split {
         if let StepConfig::Join(j) = step
@@ -913,7 +951,7 @@ pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
                     available: manifest.data.tables.keys().cloned().collect(),
                 });
             };
-            tables.insert(j.with.clone(), load_table(spec)?.0);
+            tables.insert(j.with.clone(), crate::load::load_rows(spec)?.0);
         }
     }
     apply(manifest, df, &tables)

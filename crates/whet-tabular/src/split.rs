@@ -77,6 +77,18 @@ impl SplitConfig {
                 self.test, self.validation
             )
         });
+        // `test: 0` is allowed (the run reports validation metrics); without either split,
+        // nothing would measure the trained network.
+        is.check(
+            self.test.get() > 0.0 || self.validation.get() > 0.0,
+            "test",
+            || {
+                "`test` and `validation` are both 0, so nothing would measure the trained \
+                 network: set `split.test` (e.g. 0.2) or `split.validation` (the run then \
+                 reports validation metrics)"
+                    .into()
+            },
+        );
         is.check(
             self.method != SplitMethod::Time || self.order.is_some(),
             "order",

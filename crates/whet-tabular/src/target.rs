@@ -166,6 +166,14 @@ pub fn extract_target(
     let Ok(c) = df.column(col) else {
         return Err(not_found(&df, col, "target"));
     };
+    if df.height() > 0 && c.null_count() == df.height() {
+        return Err(Error::Target(format!(
+            "column `{col}` is missing in all {} rows, so there is nothing to learn: check the \
+             column name, and the table's `missing` markers (a marker that matches every value \
+             empties the column)",
+            df.height()
+        )));
+    }
     let keep = c.is_not_null();
     let dropped = df.height() - keep.sum().unwrap_or(0) as usize;
     let df = if dropped > 0 { df.filter(&keep)? } else { df };
@@ -177,6 +185,7 @@ pub fn extract_target(
                 .no_null_iter()
                 .map(|v| if v > t { 1.0 } else { 0.0 })
                 .collect();
+            let t = whet_core::spec::fmt_number(t);
             (v, vec![format!("{col} <= {t}"), format!("{col} > {t}")])
         }
         TargetKind::Regression { .. } => {

@@ -79,16 +79,18 @@ pub fn save(model: &Mlp, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads a checkpoint written by [`save`].
+/// The largest checkpoint read, in bytes: 4 GiB (a billion parameters).
+pub const MAX_CHECKPOINT_BYTES: u64 = 4 << 30;
+
+/// Reads a checkpoint written by [`save`] (a regular file or a pipe of at most
+/// [`MAX_CHECKPOINT_BYTES`]).
 ///
 /// # Errors
-/// [`Error::Read`] when the file cannot be read; [`Error::Checkpoint`] when it is not a valid
+/// [`Error::Input`] when the file cannot be read (or is a device, a folder, too large);
+/// [`Error::Checkpoint`] when it is not a valid
 /// whet safetensors file (the message says what is wrong).
 pub fn load(path: &Path) -> Result<Mlp> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = whet_core::input::read_capped(path, "checkpoints", MAX_CHECKPOINT_BYTES)?;
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
@@ -144,10 +146,22 @@ pub fn load(path: &Path) -> Result<Mlp> {
             .and_then(|s| serde_json::from_value(s.clone()).ok());
         let n: usize = shape.iter().product();
         match offs {
-            Some([b, e]) if e >= b && e <= data.len() && e - b == 4 * n => Ok(data[b..e]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect()),
+            Some([b, e]) if e >= b && e <= data.len() && e - b == 4 * n => {
+                let v: Vec<f32> = data[b..e]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect();
+                // A NaN or infinite weight would make the first batch diverge, and the run
+                // would be reported as "diverged, lower the learning rate".
+                match v.iter().position(|x| !x.is_finite()) {
+                    None => Ok(v),
+                    Some(i) => Err(bad(format!(
+                        "tensor `{name}` holds {} non-finite values (the first, {}, at index {i}): the checkpoint is damaged or was saved from a run that diverged; retrain it (delete it, or the pretrain output folder, and run again)",
+                        v.iter().filter(|x| !x.is_finite()).count(),
+                        v[i]
+                    ))),
+                }
+            }
             _ => Err(bad(format!(
                 "tensor `{name}`: data_offsets {} do not fit {n} f32 values in a {}-byte buffer",
                 t["data_offsets"],

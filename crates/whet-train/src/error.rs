@@ -42,8 +42,8 @@ impl std::fmt::Display for Diverged {
              lower the learning rate (for example to {})",
             self.epoch,
             self.batch,
-            self.lr,
-            self.lr / 10.0
+            whet_core::spec::fmt_number(self.lr),
+            whet_core::spec::fmt_number(self.lr / 10.0)
         )
     }
 }
@@ -52,6 +52,9 @@ impl std::fmt::Display for Diverged {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An input file that is not a regular file, is over its size cap, or cannot be opened.
+    #[error(transparent)]
+    Input(#[from] whet_core::input::InputError),
     /// The model or training config is invalid (the issues are listed).
     #[error("invalid config: {0}")]
     Config(String),
@@ -98,15 +101,6 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         message: String,
-    },
-    /// Reading a checkpoint failed.
-    #[error("reading checkpoint `{}`: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
     },
     /// Writing a file failed.
     #[error(transparent)]

@@ -67,7 +67,7 @@ pub use loss::LossKind;
 pub use memory::{TrainingMemory, parameter_count};
 pub use metrics::{
     ClassMetrics, Evaluation, Metrics, RegressionMetrics, class_metrics, evaluate,
-    higher_is_better, roc_auc,
+    higher_is_better, metric_names, roc_auc,
 };
 pub use mlp::{Architecture, Dense, LayerSpec, Mlp, NoiseKey, Workspace};
 pub use optim::{

@@ -93,6 +93,16 @@ impl Evaluation {
     }
 }
 
+/// The metric names [`Evaluation::flat`] gives for a model of `task` (`roc_auc` for binary
+/// models; `r2` when the targets vary).
+pub fn metric_names(task: crate::Task) -> &'static [&'static str] {
+    match task {
+        crate::Task::Classification => &["loss", "accuracy", "balanced_accuracy"],
+        crate::Task::Binary => &["loss", "accuracy", "balanced_accuracy", "roc_auc"],
+        crate::Task::Regression => &["loss", "mse", "mae", "r2"],
+    }
+}
+
 /// True when a larger value of `metric` (a name from [`Evaluation::flat`]) is better: false for
 /// the errors `loss`, `mse` and `mae`, true for the others (accuracies, ROC AUC, R²).
 pub fn higher_is_better(metric: &str) -> bool {

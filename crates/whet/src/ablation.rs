@@ -478,6 +478,22 @@ impl Plan {
             "Seeds: {:?} (the same for every variant, so differences are paired).",
             self.seeds
         )];
+        let no_test: Vec<&str> = self
+            .variants
+            .iter()
+            .filter(|v| !v.run.has_test_set())
+            .map(|v| v.name.as_str())
+            .collect();
+        if !no_test.is_empty() {
+            all_notes.push(format!(
+                "Metrics are measured on the validation split, not a test set, for {}: the run file has no test set (`data.images.test`, or `split.test` above 0).",
+                if no_test.len() == self.variants.len() {
+                    "every variant".to_string()
+                } else {
+                    no_test.join(", ")
+                }
+            ));
+        }
         all_notes.extend(notes);
         let input = AblationInput {
             title: self.name.clone(),

@@ -240,7 +240,8 @@ fn hex(bytes: &[u8]) -> String {
 /// The file cannot be read.
 pub fn hash_file(path: &Path) -> Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(Error::io("reading", path))?;
+    // Hashing streams, so no cap is needed; `open_input` still refuses devices and folders.
+    let mut f = whet_core::input::open_input(path, "data files", u64::MAX)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {

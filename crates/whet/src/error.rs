@@ -10,6 +10,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An input file that is not a regular file, is over its size cap, or cannot be opened.
+    #[error(transparent)]
+    Input(#[from] whet_core::input::InputError),
     /// Problems in a run file, each located (file, line, column, key path).
     #[error(transparent)]
     Config(#[from] ConfigErrors),

@@ -53,6 +53,27 @@ pub struct ClassBreakdown {
     pub confusion: Vec<Vec<u64>>,
 }
 
+/// The data set a run's final metrics are measured on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluatedOn {
+    /// The test set (the run file has one).
+    #[default]
+    Test,
+    /// The validation split: the run file has no test set (no `data.images.test`, or
+    /// `split.test: 0`).
+    Validation,
+}
+
+impl std::fmt::Display for EvaluatedOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EvaluatedOn::Test => "test",
+            EvaluatedOn::Validation => "validation",
+        })
+    }
+}
+
 /// What a run measured: `metrics.json` is this struct, one copy of each number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -66,12 +87,16 @@ pub struct Metrics {
     pub status: RunStatus,
     /// Why the run diverged, when it did.
     pub message: Option<String>,
+    /// Which set the run's result is measured on: `test`, or `validation` when the run file
+    /// has no test set (then `test` is empty and the ablation report ranks by `validation`).
+    #[serde(default)]
+    pub evaluated_on: EvaluatedOn,
     /// Test-set metrics by name (`loss`, `accuracy`, `balanced_accuracy`, `roc_auc`; `mse`,
-    /// `mae`, `r2` for regression); empty when training diverged.
+    /// `mae`, `r2` for regression); empty when training diverged or there is no test set.
     pub test: BTreeMap<String, f64>,
     /// Validation metrics by name, when the run has a validation set and finished.
     pub validation: Option<BTreeMap<String, f64>>,
-    /// Per-class results on the test set (classification).
+    /// Per-class results on the test set (classification; `None` without a test set).
     pub test_classes: Option<ClassBreakdown>,
     /// Test samples evaluated.
     pub test_samples: usize,
@@ -106,14 +131,25 @@ pub struct RunOutcome {
     pub curves: Vec<EpochRow>,
 }
 
+impl Metrics {
+    /// The metrics of the set the run is judged on ([`Metrics::evaluated_on`]): the test
+    /// metrics, or the validation metrics of a run without a test set.
+    pub fn evaluated(&self) -> BTreeMap<String, f64> {
+        match self.evaluated_on {
+            EvaluatedOn::Test => self.test.clone(),
+            EvaluatedOn::Validation => self.validation.clone().unwrap_or_default(),
+        }
+    }
+}
+
 impl RunOutcome {
-    /// The record an ablation report takes.
+    /// The record an ablation report takes (its metrics are [`Metrics::evaluated`]).
     pub fn record(&self) -> RunRecord {
         RunRecord {
             variant: self.metrics.variant.clone(),
             seed: self.metrics.seed,
             status: self.status,
-            metrics: self.metrics.test.clone(),
+            metrics: self.metrics.evaluated(),
             train_seconds: self.metrics.train_seconds,
             curves: self.curves.clone(),
             message: self.metrics.message.clone(),
@@ -188,13 +224,14 @@ impl Run {
         let summary = prepared.summary();
         let preprocessing = prepared.preprocessing(self);
         let cache_hits = prepared.cache_hits.clone();
+        let warnings = prepared.warnings.clone();
         let mut data = prepared.into_training()?;
         let file = self.file();
         // What the run holds while training: the prepared data and the trainer's estimate.
         let sources: [Option<&dyn BatchSource>; 3] = [
             Some(data.train.as_ref()),
             data.validation.as_ref().map(|v| v as &dyn BatchSource),
-            Some(&data.test),
+            data.test.as_ref().map(|t| t as &dyn BatchSource),
         ];
         let held = sources.iter().flatten().fold(0u64, |a, s| {
             a.saturating_add(whet_core::budget::product(&[
@@ -241,36 +278,51 @@ impl Run {
             }
             Err(e) => return Err(Error::from(e).context("training")),
         };
+        let evaluated_on = if data.test.is_some() {
+            EvaluatedOn::Test
+        } else {
+            EvaluatedOn::Validation
+        };
         let mut test = BTreeMap::new();
         let mut validation = None;
         let mut test_classes = None;
         let mut test_samples = 0;
         let mut confusion = None;
         if status == RunStatus::Ok {
-            let e = whet_train::evaluate(&model, &mut data.test)
-                .context("evaluating on the test set")?;
-            test = e.flat();
-            test_samples = e.samples;
-            if let whet_train::Metrics::Classification(c) = &e.metrics {
-                let labels = if classes.len() == c.confusion.len() {
-                    classes.clone()
+            let mut breakdown = |m: &whet_train::Metrics| {
+                if let whet_train::Metrics::Classification(c) = m {
+                    let labels = if classes.len() == c.confusion.len() {
+                        classes.clone()
+                    } else {
+                        (0..c.confusion.len()).map(|i| i.to_string()).collect()
+                    };
+                    confusion = Some(Confusion {
+                        labels: labels.clone(),
+                        counts: c.confusion.clone(),
+                    });
+                    Some(ClassBreakdown {
+                        labels,
+                        precision: c.precision.clone(),
+                        recall: c.recall.clone(),
+                        confusion: c.confusion.clone(),
+                    })
                 } else {
-                    (0..c.confusion.len()).map(|i| i.to_string()).collect()
-                };
-                confusion = Some(Confusion {
-                    labels: labels.clone(),
-                    counts: c.confusion.clone(),
-                });
-                test_classes = Some(ClassBreakdown {
-                    labels,
-                    precision: c.precision.clone(),
-                    recall: c.recall.clone(),
-                    confusion: c.confusion.clone(),
-                });
+                    None
+                }
+            };
+            if let Some(t) = data.test.as_mut() {
+                let e = whet_train::evaluate(&model, t).context("evaluating on the test set")?;
+                test = e.flat();
+                test_samples = e.samples;
+                test_classes = breakdown(&e.metrics);
             }
             if let Some(v) = data.validation.as_mut() {
                 let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
                 validation = Some(e.flat());
+                if evaluated_on == EvaluatedOn::Validation {
+                    // The confusion chart shows the set the run is judged on.
+                    breakdown(&e.metrics);
+                }
             }
         }
         // The first write: the marker, so a folder loader never takes this folder for data.
@@ -289,6 +341,7 @@ impl Run {
             seed,
             status,
             message,
+            evaluated_on,
             test,
             validation,
             test_classes,
@@ -309,6 +362,7 @@ impl Run {
             summary,
             preprocessing,
             Some(model.architecture()),
+            warnings,
         );
         let mut outcome = RunOutcome {
             status,

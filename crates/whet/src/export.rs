@@ -138,6 +138,7 @@ impl Run {
             prepared.summary(),
             prepared.preprocessing(self),
             None,
+            prepared.warnings.clone(),
         );
         whet_core::publish::staged_removing(out, |stage| -> Result<_> {
             // Published with the export (first, as names starting with `.` sort first).

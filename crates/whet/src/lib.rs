@@ -52,7 +52,7 @@ pub use ablation::{
 };
 pub use cache::Cache;
 pub use error::{Error, FailureKind, Result, chain_text};
-pub use execute::{ClassBreakdown, Metrics, RunOutcome};
+pub use execute::{ClassBreakdown, EvaluatedOn, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};

@@ -48,6 +48,11 @@ pub struct Manifest {
     /// The files written beside it, with sizes and SHA-256 (an export's manifest; a folder of
     /// PNG files is one entry whose hash covers every file's path and content).
     pub files: Vec<FileEntry>,
+    /// What the user was warned about while the data were prepared (a class folder without
+    /// images, duplicate column names, a numeric column read as text…), each naming the file
+    /// and the column or cell.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Manifest {
@@ -59,6 +64,7 @@ impl Manifest {
         data: DataSummary,
         preprocessing: Preprocessing,
         architecture: Option<whet_train::Architecture>,
+        warnings: Vec<String>,
     ) -> Manifest {
         Manifest {
             format: MANIFEST_FORMAT.into(),
@@ -71,6 +77,7 @@ impl Manifest {
             preprocessing,
             architecture,
             files: vec![],
+            warnings,
         }
     }
 
@@ -79,7 +86,8 @@ impl Manifest {
     /// # Errors
     /// [`Error::Io`], or [`Error::Json`] when the file is not a whet manifest.
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read(path).map_err(Error::io("reading", path))?;
+        let text =
+            whet_core::input::read_capped(path, "manifests", whet_tabular::MAX_MANIFEST_BYTES)?;
         let m: Manifest = serde_json::from_slice(&text).map_err(|source| Error::Json {
             what: "whet manifest (written by `whet run` or `whet export`)",
             path: path.to_path_buf(),
@@ -161,7 +169,13 @@ pub fn apply(
     let _lock = whet_core::lock::FolderLock::acquire(out)?;
     let m = Manifest::load(manifest)?;
     let tables = m.tables()?;
-    let applied = whet_tabular::apply_file(tables, data)?;
+    let applied = whet_tabular::apply_file(tables, data).map_err(|e| {
+        Error::from(e).context(format!(
+            "applying `{}` to the data file `{}`",
+            manifest.display(),
+            data.display()
+        ))
+    })?;
     outputs::mark(out)?;
     let files = whet_tabular::write_split(
         out,

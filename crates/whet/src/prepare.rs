@@ -25,6 +25,11 @@ pub struct Prepared {
     pub cache_hits: Vec<String>,
     /// Image files skipped by a folder loader with `skip_bad` (reported, not silently lost).
     pub skipped: Vec<Skipped>,
+    /// What the user should know about the data that did not stop the run (a file skipped, a
+    /// class folder without images, duplicate column names, a numeric column read as text),
+    /// each naming the file and the column or cell. [`Run::prepare`] gives each to
+    /// [`Progress::warn`]; runs and exports record them in the manifest.
+    pub warnings: Vec<String>,
 }
 
 /// Prepared data, by kind.
@@ -68,8 +73,9 @@ pub struct TrainingData {
     pub train: Box<dyn BatchSource>,
     /// The validation set, if any.
     pub validation: Option<ArraySource>,
-    /// The test set.
-    pub test: ArraySource,
+    /// The test set; `None` when the run file has none (no `data.images.test`, or
+    /// `split.test: 0`): the run then reports validation metrics.
+    pub test: Option<ArraySource>,
 }
 
 /// Sizes of the data a run used, by kind (in `manifest.json`).
@@ -181,7 +187,8 @@ impl Prepared {
     /// are moved, not copied).
     ///
     /// # Errors
-    /// [`Error::Data`] for an empty training or test split.
+    /// [`Error::Data`] for an empty training split, or an empty test split that the run file
+    /// asked for (`split.test` above 0).
     pub fn into_training(self) -> Result<TrainingData> {
         match self.data {
             PreparedData::Images(p) => {
@@ -191,7 +198,15 @@ impl Prepared {
                     .as_ref()
                     .map(|v| image_arrays(v, &p.normalizer, classes))
                     .transpose()?;
-                let test = image_arrays(&p.test, &p.normalizer, classes)?;
+                // Validation makes sure a run without test images has a validation split.
+                let test = (!p.test.is_empty())
+                    .then(|| image_arrays(&p.test, &p.normalizer, classes))
+                    .transpose()?;
+                if test.is_none() && validation.as_ref().is_none_or(|v| v.x().nrows() == 0) {
+                    return Err(Error::Data(
+                        "there are no test images and the validation split is empty, so nothing would measure the trained network; raise `data.images.validation` or add `data.images.test`".into(),
+                    ));
+                }
                 let train: Box<dyn BatchSource> = match p.online {
                     Some(augmenter) => Box::new(AugmentSource::new(
                         p.train,
@@ -216,15 +231,21 @@ impl Prepared {
                         "the training split is empty after preprocessing; check the split fractions and the steps that drop rows".into(),
                     ));
                 }
-                if test.x().nrows() == 0 {
+                let wants_test = p.manifest.split.test.get() > 0.0;
+                if wants_test && test.x().nrows() == 0 {
                     return Err(Error::Data(
                         "the test split is empty; raise `split.test`".into(),
+                    ));
+                }
+                if !wants_test && valid.x().nrows() == 0 {
+                    return Err(Error::Data(
+                        "`split.test` is 0 and the validation split is empty, so nothing would measure the trained network; raise `split.validation` or set `split.test`".into(),
                     ));
                 }
                 Ok(TrainingData {
                     train: Box::new(train),
                     validation: (valid.x().nrows() > 0).then_some(valid),
-                    test,
+                    test: wants_test.then_some(test),
                 })
             }
         }
@@ -239,12 +260,25 @@ impl Run {
     /// Bad or missing data, naming the file and place.
     pub fn prepare(&self, seed: u64, cache: &Cache, progress: &dyn Progress) -> Result<Prepared> {
         self.preflight()?;
-        match self.data() {
+        let mut p = match self.data() {
             RunData::Images { images, augment } => {
                 prepare_images(images, augment.as_ref(), seed, cache, progress)
             }
             RunData::Tables(cfg) => prepare_tables(cfg, seed, cache, progress),
+        }?;
+        if let PreparedData::Tables(t) = &p.data {
+            // From the load reports, so a cached preparation warns like a fresh one.
+            p.warnings.extend(
+                t.report
+                    .loads
+                    .iter()
+                    .flat_map(|l| l.warnings.iter().cloned()),
+            );
         }
+        for w in &p.warnings {
+            progress.warn(w);
+        }
+        Ok(p)
     }
 
     /// What can be checked against the memory budget before any data is read: the network
@@ -294,7 +328,7 @@ impl Run {
             )));
         }
         self.check_output_as(out, whet_core::outputs::OutputKind::File)?;
-        let (train, _, _) = whet_image::load_train_test(images)?;
+        let train = whet_image::load_train_test(images)?.train;
         let a = augment.clone().unwrap_or_default();
         let augmenter = Augmenter::new(&a, self.seed(), train.h(), train.w(), train.c())?;
         whet_image::write_preview(&train, &augmenter, samples, versions, out)?;
@@ -338,11 +372,23 @@ fn prepare_images(
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     progress.begin("loading images", None);
-    let (train, test, skipped) = whet_image::load_train_test(cfg).context("loading the images")?;
+    let whet_image::TrainTest {
+        train,
+        test,
+        skipped,
+        empty_train_classes,
+    } = whet_image::load_train_test(cfg).context("loading the images")?;
     progress.end();
-    for s in &skipped {
-        progress.warn(&format!("skipped `{}`: {}", s.path.display(), s.reason));
-    }
+    let mut warnings: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("skipped `{}`: {}", s.path.display(), s.reason))
+        .collect();
+    warnings.extend(empty_train_classes.iter().map(|d| {
+        format!(
+            "class folder `{}` holds no image: it stays a class (so labels match the test folders and the `classes` indices) that the network never sees in training; add images, or remove the folder",
+            d.display()
+        )
+    }));
     let frac = cfg.validation.get();
     let (train, validation) = if frac > 0.0 {
         let (t, v) = train
@@ -426,6 +472,7 @@ fn prepare_images(
         }),
         cache_hits,
         skipped,
+        warnings,
     })
 }
 
@@ -512,6 +559,7 @@ fn prepare_tables(
             data: PreparedData::Tables(p),
             cache_hits: vec!["tables".into()],
             skipped: vec![],
+            warnings: vec![],
         });
     }
     let p = whet_tabular::prepare(cfg, seed, progress).map_err(|e| name_table_files(e, cfg))?;
@@ -522,6 +570,7 @@ fn prepare_tables(
         data: PreparedData::Tables(p),
         cache_hits: vec![],
         skipped: vec![],
+        warnings: vec![],
     })
 }
 

@@ -201,27 +201,91 @@ impl RunFile {
         }
         self.check_files(&mut issues);
         if let Some(p) = &self.pretrain
-            && !p.pipeline.is_file()
+            && let Err(e) = whet_core::input::check_input(&p.pipeline)
         {
-            issues.push(
-                "pretrain.pipeline",
-                format!("`{}` does not exist", p.pipeline.display()),
-            );
+            issues.push("pretrain.pipeline", e.to_string());
+        }
+        // The checkpoint may not exist yet (`pretrain` makes it); one that exists must be a
+        // file whet can read.
+        if let Some(t) = &self.train.transfer
+            && std::fs::symlink_metadata(&t.checkpoint).is_ok()
+            && let Err(e) = whet_core::input::check_input(&t.checkpoint)
+        {
+            issues.push("train.transfer.checkpoint", e.to_string());
         }
         issues.nest("model", self.model.validate());
         issues.nest("train", self.train.validate());
+        if let Some(ab) = &self.ablation {
+            if let crate::ablation::Seeds::List(seeds) = &ab.seeds {
+                let mut seen = std::collections::BTreeSet::new();
+                for s in seeds {
+                    if !seen.insert(s) {
+                        issues.push(
+                            "ablation.seeds",
+                            format!("seed {s} is listed more than once: each variant runs once per seed, so list each seed once"),
+                        );
+                        break;
+                    }
+                }
+            }
+            if let Some(m) = &ab.metric {
+                let names = whet_train::metric_names(self.model.task);
+                if !names.contains(&m.as_str()) {
+                    let hint = crate::yaml::closest(m, names.iter().copied())
+                        .map(|c| format!("; did you mean `{c}`?"))
+                        .unwrap_or_default();
+                    issues.push(
+                        "ablation.metric",
+                        format!(
+                            "unknown metric `{m}` for a {} model: expected one of {}{hint}",
+                            format!("{:?}", self.model.task).to_lowercase(),
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
         issues
     }
 }
 
 impl RunFile {
-    /// Data files that do not exist, reported at their key paths before any loading.
+    /// Data files that do not exist or are not regular files (a folder, a device such as
+    /// `/dev/zero`, a named pipe: data files are read more than once, for the cache key and by
+    /// every seed), reported at their key paths before any loading.
     fn check_files(&self, issues: &mut Issues) {
-        let mut need = |path: &Path, key: String| {
+        fn need(issues: &mut Issues, path: &Path, key: String) {
+            match whet_core::input::check_input(path) {
+                Err(whet_core::input::InputError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    issues.push(key, format!("`{}` does not exist (relative paths are resolved against the run file's folder)", path.display()));
+                }
+                Err(e) => issues.push(key, e.to_string()),
+                Ok(kind) => {
+                    if let Err(e) = whet_core::input::InputError::no_pipe(
+                        path,
+                        kind,
+                        "data files are read more than once (the cache key, every seed)",
+                    ) {
+                        issues.push(key, e.to_string());
+                    }
+                }
+            }
+        }
+        fn need_folder(issues: &mut Issues, path: &Path, key: String) {
             if !path.exists() {
                 issues.push(key, format!("`{}` does not exist (relative paths are resolved against the run file's folder)", path.display()));
+            } else if !path.is_dir() {
+                issues.push(
+                    key,
+                    format!(
+                        "`{}` is not a folder: give the folder that holds one subfolder per class",
+                        path.display()
+                    ),
+                );
             }
-        };
+        }
         if let Some(i) = &self.data.images {
             let mut sources = vec![("train", &i.train)];
             if let Some(t) = &i.test {
@@ -229,17 +293,25 @@ impl RunFile {
             }
             for (name, s) in sources {
                 if let Some(idx) = &s.idx {
-                    need(&idx.images, format!("data.images.{name}.idx.images"));
-                    need(&idx.labels, format!("data.images.{name}.idx.labels"));
+                    need(
+                        issues,
+                        &idx.images,
+                        format!("data.images.{name}.idx.images"),
+                    );
+                    need(
+                        issues,
+                        &idx.labels,
+                        format!("data.images.{name}.idx.labels"),
+                    );
                 }
                 if let Some(f) = &s.folder {
-                    need(&f.path, format!("data.images.{name}.folder.path"));
+                    need_folder(issues, &f.path, format!("data.images.{name}.folder.path"));
                 }
             }
         }
         if let Some(t) = &self.data.tables {
             for (name, spec) in t {
-                need(&spec.path, format!("data.tables.{name}"));
+                need(issues, &spec.path, format!("data.tables.{name}"));
             }
         }
     }
@@ -593,6 +665,15 @@ impl Run {
     /// True for image data.
     pub fn is_images(&self) -> bool {
         matches!(self.data, RunData::Images { .. })
+    }
+
+    /// Whether the run has a test set (`data.images.test`, or `split.test` above 0); without
+    /// one it reports validation metrics.
+    pub fn has_test_set(&self) -> bool {
+        match &self.data {
+            RunData::Images { images, .. } => images.test.is_some(),
+            RunData::Tables(t) => t.split.test.get() > 0.0,
+        }
     }
 }
 

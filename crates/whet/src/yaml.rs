@@ -102,21 +102,23 @@ impl Source {
             hint: None,
             snippet: None,
         };
-        let meta =
-            std::fs::metadata(path).map_err(|e| whole(format!("cannot read the run file: {e}")))?;
-        if meta.is_dir() {
-            return Err(whole("is a folder; expected a YAML run file".into()));
-        }
-        if meta.len() > MAX_RUN_FILE_BYTES {
-            return Err(whole(format!(
-                "the run file is {} bytes; run files are limited to {} bytes (1 MiB): data belongs in \
-                 data files referenced by path, not in the run file",
-                meta.len(),
-                MAX_RUN_FILE_BYTES
-            )));
-        }
+        use whet_core::input::InputError;
         let bytes =
-            std::fs::read(path).map_err(|e| whole(format!("cannot read the run file: {e}")))?;
+            whet_core::input::read_capped(path, "run files", MAX_RUN_FILE_BYTES).map_err(|e| {
+                match e {
+                    InputError::NotAFile {
+                        what: "a folder", ..
+                    } => whole("is a folder; expected a YAML run file".into()),
+                    InputError::TooLarge { found, .. } => whole(format!(
+                        "the run file {found}; run files are limited to {MAX_RUN_FILE_BYTES} bytes \
+                     (1 MiB): data belongs in data files referenced by path, not in the run file"
+                    )),
+                    InputError::Io { source, .. } => {
+                        whole(format!("cannot read the run file: {source}"))
+                    }
+                    other => whole(format!("the run file {}", other.reason())),
+                }
+            })?;
         Self::from_bytes(path, bytes)
     }
 
@@ -241,10 +243,14 @@ pub fn parse<T: DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
         let position = e
             .location()
             .map(|l| (l.line() as usize, l.column() as usize));
-        let message = clean_message(&e.without_snippet().to_string());
         if key_path == "." || key_path == "?" {
             key_path.clear();
         }
+        let message = explain(
+            clean_message(&e.without_snippet().to_string()),
+            &key_path,
+            &src.text,
+        );
         ConfigError {
             file: src.path.clone(),
             position,
@@ -285,6 +291,34 @@ fn clean_message(raw: &str) -> String {
         return format!("{first} (each key may appear once in a mapping)");
     }
     first
+}
+
+/// The parser's messages that describe its state rather than the file, said in the user's
+/// terms with the fix: a second YAML document, an empty file, a plain value where a mapping
+/// belongs.
+fn explain(message: String, key_path: &str, text: &str) -> String {
+    const NEEDS: &str = "a run file is a mapping with at least `name`, `data`, `model` and \
+                         `train` (see `whet schema --markdown` or docs/reference.md)";
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if message.contains("budget breached: Documents") {
+        "the file holds more than one YAML document (a `---` line after content starts a new \
+         one): a run file is one document; remove the `---`, or put each run in its own file"
+            .into()
+    } else if key_path.is_empty() && blank {
+        format!("the run file is empty: {NEEDS}")
+    } else if message == "expected mapping start" {
+        if key_path.is_empty() {
+            format!("the run file is a single value, not a mapping of keys: {NEEDS}")
+        } else {
+            "expected a mapping here (indented `key: value` lines), found a single value".into()
+        }
+    } else if message == "expected sequence start" {
+        "expected a list here (`- item` lines or `[a, b]`), found a single value".into()
+    } else {
+        message
+    }
 }
 
 /// For "unknown field `x`, expected one of a, b" and "unknown variant …" messages: the closest

@@ -41,10 +41,10 @@ pub fn ablate(
     let bars = Bars::new(cli.quiet);
     let report = plan.run(&out, &cache, fresh, &bars)?;
     if cli.json {
-        println!("{}", std::fs::read_to_string(out.join("ablation.json"))?);
+        crate::outln!("{}", std::fs::read_to_string(out.join("ablation.json"))?)?;
     } else {
-        print!("{}", summary_table(&report.input, &report.summary.variants));
-        println!("report: {}", out.join("report.md").display());
+        crate::out!("{}", summary_table(&report.input, &report.summary.variants))?;
+        crate::outln!("report: {}", out.join("report.md").display())?;
     }
     let records = &report.input.runs;
     for f in records.iter().filter(|r| r.status == RunStatus::Failed) {

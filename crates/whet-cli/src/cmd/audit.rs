@@ -14,18 +14,18 @@ pub fn audit(cli: &Cli, pipeline: &Path) -> Result<()> {
     let run = super::load(cli, pipeline)?;
     let report = run.audit(&Bars::new(cli.quiet))?;
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!(
+        crate::outln!(
             "audit of `{}`: {} rows, target `{}`",
             run.name(),
             report.rows,
             report.target.as_deref().unwrap_or("-")
-        );
+        )?;
         if report.flags.is_empty() {
-            println!("no column flagged");
+            crate::outln!("no column flagged")?;
         } else {
-            print!("{}", report.to_table());
+            crate::out!("{}", report.to_table())?;
         }
     }
     Ok(())

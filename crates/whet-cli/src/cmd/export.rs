@@ -26,32 +26,32 @@ pub fn export(
     };
     let report = run.export(out, &options, &Cache::new(true), &bars)?;
     if cli.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "files": report.files,
                 "manifest": out.join("manifest.json"),
             }))?
-        );
+        )?;
         return Ok(());
     }
     let [train, valid, test] = report.rows;
     if report.images {
-        println!(
+        crate::outln!(
             "exported {train} train / {valid} validation / {test} test images to {}",
             out.display()
-        );
+        )?;
     } else {
-        println!(
+        crate::outln!(
             "exported {train} train / {valid} validation / {test} test rows × {} features to {}",
             report.features,
             out.display()
-        );
+        )?;
     }
     for f in &report.files {
-        println!("  {}", f.name);
+        crate::outln!("  {}", f.name)?;
     }
-    println!("  manifest.json");
+    crate::outln!("  manifest.json")?;
     Ok(())
 }
 
@@ -68,26 +68,26 @@ pub fn apply(
 ) -> Result<()> {
     let r = whet::apply(manifest, data, out, format.table_format()?)?;
     if cli.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({"files": r.files, "rows": r.rows}))?
-        );
+        )?;
     } else {
-        println!(
+        crate::outln!(
             "applied {} to {}: {} rows × {} features",
             manifest.display(),
             data.display(),
             r.rows,
             r.features.len()
-        );
+        )?;
         if r.target_missing_dropped > 0 {
-            println!(
+            crate::outln!(
                 "  {} rows dropped: their target is missing",
                 r.target_missing_dropped
-            );
+            )?;
         }
         for f in &r.files {
-            println!("  {}", f.display());
+            crate::outln!("  {}", f.display())?;
         }
     }
     Ok(())

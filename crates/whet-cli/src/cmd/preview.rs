@@ -17,6 +17,6 @@ pub fn preview(
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
     run.preview(out, samples, versions)?;
-    println!("wrote {}", out.display());
+    crate::outln!("wrote {}", out.display())?;
     Ok(())
 }

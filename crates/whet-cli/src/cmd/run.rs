@@ -43,20 +43,24 @@ pub fn run(
     let outcome = run.execute(&out, seed, &cache, &bars)?;
     let m = &outcome.metrics;
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(m)?);
+        crate::outln!("{}", serde_json::to_string_pretty(m)?)?;
     } else {
-        println!("run `{}` (seed {seed}): {}", run.name(), m.status);
-        println!("  epochs            {}", m.epochs);
-        println!("  train time        {:.1} s", m.train_seconds);
-        for (k, v) in &m.test {
+        crate::outln!("run `{}` (seed {seed}): {}", run.name(), m.status)?;
+        crate::outln!("  epochs            {}", m.epochs)?;
+        crate::outln!("  train time        {:.1} s", m.train_seconds)?;
+        if m.evaluated_on == whet::EvaluatedOn::Validation && m.status == RunStatus::Ok {
+            crate::outln!("  (no test set: the metrics are on the validation split)")?;
+        }
+        let on = m.evaluated_on;
+        for (k, v) in &m.evaluated() {
             let shown = if whet::report::is_percent_metric(k) {
                 pct(*v)
             } else {
                 format!("{v:.4}")
             };
-            println!("  test {k:<13} {shown}");
+            crate::outln!("  {:<18} {shown}", format!("{on} {k}"))?;
         }
-        println!("  written to        {}", out.display());
+        crate::outln!("  written to        {}", out.display())?;
     }
     match m.status {
         RunStatus::Ok => Ok(()),

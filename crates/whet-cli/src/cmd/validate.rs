@@ -30,7 +30,7 @@ pub fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<()> {
                     } else {
                         String::new()
                     };
-                    println!("ok: {} ({kind}{v})", p.display());
+                    crate::outln!("ok: {} ({kind}{v})", p.display())?;
                 }
             }
             Err(e) => {
@@ -48,18 +48,18 @@ pub fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<()> {
                                    "path": c.key_path, "message": c.message, "hint": c.hint})
                         })
                         .collect(),
-                    None => vec![json!({"message": format!("{e:#}")})],
+                    None => vec![json!({"message": crate::render_error(&e)})],
                 };
                 if cli.json {
                     report.push(json!({"file": p, "ok": false, "errors": errors}));
                 } else {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", crate::render_error(&e));
                 }
             }
         }
     }
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     }
     if bad > 0 {
         anyhow::bail!("{bad} of {} run files are invalid", paths.len());
@@ -79,7 +79,7 @@ pub fn schema(out: Option<&Path>, markdown: bool) -> Result<()> {
     };
     match out {
         Some(p) => whet_core::fsx::atomic_write(p, text.as_bytes())?,
-        None => print!("{text}"),
+        None => crate::out!("{text}")?,
     }
     Ok(())
 }
