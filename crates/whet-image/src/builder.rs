@@ -12,6 +12,25 @@ pub(crate) fn probability(v: f64, what: &str) -> Probability {
     Probability::new(v).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// Gives each listed op config (a struct with a `p: Probability` field) its `with_p` setter: one
+/// definition instead of one copy per op.
+macro_rules! with_p {
+    ($($t:ty),+ $(,)?) => {$(
+        impl $t {
+            /// Sets the probability of applying the op.
+            ///
+            /// # Panics
+            /// When `p` is not in `[0, 1]`.
+            #[track_caller]
+            pub fn with_p(mut self, p: f64) -> Self {
+                self.p = $crate::builder::probability(p, "p");
+                self
+            }
+        }
+    )+};
+}
+pub(crate) use with_p;
+
 /// `v` as a [`NonNegative`].
 ///
 /// # Panics

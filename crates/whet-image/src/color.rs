@@ -2,7 +2,7 @@
 //! 256-entry lookup table built per call), separable Gaussian blur in fixed point, and random erasing.
 
 use crate::buf::{Img, View, below, uniform};
-use crate::builder::{non_negative, probability};
+use crate::builder::non_negative;
 use crate::geometric::{check_range, gaussian_kernel};
 use crate::simd::Simd;
 use schemars::JsonSchema;
@@ -40,16 +40,6 @@ impl BrightnessConfig {
             p: p_one(),
         }
     }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
-    }
 }
 
 /// `contrast`: scale deviations from the image mean by a factor uniform in
@@ -78,16 +68,6 @@ impl ContrastConfig {
             p: p_one(),
         }
     }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
-    }
 }
 
 /// `gamma`: `v' = 255 (v / 255)^g` with `g` uniform in `range`.
@@ -106,16 +86,6 @@ impl GammaConfig {
     /// `0.05 <= low <= high <= 20`), `p` 1.
     pub fn new(range: [f64; 2]) -> Self {
         Self { range, p: p_one() }
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
     }
 }
 
@@ -136,16 +106,6 @@ impl BlurConfig {
     /// `0.1 <= low <= high <= 20`), `p` 1.
     pub fn new(sigma: [f64; 2]) -> Self {
         Self { sigma, p: p_one() }
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
     }
 }
 
@@ -210,16 +170,6 @@ impl ErasingConfig {
     /// Sets the value written into the rectangle.
     pub fn with_fill(mut self, fill: u8) -> Self {
         self.fill = fill;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -694,6 +644,14 @@ pub(crate) fn erase(cfg: &ErasingConfig, img: &mut Img, rng: &mut Rng) {
         }
     }
 }
+
+crate::builder::with_p!(
+    BrightnessConfig,
+    ContrastConfig,
+    GammaConfig,
+    BlurConfig,
+    ErasingConfig
+);
 
 #[cfg(test)]
 mod tests {

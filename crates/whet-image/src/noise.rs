@@ -63,16 +63,6 @@ impl GaussianNoiseConfig {
         self.mean = mean;
         self
     }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
-    }
 }
 
 /// `salt_and_pepper`: each pixel is, with probability `amount`, set to black or white (half each,
@@ -99,16 +89,6 @@ impl SaltPepperConfig {
             p: p_one(),
         }
     }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
-    }
 }
 
 /// `speckle`: multiplicative noise `v' = v (1 + n)`, `n ~ N(0, std²)`.
@@ -133,16 +113,6 @@ impl SpeckleConfig {
             std: non_negative(std, "std"),
             p: p_one(),
         }
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
     }
 }
 
@@ -407,6 +377,8 @@ pub fn salt_and_pepper(src: View<'_>, dst: &mut Img, amount: f64, rng: &mut Rng)
         }
     }
 }
+
+crate::builder::with_p!(GaussianNoiseConfig, SaltPepperConfig, SpeckleConfig);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 use super::warp::Mat;
 use super::{check_range, fill_zero, p_one};
 use crate::buf::{chance, uniform};
-use crate::builder::{non_negative, probability};
+use crate::builder::non_negative;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Rng;
@@ -50,16 +50,6 @@ impl RotateConfig {
     /// Sets the value of pixels that come from outside the source.
     pub fn with_fill(mut self, fill: u8) -> Self {
         self.fill = fill;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -117,16 +107,6 @@ impl TranslateConfig {
         self.fill = fill;
         self
     }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
-    }
 }
 
 /// `scale`: zoom by a factor drawn uniformly in `[low, high]` about the centre.
@@ -157,16 +137,6 @@ impl ScaleConfig {
     /// Sets the fill value for uncovered pixels.
     pub fn with_fill(mut self, fill: u8) -> Self {
         self.fill = fill;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -202,16 +172,6 @@ impl ShearConfig {
     /// Sets the fill value for uncovered pixels.
     pub fn with_fill(mut self, fill: u8) -> Self {
         self.fill = fill;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -314,16 +274,6 @@ impl AffineConfig {
     /// Sets the fill value for uncovered pixels.
     pub fn with_fill(mut self, fill: u8) -> Self {
         self.fill = fill;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -500,6 +450,14 @@ pub(crate) fn draw_affine_or_identity(
         None
     }
 }
+
+crate::builder::with_p!(
+    RotateConfig,
+    TranslateConfig,
+    ScaleConfig,
+    ShearConfig,
+    AffineConfig
+);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,6 @@
 
 use super::{fill_zero, p_one};
 use crate::buf::{Img, View, below};
-use crate::builder::probability;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Rng;
@@ -50,16 +49,6 @@ impl RandomCropConfig {
     /// Sets the padding value.
     pub fn with_fill(mut self, fill: u8) -> Self {
         self.fill = fill;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -127,6 +116,8 @@ pub(crate) fn random_crop(
         cfg.fill,
     );
 }
+
+crate::builder::with_p!(RandomCropConfig);
 
 #[cfg(test)]
 mod tests {

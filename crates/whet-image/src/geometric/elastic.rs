@@ -3,7 +3,7 @@
 use super::warp::sample;
 use super::{fill_zero, p_one};
 use crate::buf::{Img, View};
-use crate::builder::{non_negative, positive, probability};
+use crate::builder::{non_negative, positive};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::Rng;
@@ -48,16 +48,6 @@ impl ElasticConfig {
     /// Sets the fill value outside the source.
     pub fn with_fill(mut self, fill: u8) -> Self {
         self.fill = fill;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -184,6 +174,8 @@ pub(crate) fn elastic(
         }
     }
 }
+
+crate::builder::with_p!(ElasticConfig);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,6 @@
 
 use super::p_one;
 use crate::buf::{Img, View};
-use crate::builder::probability;
 use crate::simd::Simd;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,16 +27,6 @@ impl FlipConfig {
     /// The same as [`FlipConfig::default`]: always flip.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
-        self
     }
 }
 
@@ -189,6 +178,8 @@ pub fn vflip(src: View<'_>, dst: &mut Img) {
         d.copy_from_slice(s);
     }
 }
+
+crate::builder::with_p!(FlipConfig);
 
 #[cfg(test)]
 mod tests {

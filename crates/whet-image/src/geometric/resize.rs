@@ -2,7 +2,6 @@
 
 use super::{check_range, p_one};
 use crate::buf::{Img, View, below, uniform};
-use crate::builder::probability;
 use crate::simd::Simd;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -60,16 +59,6 @@ impl RandomResizedCropConfig {
     /// Sets the aspect-ratio (w/h) range.
     pub fn with_ratio(mut self, ratio: [f64; 2]) -> Self {
         self.ratio = ratio;
-        self
-    }
-
-    /// Sets the probability of applying the op.
-    ///
-    /// # Panics
-    /// When `p` is not in `[0, 1]`.
-    #[track_caller]
-    pub fn with_p(mut self, p: f64) -> Self {
-        self.p = probability(p, "p");
         self
     }
 }
@@ -403,6 +392,8 @@ pub(crate) fn random_resized_crop(
     }
     resize_bilinear(src, dst, win, cfg.height, cfg.width, s);
 }
+
+crate::builder::with_p!(RandomResizedCropConfig);
 
 #[cfg(test)]
 mod tests {
