@@ -71,18 +71,9 @@ pub struct JoinConfig {
 }
 
 impl JoinConfig {
-    /// A left join on `on` with defaults.
+    /// A left join on `on` with defaults: [`JoinConfig::left`] for borrowed names.
     pub fn new(with: &str, on: &[&str]) -> Self {
-        Self {
-            with: with.into(),
-            on: on.iter().map(|s| s.to_string()).collect(),
-            left_on: vec![],
-            right_on: vec![],
-            how: JoinHow::Left,
-            suffix: default_suffix(),
-            cardinality: None,
-            allow_many_to_many: false,
-        }
+        Self::left(with, on.iter().copied())
     }
 
     /// Left and right key names.
