@@ -38,11 +38,11 @@ fn ensure_font() -> Result<()> {
     if ok { Ok(()) } else { Err(Error::Font) }
 }
 
-fn font(size: f64) -> TextStyle<'static> {
+pub(crate) fn font(size: f64) -> TextStyle<'static> {
     TextStyle::from((FONT_FAMILY, size).into_font())
 }
 
-type DrawResult<DB> =
+pub(crate) type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// A name as shown in a chart (legend, row label, title): at most 40 characters, `…` when cut.
@@ -107,7 +107,7 @@ pub(crate) fn write_chart(chart: &impl Chart, dir: &Path, stem: &str) -> Result<
 }
 
 /// Decimals for axis ticks spanning `span` display units.
-fn tick_decimals(span: f64) -> usize {
+pub(crate) fn tick_decimals(span: f64) -> usize {
     match span {
         s if s < 0.05 => 4,
         s if s < 0.5 => 3,

@@ -15,3 +15,7 @@ pub const CURVES_CHART: &str = "learning-curves";
 pub const CONFUSION_CHART: &str = "confusion";
 /// A run's per-epoch curves.
 pub const CURVES_CSV: &str = "curves.csv";
+/// Stem of a regression run's predicted-vs-actual scatter chart.
+pub const PREDICTED_CHART: &str = "predicted-vs-actual";
+/// Stem of a regression run's residual histogram.
+pub const RESIDUALS_CHART: &str = "residuals";

@@ -6,7 +6,8 @@
 //! - [`TrainConfig`] (YAML key `train`) drives [`fit`], which pulls batches from a
 //!   [`BatchSource`], reports through an [`Observer`] and returns a [`TrainReport`] with the
 //!   per-epoch curves (or [`Error::Diverged`] carrying them);
-//! - [`evaluate`] gives [`Metrics`]; [`checkpoint::save`] / [`checkpoint::load`] write and read
+//! - [`evaluate`] gives [`Metrics`] (through a [`Readout`], the one place raw outputs become
+//!   classes or values in the target's units: [`evaluate_readout`]); [`checkpoint::save`] / [`checkpoint::load`] write and read
 //!   safetensors files, [`checkpoint::transfer`] starts a new model from one.
 //!
 //! The configs deserialise from the run file and are built in Rust with `new` / `Default` and
@@ -51,6 +52,7 @@ mod metrics;
 mod mlp;
 mod optim;
 mod par;
+mod readout;
 mod schedule;
 mod train;
 
@@ -67,12 +69,13 @@ pub use loss::LossKind;
 pub use memory::{TrainingMemory, parameter_count};
 pub use metrics::{
     ClassMetrics, Evaluation, Metrics, RegressionMetrics, class_metrics, evaluate,
-    higher_is_better, metric_names, roc_auc,
+    evaluate_readout, higher_is_better, metric_names, roc_auc,
 };
 pub use mlp::{Architecture, Dense, LayerSpec, Mlp, NoiseKey, Workspace};
 pub use optim::{
     AdagradConfig, AdamConfig, MomentumConfig, Optimizer, OptimizerConfig, RmspropConfig, SgdConfig,
 };
+pub use readout::Readout;
 pub use schedule::{CosineScheduleConfig, ScheduleConfig, StepScheduleConfig};
 pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit, shuffle};
 /// The batch-source contract, defined in `whet-core` so data crates need not depend on the

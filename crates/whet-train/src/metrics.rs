@@ -4,6 +4,7 @@
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::mlp::{Mlp, Workspace, argmax};
+use crate::readout::Readout;
 use ndarray::s;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -110,12 +111,37 @@ pub fn higher_is_better(metric: &str) -> bool {
 }
 
 /// Evaluates `model` on all samples of `source` (filled with epoch 0, in order) in evaluation
-/// mode (no noise, no dropout).
+/// mode (no noise, no dropout), reading its outputs with [`Readout::new`] of its task (targets
+/// in their own units): [`evaluate_readout`] with that readout.
+///
+/// # Errors
+/// See [`evaluate_readout`].
+pub fn evaluate(model: &Mlp, source: &mut dyn BatchSource) -> Result<Evaluation> {
+    evaluate_readout(model, source, &Readout::new(model.task))
+}
+
+/// Evaluates `model` on all samples of `source` (filled with epoch 0, in order) in evaluation
+/// mode (no noise, no dropout). Predictions come from `readout` ([`Readout::label`]; for
+/// regression [`Readout::value`], applied to the outputs and to the source's targets, which are
+/// in the units the network was trained on), so `mse`, `mae` and `r2` are in the target's
+/// original units. `loss` is the training loss on the source as it is (for a standardised
+/// regression target: on the standardised values).
 ///
 /// # Errors
 /// [`Error::Shape`] when the source's dimensions differ from the model's; [`Error::Source`]
-/// when filling fails; [`Error::Config`] for an empty source.
-pub fn evaluate(model: &Mlp, source: &mut dyn BatchSource) -> Result<Evaluation> {
+/// when filling fails; [`Error::Config`] for an empty source or a readout for another task.
+pub fn evaluate_readout(
+    model: &Mlp,
+    source: &mut dyn BatchSource,
+    readout: &Readout,
+) -> Result<Evaluation> {
+    if readout.task() != model.task {
+        return Err(Error::Config(format!(
+            "the readout is for a {:?} network, the model is {:?}",
+            readout.task(),
+            model.task
+        )));
+    }
     if source.input_dim() != model.input_dim() || source.target_dim() != model.output_dim() {
         return Err(Error::Shape {
             what: format!(
@@ -128,14 +154,16 @@ pub fn evaluate(model: &Mlp, source: &mut dyn BatchSource) -> Result<Evaluation>
         });
     }
     let mut ws = model.workspace(source.len().clamp(1, 1024), model.output_dim());
-    evaluate_with(model, source, &mut ws)
+    evaluate_with(model, source, &mut ws, readout)
 }
 
-/// [`evaluate`] with a caller-provided workspace (no allocation besides the metric tallies).
+/// [`evaluate_readout`] with a caller-provided workspace (no allocation besides the metric
+/// tallies).
 pub(crate) fn evaluate_with(
     model: &Mlp,
     source: &mut dyn BatchSource,
     ws: &mut Workspace,
+    readout: &Readout,
 ) -> Result<Evaluation> {
     let n = source.len();
     if n == 0 {
@@ -169,17 +197,16 @@ pub(crate) fn evaluate_with(
             match model.task {
                 Task::Classification => {
                     let t = argmax(ts.iter().copied());
-                    let p = argmax(zs.iter().copied());
-                    confusion[t][p] += 1;
+                    confusion[t][readout.label(zs)] += 1;
                 }
                 Task::Binary => {
                     let t = ts[0] > 0.5;
-                    confusion[usize::from(t)][usize::from(zs[0] > 0.0)] += 1;
+                    confusion[usize::from(t)][readout.label(zs)] += 1;
                     scores.push((zs[0], t));
                 }
                 Task::Regression => {
                     for j in 0..k {
-                        let (p, t) = (f64::from(zs[j]), f64::from(ts[j]));
+                        let (p, t) = (readout.value(zs[j]), readout.value(ts[j]));
                         se[j] += (p - t).powi(2);
                         ae[j] += (p - t).abs();
                         ys[j] += t;
@@ -343,6 +370,47 @@ mod tests {
         );
         r.r2 = None;
         assert_eq!(keys(&eval(Metrics::Regression(r))), ["loss", "mae", "mse"]);
+    }
+
+    #[test]
+    fn regression_metrics_in_the_targets_units() {
+        use crate::config::ModelConfig;
+        use crate::{ArraySource, TrainConfig, build_model};
+        use ndarray::array;
+        // A linear network that outputs its input: the predictions are x (standardised).
+        let cfg = ModelConfig::regression();
+        let train = TrainConfig::new(crate::OptimizerConfig::adam(0.01));
+        let mut net = build_model(&cfg, &train, 1, 1, 0).unwrap();
+        net.layers[0].weight.fill(1.0);
+        net.layers[0].bias.fill(0.0);
+        let x = array![[0.0f32], [1.0], [-1.0], [2.0]];
+        let y = array![[0.0f32], [1.0], [-1.0], [1.0]];
+        let mut data = ArraySource::new(x, y).unwrap();
+        // Target mean 10, std 2: predictions 10, 12, 8, 14 against targets 10, 12, 8, 12.
+        let scale = whet_core::TargetScale {
+            mean: 10.0,
+            std: 2.0,
+        };
+        let readout = Readout::new(Task::Regression).with_target_scale(Some(scale));
+        let e = evaluate_readout(&net, &mut data, &readout).unwrap();
+        let Metrics::Regression(r) = &e.metrics else {
+            panic!("regression metrics")
+        };
+        assert_eq!(r.mse, 1.0); // (0 + 0 + 0 + 2²) / 4
+        assert_eq!(r.mae, 0.5); // (0 + 0 + 0 + 2) / 4
+        // Targets' mean 10.5: SST = 0.25 + 2.25 + 6.25 + 2.25 = 11, SSE = 4.
+        assert!((r.r2.unwrap() - (1.0 - 4.0 / 11.0)).abs() < 1e-12);
+        // Standardised units: the same R², errors divided by std² and std; the loss is the
+        // training loss on the standardised values either way.
+        let raw = evaluate(&net, &mut data).unwrap();
+        let Metrics::Regression(q) = &raw.metrics else {
+            panic!("regression metrics")
+        };
+        assert_eq!((q.mse, q.mae), (0.25, 0.25));
+        assert!((q.r2.unwrap() - r.r2.unwrap()).abs() < 1e-12);
+        assert_eq!(raw.loss, e.loss);
+        let wrong = evaluate_readout(&net, &mut data, &Readout::new(Task::Binary));
+        assert!(matches!(wrong, Err(Error::Config(_))));
     }
 
     #[test]

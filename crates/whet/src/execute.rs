@@ -1,5 +1,8 @@
 //! One run end to end: prepare the data, build and train the network, evaluate it, and write
 //! `metrics.json`, `curves.csv`, the charts, `model.safetensors` and `manifest.json`.
+//!
+//! The network's outputs are read through one [`whet_train::Readout`] (a regression target's
+//! scale included), so the metrics and the regression charts are in the target's units.
 
 use crate::cache::{Cache, KeyBuilder};
 use crate::error::{Error, Result, ResultExt};
@@ -92,7 +95,9 @@ pub struct Metrics {
     #[serde(default)]
     pub evaluated_on: EvaluatedOn,
     /// Test-set metrics by name (`loss`, `accuracy`, `balanced_accuracy`, `roc_auc`; `mse`,
-    /// `mae`, `r2` for regression); empty when training diverged or there is no test set.
+    /// `mae`, `r2` for regression, in the target's original units); empty when training
+    /// diverged or there is no test set. `loss` is the training loss, so for a standardised
+    /// regression target (the default) it is on the standardised values.
     pub test: BTreeMap<String, f64>,
     /// Validation metrics by name, when the run has a validation set and finished.
     pub validation: Option<BTreeMap<String, f64>>,
@@ -225,8 +230,18 @@ impl Run {
         let preprocessing = prepared.preprocessing(self);
         let cache_hits = prepared.cache_hits.clone();
         let warnings = prepared.warnings.clone();
-        let mut data = prepared.into_training()?;
         let file = self.file();
+        // How the network's outputs are read: classes, or values in the target's units.
+        let readout = whet_train::Readout::new(file.model.task).with_target_scale(
+            prepared
+                .target_scale()
+                .filter(|_| file.model.task == whet_train::Task::Regression),
+        );
+        let target_name = match self.data() {
+            crate::runfile::RunData::Tables(t) => t.data.target.regression.clone(),
+            crate::runfile::RunData::Images { .. } => None,
+        };
+        let mut data = prepared.into_training()?;
         // What the run holds while training: the prepared data and the trainer's estimate.
         let sources: [Option<&dyn BatchSource>; 3] = [
             Some(data.train.as_ref()),
@@ -311,13 +326,15 @@ impl Run {
                 }
             };
             if let Some(t) = data.test.as_mut() {
-                let e = whet_train::evaluate(&model, t).context("evaluating on the test set")?;
+                let e = whet_train::evaluate_readout(&model, t, &readout)
+                    .context("evaluating on the test set")?;
                 test = e.flat();
                 test_samples = e.samples;
                 test_classes = breakdown(&e.metrics);
             }
             if let Some(v) = data.validation.as_mut() {
-                let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
+                let e = whet_train::evaluate_readout(&model, v, &readout)
+                    .context("evaluating on validation")?;
                 validation = Some(e.flat());
                 if evaluated_on == EvaluatedOn::Validation {
                     // The confusion chart shows the set the run is judged on.
@@ -372,6 +389,24 @@ impl Run {
         };
         whet_report::write_run(&outcome.record(), confusion.as_ref(), out)
             .context("writing the run's curves and charts")?;
+        if let (RunStatus::Ok, Some(target)) = (status, target_name) {
+            // Predicted against actual values of the set the run is judged on.
+            let set = match evaluated_on {
+                EvaluatedOn::Test => data.test.as_ref(),
+                EvaluatedOn::Validation => data.validation.as_ref(),
+            };
+            if let Some(set) = set {
+                let predicted = readout.values(model.predict(set.x().view()).view());
+                let actual = readout.values(set.y().view());
+                let points = whet_report::RegressionPoints {
+                    target,
+                    actual: actual.column(0).to_vec(),
+                    predicted: predicted.column(0).to_vec(),
+                };
+                whet_report::write_regression(&outcome.record(), &points, out)
+                    .context("writing the run's regression charts")?;
+            }
+        }
         outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
         write_json(&out.join("metrics.json"), &outcome.metrics)?;
         outcome.manifest.save(&out.join("manifest.json"))?;

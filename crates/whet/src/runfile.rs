@@ -162,10 +162,11 @@ impl RunFile {
             }
             match &self.data.target {
                 None => issues.push("data", "tables need a `target`: `{ column: c }`, `{ column: c, threshold: t }` or `{ regression: c }`"),
-                Some(_) => {
+                Some(t) => {
                     if let Some(cfg) = self.tabular_config() {
                         issues.0.extend(cfg.validate().0);
                     }
+                    self.check_task_target(t, &mut issues);
                 }
             }
             for name in tables.keys() {
@@ -250,6 +251,49 @@ impl RunFile {
 }
 
 impl RunFile {
+    /// `model.task` against the kind of target (the data's values are checked at load, by
+    /// `datacheck`): a regression task needs `{ regression: c }` (a `{ column: c }` target would
+    /// become one class per value), a regression target a regression task, and `threshold` (a
+    /// binary target) the binary task.
+    fn check_task_target(&self, t: &whet_tabular::TargetConfig, issues: &mut Issues) {
+        use whet_train::Task;
+        let task = self.model.task;
+        let name = |t: Task| format!("{t:?}").to_lowercase();
+        if let (Task::Regression, Some(c)) = (task, &t.column) {
+            let (key, made) = match t.threshold {
+                Some(_) => ("data.target.threshold", "a binary 0/1 target"),
+                None => ("data.target.column", "one class per distinct value"),
+            };
+            issues.push(
+                key,
+                format!(
+                    "`model.task: regression` predicts the values of a column, but this target makes {made} of `{c}`: \
+                     write `target: {{ regression: {c} }}`"
+                ),
+            );
+        }
+        if let (Task::Binary | Task::Classification, Some(c)) = (task, &t.regression) {
+            issues.push(
+                "data.target.regression",
+                format!(
+                    "a regression target (`{{ regression: {c} }}`) needs `model.task: regression`, not `{}`: \
+                     set the task to regression, or for classes write `target: {{ column: {c} }}` \
+                     (binary: `{{ column: {c}, threshold: t }}`)",
+                    name(task)
+                ),
+            );
+        }
+        if let (Task::Classification, Some(c), Some(_)) = (task, &t.column, t.threshold) {
+            issues.push(
+                "data.target.threshold",
+                format!(
+                    "`threshold` makes a binary target (one 0/1 output: `{c}` > threshold), which needs \
+                     `model.task: binary`; remove `threshold` for one class per value of `{c}`"
+                ),
+            );
+        }
+    }
+
     /// Data files that do not exist or are not regular files (a folder, a device such as
     /// `/dev/zero`, a named pipe: data files are read more than once, for the cache key and by
     /// every seed), reported at their key paths before any loading.
@@ -589,6 +633,14 @@ impl Run {
                     }
                 }
             }
+        }
+        if errors.is_empty() {
+            // Against the data, once the file itself is valid.
+            errors.extend(
+                crate::datacheck::check(&file)
+                    .iter()
+                    .map(|i| source.error_at(&index, &i.path, i.message.clone())),
+            );
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors).into());
