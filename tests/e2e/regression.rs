@@ -153,7 +153,7 @@ fn linear_flights_arrival_delay_matches_least_squares() {
 }
 
 /// 153 rows of the weather table, as a new user would try a small regression table: the
-/// temperature from the dew point and the humidity, a linear model, 200 epochs.
+/// temperature from the dew point and the humidity, a linear model, Adam at lr 0.01, 200 epochs.
 fn small_weather_run(dir: &Path, scale: &str) -> Value {
     let text = format!(
         r#"name: small
@@ -168,7 +168,7 @@ steps:
 split: {{ method: random, test: 0.2, validation: 0.1 }}
 model: {{ task: regression, hidden: [] }}
 train:
-  optimizer: {{ adam: {{ lr: 0.001 }} }}
+  optimizer: {{ adam: {{ lr: 0.01 }} }}
   batch_size: 32
   epochs: 200
 "#,
@@ -189,7 +189,8 @@ fn small_table_regression_converges_because_the_target_is_scaled() {
     let m_raw = small_weather_run(raw.path(), ", scale: false");
     let r2_raw = m_raw["test"]["r2"].as_f64().unwrap();
     assert!(r2_scaled > 0.8, "scaled target: test R² {r2_scaled}");
-    // Without the scale the bias cannot climb to the mean in 200 epochs (the issue's 0.06).
+    // Without the scale the bias cannot climb to the mean in 200 epochs (measured: R² 0.994
+    // scaled, -19.1 with `scale: false`).
     assert!(
         r2_raw < r2_scaled - 0.3,
         "raw target: test R² {r2_raw}, scaled {r2_scaled}"
@@ -301,18 +302,12 @@ fn validate_refuses_a_binary_task_without_threshold() {
             "threshold: t",
         ],
     );
-    let r = validate("binary", "{ column: flag }");
-    assert_refused(
-        &r,
-        "run.yaml:6:",
-        &["0/1 values", "{ column: flag, threshold: 0.5 }"],
-    );
-    let r = validate("binary", "{ column: yesno }");
-    assert_refused(
-        &r,
-        "run.yaml:6:",
-        &["two labels", "model.task: classification"],
-    );
+    // A 0/1 column and a two-label column are binary targets as they are (see
+    // `binary_task_on_a_two_label_column_runs_without_threshold`).
+    for ok in ["{ column: flag }", "{ column: yesno }"] {
+        let r = validate("binary", ok);
+        assert_eq!(r.code, 0, "{ok}: {}", r.stderr);
+    }
     let r = validate("binary", "{ column: flag, threshold: 0.5 }");
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
