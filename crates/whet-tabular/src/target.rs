@@ -461,7 +461,7 @@ mod tests {
         let is = TargetConfig::regression("p").check_values(&text, "all rows");
         let i = is.iter().next().unwrap();
         assert_eq!(i.path, "regression");
-        assert!(i.message.contains("`{ column: p }`"), "{i}");
+        assert!(i.message.contains("`target: { column: p }`"), "{i}");
         let nums = Series::new("p".into(), [1.5, 2.0]);
         assert!(
             TargetConfig::regression("p")
