@@ -90,9 +90,10 @@ pub use crate::{
     error::{Error, Result},
     format::is_percent_metric,
     record::{
-        AblationInput, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus, VariantInfo,
+        AblationInput, BinaryCurves, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus,
+        VariantInfo,
     },
-    run::write_run,
+    run::{write_binary_curves, write_run},
     stats::{
         Describe, Interval, MetricSummary, VariantSummary, Verdict, describe, summarize, t_cdf,
         t_quantile,
