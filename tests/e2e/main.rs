@@ -8,6 +8,7 @@ mod budgets;
 mod catalogue;
 mod concurrency;
 mod hostile_paths;
+mod imbalanced;
 mod interrupt;
 mod messages;
 mod pinned;

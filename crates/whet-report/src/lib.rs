@@ -93,10 +93,11 @@ pub use crate::{
     error::{Error, Result},
     format::is_percent_metric,
     record::{
-        AblationInput, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus, VariantInfo,
+        AblationInput, BinaryCurves, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus,
+        VariantInfo,
     },
     regression::{MAX_SCATTER_POINTS, RegressionPoints, write_regression},
-    run::write_run,
+    run::{write_binary_curves, write_run},
     stats::{
         Describe, Interval, MetricSummary, VariantSummary, Verdict, describe, summarize, t_cdf,
         t_quantile,

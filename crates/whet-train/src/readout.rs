@@ -6,25 +6,39 @@ use ndarray::{Array2, ArrayView2};
 use whet_core::TargetScale;
 
 use crate::config::Task;
-use crate::mlp::argmax;
+use crate::decision::Decision;
+use crate::mlp::Mlp;
 
 /// How a network's raw outputs (the output layer before its activation: logits, or values)
 /// become predictions:
 /// - classification: the class with the largest logit (the largest softmax probability);
-/// - binary: class 1 when the logit is above 0 (sigmoid score above 0.5);
+/// - binary: class 1 when the sigmoid score is above the network's threshold (0.5 unless
+///   `model.threshold` says otherwise);
 /// - regression: the output, turned back into the target's units by the target's
 ///   [`TargetScale`] when the network was trained on a standardised target.
+///
+/// Labels come from the network's [`Decision`]; the readout adds the target's scale.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Readout {
-    task: Task,
+    decision: Decision,
     target_scale: Option<TargetScale>,
 }
 
 impl Readout {
-    /// The readout of a network for `task` whose outputs are in the target's units.
+    /// The readout of a network for `task` with the default decision ([`Decision::new`]) whose
+    /// outputs are in the target's units.
     pub fn new(task: Task) -> Self {
         Readout {
-            task,
+            decision: Decision::new(task),
+            target_scale: None,
+        }
+    }
+
+    /// The readout of `model`: its [`Mlp::decision`] (task and binary threshold), outputs in
+    /// the target's units.
+    pub fn of(model: &Mlp) -> Self {
+        Readout {
+            decision: model.decision(),
             target_scale: None,
         }
     }
@@ -36,7 +50,7 @@ impl Readout {
     /// When `scale` is given for a task other than regression (class targets are not scaled).
     pub fn with_target_scale(mut self, scale: Option<TargetScale>) -> Self {
         assert!(
-            scale.is_none() || self.task == Task::Regression,
+            scale.is_none() || self.task() == Task::Regression,
             "a target scale is for regression networks"
         );
         self.target_scale = scale;
@@ -45,7 +59,12 @@ impl Readout {
 
     /// The task.
     pub fn task(&self) -> Task {
-        self.task
+        self.decision.task()
+    }
+
+    /// The decision that gives labels.
+    pub fn decision(&self) -> Decision {
+        self.decision
     }
 
     /// The target's scale, when the network predicts standardised values.
@@ -54,13 +73,9 @@ impl Readout {
     }
 
     /// The predicted class of one row of logits (classification and binary tasks; 0 for
-    /// regression).
+    /// regression): [`Decision::label`].
     pub fn label(&self, logits: &[f32]) -> usize {
-        match self.task {
-            Task::Classification => argmax(logits.iter().copied()),
-            Task::Binary => usize::from(logits[0] > 0.0),
-            Task::Regression => 0,
-        }
+        self.decision.label(logits)
     }
 
     /// One regression output (as the network gives it, or a target as the network was trained

@@ -193,7 +193,7 @@ pub fn fit(
             reference = Some(loss_sum / n as f64);
         }
         let val: Option<Evaluation> = match (valid.as_deref_mut(), eval_ws.as_mut()) {
-            (Some(v), Some(w)) => Some(evaluate_with(model, v, w, &Readout::new(model.task))?),
+            (Some(v), Some(w)) => Some(evaluate_with(model, v, w, &Readout::of(model))?),
             _ => None,
         };
         let record = EpochRecord {

@@ -155,6 +155,32 @@ impl Prepared {
         }
     }
 
+    /// Samples per class in the training split (what `train.class_weights: balanced` is
+    /// computed from): the training originals for images (offline copies keep the class
+    /// shares), the target rows for tables (binary: negatives, then positives). Empty for
+    /// regression.
+    pub fn train_class_counts(&self) -> Vec<u64> {
+        match &self.data {
+            PreparedData::Images(p) => p.class_counts_train.iter().map(|&c| c as u64).collect(),
+            PreparedData::Tables(p) if p.classes.is_empty() => Vec::new(),
+            PreparedData::Tables(p) => {
+                let y = &p.train.y;
+                if y.ncols() == 1 {
+                    let pos = y.iter().filter(|v| **v > 0.5).count() as u64;
+                    vec![y.nrows() as u64 - pos, pos]
+                } else {
+                    let mut counts = vec![0u64; y.ncols()];
+                    for row in y.rows() {
+                        if let Some((i, _)) = row.iter().enumerate().find(|(_, v)| **v > 0.5) {
+                            counts[i] += 1;
+                        }
+                    }
+                    counts
+                }
+            }
+        }
+    }
+
     /// The sizes for the manifest.
     pub fn summary(&self) -> DataSummary {
         match &self.data {

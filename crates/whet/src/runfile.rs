@@ -216,6 +216,7 @@ impl RunFile {
         }
         issues.nest("model", self.model.validate());
         issues.nest("train", self.train.validate());
+        self.check_imbalance_keys(&mut issues);
         if let Some(ab) = &self.ablation {
             if let crate::ablation::Seeds::List(seeds) = &ab.seeds {
                 let mut seen = std::collections::BTreeSet::new();
@@ -289,6 +290,41 @@ impl RunFile {
                 format!(
                     "`threshold` makes a binary target (one 0/1 output: `{c}` > threshold), which needs \
                      `model.task: binary`; remove `threshold` for one class per value of `{c}`"
+                ),
+            );
+        }
+    }
+
+    /// The fraction of the data in the validation split (`split.validation` for tables,
+    /// `data.images.validation` for images).
+    fn validation_fraction(&self) -> f64 {
+        match (&self.data.images, &self.data.tables) {
+            (Some(i), _) => i.validation.get(),
+            (None, Some(_)) => self.split.as_ref().map_or(0.0, |s| s.validation.get()),
+            (None, None) => 0.0,
+        }
+    }
+
+    /// `train.class_weights` needs classes; `model.threshold: auto` needs a validation split.
+    fn check_imbalance_keys(&self, issues: &mut Issues) {
+        if self.train.class_weights.is_some() && self.model.task == whet_train::Task::Regression {
+            issues.push(
+                "train.class_weights",
+                "class weights weigh the classes of a `classification` or `binary` task; a \
+                 `regression` task has none: remove `class_weights`",
+            );
+        }
+        if self.model.auto_threshold().is_some() && self.validation_fraction() <= 0.0 {
+            let key = if self.data.images.is_some() {
+                "data.images.validation"
+            } else {
+                "split.validation"
+            };
+            issues.push(
+                "model.threshold",
+                format!(
+                    "`threshold: auto` is chosen on the validation split, and this run has none: \
+                     set `{key}` (e.g. 0.1) or give a fixed threshold such as 0.5"
                 ),
             );
         }
@@ -672,6 +708,13 @@ impl Run {
             overrides: self.overrides.clone(),
             variant: name.to_string(),
         })
+    }
+
+    /// A problem found after loading (the data decide it, e.g. a class label), located in the
+    /// run file at `key_path` like the problems `validate` finds.
+    pub(crate) fn located(&self, key_path: &str, message: String) -> Error {
+        let index = PathIndex::build(&self.source.text);
+        ConfigErrors(vec![self.source.error_at(&index, key_path, message)]).into()
     }
 
     /// The typed run file (data paths resolved).
