@@ -383,6 +383,21 @@ fn binary_task_on_a_two_label_column_runs_without_threshold() {
     );
     assert_eq!(m["test"]["accuracy"].as_f64(), Some(1.0), "{m}");
     assert!(m["test"]["roc_auc"].is_number(), "{m}");
+    // Export writes the target the run trained on: one 0/1 column (1 = `yes`), not a one-hot
+    // pair, and the manifest records it, so `apply` and `predict` read it the same way.
+    let r = whet(
+        dir.path(),
+        &["export", "run.yaml", "--out", "exp", "--format", "npy"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let y = whet::tabular::read_npy(&dir.path().join("exp/train_y.npy")).unwrap();
+    assert_eq!(y.ncols(), 1, "a binary target exports as one column");
+    assert!(y.iter().all(|&v| v == 0.0 || v == 1.0) && y.iter().any(|&v| v == 1.0));
+    let manifest = read_json(&dir.path().join("exp/manifest.json"));
+    assert!(
+        manifest.to_string().contains(r#""binary":true"#),
+        "the manifest records two labels as one output: {manifest}"
+    );
 
     // Two values in the rows `validate` reads, a third later: the run refuses it.
     let mut s = String::from("x,c\n");

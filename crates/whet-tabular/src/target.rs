@@ -36,6 +36,11 @@ pub struct TargetConfig {
     /// identifier than classes. Default 100.
     #[serde(default)]
     pub max_classes: Option<usize>,
+    /// Set by the run, not the YAML ([`TargetConfig::with_two_labels`]): the model has one 0/1
+    /// output, so a `column` without `threshold` must hold exactly two labels.
+    #[serde(skip)]
+    #[schemars(skip)]
+    two_labels: bool,
 }
 
 /// The default of [`TargetConfig::max_classes`].
@@ -52,10 +57,15 @@ pub enum TargetKind {
         /// Threshold.
         threshold: f64,
     },
-    /// One-hot rows over the classes.
+    /// One-hot rows over the classes; with `binary`, exactly two classes as one 0/1 output
+    /// (1 for the second class in the classes' order).
     Classification {
         /// Source column.
         column: String,
+        /// Two labels as one 0/1 output (`model.task: binary` on a column without
+        /// `threshold`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        binary: bool,
     },
     /// One real output.
     Regression {
@@ -69,7 +79,7 @@ impl TargetKind {
     pub fn column(&self) -> &str {
         match self {
             TargetKind::Binary { column, .. }
-            | TargetKind::Classification { column }
+            | TargetKind::Classification { column, .. }
             | TargetKind::Regression { column } => column,
         }
     }
@@ -210,7 +220,10 @@ impl TargetConfig {
                 column: c.clone(),
                 threshold: t,
             }),
-            (Some(c), None, None) => Ok(TargetKind::Classification { column: c.clone() }),
+            (Some(c), None, None) => Ok(TargetKind::Classification {
+                column: c.clone(),
+                binary: self.two_labels,
+            }),
             (None, None, Some(c)) => Ok(TargetKind::Regression { column: c.clone() }),
             _ => Err(Error::Target(
                 "give exactly one of `column` (with optional `threshold`) and `regression`".into(),
@@ -246,14 +259,14 @@ impl Target {
         }
     }
 
-    /// The target matrix: one-hot rows for classification, one 0/1 column for binary, one value
-    /// column for regression.
+    /// The target matrix: one-hot rows for classification, one 0/1 column for binary (a
+    /// threshold, or two labels), one value column for regression.
     ///
     /// # Shapes
     /// `rows × classes` for classification, `rows × 1` otherwise.
     pub fn matrix(&self) -> Array2<f32> {
         match self.kind {
-            TargetKind::Classification { .. } => {
+            TargetKind::Classification { binary: false, .. } => {
                 let k = self.classes.len();
                 let mut y = Array2::zeros((self.values.len(), k));
                 for (i, &v) in self.values.iter().enumerate() {
@@ -309,7 +322,7 @@ pub fn extract_target(
             let x = f64_column(&df, col, "target")?;
             (x.no_null_iter().map(|v| v as f32).collect(), vec![])
         }
-        TargetKind::Classification { .. } => {
+        TargetKind::Classification { binary, .. } => {
             let s = df
                 .column(col)?
                 .as_materialized_series()
@@ -325,6 +338,18 @@ pub fn extract_target(
                         .map(String::from)
                         .collect();
                     u.dedup();
+                    if *binary && u.len() != 2 {
+                        let shown: Vec<&str> = u.iter().take(5).map(String::as_str).collect();
+                        let more = if u.len() > 5 { ", …" } else { "" };
+                        return Err(Error::Target(format!(
+                            "data.target.column: `model.task: binary` without `threshold` needs a \
+                             column of two values (0/1, or two labels), and `{col}` has {} ({}{more}): \
+                             write `target: {{ column: {col}, threshold: t }}` for a binary target \
+                             (`{col}` > t), or use `model.task: classification` for one class per value",
+                            u.len(),
+                            shown.join(", ")
+                        )));
+                    }
                     u
                 }
             };
@@ -368,6 +393,7 @@ impl TargetConfig {
             regression: None,
             scale: None,
             max_classes: None,
+            two_labels: false,
         }
     }
 
@@ -385,6 +411,15 @@ impl TargetConfig {
         self
     }
 
+    /// For a model with one 0/1 output (`model.task: binary`): a `column` without `threshold`
+    /// is then two labels, the second (in text order) the positive class, and any other number
+    /// of labels is refused when the data are prepared. Without it such a column is one class
+    /// per label.
+    pub fn with_two_labels(mut self, yes: bool) -> Self {
+        self.two_labels = yes;
+        self
+    }
+
     /// Sets [`TargetConfig::max_classes`] (classification targets).
     pub fn with_max_classes(mut self, max_classes: usize) -> Self {
         self.max_classes = Some(max_classes);
@@ -399,6 +434,7 @@ impl TargetConfig {
             regression: Some(column.into()),
             scale: None,
             max_classes: None,
+            two_labels: false,
         }
     }
 }
@@ -417,6 +453,7 @@ mod tests {
             regression: None,
             scale: None,
             max_classes: None,
+            two_labels: false,
         };
         let (out, t, dropped) = extract_target(df, &cfg.kind().unwrap(), None).unwrap();
         assert_eq!(dropped, 1);
@@ -428,12 +465,47 @@ mod tests {
     #[test]
     fn classification_one_hot_and_unknown_label() {
         let df = df!("c" => ["b", "a", "b"]).unwrap();
-        let kind = TargetKind::Classification { column: "c".into() };
+        let kind = TargetKind::Classification {
+            column: "c".into(),
+            binary: false,
+        };
         let (_, t, _) = extract_target(df, &kind, None).unwrap();
         assert_eq!(t.classes, ["a", "b"]);
         assert_eq!(t.matrix().row(1).to_vec(), [1.0, 0.0]);
         let e = extract_target(df!("c" => ["z"]).unwrap(), &kind, Some(&t.classes)).unwrap_err();
         assert!(e.to_string().contains("`z`"));
+    }
+
+    #[test]
+    fn two_labels_are_one_output_and_three_are_refused() {
+        let cfg = TargetConfig::classes("c").with_two_labels(true);
+        let kind = cfg.kind().unwrap();
+        assert_eq!(
+            kind,
+            TargetKind::Classification {
+                column: "c".into(),
+                binary: true
+            }
+        );
+        let (_, t, _) =
+            extract_target(df!("c" => ["yes", "no", "yes"]).unwrap(), &kind, None).unwrap();
+        assert_eq!(t.classes, ["no", "yes"]);
+        assert_eq!(t.matrix().shape(), [3, 1]);
+        assert_eq!(t.matrix().column(0).to_vec(), [1.0, 0.0, 1.0]);
+        // The manifest's form: old manifests (no `binary`) still read as one-hot classes.
+        let json = serde_json::to_string(&kind).unwrap();
+        assert!(json.contains("\"binary\":true"), "{json}");
+        let old: TargetKind = serde_json::from_str(r#"{"classification":{"column":"c"}}"#).unwrap();
+        assert!(matches!(
+            old,
+            TargetKind::Classification { binary: false, .. }
+        ));
+        let e = extract_target(df!("c" => ["a", "b", "c"]).unwrap(), &kind, None).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("has 3 (a, b, c)") && msg.contains("threshold: t"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -444,6 +516,7 @@ mod tests {
             regression: Some("b".into()),
             scale: None,
             max_classes: None,
+            two_labels: false,
         };
         assert_eq!(cfg.validate().len(), 1);
         let scale_on_classes = TargetConfig::classes("a").with_scale(false).validate();

@@ -310,11 +310,6 @@ impl Run {
             }
             RunData::Tables(cfg) => prepare_tables(cfg, seed, cache, progress),
         }?;
-        if let PreparedData::Tables(t) = &mut p.data
-            && self.file().model.task == whet_train::Task::Binary
-        {
-            two_labels_as_binary(t)?;
-        }
         if let PreparedData::Tables(t) = &p.data {
             // From the load reports, so a cached preparation warns like a fresh one.
             p.warnings.extend(
@@ -593,8 +588,11 @@ fn prepare_tables(
     cache: &Cache,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
+    // The resolved target kind too: it carries what the run file's YAML does not (two labels
+    // as one output for a binary model).
     let mut key = KeyBuilder::new()
         .json("tabular", cfg)
+        .json("target", &cfg.data.target.kind()?)
         .part("seed", &seed.to_string());
     for (name, spec) in &cfg.data.tables {
         key = key.file(&format!("table:{name}"), &spec.path)?;
@@ -621,32 +619,6 @@ fn prepare_tables(
         skipped: vec![],
         warnings: vec![],
     })
-}
-
-/// `model.task: binary` on `{ column: c }` without `threshold`: a column of two values (0/1,
-/// `false`/`true`, `no`/`yes`, …) is one 0/1 output, 1 for the second of the two classes in
-/// the manifest's order (sorted as text: `1`, `true`, `yes`). Any other number of values is
-/// refused with the fix (`whet validate` checks the first rows; this, every row).
-fn two_labels_as_binary(t: &mut whet_tabular::Prepared) -> Result<()> {
-    let whet_tabular::TargetKind::Classification { column } = &t.manifest.target else {
-        return Ok(());
-    };
-    if t.classes.len() != 2 {
-        let shown: Vec<&str> = t.classes.iter().take(5).map(String::as_str).collect();
-        let more = if t.classes.len() > 5 { ", …" } else { "" };
-        return Err(Error::Data(format!(
-            "data.target.column: `model.task: binary` without `threshold` needs a column of two \
-             values (0/1, or two labels), and `{column}` has {} ({}{more}): write \
-             `target: {{ column: {column}, threshold: t }}` for a binary target (`{column}` > t), \
-             or use `model.task: classification` for one class per value",
-            t.classes.len(),
-            shown.join(", ")
-        )));
-    }
-    for split in [&mut t.train, &mut t.validation, &mut t.test] {
-        split.y = split.y.slice(ndarray::s![.., 1..2]).to_owned();
-    }
-    Ok(())
 }
 
 /// Adds the table files to an error from preparing the tables when its message names none of

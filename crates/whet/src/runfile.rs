@@ -89,7 +89,12 @@ impl RunFile {
             data: whet_tabular::TablesConfig {
                 tables: self.data.tables.clone()?,
                 main: self.data.main.clone(),
-                target: self.data.target.clone()?,
+                // A binary model has one 0/1 output: a label column is then two labels.
+                target: self
+                    .data
+                    .target
+                    .clone()?
+                    .with_two_labels(self.model.task == whet_train::Task::Binary),
             },
             steps: self.steps.clone(),
             split: self.split.clone().unwrap_or_default(),
