@@ -12,4 +12,5 @@ mod interrupt;
 mod messages;
 mod pinned;
 mod pipelines;
+mod predict;
 mod util;

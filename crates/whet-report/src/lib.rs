@@ -92,7 +92,7 @@ pub use crate::{
     record::{
         AblationInput, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus, VariantInfo,
     },
-    run::write_run,
+    run::{write_evaluation, write_run},
     stats::{
         Describe, Interval, MetricSummary, VariantSummary, Verdict, describe, summarize, t_cdf,
         t_quantile,

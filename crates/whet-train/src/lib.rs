@@ -51,6 +51,7 @@ mod metrics;
 mod mlp;
 mod optim;
 mod par;
+mod predict;
 mod schedule;
 mod train;
 
@@ -73,6 +74,7 @@ pub use mlp::{Architecture, Dense, LayerSpec, Mlp, NoiseKey, Workspace};
 pub use optim::{
     AdagradConfig, AdamConfig, MomentumConfig, Optimizer, OptimizerConfig, RmspropConfig, SgdConfig,
 };
+pub use predict::{Predictions, predict, predicted_class};
 pub use schedule::{CosineScheduleConfig, ScheduleConfig, StepScheduleConfig};
 pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit, shuffle};
 /// The batch-source contract, defined in `whet-core` so data crates need not depend on the

@@ -4,6 +4,7 @@
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::mlp::{Mlp, Workspace, argmax};
+use crate::predict::predicted_class;
 use ndarray::s;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -169,12 +170,13 @@ pub(crate) fn evaluate_with(
             match model.task {
                 Task::Classification => {
                     let t = argmax(ts.iter().copied());
-                    let p = argmax(zs.iter().copied());
+                    let p = predicted_class(model.task, zs).expect("a class");
                     confusion[t][p] += 1;
                 }
                 Task::Binary => {
                     let t = ts[0] > 0.5;
-                    confusion[usize::from(t)][usize::from(zs[0] > 0.0)] += 1;
+                    let p = predicted_class(model.task, zs).expect("a class");
+                    confusion[usize::from(t)][p] += 1;
                     scores.push((zs[0], t));
                 }
                 Task::Regression => {

@@ -566,23 +566,7 @@ impl Mlp {
     /// # Panics
     /// If `x` has the wrong number of columns.
     pub fn predict(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        assert_eq!(x.ncols(), self.input_dim, "input columns");
-        let n = x.nrows();
-        let mut out = Array2::zeros((n, self.output_dim()));
-        let mut ws = self.workspace(n.min(1024), 0);
-        let last = self.layers.len() - 1;
-        let mut start = 0;
-        while start < n {
-            let rows = (n - start).min(ws.rows);
-            ws.x.slice_mut(s![..rows, ..])
-                .assign(&x.slice(s![start..start + rows, ..]));
-            self.forward(&mut ws, rows, None);
-            let mut o = out.slice_mut(s![start..start + rows, ..]);
-            o.assign(&ws.act[last].slice(s![..rows, ..]));
-            self.loss.activate(o);
-            start += rows;
-        }
-        out
+        crate::predict::predict(self, x).scores
     }
 
     /// Copies every layer's weights and biases into `dst` (same architecture), without

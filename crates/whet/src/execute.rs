@@ -157,6 +157,59 @@ impl RunOutcome {
     }
 }
 
+/// A model measured on one labelled set: the numbers `metrics.json` holds for it and the
+/// confusion matrix its chart shows. [`measure`] makes it, for a run's test and validation sets
+/// and for `whet evaluate` on new data, so both give the same numbers for the same rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Measured {
+    /// The scalar metrics by name ([`whet_train::Evaluation::flat`]).
+    pub metrics: BTreeMap<String, f64>,
+    /// Rows measured.
+    pub samples: usize,
+    /// Per-class results (classification and binary tasks).
+    pub classes: Option<ClassBreakdown>,
+    /// The confusion matrix for the chart (classification and binary tasks).
+    pub confusion: Option<Confusion>,
+}
+
+/// Measures `model` on `source`; `classes` names the classes (indices when their count does
+/// not match the network's).
+pub(crate) fn measure(
+    model: &whet_train::Mlp,
+    source: &mut dyn BatchSource,
+    classes: &[String],
+) -> whet_train::Result<Measured> {
+    let e = whet_train::evaluate(model, source)?;
+    let (breakdown, confusion) = match &e.metrics {
+        whet_train::Metrics::Classification(c) => {
+            let labels: Vec<String> = if classes.len() == c.confusion.len() {
+                classes.to_vec()
+            } else {
+                (0..c.confusion.len()).map(|i| i.to_string()).collect()
+            };
+            (
+                Some(ClassBreakdown {
+                    labels: labels.clone(),
+                    precision: c.precision.clone(),
+                    recall: c.recall.clone(),
+                    confusion: c.confusion.clone(),
+                }),
+                Some(Confusion {
+                    labels,
+                    counts: c.confusion.clone(),
+                }),
+            )
+        }
+        whet_train::Metrics::Regression(_) => (None, None),
+    };
+    Ok(Measured {
+        metrics: e.flat(),
+        samples: e.samples,
+        classes: breakdown,
+        confusion,
+    })
+}
+
 fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
     curves
         .iter()
@@ -171,7 +224,7 @@ fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
         .collect()
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
         what: "JSON output",
         path: path.to_path_buf(),
@@ -289,39 +342,19 @@ impl Run {
         let mut test_samples = 0;
         let mut confusion = None;
         if status == RunStatus::Ok {
-            let mut breakdown = |m: &whet_train::Metrics| {
-                if let whet_train::Metrics::Classification(c) = m {
-                    let labels = if classes.len() == c.confusion.len() {
-                        classes.clone()
-                    } else {
-                        (0..c.confusion.len()).map(|i| i.to_string()).collect()
-                    };
-                    confusion = Some(Confusion {
-                        labels: labels.clone(),
-                        counts: c.confusion.clone(),
-                    });
-                    Some(ClassBreakdown {
-                        labels,
-                        precision: c.precision.clone(),
-                        recall: c.recall.clone(),
-                        confusion: c.confusion.clone(),
-                    })
-                } else {
-                    None
-                }
-            };
             if let Some(t) = data.test.as_mut() {
-                let e = whet_train::evaluate(&model, t).context("evaluating on the test set")?;
-                test = e.flat();
-                test_samples = e.samples;
-                test_classes = breakdown(&e.metrics);
+                let m = measure(&model, t, &classes).context("evaluating on the test set")?;
+                test = m.metrics;
+                test_samples = m.samples;
+                test_classes = m.classes;
+                confusion = m.confusion;
             }
             if let Some(v) = data.validation.as_mut() {
-                let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
-                validation = Some(e.flat());
+                let m = measure(&model, v, &classes).context("evaluating on validation")?;
+                validation = Some(m.metrics);
                 if evaluated_on == EvaluatedOn::Validation {
                     // The confusion chart shows the set the run is judged on.
-                    breakdown(&e.metrics);
+                    confusion = m.confusion;
                 }
             }
         }

@@ -509,6 +509,14 @@ fn tables_to_bundle(p: &whet_tabular::Prepared) -> Result<Bundle> {
         let a = a.as_standard_layout();
         b.push_f32(&i.to_string(), a.as_slice().unwrap_or_default());
     }
+    let r = &p.source_rows;
+    for (name, rows) in [
+        ("rows_train", &r.train),
+        ("rows_validation", &r.validation),
+        ("rows_test", &r.test),
+    ] {
+        b.push_u32(name, rows);
+    }
     Ok(b)
 }
 
@@ -526,7 +534,13 @@ fn bundle_to_tables(b: &Bundle) -> Option<whet_tabular::Prepared> {
         })
     };
     let (train, validation, test) = (split()?, split()?, split()?);
+    let source_rows = whet_tabular::SplitIndices {
+        train: b.u32("rows_train")?,
+        validation: b.u32("rows_validation")?,
+        test: b.u32("rows_test")?,
+    };
     Some(whet_tabular::Prepared {
+        source_rows,
         train,
         validation,
         test,
