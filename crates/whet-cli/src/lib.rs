@@ -200,6 +200,8 @@ pub enum Command {
     /// the predicted label and one score column per class.
     #[command(
         after_help = "Tables: CSV, CSV.gz or Parquet with the training schema (the target column may be absent).
+Images: PNG/JPEG files, folders of them (flat or class sub-folders; `path` identifies each), or IDX
+image files (`row`: the 0-based image index).
 Columns: the identifiers (data.id, or `row`: the 0-based row number in the file, header not counted;
 `file` first when several files are given), the --keep columns, `label` (the predicted class, in the
 original label values) and `p_<class>` per class (binary: the positive class only), or `prediction`
@@ -228,17 +230,24 @@ Example: whet predict runs/flights-delay new-flights.csv --out predictions.parqu
         #[arg(long, value_name = "FILE", num_args = 0..=1)]
         skip_bad: Option<Option<PathBuf>>,
     },
-    /// Measure a trained run on new labelled data: metrics.json and the confusion chart, as a
-    /// run writes them.
+    /// Measure a trained run on new labelled data: metrics.json and the charts, as a run
+    /// writes them.
     #[command(
-        after_help = "Writes OUT/metrics.json (the run's metrics with `test` measured on DATA) and OUT/confusion.{png,svg}.
+        after_help = "Writes OUT/metrics.json (the run's metrics with `test` measured on DATA) and the charts of the
+run's evaluation: confusion (classes), ROC and precision-recall (binary), predicted vs actual and
+residuals (regression).
+Tables: DATA has the training schema with the target column. Images: a folder with one sub-folder
+per class (matched to the run's classes by name), or an IDX image file with --labels.
 Example: whet evaluate runs/flights-delay flights-2014.csv --out eval-2014/"
     )]
     Evaluate {
         /// The run folder (`whet run --out`).
         run: PathBuf,
-        /// Labelled data (the training schema with the target column).
+        /// Labelled data: a table with the target column, a class-folder tree, or IDX images.
         data: PathBuf,
+        /// The IDX label file of an IDX image file DATA.
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
         /// Output folder.
         #[arg(long, short)]
         out: PathBuf,

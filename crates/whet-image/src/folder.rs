@@ -51,7 +51,9 @@ pub struct FolderOptions {
     pub limit: Option<usize>,
 }
 
-fn is_image(p: &Path) -> bool {
+/// Whether `p` names a PNG or JPEG file by its extension (`.png`, `.jpg`, `.jpeg`, any case):
+/// the files [`load_folder`] and [`image_files`] read.
+pub fn is_image_file(p: &Path) -> bool {
     matches!(
         p.extension()
             .and_then(|e| e.to_str())
@@ -150,7 +152,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
         let before = files.len();
         for file in sorted_entries(&class_dirs[ci])?
             .into_iter()
-            .filter(|p| p.is_file() && is_image(p))
+            .filter(|p| p.is_file() && is_image_file(p))
         {
             files.push((new_label, file));
         }
@@ -248,7 +250,7 @@ fn push_pixels(img: image::DynamicImage, (h, w, c): (usize, usize, usize), out: 
 /// PNG or JPEG image, or a folder without image files.
 pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
     if !path.is_dir() {
-        if !is_image(path) {
+        if !is_image_file(path) {
             return Err(Error::Format {
                 path: path.to_path_buf(),
                 message: "expected a PNG or JPEG image (.png, .jpg, .jpeg) or a folder of them"
@@ -267,7 +269,7 @@ pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
         files.extend(
             entries
                 .iter()
-                .filter(|p| p.is_file() && is_image(p))
+                .filter(|p| p.is_file() && is_image_file(p))
                 .cloned(),
         );
     } else {
@@ -275,7 +277,7 @@ pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
             files.extend(
                 sorted_entries(d)?
                     .into_iter()
-                    .filter(|p| p.is_file() && is_image(p)),
+                    .filter(|p| p.is_file() && is_image_file(p)),
             );
         }
     }

@@ -1,5 +1,8 @@
 //! One run end to end: prepare the data, build and train the network, evaluate it, and write
 //! `metrics.json`, `curves.csv`, the charts, `model.safetensors` and `manifest.json`.
+//!
+//! The network's outputs are read through one [`whet_train::Readout`] (a regression target's
+//! scale included), so the metrics and the regression charts are in the target's units.
 
 use crate::cache::{Cache, KeyBuilder};
 use crate::error::{Error, Result, ResultExt};
@@ -7,7 +10,7 @@ use crate::manifest::{Manifest, ManifestKind};
 use crate::runfile::Run;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use whet_core::Progress;
 use whet_report::{Confusion, EpochRow, RunRecord, RunStatus};
@@ -49,6 +52,9 @@ pub struct ClassBreakdown {
     pub precision: Vec<Option<f64>>,
     /// Recall per class (`null` when the class is absent from the test set).
     pub recall: Vec<Option<f64>>,
+    /// F1 per class (`null` when the class is neither in the test set nor predicted).
+    #[serde(default)]
+    pub f1: Vec<Option<f64>>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
 }
@@ -91,13 +97,20 @@ pub struct Metrics {
     /// has no test set (then `test` is empty and the ablation report ranks by `validation`).
     #[serde(default)]
     pub evaluated_on: EvaluatedOn,
-    /// Test-set metrics by name (`loss`, `accuracy`, `balanced_accuracy`, `roc_auc`; `mse`,
-    /// `mae`, `r2` for regression); empty when training diverged or there is no test set.
+    /// Test-set metrics by name (`loss`, `accuracy`, `majority_baseline`, `balanced_accuracy`,
+    /// `precision_macro`, `f1_macro`, `roc_auc`; `mse`, `mae`, `r2` for regression, in the
+    /// target's original units); empty when training diverged or there is no test set. `loss`
+    /// is the training objective: weighted by class when `train.class_weights` is set, and on
+    /// the standardised values for a standardised regression target (the default).
     pub test: BTreeMap<String, f64>,
     /// Validation metrics by name, when the run has a validation set and finished.
     pub validation: Option<BTreeMap<String, f64>>,
     /// Per-class results on the test set (classification; `None` without a test set).
     pub test_classes: Option<ClassBreakdown>,
+    /// Binary runs: the positive-class probability threshold every label used (`model.threshold`,
+    /// or the one `auto` chose on the validation split; 0.5 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// Test samples evaluated.
     pub test_samples: usize,
     /// Epochs trained.
@@ -172,14 +185,15 @@ pub(crate) struct Measured {
     pub confusion: Option<Confusion>,
 }
 
-/// Measures `model` on `source`; `classes` names the classes (indices when their count does
-/// not match the network's).
+/// Measures `model` on `source`, reading its outputs through `readout`; `classes` names the
+/// classes (indices when their count does not match the network's).
 pub(crate) fn measure(
     model: &whet_train::Mlp,
     source: &mut dyn BatchSource,
+    readout: &whet_train::Readout,
     classes: &[String],
 ) -> whet_train::Result<Measured> {
-    let e = whet_train::evaluate(model, source)?;
+    let e = whet_train::evaluate_readout(model, source, readout)?;
     let (breakdown, confusion) = match &e.metrics {
         whet_train::Metrics::Classification(c) => {
             let labels: Vec<String> = if classes.len() == c.confusion.len() {
@@ -192,6 +206,7 @@ pub(crate) fn measure(
                     labels: labels.clone(),
                     precision: c.precision.clone(),
                     recall: c.recall.clone(),
+                    f1: c.f1.clone(),
                     confusion: c.confusion.clone(),
                 }),
                 Some(Confusion {
@@ -208,6 +223,102 @@ pub(crate) fn measure(
         classes: breakdown,
         confusion,
     })
+}
+
+/// The charts of the set a model is judged on, besides the confusion matrix: ROC and
+/// precision-recall curves (binary), predicted against actual values and residuals
+/// (regression, in the target's units). A run and `whet evaluate` both write them through
+/// [`write_set_charts`].
+pub(crate) struct SetCharts {
+    binary: Option<whet_report::BinaryCurves>,
+    regression: Option<whet_report::RegressionPoints>,
+}
+
+impl SetCharts {
+    /// The charts of `model` on `set` (`confusion`: its confusion matrix from [`measure`];
+    /// `target`: the regression target's name, `None` draws no regression charts).
+    pub(crate) fn of(
+        model: &whet_train::Mlp,
+        readout: &whet_train::Readout,
+        set: &mut whet_train::ArraySource,
+        confusion: Option<&Confusion>,
+        evaluated_on: EvaluatedOn,
+        target: Option<&str>,
+    ) -> whet_train::Result<SetCharts> {
+        let binary = match (model.task(), confusion) {
+            (whet_train::Task::Binary, Some(c)) => {
+                let scores = whet_train::binary_scores(model, set)?;
+                Some(binary_curves(
+                    &scores,
+                    &c.counts,
+                    &readout.decision(),
+                    evaluated_on,
+                ))
+            }
+            _ => None,
+        };
+        let regression = match (model.task(), target) {
+            (whet_train::Task::Regression, Some(target)) => {
+                let predicted = readout.predict(model, set.x().view()).values;
+                let actual = readout.values(set.y().view());
+                Some(whet_report::RegressionPoints {
+                    target: target.to_string(),
+                    actual: actual.column(0).to_vec(),
+                    predicted: predicted.column(0).to_vec(),
+                })
+            }
+            _ => None,
+        };
+        Ok(SetCharts { binary, regression })
+    }
+}
+
+/// Writes `charts` ([`SetCharts`]) into `out`; returns the files written.
+pub(crate) fn write_set_charts(
+    record: &RunRecord,
+    charts: &SetCharts,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    if let Some(points) = &charts.regression {
+        files.extend(
+            whet_report::write_regression(record, points, out)
+                .context("writing the regression charts")?,
+        );
+    }
+    if let Some(b) = &charts.binary {
+        files.extend(
+            whet_report::write_binary_curves(record, b, out)
+                .context("writing the ROC and precision-recall charts")?,
+        );
+    }
+    Ok(files)
+}
+
+/// The ROC and precision-recall curves of a binary model's `scores` on the evaluated set, with
+/// the point of the threshold in use (from that set's `confusion[true][predicted]`).
+fn binary_curves(
+    scores: &[(f32, bool)],
+    confusion: &[Vec<u64>],
+    decision: &whet_train::Decision,
+    set: EvaluatedOn,
+) -> whet_report::BinaryCurves {
+    let c = |t: usize, p: usize| confusion[t][p] as f64;
+    let (tn, fp, fn_, tp) = (c(0, 0), c(0, 1), c(1, 0), c(1, 1));
+    let rate = |a: f64, b: f64| if a + b > 0.0 { a / (a + b) } else { 0.0 };
+    let mut sorted = scores.to_vec();
+    whet_report::BinaryCurves {
+        set: set.to_string(),
+        roc: whet_train::roc_curve(scores),
+        pr: whet_train::pr_curve(scores),
+        roc_auc: whet_train::roc_auc(&mut sorted),
+        threshold: decision
+            .threshold()
+            .unwrap_or(whet_train::DEFAULT_THRESHOLD),
+        roc_point: (rate(fp, tn), rate(tp, fn_)),
+        pr_point: (tp + fp > 0.0).then(|| (rate(tp, fn_), rate(tp, fp))),
+        positive_rate: rate(tp + fn_, tn + fp),
+    }
 }
 
 fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
@@ -278,8 +389,16 @@ impl Run {
         let preprocessing = prepared.preprocessing(self);
         let cache_hits = prepared.cache_hits.clone();
         let warnings = prepared.warnings.clone();
-        let mut data = prepared.into_training()?;
+        let train_counts = prepared.train_class_counts();
         let file = self.file();
+        let target_scale = prepared
+            .target_scale()
+            .filter(|_| file.model.task == whet_train::Task::Regression);
+        let target_name = match self.data() {
+            crate::runfile::RunData::Tables(t) => t.data.target.regression.clone(),
+            crate::runfile::RunData::Images { .. } => None,
+        };
+        let mut data = prepared.into_training()?;
         // What the run holds while training: the prepared data and the trainer's estimate.
         let sources: [Option<&dyn BatchSource>; 3] = [
             Some(data.train.as_ref()),
@@ -310,6 +429,12 @@ impl Run {
             seed,
         )
         .context("building the network")?;
+        if let Some(cw) = &file.train.class_weights {
+            let weights = self.class_weights(cw, &classes, &train_counts, model.task())?;
+            model
+                .set_class_weights(weights)
+                .context("setting `train.class_weights`")?;
+        }
         let mut obs = EpochBars {
             bars: progress,
             epochs_started: false,
@@ -331,6 +456,22 @@ impl Run {
             }
             Err(e) => return Err(Error::from(e).context("training")),
         };
+        if status == RunStatus::Ok
+            && let Some(criterion) = file.model.auto_threshold()
+        {
+            let valid = data.validation.as_mut().ok_or_else(|| {
+                Error::Data(
+                    "`threshold: auto` is chosen on the validation split, which is empty after \
+                     preprocessing; raise the validation fraction or give a fixed threshold"
+                        .into(),
+                )
+            })?;
+            whet_train::tune_threshold(&mut model, valid, criterion)
+                .context("choosing `model.threshold: auto` on the validation split")?;
+        }
+        // How the network's outputs are read: classes by its decision (with the threshold just
+        // chosen), or values in the target's units.
+        let readout = whet_train::Readout::of(&model).with_target_scale(target_scale);
         let evaluated_on = if data.test.is_some() {
             EvaluatedOn::Test
         } else {
@@ -341,21 +482,41 @@ impl Run {
         let mut test_classes = None;
         let mut test_samples = 0;
         let mut confusion = None;
+        let mut charts = None;
         if status == RunStatus::Ok {
             if let Some(t) = data.test.as_mut() {
-                let m = measure(&model, t, &classes).context("evaluating on the test set")?;
+                let m = measure(&model, t, &readout, &classes)
+                    .context("evaluating on the test set")?;
                 test = m.metrics;
                 test_samples = m.samples;
                 test_classes = m.classes;
                 confusion = m.confusion;
             }
             if let Some(v) = data.validation.as_mut() {
-                let m = measure(&model, v, &classes).context("evaluating on validation")?;
+                let m = measure(&model, v, &readout, &classes)
+                    .context("evaluating on validation")?;
                 validation = Some(m.metrics);
                 if evaluated_on == EvaluatedOn::Validation {
                     // The confusion chart shows the set the run is judged on.
                     confusion = m.confusion;
                 }
+            }
+            let judged = match evaluated_on {
+                EvaluatedOn::Test => data.test.as_mut(),
+                EvaluatedOn::Validation => data.validation.as_mut(),
+            };
+            if let Some(set) = judged {
+                charts = Some(
+                    SetCharts::of(
+                        &model,
+                        &readout,
+                        set,
+                        confusion.as_ref(),
+                        evaluated_on,
+                        target_name.as_deref(),
+                    )
+                    .context("scoring the evaluated set for its charts")?,
+                );
             }
         }
         // The first write: the marker, so a folder loader never takes this folder for data.
@@ -378,6 +539,9 @@ impl Run {
             test,
             validation,
             test_classes,
+            threshold: (status == RunStatus::Ok)
+                .then(|| model.decision().threshold())
+                .flatten(),
             test_samples,
             epochs: curves.len(),
             best_epoch: report.as_ref().and_then(|r| r.best_epoch),
@@ -405,10 +569,66 @@ impl Run {
         };
         whet_report::write_run(&outcome.record(), confusion.as_ref(), out)
             .context("writing the run's curves and charts")?;
+        if let Some(c) = &charts {
+            write_set_charts(&outcome.record(), c, out)?;
+        }
         outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
         write_json(&out.join("metrics.json"), &outcome.metrics)?;
         outcome.manifest.save(&out.join("manifest.json"))?;
         Ok(outcome)
+    }
+
+    /// `train.class_weights` resolved into weights by class index: `balanced` from the training
+    /// split's class counts, or the labels given (a label not listed weighs 1).
+    ///
+    /// # Errors
+    /// [`Error::Config`], located at the label, for a label that is not one of the classes.
+    fn class_weights(
+        &self,
+        config: &whet_train::ClassWeightsConfig,
+        classes: &[String],
+        counts: &[u64],
+        task: whet_train::Task,
+    ) -> Result<whet_train::ClassWeights> {
+        let k = match task {
+            whet_train::Task::Binary => 2,
+            _ => counts.len().max(classes.len()),
+        };
+        let labels: Vec<String> = if classes.len() == k {
+            classes.to_vec()
+        } else {
+            (0..k).map(|i| i.to_string()).collect()
+        };
+        let weights = match config {
+            whet_train::ClassWeightsConfig::Balanced => whet_train::ClassWeights::balanced(counts),
+            whet_train::ClassWeightsConfig::Labels(given) => {
+                let mut w = vec![1.0f32; k];
+                for (label, weight) in given {
+                    let Some(i) = labels.iter().position(|l| l == label) else {
+                        let list: Vec<String> = labels.iter().map(|l| format!("`{l}`")).collect();
+                        let hint = crate::yaml::closest(label, labels.iter().map(String::as_str))
+                            .map(|c| format!("; did you mean `{c}`?"))
+                            .unwrap_or_default();
+                        return Err(self.located(
+                            &format!("train.class_weights.{label}"),
+                            format!(
+                                "`{label}` is not a class of this run's target: the classes are \
+                                 {}{hint}",
+                                list.join(", ")
+                            ),
+                        ));
+                    };
+                    w[i] = weight.get() as f32;
+                }
+                whet_train::ClassWeights::new(w)
+            }
+        };
+        weights.map_err(|m| {
+            self.located(
+                "train.class_weights",
+                format!("cannot weigh the classes: {m}"),
+            )
+        })
     }
 
     /// Runs the `pretrain` run file first when its output is missing or stale (its run file

@@ -37,6 +37,7 @@
 
 pub mod ablation;
 mod cache;
+mod datacheck;
 mod error;
 mod execute;
 mod export;
@@ -60,7 +61,7 @@ pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
 pub use predict::{
-    BATCH_ROWS, BadRows, EvaluateReport, LABEL_COLUMN, PredictOptions, PredictReport, SCORE_PREFIX,
+    BATCH_ROWS, BadRows, EvaluateOptions, EvaluateReport, LABEL_COLUMN, PredictOptions, PredictReport, SCORE_PREFIX,
     VALUE_COLUMN, evaluate, predict, skipped_path,
 };
 pub use prepare::{

@@ -1,10 +1,11 @@
 //! Using a trained model: [`predict`] scores new data with a run's fitted preprocessing and
 //! network, [`evaluate`] measures the run's model on new labelled data with the code that
-//! measures a run ([`crate::execute`]'s `measure`), so both give the numbers a run gives for the
-//! same rows.
+//! measures a run ([`crate::execute`]'s `measure` and `SetCharts`), so both give the numbers a
+//! run gives for the same rows. The network is read through the run's one
+//! [`whet_train::Readout`] (its binary threshold, its regression target's scale).
 
 use crate::error::{Error, Result, ResultExt};
-use crate::execute::{EvaluatedOn, Metrics, measure, write_json};
+use crate::execute::{EvaluatedOn, Metrics, SetCharts, measure, write_json, write_set_charts};
 use crate::manifest::{Manifest, ManifestKind};
 use crate::prepare::{DataSummary, Preprocessing};
 use std::collections::BTreeMap;
@@ -79,6 +80,8 @@ pub struct EvaluateReport {
     pub metrics: Metrics,
     /// Rows whose target was missing, dropped before measuring (as in a run).
     pub target_missing_dropped: usize,
+    /// Images left out because their class is not one of the run's: class name and count.
+    pub left_out: Vec<(String, usize)>,
     /// The files written into the output folder.
     pub files: Vec<PathBuf>,
 }
@@ -87,6 +90,9 @@ pub struct EvaluateReport {
 struct RunDir {
     manifest: Manifest,
     model: whet_train::Mlp,
+    /// How the model's outputs become labels and values: its decision (the run's binary
+    /// threshold) and the regression target's scale from the manifest.
+    readout: whet_train::Readout,
     manifest_path: PathBuf,
     model_path: PathBuf,
 }
@@ -124,9 +130,16 @@ fn load_run(run_dir: &Path) -> Result<RunDir> {
     }
     let model = whet_train::checkpoint::load(&model_path)
         .context(format!("loading the model `{}`", model_path.display()))?;
+    let scale = match &manifest.preprocessing {
+        Preprocessing::Tables(t) => t.target_scale,
+        Preprocessing::Images { .. } => None,
+    }
+    .filter(|_| model.task() == whet_train::Task::Regression);
+    let readout = whet_train::Readout::of(&model).with_target_scale(scale);
     Ok(RunDir {
         manifest,
         model,
+        readout,
         manifest_path,
         model_path,
     })
@@ -317,32 +330,32 @@ pub fn predict(
     let Scored {
         mut ids,
         labels,
-        scores,
+        probs,
+        values,
         skipped_rows,
         rows_in,
         removed,
         label_type,
     } = scored;
     let task = run.model.task();
-    let rows = labels.len().max(scores.first().map_or(0, Vec::len));
+    let rows = labels.len().max(values.len());
     let mut cols: Vec<Column> = Vec::new();
     let mut taken: Vec<String> = Vec::new();
     match task {
         whet_train::Task::Regression => {
-            let v = scores.into_iter().next().unwrap_or_default();
-            cols.push(Float32Chunked::from_vec(VALUE_COLUMN.into(), v).into_column());
+            cols.push(Float64Chunked::from_vec(VALUE_COLUMN.into(), values).into_column());
         }
         whet_train::Task::Binary => {
             cols.push(label_type.column(labels)?);
             let pos = classes.get(1).cloned().unwrap_or_else(|| "1".into());
-            let v = scores.into_iter().next().unwrap_or_default();
+            let v = probs.into_iter().next().unwrap_or_default();
             cols.push(
                 Float32Chunked::from_vec(format!("{SCORE_PREFIX}{pos}").into(), v).into_column(),
             );
         }
         whet_train::Task::Classification => {
             cols.push(label_type.column(labels)?);
-            for (j, v) in scores.into_iter().enumerate() {
+            for (j, v) in probs.into_iter().enumerate() {
                 let name = classes.get(j).cloned().unwrap_or_else(|| j.to_string());
                 cols.push(
                     Float32Chunked::from_vec(format!("{SCORE_PREFIX}{name}").into(), v)
@@ -430,8 +443,10 @@ struct Scored {
     ids: DataFrame,
     /// The predicted label per row (classification and binary).
     labels: Vec<String>,
-    /// The score columns.
-    scores: Vec<Vec<f32>>,
+    /// The probability columns (classification: one per class; binary: the positive class).
+    probs: Vec<Vec<f32>>,
+    /// The predicted values in the target's units (regression).
+    values: Vec<f64>,
     /// Rows not scored: file, row, reason.
     skipped_rows: Vec<(String, IdxSize, String)>,
     rows_in: usize,
@@ -481,34 +496,46 @@ impl LabelType {
     }
 }
 
-/// Appends the model's predictions for `x` to `labels` and `scores`.
+/// Appends the run's predictions for `x` (read through its [`whet_train::Readout`]) to
+/// `labels` (class names), `probs` and `values`.
 fn score_batch(
-    model: &whet_train::Mlp,
+    run: &RunDir,
     x: &ndarray::Array2<f32>,
     classes: &[String],
-    labels: &mut Vec<String>,
-    scores: &mut Vec<Vec<f32>>,
+    out: &mut Columns,
 ) -> Result<()> {
-    if x.ncols() != model.input_dim() {
+    if x.ncols() != run.model.input_dim() {
         return Err(Error::Invalid(format!(
             "the run's manifest gives {} features but its model takes {}: the run folder is inconsistent",
             x.ncols(),
-            model.input_dim()
+            run.model.input_dim()
         )));
     }
-    let p = whet_train::predict(model, x.view());
-    if scores.is_empty() {
-        *scores = vec![Vec::new(); p.scores.ncols()];
+    let p = run.readout.predict(&run.model, x.view());
+    if out.probs.is_empty() {
+        out.probs = vec![Vec::new(); p.probabilities.ncols()];
     }
-    for (j, s) in scores.iter_mut().enumerate() {
-        s.extend(p.scores.column(j).iter());
+    for (j, s) in out.probs.iter_mut().enumerate() {
+        s.extend(p.probabilities.column(j).iter());
     }
-    labels.extend(
-        p.classes
+    if p.values.ncols() > 0 {
+        // A table's regression target is one column.
+        out.values.extend(p.values.column(0).iter());
+    }
+    out.labels.extend(
+        p.labels
             .iter()
             .map(|&c| classes.get(c).cloned().unwrap_or_else(|| c.to_string())),
     );
     Ok(())
+}
+
+/// The prediction columns being filled, batch by batch.
+#[derive(Default)]
+struct Columns {
+    labels: Vec<String>,
+    probs: Vec<Vec<f32>>,
+    values: Vec<f64>,
 }
 
 /// Images scored per batch of files: decoded, normalised as the run did, scored.
@@ -517,19 +544,33 @@ const IMAGE_BATCH: usize = 4096;
 fn predict_images(
     run: &RunDir,
     normalizer: &whet_image::Normalizer,
-    [h, w, c]: [usize; 3],
+    shape: [usize; 3],
     data: &[PathBuf],
     classes: &[String],
 ) -> Result<Scored> {
+    let idx: Vec<&PathBuf> = data.iter().filter(|d| is_idx(d)).collect();
+    if !idx.is_empty() {
+        if idx.len() != data.len() {
+            return Err(Error::Invalid(format!(
+                "`{}` is an IDX image file and `{}` is not: give image files and folders, or IDX files, in one prediction",
+                idx[0].display(),
+                data.iter()
+                    .find(|d| !is_idx(d))
+                    .map_or_else(String::new, |d| d.display().to_string())
+            )));
+        }
+        return predict_idx(run, normalizer, shape, data, classes);
+    }
+    let [h, w, c] = shape;
     let mut files = Vec::new();
     for d in data {
         files.extend(whet_image::image_files(d)?);
     }
-    let (mut labels, mut scores) = (Vec::new(), Vec::new());
+    let mut out = Columns::default();
     for chunk in files.chunks(IMAGE_BATCH) {
         let set = whet_image::load_files(chunk, w, h, c)?;
         let (x, _) = set.to_arrays(normalizer, 1)?;
-        score_batch(&run.model, &x, classes, &mut labels, &mut scores)?;
+        score_batch(run, &x, classes, &mut out)?;
     }
     let paths = StringChunked::from_iter_values(
         "path".into(),
@@ -537,10 +578,83 @@ fn predict_images(
     );
     Ok(Scored {
         ids: pl(DataFrame::new(files.len(), vec![paths.into_column()]))?,
-        labels,
-        scores,
+        labels: out.labels,
+        probs: out.probs,
+        values: out.values,
         skipped_rows: vec![],
         rows_in: files.len(),
+        removed: 0,
+        label_type: LabelType::Text,
+    })
+}
+
+/// Whether an image input is an IDX file: a file that is not a PNG or JPEG (its header is
+/// checked when it is read).
+fn is_idx(path: &Path) -> bool {
+    !path.is_dir() && !whet_image::is_image_file(path)
+}
+
+/// Reads the IDX image file `path` and checks its images have the run's size.
+fn load_idx_checked(path: &Path, [h, w, c]: [usize; 3]) -> Result<whet_image::ImageSet> {
+    let set = whet_image::load_idx_images(path).map_err(|e| {
+        Error::from(e).context(format!(
+            "reading `{}` as IDX images (image inputs are PNG or JPEG files, folders of them, or IDX image files)",
+            path.display()
+        ))
+    })?;
+    if set.shape() != (h, w, c) {
+        let (sh, sw, sc) = set.shape();
+        return Err(Error::Data(format!(
+            "`{}`: its IDX images are {sh}x{sw} with {sc} channel(s), the run was trained on {h}x{w} with {c} channel(s)",
+            path.display()
+        )));
+    }
+    Ok(set)
+}
+
+/// Scores IDX image files: one row per image, identified by `row` (its 0-based index in the
+/// file), with a leading `file` column when there are several files.
+fn predict_idx(
+    run: &RunDir,
+    normalizer: &whet_image::Normalizer,
+    shape: [usize; 3],
+    data: &[PathBuf],
+    classes: &[String],
+) -> Result<Scored> {
+    let mut out = Columns::default();
+    let mut id_frames = Vec::new();
+    let mut rows_in = 0;
+    for path in data {
+        let set = load_idx_checked(path, shape)?;
+        let n = set.len();
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(IMAGE_BATCH);
+            let batch = set.select(&(start..start + len).collect::<Vec<_>>());
+            let (x, _) = batch.to_arrays(normalizer, 1)?;
+            score_batch(run, &x, classes, &mut out)?;
+            start += len;
+        }
+        let mut cols = vec![Column::new("row".into(), (0..n as IdxSize).collect::<Vec<_>>())];
+        if data.len() > 1 {
+            let file = StringChunked::full("file".into(), &path.display().to_string(), n);
+            cols.insert(0, file.into_column());
+        }
+        id_frames.push(pl(DataFrame::new(n, cols))?);
+        rows_in += n;
+    }
+    let mut frames = id_frames.into_iter();
+    let mut ids = frames.next().unwrap_or_default();
+    for f in frames {
+        pl(ids.vstack_mut_owned(f))?;
+    }
+    Ok(Scored {
+        ids,
+        labels: out.labels,
+        probs: out.probs,
+        values: out.values,
+        skipped_rows: vec![],
+        rows_in,
         removed: 0,
         label_type: LabelType::Text,
     })
@@ -554,8 +668,7 @@ fn predict_tables(
     skip: bool,
     classes: &[String],
 ) -> Result<Scored> {
-    let mut labels: Vec<String> = Vec::new();
-    let mut scores: Vec<Vec<f32>> = Vec::new();
+    let mut out = Columns::default();
     let mut id_frames: Vec<DataFrame> = Vec::new();
     let mut skipped_rows: Vec<(String, IdxSize, String)> = Vec::new();
     let (mut rows_in, mut removed) = (0, 0);
@@ -587,7 +700,7 @@ fn predict_tables(
         while start < n {
             let len = (n - start).min(BATCH_ROWS);
             let x = batch_matrix(&b.transformed, &tables.features, start, len)?;
-            score_batch(&run.model, &x, classes, &mut labels, &mut scores)?;
+            score_batch(run, &x, classes, &mut out)?;
             start += len;
         }
         let mut ids = b.ids;
@@ -604,8 +717,9 @@ fn predict_tables(
     }
     Ok(Scored {
         ids,
-        labels,
-        scores,
+        labels: out.labels,
+        probs: out.probs,
+        values: out.values,
         skipped_rows,
         rows_in,
         removed,
@@ -650,43 +764,166 @@ fn write_table(df: &mut DataFrame, path: &Path, format: TableOut) -> Result<()> 
     Ok(())
 }
 
-/// Measures a trained run on new labelled data (`data`: a table with the training schema and
-/// the target column) and writes into `out` what a run writes about its evaluation:
-/// `metrics.json` (the run's [`Metrics`], with `test`, `test_classes` and `test_samples`
-/// measured on `data`, `validation` cleared) and the confusion chart. The numbers come from the
-/// code that measures a run, so the rows of a run's test split give its test metrics exactly.
+/// How to run [`evaluate`].
+#[derive(Debug, Clone, Default)]
+pub struct EvaluateOptions {
+    /// Side tables the run joins, by the name the run file gives them, read from these files
+    /// instead of the run's paths (`--table NAME=PATH`).
+    pub tables: BTreeMap<String, PathBuf>,
+    /// The IDX label file of an IDX image file (`--labels`).
+    pub labels: Option<PathBuf>,
+}
+
+/// The labelled data of [`evaluate`], as the network reads it.
+struct Labelled {
+    source: whet_train::ArraySource,
+    /// The regression target's name (its charts), `None` for classes.
+    target: Option<String>,
+    /// Table rows whose target was missing.
+    target_missing_dropped: usize,
+    /// Images of classes the run does not have: class name and count.
+    left_out: Vec<(String, usize)>,
+}
+
+/// Measures a trained run on new labelled data and writes into `out` what a run writes about
+/// its evaluation: `metrics.json` (the run's [`Metrics`], with `test`, `test_classes` and
+/// `test_samples` measured on `data`, `validation` cleared), the confusion chart, and the
+/// binary (ROC, precision-recall) or regression (predicted vs actual, residuals) charts. The
+/// numbers and charts come from the code that measures a run (`measure`, `SetCharts` in
+/// [`crate::execute`]), with the run's own [`whet_train::Readout`] (its binary threshold, its
+/// target scale), so the rows of a run's test split give its test metrics exactly.
+///
+/// `data`: for a table run, a table with the training schema and the target column; for an
+/// image run, a folder with one sub-folder per class (classes matched to the run's by name),
+/// or an IDX image file with its label file in [`EvaluateOptions::labels`]. Images of a class
+/// the run does not have are left out and listed in [`EvaluateReport::left_out`].
 ///
 /// `out` may not overlap an input (checked first) and is locked while written.
 ///
 /// # Errors
 /// An `out` that overlaps an input, a folder that is not a run, data without the target column
-/// or that do not fit the run, a row the fitted steps leave unscorable, write errors.
+/// or labels or that do not fit the run, a row the fitted steps leave unscorable, write errors.
 pub fn evaluate(
     run_dir: &Path,
     data: &Path,
     out: &Path,
-    tables_from: &BTreeMap<String, PathBuf>,
+    options: &EvaluateOptions,
 ) -> Result<EvaluateReport> {
     let started = Instant::now();
     let run = load_run(run_dir)?;
     let mut inputs = run.inputs();
     inputs.push(Input::new("the data file", data));
     inputs.extend(
-        tables_from
+        options
+            .tables
             .iter()
             .map(|(n, p)| Input::new(format!("the table `{n}`"), p)),
     );
+    if let Some(l) = &options.labels {
+        inputs.push(Input::new("the label file", l));
+    }
     outputs::check(out, OutputKind::Folder, &inputs)?;
     let _lock = whet_core::lock::FolderLock::acquire(out)?;
-    let tables = match &run.manifest.preprocessing {
-        Preprocessing::Tables(t) => t.as_ref(),
-        Preprocessing::Images { .. } => {
+    let classes = classes(&run.manifest);
+    let mut labelled = match (&run.manifest.preprocessing, &run.manifest.data) {
+        (Preprocessing::Tables(t), _) => {
+            if options.labels.is_some() {
+                return Err(Error::Invalid(
+                    "--labels names the label file of IDX images; a table run reads its target column"
+                        .into(),
+                ));
+            }
+            labelled_table(t, data, &options.tables)?
+        }
+        (Preprocessing::Images { normalizer, .. }, DataSummary::Images { shape, .. }) => {
+            if !options.tables.is_empty() {
+                return Err(Error::Invalid(
+                    "--table names a side table of a table run; an image run has none".into(),
+                ));
+            }
+            labelled_images(normalizer, *shape, &classes, data, options.labels.as_deref())?
+        }
+        (Preprocessing::Images { .. }, _) => {
             return Err(Error::Invalid(format!(
-                "`{}` is an image run: evaluating on images is not available yet; give a table run",
-                run_dir.display()
+                "`{}`: the manifest's image preprocessing has no image sizes",
+                run.manifest_path.display()
             )));
         }
     };
+    let context = || format!("evaluating on `{}`", data.display());
+    let m = measure(&run.model, &mut labelled.source, &run.readout, &classes)
+        .context(context())?;
+    let charts = SetCharts::of(
+        &run.model,
+        &run.readout,
+        &mut labelled.source,
+        m.confusion.as_ref(),
+        EvaluatedOn::Test,
+        labelled.target.as_deref(),
+    )
+    .context(context())?;
+    let earlier: Option<Metrics> = std::fs::read(run_dir.join("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut metrics = earlier.unwrap_or_else(|| Metrics {
+        name: run.manifest.run.name.clone(),
+        variant: run.manifest.variant.clone(),
+        seed: run.manifest.seed,
+        status: whet_report::RunStatus::Ok,
+        message: None,
+        evaluated_on: EvaluatedOn::Test,
+        test: BTreeMap::new(),
+        validation: None,
+        test_classes: None,
+        threshold: None,
+        test_samples: 0,
+        epochs: 0,
+        best_epoch: None,
+        stopped_early: false,
+        train_seconds: 0.0,
+        total_seconds: 0.0,
+        samples_per_second: None,
+        parameters: run.model.parameter_count(),
+        cache_hits: vec![],
+    });
+    metrics.evaluated_on = EvaluatedOn::Test;
+    metrics.test = m.metrics;
+    metrics.test_samples = m.samples;
+    metrics.test_classes = m.classes;
+    metrics.threshold = run.readout.decision().threshold();
+    metrics.validation = None;
+    metrics.cache_hits = vec![];
+    outputs::mark(out)?;
+    let record = whet_report::RunRecord {
+        variant: metrics.variant.clone(),
+        seed: metrics.seed,
+        status: metrics.status,
+        metrics: metrics.test.clone(),
+        train_seconds: metrics.train_seconds,
+        curves: vec![],
+        message: None,
+    };
+    let mut files = whet_report::write_evaluation(&record, m.confusion.as_ref(), out)
+        .context("writing the evaluation charts")?;
+    files.extend(write_set_charts(&record, &charts, out)?);
+    metrics.total_seconds = started.elapsed().as_secs_f64();
+    let path = out.join("metrics.json");
+    write_json(&path, &metrics)?;
+    files.push(path);
+    Ok(EvaluateReport {
+        metrics,
+        target_missing_dropped: labelled.target_missing_dropped,
+        left_out: labelled.left_out,
+        files,
+    })
+}
+
+/// A table's rows after the run's steps, with the targets as the network was trained on them.
+fn labelled_table(
+    tables: &whet_tabular::Manifest,
+    data: &Path,
+    tables_from: &BTreeMap<String, PathBuf>,
+) -> Result<Labelled> {
     let options = PredictOptions {
         tables: tables_from.clone(),
         ..PredictOptions::default()
@@ -709,58 +946,103 @@ pub fn evaluate(
         0,
         b.transformed.frame.height(),
     )?;
-    let mut source = whet_train::ArraySource::new(x, target.matrix())?;
-    let classes = classes(&run.manifest);
-    let m = measure(&run.model, &mut source, &classes)
-        .context(format!("evaluating on `{}`", data.display()))?;
-    let earlier: Option<Metrics> = std::fs::read(run_dir.join("metrics.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let mut metrics = earlier.unwrap_or_else(|| Metrics {
-        name: run.manifest.run.name.clone(),
-        variant: run.manifest.variant.clone(),
-        seed: run.manifest.seed,
-        status: whet_report::RunStatus::Ok,
-        message: None,
-        evaluated_on: EvaluatedOn::Test,
-        test: BTreeMap::new(),
-        validation: None,
-        test_classes: None,
-        test_samples: 0,
-        epochs: 0,
-        best_epoch: None,
-        stopped_early: false,
-        train_seconds: 0.0,
-        total_seconds: 0.0,
-        samples_per_second: None,
-        parameters: run.model.parameter_count(),
-        cache_hits: vec![],
-    });
-    metrics.evaluated_on = EvaluatedOn::Test;
-    metrics.test = m.metrics;
-    metrics.test_samples = m.samples;
-    metrics.test_classes = m.classes;
-    metrics.validation = None;
-    metrics.cache_hits = vec![];
-    outputs::mark(out)?;
-    let record = whet_report::RunRecord {
-        variant: metrics.variant.clone(),
-        seed: metrics.seed,
-        status: metrics.status,
-        metrics: metrics.test.clone(),
-        train_seconds: metrics.train_seconds,
-        curves: vec![],
-        message: None,
-    };
-    let mut files = whet_report::write_evaluation(&record, m.confusion.as_ref(), out)
-        .context("writing the evaluation charts")?;
-    metrics.total_seconds = started.elapsed().as_secs_f64();
-    let path = out.join("metrics.json");
-    write_json(&path, &metrics)?;
-    files.push(path);
-    Ok(EvaluateReport {
-        metrics,
+    let y = crate::prepare::scale_targets(target.matrix(), tables.target_scale);
+    let regression = matches!(tables.target, whet_tabular::TargetKind::Regression { .. });
+    Ok(Labelled {
+        source: whet_train::ArraySource::new(x, y)?,
+        target: regression.then(|| tables.target.column().to_string()),
         target_missing_dropped: b.transformed.target_missing_dropped,
-        files,
+        left_out: vec![],
+    })
+}
+
+/// Labelled images (a class-folder tree, or an IDX image file with its labels) relabelled to
+/// the run's classes by name, normalised as the run did.
+fn labelled_images(
+    normalizer: &whet_image::Normalizer,
+    shape: [usize; 3],
+    classes: &[String],
+    data: &Path,
+    labels: Option<&Path>,
+) -> Result<Labelled> {
+    let [h, w, c] = shape;
+    let set = if data.is_dir() {
+        if labels.is_some() {
+            return Err(Error::Invalid(format!(
+                "--labels names the label file of an IDX image file; `{}` is a folder, labelled by its class sub-folders",
+                data.display()
+            )));
+        }
+        let opt = whet_image::FolderOptions {
+            width: w,
+            height: h,
+            channels: c,
+            skip_bad: false,
+            classes: None,
+            limit: None,
+        };
+        whet_image::load_folder(data, &opt)?.set
+    } else if whet_image::is_image_file(data) {
+        return Err(Error::Invalid(format!(
+            "`{}` is one image without a label: evaluate on a folder with one sub-folder per class, or an IDX image file with --labels (use `whet predict` for unlabelled images)",
+            data.display()
+        )));
+    } else {
+        let Some(labels) = labels else {
+            return Err(Error::Invalid(format!(
+                "`{}` is read as an IDX image file: give its label file with --labels (or a folder with one sub-folder per class)",
+                data.display()
+            )));
+        };
+        let set = whet_image::load_idx(data, labels, None, None)?;
+        if set.shape() != (h, w, c) {
+            let (sh, sw, sc) = set.shape();
+            return Err(Error::Data(format!(
+                "`{}`: its IDX images are {sh}x{sw} with {sc} channel(s), the run was trained on {h}x{w} with {c} channel(s)",
+                data.display()
+            )));
+        }
+        set
+    };
+    // The data's class k is the run's class `to_run[k]` (same name), or none.
+    let to_run: Vec<Option<u32>> = set
+        .class_names()
+        .iter()
+        .map(|n| classes.iter().position(|c| c == n).map(|i| i as u32))
+        .collect();
+    let mut left_out: BTreeMap<String, usize> = BTreeMap::new();
+    let mut keep = Vec::with_capacity(set.len());
+    for (i, &l) in set.labels().iter().enumerate() {
+        match to_run[l as usize] {
+            Some(_) => keep.push(i),
+            None => *left_out
+                .entry(set.class_names()[l as usize].clone())
+                .or_default() += 1,
+        }
+    }
+    if keep.is_empty() {
+        return Err(Error::Data(format!(
+            "`{}`: none of its classes ({}) is a class of the run ({})",
+            data.display(),
+            set.class_names().join(", "),
+            classes.join(", ")
+        )));
+    }
+    let kept = if keep.len() == set.len() {
+        set
+    } else {
+        set.select(&keep)
+    };
+    let (kh, kw, kc, pixels, old, _) = kept.into_parts();
+    let relabelled: Vec<u32> = old
+        .iter()
+        .map(|&l| to_run[l as usize].expect("kept"))
+        .collect();
+    let set = whet_image::ImageSet::new(kh, kw, kc, pixels, relabelled, classes.to_vec())?;
+    Ok(Labelled {
+        source: crate::prepare::image_arrays(&set, normalizer, classes.len())?,
+        target: None,
+        target_missing_dropped: 0,
+        left_out: left_out.into_iter().collect(),
     })
 }

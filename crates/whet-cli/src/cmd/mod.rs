@@ -68,7 +68,8 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             data,
             out,
             tables,
-        } => predict::evaluate(cli, run, data, out, tables),
+            labels,
+        } => predict::evaluate(cli, run, data, out, tables, labels.as_deref()),
         Command::Preview {
             pipeline,
             out,

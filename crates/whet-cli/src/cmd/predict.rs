@@ -76,9 +76,13 @@ pub fn evaluate(
     data: &Path,
     out: &Path,
     tables: &[(String, PathBuf)],
+    labels: Option<&Path>,
 ) -> Result<()> {
-    let tables = tables.iter().cloned().collect::<BTreeMap<_, _>>();
-    let r = whet::evaluate(run, data, out, &tables)?;
+    let options = whet::EvaluateOptions {
+        tables: tables.iter().cloned().collect::<BTreeMap<_, _>>(),
+        labels: labels.map(Path::to_path_buf),
+    };
+    let r = whet::evaluate(run, data, out, &options)?;
     if cli.json {
         crate::outln!("{}", serde_json::to_string_pretty(&r.metrics)?)?;
         return Ok(());
@@ -97,6 +101,9 @@ pub fn evaluate(
             "  {} rows dropped: their target is missing",
             r.target_missing_dropped
         )?;
+    }
+    for (class, n) in &r.left_out {
+        crate::outln!("  {n} images left out: their class `{class}` is not one of the run's")?;
     }
     for f in &r.files {
         crate::outln!("  {}", f.display())?;

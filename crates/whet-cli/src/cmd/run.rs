@@ -52,13 +52,25 @@ pub fn run(
             crate::outln!("  (no test set: the metrics are on the validation split)")?;
         }
         let on = m.evaluated_on;
-        for (k, v) in &m.evaluated() {
-            let shown = if whet::report::is_percent_metric(k) {
+        let evaluated = m.evaluated();
+        for (k, v) in &evaluated {
+            if k == "majority_baseline" {
+                continue; // shown next to the accuracy
+            }
+            let mut shown = if whet::report::is_percent_metric(k) {
                 pct(*v)
             } else {
                 format!("{v:.4}")
             };
+            if k == "accuracy"
+                && let Some(b) = evaluated.get("majority_baseline")
+            {
+                shown.push_str(&format!(" (majority-class baseline {})", pct(*b)));
+            }
             crate::outln!("  {:<18} {shown}", format!("{on} {k}"))?;
+        }
+        if let Some(t) = m.threshold {
+            crate::outln!("  threshold         {t:.4} (positive-class probability)")?;
         }
         crate::outln!("  written to        {}", out.display())?;
     }
