@@ -127,6 +127,9 @@ fn evaluate_and_predict_on_the_test_rows_reproduce_the_run() {
     // One output row per input row, in order, even those without a target.
     assert_eq!(pr.len(), rows.len());
     let delay = col(&header, "arr_delay");
+    // flights-delay tunes its threshold (`threshold: auto`); predict labels with the run's.
+    let threshold = run["threshold"].as_f64().expect("the run's threshold");
+    assert_ne!(threshold, 0.5, "a tuned threshold tells the rules apart");
     let mut confusion = [[0u64; 2]; 2];
     for (i, (p, raw)) in pr.iter().zip(&rows).enumerate() {
         assert_eq!(p[0], i.to_string());
@@ -134,7 +137,7 @@ fn evaluate_and_predict_on_the_test_rows_reproduce_the_run() {
         let positive = p[1] == "arr_delay > 15";
         assert!(positive || p[1] == "arr_delay <= 15", "{p:?}");
         assert!((0.0..=1.0).contains(&score));
-        assert_eq!(positive, score > 0.5, "{p:?}");
+        assert_eq!(positive, score > threshold, "{p:?}");
         if raw[delay] == "NA" || raw[delay].is_empty() {
             continue;
         }
@@ -366,4 +369,116 @@ fn image_folder_predicts_paths_and_labels() {
     let r = whet(d, &["predict", "run", one, "--out", "one.parquet"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("predicted 1 of 1 rows"), "{}", r.stdout);
+}
+
+/// `whet evaluate` on images goes through the code that measures a run: the run's own test
+/// images as IDX files (IDX export, with `--labels`) give the run's test metrics bit for bit,
+/// and as a class-folder tree (PNG export) the same counts and a loss equal up to summation
+/// order. `whet predict` on the IDX file writes one row per
+/// image (`row`: its index) with the label and probabilities the same images get as PNG files.
+#[test]
+fn image_evaluate_on_folders_and_idx_and_idx_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = d.join("tiny.yaml");
+    std::fs::write(&f, crate::util::tiny_mnist("")).unwrap();
+    let f = f.to_str().unwrap();
+    for args in [
+        &["run", f, "--out", "run"][..],
+        &["export", f, "--out", "png"],
+        &["export", f, "--out", "idx", "--format", "idx"],
+    ] {
+        let r = whet(d, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    let run = read_json(&d.join("run/metrics.json"));
+    let images = "idx/test-images-idx3-ubyte.gz";
+    let labels = "idx/test-labels-idx1-ubyte.gz";
+    for (out, args) in [
+        ("ev-png", vec!["png/test"]),
+        ("ev-idx", vec![images, "--labels", labels]),
+    ] {
+        let mut all = vec!["evaluate", "run"];
+        all.extend(args);
+        all.extend(["--out", out]);
+        let r = whet(d, &all);
+        assert_eq!(r.code, 0, "{all:?}: {}\n{}", r.stdout, r.stderr);
+        let ev = read_json(&d.join(out).join("metrics.json"));
+        let (mut got, mut want) = (ev["test"].clone(), run["test"].clone());
+        if out == "ev-png" {
+            // The folder lists the images class by class, not in the run's order: the mean
+            // loss is summed in another order (the last bits differ); the counts do not.
+            let (a, b) = (got["loss"].as_f64().unwrap(), want["loss"].as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-12 * b.abs(), "{out}: loss {a} vs {b}");
+            got["loss"] = Value::Null;
+            want["loss"] = Value::Null;
+        }
+        assert_eq!(got, want, "{out}: the metrics differ");
+        assert_eq!(ev["test_classes"], run["test_classes"], "{out}");
+        assert_eq!(ev["test_samples"], 300, "{out}");
+        assert!(d.join(out).join("confusion.png").is_file(), "{out}");
+    }
+    // IDX images need their labels to be evaluated.
+    let r = whet(d, &["evaluate", "run", images, "--out", "ev-nolabels"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--labels"), "{}", r.stderr);
+
+    let r = whet(d, &["predict", "run", images, "--out", "idx.csv"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let r = whet(d, &["predict", "run", "png/test", "--out", "png.csv"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (ih, ir) = read_csv(&d.join("idx.csv"));
+    let mut expected = vec!["row".to_string(), "label".into()];
+    expected.extend((0..10).map(|i| format!("p_{i}")));
+    assert_eq!(ih, expected);
+    assert_eq!(ir.len(), 300);
+    for (i, r) in ir.iter().enumerate() {
+        assert_eq!(r[0], i.to_string());
+    }
+    let (_, pr) = read_csv(&d.join("png.csv"));
+    assert_eq!(pr.len(), 300);
+    for p in &pr {
+        // `png/test/<class>/<index:06>.png`: the index is the image's row in the IDX file.
+        let index: usize = Path::new(&p[0])
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(ir[index][1..], p[1..], "{p:?}");
+    }
+}
+
+/// `data.id` names columns of the main table: `whet validate` reads its head and reports a
+/// column that is not there at `data.id[i]`, with the table's columns and the closest name.
+#[test]
+fn data_id_columns_are_checked_at_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = std::fs::read_to_string(repo().join("pipelines/flights-origin.yaml")).unwrap();
+    let flights = dataset("nycflights13/flights.csv.gz");
+    let text = text
+        .replace("../datasets/nycflights13/flights.csv.gz", &flights)
+        .replace(
+            "id: [year, month, day, flight, tailnum]",
+            "id: [year, flight, tailnm]",
+        );
+    assert!(text.contains("tailnm"), "the pipeline's `id` line moved");
+    std::fs::write(d.join("run.yaml"), &text).unwrap();
+    let r = whet(d, &["validate", "run.yaml"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    for part in [
+        "data.id[2]",
+        "`tailnm` is not a column of the main table `flights`",
+        "`carrier`",
+        "did you mean `tailnum`?",
+    ] {
+        assert!(r.stderr.contains(part), "no {part:?} in: {}", r.stderr);
+    }
+    assert!(!r.stderr.contains("data.id[1]"), "{}", r.stderr);
+    let ok = text.replace("tailnm", "tailnum");
+    std::fs::write(d.join("ok.yaml"), ok).unwrap();
+    let r = whet(d, &["validate", "ok.yaml"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }

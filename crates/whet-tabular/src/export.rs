@@ -240,7 +240,7 @@ pub fn split_frame(
 ///
 /// # Errors
 /// Write and encoding errors; [`Error::Apply`] when an `ids` column has the name of a feature
-/// or of `target`, or its row count differs from `x`'s.
+/// or of `target` in a CSV or Parquet table, or its row count differs from `x`'s.
 pub fn write_split(
     dir: &Path,
     name: &str,
@@ -258,11 +258,14 @@ pub fn write_split(
                 x.nrows()
             )));
         }
-        let mut taken = features.to_vec();
-        if y.is_some() {
-            taken.push("target".into());
+        // One table holds them and the features in CSV and Parquet; NPY writes them apart.
+        if format != ExportFormat::Npy {
+            let mut taken = features.to_vec();
+            if y.is_some() {
+                taken.push("target".into());
+            }
+            crate::rows::check_clashes(ids, &taken, "feature columns or `target`")?;
         }
-        crate::rows::check_clashes(ids, &taken, "feature columns or `target`")?;
     }
     match format {
         ExportFormat::Npy => {

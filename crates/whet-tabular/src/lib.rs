@@ -48,7 +48,7 @@ pub use export::{
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{
     ColumnType, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, SCAN_BYTES, SCAN_ROWS, TableFormat,
-    TableSpec, load_table, scan_column,
+    TableSpec, load_table, scan_column, scan_head,
 };
 pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,
