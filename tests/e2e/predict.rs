@@ -61,9 +61,16 @@ fn write_csv(p: &Path, header: &[String], rows: &[Vec<String>], drop: &[&str]) {
 /// Runs `flights-delay` on 20,000 flights for 2 epochs into `run/`, and exports its splits as NPY
 /// with every raw column kept: `exp/test_ids.csv` is then the raw test rows (with `row` first).
 fn flights_delay_run_and_raw_test(dir: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    run_and_raw_test(dir, "flights-delay.yaml")
+}
+
+/// Runs the flights pipeline `name` on 20,000 flights for 2 epochs into `run/`, and exports its
+/// splits as NPY with every raw column kept: `exp/test_ids.csv` is then the raw test rows (with
+/// `row` first).
+fn run_and_raw_test(dir: &Path, name: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let flights = dataset("nycflights13/flights.csv.gz");
     let set_flights = format!("data.tables.flights={{path: {flights}, limit: 20000}}");
-    let p = pipeline("flights-delay.yaml");
+    let p = pipeline(name);
     let r = whet(
         dir,
         &[
@@ -100,6 +107,46 @@ fn flights_delay_run_and_raw_test(dir: &Path) -> (Vec<String>, Vec<Vec<String>>)
     (header, rows)
 }
 
+/// A regression run on a standardised target (`flights-arr-delay`): `whet evaluate` on its raw
+/// test rows reproduces its test metrics bit for bit, and `whet predict` writes `prediction`
+/// in the target's units (minutes, the manifest's scale inverted): its mean squared error
+/// against the rows' `arr_delay` is the run's test MSE.
+#[test]
+fn regression_predictions_are_in_the_targets_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (header, rows) = run_and_raw_test(d, "flights-arr-delay.yaml");
+    write_csv(&d.join("test-rows.csv"), &header, &rows, &["row"]);
+    let r = whet(d, &["evaluate", "run", "test-rows.csv", "--out", "ev"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let run = read_json(&d.join("run/metrics.json"));
+    let ev = read_json(&d.join("ev/metrics.json"));
+    assert!(run["test"]["r2"].is_number(), "{run}");
+    assert_eq!(ev["test"], run["test"], "the metrics differ");
+    assert!(d.join("ev/predicted-vs-actual.png").is_file());
+    assert!(d.join("ev/residuals.png").is_file());
+
+    let r = whet(d, &["predict", "run", "test-rows.csv", "--out", "pred.csv"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (ph, pr) = read_csv(&d.join("pred.csv"));
+    assert_eq!(ph, ["row", "prediction"]);
+    assert_eq!(pr.len(), rows.len());
+    let delay = col(&header, "arr_delay");
+    let (mut sse, mut n) = (0.0f64, 0usize);
+    for (p, raw) in pr.iter().zip(&rows) {
+        let truth: f64 = raw[delay].parse().expect("test rows have a target");
+        let predicted: f64 = p[1].parse().unwrap();
+        sse += (predicted - truth).powi(2);
+        n += 1;
+    }
+    let mse = run["test"]["mse"].as_f64().unwrap();
+    assert!(
+        (sse / n as f64 - mse).abs() <= 1e-4 * mse,
+        "predictions' MSE {} vs the run's {mse}",
+        sse / n as f64
+    );
+}
+
 /// `whet evaluate` on the raw rows of a run's test split (taken with `whet export --keep`)
 /// reproduces the run's test metrics bit for bit, and `whet predict` on the same rows gives
 /// the predictions behind them: its labels rebuild the run's confusion matrix exactly.
@@ -119,6 +166,8 @@ fn evaluate_and_predict_on_the_test_rows_reproduce_the_run() {
     assert_eq!(ev["test_classes"], run["test_classes"]);
     assert_eq!(ev["test_samples"], run["test_samples"]);
     assert!(d.join("ev/confusion.png").is_file());
+    // The binary charts of a run, through the same code.
+    assert!(d.join("ev/roc.png").is_file() && d.join("ev/precision-recall.png").is_file());
 
     let r = whet(d, &["predict", "run", "test-rows.csv", "--out", "pred.csv"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
