@@ -457,7 +457,10 @@ fn image_evaluate_on_folders_and_idx_and_idx_predict() {
         if out == "ev-png" {
             // The folder lists the images class by class, not in the run's order: the mean
             // loss is summed in another order (the last bits differ); the counts do not.
-            let (a, b) = (got["loss"].as_f64().unwrap(), want["loss"].as_f64().unwrap());
+            let (a, b) = (
+                got["loss"].as_f64().unwrap(),
+                want["loss"].as_f64().unwrap(),
+            );
             assert!((a - b).abs() <= 1e-12 * b.abs(), "{out}: loss {a} vs {b}");
             got["loss"] = Value::Null;
             want["loss"] = Value::Null;

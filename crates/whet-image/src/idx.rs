@@ -309,7 +309,10 @@ mod tests {
         std::fs::write(&p, idx(IMAGES_MAGIC, &[2, 1, 2], &[1, 2, 3, 4])).unwrap();
         let set = load_idx_images(&p).unwrap();
         assert_eq!((set.len(), set.shape()), (2, (1, 2, 1)));
-        assert_eq!((set.image(1), set.labels()), (&[3u8, 4][..], &[0u32, 0][..]));
+        assert_eq!(
+            (set.image(1), set.labels()),
+            (&[3u8, 4][..], &[0u32, 0][..])
+        );
         std::fs::write(&p, idx(IMAGES_MAGIC, &[2, 1, 2], &[1, 2, 3])).unwrap();
         let e = load_idx_images(&p).unwrap_err().to_string();
         assert!(e.contains("truncated"), "{e}");

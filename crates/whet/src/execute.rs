@@ -485,16 +485,16 @@ impl Run {
         let mut charts = None;
         if status == RunStatus::Ok {
             if let Some(t) = data.test.as_mut() {
-                let m = measure(&model, t, &readout, &classes)
-                    .context("evaluating on the test set")?;
+                let m =
+                    measure(&model, t, &readout, &classes).context("evaluating on the test set")?;
                 test = m.metrics;
                 test_samples = m.samples;
                 test_classes = m.classes;
                 confusion = m.confusion;
             }
             if let Some(v) = data.validation.as_mut() {
-                let m = measure(&model, v, &readout, &classes)
-                    .context("evaluating on validation")?;
+                let m =
+                    measure(&model, v, &readout, &classes).context("evaluating on validation")?;
                 validation = Some(m.metrics);
                 if evaluated_on == EvaluatedOn::Validation {
                     // The confusion chart shows the set the run is judged on.

@@ -61,8 +61,8 @@ pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
 pub use predict::{
-    BATCH_ROWS, BadRows, EvaluateOptions, EvaluateReport, LABEL_COLUMN, PredictOptions, PredictReport, SCORE_PREFIX,
-    VALUE_COLUMN, evaluate, predict, skipped_path,
+    BATCH_ROWS, BadRows, EvaluateOptions, EvaluateReport, LABEL_COLUMN, PredictOptions,
+    PredictReport, SCORE_PREFIX, VALUE_COLUMN, evaluate, predict, skipped_path,
 };
 pub use prepare::{
     DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, TrainingData,

@@ -258,14 +258,16 @@ fn batch_matrix(
 /// Scores new data with a trained run: replays the run's fitted preprocessing on every input of
 /// `data` (tables: CSV, CSV.gz or Parquet files with the training schema, the target column
 /// optional, joins replayed against the run's side tables or [`PredictOptions::tables`];
-/// images: PNG/JPEG files, or folders of them, flat or in class sub-folders, converted, resized
-/// and normalised as the run did) and writes one row per input row or image to `out` (Parquet
-/// or CSV, by its extension; written atomically): the identifiers (tables: `data.id`, or `row`:
-/// the 0-based row number in its file, with a leading `file` column when there are several
-/// files; images: `path`), the [`PredictOptions::keep`] columns, the predicted label in the
-/// original label values ([`LABEL_COLUMN`]) and one score column per class ([`SCORE_PREFIX`]
-/// + class; binary: the positive class only), or the predicted value ([`VALUE_COLUMN`]) for
-/// regression. Features are built and scored in batches of [`BATCH_ROWS`] rows.
+/// images: PNG/JPEG files, or folders of them, flat or in class sub-folders, or IDX image
+/// files, converted, resized and normalised as the run did) and writes one row per input row or
+/// image to `out` (Parquet or CSV, by its extension; written atomically): the identifiers
+/// (tables: `data.id`, or `row`: the 0-based row number in its file, with a leading `file`
+/// column when there are several files; image files: `path`; IDX files: `row`, the image's
+/// index), the [`PredictOptions::keep`] columns, the predicted label in the original label
+/// values ([`LABEL_COLUMN`], binary: by the run's threshold) and one probability column per
+/// class (named [`SCORE_PREFIX`] then the class; binary: the positive class only), or the
+/// predicted value in the target's units ([`VALUE_COLUMN`]) for regression. Features are built
+/// and scored in batches of [`BATCH_ROWS`] rows.
 ///
 /// `out` may not overlap an input (checked first).
 ///
@@ -635,7 +637,10 @@ fn predict_idx(
             score_batch(run, &x, classes, &mut out)?;
             start += len;
         }
-        let mut cols = vec![Column::new("row".into(), (0..n as IdxSize).collect::<Vec<_>>())];
+        let mut cols = vec![Column::new(
+            "row".into(),
+            (0..n as IdxSize).collect::<Vec<_>>(),
+        )];
         if data.len() > 1 {
             let file = StringChunked::full("file".into(), &path.display().to_string(), n);
             cols.insert(0, file.into_column());
@@ -790,7 +795,7 @@ struct Labelled {
 /// `test_samples` measured on `data`, `validation` cleared), the confusion chart, and the
 /// binary (ROC, precision-recall) or regression (predicted vs actual, residuals) charts. The
 /// numbers and charts come from the code that measures a run (`measure`, `SetCharts` in
-/// [`crate::execute`]), with the run's own [`whet_train::Readout`] (its binary threshold, its
+/// `execute.rs`), with the run's own [`whet_train::Readout`] (its binary threshold, its
 /// target scale), so the rows of a run's test split give its test metrics exactly.
 ///
 /// `data`: for a table run, a table with the training schema and the target column; for an
@@ -841,7 +846,13 @@ pub fn evaluate(
                     "--table names a side table of a table run; an image run has none".into(),
                 ));
             }
-            labelled_images(normalizer, *shape, &classes, data, options.labels.as_deref())?
+            labelled_images(
+                normalizer,
+                *shape,
+                &classes,
+                data,
+                options.labels.as_deref(),
+            )?
         }
         (Preprocessing::Images { .. }, _) => {
             return Err(Error::Invalid(format!(
@@ -851,8 +862,7 @@ pub fn evaluate(
         }
     };
     let context = || format!("evaluating on `{}`", data.display());
-    let m = measure(&run.model, &mut labelled.source, &run.readout, &classes)
-        .context(context())?;
+    let m = measure(&run.model, &mut labelled.source, &run.readout, &classes).context(context())?;
     let charts = SetCharts::of(
         &run.model,
         &run.readout,
@@ -1015,9 +1025,11 @@ fn labelled_images(
     for (i, &l) in set.labels().iter().enumerate() {
         match to_run[l as usize] {
             Some(_) => keep.push(i),
-            None => *left_out
-                .entry(set.class_names()[l as usize].clone())
-                .or_default() += 1,
+            None => {
+                *left_out
+                    .entry(set.class_names()[l as usize].clone())
+                    .or_default() += 1
+            }
         }
     }
     if keep.is_empty() {
