@@ -13,5 +13,6 @@ mod interrupt;
 mod messages;
 mod pinned;
 mod pipelines;
+mod predict;
 mod regression;
 mod util;

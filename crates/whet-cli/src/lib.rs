@@ -172,6 +172,10 @@ pub enum Command {
         /// originals (offline augmentation exports the copies the model was trained on).
         #[arg(long, value_name = "N")]
         augmented_copies: Option<usize>,
+        /// Tables: also write these columns of the main table, as loaded, after the identifiers
+        /// (`data.id`, or `row`: the 0-based row number in the file).
+        #[arg(long, value_name = "COL", value_delimiter = ',')]
+        keep: Vec<String>,
     },
     /// Apply the preprocessing recorded in a run's or an export's manifest to new data.
     #[command(
@@ -188,6 +192,68 @@ pub enum Command {
         /// File format: parquet, csv or npy.
         #[arg(long, value_parser = parse_format, default_value = "parquet")]
         format: whet::ExportFormat,
+        /// Also write these columns of the data, as loaded, after the identifiers.
+        #[arg(long, value_name = "COL", value_delimiter = ',')]
+        keep: Vec<String>,
+    },
+    /// Score new data with a trained run: one output row per input row, with its identifiers,
+    /// the predicted label and one score column per class.
+    #[command(
+        after_help = "Tables: CSV, CSV.gz or Parquet with the training schema (the target column may be absent).
+Images: PNG/JPEG files, folders of them (flat or class sub-folders; `path` identifies each), or IDX
+image files (`row`: the 0-based image index).
+Columns: the identifiers (data.id, or `row`: the 0-based row number in the file, header not counted;
+`file` first when several files are given), the --keep columns, `label` (the predicted class, in the
+original label values) and `p_<class>` per class (binary: the positive class only), or `prediction`
+(regression). A row the fitted steps cannot score stops the command naming file, row and column,
+unless --skip-bad lists it in a side file.
+Example: whet predict runs/flights-delay new-flights.csv --out predictions.parquet"
+    )]
+    Predict {
+        /// The run folder (`whet run --out`).
+        run: PathBuf,
+        /// The data files to score.
+        #[arg(required = true)]
+        data: Vec<PathBuf>,
+        /// The output file: `.parquet` or `.csv`.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Also write these input columns, as loaded, after the identifiers.
+        #[arg(long, value_name = "COL", value_delimiter = ',')]
+        keep: Vec<String>,
+        /// Read the side table NAME (as the run file names it) from PATH instead of the run's
+        /// file (repeatable).
+        #[arg(long = "table", value_name = "NAME=PATH", value_parser = parse_table)]
+        tables: Vec<(String, PathBuf)>,
+        /// Score the rows that can be scored and list the others (file,row,reason) in FILE
+        /// (default: OUT.skipped.csv).
+        #[arg(long, value_name = "FILE", num_args = 0..=1)]
+        skip_bad: Option<Option<PathBuf>>,
+    },
+    /// Measure a trained run on new labelled data: metrics.json and the charts, as a run
+    /// writes them.
+    #[command(
+        after_help = "Writes OUT/metrics.json (the run's metrics with `test` measured on DATA) and the charts of the
+run's evaluation: confusion (classes), ROC and precision-recall (binary), predicted vs actual and
+residuals (regression).
+Tables: DATA has the training schema with the target column. Images: a folder with one sub-folder
+per class (matched to the run's classes by name), or an IDX image file with --labels.
+Example: whet evaluate runs/flights-delay flights-2014.csv --out eval-2014/"
+    )]
+    Evaluate {
+        /// The run folder (`whet run --out`).
+        run: PathBuf,
+        /// Labelled data: a table with the target column, a class-folder tree, or IDX images.
+        data: PathBuf,
+        /// The IDX label file of an IDX image file DATA.
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        /// Output folder.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Read the side table NAME from PATH instead of the run's file (repeatable).
+        #[arg(long = "table", value_name = "NAME=PATH", value_parser = parse_table)]
+        tables: Vec<(String, PathBuf)>,
     },
     /// Draw a grid of training images and their augmented versions.
     #[command(after_help = "Example: whet preview pipelines/mnist-ablation.yaml --out preview.png")]
@@ -233,6 +299,17 @@ pub enum Command {
 
 fn parse_format(s: &str) -> Result<whet::ExportFormat, String> {
     s.parse()
+}
+
+fn parse_table(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!(
+            "`{s}`: expected NAME=PATH, e.g. weather=weather-2014.csv"
+        )),
+    }
 }
 
 /// Most worker threads `--threads` accepts.

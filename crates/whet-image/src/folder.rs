@@ -51,7 +51,9 @@ pub struct FolderOptions {
     pub limit: Option<usize>,
 }
 
-fn is_image(p: &Path) -> bool {
+/// Whether `p` names a PNG or JPEG file by its extension (`.png`, `.jpg`, `.jpeg`, any case):
+/// the files [`load_folder`] and [`image_files`] read.
+pub fn is_image_file(p: &Path) -> bool {
     matches!(
         p.extension()
             .and_then(|e| e.to_str())
@@ -150,7 +152,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
         let before = files.len();
         for file in sorted_entries(&class_dirs[ci])?
             .into_iter()
-            .filter(|p| p.is_file() && is_image(p))
+            .filter(|p| p.is_file() && is_image_file(p))
         {
             files.push((new_label, file));
         }
@@ -168,31 +170,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
         if labels.len() >= limit {
             break;
         }
-        let bytes = whet_core::input::read_capped(&file, "images", MAX_IMAGE_FILE_BYTES)?;
-        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-        if let Ok(format) = image::ImageFormat::from_path(&file) {
-            reader.set_format(format);
-        }
-        let reader = reader.with_guessed_format().map_err(|source| Error::Read {
-            path: file.clone(),
-            source,
-        })?;
-        // The decoders can panic on corrupt files (whet-fuzz found an `unwrap` in zune-jpeg's
-        // AVX2 IDCT): a panic there is a corrupt file, reported like any decode error.
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
-            .unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(image::ImageError::Decoding(
-                    image::error::DecodingError::new(
-                        image::error::ImageFormatHint::Unknown,
-                        format!("the decoder failed on corrupt data ({what})"),
-                    ),
-                ))
-            });
+        let decoded = decode_file(&file)?;
         let img = match decoded {
             Ok(img) => img,
             Err(source) if opt.skip_bad => {
@@ -204,16 +182,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
             }
             Err(source) => return Err(Error::Decode { path: file, source }),
         };
-        let img = if img.width() as usize != w || img.height() as usize != h {
-            img.resize_exact(w as u32, h as u32, FilterType::Triangle)
-        } else {
-            img
-        };
-        if c == 1 {
-            pixels.extend_from_slice(img.to_luma8().as_raw());
-        } else {
-            pixels.extend_from_slice(img.to_rgb8().as_raw());
-        }
+        push_pixels(img, (h, w, c), &mut pixels);
         labels.push(new_label as u32);
     }
     let names = chosen.iter().map(|&i| all_names[i].clone()).collect();
@@ -222,6 +191,139 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
         skipped,
         empty_classes,
     })
+}
+
+/// Reads and decodes one image file: `Err` when it cannot be read, `Ok(Err)` when it cannot be
+/// decoded (a decoder panic counts as a decode error).
+fn decode_file(file: &Path) -> Result<std::result::Result<image::DynamicImage, image::ImageError>> {
+    let bytes = whet_core::input::read_capped(file, "images", MAX_IMAGE_FILE_BYTES)?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(format) = image::ImageFormat::from_path(file) {
+        reader.set_format(format);
+    }
+    let reader = reader.with_guessed_format().map_err(|source| Error::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    // The decoders can panic on corrupt files (whet-fuzz found an `unwrap` in zune-jpeg's
+    // AVX2 IDCT): a panic there is a corrupt file, reported like any decode error.
+    Ok(
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode())).unwrap_or_else(
+            |p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(image::ImageError::Decoding(
+                    image::error::DecodingError::new(
+                        image::error::ImageFormatHint::Unknown,
+                        format!("the decoder failed on corrupt data ({what})"),
+                    ),
+                ))
+            },
+        ),
+    )
+}
+
+/// Appends `img` converted to grey (`c` = 1) or RGB and resized (bilinear) to `w × h` when its
+/// size differs.
+fn push_pixels(img: image::DynamicImage, (h, w, c): (usize, usize, usize), out: &mut Vec<u8>) {
+    let img = if img.width() as usize != w || img.height() as usize != h {
+        img.resize_exact(w as u32, h as u32, FilterType::Triangle)
+    } else {
+        img
+    };
+    if c == 1 {
+        out.extend_from_slice(img.to_luma8().as_raw());
+    } else {
+        out.extend_from_slice(img.to_rgb8().as_raw());
+    }
+}
+
+/// The image files (PNG, JPEG) under `path`, in name order: `path` itself when it is a file;
+/// for a folder, the files of its class sub-folders (folders whet wrote skipped) when it has
+/// any, else the files directly in it.
+///
+/// # Errors
+/// [`Error::Read`] when a folder cannot be listed; [`Error::Format`] for a file that is not a
+/// PNG or JPEG image, or a folder without image files.
+pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        if !is_image_file(path) {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                message: "expected a PNG or JPEG image (.png, .jpg, .jpeg) or a folder of them"
+                    .into(),
+            });
+        }
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = sorted_entries(path)?;
+    let dirs: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.is_dir() && !whet_core::outputs::is_output_folder(p))
+        .collect();
+    let mut files = Vec::new();
+    if dirs.is_empty() {
+        files.extend(
+            entries
+                .iter()
+                .filter(|p| p.is_file() && is_image_file(p))
+                .cloned(),
+        );
+    } else {
+        for d in dirs {
+            files.extend(
+                sorted_entries(d)?
+                    .into_iter()
+                    .filter(|p| p.is_file() && is_image_file(p)),
+            );
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            message: "no PNG or JPEG image in the folder or its sub-folders".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// Decodes `files` into a set of `height × width × channels` images (converted and resized as
+/// [`load_folder`] does), all labelled 0 of one class `unlabelled`: what a prediction scores.
+///
+/// # Errors
+/// [`Error::Read`] or [`Error::Decode`] naming the file; [`Error::Budget`] when
+/// the set does not fit in the memory budget.
+pub fn load_files(
+    files: &[PathBuf],
+    width: usize,
+    height: usize,
+    channels: usize,
+) -> Result<ImageSet> {
+    crate::set::check_set_memory(
+        "the images to predict",
+        files.len(),
+        (height, width, channels),
+        "fewer image files",
+    )?;
+    let mut pixels = Vec::with_capacity(files.len() * width * height * channels);
+    for file in files {
+        let img = decode_file(file)?.map_err(|source| Error::Decode {
+            path: file.clone(),
+            source,
+        })?;
+        push_pixels(img, (height, width, channels), &mut pixels);
+    }
+    ImageSet::new(
+        height,
+        width,
+        channels,
+        pixels,
+        vec![0; files.len()],
+        vec!["unlabelled".into()],
+    )
 }
 
 /// The class name of each class folder: the folder name decoded when it is what

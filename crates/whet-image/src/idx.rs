@@ -187,6 +187,35 @@ pub fn load_idx(
     ImageSet::new(h, w, 1, pixels, out_labels, names)
 }
 
+/// Reads an IDX image file without labels: every image labelled 0 of one class `unlabelled`
+/// (what a prediction scores, as [`crate::load_files`] gives for image files).
+///
+/// # Errors
+/// [`Error::Read`] for I/O and corrupt gzip streams, [`Error::Format`] for a file that is not
+/// IDX u8 images (wrong magic number), a truncated file, absurd declared sizes or empty images;
+/// [`Error::Budget`] when the images do not fit in the memory budget. Every error names the
+/// file.
+pub fn load_idx_images(images: &Path) -> Result<ImageSet> {
+    let mut ir = open(images)?;
+    let idims = header(&mut *ir, images, IMAGES_MAGIC, 3)?;
+    let (n, h, w) = (idims[0] as usize, idims[1] as usize, idims[2] as usize);
+    if h == 0 || w == 0 {
+        return Err(Error::Format {
+            path: images.to_path_buf(),
+            message: format!("images of size {h}x{w}: expected both dimensions > 0"),
+        });
+    }
+    crate::set::check_set_memory(
+        &format!("the IDX images of `{}`", images.display()),
+        n,
+        (h, w, 1),
+        "fewer images",
+    )?;
+    let mut pixels = vec![0u8; n * h * w];
+    read_exact(&mut *ir, &mut pixels, images, "pixel data")?;
+    ImageSet::new(h, w, 1, pixels, vec![0; n], vec!["unlabelled".into()])
+}
+
 fn check_classes(cl: &[u32]) -> Result<()> {
     if cl.is_empty() {
         return Err(Error::Config(
@@ -271,5 +300,24 @@ mod tests {
         std::fs::write(&pl, idx(LABELS_MAGIC, &[1], &[0])).unwrap();
         let e = load_idx(&pi, &pl, None, None).unwrap_err().to_string();
         assert!(e.contains("1 x 100000 x 100000 = 10000000000 bytes"), "{e}");
+    }
+
+    #[test]
+    fn images_without_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i");
+        std::fs::write(&p, idx(IMAGES_MAGIC, &[2, 1, 2], &[1, 2, 3, 4])).unwrap();
+        let set = load_idx_images(&p).unwrap();
+        assert_eq!((set.len(), set.shape()), (2, (1, 2, 1)));
+        assert_eq!(
+            (set.image(1), set.labels()),
+            (&[3u8, 4][..], &[0u32, 0][..])
+        );
+        std::fs::write(&p, idx(IMAGES_MAGIC, &[2, 1, 2], &[1, 2, 3])).unwrap();
+        let e = load_idx_images(&p).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        std::fs::write(&p, idx(LABELS_MAGIC, &[1], &[0])).unwrap();
+        let e = load_idx_images(&p).unwrap_err().to_string();
+        assert!(e.contains("wrong magic number"), "{e}");
     }
 }

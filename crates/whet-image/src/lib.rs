@@ -48,9 +48,10 @@ pub use augment::{
 pub use buf::{Img, View};
 pub use error::{Error, Result};
 pub use folder::{
-    FolderLoad, FolderOptions, MAX_IMAGE_FILE_BYTES, Skipped, load_folder, write_png_folders,
+    FolderLoad, FolderOptions, MAX_IMAGE_FILE_BYTES, Skipped, image_files, is_image_file,
+    load_files, load_folder, write_png_folders,
 };
-pub use idx::{MAX_DECLARED_BYTES, load_idx, write_idx};
+pub use idx::{MAX_DECLARED_BYTES, load_idx, load_idx_images, write_idx};
 pub use online::AugmentSource;
 pub use preview::{MIN_CELL, render_preview, write_preview};
 pub use set::{ImageSet, NormalizeKind, Normalizer};

@@ -97,7 +97,7 @@ pub use crate::{
         VariantInfo,
     },
     regression::{MAX_SCATTER_POINTS, RegressionPoints, write_regression},
-    run::{write_binary_curves, write_run},
+    run::{write_binary_curves, write_evaluation, write_run},
     stats::{
         Describe, Interval, MetricSummary, VariantSummary, Verdict, describe, summarize, t_cdf,
         t_quantile,

@@ -32,7 +32,24 @@ pub fn write_run(
         out_dir,
         files::CURVES_CHART,
     )?);
+    written.extend(write_evaluation(run, confusion, out_dir)?);
+    Ok(written)
+}
+
+/// Writes the charts of a run's evaluation into `out_dir`: for classification,
+/// `confusion.{png,svg}` from `confusion`. [`write_run`] calls it, and `whet evaluate` calls it
+/// alone for the same model measured on new data. Returns the files written.
+///
+/// # Errors
+/// A confusion matrix whose shape does not match its labels, or a failure to draw or write.
+pub fn write_evaluation(
+    run: &RunRecord,
+    confusion: Option<&Confusion>,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
     if let Some(c) = confusion {
+        c.validate()?;
         let acc = c
             .accuracy()
             .map(|a| format!(", accuracy {:.2} %", a * 100.0))

@@ -24,12 +24,13 @@ pub const MANIFEST_FORMAT: &str = "whet-tabular/1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportFormat {
-    /// `<split>.parquet` (zstd), features and a `target` column.
+    /// `<split>.parquet` (zstd): the identifier columns, the features and a `target` column.
     #[default]
     Parquet,
-    /// `<split>.csv`, features and a `target` column.
+    /// `<split>.csv`: the identifier columns, the features and a `target` column.
     Csv,
-    /// `<split>_x.npy`, `<split>_y.npy` (float32, C order) and `features.txt`.
+    /// `<split>_x.npy`, `<split>_y.npy` (float32, C order), `<split>_ids.csv` (the identifier
+    /// columns) and `features.txt`.
     Npy,
 }
 
@@ -233,28 +234,59 @@ pub fn split_frame(
     Ok(DataFrame::new(x.nrows(), cols)?)
 }
 
-/// Writes one split in `format` into `dir`; returns the written files.
+/// Writes one split in `format` into `dir`; returns the written files. `ids` (the identifier
+/// and `--keep` columns, one row per row of `x`) lead the table in CSV and Parquet, and are the
+/// side file `<name>_ids.csv` beside the NPY arrays.
 ///
 /// # Errors
-/// Write and encoding errors.
+/// Write and encoding errors; [`Error::Apply`] when an `ids` column has the name of a feature
+/// or of `target` in a CSV or Parquet table, or its row count differs from `x`'s.
 pub fn write_split(
     dir: &Path,
     name: &str,
     x: &Array2<f32>,
     y: Option<&Array2<f32>>,
     features: &[String],
+    ids: Option<&DataFrame>,
     format: ExportFormat,
 ) -> Result<Vec<FileEntry>> {
+    if let Some(ids) = ids {
+        if ids.height() != x.nrows() {
+            return Err(Error::Apply(format!(
+                "{name}: {} identifier rows for {} feature rows",
+                ids.height(),
+                x.nrows()
+            )));
+        }
+        // One table holds them and the features in CSV and Parquet; NPY writes them apart.
+        if format != ExportFormat::Npy {
+            let mut taken = features.to_vec();
+            if y.is_some() {
+                taken.push("target".into());
+            }
+            crate::rows::check_clashes(ids, &taken, "feature columns or `target`")?;
+        }
+    }
     match format {
         ExportFormat::Npy => {
             let mut out = vec![write_file(dir, &format!("{name}_x.npy"), &npy_bytes(x))?];
             if let Some(y) = y {
                 out.push(write_file(dir, &format!("{name}_y.npy"), &npy_bytes(y))?);
             }
+            if let Some(ids) = ids {
+                let mut buf = Vec::new();
+                CsvWriter::new(&mut buf)
+                    .include_header(true)
+                    .finish(&mut ids.clone())?;
+                out.push(write_file(dir, &format!("{name}_ids.csv"), &buf)?);
+            }
             Ok(out)
         }
         ExportFormat::Parquet | ExportFormat::Csv => {
             let mut df = split_frame(x, y, features)?;
+            if let Some(ids) = ids {
+                df = ids.hstack(df.columns())?;
+            }
             let mut buf = Vec::new();
             let file = if format == ExportFormat::Parquet {
                 ParquetWriter::new(&mut buf)
@@ -272,13 +304,34 @@ pub fn write_split(
     }
 }
 
+/// The identifier columns of each split (train, validation, test) of `prepared`, then the
+/// `keep` columns: read from the main table's file as it is now (the run's cache key covers
+/// its bytes), taken at [`Prepared::source_rows`].
+///
+/// # Errors
+/// Loading errors, and a `keep` column absent from the main table.
+pub fn split_ids(prepared: &Prepared, keep: &[String]) -> Result<[DataFrame; 3]> {
+    let data = &prepared.manifest.data;
+    let main = data.main_name()?;
+    let spec = &data.tables[main];
+    let raw = if data.id.is_empty() && keep.is_empty() {
+        DataFrame::empty()
+    } else {
+        crate::load::load_rows(spec)?.0
+    };
+    let r = &prepared.source_rows;
+    let one = |rows: &[IdxSize]| crate::rows::row_columns(&raw, rows, &data.id, keep, &spec.path);
+    Ok([one(&r.train)?, one(&r.validation)?, one(&r.test)?])
+}
+
 /// Writes train / validation / test in `format`, `features.txt`, and `manifest.json` (written
 /// last, with the hashes of the other files) into `dir`.
 ///
 /// # Errors
 /// [`Error::Fs`] on write errors, polars errors on encoding.
 pub fn export(prepared: &Prepared, dir: &Path, format: ExportFormat) -> Result<ExportReport> {
-    let files = write_splits(prepared, dir, format)?;
+    let ids = split_ids(prepared, &[])?;
+    let files = write_splits(prepared, dir, format, &ids)?;
     let mut manifest = prepared.manifest.clone();
     manifest.files = files.clone();
     let path = dir.join("manifest.json");
@@ -290,27 +343,34 @@ pub fn export(prepared: &Prepared, dir: &Path, format: ExportFormat) -> Result<E
 }
 
 /// Writes train / validation / test in `format` and `features.txt` into `dir` (what [`export`]
-/// writes besides its manifest); returns the written files with their sizes and hashes.
+/// writes besides its manifest), each split with its identifier columns `ids` (from
+/// [`split_ids`]); returns the written files with their sizes and hashes.
 ///
 /// # Errors
-/// [`Error::Fs`] on write errors, polars errors on encoding.
+/// [`Error::Fs`] on write errors, polars errors on encoding, [`Error::Apply`] for an
+/// identifier column named like a feature.
 pub fn write_splits(
     prepared: &Prepared,
     dir: &Path,
     format: ExportFormat,
+    ids: &[DataFrame; 3],
 ) -> Result<Vec<FileEntry>> {
     let mut files = Vec::new();
-    for (name, s) in [
+    for ((name, s), ids) in [
         ("train", &prepared.train),
         ("validation", &prepared.validation),
         ("test", &prepared.test),
-    ] {
+    ]
+    .into_iter()
+    .zip(ids)
+    {
         files.extend(write_split(
             dir,
             name,
             &s.x,
             Some(&s.y),
             &prepared.features,
+            Some(ids),
             format,
         )?);
     }

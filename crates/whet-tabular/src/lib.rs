@@ -32,6 +32,7 @@ mod load;
 mod missing;
 mod parquet_guard;
 mod pipeline;
+mod rows;
 mod scale;
 mod split;
 mod stage;
@@ -42,12 +43,12 @@ pub use encode::{DatePart, EncodeConfig, FittedEncode};
 pub use error::{Error, Result};
 pub use export::{
     ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, export,
-    npy_bytes, read_npy, split_frame, write_split, write_splits,
+    npy_bytes, read_npy, split_frame, split_ids, write_split, write_splits,
 };
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{
     ColumnType, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, SCAN_BYTES, SCAN_ROWS, TableFormat,
-    TableSpec, load_table, scan_column,
+    TableSpec, load_table, scan_column, scan_head,
 };
 pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,
@@ -56,9 +57,11 @@ pub use missing::{
 pub use parquet_guard::check_parquet;
 pub use pipeline::{
     Applied, PrepareReport, Prepared, SplitArrays, SplitRows, StepConfig, StepReport, TablesConfig,
-    TabularConfig, apply, apply_file, audit, load_tables, prepare, to_matrix,
+    TabularConfig, Transformed, apply, apply_file, audit, load_new_data, load_tables, prepare,
+    to_matrix, transform,
 };
 pub use polars;
+pub use rows::{BadRow, ROW_ID, bad_rows, check_clashes, row_columns};
 pub use scale::{ClipConfig, FittedClip, FittedNormalize, NormMethod, NormalizeConfig};
 pub use split::{SplitConfig, SplitIndices, SplitMethod, split_indices};
 pub use stage::{FittedStage, FittedStep, Stage};

@@ -396,16 +396,28 @@ pub const SCAN_ROWS: usize = 10_000;
 /// Bytes of a CSV table's head (after decompression) [`scan_column`] reads at most: 16 MiB.
 pub const SCAN_BYTES: u64 = 16 << 20;
 
-/// The first rows of one column of a table, read cheaply for checks made before a run (`whet
-/// validate`): at most `rows` rows (and at most the table's `limit`), from at most
-/// [`SCAN_BYTES`] of a CSV file's head, read with the table's options (missing markers, types);
-/// a Parquet file's first rows. Gives the number of rows read with the column, or `None` when
-/// the table has no column of that name (it may come from a join).
+/// The first rows of one column of a table ([`scan_head`]): the number of rows read with the
+/// column, or `None` when the table has no column of that name (it may come from a join).
+///
+/// # Errors
+/// Those of [`scan_head`].
+pub fn scan_column(spec: &TableSpec, column: &str, rows: usize) -> Result<Option<(usize, Series)>> {
+    let df = scan_head(spec, rows)?;
+    Ok(df
+        .column(column)
+        .ok()
+        .map(|c| (df.height(), c.as_materialized_series().clone())))
+}
+
+/// The first rows of a table, read cheaply for checks made before a run (`whet validate`): at
+/// most `rows` rows (and at most the table's `limit`), from at most [`SCAN_BYTES`] of a CSV
+/// file's head, read with the table's options (missing markers, types); a Parquet file's
+/// first rows. Every column of the table is there, as loading names it.
 ///
 /// # Errors
 /// The errors of [`load_table`] on the head read (a head cut inside a quoted field is an
 /// error too), and [`Error::Budget`] when [`SCAN_BYTES`] do not fit in the memory budget.
-pub fn scan_column(spec: &TableSpec, column: &str, rows: usize) -> Result<Option<(usize, Series)>> {
+pub fn scan_head(spec: &TableSpec, rows: usize) -> Result<DataFrame> {
     let rows = spec.limit.map_or(rows, |l| l.min(rows));
     let mut head_spec = spec.clone();
     head_spec.limit = Some(rows);
@@ -414,7 +426,7 @@ pub fn scan_column(spec: &TableSpec, column: &str, rows: usize) -> Result<Option
         TableFormat::Csv | TableFormat::CsvGz => {
             // The head's bytes, polars' copy of them and the frame.
             whet_core::budget::check(
-                "the head of a table read to check its target column",
+                "the head of a table read to check it before the run",
                 SCAN_BYTES.saturating_mul(3),
                 "--max-memory",
             )?;
@@ -464,10 +476,7 @@ pub fn scan_column(spec: &TableSpec, column: &str, rows: usize) -> Result<Option
             read_csv_bytes(path, head, &head_spec)?.0
         }
     };
-    Ok(df
-        .column(column)
-        .ok()
-        .map(|c| (df.height(), c.as_materialized_series().clone())))
+    Ok(df)
 }
 
 /// Header names that appear more than once: polars keeps the first and renames the others

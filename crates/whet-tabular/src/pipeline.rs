@@ -43,6 +43,14 @@ pub struct TablesConfig {
     pub main: Option<String>,
     /// The target.
     pub target: TargetConfig,
+    /// Identifier columns of the main table (`id: [flight_id]`). They are never features (taken
+    /// out before the first fitted step; the pre-split steps and the split still see them, so
+    /// a join or a group split may use them), and `whet export`, `whet apply` and `whet
+    /// predict` write their values as loaded next to every row. Default: none, and the rows
+    /// are identified by `row`, their 0-based row number in the main table's file (the header
+    /// not counted).
+    #[serde(default)]
+    pub id: Vec<String>,
 }
 
 impl TablesConfig {
@@ -93,6 +101,25 @@ impl TablesConfig {
             );
         }
         is.nest("target", self.target.validate());
+        let target = self
+            .target
+            .column
+            .as_ref()
+            .or(self.target.regression.as_ref());
+        for (i, c) in self.id.iter().enumerate() {
+            is.check(Some(c) != target, format!("id[{i}]"), || {
+                format!("`{c}` is the target column; an identifier cannot be the target")
+            });
+            is.check(c != crate::rows::ROW_ID, format!("id[{i}]"), || {
+                format!(
+                    "`{}` names the default identifier (the row number); leave `id` out to use it, or name a column of the main table",
+                    crate::rows::ROW_ID
+                )
+            });
+            is.check(!self.id[..i].contains(c), format!("id[{i}]"), || {
+                format!("`{c}` is listed twice")
+            });
+        }
         is
     }
 
@@ -257,6 +284,14 @@ impl TabularConfig {
                 }
                 _ => {}
             }
+            if let StepConfig::Exclude(cols) = s {
+                for c in cols.iter().filter(|c| self.data.id.contains(c)) {
+                    is.push(
+                        path.clone(),
+                        format!("`{c}` is an identifier (`data.id`): identifiers are never features, so there is no need to exclude it; remove it here (excluding it would lose the identifier)"),
+                    );
+                }
+            }
             if i > sp && matches!(s, StepConfig::Join(_) | StepConfig::Audit(_)) {
                 is.push(path, format!("`{}` must come before the first fitted step (steps[{sp}]), which is where the data are split", s.key()));
             }
@@ -391,6 +426,9 @@ pub struct Prepared {
     /// Row positions of each split in the frame after the pre-split steps and the target
     /// (the row order [`apply`] reproduces on the same input).
     pub indices: crate::split::SplitIndices,
+    /// The row of the main table's file (0-based, header not counted) each row of each split
+    /// comes from: what `data.id` and `--keep` columns are taken from.
+    pub source_rows: crate::split::SplitIndices,
     /// Reports.
     pub report: PrepareReport,
     /// The fitted manifest (replayable with [`apply`]).
@@ -446,7 +484,7 @@ fn pre_step(
         }
         StepConfig::Audit(a) => {
             if run_audit {
-                let rep = audit_frame(&df, target, a)?;
+                let rep = audit_frame(&crate::rows::without_source_rows(&df), target, a)?;
                 let failing: Vec<String> = rep
                     .failing(&a.fail_on)
                     .map(|f| format!("`{}` {:?}: {}", f.column, f.kind, f.reason))
@@ -624,6 +662,8 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
         .collect();
     let kind = cfg.data.target.kind()?;
     let sp = cfg.split_point();
+    crate::rows::check_ids(&cfg.data, &df, &cfg.data.tables[&main].path)?;
+    let df = crate::rows::with_source_rows(df)?;
 
     let t1 = Instant::now();
     let (df, target, dropped) = run_pre_split(
@@ -635,6 +675,7 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
         &mut report,
     )?;
     let target = target.expect("run_pre_split extracts the target");
+    let (df, rows) = crate::rows::take_source_rows(df)?;
     report.target_missing_dropped = dropped;
     report
         .seconds
@@ -647,6 +688,16 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
         Ok(df.take(&IdxCa::from_vec("idx".into(), v.to_vec()))?)
     };
     let mut frames = [take(&idx.train)?, take(&idx.validation)?, take(&idx.test)?];
+    // Identifiers are never features: out before the first fitted step.
+    for f in &mut frames {
+        *f = crate::rows::drop_ids(std::mem::take(f), &cfg.data.id)?;
+    }
+    let pick = |v: &[IdxSize]| -> Vec<IdxSize> { v.iter().map(|&i| rows[i as usize]).collect() };
+    let source_rows = crate::split::SplitIndices {
+        train: pick(&idx.train),
+        validation: pick(&idx.validation),
+        test: pick(&idx.test),
+    };
     let targets = [
         target.take(&idx.train),
         target.take(&idx.validation),
@@ -784,6 +835,7 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
         features,
         classes: target.classes,
         indices: idx,
+        source_rows,
         report,
         manifest,
     })
@@ -915,23 +967,42 @@ pub struct Applied {
     pub frame: DataFrame,
     /// Rows dropped because the target was present but missing.
     pub target_missing_dropped: usize,
+    /// The row of the input (0-based, header not counted) each row comes from.
+    pub source_rows: Vec<IdxSize>,
 }
 
-/// Replays `manifest` on `data` (the main table's rows): the pre-split steps (joins use
-/// `tables`; audits are skipped), the target when its column is present (rows with a missing
-/// target are then dropped), every fitted step with its stored parameters, and the feature
-/// matrix with the manifest's feature names.
+/// New data after a manifest's steps, before the feature matrix is built: what [`apply`] and
+/// `whet predict` share. Build the matrix with [`to_matrix`] (on a row slice of `frame`, to
+/// work in batches).
+#[derive(Debug, Clone)]
+pub struct Transformed {
+    /// The transformed frame (features and any unused columns; no identifier columns).
+    pub frame: DataFrame,
+    /// The target, when its column is in the new data.
+    pub target: Option<Target>,
+    /// The row of the input (0-based, header not counted) each row of `frame` comes from.
+    pub source_rows: Vec<IdxSize>,
+    /// Rows dropped because the target was present but missing.
+    pub target_missing_dropped: usize,
+    /// The name of the last step that ran (for messages).
+    pub last_step: String,
+}
+
+/// Replays `manifest` on `data` (the main table's rows, as loaded) up to the feature matrix:
+/// the pre-split steps (joins use `tables`; audits are skipped), the target when its column is
+/// present (rows with a missing target are then dropped), the identifier columns taken out, and
+/// every fitted step with its stored parameters.
 ///
 /// # Errors
-/// [`Error::UnknownTable`] when a join's table is not in `tables`, [`Error::Apply`] /
-/// [`Error::ColumnNotFound`] when a feature is absent, step errors, non-finite features.
-pub fn apply(
+/// [`Error::UnknownTable`] when a join's table is not in `tables`, step errors.
+pub fn transform(
     manifest: &Manifest,
     data: DataFrame,
     tables: &BTreeMap<String, DataFrame>,
-) -> Result<Applied> {
+) -> Result<Transformed> {
     let mut report = PrepareReport::default();
-    let (mut df, target, dropped) = run_pre_split(
+    let data = crate::rows::with_source_rows(data)?;
+    let (df, target, dropped) = run_pre_split(
         data,
         &manifest.pre_split,
         tables,
@@ -939,6 +1010,8 @@ pub fn apply(
         Fit::Replaying(&manifest.classes),
         &mut report,
     )?;
+    let (df, source_rows) = crate::rows::take_source_rows(df)?;
+    let mut df = crate::rows::drop_ids(df, &manifest.data.id)?;
     let mut last = "load".to_string();
     for (i, step) in manifest.fitted.iter().enumerate() {
         let stage = step.clone().into_stage();
@@ -957,40 +1030,100 @@ pub fn apply(
             )));
         }
     }
-    let x = to_matrix(&df, &manifest.features, &last, "apply")?;
-    Ok(Applied {
-        x,
-        y: target.map(|t| t.matrix()),
-        features: manifest.features.clone(),
+    Ok(Transformed {
         frame: df,
+        target,
+        source_rows,
         target_missing_dropped: dropped,
+        last_step: last,
     })
 }
 
-/// [`apply`] on a file: the main table is read from `data` with the manifest's load options for
-/// the main table, the joined tables from the manifest's paths.
+/// Replays `manifest` on `data` (the main table's rows): [`transform`], then the feature matrix
+/// with the manifest's feature names.
 ///
 /// # Errors
-/// Loading errors and those of [`apply`].
-pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
+/// Those of [`transform`]; [`Error::NonFinite`] for a missing or non-finite feature value.
+pub fn apply(
+    manifest: &Manifest,
+    data: DataFrame,
+    tables: &BTreeMap<String, DataFrame>,
+) -> Result<Applied> {
+    let t = transform(manifest, data, tables)?;
+    let x = to_matrix(&t.frame, &manifest.features, &t.last_step, "apply")?;
+    Ok(Applied {
+        x,
+        y: t.target.map(|t| t.matrix()),
+        features: manifest.features.clone(),
+        frame: t.frame,
+        target_missing_dropped: t.target_missing_dropped,
+        source_rows: t.source_rows,
+    })
+}
+
+/// Loads new data for `manifest`: the main table from `data` with the manifest's load options
+/// for the main table (the format from `data`'s extension; every row, whatever the run's
+/// `limit`), and every table a join of the
+/// manifest uses, from `tables` when it names it (`--table NAME=PATH`), else from the path the
+/// run used.
+///
+/// # Errors
+/// Loading errors; [`Error::UnknownTable`] for a joined table the manifest does not declare;
+/// [`Error::Apply`] for a name in `tables` that no join of the manifest uses.
+pub fn load_new_data(
+    manifest: &Manifest,
+    data: &Path,
+    tables: &BTreeMap<String, std::path::PathBuf>,
+) -> Result<(DataFrame, BTreeMap<String, DataFrame>)> {
     let main = manifest.data.main_name()?.to_string();
     let mut spec = manifest.data.tables[&main].clone();
     spec.path = data.to_path_buf();
     spec.format = None;
+    // The run's row limit was about its training data: new data are read whole.
+    spec.limit = None;
     let (df, _) = crate::load::load_rows(&spec)?;
-    let mut tables = BTreeMap::new();
-    for step in &manifest.pre_split {
-        if let StepConfig::Join(j) = step
-            && !tables.contains_key(&j.with)
-        {
-            let Some(spec) = manifest.data.tables.get(&j.with) else {
-                return Err(Error::UnknownTable {
-                    name: j.with.clone(),
-                    available: manifest.data.tables.keys().cloned().collect(),
-                });
-            };
-            tables.insert(j.with.clone(), crate::load::load_rows(spec)?.0);
+    let joined: Vec<&str> = manifest
+        .pre_split
+        .iter()
+        .filter_map(|s| match s {
+            StepConfig::Join(j) => Some(j.with.as_str()),
+            _ => None,
+        })
+        .collect();
+    for name in tables.keys() {
+        if !joined.contains(&name.as_str()) {
+            return Err(Error::Apply(format!(
+                "--table {name}=…: the run joins no table named `{name}` (it joins {joined:?})"
+            )));
         }
     }
+    let mut out = BTreeMap::new();
+    for name in joined {
+        if out.contains_key(name) {
+            continue;
+        }
+        let Some(spec) = manifest.data.tables.get(name) else {
+            return Err(Error::UnknownTable {
+                name: name.to_string(),
+                available: manifest.data.tables.keys().cloned().collect(),
+            });
+        };
+        let mut spec = spec.clone();
+        if let Some(p) = tables.get(name) {
+            spec.path = p.clone();
+            spec.format = None;
+        }
+        out.insert(name.to_string(), crate::load::load_rows(&spec)?.0);
+    }
+    Ok((df, out))
+}
+
+/// [`apply`] on a file: the tables are read with [`load_new_data`] (joined tables from the
+/// manifest's paths).
+///
+/// # Errors
+/// Loading errors and those of [`apply`].
+pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
+    let (df, tables) = load_new_data(manifest, data, &BTreeMap::new())?;
     apply(manifest, df, &tables)
 }

@@ -83,7 +83,7 @@ pub use mlp::{Architecture, Dense, LayerSpec, Mlp, NoiseKey, Workspace};
 pub use optim::{
     AdagradConfig, AdamConfig, MomentumConfig, Optimizer, OptimizerConfig, RmspropConfig, SgdConfig,
 };
-pub use readout::Readout;
+pub use readout::{Predictions, Readout};
 pub use schedule::{CosineScheduleConfig, ScheduleConfig, StepScheduleConfig};
 pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit, shuffle};
 /// The batch-source contract, defined in `whet-core` so data crates need not depend on the

@@ -136,6 +136,11 @@ pub struct Architecture {
     /// or chosen by `auto`); absent means the default 0.5. See [`crate::Decision`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// The per-class loss weights the network was trained with (`train.class_weights`, one per
+    /// class; binary: negative then positive), so a loaded network reports the loss its run
+    /// reported; absent means unweighted. See [`Mlp::set_class_weights`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f32>>,
 }
 
 /// One layer in an [`Architecture`].
@@ -183,7 +188,8 @@ pub struct Mlp {
     input_dim: usize,
     /// Binary: the threshold (None: the default 0.5).
     pub(crate) threshold: Option<f64>,
-    /// Per-class loss weights while training (not part of the architecture).
+    /// Per-class loss weights of training and of the reported loss (in the architecture, so
+    /// checkpoints keep them).
     class_weights: Option<ClassWeights>,
 }
 
@@ -290,6 +296,9 @@ impl Mlp {
         if let Some(t) = arch.threshold {
             net.set_threshold(t)?;
         }
+        if let Some(w) = &arch.class_weights {
+            net.set_class_weights(ClassWeights::new(w.clone()).map_err(Error::Config)?)?;
+        }
         Ok(net)
     }
 
@@ -365,6 +374,7 @@ impl Mlp {
             loss: self.loss,
             input_dim: self.input_dim,
             threshold: self.threshold,
+            class_weights: self.class_weights.as_ref().map(|w| w.get().to_vec()),
             layers: self
                 .layers
                 .iter()

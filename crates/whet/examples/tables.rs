@@ -56,6 +56,7 @@ fn main() -> whet::Result<()> {
     let options = ExportOptions {
         format: Some(ExportFormat::Parquet),
         augmented_copies: None,
+        keep: vec![],
     };
     let report = run.export("runs/flights-export", &options, &Cache::off(), &NoProgress)?;
     let [train, validation, test] = report.rows;

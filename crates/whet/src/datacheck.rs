@@ -1,14 +1,15 @@
 //! Checks of a run file against its data, made when it is loaded (so by `whet validate` and
 //! before every run): cheap reads only, [`whet_tabular::scan_column`]'s first rows of the main
-//! table, within the memory budget. Today they check the target column against the target and
-//! `model.task`; a check of other columns adds its reads and issues here.
+//! table, within the memory budget. They check the target column against the target and
+//! `model.task`, and that `data.id` names columns of the main table; a check of other columns
+//! adds its issues here.
 //!
 //! A table that cannot be read here is not reported: the loader reports it, with its full
 //! message, when the run reads the table.
 
 use crate::runfile::RunFile;
 use whet_core::Issues;
-use whet_tabular::polars::prelude::Series;
+use whet_tabular::polars::prelude::{DataFrame, Series};
 use whet_train::Task;
 
 /// Issues of `file` against the first rows of its main table (key paths from the file's root).
@@ -25,12 +26,17 @@ pub(crate) fn check(file: &RunFile) -> Issues {
     let Some(spec) = tables.get(&main) else {
         return issues;
     };
+    let Ok(head) = whet_tabular::scan_head(spec, whet_tabular::SCAN_ROWS) else {
+        return issues;
+    };
+    id_issues(&mut issues, &file.data.id, &main, spec, &head);
     let Some(column) = target.column.as_deref().or(target.regression.as_deref()) else {
         return issues;
     };
-    let scanned = whet_tabular::scan_column(spec, column, whet_tabular::SCAN_ROWS)
+    let scanned = head
+        .column(column)
         .ok()
-        .flatten();
+        .map(|c| (head.height(), c.as_materialized_series().clone()));
     let binary_without_threshold =
         file.model.task == Task::Binary && target.column.is_some() && target.threshold.is_none();
     if let (true, Some((rows, values))) = (binary_without_threshold, &scanned)
@@ -44,6 +50,40 @@ pub(crate) fn check(file: &RunFile) -> Issues {
         issues.nest("data.target", target.check_values(values, &rows));
     }
     issues
+}
+
+/// `data.id` names columns of the main table as loaded (identifiers are read from it, before
+/// any join or step): a name that is not one of `head`'s columns is an issue at `data.id[i]`
+/// listing the columns, with the closest name.
+fn id_issues(
+    issues: &mut Issues,
+    ids: &[String],
+    main: &str,
+    spec: &whet_tabular::TableSpec,
+    head: &DataFrame,
+) {
+    let columns: Vec<String> = head
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        if columns.contains(id) {
+            continue;
+        }
+        let hint = crate::yaml::closest(id, columns.iter().map(String::as_str))
+            .map(|c| format!("; did you mean `{c}`?"))
+            .unwrap_or_default();
+        let list: Vec<String> = columns.iter().map(|c| format!("`{c}`")).collect();
+        issues.push(
+            format!("data.id[{i}]"),
+            format!(
+                "`{id}` is not a column of the main table `{main}` (`{}`), which identifiers are read from (before joins); its columns are {}{hint}",
+                spec.path.display(),
+                list.join(", ")
+            ),
+        );
+    }
 }
 
 /// `task: binary` on `{ column: c }` without `threshold` takes a column of two values (0/1, or

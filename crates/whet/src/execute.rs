@@ -10,7 +10,7 @@ use crate::manifest::{Manifest, ManifestKind};
 use crate::runfile::Run;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use whet_core::Progress;
 use whet_report::{Confusion, EpochRow, RunRecord, RunStatus};
@@ -170,6 +170,131 @@ impl RunOutcome {
     }
 }
 
+/// A model measured on one labelled set: the numbers `metrics.json` holds for it and the
+/// confusion matrix its chart shows. [`measure`] makes it, for a run's test and validation sets
+/// and for `whet evaluate` on new data, so both give the same numbers for the same rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Measured {
+    /// The scalar metrics by name ([`whet_train::Evaluation::flat`]).
+    pub metrics: BTreeMap<String, f64>,
+    /// Rows measured.
+    pub samples: usize,
+    /// Per-class results (classification and binary tasks).
+    pub classes: Option<ClassBreakdown>,
+    /// The confusion matrix for the chart (classification and binary tasks).
+    pub confusion: Option<Confusion>,
+}
+
+/// Measures `model` on `source`, reading its outputs through `readout`; `classes` names the
+/// classes (indices when their count does not match the network's).
+pub(crate) fn measure(
+    model: &whet_train::Mlp,
+    source: &mut dyn BatchSource,
+    readout: &whet_train::Readout,
+    classes: &[String],
+) -> whet_train::Result<Measured> {
+    let e = whet_train::evaluate_readout(model, source, readout)?;
+    let (breakdown, confusion) = match &e.metrics {
+        whet_train::Metrics::Classification(c) => {
+            let labels: Vec<String> = if classes.len() == c.confusion.len() {
+                classes.to_vec()
+            } else {
+                (0..c.confusion.len()).map(|i| i.to_string()).collect()
+            };
+            (
+                Some(ClassBreakdown {
+                    labels: labels.clone(),
+                    precision: c.precision.clone(),
+                    recall: c.recall.clone(),
+                    f1: c.f1.clone(),
+                    confusion: c.confusion.clone(),
+                }),
+                Some(Confusion {
+                    labels,
+                    counts: c.confusion.clone(),
+                }),
+            )
+        }
+        whet_train::Metrics::Regression(_) => (None, None),
+    };
+    Ok(Measured {
+        metrics: e.flat(),
+        samples: e.samples,
+        classes: breakdown,
+        confusion,
+    })
+}
+
+/// The charts of the set a model is judged on, besides the confusion matrix: ROC and
+/// precision-recall curves (binary), predicted against actual values and residuals
+/// (regression, in the target's units). A run and `whet evaluate` both write them through
+/// [`write_set_charts`].
+pub(crate) struct SetCharts {
+    binary: Option<whet_report::BinaryCurves>,
+    regression: Option<whet_report::RegressionPoints>,
+}
+
+impl SetCharts {
+    /// The charts of `model` on `set` (`confusion`: its confusion matrix from [`measure`];
+    /// `target`: the regression target's name, `None` draws no regression charts).
+    pub(crate) fn of(
+        model: &whet_train::Mlp,
+        readout: &whet_train::Readout,
+        set: &mut whet_train::ArraySource,
+        confusion: Option<&Confusion>,
+        evaluated_on: EvaluatedOn,
+        target: Option<&str>,
+    ) -> whet_train::Result<SetCharts> {
+        let binary = match (model.task(), confusion) {
+            (whet_train::Task::Binary, Some(c)) => {
+                let scores = whet_train::binary_scores(model, set)?;
+                Some(binary_curves(
+                    &scores,
+                    &c.counts,
+                    &readout.decision(),
+                    evaluated_on,
+                ))
+            }
+            _ => None,
+        };
+        let regression = match (model.task(), target) {
+            (whet_train::Task::Regression, Some(target)) => {
+                let predicted = readout.predict(model, set.x().view()).values;
+                let actual = readout.values(set.y().view());
+                Some(whet_report::RegressionPoints {
+                    target: target.to_string(),
+                    actual: actual.column(0).to_vec(),
+                    predicted: predicted.column(0).to_vec(),
+                })
+            }
+            _ => None,
+        };
+        Ok(SetCharts { binary, regression })
+    }
+}
+
+/// Writes `charts` ([`SetCharts`]) into `out`; returns the files written.
+pub(crate) fn write_set_charts(
+    record: &RunRecord,
+    charts: &SetCharts,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    if let Some(points) = &charts.regression {
+        files.extend(
+            whet_report::write_regression(record, points, out)
+                .context("writing the regression charts")?,
+        );
+    }
+    if let Some(b) = &charts.binary {
+        files.extend(
+            whet_report::write_binary_curves(record, b, out)
+                .context("writing the ROC and precision-recall charts")?,
+        );
+    }
+    Ok(files)
+}
+
 /// The ROC and precision-recall curves of a binary model's `scores` on the evaluated set, with
 /// the point of the threshold in use (from that set's `confusion[true][predicted]`).
 fn binary_curves(
@@ -210,7 +335,7 @@ fn rows(curves: &[EpochRecord]) -> Vec<EpochRow> {
         .collect()
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
         what: "JSON output",
         path: path.to_path_buf(),
@@ -357,63 +482,41 @@ impl Run {
         let mut test_classes = None;
         let mut test_samples = 0;
         let mut confusion = None;
-        let mut binary = None;
+        let mut charts = None;
         if status == RunStatus::Ok {
-            let mut breakdown = |m: &whet_train::Metrics| {
-                if let whet_train::Metrics::Classification(c) = m {
-                    let labels = if classes.len() == c.confusion.len() {
-                        classes.clone()
-                    } else {
-                        (0..c.confusion.len()).map(|i| i.to_string()).collect()
-                    };
-                    confusion = Some(Confusion {
-                        labels: labels.clone(),
-                        counts: c.confusion.clone(),
-                    });
-                    Some(ClassBreakdown {
-                        labels,
-                        precision: c.precision.clone(),
-                        recall: c.recall.clone(),
-                        f1: c.f1.clone(),
-                        confusion: c.confusion.clone(),
-                    })
-                } else {
-                    None
-                }
-            };
             if let Some(t) = data.test.as_mut() {
-                let e = whet_train::evaluate_readout(&model, t, &readout)
-                    .context("evaluating on the test set")?;
-                test = e.flat();
-                test_samples = e.samples;
-                test_classes = breakdown(&e.metrics);
+                let m =
+                    measure(&model, t, &readout, &classes).context("evaluating on the test set")?;
+                test = m.metrics;
+                test_samples = m.samples;
+                test_classes = m.classes;
+                confusion = m.confusion;
             }
             if let Some(v) = data.validation.as_mut() {
-                let e = whet_train::evaluate_readout(&model, v, &readout)
-                    .context("evaluating on validation")?;
-                validation = Some(e.flat());
+                let m =
+                    measure(&model, v, &readout, &classes).context("evaluating on validation")?;
+                validation = Some(m.metrics);
                 if evaluated_on == EvaluatedOn::Validation {
                     // The confusion chart shows the set the run is judged on.
-                    breakdown(&e.metrics);
+                    confusion = m.confusion;
                 }
             }
-            if model.task() == whet_train::Task::Binary {
-                let judged: Option<&mut dyn BatchSource> = match evaluated_on {
-                    EvaluatedOn::Test => data.test.as_mut().map(|t| t as &mut dyn BatchSource),
-                    EvaluatedOn::Validation => {
-                        data.validation.as_mut().map(|v| v as &mut dyn BatchSource)
-                    }
-                };
-                if let (Some(src), Some(c)) = (judged, confusion.as_ref()) {
-                    let scores = whet_train::binary_scores(&model, src)
-                        .context("scoring the evaluated set for the ROC and PR curves")?;
-                    binary = Some(binary_curves(
-                        &scores,
-                        &c.counts,
-                        &model.decision(),
+            let judged = match evaluated_on {
+                EvaluatedOn::Test => data.test.as_mut(),
+                EvaluatedOn::Validation => data.validation.as_mut(),
+            };
+            if let Some(set) = judged {
+                charts = Some(
+                    SetCharts::of(
+                        &model,
+                        &readout,
+                        set,
+                        confusion.as_ref(),
                         evaluated_on,
-                    ));
-                }
+                        target_name.as_deref(),
+                    )
+                    .context("scoring the evaluated set for its charts")?,
+                );
             }
         }
         // The first write: the marker, so a folder loader never takes this folder for data.
@@ -466,27 +569,8 @@ impl Run {
         };
         whet_report::write_run(&outcome.record(), confusion.as_ref(), out)
             .context("writing the run's curves and charts")?;
-        if let (RunStatus::Ok, Some(target)) = (status, target_name) {
-            // Predicted against actual values of the set the run is judged on.
-            let set = match evaluated_on {
-                EvaluatedOn::Test => data.test.as_ref(),
-                EvaluatedOn::Validation => data.validation.as_ref(),
-            };
-            if let Some(set) = set {
-                let predicted = readout.values(model.predict(set.x().view()).view());
-                let actual = readout.values(set.y().view());
-                let points = whet_report::RegressionPoints {
-                    target,
-                    actual: actual.column(0).to_vec(),
-                    predicted: predicted.column(0).to_vec(),
-                };
-                whet_report::write_regression(&outcome.record(), &points, out)
-                    .context("writing the run's regression charts")?;
-            }
-        }
-        if let Some(b) = &binary {
-            whet_report::write_binary_curves(&outcome.record(), b, out)
-                .context("writing the run's ROC and precision-recall charts")?;
+        if let Some(c) = &charts {
+            write_set_charts(&outcome.record(), c, out)?;
         }
         outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
         write_json(&out.join("metrics.json"), &outcome.metrics)?;

@@ -90,6 +90,9 @@ pub struct ExportOptions {
     /// after the originals (by default online mode exports the originals only; offline mode
     /// exports the copies the model was trained on, and refuses this option).
     pub augmented_copies: Option<usize>,
+    /// Columns of the main table written next to every row, with their values as loaded,
+    /// after the identifier columns (`data.id`, or `row`) (tables; `--keep`).
+    pub keep: Vec<String>,
 }
 
 /// What [`Run::export`] wrote.
@@ -154,14 +157,22 @@ impl Run {
                         .format
                         .unwrap_or(ExportFormat::Parquet)
                         .table_format()?;
+                    let ids = whet_tabular::split_ids(p, &options.keep)?;
                     ExportReport {
                         rows: [p.train.x.nrows(), p.validation.x.nrows(), p.test.x.nrows()],
                         features: p.features.len(),
-                        files: whet_tabular::write_splits(p, stage, fmt)?,
+                        files: whet_tabular::write_splits(p, stage, fmt, &ids)?,
                         images: false,
                     }
                 }
-                PreparedData::Images(p) => export_images(p, stage, options)?,
+                PreparedData::Images(p) => {
+                    if !options.keep.is_empty() {
+                        return Err(Error::Invalid(
+                            "--keep names table columns; an image export has none".into(),
+                        ));
+                    }
+                    export_images(p, stage, options)?
+                }
             };
             manifest.files = report.files.clone();
             manifest.save(&stage.join("manifest.json"))?;

@@ -11,6 +11,8 @@
 //!   fitted preprocessing, class names); [`Run::execute`] trains and evaluates and returns a
 //!   [`RunOutcome`] with its [`Metrics`] and [`Manifest`]; [`Run::export`] writes the very data
 //!   the run trains on.
+//! - [`predict`] scores new data with a trained run's preprocessing and network;
+//!   [`evaluate`] measures it on new labelled data as a run measures its test set.
 //! - [`Ablation::plan`] expands the `ablation` section into a [`Plan`] of cells
 //!   (variant × seed); [`Plan::run_cell`] runs one, [`Plan::collect`] writes the report.
 //!
@@ -41,6 +43,7 @@ mod execute;
 mod export;
 mod inputs;
 mod manifest;
+mod predict;
 mod prepare;
 mod reference;
 mod runfile;
@@ -57,6 +60,10 @@ pub use execute::{ClassBreakdown, EvaluatedOn, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
+pub use predict::{
+    BATCH_ROWS, BadRows, EvaluateOptions, EvaluateReport, LABEL_COLUMN, PredictOptions,
+    PredictReport, SCORE_PREFIX, VALUE_COLUMN, evaluate, predict, skipped_path,
+};
 pub use prepare::{
     DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, TrainingData,
     image_arrays,

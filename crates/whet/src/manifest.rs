@@ -146,19 +146,23 @@ pub struct ApplyReport {
 }
 
 /// Replays the fitted table preprocessing of a run's or an export's manifest on new data (the
-/// main table, in the same format as at training), writing `applied.*` into `out` in `format`.
+/// main table, in the same format as at training), writing `applied.*` into `out` in `format`:
+/// the identifier columns (`data.id`, or `row`: the 0-based row number in `data`), the `keep`
+/// columns as loaded, the features, and the target when `data` has its column.
 /// `out` may not overlap the manifest or the data file (checked first).
 ///
 /// `out` is locked first, as by [`Run::execute`].
 ///
 /// # Errors
 /// An `out` that overlaps an input, an unreadable manifest or data file, data that do not fit
-/// the manifest, write errors, or [`Error::Lock`] when another process writes into `out`.
+/// the manifest, a `keep` column that is not in `data`, write errors, or [`Error::Lock`] when
+/// another process writes into `out`.
 pub fn apply(
     manifest: &Path,
     data: &Path,
     out: &Path,
     format: whet_tabular::ExportFormat,
+    keep: &[String],
 ) -> Result<ApplyReport> {
     use whet_core::outputs::{self, Input, OutputKind};
     let inputs = [
@@ -169,7 +173,15 @@ pub fn apply(
     let _lock = whet_core::lock::FolderLock::acquire(out)?;
     let m = Manifest::load(manifest)?;
     let tables = m.tables()?;
-    let applied = whet_tabular::apply_file(tables, data).map_err(|e| {
+    let applied = (|| -> whet_tabular::Result<_> {
+        let (raw, joined) =
+            whet_tabular::load_new_data(tables, data, &std::collections::BTreeMap::new())?;
+        let applied = whet_tabular::apply(tables, raw.clone(), &joined)?;
+        let ids =
+            whet_tabular::row_columns(&raw, &applied.source_rows, &tables.data.id, keep, data)?;
+        Ok((applied, ids))
+    })();
+    let (applied, ids) = applied.map_err(|e| {
         Error::from(e).context(format!(
             "applying `{}` to the data file `{}`",
             manifest.display(),
@@ -183,6 +195,7 @@ pub fn apply(
         &applied.x,
         applied.y.as_ref(),
         &applied.features,
+        Some(&ids),
         format,
     )?;
     Ok(ApplyReport {

@@ -261,12 +261,7 @@ impl Prepared {
             }
             PreparedData::Tables(p) => {
                 // The trainer sees the standardised target (see `Prepared::target_scale`).
-                let scaled = |mut y: Array2<f32>| {
-                    if let Some(s) = p.manifest.target_scale {
-                        y.mapv_inplace(|v| s.apply(v));
-                    }
-                    y
-                };
+                let scaled = |y| scale_targets(y, p.manifest.target_scale);
                 let train = ArraySource::new(p.train.x, scaled(p.train.y))?;
                 let valid = ArraySource::new(p.validation.x, scaled(p.validation.y))?;
                 let test = ArraySource::new(p.test.x, scaled(p.test.y))?;
@@ -553,6 +548,14 @@ fn tables_to_bundle(p: &whet_tabular::Prepared) -> Result<Bundle> {
         let a = a.as_standard_layout();
         b.push_f32(&i.to_string(), a.as_slice().unwrap_or_default());
     }
+    let r = &p.source_rows;
+    for (name, rows) in [
+        ("rows_train", &r.train),
+        ("rows_validation", &r.validation),
+        ("rows_test", &r.test),
+    ] {
+        b.push_u32(name, rows);
+    }
     Ok(b)
 }
 
@@ -570,7 +573,13 @@ fn bundle_to_tables(b: &Bundle) -> Option<whet_tabular::Prepared> {
         })
     };
     let (train, validation, test) = (split()?, split()?, split()?);
+    let source_rows = whet_tabular::SplitIndices {
+        train: b.u32("rows_train")?,
+        validation: b.u32("rows_validation")?,
+        test: b.u32("rows_test")?,
+    };
     Some(whet_tabular::Prepared {
+        source_rows,
         train,
         validation,
         test,
@@ -651,4 +660,17 @@ fn name_table_files(e: whet_tabular::Error, cfg: &whet_tabular::TabularConfig) -
 pub fn image_arrays(set: &ImageSet, norm: &Normalizer, classes: usize) -> Result<ArraySource> {
     let (x, y) = set.to_arrays(norm, classes)?;
     Ok(ArraySource::new(x, y)?)
+}
+
+/// Targets as the network is trained on them: standardised by the regression target's `scale`
+/// (fitted on the training split), or as they are without one. A run's splits and `whet
+/// evaluate`'s data both go through it.
+pub(crate) fn scale_targets(
+    mut y: Array2<f32>,
+    scale: Option<whet_core::TargetScale>,
+) -> Array2<f32> {
+    if let Some(s) = scale {
+        y.mapv_inplace(|v| s.apply(v));
+    }
+    y
 }

@@ -79,6 +79,12 @@ pub struct DataConfig {
     /// `{ regression: c }`.
     #[serde(default)]
     pub target: Option<whet_tabular::TargetConfig>,
+    /// Identifier columns of the main table (tables): never features, written next to every
+    /// row by `whet export`, `whet apply` and `whet predict`. Default: none, and rows are
+    /// identified by `row`, their 0-based row number in the main table's file (header not
+    /// counted).
+    #[serde(default)]
+    pub id: Vec<String>,
 }
 
 impl RunFile {
@@ -95,6 +101,7 @@ impl RunFile {
                     .target
                     .clone()?
                     .with_two_labels(self.model.task == whet_train::Task::Binary),
+                id: self.data.id.clone(),
             },
             steps: self.steps.clone(),
             split: self.split.clone().unwrap_or_default(),
@@ -156,6 +163,12 @@ impl RunFile {
             }
             if self.data.target.is_some() {
                 issues.push("data.target", "`target` is for tables; image labels come from the IDX labels or class folders");
+            }
+            if !self.data.id.is_empty() {
+                issues.push(
+                    "data.id",
+                    "`id` is for tables; `whet predict` identifies images by their file path",
+                );
             }
         }
         if let Some(tables) = &self.data.tables {
@@ -535,6 +548,7 @@ impl RunFile {
             tables: None,
             main: None,
             target: None,
+            id: vec![],
         };
         Self::with_data(name.into(), data, model, train)
     }
@@ -552,6 +566,7 @@ impl RunFile {
             tables: Some(tables.into_iter().collect()),
             main: None,
             target: Some(target),
+            id: vec![],
         };
         Self::with_data(name.into(), data, model, train)
     }
@@ -577,6 +592,12 @@ impl RunFile {
     /// Names the table the rows come from (default: the only table, or the first).
     pub fn with_main(mut self, main: impl Into<String>) -> Self {
         self.data.main = Some(main.into());
+        self
+    }
+
+    /// Declares the identifier columns of the main table (`data.id`).
+    pub fn with_id(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.data.id = columns.into_iter().map(Into::into).collect();
         self
     }
 

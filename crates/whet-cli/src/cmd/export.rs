@@ -17,12 +17,14 @@ pub fn export(
     out: &Path,
     format: Option<whet::ExportFormat>,
     augmented_copies: Option<usize>,
+    keep: &[String],
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
     let bars = Bars::new(cli.quiet);
     let options = ExportOptions {
         format,
         augmented_copies,
+        keep: keep.to_vec(),
     };
     let report = run.export(out, &options, &Cache::new(true), &bars)?;
     if cli.json {
@@ -65,8 +67,9 @@ pub fn apply(
     data: &Path,
     out: &Path,
     format: whet::ExportFormat,
+    keep: &[String],
 ) -> Result<()> {
-    let r = whet::apply(manifest, data, out, format.table_format()?)?;
+    let r = whet::apply(manifest, data, out, format.table_format()?, keep)?;
     if cli.json {
         crate::outln!(
             "{}",

@@ -4,6 +4,7 @@
 pub mod ablate;
 pub mod audit;
 pub mod export;
+pub mod predict;
 pub mod preview;
 pub mod run;
 pub mod validate;
@@ -45,13 +46,30 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             out,
             format,
             augmented_copies,
-        } => export::export(cli, pipeline, out, *format, *augmented_copies),
+            keep,
+        } => export::export(cli, pipeline, out, *format, *augmented_copies, keep),
         Command::Apply {
             manifest,
             data,
             out,
             format,
-        } => export::apply(cli, manifest, data, out, *format),
+            keep,
+        } => export::apply(cli, manifest, data, out, *format, keep),
+        Command::Predict {
+            run,
+            data,
+            out,
+            keep,
+            tables,
+            skip_bad,
+        } => predict::predict(cli, run, data, out, keep, tables, skip_bad.as_ref()),
+        Command::Evaluate {
+            run,
+            data,
+            out,
+            tables,
+            labels,
+        } => predict::evaluate(cli, run, data, out, tables, labels.as_deref()),
         Command::Preview {
             pipeline,
             out,

@@ -177,7 +177,21 @@ fn flights_pipeline_prepares_exports_and_replays() {
                     "test.parquet"
                 };
                 let (df, _) = load_table(&TableSpec::new(out.join(name))).unwrap();
-                assert_eq!(df.width(), p.features.len() + 1);
+                // The identifier first (no `data.id`: `row`, the row in the main table's
+                // file), then the features and `target`.
+                assert_eq!(df.width(), p.features.len() + 2);
+                assert_eq!(df.get_column_names()[0].as_str(), "row");
+                let rows: Vec<i64> = df
+                    .column("row")
+                    .unwrap()
+                    .cast(&DataType::Int64)
+                    .unwrap()
+                    .i64()
+                    .unwrap()
+                    .no_null_iter()
+                    .collect();
+                let want: Vec<i64> = p.source_rows.test.iter().map(|&r| i64::from(r)).collect();
+                assert_eq!(rows, want);
                 let mut x = ndarray::Array2::<f32>::zeros((df.height(), p.features.len()));
                 for (j, f) in p.features.iter().enumerate() {
                     let c = df.column(f).unwrap().cast(&DataType::Float32).unwrap();

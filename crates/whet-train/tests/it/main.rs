@@ -424,10 +424,16 @@ fn checkpoint_round_trip() {
             (3, Activation::Sigmoid, 0.0, 0.0),
         ],
     );
-    let net = Mlp::new(&cfg, 5, 1, 2).unwrap();
+    let mut net = Mlp::new(&cfg, 5, 1, 2).unwrap();
+    // The threshold and the class weights are part of the architecture: a loaded network
+    // labels and reports its loss as the saved one did.
+    net.set_threshold(0.3).unwrap();
+    net.set_class_weights(whet_train::ClassWeights::new(vec![1.0, 3.0]).unwrap())
+        .unwrap();
     checkpoint::save(&net, &p).unwrap();
     let back = checkpoint::load(&p).unwrap();
     assert_eq!(back, net);
+    assert_eq!(back.class_weights().unwrap().get(), [1.0, 3.0]);
     // The file follows the safetensors layout: u64 header length, JSON header, data.
     let bytes = std::fs::read(&p).unwrap();
     let h = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
