@@ -743,27 +743,36 @@ pub(crate) fn check_dims(task: Task, input_dim: usize, output_dim: usize) -> Res
     }
 }
 
-/// Correct predictions in `logits` against targets `y` (classification: argmax; binary: the
-/// decision's threshold against y > 0.5; regression: 0).
+/// Correct predictions in `logits` against targets `y`: [`Decision::label`] of each row against
+/// the target row's label (regression: 0).
 pub(crate) fn count_correct(
     decision: &Decision,
     logits: ArrayView2<f32>,
     y: ArrayView2<f32>,
 ) -> usize {
-    match decision.task() {
-        Task::Regression => 0,
-        Task::Binary => logits
-            .iter()
-            .zip(y.iter())
-            .filter(|(z, t)| decision.positive(**z) == (**t > 0.5))
-            .count(),
-        Task::Classification => logits
-            .rows()
-            .into_iter()
-            .zip(y.rows())
-            .filter(|(z, t)| argmax(z.iter().copied()) == argmax(t.iter().copied()))
-            .count(),
+    let task = decision.task();
+    if task == Task::Regression {
+        return 0;
     }
+    logits
+        .rows()
+        .into_iter()
+        .zip(y.rows())
+        .filter(|(z, t)| {
+            // The true label, decoded from the target row (a 0/1 value or a one-hot row).
+            let truth = match task {
+                Task::Binary => usize::from(t[0] > 0.5),
+                _ => argmax(t.iter().copied()),
+            };
+            // The predicted label: the one label rule (rows of a standard-layout batch are
+            // contiguous; a copy only for a strided view).
+            let label = match z.as_slice() {
+                Some(row) => decision.label(row),
+                None => decision.label(&z.to_vec()),
+            };
+            label == truth
+        })
+        .count()
 }
 
 /// Index of the largest value (the first on ties).
