@@ -6,6 +6,7 @@
 mod bad_input;
 mod budgets;
 mod catalogue;
+mod cli;
 mod concurrency;
 mod hostile_paths;
 mod imbalanced;

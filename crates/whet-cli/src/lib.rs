@@ -82,17 +82,31 @@ Examples:
   whet audit pipelines/flights-delay.yaml
   whet export pipelines/flights-delay.yaml --out export/ --format parquet
   whet schema > whet.schema.json
+  whet run pipelines/mnist-mlp.yaml 2> train.log   (one line per epoch)
+  whet completions bash > ~/.local/share/bash-completion/completions/whet
+  whet man --out man/
 
 Exit codes: 0 success, 1 the run failed (e.g. diverged), 2 bad input or usage.
 From the repository, `cargo whet <command> ...` builds and runs whet.";
 
 /// whet: data preprocessing and augmentation for neural networks, with ablation reports.
 #[derive(Debug, Parser)]
-#[command(name = "whet", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(
+    name = "whet",
+    bin_name = "whet",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
 pub struct Cli {
-    /// Hide progress bars.
+    /// Hide progress (bars, epoch and run lines); warnings are still written.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Progress and warnings on stderr: `text` (bars in a terminal, one plain line per epoch
+    /// and per finished run otherwise) or `jsonl` (one JSON object per event).
+    #[arg(long, global = true, value_enum, default_value_t = progress::LogFormat::Text)]
+    pub log_format: progress::LogFormat,
     /// Print machine-readable JSON instead of tables where a command prints a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -295,6 +309,26 @@ Example: whet evaluate runs/flights-delay flights-2014.csv --out eval-2014/"
         #[arg(long)]
         markdown: bool,
     },
+    /// Print a shell completion script for whet.
+    #[command(after_help = "Install, e.g.:
+  bash: whet completions bash > ~/.local/share/bash-completion/completions/whet
+  zsh:  whet completions zsh > ~/.zfunc/_whet   (with `fpath+=~/.zfunc` before `compinit`)
+  fish: whet completions fish > ~/.config/fish/completions/whet.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a folder.
+    #[command(
+        after_help = "Example: whet man | man -l -    or    whet man --out /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write `whet.1` and `whet-COMMAND.1` for every command into this folder instead of
+        /// printing `whet.1`.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn parse_format(s: &str) -> Result<whet::ExportFormat, String> {
@@ -333,6 +367,12 @@ fn parse_memory(s: &str) -> Result<whet_core::Budget, String> {
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
+            // clap names a subcommand's version after the subcommand (`whet-run 0.1.0`); whet
+            // has one version, printed under one name whatever command asked for it.
+            let _ = outln!("whet {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
         Err(e) => {
             let _ = e.print();
             return match e.kind() {

@@ -251,10 +251,7 @@ impl Ablation {
         let metric = ab
             .metric
             .clone()
-            .unwrap_or_else(|| match run.file().model.task {
-                whet_train::Task::Regression => "mse".into(),
-                _ => "accuracy".into(),
-            });
+            .unwrap_or_else(|| crate::execute::default_metric(run.file().model.task).into());
         let higher_is_better = whet_train::higher_is_better(&metric);
         Ok(Plan {
             name: run.name().to_string(),
@@ -269,6 +266,31 @@ impl Ablation {
 }
 
 impl Plan {
+    /// The progress event of a finished cell: its status and the plan's metric.
+    fn cell_line(&self, r: &CellResult) -> whet_core::RunLine {
+        let rec = &r.record;
+        whet_core::RunLine {
+            name: self.name.clone(),
+            variant: rec.variant.clone(),
+            seed: rec.seed,
+            status: rec.status.to_string(),
+            message: rec.message.clone(),
+            kept: r.kept,
+            epochs: rec.curves.len(),
+            metric: rec
+                .metrics
+                .get(&self.metric)
+                .filter(|v| v.is_finite())
+                .map(|&value| whet_core::RunMetric {
+                    set: None,
+                    name: self.metric.clone(),
+                    value,
+                    percent: whet_report::is_percent_metric(&self.metric),
+                }),
+            seconds: rec.train_seconds,
+        }
+    }
+
     /// The folder of cell `i` under `out`: `runs/<variant>/seed-<n>`. The variant's name goes
     /// through [`whet_core::names::join`], so no name can lead outside `out`.
     ///
@@ -422,6 +444,7 @@ impl Plan {
                         r.record.variant, r.record.seed, r.record.status
                     ));
                 }
+                progress.finished(&self.cell_line(&r));
                 progress.advance(1);
                 Ok(())
             })

@@ -12,13 +12,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use whet_core::Progress;
+use whet_core::{EpochLine, Progress, RunLine, RunMetric};
 use whet_report::{Confusion, EpochRow, RunRecord, RunStatus};
 use whet_train::{BatchSource, EpochRecord, Observer};
 
-/// Draws the epoch bar from the trainer's events.
+/// Turns the trainer's events into progress: one bar over every batch of the run, and an
+/// [`EpochLine`] per finished epoch (which a log keeps).
 struct EpochBars<'a> {
     bars: &'a dyn Progress,
+    epochs: usize,
     epochs_started: bool,
 }
 
@@ -28,18 +30,36 @@ impl Observer for EpochBars<'_> {
             self.bars.begin("training", Some((epochs * batches) as u64));
             self.epochs_started = true;
         }
+        self.epochs = epochs;
         self.bars.message(&format!("epoch {epoch}/{epochs}"));
     }
     fn batch_end(&mut self, _epoch: usize, _batch: usize, _loss: f64) {
         self.bars.advance(1);
     }
     fn epoch_end(&mut self, r: &EpochRecord) {
-        let v = r
-            .valid_loss
-            .map(|v| format!(" val {v:.4}"))
-            .unwrap_or_default();
-        self.bars
-            .message(&format!("epoch {} loss {:.4}{v}", r.epoch, r.train_loss));
+        self.bars.epoch(&epoch_line(r, self.epochs));
+    }
+}
+
+/// The progress event of a finished epoch of `epochs`.
+fn epoch_line(r: &EpochRecord, epochs: usize) -> EpochLine {
+    EpochLine {
+        epoch: r.epoch,
+        epochs,
+        train_loss: r.train_loss,
+        train_accuracy: r.train_accuracy,
+        valid_loss: r.valid_loss,
+        valid_accuracy: r.valid_accuracy,
+        seconds: r.seconds,
+    }
+}
+
+/// The metric a run is judged by when nothing names one: accuracy, or the mean squared error
+/// of a regression (the ablation's default too).
+pub(crate) fn default_metric(task: whet_train::Task) -> &'static str {
+    match task {
+        whet_train::Task::Regression => "mse",
+        _ => "accuracy",
     }
 }
 
@@ -145,6 +165,27 @@ pub struct RunOutcome {
 }
 
 impl Metrics {
+    /// The progress event of this finished run, judged by `metric` on the set it was
+    /// evaluated on (no metric when the run did not finish or did not measure it).
+    pub fn line(&self, metric: &str) -> RunLine {
+        RunLine {
+            name: self.name.clone(),
+            variant: self.variant.clone(),
+            seed: self.seed,
+            status: self.status.to_string(),
+            message: self.message.clone(),
+            kept: false,
+            epochs: self.epochs,
+            metric: self.evaluated().get(metric).map(|&value| RunMetric {
+                set: Some(self.evaluated_on.to_string()),
+                name: metric.to_string(),
+                value,
+                percent: whet_report::is_percent_metric(metric),
+            }),
+            seconds: self.total_seconds,
+        }
+    }
+
     /// The metrics of the set the run is judged on ([`Metrics::evaluated_on`]): the test
     /// metrics, or the validation metrics of a run without a test set.
     pub fn evaluated(&self) -> BTreeMap<String, f64> {
@@ -156,6 +197,18 @@ impl Metrics {
 }
 
 impl RunOutcome {
+    /// The epoch with the lowest validation loss (1-based), when the run had a
+    /// validation split: with early stopping it is [`Metrics::best_epoch`], whose weights
+    /// were kept; without, the weights are the last epoch's and this says where validation
+    /// was best.
+    pub fn lowest_validation_loss_epoch(&self) -> Option<usize> {
+        self.curves
+            .iter()
+            .filter_map(|c| c.val_loss.filter(|v| v.is_finite()).map(|v| (c.epoch, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(e, _)| e)
+    }
+
     /// The record an ablation report takes (its metrics are [`Metrics::evaluated`]).
     pub fn record(&self) -> RunRecord {
         RunRecord {
@@ -437,6 +490,7 @@ impl Run {
         }
         let mut obs = EpochBars {
             bars: progress,
+            epochs: 0,
             epochs_started: false,
         };
         let fitted = whet_train::fit(
@@ -575,6 +629,7 @@ impl Run {
         outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
         write_json(&out.join("metrics.json"), &outcome.metrics)?;
         outcome.manifest.save(&out.join("manifest.json"))?;
+        progress.finished(&outcome.metrics.line(default_metric(file.model.task)));
         Ok(outcome)
     }
 

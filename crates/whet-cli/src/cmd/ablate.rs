@@ -8,6 +8,7 @@ use anyhow::Result;
 use std::path::Path;
 use whet::report::AblationInput;
 use whet::{Ablation, Cache, PlanOptions, RunStatus};
+use whet_core::Progress;
 
 /// `whet ablate`.
 ///
@@ -37,8 +38,8 @@ pub fn ablate(
     // Before the pretrain runs: `Plan::run` checks again, but pretraining is already work.
     plan.check_output(&out)?;
     let cache = Cache::new(use_cache);
-    plan.ensure_pretrained(&cache, &Bars::with_prefix(cli.quiet, "pretrain"))?;
-    let bars = Bars::new(cli.quiet);
+    plan.ensure_pretrained(&cache, &Bars::for_cli(cli).with_prefix("pretrain"))?;
+    let bars = Bars::for_cli(cli);
     let report = plan.run(&out, &cache, fresh, &bars)?;
     if cli.json {
         crate::outln!("{}", std::fs::read_to_string(out.join("ablation.json"))?)?;
@@ -48,12 +49,12 @@ pub fn ablate(
     }
     let records = &report.input.runs;
     for f in records.iter().filter(|r| r.status == RunStatus::Failed) {
-        eprintln!(
-            "warning: {} seed {} failed: {}",
+        bars.warn(&format!(
+            "{} seed {} failed: {}",
             f.variant,
             f.seed,
             f.message.as_deref().unwrap_or("")
-        );
+        ));
     }
     if records.iter().all(|r| r.status != RunStatus::Ok) {
         return Err(RunFailed(format!(
@@ -73,7 +74,21 @@ fn fmt_metric(metric: &str, v: Option<f64>) -> String {
     }
 }
 
-/// A plain-text table of the primary metric per variant, for the terminal.
+/// How a variant's runs ended: `3/3 ok`, `2/3 ok, 1 diverged`, `0/3 ok, 2 diverged, 1 failed`.
+fn status(v: &whet::report::VariantSummary) -> String {
+    let mut s = format!("{}/{} ok", v.ok, v.runs);
+    if v.diverged > 0 {
+        s.push_str(&format!(", {} diverged", v.diverged));
+    }
+    if v.failed > 0 {
+        s.push_str(&format!(", {} failed", v.failed));
+    }
+    s
+}
+
+/// A plain-text table of the primary metric per variant, for the terminal: how each variant's
+/// runs ended (ok / diverged / failed), the metric's mean ± sd, the paired difference against
+/// the baseline and the verdict.
 pub fn summary_table(input: &AblationInput, variants: &[whet::report::VariantSummary]) -> String {
     let m = &input.primary_metric;
     let scale = if whet::report::is_percent_metric(m) {
@@ -88,14 +103,16 @@ pub fn summary_table(input: &AblationInput, variants: &[whet::report::VariantSum
         .max()
         .unwrap_or(8)
         .max(8);
+    let statuses: Vec<String> = variants.iter().map(status).collect();
+    let sw = statuses.iter().map(String::len).max().unwrap_or(4).max(4);
     let mut out = format!(
-        "{:<width$}  {:>5}  {:>18}  {:>28}  verdict\n",
+        "{:<width$}  {:<sw$}  {:>18}  {:>28}  verdict\n",
         "variant",
-        "ok",
+        "runs",
         format!("{m} (mean ± sd)"),
         "Δ vs baseline [95 % CI]"
     );
-    for v in variants {
+    for (v, runs) in variants.iter().zip(&statuses) {
         let ms = v.metric(m);
         let mean = ms.and_then(|s| s.value.mean);
         let sd = ms.and_then(|s| s.value.sd);
@@ -125,8 +142,8 @@ pub fn summary_table(input: &AblationInput, variants: &[whet::report::VariantSum
             v.verdict.as_str()
         };
         out.push_str(&format!(
-            "{:<width$}  {:>2}/{:<2}  {:>18}  {:>28}  {verdict}\n",
-            v.name, v.ok, v.runs, value, delta
+            "{:<width$}  {runs:<sw$}  {:>18}  {:>28}  {verdict}\n",
+            v.name, value, delta
         ));
     }
     out

@@ -12,7 +12,7 @@ use std::path::Path;
 /// Bad input, or an image pipeline (there are no columns to audit).
 pub fn audit(cli: &Cli, pipeline: &Path) -> Result<()> {
     let run = super::load(cli, pipeline)?;
-    let report = run.audit(&Bars::new(cli.quiet))?;
+    let report = run.audit(&Bars::for_cli(cli))?;
     if cli.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {

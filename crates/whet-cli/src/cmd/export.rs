@@ -20,7 +20,7 @@ pub fn export(
     keep: &[String],
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
-    let bars = Bars::new(cli.quiet);
+    let bars = Bars::for_cli(cli);
     let options = ExportOptions {
         format,
         augmented_copies,

@@ -3,6 +3,7 @@
 
 pub mod ablate;
 pub mod audit;
+pub mod docs;
 pub mod export;
 pub mod predict;
 pub mod preview;
@@ -79,6 +80,8 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Audit { pipeline } => audit::audit(cli, pipeline),
         Command::Validate { pipelines } => validate::validate(cli, pipelines),
         Command::Schema { out, markdown } => validate::schema(out.as_deref(), *markdown),
+        Command::Completions { shell } => docs::completions(*shell),
+        Command::Man { out } => docs::man(out.as_deref()),
     }
 }
 

@@ -21,6 +21,15 @@ fn pct(v: f64) -> String {
     format!("{:.2} %", v * 100.0)
 }
 
+/// A metric's value: a percentage for accuracy-like metrics, 4 decimals otherwise.
+fn fmt_metric(name: &str, v: f64) -> String {
+    if whet::report::is_percent_metric(name) {
+        pct(v)
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 /// `whet run`.
 ///
 /// # Errors
@@ -38,8 +47,8 @@ pub fn run(
     // Before the pretrain run: `execute` checks again, but pretraining is already work.
     run.check_output(&out)?;
     let cache = Cache::new(use_cache);
-    run.ensure_pretrained(&cache, &Bars::with_prefix(cli.quiet, "pretrain"))?;
-    let bars = Bars::new(cli.quiet);
+    run.ensure_pretrained(&cache, &Bars::for_cli(cli).with_prefix("pretrain"))?;
+    let bars = Bars::for_cli(cli);
     let outcome = run.execute(&out, seed, &cache, &bars)?;
     let m = &outcome.metrics;
     if cli.json {
@@ -57,17 +66,48 @@ pub fn run(
             if k == "majority_baseline" {
                 continue; // shown next to the accuracy
             }
-            let mut shown = if whet::report::is_percent_metric(k) {
-                pct(*v)
-            } else {
-                format!("{v:.4}")
-            };
+            let mut shown = fmt_metric(k, *v);
             if k == "accuracy"
                 && let Some(b) = evaluated.get("majority_baseline")
             {
                 shown.push_str(&format!(" (majority-class baseline {})", pct(*b)));
             }
             rows.push((format!("{on} {k}"), shown));
+        }
+        // The validation split's metrics, when the run is judged on a test set (otherwise
+        // they are the rows above).
+        if on == whet::EvaluatedOn::Test
+            && let Some(valid) = &m.validation
+        {
+            for (k, v) in valid {
+                if k == "majority_baseline" {
+                    continue;
+                }
+                rows.push((format!("validation {k}"), fmt_metric(k, *v)));
+            }
+        }
+        let configured = run.file().train.epochs;
+        match (m.best_epoch, outcome.lowest_validation_loss_epoch()) {
+            (Some(b), _) => rows.push((
+                "best epoch".into(),
+                format!("{b} (lowest validation loss; its weights are kept)"),
+            )),
+            (None, Some(b)) => rows.push((
+                "best epoch".into(),
+                format!("{b} (lowest validation loss; the last epoch's weights are kept)"),
+            )),
+            (None, None) => {}
+        }
+        if m.stopped_early {
+            rows.push((
+                "early stopping".into(),
+                format!("stopped after epoch {} of {configured}", m.epochs),
+            ));
+        } else if run.file().train.early_stopping.is_some() && m.status == RunStatus::Ok {
+            rows.push((
+                "early stopping".into(),
+                format!("not triggered (all {configured} epochs ran)"),
+            ));
         }
         if let Some(t) = m.threshold {
             rows.push((
