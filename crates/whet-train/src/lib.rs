@@ -7,7 +7,8 @@
 //!   [`BatchSource`], reports through an [`Observer`] and returns a [`TrainReport`] with the
 //!   per-epoch curves (or [`Error::Diverged`] carrying them);
 //! - [`evaluate`] gives [`Metrics`]; [`checkpoint::save`] / [`checkpoint::load`] write and read
-//!   safetensors files, [`checkpoint::transfer`] starts a new model from one.
+//!   safetensors files, [`checkpoint::transfer`] starts a new model from one;
+//! - [`onnx`] writes a network as an ONNX graph ([`onnx::append_network`]).
 //!
 //! The configs deserialise from the run file and are built in Rust with `new` / `Default` and
 //! `with_*` setters ([`TrainConfig::new`], [`ModelConfig::classification`],
@@ -49,6 +50,7 @@ mod loss;
 mod memory;
 mod metrics;
 mod mlp;
+pub mod onnx;
 mod optim;
 mod par;
 mod schedule;
