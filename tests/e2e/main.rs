@@ -7,6 +7,7 @@ mod bad_input;
 mod budgets;
 mod catalogue;
 mod concurrency;
+mod export_model;
 mod hostile_paths;
 mod interrupt;
 mod messages;

@@ -189,6 +189,26 @@ pub enum Command {
         #[arg(long, value_parser = parse_format, default_value = "parquet")]
         format: whet::ExportFormat,
     },
+    /// Write a run's network as an ONNX model (with the preprocessing that maps onto ONNX) or
+    /// as safetensors.
+    #[command(
+        name = "export-model",
+        after_help = "Example: whet export-model runs/flights-delay --format onnx --out model.onnx\n         whet export-model runs/mnist-mlp --format safetensors --layout torch --out state.safetensors"
+    )]
+    ExportModel {
+        /// The folder `whet run` wrote (its manifest.json and model.safetensors).
+        run_dir: PathBuf,
+        /// File format: onnx or safetensors.
+        #[arg(long, value_parser = parse_model_format)]
+        format: whet::ModelFormat,
+        /// Weight layout of a safetensors file: whet ([in, out]) or torch ([out, in], as
+        /// nn.Linear). Only with --format safetensors.
+        #[arg(long, value_parser = whet::parse_layout)]
+        layout: Option<whet::WeightLayout>,
+        /// The file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Draw a grid of training images and their augmented versions.
     #[command(after_help = "Example: whet preview pipelines/mnist-ablation.yaml --out preview.png")]
     Preview {
@@ -232,6 +252,10 @@ pub enum Command {
 }
 
 fn parse_format(s: &str) -> Result<whet::ExportFormat, String> {
+    s.parse()
+}
+
+fn parse_model_format(s: &str) -> Result<whet::ModelFormat, String> {
     s.parse()
 }
 

@@ -891,6 +891,27 @@ pub fn apply(
     data: DataFrame,
     tables: &BTreeMap<String, DataFrame>,
 ) -> Result<Applied> {
+    let (df, target, dropped, last) = replay(manifest, &manifest.fitted, data, tables)?;
+    let x = to_matrix(&df, &manifest.features, &last, "apply")?;
+    Ok(Applied {
+        x,
+        y: target.map(|t| t.matrix()),
+        features: manifest.features.clone(),
+        frame: df,
+        target_missing_dropped: dropped,
+    })
+}
+
+/// The replay shared by [`apply`] and [`crate::graph_input`]: the manifest's pre-split steps,
+/// the target when present, then `fitted` (the manifest's fitted steps, or those with the parts
+/// an exported graph computes taken out); checks every feature is produced. Returns the frame,
+/// the target, the rows dropped for a missing target and the name of the last step.
+pub(crate) fn replay(
+    manifest: &Manifest,
+    fitted: &[FittedStep],
+    data: DataFrame,
+    tables: &BTreeMap<String, DataFrame>,
+) -> Result<(DataFrame, Option<Target>, usize, String)> {
     let mut report = PrepareReport::default();
     let (mut df, target, dropped) = run_pre_split(
         data,
@@ -902,7 +923,7 @@ pub fn apply(
         false,
     )?;
     let mut last = "load".to_string();
-    for (i, step) in manifest.fitted.iter().enumerate() {
+    for (i, step) in fitted.iter().enumerate() {
         let stage = step.clone().into_stage();
         df = stage.transform(df).map_err(|e| Error::Step {
             index: i,
@@ -919,14 +940,7 @@ pub fn apply(
             )));
         }
     }
-    let x = to_matrix(&df, &manifest.features, &last, "apply")?;
-    Ok(Applied {
-        x,
-        y: target.map(|t| t.matrix()),
-        features: manifest.features.clone(),
-        frame: df,
-        target_missing_dropped: dropped,
-    })
+    Ok((df, target, dropped, last))
 }
 
 /// [`apply`] on a file: the main table is read from `data` with the manifest's load options for
@@ -935,6 +949,16 @@ pub fn apply(
 /// # Errors
 /// Loading errors and those of [`apply`].
 pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
+    let (df, tables) = load_for_apply(manifest, data)?;
+    apply(manifest, df, &tables)
+}
+
+/// The main table read from `data` with the manifest's load options, and the tables its joins
+/// use, from the manifest's paths.
+pub(crate) fn load_for_apply(
+    manifest: &Manifest,
+    data: &Path,
+) -> Result<(DataFrame, BTreeMap<String, DataFrame>)> {
     let main = manifest.data.main_name()?.to_string();
     let mut spec = manifest.data.tables[&main].clone();
     spec.path = data.to_path_buf();
@@ -954,5 +978,5 @@ pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
             tables.insert(j.with.clone(), crate::load::load_rows(spec)?.0);
         }
     }
-    apply(manifest, df, &tables)
+    Ok((df, tables))
 }

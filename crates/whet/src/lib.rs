@@ -40,6 +40,7 @@ mod execute;
 mod export;
 mod inputs;
 mod manifest;
+mod model_export;
 mod prepare;
 mod reference;
 mod runfile;
@@ -56,6 +57,11 @@ pub use execute::{ClassBreakdown, EvaluatedOn, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
+pub use model_export::{
+    ModelExportOptions, ModelExportReport, ModelFormat, export_model, parse_layout,
+};
+/// The weight layout of an exported safetensors file ([`export_model`]).
+pub use whet_train::checkpoint::WeightLayout;
 pub use prepare::{
     DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, TrainingData,
     image_arrays,

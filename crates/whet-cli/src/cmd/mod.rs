@@ -52,6 +52,12 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             out,
             format,
         } => export::apply(cli, manifest, data, out, *format),
+        Command::ExportModel {
+            run_dir,
+            format,
+            layout,
+            out,
+        } => export::export_model(cli, run_dir, *format, *layout, out),
         Command::Preview {
             pipeline,
             out,
