@@ -48,13 +48,38 @@ fn numbers(out: &Path) -> Value {
         .collect();
     json!({
         "status": m["status"],
-        "test": m["test"],
-        "validation": flat(&m["validation"]),
+        "test": pinned_only(&m["test"]),
+        "validation": pinned_only(&flat(&m["validation"])),
         "best_epoch": m["best_epoch"],
         "stopped_early": m["stopped_early"],
         "parameters": m["parameters"],
         "curves": rows,
     })
+}
+
+/// The metrics pinned here: the ones measured before the pins were written. Metrics added later
+/// that derive from the same predictions (`precision_macro`, `f1_macro`, `majority_baseline`)
+/// are checked by their own tests, so adding one does not touch every pin.
+const PINNED: [&str; 7] = [
+    "loss",
+    "accuracy",
+    "balanced_accuracy",
+    "roc_auc",
+    "mse",
+    "mae",
+    "r2",
+];
+
+fn pinned_only(m: &Value) -> Value {
+    match m {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| PINNED.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// An evaluation as flat metric names (`loss`, `accuracy`, `balanced_accuracy`, `roc_auc`, `mse`,
@@ -69,16 +94,9 @@ fn flat(e: &Value) -> Value {
         .get("classification")
         .or_else(|| metrics.get("regression"))
         .unwrap();
-    for k in [
-        "accuracy",
-        "balanced_accuracy",
-        "roc_auc",
-        "mse",
-        "mae",
-        "r2",
-    ] {
+    for k in PINNED.iter().skip(1) {
         if let Some(v) = inner.get(k).filter(|v| !v.is_null()) {
-            out.insert(k.into(), v.clone());
+            out.insert((*k).into(), v.clone());
         }
     }
     Value::Object(out)

@@ -16,7 +16,9 @@
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
 //!   from, with its error type [`SourceError`];
-//! - [`budget`]: the memory budget and the check made before every large allocation.
+//! - [`budget`]: the memory budget and the check made before every large allocation;
+//! - [`target`]: [`TargetScale`], a regression target's standardisation (fitted by the data
+//!   crates, inverted by the trainer's evaluation).
 //!
 //! ```
 //! use whet_core::rng::{stream, Rng};
@@ -37,9 +39,11 @@ pub mod progress;
 pub mod publish;
 pub mod rng;
 pub mod spec;
+pub mod target;
 
 pub use batch::{BatchSource, SourceError};
 pub use budget::{Budget, BudgetError};
 pub use progress::{NoProgress, Progress};
 pub use rng::Rng;
 pub use spec::{Issue, Issues, NonNegative, Positive, Probability};
+pub use target::{TargetScale, TargetScaleError};

@@ -38,11 +38,11 @@ fn ensure_font() -> Result<()> {
     if ok { Ok(()) } else { Err(Error::Font) }
 }
 
-fn font(size: f64) -> TextStyle<'static> {
+pub(crate) fn font(size: f64) -> TextStyle<'static> {
     TextStyle::from((FONT_FAMILY, size).into_font())
 }
 
-type DrawResult<DB> =
+pub(crate) type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// A name as shown in a chart (legend, row label, title): at most 40 characters, `…` when cut.
@@ -107,7 +107,7 @@ pub(crate) fn write_chart(chart: &impl Chart, dir: &Path, stem: &str) -> Result<
 }
 
 /// Decimals for axis ticks spanning `span` display units.
-fn tick_decimals(span: f64) -> usize {
+pub(crate) fn tick_decimals(span: f64) -> usize {
     match span {
         s if s < 0.05 => 4,
         s if s < 0.5 => 3,
@@ -439,6 +439,79 @@ impl Chart for CurvesChart {
         for (panel, cell) in self.panels.iter().zip(&cells) {
             panel.draw(cell)?;
         }
+        Ok(())
+    }
+}
+
+/// A curve in the unit square (ROC, precision-recall), with a reference line and one marked
+/// point (the threshold in use).
+#[derive(Debug, Clone)]
+pub(crate) struct RateChart {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub points: Vec<(f64, f64)>,
+    pub reference: ((f64, f64), (f64, f64)),
+    pub reference_name: String,
+    pub marked: Option<(f64, f64)>,
+    pub marked_name: String,
+}
+
+impl Chart for RateChart {
+    fn size(&self) -> (u32, u32) {
+        (600, 560)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let area = root.titled(&self.title, font(18.0))?;
+        let mut chart = ChartBuilder::on(&area)
+            .margin(14)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..1.0f64, 0.0..1.02f64)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|v| format!("{v:.1}"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .light_line_style(GREY_200)
+            .draw()?;
+        let (a, b) = self.reference;
+        chart
+            .draw_series(LineSeries::new([a, b], GREY_500.stroke_width(1)))?
+            .label(self.reference_name.as_str())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], GREY_500.stroke_width(2)));
+        let colour = series_colour(1);
+        let pts: Vec<(f64, f64)> = self
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))?
+            .label("model")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(3))
+            });
+        if let Some(p) = self.marked {
+            chart
+                .draw_series(std::iter::once(Circle::new(p, 6, RED_600.filled())))?
+                .label(self.marked_name.as_str())
+                .legend(|(x, y)| Circle::new((x + 11, y), 5, RED_600.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(font(13.0))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
         Ok(())
     }
 }

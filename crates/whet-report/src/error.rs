@@ -9,6 +9,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A regression chart's predicted and actual columns differ in length, or are empty.
+    #[error(
+        "regression charts need one prediction per actual value, found {predicted} predictions for {actual} values"
+    )]
+    Points {
+        /// Actual values.
+        actual: usize,
+        /// Predictions.
+        predicted: usize,
+    },
     /// An ablation without any variant.
     #[error("ablation has no variants: the first variant must be `baseline`")]
     NoVariants,

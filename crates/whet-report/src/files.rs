@@ -13,5 +13,13 @@ pub const EFFECT_CHART: &str = "effect";
 pub const CURVES_CHART: &str = "learning-curves";
 /// Stem of a run's confusion-matrix chart.
 pub const CONFUSION_CHART: &str = "confusion";
+/// Stem of a binary run's ROC curve chart.
+pub const ROC_CHART: &str = "roc";
+/// Stem of a binary run's precision-recall curve chart.
+pub const PR_CHART: &str = "precision-recall";
 /// A run's per-epoch curves.
 pub const CURVES_CSV: &str = "curves.csv";
+/// Stem of a regression run's predicted-vs-actual scatter chart.
+pub const PREDICTED_CHART: &str = "predicted-vs-actual";
+/// Stem of a regression run's residual histogram.
+pub const RESIDUALS_CHART: &str = "residuals";

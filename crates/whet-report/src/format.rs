@@ -102,9 +102,11 @@ impl MetricFormat {
     }
 }
 
-/// Whether a metric is a fraction best shown as a percentage.
+/// Whether a metric is a fraction best shown as a percentage (the accuracies and the
+/// majority-class baseline, an accuracy).
 pub fn is_percent_metric(metric: &str) -> bool {
-    metric.to_ascii_lowercase().contains("accuracy")
+    let m = metric.to_ascii_lowercase();
+    m.contains("accuracy") || m == "majority_baseline"
 }
 
 /// Decimals that give four significant digits to the largest value `magnitude`.

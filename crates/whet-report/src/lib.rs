@@ -9,7 +9,8 @@
 //! - [`write_ablation`] writes `ablation.csv`, `ablation.json`, `report.md` and the charts
 //!   (effect of each variant, learning curves per variant) as PNG and SVG;
 //! - [`write_run`] writes one run's `curves.csv`, learning-curve chart and, for classification,
-//!   its [`Confusion`] matrix heat map.
+//!   its [`Confusion`] matrix heat map; [`write_regression`] a regression run's
+//!   predicted-vs-actual scatter and residual histogram.
 //!
 //! The main types:
 //!
@@ -77,6 +78,8 @@ mod format;
 mod markdown;
 // The input types: `AblationInput`, `RunRecord`, `Confusion`…
 mod record;
+// A regression run's charts (`write_regression`).
+mod regression;
 // One run's files (`write_run`).
 mod run;
 // Mean, sd, Student-t intervals, paired deltas, verdicts (`summarize`).
@@ -90,9 +93,11 @@ pub use crate::{
     error::{Error, Result},
     format::is_percent_metric,
     record::{
-        AblationInput, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus, VariantInfo,
+        AblationInput, BinaryCurves, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus,
+        VariantInfo,
     },
-    run::write_run,
+    regression::{MAX_SCATTER_POINTS, RegressionPoints, write_regression},
+    run::{write_binary_curves, write_run},
     stats::{
         Describe, Interval, MetricSummary, VariantSummary, Verdict, describe, summarize, t_cdf,
         t_quantile,

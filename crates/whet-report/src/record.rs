@@ -237,6 +237,28 @@ impl AblationInput {
     }
 }
 
+/// A binary model's ROC and precision-recall curves on one data set, with the point of the
+/// threshold its labels use (drawn by [`write_binary_curves`](crate::write_binary_curves)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinaryCurves {
+    /// The data set the curves are measured on (`test`, or `validation`).
+    pub set: String,
+    /// `(false positive rate, true positive rate)` points from (0, 0) to (1, 1).
+    pub roc: Vec<(f64, f64)>,
+    /// `(recall, precision)` points, recall rising.
+    pub pr: Vec<(f64, f64)>,
+    /// The area under the ROC curve, when defined.
+    pub roc_auc: Option<f64>,
+    /// The positive-class probability threshold of the labels.
+    pub threshold: f64,
+    /// The threshold's `(false positive rate, true positive rate)`.
+    pub roc_point: (f64, f64),
+    /// The threshold's `(recall, precision)`; `None` when it predicts no positive.
+    pub pr_point: Option<(f64, f64)>,
+    /// The share of positives (the precision of a model that guesses).
+    pub positive_rate: f64,
+}
+
 /// A confusion matrix: `counts[t][p]` is the number of samples of true class `t` predicted as
 /// class `p`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

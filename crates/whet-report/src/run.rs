@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::chart::{self, ConfusionChart, CurvesChart, Panel, Series, chart_label};
+use crate::chart::{self, ConfusionChart, CurvesChart, Panel, RateChart, Series, chart_label};
 use crate::error::Result;
 use crate::files;
-use crate::record::{Confusion, EpochRow, RunRecord, RunStatus};
+use crate::record::{BinaryCurves, Confusion, EpochRow, RunRecord, RunStatus};
 use crate::table::curves_csv;
 
 /// Writes one run's files into `out_dir` (created if missing): `curves.csv`,
@@ -48,6 +48,52 @@ pub fn write_run(
         };
         written.extend(chart::write_chart(&chart, out_dir, files::CONFUSION_CHART)?);
     }
+    Ok(written)
+}
+
+/// Writes a binary run's `roc.{png,svg}` (with the diagonal of a guess) and
+/// `precision-recall.{png,svg}` (with the positive rate of a guess), each marking the point of
+/// the threshold the labels use. Returns the files written.
+///
+/// # Errors
+/// A failure to draw or write.
+pub fn write_binary_curves(
+    run: &RunRecord,
+    curves: &BinaryCurves,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    let who = format!("{}, seed {}", chart_label(&run.variant), run.seed);
+    let t = format!(
+        "threshold {}",
+        whet_core::spec::fmt_number(curves.threshold)
+    );
+    let auc = curves
+        .roc_auc
+        .map(|a| format!(", AUC {a:.3}"))
+        .unwrap_or_default();
+    let roc = RateChart {
+        title: format!("ROC ({} set): {who}{auc}", curves.set),
+        x_desc: "false positive rate".into(),
+        y_desc: "true positive rate".into(),
+        points: curves.roc.clone(),
+        reference: ((0.0, 0.0), (1.0, 1.0)),
+        reference_name: "guess".into(),
+        marked: Some(curves.roc_point),
+        marked_name: t.clone(),
+    };
+    let pr = RateChart {
+        title: format!("Precision-recall ({} set): {who}", curves.set),
+        x_desc: "recall".into(),
+        y_desc: "precision".into(),
+        points: curves.pr.clone(),
+        reference: ((0.0, curves.positive_rate), (1.0, curves.positive_rate)),
+        reference_name: format!("guess ({:.1} % positive)", curves.positive_rate * 100.0),
+        marked: curves.pr_point,
+        marked_name: t,
+    };
+    let mut written = Vec::new();
+    written.extend(chart::write_chart(&roc, out_dir, files::ROC_CHART)?);
+    written.extend(chart::write_chart(&pr, out_dir, files::PR_CHART)?);
     Ok(written)
 }
 

@@ -61,6 +61,12 @@ pub struct Manifest {
     pub target: TargetKind,
     /// Class names (binary: 2, regression: none).
     pub classes: Vec<String>,
+    /// The standardisation of a regression target, fitted on the training split (`None` for
+    /// classes, `scale: false`, and manifests written before targets were scaled). The network
+    /// predicts scaled values; [`whet_core::TargetScale::invert`] gives the target's units.
+    /// Exported `target` columns and [`crate::apply`]'s targets stay in the original units.
+    #[serde(default)]
+    pub target_scale: Option<whet_core::TargetScale>,
     /// Fitted steps with their parameters (learnt on train).
     pub fitted: Vec<FittedStep>,
     /// Feature names, in matrix column order.

@@ -48,7 +48,8 @@ pub use export::{
 pub use graph::{ColumnOp, GraphPlan, GraphStep, graph_input, graph_input_file, graph_plan};
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{
-    ColumnType, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, TableFormat, TableSpec, load_table,
+    ColumnType, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, SCAN_BYTES, SCAN_ROWS, TableFormat,
+    TableSpec, load_table, scan_column,
 };
 pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,
@@ -63,4 +64,4 @@ pub use polars;
 pub use scale::{ClipConfig, FittedClip, FittedNormalize, NormMethod, NormalizeConfig};
 pub use split::{SplitConfig, SplitIndices, SplitMethod, split_indices};
 pub use stage::{FittedStage, FittedStep, Stage};
-pub use target::{Target, TargetConfig, TargetKind, extract_target};
+pub use target::{DEFAULT_MAX_CLASSES, Target, TargetConfig, TargetKind, extract_target};

@@ -390,6 +390,86 @@ fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
     Ok((df, report))
 }
 
+/// Rows [`scan_column`] reads at most.
+pub const SCAN_ROWS: usize = 10_000;
+
+/// Bytes of a CSV table's head (after decompression) [`scan_column`] reads at most: 16 MiB.
+pub const SCAN_BYTES: u64 = 16 << 20;
+
+/// The first rows of one column of a table, read cheaply for checks made before a run (`whet
+/// validate`): at most `rows` rows (and at most the table's `limit`), from at most
+/// [`SCAN_BYTES`] of a CSV file's head, read with the table's options (missing markers, types);
+/// a Parquet file's first rows. Gives the number of rows read with the column, or `None` when
+/// the table has no column of that name (it may come from a join).
+///
+/// # Errors
+/// The errors of [`load_table`] on the head read (a head cut inside a quoted field is an
+/// error too), and [`Error::Budget`] when [`SCAN_BYTES`] do not fit in the memory budget.
+pub fn scan_column(spec: &TableSpec, column: &str, rows: usize) -> Result<Option<(usize, Series)>> {
+    let rows = spec.limit.map_or(rows, |l| l.min(rows));
+    let mut head_spec = spec.clone();
+    head_spec.limit = Some(rows);
+    let df = match spec.resolved_format()? {
+        TableFormat::Parquet => load_table(&head_spec)?.0,
+        TableFormat::Csv | TableFormat::CsvGz => {
+            // The head's bytes, polars' copy of them and the frame.
+            whet_core::budget::check(
+                "the head of a table read to check its target column",
+                SCAN_BYTES.saturating_mul(3),
+                "--max-memory",
+            )?;
+            let path = &spec.path;
+            let io = |source| Error::Io {
+                path: path.clone(),
+                source,
+            };
+            let file = whet_core::input::open_input(path, "tables", MAX_TABLE_BYTES)?;
+            let mut peek = std::io::BufReader::new(file);
+            let gz = {
+                use std::io::BufRead;
+                is_gzip(peek.fill_buf().map_err(io)?)
+            };
+            let reader: Box<dyn Read> = if gz {
+                Box::new(flate2::read::MultiGzDecoder::new(peek))
+            } else {
+                Box::new(peek)
+            };
+            let mut head = Vec::new();
+            let mut lines = 0usize;
+            let mut buf = [0u8; 64 << 10];
+            let mut reader = reader.take(SCAN_BYTES);
+            'read: loop {
+                let n = reader.read(&mut buf).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                for (i, &b) in buf[..n].iter().enumerate() {
+                    if b == b'\n' {
+                        lines += 1;
+                        // The header and `rows` data lines.
+                        if lines > rows {
+                            head.extend_from_slice(&buf[..=i]);
+                            break 'read;
+                        }
+                    }
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            if head.len() as u64 >= SCAN_BYTES
+                && let Some(end) = head.iter().rposition(|&b| b == b'\n')
+            {
+                // A cut line would be a malformed row.
+                head.truncate(end + 1);
+            }
+            read_csv_bytes(path, head, &head_spec)?.0
+        }
+    };
+    Ok(df
+        .column(column)
+        .ok()
+        .map(|c| (df.height(), c.as_materialized_series().clone())))
+}
+
 /// Header names that appear more than once: polars keeps the first and renames the others
 /// (`x_duplicated_0`), so a feature would silently change name.
 fn duplicate_header_warnings(path: &Path, bytes: &[u8]) -> Vec<String> {

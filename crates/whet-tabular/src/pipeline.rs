@@ -631,9 +631,8 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
         &cfg.steps[..sp],
         &tables,
         &kind,
-        None,
+        Fit::Fitting(&cfg.data.target),
         &mut report,
-        true,
     )?;
     let target = target.expect("run_pre_split extracts the target");
     report.target_missing_dropped = dropped;
@@ -662,6 +661,20 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
     report
         .seconds
         .push(("split".into(), t2.elapsed().as_secs_f64()));
+
+    // The target's scale is a train-only statistic like the fitted steps'.
+    let target_scale = if cfg.data.target.scales() {
+        let s = whet_core::TargetScale::fit(&targets[0].values).map_err(|e| {
+            Error::Target(format!(
+                "data.target.regression: column `{}` on the training split: {e}; check the \
+                 column and the split, or set `scale: false` to train on the raw values",
+                kind.column()
+            ))
+        })?;
+        Some(s)
+    } else {
+        None
+    };
 
     let t3 = Instant::now();
     const SPLITS: [&str; 3] = ["train", "validation", "test"];
@@ -756,6 +769,7 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
         split: cfg.split.clone(),
         target: kind,
         classes: target.classes.clone(),
+        target_scale,
         fitted: fitted_steps,
         features: features.clone(),
         unused_columns: report.unused_columns.clone(),
@@ -775,16 +789,27 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
     })
 }
 
-/// Pre-split steps then the target. `run_audit` is false when replaying.
+/// Whether [`run_pre_split`] fits (audits run, the target's values are checked against its
+/// config, classes come from the data) or replays a manifest (audits skipped, its classes).
+#[derive(Clone, Copy)]
+enum Fit<'a> {
+    Fitting(&'a TargetConfig),
+    Replaying(&'a [String]),
+}
+
+/// Pre-split steps then the target.
 fn run_pre_split(
     mut df: DataFrame,
     steps: &[StepConfig],
     tables: &BTreeMap<String, DataFrame>,
     kind: &TargetKind,
-    classes: Option<&[String]>,
+    fit: Fit<'_>,
     report: &mut PrepareReport,
-    run_audit: bool,
 ) -> Result<(DataFrame, Option<Target>, usize)> {
+    let (run_audit, classes) = match fit {
+        Fit::Fitting(_) => (true, None),
+        Fit::Replaying(c) => (false, Some(c)),
+    };
     for (i, step) in steps.iter().enumerate() {
         let (r0, m0) = (df.height(), missing_total(&df));
         df =
@@ -804,6 +829,20 @@ fn run_pre_split(
     }
     if df.column(kind.column()).is_err() && !run_audit {
         return Ok((df, None, 0));
+    }
+    if let (Fit::Fitting(cfg), Ok(c)) = (fit, df.column(kind.column())) {
+        // The check `whet validate` makes on the first rows, here on every row.
+        let rows = format!("all {} rows", df.height());
+        if let Some(i) = cfg
+            .check_values(c.as_materialized_series(), &rows)
+            .iter()
+            .next()
+        {
+            return Err(Error::Target(format!(
+                "data.target.{}: {}",
+                i.path, i.message
+            )));
+        }
     }
     let (df, t, dropped) = extract_target(df, kind, classes)?;
     if classes.is_none() && !matches!(kind, TargetKind::Regression { .. }) {
@@ -918,9 +957,8 @@ pub(crate) fn replay(
         &manifest.pre_split,
         tables,
         &manifest.target,
-        Some(&manifest.classes),
+        Fit::Replaying(&manifest.classes),
         &mut report,
-        false,
     )?;
     let mut last = "load".to_string();
     for (i, step) in fitted.iter().enumerate() {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use whet_core::Issues;
 
 use crate::error::{Error, Result};
-use crate::stage::{f64_column, not_found};
+use crate::stage::{f64_column, is_numeric, not_found};
 
 /// `target: { column: arr_delay, threshold: 15 }` (binary: positive when the value is greater
 /// than `threshold`), `{ column: species }` (classification) or `{ regression: price }`.
@@ -24,7 +24,22 @@ pub struct TargetConfig {
     /// Column of a regression target (instead of `column`).
     #[serde(default)]
     pub regression: Option<String>,
+    /// With `regression`: standardise the target on the training split (subtract its mean,
+    /// divide by its standard deviation) for training, and turn the network's outputs back into
+    /// the target's units for metrics and predictions. Default true; `false` trains on the raw
+    /// values. A target that does not vary on the training split is an error when scaled.
+    #[serde(default)]
+    pub scale: Option<bool>,
+    /// With `column` and no `threshold` (a classification target): the most distinct values
+    /// the column may have. More is refused at `whet validate` and when the data are prepared,
+    /// since a column with that many values is more likely a quantity (use `regression`) or an
+    /// identifier than classes. Default 100.
+    #[serde(default)]
+    pub max_classes: Option<usize>,
 }
+
+/// The default of [`TargetConfig::max_classes`].
+pub const DEFAULT_MAX_CLASSES: usize = 100;
 
 /// The resolved kind of target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +95,108 @@ impl TargetConfig {
             "threshold",
             || "must be a finite number".into(),
         );
+        is.check(
+            self.scale.is_none() || self.regression.is_some(),
+            "scale",
+            || "`scale` is for regression targets (`{ regression: c, scale: false }`); class labels are not scaled: remove it".into(),
+        );
+        is.check(
+            self.max_classes.is_none() || (self.column.is_some() && self.threshold.is_none()),
+            "max_classes",
+            || "`max_classes` is for classification targets (`{ column: c, max_classes: n }`, without `threshold`): remove it".into(),
+        );
+        is.check(
+            self.max_classes.is_none_or(|m| m >= 2),
+            "max_classes",
+            || "must be at least 2: a classifier needs two classes".into(),
+        );
+        is
+    }
+
+    /// Whether a regression target is standardised ([`TargetConfig::scale`], default true).
+    pub fn scales(&self) -> bool {
+        self.regression.is_some() && self.scale.unwrap_or(true)
+    }
+
+    /// The most classes a classification target may have ([`TargetConfig::max_classes`]).
+    pub fn max_classes(&self) -> usize {
+        self.max_classes.unwrap_or(DEFAULT_MAX_CLASSES)
+    }
+
+    /// Checks the values of the target column (all of them, or the first rows at
+    /// `whet validate`) against this config: a regression target must hold numbers; a
+    /// classification target (`column` without `threshold`) must hold names or whole numbers,
+    /// with at most [`TargetConfig::max_classes`] distinct values. `rows` says which rows
+    /// `values` are, for the messages (`"the first 1000 rows"`). Issue paths are relative to
+    /// `target` (`regression`, `column`); at most one issue is given.
+    pub fn check_values(&self, values: &Series, rows: &str) -> Issues {
+        let mut is = Issues::new();
+        if let Some(col) = &self.regression {
+            let dt = values.dtype();
+            if !(is_numeric(dt) || dt == &DataType::Boolean) {
+                let example = values
+                    .drop_nulls()
+                    .cast(&DataType::String)
+                    .ok()
+                    .and_then(|s| s.str().ok().and_then(|c| c.get(0).map(String::from)))
+                    .map(|v| format!(" (e.g. `{v}`)"))
+                    .unwrap_or_default();
+                is.push(
+                    "regression",
+                    format!(
+                        "column `{col}` holds {dt} values{example}, and a regression target must be numbers: \
+                         if `{col}` names classes, write `target: {{ column: {col} }}` with `model.task: classification`; \
+                         if it is numbers that a few cells stop from being read as such, list those cells' markers \
+                         under the table's `missing`, or set the table's `types: {{ {col}: f64 }}`"
+                    ),
+                );
+            }
+            return is;
+        }
+        let (Some(col), None) = (&self.column, self.threshold) else {
+            return is;
+        };
+        let v = values.drop_nulls();
+        let fractional = match v.dtype() {
+            DataType::Float32 | DataType::Float64 => {
+                v.cast(&DataType::Float64).ok().and_then(|f| {
+                    f.f64()
+                        .ok()
+                        .and_then(|c| c.into_no_null_iter().find(|x| x.fract() != 0.0))
+                })
+            }
+            _ => None,
+        };
+        if let Some(x) = fractional {
+            is.push(
+                "column",
+                format!(
+                    "column `{col}` holds fractional numbers (e.g. {}), but `{{ column: {col} }}` makes one class per \
+                     distinct value: for a quantity write `target: {{ regression: {col} }}` with `model.task: regression`, \
+                     or `target: {{ column: {col}, threshold: t }}` for a binary target (`{col}` > t)",
+                    whet_core::spec::fmt_number(x)
+                ),
+            );
+            return is;
+        }
+        let max = self.max_classes();
+        let distinct = v.n_unique().unwrap_or(0);
+        if distinct > max {
+            let key = if self.max_classes.is_some() {
+                format!("`data.target.max_classes` (now {max})")
+            } else {
+                format!("`data.target.max_classes` (default {DEFAULT_MAX_CLASSES})")
+            };
+            is.push(
+                "column",
+                format!(
+                    "column `{col}` has {distinct} distinct values in {rows}, more than {key} allows for a \
+                     classification target (one output per class): for a quantity write `target: {{ regression: {col} }}` \
+                     with `model.task: regression`, or `target: {{ column: {col}, threshold: t }}` for a binary \
+                     target; if these really are {distinct} classes, raise `max_classes`"
+                ),
+            );
+        }
         is
     }
 
@@ -249,6 +366,8 @@ impl TargetConfig {
             column: Some(column.into()),
             threshold: None,
             regression: None,
+            scale: None,
+            max_classes: None,
         }
     }
 
@@ -260,12 +379,26 @@ impl TargetConfig {
         }
     }
 
+    /// Sets [`TargetConfig::scale`] (regression targets).
+    pub fn with_scale(mut self, scale: bool) -> Self {
+        self.scale = Some(scale);
+        self
+    }
+
+    /// Sets [`TargetConfig::max_classes`] (classification targets).
+    pub fn with_max_classes(mut self, max_classes: usize) -> Self {
+        self.max_classes = Some(max_classes);
+        self
+    }
+
     /// A regression target (`{ regression: c }`).
     pub fn regression(column: impl Into<String>) -> Self {
         TargetConfig {
             column: None,
             threshold: None,
             regression: Some(column.into()),
+            scale: None,
+            max_classes: None,
         }
     }
 }
@@ -282,6 +415,8 @@ mod tests {
             column: Some("d".into()),
             threshold: Some(15.0),
             regression: None,
+            scale: None,
+            max_classes: None,
         };
         let (out, t, dropped) = extract_target(df, &cfg.kind().unwrap(), None).unwrap();
         assert_eq!(dropped, 1);
@@ -307,7 +442,66 @@ mod tests {
             column: Some("a".into()),
             threshold: None,
             regression: Some("b".into()),
+            scale: None,
+            max_classes: None,
         };
         assert_eq!(cfg.validate().len(), 1);
+        let scale_on_classes = TargetConfig::classes("a").with_scale(false).validate();
+        assert_eq!(scale_on_classes.iter().next().unwrap().path, "scale");
+        let max_on_regression = TargetConfig::regression("a").with_max_classes(5).validate();
+        assert_eq!(max_on_regression.iter().next().unwrap().path, "max_classes");
+        assert!(TargetConfig::regression("a").scales());
+        assert!(!TargetConfig::regression("a").with_scale(false).scales());
+        assert!(!TargetConfig::classes("a").scales());
+    }
+
+    #[test]
+    fn check_values_text_regression_fractional_and_too_many_classes() {
+        let text = Series::new("p".into(), ["1.5", "cheap"]);
+        let is = TargetConfig::regression("p").check_values(&text, "all rows");
+        let i = is.iter().next().unwrap();
+        assert_eq!(i.path, "regression");
+        assert!(i.message.contains("`target: { column: p }`"), "{i}");
+        let nums = Series::new("p".into(), [1.5, 2.0]);
+        assert!(
+            TargetConfig::regression("p")
+                .check_values(&nums, "all rows")
+                .is_empty()
+        );
+
+        let frac = Series::new("c".into(), [Some(1.0), None, Some(2.25)]);
+        let is = TargetConfig::classes("c").check_values(&frac, "all rows");
+        let i = is.iter().next().unwrap();
+        assert_eq!(i.path, "column");
+        assert!(
+            i.message.contains("e.g. 2.25") && i.message.contains("regression: c"),
+            "{i}"
+        );
+        let whole = Series::new("c".into(), [1.0, 2.0, 1.0]);
+        assert!(
+            TargetConfig::classes("c")
+                .check_values(&whole, "all rows")
+                .is_empty()
+        );
+        // A binary target thresholds any number.
+        assert!(
+            TargetConfig::binary("c", 1.0)
+                .check_values(&frac, "all rows")
+                .is_empty()
+        );
+
+        let many = Series::new("c".into(), (0..101).collect::<Vec<i64>>());
+        let is = TargetConfig::classes("c").check_values(&many, "all rows");
+        let i = is.iter().next().unwrap();
+        assert!(
+            i.message.contains("101 distinct values") && i.message.contains("default 100"),
+            "{i}"
+        );
+        let cfg = TargetConfig::classes("c").with_max_classes(101);
+        assert!(cfg.check_values(&many, "all rows").is_empty());
+        let is = TargetConfig::classes("c")
+            .with_max_classes(50)
+            .check_values(&many, "x");
+        assert!(is.iter().next().unwrap().message.contains("(now 50)"));
     }
 }

@@ -307,6 +307,11 @@ pub fn transfer(
             crate::config::ser(&model.task)
         )));
     }
+    // The new run's `model.threshold` decides its labels, not the checkpoint's.
+    net.threshold = None;
+    if let Some(crate::decision::ThresholdConfig::Fixed(t)) = model.threshold {
+        net.set_threshold(t)?;
+    }
     net.freeze(&transfer.freeze)?;
     Ok(net)
 }

@@ -17,11 +17,13 @@
 //! ```
 
 use crate::activation::Activation;
+use crate::decision::{ThresholdConfig, ThresholdCriterion};
 use crate::loss::LossKind;
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use whet_core::{Issues, NonNegative, Positive, Probability};
 
@@ -193,6 +195,17 @@ pub struct ModelConfig {
     /// Weight initialisation. Default `auto`.
     #[serde(default)]
     pub init: Init,
+    /// Binary tasks: the positive-class probability above which a sample is labelled positive
+    /// (strictly between 0 and 1), or `auto`: chosen after training on the validation split by
+    /// `threshold_criterion` (the run then needs a validation split). Default 0.5. The
+    /// threshold decides every label: test metrics, the confusion matrix, predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdConfig>,
+    /// What `threshold: auto` maximises on the validation split: `balanced_accuracy` (the
+    /// default) or `f1` (the positive class's F1). Youden's J picks the same threshold as
+    /// balanced accuracy. Only with `threshold: auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_criterion: Option<ThresholdCriterion>,
 }
 
 impl ModelConfig {
@@ -204,6 +217,8 @@ impl ModelConfig {
             hidden: Vec::new(),
             output: None,
             init: Init::default(),
+            threshold: None,
+            threshold_criterion: None,
         }
     }
 
@@ -240,6 +255,34 @@ impl ModelConfig {
         self
     }
 
+    /// Sets the binary threshold: a fixed probability or `auto`.
+    ///
+    /// # Panics
+    /// When a fixed threshold is not strictly between 0 and 1.
+    pub fn with_threshold(mut self, threshold: ThresholdConfig) -> Self {
+        if let ThresholdConfig::Fixed(t) = threshold {
+            assert!(
+                t > 0.0 && t < 1.0,
+                "ModelConfig::with_threshold: expected a probability strictly between 0 and 1, found {t}"
+            );
+        }
+        self.threshold = Some(threshold);
+        self
+    }
+
+    /// Sets what `threshold: auto` maximises on the validation split.
+    pub fn with_threshold_criterion(mut self, criterion: ThresholdCriterion) -> Self {
+        self.threshold_criterion = Some(criterion);
+        self
+    }
+
+    /// The criterion `threshold: auto` uses: the one given, or balanced accuracy. `None` when
+    /// the threshold is not `auto`.
+    pub fn auto_threshold(&self) -> Option<ThresholdCriterion> {
+        (self.threshold == Some(ThresholdConfig::Auto))
+            .then(|| self.threshold_criterion.unwrap_or_default())
+    }
+
     /// Checks layer sizes (1 to [`MAX_UNITS`], at most [`MAX_HIDDEN_LAYERS`] layers), dropout
     /// < 1, and the output activation/loss against the task.
     pub fn validate(&self) -> Issues {
@@ -269,6 +312,28 @@ impl ModelConfig {
         }
         if let Err(m) = self.output_pair() {
             issues.push("output", m);
+        }
+        if self.threshold.is_some() && self.task != Task::Binary {
+            issues.push(
+                "threshold",
+                format!(
+                    "a threshold decides between the two classes of a `binary` task; task `{}` \
+                     labels by {}: remove `threshold`",
+                    ser(&self.task),
+                    if self.task == Task::Regression {
+                        "no class (it predicts values)"
+                    } else {
+                        "the most probable class"
+                    }
+                ),
+            );
+        }
+        if self.threshold_criterion.is_some() && self.threshold != Some(ThresholdConfig::Auto) {
+            issues.push(
+                "threshold_criterion",
+                "the criterion chooses the threshold of `threshold: auto`; set `threshold: auto` \
+                 or remove `threshold_criterion`",
+            );
         }
         issues
     }
@@ -527,6 +592,123 @@ pub struct TrainConfig {
     /// Optional transfer learning from a checkpoint.
     #[serde(default)]
     pub transfer: Option<TransferConfig>,
+    /// Classification and binary tasks: per-class loss weights, `balanced` (`n_samples /
+    /// (n_classes × count_c)` on the training split, as scikit-learn) or `{ label: weight }`
+    /// (finite weights > 0; labels not listed weigh 1). Default: none (every sample weighs 1).
+    /// The training and validation `loss` (curves, early stopping and the `loss` metric) are
+    /// then the weighted loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<ClassWeightsConfig>,
+}
+
+/// `train.class_weights`: `balanced`, or a weight per class label. Resolved into index-based
+/// [`crate::ClassWeights`] by whoever knows the class names (`whet`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassWeightsConfig {
+    /// `n_samples / (n_classes × count_c)` from the training split's class counts.
+    Balanced,
+    /// Weights by class label (each a finite number > 0); a label not listed weighs 1.
+    Labels(BTreeMap<String, Positive>),
+}
+
+const CLASS_WEIGHTS_EXPECTED: &str =
+    "`balanced` or a map from class label to weight (e.g. `{ \"yes\": 3.0 }`)";
+
+impl Serialize for ClassWeightsConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ClassWeightsConfig::Balanced => s.serialize_str("balanced"),
+            ClassWeightsConfig::Labels(m) => m.serialize(s),
+        }
+    }
+}
+
+/// A class label as a map key: YAML reads `1:` or `true:` as a number or a boolean.
+struct LabelKey(String);
+
+impl<'de> Deserialize<'de> for LabelKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = LabelKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a class label")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LabelKey, E> {
+                Ok(LabelKey(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LabelKey, E> {
+                Ok(LabelKey(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LabelKey, E> {
+                Ok(LabelKey(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LabelKey, E> {
+                Ok(LabelKey(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<LabelKey, E> {
+                Ok(LabelKey(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassWeightsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ClassWeightsConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(CLASS_WEIGHTS_EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClassWeightsConfig, E> {
+                if v == "balanced" {
+                    Ok(ClassWeightsConfig::Balanced)
+                } else {
+                    Err(E::custom(format!(
+                        "expected {CLASS_WEIGHTS_EXPECTED}, found `{v}`"
+                    )))
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ClassWeightsConfig, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(LabelKey(k)) = map.next_key()? {
+                    let w: Positive = map.next_value()?;
+                    out.insert(k, w);
+                }
+                if out.is_empty() {
+                    return Err(serde::de::Error::custom(format!(
+                        "expected {CLASS_WEIGHTS_EXPECTED}, found an empty map"
+                    )));
+                }
+                Ok(ClassWeightsConfig::Labels(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for ClassWeightsConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClassWeightsConfig".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`balanced` (n_samples / (n_classes × count_c) on the training split) or a weight (finite, > 0) per class label",
+            "oneOf": [
+                { "const": "balanced" },
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": { "type": "number", "exclusiveMinimum": 0.0 }
+                }
+            ]
+        })
+    }
 }
 
 fn batch32() -> BatchSize {
@@ -569,6 +751,7 @@ impl TrainConfig {
             early_stopping: None,
             divergence: DivergenceConfig::default(),
             transfer: None,
+            class_weights: None,
         }
     }
 
@@ -636,6 +819,12 @@ impl TrainConfig {
         self
     }
 
+    /// Sets the per-class loss weights (`balanced` or by label).
+    pub fn with_class_weights(mut self, weights: ClassWeightsConfig) -> Self {
+        self.class_weights = Some(weights);
+        self
+    }
+
     /// Checks 1 <= epochs <= [`MAX_EPOCHS`], batch size <= [`MAX_BATCH_SIZE`], the optimizer,
     /// the schedule and the freeze list's duplicates.
     pub fn validate(&self) -> Issues {
@@ -691,6 +880,8 @@ mod tests {
                 loss: None,
             }),
             init: Init::Auto,
+            threshold: None,
+            threshold_criterion: None,
         };
         let issues = m.validate();
         assert_eq!(issues.len(), 1);
@@ -749,6 +940,59 @@ mod tests {
                     "init": "he"}"#
             )
         );
+    }
+
+    #[test]
+    fn threshold_setters_equal_serde_and_are_checked_against_the_task() {
+        assert_eq!(
+            ModelConfig::binary()
+                .with_threshold(ThresholdConfig::Auto)
+                .with_threshold_criterion(ThresholdCriterion::F1),
+            parse(r#"{"task": "binary", "threshold": "auto", "threshold_criterion": "f1"}"#)
+        );
+        let auto: ModelConfig = parse(r#"{"task": "binary", "threshold": "auto"}"#);
+        assert_eq!(
+            auto.auto_threshold(),
+            Some(ThresholdCriterion::BalancedAccuracy)
+        );
+        assert!(auto.validate().is_empty());
+        let fixed = ModelConfig::binary().with_threshold(ThresholdConfig::Fixed(0.3));
+        assert_eq!(fixed.auto_threshold(), None);
+        let wrong = ModelConfig::classification().with_threshold(ThresholdConfig::Fixed(0.3));
+        let issues = wrong.validate();
+        assert_eq!(issues.0[0].path, "threshold");
+        assert!(issues.0[0].message.contains("binary"), "{}", issues.0[0]);
+        let stray = fixed.with_threshold_criterion(ThresholdCriterion::F1);
+        assert_eq!(stray.validate().0[0].path, "threshold_criterion");
+    }
+
+    #[test]
+    fn class_weights_parse_balanced_or_a_label_map() {
+        let t: TrainConfig =
+            parse(r#"{"optimizer": {"sgd": {"lr": 0.1}}, "class_weights": "balanced"}"#);
+        assert_eq!(t.class_weights, Some(ClassWeightsConfig::Balanced));
+        assert_eq!(
+            TrainConfig::new(OptimizerConfig::sgd(0.1))
+                .with_class_weights(ClassWeightsConfig::Balanced),
+            t
+        );
+        let m: ClassWeightsConfig = parse(r#"{"yes": 3, "no": 0.5}"#);
+        let ClassWeightsConfig::Labels(m) = m else {
+            panic!("a map")
+        };
+        assert_eq!(m["yes"].get(), 3.0);
+        for (bad, says) in [
+            (r#""equal""#, "`balanced` or a map"),
+            (r#"{}"#, "empty map"),
+            (r#"{"yes": -1}"#, "finite number > 0"),
+            (r#"{"yes": 0}"#, "finite number > 0"),
+            ("[1, 2]", "`balanced` or a map"),
+        ] {
+            let e = serde_json::from_str::<ClassWeightsConfig>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

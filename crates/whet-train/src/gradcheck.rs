@@ -23,7 +23,8 @@ pub struct GradCheck {
     pub checked: usize,
 }
 
-/// Mean loss of `model` on `x`, `y` (the forward pass of training with `key`).
+/// Mean loss of `model` on `x`, `y` (the forward pass of training with `key`; each row weighted
+/// by its class weight when the model has [`crate::ClassWeights`]).
 pub fn loss(model: &Mlp, x: ArrayView2<f32>, y: ArrayView2<f32>, key: Option<NoiseKey>) -> f64 {
     let rows = x.nrows();
     let mut ws = model.workspace(rows, y.ncols());
@@ -34,11 +35,7 @@ pub fn loss(model: &Mlp, x: ArrayView2<f32>, y: ArrayView2<f32>, key: Option<Noi
         .rows()
         .into_iter()
         .zip(y.rows())
-        .map(|(z, y)| {
-            model
-                .loss
-                .row_loss(z.as_slice().expect("rows"), y.as_slice().expect("rows"))
-        })
+        .map(|(z, y)| model.row_loss(z.as_slice().expect("rows"), y.as_slice().expect("rows")))
         .sum();
     total / rows as f64
 }

@@ -6,7 +6,12 @@
 //! - [`TrainConfig`] (YAML key `train`) drives [`fit`], which pulls batches from a
 //!   [`BatchSource`], reports through an [`Observer`] and returns a [`TrainReport`] with the
 //!   per-epoch curves (or [`Error::Diverged`] carrying them);
-//! - [`evaluate`] gives [`Metrics`]; [`checkpoint::save`] / [`checkpoint::load`] write and read
+//! - [`Decision`] turns logits into outputs and labels (the binary threshold of
+//!   `model.threshold`, chosen by [`tune_threshold`] for `auto`); [`ClassWeights`] weight the
+//!   loss per class;
+//! - [`evaluate`] gives [`Metrics`] (through a [`Readout`]: the network's [`Decision`] for
+//!   labels and the target's scale for values in the target's units: [`evaluate_readout`]);
+//!   [`checkpoint::save`] / [`checkpoint::load`] write and read
 //!   safetensors files, [`checkpoint::transfer`] starts a new model from one;
 //! - [`onnx`] writes a network as an ONNX graph ([`onnx::append_network`]).
 //!
@@ -43,6 +48,7 @@ mod activation;
 mod array_source;
 pub mod checkpoint;
 mod config;
+mod decision;
 mod error;
 pub mod gradcheck;
 pub mod kernel;
@@ -53,28 +59,33 @@ mod mlp;
 pub mod onnx;
 mod optim;
 mod par;
+mod readout;
 mod schedule;
 mod train;
 
 pub use activation::{Activation, LEAKY_SLOPE, sigmoid, softmax_in_place};
 pub use array_source::ArraySource;
 pub use config::{
-    BatchSize, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init, MAX_BATCH_SIZE,
-    MAX_EPOCHS, MAX_HIDDEN_LAYERS, MAX_UNITS, ModelConfig, OutputConfig, Task, TrainConfig,
-    TransferConfig,
+    BatchSize, ClassWeightsConfig, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init,
+    MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_LAYERS, MAX_UNITS, ModelConfig, OutputConfig, Task,
+    TrainConfig, TransferConfig,
+};
+pub use decision::{
+    DEFAULT_THRESHOLD, Decision, ThresholdConfig, ThresholdCriterion, choose_threshold,
 };
 pub use error::{Diverged, Error, Result};
 pub use kernel::Kernel;
-pub use loss::LossKind;
+pub use loss::{ClassWeights, LossKind};
 pub use memory::{TrainingMemory, parameter_count};
 pub use metrics::{
-    ClassMetrics, Evaluation, Metrics, RegressionMetrics, class_metrics, evaluate,
-    higher_is_better, metric_names, roc_auc,
+    ClassMetrics, Evaluation, Metrics, RegressionMetrics, binary_scores, class_metrics, evaluate,
+    evaluate_readout, higher_is_better, metric_names, pr_curve, roc_auc, roc_curve, tune_threshold,
 };
 pub use mlp::{Architecture, Dense, LayerSpec, Mlp, NoiseKey, Workspace};
 pub use optim::{
     AdagradConfig, AdamConfig, MomentumConfig, Optimizer, OptimizerConfig, RmspropConfig, SgdConfig,
 };
+pub use readout::Readout;
 pub use schedule::{CosineScheduleConfig, ScheduleConfig, StepScheduleConfig};
 pub use train::{EpochRecord, NoObserver, Observer, TrainReport, fit, shuffle};
 /// The batch-source contract, defined in `whet-core` so data crates need not depend on the

@@ -1,9 +1,12 @@
-//! Evaluation metrics: accuracy, balanced accuracy, per-class precision and recall, confusion
-//! matrix, ROC AUC (binary); MSE, MAE and R² (regression).
+//! Evaluation metrics: accuracy, balanced accuracy, per-class and macro precision, recall and
+//! F1, the majority-class baseline, confusion matrix, ROC AUC and the ROC and precision-recall
+//! curves (binary); MSE, MAE and R² (regression). Labels come from the model's
+//! [`Decision`](crate::Decision) (the binary threshold included).
 
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::mlp::{Mlp, Workspace, argmax};
+use crate::readout::Readout;
 use ndarray::s;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,6 +23,16 @@ pub struct ClassMetrics {
     pub precision: Vec<Option<f64>>,
     /// Per-class recall (None when the class never occurs in the targets).
     pub recall: Vec<Option<f64>>,
+    /// Per-class F1, `2 TP / (2 TP + FP + FN)` (None when the class is neither in the targets
+    /// nor predicted).
+    pub f1: Vec<Option<f64>>,
+    /// Mean precision over the classes present in the targets (a class never predicted counts
+    /// 0, as scikit-learn's `zero_division=0`). The macro recall is `balanced_accuracy`.
+    pub precision_macro: f64,
+    /// Mean F1 over the classes present in the targets.
+    pub f1_macro: f64,
+    /// The accuracy of always predicting the most frequent class of the targets (its share).
+    pub majority_baseline: f64,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
     /// Area under the ROC curve (binary only; None when one class is absent).
@@ -67,9 +80,10 @@ impl Evaluation {
         }
     }
 
-    /// The scalar metrics by name: `loss` always; `accuracy`, `balanced_accuracy` and `roc_auc`
-    /// (when defined) for classification and binary tasks; `mse`, `mae` and `r2` (when defined)
-    /// for regression. These are the names an ablation ranks by (see [`higher_is_better`]).
+    /// The scalar metrics by name: `loss` always; `accuracy`, `majority_baseline`,
+    /// `balanced_accuracy`, `precision_macro`, `f1_macro` and `roc_auc` (when defined) for
+    /// classification and binary tasks; `mse`, `mae` and `r2` (when defined) for regression.
+    /// These are the names an ablation ranks by (see [`higher_is_better`]).
     pub fn flat(&self) -> BTreeMap<String, f64> {
         let mut m = BTreeMap::new();
         m.insert("loss".to_string(), self.loss);
@@ -77,6 +91,9 @@ impl Evaluation {
             Metrics::Classification(c) => {
                 m.insert("accuracy".into(), c.accuracy);
                 m.insert("balanced_accuracy".into(), c.balanced_accuracy);
+                m.insert("precision_macro".into(), c.precision_macro);
+                m.insert("f1_macro".into(), c.f1_macro);
+                m.insert("majority_baseline".into(), c.majority_baseline);
                 if let Some(a) = c.roc_auc {
                     m.insert("roc_auc".into(), a);
                 }
@@ -97,25 +114,66 @@ impl Evaluation {
 /// models; `r2` when the targets vary).
 pub fn metric_names(task: crate::Task) -> &'static [&'static str] {
     match task {
-        crate::Task::Classification => &["loss", "accuracy", "balanced_accuracy"],
-        crate::Task::Binary => &["loss", "accuracy", "balanced_accuracy", "roc_auc"],
+        crate::Task::Classification => &[
+            "loss",
+            "accuracy",
+            "balanced_accuracy",
+            "precision_macro",
+            "f1_macro",
+            "majority_baseline",
+        ],
+        crate::Task::Binary => &[
+            "loss",
+            "accuracy",
+            "balanced_accuracy",
+            "precision_macro",
+            "f1_macro",
+            "majority_baseline",
+            "roc_auc",
+        ],
         crate::Task::Regression => &["loss", "mse", "mae", "r2"],
     }
 }
 
 /// True when a larger value of `metric` (a name from [`Evaluation::flat`]) is better: false for
-/// the errors `loss`, `mse` and `mae`, true for the others (accuracies, ROC AUC, R²).
+/// the errors `loss`, `mse` and `mae`, true for the others (accuracies, precision, F1, ROC AUC,
+/// R²; `majority_baseline` is a property of the data, the same for every model).
 pub fn higher_is_better(metric: &str) -> bool {
     !matches!(metric, "mse" | "mae" | "loss")
 }
 
 /// Evaluates `model` on all samples of `source` (filled with epoch 0, in order) in evaluation
-/// mode (no noise, no dropout).
+/// mode (no noise, no dropout), reading its outputs with [`Readout::of`] the model (targets
+/// in their own units): [`evaluate_readout`] with that readout.
+///
+/// # Errors
+/// See [`evaluate_readout`].
+pub fn evaluate(model: &Mlp, source: &mut dyn BatchSource) -> Result<Evaluation> {
+    evaluate_readout(model, source, &Readout::of(model))
+}
+
+/// Evaluates `model` on all samples of `source` (filled with epoch 0, in order) in evaluation
+/// mode (no noise, no dropout). Predictions come from `readout` ([`Readout::label`]; for
+/// regression [`Readout::value`], applied to the outputs and to the source's targets, which are
+/// in the units the network was trained on), so `mse`, `mae` and `r2` are in the target's
+/// original units. `loss` is the training loss on the source as it is (for a standardised
+/// regression target: on the standardised values).
 ///
 /// # Errors
 /// [`Error::Shape`] when the source's dimensions differ from the model's; [`Error::Source`]
-/// when filling fails; [`Error::Config`] for an empty source.
-pub fn evaluate(model: &Mlp, source: &mut dyn BatchSource) -> Result<Evaluation> {
+/// when filling fails; [`Error::Config`] for an empty source or a readout for another task.
+pub fn evaluate_readout(
+    model: &Mlp,
+    source: &mut dyn BatchSource,
+    readout: &Readout,
+) -> Result<Evaluation> {
+    if readout.task() != model.task {
+        return Err(Error::Config(format!(
+            "the readout is for a {:?} network, the model is {:?}",
+            readout.task(),
+            model.task
+        )));
+    }
     if source.input_dim() != model.input_dim() || source.target_dim() != model.output_dim() {
         return Err(Error::Shape {
             what: format!(
@@ -128,14 +186,16 @@ pub fn evaluate(model: &Mlp, source: &mut dyn BatchSource) -> Result<Evaluation>
         });
     }
     let mut ws = model.workspace(source.len().clamp(1, 1024), model.output_dim());
-    evaluate_with(model, source, &mut ws)
+    evaluate_with(model, source, &mut ws, readout)
 }
 
-/// [`evaluate`] with a caller-provided workspace (no allocation besides the metric tallies).
+/// [`evaluate_readout`] with a caller-provided workspace (no allocation besides the metric
+/// tallies).
 pub(crate) fn evaluate_with(
     model: &Mlp,
     source: &mut dyn BatchSource,
     ws: &mut Workspace,
+    readout: &Readout,
 ) -> Result<Evaluation> {
     let n = source.len();
     if n == 0 {
@@ -165,21 +225,20 @@ pub(crate) fn evaluate_with(
         let y = ws.y.slice(s![..rows, ..]);
         for (zr, yr) in z.rows().into_iter().zip(y.rows()) {
             let (zs, ts) = (zr.as_slice().expect("rows"), yr.as_slice().expect("rows"));
-            loss += model.loss.row_loss(zs, ts);
+            loss += model.row_loss(zs, ts);
             match model.task {
                 Task::Classification => {
                     let t = argmax(ts.iter().copied());
-                    let p = argmax(zs.iter().copied());
-                    confusion[t][p] += 1;
+                    confusion[t][readout.label(zs)] += 1;
                 }
                 Task::Binary => {
                     let t = ts[0] > 0.5;
-                    confusion[usize::from(t)][usize::from(zs[0] > 0.0)] += 1;
+                    confusion[usize::from(t)][readout.label(zs)] += 1;
                     scores.push((zs[0], t));
                 }
                 Task::Regression => {
                     for j in 0..k {
-                        let (p, t) = (f64::from(zs[j]), f64::from(ts[j]));
+                        let (p, t) = (readout.value(zs[j]), readout.value(ts[j]));
                         se[j] += (p - t).powi(2);
                         ae[j] += (p - t).abs();
                         ys[j] += t;
@@ -233,13 +292,38 @@ pub fn class_metrics(
             (support > 0).then(|| confusion[i][i] as f64 / support as f64)
         })
         .collect();
-    let precision = (0..c)
+    let precision: Vec<Option<f64>> = (0..c)
         .map(|j| {
             let predicted: u64 = (0..c).map(|i| confusion[i][j]).sum();
             (predicted > 0).then(|| confusion[j][j] as f64 / predicted as f64)
         })
         .collect();
     let present: Vec<f64> = recall.iter().flatten().copied().collect();
+    let f1: Vec<Option<f64>> = (0..c)
+        .map(|i| {
+            let tp = confusion[i][i];
+            let support: u64 = confusion[i].iter().sum();
+            let predicted: u64 = (0..c).map(|r| confusion[r][i]).sum();
+            let denom = support + predicted;
+            (denom > 0).then(|| 2.0 * tp as f64 / denom as f64)
+        })
+        .collect();
+    let supported: Vec<usize> = (0..c)
+        .filter(|&i| confusion[i].iter().sum::<u64>() > 0)
+        .collect();
+    let macro_of = |v: &[Option<f64>]| {
+        if supported.is_empty() {
+            0.0
+        } else {
+            supported.iter().map(|&i| v[i].unwrap_or(0.0)).sum::<f64>() / supported.len() as f64
+        }
+    };
+    let precision_macro = macro_of(&precision);
+    let f1_macro = macro_of(&f1);
+    let majority = (0..c)
+        .map(|i| confusion[i].iter().sum::<u64>())
+        .max()
+        .unwrap_or(0);
     ClassMetrics {
         accuracy: if total > 0 {
             diag as f64 / total as f64
@@ -253,9 +337,153 @@ pub fn class_metrics(
         },
         precision,
         recall,
+        f1,
+        precision_macro,
+        f1_macro,
+        majority_baseline: if total > 0 {
+            majority as f64 / total as f64
+        } else {
+            0.0
+        },
         confusion,
         roc_auc: if binary { roc_auc(scores) } else { None },
     }
+}
+
+/// The binary model's logits on every sample of `source`, each with whether its target is
+/// positive (the input of [`crate::choose_threshold`], [`roc_curve`] and [`pr_curve`]).
+///
+/// # Errors
+/// [`Error::Config`] for a model that is not binary or an empty source; [`Error::Shape`] and
+/// [`Error::Source`] as [`evaluate`].
+pub fn binary_scores(model: &Mlp, source: &mut dyn BatchSource) -> Result<Vec<(f32, bool)>> {
+    if model.task != Task::Binary {
+        return Err(Error::Config(format!(
+            "scores and thresholds are for binary models, this one is {}",
+            crate::config::ser(&model.task)
+        )));
+    }
+    if source.input_dim() != model.input_dim() || source.target_dim() != 1 {
+        return Err(Error::Shape {
+            what: "scoring data columns (features + target)".into(),
+            expected: model.input_dim() + 1,
+            got: source.input_dim() + source.target_dim(),
+        });
+    }
+    let n = source.len();
+    if n == 0 {
+        return Err(Error::Config("cannot score an empty data set".into()));
+    }
+    let mut ws = model.workspace(n.clamp(1, 1024), 1);
+    let mut out = Vec::with_capacity(n);
+    let mut idx: Vec<usize> = Vec::with_capacity(ws.capacity());
+    let mut start = 0;
+    while start < n {
+        let rows = (n - start).min(ws.capacity());
+        idx.clear();
+        idx.extend(start..start + rows);
+        let (x, y) = ws.batch_mut(rows);
+        source.fill(0, &idx, x, y).map_err(|source| Error::Source {
+            epoch: 0,
+            rows,
+            source,
+        })?;
+        model.forward(&mut ws, rows, None);
+        let z = ws.logits().slice_move(s![..rows, ..]);
+        out.extend(
+            z.iter()
+                .zip(ws.y.slice(s![..rows, ..]))
+                .map(|(z, t)| (*z, *t > 0.5)),
+        );
+        start += rows;
+    }
+    Ok(out)
+}
+
+/// Chooses the threshold of a binary model on `valid` (usually the validation split) by
+/// `criterion` ([`crate::choose_threshold`]), sets it on the model and returns it.
+///
+/// # Errors
+/// As [`binary_scores`]; [`Error::Config`] when `valid` holds one class only, or every score
+/// is equal (no cut separates them).
+pub fn tune_threshold(
+    model: &mut Mlp,
+    valid: &mut dyn BatchSource,
+    criterion: crate::ThresholdCriterion,
+) -> Result<f64> {
+    let scores = binary_scores(model, valid)?;
+    let pos = scores.iter().filter(|s| s.1).count();
+    let t = crate::choose_threshold(&scores, criterion).ok_or_else(|| {
+        Error::Config(if pos == 0 || pos == scores.len() {
+            format!(
+                "`threshold: auto` needs both classes in the validation split, which has {} \
+                 samples, all {}; raise `validation` or use a fixed threshold",
+                scores.len(),
+                if pos == 0 { "negative" } else { "positive" }
+            )
+        } else {
+            "`threshold: auto` found every validation score equal (the network did not learn to \
+             separate the classes), so no threshold separates them; use a fixed threshold"
+                .into()
+        })
+    })?;
+    model.set_threshold(t)?;
+    Ok(t)
+}
+
+/// The ROC curve of `scores` (logit, is positive): `(false positive rate, true positive rate)`
+/// from (0, 0) to (1, 1), one point per distinct score, highest first. Empty when a class is
+/// absent.
+pub fn roc_curve(scores: &[(f32, bool)]) -> Vec<(f64, f64)> {
+    let (p, n) = class_totals(scores);
+    if p == 0 || n == 0 {
+        return Vec::new();
+    }
+    let mut pts = vec![(0.0, 0.0)];
+    for (tp, fp) in cumulative(scores) {
+        pts.push((fp as f64 / n as f64, tp as f64 / p as f64));
+    }
+    pts
+}
+
+/// The precision-recall curve of `scores`: `(recall, precision)` one point per distinct score,
+/// highest first (recall rising to 1). Empty when there is no positive.
+pub fn pr_curve(scores: &[(f32, bool)]) -> Vec<(f64, f64)> {
+    let (p, _) = class_totals(scores);
+    if p == 0 {
+        return Vec::new();
+    }
+    cumulative(scores)
+        .map(|(tp, fp)| (tp as f64 / p as f64, tp as f64 / (tp + fp) as f64))
+        .collect()
+}
+
+fn class_totals(scores: &[(f32, bool)]) -> (u64, u64) {
+    let p = scores.iter().filter(|s| s.1).count() as u64;
+    (p, scores.len() as u64 - p)
+}
+
+/// (TP, FP) after each group of equal scores, highest scores first.
+fn cumulative(scores: &[(f32, bool)]) -> impl Iterator<Item = (u64, u64)> {
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out = Vec::new();
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            if sorted[j].1 {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            j += 1;
+        }
+        out.push((tp, fp));
+        i = j;
+    }
+    out.into_iter()
 }
 
 /// ROC AUC as the Mann-Whitney U statistic with tied scores given their mean rank
@@ -297,6 +525,41 @@ mod tests {
         assert_eq!(m.balanced_accuracy, 0.875);
     }
 
+    #[test]
+    fn f1_macro_and_majority_baseline_on_a_hand_confusion_matrix() {
+        // true \ predicted: a: 5 1 0; b: 2 3 1; c: 0 0 0 (absent); 12 samples.
+        let m = class_metrics(
+            vec![vec![5, 1, 0], vec![2, 3, 1], vec![0, 0, 0]],
+            &mut [],
+            false,
+        );
+        // a: precision 5/7, recall 5/6, F1 10/13; b: precision 3/4, recall 1/2, F1 6/10;
+        // c: predicted once, never true: precision 0, F1 0 (support + predicted = 1).
+        assert_eq!(m.f1, vec![Some(10.0 / 13.0), Some(0.6), Some(0.0)]);
+        assert_eq!(m.precision, vec![Some(5.0 / 7.0), Some(0.75), Some(0.0)]);
+        // Macro over the classes present in the targets (a and b).
+        assert!((m.precision_macro - (5.0 / 7.0 + 0.75) / 2.0).abs() < 1e-12);
+        assert!((m.f1_macro - (10.0 / 13.0 + 0.6) / 2.0).abs() < 1e-12);
+        assert_eq!(m.majority_baseline, 0.5);
+        // A class neither true nor predicted has no F1.
+        let m = class_metrics(vec![vec![2, 0], vec![0, 0]], &mut [], false);
+        assert_eq!(m.f1, vec![Some(1.0), None]);
+        assert_eq!(m.f1_macro, 1.0);
+        assert_eq!(m.majority_baseline, 1.0);
+    }
+
+    #[test]
+    fn roc_and_pr_curves_walk_the_distinct_scores() {
+        let s = [(0.1, false), (0.4, true), (0.4, false), (0.8, true)];
+        assert_eq!(
+            roc_curve(&s),
+            vec![(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]
+        );
+        assert_eq!(pr_curve(&s), vec![(0.5, 1.0), (1.0, 2.0 / 3.0), (1.0, 0.5)]);
+        assert!(roc_curve(&[(0.1, true)]).is_empty());
+        assert!(pr_curve(&[(0.1, false)]).is_empty());
+    }
+
     fn eval(metrics: Metrics) -> Evaluation {
         Evaluation {
             loss: 0.5,
@@ -317,7 +580,15 @@ mod tests {
         let flat = e.flat();
         assert_eq!(
             keys(&e),
-            ["accuracy", "balanced_accuracy", "loss", "roc_auc"]
+            [
+                "accuracy",
+                "balanced_accuracy",
+                "f1_macro",
+                "loss",
+                "majority_baseline",
+                "precision_macro",
+                "roc_auc"
+            ]
         );
         assert_eq!(flat["loss"], 0.5);
         assert_eq!(flat["accuracy"], 0.8);
@@ -325,7 +596,17 @@ mod tests {
         assert_eq!(flat["roc_auc"], 0.9);
         c.roc_auc = None;
         let e = eval(Metrics::Classification(c));
-        assert_eq!(keys(&e), ["accuracy", "balanced_accuracy", "loss"]);
+        assert_eq!(
+            keys(&e),
+            [
+                "accuracy",
+                "balanced_accuracy",
+                "f1_macro",
+                "loss",
+                "majority_baseline",
+                "precision_macro"
+            ]
+        );
     }
 
     #[test]
@@ -346,11 +627,52 @@ mod tests {
     }
 
     #[test]
+    fn regression_metrics_in_the_targets_units() {
+        use crate::config::ModelConfig;
+        use crate::{ArraySource, TrainConfig, build_model};
+        use ndarray::array;
+        // A linear network that outputs its input: the predictions are x (standardised).
+        let cfg = ModelConfig::regression();
+        let train = TrainConfig::new(crate::OptimizerConfig::adam(0.01));
+        let mut net = build_model(&cfg, &train, 1, 1, 0).unwrap();
+        net.layers[0].weight.fill(1.0);
+        net.layers[0].bias.fill(0.0);
+        let x = array![[0.0f32], [1.0], [-1.0], [2.0]];
+        let y = array![[0.0f32], [1.0], [-1.0], [1.0]];
+        let mut data = ArraySource::new(x, y).unwrap();
+        // Target mean 10, std 2: predictions 10, 12, 8, 14 against targets 10, 12, 8, 12.
+        let scale = whet_core::TargetScale {
+            mean: 10.0,
+            std: 2.0,
+        };
+        let readout = Readout::new(Task::Regression).with_target_scale(Some(scale));
+        let e = evaluate_readout(&net, &mut data, &readout).unwrap();
+        let Metrics::Regression(r) = &e.metrics else {
+            panic!("regression metrics")
+        };
+        assert_eq!(r.mse, 1.0); // (0 + 0 + 0 + 2²) / 4
+        assert_eq!(r.mae, 0.5); // (0 + 0 + 0 + 2) / 4
+        // Targets' mean 10.5: SST = 0.25 + 2.25 + 6.25 + 2.25 = 11, SSE = 4.
+        assert!((r.r2.unwrap() - (1.0 - 4.0 / 11.0)).abs() < 1e-12);
+        // Standardised units: the same R², errors divided by std² and std; the loss is the
+        // training loss on the standardised values either way.
+        let raw = evaluate(&net, &mut data).unwrap();
+        let Metrics::Regression(q) = &raw.metrics else {
+            panic!("regression metrics")
+        };
+        assert_eq!((q.mse, q.mae), (0.25, 0.25));
+        assert!((q.r2.unwrap() - r.r2.unwrap()).abs() < 1e-12);
+        assert_eq!(raw.loss, e.loss);
+        let wrong = evaluate_readout(&net, &mut data, &Readout::new(Task::Binary));
+        assert!(matches!(wrong, Err(Error::Config(_))));
+    }
+
+    #[test]
     fn errors_are_lower_is_better() {
         for m in ["loss", "mse", "mae"] {
             assert!(!higher_is_better(m), "{m}");
         }
-        for m in ["accuracy", "balanced_accuracy", "roc_auc", "r2"] {
+        for m in ["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "r2"] {
             assert!(higher_is_better(m), "{m}");
         }
     }

@@ -3,9 +3,10 @@
 
 use crate::activation::Activation;
 use crate::config::{Init, ModelConfig, Task};
+use crate::decision::{Decision, ThresholdConfig};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, matmul};
-use crate::loss::LossKind;
+use crate::loss::{ClassWeights, LossKind};
 use ndarray::parallel::prelude::*;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use rand::RngExt;
@@ -131,6 +132,10 @@ pub struct Architecture {
     pub input_dim: usize,
     /// Layers, input side first; the last is the output layer.
     pub layers: Vec<LayerSpec>,
+    /// Binary tasks: the positive-class probability threshold set by `model.threshold` (given,
+    /// or chosen by `auto`); absent means the default 0.5. See [`crate::Decision`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 /// One layer in an [`Architecture`].
@@ -176,6 +181,10 @@ pub struct Mlp {
     /// The matrix-multiply kernel.
     pub kernel: Kernel,
     input_dim: usize,
+    /// Binary: the threshold (None: the default 0.5).
+    pub(crate) threshold: Option<f64>,
+    /// Per-class loss weights while training (not part of the architecture).
+    class_weights: Option<ClassWeights>,
 }
 
 impl Mlp {
@@ -214,13 +223,19 @@ impl Mlp {
             seed,
             layers.len(),
         ));
-        Ok(Self {
+        let mut net = Self {
             layers,
             task: config.task,
             loss,
             kernel: Kernel::default(),
             input_dim,
-        })
+            threshold: None,
+            class_weights: None,
+        };
+        if let Some(ThresholdConfig::Fixed(t)) = config.threshold {
+            net.set_threshold(t)?;
+        }
+        Ok(net)
     }
 
     /// Rebuilds a network from an architecture and its weights (used by checkpoint loading).
@@ -263,13 +278,83 @@ impl Mlp {
                 frozen: false,
             });
         }
-        Ok(Self {
+        let mut net = Self {
             layers,
             task: arch.task,
             loss: arch.loss,
             kernel: Kernel::default(),
             input_dim: arch.input_dim,
-        })
+            threshold: None,
+            class_weights: None,
+        };
+        if let Some(t) = arch.threshold {
+            net.set_threshold(t)?;
+        }
+        Ok(net)
+    }
+
+    /// How this network's outputs become outputs and labels (the task, and the binary
+    /// threshold).
+    pub fn decision(&self) -> Decision {
+        match self.threshold {
+            Some(t) => Decision::binary(t).expect("checked by set_threshold"),
+            None => Decision::new(self.task),
+        }
+    }
+
+    /// Sets the binary threshold on the positive-class probability.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the task is not binary or `t` is not strictly between 0 and 1.
+    pub fn set_threshold(&mut self, t: f64) -> Result<()> {
+        if self.task != Task::Binary {
+            return Err(Error::Config(format!(
+                "a threshold applies to binary models, this one is {}",
+                crate::config::ser(&self.task)
+            )));
+        }
+        Decision::binary(t).map_err(Error::Config)?;
+        self.threshold = Some(t);
+        Ok(())
+    }
+
+    /// Sets the per-class loss weights used by training and by the loss that evaluation
+    /// reports (one per output class; binary: negative then positive).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a regression model or a weight count that is not the number of
+    /// classes.
+    pub fn set_class_weights(&mut self, weights: ClassWeights) -> Result<()> {
+        let classes = match self.task {
+            Task::Regression => {
+                return Err(Error::Config(
+                    "class weights apply to classification and binary models, this one is \
+                     regression"
+                        .into(),
+                ));
+            }
+            Task::Binary => 2,
+            Task::Classification => self.output_dim(),
+        };
+        if weights.get().len() != classes {
+            return Err(Error::Config(format!(
+                "expected {classes} class weights, found {}",
+                weights.get().len()
+            )));
+        }
+        self.class_weights = Some(weights);
+        Ok(())
+    }
+
+    /// The per-class loss weights, when set.
+    pub fn class_weights(&self) -> Option<&ClassWeights> {
+        self.class_weights.as_ref()
+    }
+
+    /// The loss of one row of logits, weighted by its class weight when weights are set.
+    pub(crate) fn row_loss(&self, z: &[f32], y: &[f32]) -> f64 {
+        self.loss
+            .weighted_row_loss(z, y, self.class_weights.as_ref())
     }
 
     /// The architecture (for checkpoints).
@@ -279,6 +364,7 @@ impl Mlp {
             task: self.task,
             loss: self.loss,
             input_dim: self.input_dim,
+            threshold: self.threshold,
             layers: self
                 .layers
                 .iter()
@@ -500,7 +586,7 @@ impl Mlp {
         self.forward(ws, rows, key);
         let last = self.layers.len() - 1;
         let correct = count_correct(
-            self.task,
+            &self.decision(),
             ws.act[last].slice(s![..rows, ..]),
             ws.y.slice(s![..rows, ..]),
         );
@@ -508,6 +594,7 @@ impl Mlp {
             ws.act[last].slice_mut(s![..rows, ..]),
             ws.y.slice(s![..rows, ..]),
             1.0 / rows as f32,
+            self.class_weights.as_ref(),
         );
         self.backward(ws, rows, key.is_some());
         (loss, correct)
@@ -571,6 +658,7 @@ impl Mlp {
         let mut out = Array2::zeros((n, self.output_dim()));
         let mut ws = self.workspace(n.min(1024), 0);
         let last = self.layers.len() - 1;
+        let decision = self.decision();
         let mut start = 0;
         while start < n {
             let rows = (n - start).min(ws.rows);
@@ -579,7 +667,7 @@ impl Mlp {
             self.forward(&mut ws, rows, None);
             let mut o = out.slice_mut(s![start..start + rows, ..]);
             o.assign(&ws.act[last].slice(s![..rows, ..]));
-            self.loss.activate(o);
+            decision.outputs(o);
             start += rows;
         }
         out
@@ -645,15 +733,19 @@ pub(crate) fn check_dims(task: Task, input_dim: usize, output_dim: usize) -> Res
     }
 }
 
-/// Correct predictions in `logits` against targets `y` (classification: argmax; binary: logit >
-/// 0 against y > 0.5; regression: 0).
-pub(crate) fn count_correct(task: Task, logits: ArrayView2<f32>, y: ArrayView2<f32>) -> usize {
-    match task {
+/// Correct predictions in `logits` against targets `y` (classification: argmax; binary: the
+/// decision's threshold against y > 0.5; regression: 0).
+pub(crate) fn count_correct(
+    decision: &Decision,
+    logits: ArrayView2<f32>,
+    y: ArrayView2<f32>,
+) -> usize {
+    match decision.task() {
         Task::Regression => 0,
         Task::Binary => logits
             .iter()
             .zip(y.iter())
-            .filter(|(z, t)| (**z > 0.0) == (**t > 0.5))
+            .filter(|(z, t)| decision.positive(**z) == (**t > 0.5))
             .count(),
         Task::Classification => logits
             .rows()

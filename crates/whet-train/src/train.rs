@@ -5,6 +5,7 @@ use crate::error::{Diverged, Error, Result};
 use crate::metrics::{Evaluation, evaluate_with};
 use crate::mlp::{Mlp, NoiseKey, Workspace};
 use crate::optim::Optimizer;
+use crate::readout::Readout;
 use ndarray::s;
 use rand::RngExt;
 use serde::Serialize;
@@ -192,7 +193,7 @@ pub fn fit(
             reference = Some(loss_sum / n as f64);
         }
         let val: Option<Evaluation> = match (valid.as_deref_mut(), eval_ws.as_mut()) {
-            (Some(v), Some(w)) => Some(evaluate_with(model, v, w)?),
+            (Some(v), Some(w)) => Some(evaluate_with(model, v, w, &Readout::of(model))?),
             _ => None,
         };
         let record = EpochRecord {

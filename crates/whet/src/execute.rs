@@ -1,5 +1,8 @@
 //! One run end to end: prepare the data, build and train the network, evaluate it, and write
 //! `metrics.json`, `curves.csv`, the charts, `model.safetensors` and `manifest.json`.
+//!
+//! The network's outputs are read through one [`whet_train::Readout`] (a regression target's
+//! scale included), so the metrics and the regression charts are in the target's units.
 
 use crate::cache::{Cache, KeyBuilder};
 use crate::error::{Error, Result, ResultExt};
@@ -49,6 +52,9 @@ pub struct ClassBreakdown {
     pub precision: Vec<Option<f64>>,
     /// Recall per class (`null` when the class is absent from the test set).
     pub recall: Vec<Option<f64>>,
+    /// F1 per class (`null` when the class is neither in the test set nor predicted).
+    #[serde(default)]
+    pub f1: Vec<Option<f64>>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
 }
@@ -91,13 +97,20 @@ pub struct Metrics {
     /// has no test set (then `test` is empty and the ablation report ranks by `validation`).
     #[serde(default)]
     pub evaluated_on: EvaluatedOn,
-    /// Test-set metrics by name (`loss`, `accuracy`, `balanced_accuracy`, `roc_auc`; `mse`,
-    /// `mae`, `r2` for regression); empty when training diverged or there is no test set.
+    /// Test-set metrics by name (`loss`, `accuracy`, `majority_baseline`, `balanced_accuracy`,
+    /// `precision_macro`, `f1_macro`, `roc_auc`; `mse`, `mae`, `r2` for regression, in the
+    /// target's original units); empty when training diverged or there is no test set. `loss`
+    /// is the training objective: weighted by class when `train.class_weights` is set, and on
+    /// the standardised values for a standardised regression target (the default).
     pub test: BTreeMap<String, f64>,
     /// Validation metrics by name, when the run has a validation set and finished.
     pub validation: Option<BTreeMap<String, f64>>,
     /// Per-class results on the test set (classification; `None` without a test set).
     pub test_classes: Option<ClassBreakdown>,
+    /// Binary runs: the positive-class probability threshold every label used (`model.threshold`,
+    /// or the one `auto` chose on the validation split; 0.5 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// Test samples evaluated.
     pub test_samples: usize,
     /// Epochs trained.
@@ -154,6 +167,32 @@ impl RunOutcome {
             curves: self.curves.clone(),
             message: self.metrics.message.clone(),
         }
+    }
+}
+
+/// The ROC and precision-recall curves of a binary model's `scores` on the evaluated set, with
+/// the point of the threshold in use (from that set's `confusion[true][predicted]`).
+fn binary_curves(
+    scores: &[(f32, bool)],
+    confusion: &[Vec<u64>],
+    decision: &whet_train::Decision,
+    set: EvaluatedOn,
+) -> whet_report::BinaryCurves {
+    let c = |t: usize, p: usize| confusion[t][p] as f64;
+    let (tn, fp, fn_, tp) = (c(0, 0), c(0, 1), c(1, 0), c(1, 1));
+    let rate = |a: f64, b: f64| if a + b > 0.0 { a / (a + b) } else { 0.0 };
+    let mut sorted = scores.to_vec();
+    whet_report::BinaryCurves {
+        set: set.to_string(),
+        roc: whet_train::roc_curve(scores),
+        pr: whet_train::pr_curve(scores),
+        roc_auc: whet_train::roc_auc(&mut sorted),
+        threshold: decision
+            .threshold()
+            .unwrap_or(whet_train::DEFAULT_THRESHOLD),
+        roc_point: (rate(fp, tn), rate(tp, fn_)),
+        pr_point: (tp + fp > 0.0).then(|| (rate(tp, fn_), rate(tp, fp))),
+        positive_rate: rate(tp + fn_, tn + fp),
     }
 }
 
@@ -225,8 +264,16 @@ impl Run {
         let preprocessing = prepared.preprocessing(self);
         let cache_hits = prepared.cache_hits.clone();
         let warnings = prepared.warnings.clone();
-        let mut data = prepared.into_training()?;
+        let train_counts = prepared.train_class_counts();
         let file = self.file();
+        let target_scale = prepared
+            .target_scale()
+            .filter(|_| file.model.task == whet_train::Task::Regression);
+        let target_name = match self.data() {
+            crate::runfile::RunData::Tables(t) => t.data.target.regression.clone(),
+            crate::runfile::RunData::Images { .. } => None,
+        };
+        let mut data = prepared.into_training()?;
         // What the run holds while training: the prepared data and the trainer's estimate.
         let sources: [Option<&dyn BatchSource>; 3] = [
             Some(data.train.as_ref()),
@@ -257,6 +304,12 @@ impl Run {
             seed,
         )
         .context("building the network")?;
+        if let Some(cw) = &file.train.class_weights {
+            let weights = self.class_weights(cw, &classes, &train_counts, model.task())?;
+            model
+                .set_class_weights(weights)
+                .context("setting `train.class_weights`")?;
+        }
         let mut obs = EpochBars {
             bars: progress,
             epochs_started: false,
@@ -278,6 +331,22 @@ impl Run {
             }
             Err(e) => return Err(Error::from(e).context("training")),
         };
+        if status == RunStatus::Ok
+            && let Some(criterion) = file.model.auto_threshold()
+        {
+            let valid = data.validation.as_mut().ok_or_else(|| {
+                Error::Data(
+                    "`threshold: auto` is chosen on the validation split, which is empty after \
+                     preprocessing; raise the validation fraction or give a fixed threshold"
+                        .into(),
+                )
+            })?;
+            whet_train::tune_threshold(&mut model, valid, criterion)
+                .context("choosing `model.threshold: auto` on the validation split")?;
+        }
+        // How the network's outputs are read: classes by its decision (with the threshold just
+        // chosen), or values in the target's units.
+        let readout = whet_train::Readout::of(&model).with_target_scale(target_scale);
         let evaluated_on = if data.test.is_some() {
             EvaluatedOn::Test
         } else {
@@ -288,6 +357,7 @@ impl Run {
         let mut test_classes = None;
         let mut test_samples = 0;
         let mut confusion = None;
+        let mut binary = None;
         if status == RunStatus::Ok {
             let mut breakdown = |m: &whet_train::Metrics| {
                 if let whet_train::Metrics::Classification(c) = m {
@@ -304,6 +374,7 @@ impl Run {
                         labels,
                         precision: c.precision.clone(),
                         recall: c.recall.clone(),
+                        f1: c.f1.clone(),
                         confusion: c.confusion.clone(),
                     })
                 } else {
@@ -311,17 +382,37 @@ impl Run {
                 }
             };
             if let Some(t) = data.test.as_mut() {
-                let e = whet_train::evaluate(&model, t).context("evaluating on the test set")?;
+                let e = whet_train::evaluate_readout(&model, t, &readout)
+                    .context("evaluating on the test set")?;
                 test = e.flat();
                 test_samples = e.samples;
                 test_classes = breakdown(&e.metrics);
             }
             if let Some(v) = data.validation.as_mut() {
-                let e = whet_train::evaluate(&model, v).context("evaluating on validation")?;
+                let e = whet_train::evaluate_readout(&model, v, &readout)
+                    .context("evaluating on validation")?;
                 validation = Some(e.flat());
                 if evaluated_on == EvaluatedOn::Validation {
                     // The confusion chart shows the set the run is judged on.
                     breakdown(&e.metrics);
+                }
+            }
+            if model.task() == whet_train::Task::Binary {
+                let judged: Option<&mut dyn BatchSource> = match evaluated_on {
+                    EvaluatedOn::Test => data.test.as_mut().map(|t| t as &mut dyn BatchSource),
+                    EvaluatedOn::Validation => {
+                        data.validation.as_mut().map(|v| v as &mut dyn BatchSource)
+                    }
+                };
+                if let (Some(src), Some(c)) = (judged, confusion.as_ref()) {
+                    let scores = whet_train::binary_scores(&model, src)
+                        .context("scoring the evaluated set for the ROC and PR curves")?;
+                    binary = Some(binary_curves(
+                        &scores,
+                        &c.counts,
+                        &model.decision(),
+                        evaluated_on,
+                    ));
                 }
             }
         }
@@ -345,6 +436,9 @@ impl Run {
             test,
             validation,
             test_classes,
+            threshold: (status == RunStatus::Ok)
+                .then(|| model.decision().threshold())
+                .flatten(),
             test_samples,
             epochs: curves.len(),
             best_epoch: report.as_ref().and_then(|r| r.best_epoch),
@@ -372,10 +466,85 @@ impl Run {
         };
         whet_report::write_run(&outcome.record(), confusion.as_ref(), out)
             .context("writing the run's curves and charts")?;
+        if let (RunStatus::Ok, Some(target)) = (status, target_name) {
+            // Predicted against actual values of the set the run is judged on.
+            let set = match evaluated_on {
+                EvaluatedOn::Test => data.test.as_ref(),
+                EvaluatedOn::Validation => data.validation.as_ref(),
+            };
+            if let Some(set) = set {
+                let predicted = readout.values(model.predict(set.x().view()).view());
+                let actual = readout.values(set.y().view());
+                let points = whet_report::RegressionPoints {
+                    target,
+                    actual: actual.column(0).to_vec(),
+                    predicted: predicted.column(0).to_vec(),
+                };
+                whet_report::write_regression(&outcome.record(), &points, out)
+                    .context("writing the run's regression charts")?;
+            }
+        }
+        if let Some(b) = &binary {
+            whet_report::write_binary_curves(&outcome.record(), b, out)
+                .context("writing the run's ROC and precision-recall charts")?;
+        }
         outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
         write_json(&out.join("metrics.json"), &outcome.metrics)?;
         outcome.manifest.save(&out.join("manifest.json"))?;
         Ok(outcome)
+    }
+
+    /// `train.class_weights` resolved into weights by class index: `balanced` from the training
+    /// split's class counts, or the labels given (a label not listed weighs 1).
+    ///
+    /// # Errors
+    /// [`Error::Config`], located at the label, for a label that is not one of the classes.
+    fn class_weights(
+        &self,
+        config: &whet_train::ClassWeightsConfig,
+        classes: &[String],
+        counts: &[u64],
+        task: whet_train::Task,
+    ) -> Result<whet_train::ClassWeights> {
+        let k = match task {
+            whet_train::Task::Binary => 2,
+            _ => counts.len().max(classes.len()),
+        };
+        let labels: Vec<String> = if classes.len() == k {
+            classes.to_vec()
+        } else {
+            (0..k).map(|i| i.to_string()).collect()
+        };
+        let weights = match config {
+            whet_train::ClassWeightsConfig::Balanced => whet_train::ClassWeights::balanced(counts),
+            whet_train::ClassWeightsConfig::Labels(given) => {
+                let mut w = vec![1.0f32; k];
+                for (label, weight) in given {
+                    let Some(i) = labels.iter().position(|l| l == label) else {
+                        let list: Vec<String> = labels.iter().map(|l| format!("`{l}`")).collect();
+                        let hint = crate::yaml::closest(label, labels.iter().map(String::as_str))
+                            .map(|c| format!("; did you mean `{c}`?"))
+                            .unwrap_or_default();
+                        return Err(self.located(
+                            &format!("train.class_weights.{label}"),
+                            format!(
+                                "`{label}` is not a class of this run's target: the classes are \
+                                 {}{hint}",
+                                list.join(", ")
+                            ),
+                        ));
+                    };
+                    w[i] = weight.get() as f32;
+                }
+                whet_train::ClassWeights::new(w)
+            }
+        };
+        weights.map_err(|m| {
+            self.located(
+                "train.class_weights",
+                format!("cannot weigh the classes: {m}"),
+            )
+        })
     }
 
     /// Runs the `pretrain` run file first when its output is missing or stale (its run file

@@ -35,6 +35,7 @@
 
 pub mod ablation;
 mod cache;
+mod datacheck;
 mod error;
 mod execute;
 mod export;

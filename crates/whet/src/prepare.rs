@@ -144,6 +144,43 @@ impl Prepared {
         }
     }
 
+    /// The standardisation of a regression target, fitted on the training split (tables with
+    /// `{ regression: c }`, unless `scale: false`): [`Prepared::into_training`] gives the trainer
+    /// standardised targets, and a [`whet_train::Readout`] with this scale turns the network's
+    /// outputs back into the target's units.
+    pub fn target_scale(&self) -> Option<whet_core::TargetScale> {
+        match &self.data {
+            PreparedData::Images(_) => None,
+            PreparedData::Tables(p) => p.manifest.target_scale,
+        }
+    }
+
+    /// Samples per class in the training split (what `train.class_weights: balanced` is
+    /// computed from): the training originals for images (offline copies keep the class
+    /// shares), the target rows for tables (binary: negatives, then positives). Empty for
+    /// regression.
+    pub fn train_class_counts(&self) -> Vec<u64> {
+        match &self.data {
+            PreparedData::Images(p) => p.class_counts_train.iter().map(|&c| c as u64).collect(),
+            PreparedData::Tables(p) if p.classes.is_empty() => Vec::new(),
+            PreparedData::Tables(p) => {
+                let y = &p.train.y;
+                if y.ncols() == 1 {
+                    let pos = y.iter().filter(|v| **v > 0.5).count() as u64;
+                    vec![y.nrows() as u64 - pos, pos]
+                } else {
+                    let mut counts = vec![0u64; y.ncols()];
+                    for row in y.rows() {
+                        if let Some((i, _)) = row.iter().enumerate().find(|(_, v)| **v > 0.5) {
+                            counts[i] += 1;
+                        }
+                    }
+                    counts
+                }
+            }
+        }
+    }
+
     /// The sizes for the manifest.
     pub fn summary(&self) -> DataSummary {
         match &self.data {
@@ -184,7 +221,7 @@ impl Prepared {
     }
 
     /// The batch source and arrays the trainer takes (consumes the prepared data: table arrays
-    /// are moved, not copied).
+    /// are moved, not copied; a scaled regression target is standardised in place).
     ///
     /// # Errors
     /// [`Error::Data`] for an empty training split, or an empty test split that the run file
@@ -223,9 +260,16 @@ impl Prepared {
                 })
             }
             PreparedData::Tables(p) => {
-                let train = ArraySource::new(p.train.x, p.train.y)?;
-                let valid = ArraySource::new(p.validation.x, p.validation.y)?;
-                let test = ArraySource::new(p.test.x, p.test.y)?;
+                // The trainer sees the standardised target (see `Prepared::target_scale`).
+                let scaled = |mut y: Array2<f32>| {
+                    if let Some(s) = p.manifest.target_scale {
+                        y.mapv_inplace(|v| s.apply(v));
+                    }
+                    y
+                };
+                let train = ArraySource::new(p.train.x, scaled(p.train.y))?;
+                let valid = ArraySource::new(p.validation.x, scaled(p.validation.y))?;
+                let test = ArraySource::new(p.test.x, scaled(p.test.y))?;
                 if train.x().nrows() == 0 {
                     return Err(Error::Data(
                         "the training split is empty after preprocessing; check the split fractions and the steps that drop rows".into(),
@@ -266,6 +310,11 @@ impl Run {
             }
             RunData::Tables(cfg) => prepare_tables(cfg, seed, cache, progress),
         }?;
+        if let PreparedData::Tables(t) = &mut p.data
+            && self.file().model.task == whet_train::Task::Binary
+        {
+            two_labels_as_binary(t)?;
+        }
         if let PreparedData::Tables(t) = &p.data {
             // From the load reports, so a cached preparation warns like a fresh one.
             p.warnings.extend(
@@ -572,6 +621,32 @@ fn prepare_tables(
         skipped: vec![],
         warnings: vec![],
     })
+}
+
+/// `model.task: binary` on `{ column: c }` without `threshold`: a column of two values (0/1,
+/// `false`/`true`, `no`/`yes`, …) is one 0/1 output, 1 for the second of the two classes in
+/// the manifest's order (sorted as text: `1`, `true`, `yes`). Any other number of values is
+/// refused with the fix (`whet validate` checks the first rows; this, every row).
+fn two_labels_as_binary(t: &mut whet_tabular::Prepared) -> Result<()> {
+    let whet_tabular::TargetKind::Classification { column } = &t.manifest.target else {
+        return Ok(());
+    };
+    if t.classes.len() != 2 {
+        let shown: Vec<&str> = t.classes.iter().take(5).map(String::as_str).collect();
+        let more = if t.classes.len() > 5 { ", …" } else { "" };
+        return Err(Error::Data(format!(
+            "data.target.column: `model.task: binary` without `threshold` needs a column of two \
+             values (0/1, or two labels), and `{column}` has {} ({}{more}): write \
+             `target: {{ column: {column}, threshold: t }}` for a binary target (`{column}` > t), \
+             or use `model.task: classification` for one class per value",
+            t.classes.len(),
+            shown.join(", ")
+        )));
+    }
+    for split in [&mut t.train, &mut t.validation, &mut t.test] {
+        split.y = split.y.slice(ndarray::s![.., 1..2]).to_owned();
+    }
+    Ok(())
 }
 
 /// Adds the table files to an error from preparing the tables when its message names none of

@@ -162,10 +162,11 @@ impl RunFile {
             }
             match &self.data.target {
                 None => issues.push("data", "tables need a `target`: `{ column: c }`, `{ column: c, threshold: t }` or `{ regression: c }`"),
-                Some(_) => {
+                Some(t) => {
                     if let Some(cfg) = self.tabular_config() {
                         issues.0.extend(cfg.validate().0);
                     }
+                    self.check_task_target(t, &mut issues);
                 }
             }
             for name in tables.keys() {
@@ -215,6 +216,7 @@ impl RunFile {
         }
         issues.nest("model", self.model.validate());
         issues.nest("train", self.train.validate());
+        self.check_imbalance_keys(&mut issues);
         if let Some(ab) = &self.ablation {
             if let crate::ablation::Seeds::List(seeds) = &ab.seeds {
                 let mut seen = std::collections::BTreeSet::new();
@@ -250,6 +252,84 @@ impl RunFile {
 }
 
 impl RunFile {
+    /// `model.task` against the kind of target (the data's values are checked at load, by
+    /// `datacheck`): a regression task needs `{ regression: c }` (a `{ column: c }` target would
+    /// become one class per value), a regression target a regression task, and `threshold` (a
+    /// binary target) the binary task.
+    fn check_task_target(&self, t: &whet_tabular::TargetConfig, issues: &mut Issues) {
+        use whet_train::Task;
+        let task = self.model.task;
+        let name = |t: Task| format!("{t:?}").to_lowercase();
+        if let (Task::Regression, Some(c)) = (task, &t.column) {
+            let (key, made) = match t.threshold {
+                Some(_) => ("data.target.threshold", "a binary 0/1 target"),
+                None => ("data.target.column", "one class per distinct value"),
+            };
+            issues.push(
+                key,
+                format!(
+                    "`model.task: regression` predicts the values of a column, but this target makes {made} of `{c}`: \
+                     write `target: {{ regression: {c} }}`"
+                ),
+            );
+        }
+        if let (Task::Binary | Task::Classification, Some(c)) = (task, &t.regression) {
+            issues.push(
+                "data.target.regression",
+                format!(
+                    "a regression target (`{{ regression: {c} }}`) needs `model.task: regression`, not `{}`: \
+                     set the task to regression, or for classes write `target: {{ column: {c} }}` \
+                     (binary: `{{ column: {c}, threshold: t }}`)",
+                    name(task)
+                ),
+            );
+        }
+        if let (Task::Classification, Some(c), Some(_)) = (task, &t.column, t.threshold) {
+            issues.push(
+                "data.target.threshold",
+                format!(
+                    "`threshold` makes a binary target (one 0/1 output: `{c}` > threshold), which needs \
+                     `model.task: binary`; remove `threshold` for one class per value of `{c}`"
+                ),
+            );
+        }
+    }
+
+    /// The fraction of the data in the validation split (`split.validation` for tables,
+    /// `data.images.validation` for images).
+    fn validation_fraction(&self) -> f64 {
+        match (&self.data.images, &self.data.tables) {
+            (Some(i), _) => i.validation.get(),
+            (None, Some(_)) => self.split.as_ref().map_or(0.0, |s| s.validation.get()),
+            (None, None) => 0.0,
+        }
+    }
+
+    /// `train.class_weights` needs classes; `model.threshold: auto` needs a validation split.
+    fn check_imbalance_keys(&self, issues: &mut Issues) {
+        if self.train.class_weights.is_some() && self.model.task == whet_train::Task::Regression {
+            issues.push(
+                "train.class_weights",
+                "class weights weigh the classes of a `classification` or `binary` task; a \
+                 `regression` task has none: remove `class_weights`",
+            );
+        }
+        if self.model.auto_threshold().is_some() && self.validation_fraction() <= 0.0 {
+            let key = if self.data.images.is_some() {
+                "data.images.validation"
+            } else {
+                "split.validation"
+            };
+            issues.push(
+                "model.threshold",
+                format!(
+                    "`threshold: auto` is chosen on the validation split, and this run has none: \
+                     set `{key}` (e.g. 0.1) or give a fixed threshold such as 0.5"
+                ),
+            );
+        }
+    }
+
     /// Data files that do not exist or are not regular files (a folder, a device such as
     /// `/dev/zero`, a named pipe: data files are read more than once, for the cache key and by
     /// every seed), reported at their key paths before any loading.
@@ -590,6 +670,14 @@ impl Run {
                 }
             }
         }
+        if errors.is_empty() {
+            // Against the data, once the file itself is valid.
+            errors.extend(
+                crate::datacheck::check(&file)
+                    .iter()
+                    .map(|i| source.error_at(&index, &i.path, i.message.clone())),
+            );
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors).into());
         }
@@ -620,6 +708,13 @@ impl Run {
             overrides: self.overrides.clone(),
             variant: name.to_string(),
         })
+    }
+
+    /// A problem found after loading (the data decide it, e.g. a class label), located in the
+    /// run file at `key_path` like the problems `validate` finds.
+    pub(crate) fn located(&self, key_path: &str, message: String) -> Error {
+        let index = PathIndex::build(&self.source.text);
+        ConfigErrors(vec![self.source.error_at(&index, key_path, message)]).into()
     }
 
     /// The typed run file (data paths resolved).

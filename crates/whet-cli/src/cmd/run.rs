@@ -46,21 +46,44 @@ pub fn run(
         crate::outln!("{}", serde_json::to_string_pretty(m)?)?;
     } else {
         crate::outln!("run `{}` (seed {seed}): {}", run.name(), m.status)?;
-        crate::outln!("  epochs            {}", m.epochs)?;
-        crate::outln!("  train time        {:.1} s", m.train_seconds)?;
-        if m.evaluated_on == whet::EvaluatedOn::Validation && m.status == RunStatus::Ok {
-            crate::outln!("  (no test set: the metrics are on the validation split)")?;
-        }
+        // (label, value) rows, printed in one aligned column whatever the metric names' length.
+        let mut rows: Vec<(String, String)> = vec![
+            ("epochs".into(), m.epochs.to_string()),
+            ("train time".into(), format!("{:.1} s", m.train_seconds)),
+        ];
         let on = m.evaluated_on;
-        for (k, v) in &m.evaluated() {
-            let shown = if whet::report::is_percent_metric(k) {
+        let evaluated = m.evaluated();
+        for (k, v) in &evaluated {
+            if k == "majority_baseline" {
+                continue; // shown next to the accuracy
+            }
+            let mut shown = if whet::report::is_percent_metric(k) {
                 pct(*v)
             } else {
                 format!("{v:.4}")
             };
-            crate::outln!("  {:<18} {shown}", format!("{on} {k}"))?;
+            if k == "accuracy"
+                && let Some(b) = evaluated.get("majority_baseline")
+            {
+                shown.push_str(&format!(" (majority-class baseline {})", pct(*b)));
+            }
+            rows.push((format!("{on} {k}"), shown));
         }
-        crate::outln!("  written to        {}", out.display())?;
+        if let Some(t) = m.threshold {
+            rows.push((
+                "threshold".into(),
+                format!("{t:.4} (positive-class probability)"),
+            ));
+        }
+        rows.push(("written to".into(), out.display().to_string()));
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (i, (k, v)) in rows.iter().enumerate() {
+            // After epochs and train time, before the metrics it qualifies.
+            if i == 2 && on == whet::EvaluatedOn::Validation && m.status == RunStatus::Ok {
+                crate::outln!("  (no test set: the metrics are on the validation split)")?;
+            }
+            crate::outln!("  {k:<width$}  {v}")?;
+        }
     }
     match m.status {
         RunStatus::Ok => Ok(()),

@@ -26,6 +26,8 @@ fn model_cfg(task: Task, hidden: &[(usize, Activation, f64, f64)]) -> ModelConfi
         hidden,
         output: None,
         init: Init::Auto,
+        threshold: None,
+        threshold_criterion: None,
     }
 }
 
@@ -117,6 +119,57 @@ fn gradient_check_every_activation_and_loss() {
             }
         }
     }
+}
+
+/// Class-weighted binary and softmax cross-entropy: backpropagation matches central
+/// differences of the weighted loss, with and without noise/dropout, and the weights change the
+/// gradients (a check against the unweighted loss would fail).
+#[test]
+fn gradient_check_weighted_losses() {
+    for (task, weights) in [
+        (Task::Binary, vec![0.4f32, 3.5]),
+        (Task::Classification, vec![0.5, 2.0, 4.0]),
+    ] {
+        for train in [false, true] {
+            let (d, n, k) = (4, 6, outputs(task));
+            let cfg = model_cfg(
+                task,
+                &[
+                    (5, Activation::Tanh, 0.1, 0.2),
+                    (3, Activation::Relu, 0.0, 0.0),
+                ],
+            );
+            let mut net = Mlp::new(&cfg, d, k, 11).unwrap();
+            let (x, y) = random_data(task, n, d, k, 11);
+            let key = train.then_some(NoiseKey {
+                seed: 11,
+                epoch: 0,
+                batch: 1,
+            });
+            let plain = whet_train::gradcheck::loss(&net, x.view(), y.view(), key);
+            net.set_class_weights(ClassWeights::new(weights.clone()).unwrap())
+                .unwrap();
+            let weighted = whet_train::gradcheck::loss(&net, x.view(), y.view(), key);
+            assert!(
+                (weighted - plain).abs() > 1e-3,
+                "{task:?}: weights must matter"
+            );
+            let g = gradient_check(&net, x.view(), y.view(), key, 1e-3);
+            assert!(g.checked > 0);
+            assert!(g.max_error < 2e-2, "{task:?} train {train}: {}", g.worst);
+        }
+    }
+    // Regression has no classes to weigh; the count must match the classes.
+    let mut reg = Mlp::new(&model_cfg(Task::Regression, &[]), 2, 1, 1).unwrap();
+    assert!(
+        reg.set_class_weights(ClassWeights::new(vec![1.0, 2.0]).unwrap())
+            .is_err()
+    );
+    let mut bin = Mlp::new(&model_cfg(Task::Binary, &[]), 2, 1, 1).unwrap();
+    assert!(
+        bin.set_class_weights(ClassWeights::new(vec![1.0]).unwrap())
+            .is_err()
+    );
 }
 
 /// A frozen step layer below trainable layers: gradients above it are still exact.
