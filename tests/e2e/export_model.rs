@@ -46,6 +46,13 @@ fn onnx_from_a_table_run_names_the_steps_in_and_outside_the_graph() {
         r.stdout
     );
     assert!(
+        r.stdout.contains(
+            "output: label int64 [N]: 1 when the probability is above the run's threshold 0.5"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
         r.stdout
             .contains("in the graph: fitted step 2 normalize(zscore)"),
         "{}",
@@ -82,6 +89,12 @@ fn onnx_from_an_image_run_takes_the_pixels() {
     );
     assert!(
         r.stdout.contains("probabilities float [N, 10]"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("output: label int64 [N]: the index in whet.classes"),
         "{}",
         r.stdout
     );

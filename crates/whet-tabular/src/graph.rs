@@ -500,6 +500,7 @@ mod tests {
                 threshold: 0.5,
             },
             classes: vec![],
+            target_scale: None,
             fitted,
             features,
             unused_columns: vec![],

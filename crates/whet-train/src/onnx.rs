@@ -12,12 +12,14 @@
 //! dimensions have 1 `dim_value` or 2 `dim_param`).
 //!
 //! [`Graph`] builds a graph node by node (each node's output gets a fresh name);
-//! [`append_network`] adds an [`Mlp`]'s layers and its output head to a graph; whet composes
-//! it with the preprocessing it can express in ONNX.
+//! [`append_network`] adds an [`Mlp`]'s layers and its output head (what a [`Readout`] gives:
+//! probabilities or values in the target's units, and labels) to a graph; whet composes it with
+//! the preprocessing it can express in ONNX.
 
 use crate::activation::{Activation, LEAKY_SLOPE};
 use crate::config::Task;
 use crate::mlp::Mlp;
+use crate::readout::Readout;
 
 /// The ONNX IR version written (7: the one that goes with opset 13).
 pub const IR_VERSION: i64 = 7;
@@ -391,9 +393,10 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// The name of the network's output for `task`: `probability` (binary: the positive class's
-/// sigmoid score, `[N, 1]`), `probabilities` (classification: the softmax, `[N, classes]`) or
-/// `value` (regression, `[N, outputs]`).
+/// The name of the network's main output for `task`: `probability` (binary: the positive
+/// class's sigmoid score, `float [N, 1]`), `probabilities` (classification: the softmax,
+/// `float [N, classes]`) or `value` (regression: in the target's original units,
+/// `double [N, outputs]`).
 pub fn output_name(task: Task) -> &'static str {
     match task {
         Task::Binary => "probability",
@@ -401,6 +404,10 @@ pub fn output_name(task: Task) -> &'static str {
         Task::Regression => "value",
     }
 }
+
+/// The name of the label output (binary and classification tasks): `label`, `int64 [N]`, the
+/// class index [`Readout::label`] gives.
+pub const LABEL_OUTPUT: &str = "label";
 
 /// Adds `activation(x)` to `g` and returns its output (`x` itself for the identity).
 ///
@@ -432,16 +439,28 @@ pub fn append_activation(g: &mut Graph, activation: Activation, x: &str) -> Stri
 }
 
 /// Adds `net` (evaluation mode: no noise, no dropout) to `g`, reading the float `[N, inputs]`
-/// value `x`, and declares its output ([`output_name`]) as a graph output. Each layer is a
-/// `Gemm` (`x · W + b`, `W` stored `[inputs, outputs]` as whet keeps it) followed by its
-/// activation; the output layer's activation is the loss's ([`crate::LossKind::activation`]),
-/// as in [`Mlp::predict`].
+/// value `x`, and declares its outputs as graph outputs. Each layer is a `Gemm` (`x · W + b`,
+/// `W` stored `[inputs, outputs]` as whet keeps it) followed by its activation; the output
+/// layer's raw outputs then go through the head, which computes what `readout` does
+/// ([`Readout`], the one place raw outputs become predictions):
+/// - binary: `probability` (`Sigmoid`, `float [N, 1]`) and `label` (`int64 [N]`: 1 when the
+///   logit is above the decision's threshold as a logit, [`crate::Decision::logit_cut`], else 0);
+/// - classification: `probabilities` (`Softmax` over the last axis, `float [N, classes]`) and
+///   `label` (`ArgMax` of the logits, the first on ties, `int64 [N]`);
+/// - regression: `value` (`double [N, outputs]`: the output cast to `double`, then, for a
+///   network trained on a standardised target, `· std + mean` in `double` as
+///   [`whet_core::TargetScale::invert`] computes it).
 ///
-/// The output head is built in one place, the end of this function: an output transform (a
-/// `Mul`/`Add` for a scaled target) or a label output (a threshold or an argmax) goes there.
+/// Returns the outputs, main output first.
 ///
-/// Returns the output's name.
-pub fn append_network(g: &mut Graph, net: &Mlp, x: &str) -> String {
+/// # Panics
+/// When `readout` is for another task than `net` (build it with [`Readout::of`]).
+pub fn append_network(g: &mut Graph, net: &Mlp, readout: &Readout, x: &str) -> Vec<ValueInfo> {
+    assert_eq!(
+        readout.task(),
+        net.task(),
+        "the readout is for the network's task"
+    );
     let mut cur = x.to_string();
     let last = net.layers().len() - 1;
     for (i, layer) in net.layers().iter().enumerate() {
@@ -466,13 +485,70 @@ pub fn append_network(g: &mut Graph, net: &Mlp, x: &str) -> String {
             append_activation(g, layer.activation(), &z)
         };
     }
-    // The output head: the loss's activation, as `Mlp::predict` applies it.
-    let head = append_activation(g, net.loss().activation(), &cur);
+    append_head(g, net, readout, &cur)
+}
+
+/// The output head: the raw outputs `z` (`float [N, outputs]`) to the graph's outputs, as
+/// `readout` reads them. The one place the graph's outputs are built.
+fn append_head(g: &mut Graph, net: &Mlp, readout: &Readout, z: &str) -> Vec<ValueInfo> {
     let name = output_name(net.task());
-    g.op_named("Identity", &[&head], vec![], name);
-    g.outputs
-        .push(ValueInfo::batch(name, DataType::Float, &[net.output_dim()]));
-    name.to_string()
+    let width = net.output_dim();
+    let flat = |g: &mut Graph, v: &str| {
+        let shape = g.constant("label_shape", Tensor::i64(&[1], &[-1]));
+        g.op_named("Reshape", &[v, &shape], vec![], LABEL_OUTPUT);
+    };
+    let label = ValueInfo::batch(LABEL_OUTPUT, DataType::Int64, &[]);
+    let outputs = match net.task() {
+        Task::Binary => {
+            g.op_named("Sigmoid", &[z], vec![], name);
+            let cut = readout
+                .decision()
+                .logit_cut()
+                .expect("a binary decision has a cut");
+            let cut = g.constant("logit_cut", Tensor::f32(&[], &[cut]));
+            let above = g.op("Greater", &[z, &cut], vec![]);
+            let as_int = g.op(
+                "Cast",
+                &[&above],
+                vec![("to", AttrValue::Int(DataType::Int64.code()))],
+            );
+            flat(g, &as_int);
+            vec![ValueInfo::batch(name, DataType::Float, &[width]), label]
+        }
+        Task::Classification => {
+            g.op_named("Softmax", &[z], vec![("axis", AttrValue::Int(-1))], name);
+            // ONNX's ArgMax takes the first index on ties (select_last_index = 0), as whet's.
+            let arg = g.op(
+                "ArgMax",
+                &[z],
+                vec![
+                    ("axis", AttrValue::Int(-1)),
+                    ("keepdims", AttrValue::Int(0)),
+                ],
+            );
+            g.op_named("Identity", &[&arg], vec![], LABEL_OUTPUT);
+            vec![ValueInfo::batch(name, DataType::Float, &[width]), label]
+        }
+        Task::Regression => {
+            let wide = g.op(
+                "Cast",
+                &[z],
+                vec![("to", AttrValue::Int(DataType::Double.code()))],
+            );
+            match readout.target_scale() {
+                Some(s) => {
+                    let std = g.constant("target_std", Tensor::f64(&[], &[s.std]));
+                    let mean = g.constant("target_mean", Tensor::f64(&[], &[s.mean]));
+                    let m = g.op("Mul", &[&wide, &std], vec![]);
+                    g.op_named("Add", &[&m, &mean], vec![], name);
+                }
+                None => g.op_named("Identity", &[&wide], vec![], name),
+            }
+            vec![ValueInfo::batch(name, DataType::Double, &[width])]
+        }
+    };
+    g.outputs.extend(outputs.iter().cloned());
+    outputs
 }
 
 #[cfg(test)]

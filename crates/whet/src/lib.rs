@@ -61,8 +61,6 @@ pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKi
 pub use model_export::{
     ModelExportOptions, ModelExportReport, ModelFormat, export_model, parse_layout,
 };
-/// The weight layout of an exported safetensors file ([`export_model`]).
-pub use whet_train::checkpoint::WeightLayout;
 pub use prepare::{
     DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, TrainingData,
     image_arrays,
@@ -71,6 +69,8 @@ pub use runfile::{
     DataConfig, Override, PretrainConfig, Run, RunData, RunFile, reference_markdown, schema_json,
 };
 pub use whet_report::RunStatus;
+/// The weight layout of an exported safetensors file ([`export_model`]).
+pub use whet_train::checkpoint::WeightLayout;
 pub use yaml::{ConfigError, ConfigErrors, MAX_RUN_FILE_BYTES};
 
 pub use whet_core as core;

@@ -8,15 +8,23 @@
 //!   `(v / 255 − mean) / std`), then flattened;
 //! - table runs: `features`, `double [N, F]`, one column per feature of the run (metadata
 //!   `whet.features`), each holding the value it has before its in-graph steps, missing values
-//!   as NaN: numeric imputation (`IsNaN` + `Where`), clipping (`Max`/`Min`), scaling
+//!   as NaN: numeric imputation (`isnan` + `Where`), clipping (`Max`/`Min`), scaling
 //!   (`Sub`/`Mul`) and `log1p` (`Log(1 + x)`) run in the graph in `double`, like whet's
 //!   (`whet.in_graph`); the steps that do not map (encodings, text fills, missing indicators,
 //!   grouped fills) stay outside and are listed in `whet.outside` and in the report; then the
 //!   matrix is cast to float;
 //!
-//! then the network's layers and output head ([`whet_train::onnx::append_network`]): the output
-//! is `probability` (binary, `[N, 1]`), `probabilities` (classification, `[N, classes]`, in the
-//! order of `whet.classes`) or `value` (regression).
+//! then the network's layers and output head ([`whet_train::onnx::append_network`]), which reads
+//! the raw outputs as the run's [`whet_train::Readout`] does (the network's threshold, the
+//! target's scale from the manifest):
+//! - binary: `probability` (`float [N, 1]`, the positive class's score) and `label`
+//!   (`int64 [N]`: 1 when the score is above the run's threshold, `whet.threshold`);
+//! - classification: `probabilities` (`float [N, classes]`, in the order of `whet.classes`) and
+//!   `label` (`int64 [N]`, the index of the class in `whet.classes`);
+//! - regression: `value` (`double [N, outputs]`, in the target's original units:
+//!   `whet.target_scale` records the mean and standard deviation the graph un-scales with).
+//!
+//! The outputs are listed in the model's metadata (`whet.outputs`) and in the report.
 
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestKind};
@@ -82,8 +90,9 @@ pub struct ModelExportReport {
     pub format: ModelFormat,
     /// The graph's input (`pixels uint8 [N, 28, 28, 1]`), or the tensors of a safetensors file.
     pub input: String,
-    /// The graph's output (`probability float [N, 1]`).
-    pub output: String,
+    /// The graph's outputs, main output first (`probability float [N, 1]: …`, `label int64
+    /// [N]: …`); empty for safetensors.
+    pub outputs: Vec<String>,
     /// Preprocessing steps computed in the graph.
     pub in_graph: Vec<String>,
     /// Preprocessing steps to run before the graph (they do not map onto ONNX operators).
@@ -154,7 +163,7 @@ pub fn export_model(
                     "layers.0..{}.weight {shape}, layers.*.bias [out]",
                     net.layers().len() - 1
                 ),
-                output: String::new(),
+                outputs: vec![],
                 in_graph: vec![],
                 outside: vec![],
             })
@@ -200,6 +209,15 @@ fn check_matches(manifest: &Manifest, mpath: &Path, net: &Mlp, npath: &Path) -> 
             net.input_dim()
         )));
     }
+    if let Preprocessing::Tables(t) = &manifest.preprocessing
+        && t.target_scale.is_some()
+        && net.task() != whet_train::Task::Regression
+    {
+        return Err(mismatch(format!(
+            "the manifest scales a regression target, the model is a {} network",
+            task_name(net.task())
+        )));
+    }
     let classes = classes(manifest);
     if net.task() == whet_train::Task::Classification && classes.len() != net.output_dim() {
         return Err(mismatch(format!(
@@ -209,6 +227,75 @@ fn check_matches(manifest: &Manifest, mpath: &Path, net: &Mlp, npath: &Path) -> 
         )));
     }
     Ok(())
+}
+
+fn task_name(task: whet_train::Task) -> &'static str {
+    match task {
+        whet_train::Task::Binary => "binary",
+        whet_train::Task::Classification => "classification",
+        whet_train::Task::Regression => "regression",
+    }
+}
+
+/// The target's scale of a run (regression tables trained on standardised values).
+fn target_scale(manifest: &Manifest) -> Option<whet_core::TargetScale> {
+    match &manifest.preprocessing {
+        Preprocessing::Tables(t) => t.target_scale,
+        Preprocessing::Images { .. } => None,
+    }
+}
+
+/// What each of the graph's outputs holds, in words (for the report and `whet.outputs`).
+fn describe_outputs(
+    outputs: &[whet_train::onnx::ValueInfo],
+    readout: &whet_train::Readout,
+    classes: &[String],
+) -> Vec<String> {
+    use whet_train::onnx::{DataType, Dim};
+    outputs
+        .iter()
+        .map(|v| {
+            let ty = match v.data_type {
+                DataType::Float => "float",
+                DataType::Double => "double",
+                DataType::Int64 => "int64",
+                DataType::Uint8 => "uint8",
+                DataType::Bool => "bool",
+            };
+            let dims: Vec<String> = v
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => n.to_string(),
+                    Dim::Named(s) => s.clone(),
+                })
+                .collect();
+            let what = match (readout.task(), v.name == whet_train::onnx::LABEL_OUTPUT) {
+                (whet_train::Task::Binary, false) => {
+                    "the positive class's probability (sigmoid)".to_string()
+                }
+                (whet_train::Task::Binary, true) => format!(
+                    "1 when the probability is above the run's threshold {}, else 0 (classes {})",
+                    readout.decision().threshold().unwrap_or(0.5),
+                    classes.join(", ")
+                ),
+                (whet_train::Task::Classification, false) => {
+                    "the softmax probability of each class, in the order of whet.classes".into()
+                }
+                (whet_train::Task::Classification, true) => {
+                    "the index in whet.classes of the most probable class".into()
+                }
+                (whet_train::Task::Regression, _) => match readout.target_scale() {
+                    Some(s) => format!(
+                        "the prediction in the target's units (network output · {} + {})",
+                        s.std, s.mean
+                    ),
+                    None => "the prediction in the target's units".into(),
+                },
+            };
+            format!("{} {ty} [{}]: {what}", v.name, dims.join(", "))
+        })
+        .collect()
 }
 
 fn classes(manifest: &Manifest) -> Vec<String> {
@@ -226,10 +313,7 @@ fn onnx_model(manifest: &Manifest, net: &Mlp, out: &Path) -> Result<(Model, Mode
         ("whet.run".into(), manifest.run.name.clone()),
         ("whet.variant".into(), manifest.variant.clone()),
         ("whet.seed".into(), manifest.seed.to_string()),
-        (
-            "whet.task".into(),
-            whet_train::onnx::output_name(net.task()).to_string(),
-        ),
+        ("whet.task".into(), task_name(net.task()).to_string()),
         (
             "whet.classes".into(),
             serde_json::to_string(&classes(manifest)).expect("strings serialise"),
@@ -303,10 +387,24 @@ fn onnx_model(manifest: &Manifest, net: &Mlp, out: &Path) -> Result<(Model, Mode
             ));
         }
     };
-    let output = whet_train::onnx::append_network(&mut g, net, &x);
-    let output = format!("{output} float [N, {}]", net.output_dim());
+    // The graph reads the network as the run did: its decision (threshold), the target's scale.
+    let readout = whet_train::Readout::of(net).with_target_scale(target_scale(manifest));
+    let values = whet_train::onnx::append_network(&mut g, net, &readout, &x);
+    let outputs = describe_outputs(&values, &readout, &classes(manifest));
     metadata.push(("whet.input".into(), input.clone()));
-    metadata.push(("whet.output".into(), output.clone()));
+    metadata.push((
+        "whet.outputs".into(),
+        serde_json::to_string(&outputs).expect("strings serialise"),
+    ));
+    if let Some(t) = readout.decision().threshold() {
+        metadata.push(("whet.threshold".into(), t.to_string()));
+    }
+    if let Some(s) = readout.target_scale() {
+        metadata.push((
+            "whet.target_scale".into(),
+            serde_json::to_string(&s).expect("numbers serialise"),
+        ));
+    }
     metadata.push(("whet.in_graph".into(), in_graph.join("; ")));
     metadata.push(("whet.outside".into(), outside.join("; ")));
     let model = Model {
@@ -314,8 +412,10 @@ fn onnx_model(manifest: &Manifest, net: &Mlp, out: &Path) -> Result<(Model, Mode
         producer_name: "whet".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc: format!(
-            "whet run `{}` (seed {}): input {input}; output {output}",
-            manifest.run.name, manifest.seed
+            "whet run `{}` (seed {}): input {input}; outputs {}",
+            manifest.run.name,
+            manifest.seed,
+            outputs.join("; ")
         ),
         metadata,
     };
@@ -323,11 +423,18 @@ fn onnx_model(manifest: &Manifest, net: &Mlp, out: &Path) -> Result<(Model, Mode
         out: out.to_path_buf(),
         format: ModelFormat::Onnx,
         input,
-        output,
+        outputs,
         in_graph,
         outside,
     };
     Ok((model, report))
+}
+
+/// `isnan(x)` as `Not(Equal(x, x))` (a NaN is the one value not equal to itself): the same
+/// booleans as `IsNaN`, which some runtimes (tract) type as the input's float type.
+fn is_nan(g: &mut Graph, x: &str) -> String {
+    let same = g.op("Equal", &[x, x], vec![]);
+    g.op("Not", &[&same], vec![])
 }
 
 /// Adds the `features` input and the plan's column operations (in `double`, as whet computes
@@ -342,7 +449,7 @@ fn append_table_steps(g: &mut Graph, plan: &GraphPlan) -> String {
             ColumnOp::Fill { mask, values } => {
                 let mask = g.constant("fill_mask", Tensor::bool(&[d], mask));
                 let values = g.constant("fill_values", Tensor::f64(&[d], values));
-                let nan = g.op("IsNaN", &[&x], vec![]);
+                let nan = is_nan(g, &x);
                 let pick = g.op("And", &[&nan, &mask], vec![]);
                 g.op("Where", &[&pick, &values, &x], vec![])
             }
@@ -352,7 +459,7 @@ fn append_table_steps(g: &mut Graph, plan: &GraphPlan) -> String {
                 let up = g.op("Max", &[&x, &lo], vec![]);
                 let clipped = g.op("Min", &[&up, &hi], vec![]);
                 // NaN stays NaN (missing values are filled later, or refused), as in whet.
-                let nan = g.op("IsNaN", &[&x], vec![]);
+                let nan = is_nan(g, &x);
                 g.op("Where", &[&nan, &x, &clipped], vec![])
             }
             ColumnOp::Affine { center, inv_scale } => {

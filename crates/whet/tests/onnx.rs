@@ -1,6 +1,7 @@
 //! ONNX export checked with a pure-Rust ONNX runtime (tract): every activation of the trainer,
-//! and every shipped pipeline (shortened, trained weights) against whet's own outputs on its
-//! test split, to 1e-5.
+//! every task's head (threshold, target scale), and every shipped pipeline (shortened, trained
+//! weights) against whet's own outputs on its test split: probabilities and values to 1e-5,
+//! labels exactly.
 
 mod common;
 
@@ -9,14 +10,22 @@ use ndarray::{Array2, ArrayView2};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 use whet::core::NoProgress;
-use whet::train::{Activation, HiddenConfig, Mlp, ModelConfig, Task};
+use whet::train::{Activation, HiddenConfig, Mlp, ModelConfig, Readout, Task};
 use whet::{Cache, ModelExportOptions, ModelFormat, Override, PreparedData, Run};
 
 /// The largest absolute difference allowed between whet's outputs and the graph's.
-const TOLERANCE: f32 = 1e-5;
+const TOLERANCE: f64 = 1e-5;
 
-/// Runs the ONNX file at `path` on `input` (its one input), returns its one output.
-fn run_onnx(path: &Path, input: Tensor) -> Array2<f32> {
+/// A model's outputs: the main one (probabilities or values, as f64) and the labels (binary and
+/// classification).
+#[derive(Debug)]
+struct Outputs {
+    main: Array2<f64>,
+    labels: Option<Vec<i64>>,
+}
+
+/// Runs the ONNX file at `path` on `input` (its one input), returns its outputs.
+fn run_onnx(path: &Path, input: Tensor) -> Outputs {
     let model = tract_onnx::onnx()
         .model_for_path(path)
         .unwrap()
@@ -25,10 +34,57 @@ fn run_onnx(path: &Path, input: Tensor) -> Array2<f32> {
         .into_runnable()
         .unwrap();
     let out = model.run(tvec!(input.into())).unwrap();
-    let view = out[0].to_array_view::<f32>().unwrap();
-    let shape = view.shape().to_vec();
+    assert!(out.len() <= 2, "{} outputs", out.len());
+    let main = match out[0].datum_type() {
+        DatumType::F32 => out[0].to_plain_array_view::<f32>().unwrap().mapv(f64::from),
+        DatumType::F64 => out[0].to_plain_array_view::<f64>().unwrap().to_owned(),
+        t => panic!("main output of type {t:?}"),
+    };
+    let shape = main.shape().to_vec();
     assert_eq!(shape.len(), 2, "output shape {shape:?}");
-    Array2::from_shape_vec((shape[0], shape[1]), view.iter().copied().collect()).unwrap()
+    let main =
+        Array2::from_shape_vec((shape[0], shape[1]), main.iter().copied().collect()).unwrap();
+    let labels = out.get(1).map(|l| {
+        // tract keeps int64 values that reach a Reshape as dimensions (TDim); as i64 again.
+        let l = l.cast_to::<i64>().unwrap();
+        let v = l.to_plain_array_view::<i64>().unwrap();
+        assert_eq!(v.shape(), [shape[0]], "label shape");
+        v.iter().copied().collect()
+    });
+    Outputs { main, labels }
+}
+
+/// whet's own outputs for `x` read through `readout`: the network's outputs
+/// ([`Mlp::predict`]; regression values through [`Readout::values`]) and labels
+/// ([`Readout::label`] of each row's logits).
+fn whet_outputs(net: &Mlp, readout: &Readout, x: ArrayView2<f32>) -> Outputs {
+    let predicted = net.predict(x);
+    let main = match net.task() {
+        Task::Regression => readout.values(predicted.view()),
+        _ => predicted.mapv(f64::from),
+    };
+    let labels = (net.task() != Task::Regression).then(|| {
+        let mut ws = net.workspace(x.nrows(), 0);
+        ws.batch_mut(x.nrows()).0.assign(&x);
+        net.forward(&mut ws, x.nrows(), None);
+        ws.logits()
+            .rows()
+            .into_iter()
+            .map(|z| readout.label(z.as_slice().unwrap()) as i64)
+            .collect()
+    });
+    Outputs { main, labels }
+}
+
+/// The largest |whet - onnx| over the main outputs; panics when a label differs.
+fn compare(what: &str, want: &Outputs, got: &Outputs) -> f64 {
+    assert_eq!(want.main.dim(), got.main.dim(), "{what}");
+    assert_eq!(want.labels, got.labels, "{what}: labels");
+    want.main
+        .iter()
+        .zip(got.main.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn tensor_f32(x: ArrayView2<f32>) -> Tensor {
@@ -38,21 +94,13 @@ fn tensor_f32(x: ArrayView2<f32>) -> Tensor {
         .into()
 }
 
-fn max_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
-    assert_eq!(a.dim(), b.dim());
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// A network alone (input `x`, float) as an ONNX file.
-fn network_file(net: &Mlp, path: &Path) {
+/// A network alone (input `x`, float) with `readout`'s head as an ONNX file.
+fn network_file(net: &Mlp, readout: &Readout, path: &Path) {
     use whet::train::onnx::{DataType, Graph, Model, ValueInfo};
     let mut g = Graph::new("net");
     g.inputs
         .push(ValueInfo::batch("x", DataType::Float, &[net.input_dim()]));
-    whet::train::onnx::append_network(&mut g, net, "x");
+    whet::train::onnx::append_network(&mut g, net, readout, "x");
     let model = Model {
         graph: g,
         producer_name: "whet-test".into(),
@@ -95,14 +143,73 @@ fn every_activation_and_task_maps_exactly() {
                 HiddenConfig::dense(5).with_activation(act),
             ]);
             let net = Mlp::new(&cfg, 6, outputs, 40 + k as u64).unwrap();
+            let readout = Readout::of(&net);
             let path = dir.path().join(format!("{act:?}-{task:?}.onnx"));
-            network_file(&net, &path);
-            let want = net.predict(x.view());
+            network_file(&net, &readout, &path);
+            let want = whet_outputs(&net, &readout, x.view());
             let got = run_onnx(&path, tensor_f32(x.view()));
-            let d = max_diff(&want, &got);
+            let d = compare(&format!("{act:?} {task:?}"), &want, &got);
             assert!(d <= TOLERANCE, "{act:?} {task:?}: max |diff| {d}");
         }
     }
+}
+
+/// The head reads the network as the run's [`Readout`] does: a binary threshold other than 0.5
+/// (labels on both sides of it) and a regression target's scale.
+#[test]
+fn the_head_uses_the_threshold_and_the_target_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Array2::from_shape_fn((200, 3), |(i, j)| {
+        ((i * 11 + j * 5) % 23) as f32 / 4.0 - 3.0
+    });
+    let mut net = Mlp::new(
+        &ModelConfig::binary().with_hidden([HiddenConfig::dense(4)]),
+        3,
+        1,
+        7,
+    )
+    .unwrap();
+    // A threshold at the median score: half the rows each side.
+    let mut scores: Vec<f32> = net.predict(x.view()).iter().copied().collect();
+    scores.sort_by(f32::total_cmp);
+    let t = f64::from(scores[scores.len() / 2]);
+    net.set_threshold(t).unwrap();
+    let readout = Readout::of(&net);
+    let path = dir.path().join("binary.onnx");
+    network_file(&net, &readout, &path);
+    let want = whet_outputs(&net, &readout, x.view());
+    let got = run_onnx(&path, tensor_f32(x.view()));
+    assert!(compare("binary", &want, &got) <= TOLERANCE);
+    let positives = want.labels.as_ref().unwrap().iter().sum::<i64>();
+    assert!(
+        (80..=120).contains(&positives),
+        "{positives} positives at {t}"
+    );
+    // The default threshold would give other labels: the graph follows the network's.
+    let default = whet_outputs(&net, &Readout::new(Task::Binary), x.view());
+    assert_ne!(default.labels, got.labels);
+
+    let net = Mlp::new(
+        &ModelConfig::regression().with_hidden([HiddenConfig::dense(4)]),
+        3,
+        1,
+        8,
+    )
+    .unwrap();
+    let scale = whet::core::TargetScale {
+        mean: 42.5,
+        std: 13.25,
+    };
+    let readout = Readout::of(&net).with_target_scale(Some(scale));
+    let path = dir.path().join("regression.onnx");
+    network_file(&net, &readout, &path);
+    let want = whet_outputs(&net, &readout, x.view());
+    let got = run_onnx(&path, tensor_f32(x.view()));
+    let d = compare("regression", &want, &got);
+    assert!(d <= TOLERANCE, "regression: max |diff| {d}");
+    // In the target's units, not the network's.
+    let raw = net.predict(x.view());
+    assert!((got.main[[0, 0]] - f64::from(raw[[0, 0]])).abs() > 1.0);
 }
 
 /// A shipped pipeline copied into `dir/pipelines` (with `dir/datasets` pointing at the shipped
@@ -217,11 +324,13 @@ fn check_run(dir: &Path, file: &Path, name: &str, overrides: &[&str]) -> whet::M
     .unwrap();
     let net = whet::train::checkpoint::load(&out.join("model.safetensors")).unwrap();
     let prepared = run.prepare(run.seed(), &cache, &NoProgress).unwrap();
+    // How the run read its network: its decision (threshold), the target's scale.
+    let readout = Readout::of(&net).with_target_scale(prepared.target_scale());
     let (want, input) = match &prepared.data {
         PreparedData::Images(p) => {
             let test =
                 whet::image_arrays(&p.test, &p.normalizer, p.train.class_names().len()).unwrap();
-            let want = net.predict(test.x().view());
+            let want = whet_outputs(&net, &readout, test.x().view());
             let (n, h, w, c) = (p.test.len(), p.test.h(), p.test.w(), p.test.c());
             let pixels =
                 tract_ndarray::Array4::from_shape_vec((n, h, w, c), p.test.pixels().to_vec())
@@ -229,7 +338,7 @@ fn check_run(dir: &Path, file: &Path, name: &str, overrides: &[&str]) -> whet::M
             (want, Tensor::from(pixels))
         }
         PreparedData::Tables(t) => {
-            let want = net.predict(t.test.x.view());
+            let want = whet_outputs(&net, &readout, t.test.x.view());
             let main = t.manifest.data.main_name().unwrap().to_string();
             let path = t.manifest.data.tables[&main].path.clone();
             let all = whet::tabular::graph_input_file(&t.manifest, &path).unwrap();
@@ -237,7 +346,7 @@ fn check_run(dir: &Path, file: &Path, name: &str, overrides: &[&str]) -> whet::M
             let d = all.ncols();
             let mut v = Vec::with_capacity(rows.len() * d);
             for &r in rows {
-                v.extend(all.row(r).iter().copied());
+                v.extend(all.row(r as usize).iter().copied());
             }
             (
                 want,
@@ -245,13 +354,14 @@ fn check_run(dir: &Path, file: &Path, name: &str, overrides: &[&str]) -> whet::M
             )
         }
     };
-    assert!(want.nrows() > 0, "{name}: empty test split");
+    let rows = want.main.nrows();
+    assert!(rows > 0, "{name}: empty test split");
     let got = run_onnx(&onnx, input);
-    let d = max_diff(&want, &got);
+    let d = compare(name, &want, &got);
+    eprintln!("{name}: max |whet - onnx| = {d:e} over {rows} test rows, labels equal");
     assert!(
         d <= TOLERANCE,
-        "{name}: max |whet - onnx| = {d} over {} rows ({report:?})",
-        want.nrows()
+        "{name}: max |whet - onnx| = {d} over {rows} rows ({report:?})"
     );
     report
 }
@@ -269,6 +379,14 @@ fn flights_limit(rows: usize) -> String {
 fn flights_delay_agrees_with_whet() {
     check_pipeline(
         "flights-delay.yaml",
+        &[&flights_limit(4000), "train.epochs=2"],
+    );
+}
+
+#[test]
+fn flights_arr_delay_agrees_with_whet() {
+    check_pipeline(
+        "flights-arr-delay.yaml",
         &[&flights_limit(4000), "train.epochs=2"],
     );
 }
@@ -333,7 +451,7 @@ fn mnist_transfer_agrees_with_whet() {
 
 #[test]
 fn every_shipped_pipeline_has_an_agreement_test() {
-    let this = std::fs::read_to_string(file!()).unwrap();
+    let this = include_str!("onnx.rs");
     for entry in std::fs::read_dir(repo().join("pipelines")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".yaml") {

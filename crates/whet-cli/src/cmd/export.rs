@@ -114,7 +114,7 @@ pub fn export_model(
             serde_json::to_string_pretty(&serde_json::json!({
                 "out": r.out,
                 "input": r.input,
-                "output": r.output,
+                "outputs": r.outputs,
                 "in_graph": r.in_graph,
                 "outside": r.outside,
             }))?
@@ -126,7 +126,9 @@ pub fn export_model(
         whet::ModelFormat::Safetensors => crate::outln!("  tensors: {}", r.input)?,
         whet::ModelFormat::Onnx => {
             crate::outln!("  input:  {}", r.input)?;
-            crate::outln!("  output: {}", r.output)?;
+            for o in &r.outputs {
+                crate::outln!("  output: {o}")?;
+            }
             for s in &r.in_graph {
                 crate::outln!("  in the graph: {s}")?;
             }
