@@ -269,6 +269,26 @@ Example: whet evaluate runs/flights-delay flights-2014.csv --out eval-2014/"
         #[arg(long = "table", value_name = "NAME=PATH", value_parser = parse_table)]
         tables: Vec<(String, PathBuf)>,
     },
+    /// Write a run's network as an ONNX model (with the preprocessing that maps onto ONNX) or
+    /// as safetensors.
+    #[command(
+        name = "export-model",
+        after_help = "Example: whet export-model runs/flights-delay --format onnx --out model.onnx\n         whet export-model runs/mnist-mlp --format safetensors --layout torch --out state.safetensors"
+    )]
+    ExportModel {
+        /// The folder `whet run` wrote (its manifest.json and model.safetensors).
+        run_dir: PathBuf,
+        /// File format: onnx or safetensors.
+        #[arg(long, value_parser = parse_model_format)]
+        format: whet::ModelFormat,
+        /// Weight layout of a safetensors file: whet ([in, out]) or torch ([out, in], as
+        /// nn.Linear). Only with --format safetensors.
+        #[arg(long, value_parser = whet::parse_layout)]
+        layout: Option<whet::WeightLayout>,
+        /// The file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Draw a grid of training images and their augmented versions.
     #[command(after_help = "Example: whet preview pipelines/mnist-ablation.yaml --out preview.png")]
     Preview {
@@ -344,6 +364,10 @@ fn parse_table(s: &str) -> Result<(String, PathBuf), String> {
             "`{s}`: expected NAME=PATH, e.g. weather=weather-2014.csv"
         )),
     }
+}
+
+fn parse_model_format(s: &str) -> Result<whet::ModelFormat, String> {
+    s.parse()
 }
 
 /// Most worker threads `--threads` accepts.

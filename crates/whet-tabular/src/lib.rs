@@ -26,6 +26,7 @@ mod audit;
 mod encode;
 mod error;
 mod export;
+mod graph;
 mod join;
 mod kernel;
 mod load;
@@ -45,6 +46,7 @@ pub use export::{
     ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, export,
     npy_bytes, read_npy, split_frame, split_ids, write_split, write_splits,
 };
+pub use graph::{ColumnOp, GraphPlan, GraphStep, graph_input, graph_input_file, graph_plan};
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{
     ColumnType, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, SCAN_BYTES, SCAN_ROWS, TableFormat,

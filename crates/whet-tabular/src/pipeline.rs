@@ -1000,6 +1000,17 @@ pub fn transform(
     data: DataFrame,
     tables: &BTreeMap<String, DataFrame>,
 ) -> Result<Transformed> {
+    transform_with(manifest, &manifest.fitted, data, tables)
+}
+
+/// [`transform`] with `fitted` in place of the manifest's fitted steps: [`crate::graph_input`]
+/// passes them with the parts an exported ONNX graph computes taken out.
+pub(crate) fn transform_with(
+    manifest: &Manifest,
+    fitted: &[FittedStep],
+    data: DataFrame,
+    tables: &BTreeMap<String, DataFrame>,
+) -> Result<Transformed> {
     let mut report = PrepareReport::default();
     let data = crate::rows::with_source_rows(data)?;
     let (df, target, dropped) = run_pre_split(
@@ -1013,7 +1024,7 @@ pub fn transform(
     let (df, source_rows) = crate::rows::take_source_rows(df)?;
     let mut df = crate::rows::drop_ids(df, &manifest.data.id)?;
     let mut last = "load".to_string();
-    for (i, step) in manifest.fitted.iter().enumerate() {
+    for (i, step) in fitted.iter().enumerate() {
         let stage = step.clone().into_stage();
         df = stage.transform(df).map_err(|e| Error::Step {
             index: i,

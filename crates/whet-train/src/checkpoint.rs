@@ -8,6 +8,13 @@
 //! `whet_architecture` holds the [`Architecture`] as a JSON string.
 //!
 //! Python: `safetensors.numpy.load_file("model.safetensors")` returns the arrays.
+//!
+//! [`save_with_layout`] with [`WeightLayout::Torch`] writes the same tensors with every weight
+//! transposed to `[outputs, inputs]` (the metadata key `weight_layout` says `torch`): that is
+//! the state dict of a PyTorch `nn.ModuleList` named `layers` of `nn.Linear` modules
+//! (`layers.{i}.weight` `[out, in]`, `layers.{i}.bias` `[out]`), which
+//! `module.load_state_dict(safetensors.torch.load_file(path))` takes without
+//! transposing. [`load`] reads both layouts.
 
 use crate::config::{ModelConfig, TransferConfig};
 use crate::error::{Error, Result};
@@ -19,24 +26,61 @@ use std::path::Path;
 use whet_core::fsx;
 
 const ARCH_KEY: &str = "whet_architecture";
+const LAYOUT_KEY: &str = "weight_layout";
 
-/// Writes `model` to `path` atomically as safetensors.
+/// The metadata value of `weight_layout` in whet's layout.
+const WHET_LAYOUT: &str = "[inputs, outputs]; y = x @ W + b";
+/// The metadata value of `weight_layout` in PyTorch's layout.
+const TORCH_LAYOUT: &str = "torch: [outputs, inputs]; y = x @ W.T + b";
+
+/// How the weight matrices are stored in a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLayout {
+    /// whet's own: `layers.{i}.weight` is `[inputs, outputs]` (`y = x · W + b`).
+    #[default]
+    Whet,
+    /// PyTorch `nn.Linear`'s: `layers.{i}.weight` is `[outputs, inputs]` (`y = x · Wᵀ + b`).
+    Torch,
+}
+
+/// Writes `model` to `path` atomically as safetensors (whet's layout).
 ///
 /// # Errors
 /// [`Error::Write`] on I/O failure.
 pub fn save(model: &Mlp, path: &Path) -> Result<()> {
+    save_with_layout(model, path, WeightLayout::Whet)
+}
+
+/// Writes `model` to `path` atomically as safetensors with its weights in `layout`.
+///
+/// # Errors
+/// [`Error::Write`] on I/O failure.
+pub fn save_with_layout(model: &Mlp, path: &Path, layout: WeightLayout) -> Result<()> {
     let mut header = Map::new();
     let mut offset = 0usize;
+    let transposed: Vec<Array2<f32>> = match layout {
+        WeightLayout::Whet => vec![],
+        WeightLayout::Torch => model
+            .layers
+            .iter()
+            .map(|l| l.weight.t().as_standard_layout().into_owned())
+            .collect(),
+    };
     let mut tensors: Vec<&[f32]> = Vec::new();
     for (i, l) in model.layers.iter().enumerate() {
-        let w = l.weight.as_slice().expect("standard layout weights");
-        let b = l.bias.as_slice().expect("contiguous bias");
-        for (name, data, shape) in [
-            (
-                format!("layers.{i}.weight"),
-                w,
+        let (w, shape) = match layout {
+            WeightLayout::Whet => (
+                l.weight.as_slice().expect("standard layout weights"),
                 vec![l.inputs(), l.outputs()],
             ),
+            WeightLayout::Torch => (
+                transposed[i].as_slice().expect("standard layout weights"),
+                vec![l.outputs(), l.inputs()],
+            ),
+        };
+        let b = l.bias.as_slice().expect("contiguous bias");
+        for (name, data, shape) in [
+            (format!("layers.{i}.weight"), w, shape),
             (format!("layers.{i}.bias"), b, vec![l.outputs()]),
         ] {
             let end = offset + 4 * data.len();
@@ -49,9 +93,13 @@ pub fn save(model: &Mlp, path: &Path) -> Result<()> {
         }
     }
     let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
+    let layout_text = match layout {
+        WeightLayout::Whet => WHET_LAYOUT,
+        WeightLayout::Torch => TORCH_LAYOUT,
+    };
     header.insert(
         "__metadata__".into(),
-        json!({ ARCH_KEY: arch, "format": "whet-mlp/1", "weight_layout": "[inputs, outputs]; y = x @ W + b" }),
+        json!({ ARCH_KEY: arch, "format": "whet-mlp/1", LAYOUT_KEY: layout_text }),
     );
     let mut hbytes = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
     while !hbytes.len().is_multiple_of(8) {
@@ -169,14 +217,27 @@ pub fn load(path: &Path) -> Result<Mlp> {
             ))),
         }
     };
+    let torch = header
+        .get("__metadata__")
+        .and_then(|m| m.get(LAYOUT_KEY))
+        .and_then(Value::as_str)
+        == Some(TORCH_LAYOUT);
     let mut weights = Vec::new();
     for (i, spec) in arch.layers.iter().enumerate() {
-        let w = tensor(&format!("layers.{i}.weight"), &[spec.inputs, spec.outputs])?;
+        let name = format!("layers.{i}.weight");
+        let w = if torch {
+            let w = tensor(&name, &[spec.outputs, spec.inputs])?;
+            Array2::from_shape_vec((spec.outputs, spec.inputs), w)
+                .expect("shape checked")
+                .reversed_axes()
+                .as_standard_layout()
+                .into_owned()
+        } else {
+            let w = tensor(&name, &[spec.inputs, spec.outputs])?;
+            Array2::from_shape_vec((spec.inputs, spec.outputs), w).expect("shape checked")
+        };
         let b = tensor(&format!("layers.{i}.bias"), &[spec.outputs])?;
-        weights.push((
-            Array2::from_shape_vec((spec.inputs, spec.outputs), w).expect("shape checked"),
-            Array1::from_vec(b),
-        ));
+        weights.push((w, Array1::from_vec(b)));
     }
     Mlp::from_parts(&arch, weights).map_err(|e| bad(e.to_string()))
 }

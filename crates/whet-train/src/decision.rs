@@ -167,6 +167,22 @@ impl Decision {
         f64::from(logit) > self.cut
     }
 
+    /// The threshold as an `f32` logit cut for runtimes that compare in `f32` (an exported
+    /// graph): the largest `f32` not above the exact cut `ln(t / (1 - t))`, so for every `f32`
+    /// logit `x`, `x > logit_cut()` exactly when [`Decision::positive`] says so (the next `f32`
+    /// above it is above the exact cut). `None` unless the task is binary.
+    pub fn logit_cut(&self) -> Option<f32> {
+        if self.task != Task::Binary {
+            return None;
+        }
+        let c = self.cut as f32;
+        Some(if f64::from(c) > self.cut {
+            c.next_down()
+        } else {
+            c
+        })
+    }
+
     /// Turns logits into outputs in place: softmax probabilities (classification), the
     /// positive-class probability (binary), values (regression).
     pub fn outputs(&self, mut z: ArrayViewMut2<f32>) {
@@ -353,6 +369,26 @@ mod tests {
         assert_eq!(z, array![[0.5f32, 0.5], [0.5, 0.5]]);
         assert!(Decision::binary(1.0).is_err());
         assert!(Decision::binary(0.0).is_err());
+    }
+
+    #[test]
+    fn the_f32_logit_cut_gives_the_same_labels() {
+        assert_eq!(Decision::new(Task::Binary).logit_cut(), Some(0.0));
+        assert_eq!(Decision::new(Task::Classification).logit_cut(), None);
+        for t in [0.5, 0.3, 0.237_41, 0.9, 1e-3, 0.999_9] {
+            let d = Decision::binary(t).unwrap();
+            let c = d.logit_cut().unwrap();
+            assert!(f64::from(c) <= d.cut, "{t}");
+            // The f32 logits around the cut: the rule and the comparison agree on every one.
+            let mut x = c;
+            for _ in 0..4 {
+                x = x.next_down();
+            }
+            for _ in 0..9 {
+                assert_eq!(x > c, d.positive(x), "t {t}, x {x}");
+                x = x.next_up();
+            }
+        }
     }
 
     #[test]

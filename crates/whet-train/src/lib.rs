@@ -12,7 +12,8 @@
 //! - [`evaluate`] gives [`Metrics`] (through a [`Readout`]: the network's [`Decision`] for
 //!   labels and the target's scale for values in the target's units: [`evaluate_readout`]);
 //!   [`checkpoint::save`] / [`checkpoint::load`] write and read
-//!   safetensors files, [`checkpoint::transfer`] starts a new model from one.
+//!   safetensors files, [`checkpoint::transfer`] starts a new model from one;
+//! - [`onnx`] writes a network as an ONNX graph ([`onnx::append_network`]).
 //!
 //! The configs deserialise from the run file and are built in Rust with `new` / `Default` and
 //! `with_*` setters ([`TrainConfig::new`], [`ModelConfig::classification`],
@@ -55,6 +56,7 @@ mod loss;
 mod memory;
 mod metrics;
 mod mlp;
+pub mod onnx;
 mod optim;
 mod par;
 mod readout;

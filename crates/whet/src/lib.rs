@@ -43,6 +43,7 @@ mod execute;
 mod export;
 mod inputs;
 mod manifest;
+mod model_export;
 mod predict;
 mod prepare;
 mod reference;
@@ -60,6 +61,9 @@ pub use execute::{ClassBreakdown, EvaluatedOn, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
+pub use model_export::{
+    ModelExportOptions, ModelExportReport, ModelFormat, export_model, parse_layout,
+};
 pub use predict::{
     BATCH_ROWS, BadRows, EvaluateOptions, EvaluateReport, LABEL_COLUMN, PredictOptions,
     PredictReport, SCORE_PREFIX, VALUE_COLUMN, evaluate, predict, skipped_path,
@@ -72,6 +76,8 @@ pub use runfile::{
     DataConfig, Override, PretrainConfig, Run, RunData, RunFile, reference_markdown, schema_json,
 };
 pub use whet_report::RunStatus;
+/// The weight layout of an exported safetensors file ([`export_model`]).
+pub use whet_train::checkpoint::WeightLayout;
 pub use yaml::{ConfigError, ConfigErrors, MAX_RUN_FILE_BYTES};
 
 pub use whet_core as core;

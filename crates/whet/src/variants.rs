@@ -122,6 +122,13 @@ impl<'de> Deserialize<'de> for Paths {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Paths, E> {
                 Ok(Paths::One(v.to_string()))
             }
+            // `Paths::None` serialises as `null` (a manifest's resolved run file has it).
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Paths, E> {
+                Ok(Paths::None)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Paths, E> {
+                Ok(Paths::None)
+            }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Paths, A::Error> {
                 let mut v = Vec::new();
                 while let Some(s) = a.next_element::<String>()? {
@@ -576,6 +583,19 @@ pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn paths_read_back_what_they_write() {
+        // A variant without `drop` is written `"drop": null` (in a run's manifest).
+        for p in [
+            Paths::None,
+            Paths::One("a.b".into()),
+            Paths::Many(vec!["a".into(), "b.c".into()]),
+        ] {
+            let text = serde_json::to_string(&p).unwrap();
+            assert_eq!(serde_json::from_str::<Paths>(&text).unwrap(), p, "{text}");
+        }
+    }
 
     fn base() -> Value {
         json!({

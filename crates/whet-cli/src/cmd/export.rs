@@ -1,5 +1,6 @@
-//! `whet export` and `whet apply`: the processed data sets with the run's manifest, and the
-//! replay of a manifest on new data. The work is [`whet::Run::export`] and [`whet::apply`].
+//! `whet export`, `whet apply` and `whet export-model`: the processed data sets with the run's
+//! manifest, the replay of a manifest on new data, and a run's network as a file. The work is
+//! [`whet::Run::export`], [`whet::apply`] and [`whet::export_model`].
 
 use crate::Cli;
 use crate::progress::Bars;
@@ -91,6 +92,52 @@ pub fn apply(
         }
         for f in &r.files {
             crate::outln!("  {}", f.display())?;
+        }
+    }
+    Ok(())
+}
+
+/// `whet export-model`.
+///
+/// # Errors
+/// A folder that is not a finished run, an `out` among its files, `--layout` with ONNX, or a
+/// write error.
+pub fn export_model(
+    cli: &Cli,
+    run_dir: &Path,
+    format: whet::ModelFormat,
+    layout: Option<whet::WeightLayout>,
+    out: &Path,
+) -> Result<()> {
+    let options = whet::ModelExportOptions { format, layout };
+    let r = whet::export_model(run_dir, out, &options)?;
+    if cli.json {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "out": r.out,
+                "input": r.input,
+                "outputs": r.outputs,
+                "in_graph": r.in_graph,
+                "outside": r.outside,
+            }))?
+        )?;
+        return Ok(());
+    }
+    crate::outln!("wrote {}", r.out.display())?;
+    match r.format {
+        whet::ModelFormat::Safetensors => crate::outln!("  tensors: {}", r.input)?,
+        whet::ModelFormat::Onnx => {
+            crate::outln!("  input:  {}", r.input)?;
+            for o in &r.outputs {
+                crate::outln!("  output: {o}")?;
+            }
+            for s in &r.in_graph {
+                crate::outln!("  in the graph: {s}")?;
+            }
+            for s in &r.outside {
+                crate::outln!("  not in the graph (run it before): {s}")?;
+            }
         }
     }
     Ok(())

@@ -71,6 +71,12 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             tables,
             labels,
         } => predict::evaluate(cli, run, data, out, tables, labels.as_deref()),
+        Command::ExportModel {
+            run_dir,
+            format,
+            layout,
+            out,
+        } => export::export_model(cli, run_dir, *format, *layout, out),
         Command::Preview {
             pipeline,
             out,

@@ -452,6 +452,50 @@ fn checkpoint_round_trip() {
     assert!(checkpoint::load(&p).is_err());
 }
 
+/// `--layout torch`: every weight is stored transposed (`[out, in]`, PyTorch `nn.Linear`), the
+/// biases as they are, and `load` transposes back to the same network.
+#[test]
+fn torch_layout_checkpoint_is_transposed_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("torch.safetensors");
+    let cfg = model_cfg(Task::Classification, &[(4, Activation::Tanh, 0.0, 0.0)]);
+    let net = Mlp::new(&cfg, 3, 2, 9).unwrap();
+    checkpoint::save_with_layout(&net, &p, checkpoint::WeightLayout::Torch).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    let h = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + h]).unwrap();
+    let data = &bytes[8 + h..];
+    for (i, layer) in net.layers().iter().enumerate() {
+        let t = &header[format!("layers.{i}.weight")];
+        assert_eq!(
+            t["shape"],
+            serde_json::json!([layer.outputs(), layer.inputs()])
+        );
+        let [b, e] = [0, 1].map(|k| t["data_offsets"][k].as_u64().unwrap() as usize);
+        let stored: Vec<f32> = data[b..e]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        // stored[o, i] == W[i, o]
+        for o in 0..layer.outputs() {
+            for k in 0..layer.inputs() {
+                assert_eq!(stored[o * layer.inputs() + k], layer.weight()[[k, o]]);
+            }
+        }
+        assert_eq!(
+            header[format!("layers.{i}.bias")]["shape"],
+            serde_json::json!([layer.outputs()])
+        );
+    }
+    assert!(
+        header["__metadata__"]["weight_layout"]
+            .as_str()
+            .unwrap()
+            .starts_with("torch")
+    );
+    assert_eq!(checkpoint::load(&p).unwrap(), net);
+}
+
 /// Transfer: digits 0-4 → 5-9 with frozen hidden layers; frozen layers do not move, the new
 /// output layer is trained, and a fine-tuned run moves every layer.
 #[test]
