@@ -392,6 +392,14 @@ fn flights_arr_delay_agrees_with_whet() {
 }
 
 #[test]
+fn flights_origin_agrees_with_whet() {
+    check_pipeline(
+        "flights-origin.yaml",
+        &[&flights_limit(4000), "train.epochs=2"],
+    );
+}
+
+#[test]
 fn flights_ablation_agrees_with_whet() {
     check_pipeline(
         "flights-ablation.yaml",
