@@ -7,7 +7,7 @@ use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::mlp::{Mlp, Workspace, argmax};
 use crate::readout::Readout;
-use ndarray::s;
+use ndarray::{ArrayView2, s};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use whet_core::BatchSource;
@@ -208,21 +208,7 @@ pub(crate) fn evaluate_with(
     let (mut se, mut ae) = (vec![0.0f64; k], vec![0.0f64; k]);
     let (mut ys, mut yy) = (vec![0.0f64; k], vec![0.0f64; k]);
     let mut loss = 0.0f64;
-    let mut idx: Vec<usize> = Vec::with_capacity(ws.capacity());
-    let mut start = 0;
-    while start < n {
-        let rows = (n - start).min(ws.capacity());
-        idx.clear();
-        idx.extend(start..start + rows);
-        let (x, y) = ws.batch_mut(rows);
-        source.fill(0, &idx, x, y).map_err(|source| Error::Source {
-            epoch: 0,
-            rows,
-            source,
-        })?;
-        model.forward(ws, rows, None);
-        let z = ws.logits().slice_move(s![..rows, ..]);
-        let y = ws.y.slice(s![..rows, ..]);
+    for_each_batch(model, source, ws, |z, y| {
         for (zr, yr) in z.rows().into_iter().zip(y.rows()) {
             let (zs, ts) = (zr.as_slice().expect("rows"), yr.as_slice().expect("rows"));
             loss += model.row_loss(zs, ts);
@@ -247,8 +233,7 @@ pub(crate) fn evaluate_with(
                 }
             }
         }
-        start += rows;
-    }
+    })?;
     let nf = n as f64;
     let metrics = if model.task == Task::Regression {
         let mut r2s = Vec::new();
@@ -376,6 +361,21 @@ pub fn binary_scores(model: &Mlp, source: &mut dyn BatchSource) -> Result<Vec<(f
     }
     let mut ws = model.workspace(n.clamp(1, 1024), 1);
     let mut out = Vec::with_capacity(n);
+    for_each_batch(model, source, &mut ws, |z, y| {
+        out.extend(z.iter().zip(y).map(|(z, t)| (*z, *t > 0.5)));
+    })?;
+    Ok(out)
+}
+
+/// Runs `model` over every sample of `source` in order, in batches of the workspace's capacity
+/// (evaluation mode), and hands each batch's logits and targets (`rows × outputs`) to `each`.
+fn for_each_batch(
+    model: &Mlp,
+    source: &mut dyn BatchSource,
+    ws: &mut Workspace,
+    mut each: impl FnMut(ArrayView2<f32>, ArrayView2<f32>),
+) -> Result<()> {
+    let n = source.len();
     let mut idx: Vec<usize> = Vec::with_capacity(ws.capacity());
     let mut start = 0;
     while start < n {
@@ -388,16 +388,14 @@ pub fn binary_scores(model: &Mlp, source: &mut dyn BatchSource) -> Result<Vec<(f
             rows,
             source,
         })?;
-        model.forward(&mut ws, rows, None);
-        let z = ws.logits().slice_move(s![..rows, ..]);
-        out.extend(
-            z.iter()
-                .zip(ws.y.slice(s![..rows, ..]))
-                .map(|(z, t)| (*z, *t > 0.5)),
+        model.forward(ws, rows, None);
+        each(
+            ws.logits().slice_move(s![..rows, ..]),
+            ws.y.slice(s![..rows, ..]),
         );
         start += rows;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Chooses the threshold of a binary model on `valid` (usually the validation split) by
