@@ -127,20 +127,13 @@ pub fn load_idx(
     let mut lr = open(labels)?;
     let ldims = header(&mut *lr, labels, LABELS_MAGIC, 1)?;
     let mut ir = open(images)?;
-    let idims = header(&mut *ir, images, IMAGES_MAGIC, 3)?;
-    let (n, h, w) = (idims[0] as usize, idims[1] as usize, idims[2] as usize);
+    let (n, h, w) = image_header(&mut *ir, images)?;
     if ldims[0] as usize != n {
         return Err(Error::LabelCount {
             images_path: images.to_path_buf(),
             labels_path: labels.to_path_buf(),
             images: n,
             labels: ldims[0] as usize,
-        });
-    }
-    if h == 0 || w == 0 {
-        return Err(Error::Format {
-            path: images.to_path_buf(),
-            message: format!("images of size {h}x{w}: expected both dimensions > 0"),
         });
     }
     crate::set::check_set_memory(
@@ -197,14 +190,7 @@ pub fn load_idx(
 /// file.
 pub fn load_idx_images(images: &Path) -> Result<ImageSet> {
     let mut ir = open(images)?;
-    let idims = header(&mut *ir, images, IMAGES_MAGIC, 3)?;
-    let (n, h, w) = (idims[0] as usize, idims[1] as usize, idims[2] as usize);
-    if h == 0 || w == 0 {
-        return Err(Error::Format {
-            path: images.to_path_buf(),
-            message: format!("images of size {h}x{w}: expected both dimensions > 0"),
-        });
-    }
+    let (n, h, w) = image_header(&mut *ir, images)?;
     crate::set::check_set_memory(
         &format!("the IDX images of `{}`", images.display()),
         n,
@@ -214,6 +200,19 @@ pub fn load_idx_images(images: &Path) -> Result<ImageSet> {
     let mut pixels = vec![0u8; n * h * w];
     read_exact(&mut *ir, &mut pixels, images, "pixel data")?;
     ImageSet::new(h, w, 1, pixels, vec![0; n], vec!["unlabelled".into()])
+}
+
+/// The header of an IDX image file: `(images, height, width)`, both sides > 0.
+fn image_header(r: &mut dyn Read, path: &Path) -> Result<(usize, usize, usize)> {
+    let d = header(r, path, IMAGES_MAGIC, 3)?;
+    let (n, h, w) = (d[0] as usize, d[1] as usize, d[2] as usize);
+    if h == 0 || w == 0 {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            message: format!("images of size {h}x{w}: expected both dimensions > 0"),
+        });
+    }
+    Ok((n, h, w))
 }
 
 fn check_classes(cl: &[u32]) -> Result<()> {

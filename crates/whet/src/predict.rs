@@ -648,11 +648,7 @@ fn predict_idx(
         id_frames.push(pl(DataFrame::new(n, cols))?);
         rows_in += n;
     }
-    let mut frames = id_frames.into_iter();
-    let mut ids = frames.next().unwrap_or_default();
-    for f in frames {
-        pl(ids.vstack_mut_owned(f))?;
-    }
+    let ids = stack(id_frames)?;
     Ok(Scored {
         ids,
         labels: out.labels,
@@ -715,11 +711,7 @@ fn predict_tables(
         }
         id_frames.push(ids);
     }
-    let mut frames = id_frames.into_iter();
-    let mut ids = frames.next().unwrap_or_default();
-    for f in frames {
-        pl(ids.vstack_mut_owned(f))?;
-    }
+    let ids = stack(id_frames)?;
     Ok(Scored {
         ids,
         labels: out.labels,
@@ -730,6 +722,16 @@ fn predict_tables(
         removed,
         label_type: LabelType::of(tables),
     })
+}
+
+/// The frames one under the other (an empty frame for none).
+fn stack(frames: Vec<DataFrame>) -> Result<DataFrame> {
+    let mut frames = frames.into_iter();
+    let mut all = frames.next().unwrap_or_default();
+    for f in frames {
+        pl(all.vstack_mut_owned(f))?;
+    }
+    Ok(all)
 }
 
 #[derive(Debug, Clone, Copy)]
