@@ -336,7 +336,12 @@ const CASES: &[Case] = &[
             idx_case(d, i, l)
         },
         code: 2,
-        expect: &["labels.idx", "label count 39", "image count 40"],
+        expect: &[
+            "labels.idx",
+            "has 39 labels",
+            "has 40 images",
+            "at `data.images.train.idx.labels`",
+        ],
     },
     Case {
         name: "IDX header declares 100,000 x 100,000 images",

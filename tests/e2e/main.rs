@@ -18,3 +18,4 @@ mod pipelines;
 mod predict;
 mod regression;
 mod util;
+mod validate_data;

@@ -192,6 +192,20 @@ impl NonNegative {
     pub const ZERO: NonNegative = NonNegative(0.0);
 }
 
+/// The candidate closest to `found` by edit distance, if within a typo's reach.
+pub fn closest<'a>(found: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = strsim::damerau_levenshtein(&found.to_lowercase(), &c.to_lowercase());
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    let (d, c) = best?;
+    let limit = (found.chars().count().max(c.chars().count()) / 3).max(1);
+    (d <= limit || c.starts_with(found) || found.starts_with(c)).then_some(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +230,13 @@ mod tests {
         outer.nest("augment.ops", inner);
         assert_eq!(outer.0[0].path, "augment.ops[2].rotate.p");
         assert_eq!(outer.0[1].path, "augment.ops");
+    }
+
+    #[test]
+    fn closest_handles_prefixes_and_distance() {
+        let c = ["strategy", "columns", "numeric"];
+        assert_eq!(closest("stratgy", c.iter().copied()), Some("strategy"));
+        assert_eq!(closest("col", c.iter().copied()), Some("columns"));
+        assert_eq!(closest("xyz", c.iter().copied()), None);
     }
 }

@@ -180,6 +180,48 @@ pub fn load_idx(
     ImageSet::new(h, w, 1, pixels, out_labels, names)
 }
 
+/// What an IDX pair holds, read without the pixels: for checks before a run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IdxShape {
+    /// Images in the images file.
+    pub images: usize,
+    /// Height and width of each image.
+    pub size: (usize, usize),
+    /// Labels in the labels file.
+    pub labels: usize,
+    /// How many labels have each value (256 counts).
+    pub label_counts: Vec<usize>,
+}
+
+/// Reads the headers of `images` and `labels` and counts the label values (the labels file is
+/// read in 64 KiB pieces; the pixels are not read).
+///
+/// # Errors
+/// Those of [`load_idx`] for the headers and the labels.
+pub(crate) fn idx_shape(images: &Path, labels: &Path) -> Result<IdxShape> {
+    let mut ir = open(images)?;
+    let (n, h, w) = image_header(&mut *ir, images)?;
+    let mut lr = open(labels)?;
+    let count = header(&mut *lr, labels, LABELS_MAGIC, 1)?[0] as usize;
+    let mut label_counts = vec![0usize; 256];
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = count;
+    while left > 0 {
+        let take = left.min(buf.len());
+        read_exact(&mut *lr, &mut buf[..take], labels, "labels")?;
+        for &l in &buf[..take] {
+            label_counts[l as usize] += 1;
+        }
+        left -= take;
+    }
+    Ok(IdxShape {
+        images: n,
+        size: (h, w),
+        labels: count,
+        label_counts,
+    })
+}
+
 /// Reads an IDX image file without labels: every image labelled 0 of one class `unlabelled`
 /// (what a prediction scores, as [`crate::load_files`] gives for image files).
 ///

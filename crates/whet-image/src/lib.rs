@@ -30,6 +30,7 @@
 mod augment;
 mod buf;
 mod builder;
+mod check;
 pub mod color;
 mod error;
 mod folder;
@@ -46,6 +47,7 @@ pub use augment::{
     AugmentConfig, AugmentMode, Augmenter, OneOfConfig, OpConfig, Scratch, SomeOfConfig,
 };
 pub use buf::{Img, View};
+pub use check::check_images;
 pub use error::{Error, Result};
 pub use folder::{
     FolderLoad, FolderOptions, MAX_IMAGE_FILE_BYTES, Skipped, image_files, is_image_file,

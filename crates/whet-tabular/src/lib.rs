@@ -35,6 +35,7 @@ mod parquet_guard;
 mod pipeline;
 mod rows;
 mod scale;
+mod schema;
 mod split;
 mod stage;
 mod target;
@@ -65,6 +66,7 @@ pub use pipeline::{
 pub use polars;
 pub use rows::{BadRow, ROW_ID, bad_rows, check_clashes, row_columns};
 pub use scale::{ClipConfig, FittedClip, FittedNormalize, NormMethod, NormalizeConfig};
+pub use schema::check_columns;
 pub use split::{SplitConfig, SplitIndices, SplitMethod, split_indices};
 pub use stage::{FittedStage, FittedStep, Stage};
 pub use target::{DEFAULT_MAX_CLASSES, Target, TargetConfig, TargetKind, extract_target};

@@ -1,37 +1,91 @@
 //! Checks of a run file against its data, made when it is loaded (so by `whet validate` and
-//! before every run): cheap reads only, [`whet_tabular::scan_column`]'s first rows of the main
-//! table, within the memory budget. They check the target column against the target and
-//! `model.task`, and that `data.id` names columns of the main table; a check of other columns
-//! adds its issues here.
+//! before every run, and for every ablation variant): cheap reads only — the first rows of each
+//! table ([`whet_tabular::scan_head`], within the memory budget), the headers of IDX files and
+//! the listing of image folders. They check the target column against the target and
+//! `model.task`, that `data.id` names columns of the main table, that every column a step,
+//! the split or the target names is there when it is needed ([`whet_tabular::check_columns`]),
+//! and that image sources have the shape and classes the run file says
+//! ([`whet_image::check_images`]).
 //!
 //! A table that cannot be read here is not reported: the loader reports it, with its full
-//! message, when the run reads the table.
+//! message, when the run reads it.
 
 use crate::runfile::RunFile;
+use std::collections::{BTreeMap, HashMap};
 use whet_core::Issues;
 use whet_tabular::polars::prelude::{DataFrame, Series};
 use whet_train::Task;
 
-/// Issues of `file` against the first rows of its main table (key paths from the file's root).
-pub(crate) fn check(file: &RunFile) -> Issues {
-    let mut issues = Issues::new();
-    let (Some(tables), Some(target)) = (&file.data.tables, &file.data.target) else {
-        return issues;
+/// The data checks of one run file and its variants: each table's first rows are read once.
+#[derive(Default)]
+pub(crate) struct DataCheck {
+    /// First rows by table spec (as JSON: a variant may point a table elsewhere); `None` when
+    /// the table could not be read.
+    heads: HashMap<String, Option<DataFrame>>,
+}
+
+impl DataCheck {
+    /// Issues of `file` against its data (key paths from the file's root).
+    pub(crate) fn check(&mut self, file: &RunFile) -> Issues {
+        if let Some(images) = &file.data.images {
+            let mut issues = Issues::new();
+            issues.nest("data.images", whet_image::check_images(images));
+            return issues;
+        }
+        let Some(cfg) = file.tabular_config() else {
+            return Issues::new();
+        };
+        let heads: BTreeMap<String, DataFrame> = cfg
+            .data
+            .tables
+            .iter()
+            .filter_map(|(name, spec)| {
+                let key = serde_json::to_string(spec).unwrap_or_default();
+                self.heads
+                    .entry(key)
+                    .or_insert_with(|| whet_tabular::scan_head(spec, whet_tabular::SCAN_ROWS).ok())
+                    .clone()
+                    .map(|df| (name.clone(), df))
+            })
+            .collect();
+        let mut issues = Issues::new();
+        let Ok(main) = cfg.data.main_name() else {
+            return issues;
+        };
+        let (Some(spec), Some(head)) = (cfg.data.tables.get(main), heads.get(main)) else {
+            return issues;
+        };
+        id_issues(&mut issues, &cfg.data.id, main, spec, head);
+        target_issues(&mut issues, file, spec, head);
+        issues.0.extend(whet_tabular::check_columns(&cfg, &heads).0);
+        issues
+    }
+}
+
+/// What an issue is about, the same in the baseline and in a variant whose dropped steps shift
+/// the step indices: its key path without step indices, and the first name it quotes
+/// (`encode.one_hot[1]` + `orign`).
+pub(crate) fn issue_key(i: &whet_core::Issue) -> (String, String) {
+    let path = match i.path.strip_prefix("steps[") {
+        Some(rest) => rest.split_once("].").map_or(rest, |(_, r)| r).to_string(),
+        None => i.path.clone(),
     };
-    let main = match &file.data.main {
-        Some(m) => m.clone(),
-        None if tables.len() == 1 => tables.keys().next().cloned().unwrap_or_default(),
-        None => return issues,
+    let name = i.message.split('`').nth(1).unwrap_or_default().to_string();
+    (path, name)
+}
+
+/// The target column's values in the main table's first rows against the target and the task.
+fn target_issues(
+    issues: &mut Issues,
+    file: &RunFile,
+    spec: &whet_tabular::TableSpec,
+    head: &DataFrame,
+) {
+    let Some(target) = &file.data.target else {
+        return;
     };
-    let Some(spec) = tables.get(&main) else {
-        return issues;
-    };
-    let Ok(head) = whet_tabular::scan_head(spec, whet_tabular::SCAN_ROWS) else {
-        return issues;
-    };
-    id_issues(&mut issues, &file.data.id, &main, spec, &head);
     let Some(column) = target.column.as_deref().or(target.regression.as_deref()) else {
-        return issues;
+        return;
     };
     let scanned = head
         .column(column)
@@ -43,13 +97,12 @@ pub(crate) fn check(file: &RunFile) -> Issues {
         && let Some(message) = binary_issue(column, *rows, values)
     {
         issues.push("data.target.column", message);
-        return issues;
+        return;
     }
     if let Some((rows, values)) = &scanned {
         let rows = format!("the first {rows} rows of `{}`", spec.path.display());
         issues.nest("data.target", target.check_values(values, &rows));
     }
-    issues
 }
 
 /// `data.id` names columns of the main table as loaded (identifiers are read from it, before
@@ -71,7 +124,7 @@ fn id_issues(
         if columns.contains(id) {
             continue;
         }
-        let hint = crate::yaml::closest(id, columns.iter().map(String::as_str))
+        let hint = whet_core::spec::closest(id, columns.iter().map(String::as_str))
             .map(|c| format!("; did you mean `{c}`?"))
             .unwrap_or_default();
         let list: Vec<String> = columns.iter().map(|c| format!("`{c}`")).collect();

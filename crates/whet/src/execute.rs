@@ -661,9 +661,10 @@ impl Run {
                 for (label, weight) in given {
                     let Some(i) = labels.iter().position(|l| l == label) else {
                         let list: Vec<String> = labels.iter().map(|l| format!("`{l}`")).collect();
-                        let hint = crate::yaml::closest(label, labels.iter().map(String::as_str))
-                            .map(|c| format!("; did you mean `{c}`?"))
-                            .unwrap_or_default();
+                        let hint =
+                            whet_core::spec::closest(label, labels.iter().map(String::as_str))
+                                .map(|c| format!("; did you mean `{c}`?"))
+                                .unwrap_or_default();
                         return Err(self.located(
                             &format!("train.class_weights.{label}"),
                             format!(

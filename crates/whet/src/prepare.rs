@@ -304,7 +304,8 @@ impl Run {
                 prepare_images(images, augment.as_ref(), seed, cache, progress)
             }
             RunData::Tables(cfg) => prepare_tables(cfg, seed, cache, progress),
-        }?;
+        }
+        .map_err(|e| self.locate_data_error(e))?;
         if let PreparedData::Tables(t) = &p.data {
             // From the load reports, so a cached preparation warns like a fresh one.
             p.warnings.extend(
@@ -318,6 +319,52 @@ impl Run {
             progress.warn(w);
         }
         Ok(p)
+    }
+
+    /// A data error found while preparing, with the run file's line of the setting it is
+    /// about in front (`run.yaml:14:5: at `steps[2].encode`: …`): the failing step, the
+    /// target, the split, or the image source whose file it names.
+    fn locate_data_error(&self, e: Error) -> Error {
+        fn tabular(e: &Error) -> Option<&whet_tabular::Error> {
+            match e {
+                Error::Tabular(t) => Some(t),
+                Error::Context { source, .. } => tabular(source),
+                _ => None,
+            }
+        }
+        let key = match (tabular(&e), self.data()) {
+            (Some(whet_tabular::Error::Step { index, name, .. }), _) => {
+                Some(format!("steps[{index}].{name}"))
+            }
+            (Some(whet_tabular::Error::Target(_)), _) => Some("data.target".to_string()),
+            (Some(whet_tabular::Error::Split(_)), _) => Some("split".to_string()),
+            (None, RunData::Images { images, .. }) => {
+                let text = crate::error::chain_text(&e);
+                let names = |s: &whet_image::ImageSourceConfig| {
+                    let paths = [
+                        s.idx.as_ref().map(|i| &i.images),
+                        s.idx.as_ref().map(|i| &i.labels),
+                        s.folder.as_ref().map(|f| &f.path),
+                    ];
+                    paths
+                        .into_iter()
+                        .flatten()
+                        .any(|p| text.contains(&p.display().to_string()))
+                };
+                if names(&images.train) {
+                    Some("data.images.train".to_string())
+                } else if images.test.as_ref().is_some_and(names) {
+                    Some("data.images.test".to_string())
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        match key.and_then(|k| self.location(&k)) {
+            Some(at) => e.context(at),
+            None => e,
+        }
     }
 
     /// What can be checked against the memory budget before any data is read: the network

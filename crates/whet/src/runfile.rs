@@ -90,7 +90,7 @@ pub struct DataConfig {
 impl RunFile {
     /// The tabular config of a run file with tables and a target (the one place a
     /// [`whet_tabular::TabularConfig`] is made from a run file).
-    fn tabular_config(&self) -> Option<whet_tabular::TabularConfig> {
+    pub(crate) fn tabular_config(&self) -> Option<whet_tabular::TabularConfig> {
         Some(whet_tabular::TabularConfig {
             data: whet_tabular::TablesConfig {
                 tables: self.data.tables.clone()?,
@@ -251,7 +251,7 @@ impl RunFile {
             if let Some(m) = &ab.metric {
                 let names = whet_train::metric_names(self.model.task);
                 if !names.contains(&m.as_str()) {
-                    let hint = crate::yaml::closest(m, names.iter().copied())
+                    let hint = whet_core::spec::closest(m, names.iter().copied())
                         .map(|c| format!("; did you mean `{c}`?"))
                         .unwrap_or_default();
                     issues.push(
@@ -663,6 +663,8 @@ impl Run {
             .iter()
             .map(|i| source.error_at(&index, &i.path, i.message.clone()))
             .collect();
+        // Variants that parse and validate, for the data checks below.
+        let mut checked_variants = Vec::new();
         if let Some(ab) = &file.ablation {
             match variants::expand(&value, ab) {
                 Err(e) => errors.push(source.error_at(&index, "ablation", e)),
@@ -683,12 +685,16 @@ impl Run {
                             }
                             Ok(mut r) => {
                                 r.resolve_paths(&base_dir);
-                                for i in r.validate().iter() {
+                                let issues = r.validate();
+                                for i in issues.iter() {
                                     errors.push(source.error_at(
                                         &index,
                                         &i.path,
                                         format!("{} (in {what})", i.message),
                                     ));
+                                }
+                                if issues.is_empty() {
+                                    checked_variants.push((what, v.origin.clone(), r));
                                 }
                             }
                         }
@@ -697,12 +703,30 @@ impl Run {
             }
         }
         if errors.is_empty() {
-            // Against the data, once the file itself is valid.
+            // Against the data, once the file itself is valid; then each variant's own
+            // issues (a variant that drops a join may leave a later step without its column).
+            let mut data = crate::datacheck::DataCheck::default();
+            let base = data.check(&file);
             errors.extend(
-                crate::datacheck::check(&file)
-                    .iter()
+                base.iter()
                     .map(|i| source.error_at(&index, &i.path, i.message.clone())),
             );
+            // A variant's key paths are its own (a dropped step shifts the indices): located
+            // at the variant, the path in the message.
+            // A problem the baseline has too is reported once, at the baseline.
+            let same = |i: &whet_core::Issue| {
+                let key = crate::datacheck::issue_key(i);
+                base.iter().any(|b| crate::datacheck::issue_key(b) == key)
+            };
+            for (what, origin, r) in &checked_variants {
+                for i in data.check(r).iter().filter(|i| !same(i)) {
+                    errors.push(source.error_at(
+                        &index,
+                        origin,
+                        format!("in {what}, at `{}`: {}", i.path, i.message),
+                    ));
+                }
+            }
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors).into());
@@ -741,6 +765,17 @@ impl Run {
     pub(crate) fn located(&self, key_path: &str, message: String) -> Error {
         let index = PathIndex::build(&self.source.text);
         ConfigErrors(vec![self.source.error_at(&index, key_path, message)]).into()
+    }
+
+    /// Where `key_path` is in the run file, as `FILE:LINE:COLUMN: at `key_path``, like a
+    /// located problem starts; `None` for a run not read from a file.
+    pub(crate) fn location(&self, key_path: &str) -> Option<String> {
+        let index = PathIndex::build(&self.source.text);
+        let (line, column) = index.lookup(key_path)?;
+        Some(format!(
+            "{}:{line}:{column}: at `{key_path}`",
+            self.source.path.display()
+        ))
     }
 
     /// The typed run file (data paths resolved).

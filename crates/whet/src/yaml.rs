@@ -336,21 +336,8 @@ pub fn did_you_mean(message: &str) -> Option<String> {
         .filter(|s| !s.is_empty() && *s != "or")
         .map(str::to_string)
         .collect();
-    closest(found, candidates.iter().map(String::as_str)).map(|c| format!("did you mean `{c}`?"))
-}
-
-/// The candidate closest to `found` by edit distance, if within a typo's reach.
-pub fn closest<'a>(found: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let mut best: Option<(usize, &str)> = None;
-    for c in candidates {
-        let d = strsim::damerau_levenshtein(&found.to_lowercase(), &c.to_lowercase());
-        if best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
-        }
-    }
-    let (d, c) = best?;
-    let limit = (found.chars().count().max(c.chars().count()) / 3).max(1);
-    (d <= limit || c.starts_with(found) || found.starts_with(c)).then_some(c)
+    whet_core::spec::closest(found, candidates.iter().map(String::as_str))
+        .map(|c| format!("did you mean `{c}`?"))
 }
 
 /// Positions of every key and list item in a YAML document, by key path.
@@ -569,13 +556,5 @@ mod tests {
         // Missing keys fall back to the nearest parent.
         assert_eq!(idx.lookup("augment.ops[1].hflip.p"), Some((5, 7)));
         assert_eq!(idx.lookup("model.hidden"), None);
-    }
-
-    #[test]
-    fn closest_handles_prefixes_and_distance() {
-        let c = ["strategy", "columns", "numeric"];
-        assert_eq!(closest("stratgy", c.iter().copied()), Some("strategy"));
-        assert_eq!(closest("col", c.iter().copied()), Some("columns"));
-        assert_eq!(closest("xyz", c.iter().copied()), None);
     }
 }
