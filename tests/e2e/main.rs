@@ -17,4 +17,5 @@ mod pinned;
 mod pipelines;
 mod predict;
 mod regression;
+mod tracking;
 mod util;
