@@ -17,5 +17,6 @@ mod pinned;
 mod pipelines;
 mod predict;
 mod regression;
+mod tracking;
 mod util;
 mod validate_data;

@@ -145,6 +145,10 @@ pub enum Command {
         /// Do not read or write the stage cache.
         #[arg(long)]
         no_cache: bool,
+        /// Log the run to the MLflow tracking server at URI (http://HOST:PORT); overrides
+        /// `track.mlflow.uri`.
+        #[arg(long, value_name = "URI")]
+        mlflow: Option<String>,
     },
     /// Run every ablation variant over several seeds and write a report.
     #[command(
@@ -168,6 +172,10 @@ pub enum Command {
         /// Do not read or write the stage cache.
         #[arg(long)]
         no_cache: bool,
+        /// Log the ablation (a parent run and one nested run per cell) to the MLflow tracking
+        /// server at URI; overrides `track.mlflow.uri`.
+        #[arg(long, value_name = "URI")]
+        mlflow: Option<String>,
     },
     /// Write the processed data sets and a manifest of the fitted parameters.
     #[command(

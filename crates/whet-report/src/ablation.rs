@@ -83,6 +83,16 @@ pub fn write_ablation(input: &AblationInput, out_dir: &Path) -> Result<AblationS
     whet_core::fsx::atomic_write(&json_path, &bytes)?;
     files.push(json_path);
 
+    let dvc_path = out_dir.join(files::ABLATION_DVC_JSON);
+    let dvc = serde_json::json!({ "variants": dvc_variants(&variants) });
+    let mut bytes = serde_json::to_vec_pretty(&dvc).map_err(|source| Error::Json {
+        file: dvc_path.clone(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    whet_core::fsx::atomic_write(&dvc_path, &bytes)?;
+    files.push(dvc_path);
+
     let mut links = Vec::new();
     if let Some(chart) = effect_chart(input, &variants) {
         files.extend(chart::write_chart(&chart, out_dir, files::EFFECT_CHART)?);
@@ -98,6 +108,31 @@ pub fn write_ablation(input: &AblationInput, out_dir: &Path) -> Result<AblationS
     whet_core::fsx::atomic_write(&report, text.as_bytes())?;
     files.push(report);
     Ok(AblationSummary { variants, files })
+}
+
+/// Per variant, its numbers in a flat map of finite values: `<metric>_mean` for every metric
+/// (over the variant's ok runs), `<metric>_delta` (the mean paired difference against the
+/// baseline; not for the baseline itself), `ok_runs` and `runs`. `ablation.dvc.json` is
+/// `{"variants": this}`, which `dvc metrics show` renders as one column per key.
+pub fn dvc_variants(variants: &[VariantSummary]) -> BTreeMap<String, BTreeMap<String, f64>> {
+    variants
+        .iter()
+        .map(|v| {
+            let mut m = BTreeMap::new();
+            for (name, s) in &v.metrics {
+                if let Some(mean) = s.value.mean {
+                    m.insert(format!("{name}_mean"), mean);
+                }
+                if let Some(d) = s.delta.as_ref().and_then(|d| d.mean) {
+                    m.insert(format!("{name}_delta"), d);
+                }
+            }
+            m.insert("ok_runs".into(), v.ok as f64);
+            m.insert("runs".into(), v.runs as f64);
+            m.retain(|_, x| x.is_finite());
+            (v.name.clone(), m)
+        })
+        .collect()
 }
 
 fn link(title: &str, stem: &str) -> ChartLink {

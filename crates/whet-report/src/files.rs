@@ -5,6 +5,9 @@
 pub const ABLATION_CSV: &str = "ablation.csv";
 /// Runs and summaries.
 pub const ABLATION_JSON: &str = "ablation.json";
+/// Per-variant means and deltas in the flat shape `dvc metrics show` renders as a table
+/// ([`dvc_variants`](crate::dvc_variants)).
+pub const ABLATION_DVC_JSON: &str = "ablation.dvc.json";
 /// The report.
 pub const REPORT_MD: &str = "report.md";
 /// Stem of the effect chart (Δ vs baseline with 95 % CI).

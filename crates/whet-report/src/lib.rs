@@ -88,7 +88,7 @@ mod stats;
 mod table;
 
 pub use crate::{
-    ablation::{AblationSummary, write_ablation},
+    ablation::{AblationSummary, dvc_variants, write_ablation},
     chart::FONT_FAMILY,
     error::{Error, Result},
     format::is_percent_metric,

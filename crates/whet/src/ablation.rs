@@ -235,7 +235,12 @@ impl Ablation {
         let mut memo = BTreeMap::new();
         let mut cells = Vec::new();
         for (vi, v) in variants.iter().enumerate() {
-            let mut inputs = KeyBuilder::new().json("variant", &v.run.value);
+            // Where a run is tracked does not change what it computes.
+            let mut value = v.run.value.clone();
+            if let Some(m) = value.as_object_mut() {
+                m.remove("track");
+            }
+            let mut inputs = KeyBuilder::new().json("variant", &value);
             for f in input_files(&v.run) {
                 inputs = inputs.part(&f.display().to_string(), &content_hash(&f, &mut memo)?);
             }

@@ -1,5 +1,5 @@
 //! One run end to end: prepare the data, build and train the network, evaluate it, and write
-//! `metrics.json`, `curves.csv`, the charts, `model.safetensors` and `manifest.json`.
+//! `metrics.json`, `metrics.dvc.json`, `curves.csv`, the charts, `model.safetensors` and `manifest.json`.
 //!
 //! The network's outputs are read through one [`whet_train::Readout`] (a regression target's
 //! scale included), so the metrics and the regression charts are in the target's units.
@@ -100,6 +100,9 @@ impl std::fmt::Display for EvaluatedOn {
     }
 }
 
+/// The run folder's flat, numeric-only metrics ([`Metrics::flat`]) for `dvc metrics show`.
+pub const METRICS_DVC_JSON: &str = "metrics.dvc.json";
+
 /// What a run measured: `metrics.json` is this struct, one copy of each number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -193,6 +196,39 @@ impl Metrics {
             EvaluatedOn::Test => self.test.clone(),
             EvaluatedOn::Validation => self.validation.clone().unwrap_or_default(),
         }
+    }
+
+    /// Every number of the run in one flat map of finite values: `test_<metric>`,
+    /// `validation_<metric>`, `epochs`, `best_epoch`, `train_seconds`, `total_seconds`,
+    /// `samples_per_second`, `parameters`, `test_samples`, `threshold` (those that apply).
+    /// It is `metrics.dvc.json` (what `dvc metrics show` renders) and the final metrics of a
+    /// tracked run.
+    pub fn flat(&self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        for (k, v) in &self.test {
+            m.insert(format!("test_{k}"), *v);
+        }
+        for (k, v) in self.validation.iter().flatten() {
+            m.insert(format!("validation_{k}"), *v);
+        }
+        m.insert("epochs".into(), self.epochs as f64);
+        if let Some(b) = self.best_epoch {
+            m.insert("best_epoch".into(), b as f64);
+        }
+        m.insert("train_seconds".into(), self.train_seconds);
+        m.insert("total_seconds".into(), self.total_seconds);
+        if let Some(s) = self.samples_per_second {
+            m.insert("samples_per_second".into(), s);
+        }
+        m.insert("parameters".into(), self.parameters as f64);
+        if self.evaluated_on == EvaluatedOn::Test {
+            m.insert("test_samples".into(), self.test_samples as f64);
+        }
+        if let Some(t) = self.threshold {
+            m.insert("threshold".into(), t);
+        }
+        m.retain(|_, v| v.is_finite());
+        m
     }
 }
 
@@ -628,6 +664,7 @@ impl Run {
         }
         outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
         write_json(&out.join("metrics.json"), &outcome.metrics)?;
+        write_json(&out.join(METRICS_DVC_JSON), &outcome.metrics.flat())?;
         outcome.manifest.save(&out.join("manifest.json"))?;
         progress.finished(&outcome.metrics.line(default_metric(file.model.task)));
         Ok(outcome)

@@ -15,6 +15,7 @@
 //!   [`evaluate`] measures it on new labelled data as a run measures its test set.
 //! - [`Ablation::plan`] expands the `ablation` section into a [`Plan`] of cells
 //!   (variant × seed); [`Plan::run_cell`] runs one, [`Plan::collect`] writes the report.
+//! - [`track`] logs runs and ablations to an MLflow tracking server ([`track::MlflowRun`]).
 //!
 //! # Quickstart
 //! ```no_run
@@ -48,6 +49,7 @@ mod predict;
 mod prepare;
 mod reference;
 mod runfile;
+pub mod track;
 mod variants;
 mod yaml;
 
@@ -57,7 +59,7 @@ pub use ablation::{
 };
 pub use cache::Cache;
 pub use error::{Error, FailureKind, Result, chain_text};
-pub use execute::{ClassBreakdown, EvaluatedOn, Metrics, RunOutcome};
+pub use execute::{ClassBreakdown, EvaluatedOn, METRICS_DVC_JSON, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};

@@ -50,6 +50,11 @@ pub struct RunFile {
     /// `train.transfer.checkpoint` names). Skipped when its output is up to date.
     #[serde(default)]
     pub pretrain: Option<PretrainConfig>,
+    /// Experiment tracking: `track: { mlflow: { uri, experiment, run_name } }` (see the
+    /// README's "Tracking"). Not part of a run's identity: an ablation cell's hash leaves it
+    /// out.
+    #[serde(default)]
+    pub track: Option<crate::track::TrackConfig>,
 }
 
 /// The `pretrain` section: a run that must have happened before this one.
@@ -146,6 +151,9 @@ impl RunFile {
                     names::VALID_NAME
                 ),
             );
+        }
+        if let Some(t) = &self.track {
+            issues.nest("track", t.validate());
         }
         if let Some(i) = &self.data.images {
             issues.nest("data.images", i.validate());
@@ -532,6 +540,7 @@ impl RunFile {
             train,
             ablation: None,
             pretrain: None,
+            track: None,
         }
     }
 

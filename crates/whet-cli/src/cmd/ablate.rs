@@ -22,8 +22,10 @@ pub fn ablate(
     only: &[String],
     fresh: bool,
     use_cache: bool,
+    mlflow: Option<&str>,
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
+    let target = whet::track::MlflowTarget::resolve(&run, mlflow)?;
     let plan = Ablation::plan(
         &run,
         &PlanOptions {
@@ -40,12 +42,38 @@ pub fn ablate(
     let cache = Cache::new(use_cache);
     plan.ensure_pretrained(&cache, &Bars::for_cli(cli).with_prefix("pretrain"))?;
     let bars = Bars::for_cli(cli);
-    let report = plan.run(&out, &cache, fresh, &bars)?;
+    let tracked = target.and_then(
+        |t| match whet::track::MlflowRun::start_ablation(&t, &plan) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                bars.warn(&format!("{e}; the ablation goes on untracked"));
+                None
+            }
+        },
+    );
+    let result = plan.run(&out, &cache, fresh, &bars);
+    let tracked = tracked.and_then(|r| {
+        let url = r.url();
+        match r.finish_ablation(&plan, &out, result.as_ref()) {
+            Ok(()) => Some(url),
+            Err(e) => {
+                bars.warn(&format!(
+                    "{e}; the ablation's outputs are in {} all the same",
+                    out.display()
+                ));
+                None
+            }
+        }
+    });
+    let report = result?;
     if cli.json {
         crate::outln!("{}", std::fs::read_to_string(out.join("ablation.json"))?)?;
     } else {
         crate::out!("{}", summary_table(&report.input, &report.summary.variants))?;
         crate::outln!("report: {}", out.join("report.md").display())?;
+        if let Some(url) = &tracked {
+            crate::outln!("mlflow run: {url}")?;
+        }
     }
     let records = &report.input.runs;
     for f in records.iter().filter(|r| r.status == RunStatus::Failed) {

@@ -25,7 +25,15 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             out,
             seed,
             no_cache,
-        } => run::run(cli, pipeline, out.as_deref(), *seed, !*no_cache),
+            mlflow,
+        } => run::run(
+            cli,
+            pipeline,
+            out.as_deref(),
+            *seed,
+            !*no_cache,
+            mlflow.as_deref(),
+        ),
         Command::Ablate {
             pipeline,
             out,
@@ -33,6 +41,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             only,
             fresh,
             no_cache,
+            mlflow,
         } => ablate::ablate(
             cli,
             pipeline,
@@ -41,6 +50,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             only,
             *fresh,
             !*no_cache,
+            mlflow.as_deref(),
         ),
         Command::Export {
             pipeline,

@@ -40,8 +40,10 @@ pub fn run(
     out: Option<&Path>,
     seed: Option<u64>,
     use_cache: bool,
+    mlflow: Option<&str>,
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
+    let target = whet::track::MlflowTarget::resolve(&run, mlflow)?;
     let seed = seed.unwrap_or(run.seed());
     let out = out.map_or_else(|| default_out(run.name(), ""), Path::to_path_buf);
     // Before the pretrain run: `execute` checks again, but pretraining is already work.
@@ -49,7 +51,30 @@ pub fn run(
     let cache = Cache::new(use_cache);
     run.ensure_pretrained(&cache, &Bars::for_cli(cli).with_prefix("pretrain"))?;
     let bars = Bars::for_cli(cli);
-    let outcome = run.execute(&out, seed, &cache, &bars)?;
+    let tracked = target.and_then(
+        |t| match whet::track::MlflowRun::start_run(&t, &run, seed) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                bars.warn(&format!("{e}; the run goes on untracked"));
+                None
+            }
+        },
+    );
+    let result = run.execute(&out, seed, &cache, &bars);
+    let tracked = tracked.and_then(|r| {
+        let url = r.url();
+        match r.finish_run(&out, result.as_ref()) {
+            Ok(()) => Some(url),
+            Err(e) => {
+                bars.warn(&format!(
+                    "{e}; the run's outputs are in {} all the same",
+                    out.display()
+                ));
+                None
+            }
+        }
+    });
+    let outcome = result?;
     let m = &outcome.metrics;
     if cli.json {
         crate::outln!("{}", serde_json::to_string_pretty(m)?)?;
@@ -116,6 +141,9 @@ pub fn run(
             ));
         }
         rows.push(("written to".into(), out.display().to_string()));
+        if let Some(url) = &tracked {
+            rows.push(("mlflow run".into(), url.clone()));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (i, (k, v)) in rows.iter().enumerate() {
             // After epochs and train time, before the metrics it qualifies.
