@@ -163,8 +163,9 @@ pub enum Command {
         /// Override the number of seeds per variant.
         #[arg(long)]
         seeds: Option<u64>,
-        /// Run only these variants (and the baseline).
-        #[arg(long, value_delimiter = ',')]
+        /// Run only this variant (and the baseline); repeat for several (`--only a --only b`).
+        /// The name is exact and may contain commas (`--only 'lr=0.01,bs=16'`).
+        #[arg(long, value_name = "VARIANT")]
         only: Vec<String>,
         /// Ignore finished runs from an earlier, interrupted ablation.
         #[arg(long)]

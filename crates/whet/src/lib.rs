@@ -38,6 +38,7 @@
 
 pub mod ablation;
 mod cache;
+mod compose;
 mod datacheck;
 mod error;
 mod execute;

@@ -6,13 +6,15 @@
 //! files, all problems reported at once with file, line, column and key path.
 
 use crate::ablation::AblationConfig;
+use crate::compose::{self, Composed};
 use crate::error::{Error, Result};
 use crate::variants;
-use crate::yaml::{self, ConfigError, ConfigErrors, PathIndex, Source};
+use crate::yaml::{self, ConfigError, ConfigErrors, Source};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use whet_core::{Issues, names};
 
 /// A whole run file.
@@ -480,8 +482,8 @@ pub struct Run {
     data: RunData,
     /// The run file as a value tree (paths as written), for ablation variants and run keys.
     pub(crate) value: Value,
-    /// Where the run file came from (for located errors).
-    pub(crate) source: Source,
+    /// The files the run file was composed from (for located errors).
+    pub(crate) composed: Arc<Composed>,
     base_dir: PathBuf,
     overrides: Vec<Override>,
     variant: String,
@@ -635,20 +637,36 @@ impl Run {
     /// # Errors
     /// [`Error::Config`] with every problem found, located in the file.
     pub fn load(path: &Path, overrides: &[Override]) -> Result<Run> {
-        let source = Source::read(path).map_err(|e| ConfigErrors(vec![e]))?;
+        Run::load_with_env(path, overrides, &compose::process_env)
+    }
+
+    /// [`Run::load`] with `${VAR}` looked up by `env` instead of the process environment.
+    pub(crate) fn load_with_env(
+        path: &Path,
+        overrides: &[Override],
+        env: compose::Env,
+    ) -> Result<Run> {
+        let composed = Composed::read(path, env).map_err(|e| ConfigErrors(vec![e]))?;
         let base_dir = path
             .parent()
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        Run::from_source(source, base_dir, overrides)
+        Run::from_composed(composed, base_dir, overrides)
     }
 
     fn from_source(source: Source, base_dir: PathBuf, overrides: &[Override]) -> Result<Run> {
+        let one = |e: ConfigError| ConfigErrors(vec![e]);
+        let composed = Composed::from_source(source, &compose::process_env).map_err(one)?;
+        Run::from_composed(composed, base_dir, overrides)
+    }
+
+    fn from_composed(composed: Composed, base_dir: PathBuf, overrides: &[Override]) -> Result<Run> {
+        let source = composed.root().clone();
         let path = source.path.clone();
         let one = |e: ConfigError| ConfigErrors(vec![e]);
-        let mut value = yaml::parse_value(&source).map_err(one)?;
-        let mut file: RunFile = if overrides.is_empty() {
+        let mut value = composed.value.clone();
+        let mut file: RunFile = if overrides.is_empty() && !composed.composed {
             yaml::parse(&source).map_err(one)?
         } else {
             for o in overrides {
@@ -663,41 +681,51 @@ impl Run {
                     })
                 })?;
             }
-            from_value(&value, &path, "--set overrides").map_err(one)?
+            let what = if overrides.is_empty() {
+                "the composed run file"
+            } else {
+                "the run file with its --set overrides"
+            };
+            from_value(&value, &path, what)
+                .map_err(|e| {
+                    // A key an override set is not in any file: report it without a line.
+                    if overrides.iter().any(|o| e.key_path.starts_with(&o.key)) {
+                        e
+                    } else {
+                        composed.locate(e)
+                    }
+                })
+                .map_err(one)?
         };
         file.resolve_paths(&base_dir);
-        let index = PathIndex::build(&source.text);
         let mut errors: Vec<ConfigError> = file
             .validate()
             .iter()
-            .map(|i| source.error_at(&index, &i.path, i.message.clone()))
+            .map(|i| composed.error_at(&i.path, i.message.clone()))
             .collect();
         // Variants that parse and validate, for the data checks below.
         let mut checked_variants = Vec::new();
         if let Some(ab) = &file.ablation {
             match variants::expand(&value, ab) {
-                Err(e) => errors.push(source.error_at(&index, "ablation", e)),
+                Err(e) => errors.push(composed.error_at("ablation", e)),
                 Ok(vs) => {
                     for v in vs.iter().skip(1) {
                         if let Err(e) = names::check_component(&v.name) {
-                            errors.push(source.error_at(
-                                &index,
-                                &v.origin,
-                                variant_name_message(&e),
-                            ));
+                            errors.push(composed.error_at(&v.origin, variant_name_message(&e)));
                         }
                         let what = format!("ablation variant `{}`", v.name.escape_debug());
                         match from_value(&v.value, &path, &what) {
                             Err(mut e) => {
-                                e.position = index.lookup("ablation");
+                                let at = composed.error_at("ablation", String::new());
+                                e.file = at.file;
+                                e.position = at.position;
                                 errors.push(e);
                             }
                             Ok(mut r) => {
                                 r.resolve_paths(&base_dir);
                                 let issues = r.validate();
                                 for i in issues.iter() {
-                                    errors.push(source.error_at(
-                                        &index,
+                                    errors.push(composed.error_at(
                                         &i.path,
                                         format!("{} (in {what})", i.message),
                                     ));
@@ -718,7 +746,7 @@ impl Run {
             let base = data.check(&file);
             errors.extend(
                 base.iter()
-                    .map(|i| source.error_at(&index, &i.path, i.message.clone())),
+                    .map(|i| composed.error_at(&i.path, i.message.clone())),
             );
             // A variant's key paths are its own (a dropped step shifts the indices): located
             // at the variant, the path in the message.
@@ -729,8 +757,7 @@ impl Run {
             };
             for (what, origin, r) in &checked_variants {
                 for i in data.check(r).iter().filter(|i| !same(i)) {
-                    errors.push(source.error_at(
-                        &index,
+                    errors.push(composed.error_at(
                         origin,
                         format!("in {what}, at `{}`: {}", i.path, i.message),
                     ));
@@ -745,7 +772,7 @@ impl Run {
             file,
             data,
             value,
-            source,
+            composed: Arc::new(composed),
             base_dir,
             overrides: overrides.to_vec(),
             variant: "baseline".into(),
@@ -754,7 +781,7 @@ impl Run {
 
     /// A variant of this run: its value tree parsed, paths resolved like the baseline's.
     pub(crate) fn variant_of(&self, name: &str, value: &Value) -> Result<Run> {
-        let mut file = from_value(value, &self.source.path, "an ablation variant")
+        let mut file = from_value(value, self.path(), "an ablation variant")
             .map_err(|e| ConfigErrors(vec![e]))?;
         file.resolve_paths(&self.base_dir);
         let data = run_data(&file)?;
@@ -762,7 +789,7 @@ impl Run {
             file,
             data,
             value: value.clone(),
-            source: self.source.clone(),
+            composed: self.composed.clone(),
             base_dir: self.base_dir.clone(),
             overrides: self.overrides.clone(),
             variant: name.to_string(),
@@ -772,18 +799,17 @@ impl Run {
     /// A problem found after loading (the data decide it, e.g. a class label), located in the
     /// run file at `key_path` like the problems `validate` finds.
     pub(crate) fn located(&self, key_path: &str, message: String) -> Error {
-        let index = PathIndex::build(&self.source.text);
-        ConfigErrors(vec![self.source.error_at(&index, key_path, message)]).into()
+        ConfigErrors(vec![self.composed.error_at(key_path, message)]).into()
     }
 
     /// Where `key_path` is in the run file, as `FILE:LINE:COLUMN: at `key_path``, like a
     /// located problem starts; `None` for a run not read from a file.
     pub(crate) fn location(&self, key_path: &str) -> Option<String> {
-        let index = PathIndex::build(&self.source.text);
-        let (line, column) = index.lookup(key_path)?;
+        let at = self.composed.error_at(key_path, String::new());
+        let (line, column) = at.position?;
         Some(format!(
             "{}:{line}:{column}: at `{key_path}`",
-            self.source.path.display()
+            at.file.display()
         ))
     }
 
@@ -809,7 +835,13 @@ impl Run {
 
     /// The run file's path as given (`<run file>` in `base_dir` for text).
     pub fn path(&self) -> &Path {
-        &self.source.path
+        &self.composed.root().path
+    }
+
+    /// The base run files the run file extends (`extends`), nearest first; empty for a file
+    /// without `extends`.
+    pub fn bases(&self) -> Vec<&Path> {
+        self.composed.bases().collect()
     }
 
     /// The folder relative paths are resolved against.

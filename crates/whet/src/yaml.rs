@@ -427,6 +427,11 @@ impl PathIndex {
         index
     }
 
+    /// Whether `key_path` itself (not only an enclosing key) is in the document.
+    pub fn contains(&self, key_path: &str) -> bool {
+        key_path.is_empty() || self.positions.contains_key(key_path)
+    }
+
     /// The position of `key_path`, or of its nearest enclosing key that is in the file
     /// (a missing field is reported where its parent is).
     pub fn lookup(&self, key_path: &str) -> Option<(usize, usize)> {

@@ -5,6 +5,7 @@ use crate::{Cli, RunFailed};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use whet::{Cache, RunStatus};
+use whet_core::Progress;
 
 /// Default output folder: `runs/<name><suffix>`, without repeating a suffix the name already
 /// ends with (`mnist-ablation` ablates into `runs/mnist-ablation`, not `…-ablation-ablation`).
