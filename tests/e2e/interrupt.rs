@@ -367,7 +367,7 @@ fn killed_ablation_resumes_from_finished_runs() {
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        report.contains("kept from an earlier, interrupted ablation"),
+        report.contains("were reused from an earlier ablation"),
         "the report does not say runs were reused:\n{report}"
     );
 }

@@ -8,6 +8,7 @@ mod budgets;
 mod catalogue;
 mod cli;
 mod concurrency;
+mod data_options;
 mod export_model;
 mod hostile_paths;
 mod imbalanced;

@@ -371,6 +371,7 @@ pub fn execute(target: Target, data: &[u8], s: &Scratch) -> Result<(), String> {
                 width: 6,
                 height: 5,
                 channels: 3,
+                grey: whet_image::Grey::Rec601,
                 skip_bad: false,
                 classes: None,
                 limit: None,

@@ -1,10 +1,55 @@
-//! Image folders: one sub-folder per class holding PNG or JPEG files, loaded grey or RGB and
-//! resized to a declared size; and export of a set as such folders (PNG).
+//! Image folders: one sub-folder per class holding PNG, JPEG, WebP, TIFF, BMP or GIF files,
+//! loaded grey or RGB and resized to a declared size; and export of a set as such folders (PNG).
 
 use crate::error::{Error, Result};
 use crate::set::ImageSet;
 use image::imageops::FilterType;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+/// The file extensions (lower case) of the image files whet reads: PNG, JPEG, WebP, TIFF, BMP
+/// and GIF (its first frame). Other files in a class folder are skipped and reported.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "gif"];
+
+/// How a colour image becomes grey (`channels: 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Grey {
+    /// ITU-R BT.601 luma, `0.299 R + 0.587 G + 0.114 B`, in PIL's fixed point
+    /// (`(19595 R + 38470 G + 7471 B + 2^15) >> 16`), so a pixel gets the value of PIL's
+    /// `convert("L")` (and, but for a rare rounding step, OpenCV's `cvtColor(…, BGR2GRAY)`):
+    /// pure red is 76. The default.
+    #[default]
+    Rec601,
+    /// ITU-R BT.709 luma, `0.2126 R + 0.7152 G + 0.0722 B` (the `image` crate's `to_luma8`;
+    /// what whet used before `grey` existed): pure red is 54.
+    Rec709,
+}
+
+impl Grey {
+    /// The grey value of one RGB pixel.
+    pub fn luma(self, [r, g, b]: [u8; 3]) -> u8 {
+        match self {
+            Grey::Rec601 => {
+                ((19595 * r as u32 + 38470 * g as u32 + 7471 * b as u32 + (1 << 15)) >> 16) as u8
+            }
+            Grey::Rec709 => image::Pixel::to_luma(&image::Rgb([r, g, b])).0[0],
+        }
+    }
+}
+
+/// Why a file or folder was skipped while loading a folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    /// A sub-folder that whet wrote.
+    OutputFolder,
+    /// A file whose extension is not one of [`IMAGE_EXTENSIONS`].
+    NotAnImage,
+    /// An image file that could not be decoded (with `skip_bad`).
+    Undecodable,
+}
 
 /// The largest image file read from a folder, in bytes: 256 MiB.
 pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
@@ -13,6 +58,8 @@ pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
 /// sub-folder that whet wrote (it holds [`whet_core::outputs::OUTPUT_MARKER`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {
+    /// Why, as a kind (the summary of [`skipped_warnings`] groups by it).
+    pub kind: SkipKind,
     /// The file or folder.
     pub path: PathBuf,
     /// Why (with the decoder's message for a file).
@@ -24,8 +71,8 @@ pub struct Skipped {
 pub struct FolderLoad {
     /// The images.
     pub set: ImageSet,
-    /// Sub-folders skipped because whet wrote them, then files skipped because they could not
-    /// be decoded (only with `skip_bad`).
+    /// Sub-folders skipped because whet wrote them, files that are not images by their
+    /// extension, then files skipped because they could not be decoded (only with `skip_bad`).
     pub skipped: Vec<Skipped>,
     /// Chosen class folders that hold no image file at all. They stay classes (so labels keep
     /// matching the test folders and the `classes` indices), which the network never sees in
@@ -42,6 +89,8 @@ pub struct FolderOptions {
     pub height: usize,
     /// 1 (grey) or 3 (RGB).
     pub channels: usize,
+    /// How colour images become grey when `channels` is 1.
+    pub grey: Grey,
     /// Skip undecodable files (and report them) instead of failing.
     pub skip_bad: bool,
     /// Keep only these classes, by their index in the sorted list of sub-folder names, relabelled
@@ -51,16 +100,82 @@ pub struct FolderOptions {
     pub limit: Option<usize>,
 }
 
-/// Whether `p` names a PNG or JPEG file by its extension (`.png`, `.jpg`, `.jpeg`, any case):
+/// Whether `p` names an image file by its extension (one of [`IMAGE_EXTENSIONS`], any case):
 /// the files [`load_folder`] and [`image_files`] read.
 pub fn is_image_file(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("png" | "jpg" | "jpeg")
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// How a file's extension is shown in messages: `.webp`, or `(none)`.
+fn extension_of(p: &Path) -> String {
+    p.extension().map_or_else(
+        || "(none)".to_string(),
+        |e| format!(".{}", e.to_string_lossy().to_ascii_lowercase()),
     )
+}
+
+/// The supported extensions as a message lists them.
+fn supported() -> String {
+    IMAGE_EXTENSIONS
+        .iter()
+        .map(|e| format!(".{e}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Files named in a summary before "and N more".
+const SHOWN: usize = 5;
+
+/// The warnings for what [`load_folder`] skipped, grouped so a folder of thousands of stray
+/// files gives one line each kind: every folder whet wrote; files that are not images (count,
+/// the extensions seen, the first few); undecodable files (count, the first few with the
+/// decoder's message).
+pub fn skipped_warnings(skipped: &[Skipped]) -> Vec<String> {
+    let mut out: Vec<String> = skipped
+        .iter()
+        .filter(|s| s.kind == SkipKind::OutputFolder)
+        .map(|s| format!("skipped `{}`: {}", s.path.display(), s.reason))
+        .collect();
+    let of = |kind| skipped.iter().filter(move |s| s.kind == kind);
+    let names = |kind, with_reason: bool| {
+        let mut v: Vec<String> = of(kind)
+            .take(SHOWN)
+            .map(|s| {
+                if with_reason {
+                    format!("`{}` ({})", s.path.display(), s.reason)
+                } else {
+                    format!("`{}`", s.path.display())
+                }
+            })
+            .collect();
+        let n = of(kind).count();
+        if n > SHOWN {
+            v.push(format!("and {} more", n - SHOWN));
+        }
+        v.join(", ")
+    };
+    let not_images = of(SkipKind::NotAnImage).count();
+    if not_images > 0 {
+        let exts: BTreeSet<String> = of(SkipKind::NotAnImage)
+            .map(|s| extension_of(&s.path))
+            .collect();
+        out.push(format!(
+            "skipped {not_images} file(s) that are not images by their extension ({}; whet reads {}): {}",
+            exts.into_iter().collect::<Vec<_>>().join(", "),
+            supported(),
+            names(SkipKind::NotAnImage, false)
+        ));
+    }
+    let bad = of(SkipKind::Undecodable).count();
+    if bad > 0 {
+        out.push(format!(
+            "skipped {bad} image file(s) that could not be decoded (skip_bad): {}",
+            names(SkipKind::Undecodable, true)
+        ));
+    }
+    out
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -80,15 +195,18 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Loads `root/<class>/*.{png,jpg,jpeg}`. Classes are the sub-folders in name order, named by
-/// their folder name decoded as [`write_png_folders`] encodes it; other files are ignored, and
-/// so are sub-folders holding whet's output marker (listed in [`FolderLoad::skipped`]). Each image is converted to grey (`channels: 1`) or RGB and resized (bilinear) to
-/// `width × height` when its size differs.
+/// Loads `root/<class>/*.{png,jpg,jpeg,webp,tif,tiff,bmp,gif}`. Classes are the sub-folders in
+/// name order, named by their folder name decoded as [`write_png_folders`] encodes it; other
+/// files are skipped, and so are sub-folders holding whet's output marker (all listed in
+/// [`FolderLoad::skipped`]; [`skipped_warnings`] words them). Each image is converted to grey
+/// (`channels: 1`, weighted as `grey` says) or RGB and resized (bilinear) to `width × height`
+/// when its size differs; a GIF gives its first frame.
 ///
 /// # Errors
 /// [`Error::Read`] when a folder cannot be listed or a file read; [`Error::Decode`] for a corrupt
 /// file unless `skip_bad`; [`Error::Config`] for bad options; [`Error::Format`] for no class
-/// folder, or two folders that name one class.
+/// folder, two folders that name one class, or class folders with no image read (naming the
+/// extensions seen and those supported).
 pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     if opt.channels != 1 && opt.channels != 3 {
         return Err(Error::Config(format!(
@@ -107,6 +225,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
         if whet_core::outputs::is_output_folder(&dir) {
             skipped.push(Skipped {
+                kind: SkipKind::OutputFolder,
                 reason: format!(
                     "a folder whet wrote (it holds `{}`), not a class",
                     whet_core::outputs::OUTPUT_MARKER
@@ -152,9 +271,17 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
         let before = files.len();
         for file in sorted_entries(&class_dirs[ci])?
             .into_iter()
-            .filter(|p| p.is_file() && is_image_file(p))
+            .filter(|p| p.is_file())
         {
-            files.push((new_label, file));
+            if is_image_file(&file) {
+                files.push((new_label, file));
+            } else {
+                skipped.push(Skipped {
+                    kind: SkipKind::NotAnImage,
+                    reason: format!("extension {} is not an image's", extension_of(&file)),
+                    path: file,
+                });
+            }
         }
         if files.len() == before {
             empty_classes.push(class_dirs[ci].clone());
@@ -175,6 +302,7 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
             Ok(img) => img,
             Err(source) if opt.skip_bad => {
                 skipped.push(Skipped {
+                    kind: SkipKind::Undecodable,
                     path: file.clone(),
                     reason: format!("not decodable (skip_bad): {source}"),
                 });
@@ -182,8 +310,11 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
             }
             Err(source) => return Err(Error::Decode { path: file, source }),
         };
-        push_pixels(img, (h, w, c), &mut pixels);
+        push_pixels(img, (h, w, c), opt.grey, &mut pixels);
         labels.push(new_label as u32);
+    }
+    if labels.is_empty() && limit > 0 {
+        return Err(no_image_read(root, &skipped));
     }
     let names = chosen.iter().map(|&i| all_names[i].clone()).collect();
     Ok(FolderLoad {
@@ -226,35 +357,75 @@ fn decode_file(file: &Path) -> Result<std::result::Result<image::DynamicImage, i
     )
 }
 
-/// Appends `img` converted to grey (`c` = 1) or RGB and resized (bilinear) to `w × h` when its
-/// size differs.
-fn push_pixels(img: image::DynamicImage, (h, w, c): (usize, usize, usize), out: &mut Vec<u8>) {
+/// The error when class folders gave no image: what was skipped, by extension, and what whet
+/// reads.
+fn no_image_read(root: &Path, skipped: &[Skipped]) -> Error {
+    let exts: BTreeSet<String> = skipped
+        .iter()
+        .filter(|s| s.kind == SkipKind::NotAnImage)
+        .map(|s| extension_of(&s.path))
+        .collect();
+    let undecodable = skipped
+        .iter()
+        .filter(|s| s.kind == SkipKind::Undecodable)
+        .count();
+    let seen = if exts.is_empty() {
+        "no other file".to_string()
+    } else {
+        format!(
+            "only files with the extensions {}",
+            exts.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
+    let bad = if undecodable > 0 {
+        format!(", and {undecodable} image file(s) that could not be decoded")
+    } else {
+        String::new()
+    };
+    Error::Format {
+        path: root.to_path_buf(),
+        message: format!(
+            "no image was read from the class folders: they hold {seen}{bad}; whet reads {}",
+            supported()
+        ),
+    }
+}
+
+/// Appends `img` converted to grey (`c` = 1, with `grey`'s weights) or RGB and resized
+/// (bilinear) to `w × h` when its size differs.
+fn push_pixels(
+    img: image::DynamicImage,
+    (h, w, c): (usize, usize, usize),
+    grey: Grey,
+    out: &mut Vec<u8>,
+) {
     let img = if img.width() as usize != w || img.height() as usize != h {
         img.resize_exact(w as u32, h as u32, FilterType::Triangle)
     } else {
         img
     };
-    if c == 1 {
+    if c != 1 {
+        out.extend_from_slice(img.to_rgb8().as_raw());
+    } else if grey == Grey::Rec709 || matches!(img.color(), image::ColorType::L8) {
         out.extend_from_slice(img.to_luma8().as_raw());
     } else {
-        out.extend_from_slice(img.to_rgb8().as_raw());
+        out.extend(img.to_rgb8().pixels().map(|p| grey.luma(p.0)));
     }
 }
 
-/// The image files (PNG, JPEG) under `path`, in name order: `path` itself when it is a file;
+/// The image files (extensions [`IMAGE_EXTENSIONS`]) under `path`, in name order: `path` itself when it is a file;
 /// for a folder, the files of its class sub-folders (folders whet wrote skipped) when it has
 /// any, else the files directly in it.
 ///
 /// # Errors
-/// [`Error::Read`] when a folder cannot be listed; [`Error::Format`] for a file that is not a
-/// PNG or JPEG image, or a folder without image files.
+/// [`Error::Read`] when a folder cannot be listed; [`Error::Format`] for a file that is not an
+/// image by its extension, or a folder without image files (naming the extensions seen).
 pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
     if !path.is_dir() {
         if !is_image_file(path) {
             return Err(Error::Format {
                 path: path.to_path_buf(),
-                message: "expected a PNG or JPEG image (.png, .jpg, .jpeg) or a folder of them"
-                    .into(),
+                message: format!("expected an image ({}) or a folder of them", supported()),
             });
         }
         return Ok(vec![path.to_path_buf()]);
@@ -264,27 +435,29 @@ pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
         .iter()
         .filter(|p| p.is_dir() && !whet_core::outputs::is_output_folder(p))
         .collect();
-    let mut files = Vec::new();
+    let mut candidates = Vec::new();
     if dirs.is_empty() {
-        files.extend(
-            entries
-                .iter()
-                .filter(|p| p.is_file() && is_image_file(p))
-                .cloned(),
-        );
+        candidates.extend(entries.iter().filter(|p| p.is_file()).cloned());
     } else {
         for d in dirs {
-            files.extend(
-                sorted_entries(d)?
-                    .into_iter()
-                    .filter(|p| p.is_file() && is_image_file(p)),
-            );
+            candidates.extend(sorted_entries(d)?.into_iter().filter(|p| p.is_file()));
         }
     }
+    let (files, others): (Vec<PathBuf>, Vec<PathBuf>) =
+        candidates.into_iter().partition(|p| is_image_file(p));
     if files.is_empty() {
+        let exts: BTreeSet<String> = others.iter().map(|p| extension_of(p)).collect();
         return Err(Error::Format {
             path: path.to_path_buf(),
-            message: "no PNG or JPEG image in the folder or its sub-folders".into(),
+            message: format!(
+                "no image in the folder or its sub-folders (files seen: {}); whet reads {}",
+                if exts.is_empty() {
+                    "none".to_string()
+                } else {
+                    exts.into_iter().collect::<Vec<_>>().join(", ")
+                },
+                supported()
+            ),
         });
     }
     Ok(files)
@@ -301,6 +474,7 @@ pub fn load_files(
     width: usize,
     height: usize,
     channels: usize,
+    grey: Grey,
 ) -> Result<ImageSet> {
     crate::set::check_set_memory(
         "the images to predict",
@@ -314,7 +488,7 @@ pub fn load_files(
             path: file.clone(),
             source,
         })?;
-        push_pixels(img, (height, width, channels), &mut pixels);
+        push_pixels(img, (height, width, channels), grey, &mut pixels);
     }
     ImageSet::new(
         height,

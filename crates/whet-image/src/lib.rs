@@ -50,8 +50,8 @@ pub use buf::{Img, View};
 pub use check::check_images;
 pub use error::{Error, Result};
 pub use folder::{
-    FolderLoad, FolderOptions, MAX_IMAGE_FILE_BYTES, Skipped, image_files, is_image_file,
-    load_files, load_folder, write_png_folders,
+    FolderLoad, FolderOptions, Grey, IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES, SkipKind, Skipped,
+    image_files, is_image_file, load_files, load_folder, skipped_warnings, write_png_folders,
 };
 pub use idx::{MAX_DECLARED_BYTES, load_idx, load_idx_images, write_idx};
 pub use online::AugmentSource;

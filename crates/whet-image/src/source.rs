@@ -4,7 +4,7 @@
 
 use crate::builder::probability;
 use crate::error::{Error, Result};
-use crate::folder::{FolderLoad, FolderOptions, Skipped, load_folder};
+use crate::folder::{FolderLoad, FolderOptions, Grey, Skipped, load_folder};
 use crate::idx::load_idx;
 use crate::set::{ImageSet, NormalizeKind};
 use schemars::JsonSchema;
@@ -20,6 +20,11 @@ pub struct IdxFiles {
     pub images: PathBuf,
     /// The labels file (`*-labels-idx1-ubyte[.gz]`).
     pub labels: PathBuf,
+    /// Names of the labels `0, 1, …, k-1` (in the confusion matrix, the report, `metrics.json`
+    /// and predictions), e.g. `[t-shirt, trouser, …]` for Fashion-MNIST; there must be a name
+    /// for every label the file holds. Default: the label values as text (`"0"`, `"1"`, …).
+    #[serde(default)]
+    pub class_names: Option<Vec<String>>,
 }
 
 impl IdxFiles {
@@ -28,7 +33,43 @@ impl IdxFiles {
         Self {
             images: images.into(),
             labels: labels.into(),
+            class_names: None,
         }
+    }
+
+    /// Names the labels `0..k-1`.
+    pub fn with_class_names(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.class_names = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Gives `set` (loaded from these files, with the `classes` filter) the configured names:
+    /// label `l` of the file is named `class_names[l]`.
+    fn name_classes(&self, set: &mut ImageSet, classes: Option<&[u32]>, key: &str) -> Result<()> {
+        let Some(names) = &self.class_names else {
+            return Ok(());
+        };
+        // Without a filter the loader names classes 0..=max label; with one, the kept labels.
+        let wanted: Vec<u32> = match classes {
+            Some(cl) => cl.to_vec(),
+            None => (0..set.class_names().len() as u32).collect(),
+        };
+        if let Some(&missing) = wanted.iter().find(|&&l| l as usize >= names.len()) {
+            let found = match classes {
+                Some(_) => format!("`classes` keeps label {missing}"),
+                None => format!("`{}` holds labels up to {missing}", self.labels.display()),
+            };
+            return Err(Error::Config(format!(
+                "{key}.idx.class_names: {found}, but {} name(s) are given, for labels 0 to {}; give one name per label (0 to {missing} at least)",
+                names.len(),
+                names.len().saturating_sub(1)
+            )));
+        }
+        let all = match classes {
+            Some(_) => wanted.iter().map(|&l| names[l as usize].clone()).collect(),
+            None => names.clone(),
+        };
+        set.set_class_names(all)
     }
 }
 
@@ -49,6 +90,11 @@ pub struct FolderSource {
     /// 1 (grey, default) or 3 (RGB).
     #[serde(default = "one_channel")]
     pub channels: usize,
+    /// With `channels: 1`, how colour images become grey: `rec601` (default; `0.299 R + 0.587 G
+    /// + 0.114 B`, the values of PIL's `convert("L")`) or `rec709` (`0.2126 R + 0.7152 G +
+    /// 0.0722 B`, what whet did before this option existed).
+    #[serde(default)]
+    pub grey: Option<Grey>,
     /// Skip undecodable files and report them instead of failing. Default false.
     #[serde(default)]
     pub skip_bad: bool,
@@ -63,8 +109,20 @@ impl FolderSource {
             width,
             height,
             channels: one_channel(),
+            grey: None,
             skip_bad: false,
         }
+    }
+
+    /// Sets how colour images become grey (with 1 channel; checked by validation).
+    pub fn with_grey(mut self, grey: Grey) -> Self {
+        self.grey = Some(grey);
+        self
+    }
+
+    /// The grey conversion in effect: the one given, else [`Grey::Rec601`].
+    pub fn grey(&self) -> Grey {
+        self.grey.unwrap_or_default()
     }
 
     /// Sets the channels: 1 (grey) or 3 (RGB), checked by validation.
@@ -197,12 +255,40 @@ impl ImageSourceConfig {
         i.check(self.idx.is_some() != self.folder.is_some(), "", || {
             "give exactly one of `idx` and `folder`".into()
         });
+        if let Some(names) = self.idx.as_ref().and_then(|x| x.class_names.as_ref()) {
+            i.check(
+                !names.is_empty() && names.len() <= 256,
+                "idx.class_names",
+                || {
+                    format!(
+                        "expected 1 to 256 names (IDX labels are bytes), found {}",
+                        names.len()
+                    )
+                },
+            );
+            let mut seen = std::collections::BTreeSet::new();
+            for (k, n) in names.iter().enumerate() {
+                i.check(
+                    !n.trim().is_empty(),
+                    format!("idx.class_names[{k}]"),
+                    || "a class name must not be empty".into(),
+                );
+                i.check(seen.insert(n), format!("idx.class_names[{k}]"), || {
+                    format!("`{n}` names two labels; give each label its own name")
+                });
+            }
+        }
         if let Some(f) = &self.folder {
             i.check(
                 f.channels == 1 || f.channels == 3,
                 "folder.channels",
                 || format!("expected 1 or 3, found {}", f.channels),
             );
+            i.check(f.grey.is_none() || f.channels == 1, "folder.grey", || {
+                "`grey` says how colour becomes grey, so it needs `channels: 1` (found 3); remove \
+                 it, or set `channels: 1`"
+                    .into()
+            });
             i.check(
                 f.width > 0
                     && f.height > 0
@@ -235,17 +321,22 @@ impl ImageSourceConfig {
         }
     }
 
-    /// Loads this source.
+    /// Loads this source; `key` is its YAML key (`data.images.train`), named in errors.
     ///
     /// # Errors
-    /// As [`load_idx`] and [`load_folder`].
-    pub fn load(&self, classes: Option<&[u32]>) -> Result<FolderLoad> {
+    /// As [`load_idx`] and [`load_folder`]; [`Error::Config`] when `idx.class_names` has no
+    /// name for a label the file holds.
+    pub fn load(&self, classes: Option<&[u32]>, key: &str) -> Result<FolderLoad> {
         match (&self.idx, &self.folder) {
-            (Some(idx), None) => Ok(FolderLoad {
-                set: load_idx(&idx.images, &idx.labels, self.limit, classes)?,
-                skipped: Vec::new(),
-                empty_classes: Vec::new(),
-            }),
+            (Some(idx), None) => {
+                let mut set = load_idx(&idx.images, &idx.labels, self.limit, classes)?;
+                idx.name_classes(&mut set, classes, key)?;
+                Ok(FolderLoad {
+                    set,
+                    skipped: Vec::new(),
+                    empty_classes: Vec::new(),
+                })
+            }
             (None, Some(f)) => {
                 let r = load_folder(
                     &f.path,
@@ -253,6 +344,7 @@ impl ImageSourceConfig {
                         width: f.width,
                         height: f.height,
                         channels: f.channels,
+                        grey: f.grey(),
                         skip_bad: f.skip_bad,
                         classes: classes.map(|c| c.to_vec()),
                         limit: self.limit,
@@ -320,14 +412,14 @@ pub fn load_train_test(cfg: &ImagesConfig) -> Result<TrainTest> {
         set: all_train,
         mut skipped,
         empty_classes,
-    } = cfg.train.load(classes)?;
+    } = cfg.train.load(classes, "data.images.train")?;
     let test = match &cfg.test {
         Some(t) => {
             let FolderLoad {
                 set: mut s,
                 skipped: sk,
                 ..
-            } = t.load(classes)?;
+            } = t.load(classes, "data.images.test")?;
             skipped.extend(sk);
             if s.shape() != all_train.shape() {
                 return Err(Error::Shape {
@@ -402,6 +494,10 @@ mod tests {
             &FolderSource::new("pets", 32, 24),
             r#"{"path": "pets", "width": 32, "height": 24}"#,
         );
+        assert_same_as_json(
+            &FolderSource::new("pets", 32, 24).with_grey(Grey::Rec709),
+            r#"{"path": "pets", "width": 32, "height": 24, "grey": "rec709"}"#,
+        );
         let folder = FolderSource::new("pets", 32, 24)
             .with_channels(3)
             .with_skip_bad(true);
@@ -426,5 +522,26 @@ mod tests {
                     "normalize": "standardize"}}"#
             ),
         );
+    }
+
+    #[test]
+    fn grey_needs_one_channel() {
+        let src = |f: FolderSource| {
+            let issues = ImageSourceConfig::folder(f).validate();
+            issues
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let e = src(FolderSource::new("p", 4, 4)
+            .with_channels(3)
+            .with_grey(Grey::Rec601));
+        assert!(
+            e.contains("folder.grey") && e.contains("channels: 1"),
+            "{e}"
+        );
+        assert!(src(FolderSource::new("p", 4, 4).with_grey(Grey::Rec709)).is_empty());
+        assert_eq!(FolderSource::new("p", 4, 4).grey(), Grey::Rec601);
     }
 }

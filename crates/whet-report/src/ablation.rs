@@ -196,8 +196,11 @@ fn effect_chart(input: &AblationInput, summaries: &[VariantSummary]) -> Option<E
 }
 
 /// Mean over the ok runs of one variant of `get(row)`, per epoch (over the runs that reached
-/// that epoch and have a finite value).
-fn mean_curve(runs: &[&RunRecord], get: impl Fn(&EpochRow) -> Option<f64>) -> Vec<(usize, f64)> {
+/// that epoch and have a finite value), with the number of runs averaged: `(epoch, mean, n)`.
+fn mean_curve(
+    runs: &[&RunRecord],
+    get: impl Fn(&EpochRow) -> Option<f64>,
+) -> Vec<(usize, f64, usize)> {
     let mut acc: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
     for r in runs {
         for row in &r.curves {
@@ -209,8 +212,23 @@ fn mean_curve(runs: &[&RunRecord], get: impl Fn(&EpochRow) -> Option<f64>) -> Ve
         }
     }
     acc.into_iter()
-        .map(|(e, (s, n))| (e, s / n as f64))
+        .map(|(e, (s, n))| (e, s / n as f64, n))
         .collect()
+}
+
+/// Where a mean curve's seed count changes (early stopping ends some seeds sooner): `n=k` at
+/// each epoch whose count differs from the previous epoch's, and at the first epoch when it is
+/// below `seeds` (the variant's ok runs).
+fn seed_count_notes(curve: &[(usize, f64, usize)], seeds: usize) -> Vec<(usize, String)> {
+    let mut out = vec![];
+    let mut last = seeds;
+    for &(e, _, n) in curve {
+        if n != last {
+            out.push((e, format!("n={n}")));
+            last = n;
+        }
+    }
+    out
 }
 
 type Getter = fn(&EpochRow) -> Option<f64>;
@@ -252,19 +270,18 @@ fn ablation_curves_chart(input: &AblationInput) -> Option<CurvesChart> {
                 .map(|(i, v)| {
                     let runs: Vec<&RunRecord> =
                         ok.iter().copied().filter(|r| r.variant == v.name).collect();
+                    let curve = mean_curve(&runs, get);
                     Series {
                         name: chart_label(&v.name),
                         colour: chart::series_colour(i),
                         width: if i == 0 { 3 } else { 2 },
-                        points: mean_curve(&runs, get)
-                            .into_iter()
-                            .map(|(e, y)| (e, y * scale))
-                            .collect(),
+                        points: curve.iter().map(|&(e, y, _)| (e, y * scale)).collect(),
+                        notes: seed_count_notes(&curve, runs.len()),
                     }
                 })
                 .collect();
             Panel {
-                title: format!("{name} (mean over ok seeds)"),
+                title: format!("{name} (mean over ok seeds; n=k: k seeds from there on)"),
                 y_desc: if percent {
                     format!("{name} (%)")
                 } else {
@@ -279,4 +296,30 @@ fn ablation_curves_chart(input: &AblationInput) -> Option<CurvesChart> {
         title: "Learning curves per variant".into(),
         panels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_counts_are_noted_where_they_drop() {
+        let curve = [
+            (1, 0.5, 3),
+            (2, 0.4, 3),
+            (3, 0.3, 2),
+            (4, 0.3, 2),
+            (5, 0.2, 1),
+        ];
+        assert_eq!(
+            seed_count_notes(&curve, 3),
+            [(3, "n=2".to_string()), (5, "n=1".to_string())]
+        );
+        // A seed with no value at the first epoch shows from the start.
+        assert_eq!(
+            seed_count_notes(&[(1, 0.5, 2)], 3),
+            [(1, "n=2".to_string())]
+        );
+        assert!(seed_count_notes(&curve[..2], 3).is_empty());
+    }
 }

@@ -141,6 +141,76 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// Short tick labels that stay distinct: each label cut to `max` characters with `…`; when two
+/// cuts collide (`arr_delay_a`, `arr_delay_b` → `arr_de…`), every long label keeps its start
+/// and its end (`arr…y_a`), with as much of the end as telling them apart needs; if even that
+/// fails, labels are numbered (`1: arr…`).
+pub(crate) fn distinct_labels(labels: &[String], max: usize) -> Vec<String> {
+    let max = max.max(3);
+    let distinct = |v: &[String]| {
+        let mut seen = std::collections::HashSet::new();
+        v.iter().all(|l| seen.insert(l.as_str()))
+    };
+    let cut: Vec<String> = labels.iter().map(|l| shorten(l, max)).collect();
+    if distinct(&cut) {
+        return cut;
+    }
+    for tail in 1..max - 1 {
+        let head = max - 1 - tail;
+        let both: Vec<String> = labels
+            .iter()
+            .map(|l| {
+                let chars: Vec<char> = l.chars().collect();
+                if chars.len() <= max {
+                    l.clone()
+                } else {
+                    let mut t: String = chars[..head].iter().collect();
+                    t.push('…');
+                    t.extend(&chars[chars.len() - tail..]);
+                    t
+                }
+            })
+            .collect();
+        if distinct(&both) {
+            return both;
+        }
+    }
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let n = format!("{}: ", i + 1);
+            format!("{n}{}", shorten(l, max.saturating_sub(n.len()).max(2)))
+        })
+        .collect()
+}
+
+/// A curve as drawn on an axis whose top is `top`: the runs of consecutive points within the
+/// axis (each drawn as a line) and the points beyond it (drawn as markers at the edge, never as
+/// a flat line along it). Non-finite values are left out.
+pub(crate) fn split_clipped(
+    points: &[(usize, f64)],
+    top: f64,
+) -> (Vec<Vec<(usize, f64)>>, Vec<usize>) {
+    let mut runs: Vec<Vec<(usize, f64)>> = vec![];
+    let mut beyond = vec![];
+    let mut current = vec![];
+    for &(e, v) in points.iter().filter(|p| p.1.is_finite()) {
+        if v > top {
+            beyond.push(e);
+            if !current.is_empty() {
+                runs.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push((e, v));
+        }
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    (runs, beyond)
+}
+
 /// One bar of the effect chart, in display units.
 #[derive(Debug, Clone)]
 pub(crate) struct EffectRow {
@@ -262,6 +332,9 @@ pub(crate) struct Series {
     pub width: u32,
     /// (epoch, value in display units); non-finite values are skipped.
     pub points: Vec<(usize, f64)>,
+    /// Text shown at a point (epoch, text): for a mean curve, the number of seeds from the
+    /// epochs where it drops (`n=2`).
+    pub notes: Vec<(usize, String)>,
 }
 
 /// One panel (one y quantity) of a learning-curve chart.
@@ -358,7 +431,7 @@ impl Panel {
         let decimals = tick_decimals(y1 - y0);
         let fmt_y = |v: &f64| format!("{:.*}", decimals, v);
         let y_desc = if clipped {
-            format!("{} (clipped)", self.y_desc)
+            format!("{} (▲ values beyond the axis)", self.y_desc)
         } else {
             self.y_desc.clone()
         };
@@ -375,29 +448,55 @@ impl Panel {
             .draw()?;
         let mut any = false;
         for s in &self.series {
-            let pts: Vec<(usize, f64)> = s
-                .points
-                .iter()
-                .filter(|p| p.1.is_finite())
-                .map(|&(e, v)| (e, v.min(y1)))
-                .collect();
-            if pts.is_empty() {
+            let (runs, beyond) = split_clipped(&s.points, y1);
+            if runs.is_empty() && beyond.is_empty() {
                 continue;
             }
             any = true;
             let colour = s.colour;
             let width = s.width;
-            chart
-                .draw_series(LineSeries::new(
+            let mut labelled = false;
+            for pts in &runs {
+                let drawn = chart.draw_series(LineSeries::new(
                     pts.iter().copied(),
                     colour.stroke_width(width),
-                ))?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
+                ))?;
+                if !labelled {
+                    labelled = true;
+                    drawn.label(s.name.as_str()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(width + 1))
+                    });
+                }
+            }
+            let edge = y1 - 0.02 * (y1 - y0);
+            let markers = chart.draw_series(
+                beyond
+                    .iter()
+                    .map(|&e| TriangleMarker::new((e, edge), 5, colour.filled())),
+            )?;
+            if !labelled {
+                markers.label(s.name.as_str()).legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(width + 1))
                 });
-            if pts.len() <= 40 {
-                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+            }
+            let count: usize = runs.iter().map(Vec::len).sum();
+            if count <= 40 {
+                chart.draw_series(
+                    runs.iter()
+                        .flatten()
+                        .map(|&p| Circle::new(p, 3, colour.filled())),
+                )?;
+            }
+            for (e, text) in &s.notes {
+                if let Some(&(_, v)) = s.points.iter().find(|p| p.0 == *e && p.1.is_finite()) {
+                    chart.draw_series(std::iter::once(Text::new(
+                        text.clone(),
+                        (*e, v.min(edge)),
+                        font(11.0)
+                            .color(&colour)
+                            .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    )))?;
+                }
             }
         }
         if any {
@@ -558,11 +657,8 @@ impl Chart for ConfusionChart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let k = self.labels.len();
         let cell = self.cell();
-        let labels: Vec<String> = self
-            .labels
-            .iter()
-            .map(|l| shorten(l, self.label_chars()))
-            .collect();
+        let labels = distinct_labels(&self.labels, self.label_chars());
+        let x_labels = distinct_labels(&self.labels, (cell as usize / 8).max(3));
         let tick = font(13.0);
         let label_w = max_text_width(root, &labels, &tick)?;
         let area = root.titled(&self.title, font(20.0))?;
@@ -623,9 +719,8 @@ impl Chart for ConfusionChart {
         let every = 16usize.div_ceil(cell as usize);
         for (i, l) in labels.iter().enumerate().filter(|(i, _)| i % every == 0) {
             let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
-            let short = shorten(l, (cell as usize / 8).max(3));
             root.draw_text(
-                &short,
+                &x_labels[i],
                 &tick.pos(Pos::new(HPos::Center, VPos::Top)),
                 (px, py + 6),
             )?;
@@ -660,11 +755,43 @@ mod tests {
                 colour: BLACK,
                 width: 2,
                 points: vec![(1, 2.0), (2, 1.5), (3, 1.2), (4, 1e9), (5, f64::NAN)],
+                notes: vec![],
             }],
             legend_top: true,
         };
         let (lo, hi, clipped) = p.y_range();
         assert!(clipped && lo < 1.2 && hi < 10.0, "{lo} {hi}");
+    }
+
+    #[test]
+    fn confusion_labels_stay_distinct() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let short = distinct_labels(&l(&["arr_delay_a", "arr_delay_b", "x"]), 7);
+        assert_eq!(short, ["arr_d…a", "arr_d…b", "x"]);
+        // Labels that fit are kept; plain cuts are used when they are distinct.
+        assert_eq!(
+            distinct_labels(&l(&["alpha_one", "beta_two"]), 5),
+            ["alph…", "beta…"]
+        );
+        // Same start and end: numbered.
+        let n = distinct_labels(&l(&["ab_x_cd", "ab_y_cd"]), 4);
+        assert_ne!(n[0], n[1]);
+        assert!(n[0].starts_with("1: ") && n[1].starts_with("2: "), "{n:?}");
+    }
+
+    #[test]
+    fn clipped_points_are_markers_not_a_flat_line() {
+        let pts = [
+            (0, 1.0),
+            (1, 9.0),
+            (2, 12.0),
+            (3, 2.0),
+            (4, f64::NAN),
+            (5, 1.5),
+        ];
+        let (runs, beyond) = split_clipped(&pts, 5.0);
+        assert_eq!(beyond, [1, 2]);
+        assert_eq!(runs, vec![vec![(0, 1.0)], vec![(3, 2.0), (5, 1.5)]]);
     }
 
     #[test]

@@ -119,6 +119,17 @@ fn decimals_for(magnitude: f64) -> usize {
 
 /// Seconds for people: `0.84 s`, `12.3 s`, `4 min 05 s`, or `—`.
 pub(crate) fn seconds(s: Option<f64>) -> String {
+    // A duration is never negative: a tiny negative (clock steps, `0 - ε` in a mean) would
+    // print as `-0.00 s`.
+    let s = s.map(|s| {
+        if s > 0.0 {
+            s
+        } else if s.is_nan() {
+            s
+        } else {
+            0.0
+        }
+    });
     match s {
         Some(s) if s.is_finite() && s < 10.0 => format!("{s:.2} s"),
         Some(s) if s.is_finite() && s < 120.0 => format!("{s:.1} s"),
@@ -159,5 +170,7 @@ mod tests {
         assert_eq!(seconds(Some(3.456)), "3.46 s");
         assert_eq!(seconds(Some(245.0)), "4 min 05 s");
         assert_eq!(seconds(None), "—");
+        assert_eq!(seconds(Some(-0.001)), "0.00 s");
+        assert_eq!(seconds(Some(-0.0)), "0.00 s");
     }
 }

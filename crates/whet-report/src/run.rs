@@ -124,6 +124,7 @@ fn run_curves_chart(run: &RunRecord) -> CurvesChart {
             .iter()
             .filter_map(|c| Some((c.epoch, get(c)? * scale)))
             .collect(),
+        notes: vec![],
     };
     let train = chart::series_colour(1);
     let val = chart::series_colour(2);

@@ -91,7 +91,10 @@ pub enum Error {
         detail: String,
     },
     /// A column that a config names is not in the table.
-    #[error("{context}: column `{column}` not found (have: {available:?})")]
+    #[error(
+        "{context}: column `{column}` not found (have: {available:?}){}",
+        delimiter_hint(available)
+    )]
     ColumnNotFound {
         /// The column.
         column: String,
@@ -228,4 +231,21 @@ pub enum Error {
     /// [`whet_core::budget`]).
     #[error(transparent)]
     Budget(#[from] whet_core::BudgetError),
+}
+
+/// When a table has one column whose name holds a likely delimiter (`;`, tab, `|`), the file was
+/// most likely split with the wrong one: a hint naming the `delimiter` to set, else nothing.
+pub(crate) fn delimiter_hint(available: &[String]) -> String {
+    let [only] = available else {
+        return String::new();
+    };
+    [(';', "\";\""), ('\t', "\"\\t\""), ('|', "\"|\"")]
+        .iter()
+        .find(|(c, _)| only.contains(*c))
+        .map_or_else(String::new, |(_, yaml)| {
+            format!(
+                "; the table has one column whose name holds `{}`: the file is probably delimited by it, so set the table's `delimiter: {yaml}`",
+                yaml.trim_matches('"')
+            )
+        })
 }

@@ -50,8 +50,8 @@ pub use export::{
 pub use graph::{ColumnOp, GraphPlan, GraphStep, graph_input, graph_input_file, graph_plan};
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{
-    ColumnType, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, SCAN_BYTES, SCAN_ROWS, TableFormat,
-    TableSpec, load_table, scan_column, scan_head,
+    ColumnType, Delimiter, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, Quote, SCAN_BYTES,
+    SCAN_ROWS, TableFormat, TableSpec, TextEncoding, load_table, scan_column, scan_head,
 };
 pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,

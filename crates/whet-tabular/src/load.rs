@@ -95,6 +95,228 @@ fn default_true() -> bool {
     true
 }
 
+/// Reads a one-character CSV setting: one printable ASCII character or a tab, written as
+/// itself or, for a tab, also as the two characters `\t` (what a single-quoted YAML string
+/// gives).
+fn csv_char(text: &str, what: &str) -> std::result::Result<u8, String> {
+    let b = match text {
+        "\\t" => b'\t',
+        t if t.len() == 1 => t.as_bytes()[0],
+        _ => {
+            return Err(format!(
+                "{what} must be one character (like \",\", \";\", \"|\" or \"\\t\"), found {text:?}"
+            ));
+        }
+    };
+    if b == b'\t' || (b.is_ascii_graphic() || b == b' ') {
+        Ok(b)
+    } else {
+        Err(format!(
+            "{what} must be a printable ASCII character or a tab, found {text:?}"
+        ))
+    }
+}
+
+/// A CSV field delimiter: one ASCII character (`","` by default, `";"`, `"|"`, `"\t"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delimiter(u8);
+
+impl Delimiter {
+    /// The delimiter `c`.
+    ///
+    /// # Errors
+    /// A message when `c` is not a printable ASCII character or a tab.
+    pub fn new(c: char) -> std::result::Result<Self, String> {
+        csv_char(c.encode_utf8(&mut [0; 4]), "the delimiter").map(Self)
+    }
+
+    /// The byte.
+    pub fn byte(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Delimiter {
+    fn default() -> Self {
+        Self(b',')
+    }
+}
+
+/// The quote character of a CSV file: one ASCII character (`"\""` by default), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote(Option<u8>);
+
+impl Quote {
+    /// Quoting with `c`.
+    ///
+    /// # Errors
+    /// A message when `c` is not a printable ASCII character.
+    pub fn new(c: char) -> std::result::Result<Self, String> {
+        csv_char(c.encode_utf8(&mut [0; 4]), "the quote").map(|b| Self(Some(b)))
+    }
+
+    /// No quoting: every `"` is text.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// The byte, `None` for no quoting.
+    pub fn byte(self) -> Option<u8> {
+        self.0
+    }
+}
+
+impl Default for Quote {
+    fn default() -> Self {
+        Self(Some(b'"'))
+    }
+}
+
+impl Serialize for Delimiter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&(self.0 as char).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Delimiter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        csv_char(&text, "the delimiter")
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Delimiter {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Delimiter".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One ASCII character (`,`, `;`, `|`, a tab as `\\t`).",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2
+        })
+    }
+}
+
+impl Serialize for Quote {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(b) => s.serialize_str(&(b as char).to_string()),
+            None => s.serialize_str("none"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quote {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "none" {
+            return Ok(Self(None));
+        }
+        csv_char(&text, "the quote (or `none`)")
+            .map(|b| Self(Some(b)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Quote {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quote".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One ASCII character, or `none` for no quoting.",
+            "type": "string",
+            "minLength": 1
+        })
+    }
+}
+
+/// The text encoding of a CSV file; anything but UTF-8 is decoded to UTF-8 before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum TextEncoding {
+    /// UTF-8 (ASCII included); the default.
+    #[default]
+    #[serde(rename = "utf-8", alias = "utf8")]
+    Utf8,
+    /// ISO-8859-1: each byte is the character of that code point.
+    #[serde(rename = "latin-1", alias = "latin1", alias = "iso-8859-1")]
+    Latin1,
+    /// Windows-1252 (Latin-1 with `€`, `‘`, `’`, `“`, `”`… in 0x80–0x9F), as encoding_rs
+    /// decodes it (the WHATWG table).
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+}
+
+/// The delimiter and quote a CSV file is split with, for whet's own scans of the bytes (ragged
+/// rows, open quotes, the offending field) which must split it as polars does.
+#[derive(Debug, Clone, Copy)]
+struct Dialect {
+    sep: u8,
+    quote: Option<u8>,
+}
+
+impl Dialect {
+    #[cfg(test)]
+    const COMMA: Dialect = Dialect {
+        sep: b',',
+        quote: Some(b'"'),
+    };
+
+    fn of(spec: &TableSpec) -> Self {
+        Self {
+            sep: spec.delimiter.0,
+            quote: spec.quote.0,
+        }
+    }
+
+    /// `s` without the quote characters around it.
+    fn unquote(self, s: &str) -> &str {
+        match self.quote {
+            Some(q) => s.trim_matches(q as char),
+            None => s,
+        }
+    }
+
+    fn quote_char(self) -> char {
+        self.quote.map_or('"', char::from)
+    }
+}
+
+/// Decodes a Latin-1 or Windows-1252 file's bytes to UTF-8 (UTF-8 is returned as it is; its
+/// check is [`read_csv_bytes`]'s). Decoding needs a second copy of the text, at most 2 (Latin-1)
+/// or 3 (Windows-1252) bytes per byte, which is checked against the memory budget first.
+fn decode_text(path: &Path, bytes: Vec<u8>, encoding: TextEncoding) -> Result<Vec<u8>> {
+    if encoding == TextEncoding::Utf8 || bytes.is_ascii() {
+        return Ok(bytes);
+    }
+    let per_byte: u64 = match encoding {
+        TextEncoding::Latin1 => 2,
+        _ => 3,
+    };
+    whet_core::budget::check(
+        &format!("`{}` decoded to UTF-8", path.display()),
+        (bytes.len() as u64).saturating_mul(per_byte),
+        "--max-memory",
+    )?;
+    Ok(match encoding {
+        TextEncoding::Latin1 => {
+            let mut out = vec![0u8; bytes.len() * 2];
+            let n = encoding_rs::mem::convert_latin1_to_utf8(&bytes, &mut out);
+            out.truncate(n);
+            out
+        }
+        _ => encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(&bytes)
+            .0
+            .into_owned()
+            .into_bytes(),
+    })
+}
+
 /// How to load one table. In YAML either a path (`flights: data/flights.csv.gz`) or a map
 /// (`flights: { path: ..., missing: [NA], types: { year: i32 }, limit: 50000 }`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,8 +329,21 @@ pub struct TableSpec {
     #[serde(default)]
     pub format: Option<TableFormat>,
     /// Field values read as missing (CSV only). Default `["NA", ""]`; `""` means empty fields.
-    #[serde(default = "default_missing")]
+    /// Also accepted as `null_values`.
+    #[serde(default = "default_missing", alias = "null_values")]
     pub missing: Vec<String>,
+    /// The field delimiter (CSV only): one ASCII character, e.g. `";"`, `"|"` or `"\t"`
+    /// (tab). Default `","`.
+    #[serde(default)]
+    pub delimiter: Delimiter,
+    /// The quote character (CSV only): one ASCII character, or `none` for a file whose fields
+    /// are never quoted (a `"` is then text). Default `"\""`.
+    #[serde(default)]
+    pub quote: Quote,
+    /// The text encoding (CSV only): `utf-8` (default), `latin-1` (ISO-8859-1) or
+    /// `windows-1252`; other encodings are decoded to UTF-8 before parsing.
+    #[serde(default)]
+    pub encoding: TextEncoding,
     /// Per-column type overrides (CSV only), e.g. `{ year: i32 }`.
     #[serde(default)]
     pub types: BTreeMap<String, ColumnType>,
@@ -133,6 +368,9 @@ impl TableSpec {
             path: path.into(),
             format: None,
             missing: default_missing(),
+            delimiter: Delimiter::default(),
+            quote: Quote::default(),
+            encoding: TextEncoding::default(),
             types: BTreeMap::new(),
             limit: None,
             infer_rows: default_infer_rows(),
@@ -171,9 +409,19 @@ struct TableSpecMap {
     /// Format; default: from the file name.
     #[serde(default)]
     format: Option<TableFormat>,
-    /// Field values read as missing (CSV). Default `["NA", ""]`.
-    #[serde(default = "default_missing")]
+    /// Field values read as missing (CSV). Default `["NA", ""]`. Also accepted as
+    /// `null_values`.
+    #[serde(default = "default_missing", alias = "null_values")]
     missing: Vec<String>,
+    /// The field delimiter (CSV): one ASCII character (`";"`, `"|"`, `"\t"`). Default `","`.
+    #[serde(default)]
+    delimiter: Delimiter,
+    /// The quote character (CSV): one ASCII character, or `none`. Default `"\""`.
+    #[serde(default)]
+    quote: Quote,
+    /// The text encoding (CSV): `utf-8` (default), `latin-1` or `windows-1252`.
+    #[serde(default)]
+    encoding: TextEncoding,
     /// Per-column type overrides (CSV).
     #[serde(default)]
     types: BTreeMap<String, ColumnType>,
@@ -223,10 +471,19 @@ impl<'de> Deserialize<'de> for TableSpec {
             ) -> std::result::Result<TableSpec, A::Error> {
                 let m =
                     TableSpecMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                if m.quote.0 == Some(m.delimiter.0) {
+                    return Err(serde::de::Error::custom(format!(
+                        "`delimiter` and `quote` are both `{}`: give them different characters (or `quote: none`)",
+                        (m.delimiter.0 as char).escape_default()
+                    )));
+                }
                 Ok(TableSpec {
                     path: m.path,
                     format: m.format,
                     missing: m.missing,
+                    delimiter: m.delimiter,
+                    quote: m.quote,
+                    encoding: m.encoding,
                     types: m.types,
                     limit: m.limit,
                     infer_rows: m.infer_rows,
@@ -372,7 +629,8 @@ fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
             } else {
                 raw
             };
-            warnings.extend(duplicate_header_warnings(path, &bytes));
+            let bytes = decode_text(path, bytes, spec.encoding)?;
+            warnings.extend(duplicate_header_warnings(path, &bytes, Dialect::of(spec)));
             read_csv_bytes(path, bytes, spec)?
         }
     };
@@ -473,6 +731,7 @@ pub fn scan_head(spec: &TableSpec, rows: usize) -> Result<DataFrame> {
                 // A cut line would be a malformed row.
                 head.truncate(end + 1);
             }
+            let head = decode_text(path, head, spec.encoding)?;
             read_csv_bytes(path, head, &head_spec)?.0
         }
     };
@@ -481,11 +740,11 @@ pub fn scan_head(spec: &TableSpec, rows: usize) -> Result<DataFrame> {
 
 /// Header names that appear more than once: polars keeps the first and renames the others
 /// (`x_duplicated_0`), so a feature would silently change name.
-fn duplicate_header_warnings(path: &Path, bytes: &[u8]) -> Vec<String> {
+fn duplicate_header_warnings(path: &Path, bytes: &[u8], d: Dialect) -> Vec<String> {
     let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    let names: Vec<String> = split_fields(header.strip_suffix(b"\r").unwrap_or(header))
+    let names: Vec<String> = split_fields(header.strip_suffix(b"\r").unwrap_or(header), d)
         .into_iter()
-        .map(|f| String::from_utf8_lossy(f).trim_matches('"').to_string())
+        .map(|f| d.unquote(&String::from_utf8_lossy(f)).to_string())
         .collect();
     let mut seen: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, n) in names.iter().enumerate() {
@@ -566,6 +825,8 @@ fn csv_options(
         .collect();
     let empty_is_missing = spec.missing.iter().any(|m| m.is_empty());
     let parse = CsvParseOptions::default()
+        .with_separator(spec.delimiter.0)
+        .with_quote_char(spec.quote.0)
         .with_null_values((!markers.is_empty()).then_some(NullValues::AllColumns(markers)))
         .with_missing_is_null(empty_is_missing)
         .with_try_parse_dates(spec.parse_dates);
@@ -599,9 +860,9 @@ type CsvOut = (DataFrame, usize, Vec<String>);
 /// 0.55 reads out of bounds (an abort, not an error) on a file that ends in an open quote, so
 /// such files are refused before they reach it.
 /// The name of the header's field `index` (0-based), or `?` when the header is shorter.
-fn header_name(bytes: &[u8], index: usize) -> String {
+fn header_name(bytes: &[u8], index: usize, d: Dialect) -> String {
     let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    split_fields(header.strip_suffix(b"\r").unwrap_or(header))
+    split_fields(header.strip_suffix(b"\r").unwrap_or(header), d)
         .get(index)
         .map_or_else(
             || "?".to_string(),
@@ -609,7 +870,8 @@ fn header_name(bytes: &[u8], index: usize) -> String {
         )
 }
 
-fn unterminated_quote(bytes: &[u8]) -> Option<(usize, usize)> {
+fn unterminated_quote(bytes: &[u8], d: Dialect) -> Option<(usize, usize)> {
+    let q = d.quote?;
     let (mut line, mut field) = (1usize, 1usize);
     let mut open_at = None;
     let mut at_field_start = true;
@@ -617,8 +879,8 @@ fn unterminated_quote(bytes: &[u8]) -> Option<(usize, usize)> {
     while i < bytes.len() {
         let c = bytes[i];
         if open_at.is_some() {
-            if c == b'"' {
-                if bytes.get(i + 1) == Some(&b'"') {
+            if c == q {
+                if bytes.get(i + 1) == Some(&q) {
                     i += 1;
                 } else {
                     open_at = None;
@@ -628,16 +890,16 @@ fn unterminated_quote(bytes: &[u8]) -> Option<(usize, usize)> {
             }
         } else {
             match c {
-                b'"' if at_field_start => open_at = Some((line, field)),
-                b',' => field += 1,
+                c if c == q && at_field_start => open_at = Some((line, field)),
+                c if c == d.sep => field += 1,
                 b'\n' => {
                     line += 1;
                     field = 1;
                 }
                 _ => {}
             }
-            at_field_start = c == b',' || c == b'\n';
-            if c == b'"' {
+            at_field_start = c == d.sep || c == b'\n';
+            if c == q {
                 at_field_start = false;
             }
         }
@@ -649,7 +911,11 @@ fn unterminated_quote(bytes: &[u8]) -> Option<(usize, usize)> {
 /// The first record (within the first `limit` data rows) whose field count differs from the
 /// header's: `(line, found, expected)`. polars pads short rows with nulls silently, so ragged
 /// rows are found here. Quotes are tracked as in `split_fields`; empty lines are ignored.
-fn first_ragged_row(bytes: &[u8], limit: Option<usize>) -> Option<(usize, usize, usize)> {
+fn first_ragged_row(
+    bytes: &[u8],
+    limit: Option<usize>,
+    d: Dialect,
+) -> Option<(usize, usize, usize)> {
     let mut expected = None;
     let (mut line, mut start_line, mut fields, mut nonempty) = (1usize, 1usize, 1usize, false);
     let mut in_quotes = false;
@@ -674,11 +940,11 @@ fn first_ragged_row(bytes: &[u8], limit: Option<usize>) -> Option<(usize, usize,
     };
     for &c in bytes {
         match c {
-            b'"' => {
+            c if Some(c) == d.quote => {
                 in_quotes = !in_quotes;
                 nonempty = true;
             }
-            b',' if !in_quotes => {
+            c if c == d.sep && !in_quotes => {
                 fields += 1;
                 nonempty = true;
             }
@@ -699,6 +965,7 @@ fn first_ragged_row(bytes: &[u8], limit: Option<usize>) -> Option<(usize, usize,
 }
 
 fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<CsvOut> {
+    let d = Dialect::of(spec);
     // polars 0.55 reads out of bounds (an abort) on some files whose last byte is a quote
     // closing a field; a final newline avoids its end-of-input path (found by whet-fuzz).
     if bytes.last().is_some_and(|&b| b != b'\n') {
@@ -710,21 +977,21 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |p| p + 1);
-        let field = split_fields(&bytes[line_start..at]).len();
+        let field = split_fields(&bytes[line_start..at], d).len();
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
             line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
-            column: header_name(&bytes, field - 1),
+            column: header_name(&bytes, field - 1, d),
             field,
             message: format!(
-                "byte 0x{:02x} is not UTF-8 text (the file looks like Windows-1252 or Latin-1); save it as UTF-8, e.g. `iconv -f cp1252 -t utf-8`",
+                "byte 0x{:02x} is not UTF-8 text (the file looks like Windows-1252 or Latin-1): set the table's `encoding: windows-1252` (or `latin-1`), or save it as UTF-8",
                 bytes[at]
             ),
         });
     }
-    let ragged = first_ragged_row(&bytes, spec.limit);
+    let ragged = first_ragged_row(&bytes, spec.limit, d);
     if let (Some((line, found, expected)), false) = (ragged, spec.skip_bad_rows) {
-        let column = header_name(&bytes, found);
+        let column = header_name(&bytes, found, d);
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
             line,
@@ -733,14 +1000,18 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
             message: format!("expected {expected} fields (as in the header), found {found}"),
         });
     }
-    if let Some((line, field)) = unterminated_quote(&bytes) {
-        let column = header_name(&bytes, field - 1);
+    if let Some((line, field)) = unterminated_quote(&bytes, d) {
+        let column = header_name(&bytes, field - 1, d);
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
             line,
             column,
             field,
-            message: "a quoted field opens here and is never closed (add the closing `\"`)".into(),
+            message: format!(
+                "a quoted field opens here and is never closed (add the closing `{}`, or set the table's `quote: none` if `{}` is text here)",
+                d.quote_char(),
+                d.quote_char()
+            ),
         });
     }
     let ov = overrides(spec);
@@ -834,14 +1105,14 @@ struct BadRow {
     message: String,
 }
 
-fn split_fields(line: &[u8]) -> Vec<&[u8]> {
+fn split_fields(line: &[u8], d: Dialect) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut in_quotes = false;
     for (i, &c) in line.iter().enumerate() {
         match c {
-            b'"' => in_quotes = !in_quotes,
-            b',' if !in_quotes => {
+            c if Some(c) == d.quote => in_quotes = !in_quotes,
+            c if c == d.sep && !in_quotes => {
                 out.push(&line[start..i]);
                 start = i + 1;
             }
@@ -852,9 +1123,9 @@ fn split_fields(line: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-fn field_ok(raw: &[u8], dtype: &DataType) -> bool {
+fn field_ok(raw: &[u8], dtype: &DataType, d: Dialect) -> bool {
     let s = std::str::from_utf8(raw).unwrap_or("");
-    let s = s.trim_matches('"');
+    let s = d.unquote(s);
     match dtype {
         DataType::Int8
         | DataType::Int16
@@ -876,6 +1147,7 @@ fn scan_bad_rows(bytes: &[u8], schema: &Schema, spec: &TableSpec, first_only: bo
         .map(|(n, t)| (n.to_string(), t.clone()))
         .collect();
     let markers: Vec<&[u8]> = spec.missing.iter().map(|m| m.as_bytes()).collect();
+    let d = Dialect::of(spec);
     let mut bad = Vec::new();
     let limit = spec.limit.unwrap_or(usize::MAX);
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate().skip(1) {
@@ -886,7 +1158,7 @@ fn scan_bad_rows(bytes: &[u8], schema: &Schema, spec: &TableSpec, first_only: bo
         if line.is_empty() {
             continue;
         }
-        let fields = split_fields(line);
+        let fields = split_fields(line, d);
         let lineno = i + 1;
         if fields.len() != names.len() {
             let (column, field) = if fields.len() > names.len() {
@@ -906,7 +1178,7 @@ fn scan_bad_rows(bytes: &[u8], schema: &Schema, spec: &TableSpec, first_only: bo
             });
         } else {
             for (j, (f, (name, dtype))) in fields.iter().zip(&names).enumerate() {
-                if markers.contains(f) || field_ok(f, dtype) {
+                if markers.contains(f) || field_ok(f, dtype, d) {
                     continue;
                 }
                 bad.push(BadRow {
@@ -954,15 +1226,36 @@ mod tests {
 
     #[test]
     fn unterminated_quote_is_located_not_passed_to_polars() {
-        assert_eq!(unterminated_quote(b"a\n\""), Some((2, 1)));
-        assert_eq!(unterminated_quote(b"a,b\n1,\""), Some((2, 2)));
-        assert_eq!(unterminated_quote(b"a,b\n1,\"x\"\"y\n2,3\n"), Some((2, 2)));
-        assert_eq!(unterminated_quote(b"a,b\n1,\"x\"\"y\"\n2,3\n"), None);
-        assert_eq!(unterminated_quote(b"a\n5'11\"\n"), None);
-        assert_eq!(first_ragged_row(b"a,b\n1,2\n3\n", None), Some((3, 1, 2)));
-        assert_eq!(first_ragged_row(b"a,b\n1,2\n\n\"x\ny\",3\r\n", None), None);
-        assert_eq!(first_ragged_row(b"a,b\n1,2\n3\n", Some(1)), None);
-        assert_eq!(first_ragged_row(b"a,b\n1,2\n3,4,5", None), Some((3, 3, 2)));
+        assert_eq!(unterminated_quote(b"a\n\"", Dialect::COMMA), Some((2, 1)));
+        assert_eq!(
+            unterminated_quote(b"a,b\n1,\"", Dialect::COMMA),
+            Some((2, 2))
+        );
+        assert_eq!(
+            unterminated_quote(b"a,b\n1,\"x\"\"y\n2,3\n", Dialect::COMMA),
+            Some((2, 2))
+        );
+        assert_eq!(
+            unterminated_quote(b"a,b\n1,\"x\"\"y\"\n2,3\n", Dialect::COMMA),
+            None
+        );
+        assert_eq!(unterminated_quote(b"a\n5'11\"\n", Dialect::COMMA), None);
+        assert_eq!(
+            first_ragged_row(b"a,b\n1,2\n3\n", None, Dialect::COMMA),
+            Some((3, 1, 2))
+        );
+        assert_eq!(
+            first_ragged_row(b"a,b\n1,2\n\n\"x\ny\",3\r\n", None, Dialect::COMMA),
+            None
+        );
+        assert_eq!(
+            first_ragged_row(b"a,b\n1,2\n3\n", Some(1), Dialect::COMMA),
+            None
+        );
+        assert_eq!(
+            first_ragged_row(b"a,b\n1,2\n3,4,5", None, Dialect::COMMA),
+            Some((3, 3, 2))
+        );
         let dir = tempfile::tempdir().unwrap();
         // Found by whet-fuzz: a closing quote as the file's last byte aborted inside polars.
         let crash = Path::new(
@@ -1034,6 +1327,137 @@ mod tests {
         assert_eq!(df.column("a").unwrap().dtype(), &DataType::Float64);
         assert_eq!(df.column("a").unwrap().null_count(), 1);
         assert_eq!(df.column("b").unwrap().null_count(), 1);
+    }
+
+    #[test]
+    fn semicolon_latin1_with_null_values() {
+        let dir = tempfile::tempdir().unwrap();
+        // Latin-1 bytes: `é` is 0xE9, `ü` 0xFC; `-` and `n/a` mark missing values.
+        let mut bytes = b"x1;x2;cat;species\n1,5;2;caf\xe9;a\n-;3;M\xfcller;b\n".to_vec();
+        bytes.extend_from_slice(b"4;n/a;\"x;y\";a\n");
+        let p = dir.path().join("l.csv");
+        std::fs::write(&p, &bytes).unwrap();
+        let spec: TableSpec = serde_json::from_str(&format!(
+            r#"{{"path": {:?}, "delimiter": ";", "encoding": "latin-1", "null_values": ["-", "n/a"]}}"#,
+            p.to_str().unwrap()
+        ))
+        .unwrap();
+        let (df, _) = load_table(&spec).unwrap();
+        assert_eq!(df.width(), 4, "{df}");
+        let cat: Vec<_> = df
+            .column("cat")
+            .unwrap()
+            .str()
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(cat, [Some("café"), Some("Müller"), Some("x;y")]);
+        assert_eq!(df.column("x1").unwrap().null_count(), 1);
+        assert_eq!(df.column("x2").unwrap().null_count(), 1);
+        // The default (UTF-8) refuses the bytes and says which option reads them.
+        let mut utf8 = spec.clone();
+        utf8.encoding = TextEncoding::Utf8;
+        let e = load_table(&utf8).unwrap_err().to_string();
+        assert!(
+            e.contains("encoding: windows-1252") && e.contains("line 2"),
+            "{e}"
+        );
+        // The head read by `whet validate` decodes the same way.
+        let head = scan_head(&spec, 2).unwrap();
+        assert_eq!(
+            head.column("cat").unwrap().str().unwrap().get(0),
+            Some("café")
+        );
+    }
+
+    #[test]
+    fn windows_1252_differs_from_latin1_in_0x80_to_0x9f() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "w.csv", "");
+        std::fs::write(&p, b"a,b\n\x80,1\n").unwrap();
+        let mut spec = TableSpec::new(&p);
+        spec.encoding = TextEncoding::Windows1252;
+        let (df, _) = load_table(&spec).unwrap();
+        assert_eq!(df.column("a").unwrap().str().unwrap().get(0), Some("€"));
+        spec.encoding = TextEncoding::Latin1;
+        let (df, _) = load_table(&spec).unwrap();
+        assert_eq!(
+            df.column("a").unwrap().str().unwrap().get(0),
+            Some("\u{80}")
+        );
+    }
+
+    #[test]
+    fn tab_delimiter_no_quote_and_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.tsv.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, b"a\tb\n5'11\"\t2\n\"x\t4\n").unwrap();
+        std::fs::write(&p, enc.finish().unwrap()).unwrap();
+        let spec: TableSpec = serde_json::from_str(&format!(
+            r#"{{"path": {:?}, "delimiter": "\\t", "quote": "none"}}"#,
+            p.to_str().unwrap()
+        ))
+        .unwrap();
+        assert_eq!(spec.delimiter.byte(), b'\t');
+        assert_eq!(spec.quote.byte(), None);
+        let (df, _) = load_table(&spec).unwrap();
+        let a: Vec<_> = df.column("a").unwrap().str().unwrap().into_iter().collect();
+        assert_eq!(a, [Some("5'11\""), Some("\"x")]);
+        // A ragged row is found with the configured delimiter.
+        let p2 = write(dir.path(), "r.csv", "a|b\n1|2\n3|4|5\n");
+        let mut spec = TableSpec::new(&p2);
+        spec.delimiter = Delimiter::new('|').unwrap();
+        let e = load_table(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3") && e.contains("expected 2 fields"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn csv_characters_are_checked() {
+        let bad = |json: &str| {
+            serde_json::from_str::<TableSpec>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad(r#"{"path":"a.csv","delimiter":";;"}"#).contains("one character"));
+        assert!(bad(r#"{"path":"a.csv","delimiter":"é"}"#).contains("one character"));
+        assert!(bad(r#"{"path":"a.csv","delimiter":"\n"}"#).contains("printable"));
+        assert!(bad(r#"{"path":"a.csv","delimiter":";","quote":";"}"#).contains("different"));
+        assert!(bad(r#"{"path":"a.csv","encoding":"utf-16"}"#).contains("latin-1"));
+        assert!(
+            bad(r#"{"path":"a.csv","missing":["?"],"null_values":["-"]}"#).contains("duplicate")
+        );
+        let s: TableSpec = serde_json::from_str(r#"{"path":"a.csv","quote":"'"}"#).unwrap();
+        assert_eq!(s.quote, Quote::new('\'').unwrap());
+        // Written back (manifests) and read again unchanged.
+        let back: TableSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let none = TableSpec {
+            quote: Quote::none(),
+            delimiter: Delimiter::new('\t').unwrap(),
+            ..TableSpec::new("a.csv")
+        };
+        let back: TableSpec = serde_json::from_str(&serde_json::to_string(&none).unwrap()).unwrap();
+        assert_eq!(back, none);
+    }
+
+    #[test]
+    fn one_column_with_a_semicolon_suggests_the_delimiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s.csv", "x1;x2;species\n1;2;a\n");
+        let (df, _) = load_table(&TableSpec::new(&p)).unwrap();
+        let e = crate::stage::not_found(&df, "species", "target").to_string();
+        assert!(e.contains("delimiter: \";\""), "{e}");
+        let e = Error::ColumnNotFound {
+            column: "y".into(),
+            context: "target".into(),
+            available: vec!["a".into(), "b;c".into()],
+        }
+        .to_string();
+        assert!(!e.contains("delimiter"), "{e}");
     }
 
     #[test]

@@ -460,12 +460,7 @@ impl Plan {
         progress.end();
         let kept = kept.load(Ordering::Relaxed);
         let mut notes = vec![];
-        if kept > 0 {
-            notes.push(format!(
-                "{kept} of {} runs were kept from an earlier, interrupted ablation (unchanged run file).",
-                self.cells.len()
-            ));
-        }
+        notes.extend(reuse_note(kept, self.cells.len()));
         let busy = busy.load(Ordering::Relaxed);
         if busy > 0 {
             notes.push(format!(
@@ -552,6 +547,22 @@ impl Plan {
     }
 }
 
+/// The report's note on runs reused from an earlier ablation (same run file, seed and inputs).
+/// It does not say "interrupted": runs are also reused when the earlier ablation finished (a
+/// rerun, or one with variants added).
+fn reuse_note(kept: usize, total: usize) -> Option<String> {
+    match kept {
+        0 => None,
+        k if k == total => Some(format!(
+            "All {total} runs were reused from an earlier ablation with the same run file, seeds and inputs; none was run again."
+        )),
+        k => Some(format!(
+            "{k} of {total} runs were reused from an earlier ablation with the same run file, seeds and inputs; the other {} were run now.",
+            total - k
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,6 +581,22 @@ mod tests {
             },
             failure,
         }
+    }
+
+    #[test]
+    fn reuse_note_does_not_claim_an_interruption() {
+        assert_eq!(reuse_note(0, 4), None);
+        let all = reuse_note(4, 4).unwrap();
+        assert!(
+            all.starts_with("All 4 runs were reused") && !all.contains("interrupt"),
+            "{all}"
+        );
+        let some = reuse_note(3, 4).unwrap();
+        assert!(
+            some.contains("3 of 4") && some.contains("the other 1 were run now"),
+            "{some}"
+        );
+        assert!(!some.contains("interrupt"), "{some}");
     }
 
     #[test]

@@ -308,7 +308,12 @@ pub fn predict(
         (Preprocessing::Tables(t), _) => {
             predict_tables(&run, t, data, options, skipped_file.is_some(), &classes)?
         }
-        (Preprocessing::Images { normalizer, .. }, DataSummary::Images { shape, .. }) => {
+        (
+            Preprocessing::Images {
+                normalizer, grey, ..
+            },
+            DataSummary::Images { shape, .. },
+        ) => {
             if !options.keep.is_empty() || !options.tables.is_empty() {
                 return Err(Error::Invalid(
                     "--keep and --table name table columns and tables; an image run has none"
@@ -320,7 +325,7 @@ pub fn predict(
                     "--skip-bad lists table rows the fitted steps cannot score; an image that cannot be decoded stops an image prediction, naming the file".into(),
                 ));
             }
-            predict_images(&run, normalizer, *shape, data, &classes)?
+            predict_images(&run, normalizer, *grey, *shape, data, &classes)?
         }
         (Preprocessing::Images { .. }, _) => {
             return Err(Error::Invalid(format!(
@@ -546,6 +551,7 @@ const IMAGE_BATCH: usize = 4096;
 fn predict_images(
     run: &RunDir,
     normalizer: &whet_image::Normalizer,
+    grey: whet_image::Grey,
     shape: [usize; 3],
     data: &[PathBuf],
     classes: &[String],
@@ -570,7 +576,7 @@ fn predict_images(
     }
     let mut out = Columns::default();
     for chunk in files.chunks(IMAGE_BATCH) {
-        let set = whet_image::load_files(chunk, w, h, c)?;
+        let set = whet_image::load_files(chunk, w, h, c, grey)?;
         let (x, _) = set.to_arrays(normalizer, 1)?;
         score_batch(run, &x, classes, &mut out)?;
     }
@@ -842,7 +848,12 @@ pub fn evaluate(
             }
             labelled_table(t, data, &options.tables)?
         }
-        (Preprocessing::Images { normalizer, .. }, DataSummary::Images { shape, .. }) => {
+        (
+            Preprocessing::Images {
+                normalizer, grey, ..
+            },
+            DataSummary::Images { shape, .. },
+        ) => {
             if !options.tables.is_empty() {
                 return Err(Error::Invalid(
                     "--table names a side table of a table run; an image run has none".into(),
@@ -850,6 +861,7 @@ pub fn evaluate(
             }
             labelled_images(
                 normalizer,
+                *grey,
                 *shape,
                 &classes,
                 data,
@@ -972,6 +984,7 @@ fn labelled_table(
 /// the run's classes by name, normalised as the run did.
 fn labelled_images(
     normalizer: &whet_image::Normalizer,
+    grey: whet_image::Grey,
     shape: [usize; 3],
     classes: &[String],
     data: &Path,
@@ -989,6 +1002,7 @@ fn labelled_images(
             width: w,
             height: h,
             channels: c,
+            grey,
             skip_bad: false,
             classes: None,
             limit: None,

@@ -117,6 +117,11 @@ pub struct ImageRows {
     pub test: usize,
 }
 
+/// The grey conversion of runs whose manifest predates `grey`: the `image` crate's (Rec.709).
+fn grey_before_the_option() -> whet_image::Grey {
+    whet_image::Grey::Rec709
+}
+
 /// The fitted preprocessing of a run, by kind: what new data must go through (in
 /// `manifest.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +135,12 @@ pub enum Preprocessing {
         normalizer: Normalizer,
         /// The training augmentation.
         augment: Option<AugmentConfig>,
+        /// How colour images become grey for a 1-channel network (`data.images.train.folder.grey`;
+        /// `rec601` for IDX runs, whose images are grey already); image files given to `predict`
+        /// and `evaluate` are converted the same way. Manifests written before the option read
+        /// as `rec709`, what those runs did.
+        #[serde(default = "grey_before_the_option")]
+        grey: whet_image::Grey,
     },
     /// Tables: the steps before the split and every fitted step with its parameters.
     Tables(Box<whet_tabular::Manifest>),
@@ -210,12 +221,18 @@ impl Prepared {
                 normalize: images.normalize,
                 normalizer: p.normalizer.clone(),
                 augment: p.augment.clone(),
+                grey: images
+                    .train
+                    .folder
+                    .as_ref()
+                    .map_or_else(whet_image::Grey::default, |f| f.grey()),
             },
             (PreparedData::Tables(p), _) => Preprocessing::Tables(Box::new(p.manifest.clone())),
             (PreparedData::Images(p), _) => Preprocessing::Images {
                 normalize: whet_image::NormalizeKind::default(),
                 normalizer: p.normalizer.clone(),
                 augment: p.augment.clone(),
+                grey: whet_image::Grey::default(),
             },
         }
     }
@@ -465,10 +482,7 @@ fn prepare_images(
         empty_train_classes,
     } = whet_image::load_train_test(cfg).context("loading the images")?;
     progress.end();
-    let mut warnings: Vec<String> = skipped
-        .iter()
-        .map(|s| format!("skipped `{}`: {}", s.path.display(), s.reason))
-        .collect();
+    let mut warnings = whet_image::skipped_warnings(&skipped);
     warnings.extend(empty_train_classes.iter().map(|d| {
         format!(
             "class folder `{}` holds no image: it stays a class (so labels match the test folders and the `classes` indices) that the network never sees in training; add images, or remove the folder",
