@@ -330,7 +330,10 @@ fn a_cell_that_failed_on_an_io_error_is_retried_on_resume_a_deterministic_failur
         assert_eq!(after.get(p), Some(bytes), "`{}` was rerun", p.display());
     }
     let report = std::fs::read_to_string(d.join("ab/report.md")).unwrap();
-    assert!(report.contains("3 of 4 runs were kept"), "{report}");
+    assert!(
+        report.contains("3 of 4 runs were reused from an earlier ablation"),
+        "{report}"
+    );
 }
 
 #[test]

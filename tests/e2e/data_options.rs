@@ -61,9 +61,14 @@ fn semicolon_latin1_csv_with_null_values_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("t.csv"), latin1_table()).unwrap();
-    // Without the options the file is one column: the error names the delimiter to set.
+    // Without the options the bytes are not UTF-8: the error names the encoding to set.
     std::fs::write(d.join("plain.yaml"), table_run("")).unwrap();
     let r = whet(d, &["run", "plain.yaml", "--out", "plain"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("encoding: windows-1252"), "{}", r.stderr);
+    // With the encoding only, the file is one column: the error names the delimiter to set.
+    std::fs::write(d.join("enc.yaml"), table_run(", encoding: latin-1")).unwrap();
+    let r = whet(d, &["run", "enc.yaml", "--out", "enc"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("delimiter: \";\""), "{}", r.stderr);
     let opts = r#", delimiter: ";", encoding: latin-1, null_values: ["-", "n/a"]"#;
@@ -80,7 +85,7 @@ fn semicolon_latin1_csv_with_null_values_runs_end_to_end() {
     // The decoded categories became the one-hot features.
     let manifest = std::fs::read_to_string(d.join("out/manifest.json")).unwrap();
     assert!(
-        manifest.contains("Zürich") && manifest.contains("Sète"),
+        manifest.contains("Zürich") && manifest.contains("Séte"),
         "{manifest}"
     );
     // New data in the same dialect is read with the run's options.

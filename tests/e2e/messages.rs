@@ -413,7 +413,13 @@ fn data_file_mistakes_name_the_file_and_the_place() {
     check(
         &r,
         2,
-        &["main.csv", "line 22", "`cat`", "not UTF-8", "iconv"],
+        &[
+            "main.csv",
+            "line 22",
+            "`cat`",
+            "not UTF-8",
+            "encoding: windows-1252",
+        ],
     );
 }
 
@@ -549,8 +555,11 @@ fn an_empty_class_folder_is_warned_about_and_recorded() {
     check(&r, 0, &["warning:", "imgs/c", "holds no image"]);
     let w = manifest_warnings(&d.join("out"));
     assert!(w.iter().any(|w| w.contains("imgs/c")), "{w:?}");
-    // A folder without empty classes has no warning.
+    // The stray file is reported once, though the folder is read as train and as test.
+    assert_eq!(r.stderr.matches("notes.txt").count(), 1, "{}", r.stderr);
+    // A folder without empty classes (and no stray file) has no warning.
     std::fs::write(d.join("imgs/c/00.png"), png(8, 8, 1)).unwrap();
+    std::fs::remove_file(d.join("imgs/c/notes.txt")).unwrap();
     let r = whet(d, &["run", "run.yaml", "--out", "out2"]);
     check(&r, 0, &[]);
     assert!(!r.stderr.contains("warning:"), "{}", r.stderr);

@@ -175,7 +175,10 @@ fn ablation_reports_paired_variants_and_resumes() {
         stamp
     );
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("kept from an earlier"), "{report}");
+    assert!(
+        report.contains("reused from an earlier ablation"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -8,8 +8,8 @@
 
 use crate::util::{tiny_mnist, whet};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -182,8 +182,10 @@ fn check_source(src: &ImageSourceConfig, key: &str, issues: &mut Issues) -> Opti
                 issues.push(
                     format!("{key}.folder.path"),
                     format!(
-                        "the class folders of `{}` hold no image file the loader reads; {seen}",
+                        "the class folders of `{}` hold no image file the loader reads ({}); \
+                         {seen}",
                         folder.path.display(),
+                        crate::folder::supported(),
                     ),
                 );
                 return None;

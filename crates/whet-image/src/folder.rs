@@ -117,7 +117,7 @@ fn extension_of(p: &Path) -> String {
 }
 
 /// The supported extensions as a message lists them.
-fn supported() -> String {
+pub(crate) fn supported() -> String {
     IMAGE_EXTENSIONS
         .iter()
         .map(|e| format!(".{e}"))
@@ -133,6 +133,12 @@ const SHOWN: usize = 5;
 /// the extensions seen, the first few); undecodable files (count, the first few with the
 /// decoder's message).
 pub fn skipped_warnings(skipped: &[Skipped]) -> Vec<String> {
+    // A folder read as train and as test lists its files twice: each once here.
+    let mut seen = std::collections::HashSet::new();
+    let skipped: Vec<&Skipped> = skipped
+        .iter()
+        .filter(|s| seen.insert(s.path.clone()))
+        .collect();
     let mut out: Vec<String> = skipped
         .iter()
         .filter(|s| s.kind == SkipKind::OutputFolder)

@@ -54,13 +54,14 @@ impl IdxFiles {
             Some(cl) => cl.to_vec(),
             None => (0..set.class_names().len() as u32).collect(),
         };
-        if let Some(&missing) = wanted.iter().find(|&&l| l as usize >= names.len()) {
+        let top = wanted.iter().copied().max().unwrap_or(0);
+        if top as usize >= names.len() {
             let found = match classes {
-                Some(_) => format!("`classes` keeps label {missing}"),
-                None => format!("`{}` holds labels up to {missing}", self.labels.display()),
+                Some(_) => format!("`classes` keeps label {top}"),
+                None => format!("`{}` holds labels up to {top}", self.labels.display()),
             };
             return Err(Error::Config(format!(
-                "{key}.idx.class_names: {found}, but {} name(s) are given, for labels 0 to {}; give one name per label (0 to {missing} at least)",
+                "{key}.idx.class_names: {found}, but {} name(s) are given, for labels 0 to {}; give one name per label (0 to {top} at least)",
                 names.len(),
                 names.len().saturating_sub(1)
             )));
@@ -90,9 +91,9 @@ pub struct FolderSource {
     /// 1 (grey, default) or 3 (RGB).
     #[serde(default = "one_channel")]
     pub channels: usize,
-    /// With `channels: 1`, how colour images become grey: `rec601` (default; `0.299 R + 0.587 G
-    /// + 0.114 B`, the values of PIL's `convert("L")`) or `rec709` (`0.2126 R + 0.7152 G +
-    /// 0.0722 B`, what whet did before this option existed).
+    /// With `channels: 1`, how colour images become grey: `rec601` (default; the weights 0.299,
+    /// 0.587 and 0.114 of R, G and B, the values of PIL's `convert("L")`) or `rec709` (0.2126,
+    /// 0.7152 and 0.0722, what whet did before this option existed).
     #[serde(default)]
     pub grey: Option<Grey>,
     /// Skip undecodable files and report them instead of failing. Default false.

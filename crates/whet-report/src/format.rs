@@ -121,15 +121,7 @@ fn decimals_for(magnitude: f64) -> usize {
 pub(crate) fn seconds(s: Option<f64>) -> String {
     // A duration is never negative: a tiny negative (clock steps, `0 - ε` in a mean) would
     // print as `-0.00 s`.
-    let s = s.map(|s| {
-        if s > 0.0 {
-            s
-        } else if s.is_nan() {
-            s
-        } else {
-            0.0
-        }
-    });
+    let s = s.map(|s| if s > 0.0 || s.is_nan() { s } else { 0.0 });
     match s {
         Some(s) if s.is_finite() && s < 10.0 => format!("{s:.2} s"),
         Some(s) if s.is_finite() && s < 120.0 => format!("{s:.1} s"),

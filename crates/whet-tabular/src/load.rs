@@ -298,7 +298,7 @@ fn decode_text(path: &Path, bytes: Vec<u8>, encoding: TextEncoding) -> Result<Ve
         _ => 3,
     };
     whet_core::budget::check(
-        &format!("`{}` decoded to UTF-8", path.display()),
+        format!("`{}` decoded to UTF-8", path.display()),
         (bytes.len() as u64).saturating_mul(per_byte),
         "--max-memory",
     )?;
@@ -1344,13 +1344,7 @@ mod tests {
         .unwrap();
         let (df, _) = load_table(&spec).unwrap();
         assert_eq!(df.width(), 4, "{df}");
-        let cat: Vec<_> = df
-            .column("cat")
-            .unwrap()
-            .str()
-            .unwrap()
-            .into_iter()
-            .collect();
+        let cat: Vec<_> = df.column("cat").unwrap().str().unwrap().iter().collect();
         assert_eq!(cat, [Some("café"), Some("Müller"), Some("x;y")]);
         assert_eq!(df.column("x1").unwrap().null_count(), 1);
         assert_eq!(df.column("x2").unwrap().null_count(), 1);
@@ -1402,7 +1396,7 @@ mod tests {
         assert_eq!(spec.delimiter.byte(), b'\t');
         assert_eq!(spec.quote.byte(), None);
         let (df, _) = load_table(&spec).unwrap();
-        let a: Vec<_> = df.column("a").unwrap().str().unwrap().into_iter().collect();
+        let a: Vec<_> = df.column("a").unwrap().str().unwrap().iter().collect();
         assert_eq!(a, [Some("5'11\""), Some("\"x")]);
         // A ragged row is found with the configured delimiter.
         let p2 = write(dir.path(), "r.csv", "a|b\n1|2\n3|4|5\n");

@@ -156,10 +156,12 @@ impl Frame {
         let hint = whet_core::spec::closest(name, names.iter().copied())
             .map(|c| format!("; did you mean `{c}`?"))
             .unwrap_or_default();
+        let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         format!(
-            "`{name}` is not a column of {} at this step{hint} (its columns: {})",
+            "`{name}` is not a column of {} at this step{hint} (its columns: {}){}",
             self.origin,
-            list(&names)
+            list(&names),
+            crate::error::delimiter_hint(&owned)
         )
     }
 

@@ -212,7 +212,7 @@ impl Ablation {
         for o in &options.only {
             if !vs.iter().any(|v| &v.name == o) {
                 let names: Vec<_> = vs.iter().map(|v| v.name.clone()).collect();
-                let hint = crate::yaml::closest(o, names.iter().map(String::as_str))
+                let hint = whet_core::spec::closest(o, names.iter().map(String::as_str))
                     .map(|c| format!("; did you mean `{c}`?"))
                     .unwrap_or_default();
                 return Err(Error::Invalid(format!(

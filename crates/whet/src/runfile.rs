@@ -725,10 +725,12 @@ impl Run {
                                 r.resolve_paths(&base_dir);
                                 let issues = r.validate();
                                 for i in issues.iter() {
-                                    errors.push(composed.error_at(
-                                        &i.path,
-                                        format!("{} (in {what})", i.message),
-                                    ));
+                                    errors.push(
+                                        composed.error_at(
+                                            &i.path,
+                                            format!("{} (in {what})", i.message),
+                                        ),
+                                    );
                                 }
                                 if issues.is_empty() {
                                     checked_variants.push((what, v.origin.clone(), r));
@@ -757,10 +759,10 @@ impl Run {
             };
             for (what, origin, r) in &checked_variants {
                 for i in data.check(r).iter().filter(|i| !same(i)) {
-                    errors.push(composed.error_at(
-                        origin,
-                        format!("in {what}, at `{}`: {}", i.path, i.message),
-                    ));
+                    errors.push(
+                        composed
+                            .error_at(origin, format!("in {what}, at `{}`: {}", i.path, i.message)),
+                    );
                 }
             }
         }

@@ -18,21 +18,14 @@ pub fn ablate(
     cli: &Cli,
     pipeline: &Path,
     out: Option<&Path>,
-    seeds: Option<u64>,
-    only: &[String],
+    options: &PlanOptions,
     fresh: bool,
     use_cache: bool,
     mlflow: Option<&str>,
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
     let target = whet::track::MlflowTarget::resolve(&run, mlflow)?;
-    let plan = Ablation::plan(
-        &run,
-        &PlanOptions {
-            seeds,
-            only: only.to_vec(),
-        },
-    )?;
+    let plan = Ablation::plan(&run, options)?;
     let out = out.map_or_else(
         || super::run::default_out(run.name(), "-ablation"),
         Path::to_path_buf,

@@ -46,8 +46,10 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             cli,
             pipeline,
             out.as_deref(),
-            *seeds,
-            only,
+            &whet::PlanOptions {
+                seeds: *seeds,
+                only: only.clone(),
+            },
             *fresh,
             !*no_cache,
             mlflow.as_deref(),
