@@ -463,31 +463,31 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         write(
             d.path(),
-            "shared/c.yaml",
+            "common/c.yaml",
             "seed: 1\ndata:\n  tables: { t: data/t.csv, u: { path: /abs/u.csv } }\ntrain: { epochs: 1, batch_size: 8 }\n",
         );
         write(
             d.path(),
-            "shared/b.yaml",
+            "common/b.yaml",
             "extends: c.yaml\nseed: 2\ntrain: { epochs: 2 }\nsteps: [a, b]\n",
         );
         let a = write(
             d.path(),
             "runs/a.yaml",
-            "extends: ../shared/b.yaml\nname: a\nsteps: [z]\n",
+            "extends: ../common/b.yaml\nname: a\nsteps: [z]\n",
         );
         let c = Composed::read(&a, &no_env).unwrap();
         assert!(c.composed);
         assert_eq!(
             c.value,
             json!({"name": "a", "seed": 2, "steps": ["z"],
-                   "data": {"tables": {"t": "../shared/data/t.csv", "u": {"path": "/abs/u.csv"}}},
+                   "data": {"tables": {"t": "../common/data/t.csv", "u": {"path": "/abs/u.csv"}}},
                    "train": {"epochs": 2, "batch_size": 8}})
         );
         assert_eq!(c.layers.len(), 3);
         // A key from the base of the base is located there, at its line.
         let e = c.error_at("train.batch_size", "bad".into());
-        assert!(e.file.ends_with("shared/c.yaml"), "{e}");
+        assert!(e.file.ends_with("common/c.yaml"), "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
         // A key the first file overrides is located in the first file.
         let e = c.error_at("steps[0]", "bad".into());
@@ -495,7 +495,7 @@ mod tests {
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
         // A missing key: where its nearest enclosing key is, nearest file first.
         let e = c.error_at("train.optimizer", "missing".into());
-        assert!(e.file.ends_with("shared/b.yaml"), "{e}");
+        assert!(e.file.ends_with("common/b.yaml"), "{e}");
     }
 
     #[test]
