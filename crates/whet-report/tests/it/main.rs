@@ -375,7 +375,10 @@ fn diverged_run_without_epochs_or_accuracy() {
     r.curves[3].train_loss = f64::NAN;
     write_run(&r, None, dir.path()).unwrap();
     let svg = fs::read_to_string(dir.path().join("learning-curves.svg")).unwrap();
-    assert!(svg.contains("loss (clipped)"));
+    assert!(
+        svg.contains("loss (▲ values beyond the axis)"),
+        "the clipped axis is said"
+    );
 }
 
 #[test]
