@@ -18,6 +18,7 @@ mod pinned;
 mod pipelines;
 mod predict;
 mod regression;
+mod sweep;
 mod tracking;
 mod util;
 mod validate_data;

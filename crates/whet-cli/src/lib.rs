@@ -152,7 +152,7 @@ pub enum Command {
     },
     /// Run every ablation variant over several seeds and write a report.
     #[command(
-        after_help = "Writes OUT/report.md, OUT/ablation.csv, OUT/ablation.json, charts, and OUT/runs/<variant>/seed-<n>/.\nAn interrupted ablation resumes: finished runs are kept unless --fresh.\nExample: whet ablate pipelines/mnist-ablation.yaml --seeds 5"
+        after_help = "Writes OUT/report.md, OUT/ablation.csv, OUT/ablation.json, charts, and OUT/runs/<variant>/seed-<n>/.\nAn interrupted ablation resumes: finished runs are kept unless --fresh.\nExamples:\n  whet ablate pipelines/mnist-ablation.yaml --seeds 5\n  whet ablate pipelines/mnist-ablation.yaml --sweep train.optimizer.adam.lr=0.003,0.001 --dry-run"
     )]
     Ablate {
         /// The YAML run file (with an `ablation` section, or only `leave_one_out` by default).
@@ -167,6 +167,15 @@ pub enum Command {
         /// The name is exact and may contain commas (`--only 'lr=0.01,bs=16'`).
         #[arg(long, value_name = "VARIANT")]
         only: Vec<String>,
+        /// Instead of the run file's variants, one variant per value of KEY.PATH
+        /// (`--sweep train.optimizer.adam.lr=0.1,0.01`; the values are YAML). Repeat for a grid:
+        /// one variant per combination, named `lr=0.1,batch_size=64`.
+        #[arg(long, value_name = "KEY.PATH=A,B,...")]
+        sweep: Vec<String>,
+        /// List every variant with its changes and the number of runs, then stop (nothing is
+        /// trained or written). With --json, as JSON.
+        #[arg(long)]
+        dry_run: bool,
         /// Ignore finished runs from an earlier, interrupted ablation.
         #[arg(long)]
         fresh: bool,

@@ -31,6 +31,13 @@ pub fn check_images(cfg: &ImagesConfig) -> Issues {
     let Some(train) = check_source(&cfg.train, "train", &mut issues) else {
         return issues;
     };
+    check_class_names(
+        &cfg.train,
+        "train",
+        &train,
+        cfg.classes.as_deref(),
+        &mut issues,
+    );
     if let Some(classes) = &cfg.classes {
         let (what, n) = if cfg.train.idx.is_some() {
             ("label value", 256)
@@ -65,6 +72,7 @@ pub fn check_images(cfg: &ImagesConfig) -> Issues {
     let Some(test) = check_source(test_cfg, "test", &mut issues) else {
         return issues;
     };
+    check_class_names(test_cfg, "test", &test, cfg.classes.as_deref(), &mut issues);
     if let (Some(a), Some(b)) = (train.size, test.size)
         && a != b
     {
@@ -102,6 +110,45 @@ pub fn check_images(cfg: &ImagesConfig) -> Issues {
         }
     }
     issues
+}
+
+/// An IDX source's `class_names` must name every label the run keeps: the labels `classes`
+/// keeps, or else every label value in the file.
+fn check_class_names(
+    src: &ImageSourceConfig,
+    key: &str,
+    found: &Found,
+    classes: Option<&[u32]>,
+    issues: &mut Issues,
+) {
+    let Some(idx) = &src.idx else { return };
+    let Some(names) = &idx.class_names else {
+        return;
+    };
+    let top = match classes {
+        Some(cl) => cl.iter().copied().max(),
+        None => found
+            .classes
+            .iter()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .max(),
+    };
+    let Some(top) = top else { return };
+    if top as usize >= names.len() {
+        let why = match classes {
+            Some(_) => format!("`classes` keeps label {top}"),
+            None => format!("`{}` holds labels up to {top}", idx.labels.display()),
+        };
+        issues.push(
+            format!("{key}.idx.class_names"),
+            format!(
+                "{why}, but {} name(s) are given, for labels 0 to {}; give one name per label \
+                 (0 to {top} at least)",
+                names.len(),
+                names.len().saturating_sub(1)
+            ),
+        );
+    }
 }
 
 /// Checks one source; `None` when it cannot be read far enough to compare it with another.
@@ -345,6 +392,42 @@ mod tests {
         let is = check_images(&ImagesConfig::new(swapped));
         assert_eq!(paths(&is), ["train.idx.labels"]);
         assert!(is.0[0].message.contains("magic"), "{}", is.0[0].message);
+    }
+
+    #[test]
+    fn idx_class_names_must_name_every_label_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = idx(dir.path(), "tr", &set(&[0, 1, 2, 2], 4));
+        let named = |src: &ImageSourceConfig, names: &[&str]| {
+            let mut s = src.clone();
+            s.idx.as_mut().unwrap().class_names =
+                Some(names.iter().map(|n| n.to_string()).collect());
+            s
+        };
+        let ok = ImagesConfig::new(named(&train, &["a", "b", "c"]));
+        assert!(check_images(&ok).is_empty(), "{:?}", check_images(&ok));
+        let short = ImagesConfig::new(named(&train, &["a", "b"]));
+        let is = check_images(&short);
+        assert_eq!(paths(&is), ["train.idx.class_names"]);
+        assert!(
+            is.0[0]
+                .message
+                .contains("labels up to 2, but 2 name(s) are given"),
+            "{}",
+            is.0[0].message
+        );
+        // With `classes`, only the labels kept need names.
+        let mut kept = ImagesConfig::new(named(&train, &["a", "b"]));
+        kept.classes = Some(vec![0, 1]);
+        assert!(check_images(&kept).is_empty(), "{:?}", check_images(&kept));
+        kept.classes = Some(vec![0, 2]);
+        let is = check_images(&kept);
+        assert_eq!(paths(&is), ["train.idx.class_names"]);
+        assert!(
+            is.0[0].message.contains("`classes` keeps label 2"),
+            "{}",
+            is.0[0].message
+        );
     }
 
     #[test]

@@ -39,6 +39,10 @@ impl AblationSummary {
 struct AblationJson<'a> {
     title: &'a str,
     pipeline: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    overrides: &'a [String],
     primary_metric: &'a str,
     higher_is_better: bool,
     metrics: Vec<String>,
@@ -67,6 +71,8 @@ pub fn write_ablation(input: &AblationInput, out_dir: &Path) -> Result<AblationS
     let json = AblationJson {
         title: &input.title,
         pipeline: &input.pipeline,
+        description: input.description.as_deref(),
+        overrides: &input.overrides,
         primary_metric: &input.primary_metric,
         higher_is_better: input.higher_is_better,
         metrics: input.metric_names(),

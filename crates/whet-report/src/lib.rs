@@ -41,6 +41,8 @@
 //! let input = AblationInput {
 //!     title: "demo".into(),
 //!     pipeline: "demo.yaml".into(),
+//!     description: None,
+//!     overrides: vec![],
 //!     variants: vec![
 //!         VariantInfo { name: "baseline".into(), description: String::new() },
 //!         VariantInfo { name: "no-noise".into(), description: "drop augment.ops.noise".into() },

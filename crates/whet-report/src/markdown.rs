@@ -75,6 +75,19 @@ pub(crate) fn render(
     };
 
     let _ = writeln!(out, "# {}\n", input.title.trim());
+    if let Some(d) = input.description.as_deref().map(str::trim)
+        && !d.is_empty()
+    {
+        let _ = writeln!(out, "{d}\n");
+    }
+    if !input.overrides.is_empty() {
+        let list: Vec<String> = input
+            .overrides
+            .iter()
+            .map(|o| format!("`{}`", o.replace(['\r', '\n'], " ").replace('`', "'")))
+            .collect();
+        let _ = writeln!(out, "Command-line changes: {}.\n", list.join(", "));
+    }
     let _ = writeln!(
         out,
         "Ablation of `{}`: {} variants × {} seeds ({} runs: {} ok, {} diverged, {} failed). \

@@ -111,6 +111,14 @@ pub struct AblationInput {
     pub title: String,
     /// The pipeline file the runs come from, as the user named it.
     pub pipeline: String,
+    /// The run file's `description`, shown under the title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Command-line changes to the run file, as given (`--set train.epochs=5`,
+    /// `--sweep train.optimizer.adam.lr=0.1,0.01`): the report lists them, since the run file
+    /// alone does not say what ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The variants in report order; the first one is the baseline and is named `baseline`.
     pub variants: Vec<VariantInfo>,
     /// All runs, of every variant and seed, in any order.
@@ -325,6 +333,8 @@ mod tests {
         AblationInput {
             title: "t".into(),
             pipeline: "p.yaml".into(),
+            description: None,
+            overrides: vec![],
             variants: vec![
                 VariantInfo {
                     name: "baseline".into(),

@@ -501,6 +501,8 @@ mod tests {
         AblationInput {
             title: "t".into(),
             pipeline: "p.yaml".into(),
+            description: None,
+            overrides: vec![],
             variants: vec![v("baseline"), v("better"), v("broken")],
             runs,
             primary_metric: "accuracy".into(),

@@ -17,7 +17,7 @@
 use crate::cache::{Cache, KeyBuilder, hash_file};
 use crate::error::{Error, FailureKind, Result, ResultExt};
 use crate::inputs::InputRole;
-use crate::runfile::{Run, RunData};
+use crate::runfile::{Run, RunData, Sweep};
 use crate::variants;
 pub use crate::variants::{AblationConfig, Paths, Seeds, VariantConfig};
 use rayon::prelude::*;
@@ -36,8 +36,12 @@ pub struct Ablation;
 pub struct PlanOptions {
     /// Seeds per variant instead of the run file's (1 to 100).
     pub seeds: Option<u64>,
-    /// Only these variants (and the baseline).
+    /// Run only these variants (and the baseline). The plan still holds every variant, so the
+    /// report also shows the ones an earlier `whet ablate` into the same folder finished.
     pub only: Vec<String>,
+    /// Instead of the run file's variants: one variant per combination of these key paths'
+    /// values (`--sweep`).
+    pub sweeps: Vec<Sweep>,
 }
 
 /// One variant of a plan.
@@ -71,8 +75,16 @@ pub struct Plan {
     pub name: String,
     /// The run file, as the user named it.
     pub pipeline: PathBuf,
+    /// The run file's `description`.
+    pub description: Option<String>,
+    /// The command-line changes the plan was made with (`--set k=v`, `--sweep k=a,b`), as the
+    /// report lists them.
+    pub overrides: Vec<String>,
     /// The variants, baseline first.
     pub variants: Vec<PlannedVariant>,
+    /// The variants [`Plan::run`] runs (indices into `variants`, the baseline first): all of
+    /// them, or the baseline and those `--only` named.
+    pub selected: Vec<usize>,
     /// The seeds every variant runs with (so differences are paired).
     pub seeds: Vec<u64>,
     /// Every variant × seed.
@@ -81,6 +93,46 @@ pub struct Plan {
     pub metric: String,
     /// Whether a higher `metric` is better.
     pub higher_is_better: bool,
+}
+
+/// A plan as `whet ablate --dry-run` shows it ([`Plan::listing`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanListing {
+    /// The run file's name.
+    pub name: String,
+    /// The run file, as the user named it.
+    pub pipeline: String,
+    /// The command-line changes (`--set`, `--sweep`).
+    pub overrides: Vec<String>,
+    /// The metric verdicts are about.
+    pub metric: String,
+    /// Whether a higher `metric` is better.
+    pub higher_is_better: bool,
+    /// The seeds every variant runs with.
+    pub seeds: Vec<u64>,
+    /// Runs the ablation has (selected variants × seeds).
+    pub runs: usize,
+    /// Of those, how many the output folder already holds and would be reused.
+    pub reused: usize,
+    /// The output folder looked at for reusable runs.
+    pub out: Option<String>,
+    /// Every variant, the baseline first.
+    pub variants: Vec<ListedVariant>,
+}
+
+/// One variant of a [`PlanListing`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListedVariant {
+    /// Its name.
+    pub name: String,
+    /// What it changes.
+    pub description: String,
+    /// Whether this ablation runs it (`--only` leaves the others out).
+    pub selected: bool,
+    /// Its runs (one per seed; 0 when not selected).
+    pub runs: usize,
+    /// Of those, how many the output folder already holds.
+    pub reused: usize,
 }
 
 /// The result of one cell.
@@ -204,7 +256,26 @@ impl Ablation {
             }
             ab.seeds = Seeds::Count(n);
         }
-        let mut vs = variants::expand(&run.value, &ab).map_err(Error::Invalid)?;
+        let mut vs = if options.sweeps.is_empty() {
+            variants::expand(&run.value, &ab)
+        } else {
+            let sweeps: Vec<(String, Vec<serde_json::Value>)> = options
+                .sweeps
+                .iter()
+                .map(|s| (s.key().to_string(), s.values().to_vec()))
+                .collect();
+            variants::sweep(&run.value, &sweeps)
+        }
+        .map_err(Error::Invalid)?;
+        let mut overrides: Vec<String> = run
+            .overrides()
+            .iter()
+            .map(|o| format!("--set {o}"))
+            .collect();
+        if !overrides.is_empty() {
+            vs[0].description = format!("the run file with {}", overrides.join(", "));
+        }
+        overrides.extend(options.sweeps.iter().map(|s| format!("--sweep {s}")));
         for v in &vs {
             whet_core::names::check_component(&v.name)
                 .map_err(|e| Error::Invalid(crate::runfile::variant_name_message(&e)))?;
@@ -221,14 +292,27 @@ impl Ablation {
                 )));
             }
         }
-        if !options.only.is_empty() {
-            vs.retain(|v| v.name == "baseline" || options.only.contains(&v.name));
-        }
+        let selected: Vec<usize> = (0..vs.len())
+            .filter(|&i| i == 0 || options.only.is_empty() || options.only.contains(&vs[i].name))
+            .collect();
+        let sweeping = !options.sweeps.is_empty();
         let variants = vs
             .into_iter()
             .map(|v| {
+                let run = run.variant_of(&v.name, &v.value).map_err(|e| {
+                    if sweeping && v.name != "baseline" {
+                        Error::Invalid(format!(
+                            "--sweep variant `{}` ({}) is not a valid run file: {}",
+                            v.name,
+                            v.description,
+                            crate::error::chain_text(&e)
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
                 Ok(PlannedVariant {
-                    run: run.variant_of(&v.name, &v.value)?,
+                    run,
                     name: v.name,
                     description: v.description,
                 })
@@ -264,7 +348,10 @@ impl Ablation {
         Ok(Plan {
             name: run.name().to_string(),
             pipeline: run.path().to_path_buf(),
+            description: run.file().description.clone(),
+            overrides,
             variants,
+            selected,
             seeds,
             cells,
             metric,
@@ -341,6 +428,67 @@ impl Plan {
         Ok(())
     }
 
+    /// The record of cell `i` under `out` that a resumed ablation keeps instead of running the
+    /// cell again (see [`Plan::run_cell`]), if there is one.
+    fn kept_record(&self, i: usize, out: &Path) -> Option<RunRecord> {
+        let path = self.cell_dir(out, i).ok()?.join("record.json");
+        let stored: Stored = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+        stored.keeps(&self.cells[i].hash).then_some(stored.record)
+    }
+
+    /// The cells [`Plan::run`] runs: those of the [`Plan::selected`] variants.
+    pub fn selected_cells(&self) -> Vec<usize> {
+        self.cells
+            .iter()
+            .filter(|c| self.selected.contains(&c.variant))
+            .map(|c| c.index)
+            .collect()
+    }
+
+    /// What `whet ablate --dry-run` shows: every variant with its changes, how many runs it has
+    /// and how many of them `out` already holds (a resumed ablation keeps those; none when
+    /// `out` is `None` or `fresh`).
+    pub fn listing(&self, out: Option<&Path>, fresh: bool) -> PlanListing {
+        let kept = |i: usize| !fresh && out.is_some_and(|o| self.kept_record(i, o).is_some());
+        let variants: Vec<ListedVariant> = self
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(vi, v)| {
+                let cells: Vec<usize> = self
+                    .cells
+                    .iter()
+                    .filter(|c| c.variant == vi)
+                    .map(|c| c.index)
+                    .collect();
+                let selected = self.selected.contains(&vi);
+                ListedVariant {
+                    name: v.name.clone(),
+                    description: v.description.clone(),
+                    selected,
+                    runs: if selected { cells.len() } else { 0 },
+                    reused: if selected {
+                        cells.iter().filter(|&&i| kept(i)).count()
+                    } else {
+                        0
+                    },
+                }
+            })
+            .collect();
+        PlanListing {
+            name: self.name.clone(),
+            pipeline: self.pipeline.display().to_string(),
+            overrides: self.overrides.clone(),
+            metric: self.metric.clone(),
+            higher_is_better: self.higher_is_better,
+            seeds: self.seeds.clone(),
+            runs: variants.iter().map(|v| v.runs).sum(),
+            reused: variants.iter().map(|v| v.reused).sum(),
+            out: out.map(|o| o.display().to_string()),
+            variants,
+        }
+    }
+
     /// Runs cell `i` into its folder under `out`, unless its `record.json` holds the same hash
     /// and a result to keep (and `fresh` is false): a run that finished or diverged, or one that
     /// failed deterministically (bad data, invalid config); a failure of the environment (an I/O
@@ -357,15 +505,8 @@ impl Plan {
         v.run.check_output(&dir)?;
         let _lock = whet_core::lock::FolderLock::acquire(&dir)?;
         let record_path = dir.join("record.json");
-        if !fresh
-            && let Ok(text) = std::fs::read_to_string(&record_path)
-            && let Ok(stored) = serde_json::from_str::<Stored>(&text)
-            && stored.keeps(&cell.hash)
-        {
-            return Ok(CellResult {
-                record: stored.record,
-                kept: true,
-            });
+        if !fresh && let Some(record) = self.kept_record(i, out) {
+            return Ok(CellResult { record, kept: true });
         }
         let (record, failure) = match v.run.execute_locked(&dir, cell.seed, cache, &NoProgress) {
             Ok(o) => (o.record(), None),
@@ -399,8 +540,9 @@ impl Plan {
         })
     }
 
-    /// Locks `out`, runs every cell on the rayon pool (work inside a run shares the pool, so
-    /// nothing is oversubscribed), then [`Plan::collect`]s. `progress` advances once per cell.
+    /// Locks `out`, runs every cell of the [`Plan::selected`] variants on the rayon pool (work
+    /// inside a run shares the pool, so nothing is oversubscribed), then [`Plan::collect`]s.
+    /// `progress` advances once per cell.
     /// A cell that another process is running (its folder is locked) is left out of this
     /// report, with a note, and runs on the next resume if it has not finished by then.
     ///
@@ -417,19 +559,19 @@ impl Plan {
         self.check_output(out)?;
         let _lock = whet_core::lock::FolderLock::acquire(out)?;
         whet_core::outputs::mark(out)?;
+        let todo = self.selected_cells();
         progress.begin(
             &format!(
                 "{} variants × {} seeds",
-                self.variants.len(),
+                self.selected.len(),
                 self.seeds.len()
             ),
-            Some(self.cells.len() as u64),
+            Some(todo.len() as u64),
         );
         let kept = AtomicUsize::new(0);
         let busy = AtomicUsize::new(0);
-        (0..self.cells.len())
-            .into_par_iter()
-            .map(|i| -> Result<()> {
+        todo.par_iter()
+            .map(|&i| -> Result<()> {
                 let r = match self.run_cell(i, out, cache, fresh) {
                     Ok(r) => r,
                     Err(Error::Lock(whet_core::lock::LockError::Held { folder, pid })) => {
@@ -460,20 +602,23 @@ impl Plan {
         progress.end();
         let kept = kept.load(Ordering::Relaxed);
         let mut notes = vec![];
-        notes.extend(reuse_note(kept, self.cells.len()));
+        notes.extend(reuse_note(kept, todo.len()));
         let busy = busy.load(Ordering::Relaxed);
         if busy > 0 {
             notes.push(format!(
                 "{busy} of {} runs were being run by another process and are left out; run the ablation again to include them.",
-                self.cells.len()
+                todo.len()
             ));
         }
         self.collect_locked(out, notes)
     }
 
     /// Builds `report.md`, `ablation.csv`, `ablation.json` and the charts in `out` from the
-    /// cells' records; `notes` are added to the report. Cells without a record are left out
-    /// and listed in [`AblationReport::missing`].
+    /// cells' records; `notes` are added to the report. Cells without a record (for the
+    /// current hash) are left out and listed in [`AblationReport::missing`]; a variant with no
+    /// record at all is left out of the report, which names it. So the report of a
+    /// `whet ablate --only x` into a folder where other variants finished earlier shows them
+    /// all.
     ///
     /// `out` is locked while the report is written (see [`Plan::run`]).
     ///
@@ -521,13 +666,30 @@ impl Plan {
             ));
         }
         all_notes.extend(notes);
+        // The baseline always stays: the report's first variant and what deltas are against.
+        let (shown, absent): (Vec<(usize, &PlannedVariant)>, Vec<_>) = self
+            .variants
+            .iter()
+            .enumerate()
+            .partition(|(i, v)| *i == 0 || runs.iter().any(|r| r.variant == v.name));
+        if !absent.is_empty() {
+            let names: Vec<String> = absent
+                .iter()
+                .map(|(_, v)| format!("`{}`", v.name))
+                .collect();
+            all_notes.push(format!(
+                "Not in this report: {} (no finished run with the current run file, seeds and inputs); `whet ablate` without `--only` runs them.",
+                names.join(", ")
+            ));
+        }
         let input = AblationInput {
             title: self.name.clone(),
             pipeline: self.pipeline.display().to_string(),
-            variants: self
-                .variants
+            description: self.description.clone(),
+            overrides: self.overrides.clone(),
+            variants: shown
                 .iter()
-                .map(|v| VariantInfo {
+                .map(|(_, v)| VariantInfo {
                     name: v.name.clone(),
                     description: v.description.clone(),
                 })

@@ -55,8 +55,8 @@ mod variants;
 mod yaml;
 
 pub use ablation::{
-    Ablation, AblationConfig, AblationReport, Cell, CellResult, Plan, PlanOptions, PlannedVariant,
-    Seeds, VariantConfig,
+    Ablation, AblationConfig, AblationReport, Cell, CellResult, ListedVariant, Plan, PlanListing,
+    PlanOptions, PlannedVariant, Seeds, VariantConfig,
 };
 pub use cache::Cache;
 pub use error::{Error, FailureKind, Result, chain_text};
@@ -76,7 +76,8 @@ pub use prepare::{
     image_arrays,
 };
 pub use runfile::{
-    DataConfig, Override, PretrainConfig, Run, RunData, RunFile, reference_markdown, schema_json,
+    DataConfig, Override, PretrainConfig, Run, RunData, RunFile, Sweep, reference_markdown,
+    schema_json,
 };
 pub use whet_report::RunStatus;
 /// The weight layout of an exported safetensors file ([`export_model`]).

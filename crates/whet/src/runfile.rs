@@ -457,6 +457,86 @@ impl Override {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// The value it sets.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// `key.path=value`, the value in compact form (`train.epochs=5`,
+/// `train.optimizer={"adam":{"lr":0.01}}`): how reports show the overrides a run was made with.
+impl std::fmt::Display for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={}",
+            self.key,
+            crate::variants::fmt_value(&self.value)
+        )
+    }
+}
+
+/// One `--sweep key.path=a,b,c` of `whet ablate`: a key path and the values it takes, one
+/// variant per value (several sweeps make a grid). The values are YAML, read as the items of a
+/// flow list (`0.1,0.01`, `adam,sgd`, `[64],[128,64]`, `{rate: 0.1},{rate: 0.2}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    key: String,
+    values: Vec<Value>,
+}
+
+impl Sweep {
+    /// Parses `key.path=a,b,c`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when there is no `=`, the values are not a YAML list, or there are
+    /// none.
+    pub fn parse(s: &str) -> Result<Sweep> {
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            Error::Invalid(format!(
+                "`--sweep {s}`: expected KEY.PATH=A,B,C, e.g. train.optimizer.adam.lr=0.1,0.01"
+            ))
+        })?;
+        let key = k.trim();
+        if key.is_empty() {
+            return Err(Error::Invalid(format!(
+                "`--sweep {s}`: the key path before `=` is empty"
+            )));
+        }
+        let values: Vec<Value> = serde_saphyr::from_str(&format!("[{v}]")).map_err(|e| {
+            Error::Invalid(format!(
+                "`--sweep {s}`: the values are not a comma-separated YAML list: {e}"
+            ))
+        })?;
+        if values.is_empty() {
+            return Err(Error::Invalid(format!(
+                "`--sweep {s}`: no values after `=`; give at least one (KEY.PATH=A,B,C)"
+            )));
+        }
+        Ok(Sweep {
+            key: key.to_string(),
+            values,
+        })
+    }
+
+    /// The key path it varies.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The values it takes, in the order given.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+}
+
+/// `key.path=a,b,c`, as given on the command line.
+impl std::fmt::Display for Sweep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let values: Vec<String> = self.values.iter().map(crate::variants::fmt_value).collect();
+        write!(f, "{}={}", self.key, values.join(","))
+    }
 }
 
 /// A run's data, by kind: what [`RunFile::data`] says once validated.

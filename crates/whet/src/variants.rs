@@ -408,7 +408,8 @@ pub fn set_path(root: &mut Value, path: &str, value: &Value) -> Result<(), Strin
     Ok(())
 }
 
-fn fmt_value(v: &Value) -> String {
+/// A value as a variant's name or description shows it: strings bare, the rest as compact JSON.
+pub(crate) fn fmt_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -418,6 +419,108 @@ fn fmt_value(v: &Value) -> String {
 /// Most variants an ablation may have (grids multiplied out, leave-one-out items counted),
 /// not counting the baseline.
 pub const MAX_VARIANTS: usize = 10_000;
+
+/// Every combination of one value per axis (`path`, values), the first axis varying slowest;
+/// one empty combination when there is no axis.
+fn combinations<'a>(
+    axes: impl Iterator<Item = (&'a str, &'a [Value])>,
+) -> Vec<Vec<(String, Value)>> {
+    let mut combos = vec![vec![]];
+    for (path, values) in axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c: Vec<(String, Value)>| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((path.to_string(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+/// The run file's value without its `ablation` section: the baseline every variant edits.
+fn baseline_of(base: &Value) -> Value {
+    let mut baseline = base.clone();
+    if let Value::Object(m) = &mut baseline {
+        m.remove("ablation");
+    }
+    baseline
+}
+
+/// The variants of `whet ablate --sweep`: the baseline, then one variant per combination of the
+/// sweeps' values (a grid; the first sweep varies slowest), named `leaf=value,leaf=value` after
+/// the last segment of each key path (the whole path when two sweeps end alike). A combination
+/// that leaves the run file as it is says so in its description (`(the baseline's value)`): it
+/// still runs, as a check of run-to-run agreement.
+///
+/// # Errors
+/// No sweep, a key path given twice or not valid, a value that cannot be set there, or more
+/// than [`MAX_VARIANTS`] combinations.
+pub fn sweep(base: &Value, sweeps: &[(String, Vec<Value>)]) -> Result<Vec<Variant>, String> {
+    if sweeps.is_empty() {
+        return Err("no --sweep given".into());
+    }
+    let mut n = 1u64;
+    for (i, (key, values)) in sweeps.iter().enumerate() {
+        parse_path(key).map_err(|e| format!("--sweep {key}: {e}"))?;
+        if sweeps[..i].iter().any(|(k, _)| k == key) {
+            return Err(format!(
+                "--sweep {key} is given twice; give all its values in one --sweep ({key}=A,B,C)"
+            ));
+        }
+        if values.is_empty() {
+            return Err(format!("--sweep {key} has no values"));
+        }
+        n = n.saturating_mul(values.len() as u64);
+    }
+    if n > MAX_VARIANTS as u64 {
+        let sizes: Vec<String> = sweeps.iter().map(|(_, v)| v.len().to_string()).collect();
+        return Err(format!(
+            "the sweeps make {} = {n} variants, more than the limit of {MAX_VARIANTS}; give fewer values",
+            sizes.join(" x ")
+        ));
+    }
+    let leaf = |p: &str| p.rsplit('.').next().unwrap_or(p).to_string();
+    let label = |p: &str| {
+        if sweeps.iter().filter(|(k, _)| leaf(k) == leaf(p)).count() > 1 {
+            p.to_string()
+        } else {
+            leaf(p)
+        }
+    };
+    let baseline = baseline_of(base);
+    let mut out = vec![Variant {
+        name: "baseline".into(),
+        description: "the run file as written".into(),
+        value: baseline.clone(),
+        origin: String::new(),
+    }];
+    let combos = combinations(sweeps.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    for combo in combos {
+        let mut value = baseline.clone();
+        let mut name = Vec::new();
+        let mut desc = Vec::new();
+        for (p, v) in &combo {
+            set_path(&mut value, p, v).map_err(|e| format!("--sweep {p}: {e}"))?;
+            name.push(format!("{}={}", label(p), fmt_value(v)));
+            desc.push(format!("{p} = {}", fmt_value(v)));
+        }
+        let mut description = desc.join("; ");
+        if value == baseline {
+            description.push_str(" (the baseline's value)");
+        }
+        out.push(Variant {
+            name: name.join(","),
+            description,
+            value,
+            origin: String::new(),
+        });
+    }
+    Ok(out)
+}
 
 /// Expands the ablation section of `base` into concrete variants, baseline first.
 ///
@@ -445,10 +548,7 @@ pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String>
             ));
         }
     }
-    let mut baseline = base.clone();
-    if let Value::Object(m) = &mut baseline {
-        m.remove("ablation");
-    }
+    let baseline = baseline_of(base);
     let mut out = vec![Variant {
         name: "baseline".into(),
         description: "the run file as written".into(),
@@ -457,27 +557,10 @@ pub fn expand(base: &Value, ab: &AblationConfig) -> Result<Vec<Variant>, String>
     }];
     for (vi, vc) in ab.variants.iter().enumerate() {
         let ctx = |e: String| format!("ablation.variants[{vi}] (`{}`): {e}", vc.name);
-        let combos: Vec<Vec<(String, Value)>> = if vc.grid.is_empty() {
-            vec![vec![]]
-        } else {
-            let mut combos = vec![vec![]];
-            for (path, values) in &vc.grid {
-                if values.is_empty() {
-                    return Err(ctx(format!("grid `{path}` has no values")));
-                }
-                combos = combos
-                    .into_iter()
-                    .flat_map(|c: Vec<(String, Value)>| {
-                        values.iter().map(move |v| {
-                            let mut c = c.clone();
-                            c.push((path.clone(), v.clone()));
-                            c
-                        })
-                    })
-                    .collect();
-            }
-            combos
-        };
+        if let Some((path, _)) = vc.grid.iter().find(|(_, v)| v.is_empty()) {
+            return Err(ctx(format!("grid `{path}` has no values")));
+        }
+        let combos = combinations(vc.grid.iter().map(|(p, v)| (p.as_str(), v.as_slice())));
         for combo in combos {
             let mut value = baseline.clone();
             let mut desc = Vec::new();
@@ -701,6 +784,89 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("unique"), "{e}");
+    }
+
+    #[test]
+    fn sweeps_make_a_grid_named_by_leaf() {
+        let lr = "train.optimizer.adam.lr".to_string();
+        let std = "augment.ops.gaussian_noise.std".to_string();
+        let vs = sweep(
+            &base(),
+            &[
+                (lr.clone(), vec![json!(0.1), json!(0.01)]),
+                (std.clone(), vec![json!(0.1), json!(0.3)]),
+            ],
+        )
+        .unwrap();
+        let names: Vec<_> = vs.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "baseline",
+                "lr=0.1,std=0.1",
+                "lr=0.1,std=0.3",
+                "lr=0.01,std=0.1",
+                "lr=0.01,std=0.3"
+            ]
+        );
+        assert_eq!(vs[4].value["train"]["optimizer"]["adam"]["lr"], json!(0.01));
+        assert_eq!(
+            vs[4].value["augment"]["ops"][2]["gaussian_noise"]["std"],
+            json!(0.3)
+        );
+        assert!(vs.iter().all(|v| v.value.get("ablation").is_none()));
+        // Only a combination that changes nothing says it is the baseline's value.
+        assert!(
+            !vs[1].description.contains("baseline"),
+            "{}",
+            vs[1].description
+        );
+        let same = sweep(&base(), &[(std.clone(), vec![json!(0.1), json!(0.2)])]).unwrap();
+        assert_eq!(
+            same[1].description,
+            "augment.ops.gaussian_noise.std = 0.1 (the baseline's value)"
+        );
+        assert_eq!(same[2].description, "augment.ops.gaussian_noise.std = 0.2");
+        // Two keys ending alike are named by their whole path.
+        let vs = sweep(
+            &base(),
+            &[
+                ("a.std".to_string(), vec![json!(1)]),
+                ("b.std".to_string(), vec![json!(2)]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(vs[1].name, "a.std=1,b.std=2");
+    }
+
+    #[test]
+    fn bad_sweeps_say_why() {
+        let e = sweep(
+            &base(),
+            &[
+                ("seed".to_string(), vec![json!(1)]),
+                ("seed".to_string(), vec![json!(2)]),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
+        let e = sweep(&base(), &[("a..b".to_string(), vec![json!(1)])]).unwrap_err();
+        assert!(
+            e.contains("--sweep a..b") && e.contains("empty segment"),
+            "{e}"
+        );
+        let e = sweep(&base(), &[("seed.x".to_string(), vec![json!(1)])]).unwrap_err();
+        assert!(
+            e.contains("--sweep seed.x") && e.contains("a number"),
+            "{e}"
+        );
+        let many: Vec<Value> = (0..101).map(|i| json!(i)).collect();
+        let e = sweep(
+            &base(),
+            &[("a".to_string(), many.clone()), ("b".to_string(), many)],
+        )
+        .unwrap_err();
+        assert!(e.contains("101 x 101 = 10201"), "{e}");
     }
 
     #[test]

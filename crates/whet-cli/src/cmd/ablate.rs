@@ -87,6 +87,83 @@ pub fn ablate(
     Ok(())
 }
 
+/// `whet ablate --dry-run`: the plan's variants, their changes and runs; nothing runs.
+///
+/// # Errors
+/// Bad input (exit 2).
+pub fn dry_run(
+    cli: &Cli,
+    pipeline: &Path,
+    out: Option<&Path>,
+    options: &PlanOptions,
+    fresh: bool,
+) -> Result<()> {
+    let run = super::load(cli, pipeline)?;
+    let plan = Ablation::plan(&run, options)?;
+    let out = out.map_or_else(
+        || super::run::default_out(run.name(), "-ablation"),
+        Path::to_path_buf,
+    );
+    let listing = plan.listing(Some(&out), fresh);
+    if cli.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&listing)?)?;
+    } else {
+        crate::out!("{}", listing_text(&listing))?;
+    }
+    Ok(())
+}
+
+/// The dry run's text: one line per variant (name, runs, changes), then the totals.
+pub fn listing_text(l: &whet::PlanListing) -> String {
+    let width = l
+        .variants
+        .iter()
+        .map(|v| v.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let mut out = format!("{} ({})\n", l.name, l.pipeline);
+    for o in &l.overrides {
+        out.push_str(&format!("  {o}\n"));
+    }
+    out.push_str(&format!("{:<width$}  {:>4}  changes\n", "variant", "runs"));
+    for v in &l.variants {
+        let runs = if v.selected {
+            v.runs.to_string()
+        } else {
+            "-".into()
+        };
+        let mut change = v.description.clone();
+        if !v.selected {
+            change.push_str(" (not selected by --only)");
+        } else if v.reused > 0 {
+            change.push_str(&format!(" ({} already done)", v.reused));
+        }
+        out.push_str(&format!("{:<width$}  {runs:>4}  {change}\n", v.name));
+    }
+    let selected = l.variants.iter().filter(|v| v.selected).count();
+    out.push_str(&format!(
+        "{selected} variants × {} seeds = {} runs; metric: {} ({} is better)\n",
+        l.seeds.len(),
+        l.runs,
+        l.metric,
+        if l.higher_is_better {
+            "higher"
+        } else {
+            "lower"
+        }
+    ));
+    if l.reused > 0 {
+        out.push_str(&format!(
+            "{} of them are already in {} and would be reused ({} to run)\n",
+            l.reused,
+            l.out.as_deref().unwrap_or("the output folder"),
+            l.runs - l.reused
+        ));
+    }
+    out
+}
+
 fn fmt_metric(metric: &str, v: Option<f64>) -> String {
     match v {
         None => "-".into(),

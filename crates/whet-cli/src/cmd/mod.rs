@@ -39,21 +39,34 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             out,
             seeds,
             only,
+            sweep,
+            dry_run,
             fresh,
             no_cache,
             mlflow,
-        } => ablate::ablate(
-            cli,
-            pipeline,
-            out.as_deref(),
-            &whet::PlanOptions {
+        } => {
+            let options = whet::PlanOptions {
                 seeds: *seeds,
                 only: only.clone(),
-            },
-            *fresh,
-            !*no_cache,
-            mlflow.as_deref(),
-        ),
+                sweeps: sweep
+                    .iter()
+                    .map(|s| whet::Sweep::parse(s))
+                    .collect::<whet::Result<_>>()?,
+            };
+            if *dry_run {
+                ablate::dry_run(cli, pipeline, out.as_deref(), &options, *fresh)
+            } else {
+                ablate::ablate(
+                    cli,
+                    pipeline,
+                    out.as_deref(),
+                    &options,
+                    *fresh,
+                    !*no_cache,
+                    mlflow.as_deref(),
+                )
+            }
+        }
         Command::Export {
             pipeline,
             out,

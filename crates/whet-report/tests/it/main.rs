@@ -82,6 +82,8 @@ fn input() -> AblationInput {
     AblationInput {
         title: "MNIST ablation".into(),
         pipeline: "pipelines/mnist-ablation.yaml".into(),
+        description: None,
+        overrides: vec![],
         variants: vec![
             v("baseline", ""),
             v("no-elastic", "drop augment.ops.elastic"),
