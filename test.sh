@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The tests, with what they need: a Python venv with MLflow for the tracking tests, then
+# The tests, with what they need: a Python venv with MLflow for the tracking tests, Slurm for
+# the cluster test (tests/slurm/cluster.sh install: apt-get, as root), then
 # `cargo test --workspace` (extra arguments are passed on: `./test.sh -p whet --lib`).
 #
 # The venv lives in .venv-test/ (ignored by git; WHET_TEST_VENV moves it) and is made once:
@@ -58,5 +59,17 @@ setup_mlflow() {
 if setup_mlflow; then
     WHET_TEST_MLFLOW="$(cd "$VENV/bin" && pwd)/mlflow"
     export WHET_TEST_MLFLOW
+fi
+
+# The Slurm test starts its own single-node cluster with tests/slurm/cluster.sh (root; Debian's
+# slurm-wlm and munge, installed here when missing).
+if tests/slurm/cluster.sh install; then
+    WHET_TEST_SLURM="$(pwd)/tests/slurm/cluster.sh"
+    export WHET_TEST_SLURM
+elif [ "${CI:-}" = "true" ]; then
+    echo "test.sh: Slurm could not be installed (see above); under CI=true its test must run" >&2
+    exit 1
+else
+    echo "test.sh: Slurm could not be installed; the Slurm test will be skipped" >&2
 fi
 exec cargo test --workspace "$@"

@@ -155,7 +155,9 @@ pub enum Command {
         after_help = "Writes OUT/report.md, OUT/ablation.csv, OUT/ablation.json, charts, and OUT/runs/<variant>/seed-<n>/.\nAn interrupted ablation resumes: finished runs are kept unless --fresh.\nExamples:\n  whet ablate pipelines/mnist-ablation.yaml --seeds 5\n  whet ablate pipelines/mnist-ablation.yaml --sweep train.optimizer.adam.lr=0.003,0.001 --dry-run"
     )]
     Ablate {
-        /// The YAML run file (with an `ablation` section, or only `leave_one_out` by default).
+        /// The YAML run file (with an `ablation` section, or only `leave_one_out` by default),
+        /// or an ablation's output folder (with its `plan.json`) for `--cell`, `--collect` or
+        /// to resume it.
         pipeline: PathBuf,
         /// Output folder (default: runs/NAME-ablation).
         #[arg(long, short)]
@@ -176,6 +178,47 @@ pub enum Command {
         /// trained or written). With --json, as JSON.
         #[arg(long)]
         dry_run: bool,
+        /// Only write OUT/plan.json (every cell with its hash, and the commands that run them),
+        /// after any pretraining; run the cells with `whet ablate OUT --cell I`.
+        #[arg(long, conflicts_with_all = ["dry_run", "cell", "collect"])]
+        plan: bool,
+        /// Run cell I of the plan in the folder PIPELINE (0-based). Without --cell, a plan
+        /// folder's cell comes from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX when one is
+        /// set; otherwise every cell not yet finished runs. A cell whose run file or inputs
+        /// changed since planning refuses to run.
+        #[arg(long, value_name = "I", conflicts_with = "collect")]
+        cell: Option<usize>,
+        /// Build the report of the plan in the folder PIPELINE from its finished cells; cells
+        /// without a result are listed with the command that runs them.
+        #[arg(long)]
+        collect: bool,
+        /// Worker processes (each with --threads / N threads); results equal --jobs 1.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// Write OUT/k8s-job.yaml, a Kubernetes Indexed Job that runs every cell (and
+        /// OUT/plan.json), instead of running: `kubectl apply -f OUT/k8s-job.yaml`, then
+        /// `whet ablate OUT --collect`. Needs `--k8s image=… --k8s claim=…`.
+        #[arg(long, value_name = "TARGET", value_parser = ["k8s"])]
+        emit: Option<String>,
+        /// Kubernetes job settings, KEY=VALUE (repeatable): image (required), claim (the
+        /// PersistentVolumeClaim with the output folder; required), mount (where it is mounted;
+        /// default: the output folder's parent), parallelism (default 4), cpus (default 1),
+        /// memory (default 4Gi), name (default: whet-<run name>), retries (default 2).
+        #[arg(long = "k8s", value_name = "KEY=VALUE")]
+        k8s: Vec<String>,
+        /// Run the cells elsewhere: `slurm` submits them as one job array (`sbatch --array`),
+        /// waits for it (squeue), then collects; failed tasks are listed with their Slurm state
+        /// and log. With a plan folder as PIPELINE, submits the cells without a result.
+        #[arg(long, value_name = "LAUNCHER", value_parser = ["slurm"], conflicts_with_all = ["plan", "dry_run", "cell", "collect", "emit"])]
+        launcher: Option<String>,
+        /// Slurm settings, KEY=VALUE (repeatable): partition, time (per cell, e.g. 01:00:00),
+        /// cpus (per cell, default 1; also its --threads), mem (e.g. 4G), parallel (tasks at
+        /// once), account.
+        #[arg(long = "slurm", value_name = "KEY=VALUE")]
+        slurm: Vec<String>,
+        /// With --launcher slurm: return after submitting; `whet ablate OUT --collect` later.
+        #[arg(long)]
+        no_wait: bool,
         /// Ignore finished runs from an earlier, interrupted ablation.
         #[arg(long)]
         fresh: bool,

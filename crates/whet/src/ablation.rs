@@ -85,6 +85,8 @@ pub struct Plan {
     /// The variants [`Plan::run`] runs (indices into `variants`, the baseline first): all of
     /// them, or the baseline and those `--only` named.
     pub selected: Vec<usize>,
+    /// The options the plan was made with.
+    pub options: PlanOptions,
     /// The seeds every variant runs with (so differences are paired).
     pub seeds: Vec<u64>,
     /// Every variant × seed.
@@ -352,6 +354,7 @@ impl Ablation {
             overrides,
             variants,
             selected,
+            options: options.clone(),
             seeds,
             cells,
             metric,
@@ -362,7 +365,7 @@ impl Ablation {
 
 impl Plan {
     /// The progress event of a finished cell: its status and the plan's metric.
-    fn cell_line(&self, r: &CellResult) -> whet_core::RunLine {
+    pub(crate) fn cell_line(&self, r: &CellResult) -> whet_core::RunLine {
         let rec = &r.record;
         whet_core::RunLine {
             name: self.name.clone(),
@@ -430,7 +433,7 @@ impl Plan {
 
     /// The record of cell `i` under `out` that a resumed ablation keeps instead of running the
     /// cell again (see [`Plan::run_cell`]), if there is one.
-    fn kept_record(&self, i: usize, out: &Path) -> Option<RunRecord> {
+    pub(crate) fn kept_record(&self, i: usize, out: &Path) -> Option<RunRecord> {
         let path = self.cell_dir(out, i).ok()?.join("record.json");
         let stored: Stored = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
         stored.keeps(&self.cells[i].hash).then_some(stored.record)
@@ -559,6 +562,7 @@ impl Plan {
         self.check_output(out)?;
         let _lock = whet_core::lock::FolderLock::acquire(out)?;
         whet_core::outputs::mark(out)?;
+        self.save_locked(out)?;
         let todo = self.selected_cells();
         progress.begin(
             &format!(
@@ -631,7 +635,7 @@ impl Plan {
     }
 
     /// [`Plan::collect`] into `out`, which the caller has locked.
-    fn collect_locked(&self, out: &Path, notes: Vec<String>) -> Result<AblationReport> {
+    pub(crate) fn collect_locked(&self, out: &Path, notes: Vec<String>) -> Result<AblationReport> {
         let mut runs = Vec::new();
         let mut missing = Vec::new();
         for c in &self.cells {
@@ -712,7 +716,7 @@ impl Plan {
 /// The report's note on runs reused from an earlier ablation (same run file, seed and inputs).
 /// It does not say "interrupted": runs are also reused when the earlier ablation finished (a
 /// rerun, or one with variants added).
-fn reuse_note(kept: usize, total: usize) -> Option<String> {
+pub(crate) fn reuse_note(kept: usize, total: usize) -> Option<String> {
     match kept {
         0 => None,
         k if k == total => Some(format!(

@@ -300,6 +300,11 @@ impl Cache {
     /// miss.
     pub(crate) fn get(&self, stage: &str, key: &str, progress: &dyn Progress) -> Option<Bundle> {
         let p = self.path(stage, key)?;
+        if let Some(dir) = &self.dir {
+            // Also on a hit: a writer killed after its entry was in place may have left others'
+            // temporary files, and a run that only reads would otherwise never remove them.
+            whet_core::fsx::remove_dead_temps(dir);
+        }
         let bytes = match std::fs::read(&p) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,

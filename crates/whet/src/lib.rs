@@ -38,6 +38,7 @@
 
 pub mod ablation;
 mod cache;
+pub mod cluster;
 mod compose;
 mod datacheck;
 mod error;
@@ -50,6 +51,7 @@ mod predict;
 mod prepare;
 mod reference;
 mod runfile;
+pub mod slurm;
 pub mod track;
 mod variants;
 mod yaml;
@@ -59,6 +61,7 @@ pub use ablation::{
     PlanOptions, PlannedVariant, Seeds, VariantConfig,
 };
 pub use cache::Cache;
+pub use cluster::{KubernetesOptions, PLAN_FILE, PlanFile, StoredPlan};
 pub use error::{Error, FailureKind, Result, chain_text};
 pub use execute::{ClassBreakdown, EvaluatedOn, METRICS_DVC_JSON, Metrics, RunOutcome};
 pub use export::{ExportFormat, ExportOptions, ExportReport};

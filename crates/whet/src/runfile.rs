@@ -431,6 +431,8 @@ impl RunFile {
 pub struct Override {
     key: String,
     value: Value,
+    /// As given, for reports and plan files.
+    text: String,
 }
 
 impl Override {
@@ -450,6 +452,7 @@ impl Override {
         Ok(Override {
             key: k.trim().to_string(),
             value,
+            text: s.trim().to_string(),
         })
     }
 
@@ -464,16 +467,11 @@ impl Override {
     }
 }
 
-/// `key.path=value`, the value in compact form (`train.epochs=5`,
-/// `train.optimizer={"adam":{"lr":0.01}}`): how reports show the overrides a run was made with.
+/// `key.path=value` as given (`train.epochs=5`): how reports and plan files show the overrides
+/// a run was made with ([`Override::parse`] reads it back).
 impl std::fmt::Display for Override {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}={}",
-            self.key,
-            crate::variants::fmt_value(&self.value)
-        )
+        f.write_str(&self.text)
     }
 }
 
@@ -484,6 +482,8 @@ impl std::fmt::Display for Override {
 pub struct Sweep {
     key: String,
     values: Vec<Value>,
+    /// As given, for reports and plan files.
+    text: String,
 }
 
 impl Sweep {
@@ -517,6 +517,7 @@ impl Sweep {
         Ok(Sweep {
             key: key.to_string(),
             values,
+            text: s.trim().to_string(),
         })
     }
 
@@ -531,11 +532,10 @@ impl Sweep {
     }
 }
 
-/// `key.path=a,b,c`, as given on the command line.
+/// `key.path=a,b,c`, as given on the command line ([`Sweep::parse`] reads it back).
 impl std::fmt::Display for Sweep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let values: Vec<String> = self.values.iter().map(crate::variants::fmt_value).collect();
-        write!(f, "{}={}", self.key, values.join(","))
+        f.write_str(&self.text)
     }
 }
 

@@ -19,10 +19,14 @@ pub fn ablate(
     pipeline: &Path,
     out: Option<&Path>,
     options: &PlanOptions,
-    fresh: bool,
-    use_cache: bool,
+    local: &Local,
     mlflow: Option<&str>,
 ) -> Result<()> {
+    let Local {
+        jobs,
+        fresh,
+        use_cache,
+    } = *local;
     let run = super::load(cli, pipeline)?;
     let target = whet::track::MlflowTarget::resolve(&run, mlflow)?;
     let plan = Ablation::plan(&run, options)?;
@@ -44,7 +48,12 @@ pub fn ablate(
             }
         },
     );
-    let result = plan.run(&out, &cache, fresh, &bars);
+    let result = if jobs > 1 {
+        let worker = worker_command(cli, &out, jobs, fresh, use_cache)?;
+        plan.run_workers(&out, jobs, fresh, &worker, &bars)
+    } else {
+        plan.run(&out, &cache, fresh, &bars)
+    };
     let tracked = tracked.and_then(|r| {
         let url = r.url();
         match r.finish_ablation(&plan, &out, result.as_ref()) {
@@ -59,12 +68,26 @@ pub fn ablate(
         }
     });
     let report = result?;
+    print_report(cli, &out, &report, tracked.as_deref(), &bars)
+}
+
+/// Prints an ablation's table (or `ablation.json` with --json) and its failed runs.
+///
+/// # Errors
+/// Exit 1 when every run failed or diverged.
+fn print_report(
+    cli: &Cli,
+    out: &Path,
+    report: &whet::AblationReport,
+    tracked: Option<&str>,
+    bars: &Bars,
+) -> Result<()> {
     if cli.json {
         crate::outln!("{}", std::fs::read_to_string(out.join("ablation.json"))?)?;
     } else {
         crate::out!("{}", summary_table(&report.input, &report.summary.variants))?;
         crate::outln!("report: {}", out.join("report.md").display())?;
-        if let Some(url) = &tracked {
+        if let Some(url) = tracked {
             crate::outln!("mlflow run: {url}")?;
         }
     }
@@ -85,6 +108,344 @@ pub fn ablate(
         .into());
     }
     Ok(())
+}
+
+/// How `whet ablate` runs the cells on this machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Local {
+    /// Worker processes (1: in this process, on the thread pool).
+    pub jobs: usize,
+    /// Ignore finished cells.
+    pub fresh: bool,
+    /// Use the stage cache.
+    pub use_cache: bool,
+}
+
+/// What `whet ablate DIR` does with the plan in DIR.
+#[derive(Debug, Clone, Copy)]
+pub struct FolderAction {
+    /// Run this cell (else from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX, else every cell).
+    pub cell: Option<usize>,
+    /// Only build the report.
+    pub collect: bool,
+    /// Worker processes when every cell runs.
+    pub jobs: usize,
+    /// Ignore finished cells.
+    pub fresh: bool,
+    /// Use the stage cache.
+    pub use_cache: bool,
+}
+
+/// The environment variables a cluster's array task gets its index from.
+const INDEX_VARS: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"];
+
+/// The worker command for `--jobs N`: this binary, `--threads` its share, `ablate OUT --cell I`.
+fn worker_command(
+    cli: &Cli,
+    out: &Path,
+    jobs: usize,
+    fresh: bool,
+    use_cache: bool,
+) -> Result<impl Fn(usize) -> std::process::Command + Sync + use<>> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find the whet binary to start workers: {e}"))?;
+    let total = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = (total / jobs).max(1);
+    let out = out.to_path_buf();
+    Ok(move |i: usize| {
+        let mut c = std::process::Command::new(&exe);
+        c.arg("--quiet")
+            .args(["--threads", &threads.to_string()])
+            .arg("ablate")
+            .arg(&out)
+            .args(["--cell", &i.to_string()]);
+        if fresh {
+            c.arg("--fresh");
+        }
+        if !use_cache {
+            c.arg("--no-cache");
+        }
+        // The worker must not take the index of an array task this process runs in.
+        for v in INDEX_VARS {
+            c.env_remove(v);
+        }
+        c
+    })
+}
+
+/// `whet ablate PIPELINE --plan` / `--emit k8s`: pretrain what the variants need, then write
+/// OUT/plan.json (and OUT/k8s-job.yaml).
+///
+/// # Errors
+/// Bad input (exit 2).
+pub fn plan_only(
+    cli: &Cli,
+    pipeline: &Path,
+    out: Option<&Path>,
+    options: &PlanOptions,
+    use_cache: bool,
+    k8s: &[String],
+    emit_k8s: bool,
+) -> Result<()> {
+    let run = super::load(cli, pipeline)?;
+    let out = out.map_or_else(
+        || super::run::default_out(run.name(), "-ablation"),
+        Path::to_path_buf,
+    );
+    let first = Ablation::plan(&run, options)?;
+    first.check_output(&out)?;
+    let k8s_options = if emit_k8s {
+        let o = k8s_options(run.name(), &out, k8s)?;
+        // Refuse bad settings before any pretraining or file.
+        first.kubernetes_job(&out, &o)?;
+        Some(o)
+    } else {
+        None
+    };
+    // Cells hash the pretrained checkpoints' content: plan once they exist.
+    first.ensure_pretrained(
+        &Cache::new(use_cache),
+        &Bars::for_cli(cli).with_prefix("pretrain"),
+    )?;
+    let plan = Ablation::plan(&run, options)?;
+    let path = plan.save(&out)?;
+    let selected = plan.selected_cells().len();
+    if let Some(o) = &k8s_options {
+        let manifest = plan.kubernetes_job(&out, o)?;
+        let file = out.join("k8s-job.yaml");
+        whet::core::fsx::atomic_write(&file, manifest.as_bytes())?;
+        crate::outln!("{} cells; plan: {}", selected, path.display())?;
+        crate::outln!("kubernetes job: {}", file.display())?;
+        crate::outln!("run:     kubectl apply -f {}", file.display())?;
+    } else {
+        let file = whet::StoredPlan::load(&out)?.file;
+        crate::outln!(
+            "{} cells of {} ({} runs selected); plan: {}",
+            plan.cells.len(),
+            plan.name,
+            selected,
+            path.display()
+        )?;
+        crate::outln!(
+            "run one: {}   (I = 0 to {})",
+            file.commands.cell,
+            plan.cells.len() - 1
+        )?;
+    }
+    crate::outln!(
+        "then:    whet ablate {} --collect",
+        whet::cluster::shell_word(&out.display().to_string())
+    )?;
+    Ok(())
+}
+
+/// The `--k8s KEY=VALUE` settings.
+fn k8s_options(name: &str, out: &Path, kv: &[String]) -> Result<whet::KubernetesOptions> {
+    let slug: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut o = whet::KubernetesOptions {
+        name: format!("whet-{}", slug.trim_matches('-'))
+            .chars()
+            .take(63)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string(),
+        image: String::new(),
+        parallelism: 4,
+        claim: String::new(),
+        mount: std::path::absolute(out)?
+            .parent()
+            .map_or_else(|| "/".into(), |p| p.display().to_string()),
+        cpus: 1,
+        memory: "4Gi".into(),
+        retries: 2,
+    };
+    for s in kv {
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--k8s {s}: expected KEY=VALUE, e.g. image=registry/whet:0.1")
+        })?;
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("--k8s {s}: `{v}` is not a whole number"))
+        };
+        match k.trim() {
+            "image" => o.image = v.to_string(),
+            "claim" => o.claim = v.to_string(),
+            "mount" => o.mount = v.to_string(),
+            "name" => o.name = v.to_string(),
+            "memory" => o.memory = v.to_string(),
+            "parallelism" => o.parallelism = num(v)?,
+            "cpus" => o.cpus = num(v)?,
+            "retries" => o.retries = num(v)?,
+            other => anyhow::bail!(
+                "--k8s {s}: unknown key `{other}` (have: image, claim, mount, parallelism, cpus, memory, name, retries)"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+/// `whet ablate DIR [--cell I | --collect]`: the plan in DIR.
+///
+/// # Errors
+/// Bad input (exit 2); exit 1 when the cell failed, or every run failed.
+pub fn plan_folder(cli: &Cli, dir: &Path, a: &FolderAction) -> Result<()> {
+    let stored = whet::StoredPlan::load(dir)?;
+    let bars = Bars::for_cli(cli);
+    if a.collect {
+        let report = stored.collect()?;
+        for line in stored.rerun_lines(&report) {
+            bars.warn(&line);
+        }
+        return print_report(cli, dir, &report, None, &bars);
+    }
+    let from_env = INDEX_VARS
+        .iter()
+        .find_map(|v| std::env::var(v).ok().map(|x| (*v, x.trim().to_string())));
+    let cell = match (a.cell, from_env) {
+        (Some(i), _) => Some(i),
+        (None, Some((var, value))) => Some(value.parse::<usize>().map_err(|_| {
+            anyhow::anyhow!("{var}={value}: not a cell index (a whole number from 0)")
+        })?),
+        (None, None) => None,
+    };
+    let Some(i) = cell else {
+        // Every cell not finished yet, then the report: a resume of the planned ablation.
+        let result = if a.jobs > 1 {
+            let worker = worker_command(cli, dir, a.jobs, a.fresh, a.use_cache)?;
+            stored
+                .plan
+                .run_workers(dir, a.jobs, a.fresh, &worker, &bars)
+        } else {
+            stored
+                .plan
+                .run(dir, &Cache::new(a.use_cache), a.fresh, &bars)
+        };
+        return print_report(cli, dir, &result?, None, &bars);
+    };
+    match stored.run_cell(i, &Cache::new(a.use_cache), a.fresh)? {
+        None => {
+            crate::outln!("cell {i}: its variant is not selected (--only); nothing to do")?;
+        }
+        Some(r) => {
+            let rec = &r.record;
+            let what = if r.kept {
+                "kept from an earlier run"
+            } else {
+                "run"
+            };
+            crate::outln!(
+                "cell {i} ({} seed {}): {} ({what})",
+                rec.variant,
+                rec.seed,
+                rec.status
+            )?;
+            if rec.status == RunStatus::Failed {
+                return Err(RunFailed(format!(
+                    "cell {i} ({} seed {}) failed: {}",
+                    rec.variant,
+                    rec.seed,
+                    rec.message.as_deref().unwrap_or("")
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `whet ablate PIPELINE|DIR --launcher slurm`: plan (or read the plan in DIR), submit the
+/// cells without a result as one job array, wait for it and collect (unless `wait` is false).
+///
+/// # Errors
+/// Bad input or a Slurm command failing (exit 2); exit 1 when every run failed.
+#[allow(clippy::too_many_arguments)]
+pub fn slurm(
+    cli: &Cli,
+    pipeline: &Path,
+    out: Option<&Path>,
+    options: &PlanOptions,
+    settings: &[String],
+    wait: bool,
+    fresh: bool,
+    use_cache: bool,
+) -> Result<()> {
+    let o = whet::slurm::SlurmOptions::parse(settings)?;
+    let (plan, out) = if pipeline.is_dir() {
+        let stored = whet::StoredPlan::load(pipeline)?;
+        if !stored.changed.is_empty() {
+            anyhow::bail!(
+                "the run file or input files of {} cells changed since the plan in `{}` was made; plan again with `whet ablate {} --plan --out {}`",
+                stored.changed.len(),
+                pipeline.display(),
+                stored.file.pipeline.display(),
+                pipeline.display()
+            );
+        }
+        (stored.plan, pipeline.to_path_buf())
+    } else {
+        let run = super::load(cli, pipeline)?;
+        let out = out.map_or_else(
+            || super::run::default_out(run.name(), "-ablation"),
+            Path::to_path_buf,
+        );
+        let first = Ablation::plan(&run, options)?;
+        first.check_output(&out)?;
+        first.ensure_pretrained(
+            &Cache::new(use_cache),
+            &Bars::for_cli(cli).with_prefix("pretrain"),
+        )?;
+        (Ablation::plan(&run, options)?, out)
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find the whet binary for the job script: {e}"))?;
+    let bars = Bars::for_cli(cli);
+    let collect = whet::cluster::shell_word(&out.display().to_string());
+    let Some(job) = plan.submit_slurm(&out, &exe, &o, fresh)? else {
+        crate::outln!("every cell already has a result; collecting")?;
+        let report = plan.collect(&out, vec![])?;
+        return print_report(cli, &out, &report, None, &bars);
+    };
+    crate::outln!(
+        "submitted Slurm job {}: {} cells ({})",
+        job.job,
+        job.cells.len(),
+        job.script.display()
+    )?;
+    if !wait {
+        crate::outln!("when it has finished: whet ablate {collect} --collect")?;
+        return Ok(());
+    }
+    bars.begin(
+        &format!("Slurm job {}", job.job),
+        Some(job.cells.len() as u64),
+    );
+    let states = whet::slurm::wait(
+        &plan,
+        &out,
+        &job.job,
+        &job.cells,
+        std::time::Duration::from_millis(500),
+        &bars,
+    )?;
+    bars.end();
+    let mut notes = Vec::new();
+    for t in states.iter().filter(|t| t.state != "COMPLETED") {
+        let note = whet::slurm::task_note(&plan, &out, &job.job, t);
+        bars.warn(&note);
+        notes.push(note);
+    }
+    let report = plan.collect(&out, notes)?;
+    let stored = whet::StoredPlan::load(&out)?;
+    for line in stored.rerun_lines(&report) {
+        bars.warn(&line);
+    }
+    print_report(cli, &out, &report, None, &bars)
 }
 
 /// `whet ablate --dry-run`: the plan's variants, their changes and runs; nothing runs.

@@ -41,6 +41,15 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             only,
             sweep,
             dry_run,
+            plan,
+            cell,
+            collect,
+            jobs,
+            emit,
+            k8s,
+            launcher,
+            slurm,
+            no_wait,
             fresh,
             no_cache,
             mlflow,
@@ -53,16 +62,61 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
                     .map(|s| whet::Sweep::parse(s))
                     .collect::<whet::Result<_>>()?,
             };
+            if launcher.is_some() {
+                return ablate::slurm(
+                    cli,
+                    pipeline,
+                    out.as_deref(),
+                    &options,
+                    slurm,
+                    !*no_wait,
+                    *fresh,
+                    !*no_cache,
+                );
+            }
+            if pipeline.is_dir() {
+                return ablate::plan_folder(
+                    cli,
+                    pipeline,
+                    &ablate::FolderAction {
+                        cell: *cell,
+                        collect: *collect,
+                        jobs: usize::from(*jobs),
+                        fresh: *fresh,
+                        use_cache: !*no_cache,
+                    },
+                );
+            }
+            if cell.is_some() || *collect {
+                anyhow::bail!(
+                    "--cell and --collect take an ablation's output folder (with plan.json), not `{}`; make one with `whet ablate {} --plan --out DIR`",
+                    pipeline.display(),
+                    pipeline.display()
+                );
+            }
             if *dry_run {
                 ablate::dry_run(cli, pipeline, out.as_deref(), &options, *fresh)
+            } else if *plan || emit.is_some() {
+                ablate::plan_only(
+                    cli,
+                    pipeline,
+                    out.as_deref(),
+                    &options,
+                    !*no_cache,
+                    k8s,
+                    emit.is_some(),
+                )
             } else {
                 ablate::ablate(
                     cli,
                     pipeline,
                     out.as_deref(),
                     &options,
-                    *fresh,
-                    !*no_cache,
+                    &ablate::Local {
+                        jobs: usize::from(*jobs),
+                        fresh: *fresh,
+                        use_cache: !*no_cache,
+                    },
                     mlflow.as_deref(),
                 )
             }
