@@ -203,7 +203,7 @@ pub enum Command {
         /// Kubernetes job settings, KEY=VALUE (repeatable): image (required), claim (the
         /// PersistentVolumeClaim with the output folder; required), mount (where it is mounted;
         /// default: the output folder's parent), parallelism (default 4), cpus (default 1),
-        /// memory (default 4Gi), name (default: whet-<run name>), retries (default 2).
+        /// memory (default 4Gi), name (default: `whet-NAME`, after the run file), retries (default 2).
         #[arg(long = "k8s", value_name = "KEY=VALUE")]
         k8s: Vec<String>,
         /// Run the cells elsewhere: `slurm` submits them as one job array (`sbatch --array`),
