@@ -134,7 +134,7 @@ fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
     let d = root.path();
     // 3 variants x 2 seeds = 6 cells.
     let file = tiny_mnist(
-        "ablation:\n  seeds: 2\n  variants:\n    - { name: no-rotate, drop: augment.ops.rotate }\n    - { name: no-noise, drop: augment.ops.gaussian_noise }\n",
+        "ablation:\n  seeds: 2\n  slurm: { time: \"00:10:00\", cpus: 2 }\n  variants:\n    - { name: no-rotate, drop: augment.ops.rotate }\n    - { name: no-noise, drop: augment.ops.gaussian_noise }\n",
     )
     .replace("epochs: 3", "epochs: 30");
     std::fs::write(d.join("run.yaml"), file).unwrap();
@@ -153,8 +153,6 @@ fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
             "slurm",
             "--slurm",
             "cpus=1",
-            "--slurm",
-            "time=00:10:00",
         ],
     );
     assert_eq!(code, 0, "{out}\n{err}");
@@ -168,7 +166,15 @@ fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
         "the Slurm array gives the local result"
     );
     let script = std::fs::read_to_string(d.join("s/slurm/array-1.sh")).unwrap();
-    assert!(script.contains("#SBATCH --array=0-5\n"), "{script}");
+    // The run file's `ablation.slurm` with the command line's settings over it.
+    for line in [
+        "#SBATCH --array=0-5\n",
+        "#SBATCH --time=00:10:00\n",
+        "#SBATCH --cpus-per-task=1\n",
+        "--threads 1 ablate",
+    ] {
+        assert!(script.contains(line), "{line} not in {script}");
+    }
 
     // Submitted without waiting; one cell is cancelled while it runs.
     let (code, out, err) = cluster.whet(

@@ -193,6 +193,7 @@ fn default_ablation(run: &Run) -> AblationConfig {
         metric: None,
         leave_one_out,
         variants: vec![],
+        slurm: None,
     }
 }
 

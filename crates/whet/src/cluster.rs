@@ -325,6 +325,8 @@ pub struct StoredPlan {
     pub plan: Plan,
     /// The plan file.
     pub file: PlanFile,
+    /// The run file as loaded now (with the plan's `--set`).
+    pub run: Run,
     /// The folder it is in.
     pub out: PathBuf,
     /// Cells whose hash differs now (their run file or an input file changed since planning).
@@ -409,6 +411,7 @@ impl StoredPlan {
         Ok(StoredPlan {
             plan,
             file,
+            run,
             out: out.to_path_buf(),
             changed,
         })

@@ -7,38 +7,72 @@
 use crate::ablation::Plan;
 use crate::cluster::shell_word;
 use crate::error::{Error, Result};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use whet_core::Progress;
 
-/// Settings of the job array (`--slurm KEY=VALUE`).
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Settings of the job array: the run file's `ablation.slurm`, then `--slurm KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SlurmOptions {
     /// `--partition` (default: the cluster's default partition).
+    #[serde(default)]
     pub partition: Option<String>,
-    /// `--time` per task, e.g. `01:00:00` (default: the partition's limit).
+    /// `--time` per cell, e.g. `01:00:00` (default: the partition's limit).
+    #[serde(default)]
     pub time: Option<String>,
-    /// `--cpus-per-task` (also the cell's `--threads`); default 1.
+    /// `--cpus-per-task`, also the cell's `--threads`. Default 1.
+    #[serde(default = "one")]
     pub cpus: usize,
-    /// `--mem` per task, e.g. `4G` (default: the cluster's default).
+    /// `--mem` per cell, e.g. `4G` (default: the cluster's default).
+    #[serde(default)]
     pub mem: Option<String>,
-    /// Tasks running at once (`--array=…%K`); default: no limit.
+    /// Cells running at once (`--array=…%K`); default: no limit.
+    #[serde(default)]
     pub parallel: Option<usize>,
     /// `--account`.
+    #[serde(default)]
     pub account: Option<String>,
 }
 
+fn one() -> usize {
+    1
+}
+
+impl Default for SlurmOptions {
+    fn default() -> Self {
+        SlurmOptions {
+            partition: None,
+            time: None,
+            cpus: 1,
+            mem: None,
+            parallel: None,
+            account: None,
+        }
+    }
+}
+
 impl SlurmOptions {
-    /// Reads `KEY=VALUE` settings: partition, time, cpus, mem, parallel, account.
+    /// Reads `KEY=VALUE` settings over the defaults (see [`SlurmOptions::apply`]).
+    ///
+    /// # Errors
+    /// As [`SlurmOptions::apply`].
+    pub fn parse(settings: &[String]) -> Result<SlurmOptions> {
+        let mut o = SlurmOptions::default();
+        o.apply(settings)?;
+        Ok(o)
+    }
+
+    /// Applies `KEY=VALUE` settings (partition, time, cpus, mem, parallel, account), then checks
+    /// every value (one word each; cpus and parallel from 1), so the run file's are checked too.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the setting and what is valid.
-    pub fn parse(settings: &[String]) -> Result<SlurmOptions> {
-        let mut o = SlurmOptions {
-            cpus: 1,
-            ..SlurmOptions::default()
-        };
+    pub fn apply(&mut self, settings: &[String]) -> Result<()> {
+        let o = self;
         for s in settings {
             let (k, v) = s.split_once('=').ok_or_else(|| {
                 Error::Invalid(format!(
@@ -71,7 +105,26 @@ impl SlurmOptions {
                 }
             }
         }
-        Ok(o)
+        if o.cpus == 0 || o.parallel == Some(0) {
+            return Err(Error::Invalid(
+                "ablation.slurm: cpus and parallel are whole numbers from 1".into(),
+            ));
+        }
+        for (key, v) in [
+            ("partition", &o.partition),
+            ("time", &o.time),
+            ("mem", &o.mem),
+            ("account", &o.account),
+        ] {
+            if let Some(v) = v
+                && (v.is_empty() || v.chars().any(|c| c.is_control() || c.is_whitespace()))
+            {
+                return Err(Error::Invalid(format!(
+                    "ablation.slurm.{key}: `{v}` must be one word without spaces"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

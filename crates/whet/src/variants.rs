@@ -36,6 +36,10 @@ pub struct AblationConfig {
     /// Hand-written variants.
     #[serde(default)]
     pub variants: Vec<VariantConfig>,
+    /// Job-array settings for `whet ablate --launcher slurm` (`--slurm KEY=VALUE` overrides
+    /// them). They do not change what a cell computes.
+    #[serde(default)]
+    pub slurm: Option<crate::slurm::SlurmOptions>,
 }
 
 fn default_seeds() -> Seeds {

@@ -375,8 +375,7 @@ pub fn slurm(
     fresh: bool,
     use_cache: bool,
 ) -> Result<()> {
-    let o = whet::slurm::SlurmOptions::parse(settings)?;
-    let (plan, out) = if pipeline.is_dir() {
+    let (plan, run, out) = if pipeline.is_dir() {
         let stored = whet::StoredPlan::load(pipeline)?;
         if !stored.changed.is_empty() {
             anyhow::bail!(
@@ -387,7 +386,7 @@ pub fn slurm(
                 pipeline.display()
             );
         }
-        (stored.plan, pipeline.to_path_buf())
+        (stored.plan, stored.run, pipeline.to_path_buf())
     } else {
         let run = super::load(cli, pipeline)?;
         let out = out.map_or_else(
@@ -400,8 +399,16 @@ pub fn slurm(
             &Cache::new(use_cache),
             &Bars::for_cli(cli).with_prefix("pretrain"),
         )?;
-        (Ablation::plan(&run, options)?, out)
+        (Ablation::plan(&run, options)?, run, out)
     };
+    // The run file's `ablation.slurm`, then the command line's settings.
+    let mut o = run
+        .file()
+        .ablation
+        .as_ref()
+        .and_then(|a| a.slurm.clone())
+        .unwrap_or_default();
+    o.apply(settings)?;
     let exe = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find the whet binary for the job script: {e}"))?;
     let bars = Bars::for_cli(cli);
