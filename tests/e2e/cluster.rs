@@ -123,6 +123,32 @@ fn cells_run_apart_and_with_workers_give_the_local_result() {
 }
 
 #[test]
+fn workers_and_cells_plan_a_relative_run_file_alike() {
+    // A run file named by a relative path whose data are relative to it (as in `pipelines/`):
+    // the workers plan again from the plan file's absolute path, and must get the same hashes.
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    std::fs::create_dir(d.join("study")).unwrap();
+    crate::interrupt::table(&d.join("study"));
+    std::fs::write(
+        d.join("study/run.yaml"),
+        crate::interrupt::run_file(3, "ablation:\n  seeds: 2\n  leave_one_out: [steps]\n"),
+    )
+    .unwrap();
+    let r = whet(d, &["ablate", "study/run.yaml", "--out", "j1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = whet(d, &["ablate", "study/run.yaml", "--out", "j2", "--jobs", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("left no result"), "{}", r.stderr);
+    assert_eq!(results(&d.join("j2")), results(&d.join("j1")));
+    // Planned here, a cell run from another folder.
+    let r = whet(d, &["ablate", "study/run.yaml", "--plan", "--out", "p"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = whet(&d.join("study"), &["ablate", "../p", "--cell", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
 fn collect_names_missing_cells_and_a_changed_run_file_stops_cells() {
     let root = tempfile::tempdir().unwrap();
     let d = root.path();

@@ -208,7 +208,8 @@ fn input_files(run: &Run) -> Vec<PathBuf> {
         .collect()
 }
 
-/// SHA-256 of a file's content, or of a folder's sorted `path size` listing.
+/// SHA-256 of a file's content, or of a folder's sorted `path size` listing (paths relative to
+/// the folder).
 fn content_hash(path: &Path, memo: &mut BTreeMap<PathBuf, String>) -> Result<String> {
     if let Some(h) = memo.get(path) {
         return Ok(h.clone());
@@ -224,7 +225,8 @@ fn content_hash(path: &Path, memo: &mut BTreeMap<PathBuf, String>) -> Result<Str
                     stack.push(p);
                 } else {
                     let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-                    list.push(format!("{} {len}", p.display()));
+                    let rel = p.strip_prefix(path).unwrap_or(&p);
+                    list.push(format!("{} {len}", rel.display()));
                 }
             }
         }
@@ -331,8 +333,10 @@ impl Ablation {
                 m.remove("track");
             }
             let mut inputs = KeyBuilder::new().json("variant", &value);
-            for f in input_files(&v.run) {
-                inputs = inputs.part(&f.display().to_string(), &content_hash(&f, &mut memo)?);
+            // By position and content, not by path: a plan made from `pipelines/x.yaml` and
+            // the same plan made again by a cell worker from its absolute path give one hash.
+            for (n, f) in input_files(&v.run).iter().enumerate() {
+                inputs = inputs.part(&format!("input {n}"), &content_hash(f, &mut memo)?);
             }
             for &seed in &seeds {
                 cells.push(Cell {
