@@ -49,12 +49,23 @@ for d in j2 s; do
     if ! diff -q <(strip "$WORK/j1") <(strip "$WORK/$d") >/dev/null; then same="NO ($d differs)"; fi
 done
 
+# Medians from farm-bench's tables: `NAME min median max`.
+median() { awk -v k="$2" '$0 ~ "^"k" " { print $(NF-1) }' "$1" | tail -1; }
+jobs_ratio="$(median "$WORK/jobs.txt" 'A/B wall')"
+slurm_wall="$(median "$WORK/slurm.txt" 'A wall s')"
+local_wall="$(median "$WORK/slurm.txt" 'B wall s')"
+slurm_ratio="$(median "$WORK/slurm.txt" 'A/B wall')"
+overhead="$(awk -v s="$slurm_wall" -v l="$local_wall" -v c="$CELLS" 'BEGIN { printf "%.2f", (s - l) / c * 2 }')"
 {
     echo "# whet ablate: --jobs and Slurm on this machine"
     echo
     echo "Produced by \`bash bench/cluster.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD),"
     echo "$(nproc) cores). The main job: \`$RUN\`, $CELLS cells; $RUNS runs per command, paired."
     echo "Results identical to --jobs 1 (ablation.csv without train_seconds): $same."
+    echo
+    echo "- --jobs 2 / --jobs 1 wall time: **$jobs_ratio** (median of the paired ratios; above 1 = slower)."
+    echo "- Slurm array / --jobs 2 wall time: **$slurm_ratio**; overhead per cell (submission to"
+    echo "  result, two cells at once): **$overhead s** = (Slurm wall - --jobs 2 wall) / $CELLS x 2."
     echo
     echo "## --jobs 2 (A) vs --jobs 1 (B)"
     echo
