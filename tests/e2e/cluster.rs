@@ -190,6 +190,13 @@ fn collect_names_missing_cells_and_a_changed_run_file_stops_cells() {
         report.contains("changed since the plan was made; this report is of the runs as planned"),
         "{report}"
     );
+    // Options that would change the plan are refused on a plan folder, not ignored.
+    let r = whet(d, &["ablate", "p", "--seeds", "5"]);
+    assert!(
+        r.code == 2 && r.stderr.contains("--seeds: `p` is an ablation's folder"),
+        "{}",
+        r.stderr
+    );
     // Not a plan folder.
     let r = whet(d, &["ablate", "run.yaml", "--collect"]);
     assert!(

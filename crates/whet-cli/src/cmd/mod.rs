@@ -75,6 +75,29 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
                 );
             }
             if pipeline.is_dir() {
+                // The plan file holds how the plan was made; options that would change it are
+                // refused rather than ignored.
+                let given: Vec<&str> = [
+                    ("--seeds", seeds.is_some()),
+                    ("--only", !only.is_empty()),
+                    ("--sweep", !sweep.is_empty()),
+                    ("--set", !cli.set.is_empty()),
+                    ("--plan", *plan),
+                    ("--dry-run", *dry_run),
+                    ("--emit", emit.is_some()),
+                    ("--out", out.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(name, on)| on.then_some(name))
+                .collect();
+                if !given.is_empty() {
+                    anyhow::bail!(
+                        "{}: `{}` is an ablation's folder, whose plan.json fixes the run file and its options; to change them, plan again: `whet ablate PIPELINE [OPTIONS] --plan --out {}`",
+                        given.join(", "),
+                        pipeline.display(),
+                        pipeline.display()
+                    );
+                }
                 return ablate::plan_folder(
                     cli,
                     pipeline,
