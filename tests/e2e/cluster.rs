@@ -137,7 +137,10 @@ fn workers_and_cells_plan_a_relative_run_file_alike() {
     .unwrap();
     let r = whet(d, &["ablate", "study/run.yaml", "--out", "j1"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = whet(d, &["ablate", "study/run.yaml", "--out", "j2", "--jobs", "2"]);
+    let r = whet(
+        d,
+        &["ablate", "study/run.yaml", "--out", "j2", "--jobs", "2"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("left no result"), "{}", r.stderr);
     assert_eq!(results(&d.join("j2")), results(&d.join("j1")));
