@@ -4,7 +4,7 @@
 //! cells, the results are those of one local `whet ablate`.
 
 use crate::interrupt::{files, finish, kill, spawn};
-use crate::util::{repo, tiny_mnist, whet};
+use crate::util::{ablation_results, repo, tiny_mnist, whet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,25 +16,6 @@ fn run_file(d: &Path, epochs: u32) {
     )
     .replace("epochs: 3", &format!("epochs: {epochs}"));
     std::fs::write(d.join("run.yaml"), f).unwrap();
-}
-
-/// `ablation.csv` without the timing column, which differs run to run.
-fn results(out: &Path) -> String {
-    let text = std::fs::read_to_string(out.join("ablation.csv"))
-        .unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let t = header.iter().position(|h| *h == "train_seconds").unwrap();
-    let mut rows: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut c: Vec<&str> = l.split(',').collect();
-            c.remove(t);
-            c.join(",")
-        })
-        .collect();
-    rows.sort();
-    rows.join("\n")
 }
 
 /// `whet ABLATE-ARGS` with an environment variable set.
@@ -61,7 +42,7 @@ fn cells_run_apart_and_with_workers_give_the_local_result() {
     run_file(d, 3);
     let r = whet(d, &["ablate", "run.yaml", "--out", "local"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let local = results(&d.join("local"));
+    let local = ablation_results(&d.join("local"));
     assert_eq!(local.lines().count(), 5, "a header and 4 runs: {local}");
 
     let r = whet(d, &["ablate", "run.yaml", "--plan", "--out", "p"]);
@@ -100,12 +81,12 @@ fn cells_run_apart_and_with_workers_give_the_local_result() {
     );
     let r = whet(d, &["ablate", "p", "--collect"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(results(&p), local, "cells run one by one");
+    assert_eq!(ablation_results(&p), local, "cells run one by one");
 
     // --jobs 2: two worker processes, the same numbers.
     let r = whet(d, &["ablate", "run.yaml", "--out", "j2", "--jobs", "2"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(results(&d.join("j2")), local, "--jobs 2");
+    assert_eq!(ablation_results(&d.join("j2")), local, "--jobs 2");
     assert!(d.join("j2/logs/cell-3.log").exists());
     assert!(
         d.join("j2/plan.json").exists(),
@@ -143,12 +124,55 @@ fn workers_and_cells_plan_a_relative_run_file_alike() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("left no result"), "{}", r.stderr);
-    assert_eq!(results(&d.join("j2")), results(&d.join("j1")));
+    assert_eq!(
+        ablation_results(&d.join("j2")),
+        ablation_results(&d.join("j1"))
+    );
     // Planned here, a cell run from another folder.
     let r = whet(d, &["ablate", "study/run.yaml", "--plan", "--out", "p"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = whet(&d.join("study"), &["ablate", "../p", "--cell", "0"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn workers_plan_a_transfer_ablation_after_its_pretraining() {
+    // The cells hash the pretrained checkpoint: planned before it exists, the workers (who plan
+    // again once it does) would refuse every cell.
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    std::fs::create_dir(d.join("pipelines")).unwrap();
+    for f in ["mnist-transfer.yaml", "mnist-digits-0-4.yaml"] {
+        std::fs::copy(
+            repo().join("pipelines").join(f),
+            d.join("pipelines").join(f),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink(repo().join("datasets"), d.join("datasets")).unwrap();
+    let r = whet(
+        d,
+        &[
+            "ablate",
+            "pipelines/mnist-transfer.yaml",
+            "--set",
+            "train.epochs=1",
+            "--seeds",
+            "1",
+            "--jobs",
+            "2",
+            "--out",
+            "ab",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        d.join("runs/mnist-digits-0-4/model.safetensors").exists(),
+        "pretrained"
+    );
+    assert!(!r.stderr.contains("left no result"), "{}", r.stderr);
+    let csv = std::fs::read_to_string(d.join("ab/ablation.csv")).unwrap();
+    assert_eq!(csv.matches(",ok,").count(), 3, "{csv}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! installing slurm-wlm and munge) in a temporary folder and stopped when the test ends. Without
 //! it the test is skipped with a printed reason, except under `CI=true`, where it fails.
 
-use crate::util::{tiny_mnist, whet};
+use crate::util::{ablation_results, tiny_mnist, whet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -107,24 +107,6 @@ impl Drop for Cluster {
     }
 }
 
-/// `ablation.csv` sorted, without the timing column.
-fn results(out: &Path) -> String {
-    let text = std::fs::read_to_string(out.join("ablation.csv"))
-        .unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let t = header.iter().position(|h| *h == "train_seconds").unwrap();
-    let mut rows: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut c: Vec<&str> = l.split(',').collect();
-            c.remove(t);
-            c.join(",")
-        })
-        .collect();
-    rows.sort();
-    rows.join("\n")
-}
-
 #[test]
 fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
     let Some(cluster) = Cluster::start() else {
@@ -140,7 +122,7 @@ fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
     std::fs::write(d.join("run.yaml"), file).unwrap();
     let r = whet(d, &["ablate", "run.yaml", "--out", "local"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let local = results(&d.join("local"));
+    let local = ablation_results(&d.join("local"));
 
     let (code, out, err) = cluster.whet(
         d,
@@ -161,7 +143,7 @@ fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
         "{out}"
     );
     assert_eq!(
-        results(&d.join("s")),
+        ablation_results(&d.join("s")),
         local,
         "the Slurm array gives the local result"
     );
@@ -231,5 +213,9 @@ fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
     if cancelled {
         assert!(out.contains("1 cells"), "{out}");
     }
-    assert_eq!(results(&d.join("k")), local, "after the resubmission");
+    assert_eq!(
+        ablation_results(&d.join("k")),
+        local,
+        "after the resubmission"
+    );
 }

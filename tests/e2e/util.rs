@@ -77,3 +77,22 @@ train:
         vl = dataset("mnist/t10k-labels-idx1-ubyte.gz"),
     )
 }
+
+/// An ablation's `ablation.csv`, rows sorted, without the `train_seconds` column (it differs run
+/// to run): what two ways of running one ablation must agree on.
+pub fn ablation_results(out: &Path) -> String {
+    let text = std::fs::read_to_string(out.join("ablation.csv"))
+        .unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let t = header.iter().position(|h| *h == "train_seconds").unwrap();
+    let mut rows: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut c: Vec<&str> = l.split(',').collect();
+            c.remove(t);
+            c.join(",")
+        })
+        .collect();
+    rows.sort();
+    rows.join("\n")
+}

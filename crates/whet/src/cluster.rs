@@ -523,22 +523,14 @@ pub struct KubernetesOptions {
     pub retries: usize,
 }
 
-/// `s` as a YAML scalar: a JSON string, which YAML reads as the same string.
-fn yaml_str(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
-impl Plan {
-    /// A Kubernetes Indexed Job manifest that runs the selected cells of the plan in `out`:
-    /// `completions` = the number of cells, each pod runs
-    /// `whet ablate OUT --cell $JOB_COMPLETION_INDEX`; `kubectl apply -f` takes it. When
-    /// `--only` left cells out, their pods find nothing to do and end at once. Collect
-    /// afterwards with `whet ablate OUT --collect`.
+impl KubernetesOptions {
+    /// Checks the settings: a DNS-label job name, an image, a claim and a mount, parallelism
+    /// and CPUs from 1.
     ///
     /// # Errors
-    /// A job name that is not a DNS label, parallelism or CPUs of 0, or an empty image or
-    /// claim.
-    pub fn kubernetes_job(&self, out: &Path, o: &KubernetesOptions) -> Result<String> {
+    /// [`Error::Invalid`] naming the setting.
+    pub fn check(&self) -> Result<()> {
+        let o = self;
         let label_ok = !o.name.is_empty()
             && o.name.len() <= 63
             && o.name
@@ -568,6 +560,27 @@ impl Plan {
                 "--k8s parallelism and cpus: at least 1".into(),
             ));
         }
+        Ok(())
+    }
+}
+
+/// `s` as a YAML scalar: a JSON string, which YAML reads as the same string.
+fn yaml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+impl Plan {
+    /// A Kubernetes Indexed Job manifest that runs the selected cells of the plan in `out`:
+    /// `completions` = the number of cells, each pod runs
+    /// `whet ablate OUT --cell $JOB_COMPLETION_INDEX`; `kubectl apply -f` takes it. When
+    /// `--only` left cells out, their pods find nothing to do and end at once. Collect
+    /// afterwards with `whet ablate OUT --collect`.
+    ///
+    /// # Errors
+    /// A job name that is not a DNS label, parallelism or CPUs of 0, or an empty image or
+    /// claim.
+    pub fn kubernetes_job(&self, out: &Path, o: &KubernetesOptions) -> Result<String> {
+        o.check()?;
         let out = absolute(out)?;
         let script = format!(
             "exec whet --threads {} ablate {} --cell \"$JOB_COMPLETION_INDEX\"",

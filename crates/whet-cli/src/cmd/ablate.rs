@@ -29,15 +29,9 @@ pub fn ablate(
     } = *local;
     let run = super::load(cli, pipeline)?;
     let target = whet::track::MlflowTarget::resolve(&run, mlflow)?;
-    let plan = Ablation::plan(&run, options)?;
-    let out = out.map_or_else(
-        || super::run::default_out(run.name(), "-ablation"),
-        Path::to_path_buf,
-    );
-    // Before the pretrain runs: `Plan::run` checks again, but pretraining is already work.
-    plan.check_output(&out)?;
+    let out = ablation_out(&run, out);
+    let plan = plan_pretrained(cli, &run, options, &out, use_cache)?;
     let cache = Cache::new(use_cache);
-    plan.ensure_pretrained(&cache, &Bars::for_cli(cli).with_prefix("pretrain"))?;
     let bars = Bars::for_cli(cli);
     let tracked = target.and_then(
         |t| match whet::track::MlflowRun::start_ablation(&t, &plan) {
@@ -108,6 +102,33 @@ fn print_report(
         .into());
     }
     Ok(())
+}
+
+/// The ablation's output folder: `out`, or `runs/NAME-ablation`.
+fn ablation_out(run: &whet::Run, out: Option<&Path>) -> std::path::PathBuf {
+    out.map_or_else(
+        || super::run::default_out(run.name(), "-ablation"),
+        Path::to_path_buf,
+    )
+}
+
+/// The plan of `run`, made once the pretraining its variants need has run: cells hash the
+/// checkpoints' content, so a plan made before would not match the one a cell worker makes
+/// from plan.json. `out` is checked first (pretraining is already work).
+fn plan_pretrained(
+    cli: &Cli,
+    run: &whet::Run,
+    options: &PlanOptions,
+    out: &Path,
+    use_cache: bool,
+) -> Result<whet::Plan> {
+    let first = Ablation::plan(run, options)?;
+    first.check_output(out)?;
+    first.ensure_pretrained(
+        &Cache::new(use_cache),
+        &Bars::for_cli(cli).with_prefix("pretrain"),
+    )?;
+    Ok(Ablation::plan(run, options)?)
 }
 
 /// How `whet ablate` runs the cells on this machine.
@@ -190,26 +211,16 @@ pub fn plan_only(
     emit_k8s: bool,
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
-    let out = out.map_or_else(
-        || super::run::default_out(run.name(), "-ablation"),
-        Path::to_path_buf,
-    );
-    let first = Ablation::plan(&run, options)?;
-    first.check_output(&out)?;
+    let out = ablation_out(&run, out);
     let k8s_options = if emit_k8s {
         let o = k8s_options(run.name(), &out, k8s)?;
         // Refuse bad settings before any pretraining or file.
-        first.kubernetes_job(&out, &o)?;
+        o.check()?;
         Some(o)
     } else {
         None
     };
-    // Cells hash the pretrained checkpoints' content: plan once they exist.
-    first.ensure_pretrained(
-        &Cache::new(use_cache),
-        &Bars::for_cli(cli).with_prefix("pretrain"),
-    )?;
-    let plan = Ablation::plan(&run, options)?;
+    let plan = plan_pretrained(cli, &run, options, &out, use_cache)?;
     let path = plan.save(&out)?;
     let selected = plan.selected_cells().len();
     if let Some(o) = &k8s_options {
@@ -389,17 +400,12 @@ pub fn slurm(
         (stored.plan, stored.run, pipeline.to_path_buf())
     } else {
         let run = super::load(cli, pipeline)?;
-        let out = out.map_or_else(
-            || super::run::default_out(run.name(), "-ablation"),
-            Path::to_path_buf,
-        );
-        let first = Ablation::plan(&run, options)?;
-        first.check_output(&out)?;
-        first.ensure_pretrained(
-            &Cache::new(use_cache),
-            &Bars::for_cli(cli).with_prefix("pretrain"),
-        )?;
-        (Ablation::plan(&run, options)?, run, out)
+        let out = ablation_out(&run, out);
+        (
+            plan_pretrained(cli, &run, options, &out, use_cache)?,
+            run,
+            out,
+        )
     };
     // The run file's `ablation.slurm`, then the command line's settings.
     let mut o = run
@@ -468,10 +474,7 @@ pub fn dry_run(
 ) -> Result<()> {
     let run = super::load(cli, pipeline)?;
     let plan = Ablation::plan(&run, options)?;
-    let out = out.map_or_else(
-        || super::run::default_out(run.name(), "-ablation"),
-        Path::to_path_buf,
-    );
+    let out = ablation_out(&run, out);
     let listing = plan.listing(Some(&out), fresh);
     if cli.json {
         crate::outln!("{}", serde_json::to_string_pretty(&listing)?)?;
