@@ -457,32 +457,28 @@ impl Plan {
     /// and how many of them `out` already holds (a resumed ablation keeps those; none when
     /// `out` is `None` or `fresh`).
     pub fn listing(&self, out: Option<&Path>, fresh: bool) -> PlanListing {
-        let kept = |i: usize| !fresh && out.is_some_and(|o| self.kept_record(i, o).is_some());
-        let variants: Vec<ListedVariant> = self
+        let mut variants: Vec<ListedVariant> = self
             .variants
             .iter()
             .enumerate()
-            .map(|(vi, v)| {
-                let cells: Vec<usize> = self
-                    .cells
-                    .iter()
-                    .filter(|c| c.variant == vi)
-                    .map(|c| c.index)
-                    .collect();
-                let selected = self.selected.contains(&vi);
-                ListedVariant {
-                    name: v.name.clone(),
-                    description: v.description.clone(),
-                    selected,
-                    runs: if selected { cells.len() } else { 0 },
-                    reused: if selected {
-                        cells.iter().filter(|&&i| kept(i)).count()
-                    } else {
-                        0
-                    },
-                }
+            .map(|(vi, v)| ListedVariant {
+                name: v.name.clone(),
+                description: v.description.clone(),
+                selected: self.selected.contains(&vi),
+                runs: 0,
+                reused: 0,
             })
             .collect();
+        // One pass over the cells (a grid can have thousands of variants).
+        for c in &self.cells {
+            let v = &mut variants[c.variant];
+            if v.selected {
+                v.runs += 1;
+                if !fresh && out.is_some_and(|o| self.kept_record(c.index, o).is_some()) {
+                    v.reused += 1;
+                }
+            }
+        }
         PlanListing {
             name: self.name.clone(),
             pipeline: self.pipeline.display().to_string(),

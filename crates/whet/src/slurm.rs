@@ -85,12 +85,6 @@ impl SlurmOptions {
                     Error::Invalid(format!("--slurm {s}: {what} is a whole number from 1"))
                 })
             };
-            // Values go into `#SBATCH` lines: one line, no shell syntax.
-            if v.is_empty() || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return Err(Error::Invalid(format!(
-                    "--slurm {s}: the value must be one word without spaces"
-                )));
-            }
             match k.trim() {
                 "partition" => o.partition = Some(v.to_string()),
                 "time" => o.time = Some(v.to_string()),
@@ -110,6 +104,7 @@ impl SlurmOptions {
                 "ablation.slurm: cpus and parallel are whole numbers from 1".into(),
             ));
         }
+        // Values go into `#SBATCH` lines: one word each, no shell syntax.
         for (key, v) in [
             ("partition", &o.partition),
             ("time", &o.time),
@@ -182,6 +177,7 @@ impl Plan {
         }
         s.push_str(&format!("#SBATCH --array={array}\n"));
         s.push_str(&format!("#SBATCH --cpus-per-task={}\n", o.cpus));
+        // Values go into `#SBATCH` lines: one word each, no shell syntax.
         for (key, v) in [
             ("partition", &o.partition),
             ("time", &o.time),
@@ -375,16 +371,14 @@ pub fn wait(
     poll: Duration,
     progress: &dyn Progress,
 ) -> Result<Vec<TaskState>> {
-    let mut done = 0;
+    // Only the cells not seen finished are read again on each poll.
+    let mut pending = cells.to_vec();
     loop {
         let queue = slurm("squeue", &["-h", "-j", id, "-o", "%i %T"]);
-        let finished = cells
-            .iter()
-            .filter(|&&i| plan.kept_record(i, out).is_some())
-            .count();
-        if finished > done {
-            progress.advance((finished - done) as u64);
-            done = finished;
+        let before = pending.len();
+        pending.retain(|&i| plan.kept_record(i, out).is_none());
+        if pending.len() < before {
+            progress.advance((before - pending.len()) as u64);
         }
         match queue {
             Ok(text) if text.trim().is_empty() => break,
