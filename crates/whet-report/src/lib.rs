@@ -53,6 +53,7 @@
 //!     ],
 //!     primary_metric: "accuracy".into(),
 //!     higher_is_better: true,
+//!     lower_is_better: vec!["loss".into()],
 //!     notes: vec![],
 //! };
 //! // The statistics alone...

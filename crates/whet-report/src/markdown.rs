@@ -57,6 +57,15 @@ fn verdict_cell(v: Verdict) -> String {
     }
 }
 
+/// A p-value for a table cell: three significant digits, `< 0.001` below that.
+fn p_cell(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
 /// Renders `report.md`.
 pub(crate) fn render(
     input: &AblationInput,
@@ -116,7 +125,9 @@ pub(crate) fn render(
             ("Δ vs baseline", true),
             ("Δ 95 % CI", true),
             ("pairs", true),
+            ("p (Holm)", true),
             ("verdict", false),
+            ("unadjusted", false),
             ("diverged", true),
             ("failed", true),
             ("mean train time", true),
@@ -142,7 +153,13 @@ pub(crate) fn render(
                 delta.map_or_else(String::new, |d| f.delta(&d)),
                 delta.map_or_else(String::new, |d| f.delta_interval(d.ci95)),
                 delta.map_or_else(String::new, |d| d.n.to_string()),
+                s.p_holm.map_or_else(String::new, p_cell),
                 verdict_cell(s.verdict),
+                if s.verdict == Verdict::Baseline {
+                    String::new()
+                } else {
+                    s.unadjusted.as_str().to_string()
+                },
                 s.diverged.to_string(),
                 s.failed.to_string(),
                 seconds(s.mean_train_seconds),
@@ -155,15 +172,59 @@ pub(crate) fn render(
          and intervals. 95 % CI: Student t interval of the mean over seeds. Δ: the paired \
          difference variant − baseline over the seeds where both finished ok (*pairs*), with a \
          paired-t 95 % interval{}. The verdict says whether the variant's change helps or hurts \
-         {primary} compared with the baseline ({direction} is better); it is *no clear effect* \
-         when the interval of Δ contains 0, and needs at least 2 pairs. Mean train time is over \
-         the ok runs.\n",
+         {primary} compared with the baseline ({direction} is better), adjusted for comparing \
+         {} variants at once: *p (Holm)* is the paired t test's two-sided p-value after Holm's \
+         step-down adjustment, and the verdict is *helps* or *hurts* only when it is below 0.05, \
+         so the chance of any false verdict in this table stays at 5 %. *Unadjusted* is the \
+         verdict of the variant's own interval of Δ (*no clear effect* when it contains 0). Both \
+         need at least 2 pairs. Mean train time is over the ok runs.\n",
         if f.percent {
             "; pp = percentage points"
         } else {
             ""
         },
+        summaries.iter().filter(|s| s.p_value.is_some()).count(),
     );
+
+    let flagged: Vec<&VariantSummary> = summaries
+        .iter()
+        .filter(|s| !s.secondary.is_empty())
+        .collect();
+    if !flagged.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Worth a look
+"
+        );
+        for s in flagged {
+            let changes: Vec<String> = s
+                .secondary
+                .iter()
+                .map(|e| {
+                    let f = MetricFormat::for_metric(&e.metric, summaries);
+                    format!(
+                        "{} is clearly {} (Δ {}, 95 % CI {})",
+                        e.metric,
+                        if e.better { "better" } else { "worse" },
+                        f.delta(&e.delta),
+                        f.delta_interval(e.delta.ci95)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "- `{}`: no clear effect on {primary}, but {}.",
+                s.name,
+                changes.join("; ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nThese are other metrics whose paired 95 % interval excludes 0 while {primary} \
+             shows no clear effect (not adjusted for multiplicity: a prompt to look, not a \
+             verdict).\n"
+        );
+    }
 
     let others: Vec<&String> = metrics.iter().filter(|m| *m != primary).collect();
     if !others.is_empty() {

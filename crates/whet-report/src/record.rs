@@ -127,6 +127,10 @@ pub struct AblationInput {
     pub primary_metric: String,
     /// Whether a higher primary metric is better (accuracy) or worse (loss, error).
     pub higher_is_better: bool,
+    /// The metrics besides the primary one where lower is better (`loss`, `mse`, `mae`); the
+    /// others are read as higher-is-better when the report flags a clear change in them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lower_is_better: Vec<String>,
     /// Free lines added at the end of the report (data sizes, cache hits…).
     pub notes: Vec<String>,
 }
@@ -348,6 +352,7 @@ mod tests {
             runs,
             primary_metric: "accuracy".into(),
             higher_is_better: true,
+            lower_is_better: vec!["loss".into()],
             notes: vec![],
         }
     }

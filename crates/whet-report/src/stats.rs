@@ -7,6 +7,12 @@
 //! fraction and the modified Lentz method (Press et al., *Numerical Recipes*, 3rd ed., §6.4).
 //! `ln Γ` uses the Lanczos approximation (Lanczos 1964, g = 7, the 9 coefficients of Godfrey).
 //! Quantiles are found by bisection on that function, so they are as precise as the CDF.
+//!
+//! Verdicts across the variants of one study are adjusted for multiplicity with Holm's step-down
+//! method (Holm, "A simple sequentially rejective multiple test procedure", *Scandinavian Journal
+//! of Statistics* 6, 1979): with `m` paired tests, the `i`-th smallest p-value is multiplied by
+//! `m − i + 1`, and the adjusted values are made non-decreasing in that order. It controls the
+//! chance of any false "helps"/"hurts" among the `m` at 5 %, whatever their dependence.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -279,6 +285,57 @@ impl Verdict {
     }
 }
 
+/// The level every verdict is judged at: 95 % intervals, two-sided tests at 5 %.
+pub const ALPHA: f64 = 0.05;
+
+/// Two-sided p-value of the paired t test of a difference against zero: `2 · P(T > |t|)` with
+/// `t = mean / (sd / √n)` and `n − 1` degrees of freedom. `None` below two pairs. When every
+/// difference is equal (`sd = 0`), the test degenerates: 1 when they are all 0, else 0 (the
+/// interval is the single point `mean`, which excludes zero).
+pub fn paired_p(delta: &Describe) -> Option<f64> {
+    let (mean, sd) = (delta.mean?, delta.sd?);
+    if delta.n < 2 {
+        return None;
+    }
+    if sd == 0.0 {
+        return Some(if mean == 0.0 { 1.0 } else { 0.0 });
+    }
+    let t = mean / (sd / (delta.n as f64).sqrt());
+    Some((2.0 * t_upper_tail(t.abs(), (delta.n - 1) as f64)).clamp(0.0, 1.0))
+}
+
+/// Holm–Bonferroni adjusted p-values, in the order given; `None` entries (tests that could not
+/// be made) are not counted among the `m` tests and stay `None`.
+pub fn holm(p: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<(usize, f64)> = p
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.map(|p| (i, p)))
+        .collect();
+    // Ties keep their input order, so the result does not depend on the sort's stability.
+    order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let m = order.len();
+    let mut out = vec![None; p.len()];
+    let mut running = 0.0f64;
+    for (rank, (i, p)) in order.into_iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p).min(1.0));
+        out[i] = Some(running);
+    }
+    out
+}
+
+/// A metric other than the primary one whose paired interval excludes zero while the primary
+/// metric's verdict is *no clear effect*: a change the headline would hide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondaryEffect {
+    /// The metric (`loss`, `balanced_accuracy`…).
+    pub metric: String,
+    /// Whether the change is for the better (by the metric's own direction).
+    pub better: bool,
+    /// The paired difference variant − baseline.
+    pub delta: Describe,
+}
+
 /// One metric of one variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSummary {
@@ -308,8 +365,20 @@ pub struct VariantSummary {
     pub mean_train_seconds: Option<f64>,
     /// Per metric, in the order of [`AblationInput::metric_names`] (primary first).
     pub metrics: BTreeMap<String, MetricSummary>,
-    /// The verdict on the primary metric.
+    /// Two-sided p-value of the paired t test on the primary metric (`None` for the baseline
+    /// and below two pairs).
+    pub p_value: Option<f64>,
+    /// `p_value` adjusted with Holm's method across the study's variants.
+    pub p_holm: Option<f64>,
+    /// The verdict on the primary metric from its own 95 % interval, before adjusting for the
+    /// number of variants compared.
+    pub unadjusted: Verdict,
+    /// The verdict on the primary metric after Holm's adjustment (`helps`/`hurts` only when the
+    /// adjusted p-value is below [`ALPHA`]); the report's headline and the effect chart use it.
     pub verdict: Verdict,
+    /// Other metrics that changed clearly (95 % interval of the paired difference excludes 0)
+    /// while the primary metric's verdict is *no clear effect*.
+    pub secondary: Vec<SecondaryEffect>,
 }
 
 impl VariantSummary {
@@ -384,10 +453,10 @@ pub fn summarize(input: &AblationInput) -> Result<Vec<VariantSummary>> {
                     )
                 })
                 .collect();
-            let verdict = match per_metric
+            let primary = per_metric
                 .get(&input.primary_metric)
-                .and_then(|m| m.delta.as_ref())
-            {
+                .and_then(|m| m.delta.as_ref());
+            let verdict = match primary {
                 None => Verdict::Baseline,
                 Some(d) => Verdict::from_delta(d, input.higher_is_better),
             };
@@ -399,12 +468,62 @@ pub fn summarize(input: &AblationInput) -> Result<Vec<VariantSummary>> {
                 diverged: count(RunStatus::Diverged),
                 failed: count(RunStatus::Failed),
                 mean_train_seconds: describe(&times).mean,
-                metrics: per_metric,
+                p_value: primary.and_then(paired_p),
+                p_holm: None,
+                unadjusted: verdict,
                 verdict,
+                secondary: vec![],
+                metrics: per_metric,
             }
         })
-        .collect();
-    Ok(summaries)
+        .collect::<Vec<_>>();
+    Ok(adjust(input, summaries))
+}
+
+/// Fills in Holm's adjusted p-values and verdicts, then the secondary effects of variants whose
+/// adjusted verdict is *no clear effect*.
+fn adjust(input: &AblationInput, mut summaries: Vec<VariantSummary>) -> Vec<VariantSummary> {
+    let p: Vec<Option<f64>> = summaries.iter().map(|s| s.p_value).collect();
+    for (s, adjusted) in summaries.iter_mut().zip(holm(&p)) {
+        s.p_holm = adjusted;
+        s.verdict = match (s.unadjusted, adjusted) {
+            (Verdict::Baseline | Verdict::TooFewRuns, _) | (_, None) => s.unadjusted,
+            (_, Some(q)) if q < ALPHA => {
+                let mean = s
+                    .metrics
+                    .get(&input.primary_metric)
+                    .and_then(|m| m.delta.and_then(|d| d.mean))
+                    .unwrap_or(0.0);
+                if (mean > 0.0) == input.higher_is_better {
+                    Verdict::Helps
+                } else {
+                    Verdict::Hurts
+                }
+            }
+            _ => Verdict::NoClearEffect,
+        };
+        if s.verdict != Verdict::NoClearEffect {
+            continue;
+        }
+        s.secondary = s
+            .metrics
+            .iter()
+            .filter(|(name, _)| **name != input.primary_metric)
+            .filter_map(|(name, m)| {
+                let d = m.delta?;
+                let higher = !input.lower_is_better.contains(name);
+                match Verdict::from_delta(&d, higher) {
+                    Verdict::Helps | Verdict::Hurts => Some(SecondaryEffect {
+                        metric: name.clone(),
+                        better: Verdict::from_delta(&d, higher) == Verdict::Helps,
+                        delta: d,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect();
+    }
+    summaries
 }
 
 #[cfg(test)]
@@ -507,6 +626,7 @@ mod tests {
             runs,
             primary_metric: "accuracy".into(),
             higher_is_better: true,
+            lower_is_better: vec!["loss".into()],
             notes: vec![],
         }
     }
@@ -606,6 +726,92 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn paired_p_hand_computed() {
+        // Differences 0.03, 0.02, 0.01: t = 0.02 / (0.01 / √3) = 2√3 with 2 df, and for 2 df
+        // P(|T| > t) = 1 − t / √(t² + 2).
+        let t = 2.0 * 3f64.sqrt();
+        let want = 1.0 - t / (t * t + 2.0).sqrt();
+        let p = paired_p(&describe(&[0.03, 0.02, 0.01])).unwrap();
+        assert!(close(p, want, 1e-12), "{p} vs {want}");
+        assert!(close(p, 0.074_180, 1e-5));
+        assert_eq!(paired_p(&describe(&[0.0, 0.0, 0.0])), Some(1.0));
+        assert_eq!(paired_p(&describe(&[0.01, 0.01])), Some(0.0));
+        assert_eq!(paired_p(&describe(&[0.01])), None);
+    }
+
+    #[test]
+    fn holm_hand_computed() {
+        // Sorted 0.01, 0.03, 0.04 → 3·0.01, max(0.03, 2·0.03), max(0.06, 1·0.04).
+        let q = holm(&[Some(0.01), Some(0.04), None, Some(0.03)]);
+        let want = [Some(0.03), Some(0.06), None, Some(0.06)];
+        for (a, b) in q.iter().zip(want) {
+            match (a, b) {
+                (Some(a), Some(b)) => assert!(close(*a, b, 1e-12), "{q:?}"),
+                (a, b) => assert_eq!(*a, b),
+            }
+        }
+        // Capped at 1.
+        assert_eq!(holm(&[Some(0.6), Some(0.7)]), vec![Some(1.0), Some(1.0)]);
+        assert!(holm(&[]).is_empty());
+    }
+
+    fn run_with_loss(variant: &str, seed: u64, acc: f64, loss: f64) -> RunRecord {
+        let mut r = run(variant, seed, RunStatus::Ok, Some(acc));
+        r.metrics.insert("loss".into(), loss);
+        r
+    }
+
+    #[test]
+    fn holm_decides_the_verdict_and_hidden_changes_are_flagged() {
+        // Both variants gain 0.04, 0.02, 0.03 over the baseline: alone, p = 0.035 (helps);
+        // with two comparisons Holm gives 0.070 (no clear effect). `better` also raises the
+        // loss clearly, which the flags must name; `broken` leaves the loss alone.
+        let mut runs = vec![];
+        for (seed, base) in [(1, 0.90), (2, 0.91), (3, 0.92)] {
+            let gain = [0.04, 0.02, 0.03][seed as usize - 1];
+            runs.push(run_with_loss("baseline", seed, base, 0.30));
+            runs.push(run_with_loss(
+                "better",
+                seed,
+                base + gain,
+                0.30 + [0.05, 0.06, 0.07][seed as usize - 1],
+            ));
+            runs.push(run_with_loss("broken", seed, base + gain, 0.30));
+        }
+        let s = summarize(&input(runs)).unwrap();
+        for v in &s[1..] {
+            let p = v.p_value.unwrap();
+            assert!(close(p, 0.035_098, 1e-5), "{p}");
+            assert!(close(v.p_holm.unwrap(), 2.0 * p, 1e-12));
+            assert_eq!(v.unadjusted, Verdict::Helps);
+            assert_eq!(v.verdict, Verdict::NoClearEffect);
+        }
+        assert_eq!(s[0].verdict, Verdict::Baseline);
+        assert_eq!(s[0].p_holm, None);
+        assert_eq!(s[1].secondary.len(), 1, "{:?}", s[1].secondary);
+        assert_eq!(s[1].secondary[0].metric, "loss");
+        assert!(!s[1].secondary[0].better, "a higher loss is worse");
+        assert!(s[2].secondary.is_empty());
+
+        // With one variant, Holm changes nothing.
+        let one: Vec<RunRecord> = (1..=3)
+            .flat_map(|seed| {
+                let base = 0.90;
+                let gain = [0.04, 0.02, 0.03][seed as usize - 1];
+                [
+                    run("baseline", seed, RunStatus::Ok, Some(base)),
+                    run("better", seed, RunStatus::Ok, Some(base + gain)),
+                ]
+            })
+            .collect();
+        let mut inp = input(one);
+        inp.variants.truncate(2);
+        let s = summarize(&inp).unwrap();
+        assert_eq!(s[1].verdict, Verdict::Helps);
+        assert_eq!(s[1].p_holm, s[1].p_value);
     }
 
     #[test]

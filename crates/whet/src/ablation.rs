@@ -687,6 +687,11 @@ impl Plan {
                 names.join(", ")
             ));
         }
+        let runs_metric_names: std::collections::BTreeSet<String> = runs
+            .iter()
+            .flat_map(|r: &RunRecord| r.metrics.keys().cloned())
+            .filter(|m| *m != self.metric)
+            .collect();
         let input = AblationInput {
             title: self.name.clone(),
             pipeline: self.pipeline.display().to_string(),
@@ -702,6 +707,10 @@ impl Plan {
             runs,
             primary_metric: self.metric.clone(),
             higher_is_better: self.higher_is_better,
+            lower_is_better: runs_metric_names
+                .into_iter()
+                .filter(|m| !whet_train::higher_is_better(m))
+                .collect(),
             notes: all_notes,
         };
         let summary =

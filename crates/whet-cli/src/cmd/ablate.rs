@@ -557,7 +557,7 @@ fn status(v: &whet::report::VariantSummary) -> String {
 
 /// A plain-text table of the primary metric per variant, for the terminal: how each variant's
 /// runs ended (ok / diverged / failed), the metric's mean ± sd, the paired difference against
-/// the baseline and the verdict.
+/// the baseline and the verdict (Holm-adjusted; the unadjusted one beside it when they differ).
 pub fn summary_table(input: &AblationInput, variants: &[whet::report::VariantSummary]) -> String {
     let m = &input.primary_metric;
     let scale = if whet::report::is_percent_metric(m) {
@@ -606,9 +606,15 @@ pub fn summary_table(input: &AblationInput, variants: &[whet::report::VariantSum
             None => "-".into(),
         };
         let verdict = if v.name == "baseline" {
-            ""
+            String::new()
+        } else if v.unadjusted != v.verdict {
+            format!(
+                "{} (Holm; {} alone)",
+                v.verdict.as_str(),
+                v.unadjusted.as_str()
+            )
         } else {
-            v.verdict.as_str()
+            v.verdict.as_str().to_string()
         };
         out.push_str(&format!(
             "{:<width$}  {runs:<sw$}  {:>18}  {:>28}  {verdict}\n",

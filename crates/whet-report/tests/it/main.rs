@@ -94,6 +94,7 @@ fn input() -> AblationInput {
         runs,
         primary_metric: "accuracy".into(),
         higher_is_better: true,
+        lower_is_better: vec!["loss".into()],
         notes: vec!["training set: 2,000 images".into()],
     }
 }
@@ -222,6 +223,9 @@ fn ablation_report_end_to_end() {
     assert_eq!(json["runs"].as_array().unwrap().len(), input.runs.len());
     assert_eq!(json["summaries"].as_array().unwrap().len(), 5);
     assert_eq!(json["summaries"][1]["verdict"], "hurts");
+    assert_eq!(json["summaries"][1]["unadjusted"], "hurts");
+    assert!(json["summaries"][1]["p_holm"].as_f64().unwrap() < 0.05);
+    assert!(json["summaries"][0]["p_holm"].is_null());
     assert_eq!(json["runs"][12]["status"], "diverged");
     let back: Vec<RunRecord> = serde_json::from_value(json["runs"].clone()).unwrap();
     assert_eq!(back.len(), input.runs.len());
@@ -239,6 +243,8 @@ fn ablation_report_end_to_end() {
         "90.50 ± 0.50 %",
         "**diverged**",
         "training set: 2,000 images",
+        "| p (Holm) | verdict | unadjusted |",
+        "Holm's step-down adjustment",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
     }
@@ -271,6 +277,39 @@ fn ablation_report_end_to_end() {
     // Writing again replaces the files in place and still leaves no temporary files.
     write_ablation(&input, &out).unwrap();
     assert_no_temp_files(&out);
+}
+
+#[test]
+fn a_clear_change_in_another_metric_is_flagged() {
+    // `more-noise` wobbles on accuracy (no clear effect) while its loss rises by 0.05 ± 0.01
+    // on every seed: the report must say so under "Worth a look".
+    let mut input = input();
+    for r in input.runs.iter_mut().filter(|r| r.variant == "more-noise") {
+        let bump = [0.05, 0.06, 0.04][r.seed as usize - 1];
+        let base = 1.0 - [0.900, 0.910, 0.905][r.seed as usize - 1];
+        r.metrics.insert("loss".into(), base + bump);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let summary = write_ablation(&input, dir.path()).unwrap();
+    let noisy = &summary.variants[3];
+    assert_eq!(noisy.verdict, Verdict::NoClearEffect);
+    assert_eq!(noisy.secondary.len(), 1);
+    assert_eq!(noisy.secondary[0].metric, "loss");
+    assert!(!noisy.secondary[0].better);
+    // Variants with a clear primary verdict are not flagged, whatever their loss does.
+    assert!(summary.variants[1].secondary.is_empty());
+    let md = fs::read_to_string(dir.path().join(files::REPORT_MD)).unwrap();
+    assert!(
+        md.contains("## Worth a look")
+            && md
+                .contains("- `more-noise`: no clear effect on accuracy, but loss is clearly worse"),
+        "{md}"
+    );
+    // Without the loss change there is nothing to flag and no section.
+    let dir = tempfile::tempdir().unwrap();
+    write_ablation(&self::input(), dir.path()).unwrap();
+    let md = fs::read_to_string(dir.path().join(files::REPORT_MD)).unwrap();
+    assert!(!md.contains("Worth a look"), "{md}");
 }
 
 #[test]
