@@ -331,6 +331,20 @@ const RUN_FILE_CASES: &[RunFileCase] = &[
         },
         &["ablation.metric", "for a binary model", "roc_auc"],
     ),
+    (
+        "an early-stopping metric the task does not have",
+        || {
+            tab_run(MAIN, TARGET, STEPS).replace(
+                "  epochs: 1\n",
+                "  epochs: 1\n  early_stopping: { metric: r2, min_epochs: 3 }\n",
+            )
+        },
+        &[
+            "train.early_stopping.metric",
+            "unknown metric `r2` for a binary model",
+            "balanced_accuracy",
+        ],
+    ),
 ];
 
 #[test]

@@ -446,28 +446,47 @@ impl JsonSchema for BatchSize {
     }
 }
 
-/// Early stopping on the validation loss.
+/// Early stopping on a validation metric (the loss by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStoppingConfig {
     /// Epochs without improvement before stopping. Default 5.
     #[serde(default = "five")]
     pub patience: usize,
-    /// An improvement must lower the best validation loss by more than this. Default 0.
+    /// An improvement must beat the best validation value by more than this (in the metric's
+    /// units: a fraction for accuracies). Default 0.
     #[serde(default = "zero")]
     pub min_delta: NonNegative,
+    /// Never stop before this many epochs, however the validation metric moves (on a small
+    /// validation split, early epochs are noisy and one unlucky run would otherwise stop at epoch
+    /// 3 of 30). The best epoch is still chosen among all epochs. Default 0.
+    #[serde(default)]
+    pub min_epochs: usize,
+    /// The validation metric that decides: `loss` (the default), or any metric of the model's
+    /// task (`accuracy`, `balanced_accuracy`, `f1_macro`, `roc_auc`, `mse`, `mae`, `r2`…);
+    /// higher is better for all but `loss`, `mse` and `mae`. Choose the metric the study is
+    /// judged on when the loss and the metric disagree (a loss that rises while accuracy
+    /// still improves).
+    #[serde(default = "loss_metric")]
+    pub metric: String,
 }
 
 fn five() -> usize {
     5
 }
 
+fn loss_metric() -> String {
+    "loss".into()
+}
+
 impl Default for EarlyStoppingConfig {
-    /// Patience 5, no minimum improvement (as the YAML `{}`).
+    /// Patience 5, no minimum improvement, no minimum epochs, on the loss (as the YAML `{}`).
     fn default() -> Self {
         Self {
             patience: five(),
             min_delta: zero(),
+            min_epochs: 0,
+            metric: loss_metric(),
         }
     }
 }
@@ -479,13 +498,50 @@ impl EarlyStoppingConfig {
         self
     }
 
-    /// Sets how much an epoch must lower the best validation loss to count as an improvement.
+    /// Sets how much an epoch must improve on the best validation value to count.
     ///
     /// # Panics
     /// When `delta` is negative or not finite.
     pub fn with_min_delta(mut self, delta: f64) -> Self {
         self.min_delta = bounded("EarlyStoppingConfig::with_min_delta", delta);
         self
+    }
+
+    /// Sets the number of epochs that always run before early stopping may end training.
+    pub fn with_min_epochs(mut self, epochs: usize) -> Self {
+        self.min_epochs = epochs;
+        self
+    }
+
+    /// Sets the validation metric that decides (a name of [`crate::metric_names`]).
+    pub fn with_metric(mut self, metric: impl Into<String>) -> Self {
+        self.metric = metric.into();
+        self
+    }
+
+    /// Checks `metric` against the metrics a model of `task` reports: issues at key `metric`.
+    pub fn check_metric(&self, task: Task) -> Issues {
+        let mut issues = Issues::new();
+        let names: Vec<&str> = crate::metric_names(task)
+            .iter()
+            .copied()
+            .filter(|m| *m != "majority_baseline")
+            .collect();
+        if !names.contains(&self.metric.as_str()) {
+            let hint = whet_core::spec::closest(&self.metric, names.iter().copied())
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            issues.push(
+                "metric",
+                format!(
+                    "unknown metric `{}` for a {} model: expected one of {}{hint}",
+                    self.metric,
+                    format!("{task:?}").to_lowercase(),
+                    names.join(", ")
+                ),
+            );
+        }
+        issues
     }
 }
 
@@ -583,7 +639,7 @@ pub struct TrainConfig {
     /// Optional learning-rate schedule.
     #[serde(default)]
     pub schedule: Option<ScheduleConfig>,
-    /// Optional early stopping on the validation loss (needs a validation set).
+    /// Optional early stopping on a validation metric (needs a validation set).
     #[serde(default)]
     pub early_stopping: Option<EarlyStoppingConfig>,
     /// Divergence guard. Default factor 1000.
@@ -801,7 +857,8 @@ impl TrainConfig {
         self
     }
 
-    /// Turns on early stopping on the validation loss (the run then needs a validation set).
+    /// Turns on early stopping (on the validation loss unless the config names another metric;
+    /// the run then needs a validation set).
     pub fn with_early_stopping(mut self, early_stopping: EarlyStoppingConfig) -> Self {
         self.early_stopping = Some(early_stopping);
         self

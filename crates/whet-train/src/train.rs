@@ -100,10 +100,15 @@ pub fn fit(
     if let Some(v) = valid.as_deref() {
         check_source("validation set", model, v)?;
     }
-    if config.early_stopping.is_some() && valid.is_none() {
-        return Err(Error::Config(
-            "train.early_stopping needs a validation set (none was given)".into(),
-        ));
+    if let Some(es) = &config.early_stopping {
+        if valid.is_none() {
+            return Err(Error::Config(
+                "train.early_stopping needs a validation set (none was given)".into(),
+            ));
+        }
+        if let Some(i) = es.check_metric(model.task).iter().next() {
+            return Err(Error::Config(format!("train.early_stopping.{i}")));
+        }
     }
     model.check_trainable()?;
 
@@ -209,22 +214,24 @@ pub fn fit(
         observer.epoch_end(&record);
         curves.push(record);
         if let (Some(es), Some(v)) = (&config.early_stopping, &val) {
+            let value = stopping_value(es, v, epoch + 1)?;
+            // Compared as "lower is better": metrics where higher is better are negated.
             let improved = best
                 .as_ref()
-                .is_none_or(|(b, _, _)| v.loss < b - es.min_delta.get());
+                .is_none_or(|(b, _, _)| value < b - es.min_delta.get());
             if improved {
                 since_best = 0;
                 match &mut best {
                     Some((bl, be, bm)) => {
-                        *bl = v.loss;
+                        *bl = value;
                         *be = epoch + 1;
                         model.copy_weights_to(bm);
                     }
-                    None => best = Some((v.loss, epoch + 1, model.clone())),
+                    None => best = Some((value, epoch + 1, model.clone())),
                 }
             } else {
                 since_best += 1;
-                if since_best >= es.patience {
+                if since_best >= es.patience && epoch + 1 >= es.min_epochs {
                     stopped_early = epoch + 1 < config.epochs;
                     break;
                 }
@@ -243,6 +250,32 @@ pub fn fit(
         seconds: total_seconds,
         samples_per_second: seen as f64 / total_seconds.max(1e-12),
     })
+}
+
+/// The value early stopping compares for one epoch's validation evaluation, oriented so that
+/// lower is better (metrics where higher is better are negated). A non-finite value never
+/// counts as an improvement.
+fn stopping_value(
+    es: &crate::config::EarlyStoppingConfig,
+    v: &Evaluation,
+    epoch: usize,
+) -> Result<f64> {
+    let flat = v.flat();
+    let Some(&x) = flat.get(&es.metric) else {
+        return Err(Error::Config(format!(
+            "train.early_stopping.metric: `{}` is undefined on the validation set at epoch {epoch} \
+             (e.g. `r2` when every validation target is equal, `roc_auc` with one class); \
+             use `loss` or another of {}",
+            es.metric,
+            flat.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let x = if crate::higher_is_better(&es.metric) {
+        -x
+    } else {
+        x
+    };
+    Ok(if x.is_nan() { f64::INFINITY } else { x })
 }
 
 /// True when a batch's mean loss is not finite or exceeds `factor` times the reference.

@@ -244,6 +244,9 @@ impl RunFile {
         }
         issues.nest("model", self.model.validate());
         issues.nest("train", self.train.validate());
+        if let Some(es) = &self.train.early_stopping {
+            issues.nest("train.early_stopping", es.check_metric(self.model.task));
+        }
         self.check_imbalance_keys(&mut issues);
         if let Some(ab) = &self.ablation {
             if let crate::ablation::Seeds::List(seeds) = &ab.seeds {

@@ -649,6 +649,69 @@ fn early_stopping_restores_best_weights() {
     );
 }
 
+/// `min_epochs` keeps a run going past an early stop; `metric: accuracy` picks the epoch with
+/// the highest validation accuracy (not the lowest loss) and restores its weights; a metric the
+/// task does not have is refused before training.
+#[test]
+fn early_stopping_min_epochs_and_metric() {
+    let (x, y) = random_data(Task::Classification, 200, 20, 3, 9);
+    let (vx, vy) = random_data(Task::Classification, 50, 20, 3, 10);
+    let cfg = model_cfg(Task::Classification, &[(64, Activation::Relu, 0.0, 0.0)]);
+    let run = |es: &str| {
+        let mut net = Mlp::new(&cfg, 20, 3, 9).unwrap();
+        let tc = train_cfg(&format!(
+            r#"{{"optimizer": {{"adam": {{"lr": 0.01}}}}, "batch_size": 20, "epochs": 60,
+            "early_stopping": {es}}}"#
+        ));
+        let mut valid = ArraySource::new(vx.clone(), vy.clone()).unwrap();
+        let r = fit(
+            &mut net,
+            &tc,
+            9,
+            &mut ArraySource::new(x.clone(), y.clone()).unwrap(),
+            Some(&mut valid),
+            &mut NoObserver,
+        );
+        (r, net, valid)
+    };
+    let (plain, ..) = run(r#"{"patience": 3}"#);
+    let plain = plain.unwrap();
+    assert!(plain.stopped_early && plain.curves.len() < 40);
+    // The same run, held to 40 epochs: same first epochs, then it goes on.
+    let (held, ..) = run(r#"{"patience": 3, "min_epochs": 40}"#);
+    let held = held.unwrap();
+    assert!(held.curves.len() >= 40, "{} epochs", held.curves.len());
+    assert_eq!(
+        held.curves[0].valid_loss, plain.curves[0].valid_loss,
+        "min_epochs changes when training stops, not how"
+    );
+
+    let (r, net, mut valid) = run(r#"{"patience": 4, "metric": "accuracy"}"#);
+    let r = r.unwrap();
+    let best = r.best_epoch.unwrap();
+    let acc: Vec<f64> = r.curves.iter().map(|c| c.valid_accuracy.unwrap()).collect();
+    let max = acc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(acc[best - 1], max, "{acc:?}");
+    assert_eq!(
+        acc.iter().position(|&a| a == max).unwrap() + 1,
+        best,
+        "the first epoch reaching the best accuracy is kept (later ties are no improvement)"
+    );
+    if r.stopped_early {
+        assert_eq!(r.curves.len(), best + 4);
+    }
+    let now = evaluate(&net, &mut valid).unwrap();
+    assert_eq!(now.accuracy(), Some(max));
+
+    let (r, ..) = run(r#"{"metric": "r2"}"#);
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("train.early_stopping.metric") && msg.contains("unknown metric `r2`"),
+        "{msg}"
+    );
+    assert!(msg.contains("accuracy, balanced_accuracy"), "{msg}");
+}
+
 /// The observer sees every epoch and batch.
 #[test]
 fn observer_sees_epochs_and_batches() {
