@@ -103,6 +103,61 @@ fn cells_run_apart_and_with_workers_give_the_local_result() {
     assert!(code == 2 && err.contains("SLURM_ARRAY_TASK_ID=x"), "{err}");
 }
 
+/// Sequential seeding runs in rounds whatever runs the cells: `--jobs 2` gives the local
+/// result; the dry run shows the range; a Kubernetes Job (a fixed set of cells) is refused.
+#[test]
+fn sequential_seeding_gives_the_same_rounds_with_workers() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    let f = tiny_mnist(
+        "ablation:\n  seeds: { min: 2, max: 3 }\n  variants:\n    - { name: no-rotate, drop: augment.ops.rotate }\n",
+    )
+    .replace("epochs: 3", "epochs: 2");
+    std::fs::write(d.join("run.yaml"), f).unwrap();
+    let r = whet(d, &["ablate", "run.yaml", "--out", "local", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("2 variants × 2 to 3 seeds = 4 runs, up to 6 (sequential seeding"),
+        "{}",
+        r.stdout
+    );
+    let r = whet(d, &["ablate", "run.yaml", "--out", "local"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let local = ablation_results(&d.join("local"));
+    let report = std::fs::read_to_string(d.join("local/report.md")).unwrap();
+    assert!(
+        report.contains("Sequential seeding (2 to 3 seeds"),
+        "{report}"
+    );
+    let r = whet(d, &["ablate", "run.yaml", "--out", "j2", "--jobs", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(ablation_results(&d.join("j2")), local, "--jobs 2");
+
+    let r = whet(
+        d,
+        &[
+            "ablate",
+            "run.yaml",
+            "--out",
+            "k",
+            "--emit",
+            "k8s",
+            "--k8s",
+            "image=whet:1",
+            "--k8s",
+            "claim=c",
+        ],
+    );
+    assert!(
+        r.code == 2
+            && r.stderr.contains("ablation.seeds: { min: 2, max: 3 }")
+            && r.stderr.contains("--launcher slurm"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn workers_and_cells_plan_a_relative_run_file_alike() {
     // A run file named by a relative path whose data are relative to it (as in `pipelines/`):

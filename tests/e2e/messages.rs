@@ -308,6 +308,20 @@ const RUN_FILE_CASES: &[RunFileCase] = &[
         &["ablation.seeds", "seed 1 is listed more than once"],
     ),
     (
+        "sequential seeds below two",
+        || {
+            format!(
+                "{}ablation: {{ seeds: {{ min: 1, max: 5 }} }}\n",
+                tab_run(MAIN, TARGET, STEPS)
+            )
+        },
+        &[
+            "ablation.seeds",
+            "expected 2 <= min <= max <= 100",
+            "found min 1, max 5",
+        ],
+    ),
+    (
         "an unknown ablation metric",
         || {
             format!(

@@ -102,8 +102,8 @@ pub use crate::{
     regression::{MAX_SCATTER_POINTS, RegressionPoints, write_regression},
     run::{write_binary_curves, write_evaluation, write_run},
     stats::{
-        Describe, Interval, MetricSummary, VariantSummary, Verdict, describe, summarize, t_cdf,
-        t_quantile,
+        ALPHA, Describe, Interval, MetricSummary, SecondaryEffect, VariantSummary, Verdict,
+        describe, holm, paired_p, summarize, t_cdf, t_quantile,
     },
     table::{ablation_csv, curves_csv},
 };

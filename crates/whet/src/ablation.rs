@@ -87,9 +87,14 @@ pub struct Plan {
     pub selected: Vec<usize>,
     /// The options the plan was made with.
     pub options: PlanOptions,
-    /// The seeds every variant runs with (so differences are paired).
+    /// The seeds every variant runs with (so differences are paired); with sequential seeding,
+    /// the most a variant can get, in the order they are added.
     pub seeds: Vec<u64>,
-    /// Every variant × seed.
+    /// Sequential seeding (`ablation.seeds: { min, max }`): every variant runs the first `min`
+    /// seeds, the others only as [`Plan::seeding`] decides. `None`: every seed runs.
+    pub min_seeds: Option<usize>,
+    /// Every variant × seed (variant-major: cell `v · seeds.len() + k` is variant `v`, seed
+    /// `seeds[k]`).
     pub cells: Vec<Cell>,
     /// The metric verdicts are about.
     pub metric: String,
@@ -110,10 +115,15 @@ pub struct PlanListing {
     pub metric: String,
     /// Whether a higher `metric` is better.
     pub higher_is_better: bool,
-    /// The seeds every variant runs with.
+    /// The seeds every variant runs with (with sequential seeding: the most a variant gets).
     pub seeds: Vec<u64>,
-    /// Runs the ablation has (selected variants × seeds).
+    /// Sequential seeding: the seeds every variant runs; the others depend on the results.
+    pub min_seeds: Option<usize>,
+    /// Runs the ablation has (selected variants × seeds; with sequential seeding, the first
+    /// round: selected variants × `min_seeds`).
     pub runs: usize,
+    /// The most runs it can have (selected variants × all seeds).
+    pub max_runs: usize,
     /// Of those, how many the output folder already holds and would be reused.
     pub reused: usize,
     /// The output folder looked at for reusable runs.
@@ -360,6 +370,7 @@ impl Ablation {
             variants,
             selected,
             options: options.clone(),
+            min_seeds: ab.seeds.sequential_min(),
             seeds,
             cells,
             metric,
@@ -368,6 +379,33 @@ impl Ablation {
     }
 }
 
+/// Why a variant has the seeds it has under sequential seeding ([`Plan::seeding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedReason {
+    /// The baseline runs every seed any variant needs.
+    Baseline,
+    /// Some of its runs (or the baseline's) have no result yet.
+    Waiting,
+    /// Its paired 95 % interval excludes 0: no more seeds needed.
+    Resolved,
+    /// Its interval still contains 0 after the most seeds the plan allows.
+    Maximum,
+    /// Fewer than 2 seeds where it and the baseline both finished ok (diverged or failed runs):
+    /// more seeds are not added, since they rarely mend that.
+    TooFewPairs,
+}
+
+/// How many seeds a variant gets under sequential seeding, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeedDecision {
+    /// Index into [`Plan::variants`].
+    pub variant: usize,
+    /// It runs the first `seeds` of [`Plan::seeds`].
+    pub seeds: usize,
+    /// Why.
+    pub reason: SeedReason,
+}
 impl Plan {
     /// The progress event of a finished cell: its status and the plan's metric.
     pub(crate) fn cell_line(&self, r: &CellResult) -> whet_core::RunLine {
@@ -444,6 +482,178 @@ impl Plan {
         stored.keeps(&self.cells[i].hash).then_some(stored.record)
     }
 
+    /// Under sequential seeding, how many seeds each selected variant gets (the baseline
+    /// first), given `record(i)`, the finished result of cell `i` if there is one. A variant
+    /// runs the first `min` seeds; while every one of its seeds so far has a result (and the
+    /// baseline's too) and the paired 95 % interval of its difference on the plan's metric
+    /// contains 0, it gets the next seed, up to all of [`Plan::seeds`]. The baseline runs as
+    /// many seeds as the variant that needs most. The decision depends only on the results, so
+    /// it is the same however many processes ran the cells. `None` without sequential seeding.
+    pub fn seeding(
+        &self,
+        record: &dyn Fn(usize) -> Option<RunRecord>,
+    ) -> Option<Vec<SeedDecision>> {
+        let min = self.min_seeds?;
+        let s = self.seeds.len();
+        let all: Vec<Option<RunRecord>> = (0..self.cells.len()).map(record).collect();
+        let value = |v: usize, k: usize| -> Option<Option<f64>> {
+            let r = all[v * s + k].as_ref()?;
+            Some(
+                r.metrics
+                    .get(&self.metric)
+                    .copied()
+                    .filter(|x| r.status == RunStatus::Ok && x.is_finite()),
+            )
+        };
+        let mut out: Vec<SeedDecision> = self
+            .selected
+            .iter()
+            .skip(1)
+            .map(|&v| {
+                let mut k = min.min(s);
+                loop {
+                    let mut diffs = Vec::with_capacity(k);
+                    for j in 0..k {
+                        match (value(v, j), value(0, j)) {
+                            (Some(a), Some(b)) => diffs.extend(a.zip(b).map(|(a, b)| a - b)),
+                            _ => {
+                                return SeedDecision {
+                                    variant: v,
+                                    seeds: k,
+                                    reason: SeedReason::Waiting,
+                                };
+                            }
+                        }
+                    }
+                    let d = whet_report::describe(&diffs);
+                    let reason = match whet_report::Verdict::from_delta(&d, self.higher_is_better) {
+                        whet_report::Verdict::TooFewRuns => SeedReason::TooFewPairs,
+                        whet_report::Verdict::NoClearEffect if k < s => {
+                            k += 1;
+                            continue;
+                        }
+                        whet_report::Verdict::NoClearEffect => SeedReason::Maximum,
+                        _ => SeedReason::Resolved,
+                    };
+                    return SeedDecision {
+                        variant: v,
+                        seeds: k,
+                        reason,
+                    };
+                }
+            })
+            .collect();
+        let base = out.iter().map(|d| d.seeds).max().unwrap_or(min.min(s));
+        out.insert(
+            0,
+            SeedDecision {
+                variant: 0,
+                seeds: base,
+                reason: SeedReason::Baseline,
+            },
+        );
+        Some(out)
+    }
+
+    /// The cells the ablation wants given the results so far (`record`, as for
+    /// [`Plan::seeding`]): every cell of the selected variants, or under sequential seeding
+    /// those of the seeds [`Plan::seeding`] gives them. In cell order.
+    pub fn wanted_cells(&self, record: &dyn Fn(usize) -> Option<RunRecord>) -> Vec<usize> {
+        match self.seeding(record) {
+            None => self.selected_cells(),
+            Some(decisions) => {
+                let s = self.seeds.len();
+                let mut cells: Vec<usize> = decisions
+                    .iter()
+                    .flat_map(|d| (0..d.seeds).map(move |k| d.variant * s + k))
+                    .collect();
+                cells.sort_unstable();
+                cells
+            }
+        }
+    }
+
+    /// The next round of cells to run into `out`: [`Plan::wanted_cells`] from the results in
+    /// `out` (with `fresh`, only those of cells in `attempted`, the cells this invocation has
+    /// already run), less `attempted`. Empty when the ablation is complete: a driver runs
+    /// rounds until then. Without sequential seeding the first round is every selected cell.
+    pub fn next_round(
+        &self,
+        out: &Path,
+        fresh: bool,
+        attempted: &std::collections::BTreeSet<usize>,
+    ) -> Vec<usize> {
+        self.wanted_cells(&|i| {
+            if fresh && !attempted.contains(&i) {
+                None
+            } else {
+                self.kept_record(i, out)
+            }
+        })
+        .into_iter()
+        .filter(|i| !attempted.contains(i))
+        .collect()
+    }
+
+    /// The report's note on sequential seeding: the rule, each variant's seed count and why.
+    fn seeding_note(&self, decisions: &[SeedDecision]) -> String {
+        let min = self.min_seeds.unwrap_or(0);
+        let max = self.seeds.len();
+        let each: Vec<String> = decisions
+            .iter()
+            .filter(|d| d.reason != SeedReason::Baseline)
+            .map(|d| {
+                let why = match d.reason {
+                    SeedReason::Resolved if d.seeds <= min => {
+                        "its interval excluded 0 after the first seeds".to_string()
+                    }
+                    SeedReason::Resolved => format!("its interval excluded 0 after {}", d.seeds),
+                    SeedReason::Maximum => "still no clear effect at the maximum".to_string(),
+                    SeedReason::TooFewPairs => {
+                        "fewer than 2 runs paired with the baseline finished ok, so none was added"
+                            .to_string()
+                    }
+                    SeedReason::Waiting => "runs still without a result".to_string(),
+                    SeedReason::Baseline => String::new(),
+                };
+                format!("`{}` {} ({why})", self.variants[d.variant].name, d.seeds)
+            })
+            .collect();
+        format!(
+            "Sequential seeding ({min} to {max} seeds, from {:?}): every variant ran {min} seeds; one \
+             more was added at a time to a variant whose paired 95 % interval on {} still \
+             contained 0, and the baseline ran every seed a variant needed. Seeds per variant: {}. \
+             Stopping as soon as an interval excludes 0 makes a false *helps* or *hurts* likelier \
+             than the 5 % a fixed number of seeds gives: read verdicts that needed many seeds with \
+             care.",
+            self.seeds,
+            self.metric,
+            if each.is_empty() {
+                "none besides the baseline".to_string()
+            } else {
+                each.join(", ")
+            }
+        )
+    }
+
+    /// The progress label of a round of `n` cells: the plan's size in the first, what the
+    /// round adds in later ones (sequential seeding).
+    pub fn round_label(&self, round: usize, n: usize) -> String {
+        match (round, self.min_seeds) {
+            (1, None) => format!(
+                "{} variants × {} seeds",
+                self.selected.len(),
+                self.seeds.len()
+            ),
+            (1, Some(min)) => format!(
+                "{} variants × {min} seeds (up to {} for unresolved variants)",
+                self.selected.len(),
+                self.seeds.len()
+            ),
+            _ => format!("round {round}: {n} more runs for variants without a clear effect yet"),
+        }
+    }
+
     /// The cells [`Plan::run`] runs: those of the [`Plan::selected`] variants.
     pub fn selected_cells(&self) -> Vec<usize> {
         self.cells
@@ -470,9 +680,15 @@ impl Plan {
             })
             .collect();
         // One pass over the cells (a grid can have thousands of variants).
+        let s = self.seeds.len();
+        let first = self.min_seeds.unwrap_or(s);
+        let mut max_runs = 0;
         for c in &self.cells {
             let v = &mut variants[c.variant];
             if v.selected {
+                max_runs += 1;
+            }
+            if v.selected && c.index % s < first {
                 v.runs += 1;
                 if !fresh && out.is_some_and(|o| self.kept_record(c.index, o).is_some()) {
                     v.reused += 1;
@@ -486,7 +702,9 @@ impl Plan {
             metric: self.metric.clone(),
             higher_is_better: self.higher_is_better,
             seeds: self.seeds.clone(),
+            min_seeds: self.min_seeds,
             runs: variants.iter().map(|v| v.runs).sum(),
+            max_runs,
             reused: variants.iter().map(|v| v.reused).sum(),
             out: out.map(|o| o.display().to_string()),
             variants,
@@ -564,55 +782,58 @@ impl Plan {
         let _lock = whet_core::lock::FolderLock::acquire(out)?;
         whet_core::outputs::mark(out)?;
         self.save_locked(out)?;
-        let todo = self.selected_cells();
-        progress.begin(
-            &format!(
-                "{} variants × {} seeds",
-                self.selected.len(),
-                self.seeds.len()
-            ),
-            Some(todo.len() as u64),
-        );
         let kept = AtomicUsize::new(0);
         let busy = AtomicUsize::new(0);
-        todo.par_iter()
-            .map(|&i| -> Result<()> {
-                let r = match self.run_cell(i, out, cache, fresh) {
-                    Ok(r) => r,
-                    Err(Error::Lock(whet_core::lock::LockError::Held { folder, pid })) => {
-                        busy.fetch_add(1, Ordering::Relaxed);
-                        progress.warn(&format!(
-                            "`{}` is being run by another process{}; left out of this report",
-                            folder.display(),
-                            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        let mut attempted = std::collections::BTreeSet::new();
+        for round in 1.. {
+            let todo = self.next_round(out, fresh, &attempted);
+            if todo.is_empty() {
+                break;
+            }
+            attempted.extend(todo.iter().copied());
+            progress.begin(
+                &self.round_label(round, todo.len()),
+                Some(todo.len() as u64),
+            );
+            todo.par_iter()
+                .map(|&i| -> Result<()> {
+                    let r = match self.run_cell(i, out, cache, fresh) {
+                        Ok(r) => r,
+                        Err(Error::Lock(whet_core::lock::LockError::Held { folder, pid })) => {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            progress.warn(&format!(
+                                "`{}` is being run by another process{}; left out of this report",
+                                folder.display(),
+                                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                            ));
+                            progress.advance(1);
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if r.kept {
+                        kept.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        progress.message(&format!(
+                            "{} seed {}: {}",
+                            r.record.variant, r.record.seed, r.record.status
                         ));
-                        progress.advance(1);
-                        return Ok(());
                     }
-                    Err(e) => return Err(e),
-                };
-                if r.kept {
-                    kept.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    progress.message(&format!(
-                        "{} seed {}: {}",
-                        r.record.variant, r.record.seed, r.record.status
-                    ));
-                }
-                progress.finished(&self.cell_line(&r));
-                progress.advance(1);
-                Ok(())
-            })
-            .collect::<Result<()>>()?;
-        progress.end();
+                    progress.finished(&self.cell_line(&r));
+                    progress.advance(1);
+                    Ok(())
+                })
+                .collect::<Result<()>>()?;
+            progress.end();
+        }
         let kept = kept.load(Ordering::Relaxed);
         let mut notes = vec![];
-        notes.extend(reuse_note(kept, todo.len()));
+        notes.extend(reuse_note(kept, attempted.len()));
         let busy = busy.load(Ordering::Relaxed);
         if busy > 0 {
             notes.push(format!(
                 "{busy} of {} runs were being run by another process and are left out; run the ablation again to include them.",
-                todo.len()
+                attempted.len()
             ));
         }
         self.collect_locked(out, notes)
@@ -637,23 +858,42 @@ impl Plan {
 
     /// [`Plan::collect`] into `out`, which the caller has locked.
     pub(crate) fn collect_locked(&self, out: &Path, notes: Vec<String>) -> Result<AblationReport> {
-        let mut runs = Vec::new();
-        let mut missing = Vec::new();
+        let mut found: Vec<Option<RunRecord>> = Vec::with_capacity(self.cells.len());
         for c in &self.cells {
             let path = self.cell_dir(out, c.index)?.join("record.json");
-            match std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Stored>(&t).ok())
-                .filter(|s| s.key == c.hash)
-            {
-                Some(s) => runs.push(s.record),
-                None => missing.push(c.index),
+            found.push(
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Stored>(&t).ok())
+                    .filter(|s| s.key == c.hash)
+                    .map(|s| s.record),
+            );
+        }
+        let seeding = self.seeding(&|i| found[i].clone());
+        // Cells sequential seeding has not asked for are not missing.
+        let wanted: std::collections::BTreeSet<usize> = match &seeding {
+            Some(_) => self
+                .wanted_cells(&|i| found[i].clone())
+                .into_iter()
+                .collect(),
+            None => (0..self.cells.len()).collect(),
+        };
+        let mut runs = Vec::new();
+        let mut missing = Vec::new();
+        for (i, r) in found.into_iter().enumerate() {
+            match r {
+                Some(r) => runs.push(r),
+                None if wanted.contains(&i) => missing.push(i),
+                None => {}
             }
         }
-        let mut all_notes = vec![format!(
-            "Seeds: {:?} (the same for every variant, so differences are paired).",
-            self.seeds
-        )];
+        let mut all_notes = vec![match &seeding {
+            None => format!(
+                "Seeds: {:?} (the same for every variant, so differences are paired).",
+                self.seeds
+            ),
+            Some(d) => self.seeding_note(d),
+        }];
         let no_test: Vec<&str> = self
             .variants
             .iter()

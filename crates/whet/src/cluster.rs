@@ -227,84 +227,87 @@ impl Plan {
         self.save_locked(out)?;
         let logs = out.join("logs");
         std::fs::create_dir_all(&logs).map_err(Error::io("creating", &logs))?;
-        let todo = self.selected_cells();
-        progress.begin(
-            &format!(
-                "{} variants × {} seeds, {jobs} workers",
-                self.selected.len(),
-                self.seeds.len()
-            ),
-            Some(todo.len() as u64),
-        );
         let mut kept = 0;
-        let mut queue = Vec::new();
-        for &i in &todo {
-            match (!fresh).then(|| self.kept_record(i, out)).flatten() {
-                Some(record) => {
-                    kept += 1;
-                    progress.finished(&self.cell_line(&CellResult { record, kept: true }));
-                    progress.advance(1);
-                }
-                None => queue.push(i),
-            }
-        }
-        let next = AtomicUsize::new(0);
         let lost = std::sync::Mutex::new(Vec::<String>::new());
-        let started: Result<()> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..jobs.max(1))
-                .map(|_| {
-                    s.spawn(|| -> Result<()> {
-                        loop {
-                            let k = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&i) = queue.get(k) else {
-                                return Ok(());
-                            };
-                            let log_path = logs.join(format!("cell-{i}.log"));
-                            let log = std::fs::File::create(&log_path)
-                                .map_err(Error::io("creating", &log_path))?;
-                            let err = log.try_clone().map_err(Error::io("opening", &log_path))?;
-                            let mut cmd = worker(i);
-                            cmd.stdin(std::process::Stdio::null())
-                                .stdout(log)
-                                .stderr(err);
-                            let status = cmd.status().map_err(|e| {
-                                Error::Invalid(format!(
-                                    "cannot start the worker for cell {i} ({cmd:?}): {e}"
-                                ))
-                            })?;
-                            match self.kept_record(i, out) {
-                                Some(record) => {
-                                    progress.finished(
-                                        &self.cell_line(&CellResult {
-                                            record,
-                                            kept: false,
-                                        }),
-                                    );
+        let mut attempted = std::collections::BTreeSet::new();
+        for round in 1.. {
+            let todo = self.next_round(out, fresh, &attempted);
+            if todo.is_empty() {
+                break;
+            }
+            attempted.extend(todo.iter().copied());
+            progress.begin(
+                &format!("{}, {jobs} workers", self.round_label(round, todo.len())),
+                Some(todo.len() as u64),
+            );
+            let mut queue = Vec::new();
+            for &i in &todo {
+                match (!fresh).then(|| self.kept_record(i, out)).flatten() {
+                    Some(record) => {
+                        kept += 1;
+                        progress.finished(&self.cell_line(&CellResult { record, kept: true }));
+                        progress.advance(1);
+                    }
+                    None => queue.push(i),
+                }
+            }
+            let next = AtomicUsize::new(0);
+            let started: Result<()> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..jobs.max(1))
+                    .map(|_| {
+                        s.spawn(|| -> Result<()> {
+                            loop {
+                                let k = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(&i) = queue.get(k) else {
+                                    return Ok(());
+                                };
+                                let log_path = logs.join(format!("cell-{i}.log"));
+                                let log = std::fs::File::create(&log_path)
+                                    .map_err(Error::io("creating", &log_path))?;
+                                let err = log.try_clone().map_err(Error::io("opening", &log_path))?;
+                                let mut cmd = worker(i);
+                                cmd.stdin(std::process::Stdio::null())
+                                    .stdout(log)
+                                    .stderr(err);
+                                let status = cmd.status().map_err(|e| {
+                                    Error::Invalid(format!(
+                                        "cannot start the worker for cell {i} ({cmd:?}): {e}"
+                                    ))
+                                })?;
+                                match self.kept_record(i, out) {
+                                    Some(record) => {
+                                        progress.finished(
+                                            &self.cell_line(&CellResult {
+                                                record,
+                                                kept: false,
+                                            }),
+                                        );
+                                    }
+                                    None => {
+                                        let c = &self.cells[i];
+                                        let msg = format!(
+                                            "cell {i} (`{}` seed {}) left no result: its worker ended with {status}; see {}",
+                                            self.variants[c.variant].name,
+                                            c.seed,
+                                            log_path.display()
+                                        );
+                                        progress.warn(&msg);
+                                        lost.lock().expect("no panic holds it").push(msg);
+                                    }
                                 }
-                                None => {
-                                    let c = &self.cells[i];
-                                    let msg = format!(
-                                        "cell {i} (`{}` seed {}) left no result: its worker ended with {status}; see {}",
-                                        self.variants[c.variant].name,
-                                        c.seed,
-                                        log_path.display()
-                                    );
-                                    progress.warn(&msg);
-                                    lost.lock().expect("no panic holds it").push(msg);
-                                }
+                                progress.advance(1);
                             }
-                            progress.advance(1);
-                        }
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().expect("a worker thread does not panic"))
-        });
-        started?;
-        progress.end();
-        let mut notes: Vec<String> = crate::ablation::reuse_note(kept, todo.len())
+                    .collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().expect("a worker thread does not panic"))
+            });
+            started?;
+            progress.end();
+        }
+        let mut notes: Vec<String> = crate::ablation::reuse_note(kept, attempted.len())
             .into_iter()
             .collect();
         notes.extend(
@@ -577,10 +580,17 @@ impl Plan {
     /// afterwards with `whet ablate OUT --collect`.
     ///
     /// # Errors
-    /// A job name that is not a DNS label, parallelism or CPUs of 0, or an empty image or
-    /// claim.
+    /// A job name that is not a DNS label, parallelism or CPUs of 0, an empty image or
+    /// claim, or sequential seeding (its rounds need a driver between them).
     pub fn kubernetes_job(&self, out: &Path, o: &KubernetesOptions) -> Result<String> {
         o.check()?;
+        if let Some(min) = self.min_seeds {
+            return Err(Error::Invalid(format!(
+                "--emit k8s: `ablation.seeds: {{ min: {min}, max: {} }}` decides between rounds which variants get more seeds, and an Indexed Job runs a fixed set of cells; \
+                 give a fixed number of seeds (`--seeds N` or `ablation.seeds: N`), or run the rounds with `--launcher slurm` or `--jobs N`",
+                self.seeds.len()
+            )));
+        }
         let out = absolute(out)?;
         let script = format!(
             "exec whet --threads {} ablate {} --cell \"$JOB_COMPLETION_INDEX\"",

@@ -222,9 +222,11 @@ pub struct Submitted {
 }
 
 impl Plan {
-    /// Saves the plan into `out`, writes `out/slurm/array-N.sh` for the selected cells that
-    /// have no kept result (all of them when `fresh`) and submits it. `None` when every cell
-    /// is already finished.
+    /// Saves the plan into `out`, writes `out/slurm/array-N.sh` for the next round of cells
+    /// ([`Plan::next_round`]: the selected cells that have no kept result, all of them when
+    /// `fresh`; under sequential seeding the seeds the results so far call for), less
+    /// `attempted` (the cells earlier rounds of this invocation submitted), and submits it.
+    /// `None` when no cell is left to run: a driver submits rounds until then.
     ///
     /// # Errors
     /// As [`Plan::save`], a file that cannot be written, or `sbatch` failing.
@@ -234,11 +236,12 @@ impl Plan {
         whet: &Path,
         o: &SlurmOptions,
         fresh: bool,
+        attempted: &std::collections::BTreeSet<usize>,
     ) -> Result<Option<Submitted>> {
         self.save(out)?;
         let out = std::path::absolute(out).map_err(Error::io("resolving", out))?;
         let cells: Vec<usize> = self
-            .selected_cells()
+            .next_round(&out, fresh, attempted)
             .into_iter()
             .filter(|&i| fresh || self.kept_record(i, &out).is_none())
             .collect();

@@ -21,7 +21,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AblationConfig {
-    /// Seeds per variant: a count `n` (the run's seed, seed+1, … seed+n-1) or an explicit list.
+    /// Seeds per variant: a count `n` (the run's seed, seed+1, … seed+n-1), an explicit list, or
+    /// `{ min: 3, max: 10 }` for sequential seeding: every variant runs the first `min` seeds,
+    /// then a variant whose paired 95 % interval on the metric still contains 0 gets one more
+    /// seed at a time (the baseline runs it too) until the interval excludes 0 or it has `max`.
     /// Every variant runs with the same seeds, so differences are paired. Default 3.
     #[serde(default = "default_seeds")]
     pub seeds: Seeds,
@@ -54,6 +57,13 @@ pub enum Seeds {
     Count(u64),
     /// These seeds.
     List(Vec<u64>),
+    /// Sequential seeding: `min` seeds for every variant, up to `max` for the unresolved ones.
+    Sequential {
+        /// Seeds every variant runs (2 to `max`).
+        min: u64,
+        /// Seeds a variant can get at most (`min` to 100).
+        max: u64,
+    },
 }
 
 impl<'de> Deserialize<'de> for Seeds {
@@ -62,7 +72,9 @@ impl<'de> Deserialize<'de> for Seeds {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Seeds;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a number of seeds (1 to 100) or a list of seeds")
+                f.write_str(
+                    "a number of seeds (1 to 100), a list of seeds, or `{ min: 3, max: 10 }`",
+                )
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seeds, E> {
                 if (1..=100).contains(&v) {
@@ -87,6 +99,32 @@ impl<'de> Deserialize<'de> for Seeds {
                 }
                 Ok(Seeds::List(v))
             }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Seeds, A::Error> {
+                use serde::de::Error as _;
+                let (mut min, mut max) = (None, None);
+                while let Some(k) = a.next_key::<String>()? {
+                    match k.as_str() {
+                        "min" => min = Some(a.next_value::<u64>()?),
+                        "max" => max = Some(a.next_value::<u64>()?),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown field `{other}`, expected `min` or `max`"
+                            )));
+                        }
+                    }
+                }
+                let (Some(min), Some(max)) = (min, max) else {
+                    return Err(A::Error::custom(
+                        "sequential seeding needs both `min` and `max`: `{ min: 3, max: 10 }`",
+                    ));
+                };
+                if min < 2 || min > max || max > 100 {
+                    return Err(A::Error::custom(format!(
+                        "expected 2 <= min <= max <= 100 (an interval needs 2 paired seeds), found min {min}, max {max}"
+                    )));
+                }
+                Ok(Seeds::Sequential { min, max })
+            }
         }
         d.deserialize_any(V)
     }
@@ -98,6 +136,16 @@ impl Seeds {
         match self {
             Seeds::Count(n) => (0..*n).map(|i| base.wrapping_add(i)).collect(),
             Seeds::List(v) => v.clone(),
+            Seeds::Sequential { max, .. } => (0..*max).map(|i| base.wrapping_add(i)).collect(),
+        }
+    }
+
+    /// For sequential seeding, the number of seeds every variant runs; `None` when all of
+    /// [`Seeds::resolve`]'s seeds always run.
+    pub fn sequential_min(&self) -> Option<usize> {
+        match self {
+            Seeds::Sequential { min, .. } => Some(*min as usize),
+            _ => None,
         }
     }
 }

@@ -148,3 +148,165 @@ fn fitting_the_normaliser_on_augmented_copies_is_an_explicit_option() {
         Err(Error::Config(_))
     ));
 }
+
+fn record(
+    variant: &str,
+    seed: u64,
+    status: whet::report::RunStatus,
+    acc: f64,
+) -> whet::report::RunRecord {
+    whet::report::RunRecord {
+        variant: variant.into(),
+        seed,
+        status,
+        metrics: [("accuracy".to_string(), acc)].into(),
+        train_seconds: 1.0,
+        curves: vec![],
+        message: None,
+    }
+}
+
+/// Sequential seeding decides from results alone: a variant clear after the first seeds stops
+/// there, one that stays unclear gets every seed, one waiting for a result gets no further
+/// seed, one without ok runs gets none added; the baseline runs what the neediest variant needs.
+#[test]
+fn sequential_seeding_adds_seeds_only_while_unresolved() {
+    use whet::{SeedReason, report::RunStatus::*};
+    let extra = "ablation:\n  seeds: { min: 2, max: 4 }\n  variants:\n    - { name: a, set: { train.epochs: 1 } }\n    - { name: b, set: { train.epochs: 3 } }\n    - { name: c, set: { train.batch_size: 16 } }\n    - { name: d, set: { train.batch_size: 8 } }\n";
+    let run = RunFile::from_yaml(&tiny(extra), repo()).unwrap();
+    let plan = Ablation::plan(&run, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.seeds, vec![3, 4, 5, 6]);
+    assert_eq!(plan.min_seeds, Some(2));
+    assert_eq!(plan.cells.len(), 5 * 4);
+    let base = [0.90, 0.92, 0.91, 0.93];
+    // Differences from the baseline per seed; None = no result yet.
+    let diffs: [(&str, [Option<f64>; 4]); 4] = [
+        ("a", [Some(0.05), Some(0.051), None, None]),
+        ("b", [Some(0.01), Some(-0.01), Some(0.02), Some(-0.02)]),
+        ("c", [Some(0.01), Some(-0.01), Some(0.03), None]),
+        ("d", [Some(0.0), Some(0.0), None, None]),
+    ];
+    let rec = |i: usize| -> Option<whet::report::RunRecord> {
+        let (v, k) = (i / 4, i % 4);
+        let seed = plan.seeds[k];
+        if v == 0 {
+            return Some(record("baseline", seed, Ok, base[k]));
+        }
+        let (name, d) = diffs[v - 1];
+        let status = if name == "d" { Diverged } else { Ok };
+        d[k].map(|d| record(name, seed, status, base[k] + d))
+    };
+    let decisions = plan.seeding(&rec).unwrap();
+    let got: Vec<(usize, usize, SeedReason)> = decisions
+        .iter()
+        .map(|d| (d.variant, d.seeds, d.reason))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 4, SeedReason::Baseline),
+            (1, 2, SeedReason::Resolved),
+            (2, 4, SeedReason::Maximum),
+            (3, 4, SeedReason::Waiting),
+            (4, 2, SeedReason::TooFewPairs),
+        ]
+    );
+    assert_eq!(
+        plan.wanted_cells(&rec),
+        [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+    );
+    // With nothing run yet, the first round is every variant's first 2 seeds.
+    assert_eq!(
+        plan.wanted_cells(&|_| None),
+        [0, 1, 4, 5, 8, 9, 12, 13, 16, 17]
+    );
+    // A fixed seed count wants every cell whatever the results.
+    let fixed = Ablation::plan(
+        &run,
+        &PlanOptions {
+            seeds: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(fixed.seeding(&|_| None).is_none());
+    assert_eq!(fixed.wanted_cells(&|_| None), (0..10).collect::<Vec<_>>());
+}
+
+/// A real sequential ablation: every variant has between `min` and `max` seeds, a variant got
+/// a seed beyond the minimum only when its interval over the seeds before contained 0, the
+/// baseline has the most seeds, and the report says how many each got and why.
+#[test]
+fn a_sequential_ablation_runs_in_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "ablation:\n  seeds: { min: 2, max: 4 }\n  variants:\n    - { name: no-augment, drop: augment }\n    - { name: slow, set: { train.optimizer.adam.lr: 0.0001 } }\n";
+    let run = RunFile::from_yaml(&tiny(extra), repo()).unwrap();
+    let plan = Ablation::plan(&run, &PlanOptions::default()).unwrap();
+    let out = dir.path().join("ab");
+    let report = plan.run(&out, &Cache::off(), false, &NoProgress).unwrap();
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+    let runs = &report.input.runs;
+    let seeds_of = |v: &str| -> Vec<u64> {
+        let mut s: Vec<u64> = runs
+            .iter()
+            .filter(|r| r.variant == v)
+            .map(|r| r.seed)
+            .collect();
+        s.sort();
+        s
+    };
+    let base = seeds_of("baseline");
+    for v in ["no-augment", "slow"] {
+        let s = seeds_of(v);
+        assert!((2..=4).contains(&s.len()), "{v}: {s:?}");
+        assert_eq!(
+            s,
+            plan.seeds[..s.len()].to_vec(),
+            "{v}: the first seeds, in order"
+        );
+        assert!(base.len() >= s.len());
+        for k in 2..s.len() {
+            // It got seed k+1 only because the interval over the first k contained 0.
+            let d: Vec<f64> = (0..k)
+                .map(|j| {
+                    let m = |name: &str| {
+                        runs.iter()
+                            .find(|r| r.variant == name && r.seed == plan.seeds[j])
+                            .unwrap()
+                            .metrics["accuracy"]
+                    };
+                    m(v) - m("baseline")
+                })
+                .collect();
+            let ci = whet::report::describe(&d).ci95.unwrap();
+            assert!(ci.contains(0.0), "{v} after {k} seeds: {ci:?}");
+        }
+    }
+    assert_eq!(
+        base.len(),
+        seeds_of("no-augment").len().max(seeds_of("slow").len())
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        seeds_of("no-augment").len() > 2 || seeds_of("slow").len() > 2,
+        "a second round ran: {:?}",
+        report.input.notes[0]
+    );
+    assert!(
+        md.contains("Sequential seeding (2 to 4 seeds")
+            && md.contains(&format!("`no-augment` {}", seeds_of("no-augment").len())),
+        "{md}"
+    );
+    // Resuming runs nothing new and gives the same records.
+    let again = plan.run(&out, &Cache::off(), false, &NoProgress).unwrap();
+    assert_eq!(again.input.runs.len(), runs.len());
+    assert!(
+        again
+            .input
+            .notes
+            .iter()
+            .any(|n| n.starts_with("All ") && n.contains("reused")),
+        "{:?}",
+        again.input.notes
+    );
+}

@@ -419,39 +419,49 @@ pub fn slurm(
         .map_err(|e| anyhow::anyhow!("cannot find the whet binary for the job script: {e}"))?;
     let bars = Bars::for_cli(cli);
     let collect = whet::cluster::shell_word(&out.display().to_string());
-    let Some(job) = plan.submit_slurm(&out, &exe, &o, fresh)? else {
+    // Rounds: one without sequential seeding; with it, each round's results decide the next.
+    let mut attempted = std::collections::BTreeSet::new();
+    let mut notes = Vec::new();
+    while let Some(job) = plan.submit_slurm(&out, &exe, &o, fresh, &attempted)? {
+        attempted.extend(job.cells.iter().copied());
+        crate::outln!(
+            "submitted Slurm job {}: {} cells ({})",
+            job.job,
+            job.cells.len(),
+            job.script.display()
+        )?;
+        if !wait {
+            crate::outln!("when it has finished: whet ablate {collect} --collect")?;
+            if plan.min_seeds.is_some() {
+                crate::outln!(
+                    "sequential seeding: then `whet ablate {collect} --launcher slurm` submits the seeds its results call for"
+                )?;
+            }
+            return Ok(());
+        }
+        bars.begin(
+            &format!("Slurm job {}", job.job),
+            Some(job.cells.len() as u64),
+        );
+        let states = whet::slurm::wait(
+            &plan,
+            &out,
+            &job.job,
+            &job.cells,
+            std::time::Duration::from_millis(500),
+            &bars,
+        )?;
+        bars.end();
+        for t in states.iter().filter(|t| t.state != "COMPLETED") {
+            let note = whet::slurm::task_note(&plan, &out, &job.job, t);
+            bars.warn(&note);
+            notes.push(note);
+        }
+    }
+    if attempted.is_empty() {
         crate::outln!("every cell already has a result; collecting")?;
         let report = plan.collect(&out, vec![])?;
         return print_report(cli, &out, &report, None, &bars);
-    };
-    crate::outln!(
-        "submitted Slurm job {}: {} cells ({})",
-        job.job,
-        job.cells.len(),
-        job.script.display()
-    )?;
-    if !wait {
-        crate::outln!("when it has finished: whet ablate {collect} --collect")?;
-        return Ok(());
-    }
-    bars.begin(
-        &format!("Slurm job {}", job.job),
-        Some(job.cells.len() as u64),
-    );
-    let states = whet::slurm::wait(
-        &plan,
-        &out,
-        &job.job,
-        &job.cells,
-        std::time::Duration::from_millis(500),
-        &bars,
-    )?;
-    bars.end();
-    let mut notes = Vec::new();
-    for t in states.iter().filter(|t| t.state != "COMPLETED") {
-        let note = whet::slurm::task_note(&plan, &out, &job.job, t);
-        bars.warn(&note);
-        notes.push(note);
     }
     let report = plan.collect(&out, notes)?;
     let stored = whet::StoredPlan::load(&out)?;
@@ -513,10 +523,21 @@ pub fn listing_text(l: &whet::PlanListing) -> String {
         out.push_str(&format!("{:<width$}  {runs:>4}  {change}\n", v.name));
     }
     let selected = l.variants.iter().filter(|v| v.selected).count();
+    let (seeds, runs) = match l.min_seeds {
+        Some(min) => (
+            format!("{min} to {} seeds", l.seeds.len()),
+            format!(
+                "{} runs, up to {} (sequential seeding: more seeds only for variants without a clear effect)",
+                l.runs, l.max_runs
+            ),
+        ),
+        None => (
+            format!("{} seeds", l.seeds.len()),
+            format!("{} runs", l.runs),
+        ),
+    };
     out.push_str(&format!(
-        "{selected} variants × {} seeds = {} runs; metric: {} ({} is better)\n",
-        l.seeds.len(),
-        l.runs,
+        "{selected} variants × {seeds} = {runs}; metric: {} ({} is better)\n",
         l.metric,
         if l.higher_is_better {
             "higher"
