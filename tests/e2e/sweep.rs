@@ -82,6 +82,33 @@ fn a_sweep_is_a_grid_the_dry_run_lists_and_the_report_records() {
     let ab = json(&d.join("ab/ablation.json"));
     assert_eq!(ab["overrides"].as_array().unwrap().len(), 3, "{ab}");
     assert_eq!(ab["summaries"].as_array().unwrap().len(), 5);
+    // A sweep chooses: ranked on the validation split, the test set quoted for the chosen one.
+    assert!(
+        report.contains("## Chosen on validation")
+            && report.contains("## accuracy by variant (validation split)"),
+        "{report}"
+    );
+    let chosen = ab["chosen"]["variant"].as_str().unwrap();
+    let runs = ab["runs"].as_array().unwrap();
+    let best_val = runs
+        .iter()
+        .map(|r| r["validation"]["accuracy"].as_f64().unwrap())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let of_chosen = runs.iter().find(|r| r["variant"] == chosen).unwrap();
+    assert_eq!(
+        of_chosen["validation"]["accuracy"].as_f64().unwrap(),
+        best_val,
+        "the best validation accuracy is chosen (1 seed each): {ab}"
+    );
+    assert_eq!(
+        ab["chosen"]["test"]["mean"], of_chosen["metrics"]["accuracy"],
+        "its test accuracy is quoted"
+    );
+    assert_eq!(
+        ab["summaries"][0]["metrics"]["accuracy"]["value"]["mean"],
+        runs.iter().find(|r| r["variant"] == "baseline").unwrap()["validation"]["accuracy"],
+        "the table is on the validation split"
+    );
     let rec = json(&d.join("ab/runs/lr=0.01,batch_size=64/seed-3/record.json"));
     assert_eq!(rec["record"]["status"], "ok", "{rec}");
     // One epoch, as the --set said (a variant keeps the baseline's overrides).

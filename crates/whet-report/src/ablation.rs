@@ -12,14 +12,19 @@ use crate::files;
 use crate::format::MetricFormat;
 use crate::markdown::{self, ChartLink};
 use crate::record::{AblationInput, EpochRow, RunRecord, RunStatus, VariantInfo};
-use crate::stats::{VariantSummary, summarize};
+use crate::stats::{Chosen, VariantSummary, choose, summarize, validation_warning};
 use crate::table::ablation_csv;
 
 /// What [`write_ablation`] computed and wrote.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AblationSummary {
-    /// Per variant, in declaration order (the baseline first).
+    /// Per variant, in declaration order (the baseline first); on the validation split when
+    /// the report chooses on validation ([`AblationInput::chooses_on_validation`]).
     pub variants: Vec<VariantSummary>,
+    /// The variant chosen on validation, with its test numbers, when the report chooses.
+    pub chosen: Option<Chosen>,
+    /// Warnings the report puts first (a validation split too small for the differences).
+    pub warnings: Vec<String>,
     /// Every file written, in writing order.
     pub files: Vec<PathBuf>,
 }
@@ -48,6 +53,10 @@ struct AblationJson<'a> {
     metrics: Vec<String>,
     variants: &'a [VariantInfo],
     summaries: &'a [VariantSummary],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chosen: Option<&'a Chosen>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
     runs: Vec<&'a RunRecord>,
     notes: &'a [String],
 }
@@ -60,7 +69,18 @@ struct AblationJson<'a> {
 /// # Errors
 /// Invalid input ([`AblationInput::validate`]), or a failure to draw or write a file.
 pub fn write_ablation(input: &AblationInput, out_dir: &Path) -> Result<AblationSummary> {
-    let variants = summarize(input)?;
+    let on_test = summarize(input)?;
+    // Choosing among variants: every table and chart is on the validation split, and the test
+    // set speaks only for the chosen variant.
+    let (shown, variants, chosen) = if input.chooses_on_validation() {
+        let v = input.on_validation();
+        let summaries = summarize(&v)?;
+        let chosen = choose(input, &summaries, &on_test);
+        (std::borrow::Cow::Owned(v), summaries, chosen)
+    } else {
+        (std::borrow::Cow::Borrowed(input), on_test, None)
+    };
+    let warnings: Vec<String> = validation_warning(&shown, &variants).into_iter().collect();
     let mut files = Vec::new();
 
     let csv = out_dir.join(files::ABLATION_CSV);
@@ -78,6 +98,8 @@ pub fn write_ablation(input: &AblationInput, out_dir: &Path) -> Result<AblationS
         metrics: input.metric_names(),
         variants: &input.variants,
         summaries: &variants,
+        chosen: chosen.as_ref(),
+        warnings: &warnings,
         runs: input.sorted_runs(),
         notes: &input.notes,
     };
@@ -100,7 +122,7 @@ pub fn write_ablation(input: &AblationInput, out_dir: &Path) -> Result<AblationS
     files.push(dvc_path);
 
     let mut links = Vec::new();
-    if let Some(chart) = effect_chart(input, &variants) {
+    if let Some(chart) = effect_chart(&shown, &variants) {
         files.extend(chart::write_chart(&chart, out_dir, files::EFFECT_CHART)?);
         links.push(link(&chart.title, files::EFFECT_CHART));
     }
@@ -110,10 +132,15 @@ pub fn write_ablation(input: &AblationInput, out_dir: &Path) -> Result<AblationS
     }
 
     let report = out_dir.join(files::REPORT_MD);
-    let text = markdown::render(input, &variants, &links);
+    let text = markdown::render(&shown, &variants, &links, chosen.as_ref(), &warnings);
     whet_core::fsx::atomic_write(&report, text.as_bytes())?;
     files.push(report);
-    Ok(AblationSummary { variants, files })
+    Ok(AblationSummary {
+        variants,
+        chosen,
+        warnings,
+        files,
+    })
 }
 
 /// Per variant, its numbers in a flat map of finite values: `<metric>_mean` for every metric

@@ -34,6 +34,8 @@
 //!     seed,
 //!     status: RunStatus::Ok,
 //!     metrics: BTreeMap::from([("accuracy".to_string(), acc)]),
+//!     validation: Default::default(),
+//!     validation_samples: None,
 //!     train_seconds: 1.0,
 //!     curves: vec![],
 //!     message: None,
@@ -55,6 +57,8 @@
 //!     higher_is_better: true,
 //!     lower_is_better: vec!["loss".into()],
 //!     notes: vec![],
+//!     choose_on_validation: false,
+//!     validation_decides: vec![],
 //! };
 //! // The statistics alone...
 //! let summary = summarize(&input)?;

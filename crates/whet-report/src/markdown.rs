@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::format::{MetricFormat, seconds};
 use crate::record::{AblationInput, RunStatus};
-use crate::stats::{VariantSummary, Verdict};
+use crate::stats::{Chosen, VariantSummary, Verdict};
 
 /// A chart written next to the report, linked by relative paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub(crate) fn render(
     input: &AblationInput,
     summaries: &[VariantSummary],
     charts: &[ChartLink],
+    chosen: Option<&Chosen>,
+    warnings: &[String],
 ) -> String {
     let mut out = String::new();
     let metrics = input.metric_names();
@@ -112,8 +114,30 @@ pub(crate) fn render(
         direction,
     );
 
-    let _ = writeln!(out, "## {primary} by variant\n");
+    for w in warnings {
+        let _ = writeln!(out, "> **Warning:** {}\n", w.replace(['\r', '\n'], " "));
+    }
     let f = MetricFormat::for_metric(primary, summaries);
+    if let Some(c) = chosen {
+        let _ = writeln!(out, "## Chosen on validation\n");
+        let _ = writeln!(
+            out,
+            "`{}` has the best mean validation {primary} ({}, 95 % CI {}). **Its test {primary}: \
+             {}, 95 % CI {}** over {} runs: the number to quote for this choice. Every table and \
+             chart below is on the validation split; the other variants' test numbers are not \
+             shown (they are in `ablation.json`), since the best of several test numbers \
+             overstates what the chosen variant will do.\n",
+            c.variant,
+            f.mean_sd(&c.validation),
+            f.interval(c.validation.ci95),
+            f.mean_sd(&c.test),
+            f.interval(c.test.ci95),
+            c.test.n,
+        );
+        let _ = writeln!(out, "## {primary} by variant (validation split)\n");
+    } else {
+        let _ = writeln!(out, "## {primary} by variant\n");
+    }
     header(
         &mut out,
         &[

@@ -67,6 +67,17 @@ pub struct RunRecord {
     /// Non-finite values are treated as missing.
     #[serde(deserialize_with = "nullable::map")]
     pub metrics: BTreeMap<String, f64>,
+    /// The same metrics on the validation split, when the run also has a test set (empty
+    /// otherwise): what a report that chooses among variants ranks by.
+    #[serde(
+        default,
+        deserialize_with = "nullable::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub validation: BTreeMap<String, f64>,
+    /// Examples in the validation split, when the run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_samples: Option<usize>,
     /// Wall-clock training time in seconds.
     #[serde(deserialize_with = "nullable::f64")]
     pub train_seconds: f64,
@@ -133,6 +144,16 @@ pub struct AblationInput {
     pub lower_is_better: Vec<String>,
     /// Free lines added at the end of the report (data sizes, cache hits…).
     pub notes: Vec<String>,
+    /// The variants are candidates to choose from (a `--sweep` or a grid): the report ranks and
+    /// judges them on the runs' validation metrics and shows test numbers only for the one
+    /// chosen, since the best of several test numbers overstates what the choice will do.
+    /// Ignored when the runs have no separate validation metrics.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub choose_on_validation: bool,
+    /// What the validation split decides inside every run (`early stopping`, `the binary
+    /// threshold`): the report warns when the split is too small for the differences judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_decides: Vec<String>,
 }
 
 /// Column names of `ablation.csv` that metrics may not take.
@@ -228,6 +249,26 @@ impl AblationInput {
         std::iter::once(self.primary_metric.clone())
             .chain(others.into_iter().cloned())
             .collect()
+    }
+
+    /// Whether the report chooses on validation: asked for, and some ok run has separate
+    /// validation metrics.
+    pub fn chooses_on_validation(&self) -> bool {
+        self.choose_on_validation
+            && self
+                .runs
+                .iter()
+                .any(|r| r.status == RunStatus::Ok && !r.validation.is_empty())
+    }
+
+    /// The same ablation judged on the validation split: every run's `metrics` are its
+    /// validation metrics.
+    pub fn on_validation(&self) -> AblationInput {
+        let mut v = self.clone();
+        for r in &mut v.runs {
+            r.metrics = std::mem::take(&mut r.validation);
+        }
+        v
     }
 
     /// The runs in report order: by declared variant, then by seed.
@@ -327,6 +368,8 @@ mod tests {
             seed,
             status: RunStatus::Ok,
             metrics: BTreeMap::from([("accuracy".to_string(), 0.9)]),
+            validation: Default::default(),
+            validation_samples: None,
             train_seconds: 1.0,
             curves: vec![],
             message: None,
@@ -354,6 +397,8 @@ mod tests {
             higher_is_better: true,
             lower_is_better: vec!["loss".into()],
             notes: vec![],
+            choose_on_validation: false,
+            validation_decides: vec![],
         }
     }
 

@@ -258,6 +258,8 @@ mod tests {
             seed: 1,
             status: RunStatus::Ok,
             metrics: Default::default(),
+            validation: Default::default(),
+            validation_samples: None,
             train_seconds: 0.0,
             curves: vec![],
             message: None,

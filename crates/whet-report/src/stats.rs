@@ -336,6 +336,116 @@ pub struct SecondaryEffect {
     pub delta: Describe,
 }
 
+/// The variant a report that chooses on validation picked, and what it scores on the test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// The variant with the best mean validation value of the primary metric.
+    pub variant: String,
+    /// Its primary metric on the validation split, over its ok runs.
+    pub validation: Describe,
+    /// Its primary metric on the test set, over its ok runs: the number to quote.
+    pub test: Describe,
+}
+
+/// Picks the variant with the best mean primary metric in `on_validation` (summaries of the
+/// runs' validation metrics; ties go to the earlier variant) and describes its test numbers
+/// from `on_test`.
+pub fn choose(
+    input: &AblationInput,
+    on_validation: &[VariantSummary],
+    on_test: &[VariantSummary],
+) -> Option<Chosen> {
+    let sign = if input.higher_is_better { 1.0 } else { -1.0 };
+    let mut best: Option<(f64, &VariantSummary)> = None;
+    for s in on_validation {
+        let Some(mean) = s.metric(&input.primary_metric).and_then(|m| m.value.mean) else {
+            continue;
+        };
+        if best.is_none_or(|(b, _)| sign * mean > sign * b) {
+            best = Some((mean, s));
+        }
+    }
+    let (_, v) = best?;
+    let test = on_test
+        .iter()
+        .find(|t| t.name == v.name)?
+        .metric(&input.primary_metric)?
+        .value;
+    Some(Chosen {
+        variant: v.name.clone(),
+        validation: v.metric(&input.primary_metric)?.value,
+        test,
+    })
+}
+
+/// The warning for a validation split too small for the differences an ablation judges, or
+/// `None`. Applies when the validation split decides something in the runs (early stopping,
+/// a threshold, the choice among variants) and the primary metric is a fraction (accuracy
+/// and the like). The rule: with `n` validation examples and the baseline's mean `p`, one
+/// run's validation value has a standard error of about `√(p(1−p)/n)`; when that is at least
+/// half the median `|Δ|` of the variants, the split decides on noise as large as the effects
+/// judged. The advice is the `n` that brings it to a quarter: `p(1−p)·(4/|Δ|)²`.
+pub fn validation_warning(input: &AblationInput, summaries: &[VariantSummary]) -> Option<String> {
+    let mut decides = input.validation_decides.clone();
+    if input.chooses_on_validation() {
+        decides.push("the choice among the variants".into());
+    }
+    if decides.is_empty() || !crate::format::is_percent_metric(&input.primary_metric) {
+        return None;
+    }
+    let n = input
+        .runs
+        .iter()
+        .filter_map(|r| r.validation_samples)
+        .min()
+        .filter(|&n| n > 0)?;
+    let p = summaries
+        .first()?
+        .metric(&input.primary_metric)?
+        .value
+        .mean?
+        .clamp(0.0, 1.0);
+    let mut deltas: Vec<f64> = summaries
+        .iter()
+        .skip(1)
+        .filter_map(|s| s.metric(&input.primary_metric)?.delta?.mean)
+        .map(f64::abs)
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .collect();
+    if deltas.is_empty() {
+        return None;
+    }
+    deltas.sort_by(f64::total_cmp);
+    let mid = deltas.len() / 2;
+    let median = if deltas.len() % 2 == 1 {
+        deltas[mid]
+    } else {
+        0.5 * (deltas[mid - 1] + deltas[mid])
+    };
+    let se = (p * (1.0 - p) / n as f64).sqrt();
+    if se < median / 2.0 {
+        return None;
+    }
+    let need = (p * (1.0 - p) * (4.0 / median).powi(2)).ceil();
+    let what = match decides.as_slice() {
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [] => unreachable!("not empty"),
+    };
+    Some(format!(
+        "The validation split ({n} examples) decides {what}, but it is small for the differences \
+         judged here: one run's validation {m} has a standard error of about {:.2} points \
+         (√(p(1−p)/n) at the baseline's {:.2} %), at least half the median difference between a \
+         variant and the baseline ({:.2} points). Runs then stop, or are chosen, on noise as \
+         large as the effects (the rule: warn when √(p(1−p)/n) ≥ median |Δ| / 2). With about \
+         {need} validation examples the standard error would be a quarter of that difference.",
+        100.0 * se,
+        100.0 * p,
+        100.0 * median,
+        m = input.primary_metric,
+    ))
+}
+
 /// One metric of one variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSummary {
@@ -606,6 +716,8 @@ mod tests {
                 .map(|a| ("accuracy".to_string(), a))
                 .into_iter()
                 .collect(),
+            validation: Default::default(),
+            validation_samples: None,
             train_seconds: 2.0,
             curves: vec![],
             message: None,
@@ -628,6 +740,8 @@ mod tests {
             higher_is_better: true,
             lower_is_better: vec!["loss".into()],
             notes: vec![],
+            choose_on_validation: false,
+            validation_decides: vec![],
         }
     }
 
@@ -812,6 +926,77 @@ mod tests {
         let s = summarize(&inp).unwrap();
         assert_eq!(s[1].verdict, Verdict::Helps);
         assert_eq!(s[1].p_holm, s[1].p_value);
+    }
+
+    #[test]
+    fn a_small_validation_split_is_warned_about_by_the_stated_rule() {
+        // Baseline 0.90 on every seed; `better` +0.02 ± a little, `broken` −0.03: median
+        // |Δ| = 0.025 (two variants: the mean of 0.02 and 0.03).
+        let make = |n: usize, decides: &[&str]| {
+            let mut runs = vec![];
+            for seed in 1..=3 {
+                let wobble = [0.001, -0.001, 0.0][seed as usize - 1];
+                runs.push(run("baseline", seed, RunStatus::Ok, Some(0.90)));
+                runs.push(run("better", seed, RunStatus::Ok, Some(0.92 + wobble)));
+                runs.push(run("broken", seed, RunStatus::Ok, Some(0.87 + wobble)));
+            }
+            for r in &mut runs {
+                r.validation_samples = Some(n);
+            }
+            let mut inp = input(runs);
+            inp.validation_decides = decides.iter().map(|d| d.to_string()).collect();
+            inp
+        };
+        // √(0.9 · 0.1 / 200) = 0.0212 ≥ 0.025 / 2: warned, and the advice is
+        // 0.09 · (4 / 0.025)² = 2304 examples.
+        let inp = make(200, &["early stopping"]);
+        let w = validation_warning(&inp, &summarize(&inp).unwrap()).unwrap();
+        assert!(
+            w.contains("(200 examples) decides early stopping")
+                && w.contains("about 2.12 points")
+                && w.contains("(2.50 points)")
+                && w.contains("With about 2304 validation examples"),
+            "{w}"
+        );
+        // √(0.09 / 2000) = 0.0067 < 0.0125: no warning.
+        let inp = make(2000, &["early stopping"]);
+        assert_eq!(validation_warning(&inp, &summarize(&inp).unwrap()), None);
+        // Nothing decided on validation: no warning, however small the split.
+        let inp = make(20, &[]);
+        assert_eq!(validation_warning(&inp, &summarize(&inp).unwrap()), None);
+    }
+
+    #[test]
+    fn choosing_takes_the_best_validation_mean_and_quotes_its_test_numbers() {
+        let mut runs = vec![];
+        for seed in 1..=3 {
+            for (v, val, test) in [
+                ("baseline", 0.90, 0.89),
+                ("better", 0.93, 0.91),
+                ("broken", 0.95, 0.80),
+            ] {
+                let mut r = run(v, seed, RunStatus::Ok, Some(test + seed as f64 * 0.001));
+                r.validation = [("accuracy".to_string(), val + seed as f64 * 0.001)].into();
+                runs.push(r);
+            }
+        }
+        let mut inp = input(runs);
+        assert!(!inp.chooses_on_validation(), "only when asked");
+        inp.choose_on_validation = true;
+        assert!(inp.chooses_on_validation());
+        let on_val = summarize(&inp.on_validation()).unwrap();
+        let on_test = summarize(&inp).unwrap();
+        let c = choose(&inp, &on_val, &on_test).unwrap();
+        assert_eq!(
+            c.variant, "broken",
+            "best on validation, whatever its test numbers"
+        );
+        assert!(close(c.validation.mean.unwrap(), 0.952, 1e-12));
+        assert!(close(c.test.mean.unwrap(), 0.802, 1e-12));
+        assert_eq!(c.test.n, 3);
+        // Lower is better: the lowest validation mean wins.
+        inp.higher_is_better = false;
+        assert_eq!(choose(&inp, &on_val, &on_test).unwrap().variant, "baseline");
     }
 
     #[test]

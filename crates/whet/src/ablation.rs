@@ -100,6 +100,10 @@ pub struct Plan {
     pub metric: String,
     /// Whether a higher `metric` is better.
     pub higher_is_better: bool,
+    /// Whether the variants are candidates to choose from (`--sweep`, or run-file variants
+    /// that are all `grid`s): the report then ranks them on the validation split and quotes the
+    /// test set for the chosen one only.
+    pub chooses: bool,
 }
 
 /// A plan as `whet ablate --dry-run` shows it ([`Plan::listing`]).
@@ -371,6 +375,10 @@ impl Ablation {
             selected,
             options: options.clone(),
             min_seeds: ab.seeds.sequential_min(),
+            chooses: !options.sweeps.is_empty()
+                || (!ab.variants.is_empty()
+                    && ab.leave_one_out.is_empty()
+                    && ab.variants.iter().all(|v| !v.grid.is_empty())),
             seeds,
             cells,
             metric,
@@ -738,6 +746,8 @@ impl Plan {
                     seed: cell.seed,
                     status: RunStatus::Failed,
                     metrics: Default::default(),
+                    validation: Default::default(),
+                    validation_samples: None,
                     train_seconds: 0.0,
                     curves: vec![],
                     message: Some(crate::error::chain_text(&e)),
@@ -952,6 +962,21 @@ impl Plan {
                 .filter(|m| !whet_train::higher_is_better(m))
                 .collect(),
             notes: all_notes,
+            choose_on_validation: self.chooses,
+            validation_decides: {
+                let base = self.variants[0].run.file();
+                let mut d = vec![];
+                if base.train.early_stopping.is_some() {
+                    d.push("early stopping".to_string());
+                }
+                if matches!(
+                    base.model.threshold,
+                    Some(whet_train::ThresholdConfig::Auto)
+                ) {
+                    d.push("the binary threshold".to_string());
+                }
+                d
+            },
         };
         let summary =
             whet_report::write_ablation(&input, out).context("writing the ablation report")?;
@@ -991,6 +1016,8 @@ mod tests {
                 seed: 1,
                 status,
                 metrics: Default::default(),
+                validation: Default::default(),
+                validation_samples: None,
                 train_seconds: 0.0,
                 curves: vec![],
                 message: None,

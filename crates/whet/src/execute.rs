@@ -136,6 +136,9 @@ pub struct Metrics {
     pub threshold: Option<f64>,
     /// Test samples evaluated.
     pub test_samples: usize,
+    /// Validation samples evaluated (`None` without a validation split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_samples: Option<usize>,
     /// Epochs trained.
     pub epochs: usize,
     /// The epoch whose weights were kept (early stopping), if any.
@@ -252,6 +255,12 @@ impl RunOutcome {
             seed: self.metrics.seed,
             status: self.status,
             metrics: self.metrics.evaluated(),
+            // Kept apart only when the run has a test set (else `metrics` is the validation).
+            validation: match self.metrics.evaluated_on {
+                EvaluatedOn::Test => self.metrics.validation.clone().unwrap_or_default(),
+                EvaluatedOn::Validation => BTreeMap::new(),
+            },
+            validation_samples: self.metrics.validation_samples,
             train_seconds: self.metrics.train_seconds,
             curves: self.curves.clone(),
             message: self.metrics.message.clone(),
@@ -569,6 +578,7 @@ impl Run {
         };
         let mut test = BTreeMap::new();
         let mut validation = None;
+        let mut validation_samples = None;
         let mut test_classes = None;
         let mut test_samples = 0;
         let mut confusion = None;
@@ -586,6 +596,7 @@ impl Run {
                 let m =
                     measure(&model, v, &readout, &classes).context("evaluating on validation")?;
                 validation = Some(m.metrics);
+                validation_samples = Some(m.samples);
                 if evaluated_on == EvaluatedOn::Validation {
                     // The confusion chart shows the set the run is judged on.
                     confusion = m.confusion;
@@ -633,6 +644,7 @@ impl Run {
                 .then(|| model.decision().threshold())
                 .flatten(),
             test_samples,
+            validation_samples,
             epochs: curves.len(),
             best_epoch: report.as_ref().and_then(|r| r.best_epoch),
             stopped_early: report.as_ref().is_some_and(|r| r.stopped_early),

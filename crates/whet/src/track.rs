@@ -1070,6 +1070,8 @@ mod tests {
             seed: 1,
             status: RunStatus::Ok,
             metrics: Default::default(),
+            validation: Default::default(),
+            validation_samples: None,
             train_seconds: 2.0,
             curves: (1..=3)
                 .map(|e| whet_report::EpochRow {

@@ -160,6 +160,8 @@ fn record(
         seed,
         status,
         metrics: [("accuracy".to_string(), acc)].into(),
+        validation: Default::default(),
+        validation_samples: None,
         train_seconds: 1.0,
         curves: vec![],
         message: None,

@@ -79,11 +79,38 @@ fn print_report(
     if cli.json {
         crate::outln!("{}", std::fs::read_to_string(out.join("ablation.json"))?)?;
     } else {
-        crate::out!("{}", summary_table(&report.input, &report.summary.variants))?;
+        let s = &report.summary;
+        if s.chosen.is_some() {
+            crate::outln!("on the validation split:")?;
+        }
+        crate::out!("{}", summary_table(&report.input, &s.variants))?;
+        if let Some(c) = &s.chosen {
+            let m = &report.input.primary_metric;
+            let ci = c
+                .test
+                .ci95
+                .map(|ci| {
+                    format!(
+                        " [{}, {}]",
+                        fmt_metric(m, Some(ci.low)),
+                        fmt_metric(m, Some(ci.high))
+                    )
+                })
+                .unwrap_or_default();
+            crate::outln!(
+                "chosen on validation: {}; its test {m}: {}{ci} ({} runs)",
+                c.variant,
+                fmt_metric(m, c.test.mean),
+                c.test.n
+            )?;
+        }
         crate::outln!("report: {}", out.join("report.md").display())?;
         if let Some(url) = tracked {
             crate::outln!("mlflow run: {url}")?;
         }
+    }
+    for w in &report.summary.warnings {
+        bars.warn(w);
     }
     let records = &report.input.runs;
     for f in records.iter().filter(|r| r.status == RunStatus::Failed) {

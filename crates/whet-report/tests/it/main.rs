@@ -36,6 +36,8 @@ fn run(variant: &str, seed: u64, status: RunStatus, acc: Option<f64>) -> RunReco
         seed,
         status,
         metrics,
+        validation: Default::default(),
+        validation_samples: None,
         train_seconds: 3.0 + seed as f64,
         curves: if status == RunStatus::Ok {
             curves(seed, 1.0 - acc.unwrap_or(0.0) - 0.1, 6)
@@ -96,6 +98,8 @@ fn input() -> AblationInput {
         higher_is_better: true,
         lower_is_better: vec!["loss".into()],
         notes: vec!["training set: 2,000 images".into()],
+        choose_on_validation: false,
+        validation_decides: vec![],
     }
 }
 
