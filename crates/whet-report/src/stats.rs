@@ -382,9 +382,11 @@ pub fn choose(
 /// `None`. Applies when the validation split decides something in the runs (early stopping,
 /// a threshold, the choice among variants) and the primary metric is a fraction (accuracy
 /// and the like). The rule: with `n` validation examples and the baseline's mean `p`, one
-/// run's validation value has a standard error of about `√(p(1−p)/n)`; when that is at least
-/// half the median `|Δ|` of the variants, the split decides on noise as large as the effects
-/// judged. The advice is the `n` that brings it to a quarter: `p(1−p)·(4/|Δ|)²`.
+/// run's validation value has a standard error of about `√(p(1−p)/n)`; the differences the
+/// report can tell apart are about `h`, the median half-width of the variants' paired 95 %
+/// intervals. When the standard error is at least `h / 2`, the split decides on noise as large
+/// as the differences judged. The advice is the `n` that brings it to `h / 4`:
+/// `p(1−p)·(4/h)²`.
 pub fn validation_warning(input: &AblationInput, summaries: &[VariantSummary]) -> Option<String> {
     let mut decides = input.validation_decides.clone();
     if input.chooses_on_validation() {
@@ -408,8 +410,8 @@ pub fn validation_warning(input: &AblationInput, summaries: &[VariantSummary]) -
     let mut deltas: Vec<f64> = summaries
         .iter()
         .skip(1)
-        .filter_map(|s| s.metric(&input.primary_metric)?.delta?.mean)
-        .map(f64::abs)
+        .filter_map(|s| s.metric(&input.primary_metric)?.delta?.ci95)
+        .map(|ci| (ci.high - ci.low) / 2.0)
         .filter(|d| d.is_finite() && *d > 0.0)
         .collect();
     if deltas.is_empty() {
@@ -432,13 +434,24 @@ pub fn validation_warning(input: &AblationInput, summaries: &[VariantSummary]) -
         [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
         [] => unreachable!("not empty"),
     };
+    let also = if input
+        .validation_decides
+        .iter()
+        .any(|d| d == "early stopping")
+    {
+        " Or let less rest on it: `train.early_stopping.min_epochs`, a larger `patience`, or no \
+         early stopping."
+    } else {
+        ""
+    };
     Some(format!(
         "The validation split ({n} examples) decides {what}, but it is small for the differences \
          judged here: one run's validation {m} has a standard error of about {:.2} points \
-         (√(p(1−p)/n) at the baseline's {:.2} %), at least half the median difference between a \
-         variant and the baseline ({:.2} points). Runs then stop, or are chosen, on noise as \
-         large as the effects (the rule: warn when √(p(1−p)/n) ≥ median |Δ| / 2). With about \
-         {need} validation examples the standard error would be a quarter of that difference.",
+         (√(p(1−p)/n) at the baseline's {:.2} %), at least half the differences this report can \
+         tell apart (±{:.2} points, the median half-width of the paired 95 % intervals). Runs \
+         then stop, or are chosen, on noise as large as the differences judged (the rule: warn \
+         when √(p(1−p)/n) ≥ h / 2 for that half-width h). With about {need} validation examples \
+         the standard error would be h / 4.{also}",
         100.0 * se,
         100.0 * p,
         100.0 * median,
@@ -930,12 +943,13 @@ mod tests {
 
     #[test]
     fn a_small_validation_split_is_warned_about_by_the_stated_rule() {
-        // Baseline 0.90 on every seed; `better` +0.02 ± a little, `broken` −0.03: median
-        // |Δ| = 0.025 (two variants: the mean of 0.02 and 0.03).
+        // Baseline 0.90 on every seed; `better` and `broken` differ from it by −0.01, +0.01,
+        // 0 around their means: sd 0.01, so each paired interval has the half-width
+        // t(0.975, 2) · 0.01 / √3 = 0.024841 (the median h).
         let make = |n: usize, decides: &[&str]| {
             let mut runs = vec![];
             for seed in 1..=3 {
-                let wobble = [0.001, -0.001, 0.0][seed as usize - 1];
+                let wobble = [-0.01, 0.01, 0.0][seed as usize - 1];
                 runs.push(run("baseline", seed, RunStatus::Ok, Some(0.90)));
                 runs.push(run("better", seed, RunStatus::Ok, Some(0.92 + wobble)));
                 runs.push(run("broken", seed, RunStatus::Ok, Some(0.87 + wobble)));
@@ -947,15 +961,15 @@ mod tests {
             inp.validation_decides = decides.iter().map(|d| d.to_string()).collect();
             inp
         };
-        // √(0.9 · 0.1 / 200) = 0.0212 ≥ 0.025 / 2: warned, and the advice is
-        // 0.09 · (4 / 0.025)² = 2304 examples.
+        // √(0.9 · 0.1 / 200) = 0.0212 ≥ 0.0248 / 2: warned, and the advice is
+        // 0.09 · (4 / 0.024841)² = 2333.6 → 2334 examples.
         let inp = make(200, &["early stopping"]);
         let w = validation_warning(&inp, &summarize(&inp).unwrap()).unwrap();
         assert!(
             w.contains("(200 examples) decides early stopping")
                 && w.contains("about 2.12 points")
-                && w.contains("(2.50 points)")
-                && w.contains("With about 2304 validation examples"),
+                && w.contains("(±2.48 points")
+                && w.contains("With about 2334 validation examples"),
             "{w}"
         );
         // √(0.09 / 2000) = 0.0067 < 0.0125: no warning.

@@ -404,6 +404,33 @@ pub enum SeedReason {
     TooFewPairs,
 }
 
+/// The rounds of cells a driver runs ([`Plan::run`], [`Plan::run_workers`], the Slurm
+/// launcher): each [`Rounds::next`] is [`Plan::next_round`] given the cells the earlier rounds
+/// took, so no cell is tried twice in one invocation and the loop ends.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    attempted: std::collections::BTreeSet<usize>,
+    round: usize,
+}
+
+impl Rounds {
+    /// The next round's number (from 1) and cells, or `None` when nothing is left to run.
+    pub fn next(&mut self, plan: &Plan, out: &Path, fresh: bool) -> Option<(usize, Vec<usize>)> {
+        let todo = plan.next_round(out, fresh, &self.attempted);
+        if todo.is_empty() {
+            return None;
+        }
+        self.attempted.extend(todo.iter().copied());
+        self.round += 1;
+        Some((self.round, todo))
+    }
+
+    /// The cells every round so far took.
+    pub fn attempted(&self) -> &std::collections::BTreeSet<usize> {
+        &self.attempted
+    }
+}
+
 /// How many seeds a variant gets under sequential seeding, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeedDecision {
@@ -794,13 +821,8 @@ impl Plan {
         self.save_locked(out)?;
         let kept = AtomicUsize::new(0);
         let busy = AtomicUsize::new(0);
-        let mut attempted = std::collections::BTreeSet::new();
-        for round in 1.. {
-            let todo = self.next_round(out, fresh, &attempted);
-            if todo.is_empty() {
-                break;
-            }
-            attempted.extend(todo.iter().copied());
+        let mut rounds = Rounds::default();
+        while let Some((round, todo)) = rounds.next(self, out, fresh) {
             progress.begin(
                 &self.round_label(round, todo.len()),
                 Some(todo.len() as u64),
@@ -838,12 +860,12 @@ impl Plan {
         }
         let kept = kept.load(Ordering::Relaxed);
         let mut notes = vec![];
-        notes.extend(reuse_note(kept, attempted.len()));
+        let attempted = rounds.attempted().len();
+        notes.extend(reuse_note(kept, attempted));
         let busy = busy.load(Ordering::Relaxed);
         if busy > 0 {
             notes.push(format!(
-                "{busy} of {} runs were being run by another process and are left out; run the ablation again to include them.",
-                attempted.len()
+                "{busy} of {attempted} runs were being run by another process and are left out; run the ablation again to include them."
             ));
         }
         self.collect_locked(out, notes)

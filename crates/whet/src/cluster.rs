@@ -229,13 +229,8 @@ impl Plan {
         std::fs::create_dir_all(&logs).map_err(Error::io("creating", &logs))?;
         let mut kept = 0;
         let lost = std::sync::Mutex::new(Vec::<String>::new());
-        let mut attempted = std::collections::BTreeSet::new();
-        for round in 1.. {
-            let todo = self.next_round(out, fresh, &attempted);
-            if todo.is_empty() {
-                break;
-            }
-            attempted.extend(todo.iter().copied());
+        let mut rounds = crate::ablation::Rounds::default();
+        while let Some((round, todo)) = rounds.next(self, out, fresh) {
             progress.begin(
                 &format!("{}, {jobs} workers", self.round_label(round, todo.len())),
                 Some(todo.len() as u64),
@@ -307,7 +302,7 @@ impl Plan {
             started?;
             progress.end();
         }
-        let mut notes: Vec<String> = crate::ablation::reuse_note(kept, attempted.len())
+        let mut notes: Vec<String> = crate::ablation::reuse_note(kept, rounds.attempted().len())
             .into_iter()
             .collect();
         notes.extend(

@@ -58,7 +58,7 @@ mod yaml;
 
 pub use ablation::{
     Ablation, AblationConfig, AblationReport, Cell, CellResult, ListedVariant, Plan, PlanListing,
-    PlanOptions, PlannedVariant, SeedDecision, SeedReason, Seeds, VariantConfig,
+    PlanOptions, PlannedVariant, Rounds, SeedDecision, SeedReason, Seeds, VariantConfig,
 };
 pub use cache::Cache;
 pub use cluster::{KubernetesOptions, PLAN_FILE, PlanFile, StoredPlan};

@@ -222,11 +222,10 @@ pub struct Submitted {
 }
 
 impl Plan {
-    /// Saves the plan into `out`, writes `out/slurm/array-N.sh` for the next round of cells
+    /// Saves the plan into `out`, writes `out/slurm/array-N.sh` for the next of `rounds`
     /// ([`Plan::next_round`]: the selected cells that have no kept result, all of them when
-    /// `fresh`; under sequential seeding the seeds the results so far call for), less
-    /// `attempted` (the cells earlier rounds of this invocation submitted), and submits it.
-    /// `None` when no cell is left to run: a driver submits rounds until then.
+    /// `fresh`; under sequential seeding the seeds the results so far call for) and submits
+    /// it. `None` when no cell is left to run: a driver submits rounds until then.
     ///
     /// # Errors
     /// As [`Plan::save`], a file that cannot be written, or `sbatch` failing.
@@ -236,18 +235,24 @@ impl Plan {
         whet: &Path,
         o: &SlurmOptions,
         fresh: bool,
-        attempted: &std::collections::BTreeSet<usize>,
+        rounds: &mut crate::ablation::Rounds,
     ) -> Result<Option<Submitted>> {
         self.save(out)?;
         let out = std::path::absolute(out).map_err(Error::io("resolving", out))?;
-        let cells: Vec<usize> = self
-            .next_round(&out, fresh, attempted)
-            .into_iter()
-            .filter(|&i| fresh || self.kept_record(i, &out).is_none())
-            .collect();
-        if cells.is_empty() {
-            return Ok(None);
-        }
+        // A round whose cells all have results (kept from an earlier invocation) submits
+        // nothing; the next round may still have work.
+        let cells = loop {
+            let Some((_, todo)) = rounds.next(self, &out, fresh) else {
+                return Ok(None);
+            };
+            let cells: Vec<usize> = todo
+                .into_iter()
+                .filter(|&i| fresh || self.kept_record(i, &out).is_none())
+                .collect();
+            if !cells.is_empty() {
+                break cells;
+            }
+        };
         let dir = slurm_dir(&out);
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(Error::io("creating", &logs))?;

@@ -458,6 +458,11 @@ fn mnist_transfer_agrees_with_whet() {
 }
 
 #[test]
+fn mnist_simard_mlp_agrees_with_whet() {
+    check_pipeline("mnist-simard-mlp.yaml", &MNIST);
+}
+
+#[test]
 fn every_shipped_pipeline_has_an_agreement_test() {
     let this = include_str!("onnx.rs");
     for entry in std::fs::read_dir(repo().join("pipelines")).unwrap() {

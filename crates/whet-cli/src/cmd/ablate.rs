@@ -447,10 +447,11 @@ pub fn slurm(
     let bars = Bars::for_cli(cli);
     let collect = whet::cluster::shell_word(&out.display().to_string());
     // Rounds: one without sequential seeding; with it, each round's results decide the next.
-    let mut attempted = std::collections::BTreeSet::new();
+    let mut rounds = whet::Rounds::default();
+    let mut submitted = false;
     let mut notes = Vec::new();
-    while let Some(job) = plan.submit_slurm(&out, &exe, &o, fresh, &attempted)? {
-        attempted.extend(job.cells.iter().copied());
+    while let Some(job) = plan.submit_slurm(&out, &exe, &o, fresh, &mut rounds)? {
+        submitted = true;
         crate::outln!(
             "submitted Slurm job {}: {} cells ({})",
             job.job,
@@ -485,7 +486,7 @@ pub fn slurm(
             notes.push(note);
         }
     }
-    if attempted.is_empty() {
+    if !submitted {
         crate::outln!("every cell already has a result; collecting")?;
         let report = plan.collect(&out, vec![])?;
         return print_report(cli, &out, &report, None, &bars);
