@@ -218,4 +218,35 @@ fn an_ablation_runs_as_a_slurm_array_and_a_cancelled_cell_reruns() {
         local,
         "after the resubmission"
     );
+
+    // Sequential seeding: one job array per round, the same seeds and numbers as locally.
+    let seq = d.join("seq");
+    std::fs::create_dir(&seq).unwrap();
+    let file = tiny_mnist(
+        "ablation:\n  seeds: { min: 2, max: 4 }\n  variants:\n    - { name: no-rotate, drop: augment.ops.rotate }\n",
+    );
+    std::fs::write(seq.join("run.yaml"), file).unwrap();
+    let r = whet(&seq, &["ablate", "run.yaml", "--out", "local"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let local = ablation_results(&seq.join("local"));
+    let (code, out, err) = cluster.whet(
+        &seq,
+        &["ablate", "run.yaml", "--out", "s", "--launcher", "slurm"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        ablation_results(&seq.join("s")),
+        local,
+        "sequential rounds on Slurm"
+    );
+    // The first round is 2 seeds × 2 variants; every later round adds one seed (the variant's
+    // and the baseline's), so the rounds are the baseline's seeds beyond 2, plus one.
+    let baseline_seeds = local.lines().filter(|l| l.starts_with("baseline")).count();
+    let arrays = (1..)
+        .take_while(|n| seq.join(format!("s/slurm/array-{n}.sh")).exists())
+        .count();
+    assert!(baseline_seeds > 2, "a second round ran: {local}");
+    assert_eq!(arrays, baseline_seeds - 1, "{out}\n{local}");
+    let first = std::fs::read_to_string(seq.join("s/slurm/array-1.sh")).unwrap();
+    assert!(first.contains("#SBATCH --array=0-1,4-5"), "{first}");
 }

@@ -117,10 +117,16 @@ running() {
     [ "$state" != Z ]
 }
 
-# True when the pid file names a process that is still running.
+# True when the pid file names a process that is still running. The daemons rewrite the pid
+# file this script wrote (truncate, then write) while starting, so an empty read is tried again
+# for a moment before it counts as "not running".
 pid_alive() {
     local pid
-    pid="$(read_pid "$1")"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        pid="$(read_pid "$1")"
+        [ -n "$pid" ] && break
+        sleep 0.05
+    done
     [ -n "$pid" ] && running "$pid"
 }
 
