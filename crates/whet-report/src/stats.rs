@@ -635,14 +635,12 @@ fn adjust(input: &AblationInput, mut summaries: Vec<VariantSummary>) -> Vec<Vari
             .filter_map(|(name, m)| {
                 let d = m.delta?;
                 let higher = !input.lower_is_better.contains(name);
-                match Verdict::from_delta(&d, higher) {
-                    Verdict::Helps | Verdict::Hurts => Some(SecondaryEffect {
-                        metric: name.clone(),
-                        better: Verdict::from_delta(&d, higher) == Verdict::Helps,
-                        delta: d,
-                    }),
-                    _ => None,
-                }
+                let v = Verdict::from_delta(&d, higher);
+                matches!(v, Verdict::Helps | Verdict::Hurts).then(|| SecondaryEffect {
+                    metric: name.clone(),
+                    better: v == Verdict::Helps,
+                    delta: d,
+                })
             })
             .collect();
     }

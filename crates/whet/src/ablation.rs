@@ -596,16 +596,19 @@ impl Plan {
     pub fn wanted_cells(&self, record: &dyn Fn(usize) -> Option<RunRecord>) -> Vec<usize> {
         match self.seeding(record) {
             None => self.selected_cells(),
-            Some(decisions) => {
-                let s = self.seeds.len();
-                let mut cells: Vec<usize> = decisions
-                    .iter()
-                    .flat_map(|d| (0..d.seeds).map(move |k| d.variant * s + k))
-                    .collect();
-                cells.sort_unstable();
-                cells
-            }
+            Some(decisions) => self.cells_of(&decisions),
         }
+    }
+
+    /// The cells of `decisions` (each variant's first `seeds` seeds), in cell order.
+    fn cells_of(&self, decisions: &[SeedDecision]) -> Vec<usize> {
+        let s = self.seeds.len();
+        let mut cells: Vec<usize> = decisions
+            .iter()
+            .flat_map(|d| (0..d.seeds).map(move |k| d.variant * s + k))
+            .collect();
+        cells.sort_unstable();
+        cells
     }
 
     /// The next round of cells to run into `out`: [`Plan::wanted_cells`] from the results in
@@ -904,10 +907,7 @@ impl Plan {
         let seeding = self.seeding(&|i| found[i].clone());
         // Cells sequential seeding has not asked for are not missing.
         let wanted: std::collections::BTreeSet<usize> = match &seeding {
-            Some(_) => self
-                .wanted_cells(&|i| found[i].clone())
-                .into_iter()
-                .collect(),
+            Some(d) => self.cells_of(d).into_iter().collect(),
             None => (0..self.cells.len()).collect(),
         };
         let mut runs = Vec::new();
