@@ -346,6 +346,44 @@ const RUN_FILE_CASES: &[RunFileCase] = &[
         &["ablation.metric", "for a binary model", "roc_auc"],
     ),
     (
+        "a test fraction with k-fold",
+        || {
+            tab_run(MAIN, TARGET, STEPS).replace(
+                "split: { method: random, test: 0.2, validation: 0.2 }",
+                "split: { method: kfold, k: 5, test: 0.3 }",
+            )
+        },
+        &[
+            "split.test",
+            "every fold is the test set once",
+            "remove `test`",
+        ],
+    ),
+    (
+        "one fold",
+        || {
+            tab_run(MAIN, TARGET, STEPS).replace(
+                "split: { method: random, test: 0.2, validation: 0.2 }",
+                "split: { method: kfold, k: 1 }",
+            )
+        },
+        &["split.k", "2 to 100 folds (got 1)"],
+    ),
+    (
+        "k without k-fold",
+        || {
+            tab_run(MAIN, TARGET, STEPS).replace(
+                "split: { method: random, test: 0.2, validation: 0.2 }",
+                "split: { method: random, k: 5 }",
+            )
+        },
+        &[
+            "split.k",
+            "is for `method: kfold`",
+            "(this split is `random`)",
+        ],
+    ),
+    (
         "an early-stopping metric the task does not have",
         || {
             tab_run(MAIN, TARGET, STEPS).replace(

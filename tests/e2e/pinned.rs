@@ -18,6 +18,8 @@ fn small(name: &str) -> Vec<String> {
     if name.starts_with("mnist") {
         s.push("data.images.train.limit=300".into());
         s.push("data.images.test.limit=300".into());
+    } else if name.starts_with("flights-small") {
+        // Already small: the 1,000-row sample.
     } else {
         let flights = dataset("nycflights13/flights.csv.gz");
         s.push(format!(
@@ -28,11 +30,17 @@ fn small(name: &str) -> Vec<String> {
 }
 
 /// The numbers of one finished run folder: `metrics.json`'s test and validation metrics,
-/// status, best epoch and parameter count, and `curves.csv` without its `seconds` column.
+/// status, best epoch and parameter count, and `curves.csv` without its `seconds` column; for a
+/// k-fold run, the means and each fold's test metrics, and the first fold's curves.
 fn numbers(out: &Path) -> Value {
     let text = std::fs::read_to_string(out.join("metrics.json")).unwrap();
     let m: Value = serde_json::from_str(&text).unwrap();
-    let curves = std::fs::read_to_string(out.join("curves.csv")).unwrap();
+    let cv = &m["cross_validation"];
+    let curves_dir = match cv["folds"].as_array() {
+        Some(folds) => out.join(folds[0]["folder"].as_str().unwrap()),
+        None => out.to_path_buf(),
+    };
+    let curves = std::fs::read_to_string(curves_dir.join("curves.csv")).unwrap();
     let mut lines = curves.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let rows: Vec<Value> = lines
@@ -46,7 +54,7 @@ fn numbers(out: &Path) -> Value {
             Value::Object(row)
         })
         .collect();
-    json!({
+    let mut n = json!({
         "status": m["status"],
         "test": pinned_only(&m["test"]),
         "validation": pinned_only(&flat(&m["validation"])),
@@ -54,7 +62,11 @@ fn numbers(out: &Path) -> Value {
         "stopped_early": m["stopped_early"],
         "parameters": m["parameters"],
         "curves": rows,
-    })
+    });
+    if let Some(folds) = cv["folds"].as_array() {
+        n["folds"] = folds.iter().map(|f| pinned_only(&f["test"])).collect();
+    }
+    n
 }
 
 /// The metrics pinned here: the ones measured before the pins were written. Metrics added later

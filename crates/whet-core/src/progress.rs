@@ -105,6 +105,9 @@ pub struct RunLine {
     pub variant: String,
     /// The seed.
     pub seed: u64,
+    /// The fold of a k-fold run this line is about (`fold 2 of 5`); `None` for a whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<String>,
     /// How it ended: `ok`, `diverged` or `failed`.
     pub status: String,
     /// Why the run diverged or failed, when it did.
@@ -139,7 +142,11 @@ impl fmt::Display for RunLine {
         if self.variant != "baseline" {
             write!(f, " [{}]", self.variant)?;
         }
-        write!(f, " seed {}: {}", self.seed, self.status)?;
+        write!(f, " seed {}", self.seed)?;
+        if let Some(fold) = &self.fold {
+            write!(f, ", {fold}")?;
+        }
+        write!(f, ": {}", self.status)?;
         if let Some(m) = &self.message {
             write!(f, " ({m})")?;
         }
@@ -223,6 +230,7 @@ mod tests {
             name: "tiny".into(),
             variant: "lr=1000".into(),
             seed: 3,
+            fold: None,
             status: "diverged".into(),
             message: Some("the loss became NaN".into()),
             kept: false,
@@ -250,6 +258,14 @@ mod tests {
         assert_eq!(
             ok.to_string(),
             "run tiny seed 3: ok, 2 epochs, test accuracy 91.20 %, 0.5 s"
+        );
+        let fold = RunLine {
+            fold: Some("fold 2 of 5".into()),
+            ..ok
+        };
+        assert_eq!(
+            fold.to_string(),
+            "run tiny seed 3, fold 2 of 5: ok, 2 epochs, test accuracy 91.20 %, 0.5 s"
         );
     }
 }

@@ -109,6 +109,16 @@ pub fn is_percent_metric(metric: &str) -> bool {
     m.contains("accuracy") || m == "majority_baseline"
 }
 
+/// One value of `metric` as the command line shows it: a percentage with two decimals for
+/// accuracy-like metrics (`81.20 %`), four decimals otherwise (`0.4312`).
+pub fn format_metric(metric: &str, v: f64) -> String {
+    if is_percent_metric(metric) {
+        format!("{:.2} %", v * 100.0)
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 /// Decimals that give four significant digits to the largest value `magnitude`.
 fn decimals_for(magnitude: f64) -> usize {
     if magnitude <= 0.0 || !magnitude.is_finite() {

@@ -39,6 +39,7 @@
 //!     train_seconds: 1.0,
 //!     curves: vec![],
 //!     message: None,
+//!     cross_validation: None,
 //! };
 //! let input = AblationInput {
 //!     title: "demo".into(),
@@ -98,16 +99,16 @@ pub use crate::{
     ablation::{AblationSummary, dvc_variants, write_ablation},
     chart::FONT_FAMILY,
     error::{Error, Result},
-    format::is_percent_metric,
+    format::{format_metric, is_percent_metric},
     record::{
-        AblationInput, BinaryCurves, Confusion, EpochRow, RESERVED_COLUMNS, RunRecord, RunStatus,
-        VariantInfo,
+        AblationInput, BinaryCurves, Confusion, EpochRow, FoldRecord, FoldRecords,
+        RESERVED_COLUMNS, RunRecord, RunStatus, VariantInfo,
     },
     regression::{MAX_SCATTER_POINTS, RegressionPoints, write_regression},
     run::{write_binary_curves, write_evaluation, write_run},
     stats::{
         ALPHA, Describe, Interval, MetricSummary, SecondaryEffect, VariantSummary, Verdict,
-        describe, holm, paired_p, summarize, t_cdf, t_quantile,
+        describe, describe_folds, holm, paired_p, summarize, t_cdf, t_quantile,
     },
     table::{ablation_csv, curves_csv},
 };

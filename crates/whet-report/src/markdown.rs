@@ -99,9 +99,10 @@ pub(crate) fn render(
             .collect();
         let _ = writeln!(out, "Command-line changes: {}.\n", list.join(", "));
     }
+    let cv = input.cross_validation();
     let _ = writeln!(
         out,
-        "Ablation of `{}`: {} variants × {} seeds ({} runs: {} ok, {} diverged, {} failed). \
+        "Ablation of `{}`: {} variants × {} seeds ({} runs: {} ok, {} diverged, {} failed).{} \
          Primary metric: **{}** ({} is better).\n",
         input.pipeline,
         input.variants.len(),
@@ -110,6 +111,10 @@ pub(crate) fn render(
         count(RunStatus::Ok),
         count(RunStatus::Diverged),
         count(RunStatus::Failed),
+        cv.map_or_else(String::new, |(folds, _)| format!(
+            " Each run is a k-fold cross-validation of {folds} folds: means, intervals and pairs \
+             are over seeds × folds."
+        )),
         primary,
         direction,
     );
@@ -190,11 +195,29 @@ pub(crate) fn render(
             ],
         );
     }
+    let (units, interval, pairs) = match cv {
+        None => (
+            "the runs that finished ok".to_string(),
+            "Student t interval of the mean over seeds".to_string(),
+            "the seeds",
+        ),
+        Some((_, ratio)) => (
+            "the folds of the runs that finished ok (seeds × folds)".to_string(),
+            format!(
+                "Student t interval of the mean over seeds × folds, its standard error widened \
+                 for the folds' overlapping training rows (Nadeau and Bengio's correction, as in \
+                 Bouckaert and Frank's corrected repeated k-fold test: sd · √(1/n + n₂/n₁), with \
+                 n₂/n₁ = {ratio:.3} test rows per training row); without it the intervals would \
+                 be too narrow"
+            ),
+            "the (seed, fold) pairs",
+        ),
+    };
     let _ = writeln!(
         out,
-        "\n*n* counts the runs that finished ok; diverged and failed runs are left out of means \
-         and intervals. 95 % CI: Student t interval of the mean over seeds. Δ: the paired \
-         difference variant − baseline over the seeds where both finished ok (*pairs*), with a \
+        "\n*n* counts {units}; diverged and failed runs are left out of means \
+         and intervals. 95 % CI: {interval}. Δ: the paired \
+         difference variant − baseline over {pairs} where both finished ok (*pairs*), with a \
          paired-t 95 % interval{}. The verdict says whether the variant's change helps or hurts \
          {primary} compared with the baseline ({direction} is better), adjusted for comparing \
          {} variants at once: *p (Holm)* is the paired t test's two-sided p-value after Holm's \

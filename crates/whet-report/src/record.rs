@@ -85,6 +85,39 @@ pub struct RunRecord {
     pub curves: Vec<EpochRow>,
     /// Why the run diverged or failed, if known.
     pub message: Option<String>,
+    /// The folds of a k-fold run (then `metrics` and `validation` are their means): the report
+    /// pairs variants over (seed, fold) and widens the intervals for the folds' overlapping
+    /// training sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<FoldRecords>,
+}
+
+/// The folds of one k-fold run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldRecords {
+    /// Test rows over training rows (their mean over the folds): the `n₂/n₁` of the
+    /// corrected variance (see [`crate::describe_folds`]).
+    pub test_train_ratio: f64,
+    /// One per fold, in order (repeat by repeat).
+    pub folds: Vec<FoldRecord>,
+}
+
+/// One fold's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldRecord {
+    /// The fold's position across repeats (`repeat · k + fold`, from 0): runs of different
+    /// variants with the same seed and the same fold are paired.
+    pub fold: usize,
+    /// The fold's test metrics by name (non-finite values are missing).
+    #[serde(deserialize_with = "nullable::map")]
+    pub metrics: BTreeMap<String, f64>,
+    /// Its validation metrics (empty without a validation split).
+    #[serde(
+        default,
+        deserialize_with = "nullable::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub validation: BTreeMap<String, f64>,
 }
 
 /// JSON has no NaN or infinity: serde_json writes them as `null`. These read `null` back as NaN,
@@ -261,12 +294,35 @@ impl AblationInput {
                 .any(|r| r.status == RunStatus::Ok && !r.validation.is_empty())
     }
 
+    /// The runs' k-fold cross-validation, when they have one: the most folds of one run, and
+    /// the mean test/train ratio of the runs' folds (the `n₂/n₁` of the corrected intervals).
+    pub fn cross_validation(&self) -> Option<(usize, f64)> {
+        let cv: Vec<&FoldRecords> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.cross_validation.as_ref())
+            .collect();
+        let ratios: Vec<f64> = cv
+            .iter()
+            .map(|c| c.test_train_ratio)
+            .filter(|v| v.is_finite())
+            .collect();
+        if ratios.is_empty() {
+            return None;
+        }
+        let folds = cv.iter().map(|c| c.folds.len()).max().unwrap_or(0);
+        Some((folds, ratios.iter().sum::<f64>() / ratios.len() as f64))
+    }
+
     /// The same ablation judged on the validation split: every run's `metrics` are its
     /// validation metrics.
     pub fn on_validation(&self) -> AblationInput {
         let mut v = self.clone();
         for r in &mut v.runs {
             r.metrics = std::mem::take(&mut r.validation);
+            for f in r.cross_validation.iter_mut().flat_map(|c| &mut c.folds) {
+                f.metrics = std::mem::take(&mut f.validation);
+            }
         }
         v
     }
@@ -373,6 +429,7 @@ mod tests {
             train_seconds: 1.0,
             curves: vec![],
             message: None,
+            cross_validation: None,
         }
     }
 

@@ -263,6 +263,7 @@ mod tests {
             train_seconds: 0.0,
             curves: vec![],
             message: None,
+            cross_validation: None,
         }
     }
 

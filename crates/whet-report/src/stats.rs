@@ -202,19 +202,39 @@ pub struct Describe {
     pub mean: Option<f64>,
     /// Sample standard deviation (divisor `n − 1`); `None` below two values.
     pub sd: Option<f64>,
-    /// 95 % confidence interval of the mean, `mean ± t(0.975, n − 1) · sd / √n`; `None` below
+    /// Standard error of the mean: `sd / √n`, or for the folds of cross-validation
+    /// ([`describe_folds`]) `sd · √(1/n + n₂/n₁)`; `None` below two values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub se: Option<f64>,
+    /// 95 % confidence interval of the mean, `mean ± t(0.975, n − 1) · se`; `None` below
     /// two values.
     pub ci95: Option<Interval>,
 }
 
 /// Describes a sample. Non-finite values must have been removed by the caller.
 pub fn describe(values: &[f64]) -> Describe {
+    describe_with(values, None)
+}
+
+/// Describes the per-fold results of cross-validation (`n` values from `k`-fold splits,
+/// possibly repeated, or several seeds' k-fold runs), whose training sets overlap, so the values
+/// are positively correlated and the plain `sd / √n` understates the uncertainty. The standard
+/// error is Nadeau & Bengio's corrected one (2003, "Inference for the generalization error"):
+/// `sd · √(1/n + n₂/n₁)`, with `n₂/n₁` = test rows over training rows (`test_train_ratio`), as
+/// in Bouckaert & Frank's corrected repeated k-fold test (2004); the interval is
+/// `mean ± t(0.975, n − 1) · se`.
+pub fn describe_folds(values: &[f64], test_train_ratio: f64) -> Describe {
+    describe_with(values, Some(test_train_ratio))
+}
+
+fn describe_with(values: &[f64], test_train_ratio: Option<f64>) -> Describe {
     let n = values.len();
     if n == 0 {
         return Describe {
             n,
             mean: None,
             sd: None,
+            se: None,
             ci95: None,
         };
     }
@@ -224,16 +244,19 @@ pub fn describe(values: &[f64]) -> Describe {
             n,
             mean: Some(mean),
             sd: None,
+            se: None,
             ci95: None,
         };
     }
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
     let sd = var.sqrt();
-    let half = t_quantile(0.975, (n - 1) as f64) * sd / (n as f64).sqrt();
+    let se = sd * (1.0 / n as f64 + test_train_ratio.unwrap_or(0.0).max(0.0)).sqrt();
+    let half = t_quantile(0.975, (n - 1) as f64) * se;
     Describe {
         n,
         mean: Some(mean),
         sd: Some(sd),
+        se: Some(se),
         ci95: Some(Interval {
             low: mean - half,
             high: mean + half,
@@ -289,7 +312,8 @@ impl Verdict {
 pub const ALPHA: f64 = 0.05;
 
 /// Two-sided p-value of the paired t test of a difference against zero: `2 · P(T > |t|)` with
-/// `t = mean / (sd / √n)` and `n − 1` degrees of freedom. `None` below two pairs. When every
+/// `t = mean / se` ([`Describe::se`]: `sd / √n`, corrected for cross-validation's folds) and
+/// `n − 1` degrees of freedom. `None` below two pairs. When every
 /// difference is equal (`sd = 0`), the test degenerates: 1 when they are all 0, else 0 (the
 /// interval is the single point `mean`, which excludes zero).
 pub fn paired_p(delta: &Describe) -> Option<f64> {
@@ -300,7 +324,8 @@ pub fn paired_p(delta: &Describe) -> Option<f64> {
     if sd == 0.0 {
         return Some(if mean == 0.0 { 1.0 } else { 0.0 });
     }
-    let t = mean / (sd / (delta.n as f64).sqrt());
+    let se = delta.se.unwrap_or(sd / (delta.n as f64).sqrt());
+    let t = mean / se;
     Some((2.0 * t_upper_tail(t.abs(), (delta.n - 1) as f64)).clamp(0.0, 1.0))
 }
 
@@ -511,13 +536,27 @@ impl VariantSummary {
     }
 }
 
-fn finite_metric(run: &RunRecord, metric: &str) -> Option<f64> {
-    run.metrics.get(metric).copied().filter(|v| v.is_finite())
+/// Where a unit of comparison comes from: the seed, and the fold of a k-fold run.
+type UnitKey = (u64, Option<usize>);
+
+/// The units one run contributes to a comparison, keyed by fold: the run itself (`None`), or
+/// each fold of a k-fold run.
+fn units(run: &RunRecord) -> Vec<(Option<usize>, &BTreeMap<String, f64>)> {
+    match &run.cross_validation {
+        Some(c) => c.folds.iter().map(|f| (Some(f.fold), &f.metrics)).collect(),
+        None => vec![(None, &run.metrics)],
+    }
+}
+
+fn finite(metrics: &BTreeMap<String, f64>, metric: &str) -> Option<f64> {
+    metrics.get(metric).copied().filter(|v| v.is_finite())
 }
 
 /// Summarises an ablation per variant (in declaration order): for each metric the mean, sd and
 /// 95 % CI over ok runs, and the paired difference against the baseline over the seeds where both
-/// ran ok; the training time and the diverged/failed counts.
+/// ran ok; the training time and the diverged/failed counts. Runs with k-fold cross-validation
+/// count each fold: values and pairs are over (seed, fold), described by [`describe_folds`]
+/// with the runs' mean test/train ratio.
 ///
 /// # Errors
 /// The input is checked with [`AblationInput::validate`] first.
@@ -525,12 +564,14 @@ pub fn summarize(input: &AblationInput) -> Result<Vec<VariantSummary>> {
     input.validate()?;
     let metrics = input.metric_names();
     let baseline_name = &input.variants[0].name;
-    let baseline: HashMap<u64, &RunRecord> = input
+    let baseline: HashMap<UnitKey, &BTreeMap<String, f64>> = input
         .runs
         .iter()
         .filter(|r| &r.variant == baseline_name && r.status == RunStatus::Ok)
-        .map(|r| (r.seed, r))
+        .flat_map(|r| units(r).into_iter().map(move |(f, m)| ((r.seed, f), m)))
         .collect();
+    let ratio = input.cross_validation().map(|(_, r)| r);
+    let describe_units = |values: &[f64]| describe_with(values, ratio);
     let sorted = input.sorted_runs();
     let summaries = input
         .variants
@@ -553,24 +594,29 @@ pub fn summarize(input: &AblationInput) -> Result<Vec<VariantSummary>> {
                 .map(|r| r.train_seconds)
                 .filter(|t| t.is_finite())
                 .collect();
+            let ok_units: Vec<(UnitKey, &BTreeMap<String, f64>)> = ok
+                .iter()
+                .flat_map(|r| units(r).into_iter().map(move |(f, m)| ((r.seed, f), m)))
+                .collect();
             let per_metric: BTreeMap<String, MetricSummary> = metrics
                 .iter()
                 .map(|m| {
-                    let values: Vec<f64> = ok.iter().filter_map(|r| finite_metric(r, m)).collect();
+                    let values: Vec<f64> =
+                        ok_units.iter().filter_map(|(_, u)| finite(u, m)).collect();
                     let delta = (vi > 0).then(|| {
-                        let diffs: Vec<f64> = ok
+                        let diffs: Vec<f64> = ok_units
                             .iter()
-                            .filter_map(|r| {
-                                let b = baseline.get(&r.seed).and_then(|b| finite_metric(b, m))?;
-                                Some(finite_metric(r, m)? - b)
+                            .filter_map(|(key, u)| {
+                                let b = baseline.get(key).and_then(|b| finite(b, m))?;
+                                Some(finite(u, m)? - b)
                             })
                             .collect();
-                        describe(&diffs)
+                        describe_units(&diffs)
                     });
                     (
                         m.clone(),
                         MetricSummary {
-                            value: describe(&values),
+                            value: describe_units(&values),
                             delta,
                         },
                     )
@@ -732,6 +778,7 @@ mod tests {
             train_seconds: 2.0,
             curves: vec![],
             message: None,
+            cross_validation: None,
         }
     }
 
@@ -754,6 +801,65 @@ mod tests {
             choose_on_validation: false,
             validation_decides: vec![],
         }
+    }
+
+    #[test]
+    fn describe_folds_widens_the_standard_error_by_the_stated_correction() {
+        // 0.8, 0.7, 0.9, 0.8: mean 0.8, sd √(0.02/3); with n₂/n₁ = 0.25 the standard error is
+        // sd·√(1/4 + 0.25) = sd·√0.5 (the plain one is sd·√0.25), t(0.975, 3) = 3.182446.
+        let v = [0.8, 0.7, 0.9, 0.8];
+        let sd = (0.02f64 / 3.0).sqrt();
+        let d = describe_folds(&v, 0.25);
+        assert!(close(d.mean.unwrap(), 0.8, 1e-12));
+        assert!(close(d.se.unwrap(), sd * 0.5f64.sqrt(), 1e-12));
+        let ci = d.ci95.unwrap();
+        assert!(
+            close(ci.high - 0.8, 3.182_446_3 * sd * 0.5f64.sqrt(), 1e-6),
+            "{ci:?}"
+        );
+        assert!(close(describe(&v).se.unwrap(), sd / 2.0, 1e-12));
+        // The p-value reads the same standard error: t = 0.8 / se.
+        let p = paired_p(&d).unwrap();
+        let t = 0.8 / (sd * 0.5f64.sqrt());
+        assert!(close(p, 2.0 * (1.0 - t_cdf(t, 3.0)), 1e-9), "{p}");
+        assert!(p > paired_p(&describe(&v)).unwrap());
+    }
+
+    /// Folds of k-fold runs pair by (seed, fold): a fold whose baseline is missing is not
+    /// paired, and the same fold of another seed is not its pair.
+    #[test]
+    fn folds_pair_by_seed_and_fold() {
+        use crate::record::{FoldRecord, FoldRecords};
+        let cv = |variant: &str, seed: u64, values: &[(usize, f64)]| {
+            let mut r = run(variant, seed, RunStatus::Ok, Some(0.0));
+            r.cross_validation = Some(FoldRecords {
+                test_train_ratio: 0.25,
+                folds: values
+                    .iter()
+                    .map(|&(fold, a)| FoldRecord {
+                        fold,
+                        metrics: [("accuracy".to_string(), a)].into(),
+                        validation: Default::default(),
+                    })
+                    .collect(),
+            });
+            r
+        };
+        let s = summarize(&input(vec![
+            cv("baseline", 1, &[(0, 0.70), (1, 0.80)]),
+            cv("baseline", 2, &[(0, 0.60), (1, 0.90)]),
+            cv("better", 1, &[(0, 0.75), (1, 0.83), (2, 0.99)]),
+            cv("better", 2, &[(0, 0.64), (1, 0.92)]),
+        ]))
+        .unwrap();
+        let b = &s[1].metrics["accuracy"];
+        // Values: all 5 folds; pairs: 4 (fold 2 of seed 1 has no baseline).
+        assert_eq!(b.value.n, 5);
+        let d = b.delta.unwrap();
+        assert_eq!(d.n, 4);
+        let want = describe_folds(&[0.05, 0.03, 0.04, 0.02], 0.25);
+        assert!(close(d.mean.unwrap(), 0.035, 1e-12));
+        assert!(close(d.se.unwrap(), want.se.unwrap(), 1e-12));
     }
 
     #[test]

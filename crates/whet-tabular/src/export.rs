@@ -58,6 +58,9 @@ pub struct Manifest {
     pub pre_split: Vec<StepConfig>,
     /// The split used.
     pub split: SplitConfig,
+    /// The fold of a k-fold split these steps were fitted on (`None` for the other methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<crate::split::Fold>,
     /// The resolved target.
     pub target: TargetKind,
     /// Class names (binary: 2, regression: none).

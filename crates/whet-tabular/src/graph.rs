@@ -495,6 +495,7 @@ mod tests {
             data,
             pre_split: vec![],
             split: crate::SplitConfig::default(),
+            fold: None,
             target: crate::TargetKind::Binary {
                 column: "y".into(),
                 threshold: 0.5,

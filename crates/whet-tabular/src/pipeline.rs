@@ -638,13 +638,20 @@ pub fn to_matrix(
 }
 
 /// Loads the tables, runs the steps, splits, fits every post-split stage on train only, and
-/// returns the arrays, reports and the fitted manifest.
+/// returns the arrays, reports and the fitted manifest. `fold` says which fold of a
+/// `split.method: kfold` split is the test set (each fold is prepared on its own, its stages
+/// fitted on its own training rows); the other methods take `None`.
 ///
 /// # Errors
 /// Config issues ([`Error::Config`]), loading errors, a failing step (wrapped in
 /// [`Error::Step`] with its index), an audit with `fail_on` flags ([`Error::AuditFailed`]),
 /// split errors, non-finite or missing features ([`Error::NonFinite`]).
-pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Result<Prepared> {
+pub fn prepare(
+    cfg: &TabularConfig,
+    seed: u64,
+    fold: Option<crate::split::Fold>,
+    progress: &dyn Progress,
+) -> Result<Prepared> {
     cfg.checked()?;
     let t0 = Instant::now();
     let mut report = PrepareReport::default();
@@ -683,7 +690,7 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
 
     let t2 = Instant::now();
     let labels = target.labels();
-    let idx = split_indices(&df, labels.as_deref(), &cfg.split, seed)?;
+    let idx = split_indices(&df, labels.as_deref(), &cfg.split, seed, fold)?;
     let take = |v: &[IdxSize]| -> Result<DataFrame> {
         Ok(df.take(&IdxCa::from_vec("idx".into(), v.to_vec()))?)
     };
@@ -818,6 +825,7 @@ pub fn prepare(cfg: &TabularConfig, seed: u64, progress: &dyn Progress) -> Resul
         data: cfg.data.clone(),
         pre_split: cfg.steps[..sp].to_vec(),
         split: cfg.split.clone(),
+        fold,
         target: kind,
         classes: target.classes.clone(),
         target_scale,

@@ -449,6 +449,7 @@ impl Plan {
             name: self.name.clone(),
             variant: rec.variant.clone(),
             seed: rec.seed,
+            fold: None,
             status: rec.status.to_string(),
             message: rec.message.clone(),
             kept: r.kept,
@@ -781,6 +782,7 @@ impl Plan {
                     train_seconds: 0.0,
                     curves: vec![],
                     message: Some(crate::error::chain_text(&e)),
+                    cross_validation: None,
                 },
                 Some(e.failure_kind()),
             ),
@@ -1043,6 +1045,7 @@ mod tests {
                 train_seconds: 0.0,
                 curves: vec![],
                 message: None,
+                cross_validation: None,
             },
             failure,
         }

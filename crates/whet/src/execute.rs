@@ -155,6 +155,53 @@ pub struct Metrics {
     pub parameters: usize,
     /// Stages served from the stage cache.
     pub cache_hits: Vec<String>,
+    /// A k-fold run's folds (`split.method: kfold`): then `test` and `validation` are the
+    /// means over the folds, and this has each fold's numbers and every metric's corrected
+    /// 95 % interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<CrossValidation>,
+}
+
+/// The folds of a k-fold run, in its `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossValidation {
+    /// Folds per repeat.
+    pub k: usize,
+    /// How many times the folds were dealt.
+    pub repeats: usize,
+    /// Test rows over training rows, the mean over the folds: the `n₂/n₁` of the corrected
+    /// intervals.
+    pub test_train_ratio: f64,
+    /// Each test metric over the folds: mean, sd and the 95 % interval with Nadeau and
+    /// Bengio's correction for the folds' overlapping training sets
+    /// ([`whet_report::describe_folds`]).
+    pub summary: BTreeMap<String, whet_report::Describe>,
+    /// One per fold, repeat by repeat.
+    pub folds: Vec<FoldMetrics>,
+}
+
+/// One fold of a k-fold run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldMetrics {
+    /// Which fold was the test set.
+    pub fold: whet_tabular::Fold,
+    /// Its outputs' folder, relative to the run's (`folds/fold-3`): a complete run folder
+    /// (model, manifest, curves, charts) that `whet predict` takes.
+    pub folder: String,
+    /// How its training ended.
+    pub status: RunStatus,
+    /// Why it diverged, when it did.
+    pub message: Option<String>,
+    /// Rows it trained, validated and tested on.
+    pub rows: whet_tabular::SplitRows,
+    /// Its test metrics (empty when it diverged).
+    pub test: BTreeMap<String, f64>,
+    /// Its validation metrics, when it had a validation split.
+    pub validation: Option<BTreeMap<String, f64>>,
+    /// Epochs it trained.
+    pub epochs: usize,
+    /// The epoch whose weights it kept (early stopping), if any.
+    pub best_epoch: Option<usize>,
 }
 
 /// The outcome of [`Run::execute`].
@@ -178,6 +225,7 @@ impl Metrics {
             name: self.name.clone(),
             variant: self.variant.clone(),
             seed: self.seed,
+            fold: None,
             status: self.status.to_string(),
             message: self.message.clone(),
             kept: false,
@@ -264,6 +312,20 @@ impl RunOutcome {
             train_seconds: self.metrics.train_seconds,
             curves: self.curves.clone(),
             message: self.metrics.message.clone(),
+            cross_validation: self.metrics.cross_validation.as_ref().map(|c| {
+                whet_report::FoldRecords {
+                    test_train_ratio: c.test_train_ratio,
+                    folds: c
+                        .folds
+                        .iter()
+                        .map(|f| whet_report::FoldRecord {
+                            fold: f.fold.repeat * c.k + f.fold.index,
+                            metrics: f.test.clone(),
+                            validation: f.validation.clone().unwrap_or_default(),
+                        })
+                        .collect(),
+                }
+            }),
         }
     }
 }
@@ -470,7 +532,8 @@ impl Run {
         self.execute_locked(out, seed, cache, progress)
     }
 
-    /// [`Run::execute`] into `out`, which the caller has checked and locked.
+    /// [`Run::execute`] into `out`, which the caller has checked and locked: one training, or
+    /// one per fold of a k-fold run ([`Run::execute_folds`]).
     pub(crate) fn execute_locked(
         &self,
         out: &Path,
@@ -478,9 +541,188 @@ impl Run {
         cache: &Cache,
         progress: &dyn Progress,
     ) -> Result<RunOutcome> {
+        match self.folds() {
+            None => self.execute_one(out, seed, None, cache, progress),
+            Some((k, repeats)) => self.execute_folds(out, seed, k, repeats, cache, progress),
+        }
+    }
+
+    /// A k-fold run: every fold trained and measured into `OUT/folds/<fold>/` (a complete run
+    /// folder each), then `metrics.json` with the means, each fold's numbers and the corrected
+    /// intervals ([`CrossValidation`]), and a manifest of kind `cross_validation`. Stops at the
+    /// first fold that diverges (the run is then `diverged`, naming the fold).
+    fn execute_folds(
+        &self,
+        out: &Path,
+        seed: u64,
+        k: usize,
+        repeats: usize,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<RunOutcome> {
+        let started = Instant::now();
+        whet_core::outputs::mark(out)?;
+        let metric = default_metric(self.file().model.task);
+        let total = k * repeats;
+        // An earlier run into `out` with more folds or repeats left folders this run will not
+        // write: remove them (only whet's own output folders), so `folds/` is this run's.
+        let wanted: std::collections::HashSet<String> = whet_tabular::Fold::all(k, repeats)
+            .map(|f| f.folder(repeats))
+            .collect();
+        for entry in std::fs::read_dir(out.join("folds"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !wanted.contains(&name) && whet_core::outputs::is_output_folder(&entry.path()) {
+                std::fs::remove_dir_all(entry.path()).map_err(Error::io(
+                    "removing an earlier run's fold folder",
+                    entry.path(),
+                ))?;
+            }
+        }
+        let mut done: Vec<(whet_tabular::Fold, String, RunOutcome)> = Vec::with_capacity(total);
+        for (i, fold) in whet_tabular::Fold::all(k, repeats).enumerate() {
+            let folder = format!("folds/{}", fold.folder(repeats));
+            progress.message(&format!(
+                "{} ({} of {total})",
+                fold.label(k, repeats),
+                i + 1
+            ));
+            let o = self.execute_one(&out.join(&folder), seed, Some(fold), cache, progress)?;
+            let stop = o.status != RunStatus::Ok;
+            done.push((fold, folder, o));
+            if stop {
+                break;
+            }
+        }
+        let (_, _, first) = &done[0];
+        let failed = done.iter().find(|(_, _, o)| o.status != RunStatus::Ok);
+        let status = failed.map_or(RunStatus::Ok, |(_, _, o)| o.status);
+        let message = failed.map(|(f, _, o)| {
+            format!(
+                "{f} {}: {}",
+                o.status,
+                o.metrics.message.as_deref().unwrap_or("no message")
+            )
+        });
+        let rows = |o: &RunOutcome| match &o.manifest.data {
+            crate::prepare::DataSummary::Tables { rows, .. } => *rows,
+            crate::prepare::DataSummary::Images { .. } => whet_tabular::SplitRows::default(),
+        };
+        let folds: Vec<FoldMetrics> = done
+            .iter()
+            .map(|(fold, folder, o)| FoldMetrics {
+                fold: *fold,
+                folder: folder.clone(),
+                status: o.status,
+                message: o.metrics.message.clone(),
+                rows: rows(o),
+                test: o.metrics.test.clone(),
+                validation: o.metrics.validation.clone(),
+                epochs: o.metrics.epochs,
+                best_epoch: o.metrics.best_epoch,
+            })
+            .collect();
+        let ratios: Vec<f64> = folds
+            .iter()
+            .filter(|f| f.rows.train > 0)
+            .map(|f| f.rows.test as f64 / f.rows.train as f64)
+            .collect();
+        let test_train_ratio = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+        let over = |pick: &dyn Fn(&FoldMetrics) -> Option<&BTreeMap<String, f64>>| {
+            let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for f in &folds {
+                for (name, v) in pick(f).into_iter().flatten() {
+                    if v.is_finite() {
+                        values.entry(name.clone()).or_default().push(*v);
+                    }
+                }
+            }
+            values
+        };
+        let ok = status == RunStatus::Ok;
+        let summary: BTreeMap<String, whet_report::Describe> = if ok {
+            over(&|f| Some(&f.test))
+                .into_iter()
+                .map(|(name, v)| (name, whet_report::describe_folds(&v, test_train_ratio)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let mean = |values: BTreeMap<String, Vec<f64>>| -> BTreeMap<String, f64> {
+            values
+                .into_iter()
+                .map(|(name, v)| (name, v.iter().sum::<f64>() / v.len() as f64))
+                .collect()
+        };
+        let validation = (ok && folds.iter().all(|f| f.validation.is_some()))
+            .then(|| mean(over(&|f| f.validation.as_ref())));
+        let test: BTreeMap<String, f64> = summary
+            .iter()
+            .filter_map(|(name, d)| Some((name.clone(), d.mean?)))
+            .collect();
+        let spent =
+            |f: fn(&Metrics) -> f64| done.iter().map(|(_, _, o)| f(&o.metrics)).sum::<f64>();
+        let train_seconds = spent(|m| m.train_seconds);
+        let metrics = Metrics {
+            name: self.name().to_string(),
+            variant: self.variant().to_string(),
+            seed,
+            status,
+            message,
+            evaluated_on: EvaluatedOn::Test,
+            test,
+            validation,
+            test_classes: None,
+            threshold: None,
+            test_samples: folds.iter().map(|f| f.rows.test).sum(),
+            validation_samples: first.metrics.validation_samples,
+            epochs: folds.iter().map(|f| f.epochs).max().unwrap_or(0),
+            best_epoch: None,
+            stopped_early: done.iter().any(|(_, _, o)| o.metrics.stopped_early),
+            train_seconds,
+            total_seconds: 0.0,
+            samples_per_second: None,
+            parameters: first.metrics.parameters,
+            cache_hits: vec![],
+            cross_validation: Some(CrossValidation {
+                k,
+                repeats,
+                test_train_ratio,
+                summary,
+                folds,
+            }),
+        };
+        let mut manifest = first.manifest.clone();
+        manifest.kind = ManifestKind::CrossValidation;
+        let mut outcome = RunOutcome {
+            status,
+            metrics,
+            manifest,
+            curves: first.curves.clone(),
+        };
+        outcome.metrics.total_seconds = started.elapsed().as_secs_f64();
+        write_json(&out.join("metrics.json"), &outcome.metrics)?;
+        write_json(&out.join(METRICS_DVC_JSON), &outcome.metrics.flat())?;
+        outcome.manifest.save(&out.join("manifest.json"))?;
+        progress.finished(&outcome.metrics.line(metric));
+        Ok(outcome)
+    }
+
+    /// One training into `out`: of the whole run, or of one fold of a k-fold run.
+    fn execute_one(
+        &self,
+        out: &Path,
+        seed: u64,
+        fold: Option<whet_tabular::Fold>,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<RunOutcome> {
         let started = Instant::now();
         progress.begin("preparing data", None);
-        let prepared = self.prepare(seed, cache, progress)?;
+        let prepared = self.prepare_fold(seed, fold, cache, progress)?;
         progress.end();
         let classes = prepared.classes().to_vec();
         let summary = prepared.summary();
@@ -653,6 +895,7 @@ impl Run {
             samples_per_second: report.as_ref().map(|r| r.samples_per_second),
             parameters: model.parameter_count(),
             cache_hits,
+            cross_validation: None,
         };
         let manifest = Manifest::new(
             ManifestKind::Run,
@@ -678,7 +921,11 @@ impl Run {
         write_json(&out.join("metrics.json"), &outcome.metrics)?;
         write_json(&out.join(METRICS_DVC_JSON), &outcome.metrics.flat())?;
         outcome.manifest.save(&out.join("manifest.json"))?;
-        progress.finished(&outcome.metrics.line(default_metric(file.model.task)));
+        let mut line = outcome.metrics.line(default_metric(file.model.task));
+        if let (Some(f), Some((k, repeats))) = (fold, self.folds()) {
+            line.fold = Some(f.label(k, repeats));
+        }
+        progress.finished(&line);
         Ok(outcome)
     }
 

@@ -63,7 +63,10 @@ pub use ablation::{
 pub use cache::Cache;
 pub use cluster::{KubernetesOptions, PLAN_FILE, PlanFile, StoredPlan};
 pub use error::{Error, FailureKind, Result, chain_text};
-pub use execute::{ClassBreakdown, EvaluatedOn, METRICS_DVC_JSON, Metrics, RunOutcome};
+pub use execute::{
+    ClassBreakdown, CrossValidation, EvaluatedOn, FoldMetrics, METRICS_DVC_JSON, Metrics,
+    RunOutcome,
+};
 pub use export::{ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};

@@ -18,6 +18,10 @@ pub enum ManifestKind {
     Run,
     /// `whet export`: the folder has the processed data sets.
     Export,
+    /// A k-fold run (`split.method: kfold`): no model of its own; its `folds/` folder has one
+    /// complete run folder per fold. This manifest has the run file and the seed, and the
+    /// first fold's data sizes, preprocessing and network.
+    CrossValidation,
 }
 
 /// One file a manifest lists.
@@ -56,6 +60,37 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Refuses the manifest of a k-fold run where one model and one fitted preprocessing are
+    /// needed (predict, evaluate, model export, apply), naming its folds' run folders instead.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a manifest of kind [`ManifestKind::CrossValidation`].
+    pub(crate) fn refuse_folds(&self, path: &Path) -> Result<()> {
+        if self.kind != ManifestKind::CrossValidation {
+            return Ok(());
+        }
+        let folds = path.parent().unwrap_or(Path::new(".")).join("folds");
+        let mut names: Vec<String> = std::fs::read_dir(&folds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("model.safetensors").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let example = names.first().map_or_else(String::new, |n| {
+            format!(" (e.g. `{}`)", folds.join(n).display())
+        });
+        Err(Error::Invalid(format!(
+            "`{}` is the manifest of a k-fold run, which trained one model per fold, each with \
+             the preprocessing fitted on its own training rows: give one fold's run folder under \
+             `{}`{example}, or train one model on a holdout split (e.g. `split: {{ method: \
+             random, test: 0.2 }}`, or `stratified` for classes)",
+            path.display(),
+            folds.display()
+        )))
+    }
+
     /// A manifest of `run` with `seed`.
     pub(crate) fn new(
         kind: ManifestKind,
@@ -172,6 +207,7 @@ pub fn apply(
     outputs::check(out, OutputKind::Folder, &inputs)?;
     let _lock = whet_core::lock::FolderLock::acquire(out)?;
     let m = Manifest::load(manifest)?;
+    m.refuse_folds(manifest)?;
     let tables = m.tables()?;
     let applied = (|| -> whet_tabular::Result<_> {
         let (raw, joined) =

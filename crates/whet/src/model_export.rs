@@ -135,6 +135,7 @@ pub fn export_model(
         )));
     }
     let manifest = Manifest::load(&manifest_path)?;
+    manifest.refuse_folds(&manifest_path)?;
     if manifest.kind != ManifestKind::Run {
         return Err(Error::Invalid(format!(
             "`{}` is an export's manifest, which has no model: give the folder `whet run` wrote",

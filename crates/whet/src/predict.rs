@@ -116,6 +116,7 @@ fn load_run(run_dir: &Path) -> Result<RunDir> {
         )));
     }
     let manifest = Manifest::load(&manifest_path)?;
+    manifest.refuse_folds(&manifest_path)?;
     if manifest.kind != ManifestKind::Run {
         return Err(Error::Invalid(format!(
             "`{}` is an export, not a run: it has no model (give the folder `whet run` wrote)",
@@ -910,6 +911,7 @@ pub fn evaluate(
         samples_per_second: None,
         parameters: run.model.parameter_count(),
         cache_hits: vec![],
+        cross_validation: None,
     });
     metrics.evaluated_on = EvaluatedOn::Test;
     metrics.test = m.metrics;
@@ -929,6 +931,7 @@ pub fn evaluate(
         train_seconds: metrics.train_seconds,
         curves: vec![],
         message: None,
+        cross_validation: None,
     };
     let mut files = whet_report::write_evaluation(&record, m.confusion.as_ref(), out)
         .context("writing the evaluation charts")?;

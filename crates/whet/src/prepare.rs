@@ -312,15 +312,45 @@ impl Run {
     /// Prepares the run's data with `seed`: loads, splits, fits the preprocessing on the
     /// training split, and augments offline (through `cache`) when the run file says so.
     ///
+    /// A table run whose split is `method: kfold` is prepared one fold at a time
+    /// ([`Run::prepare_fold`]); this refuses it.
+    ///
     /// # Errors
-    /// Bad or missing data, naming the file and place.
+    /// Bad or missing data, naming the file and place; a k-fold run.
     pub fn prepare(&self, seed: u64, cache: &Cache, progress: &dyn Progress) -> Result<Prepared> {
+        if let Some((k, _)) = self.folds() {
+            return Err(self.located(
+                "split.method",
+                format!(
+                    "this run's split is k-fold: it is prepared one fold at a time ({k} folds), \
+                     each with its own training rows, so there is no single prepared data set \
+                     (`whet run` and `whet ablate` train every fold); for one data set, use a \
+                     holdout split, e.g. `split: {{ method: random, test: 0.2 }}` (or `stratified` for classes)"
+                ),
+            ));
+        }
+        self.prepare_fold(seed, None, cache, progress)
+    }
+
+    /// [`Run::prepare`] for one fold of a k-fold run (`fold` is `None` for the other splits):
+    /// the fold's rows are the test set, and every fitted stage learns from the other folds'
+    /// training rows only.
+    ///
+    /// # Errors
+    /// Bad or missing data, naming the file and place; a fold outside the split.
+    pub fn prepare_fold(
+        &self,
+        seed: u64,
+        fold: Option<whet_tabular::Fold>,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<Prepared> {
         self.preflight()?;
         let mut p = match self.data() {
             RunData::Images { images, augment } => {
                 prepare_images(images, augment.as_ref(), seed, cache, progress)
             }
-            RunData::Tables(cfg) => prepare_tables(cfg, seed, cache, progress),
+            RunData::Tables(cfg) => prepare_tables(cfg, seed, fold, cache, progress),
         }
         .map_err(|e| self.locate_data_error(e))?;
         if let PreparedData::Tables(t) = &p.data {
@@ -655,6 +685,7 @@ fn bundle_to_tables(b: &Bundle) -> Option<whet_tabular::Prepared> {
 fn prepare_tables(
     cfg: &whet_tabular::TabularConfig,
     seed: u64,
+    fold: Option<whet_tabular::Fold>,
     cache: &Cache,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
@@ -664,6 +695,9 @@ fn prepare_tables(
         .json("tabular", cfg)
         .json("target", &cfg.data.target.kind()?)
         .part("seed", &seed.to_string());
+    if let Some(f) = fold {
+        key = key.json("fold", &f);
+    }
     for (name, spec) in &cfg.data.tables {
         key = key.file(&format!("table:{name}"), &spec.path)?;
     }
@@ -679,7 +713,8 @@ fn prepare_tables(
             warnings: vec![],
         });
     }
-    let p = whet_tabular::prepare(cfg, seed, progress).map_err(|e| name_table_files(e, cfg))?;
+    let p =
+        whet_tabular::prepare(cfg, seed, fold, progress).map_err(|e| name_table_files(e, cfg))?;
     if let Err(e) = tables_to_bundle(&p).and_then(|b| cache.put("tables", &key, &b)) {
         progress.warn(&format!("could not write the stage cache: {e}"));
     }

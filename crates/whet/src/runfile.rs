@@ -908,6 +908,14 @@ impl Run {
         &self.data
     }
 
+    /// `(k, repeats)` of a table run whose split is `method: kfold`; `None` otherwise.
+    pub fn folds(&self) -> Option<(usize, usize)> {
+        match &self.data {
+            RunData::Tables(t) => t.split.folds(),
+            RunData::Images { .. } => None,
+        }
+    }
+
     /// The run's name.
     pub fn name(&self) -> &str {
         &self.file.name

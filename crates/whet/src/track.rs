@@ -1084,6 +1084,7 @@ mod tests {
                 })
                 .collect(),
             message: None,
+            cross_validation: None,
         };
         let p = curve_points(&rec, 1000);
         let loss: Vec<(i64, i64)> = p

@@ -4,7 +4,7 @@ mod common;
 
 use common::repo;
 use whet::prelude::*;
-use whet::{Error, PreparedData};
+use whet::{Error, Manifest, Override, PredictOptions, PreparedData};
 
 /// A small image run file: 300 training images, online augmentation, 2 epochs.
 fn tiny(extra: &str) -> String {
@@ -165,6 +165,7 @@ fn record(
         train_seconds: 1.0,
         curves: vec![],
         message: None,
+        cross_validation: None,
     }
 }
 
@@ -310,5 +311,161 @@ fn a_sequential_ablation_runs_in_rounds() {
             .any(|n| n.starts_with("All ") && n.contains("reused")),
         "{:?}",
         again.input.notes
+    );
+}
+
+/// A k-fold run on the shipped small table: every row is tested once per repeat, each fold's
+/// stages are fitted on its own training rows, the run's numbers are the folds' means with the
+/// corrected interval, each fold folder is a complete run (predict takes it), the k-fold folder
+/// itself is refused where one model is needed, and an ablation pairs over seeds × folds.
+#[test]
+fn a_kfold_run_tests_every_row_once_per_repeat_and_an_ablation_pairs_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = repo().join("pipelines/flights-small-delay.yaml");
+    let run = Run::load(&file, &[Override::parse("train.epochs=2").unwrap()]).unwrap();
+    assert_eq!(run.folds(), Some((5, 2)));
+    let out = dir.path().join("cv");
+    let o = run
+        .execute(&out, run.seed(), &Cache::off(), &NoProgress)
+        .unwrap();
+    assert_eq!(o.status, whet::RunStatus::Ok);
+    let cv = o.metrics.cross_validation.as_ref().unwrap();
+    assert_eq!((cv.k, cv.repeats, cv.folds.len()), (5, 2, 10));
+    // 1,000 rows, 34 without a target: 966 tested once per repeat, about a fifth per fold.
+    for repeat in cv.folds.chunks(5) {
+        let tested: usize = repeat.iter().map(|f| f.rows.test).sum();
+        assert_eq!(tested, 966);
+        for f in repeat {
+            assert_eq!(f.rows.train + f.rows.validation + f.rows.test, 966);
+            assert!((193..=194).contains(&f.rows.test), "{:?}", f.rows);
+        }
+    }
+    // The run's number is the folds' mean; its interval is the corrected one, wider than
+    // the plain one over 10 values.
+    let auc: Vec<f64> = cv.folds.iter().map(|f| f.test["roc_auc"]).collect();
+    let mean = auc.iter().sum::<f64>() / 10.0;
+    assert!((o.metrics.test["roc_auc"] - mean).abs() < 1e-12);
+    let ratio = cv.test_train_ratio;
+    assert!((0.24..0.29).contains(&ratio), "{ratio}");
+    let corrected = cv.summary["roc_auc"];
+    assert_eq!(corrected, whet::report::describe_folds(&auc, ratio));
+    let plain = whet::report::describe(&auc).ci95.unwrap();
+    let c = corrected.ci95.unwrap();
+    assert!(c.high - c.low > 1.5 * (plain.high - plain.low));
+    // Each fold was fitted on its own training rows: the z-score means differ between folds.
+    let fitted = |f: &whet::FoldMetrics| {
+        let m = Manifest::load(&out.join(&f.folder).join("manifest.json")).unwrap();
+        serde_json::to_string(&m.preprocessing).unwrap()
+    };
+    assert_ne!(fitted(&cv.folds[0]), fitted(&cv.folds[1]));
+    // The fold folder is a run folder; the k-fold folder is refused, naming the folds.
+    let csv = repo().join("datasets/nycflights13/flights-sample-1000.csv.gz");
+    let p = whet::predict(
+        &out.join(&cv.folds[0].folder),
+        std::slice::from_ref(&csv),
+        &dir.path().join("p.csv"),
+        &PredictOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(p.rows_in, 1000);
+    let e = whet::predict(
+        &out,
+        std::slice::from_ref(&csv),
+        &dir.path().join("q.csv"),
+        &PredictOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("k-fold run") && e.contains("repeat-1-fold-1"),
+        "{e}"
+    );
+    let e = run
+        .export(
+            dir.path().join("ex"),
+            &ExportOptions::default(),
+            &Cache::off(),
+            &NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("split.method") && e.contains("one fold at a time"),
+        "{e}"
+    );
+    // Run again into the same folder with fewer folds: the stale fold folders go.
+    let three = Run::load(
+        &file,
+        &[
+            Override::parse("train.epochs=1").unwrap(),
+            Override::parse("split.k=3").unwrap(),
+            Override::parse("split.repeats=1").unwrap(),
+        ],
+    )
+    .unwrap();
+    three.execute(&out, 1, &Cache::off(), &NoProgress).unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(out.join("folds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["fold-1", "fold-2", "fold-3"]);
+
+    // An ablation of 2 seeds: 20 (seed, fold) pairs per variant, described with the correction.
+    let plan = Ablation::plan(
+        &run,
+        &PlanOptions {
+            seeds: Some(2),
+            only: vec!["no-weather".into()],
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    let report = plan
+        .run(&dir.path().join("ab"), &Cache::off(), false, &NoProgress)
+        .unwrap();
+    let base = report
+        .input
+        .runs
+        .iter()
+        .find(|r| r.variant == "baseline" && r.seed == plan.seeds[0])
+        .unwrap();
+    // The baseline cell with the run's seed is the run above.
+    assert_eq!(base.metrics, o.metrics.test);
+    let s = &report.summary.variants[1];
+    let d = s.metrics["roc_auc"].delta.unwrap();
+    assert_eq!(d.n, 20);
+    let diffs: Vec<f64> = plan
+        .seeds
+        .iter()
+        .flat_map(|&seed| {
+            let folds = |v: &str| {
+                report
+                    .input
+                    .runs
+                    .iter()
+                    .find(|r| r.variant == v && r.seed == seed)
+                    .unwrap()
+                    .cross_validation
+                    .clone()
+                    .unwrap()
+                    .folds
+            };
+            folds(&s.name)
+                .into_iter()
+                .zip(folds("baseline"))
+                .map(|(a, b)| {
+                    assert_eq!(a.fold, b.fold);
+                    a.metrics["roc_auc"] - b.metrics["roc_auc"]
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let ratio = report.input.cross_validation().unwrap().1;
+    assert_eq!(d, whet::report::describe_folds(&diffs, ratio));
+    let md = std::fs::read_to_string(dir.path().join("ab/report.md")).unwrap();
+    assert!(
+        md.contains("over seeds × folds") && md.contains("Nadeau"),
+        "{md}"
     );
 }

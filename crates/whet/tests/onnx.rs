@@ -309,21 +309,34 @@ fn check_run(dir: &Path, file: &Path, name: &str, overrides: &[&str]) -> whet::M
     let run = Run::load(file, &overrides).unwrap();
     let cache = Cache::new(false);
     run.ensure_pretrained(&cache, &NoProgress).unwrap();
-    let out = dir.join("run");
-    let outcome = run.execute(&out, run.seed(), &cache, &NoProgress).unwrap();
+    let run_dir = dir.join("run");
+    let outcome = run
+        .execute(&run_dir, run.seed(), &cache, &NoProgress)
+        .unwrap();
     assert_eq!(outcome.status, whet::RunStatus::Ok, "{name}");
     let onnx = dir.join("model.onnx");
-    let report = whet::export_model(
-        &out,
-        &onnx,
-        &ModelExportOptions {
-            format: ModelFormat::Onnx,
-            layout: None,
-        },
-    )
-    .unwrap();
+    let options = ModelExportOptions {
+        format: ModelFormat::Onnx,
+        layout: None,
+    };
+    // A k-fold run has a model per fold: its own folder is refused, the first fold's exported.
+    let (out, fold) = match run.folds() {
+        Some((_, repeats)) => {
+            let e = whet::export_model(&run_dir, &onnx, &options).unwrap_err();
+            assert!(e.to_string().contains("k-fold run"), "{e}");
+            let fold = whet::tabular::Fold {
+                repeat: 0,
+                index: 0,
+            };
+            (run_dir.join("folds").join(fold.folder(repeats)), Some(fold))
+        }
+        None => (run_dir, None),
+    };
+    let report = whet::export_model(&out, &onnx, &options).unwrap();
     let net = whet::train::checkpoint::load(&out.join("model.safetensors")).unwrap();
-    let prepared = run.prepare(run.seed(), &cache, &NoProgress).unwrap();
+    let prepared = run
+        .prepare_fold(run.seed(), fold, &cache, &NoProgress)
+        .unwrap();
     // How the run read its network: its decision (threshold), the target's scale.
     let readout = Readout::of(&net).with_target_scale(prepared.target_scale());
     let (want, input) = match &prepared.data {
@@ -460,6 +473,16 @@ fn mnist_transfer_agrees_with_whet() {
 #[test]
 fn mnist_simard_mlp_agrees_with_whet() {
     check_pipeline("mnist-simard-mlp.yaml", &MNIST);
+}
+
+#[test]
+fn flights_small_delay_agrees_with_whet() {
+    check_pipeline("flights-small-delay.yaml", &["train.epochs=2"]);
+}
+
+#[test]
+fn flights_small_arr_delay_agrees_with_whet() {
+    check_pipeline("flights-small-arr-delay.yaml", &["train.epochs=2"]);
 }
 
 #[test]

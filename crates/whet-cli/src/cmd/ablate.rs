@@ -585,11 +585,7 @@ pub fn listing_text(l: &whet::PlanListing) -> String {
 }
 
 fn fmt_metric(metric: &str, v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if whet::report::is_percent_metric(metric) => format!("{:.2} %", v * 100.0),
-        Some(v) => format!("{v:.4}"),
-    }
+    v.map_or_else(|| "-".into(), |v| whet::report::format_metric(metric, v))
 }
 
 /// How a variant's runs ended: `3/3 ok`, `2/3 ok, 1 diverged`, `0/3 ok, 2 diverged, 1 failed`.

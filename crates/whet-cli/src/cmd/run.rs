@@ -19,15 +19,32 @@ pub fn default_out(name: &str, suffix: &str) -> PathBuf {
 }
 
 fn pct(v: f64) -> String {
-    format!("{:.2} %", v * 100.0)
+    whet::report::format_metric("accuracy", v)
 }
 
-/// A metric's value: a percentage for accuracy-like metrics, 4 decimals otherwise.
-fn fmt_metric(name: &str, v: f64) -> String {
-    if whet::report::is_percent_metric(name) {
-        pct(v)
-    } else {
-        format!("{v:.4}")
+use whet::report::format_metric as fmt_metric;
+
+/// A k-fold run's metrics: each metric's mean over the folds with its corrected 95 % interval.
+fn fold_rows(cv: &whet::CrossValidation, rows: &mut Vec<(String, String)>) {
+    for (k, d) in &cv.summary {
+        if k == "majority_baseline" {
+            continue;
+        }
+        let Some(mean) = d.mean else { continue };
+        let mut shown = fmt_metric(k, mean);
+        if let Some(ci) = d.ci95 {
+            shown.push_str(&format!(
+                "  [{}, {}]",
+                fmt_metric(k, ci.low),
+                fmt_metric(k, ci.high)
+            ));
+        }
+        if k == "accuracy"
+            && let Some(b) = cv.summary.get("majority_baseline").and_then(|b| b.mean)
+        {
+            shown.push_str(&format!(" (majority-class baseline {})", pct(b)));
+        }
+        rows.push((format!("test {k}"), shown));
     }
 }
 
@@ -82,13 +99,33 @@ pub fn run(
     } else {
         crate::outln!("run `{}` (seed {seed}): {}", run.name(), m.status)?;
         // (label, value) rows, printed in one aligned column whatever the metric names' length.
+        let epochs = match &m.cross_validation {
+            Some(_) => format!("{} (the most of any fold)", m.epochs),
+            None => m.epochs.to_string(),
+        };
         let mut rows: Vec<(String, String)> = vec![
-            ("epochs".into(), m.epochs.to_string()),
+            ("epochs".into(), epochs),
             ("train time".into(), format!("{:.1} s", m.train_seconds)),
         ];
         let on = m.evaluated_on;
         let evaluated = m.evaluated();
-        for (k, v) in &evaluated {
+        if let Some(cv) = &m.cross_validation {
+            let repeats = if cv.repeats > 1 {
+                format!(" repeated {} times", cv.repeats)
+            } else {
+                String::new()
+            };
+            crate::outln!(
+                "  {}-fold cross-validation{repeats}: {} models, each tested on its fold; the mean \
+                 over the folds and its 95 % interval (corrected for the folds' overlapping \
+                 training rows)",
+                cv.k,
+                cv.folds.len()
+            )?;
+            fold_rows(cv, &mut rows);
+            rows.push(("folds".into(), out.join("folds").display().to_string()));
+        }
+        for (k, v) in evaluated.iter().filter(|_| m.cross_validation.is_none()) {
             if k == "majority_baseline" {
                 continue; // shown next to the accuracy
             }
@@ -113,7 +150,10 @@ pub fn run(
             }
         }
         let configured = run.file().train.epochs;
-        match (m.best_epoch, outcome.lowest_validation_loss_epoch()) {
+        let lowest = outcome
+            .lowest_validation_loss_epoch()
+            .filter(|_| m.cross_validation.is_none());
+        match (m.best_epoch, lowest) {
             (Some(b), _) => rows.push((
                 "best epoch".into(),
                 format!("{b} (lowest validation loss; its weights are kept)"),
@@ -124,7 +164,12 @@ pub fn run(
             )),
             (None, None) => {}
         }
-        if m.stopped_early {
+        if m.stopped_early && m.cross_validation.is_some() {
+            rows.push((
+                "early stopping".into(),
+                "stopped some folds early (their metrics.json say when)".into(),
+            ));
+        } else if m.stopped_early {
             rows.push((
                 "early stopping".into(),
                 format!("stopped after epoch {} of {configured}", m.epochs),

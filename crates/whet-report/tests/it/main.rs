@@ -45,6 +45,7 @@ fn run(variant: &str, seed: u64, status: RunStatus, acc: Option<f64>) -> RunReco
             curves(seed, 0.0, 2)
         },
         message: None,
+        cross_validation: None,
     }
 }
 

@@ -108,9 +108,14 @@ fn audit_step_stops_the_run() {
     let mut steps = joins();
     steps.push(serde_json::json!({ "audit": { "fail_on": ["leakage"] } }));
     steps.push(serde_json::json!({ "impute": {} }));
-    let e = prepare(&config(serde_json::Value::Array(steps)), 1, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let e = prepare(
+        &config(serde_json::Value::Array(steps)),
+        1,
+        None,
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("audit stopped the run") && e.contains("arr_time"),
         "{e}"
@@ -121,7 +126,7 @@ fn audit_step_stops_the_run() {
 fn flights_pipeline_prepares_exports_and_replays() {
     let cfg = config(full_steps());
     assert_eq!(cfg.split.method, SplitMethod::Time);
-    let p = prepare(&cfg, 7, &NoProgress).unwrap();
+    let p = prepare(&cfg, 7, None, &NoProgress).unwrap();
     let r = &p.report;
     // 20,000 flights; the joins keep every row and report the unmatched ones.
     assert_eq!(r.joins.len(), 2);
@@ -252,11 +257,11 @@ fn same_seed_same_arrays_and_time_split_is_strict() {
     let mut cfg = config(serde_json::Value::Array(steps));
     cfg.split =
         serde_json::from_value(serde_json::json!({ "method": "random", "test": 0.25 })).unwrap();
-    let a = prepare(&cfg, 3, &NoProgress).unwrap();
-    let b = prepare(&cfg, 3, &NoProgress).unwrap();
+    let a = prepare(&cfg, 3, None, &NoProgress).unwrap();
+    let b = prepare(&cfg, 3, None, &NoProgress).unwrap();
     assert_eq!(a.train.x, b.train.x);
     assert_eq!(a.indices, b.indices);
-    let c = prepare(&cfg, 4, &NoProgress).unwrap();
+    let c = prepare(&cfg, 4, None, &NoProgress).unwrap();
     assert_ne!(a.indices.test, c.indices.test);
     assert!(matches!(cfg.steps[2], StepConfig::Impute(_)));
 }
