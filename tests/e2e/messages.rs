@@ -384,6 +384,34 @@ const RUN_FILE_CASES: &[RunFileCase] = &[
         ],
     ),
     (
+        "a convolution on a table run",
+        || {
+            tab_run(MAIN, TARGET, STEPS).replace(
+                "  hidden:\n    - { dense: 4, activation: relu }\n",
+                "  layers:\n    - conv: { filters: 4, kernel: 3 }\n    - dense: 4\n",
+            )
+        },
+        &[
+            "model.layers[0]",
+            "`conv` reads images, and this run trains on tables",
+            "- dense: 64",
+        ],
+    ),
+    (
+        "a pool after a dense layer, with a stride beyond its window",
+        || {
+            tab_run(MAIN, TARGET, STEPS).replace(
+                "  hidden:\n    - { dense: 4, activation: relu }\n",
+                "  layers:\n    - dense: 4\n    - max_pool: { size: 2, stride: 3 }\n",
+            )
+        },
+        &[
+            "at `model.layers[1]`: `max_pool` comes after `dense`",
+            "model.layers[1].max_pool.stride",
+            "expected a stride of 1 to the window side 2, found 3",
+        ],
+    ),
+    (
         "an early-stopping metric the task does not have",
         || {
             tab_run(MAIN, TARGET, STEPS).replace(

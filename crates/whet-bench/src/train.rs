@@ -87,7 +87,7 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
     let (x, labels) = training_set(args.seed, SAMPLES, LAYERS[0], LAYERS[3]);
     let y = ArraySource::one_hot(&labels, LAYERS[3]).map_err(|e| format!("targets: {e}"))?;
     let mut data = ArraySource::new(x, y).map_err(|e| format!("data: {e}"))?;
-    let mut net = build_model(&model, &train, LAYERS[0], LAYERS[3], args.seed)
+    let mut net = build_model(&model, &train, None, LAYERS[0], LAYERS[3], args.seed)
         .map_err(|e| format!("model: {e}"))?;
     let mut timer = EpochTimer::default();
     fit(&mut net, &train, args.seed, &mut data, None, &mut timer)

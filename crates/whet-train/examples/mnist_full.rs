@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "epochs": epochs,
         "schedule": {"cosine": {"min_lr": 0.0}},
     }))?;
-    let mut net = build_model(&model, &train, 784, 10, 42)?;
+    let mut net = build_model(&model, &train, None, 784, 10, 42)?;
     if std::env::var("WHET_KERNEL").as_deref() == Ok("matrixmultiply") {
         net.kernel = Kernel::Matrixmultiply;
     }

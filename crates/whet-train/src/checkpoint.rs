@@ -5,7 +5,11 @@
 //! `{"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}` plus `__metadata__` (string
 //! values only), then the raw little-endian data. Tensors are `layers.{i}.weight` with shape
 //! `[inputs, outputs]` (the forward pass is `x @ W + b`) and `layers.{i}.bias`. The metadata key
-//! `whet_architecture` holds the [`Architecture`] as a JSON string.
+//! `whet_architecture` holds the [`Architecture`] as a JSON string. A network with convolutions
+//! also has `conv.{j}.weight` `[k·k·c_in, filters]` (row `(ky·k + kx)·c_in + ci`, for the
+//! channels-last im2col of [`crate::conv`]) and `conv.{j}.bias` `[filters]` for its `j`-th
+//! convolution (pools have no tensors; the architecture's `spatial` list gives every image
+//! layer's kind and shapes).
 //!
 //! Python: `safetensors.numpy.load_file("model.safetensors")` returns the arrays.
 //!
@@ -55,7 +59,17 @@ pub fn save(model: &Mlp, path: &Path) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Write`] on I/O failure.
+///
+/// [`Error::Config`] for [`WeightLayout::Torch`] with a network that has convolutions (the
+/// PyTorch layout is the state dict of a stack of `nn.Linear` layers).
 pub fn save_with_layout(model: &Mlp, path: &Path, layout: WeightLayout) -> Result<()> {
+    if layout == WeightLayout::Torch && !model.spatial.is_empty() {
+        return Err(Error::Config(
+            "the PyTorch weight layout holds dense (nn.Linear) layers only, and this network has \
+             convolutions or pools; save it in whet's layout"
+                .into(),
+        ));
+    }
     let mut header = Map::new();
     let mut offset = 0usize;
     let transposed: Vec<Array2<f32>> = match layout {
@@ -67,6 +81,26 @@ pub fn save_with_layout(model: &Mlp, path: &Path, layout: WeightLayout) -> Resul
             .collect(),
     };
     let mut tensors: Vec<&[f32]> = Vec::new();
+    for (j, c) in model.spatial.iter().filter(|s| s.is_conv()).enumerate() {
+        let w = c.weight.as_slice().expect("standard layout weights");
+        let b = c.bias.as_slice().expect("contiguous bias");
+        for (name, data, shape) in [
+            (
+                format!("conv.{j}.weight"),
+                w,
+                vec![c.weight.nrows(), c.weight.ncols()],
+            ),
+            (format!("conv.{j}.bias"), b, vec![b.len()]),
+        ] {
+            let end = offset + 4 * data.len();
+            header.insert(
+                name,
+                json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+            tensors.push(data);
+        }
+    }
     for (i, l) in model.layers.iter().enumerate() {
         let (w, shape) = match layout {
             WeightLayout::Whet => (
@@ -222,6 +256,23 @@ pub fn load(path: &Path) -> Result<Mlp> {
         .and_then(|m| m.get(LAYOUT_KEY))
         .and_then(Value::as_str)
         == Some(TORCH_LAYOUT);
+    let mut spatial = Vec::new();
+    let mut convs = 0;
+    for spec in &arch.spatial {
+        if spec.kind == crate::conv::SpatialKind::Conv {
+            let g = spec.geometry;
+            let (rows, cols) = (g.patch(), g.output[2]);
+            let w = tensor(&format!("conv.{convs}.weight"), &[rows, cols])?;
+            let b = tensor(&format!("conv.{convs}.bias"), &[cols])?;
+            convs += 1;
+            spatial.push((
+                Array2::from_shape_vec((rows, cols), w).expect("shape checked"),
+                Array1::from_vec(b),
+            ));
+        } else {
+            spatial.push((Array2::zeros((0, 0)), Array1::zeros(0)));
+        }
+    }
     let mut weights = Vec::new();
     for (i, spec) in arch.layers.iter().enumerate() {
         let name = format!("layers.{i}.weight");
@@ -239,15 +290,17 @@ pub fn load(path: &Path) -> Result<Mlp> {
         let b = tensor(&format!("layers.{i}.bias"), &[spec.outputs])?;
         weights.push((w, Array1::from_vec(b)));
     }
-    Mlp::from_parts(&arch, weights).map_err(|e| bad(e.to_string()))
+    Mlp::from_parts(&arch, spatial, weights).map_err(|e| bad(e.to_string()))
 }
 
 /// Transfer learning: loads `transfer.checkpoint`, optionally replaces its output layer by a
 /// fresh one with `output_dim` outputs for `model`'s task (initialised from `seed`), and freezes
 /// the layers in `transfer.freeze`.
 ///
-/// The hidden layers come from the checkpoint. When `model.hidden` is not empty it must match
-/// them (units and activations); its noise and dropout settings then replace the checkpoint's.
+/// The hidden layers come from the checkpoint. When `model.hidden` (or `model.layers`) is not
+/// empty it must match them (units and activations; the image layers' kinds and shapes); its
+/// noise and dropout settings then replace the checkpoint's. A network with image layers needs
+/// images of the shape it was trained on (`shape`).
 ///
 /// # Errors
 /// Checkpoint errors; [`Error::Config`] when the input size, hidden layers, task or output size
@@ -255,6 +308,7 @@ pub fn load(path: &Path) -> Result<Mlp> {
 pub fn transfer(
     model: &ModelConfig,
     transfer: &TransferConfig,
+    shape: Option<[usize; 3]>,
     input_dim: usize,
     output_dim: usize,
     seed: u64,
@@ -267,20 +321,68 @@ pub fn transfer(
             net.input_dim()
         )));
     }
-    let hidden = net.layers.len() - 1;
-    if !model.hidden.is_empty() {
-        if model.hidden.len() != hidden {
+    if !net.spatial.is_empty() && net.input_shape() != shape {
+        return Err(Error::Config(format!(
+            "transfer: checkpoint `{path}` has convolutions or pools for images of {:?} \
+             (height, width, channels), the data is {}",
+            net.input_shape().unwrap_or_default(),
+            shape.map_or("flat features".to_string(), |s| format!("images of {s:?}"))
+        )));
+    }
+    if model.has_image_layers() {
+        let wanted = shape
+            .and_then(|s| crate::conv::geometries(model, s).ok())
+            .unwrap_or_default();
+        let kinds = model.layers.iter().filter(|l| l.is_image_layer());
+        let same = wanted.len() == net.spatial.len()
+            && kinds
+                .zip(&net.spatial)
+                .zip(&wanted)
+                .all(|((l, s), g)| s.geo == *g && l.key() == crate::config::ser(&s.kind).as_str());
+        if !same {
             return Err(Error::Config(format!(
-                "transfer: model.hidden lists {} layers, checkpoint `{path}` has {hidden} hidden layers \
-                 (leave model.hidden empty to take them from the checkpoint)",
-                model.hidden.len()
+                "transfer: the image layers of model.layers differ from checkpoint `{path}`'s \
+                 ({}); list the same ones, or leave them out to take them from the checkpoint",
+                net.spatial
+                    .iter()
+                    .map(|s| format!("{} {:?}", crate::config::ser(&s.kind), s.geo.output))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
-        for (i, (h, l)) in model.hidden.iter().zip(&mut net.layers).enumerate() {
+        let image_layers = model.layers.iter().filter(|l| l.is_image_layer());
+        for (l, s) in image_layers.zip(&mut net.spatial) {
+            let (noise, dropout) = match l {
+                crate::config::LayerConfig::Conv(c) => (c.noise, c.dropout),
+                crate::config::LayerConfig::MaxPool(p) | crate::config::LayerConfig::AvgPool(p) => {
+                    (p.noise, p.dropout)
+                }
+                _ => continue,
+            };
+            s.noise = noise.get() as f32;
+            s.dropout = dropout.get() as f32;
+        }
+    }
+    let hidden = net.layers.len() - 1;
+    let dense = model.dense_layers();
+    let key = if model.layers.is_empty() {
+        "model.hidden"
+    } else {
+        "model.layers"
+    };
+    if !dense.is_empty() {
+        if dense.len() != hidden {
+            return Err(Error::Config(format!(
+                "transfer: {key} lists {} dense layers, checkpoint `{path}` has {hidden} hidden \
+                 layers (leave {key} empty to take them from the checkpoint)",
+                dense.len()
+            )));
+        }
+        for (i, (h, l)) in dense.iter().zip(&mut net.layers).enumerate() {
             if h.dense != l.outputs() || h.activation != l.activation {
                 return Err(Error::Config(format!(
-                    "transfer: model.hidden[{i}] is {} units with `{}`, the checkpoint's layer {i} \
-                     is {} units with `{}`",
+                    "transfer: {key}'s dense layer {i} is {} units with `{}`, the checkpoint's \
+                     dense layer {i} is {} units with `{}`",
                     h.dense,
                     crate::config::ser(&h.activation),
                     l.outputs(),
@@ -295,7 +397,8 @@ pub fn transfer(
     crate::mlp::check_dims(model.task, input_dim, output_dim)?;
     if transfer.replace_output {
         let inputs = net.layers[hidden].inputs();
-        net.layers[hidden] = Dense::new(inputs, output_dim, act, model.init, seed, hidden);
+        let index = net.weighted_layers() - 1;
+        net.layers[hidden] = Dense::new(inputs, output_dim, act, model.init, seed, index);
         net.task = model.task;
         net.loss = loss;
     } else if net.output_dim() != output_dim || net.task != model.task {

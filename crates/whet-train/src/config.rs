@@ -94,10 +94,10 @@ pub struct HiddenConfig {
 fn default_activation() -> Activation {
     Activation::Relu
 }
-fn zero() -> NonNegative {
+pub(crate) fn zero() -> NonNegative {
     NonNegative::ZERO
 }
-fn zero_p() -> Probability {
+pub(crate) fn zero_p() -> Probability {
     Probability::new(0.0).expect("0 is a probability")
 }
 
@@ -154,6 +154,187 @@ pub(crate) fn bounded<T: TryFrom<f64, Error = String>>(setter: &str, v: f64) -> 
     T::try_from(v).unwrap_or_else(|e| panic!("{setter}: {e}"))
 }
 
+/// Deserialises a config that is written either as a number (its main size: `max_pool: 2`,
+/// `dense: 128`) or as a map of its fields (`F`, with `deny_unknown_fields`).
+pub(crate) fn number_or_map<'de, D, F, T>(
+    d: D,
+    expecting: &'static str,
+    from_number: fn(u64) -> T,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    F: Deserialize<'de> + Into<T>,
+{
+    struct V<F, T> {
+        expecting: &'static str,
+        from_number: fn(u64) -> T,
+        fields: std::marker::PhantomData<F>,
+    }
+    impl<'de, F: Deserialize<'de> + Into<T>, T> serde::de::Visitor<'de> for V<F, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            Ok((self.from_number)(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            u64::try_from(v)
+                .map(self.from_number)
+                .map_err(|_| E::custom(format!("expected {}, found {v}", self.expecting)))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            F::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Into::into)
+        }
+    }
+    d.deserialize_any(V {
+        expecting,
+        from_number,
+        fields: std::marker::PhantomData::<F>,
+    })
+}
+
+/// A dense layer of `model.layers` (YAML `- dense: 128` or
+/// `- dense: { units: 128, activation: tanh, dropout: 0.5 }`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DenseConfig {
+    /// Number of units (at least 1).
+    pub units: usize,
+    /// Activation after the affine map. Default `relu`.
+    pub activation: Activation,
+    /// Standard deviation of Gaussian noise added to the output during training. Default 0.
+    pub noise: NonNegative,
+    /// Inverted-dropout probability of the output during training (< 1). Default 0.
+    pub dropout: Probability,
+}
+
+/// The fields of the map form of [`DenseConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DenseFields {
+    units: usize,
+    #[serde(default = "default_activation")]
+    activation: Activation,
+    #[serde(default = "zero")]
+    noise: NonNegative,
+    #[serde(default = "zero_p")]
+    dropout: Probability,
+}
+
+impl From<DenseFields> for DenseConfig {
+    fn from(f: DenseFields) -> Self {
+        Self {
+            units: f.units,
+            activation: f.activation,
+            noise: f.noise,
+            dropout: f.dropout,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DenseConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        number_or_map::<D, DenseFields, _>(
+            d,
+            "a number of units such as `128`, or `{ units: 128, activation: tanh }`",
+            |n| DenseConfig::from(HiddenConfig::new(usize::try_from(n).unwrap_or(usize::MAX))),
+        )
+    }
+}
+
+impl JsonSchema for DenseConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DenseConfig".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a number of units, or the layer with its options",
+            "oneOf": [
+                { "type": "integer", "minimum": 1, "description": "units (relu, no noise, no dropout)" },
+                {
+                    "type": "object",
+                    "description": "`{ units, activation, noise, dropout }`: the number of units, the activation (default relu), and the training-time noise std and dropout probability of the output (default 0)",
+                    "additionalProperties": false,
+                    "required": ["units"],
+                    "properties": {
+                        "units": { "type": "integer", "minimum": 1, "description": "number of units" },
+                        "activation": { "type": "string", "enum": ["relu", "leaky_relu", "sigmoid", "tanh", "identity", "step", "softmax"], "description": "activation after the affine map; default relu" },
+                        "noise": { "type": "number", "minimum": 0, "description": "std of the training-time Gaussian noise on the output; default 0" },
+                        "dropout": { "type": "number", "minimum": 0, "maximum": 1, "description": "training-time dropout probability of the output; default 0" }
+                    }
+                }
+            ]
+        })
+    }
+}
+
+impl From<HiddenConfig> for DenseConfig {
+    fn from(h: HiddenConfig) -> Self {
+        Self {
+            units: h.dense,
+            activation: h.activation,
+            noise: h.noise,
+            dropout: h.dropout,
+        }
+    }
+}
+
+impl From<&DenseConfig> for HiddenConfig {
+    fn from(d: &DenseConfig) -> Self {
+        Self {
+            dense: d.units,
+            activation: d.activation,
+            noise: d.noise,
+            dropout: d.dropout,
+        }
+    }
+}
+
+/// Marks where the image layers end and the dense ones begin (YAML `- flatten: {}`). Optional:
+/// the first dense layer reads the last image layer's output flattened either way (channels
+/// last: `[height, width, channels]` in row-major order).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenConfig {}
+
+/// One layer of `model.layers`: the image layers first (convolutions and pools), then an
+/// optional `flatten`, then the dense layers. The output layer is added from the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerConfig {
+    /// A convolution: `- conv: { filters: 32, kernel: 5, padding: same }`.
+    Conv(crate::conv::ConvConfig),
+    /// Maximum over windows: `- max_pool: 2` or `- max_pool: { size: 3, stride: 2 }`.
+    MaxPool(crate::conv::PoolConfig),
+    /// Mean over windows: `- avg_pool: 2`.
+    AvgPool(crate::conv::PoolConfig),
+    /// The end of the image layers: `- flatten: {}`.
+    Flatten(FlattenConfig),
+    /// A dense layer: `- dense: 128` or `- dense: { units: 128, activation: tanh }`.
+    Dense(DenseConfig),
+}
+
+impl LayerConfig {
+    /// The YAML key of the layer (`conv`, `max_pool`, …).
+    pub fn key(&self) -> &'static str {
+        match self {
+            LayerConfig::Conv(_) => "conv",
+            LayerConfig::MaxPool(_) => "max_pool",
+            LayerConfig::AvgPool(_) => "avg_pool",
+            LayerConfig::Flatten(_) => "flatten",
+            LayerConfig::Dense(_) => "dense",
+        }
+    }
+
+    /// True for the layers that read images (convolutions and pools).
+    pub fn is_image_layer(&self) -> bool {
+        matches!(
+            self,
+            LayerConfig::Conv(_) | LayerConfig::MaxPool(_) | LayerConfig::AvgPool(_)
+        )
+    }
+}
+
 /// Explicit output activation and loss; both must match the task when given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +370,11 @@ pub struct ModelConfig {
     /// Hidden layers, input side first. Default: none (a linear/logistic model).
     #[serde(default)]
     pub hidden: Vec<HiddenConfig>,
+    /// The layers as a list that may start with image layers (instead of `hidden`):
+    /// convolutions and pools, an optional `flatten`, then dense layers, input side first.
+    /// Image layers need image data. Default: none (`hidden` decides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerConfig>,
     /// Optional explicit output activation/loss; a pair that does not match the task is an error.
     #[serde(default)]
     pub output: Option<OutputConfig>,
@@ -215,6 +401,7 @@ impl ModelConfig {
         Self {
             task,
             hidden: Vec::new(),
+            layers: Vec::new(),
             output: None,
             init: Init::default(),
             threshold: None,
@@ -241,6 +428,33 @@ impl ModelConfig {
     pub fn with_hidden(mut self, hidden: impl IntoIterator<Item = HiddenConfig>) -> Self {
         self.hidden = hidden.into_iter().collect();
         self
+    }
+
+    /// Sets the layers as a list that may start with convolutions and pools (instead of
+    /// [`ModelConfig::with_hidden`]).
+    pub fn with_layers(mut self, layers: impl IntoIterator<Item = LayerConfig>) -> Self {
+        self.layers = layers.into_iter().collect();
+        self
+    }
+
+    /// The hidden dense layers: `hidden`, or the dense entries of `layers`.
+    pub fn dense_layers(&self) -> Vec<HiddenConfig> {
+        if self.layers.is_empty() {
+            self.hidden.clone()
+        } else {
+            self.layers
+                .iter()
+                .filter_map(|l| match l {
+                    LayerConfig::Dense(d) => Some(HiddenConfig::from(d)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    /// True when `layers` has convolutions or pools (the network then needs images).
+    pub fn has_image_layers(&self) -> bool {
+        self.layers.iter().any(LayerConfig::is_image_layer)
     }
 
     /// Sets an explicit output activation and loss (they must match the task).
@@ -287,6 +501,7 @@ impl ModelConfig {
     /// < 1, and the output activation/loss against the task.
     pub fn validate(&self) -> Issues {
         let mut issues = Issues::new();
+        self.validate_layers(&mut issues);
         issues.check(self.hidden.len() <= MAX_HIDDEN_LAYERS, "hidden", || {
             format!(
                 "expected at most {MAX_HIDDEN_LAYERS} hidden layers, found {}",
@@ -336,6 +551,74 @@ impl ModelConfig {
             );
         }
         issues
+    }
+
+    /// The checks of `layers`: not with `hidden`, image layers before `flatten` and the dense
+    /// layers, each layer's own ranges.
+    fn validate_layers(&self, issues: &mut Issues) {
+        if self.layers.is_empty() {
+            return;
+        }
+        if !self.hidden.is_empty() {
+            issues.push(
+                "layers",
+                "give the layers either as `hidden` (dense layers) or as `layers`, not both",
+            );
+        }
+        issues.check(self.layers.len() <= MAX_HIDDEN_LAYERS, "layers", || {
+            format!(
+                "expected at most {MAX_HIDDEN_LAYERS} layers, found {}",
+                self.layers.len()
+            )
+        });
+        let mut flat: Option<&str> = None;
+        let mut images = 0usize;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let key = format!("layers[{i}].{}", layer.key());
+            if layer.is_image_layer() {
+                images += 1;
+                if let Some(before) = flat {
+                    issues.push(
+                        format!("layers[{i}]"),
+                        format!(
+                            "`{}` comes after `{before}`: the image layers (conv, max_pool, \
+                             avg_pool) come first, then `flatten` (optional), then the dense layers",
+                            layer.key()
+                        ),
+                    );
+                }
+            }
+            match layer {
+                LayerConfig::Conv(c) => issues.nest(&key, c.validate()),
+                LayerConfig::MaxPool(p) | LayerConfig::AvgPool(p) => {
+                    issues.nest(&key, p.validate());
+                }
+                LayerConfig::Flatten(_) => {
+                    if flat.is_some() || images == 0 {
+                        issues.push(
+                            format!("layers[{i}]"),
+                            "`flatten` ends the image layers: it comes once, after a conv or \
+                             pool and before the dense layers",
+                        );
+                    }
+                    flat = flat.or(Some("flatten"));
+                }
+                LayerConfig::Dense(d) => {
+                    flat = Some("dense");
+                    issues.check(
+                        (1..=MAX_UNITS).contains(&d.units),
+                        format!("{key}.units"),
+                        || format!("expected 1 to {MAX_UNITS} units, found {}", d.units),
+                    );
+                    issues.check(d.dropout.get() < 1.0, format!("{key}.dropout"), || {
+                        format!(
+                            "expected a probability < 1 (1 drops every unit), found {}",
+                            d.dropout
+                        )
+                    });
+                }
+            }
+        }
     }
 
     /// The output activation and loss, checked against the task.
@@ -932,6 +1215,7 @@ mod tests {
         let m = ModelConfig {
             task: Task::Classification,
             hidden: vec![],
+            layers: vec![],
             output: Some(OutputConfig {
                 activation: Some(Activation::Sigmoid),
                 loss: None,
@@ -963,6 +1247,44 @@ mod tests {
                 .with_dropout(0.2),
             parse(r#"{"dense": 8, "activation": "tanh", "noise": 0.1, "dropout": 0.2}"#)
         );
+    }
+
+    #[test]
+    fn image_layers_new_equal_serde_minimal() {
+        use crate::conv::{ConvConfig, Padding, PoolConfig};
+        assert_eq!(
+            ConvConfig::new(8, 3),
+            parse(r#"{"filters": 8, "kernel": 3}"#)
+        );
+        assert_eq!(
+            ConvConfig::new(8, 3)
+                .with_stride(2)
+                .with_padding(Padding::Same)
+                .with_activation(Activation::Tanh)
+                .with_noise(0.1)
+                .with_dropout(0.2),
+            parse(
+                r#"{"filters": 8, "kernel": 3, "stride": 2, "padding": "same",
+                    "activation": "tanh", "noise": 0.1, "dropout": 0.2}"#
+            )
+        );
+        assert_eq!(PoolConfig::new(2), parse("2"));
+        assert_eq!(PoolConfig::new(2), parse(r#"{"size": 2}"#));
+        assert_eq!(
+            PoolConfig::new(3).with_stride(2),
+            parse(r#"{"size": 3, "stride": 2}"#)
+        );
+        assert_eq!(DenseConfig::from(HiddenConfig::new(8)), parse("8"));
+        assert_eq!(
+            DenseConfig::from(HiddenConfig::new(8).with_activation(Activation::Tanh)),
+            parse(r#"{"units": 8, "activation": "tanh"}"#)
+        );
+        assert_eq!(FlattenConfig::default(), parse("{}"));
+        // A negative number is refused with what is expected.
+        let e = serde_json::from_str::<PoolConfig>("-2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a window side such as `2`"), "{e}");
     }
 
     #[test]

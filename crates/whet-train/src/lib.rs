@@ -2,7 +2,9 @@
 //!
 //! - [`ModelConfig`] (YAML key `model`) builds an [`Mlp`] of [`Dense`] layers for a [`Task`]
 //!   (classification: softmax + cross-entropy; binary: sigmoid + binary cross-entropy;
-//!   regression: identity + MSE), see [`build_model`];
+//!   regression: identity + MSE), see [`build_model`]; for images its `layers` may start with
+//!   convolutions and pools ([`conv`]: [`ConvConfig`], [`PoolConfig`], im2col on the same GEMM
+//!   kernel);
 //! - [`TrainConfig`] (YAML key `train`) drives [`fit`], which pulls batches from a
 //!   [`BatchSource`], reports through an [`Observer`] and returns a [`TrainReport`] with the
 //!   per-epoch curves (or [`Error::Diverged`] carrying them);
@@ -20,7 +22,9 @@
 //! [`HiddenConfig::dense`], [`OptimizerConfig::adam`], …); both give the same values.
 //!
 //! Everything random comes from `whet_core::rng::stream(seed, path)`: `[3, layer]` weight
-//! init, `[4, epoch]` shuffling, `[5, epoch, batch, layer]` noise and dropout. Matrix products
+//! init (layers with weights, convolutions first), `[4, epoch]` shuffling,
+//! `[5, epoch, batch, layer]` noise and dropout of dense layers, `[7, epoch, batch, layer]` of
+//! image layers. Matrix products
 //! are split into blocks fixed by their shapes ([`kernel`]), so the same seed gives the same
 //! weights bit for bit with any number of rayon threads.
 //!
@@ -37,7 +41,7 @@
 //! let x = array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
 //! let y = ArraySource::one_hot(&[0, 1, 1, 0], 2).unwrap();
 //! let mut data = ArraySource::new(x, y).unwrap();
-//! let mut net = build_model(&model, &train, 2, 2, 7).unwrap();
+//! let mut net = build_model(&model, &train, None, 2, 2, 7).unwrap();
 //! let report = fit(&mut net, &train, 7, &mut data, None, &mut NoObserver).unwrap();
 //! assert_eq!(report.curves.len(), 200);
 //! let eval = evaluate(&net, &mut data).unwrap();
@@ -48,6 +52,7 @@ mod activation;
 mod array_source;
 pub mod checkpoint;
 mod config;
+pub mod conv;
 mod decision;
 mod error;
 pub mod gradcheck;
@@ -66,10 +71,11 @@ mod train;
 pub use activation::{Activation, LEAKY_SLOPE, sigmoid, softmax_in_place};
 pub use array_source::ArraySource;
 pub use config::{
-    BatchSize, ClassWeightsConfig, DivergenceConfig, EarlyStoppingConfig, HiddenConfig, Init,
-    MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_LAYERS, MAX_UNITS, ModelConfig, OutputConfig, Task,
-    TrainConfig, TransferConfig,
+    BatchSize, ClassWeightsConfig, DenseConfig, DivergenceConfig, EarlyStoppingConfig,
+    FlattenConfig, HiddenConfig, Init, LayerConfig, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_LAYERS,
+    MAX_UNITS, ModelConfig, OutputConfig, Task, TrainConfig, TransferConfig,
 };
+pub use conv::{ConvConfig, Padding, PoolConfig, Spatial, SpatialKind};
 pub use decision::{
     DEFAULT_THRESHOLD, Decision, ThresholdConfig, ThresholdCriterion, choose_threshold,
 };
@@ -95,24 +101,36 @@ pub use whet_core::batch::{BatchSource, SourceError};
 /// Builds the model a run starts from: a fresh [`Mlp`] from `model`, or, when `train.transfer`
 /// is set, the checkpoint's network with its output layer replaced and layers frozen (see
 /// [`checkpoint::transfer`]). `input_dim` and `output_dim` come from the data
-/// ([`BatchSource::input_dim`] / [`BatchSource::target_dim`]).
+/// ([`BatchSource::input_dim`] / [`BatchSource::target_dim`]); `shape` is the images'
+/// `[height, width, channels]` when the rows are images (channels last), which convolutions
+/// and pools need.
 ///
 /// # Errors
-/// [`Error::Config`] for an invalid config or dimensions that do not fit the task;
+/// [`Error::Config`] for an invalid config, dimensions that do not fit the task, image layers
+/// without images or a shape that does not hold `input_dim` values;
 /// [`Error::Budget`] when the network does not fit in the memory budget; checkpoint errors when
 /// transferring.
 pub fn build_model(
     model: &ModelConfig,
     train: &TrainConfig,
+    shape: Option<[usize; 3]>,
     input_dim: usize,
     output_dim: usize,
     seed: u64,
 ) -> Result<Mlp> {
+    if let Some(s) = shape
+        && s.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) != Some(input_dim)
+    {
+        return Err(Error::Config(format!(
+            "images of shape {s:?} (height, width, channels) do not hold {input_dim} inputs"
+        )));
+    }
     // The weights and the optimizer's state, before any is allocated (the batch buffers are
     // checked by `fit`, which knows the number of rows).
-    TrainingMemory::estimate(model, train, input_dim, output_dim, 1, 0).check(0)?;
-    match &train.transfer {
-        Some(t) => checkpoint::transfer(model, t, input_dim, output_dim, seed),
-        None => Mlp::new(model, input_dim, output_dim, seed),
+    TrainingMemory::estimate(model, train, shape, input_dim, output_dim, 1, 0).check(0)?;
+    match (&train.transfer, shape) {
+        (Some(t), _) => checkpoint::transfer(model, t, shape, input_dim, output_dim, seed),
+        (None, Some(s)) => Mlp::for_images(model, s, output_dim, seed),
+        (None, None) => Mlp::new(model, input_dim, output_dim, seed),
     }
 }

@@ -7,7 +7,8 @@
 //! its noise and dropout buffers. All arithmetic saturates, so a count of `u64::MAX` gives an
 //! estimate of `u64::MAX` bytes, not an overflow.
 
-use crate::config::{ModelConfig, TrainConfig};
+use crate::config::{LayerConfig, ModelConfig, TrainConfig};
+use crate::conv::Geometry;
 use crate::error::Result;
 use crate::mlp::Mlp;
 use whet_core::budget;
@@ -23,29 +24,80 @@ pub struct TrainingMemory {
     /// Weights, biases, gradients, optimizer state (and the early-stopping copy).
     pub model: u64,
     /// The batch workspace (training batch and evaluation batch): inputs, targets, activations,
-    /// deltas, noise and dropout buffers.
+    /// deltas, noise and dropout buffers, and the convolutions' im2col matrices.
     pub workspace: u64,
+    /// The run-file key of the layers (`model.hidden` or `model.layers`).
+    layers_key: &'static str,
+}
+
+/// The sizes the estimate needs: per image layer (weights, values per row), the dense widths.
+struct Shapes {
+    /// Per image layer: its parameters and the values it keeps per batch row.
+    image: Vec<(u64, u64)>,
+    /// Inputs of the first dense layer.
+    dense_inputs: usize,
+    /// Hidden dense widths.
+    hidden: Vec<usize>,
+}
+
+/// What one image layer of `geo` holds: its parameters and its values per batch row (outputs,
+/// deltas, noise and dropout buffers, the max pool's indices, the im2col matrix and its
+/// gradient).
+fn image_layer(geo: &Geometry, conv: bool) -> (u64, u64) {
+    let out = geo.out_len() as u64;
+    let cols = if conv {
+        budget::product(&[geo.out_pixels() as u64, geo.patch() as u64, 2])
+    } else {
+        0
+    };
+    let params = if conv {
+        let f = geo.output[2] as u64;
+        budget::product(&[geo.patch() as u64, f]).saturating_add(f)
+    } else {
+        0
+    };
+    (params, out.saturating_mul(5).saturating_add(cols))
 }
 
 impl TrainingMemory {
     /// The estimate for `model` trained with `train` on `train_rows` samples of `input_dim`
-    /// features and `output_dim` targets (`valid_rows` for the evaluation workspace).
+    /// features (images of `shape`, when given) and `output_dim` targets (`valid_rows` for the
+    /// evaluation workspace). Image layers that do not fit `shape` count as nothing (building
+    /// the network reports them).
     pub fn estimate(
         model: &ModelConfig,
         train: &TrainConfig,
+        shape: Option<[usize; 3]>,
         input_dim: usize,
         output_dim: usize,
         train_rows: usize,
         valid_rows: usize,
     ) -> TrainingMemory {
-        let hidden: Vec<usize> = model.hidden.iter().map(|h| h.dense).collect();
-        Self::of_widths(
-            &hidden, train, input_dim, output_dim, train_rows, valid_rows,
+        let geometries = shape
+            .and_then(|s| crate::conv::geometries(model, s).ok())
+            .unwrap_or_default();
+        let convs = model.layers.iter().filter(|l| l.is_image_layer());
+        let image: Vec<(u64, u64)> = convs
+            .zip(&geometries)
+            .map(|(l, g)| image_layer(g, matches!(l, LayerConfig::Conv(_))))
+            .collect();
+        let shapes = Shapes {
+            image,
+            dense_inputs: geometries.last().map_or(input_dim, Geometry::out_len),
+            hidden: model.dense_layers().iter().map(|h| h.dense).collect(),
+        };
+        let key = if model.layers.is_empty() {
+            "model.hidden"
+        } else {
+            "model.layers"
+        };
+        Self::of_shapes(
+            &shapes, key, train, input_dim, output_dim, train_rows, valid_rows,
         )
     }
 
-    /// [`TrainingMemory::estimate`] for a network already built (its hidden widths read from
-    /// its layers).
+    /// [`TrainingMemory::estimate`] for a network already built (its layers read from the
+    /// network).
     pub fn of_network(
         model: &Mlp,
         train: &TrainConfig,
@@ -53,12 +105,26 @@ impl TrainingMemory {
         valid_rows: usize,
     ) -> TrainingMemory {
         let layers = model.layers();
-        let hidden: Vec<usize> = layers[..layers.len().saturating_sub(1)]
-            .iter()
-            .map(|l| l.outputs())
-            .collect();
-        Self::of_widths(
-            &hidden,
+        let shapes = Shapes {
+            image: model
+                .spatial()
+                .iter()
+                .map(|s| image_layer(&s.geometry(), s.is_conv()))
+                .collect(),
+            dense_inputs: layers[0].inputs(),
+            hidden: layers[..layers.len().saturating_sub(1)]
+                .iter()
+                .map(|l| l.outputs())
+                .collect(),
+        };
+        let key = if model.spatial().is_empty() {
+            "model.hidden"
+        } else {
+            "model.layers"
+        };
+        Self::of_shapes(
+            &shapes,
+            key,
             train,
             model.input_dim(),
             model.output_dim(),
@@ -67,8 +133,9 @@ impl TrainingMemory {
         )
     }
 
-    fn of_widths(
-        hidden: &[usize],
+    fn of_shapes(
+        shapes: &Shapes,
+        layers_key: &'static str,
         train: &TrainConfig,
         input_dim: usize,
         output_dim: usize,
@@ -78,16 +145,33 @@ impl TrainingMemory {
         let copies = 4 + u64::from(train.early_stopping.is_some());
         let batch = train.batch_size.rows(train_rows) as u64;
         let eval = valid_rows.clamp(1, EVAL_ROWS) as u64;
-        let widths = || hidden.iter().map(|&h| h as u64).chain([output_dim as u64]);
-        let params = count_parameters(hidden, input_dim, output_dim);
-        // Per row: input and target, and four buffers per layer (activations, deltas, noise,
-        // dropout mask).
+        let widths = || {
+            shapes
+                .hidden
+                .iter()
+                .map(|&h| h as u64)
+                .chain([output_dim as u64])
+        };
+        let image_params = shapes
+            .image
+            .iter()
+            .fold(0u64, |a, (p, _)| a.saturating_add(*p));
+        let image_row = shapes
+            .image
+            .iter()
+            .fold(0u64, |a, (_, r)| a.saturating_add(*r));
+        let params = count_parameters(&shapes.hidden, shapes.dense_inputs, output_dim)
+            .saturating_add(image_params);
+        // Per row: input and target, the image layers' buffers, and four buffers per dense
+        // layer (activations, deltas, noise, dropout mask).
         let per_row = (input_dim as u64)
             .saturating_add(output_dim as u64)
+            .saturating_add(image_row)
             .saturating_add(widths().fold(0u64, u64::saturating_add).saturating_mul(4));
         TrainingMemory {
             model: budget::product(&[params, copies, F32]),
             workspace: budget::product(&[batch.saturating_add(eval), per_row, F32]),
+            layers_key,
         }
     }
 
@@ -96,10 +180,11 @@ impl TrainingMemory {
         self.model.saturating_add(self.workspace)
     }
 
-    /// The run-file key that changes the larger part: `model.hidden` or `train.batch_size`.
+    /// The run-file key that changes the larger part: `model.hidden` (or `model.layers`) or
+    /// `train.batch_size`.
     pub fn key(&self) -> &'static str {
         if self.model >= self.workspace {
-            "model.hidden"
+            self.layers_key
         } else {
             "train.batch_size"
         }
@@ -119,10 +204,10 @@ impl TrainingMemory {
     }
 }
 
-/// The number of weights and biases of `model` between `input_dim` inputs and `output_dim`
-/// outputs (saturating).
+/// The number of weights and biases of `model`'s dense layers between `input_dim` inputs and
+/// `output_dim` outputs (saturating; a network with image layers: [`Mlp::parameter_count`]).
 pub fn parameter_count(model: &ModelConfig, input_dim: usize, output_dim: usize) -> u64 {
-    let hidden: Vec<usize> = model.hidden.iter().map(|h| h.dense).collect();
+    let hidden: Vec<usize> = model.dense_layers().iter().map(|h| h.dense).collect();
     count_parameters(&hidden, input_dim, output_dim)
 }
 
@@ -153,7 +238,7 @@ mod tests {
             parameter_count(&m, 784, 10),
             784 * 30_000 + 30_000 + 2 * (30_000 * 30_000 + 30_000) + 30_000 * 10 + 10
         );
-        let e = TrainingMemory::estimate(&m, &t, 784, 10, 60_000, 0);
+        let e = TrainingMemory::estimate(&m, &t, None, 784, 10, 60_000, 0);
         // About 1.8e9 parameters x 4 floats x 4 bytes: over 28 GB.
         assert!(e.model > 28_000_000_000, "{e:?}");
         assert_eq!(e.key(), "model.hidden");
@@ -165,7 +250,7 @@ mod tests {
     fn huge_counts_saturate_instead_of_overflowing() {
         let m = ModelConfig::classification().with_hidden([HiddenConfig::dense(usize::MAX)]);
         let t = TrainConfig::new(OptimizerConfig::sgd(0.1)).with_batch_size(usize::MAX);
-        let e = TrainingMemory::estimate(&m, &t, usize::MAX, 10, usize::MAX, usize::MAX);
+        let e = TrainingMemory::estimate(&m, &t, None, usize::MAX, 10, usize::MAX, usize::MAX);
         assert_eq!(
             (e.model, e.workspace, e.total()),
             (u64::MAX, u64::MAX, u64::MAX)
@@ -176,7 +261,7 @@ mod tests {
     fn a_big_batch_points_at_the_batch_size() {
         let m = ModelConfig::classification().with_hidden([HiddenConfig::dense(64)]);
         let t = TrainConfig::new(OptimizerConfig::sgd(0.1)).with_batch_size(100_000);
-        let e = TrainingMemory::estimate(&m, &t, 100, 2, 100_000, 10);
+        let e = TrainingMemory::estimate(&m, &t, None, 100, 2, 100_000, 10);
         assert_eq!(e.key(), "train.batch_size");
         let small = budget::Budget::new(1 << 20);
         let err = small.check("x", e.total(), e.key()).unwrap_err();

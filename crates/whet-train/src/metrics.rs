@@ -185,7 +185,7 @@ pub fn evaluate_readout(
             got: source.input_dim() + source.target_dim(),
         });
     }
-    let mut ws = model.workspace(source.len().clamp(1, 1024), model.output_dim());
+    let mut ws = model.workspace(model.eval_rows(source.len()), model.output_dim());
     evaluate_with(model, source, &mut ws, readout)
 }
 
@@ -359,7 +359,7 @@ pub fn binary_scores(model: &Mlp, source: &mut dyn BatchSource) -> Result<Vec<(f
     if n == 0 {
         return Err(Error::Config("cannot score an empty data set".into()));
     }
-    let mut ws = model.workspace(n.clamp(1, 1024), 1);
+    let mut ws = model.workspace(model.eval_rows(n), 1);
     let mut out = Vec::with_capacity(n);
     for_each_batch(model, source, &mut ws, |z, y| {
         out.extend(z.iter().zip(y).map(|(z, t)| (*z, *t > 0.5)));
@@ -632,7 +632,7 @@ mod tests {
         // A linear network that outputs its input: the predictions are x (standardised).
         let cfg = ModelConfig::regression();
         let train = TrainConfig::new(crate::OptimizerConfig::adam(0.01));
-        let mut net = build_model(&cfg, &train, 1, 1, 0).unwrap();
+        let mut net = build_model(&cfg, &train, None, 1, 1, 0).unwrap();
         net.layers[0].weight.fill(1.0);
         net.layers[0].bias.fill(0.0);
         let x = array![[0.0f32], [1.0], [-1.0], [2.0]];

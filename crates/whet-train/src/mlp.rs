@@ -2,7 +2,8 @@
 //! buffers.
 
 use crate::activation::Activation;
-use crate::config::{Init, ModelConfig, Task};
+use crate::config::{Init, LayerConfig, ModelConfig, Task};
+use crate::conv::{Spatial, SpatialKind, SpatialSpec};
 use crate::decision::{Decision, ThresholdConfig};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, matmul};
@@ -132,6 +133,12 @@ pub struct Architecture {
     pub input_dim: usize,
     /// Layers, input side first; the last is the output layer.
     pub layers: Vec<LayerSpec>,
+    /// Image inputs: `[height, width, channels]` (channels last), absent for flat features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<[usize; 3]>,
+    /// The image layers (convolutions and pools) before `layers`, input side first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spatial: Vec<SpatialSpec>,
     /// Binary tasks: the positive-class probability threshold set by `model.threshold` (given,
     /// or chosen by `auto`); absent means the default 0.5. See [`crate::Decision`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +176,17 @@ pub struct NoiseKey {
     pub batch: usize,
 }
 
+impl NoiseKey {
+    /// The stream of one layer's noise and dropout: `[5, epoch, batch, layer]` for dense layer
+    /// `layer`, `[7, epoch, batch, layer]` for image layer `layer`.
+    fn rng(&self, first: u64, layer: usize) -> whet_core::rng::Rng {
+        stream(
+            self.seed,
+            &[first, self.epoch as u64, self.batch as u64, layer as u64],
+        )
+    }
+}
+
 /// A multilayer perceptron with a loss fused to its output layer.
 ///
 /// The layers, task and loss are read through accessors: the layers chain (each one's inputs
@@ -177,7 +195,11 @@ pub struct NoiseKey {
 /// that keep this; [`Mlp::freeze`] and the training loop change them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
-    /// Layers, input side first; the last is the output layer.
+    /// The image layers (convolutions and pools), input side first; empty for flat inputs.
+    pub(crate) spatial: Vec<Spatial>,
+    /// Image inputs: `[height, width, channels]`.
+    input_shape: Option<[usize; 3]>,
+    /// Dense layers, input side first; the last is the output layer.
     pub(crate) layers: Vec<Dense>,
     /// The task.
     pub(crate) task: Task,
@@ -205,6 +227,46 @@ impl Mlp {
         output_dim: usize,
         seed: u64,
     ) -> Result<Self> {
+        if config.has_image_layers() {
+            return Err(Error::Config(
+                "model.layers: convolutions and pools read images, and this network gets \
+                 flat features; use dense layers only (or image data)"
+                    .into(),
+            ));
+        }
+        Self::build(config, None, input_dim, output_dim, seed)
+    }
+
+    /// Builds a freshly initialised network for images of `shape` (`[height, width,
+    /// channels]`, channels last, as rows of `h·w·c` values) and `output_dim` targets: the
+    /// image layers of `config.layers`, then its dense layers (or `config.hidden`). Weight
+    /// streams are `[3, i]` for the `i`-th layer with weights, convolutions first.
+    ///
+    /// # Errors
+    /// As [`Mlp::new`], and when a kernel or window does not fit its input (the message names
+    /// `model.layers[i]` and the shapes).
+    pub fn for_images(
+        config: &ModelConfig,
+        shape: [usize; 3],
+        output_dim: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let dim = shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+        let Some(dim) = dim.filter(|&d| d > 0) else {
+            return Err(Error::Config(format!(
+                "the images have shape {shape:?} (height, width, channels): no pixels"
+            )));
+        };
+        Self::build(config, Some(shape), dim, output_dim, seed)
+    }
+
+    fn build(
+        config: &ModelConfig,
+        shape: Option<[usize; 3]>,
+        input_dim: usize,
+        output_dim: usize,
+        seed: u64,
+    ) -> Result<Self> {
         let issues = config.validate();
         if !issues.is_empty() {
             let list: Vec<String> = issues.iter().map(|i| format!("model.{i}")).collect();
@@ -212,10 +274,34 @@ impl Mlp {
         }
         let (act, loss) = config.output_pair().map_err(Error::Config)?;
         check_dims(config.task, input_dim, output_dim)?;
-        let mut layers = Vec::with_capacity(config.hidden.len() + 1);
-        let mut inputs = input_dim;
-        for (i, h) in config.hidden.iter().enumerate() {
-            let mut d = Dense::new(inputs, h.dense, h.activation, config.init, seed, i);
+        let mut spatial: Vec<Spatial> = Vec::new();
+        if let Some(shape) = shape {
+            let mut geometries = crate::conv::geometries(config, shape)
+                .map_err(Error::Config)?
+                .into_iter();
+            for layer in &config.layers {
+                let built = match (layer, geometries.next()) {
+                    (LayerConfig::Conv(c), Some(geo)) => {
+                        let n = spatial.iter().filter(|s| s.is_conv()).count();
+                        Spatial::conv(c, geo, config.init, seed, n)
+                    }
+                    (LayerConfig::MaxPool(p), Some(geo)) => {
+                        Spatial::pool(p, SpatialKind::MaxPool, geo)
+                    }
+                    (LayerConfig::AvgPool(p), Some(geo)) => {
+                        Spatial::pool(p, SpatialKind::AvgPool, geo)
+                    }
+                    _ => break,
+                };
+                spatial.push(built);
+            }
+        }
+        let convs = spatial.iter().filter(|s| s.is_conv()).count();
+        let hidden = config.dense_layers();
+        let mut layers = Vec::with_capacity(hidden.len() + 1);
+        let mut inputs = spatial.last().map_or(input_dim, |s| s.geo.out_len());
+        for (i, h) in hidden.iter().enumerate() {
+            let mut d = Dense::new(inputs, h.dense, h.activation, config.init, seed, convs + i);
             d.noise = h.noise.get() as f32;
             d.dropout = h.dropout.get() as f32;
             inputs = h.dense;
@@ -227,9 +313,11 @@ impl Mlp {
             act,
             config.init,
             seed,
-            layers.len(),
+            convs + layers.len(),
         ));
         let mut net = Self {
+            spatial,
+            input_shape: shape,
             layers,
             task: config.task,
             loss,
@@ -250,8 +338,38 @@ impl Mlp {
     /// [`Error::Config`] when the shapes do not chain or do not match the architecture.
     pub fn from_parts(
         arch: &Architecture,
+        spatial_weights: Vec<(Array2<f32>, Array1<f32>)>,
         weights: Vec<(Array2<f32>, Array1<f32>)>,
     ) -> Result<Self> {
+        if spatial_weights.len() != arch.spatial.len() {
+            return Err(Error::Config(format!(
+                "architecture has {} image layers but {} weight pairs were given",
+                arch.spatial.len(),
+                spatial_weights.len()
+            )));
+        }
+        let mut spatial = Vec::with_capacity(arch.spatial.len());
+        let mut shape = arch.input_shape;
+        for (j, (spec, (w, b))) in arch.spatial.iter().zip(spatial_weights).enumerate() {
+            if shape != Some(spec.geometry.input) {
+                return Err(Error::Config(format!(
+                    "image layer {j}: expected input {shape:?}, the layer reads {:?}",
+                    spec.geometry.input
+                )));
+            }
+            let layer = Spatial::from_spec(spec, w, b)
+                .map_err(|m| Error::Config(format!("image layer {j}: {m}")))?;
+            shape = Some(layer.geo.output);
+            spatial.push(layer);
+        }
+        if let Some(s) = arch.input_shape
+            && s.iter().product::<usize>() != arch.input_dim
+        {
+            return Err(Error::Config(format!(
+                "input shape {s:?} does not hold {} inputs",
+                arch.input_dim
+            )));
+        }
         if arch.layers.is_empty() || weights.len() != arch.layers.len() {
             return Err(Error::Config(format!(
                 "architecture has {} layers but {} weight pairs were given",
@@ -259,7 +377,7 @@ impl Mlp {
                 weights.len()
             )));
         }
-        let mut inputs = arch.input_dim;
+        let mut inputs = spatial.last().map_or(arch.input_dim, |s| s.geo.out_len());
         let mut layers = Vec::new();
         for (i, (spec, (w, b))) in arch.layers.iter().zip(weights).enumerate() {
             if spec.inputs != inputs
@@ -285,6 +403,8 @@ impl Mlp {
             });
         }
         let mut net = Self {
+            spatial,
+            input_shape: arch.input_shape,
             layers,
             task: arch.task,
             loss: arch.loss,
@@ -375,6 +495,8 @@ impl Mlp {
             input_dim: self.input_dim,
             threshold: self.threshold,
             class_weights: self.class_weights.as_ref().map(|w| w.get().to_vec()),
+            input_shape: self.input_shape,
+            spatial: self.spatial.iter().map(Spatial::spec).collect(),
             layers: self
                 .layers
                 .iter()
@@ -389,9 +511,43 @@ impl Mlp {
         }
     }
 
-    /// Layers, input side first; the last is the output layer.
+    /// Dense layers, input side first; the last is the output layer.
     pub fn layers(&self) -> &[Dense] {
         &self.layers
+    }
+
+    /// The image layers (convolutions and pools) before the dense ones, input side first.
+    pub fn spatial(&self) -> &[Spatial] {
+        &self.spatial
+    }
+
+    /// Image inputs: `[height, width, channels]` (channels last); `None` for flat features.
+    pub fn input_shape(&self) -> Option<[usize; 3]> {
+        self.input_shape
+    }
+
+    /// Number of layers with weights: convolutions, then dense layers (the numbering of
+    /// [`Mlp::freeze`]).
+    pub fn weighted_layers(&self) -> usize {
+        self.convs() + self.layers.len()
+    }
+
+    fn convs(&self) -> usize {
+        self.spatial.iter().filter(|s| s.is_conv()).count()
+    }
+
+    /// Rows per batch of evaluation for `n` samples: up to 1024, fewer when the convolutions'
+    /// im2col buffers would pass 64 MiB.
+    pub fn eval_rows(&self, n: usize) -> usize {
+        let per_row = self
+            .spatial
+            .iter()
+            .map(|s| s.geo.out_pixels() * s.geo.patch() * usize::from(s.is_conv()))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let cap = ((64usize << 20) / (4 * per_row)).clamp(1, crate::memory::EVAL_ROWS);
+        n.clamp(1, cap)
     }
 
     /// The task.
@@ -416,22 +572,41 @@ impl Mlp {
 
     /// Number of trainable scalars (weights and biases, frozen or not).
     pub fn parameter_count(&self) -> usize {
-        self.layers
+        let dense: usize = self
+            .layers
             .iter()
             .map(|l| l.weight.len() + l.bias.len())
-            .sum()
+            .sum();
+        dense
+            + self
+                .spatial
+                .iter()
+                .map(|s| s.weight.len() + s.bias.len())
+                .sum::<usize>()
     }
 
     /// Marks the layers in `indices` frozen (and all others trainable).
     ///
     /// # Errors
     /// [`Error::Config`] when an index is out of range or every layer would be frozen.
+    ///
+    /// Layers are numbered over the layers with weights: the convolutions first (0, 1, …), then
+    /// the dense layers; pools have no weights and no number.
     pub fn freeze(&mut self, indices: &[usize]) -> Result<()> {
-        let n = self.layers.len();
+        let convs = self.convs();
+        let n = self.weighted_layers();
+        let naming = if convs > 0 {
+            format!(
+                "layers 0..={} (convolutions 0..={}, then dense layers)",
+                n - 1,
+                convs - 1
+            )
+        } else {
+            format!("layers 0..={}", n - 1)
+        };
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(Error::Config(format!(
-                "transfer.freeze: layer {bad} does not exist (the network has layers 0..={})",
-                n - 1
+                "transfer.freeze: layer {bad} does not exist (the network has {naming})"
             )));
         }
         if (0..n).all(|i| indices.contains(&i)) {
@@ -439,8 +614,11 @@ impl Mlp {
                 "transfer.freeze: all {n} layers are frozen, nothing would be trained"
             )));
         }
+        for (i, s) in self.spatial.iter_mut().filter(|s| s.is_conv()).enumerate() {
+            s.frozen = indices.contains(&i);
+        }
         for (i, l) in self.layers.iter_mut().enumerate() {
-            l.frozen = indices.contains(&i);
+            l.frozen = indices.contains(&(convs + i));
         }
         Ok(())
     }
@@ -448,22 +626,30 @@ impl Mlp {
     /// Checks that no gradient has to pass through a step activation.
     ///
     /// # Errors
-    /// [`Error::StepNotDifferentiable`] naming the step layer and a trainable layer below it.
+    /// [`Error::StepNotDifferentiable`] naming the step layer and a trainable layer below it
+    /// (numbered as [`Mlp::freeze`] numbers them).
     pub fn check_trainable(&self) -> Result<()> {
+        let convs = self.convs();
+        let conv = self
+            .spatial
+            .iter()
+            .filter(|s| s.is_conv())
+            .position(|s| !s.frozen);
         for (l, layer) in self.layers.iter().enumerate() {
-            if layer.activation == Activation::Step
-                && let Some(j) = (0..=l).find(|&j| !self.layers[j].frozen)
-            {
-                return Err(Error::StepNotDifferentiable {
-                    layer: l,
-                    trainable: j,
-                });
+            if layer.activation == Activation::Step {
+                let dense = (0..=l).find(|&j| !self.layers[j].frozen).map(|j| convs + j);
+                if let Some(j) = conv.or(dense) {
+                    return Err(Error::StepNotDifferentiable {
+                        layer: convs + l,
+                        trainable: j,
+                    });
+                }
             }
         }
         Ok(())
     }
 
-    /// Index of the lowest layer that receives updates.
+    /// Index of the lowest dense layer that receives updates.
     fn lowest_trainable(&self) -> usize {
         self.layers
             .iter()
@@ -471,13 +657,47 @@ impl Mlp {
             .unwrap_or(self.layers.len())
     }
 
+    /// Index of the lowest image layer that receives updates (a trainable convolution).
+    fn lowest_trainable_image_layer(&self) -> Option<usize> {
+        self.spatial.iter().position(|s| s.is_conv() && !s.frozen)
+    }
+
     /// Buffers for batches of up to `rows` samples.
     pub fn workspace(&self, rows: usize, target_dim: usize) -> Workspace {
         let rows = rows.max(1);
+        let buf = |on: bool, cols: usize| on.then(|| Array2::zeros((rows, cols)));
         Workspace {
             rows,
             x: Array2::zeros((rows, self.input_dim)),
             y: Array2::zeros((rows, target_dim)),
+            sp: self
+                .spatial
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    let g = s.geo;
+                    let conv = s.is_conv();
+                    let cols = |on: bool| {
+                        let n = if on { rows * g.out_pixels() } else { 0 };
+                        Array2::zeros((n, if on { g.patch() } else { 0 }))
+                    };
+                    SpatialWs {
+                        act: Array2::zeros((rows, g.out_len())),
+                        pert: buf(s.perturbed(), g.out_len()),
+                        mask: buf(s.dropout > 0.0, g.out_len()),
+                        delta: Array2::zeros((rows, g.out_len())),
+                        cols: cols(conv),
+                        dcols: cols(conv && j > 0),
+                        argmax: if conv {
+                            Vec::new()
+                        } else {
+                            vec![0; rows * g.out_len()]
+                        },
+                        grad_w: Array2::zeros(s.weight.dim()),
+                        grad_b: Array1::zeros(s.bias.len()),
+                    }
+                })
+                .collect(),
             act: self
                 .layers
                 .iter()
@@ -486,12 +706,12 @@ impl Mlp {
             pert: self
                 .layers
                 .iter()
-                .map(|l| l.perturbed().then(|| Array2::zeros((rows, l.outputs()))))
+                .map(|l| buf(l.perturbed(), l.outputs()))
                 .collect(),
             mask: self
                 .layers
                 .iter()
-                .map(|l| (l.dropout > 0.0).then(|| Array2::zeros((rows, l.outputs()))))
+                .map(|l| buf(l.dropout > 0.0, l.outputs()))
                 .collect(),
             delta: self
                 .layers
@@ -512,9 +732,10 @@ impl Mlp {
     }
 
     /// Forward pass over the first `rows` rows of `ws.x`. With `noise = Some(key)` the training
-    /// regularisers (Gaussian noise, dropout) are applied, drawn from the stream
-    /// `[5, epoch, batch, layer]`; with `None` the network runs in evaluation mode. The output
-    /// layer's logits end up in [`Workspace::logits`].
+    /// regularisers (Gaussian noise, dropout) are applied, drawn from the streams
+    /// `[7, epoch, batch, layer]` (image layers) and `[5, epoch, batch, layer]` (dense layers);
+    /// with `None` the network runs in evaluation mode. The output layer's logits end up in
+    /// [`Workspace::logits`].
     ///
     /// # Shapes
     /// Reads `ws.x[..rows]: [rows, input_dim]`; writes every layer's `[rows, units]` buffers and
@@ -528,12 +749,61 @@ impl Mlp {
             "batch of {rows} rows exceeds workspace capacity {}",
             ws.rows
         );
+        for (j, layer) in self.spatial.iter().enumerate() {
+            let (before, rest) = ws.sp.split_at_mut(j);
+            let cur = &mut rest[0];
+            let input = match before.last() {
+                None => ws.x.slice(s![..rows, ..]),
+                Some(prev) => prev.output(rows, noise.is_some()),
+            };
+            let g = &layer.geo;
+            match layer.kind {
+                SpatialKind::Conv => {
+                    let m = rows * g.out_pixels();
+                    crate::conv::im2col(
+                        g,
+                        input,
+                        cur.cols.as_slice_mut().expect("standard layout"),
+                        rows,
+                    );
+                    let mut z = pixels(cur.act.view_mut(), rows, g.output[2]);
+                    matmul(
+                        self.kernel,
+                        cur.cols.slice(s![..m, ..]),
+                        layer.weight.view(),
+                        z.view_mut(),
+                    );
+                    let bias = layer.bias.as_slice().expect("contiguous bias");
+                    par_bias_forward(layer.activation, z, bias);
+                }
+                kind => crate::conv::pool_forward(
+                    kind,
+                    g,
+                    input,
+                    cur.act.view_mut(),
+                    &mut cur.argmax,
+                    rows,
+                ),
+            }
+            if let (Some(key), Some(p)) = (noise, cur.pert.as_mut()) {
+                perturb(
+                    (layer.noise, layer.dropout),
+                    key.rng(7, j),
+                    cur.act.slice(s![..rows, ..]),
+                    p.slice_mut(s![..rows, ..]),
+                    cur.mask.as_mut().map(|m| m.slice_mut(s![..rows, ..])),
+                );
+            }
+        }
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let (before, rest) = ws.act.split_at_mut(l);
             let out = &mut rest[0];
             let input = if l == 0 {
-                ws.x.slice(s![..rows, ..])
+                match ws.sp.last() {
+                    None => ws.x.slice(s![..rows, ..]),
+                    Some(sp) => sp.output(rows, noise.is_some()),
+                }
             } else {
                 match (&ws.pert[l - 1], noise) {
                     (Some(p), Some(_)) => p.slice(s![..rows, ..]),
@@ -550,29 +820,13 @@ impl Mlp {
             }
             par_bias_forward(layer.activation, z.view_mut(), bias);
             if let (Some(key), Some(p)) = (noise, ws.pert[l].as_mut()) {
-                let mut rng = stream(key.seed, &[5, key.epoch as u64, key.batch as u64, l as u64]);
-                let mut p = p.slice_mut(s![..rows, ..]);
-                p.assign(&z);
-                if layer.noise > 0.0 {
-                    let sd = layer.noise;
-                    for v in p.iter_mut() {
-                        let e: f32 = StandardNormal.sample(&mut rng);
-                        *v += sd * e;
-                    }
-                }
-                if let Some(mask) = ws.mask[l].as_mut() {
-                    let keep = 1.0 - layer.dropout;
-                    let scale = 1.0 / keep;
-                    let mut mask = mask.slice_mut(s![..rows, ..]);
-                    for (m, v) in mask.iter_mut().zip(p.iter_mut()) {
-                        *m = if rng.random::<f32>() < keep {
-                            scale
-                        } else {
-                            0.0
-                        };
-                        *v *= *m;
-                    }
-                }
+                perturb(
+                    (layer.noise, layer.dropout),
+                    key.rng(5, l),
+                    z.view(),
+                    p.slice_mut(s![..rows, ..]),
+                    ws.mask[l].as_mut().map(|m| m.slice_mut(s![..rows, ..])),
+                );
             }
         }
     }
@@ -613,7 +867,13 @@ impl Mlp {
     /// Backward pass; expects `ws.act[last]` to hold `dL/dz` of the output layer.
     fn backward(&self, ws: &mut Workspace, rows: usize, train: bool) {
         let last = self.layers.len() - 1;
-        let lo = self.lowest_trainable();
+        let image_lo = self.lowest_trainable_image_layer();
+        // With a trainable convolution the gradient flows through every dense layer.
+        let lo = if image_lo.is_some() {
+            0
+        } else {
+            self.lowest_trainable()
+        };
         for l in (lo..=last).rev() {
             let layer = &self.layers[l];
             // The output layer's delta lives in act[last] (overwritten by the loss).
@@ -623,7 +883,10 @@ impl Mlp {
             let delta = delta_buf.slice(s![..rows, ..]);
             if !layer.frozen {
                 let input = if l == 0 {
-                    ws.x.slice(s![..rows, ..])
+                    match ws.sp.last() {
+                        None => ws.x.slice(s![..rows, ..]),
+                        Some(sp) => sp.output(rows, train),
+                    }
                 } else {
                     match (&ws.pert[l - 1], train) {
                         (Some(p), true) => p.slice(s![..rows, ..]),
@@ -632,12 +895,7 @@ impl Mlp {
                 };
                 matmul(self.kernel, input.t(), delta, ws.grad_w[l].view_mut());
                 let gb = ws.grad_b[l].as_slice_mut().expect("contiguous");
-                gb.fill(0.0);
-                for row in delta.rows() {
-                    for (g, d) in gb.iter_mut().zip(row.as_slice().expect("contiguous rows")) {
-                        *g += d;
-                    }
-                }
+                crate::conv::column_sums(delta, gb);
             }
             if l > lo {
                 let mut g = dlo[l - 1].slice_mut(s![..rows, ..]);
@@ -650,10 +908,72 @@ impl Mlp {
                     g,
                     below[l - 1].slice(s![..rows, ..]),
                 );
+            } else if l == 0
+                && image_lo.is_some()
+                && let Some(sp) = ws.sp.last_mut()
+            {
+                let mut g = sp.delta.slice_mut(s![..rows, ..]);
+                matmul(self.kernel, delta, layer.weight.t(), g.view_mut());
+                sp.back_through_activation(self.spatial.last().expect("image layers"), rows, train);
+            }
+        }
+        let Some(j0) = image_lo else {
+            return;
+        };
+        for j in (j0..self.spatial.len()).rev() {
+            let layer = &self.spatial[j];
+            let g = &layer.geo;
+            let (lower, rest) = ws.sp.split_at_mut(j);
+            let cur = &mut rest[0];
+            match layer.kind {
+                SpatialKind::Conv => {
+                    let m = rows * g.out_pixels();
+                    let d = pixels(cur.delta.view_mut(), rows, g.output[2]);
+                    if !layer.frozen {
+                        matmul(
+                            self.kernel,
+                            cur.cols.slice(s![..m, ..]).t(),
+                            d.view(),
+                            cur.grad_w.view_mut(),
+                        );
+                        crate::conv::column_sums(
+                            d.view(),
+                            cur.grad_b.as_slice_mut().expect("contiguous"),
+                        );
+                    }
+                    if j > j0 {
+                        matmul(
+                            self.kernel,
+                            d.view(),
+                            layer.weight.t(),
+                            cur.dcols.slice_mut(s![..m, ..]),
+                        );
+                        crate::conv::col2im(
+                            g,
+                            cur.dcols.as_slice().expect("standard layout"),
+                            lower[j - 1].delta.view_mut(),
+                            rows,
+                        );
+                    }
+                }
+                kind => {
+                    if j > j0 {
+                        crate::conv::pool_backward(
+                            kind,
+                            g,
+                            cur.delta.slice(s![..rows, ..]),
+                            &cur.argmax,
+                            lower[j - 1].delta.view_mut(),
+                            rows,
+                        );
+                    }
+                }
+            }
+            if j > j0 {
+                lower[j - 1].back_through_activation(&self.spatial[j - 1], rows, train);
             }
         }
     }
-
     /// Outputs (probabilities for classification and binary, values for regression) for `x`,
     /// computed in evaluation mode in batches of 1024.
     ///
@@ -666,7 +986,7 @@ impl Mlp {
         assert_eq!(x.ncols(), self.input_dim, "input columns");
         let n = x.nrows();
         let mut out = Array2::zeros((n, self.output_dim()));
-        let mut ws = self.workspace(n.min(1024), 0);
+        let mut ws = self.workspace(self.eval_rows(n), 0);
         let last = self.layers.len() - 1;
         let decision = self.decision();
         let mut start = 0;
@@ -690,6 +1010,11 @@ impl Mlp {
     /// If the architectures differ.
     pub fn copy_weights_to(&self, dst: &mut Mlp) {
         assert_eq!(self.layers.len(), dst.layers.len(), "layer count");
+        assert_eq!(self.spatial.len(), dst.spatial.len(), "image layer count");
+        for (s, d) in self.spatial.iter().zip(dst.spatial.iter_mut()) {
+            d.weight.assign(&s.weight);
+            d.bias.assign(&s.bias);
+        }
         for (s, d) in self.layers.iter().zip(dst.layers.iter_mut()) {
             d.weight.assign(&s.weight);
             d.bias.assign(&s.bias);
@@ -701,6 +1026,45 @@ impl Mlp {
 const PAR_ROWS: usize = 32;
 /// Element-wise passes over fewer elements than this stay on the calling thread.
 const PAR_MIN_ELEMS: usize = 16 * 1024;
+
+/// The first `rows` images of a `[capacity, h·w·c]` buffer as one pixel per row,
+/// `[rows·h·w, c]`.
+fn pixels(buf: ArrayViewMut2<'_, f32>, rows: usize, channels: usize) -> ArrayViewMut2<'_, f32> {
+    let n = rows * buf.ncols();
+    let flat = buf.into_slice().expect("standard layout");
+    ArrayViewMut2::from_shape((n / channels, channels), &mut flat[..n]).expect("whole pixels")
+}
+
+/// The training-time regularisers of one layer's output `a` into `p`: Gaussian noise of std
+/// `sd`, then inverted dropout with probability `dropout` (its mask into `mask`), both drawn
+/// from `rng` in that order.
+fn perturb(
+    (sd, dropout): (f32, f32),
+    mut rng: whet_core::rng::Rng,
+    a: ArrayView2<f32>,
+    mut p: ArrayViewMut2<f32>,
+    mask: Option<ArrayViewMut2<f32>>,
+) {
+    p.assign(&a);
+    if sd > 0.0 {
+        for v in p.iter_mut() {
+            let e: f32 = StandardNormal.sample(&mut rng);
+            *v += sd * e;
+        }
+    }
+    if let Some(mut mask) = mask {
+        let keep = 1.0 - dropout;
+        let scale = 1.0 / keep;
+        for (m, v) in mask.iter_mut().zip(p.iter_mut()) {
+            *m = if rng.random::<f32>() < keep {
+                scale
+            } else {
+                0.0
+            };
+            *v *= *m;
+        }
+    }
+}
 
 /// [`Activation::bias_forward`] over fixed row chunks in parallel (rows are independent, so the
 /// result does not depend on the thread count).
@@ -795,6 +1159,7 @@ pub struct Workspace {
     pub x: Array2<f32>,
     /// Target batch, `[rows, target_dim]`.
     pub y: Array2<f32>,
+    pub(crate) sp: Vec<SpatialWs>,
     act: Vec<Array2<f32>>,
     pert: Vec<Option<Array2<f32>>>,
     mask: Vec<Option<Array2<f32>>>,
@@ -803,6 +1168,56 @@ pub struct Workspace {
     pub grad_w: Vec<Array2<f32>>,
     /// Bias gradients per layer, `[outputs]`.
     pub grad_b: Vec<Array1<f32>>,
+}
+
+/// The buffers of one image layer.
+#[derive(Debug, Clone)]
+pub(crate) struct SpatialWs {
+    /// Outputs `[rows, h·w·c]` (after the activation).
+    act: Array2<f32>,
+    /// Outputs with noise and dropout (training).
+    pert: Option<Array2<f32>>,
+    /// The dropout mask.
+    mask: Option<Array2<f32>>,
+    /// `dL/dz` (before the activation), `[rows, h·w·c]`.
+    delta: Array2<f32>,
+    /// Convolutions: the im2col matrix `[rows·out_pixels, k·k·c_in]`.
+    cols: Array2<f32>,
+    /// Convolutions above the first: the gradient of `cols`.
+    dcols: Array2<f32>,
+    /// Pools: each output's input index within its image (the maximum's; unused by average
+    /// pools, which share the code path).
+    argmax: Vec<u32>,
+    /// Convolutions: weight gradients.
+    pub(crate) grad_w: Array2<f32>,
+    /// Convolutions: bias gradients.
+    pub(crate) grad_b: Array1<f32>,
+}
+
+impl SpatialWs {
+    /// What the next layer reads: the perturbed outputs when training with noise or dropout.
+    fn output(&self, rows: usize, train: bool) -> ArrayView2<'_, f32> {
+        match (&self.pert, train) {
+            (Some(p), true) => p.slice(s![..rows, ..]),
+            _ => self.act.slice(s![..rows, ..]),
+        }
+    }
+
+    /// Turns `delta` from the gradient of what the next layer read into the gradient before
+    /// this layer's activation (through the dropout mask, then the activation).
+    fn back_through_activation(&mut self, layer: &Spatial, rows: usize, train: bool) {
+        let mut g = self.delta.slice_mut(s![..rows, ..]);
+        if train && let Some(mask) = &self.mask {
+            g *= &mask.slice(s![..rows, ..]);
+        }
+        if layer.is_conv() {
+            let c = layer.geo.output[2];
+            let n = rows * layer.geo.out_len();
+            let a = &self.act.as_slice().expect("standard layout")[..n];
+            let a = ArrayView2::from_shape((n / c, c), a).expect("whole pixels");
+            par_backward(layer.activation, pixels(self.delta.view_mut(), rows, c), a);
+        }
+    }
 }
 
 impl Workspace {

@@ -18,6 +18,7 @@
 
 use crate::activation::{Activation, LEAKY_SLOPE};
 use crate::config::Task;
+use crate::conv::SpatialKind;
 use crate::mlp::Mlp;
 use crate::readout::Readout;
 
@@ -461,7 +462,7 @@ pub fn append_network(g: &mut Graph, net: &Mlp, readout: &Readout, x: &str) -> V
         net.task(),
         "the readout is for the network's task"
     );
-    let mut cur = x.to_string();
+    let mut cur = append_spatial(g, net, x);
     let last = net.layers().len() - 1;
     for (i, layer) in net.layers().iter().enumerate() {
         let w = g.constant(
@@ -486,6 +487,78 @@ pub fn append_network(g: &mut Graph, net: &Mlp, readout: &Readout, x: &str) -> V
         };
     }
     append_head(g, net, readout, &cur)
+}
+
+/// The image layers of `net` on the float `[N, h·w·c]` value `x` (channels last), returning the
+/// `[N, out_h·out_w·filters]` value the first dense layer reads (`x` itself without image
+/// layers). ONNX convolutions and pools work on `NCHW`, so the rows are reshaped to
+/// `[N, h, w, c]` and transposed to `[N, c, h, w]`, and back at the end. A convolution is a
+/// `Conv` (its weights reordered from `[k·k·c_in, filters]` to `[filters, c_in, k, k]`, explicit
+/// `pads` `[top, left, bottom, right]`) followed by its activation; pools are `MaxPool` and
+/// `AveragePool` without padding.
+fn append_spatial(g: &mut Graph, net: &Mlp, x: &str) -> String {
+    let (Some([h, w, c]), false) = (net.input_shape(), net.spatial().is_empty()) else {
+        return x.to_string();
+    };
+    let shape = g.constant(
+        "image_shape",
+        Tensor::i64(&[4], &[-1, h as i64, w as i64, c as i64]),
+    );
+    let nhwc = g.op("Reshape", &[x, &shape], vec![]);
+    let mut cur = g.op(
+        "Transpose",
+        &[&nhwc],
+        vec![("perm", AttrValue::Ints(vec![0, 3, 1, 2]))],
+    );
+    let mut convs = 0;
+    for layer in net.spatial() {
+        let geo = layer.geometry();
+        let k = geo.kernel as i64;
+        let window = vec![
+            ("kernel_shape", AttrValue::Ints(vec![k, k])),
+            ("strides", AttrValue::Ints(vec![geo.stride as i64; 2])),
+        ];
+        cur = match layer.kind() {
+            SpatialKind::Conv => {
+                let (cin, f, kk) = (geo.input[2], geo.output[2], geo.kernel);
+                let src = layer.weight();
+                let mut wt = vec![0.0f32; f * cin * kk * kk];
+                for fi in 0..f {
+                    for ci in 0..cin {
+                        for ky in 0..kk {
+                            for kx in 0..kk {
+                                wt[((fi * cin + ci) * kk + ky) * kk + kx] =
+                                    src[[(ky * kk + kx) * cin + ci, fi]];
+                            }
+                        }
+                    }
+                }
+                let wn = g.constant(
+                    &format!("conv.{convs}.weight"),
+                    Tensor::f32(&[f, cin, kk, kk], &wt),
+                );
+                let bn = g.constant(
+                    &format!("conv.{convs}.bias"),
+                    Tensor::f32(&[f], layer.bias().as_slice().expect("contiguous bias")),
+                );
+                convs += 1;
+                let mut attrs = window;
+                attrs.push(("pads", AttrValue::Ints(geo.pad.map(|p| p as i64).to_vec())));
+                let z = g.op("Conv", &[&cur, &wn, &bn], attrs);
+                append_activation(g, layer.activation(), &z)
+            }
+            SpatialKind::MaxPool => g.op("MaxPool", &[&cur], window),
+            SpatialKind::AvgPool => g.op("AveragePool", &[&cur], window),
+        };
+    }
+    let back = g.op(
+        "Transpose",
+        &[&cur],
+        vec![("perm", AttrValue::Ints(vec![0, 2, 3, 1]))],
+    );
+    let out_len = net.spatial().last().map_or(0, |s| s.geometry().out_len());
+    let flat = g.constant("flat_shape", Tensor::i64(&[2], &[-1, out_len as i64]));
+    g.op("Reshape", &[&back, &flat], vec![])
 }
 
 /// The output head: the raw outputs `z` (`float [N, outputs]`) to the graph's outputs, as

@@ -121,7 +121,7 @@ impl Readout {
             labels: Vec::with_capacity(if regression { 0 } else { n }),
             values: Array2::zeros((n, vk)),
         };
-        let mut ws = model.workspace(n.clamp(1, 1024), 0);
+        let mut ws = model.workspace(model.eval_rows(n), 0);
         let mut start = 0;
         while start < n {
             let rows = (n - start).min(ws.capacity());
@@ -197,7 +197,7 @@ mod tests {
     /// A one-input network whose output is its input (a logit, or a standardised value).
     fn identity(cfg: &crate::config::ModelConfig) -> Mlp {
         let train = crate::TrainConfig::new(crate::OptimizerConfig::adam(0.01));
-        let mut net = crate::build_model(cfg, &train, 1, 1, 0).unwrap();
+        let mut net = crate::build_model(cfg, &train, None, 1, 1, 0).unwrap();
         net.layers[0].weight.fill(1.0);
         net.layers[0].bias.fill(0.0);
         net

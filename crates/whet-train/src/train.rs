@@ -125,7 +125,7 @@ pub fn fit(
     let mut ws = model.workspace(rows, model.output_dim());
     let mut eval_ws = valid
         .as_deref()
-        .map(|v| model.workspace(v.len().clamp(1, 1024), model.output_dim()));
+        .map(|v| model.workspace(model.eval_rows(v.len()), model.output_dim()));
     let mut opt = Optimizer::new(&config.optimizer);
     let mut order: Vec<usize> = (0..n).collect();
     let wd = config.weight_decay.get() as f32;
@@ -318,7 +318,27 @@ pub fn shuffle(order: &mut [usize], seed: u64, epoch: usize) {
 }
 
 /// Applies the optimizer to every trainable layer (weights with weight decay, biases without).
+/// Dense layer `l` uses the optimizer's slots `2l` and `2l + 1`; image layer `j` the slots after
+/// the dense ones, `2·dense + 2j` and `2·dense + 2j + 1`.
 fn apply_updates(model: &mut Mlp, opt: &mut Optimizer, ws: &Workspace, lr: f32, wd: f32) {
+    let dense = model.layers.len();
+    for (j, layer) in model.spatial.iter_mut().enumerate() {
+        if layer.frozen || !layer.is_conv() {
+            continue;
+        }
+        let w = layer
+            .weight
+            .as_slice_mut()
+            .expect("standard layout weights");
+        let gw = ws.sp[j]
+            .grad_w
+            .as_slice()
+            .expect("standard layout gradients");
+        opt.update(2 * (dense + j), w, gw, lr, wd);
+        let b = layer.bias.as_slice_mut().expect("contiguous bias");
+        let gb = ws.sp[j].grad_b.as_slice().expect("contiguous");
+        opt.update(2 * (dense + j) + 1, b, gb, lr, 0.0);
+    }
     for (l, layer) in model.layers.iter_mut().enumerate() {
         if layer.frozen {
             continue;

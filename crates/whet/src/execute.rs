@@ -755,6 +755,7 @@ impl Run {
         whet_train::TrainingMemory::estimate(
             &file.model,
             &file.train,
+            data.shape,
             data.train.input_dim(),
             data.train.target_dim(),
             data.train.len(),
@@ -764,6 +765,7 @@ impl Run {
         let mut model = whet_train::build_model(
             &file.model,
             &file.train,
+            data.shape,
             data.train.input_dim(),
             data.train.target_dim(),
             seed,

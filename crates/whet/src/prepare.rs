@@ -76,6 +76,9 @@ pub struct TrainingData {
     /// The test set; `None` when the run file has none (no `data.images.test`, or
     /// `split.test: 0`): the run then reports validation metrics.
     pub test: Option<ArraySource>,
+    /// Images: `[height, width, channels]` of every row (channels last), which convolutions
+    /// need; `None` for tables.
+    pub shape: Option<[usize; 3]>,
 }
 
 /// Sizes of the data a run used, by kind (in `manifest.json`).
@@ -261,6 +264,7 @@ impl Prepared {
                         "there are no test images and the validation split is empty, so nothing would measure the trained network; raise `data.images.validation` or add `data.images.test`".into(),
                     ));
                 }
+                let shape = Some([p.train.h(), p.train.w(), p.train.c()]);
                 let train: Box<dyn BatchSource> = match p.online {
                     Some(augmenter) => Box::new(AugmentSource::new(
                         p.train,
@@ -274,6 +278,7 @@ impl Prepared {
                     train,
                     validation,
                     test,
+                    shape,
                 })
             }
             PreparedData::Tables(p) => {
@@ -302,6 +307,7 @@ impl Prepared {
                     train: Box::new(train),
                     validation: (valid.x().nrows() > 0).then_some(valid),
                     test: wants_test.then_some(test),
+                    shape: None,
                 })
             }
         }
@@ -422,7 +428,7 @@ impl Run {
     /// [`Error::Train`] with the budget error.
     pub fn preflight(&self) -> Result<()> {
         let f = self.file();
-        whet_train::TrainingMemory::estimate(&f.model, &f.train, 1, 1, 1, 0).check(0)?;
+        whet_train::TrainingMemory::estimate(&f.model, &f.train, None, 1, 1, 1, 0).check(0)?;
         Ok(())
     }
 

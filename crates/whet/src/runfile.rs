@@ -243,6 +243,18 @@ impl RunFile {
             issues.push("train.transfer.checkpoint", e.to_string());
         }
         issues.nest("model", self.model.validate());
+        if self.data.tables.is_some()
+            && let Some(i) = self.model.layers.iter().position(|l| l.is_image_layer())
+        {
+            issues.push(
+                format!("model.layers[{i}]"),
+                format!(
+                    "`{}` reads images, and this run trains on tables (one row of features per \
+                     sample): use dense layers (`- dense: 64`) or `hidden`",
+                    self.model.layers[i].key()
+                ),
+            );
+        }
         issues.nest("train", self.train.validate());
         if let Some(es) = &self.train.early_stopping {
             issues.nest("train.early_stopping", es.check_metric(self.model.task));

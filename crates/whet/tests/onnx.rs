@@ -476,6 +476,46 @@ fn mnist_simard_mlp_agrees_with_whet() {
 }
 
 #[test]
+fn mnist_simard_cnn_agrees_with_whet() {
+    check_pipeline("mnist-simard-cnn.yaml", &MNIST);
+}
+
+/// Convolutions with valid and same padding (an odd total: one more row and column at the
+/// bottom and right), strides 1 and 2, overlapping max pooling and average pooling, two
+/// channels in, for every task's head.
+#[test]
+fn convolutions_and_pools_agree_with_whet() {
+    use whet::train::LayerConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let layers: Vec<LayerConfig> = serde_json::from_value(serde_json::json!([
+        {"conv": {"filters": 4, "kernel": 4, "padding": "same", "activation": "tanh"}},
+        {"max_pool": {"size": 3, "stride": 2}},
+        {"conv": {"filters": 3, "kernel": 3, "stride": 2, "padding": "same"}},
+        {"avg_pool": 2},
+        {"dense": 7}
+    ]))
+    .unwrap();
+    let x = Array2::from_shape_fn((23, 11 * 10 * 2), |(i, j)| {
+        ((i * 7 + j * 13) % 29) as f32 / 7.0 - 2.0
+    });
+    for (task, outputs) in [
+        (Task::Binary, 1),
+        (Task::Classification, 4),
+        (Task::Regression, 2),
+    ] {
+        let cfg = ModelConfig::new(task).with_layers(layers.clone());
+        let net = Mlp::for_images(&cfg, [11, 10, 2], outputs, 5).unwrap();
+        let readout = Readout::of(&net);
+        let path = dir.path().join(format!("conv-{task:?}.onnx"));
+        network_file(&net, &readout, &path);
+        let want = whet_outputs(&net, &readout, x.view());
+        let got = run_onnx(&path, tensor_f32(x.view()));
+        let d = compare(&format!("conv {task:?}"), &want, &got);
+        assert!(d <= TOLERANCE, "conv {task:?}: max |diff| {d}");
+    }
+}
+
+#[test]
 fn flights_small_delay_agrees_with_whet() {
     check_pipeline("flights-small-delay.yaml", &["train.epochs=2"]);
 }

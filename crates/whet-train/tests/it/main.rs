@@ -1,6 +1,7 @@
 //! Integration tests of whet-train: gradient checks, small problems learnt, determinism,
 //! checkpoints, transfer, divergence, early stopping.
 
+mod conv;
 mod idx;
 
 use ndarray::Array2;
@@ -24,6 +25,7 @@ fn model_cfg(task: Task, hidden: &[(usize, Activation, f64, f64)]) -> ModelConfi
     ModelConfig {
         task,
         hidden,
+        layers: Vec::new(),
         output: None,
         init: Init::Auto,
         threshold: None,
@@ -530,7 +532,7 @@ fn transfer_with_frozen_layers_leaves_them_unchanged() {
         "transfer": {"checkpoint": "base.safetensors", "freeze": [0, 1]}}"#,
     );
     t.resolve_paths(dir.path());
-    let mut net = build_model(&new_cfg, &t, 784, 6, 2).unwrap();
+    let mut net = build_model(&new_cfg, &t, None, 784, 6, 2).unwrap();
     assert_eq!(net.output_dim(), 6);
     let before = net.clone();
     fit(
@@ -554,7 +556,7 @@ fn transfer_with_frozen_layers_leaves_them_unchanged() {
 
     let mut t2 = t.clone();
     t2.transfer.as_mut().unwrap().freeze.clear();
-    let mut tuned = build_model(&new_cfg, &t2, 784, 6, 2).unwrap();
+    let mut tuned = build_model(&new_cfg, &t2, None, 784, 6, 2).unwrap();
     fit(
         &mut tuned,
         &t2,
@@ -569,14 +571,14 @@ fn transfer_with_frozen_layers_leaves_them_unchanged() {
     // Freezing everything, or a layer that does not exist, is an error.
     t2.transfer.as_mut().unwrap().freeze = vec![0, 1, 2];
     assert!(
-        build_model(&new_cfg, &t2, 784, 6, 2)
+        build_model(&new_cfg, &t2, None, 784, 6, 2)
             .unwrap_err()
             .to_string()
             .contains("nothing would be trained")
     );
     t2.transfer.as_mut().unwrap().freeze = vec![5];
     assert!(
-        build_model(&new_cfg, &t2, 784, 6, 2)
+        build_model(&new_cfg, &t2, None, 784, 6, 2)
             .unwrap_err()
             .to_string()
             .contains("does not exist")

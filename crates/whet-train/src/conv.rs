@@ -1,0 +1,990 @@
+//! Convolutional and pooling layers over channels-last images.
+//!
+//! An image batch is a `[rows, h·w·c]` matrix whose rows are images with their channels
+//! interleaved (HWC, as whet-image produces them), so a layer's output, read as
+//! `[rows·h·w, c]`, is one pixel per row. A convolution is computed as a matrix product
+//! (im2col): every output pixel's `k × k × c_in` receptive field is copied into one row of a
+//! `[rows·out_h·out_w, k·k·c_in]` matrix (zeros where the window hangs over a padded border),
+//! which is multiplied by the `[k·k·c_in, filters]` weight matrix on the crate's GEMM kernel
+//! ([`crate::kernel::matmul`]); the backward pass multiplies the output gradients by the
+//! transposed weights and scatters the columns back (col2im). Row `(ky, kx, ci)` of the weight
+//! matrix is index `(ky·k + kx)·c_in + ci`. Pooling takes the maximum (the first on ties) or the
+//! mean of each `size × size` window, with no padding (windows that do not fit are dropped, as
+//! PyTorch's default floor mode does).
+//!
+//! Every image of a batch is independent, so the copies run in parallel over fixed groups of
+//! images and the results do not depend on the thread count.
+
+use crate::activation::Activation;
+use crate::config::Init;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use whet_core::rng::stream;
+use whet_core::spec::{NonNegative, Probability};
+
+/// Largest number of filters of one convolution.
+pub const MAX_FILTERS: usize = 4096;
+/// Largest kernel side (and pooling window side).
+pub const MAX_KERNEL: usize = 32;
+
+/// How a convolution treats the border.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    /// No padding: only windows that fit inside the image (`out = (in − kernel) / stride + 1`).
+    #[default]
+    Valid,
+    /// Zero padding so that `out = ceil(in / stride)`; an odd total pads one more row or column
+    /// at the bottom and right (as TensorFlow and ONNX's `SAME_UPPER`).
+    Same,
+}
+
+/// One convolution (YAML `- conv: { filters: 32, kernel: 5, padding: same }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvConfig {
+    /// Number of filters (output channels), 1 to 4096.
+    pub filters: usize,
+    /// Side of the square kernel, 1 to 32.
+    pub kernel: usize,
+    /// Step between windows, 1 to the kernel side. Default 1.
+    #[serde(default = "one")]
+    pub stride: usize,
+    /// `valid` (the default) or `same`.
+    #[serde(default)]
+    pub padding: Padding,
+    /// Activation after the convolution: `relu` (the default), `leaky_relu`, `sigmoid`, `tanh`
+    /// or `identity`.
+    #[serde(default = "relu")]
+    pub activation: Activation,
+    /// Standard deviation of Gaussian noise added to the output during training. Default 0.
+    #[serde(default = "crate::config::zero")]
+    pub noise: NonNegative,
+    /// Inverted-dropout probability of the output during training (< 1). Default 0.
+    #[serde(default = "crate::config::zero_p")]
+    pub dropout: Probability,
+}
+
+fn one() -> usize {
+    1
+}
+fn relu() -> Activation {
+    Activation::Relu
+}
+
+impl ConvConfig {
+    /// `filters` filters of `kernel × kernel`, stride 1, valid padding, `relu` (as the YAML
+    /// `{ filters, kernel }`).
+    pub fn new(filters: usize, kernel: usize) -> Self {
+        Self {
+            filters,
+            kernel,
+            stride: 1,
+            padding: Padding::Valid,
+            activation: relu(),
+            noise: crate::config::zero(),
+            dropout: crate::config::zero_p(),
+        }
+    }
+
+    /// Sets the stride.
+    pub fn with_stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// Sets the padding.
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Sets the activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets the training-time Gaussian noise on the output.
+    ///
+    /// # Panics
+    /// When `std` is negative or not finite.
+    pub fn with_noise(mut self, std: f64) -> Self {
+        self.noise = crate::config::bounded("ConvConfig::with_noise", std);
+        self
+    }
+
+    /// Sets the training-time dropout probability of the output.
+    ///
+    /// # Panics
+    /// When `p` is not in [0, 1].
+    pub fn with_dropout(mut self, p: f64) -> Self {
+        self.dropout = crate::config::bounded("ConvConfig::with_dropout", p);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> whet_core::Issues {
+        let mut issues = whet_core::Issues::new();
+        issues.check((1..=MAX_FILTERS).contains(&self.filters), "filters", || {
+            format!(
+                "expected 1 to {MAX_FILTERS} filters, found {}",
+                self.filters
+            )
+        });
+        issues.check((1..=MAX_KERNEL).contains(&self.kernel), "kernel", || {
+            format!(
+                "expected a kernel side of 1 to {MAX_KERNEL}, found {}",
+                self.kernel
+            )
+        });
+        issues.check(
+            self.stride >= 1 && self.stride <= self.kernel.max(1),
+            "stride",
+            || {
+                format!(
+                    "expected a stride of 1 to the kernel side {}, found {} (a larger stride \
+                     skips pixels)",
+                    self.kernel, self.stride
+                )
+            },
+        );
+        issues.check(
+            !matches!(self.activation, Activation::Softmax | Activation::Step),
+            "activation",
+            || {
+                format!(
+                    "expected relu, leaky_relu, sigmoid, tanh or identity after a convolution, \
+                     found {}",
+                    crate::config::ser(&self.activation)
+                )
+            },
+        );
+        issues.check(self.dropout.get() < 1.0, "dropout", || {
+            format!(
+                "expected a probability < 1 (1 drops every unit), found {}",
+                self.dropout
+            )
+        });
+        issues
+    }
+}
+
+/// A pooling window (YAML `- max_pool: 2` or `- avg_pool: { size: 3, stride: 2 }`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolConfig {
+    /// Side of the square window, 1 to 32.
+    pub size: usize,
+    /// Step between windows, 1 to the window side. Default: the window side (no overlap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    /// Standard deviation of Gaussian noise added to the output during training. Default 0.
+    pub noise: NonNegative,
+    /// Inverted-dropout probability of the output during training (< 1). Default 0.
+    pub dropout: Probability,
+}
+
+/// The fields of the map form of [`PoolConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolFields {
+    size: usize,
+    #[serde(default)]
+    stride: Option<usize>,
+    #[serde(default = "crate::config::zero")]
+    noise: NonNegative,
+    #[serde(default = "crate::config::zero_p")]
+    dropout: Probability,
+}
+
+impl From<PoolFields> for PoolConfig {
+    fn from(f: PoolFields) -> Self {
+        Self {
+            size: f.size,
+            stride: f.stride,
+            noise: f.noise,
+            dropout: f.dropout,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PoolConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::config::number_or_map::<D, PoolFields, _>(
+            d,
+            "a window side such as `2`, or `{ size: 3, stride: 2 }`",
+            |n| PoolConfig::new(n as usize),
+        )
+    }
+}
+
+impl JsonSchema for PoolConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PoolConfig".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a window side, or the window with its options",
+            "oneOf": [
+                { "type": "integer", "minimum": 1, "description": "the window side (stride = side)" },
+                {
+                    "type": "object",
+                    "description": "`{ size, stride, noise, dropout }`: the window side (1 to 32), the step between windows (default the side), and the training-time noise std and dropout probability of the output (default 0)",
+                    "additionalProperties": false,
+                    "required": ["size"],
+                    "properties": {
+                        "size": { "type": "integer", "minimum": 1, "description": "side of the square window" },
+                        "stride": { "type": "integer", "minimum": 1, "description": "step between windows; default the window side" },
+                        "noise": { "type": "number", "minimum": 0, "description": "std of the training-time Gaussian noise on the output; default 0" },
+                        "dropout": { "type": "number", "minimum": 0, "maximum": 1, "description": "training-time dropout probability of the output; default 0" }
+                    }
+                }
+            ]
+        })
+    }
+}
+
+impl PoolConfig {
+    /// A `size × size` window with stride `size` (as the YAML `max_pool: size`).
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            stride: None,
+            noise: crate::config::zero(),
+            dropout: crate::config::zero_p(),
+        }
+    }
+
+    /// Sets the stride.
+    pub fn with_stride(mut self, stride: usize) -> Self {
+        self.stride = Some(stride);
+        self
+    }
+
+    /// The stride: the one given, or the window side.
+    pub fn stride(&self) -> usize {
+        self.stride.unwrap_or(self.size)
+    }
+
+    pub(crate) fn validate(&self) -> whet_core::Issues {
+        let mut issues = whet_core::Issues::new();
+        issues.check((1..=MAX_KERNEL).contains(&self.size), "size", || {
+            format!(
+                "expected a window side of 1 to {MAX_KERNEL}, found {}",
+                self.size
+            )
+        });
+        issues.check(
+            (1..=self.size.max(1)).contains(&self.stride()),
+            "stride",
+            || {
+                format!(
+                    "expected a stride of 1 to the window side {}, found {}",
+                    self.size,
+                    self.stride()
+                )
+            },
+        );
+        issues.check(self.dropout.get() < 1.0, "dropout", || {
+            format!(
+                "expected a probability < 1 (1 drops every unit), found {}",
+                self.dropout
+            )
+        });
+        issues
+    }
+}
+
+/// What a spatial layer computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpatialKind {
+    /// A convolution.
+    Conv,
+    /// Maximum over each window.
+    MaxPool,
+    /// Mean over each window.
+    AvgPool,
+}
+
+/// The shapes of one spatial layer: input and output `[height, width, channels]`, window side,
+/// stride and zero padding `[top, left, bottom, right]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Geometry {
+    /// Input `[height, width, channels]`.
+    pub input: [usize; 3],
+    /// Output `[height, width, channels]`.
+    pub output: [usize; 3],
+    /// Window (kernel) side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding `[top, left, bottom, right]`.
+    pub pad: [usize; 4],
+}
+
+impl Geometry {
+    /// The geometry of a window of side `kernel` moved by `stride` over `input`, producing
+    /// `channels` channels. `None` when the window does not fit.
+    pub fn new(
+        input: [usize; 3],
+        kernel: usize,
+        stride: usize,
+        padding: Padding,
+        channels: usize,
+    ) -> Option<Geometry> {
+        let [h, w, _] = input;
+        if kernel == 0 || stride == 0 || h == 0 || w == 0 {
+            return None;
+        }
+        let side = |n: usize| -> Option<(usize, usize, usize)> {
+            match padding {
+                Padding::Valid => (n >= kernel).then(|| ((n - kernel) / stride + 1, 0, 0)),
+                Padding::Same => {
+                    let out = n.div_ceil(stride);
+                    let total = ((out - 1) * stride + kernel).saturating_sub(n);
+                    Some((out, total / 2, total - total / 2))
+                }
+            }
+        };
+        let (oh, top, bottom) = side(h)?;
+        let (ow, left, right) = side(w)?;
+        Some(Geometry {
+            input,
+            output: [oh, ow, channels],
+            kernel,
+            stride,
+            pad: [top, left, bottom, right],
+        })
+    }
+
+    /// Values per input image.
+    pub fn in_len(&self) -> usize {
+        self.input.iter().product()
+    }
+
+    /// Values per output image.
+    pub fn out_len(&self) -> usize {
+        self.output.iter().product()
+    }
+
+    /// Output pixels per image.
+    pub fn out_pixels(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    /// Length of one im2col row (`k · k · c_in`).
+    pub fn patch(&self) -> usize {
+        self.kernel * self.kernel * self.input[2]
+    }
+}
+
+/// One layer of the image part of a network, as stored in an [`crate::Architecture`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpatialSpec {
+    /// What it computes.
+    pub kind: SpatialKind,
+    /// Its shapes.
+    pub geometry: Geometry,
+    /// Activation (convolutions; `identity` for pools).
+    pub activation: Activation,
+    /// Training noise std.
+    pub noise: f32,
+    /// Training dropout probability.
+    pub dropout: f32,
+}
+
+/// A layer of the image part of a network: a convolution (with weights) or a pooling window.
+///
+/// Fields are read through accessors; the weight shape agrees with the geometry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spatial {
+    pub(crate) kind: SpatialKind,
+    pub(crate) geo: Geometry,
+    /// Convolutions: `[k·k·c_in, filters]`; pools: empty.
+    pub(crate) weight: Array2<f32>,
+    /// Convolutions: `[filters]`; pools: empty.
+    pub(crate) bias: Array1<f32>,
+    pub(crate) activation: Activation,
+    pub(crate) noise: f32,
+    pub(crate) dropout: f32,
+    pub(crate) frozen: bool,
+}
+
+impl Spatial {
+    /// A convolution of `geo` ([`geometries`]) initialised with `init` from the stream
+    /// `[3, index]` (He or Xavier over the fan-in `k·k·c_in` and fan-out `k·k·filters`).
+    pub fn conv(
+        config: &ConvConfig,
+        geo: Geometry,
+        init: Init,
+        seed: u64,
+        index: usize,
+    ) -> Spatial {
+        let fan_in = geo.patch();
+        let fan_out = config.kernel * config.kernel * config.filters;
+        let mut rng = stream(seed, &[3, index as u64]);
+        let he = match init {
+            Init::He => true,
+            Init::Xavier => false,
+            Init::Auto => config.activation.is_relu_family(),
+        };
+        let weight = if he {
+            let std = (2.0 / fan_in as f64).sqrt() as f32;
+            Array2::from_shape_simple_fn((fan_in, config.filters), || {
+                let z: f32 = StandardNormal.sample(&mut rng);
+                z * std
+            })
+        } else {
+            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+            Array2::from_shape_simple_fn((fan_in, config.filters), || {
+                (rng.random::<f32>() * 2.0 - 1.0) * limit
+            })
+        };
+        Spatial {
+            kind: SpatialKind::Conv,
+            geo,
+            weight,
+            bias: Array1::zeros(config.filters),
+            activation: config.activation,
+            noise: config.noise.get() as f32,
+            dropout: config.dropout.get() as f32,
+            frozen: false,
+        }
+    }
+
+    /// A pooling layer of `geo` ([`geometries`]).
+    pub fn pool(config: &PoolConfig, kind: SpatialKind, geo: Geometry) -> Spatial {
+        Spatial {
+            kind,
+            geo,
+            weight: Array2::zeros((0, 0)),
+            bias: Array1::zeros(0),
+            activation: Activation::Identity,
+            noise: config.noise.get() as f32,
+            dropout: config.dropout.get() as f32,
+            frozen: false,
+        }
+    }
+
+    /// Rebuilds a layer from its stored spec and (for convolutions) weights.
+    ///
+    /// # Errors
+    /// A message when the shapes disagree.
+    pub(crate) fn from_spec(
+        spec: &SpatialSpec,
+        weight: Array2<f32>,
+        bias: Array1<f32>,
+    ) -> Result<Spatial, String> {
+        let g = spec.geometry;
+        let padding_ok = g.pad.iter().all(|&p| p < g.kernel.max(1));
+        let fits = |n: usize, a: usize, b: usize, out: usize| {
+            n + a + b >= g.kernel && (n + a + b - g.kernel) / g.stride.max(1) + 1 == out
+        };
+        let shapes_ok = g.kernel >= 1
+            && g.stride >= 1
+            && padding_ok
+            && g.in_len() > 0
+            && fits(g.input[0], g.pad[0], g.pad[2], g.output[0])
+            && fits(g.input[1], g.pad[1], g.pad[3], g.output[1]);
+        if !shapes_ok {
+            return Err(format!("the geometry {g:?} does not chain"));
+        }
+        let (rows, cols) = match spec.kind {
+            SpatialKind::Conv => (g.patch(), g.output[2]),
+            _ => {
+                if g.output[2] != g.input[2] || g.pad != [0; 4] {
+                    return Err(format!("a pool must keep the channels unpadded: {g:?}"));
+                }
+                (0, 0)
+            }
+        };
+        if weight.dim() != (rows, cols) || bias.len() != cols {
+            return Err(format!(
+                "expected weight [{rows}, {cols}] and bias [{cols}], found weight {:?} and bias [{}]",
+                weight.dim(),
+                bias.len()
+            ));
+        }
+        Ok(Spatial {
+            kind: spec.kind,
+            geo: g,
+            weight,
+            bias,
+            activation: spec.activation,
+            noise: spec.noise,
+            dropout: spec.dropout,
+            frozen: false,
+        })
+    }
+
+    /// The stored spec.
+    pub fn spec(&self) -> SpatialSpec {
+        SpatialSpec {
+            kind: self.kind,
+            geometry: self.geo,
+            activation: self.activation,
+            noise: self.noise,
+            dropout: self.dropout,
+        }
+    }
+
+    /// What it computes.
+    pub fn kind(&self) -> SpatialKind {
+        self.kind
+    }
+
+    /// Its shapes.
+    pub fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    /// Convolutions: weights `[k·k·c_in, filters]`, row `(ky·k + kx)·c_in + ci`; pools: empty.
+    pub fn weight(&self) -> &Array2<f32> {
+        &self.weight
+    }
+
+    /// Convolutions: biases `[filters]`; pools: empty.
+    pub fn bias(&self) -> &Array1<f32> {
+        &self.bias
+    }
+
+    /// Activation (pools: identity).
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Std of the training-time Gaussian noise on the output (0 for none).
+    pub fn noise(&self) -> f32 {
+        self.noise
+    }
+
+    /// Training-time dropout probability of the output (0 for none).
+    pub fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
+    /// True when the layer receives no updates.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// True for a convolution (a layer with weights).
+    pub fn is_conv(&self) -> bool {
+        self.kind == SpatialKind::Conv
+    }
+
+    pub(crate) fn perturbed(&self) -> bool {
+        self.noise > 0.0 || self.dropout > 0.0
+    }
+}
+
+/// The shapes of the image layers of `config.layers` (convolutions and pools, in order) for
+/// images of `shape` (`[height, width, channels]`).
+///
+/// # Errors
+/// A message naming `model.layers[i]` when a kernel or window does not fit its input.
+pub fn geometries(
+    config: &crate::config::ModelConfig,
+    shape: [usize; 3],
+) -> Result<Vec<Geometry>, String> {
+    use crate::config::LayerConfig;
+    let mut cur = shape;
+    let mut out = Vec::new();
+    for (i, layer) in config.layers.iter().enumerate() {
+        let (side, geo) = match layer {
+            LayerConfig::Conv(c) => (
+                c.kernel,
+                Geometry::new(cur, c.kernel, c.stride, c.padding, c.filters),
+            ),
+            LayerConfig::MaxPool(p) | LayerConfig::AvgPool(p) => (
+                p.size,
+                Geometry::new(cur, p.size, p.stride(), Padding::Valid, cur[2]),
+            ),
+            LayerConfig::Flatten(_) | LayerConfig::Dense(_) => continue,
+        };
+        let Some(geo) = geo else {
+            return Err(format!(
+                "model.layers[{i}].{}: a {side}×{side} window does not fit its input of {}×{}×{} \
+                 (height × width × channels); use a smaller kernel or window, `padding: same`, \
+                 or fewer layers before it",
+                layer.key(),
+                cur[0],
+                cur[1],
+                cur[2]
+            ));
+        };
+        cur = geo.output;
+        out.push(geo);
+    }
+    Ok(out)
+}
+
+/// Images per parallel task of the copies.
+const IMAGES_PER_TASK: usize = 8;
+
+/// Fills `cols[..rows·out_pixels, ..]` with the receptive fields of the first `rows` images of
+/// `x` (`[rows, in_len]`).
+pub(crate) fn im2col(g: &Geometry, x: ArrayView2<f32>, cols: &mut [f32], rows: usize) {
+    let per = g.out_pixels() * g.patch();
+    let cols = &mut cols[..rows * per];
+    let task = |(t, chunk): (usize, &mut [f32])| {
+        for (i, out) in chunk.chunks_mut(per).enumerate() {
+            let img = x.row(t * IMAGES_PER_TASK + i);
+            im2col_one(g, img.as_slice().expect("contiguous rows"), out);
+        }
+    };
+    if crate::par::serial() || rows * per < 1 << 16 {
+        cols.chunks_mut(per * IMAGES_PER_TASK)
+            .enumerate()
+            .for_each(task);
+    } else {
+        cols.par_chunks_mut(per * IMAGES_PER_TASK)
+            .enumerate()
+            .for_each(task);
+    }
+}
+
+fn im2col_one(g: &Geometry, img: &[f32], out: &mut [f32]) {
+    let [h, w, c] = g.input;
+    let [oh, ow, _] = g.output;
+    let k = g.kernel;
+    let (top, left) = (g.pad[0] as isize, g.pad[1] as isize);
+    let mut o = 0;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ky in 0..k {
+                let iy = (oy * g.stride + ky) as isize - top;
+                for kx in 0..k {
+                    let ix = (ox * g.stride + kx) as isize - left;
+                    let dst = &mut out[o..o + c];
+                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                        dst.fill(0.0);
+                    } else {
+                        let s = (iy as usize * w + ix as usize) * c;
+                        dst.copy_from_slice(&img[s..s + c]);
+                    }
+                    o += c;
+                }
+            }
+        }
+    }
+}
+
+/// Scatters `dcols[..rows·out_pixels, ..]` back onto the first `rows` images of `dx`
+/// (overwritten): the gradient of [`im2col`].
+pub(crate) fn col2im(g: &Geometry, dcols: &[f32], mut dx: ArrayViewMut2<f32>, rows: usize) {
+    let per = g.out_pixels() * g.patch();
+    let in_len = g.in_len();
+    let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
+    let task = |(chunk, d): (&mut [f32], &[f32])| {
+        for (img, cols) in chunk.chunks_mut(in_len).zip(d.chunks(per)) {
+            col2im_one(g, cols, img);
+        }
+    };
+    let dcols = &dcols[..rows * per];
+    if crate::par::serial() || rows * per < 1 << 16 {
+        dx.chunks_mut(in_len * IMAGES_PER_TASK)
+            .zip(dcols.chunks(per * IMAGES_PER_TASK))
+            .for_each(task);
+    } else {
+        dx.par_chunks_mut(in_len * IMAGES_PER_TASK)
+            .zip(dcols.par_chunks(per * IMAGES_PER_TASK))
+            .for_each(task);
+    }
+}
+
+fn col2im_one(g: &Geometry, cols: &[f32], img: &mut [f32]) {
+    let [h, w, c] = g.input;
+    let [oh, ow, _] = g.output;
+    let k = g.kernel;
+    let (top, left) = (g.pad[0] as isize, g.pad[1] as isize);
+    img.fill(0.0);
+    let mut o = 0;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ky in 0..k {
+                let iy = (oy * g.stride + ky) as isize - top;
+                for kx in 0..k {
+                    let ix = (ox * g.stride + kx) as isize - left;
+                    if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
+                        let s = (iy as usize * w + ix as usize) * c;
+                        for (d, v) in img[s..s + c].iter_mut().zip(&cols[o..o + c]) {
+                            *d += v;
+                        }
+                    }
+                    o += c;
+                }
+            }
+        }
+    }
+}
+
+/// Pools the first `rows` images of `x` into `out`; for max pooling records each output's
+/// input index (within its image) in `argmax`.
+pub(crate) fn pool_forward(
+    kind: SpatialKind,
+    g: &Geometry,
+    x: ArrayView2<f32>,
+    mut out: ArrayViewMut2<f32>,
+    argmax: &mut [u32],
+    rows: usize,
+) {
+    let out_len = g.out_len();
+    let out = &mut out.as_slice_mut().expect("standard layout")[..rows * out_len];
+    let argmax = &mut argmax[..rows * out_len];
+    let task = |(t, (o, a)): (usize, (&mut [f32], &mut [u32]))| {
+        for (i, (o, a)) in o.chunks_mut(out_len).zip(a.chunks_mut(out_len)).enumerate() {
+            let img = x.row(t * IMAGES_PER_TASK + i);
+            pool_one(kind, g, img.as_slice().expect("contiguous rows"), o, a);
+        }
+    };
+    let n = out_len * IMAGES_PER_TASK;
+    if crate::par::serial() || rows * g.in_len() < 1 << 16 {
+        out.chunks_mut(n)
+            .zip(argmax.chunks_mut(n))
+            .enumerate()
+            .for_each(task);
+    } else {
+        out.par_chunks_mut(n)
+            .zip(argmax.par_chunks_mut(n))
+            .enumerate()
+            .for_each(task);
+    }
+}
+
+fn pool_one(kind: SpatialKind, g: &Geometry, img: &[f32], out: &mut [f32], arg: &mut [u32]) {
+    let [_, w, c] = g.input;
+    let [oh, ow, _] = g.output;
+    let k = g.kernel;
+    let scale = 1.0 / (k * k) as f32;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ch in 0..c {
+                let o = (oy * ow + ox) * c + ch;
+                let (mut best, mut at, mut sum) = (f32::NEG_INFINITY, 0usize, 0.0f32);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let i = ((oy * g.stride + ky) * w + ox * g.stride + kx) * c + ch;
+                        let v = img[i];
+                        sum += v;
+                        // The first maximum wins; a NaN is taken so it propagates.
+                        if v > best || (v.is_nan() && !best.is_nan()) {
+                            best = v;
+                            at = i;
+                        }
+                    }
+                }
+                if kind == SpatialKind::MaxPool {
+                    out[o] = best;
+                    arg[o] = at as u32;
+                } else {
+                    out[o] = sum * scale;
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of [`pool_forward`]: scatters `dout` (first `rows` images) onto `dx`
+/// (overwritten).
+pub(crate) fn pool_backward(
+    kind: SpatialKind,
+    g: &Geometry,
+    dout: ArrayView2<f32>,
+    argmax: &[u32],
+    mut dx: ArrayViewMut2<f32>,
+    rows: usize,
+) {
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
+    let task = |(t, d): (usize, &mut [f32])| {
+        for (i, img) in d.chunks_mut(in_len).enumerate() {
+            let r = t * IMAGES_PER_TASK + i;
+            let dr = dout.row(r);
+            let dr = dr.as_slice().expect("contiguous rows");
+            img.fill(0.0);
+            if kind == SpatialKind::MaxPool {
+                for (d, &a) in dr.iter().zip(&argmax[r * out_len..(r + 1) * out_len]) {
+                    img[a as usize] += d;
+                }
+            } else {
+                unpool_mean(g, dr, img);
+            }
+        }
+    };
+    if crate::par::serial() || rows * in_len < 1 << 16 {
+        dx.chunks_mut(in_len * IMAGES_PER_TASK)
+            .enumerate()
+            .for_each(task);
+    } else {
+        dx.par_chunks_mut(in_len * IMAGES_PER_TASK)
+            .enumerate()
+            .for_each(task);
+    }
+}
+
+fn unpool_mean(g: &Geometry, dout: &[f32], img: &mut [f32]) {
+    let [_, w, c] = g.input;
+    let [oh, ow, _] = g.output;
+    let k = g.kernel;
+    let scale = 1.0 / (k * k) as f32;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ch in 0..c {
+                let d = dout[(oy * ow + ox) * c + ch] * scale;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        img[((oy * g.stride + ky) * w + ox * g.stride + kx) * c + ch] += d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Column sums of `d` (`[n, cols]`) into `out`, in row order (a fixed reduction order).
+pub(crate) fn column_sums(d: ArrayView2<f32>, out: &mut [f32]) {
+    out.fill(0.0);
+    for row in d.rows() {
+        for (o, v) in out.iter_mut().zip(row.as_slice().expect("contiguous rows")) {
+            *o += v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// A direct convolution, to check im2col + matmul against.
+    fn direct(g: &Geometry, img: &[f32], w: &Array2<f32>) -> Vec<f32> {
+        let [h, wd, c] = g.input;
+        let [oh, ow, f] = g.output;
+        let k = g.kernel;
+        let mut out = vec![0.0f32; oh * ow * f];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for fi in 0..f {
+                    let mut s = 0.0;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (oy * g.stride + ky) as isize - g.pad[0] as isize;
+                            let ix = (ox * g.stride + kx) as isize - g.pad[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                continue;
+                            }
+                            for ci in 0..c {
+                                let v = img[(iy as usize * wd + ix as usize) * c + ci];
+                                s += v * w[[(ky * k + kx) * c + ci, fi]];
+                            }
+                        }
+                    }
+                    out[(oy * ow + ox) * f + fi] = s;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn geometry_follows_the_usual_formulas() {
+        let g = Geometry::new([28, 28, 1], 5, 2, Padding::Valid, 5).unwrap();
+        assert_eq!(g.output, [12, 12, 5]);
+        let g = Geometry::new([28, 28, 1], 5, 1, Padding::Same, 8).unwrap();
+        assert_eq!((g.output, g.pad), ([28, 28, 8], [2, 2, 2, 2]));
+        let g = Geometry::new([7, 6, 3], 4, 2, Padding::Same, 2).unwrap();
+        assert_eq!((g.output, g.pad), ([4, 3, 2], [1, 1, 2, 1]));
+        assert!(Geometry::new([3, 3, 1], 4, 1, Padding::Valid, 1).is_none());
+    }
+
+    #[test]
+    fn im2col_times_weights_is_the_direct_convolution() {
+        for (padding, stride) in [(Padding::Valid, 1), (Padding::Same, 2), (Padding::Same, 1)] {
+            let g = Geometry::new([7, 6, 3], 3, stride, padding, 4).unwrap();
+            let x = Array2::from_shape_fn((2, g.in_len()), |(r, i)| {
+                ((r * 31 + i * 7) % 13) as f32 - 6.0
+            });
+            let w = Array2::from_shape_fn((g.patch(), 4), |(i, j)| ((i + 3 * j) % 5) as f32 - 2.0);
+            let mut cols = vec![f32::NAN; 2 * g.out_pixels() * g.patch()];
+            im2col(&g, x.view(), &mut cols, 2);
+            let cols = Array2::from_shape_vec((2 * g.out_pixels(), g.patch()), cols).unwrap();
+            let y = cols.dot(&w);
+            for r in 0..2 {
+                let want = direct(&g, x.row(r).as_slice().unwrap(), &w);
+                let got = &y.as_slice().unwrap()[r * g.out_len()..(r + 1) * g.out_len()];
+                assert_eq!(got, &want[..], "{padding:?} stride {stride}");
+            }
+            // col2im is the transpose of im2col: <im2col(x), d> = <x, col2im(d)>.
+            let d = Array2::from_shape_fn(cols.dim(), |(i, j)| ((i * 3 + j) % 7) as f32 - 3.0);
+            let mut dx = Array2::from_elem((2, g.in_len()), f32::NAN);
+            col2im(&g, d.as_slice().unwrap(), dx.view_mut(), 2);
+            let lhs: f32 = cols.iter().zip(d.iter()).map(|(a, b)| a * b).sum();
+            let rhs: f32 = x.iter().zip(dx.iter()).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs);
+        }
+    }
+
+    #[test]
+    fn pooling_by_hand() {
+        let g = Geometry::new([4, 4, 1], 2, 2, Padding::Valid, 1).unwrap();
+        let x = Array2::from_shape_vec(
+            (1, 16),
+            vec![
+                1., 2., 5., 6., //
+                3., 4., 7., 8., //
+                -1., -2., 0., 0., //
+                -3., -4., 0., 9.,
+            ],
+        )
+        .unwrap();
+        let mut out = Array2::zeros((1, 4));
+        let mut arg = vec![0u32; 4];
+        pool_forward(
+            SpatialKind::MaxPool,
+            &g,
+            x.view(),
+            out.view_mut(),
+            &mut arg,
+            1,
+        );
+        assert_eq!(out.as_slice().unwrap(), &[4., 8., -1., 9.]);
+        assert_eq!(arg, vec![5, 7, 8, 15]);
+        let mut dx = Array2::zeros((1, 16));
+        let dout = Array2::from_shape_vec((1, 4), vec![1., 2., 3., 4.]).unwrap();
+        pool_backward(
+            SpatialKind::MaxPool,
+            &g,
+            dout.view(),
+            &arg,
+            dx.view_mut(),
+            1,
+        );
+        assert_eq!(dx[[0, 5]], 1.0);
+        assert_eq!(dx[[0, 15]], 4.0);
+        assert_eq!(dx.sum(), 10.0);
+        pool_forward(
+            SpatialKind::AvgPool,
+            &g,
+            x.view(),
+            out.view_mut(),
+            &mut arg,
+            1,
+        );
+        assert_eq!(out.as_slice().unwrap(), &[2.5, 6.5, -2.5, 2.25]);
+        pool_backward(
+            SpatialKind::AvgPool,
+            &g,
+            dout.view(),
+            &arg,
+            dx.view_mut(),
+            1,
+        );
+        assert_eq!(dx[[0, 0]], 0.25);
+        assert_eq!(dx[[0, 15]], 1.0);
+    }
+}
