@@ -81,25 +81,17 @@ pub fn save_with_layout(model: &Mlp, path: &Path, layout: WeightLayout) -> Resul
             .collect(),
     };
     let mut tensors: Vec<&[f32]> = Vec::new();
+    // (name, values, shape), in file order: the convolutions, then the dense layers.
+    let mut entries: Vec<(String, &[f32], Vec<usize>)> = Vec::new();
     for (j, c) in model.spatial.iter().filter(|s| s.is_conv()).enumerate() {
         let w = c.weight.as_slice().expect("standard layout weights");
         let b = c.bias.as_slice().expect("contiguous bias");
-        for (name, data, shape) in [
-            (
-                format!("conv.{j}.weight"),
-                w,
-                vec![c.weight.nrows(), c.weight.ncols()],
-            ),
-            (format!("conv.{j}.bias"), b, vec![b.len()]),
-        ] {
-            let end = offset + 4 * data.len();
-            header.insert(
-                name,
-                json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
-            );
-            offset = end;
-            tensors.push(data);
-        }
+        entries.push((
+            format!("conv.{j}.weight"),
+            w,
+            vec![c.weight.nrows(), c.weight.ncols()],
+        ));
+        entries.push((format!("conv.{j}.bias"), b, vec![b.len()]));
     }
     for (i, l) in model.layers.iter().enumerate() {
         let (w, shape) = match layout {
@@ -113,18 +105,18 @@ pub fn save_with_layout(model: &Mlp, path: &Path, layout: WeightLayout) -> Resul
             ),
         };
         let b = l.bias.as_slice().expect("contiguous bias");
-        for (name, data, shape) in [
-            (format!("layers.{i}.weight"), w, shape),
-            (format!("layers.{i}.bias"), b, vec![l.outputs()]),
-        ] {
-            let end = offset + 4 * data.len();
-            header.insert(
-                name,
-                json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
-            );
-            offset = end;
-            tensors.push(data);
-        }
+        entries.push((format!("layers.{i}.weight"), w, shape));
+        entries.push((format!("layers.{i}.bias"), b, vec![l.outputs()]));
+    }
+    // Each tensor's header entry, its data following the previous one's.
+    for (name, data, shape) in entries {
+        let end = offset + 4 * data.len();
+        header.insert(
+            name,
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+        tensors.push(data);
     }
     let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
     let layout_text = match layout {

@@ -18,8 +18,6 @@
 use crate::activation::Activation;
 use crate::config::Init;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
-use rand::RngExt;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -426,24 +424,13 @@ impl Spatial {
     ) -> Spatial {
         let fan_in = geo.patch();
         let fan_out = config.kernel * config.kernel * config.filters;
-        let mut rng = stream(seed, &[3, index as u64]);
-        let he = match init {
-            Init::He => true,
-            Init::Xavier => false,
-            Init::Auto => config.activation.is_relu_family(),
-        };
-        let weight = if he {
-            let std = (2.0 / fan_in as f64).sqrt() as f32;
-            Array2::from_shape_simple_fn((fan_in, config.filters), || {
-                let z: f32 = StandardNormal.sample(&mut rng);
-                z * std
-            })
-        } else {
-            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-            Array2::from_shape_simple_fn((fan_in, config.filters), || {
-                (rng.random::<f32>() * 2.0 - 1.0) * limit
-            })
-        };
+        let weight = crate::mlp::init_weights(
+            (fan_in, config.filters),
+            (fan_in, fan_out),
+            config.activation,
+            init,
+            stream(seed, &[3, index as u64]),
+        );
         Spatial {
             kind: SpatialKind::Conv,
             geo,
@@ -626,26 +613,42 @@ pub fn geometries(
 /// Images per parallel task of the copies.
 const IMAGES_PER_TASK: usize = 8;
 
+/// Runs `f(task, chunk)` over `data` in chunks of `chunk` values (one task = a fixed group of
+/// images): in parallel on rayon, or on this thread when `small` or when serial execution is
+/// forced. Each chunk is independent, so the result is the same either way.
+fn for_each_task<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    small: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if crate::par::serial() || small {
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(t, c)| f(t, c));
+    } else {
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(t, c)| f(t, c));
+    }
+}
+
 /// Fills `cols[..rows·out_pixels, ..]` with the receptive fields of the first `rows` images of
 /// `x` (`[rows, in_len]`).
 pub(crate) fn im2col(g: &Geometry, x: ArrayView2<f32>, cols: &mut [f32], rows: usize) {
     let per = g.out_pixels() * g.patch();
     let cols = &mut cols[..rows * per];
-    let task = |(t, chunk): (usize, &mut [f32])| {
-        for (i, out) in chunk.chunks_mut(per).enumerate() {
-            let img = x.row(t * IMAGES_PER_TASK + i);
-            im2col_one(g, img.as_slice().expect("contiguous rows"), out);
-        }
-    };
-    if crate::par::serial() || rows * per < 1 << 16 {
-        cols.chunks_mut(per * IMAGES_PER_TASK)
-            .enumerate()
-            .for_each(task);
-    } else {
-        cols.par_chunks_mut(per * IMAGES_PER_TASK)
-            .enumerate()
-            .for_each(task);
-    }
+    for_each_task(
+        cols,
+        per * IMAGES_PER_TASK,
+        rows * per < 1 << 16,
+        |t, chunk| {
+            for (i, out) in chunk.chunks_mut(per).enumerate() {
+                let img = x.row(t * IMAGES_PER_TASK + i);
+                im2col_one(g, img.as_slice().expect("contiguous rows"), out);
+            }
+        },
+    );
 }
 
 fn im2col_one(g: &Geometry, img: &[f32], out: &mut [f32]) {
@@ -680,21 +683,17 @@ pub(crate) fn col2im(g: &Geometry, dcols: &[f32], mut dx: ArrayViewMut2<f32>, ro
     let per = g.out_pixels() * g.patch();
     let in_len = g.in_len();
     let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
-    let task = |(chunk, d): (&mut [f32], &[f32])| {
-        for (img, cols) in chunk.chunks_mut(in_len).zip(d.chunks(per)) {
-            col2im_one(g, cols, img);
-        }
-    };
-    let dcols = &dcols[..rows * per];
-    if crate::par::serial() || rows * per < 1 << 16 {
-        dx.chunks_mut(in_len * IMAGES_PER_TASK)
-            .zip(dcols.chunks(per * IMAGES_PER_TASK))
-            .for_each(task);
-    } else {
-        dx.par_chunks_mut(in_len * IMAGES_PER_TASK)
-            .zip(dcols.par_chunks(per * IMAGES_PER_TASK))
-            .for_each(task);
-    }
+    for_each_task(
+        dx,
+        in_len * IMAGES_PER_TASK,
+        rows * per < 1 << 16,
+        |t, chunk| {
+            let first = t * IMAGES_PER_TASK * per;
+            for (i, img) in chunk.chunks_mut(in_len).enumerate() {
+                col2im_one(g, &dcols[first + i * per..first + (i + 1) * per], img);
+            }
+        },
+    );
 }
 
 fn col2im_one(g: &Geometry, cols: &[f32], img: &mut [f32]) {
@@ -801,30 +800,26 @@ pub(crate) fn pool_backward(
 ) {
     let (in_len, out_len) = (g.in_len(), g.out_len());
     let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
-    let task = |(t, d): (usize, &mut [f32])| {
-        for (i, img) in d.chunks_mut(in_len).enumerate() {
-            let r = t * IMAGES_PER_TASK + i;
-            let dr = dout.row(r);
-            let dr = dr.as_slice().expect("contiguous rows");
-            img.fill(0.0);
-            if kind == SpatialKind::MaxPool {
-                for (d, &a) in dr.iter().zip(&argmax[r * out_len..(r + 1) * out_len]) {
-                    img[a as usize] += d;
+    for_each_task(
+        dx,
+        in_len * IMAGES_PER_TASK,
+        rows * in_len < 1 << 16,
+        |t, d| {
+            for (i, img) in d.chunks_mut(in_len).enumerate() {
+                let r = t * IMAGES_PER_TASK + i;
+                let dr = dout.row(r);
+                let dr = dr.as_slice().expect("contiguous rows");
+                img.fill(0.0);
+                if kind == SpatialKind::MaxPool {
+                    for (d, &a) in dr.iter().zip(&argmax[r * out_len..(r + 1) * out_len]) {
+                        img[a as usize] += d;
+                    }
+                } else {
+                    unpool_mean(g, dr, img);
                 }
-            } else {
-                unpool_mean(g, dr, img);
             }
-        }
-    };
-    if crate::par::serial() || rows * in_len < 1 << 16 {
-        dx.chunks_mut(in_len * IMAGES_PER_TASK)
-            .enumerate()
-            .for_each(task);
-    } else {
-        dx.par_chunks_mut(in_len * IMAGES_PER_TASK)
-            .enumerate()
-            .for_each(task);
-    }
+        },
+    );
 }
 
 fn unpool_mean(g: &Geometry, dout: &[f32], img: &mut [f32]) {

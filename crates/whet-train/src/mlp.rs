@@ -47,26 +47,14 @@ impl Dense {
         seed: u64,
         index: usize,
     ) -> Self {
-        let mut rng = stream(seed, &[3, index as u64]);
-        let he = match init {
-            Init::He => true,
-            Init::Xavier => false,
-            Init::Auto => activation.is_relu_family(),
-        };
-        let weight = if he {
-            let std = (2.0 / inputs.max(1) as f64).sqrt() as f32;
-            Array2::from_shape_simple_fn((inputs, outputs), || {
-                let z: f32 = StandardNormal.sample(&mut rng);
-                z * std
-            })
-        } else {
-            let limit = (6.0 / (inputs + outputs).max(1) as f64).sqrt() as f32;
-            Array2::from_shape_simple_fn((inputs, outputs), || {
-                (rng.random::<f32>() * 2.0 - 1.0) * limit
-            })
-        };
         Self {
-            weight,
+            weight: init_weights(
+                (inputs, outputs),
+                (inputs, outputs),
+                activation,
+                init,
+                stream(seed, &[3, index as u64]),
+            ),
             bias: Array1::zeros(outputs),
             activation,
             noise: 0.0,
@@ -117,6 +105,33 @@ impl Dense {
 
     fn perturbed(&self) -> bool {
         self.noise > 0.0 || self.dropout > 0.0
+    }
+}
+
+/// A `shape` weight matrix drawn by `init` from `rng`: He (normal, std `sqrt(2 / fan_in)`) or
+/// Xavier (uniform in `±sqrt(6 / (fan_in + fan_out))`), `auto` picking He for the ReLU family;
+/// `fans` = (fan_in, fan_out). Values are drawn in row-major order.
+pub(crate) fn init_weights(
+    shape: (usize, usize),
+    (fan_in, fan_out): (usize, usize),
+    activation: Activation,
+    init: Init,
+    mut rng: whet_core::rng::Rng,
+) -> Array2<f32> {
+    let he = match init {
+        Init::He => true,
+        Init::Xavier => false,
+        Init::Auto => activation.is_relu_family(),
+    };
+    if he {
+        let std = (2.0 / fan_in.max(1) as f64).sqrt() as f32;
+        Array2::from_shape_simple_fn(shape, || {
+            let z: f32 = StandardNormal.sample(&mut rng);
+            z * std
+        })
+    } else {
+        let limit = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt() as f32;
+        Array2::from_shape_simple_fn(shape, || (rng.random::<f32>() * 2.0 - 1.0) * limit)
     }
 }
 
