@@ -8,8 +8,9 @@
 //! `whet_architecture` holds the [`Architecture`] as a JSON string. A network with convolutions
 //! also has `conv.{j}.weight` `[k·k·c_in, filters]` (row `(ky·k + kx)·c_in + ci`, for the
 //! channels-last im2col of [`crate::conv`]) and `conv.{j}.bias` `[filters]` for its `j`-th
-//! convolution (pools have no tensors; the architecture's `spatial` list gives every image
-//! layer's kind and shapes).
+//! convolution, and `batch_norm.{j}.weight` (`γ`), `.bias` (`β`), `.running_mean` and
+//! `.running_var`, each `[channels]`, for its `j`-th batch normalisation (pools have no
+//! tensors; the architecture's `spatial` list gives every image layer's kind and shapes).
 //!
 //! Python: `safetensors.numpy.load_file("model.safetensors")` returns the arrays.
 //!
@@ -21,6 +22,7 @@
 //! transposing. [`load`] reads both layouts.
 
 use crate::config::{ModelConfig, TransferConfig};
+use crate::conv::SpatialKind;
 use crate::error::{Error, Result};
 use crate::mlp::{Architecture, Dense, Mlp};
 use ndarray::{Array1, Array2};
@@ -83,15 +85,34 @@ pub fn save_with_layout(model: &Mlp, path: &Path, layout: WeightLayout) -> Resul
     let mut tensors: Vec<&[f32]> = Vec::new();
     // (name, values, shape), in file order: the convolutions, then the dense layers.
     let mut entries: Vec<(String, &[f32], Vec<usize>)> = Vec::new();
-    for (j, c) in model.spatial.iter().filter(|s| s.is_conv()).enumerate() {
+    let (mut convs, mut norms) = (0, 0);
+    for c in model.spatial.iter().filter(|s| s.has_weights()) {
         let w = c.weight.as_slice().expect("standard layout weights");
         let b = c.bias.as_slice().expect("contiguous bias");
-        entries.push((
-            format!("conv.{j}.weight"),
-            w,
-            vec![c.weight.nrows(), c.weight.ncols()],
-        ));
-        entries.push((format!("conv.{j}.bias"), b, vec![b.len()]));
+        if c.kind() == SpatialKind::BatchNorm {
+            let j = norms;
+            norms += 1;
+            let [mean, var] = &c.running;
+            let mean = mean.as_slice().expect("contiguous");
+            let var = var.as_slice().expect("contiguous");
+            entries.push((format!("batch_norm.{j}.weight"), w, vec![w.len()]));
+            entries.push((format!("batch_norm.{j}.bias"), b, vec![b.len()]));
+            entries.push((
+                format!("batch_norm.{j}.running_mean"),
+                mean,
+                vec![mean.len()],
+            ));
+            entries.push((format!("batch_norm.{j}.running_var"), var, vec![var.len()]));
+        } else {
+            let j = convs;
+            convs += 1;
+            entries.push((
+                format!("conv.{j}.weight"),
+                w,
+                vec![c.weight.nrows(), c.weight.ncols()],
+            ));
+            entries.push((format!("conv.{j}.bias"), b, vec![b.len()]));
+        }
     }
     for (i, l) in model.layers.iter().enumerate() {
         let (w, shape) = match layout {
@@ -249,20 +270,38 @@ pub fn load(path: &Path) -> Result<Mlp> {
         .and_then(Value::as_str)
         == Some(TORCH_LAYOUT);
     let mut spatial = Vec::new();
-    let mut convs = 0;
+    let (mut convs, mut norms) = (0, 0);
+    let none = || [Array1::zeros(0), Array1::zeros(0)];
     for spec in &arch.spatial {
-        if spec.kind == crate::conv::SpatialKind::Conv {
-            let g = spec.geometry;
-            let (rows, cols) = (g.patch(), g.output[2]);
-            let w = tensor(&format!("conv.{convs}.weight"), &[rows, cols])?;
-            let b = tensor(&format!("conv.{convs}.bias"), &[cols])?;
-            convs += 1;
-            spatial.push((
-                Array2::from_shape_vec((rows, cols), w).expect("shape checked"),
-                Array1::from_vec(b),
-            ));
-        } else {
-            spatial.push((Array2::zeros((0, 0)), Array1::zeros(0)));
+        let g = spec.geometry;
+        let c = g.output[2];
+        match spec.kind {
+            SpatialKind::Conv => {
+                let rows = g.patch();
+                let w = tensor(&format!("conv.{convs}.weight"), &[rows, c])?;
+                let b = tensor(&format!("conv.{convs}.bias"), &[c])?;
+                convs += 1;
+                spatial.push((
+                    Array2::from_shape_vec((rows, c), w).expect("shape checked"),
+                    Array1::from_vec(b),
+                    none(),
+                ));
+            }
+            SpatialKind::BatchNorm => {
+                let t = |part: &str| tensor(&format!("batch_norm.{norms}.{part}"), &[c]);
+                let (w, b) = (t("weight")?, t("bias")?);
+                let running = [
+                    Array1::from_vec(t("running_mean")?),
+                    Array1::from_vec(t("running_var")?),
+                ];
+                norms += 1;
+                spatial.push((
+                    Array2::from_shape_vec((1, c), w).expect("shape checked"),
+                    Array1::from_vec(b),
+                    running,
+                ));
+            }
+            _ => spatial.push((Array2::zeros((0, 0)), Array1::zeros(0), none())),
         }
     }
     let mut weights = Vec::new();
@@ -346,6 +385,7 @@ pub fn transfer(
         for (l, s) in image_layers.zip(&mut net.spatial) {
             let (noise, dropout) = match l {
                 crate::config::LayerConfig::Conv(c) => (c.noise, c.dropout),
+                crate::config::LayerConfig::BatchNorm(b) => (b.noise, b.dropout),
                 crate::config::LayerConfig::MaxPool(p) | crate::config::LayerConfig::AvgPool(p) => {
                     (p.noise, p.dropout)
                 }

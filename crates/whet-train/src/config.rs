@@ -308,6 +308,9 @@ pub enum LayerConfig {
     MaxPool(crate::conv::PoolConfig),
     /// Mean over windows: `- avg_pool: 2`.
     AvgPool(crate::conv::PoolConfig),
+    /// Batch normalisation of each channel: `- batch_norm: {}` or
+    /// `- batch_norm: { activation: relu }`.
+    BatchNorm(crate::conv::BatchNormConfig),
     /// The end of the image layers: `- flatten: {}`.
     Flatten(FlattenConfig),
     /// A dense layer: `- dense: 128` or `- dense: { units: 128, activation: tanh }`.
@@ -321,16 +324,20 @@ impl LayerConfig {
             LayerConfig::Conv(_) => "conv",
             LayerConfig::MaxPool(_) => "max_pool",
             LayerConfig::AvgPool(_) => "avg_pool",
+            LayerConfig::BatchNorm(_) => "batch_norm",
             LayerConfig::Flatten(_) => "flatten",
             LayerConfig::Dense(_) => "dense",
         }
     }
 
-    /// True for the layers that read images (convolutions and pools).
+    /// True for the layers that read images (convolutions, pools, batch normalisation).
     pub fn is_image_layer(&self) -> bool {
         matches!(
             self,
-            LayerConfig::Conv(_) | LayerConfig::MaxPool(_) | LayerConfig::AvgPool(_)
+            LayerConfig::Conv(_)
+                | LayerConfig::MaxPool(_)
+                | LayerConfig::AvgPool(_)
+                | LayerConfig::BatchNorm(_)
         )
     }
 }
@@ -432,6 +439,21 @@ impl ModelConfig {
 
     /// Sets the layers as a list that may start with convolutions and pools (instead of
     /// [`ModelConfig::with_hidden`]).
+    ///
+    /// ```
+    /// use whet_train::*;
+    /// // The YAML `layers: [{ conv: { filters: 8, kernel: 5, padding: same } }, { max_pool: 2 },
+    /// // { dense: 32 }]`, for 28×28 single-channel images and 10 classes.
+    /// let model = ModelConfig::classification().with_layers([
+    ///     LayerConfig::Conv(ConvConfig::new(8, 5).with_padding(Padding::Same)),
+    ///     LayerConfig::MaxPool(PoolConfig::new(2)),
+    ///     LayerConfig::Dense(HiddenConfig::dense(32).into()),
+    /// ]);
+    /// let train = TrainConfig::new(OptimizerConfig::adam(0.001));
+    /// let net = build_model(&model, &train, Some([28, 28, 1]), 784, 10, 7).unwrap();
+    /// assert_eq!(net.spatial()[1].geometry().output, [14, 14, 8]);
+    /// assert_eq!(net.layers()[0].inputs(), 14 * 14 * 8);
+    /// ```
     pub fn with_layers(mut self, layers: impl IntoIterator<Item = LayerConfig>) -> Self {
         self.layers = layers.into_iter().collect();
         self
@@ -582,7 +604,8 @@ impl ModelConfig {
                         format!("layers[{i}]"),
                         format!(
                             "`{}` comes after `{before}`: the image layers (conv, max_pool, \
-                             avg_pool) come first, then `flatten` (optional), then the dense layers",
+                             avg_pool, batch_norm) come first, then `flatten` (optional), then the \
+                             dense layers",
                             layer.key()
                         ),
                     );
@@ -590,6 +613,7 @@ impl ModelConfig {
             }
             match layer {
                 LayerConfig::Conv(c) => issues.nest(&key, c.validate()),
+                LayerConfig::BatchNorm(b) => issues.nest(&key, b.validate()),
                 LayerConfig::MaxPool(p) | LayerConfig::AvgPool(p) => {
                     issues.nest(&key, p.validate());
                 }
@@ -1280,6 +1304,11 @@ mod tests {
             parse(r#"{"units": 8, "activation": "tanh"}"#)
         );
         assert_eq!(FlattenConfig::default(), parse("{}"));
+        assert_eq!(crate::conv::BatchNormConfig::default(), parse("{}"));
+        assert_eq!(
+            crate::conv::BatchNormConfig::default().with_activation(Activation::Relu),
+            parse(r#"{"activation": "relu"}"#)
+        );
         // A negative number is refused with what is expected.
         let e = serde_json::from_str::<PoolConfig>("-2")
             .unwrap_err()

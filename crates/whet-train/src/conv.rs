@@ -296,6 +296,86 @@ impl PoolConfig {
     }
 }
 
+/// Batch normalisation of an image layer's channels (YAML `- batch_norm: {}`; Ioffe & Szegedy
+/// 2015). Training normalises each channel by the batch's mean and variance over every image and
+/// pixel, then scales and shifts it by a learnt `γ` and `β` (initialised to 1 and 0); it keeps
+/// running averages of the mean and the (unbiased) variance, which evaluation and the exported
+/// model use instead. For the usual convolution → normalisation → ReLU, give the convolution
+/// `activation: identity` and this layer `activation: relu`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormConfig {
+    /// Weight of each batch in the running averages: `running = (1 − momentum) · running +
+    /// momentum · batch`. Default 0.1 (PyTorch's).
+    #[serde(default = "default_momentum")]
+    pub momentum: Probability,
+    /// Added to the variance before its square root. Default 1e-5.
+    #[serde(default = "default_epsilon")]
+    pub epsilon: whet_core::spec::Positive,
+    /// Activation after the scale and shift: `identity` (the default), `relu`, `leaky_relu`,
+    /// `sigmoid` or `tanh`.
+    #[serde(default = "identity")]
+    pub activation: Activation,
+    /// Standard deviation of Gaussian noise added to the output during training. Default 0.
+    #[serde(default = "crate::config::zero")]
+    pub noise: NonNegative,
+    /// Inverted-dropout probability of the output during training (< 1). Default 0.
+    #[serde(default = "crate::config::zero_p")]
+    pub dropout: Probability,
+}
+
+fn default_momentum() -> Probability {
+    Probability::new(0.1).expect("0.1 is a probability")
+}
+fn default_epsilon() -> whet_core::spec::Positive {
+    whet_core::spec::Positive::new(1e-5).expect("1e-5 is positive")
+}
+fn identity() -> Activation {
+    Activation::Identity
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self {
+            momentum: default_momentum(),
+            epsilon: default_epsilon(),
+            activation: identity(),
+            noise: crate::config::zero(),
+            dropout: crate::config::zero_p(),
+        }
+    }
+}
+
+impl BatchNormConfig {
+    /// Sets the activation after the scale and shift.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> whet_core::Issues {
+        let mut issues = whet_core::Issues::new();
+        issues.check(
+            !matches!(self.activation, Activation::Softmax | Activation::Step),
+            "activation",
+            || {
+                format!(
+                    "expected identity, relu, leaky_relu, sigmoid or tanh after a batch \
+                     normalisation, found {}",
+                    crate::config::ser(&self.activation)
+                )
+            },
+        );
+        issues.check(self.dropout.get() < 1.0, "dropout", || {
+            format!(
+                "expected a probability < 1 (1 drops every unit), found {}",
+                self.dropout
+            )
+        });
+        issues
+    }
+}
+
 /// What a spatial layer computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -306,6 +386,8 @@ pub enum SpatialKind {
     MaxPool,
     /// Mean over each window.
     AvgPool,
+    /// Batch normalisation of each channel.
+    BatchNorm,
 }
 
 /// The shapes of one spatial layer: input and output `[height, width, channels]`, window side,
@@ -393,6 +475,9 @@ pub struct SpatialSpec {
     pub noise: f32,
     /// Training dropout probability.
     pub dropout: f32,
+    /// Batch normalisation: the running averages' momentum and the variance's epsilon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_norm: Option<[f32; 2]>,
 }
 
 /// A layer of the image part of a network: a convolution (with weights) or a pooling window.
@@ -410,6 +495,10 @@ pub struct Spatial {
     pub(crate) noise: f32,
     pub(crate) dropout: f32,
     pub(crate) frozen: bool,
+    /// Batch normalisation: running mean and variance per channel (empty otherwise).
+    pub(crate) running: [Array1<f32>; 2],
+    /// Batch normalisation: momentum and epsilon.
+    pub(crate) norm: Option<[f32; 2]>,
 }
 
 impl Spatial {
@@ -440,6 +529,26 @@ impl Spatial {
             noise: config.noise.get() as f32,
             dropout: config.dropout.get() as f32,
             frozen: false,
+            running: [Array1::zeros(0), Array1::zeros(0)],
+            norm: None,
+        }
+    }
+
+    /// A batch normalisation of `geo` ([`geometries`]): `γ` = 1, `β` = 0, running mean 0 and
+    /// variance 1.
+    pub fn batch_norm(config: &BatchNormConfig, geo: Geometry) -> Spatial {
+        let c = geo.output[2];
+        Spatial {
+            kind: SpatialKind::BatchNorm,
+            geo,
+            weight: Array2::ones((1, c)),
+            bias: Array1::zeros(c),
+            activation: config.activation,
+            noise: config.noise.get() as f32,
+            dropout: config.dropout.get() as f32,
+            frozen: false,
+            running: [Array1::zeros(c), Array1::ones(c)],
+            norm: Some([config.momentum.get() as f32, config.epsilon.get() as f32]),
         }
     }
 
@@ -454,6 +563,8 @@ impl Spatial {
             noise: config.noise.get() as f32,
             dropout: config.dropout.get() as f32,
             frozen: false,
+            running: [Array1::zeros(0), Array1::zeros(0)],
+            norm: None,
         }
     }
 
@@ -465,6 +576,7 @@ impl Spatial {
         spec: &SpatialSpec,
         weight: Array2<f32>,
         bias: Array1<f32>,
+        running: [Array1<f32>; 2],
     ) -> Result<Spatial, String> {
         let g = spec.geometry;
         let padding_ok = g.pad.iter().all(|&p| p < g.kernel.max(1));
@@ -482,6 +594,15 @@ impl Spatial {
         }
         let (rows, cols) = match spec.kind {
             SpatialKind::Conv => (g.patch(), g.output[2]),
+            SpatialKind::BatchNorm => {
+                if g.output != g.input || g.pad != [0; 4] || spec.batch_norm.is_none() {
+                    return Err(format!(
+                        "a batch normalisation keeps its shape and has a momentum and an \
+                         epsilon: {g:?}"
+                    ));
+                }
+                (1, g.output[2])
+            }
             _ => {
                 if g.output[2] != g.input[2] || g.pad != [0; 4] {
                     return Err(format!("a pool must keep the channels unpadded: {g:?}"));
@@ -496,6 +617,21 @@ impl Spatial {
                 bias.len()
             ));
         }
+        let channels = if spec.kind == SpatialKind::BatchNorm {
+            cols
+        } else {
+            0
+        };
+        if running.iter().any(|r| r.len() != channels) {
+            return Err(format!(
+                "expected running statistics of {channels} channels, found {} and {}",
+                running[0].len(),
+                running[1].len()
+            ));
+        }
+        if running[1].iter().any(|v| *v < 0.0) {
+            return Err("a running variance is negative".into());
+        }
         Ok(Spatial {
             kind: spec.kind,
             geo: g,
@@ -505,6 +641,8 @@ impl Spatial {
             noise: spec.noise,
             dropout: spec.dropout,
             frozen: false,
+            running,
+            norm: spec.batch_norm,
         })
     }
 
@@ -516,7 +654,23 @@ impl Spatial {
             activation: self.activation,
             noise: self.noise,
             dropout: self.dropout,
+            batch_norm: self.norm,
         }
+    }
+
+    /// Batch normalisation: the running mean and variance per channel (empty otherwise).
+    pub fn running(&self) -> (&Array1<f32>, &Array1<f32>) {
+        (&self.running[0], &self.running[1])
+    }
+
+    /// Batch normalisation: the running averages' momentum and the variance's epsilon.
+    pub fn norm(&self) -> Option<[f32; 2]> {
+        self.norm
+    }
+
+    /// True for a layer with learnt parameters (a convolution or a batch normalisation).
+    pub fn has_weights(&self) -> bool {
+        matches!(self.kind, SpatialKind::Conv | SpatialKind::BatchNorm)
     }
 
     /// What it computes.
@@ -529,12 +683,13 @@ impl Spatial {
         self.geo
     }
 
-    /// Convolutions: weights `[k·k·c_in, filters]`, row `(ky·k + kx)·c_in + ci`; pools: empty.
+    /// Convolutions: weights `[k·k·c_in, filters]`, row `(ky·k + kx)·c_in + ci`; batch
+    /// normalisation: `γ` as `[1, channels]`; pools: empty.
     pub fn weight(&self) -> &Array2<f32> {
         &self.weight
     }
 
-    /// Convolutions: biases `[filters]`; pools: empty.
+    /// Convolutions: biases `[filters]`; batch normalisation: `β`; pools: empty.
     pub fn bias(&self) -> &Array1<f32> {
         &self.bias
     }
@@ -591,6 +746,7 @@ pub fn geometries(
                 p.size,
                 Geometry::new(cur, p.size, p.stride(), Padding::Valid, cur[2]),
             ),
+            LayerConfig::BatchNorm(_) => (1, Geometry::new(cur, 1, 1, Padding::Valid, cur[2])),
             LayerConfig::Flatten(_) | LayerConfig::Dense(_) => continue,
         };
         let Some(geo) = geo else {
@@ -837,6 +993,102 @@ fn unpool_mean(g: &Geometry, dout: &[f32], img: &mut [f32]) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Batch normalisation of the pixels `x` (`[n, c]`): `y = γ · x̂` (the caller adds `β` with the
+/// activation), by the batch's statistics (training: `stats` receives each channel's mean,
+/// `1 / sqrt(var + eps)` and biased variance, `xhat` the normalised values) or by the running
+/// ones (`running = Some`). Sums run in row order in f64.
+pub(crate) fn norm_forward(
+    x: ArrayView2<f32>,
+    mut y: ArrayViewMut2<f32>,
+    mut xhat: ArrayViewMut2<f32>,
+    gamma: &[f32],
+    eps: f32,
+    stats: &mut [Vec<f32>; 3],
+    running: Option<&[Array1<f32>; 2]>,
+) {
+    let c = x.ncols();
+    let n = x.nrows().max(1) as f64;
+    match running {
+        Some([m, v]) => {
+            let [mean, inv, _] = stats;
+            for j in 0..c {
+                mean[j] = m[j];
+                inv[j] = 1.0 / (v[j] + eps).sqrt();
+            }
+        }
+        None => {
+            let mut sum = vec![0.0f64; c];
+            for row in x.rows() {
+                for (s, v) in sum.iter_mut().zip(row) {
+                    *s += f64::from(*v);
+                }
+            }
+            let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+            let mut sq = vec![0.0f64; c];
+            for row in x.rows() {
+                for ((s, v), m) in sq.iter_mut().zip(row).zip(&mean) {
+                    let d = f64::from(*v) - m;
+                    *s += d * d;
+                }
+            }
+            for j in 0..c {
+                stats[0][j] = mean[j] as f32;
+                stats[1][j] = (1.0 / (sq[j] / n + f64::from(eps)).sqrt()) as f32;
+                stats[2][j] = (sq[j] / n) as f32;
+            }
+        }
+    }
+    for ((xr, mut yr), mut hr) in x.rows().into_iter().zip(y.rows_mut()).zip(xhat.rows_mut()) {
+        for j in 0..c {
+            let h = (xr[j] - stats[0][j]) * stats[1][j];
+            hr[j] = h;
+            yr[j] = gamma[j] * h;
+        }
+    }
+}
+
+/// The gradient of [`norm_forward`] in training mode: from `dy` (`[n, c]`, the gradient of the
+/// output before the activation) to `grad_gamma`, `grad_beta` and, when `dx` is given, the
+/// input's gradient `dx = γ·inv/n · (n·dy − Σdy − x̂·Σ(dy·x̂))` (evaluation mode:
+/// `γ·inv·dy`).
+pub(crate) fn norm_backward(
+    dy: ArrayView2<f32>,
+    xhat: ArrayView2<f32>,
+    gamma: &[f32],
+    inv: &[f32],
+    (grad_gamma, grad_beta): (&mut [f32], &mut [f32]),
+    dx: Option<ArrayViewMut2<f32>>,
+    train: bool,
+) {
+    let c = dy.ncols();
+    let n = dy.nrows() as f64;
+    let mut sg = vec![0.0f64; c];
+    let mut sb = vec![0.0f64; c];
+    for (d, h) in dy.rows().into_iter().zip(xhat.rows()) {
+        for j in 0..c {
+            sg[j] += f64::from(d[j]) * f64::from(h[j]);
+            sb[j] += f64::from(d[j]);
+        }
+    }
+    for j in 0..c {
+        grad_gamma[j] = sg[j] as f32;
+        grad_beta[j] = sb[j] as f32;
+    }
+    let Some(mut dx) = dx else {
+        return;
+    };
+    for ((d, h), mut o) in dy.rows().into_iter().zip(xhat.rows()).zip(dx.rows_mut()) {
+        for j in 0..c {
+            let g = f64::from(gamma[j]) * f64::from(inv[j]);
+            o[j] = if train {
+                (g * (f64::from(d[j]) - (sb[j] + f64::from(h[j]) * sg[j]) / n)) as f32
+            } else {
+                (g * f64::from(d[j])) as f32
+            };
         }
     }
 }

@@ -102,7 +102,7 @@ fn check(
     };
     // Every layer with weights: (image layer?, index), convolutions first.
     let image = (0..model.spatial.len())
-        .filter(|&j| model.spatial[j].is_conv() && !model.spatial[j].frozen)
+        .filter(|&j| model.spatial[j].has_weights() && !model.spatial[j].frozen)
         .map(|j| (true, j));
     let dense = (0..model.layers.len())
         .filter(|&l| !model.layers[l].frozen)

@@ -75,7 +75,7 @@ pub use config::{
     FlattenConfig, HiddenConfig, Init, LayerConfig, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_LAYERS,
     MAX_UNITS, ModelConfig, OutputConfig, Task, TrainConfig, TransferConfig,
 };
-pub use conv::{ConvConfig, Padding, PoolConfig, Spatial, SpatialKind};
+pub use conv::{BatchNormConfig, ConvConfig, Padding, PoolConfig, Spatial, SpatialKind};
 pub use decision::{
     DEFAULT_THRESHOLD, Decision, ThresholdConfig, ThresholdCriterion, choose_threshold,
 };
@@ -87,7 +87,7 @@ pub use metrics::{
     ClassMetrics, Evaluation, Metrics, RegressionMetrics, binary_scores, class_metrics, evaluate,
     evaluate_readout, higher_is_better, metric_names, pr_curve, roc_auc, roc_curve, tune_threshold,
 };
-pub use mlp::{Architecture, Dense, LayerSpec, Mlp, NoiseKey, Workspace};
+pub use mlp::{Architecture, Dense, ImageLayerWeights, LayerSpec, Mlp, NoiseKey, Workspace};
 pub use optim::{
     AdagradConfig, AdamConfig, MomentumConfig, Optimizer, OptimizerConfig, RmspropConfig, SgdConfig,
 };

@@ -8,7 +8,7 @@
 //! estimate of `u64::MAX` bytes, not an overflow.
 
 use crate::config::{LayerConfig, ModelConfig, TrainConfig};
-use crate::conv::Geometry;
+use crate::conv::{Geometry, SpatialKind};
 use crate::error::Result;
 use crate::mlp::Mlp;
 use whet_core::budget;
@@ -41,20 +41,18 @@ struct Shapes {
 }
 
 /// What one image layer of `geo` holds: its parameters and its values per batch row (outputs,
-/// deltas, noise and dropout buffers, the max pool's indices, the im2col matrix and its
-/// gradient).
-fn image_layer(geo: &Geometry, conv: bool) -> (u64, u64) {
+/// deltas, noise and dropout buffers, the pools' indices or the normalised values, the im2col
+/// matrix and its gradient).
+fn image_layer(geo: &Geometry, kind: SpatialKind) -> (u64, u64) {
     let out = geo.out_len() as u64;
-    let cols = if conv {
-        budget::product(&[geo.out_pixels() as u64, geo.patch() as u64, 2])
-    } else {
-        0
-    };
-    let params = if conv {
-        let f = geo.output[2] as u64;
-        budget::product(&[geo.patch() as u64, f]).saturating_add(f)
-    } else {
-        0
+    let f = geo.output[2] as u64;
+    let (params, cols) = match kind {
+        SpatialKind::Conv => (
+            budget::product(&[geo.patch() as u64, f]).saturating_add(f),
+            budget::product(&[geo.out_pixels() as u64, geo.patch() as u64, 2]),
+        ),
+        SpatialKind::BatchNorm => (f.saturating_mul(2), 0),
+        _ => (0, 0),
     };
     (params, out.saturating_mul(5).saturating_add(cols))
 }
@@ -79,7 +77,14 @@ impl TrainingMemory {
         let convs = model.layers.iter().filter(|l| l.is_image_layer());
         let image: Vec<(u64, u64)> = convs
             .zip(&geometries)
-            .map(|(l, g)| image_layer(g, matches!(l, LayerConfig::Conv(_))))
+            .map(|(l, g)| {
+                let kind = match l {
+                    LayerConfig::Conv(_) => SpatialKind::Conv,
+                    LayerConfig::BatchNorm(_) => SpatialKind::BatchNorm,
+                    _ => SpatialKind::MaxPool,
+                };
+                image_layer(g, kind)
+            })
             .collect();
         let shapes = Shapes {
             image,
@@ -109,7 +114,7 @@ impl TrainingMemory {
             image: model
                 .spatial()
                 .iter()
-                .map(|s| image_layer(&s.geometry(), s.is_conv()))
+                .map(|s| image_layer(&s.geometry(), s.kind()))
                 .collect(),
             dense_inputs: layers[0].inputs(),
             hidden: layers[..layers.len().saturating_sub(1)]

@@ -135,6 +135,10 @@ pub(crate) fn init_weights(
     }
 }
 
+/// One image layer's tensors for [`Mlp::from_parts`]: weights, biases and (batch
+/// normalisation) the running mean and variance; empty for what a layer does not have.
+pub type ImageLayerWeights = (Array2<f32>, Array1<f32>, [Array1<f32>; 2]);
+
 /// The architecture stored in checkpoints (and enough to rebuild the network).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -297,9 +301,10 @@ impl Mlp {
             for layer in &config.layers {
                 let built = match (layer, geometries.next()) {
                     (LayerConfig::Conv(c), Some(geo)) => {
-                        let n = spatial.iter().filter(|s| s.is_conv()).count();
+                        let n = spatial.iter().filter(|s| s.has_weights()).count();
                         Spatial::conv(c, geo, config.init, seed, n)
                     }
+                    (LayerConfig::BatchNorm(b), Some(geo)) => Spatial::batch_norm(b, geo),
                     (LayerConfig::MaxPool(p), Some(geo)) => {
                         Spatial::pool(p, SpatialKind::MaxPool, geo)
                     }
@@ -311,7 +316,7 @@ impl Mlp {
                 spatial.push(built);
             }
         }
-        let convs = spatial.iter().filter(|s| s.is_conv()).count();
+        let convs = spatial.iter().filter(|s| s.has_weights()).count();
         let hidden = config.dense_layers();
         let mut layers = Vec::with_capacity(hidden.len() + 1);
         let mut inputs = spatial.last().map_or(input_dim, |s| s.geo.out_len());
@@ -353,7 +358,7 @@ impl Mlp {
     /// [`Error::Config`] when the shapes do not chain or do not match the architecture.
     pub fn from_parts(
         arch: &Architecture,
-        spatial_weights: Vec<(Array2<f32>, Array1<f32>)>,
+        spatial_weights: Vec<ImageLayerWeights>,
         weights: Vec<(Array2<f32>, Array1<f32>)>,
     ) -> Result<Self> {
         if spatial_weights.len() != arch.spatial.len() {
@@ -365,14 +370,14 @@ impl Mlp {
         }
         let mut spatial = Vec::with_capacity(arch.spatial.len());
         let mut shape = arch.input_shape;
-        for (j, (spec, (w, b))) in arch.spatial.iter().zip(spatial_weights).enumerate() {
+        for (j, (spec, (w, b, running))) in arch.spatial.iter().zip(spatial_weights).enumerate() {
             if shape != Some(spec.geometry.input) {
                 return Err(Error::Config(format!(
                     "image layer {j}: expected input {shape:?}, the layer reads {:?}",
                     spec.geometry.input
                 )));
             }
-            let layer = Spatial::from_spec(spec, w, b)
+            let layer = Spatial::from_spec(spec, w, b, running)
                 .map_err(|m| Error::Config(format!("image layer {j}: {m}")))?;
             shape = Some(layer.geo.output);
             spatial.push(layer);
@@ -547,8 +552,9 @@ impl Mlp {
         self.convs() + self.layers.len()
     }
 
+    /// Image layers with weights (convolutions and batch normalisations).
     fn convs(&self) -> usize {
-        self.spatial.iter().filter(|s| s.is_conv()).count()
+        self.spatial.iter().filter(|s| s.has_weights()).count()
     }
 
     /// Rows per batch of evaluation for `n` samples: up to 1024, fewer when the convolutions'
@@ -605,14 +611,20 @@ impl Mlp {
     /// # Errors
     /// [`Error::Config`] when an index is out of range or every layer would be frozen.
     ///
-    /// Layers are numbered over the layers with weights: the convolutions first (0, 1, …), then
-    /// the dense layers; pools have no weights and no number.
+    /// Layers are numbered over the layers with weights: the image layers with weights first
+    /// (convolutions and batch normalisations, 0, 1, …), then the dense layers; pools have no
+    /// weights and no number.
     pub fn freeze(&mut self, indices: &[usize]) -> Result<()> {
         let convs = self.convs();
         let n = self.weighted_layers();
         let naming = if convs > 0 {
+            let what = if self.spatial.iter().any(|s| s.norm.is_some()) {
+                "convolutions and batch normalisations"
+            } else {
+                "convolutions"
+            };
             format!(
-                "layers 0..={} (convolutions 0..={}, then dense layers)",
+                "layers 0..={} ({what} 0..={}, then dense layers)",
                 n - 1,
                 convs - 1
             )
@@ -629,7 +641,12 @@ impl Mlp {
                 "transfer.freeze: all {n} layers are frozen, nothing would be trained"
             )));
         }
-        for (i, s) in self.spatial.iter_mut().filter(|s| s.is_conv()).enumerate() {
+        for (i, s) in self
+            .spatial
+            .iter_mut()
+            .filter(|s| s.has_weights())
+            .enumerate()
+        {
             s.frozen = indices.contains(&i);
         }
         for (i, l) in self.layers.iter_mut().enumerate() {
@@ -648,7 +665,7 @@ impl Mlp {
         let conv = self
             .spatial
             .iter()
-            .filter(|s| s.is_conv())
+            .filter(|s| s.has_weights())
             .position(|s| !s.frozen);
         for (l, layer) in self.layers.iter().enumerate() {
             if layer.activation == Activation::Step {
@@ -674,7 +691,9 @@ impl Mlp {
 
     /// Index of the lowest image layer that receives updates (a trainable convolution).
     fn lowest_trainable_image_layer(&self) -> Option<usize> {
-        self.spatial.iter().position(|s| s.is_conv() && !s.frozen)
+        self.spatial
+            .iter()
+            .position(|s| s.has_weights() && !s.frozen)
     }
 
     /// Buffers for batches of up to `rows` samples.
@@ -703,11 +722,17 @@ impl Mlp {
                         delta: Array2::zeros((rows, g.out_len())),
                         cols: cols(conv),
                         dcols: cols(conv && j > 0),
-                        argmax: if conv {
+                        argmax: if s.has_weights() {
                             Vec::new()
                         } else {
                             vec![0; rows * g.out_len()]
                         },
+                        xhat: if s.kind == SpatialKind::BatchNorm {
+                            Array2::zeros((rows, g.out_len()))
+                        } else {
+                            Array2::zeros((0, 0))
+                        },
+                        stats: std::array::from_fn(|_| vec![0.0; s.bias.len()]),
                         grad_w: Array2::zeros(s.weight.dim()),
                         grad_b: Array1::zeros(s.bias.len()),
                     }
@@ -790,6 +815,25 @@ impl Mlp {
                     );
                     let bias = layer.bias.as_slice().expect("contiguous bias");
                     par_bias_forward(layer.activation, z, bias);
+                }
+                SpatialKind::BatchNorm => {
+                    let c = g.output[2];
+                    let x = input
+                        .into_shape_with_order((rows * g.out_pixels(), c))
+                        .expect("contiguous rows");
+                    let mut y = pixels(cur.act.view_mut(), rows, c);
+                    let [_, eps] = layer.norm.expect("a batch normalisation");
+                    crate::conv::norm_forward(
+                        x,
+                        y.view_mut(),
+                        pixels(cur.xhat.view_mut(), rows, c),
+                        layer.weight.as_slice().expect("contiguous"),
+                        eps,
+                        &mut cur.stats,
+                        noise.is_none().then_some(&layer.running),
+                    );
+                    let beta = layer.bias.as_slice().expect("contiguous bias");
+                    par_bias_forward(layer.activation, y, beta);
                 }
                 kind => crate::conv::pool_forward(
                     kind,
@@ -971,6 +1015,25 @@ impl Mlp {
                         );
                     }
                 }
+                SpatialKind::BatchNorm => {
+                    let c = g.output[2];
+                    let d = pixels(cur.delta.view_mut(), rows, c);
+                    let m = rows * g.out_pixels();
+                    let dx = (j > j0).then(|| pixels(lower[j - 1].delta.view_mut(), rows, c));
+                    let xhat = &cur.xhat.as_slice().expect("standard layout")[..m * c];
+                    crate::conv::norm_backward(
+                        d.view(),
+                        ArrayView2::from_shape((m, c), xhat).expect("whole pixels"),
+                        layer.weight.as_slice().expect("contiguous"),
+                        &cur.stats[1],
+                        (
+                            cur.grad_w.as_slice_mut().expect("contiguous"),
+                            cur.grad_b.as_slice_mut().expect("contiguous"),
+                        ),
+                        dx,
+                        train,
+                    );
+                }
                 kind => {
                     if j > j0 {
                         crate::conv::pool_backward(
@@ -1029,6 +1092,8 @@ impl Mlp {
         for (s, d) in self.spatial.iter().zip(dst.spatial.iter_mut()) {
             d.weight.assign(&s.weight);
             d.bias.assign(&s.bias);
+            d.running[0].assign(&s.running[0]);
+            d.running[1].assign(&s.running[1]);
         }
         for (s, d) in self.layers.iter().zip(dst.layers.iter_mut()) {
             d.weight.assign(&s.weight);
@@ -1207,6 +1272,11 @@ pub(crate) struct SpatialWs {
     pub(crate) grad_w: Array2<f32>,
     /// Convolutions: bias gradients.
     pub(crate) grad_b: Array1<f32>,
+    /// Batch normalisation: the normalised inputs `[rows, h·w·c]`.
+    xhat: Array2<f32>,
+    /// Batch normalisation: per channel the mean, `1 / sqrt(var + eps)` and the biased variance
+    /// of the last forward pass (training: the batch's; evaluation: the running ones).
+    pub(crate) stats: [Vec<f32>; 3],
 }
 
 impl SpatialWs {
@@ -1225,7 +1295,7 @@ impl SpatialWs {
         if train && let Some(mask) = &self.mask {
             g *= &mask.slice(s![..rows, ..]);
         }
-        if layer.is_conv() {
+        if layer.has_weights() {
             let c = layer.geo.output[2];
             let n = rows * layer.geo.out_len();
             let a = &self.act.as_slice().expect("standard layout")[..n];

@@ -495,7 +495,8 @@ pub fn append_network(g: &mut Graph, net: &Mlp, readout: &Readout, x: &str) -> V
 /// `[N, h, w, c]` and transposed to `[N, c, h, w]`, and back at the end. A convolution is a
 /// `Conv` (its weights reordered from `[k·k·c_in, filters]` to `[filters, c_in, k, k]`, explicit
 /// `pads` `[top, left, bottom, right]`) followed by its activation; pools are `MaxPool` and
-/// `AveragePool` without padding.
+/// `AveragePool` without padding; a batch normalisation is `BatchNormalization` with its running
+/// statistics (evaluation mode) followed by its activation.
 fn append_spatial(g: &mut Graph, net: &Mlp, x: &str) -> String {
     let (Some([h, w, c]), false) = (net.input_shape(), net.spatial().is_empty()) else {
         return x.to_string();
@@ -510,7 +511,7 @@ fn append_spatial(g: &mut Graph, net: &Mlp, x: &str) -> String {
         &[&nhwc],
         vec![("perm", AttrValue::Ints(vec![0, 3, 1, 2]))],
     );
-    let mut convs = 0;
+    let (mut convs, mut norms) = (0, 0);
     for layer in net.spatial() {
         let geo = layer.geometry();
         let k = geo.kernel as i64;
@@ -545,6 +546,34 @@ fn append_spatial(g: &mut Graph, net: &Mlp, x: &str) -> String {
                 let mut attrs = window;
                 attrs.push(("pads", AttrValue::Ints(geo.pad.map(|p| p as i64).to_vec())));
                 let z = g.op("Conv", &[&cur, &wn, &bn], attrs);
+                append_activation(g, layer.activation(), &z)
+            }
+            SpatialKind::BatchNorm => {
+                let c = geo.output[2];
+                let [_, eps] = layer.norm().expect("a batch normalisation");
+                let (mean, var) = layer.running();
+                let scale = g.constant(
+                    &format!("batch_norm.{norms}.weight"),
+                    Tensor::f32(&[c], layer.weight().as_slice().expect("contiguous")),
+                );
+                let shift = g.constant(
+                    &format!("batch_norm.{norms}.bias"),
+                    Tensor::f32(&[c], layer.bias().as_slice().expect("contiguous")),
+                );
+                let mean = g.constant(
+                    &format!("batch_norm.{norms}.running_mean"),
+                    Tensor::f32(&[c], mean.as_slice().expect("contiguous")),
+                );
+                let var = g.constant(
+                    &format!("batch_norm.{norms}.running_var"),
+                    Tensor::f32(&[c], var.as_slice().expect("contiguous")),
+                );
+                norms += 1;
+                let z = g.op(
+                    "BatchNormalization",
+                    &[&cur, &scale, &shift, &mean, &var],
+                    vec![("epsilon", AttrValue::Float(eps))],
+                );
                 append_activation(g, layer.activation(), &z)
             }
             SpatialKind::MaxPool => g.op("MaxPool", &[&cur], window),

@@ -173,6 +173,7 @@ pub fn fit(
                 let refl = before.unwrap_or(mean);
                 if !diverged(mean, refl, factor) {
                     apply_updates(model, &mut opt, &ws, lr as f32, wd);
+                    update_running(model, &ws, r);
                 }
                 Ok((l, c, mean, refl))
             })?;
@@ -317,13 +318,33 @@ pub fn shuffle(order: &mut [usize], seed: u64, epoch: usize) {
     }
 }
 
+/// Moves each trainable batch normalisation's running mean and variance toward the last batch's:
+/// `running = (1 − momentum) · running + momentum · batch`, the variance unbiased (`· n / (n − 1)`
+/// over the `n` = rows · height · width values of a channel, as PyTorch). Frozen layers keep
+/// theirs.
+fn update_running(model: &mut Mlp, ws: &Workspace, rows: usize) {
+    for (j, layer) in model.spatial.iter_mut().enumerate() {
+        let (Some([m, _]), false) = (layer.norm, layer.frozen) else {
+            continue;
+        };
+        let n = (rows * layer.geo.out_pixels()) as f32;
+        let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+        let st = &ws.sp[j].stats;
+        let [mean, var] = &mut layer.running;
+        for c in 0..mean.len() {
+            mean[c] = (1.0 - m) * mean[c] + m * st[0][c];
+            var[c] = (1.0 - m) * var[c] + m * st[2][c] * unbias;
+        }
+    }
+}
+
 /// Applies the optimizer to every trainable layer (weights with weight decay, biases without).
 /// Dense layer `l` uses the optimizer's slots `2l` and `2l + 1`; image layer `j` the slots after
 /// the dense ones, `2·dense + 2j` and `2·dense + 2j + 1`.
 fn apply_updates(model: &mut Mlp, opt: &mut Optimizer, ws: &Workspace, lr: f32, wd: f32) {
     let dense = model.layers.len();
     for (j, layer) in model.spatial.iter_mut().enumerate() {
-        if layer.frozen || !layer.is_conv() {
+        if layer.frozen || !layer.has_weights() {
             continue;
         }
         let w = layer

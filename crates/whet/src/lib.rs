@@ -113,6 +113,7 @@ pub mod prelude {
         SplitConfig, StepConfig, TableSpec, TargetConfig,
     };
     pub use whet_train::{
-        Activation, EarlyStoppingConfig, HiddenConfig, ModelConfig, OptimizerConfig, TrainConfig,
+        Activation, ConvConfig, DenseConfig, EarlyStoppingConfig, HiddenConfig, LayerConfig,
+        ModelConfig, OptimizerConfig, Padding, PoolConfig, TrainConfig,
     };
 }

@@ -481,8 +481,9 @@ fn mnist_simard_cnn_agrees_with_whet() {
 }
 
 /// Convolutions with valid and same padding (an odd total: one more row and column at the
-/// bottom and right), strides 1 and 2, overlapping max pooling and average pooling, two
-/// channels in, for every task's head.
+/// bottom and right), strides 1 and 2, overlapping max pooling and average pooling, batch
+/// normalisation (after an epoch of training, so its running statistics are not the initial
+/// ones), two channels in, for every task's head.
 #[test]
 fn convolutions_and_pools_agree_with_whet() {
     use whet::train::LayerConfig;
@@ -490,7 +491,8 @@ fn convolutions_and_pools_agree_with_whet() {
     let layers: Vec<LayerConfig> = serde_json::from_value(serde_json::json!([
         {"conv": {"filters": 4, "kernel": 4, "padding": "same", "activation": "tanh"}},
         {"max_pool": {"size": 3, "stride": 2}},
-        {"conv": {"filters": 3, "kernel": 3, "stride": 2, "padding": "same"}},
+        {"conv": {"filters": 3, "kernel": 3, "stride": 2, "padding": "same", "activation": "identity"}},
+        {"batch_norm": {"activation": "relu"}},
         {"avg_pool": 2},
         {"dense": 7}
     ]))
@@ -504,7 +506,26 @@ fn convolutions_and_pools_agree_with_whet() {
         (Task::Regression, 2),
     ] {
         let cfg = ModelConfig::new(task).with_layers(layers.clone());
-        let net = Mlp::for_images(&cfg, [11, 10, 2], outputs, 5).unwrap();
+        let mut net = Mlp::for_images(&cfg, [11, 10, 2], outputs, 5).unwrap();
+        let y = Array2::from_shape_fn((x.nrows(), outputs), |(i, j)| match task {
+            Task::Regression => ((i * 3 + j) % 7) as f32 - 3.0,
+            Task::Binary => (i % 2) as f32,
+            Task::Classification => f32::from(u8::from(i % outputs == j)),
+        });
+        let mut data = whet::train::ArraySource::new(x.clone(), y).unwrap();
+        let fit = whet::train::TrainConfig::new(whet::train::OptimizerConfig::adam(0.01))
+            .with_batch_size(8)
+            .with_epochs(1);
+        whet::train::fit(
+            &mut net,
+            &fit,
+            5,
+            &mut data,
+            None,
+            &mut whet::train::NoObserver,
+        )
+        .unwrap();
+        assert!(net.spatial()[3].running().1.iter().all(|v| *v != 1.0));
         let readout = Readout::of(&net);
         let path = dir.path().join(format!("conv-{task:?}.onnx"));
         network_file(&net, &readout, &path);

@@ -54,6 +54,14 @@ fn gradient_check_convolutions_and_pools() {
             {"max_pool": {"size": 3, "stride": 2}},
             {"dense": 4}
         ]),
+        serde_json::json!([
+            {"batch_norm": {}},
+            {"conv": {"filters": 3, "kernel": 3, "activation": "identity"}},
+            {"batch_norm": {"activation": "tanh", "noise": 0.1}},
+            {"avg_pool": 2},
+            {"batch_norm": {"activation": "sigmoid", "dropout": 0.2, "epsilon": 0.001}},
+            {"dense": {"units": 4, "activation": "tanh"}}
+        ]),
     ];
     let mut case = 0u64;
     for task in crate::TASKS {
@@ -74,7 +82,7 @@ fn gradient_check_convolutions_and_pools() {
                     err < 2e-2,
                     "{task:?} stack {s} train {train}: max error {err}, {worst}"
                 );
-                if s == 1 {
+                if s == 1 || s == 3 {
                     let g = gradient_check(&net, x.view(), y.view(), key, 1e-3);
                     assert!(
                         g.max_error < 2e-2,
@@ -89,7 +97,7 @@ fn gradient_check_convolutions_and_pools() {
                 frozen.freeze(&[0]).unwrap();
                 let (err, worst) = check(&frozen, &x, &y, key);
                 assert!(err < 2e-2, "frozen conv 0: {err}, {worst}");
-                let convs = net.spatial().iter().filter(|l| l.is_conv()).count();
+                let convs = net.spatial().iter().filter(|l| l.has_weights()).count();
                 let dense: Vec<usize> = (convs..net.weighted_layers()).collect();
                 frozen.freeze(&dense).unwrap();
                 let g = gradient_check(&frozen, x.view(), y.view(), key, 1e-3);
@@ -112,7 +120,8 @@ fn lenet() -> ModelConfig {
     cnn(
         Task::Classification,
         serde_json::json!([
-            {"conv": {"filters": 6, "kernel": 5, "padding": "same"}},
+            {"conv": {"filters": 6, "kernel": 5, "padding": "same", "activation": "identity"}},
+            {"batch_norm": {"activation": "relu"}},
             {"max_pool": 2},
             {"conv": {"filters": 16, "kernel": 5, "dropout": 0.1}},
             {"max_pool": 2},
@@ -176,7 +185,17 @@ fn a_convolutional_network_learns_deterministically_and_round_trips() {
         serde_json::json!([150, 16])
     );
     assert_eq!(header["conv.1.bias"]["shape"], serde_json::json!([16]));
-    assert_eq!(bytes.len() - 8 - h, 4 * one.parameter_count());
+    assert_eq!(
+        header["batch_norm.0.running_var"]["shape"],
+        serde_json::json!([6])
+    );
+    // Training moved the running statistics away from their start (mean 0, variance 1), and
+    // the loaded network evaluates with them.
+    let (mean, var) = one.spatial()[1].running();
+    assert!(mean.iter().all(|m| *m != 0.0) && var.iter().all(|v| *v != 1.0 && *v > 0.0));
+    assert_eq!(back.spatial()[1].running(), one.spatial()[1].running());
+    // Every parameter, plus the running mean and variance of the 6 normalised channels.
+    assert_eq!(bytes.len() - 8 - h, 4 * (one.parameter_count() + 2 * 6));
     let (x, _) = idx::load("t10k", 50, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert_eq!(back.predict(x.view()), one.predict(x.view()));
     // The PyTorch layout is for dense stacks.
@@ -272,6 +291,7 @@ layers:
   - conv: { filters: 8, kernel: 5, padding: same }
   - max_pool: 2
   - avg_pool: { size: 3, stride: 2 }
+  - batch_norm: { activation: relu, momentum: 0.05 }
   - flatten: {}
   - dense: 32
   - dense: { units: 16, activation: tanh, dropout: 0.5 }
