@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh                      # setup, release build, all comparisons, RESULTS.md
 #   bash bench/run.sh --only augment,train # a subset (harness options pass through)
+#   WHET_BENCH_APPEND=1 bash bench/run.sh --only cnn   # re-measure one section, keep the rest
 #   bash bench/run.sh --rows 1000000 --repeats 3 --tabular-repeats 1   # a quicker, smaller run
 #
 # Environment:
@@ -11,6 +12,11 @@
 #   WHET_BENCH_FEATURES     cargo features of whet-bench (default "tabular"; "" builds without
 #                           polars, and the whet tabular figures are then missing)
 #   WHET_BENCH_NOTES        a Markdown file appended to RESULTS.md under "Notes"
+#   WHET_BENCH_APPEND=1     merge this run into the committed bench/RESULTS.jsonl instead of
+#                           replacing it: the sections it measured replace the old ones, the
+#                           others are kept (report.py says which run measured what, and when),
+#                           and so are the Notes of the old RESULTS.md (WHET_BENCH_NOTES is
+#                           added after them)
 #
 # Writes bench/RESULTS.md and bench/RESULTS.jsonl (committed) and bench/out/<run>/ (ignored).
 set -euo pipefail
@@ -47,7 +53,19 @@ run_id="$(date -u +%Y%m%dT%H%M%SZ)"
 out="$here/out/$run_id"
 mkdir -p "$out"
 "$py" "$here/py/harness.py" --out "$out" --whet-bench "$whet_bench" --whet "$whet" "$@"
-"$py" "$here/py/report.py" "$out/raw.jsonl" --out "$here/RESULTS.md" \
-    --notes "${WHET_BENCH_NOTES:-}"
-cp "$out/raw.jsonl" "$here/RESULTS.jsonl"
+raws=("$out/raw.jsonl")
+notes="${WHET_BENCH_NOTES:-}"
+if [[ "${WHET_BENCH_APPEND:-0}" == 1 && -f "$here/RESULTS.jsonl" ]]; then
+    cp "$here/RESULTS.jsonl" "$out/previous.jsonl"
+    raws=("$out/previous.jsonl" "$out/raw.jsonl")
+    # Keep the old report's Notes (everything after its "## Notes" heading), then the new ones.
+    awk '/^## Notes$/ { f = 1; next } f' "$here/RESULTS.md" > "$out/notes.md" 2>/dev/null || true
+    if [[ -n "$notes" && -f "$notes" ]]; then
+        printf '\n' >> "$out/notes.md"
+        cat "$notes" >> "$out/notes.md"
+    fi
+    [[ -s "$out/notes.md" ]] && notes="$out/notes.md"
+fi
+"$py" "$here/py/report.py" "${raws[@]}" --out "$here/RESULTS.md" \
+    --notes "$notes" --jsonl "$here/RESULTS.jsonl"
 echo "run: wrote bench/RESULTS.md (raw records: bench/RESULTS.jsonl, $out)"

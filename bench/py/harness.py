@@ -204,7 +204,9 @@ def main():
     ap.add_argument("--out", required=True, help="run folder (raw.jsonl goes there)")
     ap.add_argument("--whet-bench", default="", help="whet-bench binary ('' = peers only)")
     ap.add_argument("--whet", default="", help="whet CLI binary for the end-to-end job")
-    ap.add_argument("--only", default="augment,train,matmul,tabular,e2e")
+    ap.add_argument("--only", default="augment,train,cnn,matmul,tabular,e2e",
+                    help="comma-separated sections: augment, train (the MLP), cnn (the "
+                         "LeNet-5-like CNN), matmul, tabular, e2e")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per figure")
     ap.add_argument("--tabular-repeats", type=int, default=3, help="processes per tabular engine")
@@ -270,6 +272,21 @@ def main():
             if wb:
                 cmd = [wb, "train", "--threads", str(t)] + tr
                 run_config(raw, args, f"train whet t={t}", cmd, t, 1800, {})
+
+    if "cnn" in only:
+        # The LeNet-5-like CNN (train.py / whet-bench train --model lenet): PyTorch is its peer.
+        tr = ["--model", "lenet", "--epochs", str(args.epochs), "--seed", str(args.seed),
+              "--max-other", str(args.max_other), "--retries", str(args.retries)]
+        engines = ["torch"] + (["whet"] if wb else [])
+        if args.reverse:
+            engines.reverse()
+        for t in threads:
+            for eng in engines:
+                if eng == "whet":
+                    cmd = [wb, "train", "--threads", str(t)] + tr
+                else:
+                    cmd = [py, f"{HERE}/train.py", "--engine", eng, "--threads", str(t)] + tr
+                run_config(raw, args, f"cnn {eng} t={t}", cmd, t, 1800, {})
 
     if "tabular" in only:
         data = os.path.join(BENCH, "data")

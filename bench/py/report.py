@@ -2,6 +2,16 @@
 
     bench/.venv/bin/python bench/py/report.py bench/out/RUN/raw.jsonl --out bench/RESULTS.md
 
+Several raw files can be given, oldest first: a later file's sections (matmul, train, cnn, augment,
+tabular, e2e) replace the same sections of the earlier ones, and the others are kept, so a partial
+run (`harness.py --only cnn`) can be merged into the committed results:
+
+    bench/.venv/bin/python bench/py/report.py bench/RESULTS.jsonl bench/out/RUN/raw.jsonl \
+        --out bench/RESULTS.md --jsonl bench/RESULTS.jsonl
+
+(`WHET_BENCH_APPEND=1 bash bench/run.sh --only cnn` does this.) Every record remembers the run it
+came from, and the report says which sections a later run measured, when, and under what load.
+
 Ratios are always "whet / peer" on a speed (images/s, samples/s, GFLOP/s, 1/seconds), so a ratio
 above 1 means whet is faster; memory ratios are whet's peak RSS / the peer's (below 1 = less).
 Every figure is a median (of timed repeats inside one process, or of processes for tabular) and
@@ -66,6 +76,62 @@ def load(path):
     return recs
 
 
+def section_of(rec):
+    """The harness section a record belongs to (None for the per-run machine/config records)."""
+    b = rec.get("bench")
+    if b in ("machine", "config"):
+        return None
+    if b == "train":
+        return "cnn" if rec.get("model") == "lenet" else "train"
+    if b == "make_table":
+        return "tabular"
+    if b == "error":
+        return (rec.get("label") or "").split(" ")[0] or "error"
+    return b
+
+
+def merge(paths):
+    """Records of `paths` (oldest first), each tagged `_run`; a later file's sections replace
+    the same sections of the earlier files. A run starts at each `machine` record (and at each
+    file)."""
+    out, run = [], -1
+    for path in paths:
+        new = load(path)
+        if not new:
+            continue
+        if new[0].get("bench") != "machine":
+            run += 1
+        for r in new:
+            if r.get("bench") == "machine":
+                run += 1
+            r["_run"] = run
+        replaced = {section_of(r) for r in new} - {None}
+        out = [r for r in out if section_of(r) not in replaced] + new
+    # Drop the machine/config records of runs none of whose measurements are left.
+    live = {r["_run"] for r in out if section_of(r) is not None}
+    return [r for r in out if section_of(r) is not None or r["_run"] in live]
+
+
+def runs_of(recs):
+    return sorted({r.get("_run", 0) for r in recs})
+
+
+def first_run(recs):
+    runs = runs_of(recs)
+    return [r for r in recs if r.get("_run", 0) == runs[0]] if runs else []
+
+
+def window_loads(recs):
+    others = []
+    for r in recs:
+        o = r.get("other_cores")
+        if isinstance(o, list):
+            others += [v for v in o if isinstance(v, (int, float))]
+        elif isinstance(o, (int, float)):
+            others.append(o)
+    return others
+
+
 def section_machine(recs, lines):
     m = next((r for r in recs if r["bench"] == "machine"), {})
     cfg = next((r for r in recs if r["bench"] == "config"), {})
@@ -83,6 +149,26 @@ def section_machine(recs, lines):
     ]
     if m.get("openblas_env_was_set"):
         lines.append(f"- Unset for the peers: {m['openblas_env_was_set']}")
+    for run in runs_of(recs)[1:]:
+        rr = [r for r in recs if r.get("_run", 0) == run]
+        mr = next((r for r in rr if r["bench"] == "machine"), {})
+        cr = next((r for r in rr if r["bench"] == "config"), {})
+        sections = sorted({section_of(r) for r in rr} - {None, "error"})
+        others = window_loads(rr)
+        load = (
+            f"other processes used a median of {common.median(others):.2f} cores and at most "
+            f"{max(others):.2f} during its {len(others)} timed windows"
+            if others
+            else "no timed windows"
+        )
+        lines.append(
+            f"- Merged from a later run: {', '.join(sections) or 'nothing'} measured "
+            f"{mr.get('date', '?')}, whet commit `{mr.get('git_commit', '?')}`"
+            + (" (with uncommitted changes in tracked files)" if mr.get("git_dirty") else "")
+            + f"; timed epochs after a warm-up epoch: {cr.get('epochs', '?')}; a window above "
+            f"{cr.get('max_other', '?')} cores was retried up to {cr.get('retries', '?')} times; "
+            f"{load}."
+        )
     versions = {}
     for r in recs:
         for k, v in (r.get("versions") or {}).items():
@@ -94,13 +180,7 @@ def section_machine(recs, lines):
 
 
 def load_summary(recs, lines):
-    others = []
-    for r in recs:
-        o = r.get("other_cores")
-        if isinstance(o, list):
-            others += o
-        elif isinstance(o, (int, float)):
-            others.append(o)
+    others = window_loads(recs)
     if not others:
         return
     busy = sum(1 for o in others if o > 0.1)
@@ -133,13 +213,20 @@ def section_matmul(recs, lines):
         )
 
 
-def peak_gflops(recs, threads):
-    vals = [r["gflops"] for r in recs if r["bench"] == "matmul" and r["threads"] == threads]
+def peak_gflops(recs, threads, run=None):
+    """The best matmul GFLOP/s at `threads` (of run `run` only, when given)."""
+    vals = [
+        r["gflops"]
+        for r in recs
+        if r["bench"] == "matmul"
+        and r["threads"] == threads
+        and (run is None or r.get("_run", 0) == run)
+    ]
     return max(vals) if vals else None
 
 
 def section_train(recs, lines):
-    tr = [r for r in recs if r["bench"] == "train"]
+    tr = [r for r in recs if r["bench"] == "train" and r.get("model", "mlp") == "mlp"]
     if not tr:
         return
     by = {(r["engine"], r["threads"]): r for r in tr}
@@ -173,6 +260,77 @@ def section_train(recs, lines):
             f"| {t} | {rfmt(ratio(ws, pt and pt['samples_per_s']))} | "
             f"{rfmt(ratio(ws, nu and nu['samples_per_s']))} |"
         )
+
+
+def section_cnn(recs, lines):
+    """The LeNet-5-like CNN (`--model lenet`): whet against PyTorch, laid out as the MLP's."""
+    tr = [r for r in recs if r["bench"] == "train" and r.get("model") == "lenet"]
+    if not tr:
+        return
+    by = {(r["engine"], r["threads"]): r for r in tr}
+    threads = sorted({r["threads"] for r in tr})
+    flops = next((r.get("flops_per_sample") for r in tr if r.get("flops_per_sample")), None)
+    lines += [
+        "",
+        "## Training: LeNet-5-like CNN (28×28, batch 128)",
+        "",
+        "The same 60,000 samples read as 28x28x1 images; conv 6@5x5 (same padding) → ReLU → max "
+        "pool 2 → conv 16@5x5 (valid) → ReLU → max pool 2 → dense 120 → dense 84 → 10, softmax "
+        "cross-entropy, SGD momentum 0.9, lr 0.01, batch 128 (whet: `whet-bench train --model "
+        "lenet`, im2col + GEMM; PyTorch: `nn.Conv2d`/`nn.MaxPool2d`/`nn.Linear`, "
+        "`train.py --model lenet`). GFLOP/s from the exact count"
+        + (f" of {flops:,} FLOP per sample" if flops else "")
+        + ": forward, weight gradients and the input gradients of every layer with weights but "
+        "the first; pooling not counted.",
+    ]
+    runs = sorted({r.get("_run", 0) for r in tr})
+    if runs != [runs_of(recs)[0]]:
+        dates = [
+            next((m.get("date", "?") for m in recs
+                  if m["bench"] == "machine" and m.get("_run", 0) == run), "?")
+            for run in runs
+        ]
+        lines[-1] += f" Measured in a later run ({', '.join(dates)}) than the sections above."
+    others = window_loads(tr)
+    busy = sum(1 for o in others if o > 0.1)
+    if busy > len(others) / 4:
+        lines[-1] += (
+            f" **Other processes used more than 0.1 core in {busy} of the {len(others)} timed "
+            f"windows (median {common.median(others):.2f} cores)**, so these figures are slowed "
+            "by the machine's other work and the ratios are rough."
+        )
+    if any(peak_gflops(recs, r["threads"], r.get("_run", 0)) is None for r in tr):
+        lines[-1] += (" The % of the matmul peak needs a matmul measured in the same run "
+                      "(`--only cnn,matmul`); — where there was none.")
+    lines += [
+        "",
+        "| threads | engine | samples/s | epoch s (median) | first epoch s | GFLOP/s | % of matmul peak | other cores |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in threads:
+        for eng in ["whet", "torch"]:
+            r = by.get((eng, t))
+            if not r:
+                lines.append(f"| {t} | {eng} | — | — | — | — | — | — |")
+                continue
+            # The peak only from a matmul measured in the same run (same machine state).
+            peak = peak_gflops(recs, t, r.get("_run", 0))
+            pct = None if not peak else 100 * r["gflops"] / peak
+            lines.append(
+                f"| {t} | {eng} | {fmt(r['samples_per_s'])} | {fmt(r['median_epoch_s'], 3)} | "
+                f"{fmt(r['first_epoch_s'], 3)} | {fmt(r['gflops'])} | {fmt(pct)} | {fmt(maxo(r))} |"
+            )
+    lines += [
+        "",
+        "| threads | whet samples/s | PyTorch samples/s | whet / PyTorch |",
+        "|---|---|---|---|",
+    ]
+    for t in threads:
+        w = by.get(("whet", t))
+        pt = by.get(("torch", t))
+        ws = w and w["samples_per_s"]
+        ps = pt and pt["samples_per_s"]
+        lines.append(f"| {t} | {fmt(ws)} | {fmt(ps)} | {rfmt(ratio(ws, ps))} |")
 
 
 def section_augment(recs, lines, only_passes=None):
@@ -351,13 +509,15 @@ def section_errors(recs, lines):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("raw")
+    ap.add_argument("raw", nargs="+", help="raw.jsonl files, oldest first (later sections win)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--jsonl", default="",
+                    help="also write the merged records here (e.g. bench/RESULTS.jsonl)")
     ap.add_argument("--notes", default="", help="a Markdown file appended as 'Notes'")
     ap.add_argument("--augment-passes", default="",
                     help="comma-separated augmentation passes to report (default: all)")
     args = ap.parse_args()
-    recs = load(args.raw)
+    recs = merge(args.raw)
     lines = [
         "# whet benchmark results",
         "",
@@ -366,8 +526,9 @@ def main():
         "",
     ]
     section_machine(recs, lines)
-    load_summary(recs, lines)
+    load_summary(first_run(recs), lines)
     section_train(recs, lines)
+    section_cnn(recs, lines)
     section_matmul(recs, lines)
     only = {int(p) for p in args.augment_passes.split(",") if p}
     section_augment(recs, lines, only)
@@ -380,6 +541,12 @@ def main():
     with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(tmp, args.out)
+    if args.jsonl:
+        tmp = args.jsonl + ".tmp"
+        with open(tmp, "w") as f:
+            for r in recs:
+                f.write(json.dumps({k: v for k, v in r.items() if k != "_run"}) + "\n")
+        os.replace(tmp, args.jsonl)
 
 
 if __name__ == "__main__":

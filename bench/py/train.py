@@ -1,6 +1,7 @@
 """Training throughput of the Python peers, and the machine's fp32 matrix-multiply peak. JSON lines.
 
     bench/.venv/bin/python bench/py/train.py --engine torch --threads 1
+    bench/.venv/bin/python bench/py/train.py --engine torch --model lenet --threads 1
     bench/.venv/bin/python bench/py/train.py --engine numpy --threads 2
     bench/.venv/bin/python bench/py/train.py --engine matmul-numpy --threads 1
 
@@ -11,6 +12,14 @@ The first epoch is reported on its own (`first_epoch_s`: allocation, first touch
 steady state is the median of the next `--epochs` epochs. `gflops` is the achieved rate, from the
 exact FLOP count of one training step (forward, backward to the weights, backward to the inputs
 of every layer but the first; 2 FLOP per multiply-add).
+
+`--model lenet` (PyTorch only) trains a LeNet-5-like CNN on the same samples read as 28x28 grey
+images ([N, 1, 28, 28]; whet-bench reads them as 28x28x1 channels-last, the same bytes):
+Conv2d(1, 6, 5, padding=2), ReLU, MaxPool2d(2), Conv2d(6, 16, 5), ReLU, MaxPool2d(2), Flatten,
+Linear(400, 120), ReLU, Linear(120, 84), ReLU, Linear(84, 10); the same loss, optimizer, batches
+and timing. Its FLOP count (`LENET`, `lenet_flops_per_sample`) is the same rule with a
+convolution's multiply-adds being out_h * out_w * k^2 * c_in * filters per sample; pooling is not
+counted: 2,263,920 FLOP per sample (the MLP's: 1,007,104).
 
 Engines: `torch` (nn.Sequential, torch.optim.SGD, batches gathered by index each step as a
 DataLoader would), `numpy` (a plain NumPy/OpenBLAS implementation of the same network with
@@ -34,12 +43,40 @@ BATCH = 128
 LR = 0.01
 MOMENTUM = 0.9
 
+# The LeNet-5-like CNN's layers with weights, input side first: ("conv", out_h, out_w, k, c_in,
+# filters) or ("dense", inputs, outputs). Pools (2x2, stride 2) sit after each conv.
+LENET = [
+    ("conv", 28, 28, 5, 1, 6),  # padding 2 ("same"): 28x28x6, pooled to 14x14x6
+    ("conv", 10, 10, 5, 6, 16),  # valid: 10x10x16, pooled to 5x5x16 = 400
+    ("dense", 400, 120),
+    ("dense", 120, 84),
+    ("dense", 84, 10),
+]
+
 
 def flops_per_sample():
     fwd = sum(2 * a * b for a, b in zip(LAYERS[:-1], LAYERS[1:]))
     grad_w = fwd
     grad_x = sum(2 * a * b for a, b in list(zip(LAYERS[:-1], LAYERS[1:]))[1:])
     return fwd + grad_w + grad_x
+
+
+def lenet_macs():
+    """Forward multiply-adds per sample of each layer with weights of LENET."""
+    out = []
+    for layer in LENET:
+        if layer[0] == "conv":
+            _, oh, ow, k, cin, filters = layer
+            out.append(oh * ow * k * k * cin * filters)
+        else:
+            out.append(layer[1] * layer[2])
+    return out
+
+
+def lenet_flops_per_sample():
+    """Forward + weight gradients (as many) + input gradients of every layer but the first."""
+    macs = lenet_macs()
+    return 2 * sum(2 * m for m in macs) + sum(2 * m for m in macs[1:])
 
 
 def blas_info():
@@ -51,7 +88,7 @@ def blas_info():
     ]
 
 
-def epoch_windows(run_epoch, epochs, max_other, retries):
+def epoch_windows(run_epoch, epochs, max_other, retries, flops=None):
     """Times the first epoch, then `epochs` more (each retried when others used the CPU)."""
     with common.Window() as first:
         loss = run_epoch(0)
@@ -68,13 +105,14 @@ def epoch_windows(run_epoch, epochs, max_other, retries):
         times.append(w.wall)
         others.append(round(w.other_cores, 3))
     med = common.median(times)
+    flops = flops_per_sample() if flops is None else flops
     return {
         "first_epoch_s": first.wall,
         "first_other_cores": round(first.other_cores, 3),
         "epoch_s": times,
         "median_epoch_s": med,
         "samples_per_s": N / med,
-        "gflops": N / med * flops_per_sample() / 1e9,
+        "gflops": N / med * flops / 1e9,
         "other_cores": others,
         "retried": retried,
         "mean_loss_per_epoch": losses,
@@ -116,6 +154,57 @@ def train_torch(x, labels, threads, epochs, max_other, retries):
     r["library_threads"] = {
         "torch.get_num_threads": torch.get_num_threads(),
         "torch.get_num_interop_threads": torch.get_num_interop_threads(),
+        "blas": blas_info(),
+    }
+    r["versions"] = {"torch": torch.__version__}
+    return r
+
+
+def train_torch_lenet(x, labels, threads, epochs, max_other, retries):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    # The 784 features of a sample are a 28x28 grey image (row-major), as whet-bench reads them.
+    xt = torch.from_numpy(x).reshape(N, 1, 28, 28)
+    yt = torch.from_numpy(labels)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(4)
+
+    def run_epoch(_epoch):
+        perm = torch.randperm(N, generator=gen)
+        total = 0.0
+        for s in range(0, N, BATCH):
+            idx = perm[s : s + BATCH]
+            xb, yb = xt[idx], yt[idx]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        return total / N
+
+    r = epoch_windows(run_epoch, epochs, max_other, retries, lenet_flops_per_sample())
+    r["library_threads"] = {
+        "torch.get_num_threads": torch.get_num_threads(),
+        "torch.get_num_interop_threads": torch.get_num_interop_threads(),
+        "torch.backends.mkldnn.is_available": torch.backends.mkldnn.is_available(),
         "blas": blas_info(),
     }
     r["versions"] = {"torch": torch.__version__}
@@ -242,6 +331,12 @@ def main():
     ap.add_argument(
         "--engine", choices=["torch", "numpy", "matmul-numpy", "matmul-torch"], required=True
     )
+    ap.add_argument(
+        "--model",
+        choices=["mlp", "lenet"],
+        default="mlp",
+        help="mlp: 784-256-128-10; lenet: the LeNet-5-like CNN on 28x28 (engine torch only)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs after the first")
@@ -250,6 +345,8 @@ def main():
     ap.add_argument("--max-other", type=float, default=0.1)
     ap.add_argument("--retries", type=int, default=2)
     args = ap.parse_args()
+    if args.model == "lenet" and args.engine != "torch":
+        ap.error("--model lenet has a PyTorch peer only (--engine torch)")
     env = common.set_thread_env(args.threads)
     base = {
         "engine": args.engine,
@@ -262,11 +359,28 @@ def main():
         common.emit({"bench": "matmul", **base, **r})
         return
     x, labels = common.make_training_set(args.seed, N, LAYERS[0], LAYERS[-1])
+    if args.model == "lenet":
+        r = train_torch_lenet(x, labels, args.threads, args.epochs, args.max_other, args.retries)
+        common.emit(
+            {
+                "bench": "train",
+                "model": "lenet",
+                **base,
+                "layers": [list(layer) for layer in LENET],
+                "input_shape": [28, 28, 1],
+                "batch": BATCH,
+                "samples": N,
+                "flops_per_sample": lenet_flops_per_sample(),
+                **r,
+            }
+        )
+        return
     fn = train_torch if args.engine == "torch" else train_numpy
     r = fn(x, labels, args.threads, args.epochs, args.max_other, args.retries)
     common.emit(
         {
             "bench": "train",
+            "model": "mlp",
             **base,
             "layers": LAYERS,
             "batch": BATCH,

@@ -6,13 +6,14 @@
 //! `bench/RESULTS.md`:
 //!
 //! - `matmul`: fp32 2048² products through whet-train's kernels (GFLOP/s);
-//! - `train`: one epoch of a 784-256-128-10 network, batch 128, SGD momentum (samples/s);
+//! - `train`: epochs of a 784-256-128-10 network, or with `--model lenet` of a LeNet-5-like
+//!   CNN on 28x28x1 images, batch 128, SGD momentum (samples/s, GFLOP/s);
 //! - `augment`: each image op on 256x256x3 and 28x28x1 images (images/s);
 //! - `tabular` (cargo feature `tabular`, which pulls in polars): read, mean imputation + z-score,
 //!   left join on the 10-million-row table (seconds, peak memory).
 //!
 //! Run it through `bash bench/run.sh` (which builds it with `--release`); by hand:
-//! `cargo run --release -p whet-bench -- train --threads 1`.
+//! `cargo run --release -p whet-bench -- train --threads 1` (add `--model lenet` for the CNN).
 
 mod augment;
 mod inputs;
@@ -50,7 +51,8 @@ struct Cli {
 enum Command {
     /// fp32 square matrix products through whet-train's kernels, GFLOP/s.
     Matmul(matmul::MatmulArgs),
-    /// Training throughput of the 784-256-128-10 network, samples/s.
+    /// Training throughput of the 784-256-128-10 MLP or (`--model lenet`) the LeNet-5-like CNN,
+    /// samples/s.
     Train(train::TrainArgs),
     /// Augmentation throughput per op on 256x256x3 and 28x28x1 images, images/s.
     Augment(augment::AugmentArgs),

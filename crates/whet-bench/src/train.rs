@@ -1,30 +1,110 @@
-//! `whet-bench train`: training throughput of whet-train on the peers' workload.
+//! `whet-bench train`: training throughput of whet-train on the peers' workloads.
 //!
-//! A 784-256-128-10 ReLU network (softmax cross-entropy), SGD with momentum 0.9 and learning rate
-//! 0.01, batches of 128 reshuffled every epoch, on the 60,000 centred synthetic samples of
-//! [`crate::inputs::training_set`] (the same ones `bench/py/train.py` builds), through the public
-//! API the CLI uses: [`whet_train::build_model`], [`whet_train::ArraySource`], [`whet_train::fit`].
+//! Two networks (`--model`), both with softmax cross-entropy, SGD with momentum 0.9 and learning
+//! rate 0.01, batches of 128 reshuffled every epoch, on the 60,000 centred synthetic samples of
+//! 784 features of [`crate::inputs::training_set`] (the same ones `bench/py/train.py` builds):
+//!
+//! - `mlp` (the default): a 784-256-128-10 ReLU network on flat features;
+//! - `lenet`: a LeNet-5-like convolutional network on the same rows read as 28x28x1 images:
+//!   conv 6 filters 5x5 same padding → max pool 2 → conv 16 filters 5x5 valid → max pool 2
+//!   (5x5x16 = 400) → dense 120 → dense 84 → output 10, ReLU everywhere (PyTorch peer:
+//!   `train.py --model lenet`).
+//!
+//! Both go through the public API the CLI uses: [`whet_train::build_model`],
+//! [`whet_train::ArraySource`], [`whet_train::fit`].
 //!
 //! One `fit` call runs `1 + epochs + retries` epochs; an [`Observer`] times each one. The first
 //! is reported on its own (allocation and first touch); the figure is the median of the first
 //! `epochs` later epochs during which other processes stayed under `max_other` cores (busy epochs
 //! fill in, in order, when there are not enough quiet ones).
+//!
+//! GFLOP/s come from an exact count of one training step per sample ([`flops_of`]), 2 FLOP per
+//! multiply-add: the forward pass of every convolution (`out_h·out_w·k²·c_in·filters`
+//! multiply-adds) and dense layer (`inputs·outputs`), the same again for the gradients of the
+//! weights, and the same again for the gradients of the inputs of every layer with weights but
+//! the first. Pooling, activations, biases, the loss and the optimizer are not counted. The
+//! MLP's count is 2·2·234,752 + 2·(32,768 + 1,280) = 1,007,104; the CNN's 2,263,920
+//! (forward: conv1 235,200 + conv2 480,000 + dense 96,000 + 20,160 + 1,680 = 833,040).
 
 use crate::inputs::training_set;
 use crate::measure::{self, Measured, RetryPolicy, Window, round3};
 use serde_json::{Value, json};
-use whet_train::{ArraySource, EpochRecord, ModelConfig, Observer, TrainConfig, build_model, fit};
+use whet_train::{
+    ArraySource, ConvConfig, DenseConfig, EpochRecord, HiddenConfig, LayerConfig, Mlp, ModelConfig,
+    Observer, Padding, PoolConfig, TrainConfig, build_model, fit,
+};
 
-/// Layer sizes, input first.
+/// Layer sizes of the MLP, input first.
 pub const LAYERS: [usize; 4] = [784, 256, 128, 10];
+/// The CNN's input images, `[height, width, channels]` (channels last): the same 784 features.
+pub const IMAGE: [usize; 3] = [28, 28, 1];
 /// Training samples per epoch.
 pub const SAMPLES: usize = 60_000;
 /// Mini-batch size.
 pub const BATCH: usize = 128;
 
+/// The network `whet-bench train` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Model {
+    /// 784-256-128-10 ReLU on flat features.
+    Mlp,
+    /// LeNet-5-like CNN on 28x28x1 images: conv 6@5x5 same, max pool 2, conv 16@5x5, max pool 2,
+    /// dense 120, dense 84, output 10.
+    Lenet,
+}
+
+impl Model {
+    /// Its name in the JSON record (`model`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Mlp => "mlp",
+            Model::Lenet => "lenet",
+        }
+    }
+
+    /// Image shape of the inputs, `None` for flat features.
+    pub fn shape(self) -> Option<[usize; 3]> {
+        match self {
+            Model::Mlp => None,
+            Model::Lenet => Some(IMAGE),
+        }
+    }
+
+    /// The model configuration.
+    ///
+    /// # Errors
+    /// When the MLP's JSON is rejected (it is not: a test checks it).
+    pub fn config(self) -> serde_json::Result<ModelConfig> {
+        match self {
+            Model::Mlp => serde_json::from_value(json!({
+                "task": "classification",
+                "hidden": [
+                    { "dense": LAYERS[1], "activation": "relu" },
+                    { "dense": LAYERS[2], "activation": "relu" },
+                ],
+            })),
+            Model::Lenet => Ok(ModelConfig::classification().with_layers([
+                // 28x28x6
+                LayerConfig::Conv(ConvConfig::new(6, 5).with_padding(Padding::Same)),
+                // 14x14x6
+                LayerConfig::MaxPool(PoolConfig::new(2)),
+                // 10x10x16
+                LayerConfig::Conv(ConvConfig::new(16, 5)),
+                // 5x5x16 = 400
+                LayerConfig::MaxPool(PoolConfig::new(2)),
+                LayerConfig::Dense(DenseConfig::from(HiddenConfig::dense(120))),
+                LayerConfig::Dense(DenseConfig::from(HiddenConfig::dense(84))),
+            ])),
+        }
+    }
+}
+
 /// Options of `whet-bench train`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
+    /// The network: `mlp` (784-256-128-10) or `lenet` (the LeNet-5-like CNN on 28x28x1).
+    #[arg(long, value_enum, default_value_t = Model::Mlp)]
+    pub model: Model,
     /// Timed epochs after the first (warm-up) one.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
@@ -33,13 +113,52 @@ pub struct TrainArgs {
     pub seed: u64,
 }
 
-/// FLOPs of one training step per sample: forward, gradients of the weights, and gradients of
-/// the inputs of every layer but the first (2 FLOP per multiply-add), as `train.py` counts them.
-pub fn flops_per_sample() -> usize {
-    let pairs: Vec<(usize, usize)> = LAYERS.windows(2).map(|w| (w[0], w[1])).collect();
-    let fwd: usize = pairs.iter().map(|(a, b)| 2 * a * b).sum();
-    let grad_x: usize = pairs.iter().skip(1).map(|(a, b)| 2 * a * b).sum();
+/// Multiply-adds of the forward pass of each layer with weights of `net`, input side first:
+/// convolutions `out_h·out_w·k²·c_in·filters`, dense layers `inputs·outputs` (pools have none).
+pub fn layer_macs(net: &Mlp) -> Vec<usize> {
+    let convs = net.spatial().iter().filter(|s| s.is_conv()).map(|s| {
+        let g = s.geometry();
+        g.output[0] * g.output[1] * g.kernel * g.kernel * g.input[2] * g.output[2]
+    });
+    let dense = net.layers().iter().map(|d| d.inputs() * d.outputs());
+    convs.chain(dense).collect()
+}
+
+/// Exact FLOPs of one training step per sample of `net` (2 per multiply-add): the forward pass,
+/// the gradients of the weights (as many), and the gradients of the inputs of every layer with
+/// weights but the first (as many as its forward pass). Pooling, activations, biases, the loss
+/// and the optimizer are not counted. `bench/py/train.py` counts the same.
+pub fn flops_of(net: &Mlp) -> usize {
+    let macs = layer_macs(net);
+    let fwd: usize = macs.iter().map(|m| 2 * m).sum();
+    let grad_x: usize = macs.iter().skip(1).map(|m| 2 * m).sum();
     2 * fwd + grad_x
+}
+
+/// The layers of `net` for the record, e.g. `conv 5x5/1 28x28x1 -> 28x28x6`, `dense 400 -> 120`.
+fn describe(net: &Mlp) -> Vec<String> {
+    let shape = |s: [usize; 3]| format!("{}x{}x{}", s[0], s[1], s[2]);
+    let spatial = net.spatial().iter().map(|s| {
+        let g = s.geometry();
+        let what = match s.kind() {
+            whet_train::SpatialKind::Conv => "conv",
+            whet_train::SpatialKind::MaxPool => "max_pool",
+            whet_train::SpatialKind::AvgPool => "avg_pool",
+            whet_train::SpatialKind::BatchNorm => "batch_norm",
+        };
+        format!(
+            "{what} {k}x{k}/{st} {} -> {}",
+            shape(g.input),
+            shape(g.output),
+            k = g.kernel,
+            st = g.stride
+        )
+    });
+    let dense = net
+        .layers()
+        .iter()
+        .map(|d| format!("dense {} -> {}", d.inputs(), d.outputs()));
+    spatial.chain(dense).collect()
 }
 
 /// Times every epoch of a `fit` run.
@@ -61,20 +180,26 @@ impl Observer for EpochTimer {
     }
 }
 
-fn configs(epochs: usize) -> serde_json::Result<(ModelConfig, TrainConfig)> {
-    let model = serde_json::from_value(json!({
-        "task": "classification",
-        "hidden": [
-            { "dense": LAYERS[1], "activation": "relu" },
-            { "dense": LAYERS[2], "activation": "relu" },
-        ],
-    }))?;
-    let train = serde_json::from_value(json!({
+fn train_config(epochs: usize) -> serde_json::Result<TrainConfig> {
+    serde_json::from_value(json!({
         "optimizer": { "momentum": { "lr": 0.01, "momentum": 0.9 } },
         "batch_size": BATCH,
         "epochs": epochs,
-    }))?;
-    Ok((model, train))
+    }))
+}
+
+/// Builds the network of `model` (as `run` does).
+///
+/// # Errors
+/// A message when the configs are rejected or the network cannot be built.
+pub fn build(model: Model, epochs: usize, seed: u64) -> Result<(Mlp, TrainConfig), String> {
+    let config = model
+        .config()
+        .map_err(|e| format!("building the model config: {e}"))?;
+    let train = train_config(epochs).map_err(|e| format!("building the train config: {e}"))?;
+    let net = build_model(&config, &train, model.shape(), LAYERS[0], LAYERS[3], seed)
+        .map_err(|e| format!("model: {e}"))?;
+    Ok((net, train))
 }
 
 /// Trains and prints one JSON line.
@@ -83,12 +208,11 @@ fn configs(epochs: usize) -> serde_json::Result<(ModelConfig, TrainConfig)> {
 /// A message when the configs are rejected, training fails (e.g. diverges), or stdout fails.
 pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), String> {
     let total = 1 + args.epochs + policy.retries;
-    let (model, train) = configs(total).map_err(|e| format!("building the configs: {e}"))?;
+    let (mut net, train) = build(args.model, total, args.seed)?;
     let (x, labels) = training_set(args.seed, SAMPLES, LAYERS[0], LAYERS[3]);
     let y = ArraySource::one_hot(&labels, LAYERS[3]).map_err(|e| format!("targets: {e}"))?;
     let mut data = ArraySource::new(x, y).map_err(|e| format!("data: {e}"))?;
-    let mut net = build_model(&model, &train, None, LAYERS[0], LAYERS[3], args.seed)
-        .map_err(|e| format!("model: {e}"))?;
+    let flops = flops_of(&net);
     let mut timer = EpochTimer::default();
     fit(&mut net, &train, args.seed, &mut data, None, &mut timer)
         .map_err(|e| format!("training: {e}"))?;
@@ -113,20 +237,26 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         .map(|(m, _)| m.other_cores.map_or(Value::Null, |o| json!(round3(o))))
         .collect();
     let sps = SAMPLES as f64 / med;
+    let layers = match args.model {
+        Model::Mlp => json!(LAYERS),
+        Model::Lenet => json!(describe(&net)),
+    };
     measure::emit(&json!({
         "bench": "train",
+        "model": args.model.name(),
         "engine": "whet",
         "threads": threads,
-        "layers": LAYERS,
+        "layers": layers,
+        "input_shape": args.model.shape(),
         "batch": BATCH,
         "samples": SAMPLES,
-        "flops_per_sample": flops_per_sample(),
+        "flops_per_sample": flops,
         "first_epoch_s": first.0.wall,
         "first_other_cores": first.0.other_cores.map(round3),
         "epoch_s": times,
         "median_epoch_s": med,
         "samples_per_s": sps,
-        "gflops": sps * flops_per_sample() as f64 / 1e9,
+        "gflops": sps * flops as f64 / 1e9,
         "other_cores": others,
         "retried": retried,
         "peak_rss_bytes": measure::peak_rss_bytes(),
@@ -143,15 +273,51 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
 mod tests {
     use super::*;
 
+    /// FLOPs of one training step per sample of the MLP from its layer sizes, as `train.py`'s
+    /// `flops_per_sample` counts them; [`flops_of`] must agree on the built network.
+    fn flops_per_sample() -> usize {
+        let pairs: Vec<(usize, usize)> = LAYERS.windows(2).map(|w| (w[0], w[1])).collect();
+        let fwd: usize = pairs.iter().map(|(a, b)| 2 * a * b).sum();
+        let grad_x: usize = pairs.iter().skip(1).map(|(a, b)| 2 * a * b).sum();
+        2 * fwd + grad_x
+    }
+
     #[test]
     fn flop_count_matches_the_python_side() {
         // 2·(784·256 + 256·128 + 128·10) twice, plus the input gradients of layers 2 and 3.
         assert_eq!(flops_per_sample(), 2 * 2 * 234_752 + 2 * (32_768 + 1_280));
+        let (mlp, _) = build(Model::Mlp, 1, 7).expect("the MLP builds");
+        assert_eq!(flops_of(&mlp), flops_per_sample());
+    }
+
+    #[test]
+    fn lenet_has_the_intended_shapes_and_flop_count() {
+        let (net, train) = build(Model::Lenet, 2, 7).expect("the CNN builds");
+        assert!(Model::Lenet.config().unwrap().validate().is_empty());
+        assert!(train.validate().is_empty());
+        assert_eq!(
+            describe(&net),
+            [
+                "conv 5x5/1 28x28x1 -> 28x28x6",
+                "max_pool 2x2/2 28x28x6 -> 14x14x6",
+                "conv 5x5/1 14x14x6 -> 10x10x16",
+                "max_pool 2x2/2 10x10x16 -> 5x5x16",
+                "dense 400 -> 120",
+                "dense 120 -> 84",
+                "dense 84 -> 10",
+            ]
+        );
+        // Forward multiply-adds: 28·28·25·1·6, 10·10·25·6·16, 400·120, 120·84, 84·10.
+        assert_eq!(layer_macs(&net), [117_600, 240_000, 48_000, 10_080, 840]);
+        // bench/py/train.py's LENET count: 2·833,040 forward + weights, 597,840 input gradients.
+        assert_eq!(flops_of(&net), 2 * 833_040 + 597_840);
+        assert_eq!(flops_of(&net), 2_263_920);
     }
 
     #[test]
     fn configs_are_accepted_by_whet_train() {
-        let (model, train) = configs(2).expect("configs parse");
+        let model = Model::Mlp.config().expect("config parses");
+        let train = train_config(2).expect("config parses");
         assert!(model.validate().is_empty());
         assert!(train.validate().is_empty());
     }
