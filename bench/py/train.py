@@ -119,20 +119,12 @@ def epoch_windows(run_epoch, epochs, max_other, retries, flops=None):
     }
 
 
-def train_torch(x, labels, threads, epochs, max_other, retries):
+def torch_sgd_run(model, xt, yt, threads, epochs, max_other, retries, flops=None):
+    """Trains `model` on `xt`, `yt` with SGD momentum in shuffled batches of BATCH, gathered by
+    index each step as a DataLoader would, timed by `epoch_windows`."""
     import torch
     from torch import nn
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(1)
-    xt = torch.from_numpy(x)
-    yt = torch.from_numpy(labels)
-    mods = []
-    for i, (a, b) in enumerate(zip(LAYERS[:-1], LAYERS[1:])):
-        mods.append(nn.Linear(a, b))
-        if i < len(LAYERS) - 2:
-            mods.append(nn.ReLU())
-    model = nn.Sequential(*mods)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(4)
@@ -150,14 +142,32 @@ def train_torch(x, labels, threads, epochs, max_other, retries):
             total += loss.item() * len(idx)
         return total / N
 
-    r = epoch_windows(run_epoch, epochs, max_other, retries)
+    r = epoch_windows(run_epoch, epochs, max_other, retries, flops)
     r["library_threads"] = {
         "torch.get_num_threads": torch.get_num_threads(),
         "torch.get_num_interop_threads": torch.get_num_interop_threads(),
+        "torch.backends.mkldnn.is_available": torch.backends.mkldnn.is_available(),
         "blas": blas_info(),
     }
     r["versions"] = {"torch": torch.__version__}
     return r
+
+
+def train_torch(x, labels, threads, epochs, max_other, retries):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(labels)
+    mods = []
+    for i, (a, b) in enumerate(zip(LAYERS[:-1], LAYERS[1:])):
+        mods.append(nn.Linear(a, b))
+        if i < len(LAYERS) - 2:
+            mods.append(nn.ReLU())
+    model = nn.Sequential(*mods)
+    return torch_sgd_run(model, xt, yt, threads, epochs, max_other, retries)
 
 
 def train_torch_lenet(x, labels, threads, epochs, max_other, retries):
@@ -183,32 +193,9 @@ def train_torch_lenet(x, labels, threads, epochs, max_other, retries):
         nn.ReLU(),
         nn.Linear(84, 10),
     )
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(4)
-
-    def run_epoch(_epoch):
-        perm = torch.randperm(N, generator=gen)
-        total = 0.0
-        for s in range(0, N, BATCH):
-            idx = perm[s : s + BATCH]
-            xb, yb = xt[idx], yt[idx]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        return total / N
-
-    r = epoch_windows(run_epoch, epochs, max_other, retries, lenet_flops_per_sample())
-    r["library_threads"] = {
-        "torch.get_num_threads": torch.get_num_threads(),
-        "torch.get_num_interop_threads": torch.get_num_interop_threads(),
-        "torch.backends.mkldnn.is_available": torch.backends.mkldnn.is_available(),
-        "blas": blas_info(),
-    }
-    r["versions"] = {"torch": torch.__version__}
-    return r
+    return torch_sgd_run(
+        model, xt, yt, threads, epochs, max_other, retries, lenet_flops_per_sample()
+    )
 
 
 def train_numpy(x, labels, threads, epochs, max_other, retries):

@@ -150,25 +150,32 @@ impl ConvConfig {
                 )
             },
         );
-        issues.check(
-            !matches!(self.activation, Activation::Softmax | Activation::Step),
-            "activation",
-            || {
-                format!(
-                    "expected relu, leaky_relu, sigmoid, tanh or identity after a convolution, \
-                     found {}",
-                    crate::config::ser(&self.activation)
-                )
-            },
-        );
-        issues.check(self.dropout.get() < 1.0, "dropout", || {
-            format!(
-                "expected a probability < 1 (1 drops every unit), found {}",
-                self.dropout
-            )
-        });
+        check_output(&mut issues, self.activation, self.dropout, "a convolution");
         issues
     }
+}
+
+/// The checks of an image layer's output: an element-wise activation (a softmax or step would
+/// act on each pixel's channels, or stop every gradient) and a dropout below 1.
+fn check_output(
+    issues: &mut whet_core::Issues,
+    activation: Activation,
+    dropout: Probability,
+    what: &str,
+) {
+    issues.check(
+        !matches!(activation, Activation::Softmax | Activation::Step),
+        "activation",
+        || {
+            format!(
+                "expected relu, leaky_relu, sigmoid, tanh or identity after {what}, found {}",
+                crate::config::ser(&activation)
+            )
+        },
+    );
+    issues.check(dropout.get() < 1.0, "dropout", || {
+        format!("expected a probability < 1 (1 drops every unit), found {dropout}")
+    });
 }
 
 /// A pooling window (YAML `- max_pool: 2` or `- avg_pool: { size: 3, stride: 2 }`).
@@ -355,23 +362,12 @@ impl BatchNormConfig {
 
     pub(crate) fn validate(&self) -> whet_core::Issues {
         let mut issues = whet_core::Issues::new();
-        issues.check(
-            !matches!(self.activation, Activation::Softmax | Activation::Step),
-            "activation",
-            || {
-                format!(
-                    "expected identity, relu, leaky_relu, sigmoid or tanh after a batch \
-                     normalisation, found {}",
-                    crate::config::ser(&self.activation)
-                )
-            },
+        check_output(
+            &mut issues,
+            self.activation,
+            self.dropout,
+            "a batch normalisation",
         );
-        issues.check(self.dropout.get() < 1.0, "dropout", || {
-            format!(
-                "expected a probability < 1 (1 drops every unit), found {}",
-                self.dropout
-            )
-        });
         issues
     }
 }
