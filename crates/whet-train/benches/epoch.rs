@@ -55,3 +55,30 @@ fn matmul_2048(bencher: divan::Bencher, kernel: Kernel) {
         .counter(ItemsCount::new(2 * n * n * n))
         .bench_local(|| matmul(kernel, a.view(), b.view(), c.view_mut()));
 }
+
+/// The products of one LeNet-5-like training batch (128 images of 28×28×1; conv 6@5×5 same,
+/// pool 2, conv 16@5×5): `(name, m, k, n, a transposed)`, as [`Mlp`] calls them (the weight
+/// gradients multiply the transposed im2col matrix).
+const LENET: [(&str, usize, usize, usize, bool); 5] = [
+    ("conv1 forward", 128 * 784, 25, 6, false),
+    ("conv1 weight gradient", 25, 128 * 784, 6, true),
+    ("conv2 forward", 128 * 100, 150, 16, false),
+    ("conv2 weight gradient", 150, 128 * 100, 16, true),
+    ("conv2 input gradient", 128 * 100, 16, 150, false),
+];
+
+#[divan::bench(args = LENET.map(|s| s.0), sample_count = 20, sample_size = 5)]
+fn lenet_products(bencher: divan::Bencher, name: &str) {
+    let &(_, m, k, n, transposed) = LENET.iter().find(|s| s.0 == name).expect("a LeNet shape");
+    let a = if transposed {
+        Array2::from_shape_fn((k, m), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1)
+    } else {
+        Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1)
+    };
+    let a = if transposed { a.t() } else { a.view() };
+    let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.1);
+    let mut c = Array2::<f32>::zeros((m, n));
+    bencher
+        .counter(ItemsCount::new(2 * m * n * k))
+        .bench_local(|| matmul(Kernel::Gemm, a, b.view(), c.view_mut()));
+}

@@ -97,34 +97,49 @@ impl Activation {
     /// If the shapes differ or the arrays are not row-contiguous.
     pub fn backward_in_place(self, mut g: ArrayViewMut2<f32>, a: ArrayView2<f32>) {
         assert_eq!(g.dim(), a.dim(), "gradient and activation shapes");
+        let cols = g.ncols();
+        if let (Some(gs), Some(as_)) = (g.as_slice_mut(), a.as_slice()) {
+            // One pass over the whole block (rows may be a few channels long).
+            return self.backward_slice(gs, as_, cols);
+        }
         for (mut grow, arow) in g.rows_mut().into_iter().zip(a.rows()) {
             let gr = grow.as_slice_mut().expect("contiguous rows");
             let ar = arow.as_slice().expect("contiguous rows");
-            match self {
-                Activation::Relu => {
-                    for (g, &a) in gr.iter_mut().zip(ar) {
-                        *g = if a > 0.0 { *g } else { 0.0 };
-                    }
+            self.backward_slice(gr, ar, cols);
+        }
+    }
+
+    /// [`Activation::backward_in_place`] over matching slices of whole rows of `cols` values.
+    fn backward_slice(self, gr: &mut [f32], ar: &[f32], cols: usize) {
+        match self {
+            Activation::Relu => {
+                for (g, &a) in gr.iter_mut().zip(ar) {
+                    *g = if a > 0.0 { *g } else { 0.0 };
                 }
-                Activation::LeakyRelu => {
-                    for (g, &a) in gr.iter_mut().zip(ar) {
-                        *g = if a > 0.0 { *g } else { LEAKY_SLOPE * *g };
-                    }
+            }
+            Activation::LeakyRelu => {
+                for (g, &a) in gr.iter_mut().zip(ar) {
+                    *g = if a > 0.0 { *g } else { LEAKY_SLOPE * *g };
                 }
-                Activation::Sigmoid => {
-                    for (g, &a) in gr.iter_mut().zip(ar) {
-                        *g *= a * (1.0 - a);
-                    }
+            }
+            Activation::Sigmoid => {
+                for (g, &a) in gr.iter_mut().zip(ar) {
+                    *g *= a * (1.0 - a);
                 }
-                Activation::Tanh => {
-                    for (g, &a) in gr.iter_mut().zip(ar) {
-                        *g *= 1.0 - a * a;
-                    }
+            }
+            Activation::Tanh => {
+                for (g, &a) in gr.iter_mut().zip(ar) {
+                    *g *= 1.0 - a * a;
                 }
-                Activation::Identity => {}
-                Activation::Step => gr.fill(0.0),
-                Activation::Softmax => {
-                    // Jacobian-vector product: dz = s * (g - <g, s>).
+            }
+            Activation::Identity => {}
+            Activation::Step => gr.fill(0.0),
+            Activation::Softmax => {
+                // Jacobian-vector product per row: dz = s * (g - <g, s>).
+                for (gr, ar) in gr
+                    .chunks_exact_mut(cols.max(1))
+                    .zip(ar.chunks_exact(cols.max(1)))
+                {
                     let dot: f32 = gr.iter().zip(ar).map(|(g, s)| g * s).sum();
                     for (g, &s) in gr.iter_mut().zip(ar) {
                         *g = s * (*g - dot);

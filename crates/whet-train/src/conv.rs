@@ -6,17 +6,21 @@
 //! (im2col): every output pixel's `k × k × c_in` receptive field is copied into one row of a
 //! `[rows·out_h·out_w, k·k·c_in]` matrix (zeros where the window hangs over a padded border),
 //! which is multiplied by the `[k·k·c_in, filters]` weight matrix on the crate's GEMM kernel
-//! ([`crate::kernel::matmul`]); the backward pass multiplies the output gradients by the
-//! transposed weights and scatters the columns back (col2im). Row `(ky, kx, ci)` of the weight
+//! ([`crate::kernel`]); the backward pass multiplies the output gradients by the transposed
+//! weights and scatters the columns back (col2im). The matrix is built a group of images at a
+//! time (at most 256 KiB where one image's fits) in a per-thread scratch buffer and multiplied
+//! while it is in cache; the weight gradient is the sum of the groups' products, in group
+//! order. Row `(ky, kx, ci)` of the weight
 //! matrix is index `(ky·k + kx)·c_in + ci`. Pooling takes the maximum (the first on ties) or the
 //! mean of each `size × size` window, with no padding (windows that do not fit are dropped, as
 //! PyTorch's default floor mode does).
 //!
-//! Every image of a batch is independent, so the copies run in parallel over fixed groups of
-//! images and the results do not depend on the thread count.
+//! Every image of a batch is independent, so the passes run in parallel over fixed groups of
+//! images (sized by the shapes alone) and the results do not depend on the thread count.
 
 use crate::activation::Activation;
 use crate::config::Init;
+use crate::kernel::{Kernel, matmul_serial};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use schemars::JsonSchema;
@@ -403,6 +407,15 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// For output column `ox`: the input column of kernel column 0 (negative inside the left
+    /// padding) and the kernel columns `lo..hi` that fall inside the image.
+    fn columns(&self, ox: usize) -> (isize, usize, usize) {
+        let x0 = (ox * self.stride) as isize - self.pad[1] as isize;
+        let w = self.input[1] as isize;
+        let lo = (-x0).clamp(0, self.kernel as isize) as usize;
+        let hi = (w - x0).clamp(lo as isize, self.kernel as isize) as usize;
+        (x0, lo, hi)
+    }
     /// The geometry of a window of side `kernel` moved by `stride` over `input`, producing
     /// `channels` channels. `None` when the window does not fit.
     pub fn new(
@@ -785,20 +798,182 @@ fn for_each_task<T: Send>(
     }
 }
 
-/// Fills `cols[..rows·out_pixels, ..]` with the receptive fields of the first `rows` images of
-/// `x` (`[rows, in_len]`).
-pub(crate) fn im2col(g: &Geometry, x: ArrayView2<f32>, cols: &mut [f32], rows: usize) {
-    let per = g.out_pixels() * g.patch();
-    let cols = &mut cols[..rows * per];
-    for_each_task(
-        cols,
-        per * IMAGES_PER_TASK,
-        rows * per < 1 << 16,
-        |t, chunk| {
-            for (i, out) in chunk.chunks_mut(per).enumerate() {
-                let img = x.row(t * IMAGES_PER_TASK + i);
-                im2col_one(g, img.as_slice().expect("contiguous rows"), out);
+/// The im2col matrix of one group of images aims at this many bytes (it stays in a core's
+/// cache between its copy and its product).
+const GROUP_BYTES: usize = 256 << 10;
+
+thread_local! {
+    /// Per thread: the group's im2col matrix and its gradient, grown once and reused.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const {
+        std::cell::RefCell::new([Vec::new(), Vec::new()])
+    };
+}
+
+/// Runs `f` on this thread's scratch buffers of `len` values each (fresh ones if this thread's
+/// are in use).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [a, b] = &mut *bufs;
+            for buf in [&mut *a, &mut *b] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
             }
+            f(&mut a[..len], &mut b[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len], &mut vec![0.0; len]),
+    })
+}
+
+impl Geometry {
+    /// Images per group of a convolution's passes: as many as keep the group's im2col matrix
+    /// within 256 KiB, 1 to 16. Depends on the shapes only, so results never depend on the
+    /// number of threads.
+    pub(crate) fn group_images(&self) -> usize {
+        (GROUP_BYTES / (4 * self.out_pixels() * self.patch()).max(1)).clamp(1, 16)
+    }
+
+    /// Groups of [`Geometry::group_images`] in a batch of `rows` images.
+    pub(crate) fn groups(&self, rows: usize) -> usize {
+        rows.div_ceil(self.group_images())
+    }
+
+    /// The bytes of one thread's scratch buffers (the im2col matrix of a group and its
+    /// gradient).
+    pub(crate) fn scratch_bytes(&self) -> u64 {
+        let per = (self.group_images() * self.out_pixels() * self.patch()) as u64;
+        per.saturating_mul(2 * 4)
+    }
+
+    fn im2col_group(&self, x: ArrayView2<f32>, first: usize, images: usize, cols: &mut [f32]) {
+        let per = self.out_pixels() * self.patch();
+        for (i, out) in cols[..images * per].chunks_mut(per).enumerate() {
+            let img = x.row(first + i);
+            im2col_one(self, img.as_slice().expect("contiguous rows"), out);
+        }
+    }
+}
+
+/// A convolution's forward pass over the first `rows` images of `x` (`[rows, in_len]`):
+/// `out = activation(im2col(x) · w + bias)` (`[rows, out_len]`), a group of images at a time
+/// (its im2col matrix built in this thread's scratch and multiplied while in cache), groups in
+/// parallel.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_forward(
+    kernel: Kernel,
+    g: &Geometry,
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    bias: &[f32],
+    activation: Activation,
+    mut out: ArrayViewMut2<f32>,
+    rows: usize,
+) {
+    let (gi, out_len) = (g.group_images(), g.out_len());
+    let (pixels, patch, f) = (g.out_pixels(), g.patch(), g.output[2]);
+    let out = &mut out.as_slice_mut().expect("standard layout")[..rows * out_len];
+    for_each_task(
+        out,
+        gi * out_len,
+        rows * pixels * patch < 1 << 16,
+        |t, chunk| {
+            let images = chunk.len() / out_len;
+            with_scratch(gi * pixels * patch, |cols, _| {
+                g.im2col_group(x, t * gi, images, cols);
+                let a = ArrayView2::from_shape(
+                    (images * pixels, patch),
+                    &cols[..images * pixels * patch],
+                )
+                .expect("whole images");
+                let mut z =
+                    ArrayViewMut2::from_shape((images * pixels, f), chunk).expect("whole images");
+                matmul_serial(kernel, a, w, z.view_mut());
+                activation.bias_forward(z, bias);
+            });
+        },
+    );
+}
+
+/// The weight gradient of a convolution over the first `rows` images: `grad_w = Σ_groups
+/// im2col(x_group)ᵀ · d_group`, each group's product into its row of `partials`
+/// (`[groups, patch·filters]`, in parallel), then summed in group order (so the result does not
+/// depend on the number of threads). `d` is the gradient before the activation, `[rows, out_len]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_weight_gradient(
+    kernel: Kernel,
+    g: &Geometry,
+    x: ArrayView2<f32>,
+    d: ArrayView2<f32>,
+    partials: &mut Array2<f32>,
+    mut grad_w: ArrayViewMut2<f32>,
+    rows: usize,
+) {
+    let (gi, out_len) = (g.group_images(), g.out_len());
+    let (pixels, patch, f) = (g.out_pixels(), g.patch(), g.output[2]);
+    let groups = g.groups(rows);
+    let d = &d.as_slice().expect("standard layout")[..rows * out_len];
+    let parts = &mut partials.as_slice_mut().expect("standard layout")[..groups * patch * f];
+    for_each_task(
+        parts,
+        patch * f,
+        rows * pixels * patch < 1 << 16,
+        |t, part| {
+            let images = gi.min(rows - t * gi);
+            with_scratch(gi * pixels * patch, |cols, _| {
+                g.im2col_group(x, t * gi, images, cols);
+                let a = ArrayView2::from_shape(
+                    (images * pixels, patch),
+                    &cols[..images * pixels * patch],
+                )
+                .expect("whole images");
+                let dg = &d[t * gi * out_len..(t * gi + images) * out_len];
+                let dg = ArrayView2::from_shape((images * pixels, f), dg).expect("whole images");
+                let part = ArrayViewMut2::from_shape((patch, f), part).expect("one partial");
+                matmul_serial(kernel, a.t(), dg, part);
+            });
+        },
+    );
+    grad_w.fill(0.0);
+    let gw = grad_w.as_slice_mut().expect("standard layout");
+    for part in parts.chunks(patch * f) {
+        for (o, v) in gw.iter_mut().zip(part) {
+            *o += v;
+        }
+    }
+}
+
+/// The input gradient of a convolution over the first `rows` images: `dx = col2im(d · wᵀ)`
+/// (`dx` overwritten), a group at a time in this thread's scratch, groups in parallel.
+pub(crate) fn conv_input_gradient(
+    kernel: Kernel,
+    g: &Geometry,
+    d: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    mut dx: ArrayViewMut2<f32>,
+    rows: usize,
+) {
+    let (gi, in_len, out_len) = (g.group_images(), g.in_len(), g.out_len());
+    let (pixels, patch, f) = (g.out_pixels(), g.patch(), g.output[2]);
+    let d = &d.as_slice().expect("standard layout")[..rows * out_len];
+    let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
+    for_each_task(
+        dx,
+        gi * in_len,
+        rows * pixels * patch < 1 << 16,
+        |t, chunk| {
+            let images = chunk.len() / in_len;
+            with_scratch(gi * pixels * patch, |_, dcols| {
+                let dcols = &mut dcols[..images * pixels * patch];
+                let dg = &d[t * gi * out_len..(t * gi + images) * out_len];
+                let dg = ArrayView2::from_shape((images * pixels, f), dg).expect("whole images");
+                let c = ArrayViewMut2::from_shape((images * pixels, patch), &mut *dcols)
+                    .expect("whole images");
+                matmul_serial(kernel, dg, w.t(), c);
+                for (img, cols) in chunk.chunks_mut(in_len).zip(dcols.chunks(pixels * patch)) {
+                    col2im_one(g, cols, img);
+                }
+            });
         },
     );
 }
@@ -807,67 +982,70 @@ fn im2col_one(g: &Geometry, img: &[f32], out: &mut [f32]) {
     let [h, w, c] = g.input;
     let [oh, ow, _] = g.output;
     let k = g.kernel;
-    let (top, left) = (g.pad[0] as isize, g.pad[1] as isize);
+    let run = k * c;
     let mut o = 0;
     for oy in 0..oh {
         for ox in 0..ow {
+            // The kernel columns that fall inside the image: `lo..hi` (the rest is padding).
+            let (x0, lo, hi) = g.columns(ox);
             for ky in 0..k {
-                let iy = (oy * g.stride + ky) as isize - top;
-                for kx in 0..k {
-                    let ix = (ox * g.stride + kx) as isize - left;
-                    let dst = &mut out[o..o + c];
-                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                        dst.fill(0.0);
-                    } else {
-                        let s = (iy as usize * w + ix as usize) * c;
-                        dst.copy_from_slice(&img[s..s + c]);
-                    }
-                    o += c;
+                let dst = &mut out[o..o + run];
+                o += run;
+                let iy = (oy * g.stride + ky) as isize - g.pad[0] as isize;
+                if iy < 0 || iy >= h as isize {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let s = (iy as usize * w) as isize + x0;
+                let src = &img[(s + lo as isize) as usize * c..(s + hi as isize) as usize * c];
+                if lo == 0 && hi == k {
+                    copy_run(dst, src);
+                } else {
+                    dst[..lo * c].fill(0.0);
+                    copy_run(&mut dst[lo * c..hi * c], src);
+                    dst[hi * c..].fill(0.0);
                 }
             }
         }
     }
 }
 
-/// Scatters `dcols[..rows·out_pixels, ..]` back onto the first `rows` images of `dx`
-/// (overwritten): the gradient of [`im2col`].
-pub(crate) fn col2im(g: &Geometry, dcols: &[f32], mut dx: ArrayViewMut2<f32>, rows: usize) {
-    let per = g.out_pixels() * g.patch();
-    let in_len = g.in_len();
-    let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
-    for_each_task(
-        dx,
-        in_len * IMAGES_PER_TASK,
-        rows * per < 1 << 16,
-        |t, chunk| {
-            let first = t * IMAGES_PER_TASK * per;
-            for (i, img) in chunk.chunks_mut(in_len).enumerate() {
-                col2im_one(g, &dcols[first + i * per..first + (i + 1) * per], img);
+/// `dst.copy_from_slice(src)` for the short runs of im2col, with the common lengths inlined
+/// (a call to `memcpy` for a run of 5 values costs more than the copy).
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match dst.len() {
+                $($n => dst[..$n].copy_from_slice(&src[..$n]),)*
+                _ => dst.copy_from_slice(src),
             }
-        },
-    );
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
 fn col2im_one(g: &Geometry, cols: &[f32], img: &mut [f32]) {
     let [h, w, c] = g.input;
     let [oh, ow, _] = g.output;
     let k = g.kernel;
-    let (top, left) = (g.pad[0] as isize, g.pad[1] as isize);
+    let run = k * c;
     img.fill(0.0);
     let mut o = 0;
     for oy in 0..oh {
         for ox in 0..ow {
+            let (x0, lo, hi) = g.columns(ox);
             for ky in 0..k {
-                let iy = (oy * g.stride + ky) as isize - top;
-                for kx in 0..k {
-                    let ix = (ox * g.stride + kx) as isize - left;
-                    if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
-                        let s = (iy as usize * w + ix as usize) * c;
-                        for (d, v) in img[s..s + c].iter_mut().zip(&cols[o..o + c]) {
-                            *d += v;
-                        }
-                    }
-                    o += c;
+                let src = &cols[o..o + run];
+                o += run;
+                let iy = (oy * g.stride + ky) as isize - g.pad[0] as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let s = (iy as usize * w) as isize + x0;
+                let dst = &mut img[(s + lo as isize) as usize * c..(s + hi as isize) as usize * c];
+                for (d, v) in dst.iter_mut().zip(&src[lo * c..hi * c]) {
+                    *d += v;
                 }
             }
         }
@@ -914,30 +1092,67 @@ fn pool_one(kind: SpatialKind, g: &Geometry, img: &[f32], out: &mut [f32], arg: 
     let scale = 1.0 / (k * k) as f32;
     for oy in 0..oh {
         for ox in 0..ow {
-            for ch in 0..c {
-                let o = (oy * ow + ox) * c + ch;
-                let (mut best, mut at, mut sum) = (f32::NEG_INFINITY, 0usize, 0.0f32);
+            // Every channel of the window at once: the channels are adjacent in memory.
+            let o = (oy * ow + ox) * c;
+            let (out, arg) = (&mut out[o..o + c], &mut arg[o..o + c]);
+            let at = |ky: usize, kx: usize| ((oy * g.stride + ky) * w + ox * g.stride + kx) * c;
+            if kind == SpatialKind::MaxPool {
+                // Blocks of up to 8 channels, kept in registers across the window.
+                for ch0 in (0..c).step_by(8) {
+                    let (o, a) = (&mut out[ch0..], &mut arg[ch0..]);
+                    let window = (0..k * k).map(|t| at(t / k, t % k) + ch0);
+                    macro_rules! block {
+                        ($($n:literal)*) => {
+                            match (c - ch0).min(8) {
+                                $($n => max_block::<$n>(img, window, o, a),)*
+                                _ => max_block::<8>(img, window, o, a),
+                            }
+                        };
+                    }
+                    block!(1 2 3 4 5 6 7);
+                }
+            } else {
+                out.fill(0.0);
                 for ky in 0..k {
                     for kx in 0..k {
-                        let i = ((oy * g.stride + ky) * w + ox * g.stride + kx) * c + ch;
-                        let v = img[i];
-                        sum += v;
-                        // The first maximum wins; a NaN is taken so it propagates.
-                        if v > best || (v.is_nan() && !best.is_nan()) {
-                            best = v;
-                            at = i;
+                        let i = at(ky, kx);
+                        for (s, &v) in out.iter_mut().zip(&img[i..i + c]) {
+                            *s += v;
                         }
                     }
                 }
-                if kind == SpatialKind::MaxPool {
-                    out[o] = best;
-                    arg[o] = at as u32;
-                } else {
-                    out[o] = sum * scale;
+                for s in out.iter_mut() {
+                    *s *= scale;
                 }
             }
         }
     }
+}
+
+/// The maximum of `B` adjacent channels over a window (`starts`: each window pixel's offset of
+/// the first channel, in window order) into `out[..B]`, and where it was into `arg[..B]`. The
+/// first maximum wins; a NaN is taken so it propagates.
+#[inline(always)]
+fn max_block<const B: usize>(
+    img: &[f32],
+    mut starts: impl Iterator<Item = usize>,
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
+    let first = starts.next().unwrap_or(0);
+    let mut best: [f32; B] = std::array::from_fn(|b| img[first + b]);
+    let mut at: [u32; B] = std::array::from_fn(|b| (first + b) as u32);
+    for i in starts {
+        let v = &img[i..i + B];
+        for b in 0..B {
+            // Which value wins is unpredictable: selects, not branches.
+            let take = (v[b] > best[b]) | (v[b].is_nan() & !best[b].is_nan());
+            best[b] = std::hint::select_unpredictable(take, v[b], best[b]);
+            at[b] = std::hint::select_unpredictable(take, (i + b) as u32, at[b]);
+        }
+    }
+    out[..B].copy_from_slice(&best);
+    arg[..B].copy_from_slice(&at);
 }
 
 /// The gradient of [`pool_forward`]: scatters `dout` (first `rows` images) onto `dx`
@@ -1145,30 +1360,136 @@ mod tests {
         assert!(Geometry::new([3, 3, 1], 4, 1, Padding::Valid, 1).is_none());
     }
 
+    /// The three passes of a convolution over `rows` images, on a pool of `threads` threads:
+    /// the outputs (identity activation), the weight gradient and the input gradient.
+    fn passes(
+        g: &Geometry,
+        x: &Array2<f32>,
+        w: &Array2<f32>,
+        d: &Array2<f32>,
+        threads: usize,
+    ) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
+        let rows = x.nrows();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let bias = vec![0.5; w.ncols()];
+            let mut y = Array2::from_elem((rows, g.out_len()), f32::NAN);
+            let k = Kernel::Gemm;
+            conv_forward(
+                k,
+                g,
+                x.view(),
+                w.view(),
+                &bias,
+                Activation::Identity,
+                y.view_mut(),
+                rows,
+            );
+            let mut partials = Array2::from_elem((g.groups(rows), w.len()), f32::NAN);
+            let mut gw = Array2::from_elem(w.dim(), f32::NAN);
+            conv_weight_gradient(k, g, x.view(), d.view(), &mut partials, gw.view_mut(), rows);
+            let mut dx = Array2::from_elem(x.dim(), f32::NAN);
+            conv_input_gradient(k, g, d.view(), w.view(), dx.view_mut(), rows);
+            (y, gw, dx)
+        })
+    }
+
     #[test]
-    fn im2col_times_weights_is_the_direct_convolution() {
+    fn the_grouped_passes_are_the_direct_convolution_and_its_gradients() {
         for (padding, stride) in [(Padding::Valid, 1), (Padding::Same, 2), (Padding::Same, 1)] {
             let g = Geometry::new([7, 6, 3], 3, stride, padding, 4).unwrap();
-            let x = Array2::from_shape_fn((2, g.in_len()), |(r, i)| {
+            // 37 images: groups of 16, 16 and 5.
+            let rows = 37;
+            assert_eq!((g.group_images(), g.groups(rows)), (16, 3));
+            let x = Array2::from_shape_fn((rows, g.in_len()), |(r, i)| {
                 ((r * 31 + i * 7) % 13) as f32 - 6.0
             });
             let w = Array2::from_shape_fn((g.patch(), 4), |(i, j)| ((i + 3 * j) % 5) as f32 - 2.0);
-            let mut cols = vec![f32::NAN; 2 * g.out_pixels() * g.patch()];
-            im2col(&g, x.view(), &mut cols, 2);
-            let cols = Array2::from_shape_vec((2 * g.out_pixels(), g.patch()), cols).unwrap();
-            let y = cols.dot(&w);
-            for r in 0..2 {
-                let want = direct(&g, x.row(r).as_slice().unwrap(), &w);
-                let got = &y.as_slice().unwrap()[r * g.out_len()..(r + 1) * g.out_len()];
-                assert_eq!(got, &want[..], "{padding:?} stride {stride}");
+            let d = Array2::from_shape_fn((rows, g.out_len()), |(r, i)| {
+                ((r * 3 + i * 5) % 7) as f32 - 3.0
+            });
+            let (y, gw, dx) = passes(&g, &x, &w, &d, 1);
+            // Small integers: every sum is exact, so the comparisons are too.
+            for r in 0..rows {
+                let want: Vec<f32> = direct(&g, x.row(r).as_slice().unwrap(), &w)
+                    .iter()
+                    .map(|v| v + 0.5)
+                    .collect();
+                assert_eq!(
+                    y.row(r).as_slice().unwrap(),
+                    &want[..],
+                    "{padding:?} {stride}"
+                );
             }
-            // col2im is the transpose of im2col: <im2col(x), d> = <x, col2im(d)>.
-            let d = Array2::from_shape_fn(cols.dim(), |(i, j)| ((i * 3 + j) % 7) as f32 - 3.0);
-            let mut dx = Array2::from_elem((2, g.in_len()), f32::NAN);
-            col2im(&g, d.as_slice().unwrap(), dx.view_mut(), 2);
-            let lhs: f32 = cols.iter().zip(d.iter()).map(|(a, b)| a * b).sum();
+            // The weight gradient: Σ over images of im2col(x)ᵀ · d.
+            let per = g.out_pixels() * g.patch();
+            let mut want = Array2::<f32>::zeros(w.dim());
+            for r in 0..rows {
+                let mut cols = vec![f32::NAN; per];
+                im2col_one(&g, x.row(r).as_slice().unwrap(), &mut cols);
+                let cols = Array2::from_shape_vec((g.out_pixels(), g.patch()), cols).unwrap();
+                let dr = d.row(r).into_shape_with_order((g.out_pixels(), 4)).unwrap();
+                want += &cols.t().dot(&dr);
+            }
+            assert_eq!(gw, want, "{padding:?} stride {stride}");
+            // The input gradient is the adjoint of the linear part: <x·W, d> = <x, dx>.
+            let lhs: f32 = y.iter().zip(d.iter()).map(|(a, b)| (a - 0.5) * b).sum();
             let rhs: f32 = x.iter().zip(dx.iter()).map(|(a, b)| a * b).sum();
             assert_eq!(lhs, rhs);
+            // Two threads: the same bits.
+            assert_eq!(passes(&g, &x, &w, &d, 2), (y, gw, dx));
+        }
+    }
+
+    #[test]
+    fn max_pooling_over_many_channels_matches_one_channel_at_a_time() {
+        // 11 channels: a block of 8 and one of 3; ties, a NaN and -inf in the windows.
+        let g = Geometry::new([5, 4, 11], 3, 2, Padding::Valid, 11).unwrap();
+        let mut x =
+            Array2::from_shape_fn((3, g.in_len()), |(r, i)| ((r * 7 + i * 5) % 9) as f32 - 4.0);
+        x[[0, 3]] = f32::NAN;
+        x[[1, 17]] = f32::NEG_INFINITY;
+        for ch in 0..11 {
+            x[[2, ch]] = f32::NEG_INFINITY;
+            x[[2, 11 + ch]] = f32::NEG_INFINITY;
+        }
+        let mut out = Array2::zeros((3, g.out_len()));
+        let mut arg = vec![0u32; 3 * g.out_len()];
+        pool_forward(
+            SpatialKind::MaxPool,
+            &g,
+            x.view(),
+            out.view_mut(),
+            &mut arg,
+            3,
+        );
+        let [_, w, c] = g.input;
+        let [oh, ow, _] = g.output;
+        for r in 0..3 {
+            for (oy, ox, ch) in
+                (0..oh).flat_map(|a| (0..ow).flat_map(move |b| (0..c).map(move |ch| (a, b, ch))))
+            {
+                // The first maximum in window order (a NaN wins).
+                let mut best: Option<(f32, usize)> = None;
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let i = ((oy * 2 + ky) * w + ox * 2 + kx) * c + ch;
+                        let v = x[[r, i]];
+                        best = match best {
+                            Some((b, _)) if b.is_nan() => best,
+                            Some((b, _)) if !(v > b || v.is_nan()) => best,
+                            _ => Some((v, i)),
+                        };
+                    }
+                }
+                let (v, i) = best.unwrap();
+                let o = (oy * ow + ox) * c + ch;
+                assert_eq!(out[[r, o]].to_bits(), v.to_bits(), "image {r} output {o}");
+                assert_eq!(arg[r * g.out_len() + o] as usize, i, "image {r} output {o}");
+            }
         }
     }
 

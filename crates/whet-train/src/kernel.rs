@@ -44,6 +44,22 @@ pub fn matmul(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayVi
     split(kernel, a, b, c, SPLIT_BLOCKS);
 }
 
+/// `c = a · b` on the calling thread (for callers that already run in parallel over
+/// independent blocks).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub(crate) fn matmul_serial(
+    kernel: Kernel,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: ArrayViewMut2<f32>,
+) {
+    assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
+    assert_eq!(c.dim(), (a.nrows(), b.ncols()), "output shape");
+    single(kernel, a, b, c);
+}
+
 fn split(
     kernel: Kernel,
     a: ArrayView2<f32>,

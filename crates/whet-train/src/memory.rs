@@ -24,7 +24,7 @@ pub struct TrainingMemory {
     /// Weights, biases, gradients, optimizer state (and the early-stopping copy).
     pub model: u64,
     /// The batch workspace (training batch and evaluation batch): inputs, targets, activations,
-    /// deltas, noise and dropout buffers, and the convolutions' im2col matrices.
+    /// deltas, noise and dropout buffers, and the convolutions' per-thread im2col scratch.
     pub workspace: u64,
     /// The run-file key of the layers (`model.hidden` or `model.layers`).
     layers_key: &'static str,
@@ -32,29 +32,42 @@ pub struct TrainingMemory {
 
 /// The sizes the estimate needs: per image layer (weights, values per row), the dense widths.
 struct Shapes {
-    /// Per image layer: its parameters and the values it keeps per batch row.
-    image: Vec<(u64, u64)>,
+    /// Per image layer: its parameters, the values it keeps per batch row, its scratch.
+    image: Vec<ImageLayer>,
     /// Inputs of the first dense layer.
     dense_inputs: usize,
     /// Hidden dense widths.
     hidden: Vec<usize>,
 }
 
-/// What one image layer of `geo` holds: its parameters and its values per batch row (outputs,
-/// deltas, noise and dropout buffers, the pools' indices or the normalised values, the im2col
-/// matrix and its gradient).
-fn image_layer(geo: &Geometry, kind: SpatialKind) -> (u64, u64) {
+/// What one image layer of `geo` holds: its parameters, its values per batch row (outputs,
+/// deltas, noise and dropout buffers, the pools' indices or the normalised values, a
+/// convolution's per-group weight gradients, counted as one per row at most), and the bytes of
+/// each thread's scratch (a convolution's im2col matrix of one group of images and its
+/// gradient).
+fn image_layer(geo: &Geometry, kind: SpatialKind) -> ImageLayer {
     let out = geo.out_len() as u64;
     let f = geo.output[2] as u64;
-    let (params, cols) = match kind {
-        SpatialKind::Conv => (
-            budget::product(&[geo.patch() as u64, f]).saturating_add(f),
-            budget::product(&[geo.out_pixels() as u64, geo.patch() as u64, 2]),
-        ),
-        SpatialKind::BatchNorm => (f.saturating_mul(2), 0),
-        _ => (0, 0),
+    let (params, partials, scratch) = match kind {
+        SpatialKind::Conv => {
+            let weights = budget::product(&[geo.patch() as u64, f]);
+            (weights.saturating_add(f), weights, geo.scratch_bytes())
+        }
+        SpatialKind::BatchNorm => (f.saturating_mul(2), 0, 0),
+        _ => (0, 0, 0),
     };
-    (params, out.saturating_mul(5).saturating_add(cols))
+    ImageLayer {
+        params,
+        per_row: out.saturating_mul(5).saturating_add(partials),
+        scratch,
+    }
+}
+
+/// See [`image_layer`].
+struct ImageLayer {
+    params: u64,
+    per_row: u64,
+    scratch: u64,
 }
 
 impl TrainingMemory {
@@ -75,7 +88,7 @@ impl TrainingMemory {
             .and_then(|s| crate::conv::geometries(model, s).ok())
             .unwrap_or_default();
         let convs = model.layers.iter().filter(|l| l.is_image_layer());
-        let image: Vec<(u64, u64)> = convs
+        let image: Vec<ImageLayer> = convs
             .zip(&geometries)
             .map(|(l, g)| {
                 let kind = match l {
@@ -160,11 +173,14 @@ impl TrainingMemory {
         let image_params = shapes
             .image
             .iter()
-            .fold(0u64, |a, (p, _)| a.saturating_add(*p));
+            .fold(0u64, |a, l| a.saturating_add(l.params));
         let image_row = shapes
             .image
             .iter()
-            .fold(0u64, |a, (_, r)| a.saturating_add(*r));
+            .fold(0u64, |a, l| a.saturating_add(l.per_row));
+        // One layer's scratch at a time, on every thread.
+        let scratch = shapes.image.iter().map(|l| l.scratch).max().unwrap_or(0);
+        let scratch = scratch.saturating_mul(rayon::current_num_threads() as u64);
         let params = count_parameters(&shapes.hidden, shapes.dense_inputs, output_dim)
             .saturating_add(image_params);
         // Per row: input and target, the image layers' buffers, and four buffers per dense
@@ -175,7 +191,8 @@ impl TrainingMemory {
             .saturating_add(widths().fold(0u64, u64::saturating_add).saturating_mul(4));
         TrainingMemory {
             model: budget::product(&[params, copies, F32]),
-            workspace: budget::product(&[batch.saturating_add(eval), per_row, F32]),
+            workspace: budget::product(&[batch.saturating_add(eval), per_row, F32])
+                .saturating_add(scratch),
             layers_key,
         }
     }

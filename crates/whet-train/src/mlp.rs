@@ -557,15 +557,14 @@ impl Mlp {
         self.spatial.iter().filter(|s| s.has_weights()).count()
     }
 
-    /// Rows per batch of evaluation for `n` samples: up to 1024, fewer when the convolutions'
-    /// im2col buffers would pass 64 MiB.
+    /// Rows per batch of evaluation for `n` samples: up to 1024, fewer when the image layers'
+    /// outputs and deltas would pass 64 MiB.
     pub fn eval_rows(&self, n: usize) -> usize {
         let per_row = self
             .spatial
             .iter()
-            .map(|s| s.geo.out_pixels() * s.geo.patch() * usize::from(s.is_conv()))
-            .max()
-            .unwrap_or(0)
+            .map(|s| 2 * s.geo.out_len())
+            .sum::<usize>()
             .max(1);
         let cap = ((64usize << 20) / (4 * per_row)).clamp(1, crate::memory::EVAL_ROWS);
         n.clamp(1, cap)
@@ -707,21 +706,19 @@ impl Mlp {
             sp: self
                 .spatial
                 .iter()
-                .enumerate()
-                .map(|(j, s)| {
+                .map(|s| {
                     let g = s.geo;
                     let conv = s.is_conv();
-                    let cols = |on: bool| {
-                        let n = if on { rows * g.out_pixels() } else { 0 };
-                        Array2::zeros((n, if on { g.patch() } else { 0 }))
-                    };
                     SpatialWs {
                         act: Array2::zeros((rows, g.out_len())),
                         pert: buf(s.perturbed(), g.out_len()),
                         mask: buf(s.dropout > 0.0, g.out_len()),
                         delta: Array2::zeros((rows, g.out_len())),
-                        cols: cols(conv),
-                        dcols: cols(conv && j > 0),
+                        partials: if conv {
+                            Array2::zeros((g.groups(rows), s.weight.len()))
+                        } else {
+                            Array2::zeros((0, 0))
+                        },
                         argmax: if s.has_weights() {
                             Vec::new()
                         } else {
@@ -798,24 +795,16 @@ impl Mlp {
             };
             let g = &layer.geo;
             match layer.kind {
-                SpatialKind::Conv => {
-                    let m = rows * g.out_pixels();
-                    crate::conv::im2col(
-                        g,
-                        input,
-                        cur.cols.as_slice_mut().expect("standard layout"),
-                        rows,
-                    );
-                    let mut z = pixels(cur.act.view_mut(), rows, g.output[2]);
-                    matmul(
-                        self.kernel,
-                        cur.cols.slice(s![..m, ..]),
-                        layer.weight.view(),
-                        z.view_mut(),
-                    );
-                    let bias = layer.bias.as_slice().expect("contiguous bias");
-                    par_bias_forward(layer.activation, z, bias);
-                }
+                SpatialKind::Conv => crate::conv::conv_forward(
+                    self.kernel,
+                    g,
+                    input,
+                    layer.weight.view(),
+                    layer.bias.as_slice().expect("contiguous bias"),
+                    layer.activation,
+                    cur.act.view_mut(),
+                    rows,
+                ),
                 SpatialKind::BatchNorm => {
                     let c = g.output[2];
                     let x = input
@@ -986,30 +975,32 @@ impl Mlp {
             let cur = &mut rest[0];
             match layer.kind {
                 SpatialKind::Conv => {
-                    let m = rows * g.out_pixels();
-                    let d = pixels(cur.delta.view_mut(), rows, g.output[2]);
+                    let d = cur.delta.slice(s![..rows, ..]);
                     if !layer.frozen {
-                        matmul(
+                        let input = match lower.last() {
+                            None => ws.x.slice(s![..rows, ..]),
+                            Some(prev) => prev.output(rows, train),
+                        };
+                        crate::conv::conv_weight_gradient(
                             self.kernel,
-                            cur.cols.slice(s![..m, ..]).t(),
-                            d.view(),
+                            g,
+                            input,
+                            d,
+                            &mut cur.partials,
                             cur.grad_w.view_mut(),
+                            rows,
                         );
-                        crate::conv::column_sums(
-                            d.view(),
-                            cur.grad_b.as_slice_mut().expect("contiguous"),
-                        );
+                        let d = d
+                            .into_shape_with_order((rows * g.out_pixels(), g.output[2]))
+                            .expect("contiguous rows");
+                        crate::conv::column_sums(d, cur.grad_b.as_slice_mut().expect("contiguous"));
                     }
                     if j > j0 {
-                        matmul(
+                        crate::conv::conv_input_gradient(
                             self.kernel,
-                            d.view(),
-                            layer.weight.t(),
-                            cur.dcols.slice_mut(s![..m, ..]),
-                        );
-                        crate::conv::col2im(
                             g,
-                            cur.dcols.as_slice().expect("standard layout"),
+                            d,
+                            layer.weight.view(),
                             lower[j - 1].delta.view_mut(),
                             rows,
                         );
@@ -1102,8 +1093,11 @@ impl Mlp {
     }
 }
 
-/// Rows per parallel chunk of the element-wise passes.
-const PAR_ROWS: usize = 32;
+/// Rows per parallel chunk of the element-wise passes: at least 32, and at least 8,192
+/// values (an image layer's rows are pixels of a few channels).
+fn par_rows(cols: usize) -> usize {
+    (8192 / cols.max(1)).max(32)
+}
 /// Element-wise passes over fewer elements than this stay on the calling thread.
 const PAR_MIN_ELEMS: usize = 16 * 1024;
 
@@ -1152,7 +1146,8 @@ fn par_bias_forward(act: Activation, mut z: ArrayViewMut2<f32>, bias: &[f32]) {
     if z.len() < PAR_MIN_ELEMS || crate::par::serial() {
         return act.bias_forward(z, bias);
     }
-    z.axis_chunks_iter_mut(Axis(0), PAR_ROWS)
+    let rows = par_rows(z.ncols());
+    z.axis_chunks_iter_mut(Axis(0), rows)
         .into_par_iter()
         .for_each(|c| act.bias_forward(c, bias));
 }
@@ -1162,9 +1157,10 @@ fn par_backward(act: Activation, mut g: ArrayViewMut2<f32>, a: ArrayView2<f32>) 
     if g.len() < PAR_MIN_ELEMS || crate::par::serial() {
         return act.backward_in_place(g, a);
     }
-    g.axis_chunks_iter_mut(Axis(0), PAR_ROWS)
+    let rows = par_rows(g.ncols());
+    g.axis_chunks_iter_mut(Axis(0), rows)
         .into_par_iter()
-        .zip(a.axis_chunks_iter(Axis(0), PAR_ROWS).into_par_iter())
+        .zip(a.axis_chunks_iter(Axis(0), rows).into_par_iter())
         .for_each(|(g, a)| act.backward_in_place(g, a));
 }
 
@@ -1261,10 +1257,8 @@ pub(crate) struct SpatialWs {
     mask: Option<Array2<f32>>,
     /// `dL/dz` (before the activation), `[rows, h·w·c]`.
     delta: Array2<f32>,
-    /// Convolutions: the im2col matrix `[rows·out_pixels, k·k·c_in]`.
-    cols: Array2<f32>,
-    /// Convolutions above the first: the gradient of `cols`.
-    dcols: Array2<f32>,
+    /// Convolutions: each group of images' weight gradient, `[groups, k·k·c_in·filters]`.
+    partials: Array2<f32>,
     /// Pools: each output's input index within its image (the maximum's; unused by average
     /// pools, which share the code path).
     argmax: Vec<u32>,
