@@ -395,9 +395,10 @@ pub enum SeedReason {
     Baseline,
     /// Some of its runs (or the baseline's) have no result yet.
     Waiting,
-    /// Its paired 95 % interval excludes 0: no more seeds needed.
+    /// Its paired difference is clear after the Holm–Bonferroni adjustment over the study's
+    /// variants (adjusted p < 0.05, as the report's headline judges it): no more seeds needed.
     Resolved,
-    /// Its interval still contains 0 after the most seeds the plan allows.
+    /// Its adjusted p-value is still 0.05 or more after the most seeds the plan allows.
     Maximum,
     /// Fewer than 2 seeds where it and the baseline both finished ok (diverged or failed runs):
     /// more seeds are not added, since they rarely mend that.
@@ -521,8 +522,9 @@ impl Plan {
     /// Under sequential seeding, how many seeds each selected variant gets (the baseline
     /// first), given `record(i)`, the finished result of cell `i` if there is one. A variant
     /// runs the first `min` seeds; while every one of its seeds so far has a result (and the
-    /// baseline's too) and the paired 95 % interval of its difference on the plan's metric
-    /// contains 0, it gets the next seed, up to all of [`Plan::seeds`]. The baseline runs as
+    /// baseline's too) and the paired t test of its difference on the plan's metric, Holm-adjusted
+    /// over the variants as the report's headline is, gives p ≥ 0.05, it gets the next seed, up
+    /// to all of [`Plan::seeds`]. The baseline runs as
     /// many seeds as the variant that needs most. The decision depends only on the results, so
     /// it is the same however many processes ran the cells. `None` without sequential seeding.
     pub fn seeding(
@@ -541,44 +543,67 @@ impl Plan {
                     .filter(|x| r.status == RunStatus::Ok && x.is_finite()),
             )
         };
-        let mut out: Vec<SeedDecision> = self
-            .selected
-            .iter()
-            .skip(1)
-            .map(|&v| {
-                let mut k = min.min(s);
-                loop {
-                    let mut diffs = Vec::with_capacity(k);
-                    for j in 0..k {
-                        match (value(v, j), value(0, j)) {
-                            (Some(a), Some(b)) => diffs.extend(a.zip(b).map(|(a, b)| a - b)),
-                            _ => {
-                                return SeedDecision {
-                                    variant: v,
-                                    seeds: k,
-                                    reason: SeedReason::Waiting,
-                                };
-                            }
-                        }
-                    }
-                    let d = whet_report::describe(&diffs);
-                    let reason = match whet_report::Verdict::from_delta(&d, self.higher_is_better) {
-                        whet_report::Verdict::TooFewRuns => SeedReason::TooFewPairs,
-                        whet_report::Verdict::NoClearEffect if k < s => {
-                            k += 1;
-                            continue;
-                        }
-                        whet_report::Verdict::NoClearEffect => SeedReason::Maximum,
-                        _ => SeedReason::Resolved,
-                    };
-                    return SeedDecision {
-                        variant: v,
-                        seeds: k,
-                        reason,
-                    };
+        // Each variant's paired differences over its first `k` seeds: `Err(reason)` while a
+        // run has no result, or with fewer than 2 pairs that finished ok.
+        let differences = |v: usize, k: usize| -> Result<whet_report::Describe, SeedReason> {
+            let mut diffs = Vec::with_capacity(k);
+            for j in 0..k {
+                match (value(v, j), value(0, j)) {
+                    (Some(a), Some(b)) => diffs.extend(a.zip(b).map(|(a, b)| a - b)),
+                    _ => return Err(SeedReason::Waiting),
                 }
-            })
-            .collect();
+            }
+            let d = whet_report::describe(&diffs);
+            match whet_report::Verdict::from_delta(&d, self.higher_is_better) {
+                whet_report::Verdict::TooFewRuns => Err(SeedReason::TooFewPairs),
+                _ => Ok(d),
+            }
+        };
+        // Holm-adjusted over the variants, as the report's headline: a variant is resolved when
+        // its adjusted p-value is below 5 %; every unresolved one gets one more seed a step,
+        // until none can grow (adding seeds to one can resolve or unresolve another).
+        let variants: Vec<usize> = self.selected.iter().skip(1).copied().collect();
+        let mut k = vec![min.min(s); variants.len()];
+        let mut out: Vec<SeedDecision> = loop {
+            let stats: Vec<_> = variants
+                .iter()
+                .zip(&k)
+                .map(|(&v, &k)| differences(v, k))
+                .collect();
+            let p: Vec<Option<f64>> = stats
+                .iter()
+                .map(|d| d.as_ref().ok().and_then(whet_report::paired_p))
+                .collect();
+            let adjusted = whet_report::holm(&p);
+            let mut grew = false;
+            let decisions = variants
+                .iter()
+                .zip(&mut k)
+                .zip(stats.iter().zip(&adjusted))
+                .map(|((&variant, k), (stat, adjusted))| {
+                    let reason = match stat {
+                        Err(reason) => *reason,
+                        Ok(_) if adjusted.is_some_and(|p| p < whet_report::ALPHA) => {
+                            SeedReason::Resolved
+                        }
+                        Ok(_) if *k < s => {
+                            *k += 1;
+                            grew = true;
+                            SeedReason::Maximum
+                        }
+                        Ok(_) => SeedReason::Maximum,
+                    };
+                    SeedDecision {
+                        variant,
+                        seeds: *k,
+                        reason,
+                    }
+                })
+                .collect();
+            if !grew {
+                break decisions;
+            }
+        };
         let base = out.iter().map(|d| d.seeds).max().unwrap_or(min.min(s));
         out.insert(
             0,
@@ -644,9 +669,11 @@ impl Plan {
             .map(|d| {
                 let why = match d.reason {
                     SeedReason::Resolved if d.seeds <= min => {
-                        "its interval excluded 0 after the first seeds".to_string()
+                        "clear after the Holm adjustment with the first seeds".to_string()
                     }
-                    SeedReason::Resolved => format!("its interval excluded 0 after {}", d.seeds),
+                    SeedReason::Resolved => {
+                        format!("clear after the Holm adjustment with {}", d.seeds)
+                    }
                     SeedReason::Maximum => "still no clear effect at the maximum".to_string(),
                     SeedReason::TooFewPairs => {
                         "fewer than 2 runs paired with the baseline finished ok, so none was added"
@@ -660,9 +687,10 @@ impl Plan {
             .collect();
         format!(
             "Sequential seeding ({min} to {max} seeds, from {:?}): every variant ran {min} seeds; one \
-             more was added at a time to a variant whose paired 95 % interval on {} still \
-             contained 0, and the baseline ran every seed a variant needed. Seeds per variant: {}. \
-             Stopping as soon as an interval excludes 0 makes a false *helps* or *hurts* likelier \
+             more was added at a time to each variant whose paired difference on {} was not yet \
+             clear after the Holm adjustment over the variants (adjusted p ≥ 0.05, as the \
+             headline judges), and the baseline ran every seed a variant needed. Seeds per variant: {}. \
+             Stopping as soon as a difference is clear makes a false *helps* or *hurts* likelier \
              than the 5 % a fixed number of seeds gives: read verdicts that needed many seeds with \
              care.",
             self.seeds,

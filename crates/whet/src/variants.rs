@@ -23,8 +23,10 @@ use std::collections::BTreeMap;
 pub struct AblationConfig {
     /// Seeds per variant: a count `n` (the run's seed, seed+1, … seed+n-1), an explicit list, or
     /// `{ min: 3, max: 10 }` for sequential seeding: every variant runs the first `min` seeds,
-    /// then a variant whose paired 95 % interval on the metric still contains 0 gets one more
-    /// seed at a time (the baseline runs it too) until the interval excludes 0 or it has `max`.
+    /// then a variant whose paired difference on the metric is not yet clear after the
+    /// Holm–Bonferroni adjustment over the variants (adjusted p ≥ 0.05, as the report's headline
+    /// judges) gets one more seed at a time (the baseline runs it too) until it is clear or it
+    /// has `max`.
     /// Every variant runs with the same seeds, so differences are paired. Default 3.
     #[serde(default = "default_seeds")]
     pub seeds: Seeds,
