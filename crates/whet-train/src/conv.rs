@@ -846,13 +846,55 @@ impl Geometry {
         per.saturating_mul(2 * 4)
     }
 
-    fn im2col_group(&self, x: ArrayView2<f32>, first: usize, images: usize, cols: &mut [f32]) {
+    /// Fills `cols` (`images · out_pixels · patch` values) with the im2col matrix of images
+    /// `first..first + images` of `x`, viewed as `[images · out_pixels, patch]`.
+    fn im2col_group<'c>(
+        &self,
+        x: ArrayView2<f32>,
+        first: usize,
+        images: usize,
+        cols: &'c mut [f32],
+    ) -> ArrayView2<'c, f32> {
         let per = self.out_pixels() * self.patch();
-        for (i, out) in cols[..images * per].chunks_mut(per).enumerate() {
+        for (i, out) in cols.chunks_mut(per).enumerate() {
             let img = x.row(first + i);
             im2col_one(self, img.as_slice().expect("contiguous rows"), out);
         }
+        ArrayView2::from_shape((images * self.out_pixels(), self.patch()), &*cols)
+            .expect("whole images")
     }
+
+    /// Images `first..first + images` of `d` (`[rows, out_len]` as a slice) as one pixel per
+    /// row, `[images · out_pixels, filters]`.
+    fn group_pixels<'d>(&self, d: &'d [f32], first: usize, images: usize) -> ArrayView2<'d, f32> {
+        let n = self.out_len();
+        ArrayView2::from_shape(
+            (images * self.out_pixels(), self.output[2]),
+            &d[first * n..(first + images) * n],
+        )
+        .expect("whole images")
+    }
+}
+
+/// Runs `f(first, images, chunk, cols, dcols)` for every group of images of a batch of `rows`
+/// (see [`Geometry::group_images`]), in parallel: `chunk` is the group's part of `data`
+/// (`per_group` values per group), `cols` and `dcols` this thread's scratch sized for the
+/// group's im2col matrix.
+fn for_each_group<T: Send>(
+    g: &Geometry,
+    rows: usize,
+    data: &mut [T],
+    per_group: usize,
+    f: impl Fn(usize, usize, &mut [T], &mut [f32], &mut [f32]) + Sync + Send,
+) {
+    let (gi, per) = (g.group_images(), g.out_pixels() * g.patch());
+    for_each_task(data, per_group, rows * per < 1 << 16, |t, chunk| {
+        let images = gi.min(rows - t * gi);
+        with_scratch(gi * per, |cols, dcols| {
+            let n = images * per;
+            f(t * gi, images, chunk, &mut cols[..n], &mut dcols[..n]);
+        });
+    });
 }
 
 /// A convolution's forward pass over the first `rows` images of `x` (`[rows, in_len]`):
@@ -870,29 +912,15 @@ pub(crate) fn conv_forward(
     mut out: ArrayViewMut2<f32>,
     rows: usize,
 ) {
-    let (gi, out_len) = (g.group_images(), g.out_len());
-    let (pixels, patch, f) = (g.out_pixels(), g.patch(), g.output[2]);
-    let out = &mut out.as_slice_mut().expect("standard layout")[..rows * out_len];
-    for_each_task(
-        out,
-        gi * out_len,
-        rows * pixels * patch < 1 << 16,
-        |t, chunk| {
-            let images = chunk.len() / out_len;
-            with_scratch(gi * pixels * patch, |cols, _| {
-                g.im2col_group(x, t * gi, images, cols);
-                let a = ArrayView2::from_shape(
-                    (images * pixels, patch),
-                    &cols[..images * pixels * patch],
-                )
-                .expect("whole images");
-                let mut z =
-                    ArrayViewMut2::from_shape((images * pixels, f), chunk).expect("whole images");
-                matmul_serial(kernel, a, w, z.view_mut());
-                activation.bias_forward(z, bias);
-            });
-        },
-    );
+    let n = g.group_images() * g.out_len();
+    let out = &mut out.as_slice_mut().expect("standard layout")[..rows * g.out_len()];
+    for_each_group(g, rows, out, n, |first, images, chunk, cols, _| {
+        let a = g.im2col_group(x, first, images, cols);
+        let mut z =
+            ArrayViewMut2::from_shape((a.nrows(), g.output[2]), chunk).expect("whole images");
+        matmul_serial(kernel, a, w, z.view_mut());
+        activation.bias_forward(z, bias);
+    });
 }
 
 /// The weight gradient of a convolution over the first `rows` images: `grad_w = Σ_groups
@@ -909,34 +937,17 @@ pub(crate) fn conv_weight_gradient(
     mut grad_w: ArrayViewMut2<f32>,
     rows: usize,
 ) {
-    let (gi, out_len) = (g.group_images(), g.out_len());
-    let (pixels, patch, f) = (g.out_pixels(), g.patch(), g.output[2]);
-    let groups = g.groups(rows);
-    let d = &d.as_slice().expect("standard layout")[..rows * out_len];
-    let parts = &mut partials.as_slice_mut().expect("standard layout")[..groups * patch * f];
-    for_each_task(
-        parts,
-        patch * f,
-        rows * pixels * patch < 1 << 16,
-        |t, part| {
-            let images = gi.min(rows - t * gi);
-            with_scratch(gi * pixels * patch, |cols, _| {
-                g.im2col_group(x, t * gi, images, cols);
-                let a = ArrayView2::from_shape(
-                    (images * pixels, patch),
-                    &cols[..images * pixels * patch],
-                )
-                .expect("whole images");
-                let dg = &d[t * gi * out_len..(t * gi + images) * out_len];
-                let dg = ArrayView2::from_shape((images * pixels, f), dg).expect("whole images");
-                let part = ArrayViewMut2::from_shape((patch, f), part).expect("one partial");
-                matmul_serial(kernel, a.t(), dg, part);
-            });
-        },
-    );
+    let size = g.patch() * g.output[2];
+    let d = &d.as_slice().expect("standard layout")[..rows * g.out_len()];
+    let parts = &mut partials.as_slice_mut().expect("standard layout")[..g.groups(rows) * size];
+    for_each_group(g, rows, parts, size, |first, images, part, cols, _| {
+        let a = g.im2col_group(x, first, images, cols);
+        let part = ArrayViewMut2::from_shape((g.patch(), g.output[2]), part).expect("one partial");
+        matmul_serial(kernel, a.t(), g.group_pixels(d, first, images), part);
+    });
     grad_w.fill(0.0);
     let gw = grad_w.as_slice_mut().expect("standard layout");
-    for part in parts.chunks(patch * f) {
+    for part in parts.chunks(size) {
         for (o, v) in gw.iter_mut().zip(part) {
             *o += v;
         }
@@ -953,29 +964,20 @@ pub(crate) fn conv_input_gradient(
     mut dx: ArrayViewMut2<f32>,
     rows: usize,
 ) {
-    let (gi, in_len, out_len) = (g.group_images(), g.in_len(), g.out_len());
-    let (pixels, patch, f) = (g.out_pixels(), g.patch(), g.output[2]);
-    let d = &d.as_slice().expect("standard layout")[..rows * out_len];
+    let in_len = g.in_len();
+    let d = &d.as_slice().expect("standard layout")[..rows * g.out_len()];
     let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
-    for_each_task(
-        dx,
-        gi * in_len,
-        rows * pixels * patch < 1 << 16,
-        |t, chunk| {
-            let images = chunk.len() / in_len;
-            with_scratch(gi * pixels * patch, |_, dcols| {
-                let dcols = &mut dcols[..images * pixels * patch];
-                let dg = &d[t * gi * out_len..(t * gi + images) * out_len];
-                let dg = ArrayView2::from_shape((images * pixels, f), dg).expect("whole images");
-                let c = ArrayViewMut2::from_shape((images * pixels, patch), &mut *dcols)
-                    .expect("whole images");
-                matmul_serial(kernel, dg, w.t(), c);
-                for (img, cols) in chunk.chunks_mut(in_len).zip(dcols.chunks(pixels * patch)) {
-                    col2im_one(g, cols, img);
-                }
-            });
-        },
-    );
+    let n = g.group_images() * in_len;
+    for_each_group(g, rows, dx, n, |first, images, chunk, _, dcols| {
+        let dg = g.group_pixels(d, first, images);
+        let c =
+            ArrayViewMut2::from_shape((dg.nrows(), g.patch()), &mut *dcols).expect("whole images");
+        matmul_serial(kernel, dg, w.t(), c);
+        let per = g.out_pixels() * g.patch();
+        for (img, cols) in chunk.chunks_mut(in_len).zip(dcols.chunks(per)) {
+            col2im_one(g, cols, img);
+        }
+    });
 }
 
 fn im2col_one(g: &Geometry, img: &[f32], out: &mut [f32]) {
