@@ -803,26 +803,22 @@ fn for_each_task<T: Send>(
 const GROUP_BYTES: usize = 256 << 10;
 
 thread_local! {
-    /// Per thread: the group's im2col matrix and its gradient, grown once and reused.
-    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const {
-        std::cell::RefCell::new([Vec::new(), Vec::new()])
-    };
+    /// Per thread: a group's im2col matrix (forward and weight gradient) or its gradient (input
+    /// gradient; the passes never nest), grown once and reused.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on this thread's scratch buffers of `len` values each (fresh ones if this thread's
-/// are in use).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+/// Runs `f` on this thread's scratch buffer of `len` values (a fresh one if this thread's is in
+/// use).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            let [a, b] = &mut *bufs;
-            for buf in [&mut *a, &mut *b] {
-                if buf.len() < len {
-                    buf.resize(len, 0.0);
-                }
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
             }
-            f(&mut a[..len], &mut b[..len])
+            f(&mut buf[..len])
         }
-        Err(_) => f(&mut vec![0.0; len], &mut vec![0.0; len]),
+        Err(_) => f(&mut vec![0.0; len]),
     })
 }
 
@@ -839,11 +835,11 @@ impl Geometry {
         rows.div_ceil(self.group_images())
     }
 
-    /// The bytes of one thread's scratch buffers (the im2col matrix of a group and its
+    /// The bytes of one thread's scratch buffer (the im2col matrix of a group, or its
     /// gradient).
     pub(crate) fn scratch_bytes(&self) -> u64 {
         let per = (self.group_images() * self.out_pixels() * self.patch()) as u64;
-        per.saturating_mul(2 * 4)
+        per.saturating_mul(4)
     }
 
     /// Fills `cols` (`images · out_pixels · patch` values) with the im2col matrix of images
@@ -876,23 +872,22 @@ impl Geometry {
     }
 }
 
-/// Runs `f(first, images, chunk, cols, dcols)` for every group of images of a batch of `rows`
+/// Runs `f(first, images, chunk, scratch)` for every group of images of a batch of `rows`
 /// (see [`Geometry::group_images`]), in parallel: `chunk` is the group's part of `data`
-/// (`per_group` values per group), `cols` and `dcols` this thread's scratch sized for the
-/// group's im2col matrix.
+/// (`per_group` values per group), `scratch` this thread's buffer sized for the group's im2col
+/// matrix.
 fn for_each_group<T: Send>(
     g: &Geometry,
     rows: usize,
     data: &mut [T],
     per_group: usize,
-    f: impl Fn(usize, usize, &mut [T], &mut [f32], &mut [f32]) + Sync + Send,
+    f: impl Fn(usize, usize, &mut [T], &mut [f32]) + Sync + Send,
 ) {
     let (gi, per) = (g.group_images(), g.out_pixels() * g.patch());
     for_each_task(data, per_group, rows * per < 1 << 16, |t, chunk| {
         let images = gi.min(rows - t * gi);
-        with_scratch(gi * per, |cols, dcols| {
-            let n = images * per;
-            f(t * gi, images, chunk, &mut cols[..n], &mut dcols[..n]);
+        with_scratch(gi * per, |scratch| {
+            f(t * gi, images, chunk, &mut scratch[..images * per])
         });
     });
 }
@@ -914,7 +909,7 @@ pub(crate) fn conv_forward(
 ) {
     let n = g.group_images() * g.out_len();
     let out = &mut out.as_slice_mut().expect("standard layout")[..rows * g.out_len()];
-    for_each_group(g, rows, out, n, |first, images, chunk, cols, _| {
+    for_each_group(g, rows, out, n, |first, images, chunk, cols| {
         let a = g.im2col_group(x, first, images, cols);
         let mut z =
             ArrayViewMut2::from_shape((a.nrows(), g.output[2]), chunk).expect("whole images");
@@ -940,7 +935,7 @@ pub(crate) fn conv_weight_gradient(
     let size = g.patch() * g.output[2];
     let d = &d.as_slice().expect("standard layout")[..rows * g.out_len()];
     let parts = &mut partials.as_slice_mut().expect("standard layout")[..g.groups(rows) * size];
-    for_each_group(g, rows, parts, size, |first, images, part, cols, _| {
+    for_each_group(g, rows, parts, size, |first, images, part, cols| {
         let a = g.im2col_group(x, first, images, cols);
         let part = ArrayViewMut2::from_shape((g.patch(), g.output[2]), part).expect("one partial");
         matmul_serial(kernel, a.t(), g.group_pixels(d, first, images), part);
@@ -968,7 +963,7 @@ pub(crate) fn conv_input_gradient(
     let d = &d.as_slice().expect("standard layout")[..rows * g.out_len()];
     let dx = &mut dx.as_slice_mut().expect("standard layout")[..rows * in_len];
     let n = g.group_images() * in_len;
-    for_each_group(g, rows, dx, n, |first, images, chunk, _, dcols| {
+    for_each_group(g, rows, dx, n, |first, images, chunk, dcols| {
         let dg = g.group_pixels(d, first, images);
         let c =
             ArrayViewMut2::from_shape((dg.nrows(), g.patch()), &mut *dcols).expect("whole images");

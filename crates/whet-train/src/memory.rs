@@ -43,8 +43,7 @@ struct Shapes {
 /// What one image layer of `geo` holds: its parameters, its values per batch row (outputs,
 /// deltas, noise and dropout buffers, the pools' indices or the normalised values, a
 /// convolution's per-group weight gradients, counted as one per row at most), and the bytes of
-/// each thread's scratch (a convolution's im2col matrix of one group of images and its
-/// gradient).
+/// each thread's scratch (a convolution's im2col matrix of one group of images).
 fn image_layer(geo: &Geometry, kind: SpatialKind) -> ImageLayer {
     let out = geo.out_len() as u64;
     let f = geo.output[2] as u64;
