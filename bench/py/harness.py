@@ -27,10 +27,12 @@ import common  # noqa: E402
 
 BENCH = os.path.dirname(HERE)
 
-# Runs argv[1:] and prints its exit code, CPU time and peak RSS (of the largest descendant).
+# Runs argv[2:] with its stdout sent to the file argv[1], then prints its exit code, CPU time and
+# peak RSS (of the largest descendant).
 CHILD_RUSAGE = """
 import json, resource, subprocess, sys
-p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
+with open(sys.argv[1], "w") as out:
+    p = subprocess.run(sys.argv[2:], stdout=out)
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"returncode": p.returncode, "cpu_s": r.ru_utime + r.ru_stime,
                   "maxrss_kib": r.ru_maxrss}))
@@ -149,29 +151,18 @@ def machine_record():
     return info
 
 
-def end_to_end(raw, args):
-    """The README's main job, timed as one process tree (wall time, peak RSS of the largest)."""
-    yaml = os.path.join(REPO, "pipelines", "mnist-ablation.yaml")
-    if not args.whet or not os.path.exists(yaml):
-        why = "no whet binary" if not args.whet else "pipelines/mnist-ablation.yaml missing"
-        raw.write({"bench": "e2e", "skipped": why})
-        return
-    out = os.path.join(args.out, "e2e")
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = [args.whet, "ablate", yaml, "--out", out, "--quiet"]
-    idle = common.wait_idle(args.idle_wait, args.max_other)
-    common.log(f"[{time.strftime('%H:%M:%S')}] e2e: {' '.join(cmd)}")
-    env = dict(os.environ)
-    env["WHET_CACHE_DIR"] = os.path.join(out, "cache")
-    # A fresh wrapper process, so its children's peak RSS is whet's alone (this process has
-    # already waited for the 6 GB pandas runs, which RUSAGE_CHILDREN would report).
-    wrapper = [sys.executable, "-c", CHILD_RUSAGE, *cmd]
+def timed(cmd, env, timeout, out_file):
+    """Runs `cmd` from the repository root as one process tree, its stdout kept in `out_file`:
+    (returncode, stdout, stderr tail, window, peak RSS of the largest process in KiB);
+    returncode None on a timeout."""
+    # A fresh wrapper process, so its children's peak RSS is the command's alone (this process
+    # has already waited for the 6 GB pandas runs, which RUSAGE_CHILDREN would report). The
+    # wrapper sends the command's stdout to a file so it can print its own usage line.
+    wrapper = [sys.executable, "-c", CHILD_RUSAGE, out_file, *cmd]
     with common.Window() as w:
         try:
-            p = subprocess.run(
-                wrapper, env=env, capture_output=True, text=True, timeout=args.e2e_timeout,
-                cwd=REPO,
-            )
+            p = subprocess.run(wrapper, env=env, capture_output=True, text=True, timeout=timeout,
+                               cwd=REPO)
             err = p.stderr.strip().splitlines()[-10:]
             try:
                 usage = json.loads(p.stdout.strip().splitlines()[-1])
@@ -180,23 +171,117 @@ def end_to_end(raw, args):
             rc = usage["returncode"]
         except subprocess.TimeoutExpired:
             usage = {"cpu_s": 0.0, "maxrss_kib": 0}
-            rc, err = None, [f"timed out after {args.e2e_timeout} s"]
+            rc, err = None, [f"timed out after {timeout} s"]
         w.add_own(usage["cpu_s"])
-    after_rss = usage["maxrss_kib"]
-    raw.write(
-        {
-            "bench": "e2e",
-            "command": " ".join(["whet", "ablate", "pipelines/mnist-ablation.yaml"]),
-            "binary": args.whet,
-            "returncode": rc,
-            "wall_s": round(w.wall, 2),
-            "cpu_s": round(w.own, 2),
-            "peak_rss_bytes": after_rss * 1024,
-            "other_cores": round(w.other_cores, 3),
-            "idle_before_cores": round(idle, 3),
-            "stderr_tail": err if rc != 0 else [],
-        }
-    )
+    try:
+        with open(out_file) as f:
+            stdout = f.read()
+    except OSError:
+        stdout = ""
+    return rc, stdout, err, w, usage["maxrss_kib"]
+
+
+def whet_table(out):
+    """The primary metric's summary in whet's ablation report (`OUT/ablation.json`), per variant,
+    in the peers' shape: {name, value: {n, mean, low, high}, delta: {..., p}, p_holm, verdict}."""
+    try:
+        with open(os.path.join(out, "ablation.json")) as f:
+            report = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return "", []
+    metric = report.get("primary_metric", "")
+    table = []
+    for s in report.get("summaries", []):
+        m = s.get("metrics", {}).get(metric, {})
+        value, delta = m.get("value") or {}, m.get("delta") or {}
+
+        def ci(v):
+            c = v.get("ci95") or {}
+            return {"n": v.get("n"), "mean": v.get("mean"), "low": c.get("low"),
+                    "high": c.get("high")}
+
+        row = {"name": s.get("name"), "value": ci(value)}
+        if delta:
+            row["delta"] = {**ci(delta), "p": s.get("p_value")}
+            row["p_holm"] = s.get("p_holm")
+            row["verdict"] = s.get("verdict")
+        table.append(row)
+    return metric, table
+
+
+# The end-to-end jobs: a shipped run file and the same study written with the Python stack.
+E2E_JOBS = [
+    ("mnist", "mnist-ablation.yaml", "e2e.py", ["--mnist", "datasets/mnist"]),
+    ("flights", "flights-ablation.yaml", "e2e_flights.py", ["--data", "datasets/nycflights13"]),
+]
+
+
+def end_to_end(raw, args):
+    """Each end-to-end job (E2E_JOBS) with whet's release build, then with its Python peer, one at a
+    time, each timed as one process tree (wall time, CPU, peak RSS of the largest process)."""
+    jobs = [j for j in E2E_JOBS if j[0] in args.e2e_jobs.split(",")]
+    for job, file, peer_script, peer_args in jobs:
+        yaml = os.path.join(REPO, "pipelines", file)
+        if not args.whet or not os.path.exists(yaml):
+            why = "no whet binary" if not args.whet else f"pipelines/{file} missing"
+            raw.write({"bench": "e2e", "job": job, "skipped": why})
+        else:
+            out = os.path.join(args.out, f"e2e-{job}")
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [args.whet, "ablate", yaml, "--out", out, "--quiet"]
+            idle = common.wait_idle(args.idle_wait, args.max_other)
+            common.log(f"[{time.strftime('%H:%M:%S')}] e2e {job}: {' '.join(cmd)}")
+            env = dict(os.environ)
+            env["WHET_CACHE_DIR"] = os.path.join(out, "cache")
+            rc, _, err, w, rss = timed(cmd, env, args.e2e_timeout,
+                                       os.path.join(args.out, f"e2e-{job}-whet.stdout"))
+            metric, table = whet_table(out) if rc == 0 else ("", [])
+            raw.write(
+                {
+                    "bench": "e2e",
+                    "job": job,
+                    "command": f"whet ablate pipelines/{file}",
+                    "binary": args.whet,
+                    "returncode": rc,
+                    "wall_s": round(w.wall, 2),
+                    "cpu_s": round(w.own, 2),
+                    "peak_rss_bytes": rss * 1024,
+                    "other_cores": round(w.other_cores, 3),
+                    "idle_before_cores": round(idle, 3),
+                    "metric": metric,
+                    "variants": table,
+                    "stderr_tail": err if rc != 0 else [],
+                }
+            )
+        if not args.e2e_peers:
+            continue
+        cmd = [sys.executable, os.path.join(HERE, peer_script), *peer_args]
+        idle = common.wait_idle(args.idle_wait, args.max_other)
+        common.log(f"[{time.strftime('%H:%M:%S')}] e2e {job} peer: {' '.join(cmd)}")
+        rc, stdout, err, w, rss = timed(cmd, dict(os.environ), args.e2e_timeout,
+                                        os.path.join(args.out, f"e2e-{job}-peer.stdout"))
+        rec = {}
+        for line in stdout.splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+        raw.write(
+            {
+                **rec,
+                "bench": "e2e-peer",
+                "job": job,
+                "command": f"python bench/py/{peer_script}",
+                "returncode": rc,
+                "script_wall_s": rec.get("wall_s"),
+                "wall_s": round(w.wall, 2),
+                "cpu_s": round(w.own, 2),
+                "peak_rss_bytes": rss * 1024,
+                "other_cores": round(w.other_cores, 3),
+                "idle_before_cores": round(idle, 3),
+                "stderr_tail": err if rc != 0 else [],
+            }
+        )
 
 
 def main():
@@ -218,7 +303,11 @@ def main():
     ap.add_argument("--max-other", type=float, default=0.1)
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--idle-wait", type=float, default=30.0)
-    ap.add_argument("--e2e-timeout", type=float, default=1800.0)
+    ap.add_argument("--e2e-timeout", type=float, default=3600.0)
+    ap.add_argument("--e2e-jobs", default="mnist,flights",
+                    help="comma-separated end-to-end jobs: mnist (the README's main job), flights")
+    ap.add_argument("--e2e-peers", type=int, default=1,
+                    help="1: run each end-to-end job's Python peer too; 0: whet only")
     ap.add_argument("--pass", dest="pass_no", type=int, default=1,
                     help="tag records with this pass number (a second pass over the same "
                          "configurations, e.g. in reverse order, is reported separately)")

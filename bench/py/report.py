@@ -85,6 +85,8 @@ def section_of(rec):
         return "cnn" if rec.get("model") == "lenet" else "train"
     if b == "make_table":
         return "tabular"
+    if b == "e2e-peer":
+        return "e2e"
     if b == "error":
         return (rec.get("label") or "").split(" ")[0] or "error"
     return b
@@ -474,24 +476,112 @@ def section_tabular(recs, lines):
                 )
 
 
+def pct(v):
+    return "—" if v is None else f"{100 * v:.2f}"
+
+
+def value_cell(a, scale):
+    """'97.43 [97.10, 97.76]' from {mean, low, high}, times `scale` (100 for percentages)."""
+    if not a or a.get("mean") is None:
+        return "—"
+    f = (lambda v: f"{scale * v:.2f}") if scale != 1 else (lambda v: f"{v:.3f}")
+    if a.get("low") is None:
+        return f(a["mean"])
+    return f"{f(a['mean'])} [{f(a['low'])}, {f(a['high'])}]"
+
+
+def delta_cell(row, scale):
+    d = row.get("delta")
+    if not d or d.get("mean") is None:
+        return "—"
+    f = (lambda v: f"{scale * v:+.2f}") if scale != 1 else (lambda v: f"{v:+.3f}")
+    cell = f(d["mean"])
+    if d.get("low") is not None:
+        cell += f" [{f(d['low'])}, {f(d['high'])}]"
+    ph = row.get("p_holm")
+    verdict = row.get("verdict") or ""
+    return cell + (f", p_Holm {ph:.3f}" if ph is not None else "") + (f": {verdict}" if verdict else "")
+
+
+E2E_TEXT = {
+    "mnist": (
+        "The README's main job",
+        "`pipelines/mnist-ablation.yaml` (9 variants × 3 paired seeds on 2,000 MNIST images, four "
+        "online augmentation ops, 30 epochs with early stopping) with whet's release build, and "
+        "the same study written with PyTorch + albumentations + a `DataLoader` with 2 workers "
+        "(bench/py/e2e.py).",
+        "PyTorch + albumentations",
+    ),
+    "flights": (
+        "The flights ablation",
+        "`pipelines/flights-ablation.yaml` (7 variants × 3 paired seeds on 336,776 flights: two "
+        "joins, imputation, one-hot, z-scores, a time split, 6 epochs) with whet's release build, "
+        "and the same study written with pandas + a scikit-learn `ColumnTransformer` + PyTorch "
+        "(bench/py/e2e_flights.py).",
+        "pandas + scikit-learn + PyTorch",
+    ),
+}
+
+
 def section_e2e(recs, lines):
-    runs = [r for r in recs if r["bench"] == "e2e"]
-    e = runs[-1] if runs else None
-    lines += ["", "## End to end: the README's main job", ""]
-    if not e:
+    lines += ["", "## End to end: whole jobs against the Python stack", ""]
+    jobs = []
+    for r in recs:
+        if r["bench"] in ("e2e", "e2e-peer") and r.get("job", "mnist") not in jobs:
+            jobs.append(r.get("job", "mnist"))
+    if not jobs:
         lines.append("Not run.")
         return
-    if e.get("skipped"):
-        lines.append(f"Skipped: {e['skipped']}.")
-        return
-    status = "ok" if e.get("returncode") == 0 else f"failed (exit {e.get('returncode')})"
-    lines.append(
-        f"`{e['command']}` ({e.get('binary', 'whet binary')}): {status}; wall {e['wall_s']:.1f} s, CPU "
-        f"{e['cpu_s']:.1f} s, peak RSS {e['peak_rss_bytes'] / 2**20:.0f} MiB; other processes "
-        f"used {e['other_cores']:.2f} cores meanwhile."
-    )
-    if e.get("stderr_tail"):
-        lines += ["", "```", *e["stderr_tail"], "```"]
+    lines += [
+        "Wall time of the whole process tree, start to exit, each with the machine to itself; "
+        "the metric tables put each study's answers side by side (mean over the seeds [95 % t "
+        "interval]; Δ vs the baseline [paired 95 % interval], Holm-adjusted p and verdict).",
+    ]
+    for job in jobs:
+        title, text, peer_label = E2E_TEXT.get(job, (job, "", "Python peer"))
+        mine = [r for r in recs if r["bench"] == "e2e" and r.get("job", "mnist") == job]
+        peers = [r for r in recs if r["bench"] == "e2e-peer" and r.get("job", "mnist") == job]
+        e = mine[-1] if mine else None
+        peer = peers[-1] if peers else None
+        lines += ["", f"### {title}", "", text, ""]
+        if e and e.get("skipped"):
+            lines += [f"whet skipped: {e['skipped']}.", ""]
+            e = None
+        lines += [
+            "| | command | status | wall s | CPU s | peak RSS MiB | other cores |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for label, r in [("whet", e), (peer_label, peer)]:
+            if not r:
+                continue
+            status = "ok" if r.get("returncode") == 0 else f"failed (exit {r.get('returncode')})"
+            lines.append(
+                f"| {label} | `{r['command']}` | {status} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                f"{r['peak_rss_bytes'] / 2**20:.0f} | {r['other_cores']:.2f} |"
+            )
+        if e and peer and e.get("returncode") == 0 and peer.get("returncode") == 0:
+            lines += ["", f"whet takes **{peer['wall_s'] / e['wall_s']:.1f}×** less wall time."]
+        for label, r in [("whet", e), (peer_label, peer)]:
+            if r and r.get("stderr_tail"):
+                lines += ["", f"{label}:", "", "```", *r["stderr_tail"], "```"]
+        metric = (e or {}).get("metric") or (peer or {}).get("metric") or "accuracy"
+        scale = 100 if metric in ("accuracy", "balanced_accuracy") else 1
+        unit = " (%)" if scale == 100 else ""
+        wv = {v["name"]: v for v in (e or {}).get("variants", [])}
+        pv = {v["name"]: v for v in (peer or {}).get("variants", [])}
+        names = list(wv) + [n for n in pv if n not in wv]
+        if names:
+            lines += [
+                "",
+                f"| variant | whet {metric}{unit} | whet Δ | {peer_label} | peer Δ |",
+                "|---|---|---|---|---|",
+            ]
+            for n in names:
+                w, p = wv.get(n, {}), pv.get(n, {})
+                lines.append(
+                    f"| {n} | {value_cell(w.get('value'), scale)} | {delta_cell(w, scale)} | "
+                    f"{value_cell(p.get('value'), scale)} | {delta_cell(p, scale)} |"
+                )
 
 
 def section_errors(recs, lines):
