@@ -255,7 +255,8 @@ def end_to_end(raw, args):
             )
         if not args.e2e_peers:
             continue
-        cmd = [sys.executable, os.path.join(HERE, peer_script), *peer_args]
+        cmd = [sys.executable, os.path.join(HERE, peer_script), *peer_args,
+               *args.e2e_peer_args.split()]
         idle = common.wait_idle(args.idle_wait, args.max_other)
         common.log(f"[{time.strftime('%H:%M:%S')}] e2e {job} peer: {' '.join(cmd)}")
         rc, stdout, err, w, rss = timed(cmd, dict(os.environ), args.e2e_timeout,
@@ -308,6 +309,9 @@ def main():
                     help="comma-separated end-to-end jobs: mnist (the README's main job), flights")
     ap.add_argument("--e2e-peers", type=int, default=1,
                     help="1: run each end-to-end job's Python peer too; 0: whet only")
+    ap.add_argument("--e2e-peer-args", default="",
+                    help="extra arguments for the peers, e.g. '--seeds 1 --epochs 2' for a quick "
+                         "check of the harness (the comparison is then not like for like)")
     ap.add_argument("--pass", dest="pass_no", type=int, default=1,
                     help="tag records with this pass number (a second pass over the same "
                          "configurations, e.g. in reverse order, is reported separately)")

@@ -499,7 +499,7 @@ def delta_cell(row, scale):
     if d.get("low") is not None:
         cell += f" [{f(d['low'])}, {f(d['high'])}]"
     ph = row.get("p_holm")
-    verdict = row.get("verdict") or ""
+    verdict = (row.get("verdict") or "").replace("_", " ")
     return cell + (f", p_Holm {ph:.3f}" if ph is not None else "") + (f": {verdict}" if verdict else "")
 
 
