@@ -216,6 +216,28 @@ def holm(ps):
     return out
 
 
+def summarise(runs, names, seeds, metric):
+    """Per variant (baseline first): the metric's mean and t interval over the seeds, and for the
+    others the paired difference from the baseline, its Holm-adjusted p over the variants and the
+    verdict (higher is better), as whet's report gives them."""
+    value = {(r["variant"], r["seed"]): r[metric] for r in runs}
+    summaries = []
+    for name in names:
+        s = {"name": name, "value": t_interval([value[(name, seed)] for seed in seeds])}
+        if name != "baseline":
+            s["delta"] = t_interval(
+                [value[(name, seed)] - value[("baseline", seed)] for seed in seeds]
+            )
+        summaries.append(s)
+    adjusted = holm([s["delta"]["p"] if "delta" in s else None for s in summaries])
+    for s, ph in zip(summaries, adjusted):
+        if "delta" in s:
+            s["p_holm"] = ph
+            s["verdict"] = ("no clear effect" if ph is None or ph >= 0.05
+                            else "helps" if s["delta"]["mean"] > 0 else "hurts")
+    return summaries
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--mnist", required=True, help="folder with the four MNIST .gz files")
@@ -251,21 +273,7 @@ def main():
             runs.append(r)
             common.log(f"e2e-peer: {name} seed {seed}: accuracy {r['accuracy']:.4f} "
                        f"({r['epochs']} epochs, {r['seconds']:.1f} s)")
-    acc = {(r["variant"], r["seed"]): r["accuracy"] for r in runs}
-    summaries = []
-    for name, _, _ in chosen:
-        s = {"name": name, "value": t_interval([acc[(name, s)] for s in seeds])}
-        if name != "baseline":
-            s["delta"] = t_interval([acc[(name, s)] - acc[("baseline", s)] for s in seeds])
-        summaries.append(s)
-    adjusted = holm([s["delta"]["p"] if "delta" in s else None for s in summaries])
-    for s, ph in zip(summaries, adjusted):
-        if "delta" not in s:
-            continue
-        s["p_holm"] = ph
-        d = s["delta"]
-        s["verdict"] = ("no clear effect" if ph is None or ph >= 0.05
-                        else "helps" if d["mean"] > 0 else "hurts")
+    summaries = summarise(runs, [v[0] for v in chosen], seeds, "accuracy")
     common.emit({
         "bench": "e2e-peer",
         "metric": "accuracy",

@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from e2e import holm, t_interval  # noqa: E402
+from e2e import summarise  # noqa: E402
 
 EXCLUDE = ["arr_time", "sched_arr_time", "dep_delay", "dep_time", "air_time", "year", "flight",
            "minute"]
@@ -148,19 +148,7 @@ def main():
             runs.append(r)
             common.log(f"e2e-peer flights: {name} seed {seed}: ROC AUC {r['roc_auc']:.4f} "
                        f"({r['seconds']:.1f} s)")
-    auc = {(r["variant"], r["seed"]): r["roc_auc"] for r in runs}
-    summaries = []
-    for name, *_ in variants():
-        s = {"name": name, "value": t_interval([auc[(name, s)] for s in seeds])}
-        if name != "baseline":
-            s["delta"] = t_interval([auc[(name, s)] - auc[("baseline", s)] for s in seeds])
-        summaries.append(s)
-    adjusted = holm([s["delta"]["p"] if "delta" in s else None for s in summaries])
-    for s, ph in zip(summaries, adjusted):
-        if "delta" in s:
-            s["p_holm"] = ph
-            s["verdict"] = ("no clear effect" if ph is None or ph >= 0.05
-                            else "helps" if s["delta"]["mean"] > 0 else "hurts")
+    summaries = summarise(runs, [v[0] for v in variants()], seeds, "roc_auc")
     common.emit({
         "bench": "e2e-peer",
         "metric": "roc_auc",
