@@ -181,6 +181,19 @@ def timed(cmd, env, timeout, out_file):
     return rc, stdout, err, w, usage["maxrss_kib"]
 
 
+def process_fields(rc, w, rss, idle, err):
+    """The record fields of one timed process tree (see `timed`)."""
+    return {
+        "returncode": rc,
+        "wall_s": round(w.wall, 2),
+        "cpu_s": round(w.own, 2),
+        "peak_rss_bytes": rss * 1024,
+        "other_cores": round(w.other_cores, 3),
+        "idle_before_cores": round(idle, 3),
+        "stderr_tail": err if rc != 0 else [],
+    }
+
+
 def whet_table(out):
     """The primary metric's summary in whet's ablation report (`OUT/ablation.json`), per variant,
     in the peers' shape: {name, value: {n, mean, low, high}, delta: {..., p}, p_holm, verdict}."""
@@ -242,15 +255,9 @@ def end_to_end(raw, args):
                     "job": job,
                     "command": f"whet ablate pipelines/{file}",
                     "binary": args.whet,
-                    "returncode": rc,
-                    "wall_s": round(w.wall, 2),
-                    "cpu_s": round(w.own, 2),
-                    "peak_rss_bytes": rss * 1024,
-                    "other_cores": round(w.other_cores, 3),
-                    "idle_before_cores": round(idle, 3),
+                    **process_fields(rc, w, rss, idle, err),
                     "metric": metric,
                     "variants": table,
-                    "stderr_tail": err if rc != 0 else [],
                 }
             )
         if not args.e2e_peers:
@@ -273,14 +280,8 @@ def end_to_end(raw, args):
                 "bench": "e2e-peer",
                 "job": job,
                 "command": f"python bench/py/{peer_script}",
-                "returncode": rc,
                 "script_wall_s": rec.get("wall_s"),
-                "wall_s": round(w.wall, 2),
-                "cpu_s": round(w.own, 2),
-                "peak_rss_bytes": rss * 1024,
-                "other_cores": round(w.other_cores, 3),
-                "idle_before_cores": round(idle, 3),
-                "stderr_tail": err if rc != 0 else [],
+                **process_fields(rc, w, rss, idle, err),
             }
         )
 
