@@ -29,7 +29,7 @@ fi
 "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
     -r "$here/requirements.txt" -c "$here/requirements.lock"
 "$venv/bin/python" - <<'EOF'
-import albumentations, cv2, numpy, pandas, polars, pyarrow, sklearn, threadpoolctl, torch, torchvision
+import albumentations, cv2, matplotlib, numpy, pandas, PIL, polars, pyarrow, sklearn, threadpoolctl, torch, torchvision
 print("setup: imports ok: torch", torch.__version__, "numpy", numpy.__version__, "opencv", cv2.__version__)
 EOF
 echo "$want" > "$stamp"

@@ -38,6 +38,29 @@ import common  # noqa: E402
 
 OPS = ["hflip", "rotate", "resized_crop", "brightness_contrast", "gaussian_noise", "blur", "chain"]
 SIZES = {"256x256x3": (256, 256, 3), "28x28x1": (28, 28, 1)}
+
+
+def parse_size(name):
+    """(h, w, c) of a size named HxWxC (--sizes takes any, for the scaling curve)."""
+    try:
+        h, w, c = (int(p) for p in name.split("x"))
+    except ValueError:
+        raise SystemExit(f"size {name!r} is not HxWxC, e.g. 256x256x3")
+    if not (1 <= h <= 4096 and 1 <= w <= 4096 and c in (1, 3)):
+        raise SystemExit(f"size {name!r}: sides 1 to 4096, C 1 or 3")
+    return h, w, c
+
+
+def images_for(size, n_large, n_small):
+    """Images per figure: --n-large for 256x256x3, --n-small for 28x28x1, else as many as hold
+    the pixels of n_large 256x256x3 images (at least 4, at most n_small), as whet-bench counts."""
+    if size == (256, 256, 3):
+        return n_large
+    if size == (28, 28, 1):
+        return n_small
+    h, w, c = size
+    n = n_large * 256 * 256 * 3 / (h * w * c)
+    return min(max(int(math.floor(n + 0.5)), 4), max(n_small, 4))
 MEAN, STD = 0.5, 0.25
 BLUR_SIGMA = 1.0 / 3.0
 
@@ -282,7 +305,8 @@ class Local:
         configure_library_threads(engine)
         self.engine = engine
         self.images = {
-            s: prepare_images(engine, common.make_images(seed, counts[s], *SIZES[s])) for s in SIZES
+            s: prepare_images(engine, common.make_images(seed, counts[s], *parse_size(s)))
+            for s in counts
         }
         self.fns = {}
 
@@ -296,7 +320,7 @@ class Local:
         processes) instead of the wall time."""
         key = (op, size)
         if key not in self.fns:
-            self.fns[key] = BUILDERS[self.engine](op, *SIZES[size])
+            self.fns[key] = BUILDERS[self.engine](op, *parse_size(size))
         fn = self.fns[key]
         imgs = self.images[size]
         t0 = time.perf_counter()
@@ -313,7 +337,7 @@ class Local:
 def worker_main(engine, seed, counts, rank, nworkers, conn, barrier):
     common.set_thread_env(1)
     local = Local(engine, seed, counts)
-    for s in SIZES:
+    for s in counts:
         local.images[s] = local.images[s][rank::nworkers]
     conn.send(("ready", library_threads(engine)))
     while True:
@@ -408,7 +432,8 @@ def main():
     args = ap.parse_args()
 
     env = common.set_thread_env(1)
-    counts = {"256x256x3": args.n_large, "28x28x1": args.n_small}
+    sizes = args.sizes.split(",")
+    counts = {s: images_for(parse_size(s), args.n_large, args.n_small) for s in sizes}
     if args.threads == 1:
         runner = Local(args.engine, args.seed, counts)
         lib_threads = [library_threads(args.engine)]
@@ -426,7 +451,7 @@ def main():
         "seed": args.seed,
     }
     try:
-        for size in args.sizes.split(","):
+        for size in sizes:
             for op in args.ops.split(","):
                 common.log(f"augment {args.engine} t={args.threads} {size} {op}")
                 r = measure(

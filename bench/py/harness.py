@@ -286,14 +286,135 @@ def end_to_end(raw, args):
         )
 
 
+def mlp_flops(width):
+    """FLOPs of one training step per sample of 784-W-W-10 (as train.py and whet-bench count)."""
+    pairs = [(784, width), (width, width), (width, 10)]
+    fwd = sum(2 * a * b for a, b in pairs)
+    return 2 * fwd + sum(2 * a * b for a, b in pairs[1:])
+
+
+def scaling_samples(width):
+    """Samples per epoch for the width curve: about 2e11 FLOP (2-3 s at one thread), whole
+    batches, 1,024 to 60,000."""
+    n = int(2e11 / mlp_flops(width)) // 128 * 128
+    return min(max(n, 1024), 60_000)
+
+
+def ints(text):
+    return [int(float(v)) for v in text.split(",") if v]
+
+
+def scaling(raw, args, threads, py, wb):
+    """The scaling curves (--curves): records tagged `curve` (width, side, rows, cells)."""
+    curves = set(args.curves.split(","))
+    loop = ["--max-other", str(args.max_other), "--retries", str(args.retries)]
+    if "width" in curves:
+        # Training samples/s of 784-W-W-10 against W, whet and PyTorch.
+        for t in threads:
+            for w in ints(args.widths):
+                n = scaling_samples(w)
+                tr = ["--threads", str(t), "--width", str(w), "--samples", str(n), "--epochs",
+                      "2", "--seed", str(args.seed)] + loop
+                for eng in ["torch"] + (["whet"] if wb else []):
+                    cmd = ([wb, "train"] if eng == "whet"
+                           else [py, f"{HERE}/train.py", "--engine", eng]) + tr
+                    run_config(raw, args, f"scaling width={w} {eng} t={t}", cmd, t, 1800,
+                               {"curve": "width", "width": w})
+    if "side" in curves:
+        # The augmentation chain's images/s against the image side (RGB), whet and the peers.
+        sizes = ",".join(f"{s}x{s}x3" for s in ints(args.sides))
+        aug = ["--ops", "chain", "--sizes", sizes, "--min-time", str(args.min_time), "--seed",
+               str(args.seed), "--repeats", str(args.repeats)] + loop
+        for t in threads:
+            for eng in ["opencv", "albumentations"] + (["whet"] if wb else []):
+                cmd = ([wb, "augment", "--threads", str(t)] if eng == "whet"
+                       else [py, f"{HERE}/augment.py", "--engine", eng, "--threads", str(t)]) + aug
+                run_config(raw, args, f"scaling side {eng} t={t}", cmd, t, 1800,
+                           {"curve": "side"})
+    if "rows" in curves:
+        # Read + impute + z-score + join seconds against rows, whet, polars, pandas.
+        data = os.path.join(BENCH, "data")
+        for rows in ints(args.scaling_rows):
+            mk = [py, f"{HERE}/make_table.py", "--out", data, "--rows", str(rows), "--keys",
+                  str(args.keys), "--seed", str(args.seed)]
+            made = subprocess.run(mk, capture_output=True, text=True, check=True, cwd=REPO)
+            table = json.loads(made.stdout.strip().splitlines()[-1])
+            files = ["--left", table["left"], "--right", table["right"]]
+            configs = [("polars", t) for t in threads] + [("pandas-sklearn", 1)]
+            configs += [("whet", t) for t in threads] if wb else []
+            for eng, t in configs:
+                cmd = ([wb, "tabular", "--threads", str(t)] if eng == "whet"
+                       else [py, f"{HERE}/tabular.py", "--engine", eng, "--threads", str(t)])
+                run_config(raw, args, f"scaling rows={rows} {eng} t={t}", cmd + files, t, 1800,
+                           {"curve": "rows", "rows": rows})
+    if "cells" in curves and args.whet:
+        # Wall time of the README's main job against its number of cells (--seeds), for one
+        # process with 1 and 2 threads and for --jobs 2 (two worker processes).
+        yaml = os.path.join(REPO, "pipelines", "mnist-ablation.yaml")
+        for jobs, t in [(1, 1), (1, 2), (2, 2)]:
+            for seeds in ints(args.scaling_seeds):
+                out = os.path.join(args.out, f"cells-j{jobs}-t{t}-s{seeds}")
+                shutil.rmtree(out, ignore_errors=True)
+                plan = subprocess.run([args.whet, "ablate", yaml, "--seeds", str(seeds),
+                                       "--dry-run", "--json", "--out", out],
+                                      capture_output=True, text=True, cwd=REPO)
+                try:
+                    cells = json.loads(plan.stdout)["runs"]
+                except (json.JSONDecodeError, KeyError):
+                    cells = None
+                cmd = [args.whet, "ablate", yaml, "--seeds", str(seeds), "--jobs", str(jobs),
+                       "--threads", str(t), "--out", out, "--quiet"]
+                env = dict(os.environ)
+                env["WHET_CACHE_DIR"] = os.path.join(out, "cache")
+                idle = common.wait_idle(args.idle_wait, args.max_other)
+                common.log(f"[{time.strftime('%H:%M:%S')}] scaling cells: {' '.join(cmd)}")
+                rc, _, err, w, rss = timed(cmd, env, args.e2e_timeout,
+                                           os.path.join(args.out, f"cells-j{jobs}-t{t}-s{seeds}.out"))
+                raw.write({"bench": "ablate", "curve": "cells", "jobs": jobs, "threads": t,
+                           "seeds": seeds, "cells": cells,
+                           "command": f"whet ablate pipelines/mnist-ablation.yaml --seeds {seeds} "
+                                      f"--jobs {jobs} --threads {t}",
+                           **process_fields(rc, w, rss, idle, err)})
+
+
+def folder_loading(raw, args, threads, py, wb):
+    """The folder loader against PIL and OpenCV loops on the same PNG and JPEG files."""
+    mk = [py, f"{HERE}/make_images.py", "--out", os.path.join(BENCH, "data"), "--n",
+          str(args.images), "--seed", str(args.seed)]
+    common.log(f"[{time.strftime('%H:%M:%S')}] make_images ({args.images} images)")
+    made = subprocess.run(mk, capture_output=True, text=True, check=True, cwd=REPO)
+    info = json.loads(made.stdout.strip().splitlines()[-1])
+    raw.write(info)
+    opts = ["--repeats", str(args.repeats), "--max-other", str(args.max_other), "--retries",
+            str(args.retries), "--width", "64", "--height", "64"]
+    for fmt, f in info["formats"].items():
+        for t in threads:
+            for eng in ["pil", "opencv"] + (["whet"] if wb else []):
+                cmd = ([wb, "load", "--threads", str(t)] if eng == "whet"
+                       else [py, f"{HERE}/load.py", "--engine", eng, "--threads", str(t)])
+                cmd += ["--folder", f["folder"], "--format", fmt] + opts
+                run_config(raw, args, f"load {fmt} {eng} t={t}", cmd, t, 1800,
+                           {"file_bytes": f["bytes"]})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", required=True, help="run folder (raw.jsonl goes there)")
     ap.add_argument("--whet-bench", default="", help="whet-bench binary ('' = peers only)")
     ap.add_argument("--whet", default="", help="whet CLI binary for the end-to-end job")
-    ap.add_argument("--only", default="augment,train,cnn,matmul,tabular,e2e",
+    ap.add_argument("--only", default="augment,train,cnn,matmul,tabular,load,e2e,scaling",
                     help="comma-separated sections: augment, train (the MLP), cnn (the "
-                         "LeNet-5-like CNN), matmul, tabular, e2e")
+                         "LeNet-5-like CNN), matmul, tabular, load (folder loading), e2e, "
+                         "scaling (the curves)")
+    ap.add_argument("--curves", default="width,side,rows,cells",
+                    help="scaling curves: width (training vs hidden width), side (augmentation "
+                         "vs image side), rows (tables vs rows), cells (ablation vs cells)")
+    ap.add_argument("--widths", default="64,128,256,512,1024,2048")
+    ap.add_argument("--sides", default="28,64,128,256,512,1024")
+    ap.add_argument("--scaling-rows", default="1e5,1e6,1e7")
+    ap.add_argument("--scaling-seeds", default="1,2,3,4",
+                    help="seeds of the main job for the cells curve (cells = variants x seeds)")
+    ap.add_argument("--images", type=int, default=2000, help="files per format for load")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per figure")
     ap.add_argument("--tabular-repeats", type=int, default=3, help="processes per tabular engine")
@@ -404,8 +525,14 @@ def main():
                 run_config(raw, args, f"tabular {eng} t={t} #{rep + 1}", cmd, t, 1800,
                            {"repeat": rep})
 
+    if "load" in only:
+        folder_loading(raw, args, threads, py, wb)
+
     if "e2e" in only:
         end_to_end(raw, args)
+
+    if "scaling" in only:
+        scaling(raw, args, threads, py, wb)
     common.log("harness: done")
 
 

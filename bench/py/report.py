@@ -81,6 +81,10 @@ def section_of(rec):
     b = rec.get("bench")
     if b in ("machine", "config"):
         return None
+    if rec.get("curve"):
+        return "scaling"
+    if b == "images":
+        return "load"
     if b == "train":
         return "cnn" if rec.get("model") == "lenet" else "train"
     if b == "make_table":
@@ -584,6 +588,269 @@ def section_e2e(recs, lines):
                 )
 
 
+def section_load(recs, lines):
+    ld = [r for r in recs if r["bench"] == "load"]
+    info = next((r for r in recs if r["bench"] == "images"), None)
+    if not ld:
+        return
+    by = {(r["format"], r["engine"], r["threads"]): r for r in ld}
+    threads = sorted({r["threads"] for r in ld})
+    formats = [f for f in ("png", "jpeg") if any(k[0] == f for k in by)]
+    lines += [
+        "",
+        "## Folder loading: read, decode, convert to RGB, resize to 64x64 (images/s, median)",
+        "",
+        (
+            f"{info['n']:,} files per format, {info['size'][0]}x{info['size'][1]} RGB in "
+            f"{info['classes']} class folders (bench/py/make_images.py; "
+            + ", ".join(f"{f} {v['bytes'] / 2**20:.0f} MiB" for f, v in info["formats"].items())
+            + "), read from the page cache. "
+            if info
+            else ""
+        )
+        + "whet: `whet_image::load_folder` (what `data.images.*.folder` runs) on rayon's pool; "
+        "PIL: `Image.open` → `convert(\"RGB\")` → `resize(BILINEAR)`; OpenCV: `imread` → "
+        "`resize(INTER_AREA)` → `cvtColor`; the peers at 2 threads are two worker processes "
+        "(bench/py/load.py). Pixel sum: a check that the outputs agree (whet's resize is PIL's "
+        "filter in PIL's fixed point; JPEG decoders differ slightly).",
+        "",
+        "| format | threads | whet | PIL | OpenCV | whet / PIL | whet / OpenCV | pixel sum whet, PIL, OpenCV | other cores (max) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in formats:
+        for t in threads:
+            w, p, o = (by.get((f, e, t)) for e in ("whet", "pil", "opencv"))
+            ips = [r and r["median_ips"] for r in (w, p, o)]
+            sums = ", ".join(str(r["pixel_sum"]) if r else "—" for r in (w, p, o))
+            other = max((maxo(r) or 0) for r in (w, p, o) if r)
+            lines.append(
+                f"| {f} | {t} | {fmt(ips[0])} | {fmt(ips[1])} | {fmt(ips[2])} | "
+                f"{fmt(ratio(ips[0], ips[1]), 2)} | {fmt(ratio(ips[0], ips[2]), 2)} | {sums} | "
+                f"{fmt(other)} |"
+            )
+    scale = []
+    for f in formats:
+        for e, label in (("whet", "whet"), ("pil", "PIL"), ("opencv", "OpenCV")):
+            a, b = by.get((f, e, 1)), by.get((f, e, 2))
+            if a and b:
+                scale.append(f"{label} {f} {b['median_ips'] / a['median_ips']:.2f}×")
+    if scale:
+        lines += ["", "2 threads over 1: " + ", ".join(scale) + "."]
+
+
+def chart(path, title, xlabel, ylabel, series, logx=True, logy=False, hlines=()):
+    """A line chart of `series` [(label, [(x, y)], style[, colour key])] as a PNG at `path`;
+    False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    xs = set()
+    colours = {}
+    for label, pts, style, *key in series:
+        pts = sorted(p for p in pts if p[1] is not None)
+        if pts:
+            # One colour per engine (the label's first word, or the series' 4th item); threads
+            # differ by line style.
+            engine = key[0] if key else label.split(" ")[0]
+            colour = colours.setdefault(engine, f"C{len(colours)}")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label, markersize=4,
+                    color=colour)
+            xs.update(p[0] for p in pts)
+    for y, label in hlines:
+        if y:
+            ax.axhline(y, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"), fontsize=7,
+                        color="grey", va="bottom")
+    if logx:
+        ax.set_xscale("log", base=2 if max(xs or [1]) < 1e4 else 10)
+    if logx and max(xs or [1]) < 1e4:
+        ax.set_xticks(sorted(xs))
+        ax.set_xticklabels([f"{x:g}" for x in sorted(xs)])
+        ax.minorticks_off()
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+STYLES = {("whet", 1): "o-", ("whet", 2): "o--"}
+
+
+def style(engine, threads):
+    return STYLES.get((engine, threads), "s-" if threads == 1 else "s--")
+
+
+def section_scaling(recs, lines, chart_dir):
+    sc = [r for r in recs if r.get("curve")]
+    if not sc:
+        return
+    rel = os.path.basename(chart_dir)
+    lines += ["", "## Scaling: how cost grows with the work", ""]
+    runs = {r.get("_run", 0) for r in sc}
+    ms = [r for r in recs if r["bench"] == "machine" and r.get("_run", 0) in runs]
+    if ms:
+        lines.append(f"Measured {', '.join(m['date'] for m in ms)}; other processes' cores "
+                     f"during the timed windows: max {fmt(max(window_loads(sc) or [0]))}.")
+
+    width = [r for r in sc if r["curve"] == "width" and r.get("samples_per_s")]
+    if width:
+        threads = sorted({r["threads"] for r in width})
+        engines = sorted({r["engine"] for r in width}, key=lambda e: e != "whet")
+        by = {(r["engine"], r["threads"], r["width"]): r for r in width}
+        widths = sorted({r["width"] for r in width})
+        peaks = {t: peak_gflops(recs, t) for t in threads}
+        series = [
+            (f"{e} {t} thr.", [(w, by[(e, t, w)]["gflops"]) for w in widths if (e, t, w) in by],
+             style(e, t))
+            for t in threads
+            for e in engines
+        ]
+        hl = [(peaks[t], f"matmul peak, {t} thr. ({fmt(peaks[t])} GFLOP/s)") for t in threads]
+        if chart(os.path.join(chart_dir, "scaling-width.png"),
+                 "Training 784-W-W-10 (batch 128, SGD momentum): GFLOP/s vs hidden width",
+                 "hidden width W", "GFLOP/s", series, hlines=hl):
+            lines += ["", f"![training GFLOP/s against width]({rel}/scaling-width.png)"]
+        lines += [
+            "",
+            "### Training throughput against hidden width (784-W-W-10)",
+            "",
+            "Samples per epoch shrink with W (about 2·10¹¹ FLOP per epoch); median of 2 epochs "
+            "after a warm-up one. % of peak: of the best matmul GFLOP/s at the same threads.",
+            "",
+            "| W | samples | threads | "
+            + " | ".join(f"{e} samples/s (GFLOP/s, % of peak)" for e in engines)
+            + " | whet / torch |",
+            "|---|---|---|" + "---|" * len(engines) + "---|",
+        ]
+        for w in widths:
+            for t in threads:
+                cells, vals = [], {}
+                for e in engines:
+                    r = by.get((e, t, w))
+                    if not r:
+                        cells.append("—")
+                        continue
+                    vals[e] = r["samples_per_s"]
+                    pk = peaks.get(t)
+                    pc = f", {100 * r['gflops'] / pk:.0f} %" if pk else ""
+                    cells.append(f"{fmt(r['samples_per_s'])} ({fmt(r['gflops'])}{pc})")
+                n = next((by[(e, t, w)]["samples"] for e in engines if (e, t, w) in by), "—")
+                lines.append(f"| {w} | {n} | {t} | " + " | ".join(cells) + " | "
+                             f"{fmt(ratio(vals.get('whet'), vals.get('torch')), 2)} |")
+
+    side = [r for r in sc if r["curve"] == "side" and r.get("median_ips")]
+    if side:
+        threads = sorted({r["threads"] for r in side})
+        engines = sorted({r["engine"] for r in side}, key=lambda e: e != "whet")
+        side_of = lambda r: int(r["size"].split("x")[0])  # noqa: E731
+        by = {(r["engine"], r["threads"], side_of(r)): r for r in side}
+        sides = sorted({side_of(r) for r in side})
+        series = [
+            (f"{e} {t} thr.",
+             [(s, by[(e, t, s)]["median_ips"] * s * s / 1e6) for s in sides if (e, t, s) in by],
+             style(e, t))
+            for t in threads
+            for e in engines
+        ]
+        if chart(os.path.join(chart_dir, "scaling-side.png"),
+                 "Augmentation chain (flip, rotate, resized crop, colour, noise, normalise)",
+                 "image side (RGB, square)", "megapixels/s", series):
+            lines += ["", f"![augmentation throughput against image side]({rel}/scaling-side.png)"]
+        lines += [
+            "",
+            "### The augmentation chain against image side (RGB)",
+            "",
+            "Images/s (median); the chart shows megapixels/s (images/s × side²), flat where cost "
+            "grows with the pixels.",
+            "",
+            "| side | threads | " + " | ".join(engines)
+            + " | " + " | ".join(f"whet / {e}" for e in engines if e != "whet") + " |",
+            "|---|---|" + "---|" * (2 * len(engines) - 1),
+        ]
+        for s_ in sides:
+            for t in threads:
+                v = {e: (by.get((e, t, s_)) or {}).get("median_ips") for e in engines}
+                lines.append(
+                    f"| {s_} | {t} | " + " | ".join(fmt(v[e]) for e in engines) + " | "
+                    + " | ".join(fmt(ratio(v.get("whet"), v[e]), 2) for e in engines if e != "whet")
+                    + " |"
+                )
+
+    rows = [r for r in sc if r["curve"] == "rows" and r.get("total_s")]
+    if rows:
+        keys = sorted({(r["engine"], r["threads"]) for r in rows}, key=lambda k: (k[0] != "whet", k))
+        by = {(r["engine"], r["threads"], r["rows"]): r for r in rows}
+        ns = sorted({r["rows"] for r in rows})
+        series = [(f"{e} {t} thr.", [(n, by[(e, t, n)]["total_s"]) for n in ns if (e, t, n) in by],
+                   style(e, t)) for e, t in keys]
+        ok = chart(os.path.join(chart_dir, "scaling-rows.png"),
+                   "Tables: read Parquet + impute + z-score + left join", "rows", "seconds",
+                   series, logy=True)
+        if ok:
+            lines += ["", f"![table seconds against rows]({rel}/scaling-rows.png)"]
+        lines += [
+            "",
+            "### Tables against rows (read + mean imputation + z-score of 20 columns + left join)",
+            "",
+            "Total seconds (peak RSS); one process each.",
+            "",
+            "| rows | " + " | ".join(f"{e} {t} thr." for e, t in keys) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
+        for n in ns:
+            cells = []
+            for e, t in keys:
+                r = by.get((e, t, n))
+                cells.append(f"{fmt(r['total_s'], 3)} ({r['peak_rss_bytes'] / 2**20:.0f} MiB)"
+                             if r else "—")
+            lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+
+    cells = [r for r in sc if r["curve"] == "cells" and r.get("returncode") == 0]
+    if cells:
+        keys = sorted({(r["jobs"], r["threads"]) for r in cells})
+        by = {(r["jobs"], r["threads"], r["cells"]): r for r in cells}
+        ns = sorted({r["cells"] for r in cells if r["cells"]})
+        series = [(f"jobs={j} threads={t}",
+                   [(n, by[(j, t, n)]["wall_s"]) for n in ns if (j, t, n) in by],
+                   "o-" if j == 1 else "s--", (j, t)) for j, t in keys]
+        if chart(os.path.join(chart_dir, "scaling-cells.png"),
+                 "The README's main job (whet ablate, release build): wall time vs cells",
+                 "cells (variants × seeds)", "wall seconds", series, logx=False):
+            lines += ["", f"![ablation wall time against cells]({rel}/scaling-cells.png)"]
+        lines += [
+            "",
+            "### The README's main job against its number of cells",
+            "",
+            "`whet ablate pipelines/mnist-ablation.yaml --seeds S` (release build), wall seconds "
+            "(CPU seconds) of the whole process tree; `--jobs 2` runs two worker processes with "
+            "one thread each.",
+            "",
+            "| cells | " + " | ".join(f"--jobs {j} --threads {t}" for j, t in keys) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
+        for n in ns:
+            row = []
+            for j, t in keys:
+                r = by.get((j, t, n))
+                row.append(f"{r['wall_s']:.1f} ({r['cpu_s']:.1f})" if r else "—")
+            lines.append(f"| {n} | " + " | ".join(row) + " |")
+
+
 def section_errors(recs, lines):
     errs = [r for r in recs if r["bench"] == "error"]
     unavailable = [r for r in recs if r.get("unavailable")]
@@ -617,13 +884,17 @@ def main():
     ]
     section_machine(recs, lines)
     load_summary(first_run(recs), lines)
-    section_train(recs, lines)
-    section_cnn(recs, lines)
-    section_matmul(recs, lines)
+    # The scaling curves' records (tagged `curve`) have their own section.
+    base = [r for r in recs if not r.get("curve")]
+    section_train(base, lines)
+    section_cnn(base, lines)
+    section_matmul(base, lines)
     only = {int(p) for p in args.augment_passes.split(",") if p}
-    section_augment(recs, lines, only)
-    section_tabular(recs, lines)
-    section_e2e(recs, lines)
+    section_augment(base, lines, only)
+    section_tabular(base, lines)
+    section_load(base, lines)
+    section_e2e(base, lines)
+    section_scaling(recs, lines, os.path.join(os.path.dirname(os.path.abspath(args.out)), "charts"))
     section_errors(recs, lines)
     if args.notes and os.path.exists(args.notes):
         lines += ["", "## Notes", "", open(args.notes).read().strip()]

@@ -39,6 +39,8 @@ import common  # noqa: E402
 
 LAYERS = [784, 256, 128, 10]
 N = 60_000
+# Samples per epoch (--samples; the first N_USED of the N).
+N_USED = N
 BATCH = 128
 LR = 0.01
 MOMENTUM = 0.9
@@ -111,8 +113,8 @@ def epoch_windows(run_epoch, epochs, max_other, retries, flops=None):
         "first_other_cores": round(first.other_cores, 3),
         "epoch_s": times,
         "median_epoch_s": med,
-        "samples_per_s": N / med,
-        "gflops": N / med * flops / 1e9,
+        "samples_per_s": N_USED / med,
+        "gflops": N_USED / med * flops / 1e9,
         "other_cores": others,
         "retried": retried,
         "mean_loss_per_epoch": losses,
@@ -130,9 +132,9 @@ def torch_sgd_run(model, xt, yt, threads, epochs, max_other, retries, flops=None
     gen = torch.Generator().manual_seed(4)
 
     def run_epoch(_epoch):
-        perm = torch.randperm(N, generator=gen)
+        perm = torch.randperm(N_USED, generator=gen)
         total = 0.0
-        for s in range(0, N, BATCH):
+        for s in range(0, N_USED, BATCH):
             idx = perm[s : s + BATCH]
             xb, yb = xt[idx], yt[idx]
             opt.zero_grad(set_to_none=True)
@@ -140,7 +142,7 @@ def torch_sgd_run(model, xt, yt, threads, epochs, max_other, retries, flops=None
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        return total / N
+        return total / N_USED
 
     r = epoch_windows(run_epoch, epochs, max_other, retries, flops)
     r["library_threads"] = {
@@ -177,7 +179,7 @@ def train_torch_lenet(x, labels, threads, epochs, max_other, retries):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     # The 784 features of a sample are a 28x28 grey image (row-major), as whet-bench reads them.
-    xt = torch.from_numpy(x).reshape(N, 1, 28, 28)
+    xt = torch.from_numpy(x).reshape(N_USED, 1, 28, 28)
     yt = torch.from_numpy(labels)
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2),
@@ -248,12 +250,12 @@ def train_numpy(x, labels, threads, epochs, max_other, retries):
     order_rng = np.random.default_rng(4)
 
     def run_epoch(_epoch):
-        perm = order_rng.permutation(N)
+        perm = order_rng.permutation(N_USED)
         total = 0.0
-        for s in range(0, N, BATCH):
+        for s in range(0, N_USED, BATCH):
             idx = perm[s : s + BATCH]
             total += step(x[idx], labels[idx]) * len(idx)
-        return total / N
+        return total / N_USED
 
     r = epoch_windows(run_epoch, epochs, max_other, retries)
     r["library_threads"] = {"blas": blas_info()}
@@ -331,9 +333,22 @@ def main():
     ap.add_argument("--repeats", type=int, default=5, help="matmul repeats")
     ap.add_argument("--max-other", type=float, default=0.1)
     ap.add_argument("--retries", type=int, default=2)
+    ap.add_argument("--width", type=int, default=0,
+                    help="both hidden layers of the MLP (784-W-W-10; 0: 784-256-128-10)")
+    ap.add_argument("--samples", type=int, default=N,
+                    help="training samples per epoch (the first of the 60,000)")
     args = ap.parse_args()
     if args.model == "lenet" and args.engine != "torch":
         ap.error("--model lenet has a PyTorch peer only (--engine torch)")
+    if args.width and args.model != "mlp":
+        ap.error("--width applies to the MLP only")
+    if not BATCH <= args.samples <= N:
+        ap.error(f"--samples must be between {BATCH} and {N}")
+    # The scaling curve's network and epoch length (module-wide, as the functions read them).
+    global LAYERS, N_USED
+    if args.width:
+        LAYERS = [784, args.width, args.width, 10]
+    N_USED = args.samples
     env = common.set_thread_env(args.threads)
     base = {
         "engine": args.engine,
@@ -346,6 +361,7 @@ def main():
         common.emit({"bench": "matmul", **base, **r})
         return
     x, labels = common.make_training_set(args.seed, N, LAYERS[0], LAYERS[-1])
+    x, labels = x[:N_USED], labels[:N_USED]
     if args.model == "lenet":
         r = train_torch_lenet(x, labels, args.threads, args.epochs, args.max_other, args.retries)
         common.emit(
@@ -356,7 +372,7 @@ def main():
                 "layers": [list(layer) for layer in LENET],
                 "input_shape": [28, 28, 1],
                 "batch": BATCH,
-                "samples": N,
+                "samples": N_USED,
                 "flops_per_sample": lenet_flops_per_sample(),
                 **r,
             }
@@ -371,7 +387,7 @@ def main():
             **base,
             "layers": LAYERS,
             "batch": BATCH,
-            "samples": N,
+            "samples": N_USED,
             "flops_per_sample": flops_per_sample(),
             **r,
         }

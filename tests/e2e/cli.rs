@@ -184,6 +184,26 @@ fn the_ablate_table_says_which_runs_diverged() {
         "{}",
         r.stderr
     );
+    // And every epoch of every cell, labelled with the cell (they run in parallel).
+    let epochs: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": epoch "))
+        .collect();
+    for e in 1..=3 {
+        let want = format!("baseline seed 3: epoch {e}/3  loss ");
+        assert!(
+            epochs.iter().any(|l| l.starts_with(&want)),
+            "no `{want}` line:\n{}",
+            r.stderr
+        );
+    }
+    assert_eq!(
+        epochs.len(),
+        3,
+        "the diverged cell finished no epoch:\n{}",
+        r.stderr
+    );
 }
 
 #[test]

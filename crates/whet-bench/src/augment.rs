@@ -29,9 +29,34 @@ pub const OPS: [&str; 7] = [
     "blur",
     "chain",
 ];
-/// The image sizes `(name, h, w, c)`.
-pub const SIZES: [(&str, usize, usize, usize); 2] =
-    [("256x256x3", 256, 256, 3), ("28x28x1", 28, 28, 1)];
+/// `(h, w, c)` of a size named `HxWxC` (C 1 or 3, sides 1 to 4096).
+fn parse_size(name: &str) -> Result<(usize, usize, usize), String> {
+    let bad = || format!("size `{name}` is not HxWxC (sides 1 to 4096, C 1 or 3), e.g. 256x256x3");
+    let parts: Vec<usize> = name
+        .split('x')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    match parts[..] {
+        [h, w, c] if (1..=4096).contains(&h) && (1..=4096).contains(&w) && (c == 1 || c == 3) => {
+            Ok((h, w, c))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// How many images of `h × w × c` a figure uses: `--n-large` for 256x256x3, `--n-small` for
+/// 28x28x1, and for other sizes as many as hold the pixels of `n_large` 256x256x3 images (at
+/// least 4, at most `n_small`), as `bench/py/augment.py` counts them.
+pub fn images_for((h, w, c): (usize, usize, usize), n_large: usize, n_small: usize) -> usize {
+    match (h, w, c) {
+        (256, 256, 3) => n_large,
+        (28, 28, 1) => n_small,
+        _ => {
+            let n = (n_large * 256 * 256 * 3) as f64 / (h * w * c) as f64;
+            (n.round() as usize).clamp(4, n_small.max(4))
+        }
+    }
+}
 /// Normalisation of the chain: `(v / 255 - MEAN) / STD` per channel.
 const MEAN: f32 = 0.5;
 const STD: f32 = 0.25;
@@ -54,7 +79,7 @@ pub struct AugmentArgs {
         default_value = "hflip,rotate,resized_crop,brightness_contrast,gaussian_noise,blur,chain"
     )]
     pub ops: String,
-    /// Comma-separated sizes (default: both).
+    /// Comma-separated sizes `HxWxC` (default: the two of the per-op figures).
     #[arg(long, default_value = "256x256x3,28x28x1")]
     pub sizes: String,
     /// Seconds per timed repeat (at least).
@@ -182,11 +207,9 @@ impl Work {
 /// A message for an unknown op or size, an op whet rejects, or a stdout failure.
 pub fn run(args: &AugmentArgs, threads: usize, policy: RetryPolicy) -> Result<(), String> {
     for size in args.sizes.split(',') {
-        let &(name, h, w, c) = SIZES
-            .iter()
-            .find(|s| s.0 == size)
-            .ok_or_else(|| format!("unknown size `{size}`; expected 256x256x3 or 28x28x1"))?;
-        let n = if h == 256 { args.n_large } else { args.n_small };
+        let name = size;
+        let (h, w, c) = parse_size(size)?;
+        let n = images_for((h, w, c), args.n_large, args.n_small);
         let mut pixels = Vec::with_capacity(n * h * w * c);
         for i in 0..n as u64 {
             pixels.extend(inputs::image(args.seed, i, h, w, c));
@@ -252,7 +275,7 @@ mod tests {
 
     #[test]
     fn every_op_builds_for_both_sizes() {
-        for &(_, h, w, c) in &SIZES {
+        for (h, w, c) in [(256, 256, 3), (28, 28, 1)] {
             for op in OPS {
                 let ops = op_configs(op, h, w).expect("configs parse");
                 let aug = Augmenter::from_ops(&ops, 1, h, w, c).expect("whet accepts the ops");
@@ -264,6 +287,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn sizes_parse_and_count_images_as_the_python_side() {
+        assert_eq!(parse_size("1024x1024x3"), Ok((1024, 1024, 3)));
+        assert!(parse_size("28x28").unwrap_err().contains("HxWxC"));
+        assert!(parse_size("28x28x2").is_err());
+        assert_eq!(images_for((256, 256, 3), 32, 1024), 32);
+        assert_eq!(images_for((28, 28, 1), 32, 1024), 1024);
+        // 32 · 256² / 512² = 8; 32 · 256² / 1024² = 2, at least 4; 28x28x3: 2,675, at most 1,024.
+        assert_eq!(images_for((512, 512, 3), 32, 1024), 8);
+        assert_eq!(images_for((1024, 1024, 3), 32, 1024), 4);
+        assert_eq!(images_for((28, 28, 3), 32, 1024), 1024);
+        assert_eq!(images_for((64, 64, 3), 32, 1024), 512);
     }
 
     #[test]

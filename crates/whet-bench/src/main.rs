@@ -6,9 +6,11 @@
 //! `bench/RESULTS.md`:
 //!
 //! - `matmul`: fp32 2048² products through whet-train's kernels (GFLOP/s);
-//! - `train`: epochs of a 784-256-128-10 network, or with `--model lenet` of a LeNet-5-like
-//!   CNN on 28x28x1 images, batch 128, SGD momentum (samples/s, GFLOP/s);
-//! - `augment`: each image op on 256x256x3 and 28x28x1 images (images/s);
+//! - `train`: epochs of a 784-256-128-10 network (784-W-W-10 with `--width W`), or with
+//!   `--model lenet` of a LeNet-5-like CNN on 28x28x1 images, batch 128, SGD momentum
+//!   (samples/s, GFLOP/s);
+//! - `augment`: each image op on 256x256x3 and 28x28x1 images, or any `HxWxC` (images/s);
+//! - `load`: the folder loader on PNG or JPEG class folders (images/s);
 //! - `tabular` (cargo feature `tabular`, which pulls in polars): read, mean imputation + z-score,
 //!   left join on the 10-million-row table (seconds, peak memory).
 //!
@@ -17,6 +19,7 @@
 
 mod augment;
 mod inputs;
+mod load;
 mod matmul;
 mod measure;
 #[cfg(feature = "tabular")]
@@ -56,6 +59,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Augmentation throughput per op on 256x256x3 and 28x28x1 images, images/s.
     Augment(augment::AugmentArgs),
+    /// Folder loading (read, decode, resize) of PNG or JPEG class folders, images/s.
+    Load(load::LoadArgs),
     /// Read + mean imputation + z-score + left join of the Parquet tables (feature `tabular`).
     Tabular(TabularArgs),
 }
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         // hand-off waits for the scheduler, which cost whet up to 7x on short passes while the
         // peers (no hand-off) were unaffected. `rayon::scope` runs its closure in the pool.
         Command::Augment(a) => rayon::scope(|_| augment::run(a, cli.threads, policy)),
+        Command::Load(a) => load::run(a, cli.threads, policy),
         #[cfg(feature = "tabular")]
         Command::Tabular(a) => tabular::run(a, cli.threads),
         #[cfg(not(feature = "tabular"))]

@@ -70,17 +70,18 @@ impl Model {
         }
     }
 
-    /// The model configuration.
+    /// The model configuration; `width` replaces both hidden layers of the MLP (784-W-W-10).
     ///
     /// # Errors
     /// When the MLP's JSON is rejected (it is not: a test checks it).
-    pub fn config(self) -> serde_json::Result<ModelConfig> {
+    pub fn config(self, width: Option<usize>) -> serde_json::Result<ModelConfig> {
+        let layers = mlp_layers(width);
         match self {
             Model::Mlp => serde_json::from_value(json!({
                 "task": "classification",
                 "hidden": [
-                    { "dense": LAYERS[1], "activation": "relu" },
-                    { "dense": LAYERS[2], "activation": "relu" },
+                    { "dense": layers[1], "activation": "relu" },
+                    { "dense": layers[2], "activation": "relu" },
                 ],
             })),
             Model::Lenet => Ok(ModelConfig::classification().with_layers([
@@ -99,6 +100,11 @@ impl Model {
     }
 }
 
+/// The MLP's layer sizes: [`LAYERS`], or 784-W-W-10 with a width.
+pub fn mlp_layers(width: Option<usize>) -> [usize; 4] {
+    width.map_or(LAYERS, |w| [LAYERS[0], w, w, LAYERS[3]])
+}
+
 /// Options of `whet-bench train`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
@@ -111,6 +117,14 @@ pub struct TrainArgs {
     /// Seed of the synthetic data and of the network.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Width of both hidden layers of the MLP (784-W-W-10 instead of 784-256-128-10): the
+    /// scaling curve of training throughput against width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Training samples per epoch (the first of the 60,000; fewer keep wide networks' epochs
+    /// short).
+    #[arg(long, default_value_t = SAMPLES)]
+    pub samples: usize,
 }
 
 /// Multiply-adds of the forward pass of each layer with weights of `net`, input side first:
@@ -192,9 +206,14 @@ fn train_config(epochs: usize) -> serde_json::Result<TrainConfig> {
 ///
 /// # Errors
 /// A message when the configs are rejected or the network cannot be built.
-pub fn build(model: Model, epochs: usize, seed: u64) -> Result<(Mlp, TrainConfig), String> {
+pub fn build(
+    model: Model,
+    width: Option<usize>,
+    epochs: usize,
+    seed: u64,
+) -> Result<(Mlp, TrainConfig), String> {
     let config = model
-        .config()
+        .config(width)
         .map_err(|e| format!("building the model config: {e}"))?;
     let train = train_config(epochs).map_err(|e| format!("building the train config: {e}"))?;
     let net = build_model(&config, &train, model.shape(), LAYERS[0], LAYERS[3], seed)
@@ -208,8 +227,20 @@ pub fn build(model: Model, epochs: usize, seed: u64) -> Result<(Mlp, TrainConfig
 /// A message when the configs are rejected, training fails (e.g. diverges), or stdout fails.
 pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), String> {
     let total = 1 + args.epochs + policy.retries;
-    let (mut net, train) = build(args.model, total, args.seed)?;
+    if args.width.is_some() && args.model != Model::Mlp {
+        return Err("--width applies to the MLP only (--model mlp)".into());
+    }
+    if !(BATCH..=SAMPLES).contains(&args.samples) {
+        return Err(format!(
+            "--samples must be between {BATCH} and {SAMPLES}, found {}",
+            args.samples
+        ));
+    }
+    let (mut net, train) = build(args.model, args.width, total, args.seed)?;
+    let samples = args.samples;
     let (x, labels) = training_set(args.seed, SAMPLES, LAYERS[0], LAYERS[3]);
+    let x = x.slice(ndarray::s![..samples, ..]).to_owned();
+    let labels = labels[..samples].to_vec();
     let y = ArraySource::one_hot(&labels, LAYERS[3]).map_err(|e| format!("targets: {e}"))?;
     let mut data = ArraySource::new(x, y).map_err(|e| format!("data: {e}"))?;
     let flops = flops_of(&net);
@@ -236,9 +267,9 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         .iter()
         .map(|(m, _)| m.other_cores.map_or(Value::Null, |o| json!(round3(o))))
         .collect();
-    let sps = SAMPLES as f64 / med;
+    let sps = samples as f64 / med;
     let layers = match args.model {
-        Model::Mlp => json!(LAYERS),
+        Model::Mlp => json!(mlp_layers(args.width)),
         Model::Lenet => json!(describe(&net)),
     };
     measure::emit(&json!({
@@ -249,7 +280,7 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         "layers": layers,
         "input_shape": args.model.shape(),
         "batch": BATCH,
-        "samples": SAMPLES,
+        "samples": samples,
         "flops_per_sample": flops,
         "first_epoch_s": first.0.wall,
         "first_other_cores": first.0.other_cores.map(round3),
@@ -286,14 +317,28 @@ mod tests {
     fn flop_count_matches_the_python_side() {
         // 2·(784·256 + 256·128 + 128·10) twice, plus the input gradients of layers 2 and 3.
         assert_eq!(flops_per_sample(), 2 * 2 * 234_752 + 2 * (32_768 + 1_280));
-        let (mlp, _) = build(Model::Mlp, 1, 7).expect("the MLP builds");
+        let (mlp, _) = build(Model::Mlp, None, 1, 7).expect("the MLP builds");
         assert_eq!(flops_of(&mlp), flops_per_sample());
     }
 
     #[test]
+    fn width_sets_both_hidden_layers() {
+        let (net, _) = build(Model::Mlp, Some(512), 1, 7).expect("the wide MLP builds");
+        let sizes: Vec<(usize, usize)> = net
+            .layers()
+            .iter()
+            .map(|d| (d.inputs(), d.outputs()))
+            .collect();
+        assert_eq!(sizes, [(784, 512), (512, 512), (512, 10)]);
+        // 2·(784·512 + 512·512 + 512·10) twice, plus the input gradients of layers 2 and 3.
+        let fwd = 2 * (784 * 512 + 512 * 512 + 512 * 10);
+        assert_eq!(flops_of(&net), 2 * fwd + 2 * (512 * 512 + 512 * 10));
+    }
+
+    #[test]
     fn lenet_has_the_intended_shapes_and_flop_count() {
-        let (net, train) = build(Model::Lenet, 2, 7).expect("the CNN builds");
-        assert!(Model::Lenet.config().unwrap().validate().is_empty());
+        let (net, train) = build(Model::Lenet, None, 2, 7).expect("the CNN builds");
+        assert!(Model::Lenet.config(None).unwrap().validate().is_empty());
         assert!(train.validate().is_empty());
         assert_eq!(
             describe(&net),
@@ -316,7 +361,7 @@ mod tests {
 
     #[test]
     fn configs_are_accepted_by_whet_train() {
-        let model = Model::Mlp.config().expect("config parses");
+        let model = Model::Mlp.config(None).expect("config parses");
         let train = train_config(2).expect("config parses");
         assert!(model.validate().is_empty());
         assert!(train.validate().is_empty());

@@ -181,6 +181,9 @@ impl Progress for Bars {
                 "epoch",
                 serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
             )),
+            // In a terminal the cells of an ablation run under one bar that counts them: their
+            // epochs would scroll it away (a log keeps them).
+            Mode::Terminal if e.run.is_some() => {}
             Mode::Terminal | Mode::Text => self.line(&self.prefixed(&e.to_string())),
         }
     }

@@ -43,7 +43,7 @@ pub mod target;
 
 pub use batch::{BatchSource, SourceError};
 pub use budget::{Budget, BudgetError};
-pub use progress::{EpochLine, NoProgress, Progress, RunLine, RunMetric};
+pub use progress::{EpochLine, NoProgress, Progress, RunLine, RunMetric, RunProgress};
 pub use rng::Rng;
 pub use spec::{Issue, Issues, NonNegative, Positive, Probability};
 pub use target::{TargetScale, TargetScaleError};

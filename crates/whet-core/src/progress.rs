@@ -55,6 +55,10 @@ pub struct EpochLine {
     pub valid_accuracy: Option<f64>,
     /// Wall time of the epoch's training, seconds.
     pub seconds: f64,
+    /// The run this epoch belongs to when several run in one phase (an ablation cell,
+    /// `baseline seed 2`); `None` for a single run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// A loss in at most 10 characters: 4 decimals, or 3 significant digits in exponent form
@@ -76,6 +80,9 @@ impl fmt::Display for EpochLine {
     /// padded to the width of the total, so successive lines align.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = self.epochs.to_string().len();
+        if let Some(run) = &self.run {
+            write!(f, "{run}: ")?;
+        }
         write!(
             f,
             "epoch {:>w$}/{}  loss {}",
@@ -181,6 +188,41 @@ impl Progress for NoProgress {
     fn end(&self) {}
 }
 
+/// The progress of one run among several in a phase (an ablation's cells run in parallel under
+/// one bar that counts them): its epoch lines carry the run's label ([`EpochLine::run`]), its
+/// warnings are prefixed with it, and its own bar calls and finished-run line are dropped (the
+/// phase's bar counts the runs, and the phase reports each finished run once).
+pub struct RunProgress<'a> {
+    inner: &'a dyn Progress,
+    label: String,
+}
+
+impl<'a> RunProgress<'a> {
+    /// Reports to `inner` as the run `label` (e.g. `baseline seed 2`).
+    pub fn new(inner: &'a dyn Progress, label: impl Into<String>) -> Self {
+        Self {
+            inner,
+            label: label.into(),
+        }
+    }
+}
+
+impl Progress for RunProgress<'_> {
+    fn begin(&self, _phase: &str, _total: Option<u64>) {}
+    fn advance(&self, _n: u64) {}
+    fn message(&self, _msg: &str) {}
+    fn end(&self) {}
+    fn warn(&self, message: &str) {
+        self.inner.warn(&format!("{}: {message}", self.label));
+    }
+    fn epoch(&self, line: &EpochLine) {
+        let mut line = line.clone();
+        line.run = Some(self.label.clone());
+        self.inner.epoch(&line);
+    }
+    // `finished` keeps the default (ignored): the phase reports each run's line itself.
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +237,7 @@ mod tests {
             valid_loss: Some(0.52759),
             valid_accuracy: Some(0.82941),
             seconds: 1.14,
+            run: None,
         };
         assert_eq!(
             e.to_string(),
@@ -220,8 +263,61 @@ mod tests {
             valid_loss: None,
             valid_accuracy: None,
             seconds: 0.04,
+            run: None,
         };
         assert_eq!(e.to_string(), "epoch 10/10  loss 0.2500  0.0 s");
+    }
+
+    /// A run inside a phase reports its epochs labelled and its warnings prefixed, and none of
+    /// its bar calls.
+    #[test]
+    fn run_progress_labels_epochs_and_warnings_and_drops_bar_calls() {
+        #[derive(Default)]
+        struct Log(std::sync::Mutex<Vec<String>>);
+        impl Progress for Log {
+            fn begin(&self, phase: &str, _total: Option<u64>) {
+                self.0.lock().unwrap().push(format!("begin {phase}"));
+            }
+            fn advance(&self, n: u64) {
+                self.0.lock().unwrap().push(format!("advance {n}"));
+            }
+            fn message(&self, msg: &str) {
+                self.0.lock().unwrap().push(format!("message {msg}"));
+            }
+            fn end(&self) {
+                self.0.lock().unwrap().push("end".into());
+            }
+            fn warn(&self, message: &str) {
+                self.0.lock().unwrap().push(format!("warning {message}"));
+            }
+            fn epoch(&self, line: &EpochLine) {
+                self.0.lock().unwrap().push(line.to_string());
+            }
+        }
+        let log = Log::default();
+        let run = RunProgress::new(&log, "affine seed 2");
+        run.begin("training", Some(3));
+        run.advance(1);
+        run.message("loss 0.3");
+        run.epoch(&EpochLine {
+            epoch: 1,
+            epochs: 3,
+            train_loss: 0.5,
+            train_accuracy: None,
+            valid_loss: None,
+            valid_accuracy: None,
+            seconds: 0.2,
+            run: None,
+        });
+        run.warn("a cache could not be written");
+        run.end();
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            [
+                "affine seed 2: epoch 1/3  loss 0.5000  0.2 s",
+                "warning affine seed 2: a cache could not be written",
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use crate::error::{Error, Result};
 use crate::set::ImageSet;
-use image::imageops::FilterType;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -205,8 +204,9 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 /// name order, named by their folder name decoded as [`write_png_folders`] encodes it; other
 /// files are skipped, and so are sub-folders holding whet's output marker (all listed in
 /// [`FolderLoad::skipped`]; [`skipped_warnings`] words them). Each image is converted to grey
-/// (`channels: 1`, weighted as `grey` says) or RGB and resized (bilinear) to `width × height`
-/// when its size differs; a GIF gives its first frame.
+/// (`channels: 1`, weighted as `grey` says) or RGB and resized (antialiased bilinear, PIL's
+/// `BILINEAR` filter) to `width × height` when its size differs; a GIF gives its first frame.
+/// Files are decoded in parallel on the rayon pool; the set is the same on any thread count.
 ///
 /// # Errors
 /// [`Error::Read`] when a folder cannot be listed or a file read; [`Error::Decode`] for a corrupt
@@ -299,25 +299,29 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
         (h, w, c),
         "data.images.*.folder (width, height) or data.images.*.limit",
     )?;
-    for (new_label, file) in files {
-        if labels.len() >= limit {
-            break;
-        }
-        let decoded = decode_file(&file)?;
-        let img = match decoded {
-            Ok(img) => img,
-            Err(source) if opt.skip_bad => {
-                skipped.push(Skipped {
-                    kind: SkipKind::Undecodable,
-                    path: file.clone(),
-                    reason: format!("not decodable (skip_bad): {source}"),
-                });
-                continue;
-            }
-            Err(source) => return Err(Error::Decode { path: file, source }),
-        };
-        push_pixels(img, (h, w, c), opt.grey, &mut pixels);
-        labels.push(new_label as u32);
+    // Decoded in parallel, in batches of the images still wanted: one batch unless `skip_bad`
+    // skipped some files before `limit` was reached.
+    let mut next = 0;
+    while labels.len() < limit && next < files.len() {
+        let take = (limit - labels.len()).min(files.len() - next);
+        let batch = &files[next..next + take];
+        next += take;
+        let paths: Vec<&Path> = batch.iter().map(|(_, f)| f.as_path()).collect();
+        let kept = decode_many(
+            &paths,
+            (h, w, c),
+            opt.grey,
+            opt.skip_bad,
+            &mut pixels,
+            &mut skipped,
+        )?;
+        labels.extend(
+            batch
+                .iter()
+                .zip(kept)
+                .filter(|(_, k)| *k)
+                .map(|((l, _), _)| *l as u32),
+        );
     }
     if labels.is_empty() && limit > 0 {
         return Err(no_image_read(root, &skipped));
@@ -397,26 +401,86 @@ fn no_image_read(root: &Path, skipped: &[Skipped]) -> Error {
     }
 }
 
-/// Appends `img` converted to grey (`c` = 1, with `grey`'s weights) or RGB and resized
-/// (bilinear) to `w × h` when its size differs.
-fn push_pixels(
+/// Decodes `files` on the rayon pool and appends their pixels to `out`, each converted and
+/// resized as [`write_pixels`] does, in file order whatever the thread count. With `skip_bad`
+/// an undecodable file is left out and listed in `skipped`; the result says which files were
+/// kept. The first failure in file order is the error.
+fn decode_many(
+    files: &[&Path],
+    (h, w, c): (usize, usize, usize),
+    grey: Grey,
+    skip_bad: bool,
+    out: &mut Vec<u8>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<bool>> {
+    use rayon::prelude::*;
+    let per = h * w * c;
+    let start = out.len();
+    out.resize(start + files.len() * per, 0);
+    let outcomes: Vec<Result<Option<image::ImageError>>> = out[start..]
+        .par_chunks_mut(per.max(1))
+        .zip(files.par_iter())
+        .map(|(slot, file)| {
+            Ok(match decode_file(file)? {
+                Ok(img) => {
+                    write_pixels(img, (h, w, c), grey, slot);
+                    None
+                }
+                Err(e) => Some(e),
+            })
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(files.len());
+    let mut end = start;
+    for (i, (outcome, file)) in outcomes.into_iter().zip(files).enumerate() {
+        match outcome? {
+            None => {
+                let from = start + i * per;
+                if from != end {
+                    out.copy_within(from..from + per, end);
+                }
+                end += per;
+                kept.push(true);
+            }
+            Some(source) if skip_bad => {
+                skipped.push(Skipped {
+                    kind: SkipKind::Undecodable,
+                    path: file.to_path_buf(),
+                    reason: format!("not decodable (skip_bad): {source}"),
+                });
+                kept.push(false);
+            }
+            Some(source) => {
+                return Err(Error::Decode {
+                    path: file.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    out.truncate(end);
+    Ok(kept)
+}
+
+/// Writes `img` converted to grey (`c` = 1, with `grey`'s weights) or RGB, then resized
+/// ([`crate::antialias::resize_antialiased`]: antialiased bilinear, PIL's) to `w × h` when its size
+/// differs, into `out` (`h·w·c` bytes).
+fn write_pixels(
     img: image::DynamicImage,
     (h, w, c): (usize, usize, usize),
     grey: Grey,
-    out: &mut Vec<u8>,
+    out: &mut [u8],
 ) {
-    let img = if img.width() as usize != w || img.height() as usize != h {
-        img.resize_exact(w as u32, h as u32, FilterType::Triangle)
-    } else {
-        img
+    use image::DynamicImage;
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let pixels: Vec<u8> = match (c, img) {
+        (3, DynamicImage::ImageRgb8(b)) => b.into_raw(),
+        (3, img) => img.to_rgb8().into_raw(),
+        (_, DynamicImage::ImageLuma8(b)) => b.into_raw(),
+        (_, img) if grey == Grey::Rec709 => img.to_luma8().into_raw(),
+        (_, img) => img.to_rgb8().pixels().map(|p| grey.luma(p.0)).collect(),
     };
-    if c != 1 {
-        out.extend_from_slice(img.to_rgb8().as_raw());
-    } else if grey == Grey::Rec709 || matches!(img.color(), image::ColorType::L8) {
-        out.extend_from_slice(img.to_luma8().as_raw());
-    } else {
-        out.extend(img.to_rgb8().pixels().map(|p| grey.luma(p.0)));
-    }
+    crate::antialias::resize_antialiased(&pixels, (ih, iw, c), (h, w), out, &mut Vec::new());
 }
 
 /// The image files (extensions [`IMAGE_EXTENSIONS`]) under `path`, in name order: `path` itself when it is a file;
@@ -488,14 +552,16 @@ pub fn load_files(
         (height, width, channels),
         "fewer image files",
     )?;
-    let mut pixels = Vec::with_capacity(files.len() * width * height * channels);
-    for file in files {
-        let img = decode_file(file)?.map_err(|source| Error::Decode {
-            path: file.clone(),
-            source,
-        })?;
-        push_pixels(img, (height, width, channels), grey, &mut pixels);
-    }
+    let mut pixels = Vec::new();
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    decode_many(
+        &paths,
+        (height, width, channels),
+        grey,
+        false,
+        &mut pixels,
+        &mut Vec::new(),
+    )?;
     ImageSet::new(
         height,
         width,

@@ -27,6 +27,7 @@
 // Pixel kernels index several parallel slices (source, destination, weights) by channel.
 #![allow(clippy::needless_range_loop)]
 
+mod antialias;
 mod augment;
 mod buf;
 mod builder;

@@ -84,7 +84,8 @@ fn one_channel() -> usize {
 pub struct FolderSource {
     /// The root folder.
     pub path: PathBuf,
-    /// Width images are resized to.
+    /// Width images are resized to (antialiased bilinear, the filter of PIL's
+    /// `resize(size, BILINEAR)`, after the grey or RGB conversion).
     pub width: usize,
     /// Height images are resized to.
     pub height: usize,

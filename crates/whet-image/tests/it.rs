@@ -388,6 +388,58 @@ fn folder_loader_reports_corrupt_files() {
     assert_eq!(grey.set.c(), 1);
 }
 
+/// The folder loader decodes on the rayon pool: the images come out in file order whatever the
+/// thread count, a corrupt file skipped in the middle of a batch closes its gap, and `limit`
+/// with `skip_bad` decodes a second batch for the images the skipped file did not give.
+#[test]
+fn folder_loader_keeps_file_order_on_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut value = 10u8;
+    for (class, names) in [("cat", ["0", "1", "2"]), ("dog", ["0", "1", "5"])] {
+        let p = dir.path().join(class);
+        std::fs::create_dir_all(&p).unwrap();
+        for name in names {
+            image::GrayImage::from_pixel(12, 9, image::Luma([value]))
+                .save(p.join(format!("{name}.png")))
+                .unwrap();
+            value += 20;
+        }
+    }
+    // Sorted between cat/1.png and cat/2.png.
+    std::fs::write(dir.path().join("cat/1x.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
+    let opt = FolderOptions {
+        width: 4,
+        height: 4,
+        channels: 1,
+        grey: whet_image::Grey::Rec601,
+        skip_bad: true,
+        classes: None,
+        limit: Some(4),
+    };
+    let load = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| load_folder(dir.path(), &opt)).unwrap()
+    };
+    let one = load(1);
+    // cat 0, 1, 2 (values 10, 30, 50) and the first dog (70): the broken file cost one image,
+    // which a second batch fetched.
+    assert_eq!(one.set.labels(), &[0, 0, 0, 1]);
+    let firsts: Vec<u8> = (0..4).map(|i| one.set.image(i)[0]).collect();
+    assert_eq!(firsts, [10, 30, 50, 70]);
+    assert!((0..4).all(|i| one.set.image(i).iter().all(|&v| v == firsts[i])));
+    assert_eq!(one.skipped.len(), 1);
+    assert!(one.skipped[0].path.ends_with("cat/1x.png"));
+    for threads in [2, 3] {
+        let many = load(threads);
+        assert_eq!(many.set.labels(), one.set.labels());
+        assert_eq!(many.set.pixels(), one.set.pixels(), "{threads} threads");
+        assert_eq!(many.skipped, one.skipped);
+    }
+}
+
 #[test]
 fn preview_writes_a_png_of_the_expected_size() {
     let set = mnist_train(40);

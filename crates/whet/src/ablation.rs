@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use whet_core::{NoProgress, Progress};
+use whet_core::{Progress, RunProgress};
 use whet_report::{AblationInput, AblationSummary, RunRecord, RunStatus, VariantInfo};
 
 /// Plans ablations.
@@ -782,12 +782,21 @@ impl Plan {
     /// and a result to keep (and `fresh` is false): a run that finished or diverged, or one that
     /// failed deterministically (bad data, invalid config); a failure of the environment (an I/O
     /// error, a full disk) runs again. A run that fails is a record with status `failed`, the
-    /// error and its [`FailureKind`]. The cell's folder is locked while it runs.
+    /// error and its [`FailureKind`]. The cell's folder is locked while it runs. Its epoch lines
+    /// and warnings go to `progress` labelled with the cell (`affine seed 2`, see
+    /// [`RunProgress`]); its bar calls do not.
     ///
     /// # Errors
     /// The record cannot be written, or [`Error::Lock`] when another process is running the
     /// cell.
-    pub fn run_cell(&self, i: usize, out: &Path, cache: &Cache, fresh: bool) -> Result<CellResult> {
+    pub fn run_cell(
+        &self,
+        i: usize,
+        out: &Path,
+        cache: &Cache,
+        fresh: bool,
+        progress: &dyn Progress,
+    ) -> Result<CellResult> {
         let dir = self.cell_dir(out, i)?;
         let cell = &self.cells[i];
         let v = &self.variants[cell.variant];
@@ -797,7 +806,8 @@ impl Plan {
         if !fresh && let Some(record) = self.kept_record(i, out) {
             return Ok(CellResult { record, kept: true });
         }
-        let (record, failure) = match v.run.execute_locked(&dir, cell.seed, cache, &NoProgress) {
+        let labelled = RunProgress::new(progress, format!("{} seed {}", v.name, cell.seed));
+        let (record, failure) = match v.run.execute_locked(&dir, cell.seed, cache, &labelled) {
             Ok(o) => (o.record(), None),
             Err(e) => (
                 RunRecord {
@@ -862,7 +872,7 @@ impl Plan {
             );
             todo.par_iter()
                 .map(|&i| -> Result<()> {
-                    let r = match self.run_cell(i, out, cache, fresh) {
+                    let r = match self.run_cell(i, out, cache, fresh, progress) {
                         Ok(r) => r,
                         Err(Error::Lock(whet_core::lock::LockError::Held { folder, pid })) => {
                             busy.fetch_add(1, Ordering::Relaxed);

@@ -422,7 +422,13 @@ impl StoredPlan {
     /// # Errors
     /// A cell out of range, a cell whose run file or inputs changed since planning, or as
     /// [`Plan::run_cell`].
-    pub fn run_cell(&self, i: usize, cache: &Cache, fresh: bool) -> Result<Option<CellResult>> {
+    pub fn run_cell(
+        &self,
+        i: usize,
+        cache: &Cache,
+        fresh: bool,
+        progress: &dyn Progress,
+    ) -> Result<Option<CellResult>> {
         self.plan.cell_dir(&self.out, i)?;
         if !self.plan.selected.contains(&self.plan.cells[i].variant) {
             return Ok(None);
@@ -437,7 +443,9 @@ impl StoredPlan {
                 shell_word(&self.out.display().to_string())
             )));
         }
-        self.plan.run_cell(i, &self.out, cache, fresh).map(Some)
+        self.plan
+            .run_cell(i, &self.out, cache, fresh, progress)
+            .map(Some)
     }
 
     /// Builds the report from the finished cells (see [`Plan::collect`]); cells without a

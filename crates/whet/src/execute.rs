@@ -51,6 +51,7 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> EpochLine {
         valid_loss: r.valid_loss,
         valid_accuracy: r.valid_accuracy,
         seconds: r.seconds,
+        run: None,
     }
 }
 

@@ -102,11 +102,15 @@ fn execute_writes_metrics_and_manifest_and_an_ablation_resumes() {
     let again = Ablation::plan(&run, &PlanOptions::default()).unwrap();
     assert_eq!(plan.cells, again.cells);
     let ab = dir.path().join("ab");
-    let first = plan.run_cell(0, &ab, &Cache::off(), false).unwrap();
+    let first = plan
+        .run_cell(0, &ab, &Cache::off(), false, &NoProgress)
+        .unwrap();
     assert!(!first.kept);
     // The baseline cell is the run above with the same seed: the same numbers.
     assert_eq!(first.record.metrics, outcome.metrics.test);
-    let second = plan.run_cell(0, &ab, &Cache::off(), false).unwrap();
+    let second = plan
+        .run_cell(0, &ab, &Cache::off(), false, &NoProgress)
+        .unwrap();
     assert!(second.kept);
     let report = plan.collect(&ab, vec![]).unwrap();
     assert_eq!(report.missing, vec![1]);

@@ -366,7 +366,7 @@ pub fn plan_folder(cli: &Cli, dir: &Path, a: &FolderAction) -> Result<()> {
         };
         return print_report(cli, dir, &result?, None, &bars);
     };
-    match stored.run_cell(i, &Cache::new(a.use_cache), a.fresh)? {
+    match stored.run_cell(i, &Cache::new(a.use_cache), a.fresh, &bars)? {
         None => {
             crate::outln!("cell {i}: its variant is not selected (--only); nothing to do")?;
         }
