@@ -309,7 +309,17 @@ def scaling(raw, args, threads, py, wb):
     curves = set(args.curves.split(","))
     loop = ["--max-other", str(args.max_other), "--retries", str(args.retries)]
     if "width" in curves:
-        # Training samples/s of 784-W-W-10 against W, whet and PyTorch.
+        # The matmul peak of this run (tagged, so it does not replace the matmul section of an
+        # earlier run that the training section is compared with), then training samples/s of
+        # 784-W-W-10 against W, whet and PyTorch.
+        for t in threads:
+            mm = ["--threads", str(t), "--repeats", str(args.repeats)] + loop
+            run_config(raw, args, f"scaling peak numpy t={t}",
+                       [py, f"{HERE}/train.py", "--engine", "matmul-numpy"] + mm, t, 600,
+                       {"curve": "peak"})
+            if wb:
+                run_config(raw, args, f"scaling peak whet t={t}", [wb, "matmul"] + mm, t, 600,
+                           {"curve": "peak"})
         for t in threads:
             for w in ints(args.widths):
                 n = scaling_samples(w)
