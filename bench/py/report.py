@@ -696,6 +696,14 @@ def style(engine, threads):
     return STYLES.get((engine, threads), "s-" if threads == 1 else "s--")
 
 
+def grid_table(lines, corner, keys, key_label, xs, x_label, cell):
+    """A Markdown table with a row per x and a column per key; `cell(key, x)` is the text."""
+    lines += ["| " + corner + " | " + " | ".join(key_label(k) for k in keys) + " |",
+              "|---|" + "---|" * len(keys)]
+    for x in xs:
+        lines.append(f"| {x_label(x)} | " + " | ".join(cell(k, x) for k in keys) + " |")
+
+
 def section_scaling(recs, lines, chart_dir):
     sc = [r for r in recs if r.get("curve")]
     if not sc:
@@ -711,7 +719,7 @@ def section_scaling(recs, lines, chart_dir):
     width = [r for r in sc if r["curve"] == "width" and r.get("samples_per_s")]
     if width:
         threads = sorted({r["threads"] for r in width})
-        engines = sorted({r["engine"] for r in width}, key=lambda e: e != "whet")
+        engines = sorted({r["engine"] for r in width}, key=lambda e: (e != "whet", e))
         by = {(r["engine"], r["threads"], r["width"]): r for r in width}
         widths = sorted({r["width"] for r in width})
         # The matmul peak measured with the curve (`curve: peak`), else the matmul section's.
@@ -764,7 +772,7 @@ def section_scaling(recs, lines, chart_dir):
     side = [r for r in sc if r["curve"] == "side" and r.get("median_ips")]
     if side:
         threads = sorted({r["threads"] for r in side})
-        engines = sorted({r["engine"] for r in side}, key=lambda e: e != "whet")
+        engines = sorted({r["engine"] for r in side}, key=lambda e: (e != "whet", e))
         side_of = lambda r: int(r["size"].split("x")[0])  # noqa: E731
         by = {(r["engine"], r["threads"], side_of(r)): r for r in side}
         sides = sorted({side_of(r) for r in side})
@@ -817,16 +825,14 @@ def section_scaling(recs, lines, chart_dir):
             "",
             "Total seconds (peak RSS); one process each.",
             "",
-            "| rows | " + " | ".join(f"{e} {t} thr." for e, t in keys) + " |",
-            "|---|" + "---|" * len(keys),
         ]
-        for n in ns:
-            cells = []
-            for e, t in keys:
-                r = by.get((e, t, n))
-                cells.append(f"{fmt(r['total_s'], 3)} ({r['peak_rss_bytes'] / 2**20:.0f} MiB)"
-                             if r else "—")
-            lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+
+        def rows_cell(key, n):
+            r = by.get((*key, n))
+            return f"{fmt(r['total_s'], 3)} ({r['peak_rss_bytes'] / 2**20:.0f} MiB)" if r else "—"
+
+        grid_table(lines, "rows", keys, lambda k: f"{k[0]} {k[1]} thr.", ns, lambda n: f"{n:,}",
+                   rows_cell)
 
     cells = [r for r in sc if r["curve"] == "cells" and r.get("returncode") == 0]
     if cells:
@@ -848,15 +854,14 @@ def section_scaling(recs, lines, chart_dir):
             "(CPU seconds) of the whole process tree; `--jobs 2` runs two worker processes with "
             "one thread each.",
             "",
-            "| cells | " + " | ".join(f"--jobs {j} --threads {t}" for j, t in keys) + " |",
-            "|---|" + "---|" * len(keys),
         ]
-        for n in ns:
-            row = []
-            for j, t in keys:
-                r = by.get((j, t, n))
-                row.append(f"{r['wall_s']:.1f} ({r['cpu_s']:.1f})" if r else "—")
-            lines.append(f"| {n} | " + " | ".join(row) + " |")
+
+        def cells_cell(key, n):
+            r = by.get((*key, n))
+            return f"{r['wall_s']:.1f} ({r['cpu_s']:.1f})" if r else "—"
+
+        grid_table(lines, "cells", keys, lambda k: f"--jobs {k[0]} --threads {k[1]}", ns, str,
+                   cells_cell)
 
 
 def section_errors(recs, lines):
