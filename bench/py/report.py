@@ -689,6 +689,13 @@ def chart(path, title, xlabel, ylabel, series, logx=True, logy=False, hlines=())
     return True
 
 
+def linked_chart(lines, chart_dir, name, alt, *args, **kwargs):
+    """Draws `chart(chart_dir/name, *args, **kwargs)` and links it from the report (relative to
+    the report's folder) when it was drawn."""
+    if chart(os.path.join(chart_dir, name), *args, **kwargs):
+        lines += ["", f"![{alt}]({os.path.basename(chart_dir)}/{name})"]
+
+
 STYLES = {("whet", 1): "o-", ("whet", 2): "o--"}
 
 
@@ -708,7 +715,6 @@ def section_scaling(recs, lines, chart_dir):
     sc = [r for r in recs if r.get("curve")]
     if not sc:
         return
-    rel = os.path.basename(chart_dir)
     lines += ["", "## Scaling: how cost grows with the work", ""]
     runs = {r.get("_run", 0) for r in sc}
     ms = [r for r in recs if r["bench"] == "machine" and r.get("_run", 0) in runs]
@@ -735,10 +741,9 @@ def section_scaling(recs, lines, chart_dir):
             for e in engines
         ]
         hl = [(peaks[t], f"matmul peak, {t} thr. ({fmt(peaks[t])} GFLOP/s)") for t in threads]
-        if chart(os.path.join(chart_dir, "scaling-width.png"),
-                 "Training 784-W-W-10 (batch 128, SGD momentum): GFLOP/s vs hidden width",
-                 "hidden width W", "GFLOP/s", series, hlines=hl):
-            lines += ["", f"![training GFLOP/s against width]({rel}/scaling-width.png)"]
+        linked_chart(lines, chart_dir, "scaling-width.png", "training GFLOP/s against width",
+                     "Training 784-W-W-10 (batch 128, SGD momentum): GFLOP/s vs hidden width",
+                     "hidden width W", "GFLOP/s", series, hlines=hl)
         lines += [
             "",
             "### Training throughput against hidden width (784-W-W-10)",
@@ -783,10 +788,10 @@ def section_scaling(recs, lines, chart_dir):
             for t in threads
             for e in engines
         ]
-        if chart(os.path.join(chart_dir, "scaling-side.png"),
-                 "Augmentation chain (flip, rotate, resized crop, colour, noise, normalise)",
-                 "image side (RGB, square)", "megapixels/s", series):
-            lines += ["", f"![augmentation throughput against image side]({rel}/scaling-side.png)"]
+        linked_chart(lines, chart_dir, "scaling-side.png",
+                     "augmentation throughput against image side",
+                     "Augmentation chain (flip, rotate, resized crop, colour, noise, normalise)",
+                     "image side (RGB, square)", "megapixels/s", series)
         lines += [
             "",
             "### The augmentation chain against image side (RGB)",
@@ -814,11 +819,9 @@ def section_scaling(recs, lines, chart_dir):
         ns = sorted({r["rows"] for r in rows})
         series = [(f"{e} {t} thr.", [(n, by[(e, t, n)]["total_s"]) for n in ns if (e, t, n) in by],
                    style(e, t)) for e, t in keys]
-        ok = chart(os.path.join(chart_dir, "scaling-rows.png"),
-                   "Tables: read Parquet + impute + z-score + left join", "rows", "seconds",
-                   series, logy=True)
-        if ok:
-            lines += ["", f"![table seconds against rows]({rel}/scaling-rows.png)"]
+        linked_chart(lines, chart_dir, "scaling-rows.png", "table seconds against rows",
+                     "Tables: read Parquet + impute + z-score + left join", "rows", "seconds",
+                     series, logy=True)
         lines += [
             "",
             "### Tables against rows (read + mean imputation + z-score of 20 columns + left join)",
@@ -842,10 +845,9 @@ def section_scaling(recs, lines, chart_dir):
         series = [(f"jobs={j} threads={t}",
                    [(n, by[(j, t, n)]["wall_s"]) for n in ns if (j, t, n) in by],
                    "o-" if j == 1 else "s--", (j, t)) for j, t in keys]
-        if chart(os.path.join(chart_dir, "scaling-cells.png"),
-                 "The README's main job (whet ablate, release build): wall time vs cells",
-                 "cells (variants × seeds)", "wall seconds", series, logx=False):
-            lines += ["", f"![ablation wall time against cells]({rel}/scaling-cells.png)"]
+        linked_chart(lines, chart_dir, "scaling-cells.png", "ablation wall time against cells",
+                     "The README's main job (whet ablate, release build): wall time vs cells",
+                     "cells (variants × seeds)", "wall seconds", series, logx=False)
         lines += [
             "",
             "### The README's main job against its number of cells",
