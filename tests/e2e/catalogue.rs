@@ -296,7 +296,90 @@ fn idx_case(dir: &Path, images: Vec<u8>, labels: Vec<u8>) -> Vec<String> {
     run_args(dir)
 }
 
+const SHARDS: &str = "{ shards: { path: x.tar, width: 8, height: 8 } }";
+
+/// A tar file of `members` (name, bytes).
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn shard_case(dir: &Path, tar: Vec<u8>) -> Vec<String> {
+    write(dir, "x.tar", tar);
+    write(dir, "run.yaml", img_run(SHARDS));
+    run_args(dir)
+}
+
 const CASES: &[Case] = &[
+    Case {
+        name: "WebDataset shard: a sample without its .cls label",
+        setup: |d| {
+            shard_case(
+                d,
+                tar_of(&[
+                    ("a.png", &png(8, 8, 1)),
+                    ("b.png", &png(8, 8, 1)),
+                    ("b.cls", b"1"),
+                ]),
+            )
+        },
+        code: 2,
+        expect: &["x.tar", "sample `a` has no label", "a.cls"],
+    },
+    Case {
+        name: "WebDataset shard: a corrupt PNG member",
+        setup: |d| {
+            let mut bad = png(8, 8, 1);
+            let n = bad.len();
+            bad[n / 2..].fill(0x5a);
+            shard_case(d, tar_of(&[("a.png", &bad), ("a.cls", b"0")]))
+        },
+        code: 2,
+        expect: &["x.tar/a.png"],
+    },
+    Case {
+        name: "WebDataset shard: a member header declaring 1 TiB",
+        setup: |d| {
+            let mut h = tar::Header::new_gnu();
+            h.set_path("a.png").unwrap();
+            h.set_size(1 << 40);
+            h.set_mode(0o644);
+            h.set_cksum();
+            let mut bytes = h.as_bytes().to_vec();
+            bytes.extend_from_slice(&[0; 1024]);
+            shard_case(d, bytes)
+        },
+        code: 2,
+        expect: &["x.tar", "declares 1099511627776 bytes"],
+    },
+    Case {
+        name: "WebDataset shard: not a tar file",
+        setup: |d| shard_case(d, b"PK\x03\x04 a zip file, not a tar".repeat(30)),
+        code: 2,
+        expect: &["x.tar", "tar"],
+    },
+    Case {
+        name: "Parquet shard whose image column holds text",
+        setup: |d| {
+            let mut df = df!("image" => ["a.png"], "label" => [0i64]).unwrap();
+            let mut f = std::fs::File::create(d.join("x.parquet")).unwrap();
+            ParquetWriter::new(&mut f).finish(&mut df).unwrap();
+            write(
+                d,
+                "run.yaml",
+                img_run("{ shards: { path: x.parquet, width: 8, height: 8 } }"),
+            );
+            run_args(d)
+        },
+        code: 2,
+        expect: &["x.parquet", "column `image` is str", "struct of `bytes`"],
+    },
     Case {
         name: "truncated IDX gzip",
         setup: |d| {

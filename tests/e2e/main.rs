@@ -19,6 +19,7 @@ mod pinned;
 mod pipelines;
 mod predict;
 mod regression;
+mod shards;
 mod slurm;
 mod sweep;
 mod tracking;

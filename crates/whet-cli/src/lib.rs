@@ -240,9 +240,14 @@ pub enum Command {
         /// Output folder.
         #[arg(long, short)]
         out: PathBuf,
-        /// File format (tables: parquet, csv, npy; images: png, idx, npy).
+        /// File format (tables: parquet, csv, npy; images: png, idx, npy, webdataset,
+        /// parquet-shards).
         #[arg(long, value_parser = parse_format)]
         format: Option<whet::ExportFormat>,
+        /// Shard formats: the most encoded image bytes per shard, e.g. `256MB`, `1GiB`
+        /// (default 256 MiB; a shard holds at least one image).
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+        shard_size: Option<whet_core::Budget>,
         /// Online augmentation: also write N augmented copies of every training image after the
         /// originals (offline augmentation exports the copies the model was trained on).
         #[arg(long, value_name = "N")]

@@ -194,6 +194,13 @@ fn check_source(src: &ImageSourceConfig, key: &str, issues: &mut Issues) -> Opti
             }
         };
     }
+    if let Some(shards) = &src.shards {
+        // Listing only: counting or decoding is the load's work.
+        if let Err(e) = crate::shards::shard_files(&shards.path) {
+            issues.push(format!("{key}.shards.path"), e.to_string());
+        }
+        return None;
+    }
     let folder = src.folder.as_ref()?;
     match class_files(&folder.path) {
         Err(message) => {

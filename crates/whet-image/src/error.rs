@@ -70,6 +70,10 @@ pub enum Error {
         #[source]
         source: image::ImageError,
     },
+    /// A Parquet shard could not be read or written (the error of the caller's
+    /// [`ParquetShards`](crate::ParquetShards)).
+    #[error(transparent)]
+    Parquet(Box<dyn std::error::Error + Send + Sync>),
     /// An estimate over the memory budget, found before allocating (see
     /// [`whet_core::budget`]).
     #[error(transparent)]

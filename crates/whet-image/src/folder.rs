@@ -334,16 +334,37 @@ pub fn load_folder(root: &Path, opt: &FolderOptions) -> Result<FolderLoad> {
     })
 }
 
-/// Reads and decodes one image file: `Err` when it cannot be read, `Ok(Err)` when it cannot be
-/// decoded (a decoder panic counts as a decode error).
-fn decode_file(file: &Path) -> Result<std::result::Result<image::DynamicImage, image::ImageError>> {
-    let bytes = whet_core::input::read_capped(file, "images", MAX_IMAGE_FILE_BYTES)?;
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-    if let Ok(format) = image::ImageFormat::from_path(file) {
+/// An encoded image to decode: a file, or a member of a shard already in memory.
+pub(crate) trait Encoded: Sync {
+    /// The encoded bytes (read from disk for a file).
+    fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>>;
+    /// What messages name: the file, or `shard/member`.
+    fn name(&self) -> PathBuf;
+}
+
+impl Encoded for &Path {
+    fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        Ok(whet_core::input::read_capped(self, "images", MAX_IMAGE_FILE_BYTES)?.into())
+    }
+    fn name(&self) -> PathBuf {
+        self.to_path_buf()
+    }
+}
+
+/// Decodes one encoded image: `Err` when it cannot be read, `Ok(Err)` when it cannot be
+/// decoded (a decoder panic counts as a decode error). The format comes from the name's
+/// extension, else from the content.
+fn decode_one(
+    item: &impl Encoded,
+) -> Result<std::result::Result<image::DynamicImage, image::ImageError>> {
+    let bytes = item.bytes()?;
+    let name = item.name();
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
+    if let Ok(format) = image::ImageFormat::from_path(&name) {
         reader.set_format(format);
     }
     let reader = reader.with_guessed_format().map_err(|source| Error::Read {
-        path: file.to_path_buf(),
+        path: name.clone(),
         source,
     })?;
     // The decoders can panic on corrupt files (whet-fuzz found an `unwrap` in zune-jpeg's
@@ -401,12 +422,12 @@ fn no_image_read(root: &Path, skipped: &[Skipped]) -> Error {
     }
 }
 
-/// Decodes `files` on the rayon pool and appends their pixels to `out`, each converted and
-/// resized as [`write_pixels`] does, in file order whatever the thread count. With `skip_bad`
-/// an undecodable file is left out and listed in `skipped`; the result says which files were
-/// kept. The first failure in file order is the error.
-fn decode_many(
-    files: &[&Path],
+/// Decodes `files` (image files, or shard members) on the rayon pool and appends their pixels
+/// to `out`, each converted and resized as [`write_pixels`] does, in file order whatever the
+/// thread count. With `skip_bad` an undecodable file is left out and listed in `skipped`; the
+/// result says which files were kept. The first failure in file order is the error.
+pub(crate) fn decode_many<E: Encoded>(
+    files: &[E],
     (h, w, c): (usize, usize, usize),
     grey: Grey,
     skip_bad: bool,
@@ -421,7 +442,7 @@ fn decode_many(
         .par_chunks_mut(per.max(1))
         .zip(files.par_iter())
         .map(|(slot, file)| {
-            Ok(match decode_file(file)? {
+            Ok(match decode_one(file)? {
                 Ok(img) => {
                     write_pixels(img, (h, w, c), grey, slot);
                     None
@@ -445,14 +466,14 @@ fn decode_many(
             Some(source) if skip_bad => {
                 skipped.push(Skipped {
                     kind: SkipKind::Undecodable,
-                    path: file.to_path_buf(),
+                    path: file.name(),
                     reason: format!("not decodable (skip_bad): {source}"),
                 });
                 kept.push(false);
             }
             Some(source) => {
                 return Err(Error::Decode {
-                    path: file.to_path_buf(),
+                    path: file.name(),
                     source,
                 });
             }

@@ -1,7 +1,8 @@
 //! Image loading, augmentation, input noise, previews and export for whet.
 //!
 //! - [`ImageSet`]: `n` images of `h × w × c` bytes with labels and class names, loaded from MNIST
-//!   IDX files ([`load_idx`]) or class folders ([`load_folder`]), or through the `data.images`
+//!   IDX files ([`load_idx`]), class folders ([`load_folder`]) or shards ([`ShardSource`]:
+//!   WebDataset tar files, Parquet through a [`ParquetShards`]), or through the `data.images`
 //!   config ([`ImagesConfig`], [`load_train_test`]); split with
 //!   [`ImageSet::split_stratified`].
 //! - [`AugmentConfig`] (YAML key `augment`) builds an [`Augmenter`], which expands a set offline
@@ -41,6 +42,7 @@ pub mod noise;
 mod online;
 mod preview;
 mod set;
+mod shards;
 mod simd;
 mod source;
 
@@ -58,6 +60,11 @@ pub use idx::{MAX_DECLARED_BYTES, load_idx, load_idx_images, write_idx};
 pub use online::AugmentSource;
 pub use preview::{MIN_CELL, render_preview, write_preview};
 pub use set::{ImageSet, NormalizeKind, Normalizer};
+pub use shards::{
+    EncodedImage, NoParquet, ParquetShards, Shard, ShardFormat, ShardSource, count_webdataset,
+    encode_pngs, plan_shards, read_webdataset, shard_files, shard_name, write_shards,
+    write_webdataset,
+};
 pub use source::{
     FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, TrainTest, load_train_test,
 };

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::folder::{FolderLoad, FolderOptions, Grey, Skipped, load_folder};
 use crate::idx::load_idx;
 use crate::set::{ImageSet, NormalizeKind};
+use crate::shards::{ParquetShards, ShardSource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -140,7 +141,7 @@ impl FolderSource {
     }
 }
 
-/// One image source: give exactly one of `idx` and `folder`.
+/// One image source: give exactly one of `idx`, `folder` and `shards`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSourceConfig {
@@ -150,6 +151,9 @@ pub struct ImageSourceConfig {
     /// An image folder.
     #[serde(default)]
     pub folder: Option<FolderSource>,
+    /// Image shards: WebDataset tar files or Hugging Face-style Parquet files.
+    #[serde(default)]
+    pub shards: Option<Box<ShardSource>>,
     /// Keep only the first `limit` images (after the class filter). Default: all.
     #[serde(default)]
     pub limit: Option<usize>,
@@ -161,6 +165,7 @@ impl ImageSourceConfig {
         Self {
             idx: Some(IdxFiles::new(images, labels)),
             folder: None,
+            shards: None,
             limit: None,
         }
     }
@@ -170,6 +175,17 @@ impl ImageSourceConfig {
         Self {
             idx: None,
             folder: Some(folder),
+            shards: None,
+            limit: None,
+        }
+    }
+
+    /// Image shards, all images.
+    pub fn shards(shards: ShardSource) -> Self {
+        Self {
+            idx: None,
+            folder: None,
+            shards: Some(Box::new(shards)),
             limit: None,
         }
     }
@@ -254,8 +270,13 @@ impl ImagesConfig {
 impl ImageSourceConfig {
     fn validate(&self) -> Issues {
         let mut i = Issues::new();
-        i.check(self.idx.is_some() != self.folder.is_some(), "", || {
-            "give exactly one of `idx` and `folder`".into()
+        let given = [
+            self.idx.is_some(),
+            self.folder.is_some(),
+            self.shards.is_some(),
+        ];
+        i.check(given.iter().filter(|g| **g).count() == 1, "", || {
+            "give exactly one of `idx`, `folder` and `shards`".into()
         });
         if let Some(names) = self.idx.as_ref().and_then(|x| x.class_names.as_ref()) {
             i.check(
@@ -307,6 +328,43 @@ impl ImageSourceConfig {
                 },
             );
         }
+        if let Some(f) = &self.shards {
+            i.check(
+                f.channels == 1 || f.channels == 3,
+                "shards.channels",
+                || format!("expected 1 or 3, found {}", f.channels),
+            );
+            i.check(f.grey.is_none() || f.channels == 1, "shards.grey", || {
+                "`grey` says how colour becomes grey, so it needs `channels: 1` (found 3); remove \
+                 it, or set `channels: 1`"
+                    .into()
+            });
+            i.check(
+                f.width > 0
+                    && f.height > 0
+                    && f.width.checked_mul(f.height).is_some_and(|p| p <= 1 << 26),
+                "shards",
+                || {
+                    format!(
+                        "image size {}x{} out of range: expected width and height >= 1 and \
+                         width x height <= {} pixels",
+                        f.width,
+                        f.height,
+                        1u64 << 26
+                    )
+                },
+            );
+            if let Some(names) = &f.class_names {
+                let mut seen = std::collections::BTreeSet::new();
+                for (k, n) in names.iter().enumerate() {
+                    i.check(
+                        !n.trim().is_empty() && seen.insert(n),
+                        format!("shards.class_names[{k}]"),
+                        || format!("`{n}`: class names must be non-empty and distinct"),
+                    );
+                }
+            }
+        }
         i.check(self.limit != Some(0), "limit", || {
             "expected limit >= 1, found 0".into()
         });
@@ -321,16 +379,26 @@ impl ImageSourceConfig {
         if let Some(f) = &mut self.folder {
             f.path = base.join(&f.path);
         }
+        if let Some(f) = &mut self.shards {
+            f.path = base.join(&f.path);
+        }
     }
 
-    /// Loads this source; `key` is its YAML key (`data.images.train`), named in errors.
+    /// Loads this source; `key` is its YAML key (`data.images.train`), named in errors;
+    /// `parquet` reads Parquet shards.
     ///
     /// # Errors
-    /// As [`load_idx`] and [`load_folder`]; [`Error::Config`] when `idx.class_names` has no
-    /// name for a label the file holds.
-    pub fn load(&self, classes: Option<&[u32]>, key: &str) -> Result<FolderLoad> {
-        match (&self.idx, &self.folder) {
-            (Some(idx), None) => {
+    /// As [`load_idx`], [`load_folder`] and [`ShardSource::load`]; [`Error::Config`] when
+    /// `idx.class_names` has no name for a label the file holds.
+    pub fn load(
+        &self,
+        classes: Option<&[u32]>,
+        key: &str,
+        parquet: &dyn ParquetShards,
+    ) -> Result<FolderLoad> {
+        match (&self.idx, &self.folder, &self.shards) {
+            (None, None, Some(s)) => s.load(classes, self.limit, key, parquet),
+            (Some(idx), None, None) => {
                 let mut set = load_idx(&idx.images, &idx.labels, self.limit, classes)?;
                 idx.name_classes(&mut set, classes, key)?;
                 Ok(FolderLoad {
@@ -339,7 +407,7 @@ impl ImageSourceConfig {
                     empty_classes: Vec::new(),
                 })
             }
-            (None, Some(f)) => {
+            (None, Some(f), None) => {
                 let r = load_folder(
                     &f.path,
                     &FolderOptions {
@@ -354,9 +422,9 @@ impl ImageSourceConfig {
                 )?;
                 Ok(r)
             }
-            _ => Err(Error::Config(
-                "give exactly one of `idx` and `folder`".into(),
-            )),
+            _ => Err(Error::Config(format!(
+                "{key}: give exactly one of `idx`, `folder` and `shards`"
+            ))),
         }
     }
 }
@@ -403,25 +471,26 @@ impl ImagesConfig {
 
 /// Train, test (empty when not configured) and the files skipped with `skip_bad` (so the
 /// caller can report them). The validation split and the normaliser are the caller's
-/// ([`ImageSet::split_stratified`], [`Normalizer::fit`](crate::Normalizer::fit)).
+/// ([`ImageSet::split_stratified`], [`Normalizer::fit`](crate::Normalizer::fit)). `parquet`
+/// reads Parquet shards ([`crate::NoParquet`] refuses them).
 ///
 /// # Errors
-/// Loader errors ([`load_idx`], [`load_folder`]); [`Error::Shape`] when train and test images
-/// differ in shape or test has more classes than train.
-pub fn load_train_test(cfg: &ImagesConfig) -> Result<TrainTest> {
+/// Loader errors ([`load_idx`], [`load_folder`], [`ShardSource::load`]); [`Error::Shape`] when
+/// train and test images differ in shape or test has more classes than train.
+pub fn load_train_test(cfg: &ImagesConfig, parquet: &dyn ParquetShards) -> Result<TrainTest> {
     let classes = cfg.classes.as_deref();
     let FolderLoad {
         set: all_train,
         mut skipped,
         empty_classes,
-    } = cfg.train.load(classes, "data.images.train")?;
+    } = cfg.train.load(classes, "data.images.train", parquet)?;
     let test = match &cfg.test {
         Some(t) => {
             let FolderLoad {
                 set: mut s,
                 skipped: sk,
                 ..
-            } = t.load(classes, "data.images.test")?;
+            } = t.load(classes, "data.images.test", parquet)?;
             skipped.extend(sk);
             if s.shape() != all_train.shape() {
                 return Err(Error::Shape {

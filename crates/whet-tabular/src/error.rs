@@ -24,6 +24,15 @@ pub enum Error {
     /// An atomic write failed.
     #[error(transparent)]
     Fs(#[from] whet_core::fsx::FsError),
+    /// A Parquet file that is not an image shard as whet and Hugging Face `datasets` write
+    /// them ([`crate::read_image_parquet`]).
+    #[error("`{}`: {message}", path.display())]
+    ImageShard {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the column and what it should hold.
+        message: String,
+    },
     /// A table without data rows (only a header, or nothing).
     #[error("`{}` holds no data rows (only a header, or nothing): add rows, or check that this is the right file", path.display())]
     EmptyTable {

@@ -27,6 +27,7 @@ mod encode;
 mod error;
 mod export;
 mod graph;
+mod images;
 mod join;
 mod kernel;
 mod load;
@@ -48,6 +49,7 @@ pub use export::{
     npy_bytes, read_npy, split_frame, split_ids, write_split, write_splits,
 };
 pub use graph::{ColumnOp, GraphPlan, GraphStep, graph_input, graph_input_file, graph_plan};
+pub use images::{ImageRows, count_image_parquet, read_image_parquet, write_image_parquet};
 pub use join::{Cardinality, JoinConfig, JoinHow, JoinReport, join};
 pub use load::{
     ColumnType, Delimiter, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, Quote, SCAN_BYTES,

@@ -55,8 +55,7 @@ fn main() -> whet::Result<()> {
     .into_run(".")?;
     let options = ExportOptions {
         format: Some(ExportFormat::Parquet),
-        augmented_copies: None,
-        keep: vec![],
+        ..ExportOptions::default()
     };
     let report = run.export("runs/flights-export", &options, &Cache::off(), &NoProgress)?;
     let [train, validation, test] = report.rows;

@@ -7,7 +7,7 @@
 //! - Merging: mappings are merged key by key, the extending file winning; anything else (lists,
 //!   scalars) is replaced wholesale; a key set to `null` (`~`) in the extending file removes it.
 //! - Paths: the relative data paths of a base (`data.images.*.idx.*`, `data.images.*.folder.path`,
-//!   `data.tables.*`, `train.transfer.checkpoint`, `pretrain.*`) are rewritten to stay relative to
+//!   `data.images.*.shards.path`, `data.tables.*`, `train.transfer.checkpoint`, `pretrain.*`) are rewritten to stay relative to
 //!   the base's folder, so the composed tree holds every path relative to the first file.
 //! - Interpolation, in every string scalar (not keys) of every file: `${VAR}` is the variable's
 //!   value (an error if unset), `${VAR:-default}` the default when unset or empty, `$$` one `$`;
@@ -286,6 +286,7 @@ fn rebase_paths(value: &mut Value, prefix: &Path) {
             &["idx", "images"][..],
             &["idx", "labels"],
             &["folder", "path"],
+            &["shards", "path"],
         ] {
             let mut p = vec!["data", "images", set];
             p.extend_from_slice(leaf);

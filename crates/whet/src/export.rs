@@ -25,16 +25,22 @@ pub enum ExportFormat {
     Png,
     /// MNIST IDX files, gzip-compressed (images).
     Idx,
+    /// WebDataset tar shards, `KEY.png` + `KEY.cls` per image (images).
+    Webdataset,
+    /// Hugging Face-style Parquet shards: `image: {bytes, path}` (PNG) and `label` (images).
+    ParquetShards,
 }
 
 impl ExportFormat {
     /// Every format, for help texts.
-    pub const ALL: [ExportFormat; 5] = [
+    pub const ALL: [ExportFormat; 7] = [
         ExportFormat::Parquet,
         ExportFormat::Csv,
         ExportFormat::Npy,
         ExportFormat::Png,
         ExportFormat::Idx,
+        ExportFormat::Webdataset,
+        ExportFormat::ParquetShards,
     ];
 
     /// The format's name on the command line.
@@ -45,6 +51,8 @@ impl ExportFormat {
             ExportFormat::Npy => "npy",
             ExportFormat::Png => "png",
             ExportFormat::Idx => "idx",
+            ExportFormat::Webdataset => "webdataset",
+            ExportFormat::ParquetShards => "parquet-shards",
         }
     }
 
@@ -58,7 +66,7 @@ impl ExportFormat {
             ExportFormat::Csv => Ok(whet_tabular::ExportFormat::Csv),
             ExportFormat::Npy => Ok(whet_tabular::ExportFormat::Npy),
             other => Err(Error::Invalid(format!(
-                "--format {}: tables export as parquet, csv or npy",
+                "--format {}: tables export as parquet, csv or npy (the shard formats hold images)",
                 other.name()
             ))),
         }
@@ -71,7 +79,9 @@ impl std::str::FromStr for ExportFormat {
         Self::ALL
             .into_iter()
             .find(|f| f.name() == s)
-            .ok_or_else(|| format!("`{s}`: expected parquet, csv, npy, png or idx"))
+            .ok_or_else(|| {
+                format!("`{s}`: expected parquet, csv, npy, png, idx, webdataset or parquet-shards")
+            })
     }
 }
 
@@ -93,7 +103,13 @@ pub struct ExportOptions {
     /// Columns of the main table written next to every row, with their values as loaded,
     /// after the identifier columns (`data.id`, or `row`) (tables; `--keep`).
     pub keep: Vec<String>,
+    /// Shard formats: the most encoded image bytes per shard (default
+    /// [`DEFAULT_SHARD_BYTES`]; a shard holds at least one image).
+    pub shard_bytes: Option<u64>,
 }
+
+/// Default size of a shard: 256 MiB of encoded images.
+pub const DEFAULT_SHARD_BYTES: u64 = 256 << 20;
 
 /// What [`Run::export`] wrote.
 #[derive(Debug, Clone)]
@@ -148,6 +164,11 @@ impl Run {
             whet_core::outputs::mark(stage)?;
             let report = match &prepared.data {
                 PreparedData::Tables(p) => {
+                    if options.shard_bytes.is_some() {
+                        return Err(Error::Invalid(
+                            "--shard-size is for image exports in a shard format".into(),
+                        ));
+                    }
                     if options.augmented_copies.is_some() {
                         return Err(Error::Invalid(
                             "--augmented-copies is for image runs with online augmentation".into(),
@@ -166,6 +187,16 @@ impl Run {
                     }
                 }
                 PreparedData::Images(p) => {
+                    if options.shard_bytes.is_some()
+                        && !matches!(
+                            options.format,
+                            Some(ExportFormat::Webdataset | ExportFormat::ParquetShards)
+                        )
+                    {
+                        return Err(Error::Invalid(
+                            "--shard-size is for --format webdataset or parquet-shards".into(),
+                        ));
+                    }
                     if !options.keep.is_empty() {
                         return Err(Error::Invalid(
                             "--keep names table columns; an image export has none".into(),
@@ -289,9 +320,26 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
                     files.push(file_entry(dir, &file)?);
                 }
             }
+            ExportFormat::Webdataset | ExportFormat::ParquetShards => {
+                let shard_format = if format == ExportFormat::Webdataset {
+                    whet_image::ShardFormat::Webdataset
+                } else {
+                    whet_image::ShardFormat::Parquet
+                };
+                whet_image::write_shards(
+                    set,
+                    &dir.join(name),
+                    name,
+                    shard_format,
+                    options.shard_bytes.unwrap_or(DEFAULT_SHARD_BYTES),
+                    &crate::PolarsShards,
+                )?;
+                files.push(tree_entry(dir, name)?);
+            }
             ExportFormat::Parquet | ExportFormat::Csv => {
                 return Err(Error::Invalid(format!(
-                    "--format {format}: images export as png, idx or npy"
+                    "--format {format}: images export as png, idx, npy, webdataset or \
+                     parquet-shards"
                 )));
             }
         }

@@ -54,6 +54,18 @@ impl Run {
                         let key = format!("data.images.{name}.folder.path");
                         push(key, &f.path, InputRole::Data);
                     }
+                    if let Some(f) = &s.shards {
+                        // A pattern (`train-*.tar`) reads files of its folder.
+                        let key = format!("data.images.{name}.shards.path");
+                        let pattern = f
+                            .path
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().contains('*'));
+                        match f.path.parent() {
+                            Some(dir) if pattern => push(key, dir, InputRole::Data),
+                            _ => push(key, &f.path, InputRole::Data),
+                        }
+                    }
                 }
             }
             RunData::Tables(cfg) => {

@@ -51,6 +51,7 @@ mod predict;
 mod prepare;
 mod reference;
 mod runfile;
+mod shards;
 pub mod slurm;
 pub mod track;
 mod variants;
@@ -67,7 +68,7 @@ pub use execute::{
     ClassBreakdown, CrossValidation, EvaluatedOn, FoldMetrics, METRICS_DVC_JSON, Metrics,
     RunOutcome,
 };
-pub use export::{ExportFormat, ExportOptions, ExportReport};
+pub use export::{DEFAULT_SHARD_BYTES, ExportFormat, ExportOptions, ExportReport};
 pub use inputs::{InputRole, RunInput};
 pub use manifest::{ApplyReport, FileEntry, MANIFEST_FORMAT, Manifest, ManifestKind, apply};
 pub use model_export::{
@@ -85,6 +86,7 @@ pub use runfile::{
     DataConfig, Override, PretrainConfig, Run, RunData, RunFile, Sweep, reference_markdown,
     schema_json,
 };
+pub use shards::PolarsShards;
 pub use whet_report::RunStatus;
 /// The weight layout of an exported safetensors file ([`export_model`]).
 pub use whet_train::checkpoint::WeightLayout;

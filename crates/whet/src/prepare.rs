@@ -224,11 +224,11 @@ impl Prepared {
                 normalize: images.normalize,
                 normalizer: p.normalizer.clone(),
                 augment: p.augment.clone(),
-                grey: images
-                    .train
-                    .folder
-                    .as_ref()
-                    .map_or_else(whet_image::Grey::default, |f| f.grey()),
+                grey: match (&images.train.folder, &images.train.shards) {
+                    (Some(f), _) => f.grey(),
+                    (None, Some(s)) => s.grey.unwrap_or_default(),
+                    (None, None) => whet_image::Grey::default(),
+                },
             },
             (PreparedData::Tables(p), _) => Preprocessing::Tables(Box::new(p.manifest.clone())),
             (PreparedData::Images(p), _) => Preprocessing::Images {
@@ -398,6 +398,7 @@ impl Run {
                         s.idx.as_ref().map(|i| &i.images),
                         s.idx.as_ref().map(|i| &i.labels),
                         s.folder.as_ref().map(|f| &f.path),
+                        s.shards.as_ref().map(|f| &f.path),
                     ];
                     paths
                         .into_iter()
@@ -467,7 +468,7 @@ impl Run {
             )));
         }
         self.check_output_as(out, whet_core::outputs::OutputKind::File)?;
-        let train = whet_image::load_train_test(images)?.train;
+        let train = whet_image::load_train_test(images, &crate::PolarsShards)?.train;
         let a = augment.clone().unwrap_or_default();
         let augmenter = Augmenter::new(&a, self.seed(), train.h(), train.w(), train.c())?;
         whet_image::write_preview(&train, &augmenter, samples, versions, out)?;
@@ -516,7 +517,7 @@ fn prepare_images(
         test,
         skipped,
         empty_train_classes,
-    } = whet_image::load_train_test(cfg).context("loading the images")?;
+    } = whet_image::load_train_test(cfg, &crate::PolarsShards).context("loading the images")?;
     progress.end();
     let mut warnings = whet_image::skipped_warnings(&skipped);
     warnings.extend(empty_train_classes.iter().map(|d| {

@@ -430,6 +430,14 @@ impl RunFile {
                 if let Some(f) = &s.folder {
                     need_folder(issues, &f.path, format!("data.images.{name}.folder.path"));
                 }
+                if let Some(f) = &s.shards
+                    && !f.path.exists()
+                    && let Err(e) = whet_image::shard_files(&f.path)
+                {
+                    // A pattern names no file itself; a missing path or a pattern that
+                    // matches nothing is reported with what would be valid.
+                    issues.push(format!("data.images.{name}.shards.path"), e.to_string());
+                }
             }
         }
         if let Some(t) = &self.data.tables {

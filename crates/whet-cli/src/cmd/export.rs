@@ -17,6 +17,7 @@ pub fn export(
     pipeline: &Path,
     out: &Path,
     format: Option<whet::ExportFormat>,
+    shard_bytes: Option<u64>,
     augmented_copies: Option<usize>,
     keep: &[String],
 ) -> Result<()> {
@@ -26,6 +27,7 @@ pub fn export(
         format,
         augmented_copies,
         keep: keep.to_vec(),
+        shard_bytes,
     };
     let report = run.export(out, &options, &Cache::new(true), &bars)?;
     if cli.json {

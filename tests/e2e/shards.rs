@@ -1,0 +1,215 @@
+//! Sharded image sets (issue 17): `whet export --format webdataset | parquet-shards` and the
+//! `data.images.*.shards` source. A run on the exported shards trains on the same images in the
+//! same order as the run they were exported from, so it gives the same weights to the bit.
+
+use crate::util::{dataset, whet};
+use std::path::Path;
+
+/// A small MNIST run file with a test set and no validation split, so the export's `train/`
+/// is every training image the run saw (a validation split would be drawn again on load).
+fn run_file(train: &str, test: &str) -> String {
+    format!(
+        r#"name: shards
+seed: 5
+data:
+  images:
+    train: {train}
+    test: {test}
+augment:
+  mode: online
+  ops:
+    - rotate: {{ degrees: 10, p: 0.5 }}
+model:
+  task: classification
+  hidden:
+    - {{ dense: 32, activation: relu }}
+train:
+  optimizer: {{ adam: {{ lr: 0.003 }} }}
+  batch_size: 32
+  epochs: 2
+"#
+    )
+}
+
+fn idx_source(which: &str, limit: usize) -> String {
+    format!(
+        "{{ idx: {{ images: {}, labels: {} }}, limit: {limit} }}",
+        dataset(&format!("mnist/{which}-images-idx3-ubyte.gz")),
+        dataset(&format!("mnist/{which}-labels-idx1-ubyte.gz"))
+    )
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn runs_on_exported_shards_give_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("idx.yaml"),
+        run_file(&idx_source("train", 600), &idx_source("t10k", 200)),
+    )
+    .unwrap();
+    let r = whet(d, &["run", "idx.yaml", "--out", "run-idx"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let weights = std::fs::read(d.join("run-idx/model.safetensors")).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run-idx/metrics.json")).unwrap()).unwrap();
+    for (format, ext, size) in [
+        ("webdataset", "tar", "400KB"),
+        ("parquet-shards", "parquet", "100KB"),
+    ] {
+        let out = format!("exp-{ext}");
+        let r = whet(
+            d,
+            &[
+                "export",
+                "idx.yaml",
+                "--out",
+                &out,
+                "--format",
+                format,
+                "--shard-size",
+                size,
+            ],
+        );
+        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        let train = files_in(&d.join(&out).join("train"));
+        let n = train.len();
+        assert!(n > 1, "{format}: one shard only: {train:?}");
+        assert_eq!(train[0], format!("train-00000-of-{n:05}.{ext}"), "{format}");
+        let test = files_in(&d.join(&out).join("test"));
+        assert!(test[0].starts_with("test-00000-of-"), "{format}: {test:?}");
+        // Shard sizes hold (a shard has at least one image; MNIST PNGs are < 1 KB).
+        let cap: u64 = if ext == "tar" { 400_000 } else { 100_000 };
+        for f in &train {
+            let len = std::fs::metadata(d.join(&out).join("train").join(f))
+                .unwrap()
+                .len();
+            assert!(len <= cap + 2048, "{format}: {f} is {len} bytes");
+        }
+        let manifest = std::fs::read_to_string(d.join(&out).join("manifest.json")).unwrap();
+        assert!(manifest.contains("\"train/\""), "{format}: {manifest}");
+
+        // Train from the folder of shards and test from a pattern.
+        let yaml = format!("{ext}.yaml");
+        std::fs::write(
+            d.join(&yaml),
+            run_file(
+                &format!("{{ shards: {{ path: {out}/train, width: 28, height: 28 }} }}"),
+                &format!(
+                    "{{ shards: {{ path: {out}/test/test-*.{ext}, width: 28, height: 28 }} }}"
+                ),
+            ),
+        )
+        .unwrap();
+        let run_out = format!("run-{ext}");
+        let r = whet(d, &["run", &yaml, "--out", &run_out]);
+        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        let got = std::fs::read(d.join(&run_out).join("model.safetensors")).unwrap();
+        assert!(
+            got == weights,
+            "{format}: the weights differ from the IDX run's"
+        );
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(&run_out).join("metrics.json")).unwrap())
+                .unwrap();
+        assert_eq!(m["test"], metrics["test"], "{format}");
+        assert_eq!(m["test_classes"], metrics["test_classes"], "{format}");
+    }
+    // The same export twice gives the same shards, byte for byte.
+    let r = whet(
+        d,
+        &[
+            "export",
+            "idx.yaml",
+            "--out",
+            "again",
+            "--format",
+            "webdataset",
+            "--shard-size",
+            "400KB",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in files_in(&d.join("again/train")) {
+        assert!(
+            std::fs::read(d.join("again/train").join(&f)).unwrap()
+                == std::fs::read(d.join("exp-tar/train").join(&f)).unwrap(),
+            "{f} differs between two exports"
+        );
+    }
+}
+
+#[test]
+fn shard_options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("idx.yaml"),
+        run_file(&idx_source("train", 100), &idx_source("t10k", 50)),
+    )
+    .unwrap();
+    let r = whet(
+        d,
+        &[
+            "export",
+            "idx.yaml",
+            "--out",
+            "x",
+            "--format",
+            "png",
+            "--shard-size",
+            "1MB",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--shard-size"), "{}", r.stderr);
+    let r = whet(d, &["export", "idx.yaml", "--out", "x", "--format", "tar"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("webdataset"), "{}", r.stderr);
+    // A pattern that matches nothing is found at validation, at its key.
+    std::fs::write(
+        d.join("none.yaml"),
+        run_file(
+            "{ shards: { path: nowhere/train-*.tar, width: 28, height: 28 } }",
+            &idx_source("t10k", 50),
+        ),
+    )
+    .unwrap();
+    let r = whet(d, &["validate", "none.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("data.images.train.shards.path") && r.stderr.contains("no shard"),
+        "{}",
+        r.stderr
+    );
+    // Two sources at once.
+    std::fs::write(
+        d.join("two.yaml"),
+        run_file(
+            &format!(
+                "{{ shards: {{ path: a.tar, width: 28, height: 28 }}, idx: {{ images: {}, labels: {} }} }}",
+                dataset("mnist/t10k-images-idx3-ubyte.gz"),
+                dataset("mnist/t10k-labels-idx1-ubyte.gz")
+            ),
+            &idx_source("t10k", 50),
+        ),
+    )
+    .unwrap();
+    let r = whet(d, &["validate", "two.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("exactly one of `idx`, `folder` and `shards`"),
+        "{}",
+        r.stderr
+    );
+}
