@@ -210,6 +210,14 @@ impl KeyBuilder {
         self.0.update(value.as_bytes());
         self
     }
+    /// Mixes in raw bytes, length-prefixed like [`KeyBuilder::part`].
+    pub fn bytes(mut self, label: &str, value: &[u8]) -> Self {
+        self.0.update((label.len() as u64).to_le_bytes());
+        self.0.update(label.as_bytes());
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value);
+        self
+    }
     /// Mixes in a serialisable value (its JSON).
     pub fn json<T: Serialize>(self, label: &str, value: &T) -> Self {
         // Config types serialise without fail (no maps with non-string keys).

@@ -549,10 +549,21 @@ fn prepare_images(
     let train = match augment {
         None => train,
         Some(a) if a.mode == AugmentMode::Offline => {
+            // The training images themselves, not only where they come from: files replaced
+            // or added under the same paths must not get the copies of the old ones.
+            let labels: Vec<u8> = train
+                .labels()
+                .iter()
+                .flat_map(|l| l.to_le_bytes())
+                .collect();
             let key = KeyBuilder::new()
                 .json("images", cfg)
                 .json("augment", a)
                 .part("seed", &seed.to_string())
+                .json("shape", &train.shape())
+                .json("classes", &train.class_names())
+                .bytes("pixels", train.pixels())
+                .bytes("labels", &labels)
                 .finish();
             let augmenter = Augmenter::new(a, seed, train.h(), train.w(), train.c())?;
             progress.begin(&format!("augmenting offline ({} copies)", a.copies), None);

@@ -523,3 +523,63 @@ fn a_kfold_run_tests_every_row_once_per_repeat_and_an_ablation_pairs_folds() {
         "{md}"
     );
 }
+
+#[test]
+fn offline_copies_are_cached_by_the_images_not_only_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |shade: u8| {
+        let pixels: Vec<u8> = (0..8 * 64)
+            .map(|i| (i as u8).wrapping_mul(7) ^ shade)
+            .collect();
+        let set = whet::image::ImageSet::new(
+            8,
+            8,
+            1,
+            pixels,
+            vec![0, 1, 0, 1, 0, 1, 0, 1],
+            vec!["a".into(), "b".into()],
+        )
+        .unwrap();
+        whet::image::write_png_folders(&set, &d.join("imgs")).unwrap();
+    };
+    write(0);
+    let yaml = r#"name: offline
+seed: 1
+data:
+  images:
+    train: { folder: { path: imgs, width: 8, height: 8 } }
+    test: { folder: { path: imgs, width: 8, height: 8 } }
+augment:
+  mode: offline
+  copies: 1
+  ops:
+    - rotate: { degrees: 10 }
+model:
+  task: classification
+  hidden:
+    - { dense: 4, activation: relu }
+train:
+  optimizer: { adam: { lr: 0.01 } }
+  batch_size: 4
+  epochs: 1
+"#;
+    let run = RunFile::from_yaml(yaml, d).unwrap();
+    let cache = Cache::at(d.join("cache"));
+    let train = |p: &whet::Prepared| match &p.data {
+        PreparedData::Images(i) => i.train.clone(),
+        _ => panic!("image data"),
+    };
+    let first = run.prepare(1, &cache, &NoProgress).unwrap();
+    assert!(first.cache_hits.is_empty(), "{:?}", first.cache_hits);
+    let again = run.prepare(1, &cache, &NoProgress).unwrap();
+    assert_eq!(again.cache_hits, ["offline augmentation"]);
+    assert_eq!(train(&again), train(&first));
+    // The same files, new pixels: the copies are made again from them.
+    write(0x55);
+    let changed = run.prepare(1, &cache, &NoProgress).unwrap();
+    assert!(changed.cache_hits.is_empty(), "{:?}", changed.cache_hits);
+    assert_ne!(train(&changed), train(&first));
+    let fresh = run.prepare(1, &Cache::off(), &NoProgress).unwrap();
+    assert_eq!(train(&changed), train(&fresh));
+}
