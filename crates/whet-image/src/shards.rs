@@ -375,7 +375,7 @@ pub fn shard_files(path: &Path) -> Result<(ShardFormat, Vec<PathBuf>)> {
                 ),
             });
         }
-        let mut v: Vec<PathBuf> = list(dir)?
+        let mut v: Vec<PathBuf> = crate::folder::sorted_entries(dir)?
             .into_iter()
             .filter(|p| {
                 p.file_name()
@@ -386,7 +386,7 @@ pub fn shard_files(path: &Path) -> Result<(ShardFormat, Vec<PathBuf>)> {
         v.sort();
         v
     } else if path.is_dir() {
-        let mut v: Vec<PathBuf> = list(path)?
+        let mut v: Vec<PathBuf> = crate::folder::sorted_entries(path)?
             .into_iter()
             .filter(|p| p.is_file() && ShardFormat::of(p).is_some())
             .collect();
@@ -420,24 +420,6 @@ pub fn shard_files(path: &Path) -> Result<(ShardFormat, Vec<PathBuf>)> {
         });
     }
     Ok((format, files))
-}
-
-fn list(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|source| Error::Read {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for e in rd {
-        out.push(
-            e.map_err(|source| Error::Read {
-                path: dir.to_path_buf(),
-                source,
-            })?
-            .path(),
-        );
-    }
-    Ok(out)
 }
 
 /// Whether `name` matches `pattern`, where `*` matches any run of characters.

@@ -267,6 +267,36 @@ impl ImagesConfig {
     }
 }
 
+/// The checks of how a folder's or shards' images are decoded: `key` is `folder` or `shards`.
+fn check_decoding(
+    i: &mut Issues,
+    key: &str,
+    (width, height, channels): (usize, usize, usize),
+    grey: Option<Grey>,
+) {
+    i.check(
+        channels == 1 || channels == 3,
+        format!("{key}.channels"),
+        || format!("expected 1 or 3, found {channels}"),
+    );
+    i.check(grey.is_none() || channels == 1, format!("{key}.grey"), || {
+        "`grey` says how colour becomes grey, so it needs `channels: 1` (found 3); remove it, or \
+         set `channels: 1`"
+            .into()
+    });
+    i.check(
+        width > 0 && height > 0 && width.checked_mul(height).is_some_and(|p| p <= 1 << 26),
+        key,
+        || {
+            format!(
+                "image size {width}x{height} out of range: expected width and height >= 1 and \
+                 width x height <= {} pixels",
+                1u64 << 26
+            )
+        },
+    );
+}
+
 impl ImageSourceConfig {
     fn validate(&self) -> Issues {
         let mut i = Issues::new();
@@ -302,58 +332,10 @@ impl ImageSourceConfig {
             }
         }
         if let Some(f) = &self.folder {
-            i.check(
-                f.channels == 1 || f.channels == 3,
-                "folder.channels",
-                || format!("expected 1 or 3, found {}", f.channels),
-            );
-            i.check(f.grey.is_none() || f.channels == 1, "folder.grey", || {
-                "`grey` says how colour becomes grey, so it needs `channels: 1` (found 3); remove \
-                 it, or set `channels: 1`"
-                    .into()
-            });
-            i.check(
-                f.width > 0
-                    && f.height > 0
-                    && f.width.checked_mul(f.height).is_some_and(|p| p <= 1 << 26),
-                "folder",
-                || {
-                    format!(
-                        "image size {}x{} out of range: expected width and height >= 1 and \
-                         width x height <= {} pixels",
-                        f.width,
-                        f.height,
-                        1u64 << 26
-                    )
-                },
-            );
+            check_decoding(&mut i, "folder", (f.width, f.height, f.channels), f.grey);
         }
         if let Some(f) = &self.shards {
-            i.check(
-                f.channels == 1 || f.channels == 3,
-                "shards.channels",
-                || format!("expected 1 or 3, found {}", f.channels),
-            );
-            i.check(f.grey.is_none() || f.channels == 1, "shards.grey", || {
-                "`grey` says how colour becomes grey, so it needs `channels: 1` (found 3); remove \
-                 it, or set `channels: 1`"
-                    .into()
-            });
-            i.check(
-                f.width > 0
-                    && f.height > 0
-                    && f.width.checked_mul(f.height).is_some_and(|p| p <= 1 << 26),
-                "shards",
-                || {
-                    format!(
-                        "image size {}x{} out of range: expected width and height >= 1 and \
-                         width x height <= {} pixels",
-                        f.width,
-                        f.height,
-                        1u64 << 26
-                    )
-                },
-            );
+            check_decoding(&mut i, "shards", (f.width, f.height, f.channels), f.grey);
             if let Some(names) = &f.class_names {
                 let mut seen = std::collections::BTreeSet::new();
                 for (k, n) in names.iter().enumerate() {
