@@ -124,6 +124,72 @@ fn runs_on_exported_shards_give_the_same_weights() {
         assert_eq!(m["test"], metrics["test"], "{format}");
         assert_eq!(m["test_classes"], metrics["test_classes"], "{format}");
     }
+    // `whet predict` scores shards (a folder, a file, a pattern) as it scores the IDX file the
+    // test shards came from: the same labels and probabilities, row for row (up to the last
+    // bits: batches of other sizes sum in another order).
+    let r = whet(
+        d,
+        &["export", "idx.yaml", "--out", "exp-idx", "--format", "idx"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = whet(
+        d,
+        &[
+            "predict",
+            "run-idx",
+            "exp-idx/test-images-idx3-ubyte.gz",
+            "--out",
+            "idx.csv",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let scores = |file: &str| -> Vec<String> {
+        std::fs::read_to_string(d.join(file))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_once(',').unwrap().1.to_string())
+            .collect()
+    };
+    let want = scores("idx.csv");
+    assert_eq!(want.len(), 200);
+    for (i, input) in ["exp-tar/test", "exp-parquet/test/test-*.parquet"]
+        .iter()
+        .enumerate()
+    {
+        let out = format!("shards-{i}.csv");
+        let r = whet(d, &["predict", "run-idx", input, "--out", &out]);
+        assert_eq!(r.code, 0, "{input}: {}", r.stderr);
+        let got = scores(&out);
+        assert_eq!(got.len(), want.len(), "{input}");
+        for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+            let (g, w): (Vec<&str>, Vec<&str>) = (g.split(',').collect(), w.split(',').collect());
+            assert_eq!(g[0], w[0], "{input}: row {row}: label");
+            for (a, b) in g[1..].iter().zip(&w[1..]) {
+                let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+                assert!((a - b).abs() <= 1e-5, "{input}: row {row}: {a} vs {b}");
+            }
+        }
+        let text = std::fs::read_to_string(d.join(&out)).unwrap();
+        let first = text.lines().nth(1).unwrap();
+        assert!(
+            first.contains("test-00000-of-") && first.contains("00000000.png"),
+            "{first}"
+        );
+    }
+    let r = whet(
+        d,
+        &[
+            "predict",
+            "run-idx",
+            "exp-tar/test",
+            "exp-idx/test-images-idx3-ubyte.gz",
+            "--out",
+            "mixed.csv",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("names image shards"), "{}", r.stderr);
     // The same export twice gives the same shards, byte for byte.
     let r = whet(
         d,

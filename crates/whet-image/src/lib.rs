@@ -62,8 +62,8 @@ pub use preview::{MIN_CELL, render_preview, write_preview};
 pub use set::{ImageSet, NormalizeKind, Normalizer};
 pub use shards::{
     EncodedImage, NoParquet, ParquetShards, Shard, ShardFormat, ShardSource, count_webdataset,
-    encode_pngs, plan_shards, read_webdataset, shard_files, shard_name, write_shards,
-    write_webdataset,
+    decode_images, encode_pngs, plan_shards, read_shard, read_webdataset, shard_files, shard_name,
+    write_shards, write_webdataset,
 };
 pub use source::{
     FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, TrainTest, load_train_test,

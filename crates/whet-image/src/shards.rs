@@ -226,10 +226,7 @@ impl ShardSource {
             if labels.len() >= limit {
                 break;
             }
-            let shard = match format {
-                ShardFormat::Webdataset => read_webdataset(file)?,
-                ShardFormat::Parquet => parquet.read(file)?,
-            };
+            let shard = read_shard(file, format, parquet)?;
             if let Some(names) = shard.class_names {
                 match &declared {
                     Some((first, d)) if *d != names => {
@@ -332,6 +329,51 @@ impl ShardSource {
         }
         Ok(())
     }
+}
+
+/// Reads one shard file of `format` (Parquet through `parquet`).
+///
+/// # Errors
+/// As [`read_webdataset`] and `parquet`'s reader.
+pub fn read_shard(path: &Path, format: ShardFormat, parquet: &dyn ParquetShards) -> Result<Shard> {
+    match format {
+        ShardFormat::Webdataset => read_webdataset(path),
+        ShardFormat::Parquet => parquet.read(path),
+    }
+}
+
+/// Decodes `images` (members of the shard `file`, named `file/member` in errors) into
+/// `height × width × channels` pixels each, converted and resized as the folder loader does, on
+/// the rayon pool, in order; labels are not looked at. What `whet predict` scores.
+///
+/// # Errors
+/// [`Error::Budget`] when the pixels would not fit; [`Error::Decode`] naming the member.
+pub fn decode_images(
+    images: &[EncodedImage],
+    file: &Path,
+    (height, width, channels): (usize, usize, usize),
+    grey: Grey,
+) -> Result<Vec<u8>> {
+    check_set_memory(
+        &format!("the images of `{}`", file.display()),
+        images.len(),
+        (height, width, channels),
+        "fewer images per shard",
+    )?;
+    let members: Vec<Member<'_>> = images
+        .iter()
+        .map(|image| Member { shard: file, image })
+        .collect();
+    let mut pixels = Vec::with_capacity(images.len() * height * width * channels);
+    decode_many(
+        &members,
+        (height, width, channels),
+        grey,
+        false,
+        &mut pixels,
+        &mut Vec::new(),
+    )?;
+    Ok(pixels)
 }
 
 /// A shard member to decode: named `shard/member` in messages.

@@ -557,6 +557,19 @@ fn predict_images(
     data: &[PathBuf],
     classes: &[String],
 ) -> Result<Scored> {
+    let shards: Vec<&PathBuf> = data.iter().filter(|d| is_shards(d)).collect();
+    if !shards.is_empty() {
+        if shards.len() != data.len() {
+            return Err(Error::Invalid(format!(
+                "`{}` names image shards and `{}` does not: give shards, image files and folders, or IDX files, in one prediction",
+                shards[0].display(),
+                data.iter()
+                    .find(|d| !is_shards(d))
+                    .map_or_else(String::new, |d| d.display().to_string())
+            )));
+        }
+        return predict_shards(run, normalizer, grey, shape, data, classes);
+    }
     let idx: Vec<&PathBuf> = data.iter().filter(|d| is_idx(d)).collect();
     if !idx.is_empty() {
         if idx.len() != data.len() {
@@ -597,10 +610,73 @@ fn predict_images(
     })
 }
 
+/// Whether an image input names shards: a `.tar` or `.parquet` file, a folder with such files
+/// directly in it, or a file-name pattern with `*`.
+fn is_shards(path: &Path) -> bool {
+    if path.is_dir() {
+        return whet_image::shard_files(path).is_ok();
+    }
+    whet_image::ShardFormat::of(path).is_some()
+        || path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains('*'))
+}
+
+/// Scores image shards, shard by shard and at most [`IMAGE_BATCH`] images at a time: one row
+/// per image, identified by `path` = `shard/member` (the tar member or the Parquet row's
+/// `image.path`).
+fn predict_shards(
+    run: &RunDir,
+    normalizer: &whet_image::Normalizer,
+    grey: whet_image::Grey,
+    [h, w, c]: [usize; 3],
+    data: &[PathBuf],
+    classes: &[String],
+) -> Result<Scored> {
+    let mut out = Columns::default();
+    let mut paths: Vec<String> = Vec::new();
+    for d in data {
+        let (format, files) = whet_image::shard_files(d)?;
+        for file in files {
+            let shard = whet_image::read_shard(&file, format, &crate::PolarsShards)?;
+            for chunk in shard.images.chunks(IMAGE_BATCH) {
+                let pixels = whet_image::decode_images(chunk, &file, (h, w, c), grey)?;
+                let set = whet_image::ImageSet::new(
+                    h,
+                    w,
+                    c,
+                    pixels,
+                    vec![0; chunk.len()],
+                    vec!["unlabelled".into()],
+                )?;
+                let (x, _) = set.to_arrays(normalizer, 1)?;
+                score_batch(run, &x, classes, &mut out)?;
+                paths.extend(
+                    chunk
+                        .iter()
+                        .map(|im| file.join(&im.name).display().to_string()),
+                );
+            }
+        }
+    }
+    let n = paths.len();
+    let paths = StringChunked::from_iter_values("path".into(), paths.into_iter());
+    Ok(Scored {
+        ids: pl(DataFrame::new(n, vec![paths.into_column()]))?,
+        labels: out.labels,
+        probs: out.probs,
+        values: out.values,
+        skipped_rows: vec![],
+        rows_in: n,
+        removed: 0,
+        label_type: LabelType::Text,
+    })
+}
+
 /// Whether an image input is an IDX file: a file that is not a PNG or JPEG (its header is
 /// checked when it is read).
 fn is_idx(path: &Path) -> bool {
-    !path.is_dir() && !whet_image::is_image_file(path)
+    !path.is_dir() && !whet_image::is_image_file(path) && !is_shards(path)
 }
 
 /// Reads the IDX image file `path` and checks its images have the run's size.
