@@ -567,16 +567,29 @@ pub fn load_files(
     channels: usize,
     grey: Grey,
 ) -> Result<ImageSet> {
-    crate::set::check_set_memory(
-        "the images to predict",
-        files.len(),
-        (height, width, channels),
-        "fewer image files",
-    )?;
-    let mut pixels = Vec::new();
     let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    decode_many(
+    decode_unlabelled(
         &paths,
+        (height, width, channels),
+        grey,
+        "the images to predict",
+        "fewer image files",
+    )
+}
+
+/// Decodes `items` (files or shard members, in order, none skipped) into a set all labelled 0
+/// of one class `unlabelled`, after checking its size (`what`, `key`) against the budget.
+pub(crate) fn decode_unlabelled<E: Encoded>(
+    items: &[E],
+    (height, width, channels): (usize, usize, usize),
+    grey: Grey,
+    what: &str,
+    key: &str,
+) -> Result<ImageSet> {
+    crate::set::check_set_memory(what, items.len(), (height, width, channels), key)?;
+    let mut pixels = Vec::with_capacity(items.len() * height * width * channels);
+    decode_many(
+        items,
         (height, width, channels),
         grey,
         false,
@@ -588,7 +601,7 @@ pub fn load_files(
         width,
         channels,
         pixels,
-        vec![0; files.len()],
+        vec![0; items.len()],
         vec!["unlabelled".into()],
     )
 }

@@ -90,11 +90,16 @@ pub trait ParquetShards: Sync {
     /// The file cannot be read or is not an image shard (naming the column and what it
     /// should hold).
     fn read(&self, path: &Path) -> Result<Shard>;
-    /// Writes `shard` to `path` atomically.
+    /// Writes `images` as a shard at `path`, atomically, declaring `class_names`.
     ///
     /// # Errors
     /// Write errors.
-    fn write(&self, path: &Path, shard: &Shard) -> Result<()>;
+    fn write(
+        &self,
+        path: &Path,
+        images: &[EncodedImage],
+        class_names: Option<&[String]>,
+    ) -> Result<()>;
 }
 
 /// A [`ParquetShards`] for callers without Parquet support: every call is an error that says
@@ -120,7 +125,7 @@ impl ParquetShards for NoParquet {
     fn read(&self, path: &Path) -> Result<Shard> {
         Err(Self::refuse(path))
     }
-    fn write(&self, path: &Path, _: &Shard) -> Result<()> {
+    fn write(&self, path: &Path, _: &[EncodedImage], _: Option<&[String]>) -> Result<()> {
         Err(Self::refuse(path))
     }
 }
@@ -342,38 +347,30 @@ pub fn read_shard(path: &Path, format: ShardFormat, parquet: &dyn ParquetShards)
     }
 }
 
-/// Decodes `images` (members of the shard `file`, named `file/member` in errors) into
-/// `height × width × channels` pixels each, converted and resized as the folder loader does, on
-/// the rayon pool, in order; labels are not looked at. What `whet predict` scores.
+/// Decodes `images` (members of the shard `file`, named `file/member` in errors) into a set of
+/// `height × width × channels` images, converted and resized as the folder loader does, on the
+/// rayon pool, in order, all labelled 0 of one class `unlabelled` (as
+/// [`load_files`](crate::load_files)): what `whet predict` scores.
 ///
 /// # Errors
-/// [`Error::Budget`] when the pixels would not fit; [`Error::Decode`] naming the member.
+/// [`Error::Budget`] when the set would not fit; [`Error::Decode`] naming the member.
 pub fn decode_images(
     images: &[EncodedImage],
     file: &Path,
-    (height, width, channels): (usize, usize, usize),
+    shape: (usize, usize, usize),
     grey: Grey,
-) -> Result<Vec<u8>> {
-    check_set_memory(
-        &format!("the images of `{}`", file.display()),
-        images.len(),
-        (height, width, channels),
-        "fewer images per shard",
-    )?;
+) -> Result<ImageSet> {
     let members: Vec<Member<'_>> = images
         .iter()
         .map(|image| Member { shard: file, image })
         .collect();
-    let mut pixels = Vec::with_capacity(images.len() * height * width * channels);
-    decode_many(
+    crate::folder::decode_unlabelled(
         &members,
-        (height, width, channels),
+        shape,
         grey,
-        false,
-        &mut pixels,
-        &mut Vec::new(),
-    )?;
-    Ok(pixels)
+        &format!("the images of `{}`", file.display()),
+        "fewer images per shard",
+    )
 }
 
 /// A shard member to decode: named `shard/member` in messages.
@@ -820,13 +817,9 @@ pub fn write_shards(
         let path = dir.join(&name);
         match format {
             ShardFormat::Webdataset => write_webdataset(&path, &images[range.clone()])?,
-            ShardFormat::Parquet => parquet.write(
-                &path,
-                &Shard {
-                    images: images[range.clone()].to_vec(),
-                    class_names: Some(set.class_names().to_vec()),
-                },
-            )?,
+            ShardFormat::Parquet => {
+                parquet.write(&path, &images[range.clone()], Some(set.class_names()))?
+            }
         }
         names.push(name);
     }

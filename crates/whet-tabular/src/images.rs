@@ -228,25 +228,31 @@ fn hf_class_names(text: &str) -> std::result::Result<Option<Vec<String>>, serde_
 }
 
 /// Writes an image shard to `path` atomically (zstd), in the layout [`read_image_parquet`]
-/// reads, with `class_names` in the `huggingface` metadata.
+/// reads: row `i` is `names[i]`, `bytes[i]`, `labels[i]`, with `class_names` in the
+/// `huggingface` metadata. The images are borrowed, never copied before polars takes them.
 ///
 /// # Errors
 /// [`Error::Config`] when the columns differ in length; polars or write errors.
-pub fn write_image_parquet(path: &Path, rows: &ImageRows) -> Result<()> {
-    let n = rows.bytes.len();
-    if rows.names.len() != n || rows.labels.len() != n {
+pub fn write_image_parquet(
+    path: &Path,
+    names: &[&str],
+    bytes: &[&[u8]],
+    labels: &[u32],
+    class_names: Option<&[String]>,
+) -> Result<()> {
+    let n = bytes.len();
+    if names.len() != n || labels.len() != n {
         return Err(Error::Config(format!(
             "image shard rows: {} names, {} images, {} labels",
-            rows.names.len(),
+            names.len(),
             n,
-            rows.labels.len()
+            labels.len()
         )));
     }
-    let slices: Vec<&[u8]> = rows.bytes.iter().map(Vec::as_slice).collect();
-    let bytes = BinaryChunked::from_slice("bytes".into(), &slices).into_series();
-    let names = Series::new("path".into(), &rows.names);
+    let bytes = BinaryChunked::from_slice("bytes".into(), bytes).into_series();
+    let names = Series::new("path".into(), names);
     let image = StructChunked::from_series("image".into(), n, [bytes, names].iter())?;
-    let labels: Vec<i64> = rows.labels.iter().map(|&l| i64::from(l)).collect();
+    let labels: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
     let mut df = DataFrame::new(
         n,
         vec![
@@ -258,7 +264,7 @@ pub fn write_image_parquet(path: &Path, rows: &ImageRows) -> Result<()> {
         "image": { "_type": "Image" },
         "label": { "dtype": "int64", "_type": "Value" },
     });
-    if let Some(names) = &rows.class_names {
+    if let Some(names) = class_names {
         features["label"] = serde_json::json!({ "names": names, "_type": "ClassLabel" });
     }
     let meta = serde_json::json!({ "info": { "features": features } }).to_string();
@@ -288,14 +294,26 @@ mod tests {
             class_names: Some(vec!["cat".into(), "dog".into()]),
         };
         let p = dir.path().join("s.parquet");
-        write_image_parquet(&p, &rows).unwrap();
+        let write = |rows: &ImageRows| {
+            let names: Vec<&str> = rows.names.iter().map(String::as_str).collect();
+            let bytes: Vec<&[u8]> = rows.bytes.iter().map(Vec::as_slice).collect();
+            write_image_parquet(
+                &p,
+                &names,
+                &bytes,
+                &rows.labels,
+                rows.class_names.as_deref(),
+            )
+            .unwrap();
+        };
+        write(&rows);
         assert_eq!(count_image_parquet(&p).unwrap(), 2);
         assert_eq!(read_image_parquet(&p).unwrap(), rows);
         let plain = ImageRows {
             class_names: None,
             ..rows
         };
-        write_image_parquet(&p, &plain).unwrap();
+        write(&plain);
         assert_eq!(read_image_parquet(&p).unwrap(), plain);
     }
 

@@ -640,15 +640,7 @@ fn predict_shards(
         for file in files {
             let shard = whet_image::read_shard(&file, format, &crate::PolarsShards)?;
             for chunk in shard.images.chunks(IMAGE_BATCH) {
-                let pixels = whet_image::decode_images(chunk, &file, (h, w, c), grey)?;
-                let set = whet_image::ImageSet::new(
-                    h,
-                    w,
-                    c,
-                    pixels,
-                    vec![0; chunk.len()],
-                    vec!["unlabelled".into()],
-                )?;
+                let set = whet_image::decode_images(chunk, &file, (h, w, c), grey)?;
                 let (x, _) = set.to_arrays(normalizer, 1)?;
                 score_batch(run, &x, classes, &mut out)?;
                 paths.extend(

@@ -34,13 +34,16 @@ impl ParquetShards for PolarsShards {
         })
     }
 
-    fn write(&self, path: &Path, shard: &Shard) -> whet_image::Result<()> {
-        let rows = whet_tabular::ImageRows {
-            names: shard.images.iter().map(|i| i.name.clone()).collect(),
-            bytes: shard.images.iter().map(|i| i.bytes.clone()).collect(),
-            labels: shard.images.iter().map(|i| i.label).collect(),
-            class_names: shard.class_names.clone(),
-        };
-        whet_tabular::write_image_parquet(path, &rows).map_err(image_err)
+    fn write(
+        &self,
+        path: &Path,
+        images: &[EncodedImage],
+        class_names: Option<&[String]>,
+    ) -> whet_image::Result<()> {
+        let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+        let bytes: Vec<&[u8]> = images.iter().map(|i| i.bytes.as_slice()).collect();
+        let labels: Vec<u32> = images.iter().map(|i| i.label).collect();
+        whet_tabular::write_image_parquet(path, &names, &bytes, &labels, class_names)
+            .map_err(image_err)
     }
 }
