@@ -279,3 +279,155 @@ fn shard_options_are_checked() {
         r.stderr
     );
 }
+
+/// A run on shards with a `shuffle_buffer`, a validation split and a test set; `augment` adds
+/// an online augmentation, otherwise the images are standardised.
+fn buffered_run(train: &str, test: &str, augment: bool) -> String {
+    let (normalize, augment) = if augment {
+        (
+            "unit",
+            "augment:\n  mode: online\n  ops:\n    - rotate: { degrees: 10, p: 0.5 }\n",
+        )
+    } else {
+        ("standardize", "")
+    };
+    format!(
+        r#"name: streamed
+seed: 8
+data:
+  images:
+    train: {{ shards: {{ path: {train}, width: 28, height: 28, shuffle_buffer: 2000 }} }}
+    test: {{ shards: {{ path: {test}, width: 28, height: 28 }} }}
+    validation: 0.1
+    normalize: {normalize}
+{augment}model:
+  task: classification
+  hidden:
+    - {{ dense: 32, activation: relu }}
+train:
+  optimizer: {{ adam: {{ lr: 0.003 }} }}
+  batch_size: 64
+  epochs: 2
+"#
+    )
+}
+
+#[test]
+fn training_streams_shards_larger_than_the_memory_budget_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("idx.yaml"),
+        run_file(&idx_source("train", 12_000), &idx_source("t10k", 2_000)),
+    )
+    .unwrap();
+    for (format, ext, augment) in [
+        ("webdataset", "tar", true),
+        ("parquet-shards", "parquet", false),
+    ] {
+        let out = format!("exp-{ext}");
+        let r = whet(
+            d,
+            &[
+                "export",
+                "idx.yaml",
+                "--out",
+                &out,
+                "--format",
+                format,
+                "--shard-size",
+                "200KB",
+            ],
+        );
+        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        let shards = files_in(&d.join(&out).join("train")).len();
+        assert!(shards > 20, "{format}: {shards} shards");
+        let yaml = format!("buffered-{ext}.yaml");
+        std::fs::write(
+            d.join(&yaml),
+            buffered_run(&format!("{out}/train"), &format!("{out}/test"), augment),
+        )
+        .unwrap();
+        // 10,800 training images of 28×28 take 42 MB as bytes and floats: in memory without a
+        // budget, streamed under 20 MB (validation and test sets still fit).
+        let memory = format!("memory-{ext}");
+        let r = whet(d, &["run", &yaml, "--out", &memory]);
+        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        let streamed = format!("streamed-{ext}");
+        let r = whet(
+            d,
+            &["--max-memory", "20MB", "run", &yaml, "--out", &streamed],
+        );
+        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        let read = |run: &str, file: &str| std::fs::read(d.join(run).join(file)).unwrap();
+        assert!(
+            read(&memory, "model.safetensors") == read(&streamed, "model.safetensors"),
+            "{format}: streaming changed the weights"
+        );
+        let json = |run: &str, file: &str| -> serde_json::Value {
+            serde_json::from_slice(&read(run, file)).unwrap()
+        };
+        let (a, b) = (
+            json(&memory, "metrics.json"),
+            json(&streamed, "metrics.json"),
+        );
+        assert_eq!(a["test"], b["test"], "{format}");
+        assert_eq!(a["validation"], b["validation"], "{format}");
+        let (a, b) = (
+            json(&memory, "manifest.json"),
+            json(&streamed, "manifest.json"),
+        );
+        let summary = |m: &serde_json::Value| m["data"]["images"].clone();
+        assert!(summary(&a)["streamed"].is_null(), "{format}: {a}");
+        let s = &summary(&b)["streamed"];
+        assert_eq!(s["shards"], shards, "{format}: {b}");
+        assert_eq!(s["shuffle_buffer"], 2000, "{format}: {b}");
+        assert_eq!(summary(&a)["rows"], summary(&b)["rows"], "{format}");
+        // `whet export` writes splits from memory: a streamed run refuses, saying why.
+        let r = whet(
+            d,
+            &["--max-memory", "20MB", "export", &yaml, "--out", "again"],
+        );
+        assert_ne!(r.code, 0, "{format}");
+        assert!(r.stderr.contains("streamed"), "{format}: {}", r.stderr);
+    }
+    // What cannot stream is refused, naming the key.
+    let text = buffered_run("exp-tar/train", "exp-tar/test", true);
+    let refused = |name: &str, yaml: String, args: &[&str], expect: &[&str]| {
+        std::fs::write(d.join(name), yaml).unwrap();
+        let mut all = args.to_vec();
+        all.extend(["run", name, "--out", "refused"]);
+        let r = whet(d, &all);
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        for e in expect {
+            assert!(r.stderr.contains(e), "{name}: {e}: {}", r.stderr);
+        }
+    };
+    refused(
+        "zero.yaml",
+        text.replace("shuffle_buffer: 2000", "shuffle_buffer: 0"),
+        &[],
+        &["data.images.train.shards.shuffle_buffer", "at least 1"],
+    );
+    refused(
+        "test-buffer.yaml",
+        text.replace(
+            "height: 28 } }\n    validation",
+            "height: 28, shuffle_buffer: 5 } }\n    validation",
+        ),
+        &[],
+        &["data.images.test.shards.shuffle_buffer"],
+    );
+    refused(
+        "offline.yaml",
+        text.replace("mode: online", "mode: offline\n  copies: 1"),
+        &[],
+        &["mode: offline", "shuffle_buffer"],
+    );
+    refused(
+        "whole.yaml",
+        text.replace("shuffle_buffer: 2000", "shuffle_buffer: 100000"),
+        &["--max-memory", "20MB"],
+        &["shuffle_buffer: 100000", "full shuffle"],
+    );
+}

@@ -27,6 +27,23 @@ pub trait BatchSource: Send {
     fn input_dim(&self) -> usize;
     /// Target columns per sample.
     fn target_dim(&self) -> usize;
+    /// About how many bytes the source holds while training: by default, every sample's
+    /// features and targets as `f32`. A source that streams its samples says what it keeps.
+    fn memory(&self) -> u64 {
+        crate::budget::product(&[
+            self.len() as u64,
+            (self.input_dim() + self.target_dim()) as u64,
+            4,
+        ])
+    }
+    /// Writes this epoch's visiting order into `out` (one index per sample) and returns true,
+    /// or returns false to let the trainer shuffle all samples (the default). A source that
+    /// streams from shards orders samples so that a batch needs few of them
+    /// ([`crate::order::Blocks`]); the order must depend on `seed` and `epoch` only.
+    fn order(&mut self, seed: u64, epoch: usize, out: &mut [usize]) -> bool {
+        let _ = (seed, epoch, out);
+        false
+    }
     /// Writes the samples `indices` (in that order) into `x` and `y`.
     ///
     /// # Errors

@@ -16,6 +16,8 @@
 //!   about terminals);
 //! - [`batch`]: the [`BatchSource`] trait data crates implement and the trainer pulls batches
 //!   from, with its error type [`SourceError`];
+//! - [`order`]: the shard-local order of a sharded training set ([`order::Blocks`]), shared by
+//!   the streaming reader and the in-memory set of the same shards;
 //! - [`budget`]: the memory budget and the check made before every large allocation;
 //! - [`target`]: [`TargetScale`], a regression target's standardisation (fitted by the data
 //!   crates, inverted by the trainer's evaluation).
@@ -34,6 +36,7 @@ pub mod fsx;
 pub mod input;
 pub mod lock;
 pub mod names;
+pub mod order;
 pub mod outputs;
 pub mod progress;
 pub mod publish;

@@ -853,16 +853,32 @@ impl Augmenter {
         for (l, &i) in labels.iter_mut().zip(indices) {
             *l = set.labels()[i];
         }
-        x.par_chunks_mut(dim)
+        self.fill_with(|i| set.image(i), norm, epoch, indices, x);
+        Ok(())
+    }
+
+    /// [`Augmenter::fill`] for images that are not in one set: `image(i)` gives sample `i`'s
+    /// pixels (of the input shape), which are augmented with the streams of sample `i`, so a
+    /// streaming reader gets the rows [`Augmenter::fill`] gives for the same samples. The caller
+    /// checks the shapes (`x` holds one output row per index).
+    pub fn fill_with<'a>(
+        &self,
+        image: impl Fn(usize) -> &'a [u8] + Sync,
+        norm: &Normalizer,
+        epoch: u64,
+        indices: &[usize],
+        x: &mut [f32],
+    ) {
+        let (h, w, c) = self.output;
+        x.par_chunks_mut(h * w * c)
             .zip(indices.par_iter())
             .for_each(|(row, &i)| {
                 SCRATCH.with(|s| {
                     let mut s = s.borrow_mut();
-                    let out = self.apply(set.image(i), epoch, i as u64, &mut s);
+                    let out = self.apply(image(i), epoch, i as u64, &mut s);
                     norm.apply(out, row);
                 });
             });
-        Ok(())
     }
 
     fn check_set(&self, set: &ImageSet, op: &'static str) -> Result<()> {

@@ -45,6 +45,7 @@ mod set;
 mod shards;
 mod simd;
 mod source;
+mod stream;
 
 pub use augment::{
     AugmentConfig, AugmentMode, Augmenter, OneOfConfig, OpConfig, Scratch, SomeOfConfig,
@@ -59,12 +60,13 @@ pub use folder::{
 pub use idx::{MAX_DECLARED_BYTES, load_idx, load_idx_images, write_idx};
 pub use online::AugmentSource;
 pub use preview::{MIN_CELL, render_preview, write_preview};
-pub use set::{ImageSet, NormalizeKind, Normalizer};
+pub use set::{ImageSet, NormalizeKind, Normalizer, PixelStats, set_bytes, validation_mask};
 pub use shards::{
     EncodedImage, NoParquet, ParquetShards, Shard, ShardFormat, ShardSource, count_webdataset,
     decode_images, encode_pngs, plan_shards, read_shard, read_webdataset, shard_files, shard_name,
     write_shards, write_webdataset,
 };
 pub use source::{
-    FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, TrainTest, load_train_test,
+    FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, TrainTest, load_test, load_train_test,
 };
+pub use stream::{ShardIndex, ShardSet, ShardStream, StreamStats};

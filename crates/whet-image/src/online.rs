@@ -93,7 +93,7 @@ impl BatchSource for AugmentSource {
         epoch: usize,
         indices: &[usize],
         mut x: ArrayViewMut2<f32>,
-        mut y: ArrayViewMut2<f32>,
+        y: ArrayViewMut2<f32>,
     ) -> Result<(), SourceError> {
         self.labels.resize(indices.len(), 0);
         let xs = x
@@ -109,18 +109,29 @@ impl BatchSource for AugmentSource {
                 &mut self.labels,
             )
             .map_err(SourceError::new)?;
-        y.fill(0.0);
-        for (r, &l) in self.labels.iter().enumerate() {
-            if l as usize >= self.classes {
-                return Err(SourceError::msg(format!(
-                    "label {l} is not below {} classes",
-                    self.classes
-                )));
-            }
-            y[[r, l as usize]] = 1.0;
-        }
-        Ok(())
+        one_hot(&self.labels, self.classes, y)
     }
+}
+
+/// Writes `labels` as one-hot rows of `classes` columns into `y`.
+///
+/// # Errors
+/// A label not below `classes`.
+pub(crate) fn one_hot(
+    labels: &[u32],
+    classes: usize,
+    mut y: ArrayViewMut2<f32>,
+) -> Result<(), SourceError> {
+    y.fill(0.0);
+    for (r, &l) in labels.iter().enumerate() {
+        if l as usize >= classes {
+            return Err(SourceError::msg(format!(
+                "label {l} is not below {classes} classes"
+            )));
+        }
+        y[[r, l as usize]] = 1.0;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

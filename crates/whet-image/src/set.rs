@@ -241,25 +241,92 @@ impl ImageSet {
                 "validation fraction must be in [0, 1), found {fraction}"
             )));
         }
-        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.class_names.len()];
-        for (i, &l) in self.labels.iter().enumerate() {
-            by_class[l as usize].push(i);
-        }
-        let mut is_val = vec![false; self.len()];
-        for (class, idx) in by_class.iter_mut().enumerate() {
-            let k = (fraction * idx.len() as f64).round() as usize;
-            let mut rng = whet_core::rng::stream(seed, &[2, 0, class as u64]);
-            for i in (1..idx.len()).rev() {
-                let j = below(&mut rng, i + 1);
-                idx.swap(i, j);
-            }
-            for &i in &idx[..k] {
-                is_val[i] = true;
-            }
-        }
+        let is_val = validation_mask(&self.labels, self.class_names.len(), fraction, seed);
         let train: Vec<usize> = (0..self.len()).filter(|&i| !is_val[i]).collect();
         let val: Vec<usize> = (0..self.len()).filter(|&i| is_val[i]).collect();
         Ok((self.select(&train), self.select(&val)))
+    }
+}
+
+/// Which of the images labelled `labels` (each below `classes`) go to a validation split of
+/// `fraction` (in `[0, 1)`): per class, `round(fraction · count)` of its images, drawn with the
+/// stream `[2, 0, class]` of `seed`. What [`ImageSet::split_stratified`] and the streaming
+/// reader of shards split by, so both give the same split.
+pub fn validation_mask(labels: &[u32], classes: usize, fraction: f64, seed: u64) -> Vec<bool> {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &l) in labels.iter().enumerate() {
+        if let Some(c) = by_class.get_mut(l as usize) {
+            c.push(i);
+        }
+    }
+    let mut is_val = vec![false; labels.len()];
+    for (class, idx) in by_class.iter_mut().enumerate() {
+        let k = (fraction * idx.len() as f64).round() as usize;
+        let mut rng = whet_core::rng::stream(seed, &[2, 0, class as u64]);
+        for i in (1..idx.len()).rev() {
+            let j = below(&mut rng, i + 1);
+            idx.swap(i, j);
+        }
+        for &i in &idx[..k.min(idx.len())] {
+            is_val[i] = true;
+        }
+    }
+    is_val
+}
+
+/// Exact per-channel sums of pixel values and of their squares, which a [`Normalizer`] is
+/// fitted from. Sums of images can be added in any order and give the same fit, so a streaming
+/// reader can gather them shard by shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PixelStats {
+    sum: Vec<u64>,
+    sq: Vec<u64>,
+    pixels: u64,
+}
+
+impl PixelStats {
+    /// Empty sums for `c` channels.
+    pub fn new(c: usize) -> Self {
+        PixelStats {
+            sum: vec![0; c],
+            sq: vec![0; c],
+            pixels: 0,
+        }
+    }
+
+    /// Adds the pixels of HWC images (a multiple of the channel count long).
+    pub fn add(&mut self, hwc: &[u8]) {
+        let c = self.sum.len();
+        for px in hwc.chunks_exact(c) {
+            for k in 0..c {
+                let v = px[k] as u64;
+                self.sum[k] += v;
+                self.sq[k] += v * v;
+            }
+        }
+        self.pixels += (hwc.len() / c.max(1)) as u64;
+    }
+
+    /// Adds another set's sums.
+    pub fn merge(&mut self, other: &PixelStats) {
+        for (a, b) in self.sum.iter_mut().zip(&other.sum) {
+            *a += b;
+        }
+        for (a, b) in self.sq.iter_mut().zip(&other.sq) {
+            *a += b;
+        }
+        self.pixels += other.pixels;
+    }
+
+    /// Removes the sums of images that were added before (saturating at zero).
+    pub fn subtract(&mut self, other: &PixelStats) {
+        for (a, b) in self.sum.iter_mut().zip(&other.sum) {
+            *a = a.saturating_sub(*b);
+        }
+        for (a, b) in self.sq.iter_mut().zip(&other.sq) {
+            *a = a.saturating_sub(*b);
+        }
+        self.pixels = self.pixels.saturating_sub(other.pixels);
     }
 }
 
@@ -400,16 +467,22 @@ impl Normalizer {
         if kind == NormalizeKind::Unit || train.is_empty() {
             return Self::unit(c);
         }
-        let mut sum = vec![0u64; c];
-        let mut sq = vec![0u64; c];
-        for px in train.pixels.chunks_exact(c) {
-            for k in 0..c {
-                let v = px[k] as u64;
-                sum[k] += v;
-                sq[k] += v * v;
-            }
+        let mut stats = PixelStats::new(c);
+        stats.add(&train.pixels);
+        Self::from_stats(kind, &stats)
+    }
+
+    /// Fits `kind` from the sums of the training images (as [`Normalizer::fit`]).
+    ///
+    /// # Panics
+    /// When the sums are not for 1 or 3 channels.
+    pub fn from_stats(kind: NormalizeKind, stats: &PixelStats) -> Self {
+        let c = stats.sum.len();
+        if kind == NormalizeKind::Unit || stats.pixels == 0 {
+            return Self::unit(c);
         }
-        let n = (train.pixels.len() / c) as f64;
+        let (sum, sq) = (&stats.sum, &stats.sq);
+        let n = stats.pixels as f64;
         let mut out = Self::unit(c);
         for k in 0..c {
             let m = sum[k] as f64 / n;

@@ -17,7 +17,8 @@
 
 use crate::error::{Error, Result};
 use crate::folder::{Encoded, FolderLoad, Grey, MAX_IMAGE_FILE_BYTES, Skipped, decode_many};
-use crate::set::{ImageSet, check_set_memory};
+use crate::set::{ImageSet, PixelStats, check_set_memory};
+use crate::stream::ShardIndex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -77,7 +78,7 @@ pub struct Shard {
 }
 
 /// Reads and writes Parquet shards for whet-image, which has no Parquet reader of its own.
-pub trait ParquetShards: Sync {
+pub trait ParquetShards: Send + Sync {
     /// The number of images in a shard, from its metadata (an upper bound on what
     /// [`ParquetShards::read`] keeps after a class filter).
     ///
@@ -159,6 +160,15 @@ pub struct ShardSource {
     /// the label values as text (`"0"`, `"1"`, …).
     #[serde(default)]
     pub class_names: Option<Vec<String>>,
+    /// Training only: shuffle through a buffer of this many images instead of shuffling the
+    /// whole set. Each epoch then visits the shards in a new random order and shuffles the
+    /// images inside consecutive windows of this size, so a window needs only the few shards
+    /// it spans, and training can stream a set larger than the memory budget, a few decoded
+    /// shards at a time. The order is the same whether the set is streamed or fits in memory.
+    /// Default: none (a full shuffle, which needs the training set in memory). Write shards
+    /// in shuffled order: a window holds what neighbouring shards hold.
+    #[serde(default)]
+    pub shuffle_buffer: Option<usize>,
 }
 
 impl ShardSource {
@@ -172,12 +182,20 @@ impl ShardSource {
             grey: None,
             skip_bad: false,
             class_names: None,
+            shuffle_buffer: None,
         }
     }
 
     /// Sets the channels: 1 (grey) or 3 (RGB), checked by validation.
     pub fn with_channels(mut self, channels: usize) -> Self {
         self.channels = channels;
+        self
+    }
+
+    /// Shuffles training images through a buffer of `images` (see
+    /// [`ShardSource::shuffle_buffer`]).
+    pub fn with_shuffle_buffer(mut self, images: usize) -> Self {
+        self.shuffle_buffer = Some(images);
         self
     }
 
@@ -204,10 +222,49 @@ impl ShardSource {
         key: &str,
         parquet: &dyn ParquetShards,
     ) -> Result<FolderLoad> {
-        let (format, files) = shard_files(&self.path)?;
+        let scan = self.scan(classes, limit, key, parquet, true)?;
         let (h, w, c) = (self.height, self.width, self.channels);
-        // Upper bound on the images before reading any: counts from the tar headers or the
-        // Parquet metadata.
+        Ok(FolderLoad {
+            set: ImageSet::new(h, w, c, scan.pixels, scan.labels, scan.names)?,
+            skipped: scan.skipped,
+            empty_classes: Vec::new(),
+        })
+    }
+
+    /// Reads and decodes every shard once, as [`ShardSource::load`] (same images, labels,
+    /// class names and errors), but keeps only where each image lives, its label and the sums
+    /// a normaliser is fitted from: what streaming the shards needs ([`ShardIndex`]).
+    ///
+    /// # Errors
+    /// As [`ShardSource::load`], without the memory check of the whole set.
+    pub fn index(
+        &self,
+        classes: Option<&[u32]>,
+        limit: Option<usize>,
+        key: &str,
+        parquet: &dyn ParquetShards,
+    ) -> Result<ShardIndex> {
+        let scan = self.scan(classes, limit, key, parquet, false)?;
+        Ok(ShardIndex {
+            files: scan.files,
+            format: scan.format,
+            members: scan.members,
+            labels: scan.labels,
+            class_names: scan.names,
+            shape: (self.height, self.width, self.channels),
+            grey: self.grey.unwrap_or_default(),
+            stats: scan.stats,
+            skipped: scan.skipped,
+        })
+    }
+
+    /// An upper bound on the images the shards hold (from the tar headers or the Parquet
+    /// metadata, before any image is read), at most `limit`.
+    ///
+    /// # Errors
+    /// As [`shard_files`], [`count_webdataset`] and `parquet`'s counter.
+    pub fn count(&self, limit: Option<usize>, parquet: &dyn ParquetShards) -> Result<usize> {
+        let (format, files) = shard_files(&self.path)?;
         let mut upper = 0usize;
         for f in &files {
             upper = upper.saturating_add(match format {
@@ -215,21 +272,46 @@ impl ShardSource {
                 ShardFormat::Parquet => parquet.count(f)?,
             });
         }
+        Ok(upper.min(limit.unwrap_or(usize::MAX)))
+    }
+
+    /// The one pass over the shards of [`ShardSource::load`] and [`ShardSource::index`]:
+    /// `keep` keeps the decoded pixels (after a memory check of the whole set), otherwise only
+    /// their sums are kept.
+    fn scan(
+        &self,
+        classes: Option<&[u32]>,
+        limit: Option<usize>,
+        key: &str,
+        parquet: &dyn ParquetShards,
+        keep: bool,
+    ) -> Result<Scan> {
+        let (format, files) = shard_files(&self.path)?;
+        let (h, w, c) = (self.height, self.width, self.channels);
+        let mut pixels = Vec::new();
+        if keep {
+            // Upper bound on the images before reading any.
+            let upper = self.count(limit, parquet)?;
+            check_set_memory(
+                &format!("the images of `{}`", self.path.display()),
+                upper,
+                (h, w, c),
+                &format!("{key}.shards (width, height) or {key}.limit"),
+            )?;
+            pixels.reserve(upper.saturating_mul(h * w * c));
+        }
         let limit = limit.unwrap_or(usize::MAX);
-        check_set_memory(
-            &format!("the images of `{}`", self.path.display()),
-            upper.min(limit),
-            (h, w, c),
-            &format!("{key}.shards (width, height) or {key}.limit"),
-        )?;
-        let mut pixels = Vec::with_capacity(upper.min(limit).saturating_mul(h * w * c));
         let mut labels: Vec<u32> = Vec::new();
+        let mut members: Vec<Vec<u32>> = Vec::with_capacity(files.len());
+        let mut stats = PixelStats::new(c);
         let mut skipped: Vec<Skipped> = Vec::new();
         let mut declared: Option<(PathBuf, Vec<String>)> = None;
         let mut top = None::<u32>;
         for file in &files {
+            let mut here: Vec<u32> = Vec::new();
             if labels.len() >= limit {
-                break;
+                members.push(here);
+                continue;
             }
             let shard = read_shard(file, format, parquet)?;
             if let Some(names) = shard.class_names {
@@ -246,15 +328,17 @@ impl ShardSource {
                     None => declared = Some((file.clone(), names)),
                 }
             }
-            let kept: Vec<(u32, EncodedImage)> = shard
+            // (position in the shard, label after `classes`, image)
+            let kept: Vec<(u32, u32, EncodedImage)> = shard
                 .images
                 .into_iter()
-                .filter_map(|im| match classes {
-                    Some(cl) => cl
-                        .iter()
-                        .position(|&k| k == im.label)
-                        .map(|p| (p as u32, im)),
-                    None => Some((im.label, im)),
+                .enumerate()
+                .filter_map(|(at, im)| {
+                    let label = match classes {
+                        Some(cl) => cl.iter().position(|&k| k == im.label)? as u32,
+                        None => im.label,
+                    };
+                    Some((at as u32, label, im))
                 })
                 .collect();
             let mut next = 0;
@@ -264,11 +348,12 @@ impl ShardSource {
                 let take = (limit - labels.len()).min(kept.len() - next);
                 let batch: Vec<Member<'_>> = kept[next..next + take]
                     .iter()
-                    .map(|(_, im)| Member {
+                    .map(|(_, _, im)| Member {
                         shard: file,
                         image: im,
                     })
                     .collect();
+                let from = pixels.len();
                 let ok = decode_many(
                     &batch,
                     (h, w, c),
@@ -277,14 +362,20 @@ impl ShardSource {
                     &mut pixels,
                     &mut skipped,
                 )?;
-                for ((label, im), ok) in kept[next..next + take].iter().zip(ok) {
+                if !keep {
+                    stats.add(&pixels[from..]);
+                    pixels.truncate(from);
+                }
+                for ((at, label, im), ok) in kept[next..next + take].iter().zip(ok) {
                     if ok {
                         labels.push(*label);
+                        here.push(*at);
                         top = Some(top.map_or(im.label, |t| t.max(im.label)));
                     }
                 }
                 next += take;
             }
+            members.push(here);
         }
         if labels.is_empty() {
             return Err(Error::Format {
@@ -316,10 +407,15 @@ impl ShardSource {
             }
             (None, None) => (0..=top.unwrap_or(0)).map(|l| l.to_string()).collect(),
         };
-        Ok(FolderLoad {
-            set: ImageSet::new(h, w, c, pixels, labels, names)?,
+        Ok(Scan {
+            format,
+            files,
+            pixels,
+            labels,
+            members,
+            names,
+            stats,
             skipped,
-            empty_classes: Vec::new(),
         })
     }
 
@@ -334,6 +430,21 @@ impl ShardSource {
         }
         Ok(())
     }
+}
+
+/// What one pass over the shards found ([`ShardSource::scan`]).
+struct Scan {
+    format: ShardFormat,
+    files: Vec<PathBuf>,
+    /// The decoded images, when kept.
+    pixels: Vec<u8>,
+    labels: Vec<u32>,
+    /// Per shard file: the positions of the images kept, in file order.
+    members: Vec<Vec<u32>>,
+    names: Vec<String>,
+    /// Sums of every kept image's pixels.
+    stats: PixelStats,
+    skipped: Vec<Skipped>,
 }
 
 /// Reads one shard file of `format` (Parquet through `parquet`).
@@ -374,9 +485,9 @@ pub fn decode_images(
 }
 
 /// A shard member to decode: named `shard/member` in messages.
-struct Member<'a> {
-    shard: &'a Path,
-    image: &'a EncodedImage,
+pub(crate) struct Member<'a> {
+    pub(crate) shard: &'a Path,
+    pub(crate) image: &'a EncodedImage,
 }
 
 impl Encoded for Member<'_> {

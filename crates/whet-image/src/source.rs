@@ -346,6 +346,11 @@ impl ImageSourceConfig {
                     );
                 }
             }
+            i.check(f.shuffle_buffer != Some(0), "shards.shuffle_buffer", || {
+                "expected a buffer of at least 1 image, found 0 (leave it out to shuffle the \
+                 whole set)"
+                    .into()
+            });
         }
         i.check(self.limit != Some(0), "limit", || {
             "expected limit >= 1, found 0".into()
@@ -418,6 +423,14 @@ impl ImagesConfig {
         i.nest("train", self.train.validate());
         if let Some(t) = &self.test {
             i.nest("test", t.validate());
+            i.check(
+                t.shards.as_ref().is_none_or(|s| s.shuffle_buffer.is_none()),
+                "test.shards.shuffle_buffer",
+                || {
+                    "test images are not shuffled; give `shuffle_buffer` to the training shards"
+                        .into()
+                },
+            );
         }
         i.check(self.validation.get() < 1.0, "validation", || {
             format!("expected a fraction in [0, 1), found {}", self.validation)
@@ -466,50 +479,68 @@ pub fn load_train_test(cfg: &ImagesConfig, parquet: &dyn ParquetShards) -> Resul
         mut skipped,
         empty_classes,
     } = cfg.train.load(classes, "data.images.train", parquet)?;
-    let test = match &cfg.test {
-        Some(t) => {
-            let FolderLoad {
-                set: mut s,
-                skipped: sk,
-                ..
-            } = t.load(classes, "data.images.test", parquet)?;
-            skipped.extend(sk);
-            if s.shape() != all_train.shape() {
-                return Err(Error::Shape {
-                    op: "load_images",
-                    message: format!(
-                        "test images are {}x{}x{}, train images {}x{}x{}",
-                        s.h(),
-                        s.w(),
-                        s.c(),
-                        all_train.h(),
-                        all_train.w(),
-                        all_train.c()
-                    ),
-                });
-            }
-            // IDX class names come from the largest label seen; align test with train.
-            if s.class_names().len() > all_train.class_names().len() {
-                return Err(Error::Shape {
-                    op: "load_images",
-                    message: format!(
-                        "test has {} classes, train only {}",
-                        s.class_names().len(),
-                        all_train.class_names().len()
-                    ),
-                });
-            }
-            s.set_class_names(all_train.class_names().to_vec())?;
-            s
-        }
-        None => all_train.select(&[]),
-    };
+    let (test, sk) = load_test(cfg, all_train.shape(), all_train.class_names(), parquet)?;
+    skipped.extend(sk);
     Ok(TrainTest {
         train: all_train,
         test,
         skipped,
         empty_train_classes: empty_classes,
     })
+}
+
+/// Loads `cfg.test` (an empty set of `shape` without one) for training images of `shape`
+/// named `names`: the test images take the training class names. Returns the set and the files
+/// skipped with `skip_bad`.
+///
+/// # Errors
+/// Loader errors; [`Error::Shape`] when the test images differ in shape or have more classes
+/// than the training images.
+pub fn load_test(
+    cfg: &ImagesConfig,
+    shape: (usize, usize, usize),
+    names: &[String],
+    parquet: &dyn ParquetShards,
+) -> Result<(ImageSet, Vec<Skipped>)> {
+    let Some(t) = &cfg.test else {
+        let (h, w, c) = shape;
+        return Ok((
+            ImageSet::new(h, w, c, Vec::new(), Vec::new(), names.to_vec())?,
+            Vec::new(),
+        ));
+    };
+    let FolderLoad {
+        set: mut s,
+        skipped,
+        ..
+    } = t.load(cfg.classes.as_deref(), "data.images.test", parquet)?;
+    if s.shape() != shape {
+        return Err(Error::Shape {
+            op: "load_images",
+            message: format!(
+                "test images are {}x{}x{}, train images {}x{}x{}",
+                s.h(),
+                s.w(),
+                s.c(),
+                shape.0,
+                shape.1,
+                shape.2
+            ),
+        });
+    }
+    // IDX class names come from the largest label seen; align test with train.
+    if s.class_names().len() > names.len() {
+        return Err(Error::Shape {
+            op: "load_images",
+            message: format!(
+                "test has {} classes, train only {}",
+                s.class_names().len(),
+                names.len()
+            ),
+        });
+    }
+    s.set_class_names(names.to_vec())?;
+    Ok((s, skipped))
 }
 
 /// What [`load_train_test`] read.

@@ -144,7 +144,7 @@ pub fn fit(
         let lr = config.lr_at(epoch);
         observer.epoch_start(epoch + 1, config.epochs, batches);
         let t0 = Instant::now();
-        if config.batch_size != BatchSize::Full {
+        if config.batch_size != BatchSize::Full && !train.order(seed, epoch, &mut order) {
             shuffle(&mut order, seed, epoch);
         }
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);

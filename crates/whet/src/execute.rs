@@ -746,13 +746,10 @@ impl Run {
             data.validation.as_ref().map(|v| v as &dyn BatchSource),
             data.test.as_ref().map(|t| t as &dyn BatchSource),
         ];
-        let held = sources.iter().flatten().fold(0u64, |a, s| {
-            a.saturating_add(whet_core::budget::product(&[
-                s.len() as u64,
-                (s.input_dim() + s.target_dim()) as u64,
-                4,
-            ]))
-        });
+        let held = sources
+            .iter()
+            .flatten()
+            .fold(0u64, |a, s| a.saturating_add(s.memory()));
         whet_train::TrainingMemory::estimate(
             &file.model,
             &file.train,

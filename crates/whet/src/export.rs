@@ -270,11 +270,19 @@ fn obsolete_files(
 }
 
 fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Result<ExportReport> {
+    let Some(in_memory) = p.train.in_memory() else {
+        return Err(Error::Invalid(format!(
+            "the training images ({}) do not fit in the memory budget and are streamed from \
+             their shards during training; `whet export` writes a split from memory, so raise \
+             the budget with `--max-memory`, or use the shards themselves",
+            p.train.len()
+        )));
+    };
     let expanded;
     let train = match (options.augmented_copies, &p.online) {
-        (None, _) => &p.train,
+        (None, _) => in_memory,
         (Some(n), Some(augmenter)) => {
-            expanded = augmenter.expand(&p.train, n)?;
+            expanded = augmenter.expand(in_memory, n)?;
             &expanded
         }
         (Some(_), None) => {

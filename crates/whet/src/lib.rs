@@ -79,8 +79,8 @@ pub use predict::{
     PredictReport, SCORE_PREFIX, VALUE_COLUMN, evaluate, predict, skipped_path,
 };
 pub use prepare::{
-    DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, TrainingData,
-    image_arrays,
+    DataSummary, ImageRows, Prepared, PreparedData, PreparedImages, Preprocessing, Streamed,
+    TrainImages, TrainingData, image_arrays,
 };
 pub use runfile::{
     DataConfig, Override, PretrainConfig, Run, RunData, RunFile, Sweep, reference_markdown,

@@ -11,8 +11,10 @@ use crate::runfile::{Run, RunData};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use whet_core::Progress;
+use whet_core::order::{Blocks, InBlocks};
 use whet_image::{
-    AugmentConfig, AugmentMode, AugmentSource, Augmenter, ImageSet, Normalizer, Skipped,
+    AugmentConfig, AugmentMode, AugmentSource, Augmenter, ImageSet, Normalizer, ShardSet,
+    ShardStream, Skipped,
 };
 use whet_train::{ArraySource, BatchSource};
 
@@ -43,13 +45,73 @@ pub enum PreparedData {
     Tables(whet_tabular::Prepared),
 }
 
+/// The training images of a run: in memory, or left in their shards and streamed.
+#[derive(Debug)]
+pub enum TrainImages {
+    /// In memory.
+    Memory {
+        /// The training images the model is fed: the originals, followed by the augmented
+        /// copies in offline mode.
+        set: ImageSet,
+        /// The shard-local order of a shard source with a `shuffle_buffer` (the order the
+        /// streaming reader of the same shards visits): the training images of each shard.
+        blocks: Option<Blocks>,
+    },
+    /// Left in the shards, because they do not fit in the memory budget: read a few decoded
+    /// shards at a time ([`whet_image::ShardStream`]).
+    Streamed {
+        /// Where the training images are.
+        set: ShardSet,
+        /// The shuffle buffer, in images.
+        buffer: usize,
+    },
+}
+
+impl TrainImages {
+    /// Height, width, channels.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        match self {
+            TrainImages::Memory { set, .. } => set.shape(),
+            TrainImages::Streamed { set, .. } => set.shape(),
+        }
+    }
+
+    /// Class names, by label.
+    pub fn class_names(&self) -> &[String] {
+        match self {
+            TrainImages::Memory { set, .. } => set.class_names(),
+            TrainImages::Streamed { set, .. } => set.class_names(),
+        }
+    }
+
+    /// The number of images the model is fed per epoch.
+    pub fn len(&self) -> usize {
+        match self {
+            TrainImages::Memory { set, .. } => set.len(),
+            TrainImages::Streamed { set, .. } => set.len(),
+        }
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The images, when they are in memory.
+    pub fn in_memory(&self) -> Option<&ImageSet> {
+        match self {
+            TrainImages::Memory { set, .. } => Some(set),
+            TrainImages::Streamed { .. } => None,
+        }
+    }
+}
+
 /// Prepared images: the splits, the normaliser fitted on the training originals, and the online
 /// augmenter when there is one.
 #[derive(Debug)]
 pub struct PreparedImages {
-    /// The training images the model is fed: the originals, followed by the augmented copies in
-    /// offline mode.
-    pub train: ImageSet,
+    /// The training images the model is fed.
+    pub train: TrainImages,
     /// Training originals (before offline copies), for the summary.
     pub train_originals: usize,
     /// Class counts of the training originals.
@@ -95,6 +157,10 @@ pub enum DataSummary {
         rows: ImageRows,
         /// Training originals per class.
         class_counts_train: Vec<usize>,
+        /// How the training images were streamed from their shards, when they did not fit in
+        /// memory (absent when they were held in memory).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        streamed: Option<Streamed>,
     },
     /// Tables.
     Tables {
@@ -105,6 +171,17 @@ pub enum DataSummary {
         /// What each stage did (loads, joins, audits, steps).
         report: Box<whet_tabular::PrepareReport>,
     },
+}
+
+/// How a run streamed its training images from shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streamed {
+    /// The shard files.
+    pub shards: usize,
+    /// The shuffle buffer, in images.
+    pub shuffle_buffer: usize,
+    /// The bytes of the largest decoded shard (a few are held at once).
+    pub largest_shard_bytes: u64,
 }
 
 /// Images per split.
@@ -199,7 +276,10 @@ impl Prepared {
     pub fn summary(&self) -> DataSummary {
         match &self.data {
             PreparedData::Images(p) => DataSummary::Images {
-                shape: [p.train.h(), p.train.w(), p.train.c()],
+                shape: {
+                    let (h, w, c) = p.train.shape();
+                    [h, w, c]
+                },
                 classes: p.train.class_names().to_vec(),
                 rows: ImageRows {
                     train: p.train_originals,
@@ -208,6 +288,14 @@ impl Prepared {
                     test: p.test.len(),
                 },
                 class_counts_train: p.class_counts_train.clone(),
+                streamed: match &p.train {
+                    TrainImages::Streamed { set, buffer } => Some(Streamed {
+                        shards: set.files().len(),
+                        shuffle_buffer: *buffer,
+                        largest_shard_bytes: set.largest_block_bytes(),
+                    }),
+                    TrainImages::Memory { .. } => None,
+                },
             },
             PreparedData::Tables(p) => DataSummary::Tables {
                 rows: p.report.rows,
@@ -264,15 +352,24 @@ impl Prepared {
                         "there are no test images and the validation split is empty, so nothing would measure the trained network; raise `data.images.validation` or add `data.images.test`".into(),
                     ));
                 }
-                let shape = Some([p.train.h(), p.train.w(), p.train.c()]);
-                let train: Box<dyn BatchSource> = match p.online {
-                    Some(augmenter) => Box::new(AugmentSource::new(
-                        p.train,
-                        augmenter,
+                let (h, w, c) = p.train.shape();
+                let shape = Some([h, w, c]);
+                let train: Box<dyn BatchSource> = match (p.train, p.online) {
+                    (TrainImages::Streamed { set, buffer }, online) => Box::new(ShardStream::new(
+                        set,
+                        buffer,
+                        std::sync::Arc::new(crate::PolarsShards),
                         p.normalizer,
+                        online,
                         classes,
-                    )),
-                    None => Box::new(image_arrays(&p.train, &p.normalizer, classes)?),
+                    )?),
+                    (TrainImages::Memory { set, blocks }, Some(augmenter)) => in_blocks(
+                        AugmentSource::new(set, augmenter, p.normalizer, classes),
+                        blocks,
+                    )?,
+                    (TrainImages::Memory { set, blocks }, None) => {
+                        in_blocks(image_arrays(&set, &p.normalizer, classes)?, blocks)?
+                    }
                 };
                 Ok(TrainingData {
                     train,
@@ -476,6 +573,150 @@ impl Run {
     }
 }
 
+/// `source` visited in the shard-local order of `blocks`, when there are blocks.
+fn in_blocks<S: BatchSource + 'static>(
+    source: S,
+    blocks: Option<Blocks>,
+) -> Result<Box<dyn BatchSource>> {
+    Ok(match blocks {
+        Some(b) => Box::new(InBlocks::new(source, b).map_err(|e| Error::Data(e.to_string()))?),
+        None => Box::new(source),
+    })
+}
+
+/// Images loaded and split, with the normaliser fitted on the training images.
+struct Loaded {
+    train: TrainImages,
+    validation: Option<ImageSet>,
+    test: ImageSet,
+    normalizer: Normalizer,
+    train_originals: usize,
+    class_counts_train: Vec<usize>,
+    warnings: Vec<String>,
+    skipped: Vec<Skipped>,
+}
+
+/// Loads the training and test images into memory and splits the validation set off.
+fn load_images(
+    cfg: &whet_image::ImagesConfig,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<Loaded> {
+    progress.begin("loading images", None);
+    let whet_image::TrainTest {
+        train,
+        test,
+        skipped,
+        empty_train_classes,
+    } = whet_image::load_train_test(cfg, &crate::PolarsShards).context("loading the images")?;
+    progress.end();
+    let mut warnings = whet_image::skipped_warnings(&skipped);
+    warnings.extend(empty_train_classes.iter().map(|d| {
+        format!(
+            "class folder `{}` holds no image: it stays a class (so labels match the test folders and the `classes` indices) that the network never sees in training; add images, or remove the folder",
+            d.display()
+        )
+    }));
+    let frac = cfg.validation.get();
+    let (train, validation) = if frac > 0.0 {
+        let (t, v) = train
+            .split_stratified(frac, seed)
+            .context("splitting off the validation set")?;
+        (t, Some(v))
+    } else {
+        (train, None)
+    };
+    if train.is_empty() {
+        return Err(empty_training_set());
+    }
+    // Fitted on the training originals, unless the run file asks for the offline copies too.
+    let normalizer = Normalizer::fit(cfg.normalize, &train);
+    Ok(Loaded {
+        train_originals: train.len(),
+        class_counts_train: train.class_counts(),
+        train: TrainImages::Memory {
+            set: train,
+            blocks: None,
+        },
+        validation,
+        test,
+        normalizer,
+        warnings,
+        skipped,
+    })
+}
+
+fn empty_training_set() -> Error {
+    Error::Data("the training set is empty (check `limit`, `classes` and `validation`)".into())
+}
+
+/// Training shards with a shuffle buffer: indexed (every image decoded once, only where it
+/// lives kept), the validation set split off and decoded, then the training images decoded
+/// into memory when they fit the memory budget, or left in the shards to be streamed. Either
+/// way the training images are visited in the order of their shards' [`Blocks`].
+fn load_shards(
+    cfg: &whet_image::ImagesConfig,
+    shards: &whet_image::ShardSource,
+    buffer: usize,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<Loaded> {
+    progress.begin("indexing the training shards", None);
+    let index = shards
+        .index(
+            cfg.classes.as_deref(),
+            cfg.train.limit,
+            "data.images.train",
+            &crate::PolarsShards,
+        )
+        .context("loading the images")?;
+    progress.end();
+    let (test, test_skipped) = whet_image::load_test(
+        cfg,
+        index.shape(),
+        index.class_names(),
+        &crate::PolarsShards,
+    )
+    .context("loading the images")?;
+    let mut skipped = index.skipped().to_vec();
+    skipped.extend(test_skipped);
+    let (set, validation) = index
+        .split(cfg.validation.get(), seed, &crate::PolarsShards)
+        .context("splitting off the validation set")?;
+    if set.is_empty() {
+        return Err(empty_training_set());
+    }
+    // Exact sums: the same normaliser as fitted on the decoded set.
+    let normalizer = Normalizer::from_stats(cfg.normalize, set.stats());
+    let blocks = set.blocks(buffer);
+    let fits =
+        whet_image::set_bytes(set.len(), set.shape()) <= whet_core::budget::current().bytes();
+    let train = if fits {
+        progress.begin("decoding the training shards", None);
+        let decoded = set.to_set(&crate::PolarsShards)?;
+        progress.end();
+        TrainImages::Memory {
+            set: decoded,
+            blocks: Some(blocks),
+        }
+    } else {
+        TrainImages::Streamed { set, buffer }
+    };
+    Ok(Loaded {
+        train_originals: train.len(),
+        class_counts_train: match &train {
+            TrainImages::Memory { set, .. } => set.class_counts(),
+            TrainImages::Streamed { set, .. } => set.class_counts(),
+        },
+        train,
+        validation,
+        test,
+        normalizer,
+        warnings: whet_image::skipped_warnings(&skipped),
+        skipped,
+    })
+}
+
 /// Header of a cached offline-augmented image set.
 #[derive(Serialize, Deserialize)]
 struct SetMeta {
@@ -511,44 +752,35 @@ fn prepare_images(
     cache: &Cache,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
-    progress.begin("loading images", None);
-    let whet_image::TrainTest {
+    let buffered = cfg
+        .train
+        .shards
+        .as_ref()
+        .and_then(|s| s.shuffle_buffer.map(|b| (s, b)));
+    let Loaded {
         train,
+        validation,
         test,
+        mut normalizer,
+        train_originals,
+        class_counts_train,
+        warnings,
         skipped,
-        empty_train_classes,
-    } = whet_image::load_train_test(cfg, &crate::PolarsShards).context("loading the images")?;
-    progress.end();
-    let mut warnings = whet_image::skipped_warnings(&skipped);
-    warnings.extend(empty_train_classes.iter().map(|d| {
-        format!(
-            "class folder `{}` holds no image: it stays a class (so labels match the test folders and the `classes` indices) that the network never sees in training; add images, or remove the folder",
-            d.display()
-        )
-    }));
-    let frac = cfg.validation.get();
-    let (train, validation) = if frac > 0.0 {
-        let (t, v) = train
-            .split_stratified(frac, seed)
-            .context("splitting off the validation set")?;
-        (t, Some(v))
-    } else {
-        (train, None)
+    } = match buffered {
+        Some((shards, buffer)) => load_shards(cfg, shards, buffer, seed, progress)?,
+        None => load_images(cfg, seed, progress)?,
     };
-    if train.is_empty() {
-        return Err(Error::Data(
-            "the training set is empty (check `limit`, `classes` and `validation`)".into(),
-        ));
-    }
-    // Fitted on the training originals, unless the run file asks for the offline copies too.
-    let mut normalizer = Normalizer::fit(cfg.normalize, &train);
-    let train_originals = train.len();
-    let class_counts_train = train.class_counts();
     let mut cache_hits = Vec::new();
     let mut online = None;
-    let train = match augment {
-        None => train,
-        Some(a) if a.mode == AugmentMode::Offline => {
+    let train = match (augment, train) {
+        (None, train) => train,
+        (
+            Some(a),
+            TrainImages::Memory {
+                set: train,
+                blocks: None,
+            },
+        ) if a.mode == AugmentMode::Offline => {
             // The training images themselves, not only where they come from: files replaced
             // or added under the same paths must not get the copies of the old ones.
             let labels: Vec<u8> = train
@@ -588,19 +820,26 @@ fn prepare_images(
             if a.fit_normalizer_on_copies {
                 normalizer = Normalizer::fit(cfg.normalize, &expanded);
             }
-            expanded
+            TrainImages::Memory {
+                set: expanded,
+                blocks: None,
+            }
         }
-        Some(a) => {
-            let augmenter = Augmenter::new(a, seed, train.h(), train.w(), train.c())?;
+        (Some(a), _) if a.mode == AugmentMode::Offline => {
+            return Err(Error::Data(
+                "`augment.mode: offline` adds the copies to a training set held in memory, which \
+                 training shards with a `shuffle_buffer` are not; use `mode: online` (fresh \
+                 random versions every epoch)"
+                    .into(),
+            ));
+        }
+        (Some(a), train) => {
+            let (h0, w0, c0) = train.shape();
+            let augmenter = Augmenter::new(a, seed, h0, w0, c0)?;
             let (h, w, c) = augmenter.output_shape();
-            if (h, w, c) != train.shape() {
+            if (h, w, c) != (h0, w0, c0) {
                 return Err(Error::Data(format!(
-                    "the augmentation changes the image size from {}x{}x{} to {h}x{w}x{c}; validation and test images are not augmented, so add a resize/crop that keeps {}x{}",
-                    train.h(),
-                    train.w(),
-                    train.c(),
-                    train.h(),
-                    train.w()
+                    "the augmentation changes the image size from {h0}x{w0}x{c0} to {h}x{w}x{c}; validation and test images are not augmented, so add a resize/crop that keeps {h0}x{w0}"
                 )));
             }
             online = Some(augmenter);

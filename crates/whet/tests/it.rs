@@ -67,12 +67,13 @@ fn prepare_fits_on_the_training_originals_and_is_deterministic() {
         panic!("image data")
     };
     assert_eq!(a.normalizer, b.normalizer);
-    assert_eq!(a.train, b.train);
+    let (a_train, b_train) = (a.train.in_memory().unwrap(), b.train.in_memory().unwrap());
+    assert_eq!(a_train, b_train);
     // 300 images, 10 % held out for validation; online mode keeps the originals.
     assert_eq!(a.train.len() + a.validation.as_ref().unwrap().len(), 300);
     assert_eq!(a.train_originals, a.train.len());
     assert!(a.online.is_some());
-    let fitted = whet::image::Normalizer::fit(whet::image::NormalizeKind::Standardize, &a.train);
+    let fitted = whet::image::Normalizer::fit(whet::image::NormalizeKind::Standardize, a_train);
     assert_eq!(a.normalizer, fitted);
 }
 
@@ -131,7 +132,10 @@ fn fitting_the_normaliser_on_augmented_copies_is_an_explicit_option() {
         let PreparedData::Images(p) = p.data else {
             panic!("image data")
         };
-        (p.normalizer, p.train, p.train_originals)
+        let whet::TrainImages::Memory { set, .. } = p.train else {
+            panic!("in memory")
+        };
+        (p.normalizer, set, p.train_originals)
     };
     let (plain, train, originals) = fitted(offline(""));
     assert_eq!(train.len(), 3 * originals);
@@ -567,7 +571,7 @@ train:
     let run = RunFile::from_yaml(yaml, d).unwrap();
     let cache = Cache::at(d.join("cache"));
     let train = |p: &whet::Prepared| match &p.data {
-        PreparedData::Images(i) => i.train.clone(),
+        PreparedData::Images(i) => i.train.in_memory().unwrap().clone(),
         _ => panic!("image data"),
     };
     let first = run.prepare(1, &cache, &NoProgress).unwrap();

@@ -1,0 +1,223 @@
+//! The order in which the trainer visits a sharded training set: shards shuffled, then samples
+//! shuffled inside windows of a shuffle buffer ([`Blocks::order`]), so that a window needs only
+//! the few shards it spans. The streaming source and the in-memory set of the same shards use
+//! this one function ([`InBlocks`] gives it to an in-memory source), so both see the same batches.
+
+use crate::batch::{BatchSource, SourceError};
+use ndarray::ArrayViewMut2;
+use rand::RngExt;
+
+/// A training set stored in consecutive blocks (the training samples of each shard, in shard
+/// order) and the size of the shuffle buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocks {
+    sizes: Vec<usize>,
+    starts: Vec<usize>,
+    buffer: usize,
+}
+
+impl Blocks {
+    /// Blocks of `sizes` samples (block `k` holds the samples `sizes[..k].sum()` onwards),
+    /// shuffled through a buffer of `buffer` samples (at least 1).
+    pub fn new(sizes: Vec<usize>, buffer: usize) -> Self {
+        let mut starts = Vec::with_capacity(sizes.len());
+        let mut at = 0usize;
+        for &s in &sizes {
+            starts.push(at);
+            at = at.saturating_add(s);
+        }
+        Blocks {
+            sizes,
+            starts,
+            buffer: buffer.max(1),
+        }
+    }
+
+    /// Samples per block.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// The first sample of each block.
+    pub fn starts(&self) -> &[usize] {
+        &self.starts
+    }
+
+    /// The shuffle buffer, in samples.
+    pub fn buffer(&self) -> usize {
+        self.buffer
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.sizes.iter().sum()
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The block that holds sample `i` (`None` past the end).
+    pub fn block_of(&self, i: usize) -> Option<usize> {
+        if i >= self.len() {
+            return None;
+        }
+        // The last block starting at or before `i` that is not empty.
+        let k = self.starts.partition_point(|&s| s <= i);
+        (0..k).rev().find(|&b| self.sizes[b] > 0)
+    }
+
+    /// The most blocks one window of the buffer can span.
+    pub fn span(&self) -> usize {
+        let mut sizes: Vec<usize> = self.sizes.iter().copied().filter(|&s| s > 0).collect();
+        sizes.sort_unstable();
+        // A window touches at most the two blocks at its ends plus the smallest blocks that
+        // fit wholly inside it.
+        let mut inside = 0usize;
+        let mut room = self.buffer.saturating_sub(2);
+        for s in &sizes {
+            if *s > room {
+                break;
+            }
+            room -= s;
+            inside += 1;
+        }
+        (inside + 2).min(sizes.len())
+    }
+
+    /// Writes epoch `epoch`'s order into `out` (one index per sample) and returns the block
+    /// sequence it visits; `None` (and `out` untouched) when the buffer holds the whole set,
+    /// which is the trainer's own full shuffle.
+    ///
+    /// The blocks are shuffled with the stream `[8, epoch]` of `seed`, their samples laid end
+    /// to end in that order, then each run of `buffer` consecutive samples is shuffled with
+    /// the stream `[9, epoch]`.
+    ///
+    /// # Panics
+    /// When `out` does not have one place per sample.
+    pub fn order(&self, seed: u64, epoch: usize, out: &mut [usize]) -> Option<Vec<usize>> {
+        let n = self.len();
+        assert_eq!(out.len(), n, "Blocks::order: one place per sample");
+        if self.buffer >= n {
+            return None;
+        }
+        let mut seq: Vec<usize> = (0..self.sizes.len()).collect();
+        let mut rng = crate::rng::stream(seed, &[8, epoch as u64]);
+        for i in (1..seq.len()).rev() {
+            let j = rng.random_range(0..=i);
+            seq.swap(i, j);
+        }
+        let mut at = 0;
+        for &b in &seq {
+            let s = self.starts[b];
+            for (k, slot) in out[at..at + self.sizes[b]].iter_mut().enumerate() {
+                *slot = s + k;
+            }
+            at += self.sizes[b];
+        }
+        let mut rng = crate::rng::stream(seed, &[9, epoch as u64]);
+        for window in out.chunks_mut(self.buffer) {
+            for i in (1..window.len()).rev() {
+                let j = rng.random_range(0..=i);
+                window.swap(i, j);
+            }
+        }
+        Some(seq)
+    }
+}
+
+/// An in-memory source visited in the order of [`Blocks`]: what a sharded training set that
+/// fits in memory trains with, so it sees the batches the streaming reader of the same shards
+/// would.
+pub struct InBlocks<S> {
+    inner: S,
+    blocks: Blocks,
+}
+
+impl<S: BatchSource> InBlocks<S> {
+    /// `inner`'s samples, ordered by `blocks`.
+    ///
+    /// # Errors
+    /// When the blocks do not hold `inner`'s samples.
+    pub fn new(inner: S, blocks: Blocks) -> Result<Self, SourceError> {
+        if blocks.len() != inner.len() {
+            return Err(SourceError::msg(format!(
+                "the shards hold {} training samples, the set {}",
+                blocks.len(),
+                inner.len()
+            )));
+        }
+        Ok(InBlocks { inner, blocks })
+    }
+}
+
+impl<S: BatchSource> BatchSource for InBlocks<S> {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn input_dim(&self) -> usize {
+        self.inner.input_dim()
+    }
+    fn target_dim(&self) -> usize {
+        self.inner.target_dim()
+    }
+    fn memory(&self) -> u64 {
+        self.inner.memory()
+    }
+    fn order(&mut self, seed: u64, epoch: usize, out: &mut [usize]) -> bool {
+        self.blocks.order(seed, epoch, out).is_some()
+    }
+    fn fill(
+        &mut self,
+        epoch: usize,
+        indices: &[usize],
+        x: ArrayViewMut2<f32>,
+        y: ArrayViewMut2<f32>,
+    ) -> Result<(), SourceError> {
+        self.inner.fill(epoch, indices, x, y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_is_a_permutation_whose_windows_stay_within_few_blocks() {
+        let b = Blocks::new(vec![10, 0, 7, 10, 3, 10], 8);
+        let n = b.len();
+        let mut out = vec![0; n];
+        let seq = b.order(3, 1, &mut out).unwrap();
+        let mut sorted = out.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+        assert_ne!(out, (0..n).collect::<Vec<_>>());
+        for w in out.chunks(8) {
+            let mut blocks: Vec<usize> = w.iter().map(|&i| b.block_of(i).unwrap()).collect();
+            blocks.sort_unstable();
+            blocks.dedup();
+            assert!(blocks.len() <= b.span(), "{w:?} spans {blocks:?}");
+        }
+        let mut again = vec![0; n];
+        assert_eq!(b.order(3, 1, &mut again), Some(seq));
+        assert_eq!(again, out);
+        b.order(3, 2, &mut again);
+        assert_ne!(again, out, "each epoch has its own order");
+    }
+
+    #[test]
+    fn a_buffer_that_holds_the_set_leaves_the_order_to_the_trainer() {
+        let b = Blocks::new(vec![4, 4], 8);
+        let mut out = vec![7; 8];
+        assert!(b.order(1, 0, &mut out).is_none());
+        assert_eq!(out, vec![7; 8]);
+    }
+
+    #[test]
+    fn blocks_are_found_past_empty_ones() {
+        let b = Blocks::new(vec![2, 0, 0, 3], 2);
+        let of: Vec<Option<usize>> = (0..6).map(|i| b.block_of(i)).collect();
+        assert_eq!(of, [Some(0), Some(0), Some(3), Some(3), Some(3), None]);
+    }
+}
