@@ -407,15 +407,99 @@ def folder_loading(raw, args, threads, py, wb):
                            {"file_bytes": f["bytes"]})
 
 
+STREAM_RUN = """name: stream-bench
+seed: 1
+data:
+  images:
+    train: {{ shards: {{ path: {train}, width: {side}, height: {side}, shuffle_buffer: {buffer} }}{limit} }}
+    test: {{ shards: {{ path: {test}, width: {side}, height: {side} }} }}
+    validation: 0
+model:
+  task: classification
+  hidden:
+    - {{ dense: 64, activation: relu }}
+train:
+  optimizer: {{ momentum: {{ lr: 0.05, momentum: 0.9 }} }}
+  batch_size: 256
+  epochs: 1
+"""
+
+
+def streaming(raw, args):
+    """One epoch on a generated set of `--stream-images` 64x64 grey images in WebDataset shards
+    (whet-bench make-shards, kept under bench/data), streamed under `--stream-budget`, and the
+    first `--stream-memory-images` of the same shards trained in memory: images/s of each and
+    the streamed run's peak RSS (issue 17's goal: <= 1 GB)."""
+    if not (args.whet_bench and args.whet):
+        raw.write({"bench": "stream", "skipped": "needs the whet and whet-bench binaries"})
+        return
+    n, side = args.stream_images, 64
+    data = os.path.join(BENCH, "data", f"shards-{n}-{side}")
+    info_file = os.path.join(data, "info.json")
+    if not os.path.exists(info_file):
+        shutil.rmtree(data, ignore_errors=True)
+        common.log(f"[{time.strftime('%H:%M:%S')}] make-shards ({n} images)")
+        made = subprocess.run(
+            [args.whet_bench, "make-shards", "--out", data, "--images", str(n), "--side",
+             str(side), "--threads", str(os.cpu_count() or 1)],
+            capture_output=True, text=True, check=True, cwd=REPO)
+        with open(info_file, "w") as f:
+            f.write(made.stdout.strip().splitlines()[-1])
+    with open(info_file) as f:
+        raw.write(json.load(f))
+    threads = os.cpu_count() or 1
+    for mode, limit, extra in [
+        ("streamed", None, ["--max-memory", args.stream_budget]),
+        ("in-memory", args.stream_memory_images, []),
+    ]:
+        yaml = os.path.join(args.out, f"stream-{mode}.yaml")
+        with open(yaml, "w") as f:
+            f.write(STREAM_RUN.format(
+                train=os.path.join(data, "train"), test=os.path.join(data, "test"), side=side,
+                buffer=args.stream_buffer, limit=f", limit: {limit}" if limit else ""))
+        out = os.path.join(args.out, f"stream-{mode}")
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [args.whet, *extra, "run", yaml, "--out", out, "--quiet"]
+        idle = common.wait_idle(args.idle_wait, args.max_other)
+        common.log(f"[{time.strftime('%H:%M:%S')}] stream {mode}: {' '.join(cmd)}")
+        env = thread_env(threads)
+        env["WHET_CACHE_DIR"] = os.path.join(out + "-cache")
+        rc, _, err, w, rss = timed(cmd, env, args.e2e_timeout,
+                                   os.path.join(args.out, f"stream-{mode}.stdout"))
+        rec = {"bench": "stream", "mode": mode, "threads": threads,
+               "budget": extra[1] if extra else None,
+               **process_fields(rc, w, rss, idle, err)}
+        if rc == 0:
+            with open(os.path.join(out, "metrics.json")) as f:
+                m = json.load(f)
+            with open(os.path.join(out, "manifest.json")) as f:
+                images = json.load(f)["data"]["images"]
+            rec.update({
+                "images": images["rows"]["train"],
+                "train_images_per_s": m["samples_per_second"],
+                "train_seconds": m["train_seconds"],
+                "total_seconds": m["total_seconds"],
+                "test_accuracy": m["test"].get("accuracy"),
+                "streamed": images.get("streamed"),
+            })
+        raw.write(rec)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", required=True, help="run folder (raw.jsonl goes there)")
     ap.add_argument("--whet-bench", default="", help="whet-bench binary ('' = peers only)")
     ap.add_argument("--whet", default="", help="whet CLI binary for the end-to-end job")
-    ap.add_argument("--only", default="augment,train,cnn,matmul,tabular,load,e2e,scaling",
+    ap.add_argument("--only", default="augment,train,cnn,matmul,tabular,load,e2e,scaling,stream",
                     help="comma-separated sections: augment, train (the MLP), cnn (the "
                          "LeNet-5-like CNN), matmul, tabular, load (folder loading), e2e, "
-                         "scaling (the curves)")
+                         "scaling (the curves), stream (training from shards)")
+    ap.add_argument("--stream-images", type=int, default=1_000_000,
+                    help="training images of the generated shard set")
+    ap.add_argument("--stream-memory-images", type=int, default=100_000,
+                    help="images of the same shards trained in memory, for the in-memory rate")
+    ap.add_argument("--stream-budget", default="900MB", help="--max-memory of the streamed run")
+    ap.add_argument("--stream-buffer", type=int, default=20_000, help="shuffle_buffer")
     ap.add_argument("--curves", default="width,side,rows,cells",
                     help="scaling curves: width (training vs hidden width), side (augmentation "
                          "vs image side), rows (tables vs rows), cells (ablation vs cells)")
@@ -534,6 +618,9 @@ def main():
                     cmd = [py, f"{HERE}/tabular.py", "--engine", eng, "--threads", str(t)] + files
                 run_config(raw, args, f"tabular {eng} t={t} #{rep + 1}", cmd, t, 1800,
                            {"repeat": rep})
+
+    if "stream" in only:
+        streaming(raw, args)
 
     if "load" in only:
         folder_loading(raw, args, threads, py, wb)

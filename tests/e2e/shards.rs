@@ -382,14 +382,63 @@ fn training_streams_shards_larger_than_the_memory_budget_to_the_same_weights() {
         let s = &summary(&b)["streamed"];
         assert_eq!(s["shards"], shards, "{format}: {b}");
         assert_eq!(s["shuffle_buffer"], 2000, "{format}: {b}");
+        let resident = s["resident"].as_u64().unwrap() as usize;
+        assert!((3..shards).contains(&resident), "{format}: {b}");
         assert_eq!(summary(&a)["rows"], summary(&b)["rows"], "{format}");
-        // `whet export` writes splits from memory: a streamed run refuses, saying why.
+        // `whet export` of a streamed run writes the training shards one source shard at a
+        // time: the same files as from memory. Other formats are refused, naming these.
+        for (budget, to) in [(None, "again-memory"), (Some("20MB"), "again-streamed")] {
+            let mut args = budget.map_or(vec![], |b| vec!["--max-memory", b]);
+            args.extend([
+                "export",
+                &yaml,
+                "--out",
+                to,
+                "--format",
+                format,
+                "--shard-size",
+                "300KB",
+            ]);
+            let r = whet(d, &args);
+            assert_eq!(r.code, 0, "{format} {budget:?}: {}", r.stderr);
+        }
+        for split in ["train", "validation", "test"] {
+            let (a, b) = (
+                d.join("again-memory").join(split),
+                d.join("again-streamed").join(split),
+            );
+            let names = files_in(&a);
+            assert!(!names.is_empty(), "{format} {split}");
+            assert_eq!(names, files_in(&b), "{format} {split}");
+            for f in &names {
+                assert!(
+                    std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+                    "{format}: {split}/{f} differs"
+                );
+            }
+        }
         let r = whet(
             d,
-            &["--max-memory", "20MB", "export", &yaml, "--out", "again"],
+            &[
+                "--max-memory",
+                "20MB",
+                "export",
+                &yaml,
+                "--out",
+                "png",
+                "--format",
+                "png",
+            ],
         );
-        assert_ne!(r.code, 0, "{format}");
-        assert!(r.stderr.contains("streamed"), "{format}: {}", r.stderr);
+        assert_eq!(r.code, 2, "{format}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("stream") && r.stderr.contains("--format webdataset"),
+            "{format}: {}",
+            r.stderr
+        );
+        for to in ["again-memory", "again-streamed"] {
+            std::fs::remove_dir_all(d.join(to)).unwrap();
+        }
     }
     // What cannot stream is refused, naming the key.
     let text = buffered_run("exp-tar/train", "exp-tar/test", true);

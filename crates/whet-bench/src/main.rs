@@ -11,6 +11,8 @@
 //!   (samples/s, GFLOP/s);
 //! - `augment`: each image op on 256x256x3 and 28x28x1 images, or any `HxWxC` (images/s);
 //! - `load`: the folder loader on PNG or JPEG class folders (images/s);
+//! - `make-shards`: a synthetic image set as WebDataset shards, for the streaming benchmark (the
+//!   training itself runs through the `whet` CLI);
 //! - `tabular` (cargo feature `tabular`, which pulls in polars): read, mean imputation + z-score,
 //!   left join on the 10-million-row table (seconds, peak memory).
 //!
@@ -22,6 +24,7 @@ mod inputs;
 mod load;
 mod matmul;
 mod measure;
+mod shards;
 #[cfg(feature = "tabular")]
 mod tabular;
 mod train;
@@ -63,6 +66,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Read + mean imputation + z-score + left join of the Parquet tables (feature `tabular`).
     Tabular(TabularArgs),
+    /// Writes a synthetic labelled image set as WebDataset tar shards.
+    MakeShards(shards::ShardsArgs),
 }
 
 #[cfg(feature = "tabular")]
@@ -111,6 +116,7 @@ fn main() -> ExitCode {
         // peers (no hand-off) were unaffected. `rayon::scope` runs its closure in the pool.
         Command::Augment(a) => rayon::scope(|_| augment::run(a, cli.threads, policy)),
         Command::Load(a) => load::run(a, cli.threads, policy),
+        Command::MakeShards(a) => shards::run(a),
         #[cfg(feature = "tabular")]
         Command::Tabular(a) => tabular::run(a, cli.threads),
         #[cfg(not(feature = "tabular"))]

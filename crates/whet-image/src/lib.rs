@@ -62,9 +62,9 @@ pub use online::AugmentSource;
 pub use preview::{MIN_CELL, render_preview, write_preview};
 pub use set::{ImageSet, NormalizeKind, Normalizer, PixelStats, set_bytes, validation_mask};
 pub use shards::{
-    EncodedImage, NoParquet, ParquetShards, Shard, ShardFormat, ShardSource, count_webdataset,
-    decode_images, encode_pngs, plan_shards, read_shard, read_webdataset, shard_files, shard_name,
-    write_shards, write_webdataset,
+    EncodedImage, NoParquet, ParquetShards, Shard, ShardFormat, ShardSource, ShardWriter,
+    count_webdataset, decode_images, encode_pngs, encode_pngs_range, plan_shards, read_shard,
+    read_webdataset, shard_files, shard_name, write_shards, write_webdataset,
 };
 pub use source::{
     FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, TrainTest, load_test, load_train_test,

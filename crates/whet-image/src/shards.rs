@@ -831,6 +831,19 @@ pub fn write_webdataset(path: &Path, images: &[EncodedImage]) -> Result<()> {
 /// # Errors
 /// [`Error::Encode`] when the encoder fails.
 pub fn encode_pngs(set: &ImageSet) -> Result<Vec<EncodedImage>> {
+    encode_pngs_range(set, 0..set.len(), 0)
+}
+
+/// [`encode_pngs`] for the images `range` of `set`, named after their index plus `first`
+/// (`{first + i:08}.png`): what a split written a part at a time names its images.
+///
+/// # Errors
+/// [`Error::Encode`] when the encoder fails.
+pub fn encode_pngs_range(
+    set: &ImageSet,
+    range: std::ops::Range<usize>,
+    first: usize,
+) -> Result<Vec<EncodedImage>> {
     use image::ImageEncoder;
     use rayon::prelude::*;
     let ct = if set.c() == 1 {
@@ -838,10 +851,10 @@ pub fn encode_pngs(set: &ImageSet) -> Result<Vec<EncodedImage>> {
     } else {
         image::ExtendedColorType::Rgb8
     };
-    (0..set.len())
+    range
         .into_par_iter()
         .map(|i| {
-            let name = format!("{i:08}.png");
+            let name = format!("{:08}.png", first + i);
             let mut bytes = Vec::new();
             image::codecs::png::PngEncoder::new(&mut bytes)
                 .write_image(set.image(i), set.w() as u32, set.h() as u32, ct)
@@ -902,6 +915,8 @@ pub fn shard_name(split: &str, k: usize, n: usize, format: ShardFormat) -> Strin
 /// Writes `set` as shards of `format` into the folder `dir` (created), at most `shard_bytes`
 /// each (tar headers counted; see [`plan_shards`]), named by [`shard_name`] with `split`;
 /// Parquet shards declare the set's class names. Returns the file names written, in order.
+/// Images are encoded a few thousand at a time, so at most one shard of encoded images is
+/// held besides the set.
 ///
 /// # Errors
 /// Encoding and write errors; Parquet errors from `parquet`.
@@ -913,28 +928,127 @@ pub fn write_shards(
     shard_bytes: u64,
     parquet: &dyn ParquetShards,
 ) -> Result<Vec<String>> {
-    std::fs::create_dir_all(dir).map_err(|source| {
-        Error::Write(whet_core::fsx::FsError {
-            action: "creating the shard folder",
-            path: dir.to_path_buf(),
-            source,
+    let mut w = ShardWriter::new(dir, split, format, shard_bytes, set.class_names(), parquet)?;
+    let chunk = 4096;
+    for from in (0..set.len()).step_by(chunk) {
+        w.push(encode_pngs_range(
+            set,
+            from..(from + chunk).min(set.len()),
+            0,
+        )?)?;
+    }
+    w.finish()
+}
+
+/// Writes a split's shards as its images arrive ([`ShardWriter::push`]), each at most
+/// `shard_bytes` (as [`plan_shards`] cuts them), under temporary names that
+/// [`ShardWriter::finish`] renames to [`shard_name`]s once the count is known.
+pub struct ShardWriter<'a> {
+    dir: PathBuf,
+    split: String,
+    format: ShardFormat,
+    shard_bytes: u64,
+    class_names: Vec<String>,
+    parquet: &'a dyn ParquetShards,
+    pending: Vec<EncodedImage>,
+    size: u64,
+    written: Vec<PathBuf>,
+}
+
+impl<'a> ShardWriter<'a> {
+    /// A writer of shards of `format` into `dir` (created), named after `split`; Parquet
+    /// shards declare `class_names`.
+    ///
+    /// # Errors
+    /// [`Error::Write`] when the folder cannot be created.
+    pub fn new(
+        dir: &Path,
+        split: &str,
+        format: ShardFormat,
+        shard_bytes: u64,
+        class_names: &[String],
+        parquet: &'a dyn ParquetShards,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| {
+            Error::Write(whet_core::fsx::FsError {
+                action: "creating the shard folder",
+                path: dir.to_path_buf(),
+                source,
+            })
+        })?;
+        Ok(ShardWriter {
+            dir: dir.to_path_buf(),
+            split: split.to_string(),
+            format,
+            shard_bytes,
+            class_names: class_names.to_vec(),
+            parquet,
+            pending: Vec::new(),
+            size: 0,
+            written: Vec::new(),
         })
-    })?;
-    let images = encode_pngs(set)?;
-    let plan = plan_shards(&images, shard_bytes, format);
-    let mut names = Vec::with_capacity(plan.len());
-    for (k, range) in plan.iter().enumerate() {
-        let name = shard_name(split, k, plan.len(), format);
-        let path = dir.join(&name);
-        match format {
-            ShardFormat::Webdataset => write_webdataset(&path, &images[range.clone()])?,
+    }
+
+    /// Adds the next images, writing every shard they fill.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn push(&mut self, images: Vec<EncodedImage>) -> Result<()> {
+        for im in images {
+            let b = shard_cost(&im, self.format);
+            if !self.pending.is_empty() && self.size + b > self.shard_bytes {
+                self.flush()?;
+            }
+            self.size += b;
+            self.pending.push(im);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let path = self.dir.join(format!(
+            ".{}-{:05}.partial.{}",
+            self.split,
+            self.written.len(),
+            self.format.extension()
+        ));
+        match self.format {
+            ShardFormat::Webdataset => write_webdataset(&path, &self.pending)?,
             ShardFormat::Parquet => {
-                parquet.write(&path, &images[range.clone()], Some(set.class_names()))?
+                self.parquet
+                    .write(&path, &self.pending, Some(&self.class_names))?
             }
         }
-        names.push(name);
+        self.written.push(path);
+        self.pending.clear();
+        self.size = 0;
+        Ok(())
     }
-    Ok(names)
+
+    /// Writes the last shard (an empty one for a split without images) and gives every shard
+    /// its final name. Returns the file names, in order.
+    ///
+    /// # Errors
+    /// Write and rename errors.
+    pub fn finish(mut self) -> Result<Vec<String>> {
+        if !self.pending.is_empty() || self.written.is_empty() {
+            self.flush()?;
+        }
+        let n = self.written.len();
+        let mut names = Vec::with_capacity(n);
+        for (k, from) in self.written.iter().enumerate() {
+            let name = shard_name(&self.split, k, n, self.format);
+            std::fs::rename(from, self.dir.join(&name)).map_err(|source| {
+                Error::Write(whet_core::fsx::FsError {
+                    action: "naming a shard",
+                    path: self.dir.join(&name),
+                    source,
+                })
+            })?;
+            names.push(name);
+        }
+        Ok(names)
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use crate::augment::Augmenter;
 use crate::error::{Error, Result};
 use crate::folder::{Grey, Skipped, decode_many};
 use crate::set::{ImageSet, Normalizer, PixelStats, check_set_memory, validation_mask};
-use crate::shards::{Member, ParquetShards, ShardFormat, read_shard};
+use crate::shards::{
+    Member, ParquetShards, ShardFormat, ShardWriter, encode_pngs_range, read_shard,
+};
 use ndarray::ArrayViewMut2;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -214,6 +216,13 @@ impl ShardSet {
         Blocks::new(self.members.iter().map(Vec::len).collect(), buffer)
     }
 
+    /// The most decoded shards a [`ShardStream`] with a buffer of `buffer` images holds at
+    /// once: those one window of the buffer spans, one more for a batch that straddles two
+    /// windows, and the one being decoded ahead.
+    pub fn resident_shards(&self, buffer: usize) -> usize {
+        self.blocks(buffer).span() + 2
+    }
+
     /// The bytes of the largest decoded shard.
     pub fn largest_block_bytes(&self) -> u64 {
         let (h, w, c) = self.shape;
@@ -258,6 +267,40 @@ impl ShardSet {
             .collect::<Result<Vec<_>>>()?;
         decode_many(&members, self.shape, self.grey, false, out, &mut Vec::new())?;
         Ok(())
+    }
+
+    /// Writes the training images as shards of `format` into `dir`, one source shard at a time
+    /// (decoded, then encoded as PNG): the same files [`crate::write_shards`] writes from the
+    /// set in memory ([`ShardSet::to_set`]).
+    ///
+    /// # Errors
+    /// As [`ShardSet::read_block`] and [`crate::write_shards`].
+    pub fn write_shards(
+        &self,
+        dir: &Path,
+        split: &str,
+        format: ShardFormat,
+        shard_bytes: u64,
+        parquet: &dyn ParquetShards,
+    ) -> Result<Vec<String>> {
+        let (h, w, c) = self.shape;
+        let mut writer =
+            ShardWriter::new(dir, split, format, shard_bytes, &self.class_names, parquet)?;
+        let mut at = 0;
+        for (k, members) in self.members.iter().enumerate() {
+            let n = members.len();
+            if n == 0 {
+                continue;
+            }
+            let pixels = self.read_block(k, parquet)?;
+            let labels = self.labels[at..at + n].to_vec();
+            let block = ImageSet::new(h, w, c, pixels, labels, self.class_names.clone())?;
+            for from in (0..n).step_by(4096) {
+                writer.push(encode_pngs_range(&block, from..(from + 4096).min(n), at)?)?;
+            }
+            at += n;
+        }
+        writer.finish()
     }
 
     /// Decodes every training image into memory, in order: the set a run holds when it fits.
@@ -385,7 +428,7 @@ impl ShardStream {
                 ),
             });
         }
-        let capacity = blocks.span() + 1;
+        let capacity = set.resident_shards(buffer) - 1;
         whet_core::budget::check(
             format!(
                 "streaming the training shards ({} decoded shards of up to {} images held at once)",
@@ -438,8 +481,7 @@ impl ShardStream {
         })
     }
 
-    /// The most decoded shards it holds at once: those one window of the buffer spans, one
-    /// more for a batch that straddles two windows, and the one being prefetched.
+    /// The most decoded shards it holds at once ([`ShardSet::resident_shards`]).
     pub fn resident(&self) -> usize {
         self.capacity + 1
     }

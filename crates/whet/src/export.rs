@@ -5,7 +5,7 @@
 use crate::cache::{Cache, hash_file};
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, Manifest, ManifestKind};
-use crate::prepare::{PreparedData, PreparedImages, image_arrays};
+use crate::prepare::{PreparedData, PreparedImages, TrainImages, image_arrays};
 use crate::runfile::Run;
 use ndarray::Array2;
 use std::path::Path;
@@ -270,13 +270,30 @@ fn obsolete_files(
 }
 
 fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Result<ExportReport> {
-    let Some(in_memory) = p.train.in_memory() else {
-        return Err(Error::Invalid(format!(
-            "the training images ({}) do not fit in the memory budget and are streamed from \
-             their shards during training; `whet export` writes a split from memory, so raise \
-             the budget with `--max-memory`, or use the shards themselves",
-            p.train.len()
-        )));
+    let format = options.format.unwrap_or(ExportFormat::Png);
+    let shard_format = match format {
+        ExportFormat::Webdataset => Some(whet_image::ShardFormat::Webdataset),
+        ExportFormat::ParquetShards => Some(whet_image::ShardFormat::Parquet),
+        _ => None,
+    };
+    let in_memory = match (&p.train, shard_format, options.augmented_copies) {
+        (TrainImages::Memory { set, .. }, _, _) => set,
+        (TrainImages::Streamed { set, .. }, Some(f), None) => {
+            return export_streamed(p, set, dir, f, options);
+        }
+        (TrainImages::Streamed { .. }, _, copies) => {
+            return Err(Error::Invalid(format!(
+                "the {} training images do not fit in the memory budget, so they stay in their \
+                 shards and stream; they export as shards, one source shard at a time: use \
+                 `--format webdataset` or `--format parquet-shards`{} (or raise `--max-memory`)",
+                p.train.len(),
+                if copies.is_some() {
+                    " without --augmented-copies"
+                } else {
+                    ""
+                }
+            )));
+        }
     };
     let expanded;
     let train = match (options.augmented_copies, &p.online) {
@@ -295,7 +312,6 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
             return Err(Error::Invalid(format!("--augmented-copies: {why}")));
         }
     };
-    let format = options.format.unwrap_or(ExportFormat::Png);
     let mut files = Vec::new();
     for (name, set) in [
         ("train", Some(train)),
@@ -329,20 +345,8 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
                 }
             }
             ExportFormat::Webdataset | ExportFormat::ParquetShards => {
-                let shard_format = if format == ExportFormat::Webdataset {
-                    whet_image::ShardFormat::Webdataset
-                } else {
-                    whet_image::ShardFormat::Parquet
-                };
-                whet_image::write_shards(
-                    set,
-                    &dir.join(name),
-                    name,
-                    shard_format,
-                    options.shard_bytes.unwrap_or(DEFAULT_SHARD_BYTES),
-                    &crate::PolarsShards,
-                )?;
-                files.push(tree_entry(dir, name)?);
+                let f = shard_format.unwrap_or(whet_image::ShardFormat::Webdataset);
+                files.push(write_split_shards(set, dir, name, f, options)?);
             }
             ExportFormat::Parquet | ExportFormat::Csv => {
                 return Err(Error::Invalid(format!(
@@ -359,6 +363,64 @@ fn export_images(p: &PreparedImages, dir: &Path, options: &ExportOptions) -> Res
             p.test.len(),
         ],
         features: train.image_len(),
+        files,
+        images: true,
+    })
+}
+
+/// Writes the split `name` of `set` as shards into `dir/name`; its manifest entry.
+fn write_split_shards(
+    set: &ImageSet,
+    dir: &Path,
+    name: &str,
+    format: whet_image::ShardFormat,
+    options: &ExportOptions,
+) -> Result<FileEntry> {
+    whet_image::write_shards(
+        set,
+        &dir.join(name),
+        name,
+        format,
+        options.shard_bytes.unwrap_or(DEFAULT_SHARD_BYTES),
+        &crate::PolarsShards,
+    )?;
+    tree_entry(dir, name)
+}
+
+/// A run whose training images stream from their shards, exported as shards: the training
+/// split one source shard at a time, the validation and test sets from memory. The files are
+/// those the same run would write with its training images in memory.
+fn export_streamed(
+    p: &PreparedImages,
+    train: &whet_image::ShardSet,
+    dir: &Path,
+    format: whet_image::ShardFormat,
+    options: &ExportOptions,
+) -> Result<ExportReport> {
+    train.write_shards(
+        &dir.join("train"),
+        "train",
+        format,
+        options.shard_bytes.unwrap_or(DEFAULT_SHARD_BYTES),
+        &crate::PolarsShards,
+    )?;
+    let mut files = vec![tree_entry(dir, "train")?];
+    for (name, set) in [
+        ("validation", p.validation.as_ref()),
+        ("test", Some(&p.test)),
+    ] {
+        if let Some(set) = set {
+            files.push(write_split_shards(set, dir, name, format, options)?);
+        }
+    }
+    let (h, w, c) = train.shape();
+    Ok(ExportReport {
+        rows: [
+            train.len(),
+            p.validation.as_ref().map_or(0, ImageSet::len),
+            p.test.len(),
+        ],
+        features: h * w * c,
         files,
         images: true,
     })

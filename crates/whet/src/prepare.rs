@@ -180,7 +180,9 @@ pub struct Streamed {
     pub shards: usize,
     /// The shuffle buffer, in images.
     pub shuffle_buffer: usize,
-    /// The bytes of the largest decoded shard (a few are held at once).
+    /// The most decoded shards held at once.
+    pub resident: usize,
+    /// The bytes of the largest decoded shard.
     pub largest_shard_bytes: u64,
 }
 
@@ -292,6 +294,7 @@ impl Prepared {
                     TrainImages::Streamed { set, buffer } => Some(Streamed {
                         shards: set.files().len(),
                         shuffle_buffer: *buffer,
+                        resident: set.resident_shards(*buffer),
                         largest_shard_bytes: set.largest_block_bytes(),
                     }),
                     TrainImages::Memory { .. } => None,
