@@ -190,6 +190,43 @@ fn runs_on_exported_shards_give_the_same_weights() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("names image shards"), "{}", r.stderr);
+    // `whet evaluate` on the test shards measures what it measures on the IDX files.
+    let r = whet(
+        d,
+        &[
+            "evaluate",
+            "run-idx",
+            "exp-idx/test-images-idx3-ubyte.gz",
+            "--labels",
+            "exp-idx/test-labels-idx1-ubyte.gz",
+            "--out",
+            "ev-idx",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let test_metrics = |dir: &str| -> serde_json::Value {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(dir).join("metrics.json")).unwrap())
+                .unwrap();
+        m["test"].clone()
+    };
+    let want = test_metrics("ev-idx");
+    assert!(want["accuracy"].as_f64().is_some(), "{want}");
+    for (i, input) in ["exp-tar/test", "exp-parquet/test/test-*.parquet"]
+        .iter()
+        .enumerate()
+    {
+        let out = format!("ev-{i}");
+        let r = whet(d, &["evaluate", "run-idx", input, "--out", &out]);
+        assert_eq!(r.code, 0, "{input}: {}", r.stderr);
+        let got = test_metrics(&out);
+        assert_eq!(got["accuracy"], want["accuracy"], "{input}");
+        let (a, b) = (
+            got["loss"].as_f64().unwrap(),
+            want["loss"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-6, "{input}: loss {a} vs {b}");
+    }
     // The same export twice gives the same shards, byte for byte.
     let r = whet(
         d,

@@ -317,13 +317,16 @@ Example: whet predict runs/flights-delay new-flights.csv --out predictions.parqu
 run's evaluation: confusion (classes), ROC and precision-recall (binary), predicted vs actual and
 residuals (regression).
 Tables: DATA has the training schema with the target column. Images: a folder with one sub-folder
-per class (matched to the run's classes by name), or an IDX image file with --labels.
+per class (matched to the run's classes by name), an IDX image file with --labels, or image shards
+(a .tar or .parquet file, a folder of them, or a pattern such as 'test-*.tar'; tar labels are the
+run's class numbers, Parquet shards' named classes are matched by name).
 Example: whet evaluate runs/flights-delay flights-2014.csv --out eval-2014/"
     )]
     Evaluate {
         /// The run folder (`whet run --out`).
         run: PathBuf,
-        /// Labelled data: a table with the target column, a class-folder tree, or IDX images.
+        /// Labelled data: a table with the target column, a class-folder tree, IDX images, or
+        /// image shards.
         data: PathBuf,
         /// The IDX label file of an IDX image file DATA.
         #[arg(long, value_name = "FILE")]

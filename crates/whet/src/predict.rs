@@ -1065,7 +1065,36 @@ fn labelled_images(
     labels: Option<&Path>,
 ) -> Result<Labelled> {
     let [h, w, c] = shape;
-    let set = if data.is_dir() {
+    let set = if is_shards(data) {
+        if labels.is_some() {
+            return Err(Error::Invalid(format!(
+                "--labels names the label file of an IDX image file; the shards `{}` hold their labels",
+                data.display()
+            )));
+        }
+        let (format, _) = whet_image::shard_files(data)?;
+        let mut source = whet_image::ShardSource::new(data, w, h).with_channels(c);
+        source.grey = Some(grey);
+        let mut set = source
+            .load(None, None, "the data", &crate::PolarsShards)?
+            .set;
+        // Tar shards hold class numbers, which are the run's classes; Parquet shards name
+        // their classes, matched by name below.
+        if format == whet_image::ShardFormat::Webdataset {
+            let top = set.class_names().len();
+            if top > classes.len() {
+                return Err(Error::Data(format!(
+                    "`{}`: the shards hold label {}, but the run has {} classes (labels 0 to {})",
+                    data.display(),
+                    top - 1,
+                    classes.len(),
+                    classes.len().saturating_sub(1)
+                )));
+            }
+            set.set_class_names(classes.to_vec())?;
+        }
+        set
+    } else if data.is_dir() {
         if labels.is_some() {
             return Err(Error::Invalid(format!(
                 "--labels names the label file of an IDX image file; `{}` is a folder, labelled by its class sub-folders",
