@@ -195,3 +195,97 @@ fn idx_class_names_reach_metrics_and_predictions() {
         r.stderr
     );
 }
+
+/// `split: { method: hash }`: a row's split follows from its `data.id` alone, so the same rows
+/// reordered and thinned land in the same splits.
+#[test]
+fn hash_split_keeps_each_row_in_its_split_when_rows_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows: Vec<String> = (0..600)
+        .map(|i| {
+            format!(
+                "r{i},{},{},{}",
+                (i * 37 % 101) as f64 / 10.0,
+                (i * 13 % 17) as f64,
+                (i * 7 % 5 > 2) as u8
+            )
+        })
+        .collect();
+    let write = |name: &str, rows: &[&String]| {
+        let mut s = String::from("key,x1,x2,y\n");
+        for r in rows {
+            s.push_str(r);
+            s.push('\n');
+        }
+        std::fs::write(d.join(name), s).unwrap();
+    };
+    write("all.csv", &rows.iter().collect::<Vec<_>>());
+    // Reversed, every third row left out.
+    let thinned: Vec<&String> = rows
+        .iter()
+        .rev()
+        .enumerate()
+        .filter(|(k, _)| k % 3 != 0)
+        .map(|(_, r)| r)
+        .collect();
+    write("some.csv", &thinned);
+    for (yaml, csv) in [("all.yaml", "all.csv"), ("some.yaml", "some.csv")] {
+        std::fs::write(
+            d.join(yaml),
+            format!(
+                r#"name: hashed
+seed: 3
+data:
+  tables:
+    main: {csv}
+  main: main
+  id: [key]
+  target: {{ column: y, threshold: 0.5 }}
+steps:
+  - normalize: {{ method: zscore }}
+split: {{ method: hash, test: 0.25, validation: 0.1 }}
+model:
+  task: binary
+  hidden:
+    - {{ dense: 4, activation: relu }}
+train:
+  optimizer: {{ adam: {{ lr: 0.01 }} }}
+  epochs: 1
+"#
+            ),
+        )
+        .unwrap();
+        let out = yaml.replace(".yaml", "");
+        let r = whet(d, &["export", yaml, "--out", &out, "--format", "csv"]);
+        assert_eq!(r.code, 0, "{yaml}: {}", r.stderr);
+    }
+    let keys = |run: &str, split: &str| -> std::collections::BTreeSet<String> {
+        let text = std::fs::read_to_string(d.join(run).join(format!("{split}.csv"))).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at = header
+            .iter()
+            .position(|h| *h == "key")
+            .expect("the id column");
+        lines
+            .map(|l| l.split(',').nth(at).unwrap().to_string())
+            .collect()
+    };
+    let kept: std::collections::BTreeSet<String> = thinned
+        .iter()
+        .map(|r| r.split(',').next().unwrap().to_string())
+        .collect();
+    let mut sizes = Vec::new();
+    for split in ["train", "validation", "test"] {
+        let all = keys("all", split);
+        let some = keys("some", split);
+        let expect: std::collections::BTreeSet<String> = all.intersection(&kept).cloned().collect();
+        assert_eq!(some, expect, "{split}");
+        sizes.push(all.len());
+    }
+    // About 65 / 10 / 25 % of 600 rows.
+    assert!((330..450).contains(&sizes[0]), "{sizes:?}");
+    assert!((30..95).contains(&sizes[1]), "{sizes:?}");
+    assert!((110..190).contains(&sizes[2]), "{sizes:?}");
+}

@@ -69,6 +69,8 @@ pub use polars;
 pub use rows::{BadRow, ROW_ID, bad_rows, check_clashes, row_columns};
 pub use scale::{ClipConfig, FittedClip, FittedNormalize, NormMethod, NormalizeConfig};
 pub use schema::check_columns;
-pub use split::{Fold, SplitConfig, SplitIndices, SplitMethod, split_indices};
+pub use split::{
+    Fold, RowKeys, SplitConfig, SplitIndices, SplitMethod, hash_split_of, split_indices,
+};
 pub use stage::{FittedStage, FittedStep, Stage};
 pub use target::{DEFAULT_MAX_CLASSES, Target, TargetConfig, TargetKind, extract_target};

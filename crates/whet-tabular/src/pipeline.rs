@@ -690,7 +690,11 @@ pub fn prepare(
 
     let t2 = Instant::now();
     let labels = target.labels();
-    let idx = split_indices(&df, labels.as_deref(), &cfg.split, seed, fold)?;
+    let keys = crate::split::RowKeys {
+        ids: &cfg.data.id,
+        rows: Some(&rows),
+    };
+    let idx = split_indices(&df, labels.as_deref(), &cfg.split, seed, fold, keys)?;
     let take = |v: &[IdxSize]| -> Result<DataFrame> {
         Ok(df.take(&IdxCa::from_vec("idx".into(), v.to_vec()))?)
     };

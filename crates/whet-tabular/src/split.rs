@@ -24,6 +24,12 @@ pub enum SplitMethod {
     Time,
     /// Whole groups of the `group` column go to one split.
     Group,
+    /// By a seeded hash of each row's identity: the values of `data.id` when it is set, else the
+    /// row's number in the main table's file. A row's split depends on that row alone, so it
+    /// stays in its split when rows are added, removed or reordered, and a reader that streams
+    /// the rows decides it row by row. The fractions hold on average (a row goes to test with
+    /// probability `test`), not exactly.
+    Hash,
     /// k-fold cross-validation: the rows are dealt into `k` folds and the run trains `k` models,
     /// each tested on one fold and trained on the others (a `validation` fraction of which is
     /// held out). Stratified by class for a classification or binary target; whole groups of the
@@ -233,6 +239,7 @@ impl SplitMethod {
             SplitMethod::Stratified => "stratified",
             SplitMethod::Time => "time",
             SplitMethod::Group => "group",
+            SplitMethod::Hash => "hash",
             SplitMethod::Kfold => "kfold",
         }
     }
@@ -416,9 +423,74 @@ fn fold_split(
     finish(s)
 }
 
+/// What identifies the rows for `method: hash`: the `data.id` columns (in `df`), else each row's
+/// number in the main table's file (`rows`; without them, the row's place in `df`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowKeys<'a> {
+    /// The `data.id` columns.
+    pub ids: &'a [String],
+    /// The rows' numbers in the main table's file.
+    pub rows: Option<&'a [IdxSize]>,
+}
+
+/// FNV-1a over `bytes`: a stable 64-bit hash (the same on every platform and version).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Where `method: hash` puts a row whose identity hashes to `key`: 0 train, 1 validation, 2
+/// test. `u` = the seeded mix of `key` as a fraction in [0, 1): test below `test`, validation
+/// below `test + validation`.
+pub fn hash_split_of(key: u64, seed: u64, test: f64, validation: f64) -> u8 {
+    let x = whet_core::rng::derive_seed(seed, &[2, 7, key]);
+    let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+    if u < test {
+        2
+    } else if u < test + validation {
+        1
+    } else {
+        0
+    }
+}
+
+/// The identity hash of every row for `method: hash` (see [`RowKeys`]): the `data.id` values
+/// as text (a missing value as `\0`), joined with the unit separator, through FNV-1a; or the
+/// row number.
+fn row_keys(df: &DataFrame, keys: RowKeys<'_>) -> Result<Vec<u64>> {
+    let n = df.height();
+    if keys.ids.is_empty() {
+        return Ok(match keys.rows {
+            Some(r) => r.iter().map(|&i| i as u64).collect(),
+            None => (0..n as u64).collect(),
+        });
+    }
+    let mut texts: Vec<Vec<u8>> = vec![Vec::new(); n];
+    for (k, col) in keys.ids.iter().enumerate() {
+        let Ok(c) = df.column(col) else {
+            return Err(not_found(df, col, "`data.id` (the split's `method: hash`)"));
+        };
+        let s = c.as_materialized_series().cast(&DataType::String)?;
+        for (t, v) in texts.iter_mut().zip(s.str()?.iter()) {
+            if k > 0 {
+                t.push(0x1f);
+            }
+            match v {
+                Some(v) => t.extend_from_slice(v.as_bytes()),
+                None => t.push(0),
+            }
+        }
+    }
+    Ok(texts.iter().map(|t| fnv1a(t)).collect())
+}
+
 /// Assigns the rows of `df` to splits. `labels` (class per row) is needed for `stratified`
 /// (and makes `kfold` stratified); `fold` says which fold of a `kfold` split is the test set
-/// (ignored by the other methods).
+/// (ignored by the other methods); `keys` identify the rows for `hash`.
 ///
 /// # Errors
 /// [`Error::Split`] for an empty train split, missing labels for `stratified`, missing values
@@ -430,6 +502,7 @@ pub fn split_indices(
     cfg: &SplitConfig,
     seed: u64,
     fold: Option<Fold>,
+    keys: RowKeys<'_>,
 ) -> Result<SplitIndices> {
     let n = df.height();
     let (n_test, n_val) = counts(n, cfg);
@@ -498,6 +571,19 @@ pub fn split_indices(
                 test: p[c2..].to_vec(),
             })
         }
+        SplitMethod::Hash => {
+            let mut s = SplitIndices::default();
+            let (test, validation) = (cfg.test.get(), cfg.validation.get());
+            for (i, key) in row_keys(df, keys)?.into_iter().enumerate() {
+                let to = match hash_split_of(key, seed, test, validation) {
+                    2 => &mut s.test,
+                    1 => &mut s.validation,
+                    _ => &mut s.train,
+                };
+                to.push(i as IdxSize);
+            }
+            finish(s)
+        }
         SplitMethod::Kfold => match fold {
             Some(fold) => fold_split(df, labels, cfg, seed, fold),
             None => Err(Error::Split(
@@ -565,6 +651,61 @@ impl SplitConfig {
 }
 
 #[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    fn hash_cfg() -> SplitConfig {
+        SplitConfig {
+            method: SplitMethod::Hash,
+            test: Probability::new(0.2).unwrap(),
+            validation: Probability::new(0.1).unwrap(),
+            ..SplitConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_rows_split_depends_on_its_identity_only() {
+        let ids: Vec<String> = (0..5000).map(|i| format!("f{i}")).collect();
+        let df = df!("id" => &ids, "x" => (0..5000).map(|i| i as f64).collect::<Vec<_>>()).unwrap();
+        let id = ["id".to_string()];
+        let keys = RowKeys {
+            ids: &id,
+            rows: None,
+        };
+        let s = split_indices(&df, None, &hash_cfg(), 3, None, keys).unwrap();
+        let frac = |v: &[IdxSize]| v.len() as f64 / 5000.0;
+        assert!((frac(&s.test) - 0.2).abs() < 0.03, "{}", frac(&s.test));
+        assert!(
+            (frac(&s.validation) - 0.1).abs() < 0.03,
+            "{}",
+            frac(&s.validation)
+        );
+        // The same rows reversed and with half of them dropped: each kept row keeps its split.
+        let half: Vec<IdxSize> = (0..5000).rev().step_by(2).collect();
+        let other = df.take(&IdxCa::from_vec("i".into(), half.clone())).unwrap();
+        let t = split_indices(&other, None, &hash_cfg(), 3, None, keys).unwrap();
+        let test: std::collections::BTreeSet<IdxSize> = s.test.iter().copied().collect();
+        for (j, &i) in half.iter().enumerate() {
+            let in_test = t.test.contains(&(j as IdxSize));
+            assert_eq!(in_test, test.contains(&i), "row {i}");
+        }
+        // Another seed, another split; row numbers work without ids.
+        let u = split_indices(&df, None, &hash_cfg(), 4, None, keys).unwrap();
+        assert_ne!(u.test, s.test);
+        let rows: Vec<IdxSize> = (0..5000).collect();
+        let by_row = RowKeys {
+            ids: &[],
+            rows: Some(&rows),
+        };
+        let r = split_indices(&df, None, &hash_cfg(), 3, None, by_row).unwrap();
+        assert_eq!(
+            r,
+            split_indices(&df, None, &hash_cfg(), 3, None, RowKeys::default()).unwrap()
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -591,9 +732,33 @@ mod tests {
     #[test]
     fn random_is_seeded_and_partitions() {
         let df = frame(100);
-        let a = split_indices(&df, None, &cfg(SplitMethod::Random), 1, None).unwrap();
-        let b = split_indices(&df, None, &cfg(SplitMethod::Random), 1, None).unwrap();
-        let c = split_indices(&df, None, &cfg(SplitMethod::Random), 2, None).unwrap();
+        let a = split_indices(
+            &df,
+            None,
+            &cfg(SplitMethod::Random),
+            1,
+            None,
+            RowKeys::default(),
+        )
+        .unwrap();
+        let b = split_indices(
+            &df,
+            None,
+            &cfg(SplitMethod::Random),
+            1,
+            None,
+            RowKeys::default(),
+        )
+        .unwrap();
+        let c = split_indices(
+            &df,
+            None,
+            &cfg(SplitMethod::Random),
+            2,
+            None,
+            RowKeys::default(),
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(
@@ -614,7 +779,15 @@ mod tests {
     #[test]
     fn time_split_is_strictly_ordered() {
         let df = frame(100);
-        let s = split_indices(&df, None, &cfg(SplitMethod::Time), 0, None).unwrap();
+        let s = split_indices(
+            &df,
+            None,
+            &cfg(SplitMethod::Time),
+            0,
+            None,
+            RowKeys::default(),
+        )
+        .unwrap();
         let t = |i: &IdxSize| *i as i64 / 3;
         let max_train = s.train.iter().map(t).max().unwrap();
         let min_val = s.validation.iter().map(t).min().unwrap();
@@ -626,7 +799,15 @@ mod tests {
     #[test]
     fn group_split_keeps_groups_whole() {
         let df = frame(140);
-        let s = split_indices(&df, None, &cfg(SplitMethod::Group), 3, None).unwrap();
+        let s = split_indices(
+            &df,
+            None,
+            &cfg(SplitMethod::Group),
+            3,
+            None,
+            RowKeys::default(),
+        )
+        .unwrap();
         let g = |v: &Vec<IdxSize>| {
             v.iter()
                 .map(|i| i % 7)
@@ -641,7 +822,15 @@ mod tests {
     fn stratified_keeps_proportions() {
         let df = frame(100);
         let labels: Vec<u32> = (0..100).map(|i| u32::from(i % 4 == 0)).collect();
-        let s = split_indices(&df, Some(&labels), &cfg(SplitMethod::Stratified), 5, None).unwrap();
+        let s = split_indices(
+            &df,
+            Some(&labels),
+            &cfg(SplitMethod::Stratified),
+            5,
+            None,
+            RowKeys::default(),
+        )
+        .unwrap();
         let pos = |v: &Vec<IdxSize>| v.iter().filter(|&&i| labels[i as usize] == 1).count();
         assert_eq!((pos(&s.test), s.test.len()), (5, 20));
         // 25 positives: round(2.5) = 3 in validation.
@@ -667,7 +856,7 @@ mod tests {
     ) -> Vec<SplitIndices> {
         let (k, r) = c.folds().unwrap();
         Fold::all(k, r)
-            .map(|f| split_indices(df, labels, c, seed, Some(f)).unwrap())
+            .map(|f| split_indices(df, labels, c, seed, Some(f), RowKeys::default()).unwrap())
             .collect()
     }
 
@@ -752,11 +941,27 @@ mod tests {
             repeat: 0,
             index: 0,
         });
-        let e = split_indices(&df, None, &kfold(5, 1, None), 1, f).unwrap_err();
+        let e = split_indices(&df, None, &kfold(5, 1, None), 1, f, RowKeys::default()).unwrap_err();
         assert!(e.to_string().contains("at least 5 rows"), "{e}");
-        let e = split_indices(&frame(40), None, &kfold(10, 1, Some("g")), 1, f).unwrap_err();
+        let e = split_indices(
+            &frame(40),
+            None,
+            &kfold(10, 1, Some("g")),
+            1,
+            f,
+            RowKeys::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("only 7 distinct values"), "{e}");
-        let e = split_indices(&frame(40), None, &kfold(5, 1, None), 1, None).unwrap_err();
+        let e = split_indices(
+            &frame(40),
+            None,
+            &kfold(5, 1, None),
+            1,
+            None,
+            RowKeys::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("one fold at a time"), "{e}");
         let is = SplitConfig {
             test: Probability::new(0.3).unwrap(),
