@@ -222,7 +222,7 @@ impl ShardSource {
         key: &str,
         parquet: &dyn ParquetShards,
     ) -> Result<FolderLoad> {
-        let scan = self.scan(classes, limit, key, parquet, true)?;
+        let scan = self.scan(classes, limit, key, parquet, true, &whet_core::NoProgress)?;
         let (h, w, c) = (self.height, self.width, self.channels);
         Ok(FolderLoad {
             set: ImageSet::new(h, w, c, scan.pixels, scan.labels, scan.names)?,
@@ -233,7 +233,8 @@ impl ShardSource {
 
     /// Reads and decodes every shard once, as [`ShardSource::load`] (same images, labels,
     /// class names and errors), but keeps only where each image lives, its label and the sums
-    /// a normaliser is fitted from: what streaming the shards needs ([`ShardIndex`]).
+    /// a normaliser is fitted from: what streaming the shards needs ([`ShardIndex`]). Advances
+    /// `progress` by one per shard file read.
     ///
     /// # Errors
     /// As [`ShardSource::load`], without the memory check of the whole set.
@@ -243,8 +244,9 @@ impl ShardSource {
         limit: Option<usize>,
         key: &str,
         parquet: &dyn ParquetShards,
+        progress: &dyn whet_core::Progress,
     ) -> Result<ShardIndex> {
-        let scan = self.scan(classes, limit, key, parquet, false)?;
+        let scan = self.scan(classes, limit, key, parquet, false, progress)?;
         Ok(ShardIndex {
             files: scan.files,
             format: scan.format,
@@ -285,6 +287,7 @@ impl ShardSource {
         key: &str,
         parquet: &dyn ParquetShards,
         keep: bool,
+        progress: &dyn whet_core::Progress,
     ) -> Result<Scan> {
         let (format, files) = shard_files(&self.path)?;
         let (h, w, c) = (self.height, self.width, self.channels);
@@ -376,6 +379,7 @@ impl ShardSource {
                 next += take;
             }
             members.push(here);
+            progress.advance(1);
         }
         if labels.is_empty() {
             return Err(Error::Format {

@@ -698,7 +698,9 @@ mod tests {
         let source = ShardSource::new(dir.path(), 3, 3)
             .with_shuffle_buffer(20)
             .with_class_names(["a", "b", "c"]);
-        let index = source.index(None, None, "train", &NoParquet).unwrap();
+        let index = source
+            .index(None, None, "train", &NoParquet, &whet_core::NoProgress)
+            .unwrap();
         assert_eq!(index.labels(), all.labels());
         let (set, validation) = index.split(0.2, 4, &NoParquet).unwrap();
         // The split and the normaliser of the set in memory.
@@ -757,7 +759,7 @@ mod tests {
         shards(dir.path());
         let source = ShardSource::new(dir.path(), 3, 3).with_shuffle_buffer(1000);
         let (set, _) = source
-            .index(None, None, "train", &NoParquet)
+            .index(None, None, "train", &NoParquet, &whet_core::NoProgress)
             .unwrap()
             .split(0.0, 1, &NoParquet)
             .unwrap();

@@ -664,13 +664,18 @@ fn load_shards(
     seed: u64,
     progress: &dyn Progress,
 ) -> Result<Loaded> {
-    progress.begin("indexing the training shards", None);
+    let (_, files) = whet_image::shard_files(&shards.path).context("loading the images")?;
+    progress.begin(
+        "indexing the training shards (every image decoded once)",
+        Some(files.len() as u64),
+    );
     let index = shards
         .index(
             cfg.classes.as_deref(),
             cfg.train.limit,
             "data.images.train",
             &crate::PolarsShards,
+            progress,
         )
         .context("loading the images")?;
     progress.end();
