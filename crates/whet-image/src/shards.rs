@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::folder::{Encoded, FolderLoad, Grey, MAX_IMAGE_FILE_BYTES, Skipped, decode_many};
 use crate::set::{ImageSet, PixelStats, check_set_memory};
-use crate::stream::ShardIndex;
+use crate::stream::{ShardIndex, ShardSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -248,14 +248,16 @@ impl ShardSource {
     ) -> Result<ShardIndex> {
         let scan = self.scan(classes, limit, key, parquet, false, progress)?;
         Ok(ShardIndex {
-            files: scan.files,
-            format: scan.format,
-            members: scan.members,
-            labels: scan.labels,
-            class_names: scan.names,
-            shape: (self.height, self.width, self.channels),
-            grey: self.grey.unwrap_or_default(),
-            stats: scan.stats,
+            images: ShardSet {
+                files: scan.files,
+                format: scan.format,
+                members: scan.members,
+                labels: scan.labels,
+                class_names: scan.names,
+                shape: (self.height, self.width, self.channels),
+                grey: self.grey.unwrap_or_default(),
+                stats: scan.stats,
+            },
             skipped: scan.skipped,
         })
     }

@@ -23,45 +23,19 @@ use std::sync::{Arc, mpsc};
 use whet_core::order::Blocks;
 use whet_core::{BatchSource, SourceError};
 
-/// Where the images of a shard source live: per shard file, the positions of the images kept
-/// (after `classes`, `limit` and `skip_bad`), with their labels and the sums of their pixels.
+/// Where the images of a shard source live ([`ShardIndex::images`]: per shard file, the
+/// positions of the images kept after `classes`, `limit` and `skip_bad`, with their labels and
+/// the sums of their pixels), and the images skipped with `skip_bad`.
 #[derive(Debug, Clone)]
 pub struct ShardIndex {
-    pub(crate) files: Vec<PathBuf>,
-    pub(crate) format: ShardFormat,
-    pub(crate) members: Vec<Vec<u32>>,
-    pub(crate) labels: Vec<u32>,
-    pub(crate) class_names: Vec<String>,
-    pub(crate) shape: (usize, usize, usize),
-    pub(crate) grey: Grey,
-    pub(crate) stats: PixelStats,
+    pub(crate) images: ShardSet,
     pub(crate) skipped: Vec<Skipped>,
 }
 
 impl ShardIndex {
-    /// The number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True when no image was kept.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Labels, in shard then file order.
-    pub fn labels(&self) -> &[u32] {
-        &self.labels
-    }
-
-    /// Class names, by label.
-    pub fn class_names(&self) -> &[String] {
-        &self.class_names
-    }
-
-    /// Height, width, channels of every decoded image.
-    pub fn shape(&self) -> (usize, usize, usize) {
-        self.shape
+    /// Every image kept, where it lives.
+    pub fn images(&self) -> &ShardSet {
+        &self.images
     }
 
     /// Images skipped with `skip_bad`.
@@ -88,35 +62,36 @@ impl ShardIndex {
                 "validation fraction must be in [0, 1), found {fraction}"
             )));
         }
-        let (h, w, c) = self.shape;
+        let all = self.images;
+        let (h, w, c) = all.shape;
         let is_val = if fraction > 0.0 {
-            validation_mask(&self.labels, self.class_names.len(), fraction, seed)
+            validation_mask(&all.labels, all.class_names.len(), fraction, seed)
         } else {
-            vec![false; self.labels.len()]
+            vec![false; all.labels.len()]
         };
         let n_val = is_val.iter().filter(|v| **v).count();
         let mut train = ShardSet {
-            files: self.files,
-            format: self.format,
-            members: Vec::with_capacity(self.members.len()),
-            labels: Vec::with_capacity(self.labels.len() - n_val),
-            class_names: self.class_names,
-            shape: self.shape,
-            grey: self.grey,
-            stats: self.stats,
+            files: all.files,
+            format: all.format,
+            members: Vec::with_capacity(all.members.len()),
+            labels: Vec::with_capacity(all.labels.len() - n_val),
+            class_names: all.class_names,
+            shape: all.shape,
+            grey: all.grey,
+            stats: all.stats,
         };
-        let mut val_members: Vec<Vec<u32>> = Vec::with_capacity(self.members.len());
+        let mut val_members: Vec<Vec<u32>> = Vec::with_capacity(all.members.len());
         let mut val_labels = Vec::with_capacity(n_val);
         let mut at = 0;
-        for here in &self.members {
+        for here in &all.members {
             let (mut t, mut v) = (Vec::new(), Vec::new());
             for &m in here {
                 if is_val[at] {
                     v.push(m);
-                    val_labels.push(self.labels[at]);
+                    val_labels.push(all.labels[at]);
                 } else {
                     t.push(m);
-                    train.labels.push(self.labels[at]);
+                    train.labels.push(all.labels[at]);
                 }
                 at += 1;
             }
@@ -129,7 +104,7 @@ impl ShardIndex {
         check_set_memory(
             "the validation images",
             n_val,
-            self.shape,
+            train.shape,
             "data.images.validation",
         )?;
         let mut pixels = Vec::with_capacity(n_val * h * w * c);
@@ -150,22 +125,23 @@ impl ShardIndex {
     }
 }
 
-/// The training images of a shard source, left in their shards: per shard file, the positions
-/// of its training images. Block `k` of its [`Blocks`] is shard file `k`.
+/// Images of a shard source left in their shards (all of them in a [`ShardIndex`], the
+/// training images after [`ShardIndex::split`]): per shard file, the positions of its images.
+/// Block `k` of its [`Blocks`] is shard file `k`.
 #[derive(Debug, Clone)]
 pub struct ShardSet {
-    files: Vec<PathBuf>,
-    format: ShardFormat,
-    members: Vec<Vec<u32>>,
-    labels: Vec<u32>,
-    class_names: Vec<String>,
-    shape: (usize, usize, usize),
-    grey: Grey,
-    stats: PixelStats,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) format: ShardFormat,
+    pub(crate) members: Vec<Vec<u32>>,
+    pub(crate) labels: Vec<u32>,
+    pub(crate) class_names: Vec<String>,
+    pub(crate) shape: (usize, usize, usize),
+    pub(crate) grey: Grey,
+    pub(crate) stats: PixelStats,
 }
 
 impl ShardSet {
-    /// The number of training images.
+    /// The number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -701,7 +677,7 @@ mod tests {
         let index = source
             .index(None, None, "train", &NoParquet, &whet_core::NoProgress)
             .unwrap();
-        assert_eq!(index.labels(), all.labels());
+        assert_eq!(index.images().labels(), all.labels());
         let (set, validation) = index.split(0.2, 4, &NoParquet).unwrap();
         // The split and the normaliser of the set in memory.
         let (train, val) = all.split_stratified(0.2, 4).unwrap();

@@ -717,6 +717,11 @@ mod tests {
         .unwrap()
     }
 
+    /// A split that is not k-fold or hash (no fold, no row keys).
+    fn split(df: &DataFrame, labels: Option<&[u32]>, c: &SplitConfig, seed: u64) -> SplitIndices {
+        split_indices(df, labels, c, seed, None, RowKeys::default()).unwrap()
+    }
+
     fn cfg(method: SplitMethod) -> SplitConfig {
         SplitConfig {
             method,
@@ -732,33 +737,9 @@ mod tests {
     #[test]
     fn random_is_seeded_and_partitions() {
         let df = frame(100);
-        let a = split_indices(
-            &df,
-            None,
-            &cfg(SplitMethod::Random),
-            1,
-            None,
-            RowKeys::default(),
-        )
-        .unwrap();
-        let b = split_indices(
-            &df,
-            None,
-            &cfg(SplitMethod::Random),
-            1,
-            None,
-            RowKeys::default(),
-        )
-        .unwrap();
-        let c = split_indices(
-            &df,
-            None,
-            &cfg(SplitMethod::Random),
-            2,
-            None,
-            RowKeys::default(),
-        )
-        .unwrap();
+        let a = split(&df, None, &cfg(SplitMethod::Random), 1);
+        let b = split(&df, None, &cfg(SplitMethod::Random), 1);
+        let c = split(&df, None, &cfg(SplitMethod::Random), 2);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(
@@ -779,15 +760,7 @@ mod tests {
     #[test]
     fn time_split_is_strictly_ordered() {
         let df = frame(100);
-        let s = split_indices(
-            &df,
-            None,
-            &cfg(SplitMethod::Time),
-            0,
-            None,
-            RowKeys::default(),
-        )
-        .unwrap();
+        let s = split(&df, None, &cfg(SplitMethod::Time), 0);
         let t = |i: &IdxSize| *i as i64 / 3;
         let max_train = s.train.iter().map(t).max().unwrap();
         let min_val = s.validation.iter().map(t).min().unwrap();
@@ -799,15 +772,7 @@ mod tests {
     #[test]
     fn group_split_keeps_groups_whole() {
         let df = frame(140);
-        let s = split_indices(
-            &df,
-            None,
-            &cfg(SplitMethod::Group),
-            3,
-            None,
-            RowKeys::default(),
-        )
-        .unwrap();
+        let s = split(&df, None, &cfg(SplitMethod::Group), 3);
         let g = |v: &Vec<IdxSize>| {
             v.iter()
                 .map(|i| i % 7)
@@ -822,15 +787,7 @@ mod tests {
     fn stratified_keeps_proportions() {
         let df = frame(100);
         let labels: Vec<u32> = (0..100).map(|i| u32::from(i % 4 == 0)).collect();
-        let s = split_indices(
-            &df,
-            Some(&labels),
-            &cfg(SplitMethod::Stratified),
-            5,
-            None,
-            RowKeys::default(),
-        )
-        .unwrap();
+        let s = split(&df, Some(&labels), &cfg(SplitMethod::Stratified), 5);
         let pos = |v: &Vec<IdxSize>| v.iter().filter(|&&i| labels[i as usize] == 1).count();
         assert_eq!((pos(&s.test), s.test.len()), (5, 20));
         // 25 positives: round(2.5) = 3 in validation.

@@ -681,8 +681,8 @@ fn load_shards(
     progress.end();
     let (test, test_skipped) = whet_image::load_test(
         cfg,
-        index.shape(),
-        index.class_names(),
+        index.images().shape(),
+        index.images().class_names(),
         &crate::PolarsShards,
     )
     .context("loading the images")?;
