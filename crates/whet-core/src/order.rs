@@ -13,6 +13,7 @@ use rand::RngExt;
 pub struct Blocks {
     sizes: Vec<usize>,
     starts: Vec<usize>,
+    total: usize,
     buffer: usize,
 }
 
@@ -29,6 +30,7 @@ impl Blocks {
         Blocks {
             sizes,
             starts,
+            total: at,
             buffer: buffer.max(1),
         }
     }
@@ -50,7 +52,7 @@ impl Blocks {
 
     /// The number of samples.
     pub fn len(&self) -> usize {
-        self.sizes.iter().sum()
+        self.total
     }
 
     /// True when there are no samples.

@@ -307,17 +307,6 @@ impl PixelStats {
         self.pixels += (hwc.len() / c.max(1)) as u64;
     }
 
-    /// Adds another set's sums.
-    pub fn merge(&mut self, other: &PixelStats) {
-        for (a, b) in self.sum.iter_mut().zip(&other.sum) {
-            *a += b;
-        }
-        for (a, b) in self.sq.iter_mut().zip(&other.sq) {
-            *a += b;
-        }
-        self.pixels += other.pixels;
-    }
-
     /// Removes the sums of images that were added before (saturating at zero).
     pub fn subtract(&mut self, other: &PixelStats) {
         for (a, b) in self.sum.iter_mut().zip(&other.sum) {
