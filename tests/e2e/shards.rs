@@ -39,6 +39,24 @@ fn idx_source(which: &str, limit: usize) -> String {
     )
 }
 
+/// `whet export idx.yaml --out OUT --format FORMAT --shard-size SIZE` in `d`, which must succeed.
+fn export_shards(d: &Path, out: &str, format: &str, size: &str) {
+    let r = whet(
+        d,
+        &[
+            "export",
+            "idx.yaml",
+            "--out",
+            out,
+            "--format",
+            format,
+            "--shard-size",
+            size,
+        ],
+    );
+    assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -67,20 +85,7 @@ fn runs_on_exported_shards_give_the_same_weights() {
         ("parquet-shards", "parquet", "100KB"),
     ] {
         let out = format!("exp-{ext}");
-        let r = whet(
-            d,
-            &[
-                "export",
-                "idx.yaml",
-                "--out",
-                &out,
-                "--format",
-                format,
-                "--shard-size",
-                size,
-            ],
-        );
-        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        export_shards(d, &out, format, size);
         let train = files_in(&d.join(&out).join("train"));
         let n = train.len();
         assert!(n > 1, "{format}: one shard only: {train:?}");
@@ -228,20 +233,7 @@ fn runs_on_exported_shards_give_the_same_weights() {
         assert!((a - b).abs() <= 1e-6, "{input}: loss {a} vs {b}");
     }
     // The same export twice gives the same shards, byte for byte.
-    let r = whet(
-        d,
-        &[
-            "export",
-            "idx.yaml",
-            "--out",
-            "again",
-            "--format",
-            "webdataset",
-            "--shard-size",
-            "400KB",
-        ],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    export_shards(d, "again", "webdataset", "400KB");
     for f in files_in(&d.join("again/train")) {
         assert!(
             std::fs::read(d.join("again/train").join(&f)).unwrap()
@@ -363,20 +355,7 @@ fn training_streams_shards_larger_than_the_memory_budget_to_the_same_weights() {
         ("parquet-shards", "parquet", false),
     ] {
         let out = format!("exp-{ext}");
-        let r = whet(
-            d,
-            &[
-                "export",
-                "idx.yaml",
-                "--out",
-                &out,
-                "--format",
-                format,
-                "--shard-size",
-                "200KB",
-            ],
-        );
-        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        export_shards(d, &out, format, "200KB");
         let shards = files_in(&d.join(&out).join("train")).len();
         assert!(shards > 20, "{format}: {shards} shards");
         let yaml = format!("buffered-{ext}.yaml");
