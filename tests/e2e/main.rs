@@ -21,6 +21,7 @@ mod predict;
 mod regression;
 mod shards;
 mod slurm;
+mod stream_tables;
 mod sweep;
 mod tracking;
 mod util;

@@ -181,6 +181,246 @@ impl<S: BatchSource> BatchSource for InBlocks<S> {
     }
 }
 
+/// The resident blocks of a [`BlockCache`] ([`BlockCache::view`]).
+pub struct BlockView<'a, T> {
+    blocks: &'a Blocks,
+    cache: &'a [(usize, T)],
+}
+
+impl<T> BlockView<'_, T> {
+    /// The block holding sample `i` and `i`'s place in it (`None` when it is not resident).
+    pub fn get(&self, i: usize) -> Option<(&T, usize)> {
+        let b = self.blocks.block_of(i)?;
+        let data = self.cache.iter().find(|(k, _)| *k == b).map(|(_, d)| d)?;
+        Some((data, i - self.blocks.starts()[b]))
+    }
+}
+
+/// How a [`BlockCache`] was used, for tests and reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Blocks read (by the prefetch thread or on demand).
+    pub reads: usize,
+    /// Of which read ahead by the prefetch thread and used.
+    pub prefetched: usize,
+    /// The most blocks held at once (cache and prefetch).
+    pub most_resident: usize,
+}
+
+/// Reads block `k` of a sharded set; `ahead` is true on the prefetch thread (a reader that uses
+/// the global thread pool must use a pool of its own there: the trainer may be waiting for that
+/// block on a thread of the global pool).
+pub type ReadBlock<T> = dyn Fn(usize, bool) -> Result<T, SourceError> + Send + Sync;
+
+/// A read block and its index, from the prefetch thread.
+type Ahead<T> = (usize, Result<T, SourceError>);
+
+/// The blocks of a set streamed from shards: the blocks the current batch needs are read into a
+/// small cache (least recently used evicted first), and the next block of the epoch's sequence
+/// ([`Blocks::order`]) is read ahead on a worker thread. What a streaming [`BatchSource`] holds
+/// its shards with.
+pub struct BlockCache<T: Send + 'static> {
+    blocks: Blocks,
+    read: std::sync::Arc<ReadBlock<T>>,
+    cache: Vec<(usize, T)>,
+    capacity: usize,
+    /// This epoch's block sequence and each block's place in it.
+    place: Vec<usize>,
+    seq: Vec<usize>,
+    /// `None` once dropped, which ends the prefetch thread.
+    requests: Option<std::sync::mpsc::Sender<usize>>,
+    results: std::sync::mpsc::Receiver<Ahead<T>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    pending: Option<usize>,
+    need: Vec<usize>,
+    stats: CacheStats,
+}
+
+impl<T: Send + 'static> Drop for BlockCache<T> {
+    /// Ends the prefetch thread and waits for it, so that what its reader holds (files, a
+    /// folder to remove) is released before the cache is gone.
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl<T: Send + 'static> BlockCache<T> {
+    /// A cache of `blocks` read with `read`, holding at most [`Blocks::span`] + 2 blocks (the
+    /// blocks of one window, the one before it still cached, and the one read ahead). `thread`
+    /// names the prefetch thread.
+    ///
+    /// # Errors
+    /// When the prefetch thread cannot start.
+    pub fn new(
+        blocks: Blocks,
+        read: std::sync::Arc<ReadBlock<T>>,
+        thread: &str,
+    ) -> Result<Self, SourceError> {
+        let (requests, jobs) = std::sync::mpsc::channel::<usize>();
+        let (done, results) = std::sync::mpsc::channel::<Ahead<T>>();
+        let reader = std::sync::Arc::clone(&read);
+        let worker = std::thread::Builder::new()
+            .name(thread.into())
+            .spawn(move || {
+                for k in jobs {
+                    if done.send((k, reader(k, true))).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| SourceError::msg(format!("cannot start the prefetch thread: {e}")))?;
+        Ok(BlockCache {
+            capacity: blocks.span() + 1,
+            blocks,
+            read,
+            cache: Vec::new(),
+            place: Vec::new(),
+            seq: Vec::new(),
+            requests: Some(requests),
+            results,
+            worker: Some(worker),
+            pending: None,
+            need: Vec::new(),
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// The blocks.
+    pub fn blocks(&self) -> &Blocks {
+        &self.blocks
+    }
+
+    /// The most blocks it holds at once: [`Blocks::span`] + 2.
+    pub fn resident(&self) -> usize {
+        self.capacity + 1
+    }
+
+    /// How the cache has been used so far.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// [`Blocks::order`] for epoch `epoch`, remembered so that the next block can be read
+    /// ahead; false when the buffer holds the whole set.
+    pub fn order(&mut self, seed: u64, epoch: usize, out: &mut [usize]) -> bool {
+        match self.blocks.order(seed, epoch, out) {
+            Some(seq) => {
+                self.place = vec![usize::MAX; self.blocks.sizes().len()];
+                for (at, &b) in seq.iter().enumerate() {
+                    self.place[b] = at;
+                }
+                self.seq = seq;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes every block holding one of `indices` resident, then asks for the block after them
+    /// in the epoch's sequence to be read ahead.
+    ///
+    /// # Errors
+    /// An index past the end, or the reader's error.
+    pub fn load(&mut self, indices: &[usize]) -> Result<(), SourceError> {
+        self.need.clear();
+        for &i in indices {
+            let b = self.blocks.block_of(i).ok_or_else(|| {
+                SourceError::msg(format!(
+                    "index {i} out of range for {} samples",
+                    self.blocks.len()
+                ))
+            })?;
+            if !self.need.contains(&b) {
+                self.need.push(b);
+            }
+        }
+        for k in 0..self.need.len() {
+            self.ensure(self.need[k])?;
+        }
+        self.prefetch()
+    }
+
+    /// The resident blocks, to read samples from (on any thread) once [`BlockCache::load`]
+    /// made a batch's blocks resident.
+    pub fn view(&self) -> BlockView<'_, T> {
+        BlockView {
+            blocks: &self.blocks,
+            cache: &self.cache,
+        }
+    }
+
+    /// Waits for the block being read ahead.
+    fn receive(&mut self) -> Result<Ahead<T>, SourceError> {
+        self.pending = None;
+        self.results
+            .recv()
+            .map_err(|_| SourceError::msg("the prefetch thread stopped"))
+    }
+
+    /// Puts block `k` in the cache, evicting the least recently used blocks that this batch
+    /// does not need.
+    fn insert(&mut self, k: usize, data: T) {
+        while self.cache.len() >= self.capacity {
+            let Some(at) = self.cache.iter().position(|(b, _)| !self.need.contains(b)) else {
+                break;
+            };
+            self.cache.remove(at);
+        }
+        self.cache.push((k, data));
+        self.stats.reads += 1;
+        let held = self.cache.len() + usize::from(self.pending.is_some());
+        self.stats.most_resident = self.stats.most_resident.max(held);
+    }
+
+    /// Makes block `k` resident and most recently used.
+    fn ensure(&mut self, k: usize) -> Result<(), SourceError> {
+        if let Some(at) = self.cache.iter().position(|(b, _)| *b == k) {
+            let entry = self.cache.remove(at);
+            self.cache.push(entry);
+            return Ok(());
+        }
+        let data = if self.pending == Some(k) {
+            let (_, r) = self.receive()?;
+            self.stats.prefetched += 1;
+            r
+        } else {
+            (self.read)(k, false)
+        };
+        self.insert(k, data?);
+        Ok(())
+    }
+
+    /// Asks the prefetch thread for the block after the last one this batch needs in the
+    /// epoch's sequence, unless it is resident or already coming.
+    fn prefetch(&mut self) -> Result<(), SourceError> {
+        let Some(last) = self.need.iter().filter_map(|&b| self.place.get(b)).max() else {
+            return Ok(());
+        };
+        let Some(&next) = self.seq.get(last + 1) else {
+            return Ok(());
+        };
+        if self.pending == Some(next) || self.cache.iter().any(|(b, _)| *b == next) {
+            return Ok(());
+        }
+        if self.pending.is_some() {
+            // A block read ahead for nothing (a batch jumped past it): collect and drop it.
+            let _ = self.receive()?;
+        }
+        self.requests
+            .as_ref()
+            .ok_or_else(|| SourceError::msg("the prefetch thread stopped"))?
+            .send(next)
+            .map_err(|_| SourceError::msg("the prefetch thread stopped"))?;
+        self.pending = Some(next);
+        let held = self.cache.len() + 1;
+        self.stats.most_resident = self.stats.most_resident.max(held);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

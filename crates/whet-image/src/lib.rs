@@ -69,4 +69,4 @@ pub use shards::{
 pub use source::{
     FolderSource, IdxFiles, ImageSourceConfig, ImagesConfig, TrainTest, load_test, load_train_test,
 };
-pub use stream::{ShardIndex, ShardSet, ShardStream, StreamStats};
+pub use stream::{ShardIndex, ShardSet, ShardStream};

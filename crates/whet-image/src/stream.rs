@@ -5,7 +5,8 @@
 //! split off (the same images [`ImageSet::split_stratified`] takes) and leaves the training
 //! images as a [`ShardSet`]. [`ShardStream`] feeds the trainer from it in the shard-local order of
 //! [`Blocks`]: each batch decodes the shards it needs into a small cache of decoded shards, and a
-//! worker thread decodes the next shard of the epoch's sequence ahead of time. The pixels,
+//! worker thread decodes the next shard of the epoch's sequence ahead of time
+//! ([`whet_core::order::BlockCache`], which a streamed table's rows use too). The pixels,
 //! labels, order and augmentation streams are those of the same set held in memory
 //! ([`ShardSet::to_set`] with [`whet_core::order::InBlocks`]), so both give the same weights.
 
@@ -19,8 +20,8 @@ use crate::shards::{
 use ndarray::ArrayViewMut2;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
-use whet_core::order::Blocks;
+use std::sync::Arc;
+use whet_core::order::{BlockCache, Blocks, CacheStats};
 use whet_core::{BatchSource, SourceError};
 
 /// Where the images of a shard source live ([`ShardIndex::images`]: per shard file, the
@@ -317,43 +318,17 @@ fn changed(file: &Path) -> Error {
     }
 }
 
-/// How a [`ShardStream`] used its cache, for tests and reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StreamStats {
-    /// Shards decoded (by the prefetch thread or on demand).
-    pub reads: usize,
-    /// Of which decoded ahead by the prefetch thread and used.
-    pub prefetched: usize,
-    /// The most decoded shards held at once (cache and prefetch).
-    pub most_resident: usize,
-}
-
-/// A prefetched shard: its index and the decoded pixels.
-type Decoded = (usize, Result<Vec<u8>>);
-
 /// Training batches streamed from a [`ShardSet`]: normalised (and augmented, with an
 /// [`Augmenter`]) as [`crate::AugmentSource`] and the in-memory arrays are, in the order of
-/// [`Blocks`] ([`BatchSource::order`]). At most [`ShardStream::resident`] decoded shards are
-/// held at once.
+/// [`Blocks`] ([`BatchSource::order`]). The decoded shards are held by a [`BlockCache`], at most
+/// [`ShardStream::resident`] at once.
 pub struct ShardStream {
     set: Arc<ShardSet>,
-    parquet: Arc<dyn ParquetShards>,
-    blocks: Blocks,
+    cache: BlockCache<Vec<u8>>,
     norm: Normalizer,
     augmenter: Option<Augmenter>,
     classes: usize,
-    /// Decoded shards, least recently used first.
-    cache: Vec<(usize, Vec<u8>)>,
-    capacity: usize,
-    /// This epoch's shard sequence and each shard's place in it.
-    place: Vec<usize>,
-    seq: Vec<usize>,
-    requests: mpsc::Sender<usize>,
-    results: mpsc::Receiver<Decoded>,
-    pending: Option<usize>,
-    need: Vec<usize>,
     labels: Vec<u32>,
-    stats: StreamStats,
 }
 
 impl ShardStream {
@@ -404,134 +379,52 @@ impl ShardStream {
                 ),
             });
         }
-        let capacity = set.resident_shards(buffer) - 1;
+        let resident = set.resident_shards(buffer);
         whet_core::budget::check(
             format!(
-                "streaming the training shards ({} decoded shards of up to {} images held at once)",
-                capacity + 1,
+                "streaming the training shards ({resident} decoded shards of up to {} images held at once)",
                 set.members.iter().map(Vec::len).max().unwrap_or(0)
             ),
-            whet_core::budget::product(&[capacity as u64 + 1, set.largest_block_bytes()]),
+            whet_core::budget::product(&[resident as u64, set.largest_block_bytes()]),
             "data.images.train.shards.shuffle_buffer (or write smaller shards)",
         )?;
         let set = Arc::new(set);
-        let (requests, jobs) = mpsc::channel::<usize>();
-        let (done, results) = mpsc::channel::<Decoded>();
-        let worker_set = Arc::clone(&set);
-        let worker_parquet = Arc::clone(&parquet);
-        // Its own one-thread pool: the trainer may wait for this shard on a thread of the
-        // global pool, which must not also be needed to decode it.
+        // The prefetch thread decodes in its own one-thread pool: the trainer may wait for
+        // that shard on a thread of the global pool, which must not also be needed to decode it.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "whet-shard-decode".into())
             .build()
             .map_err(|e| Error::Config(format!("cannot start the shard prefetch thread: {e}")))?;
-        std::thread::Builder::new()
-            .name("whet-shard-prefetch".into())
-            .spawn(move || {
-                for k in jobs {
-                    let r = pool.install(|| worker_set.read_block(k, &*worker_parquet));
-                    if done.send((k, r)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| Error::Config(format!("cannot start the shard prefetch thread: {e}")))?;
+        let reader = Arc::clone(&set);
+        let read = move |k: usize, ahead: bool| {
+            let r = if ahead {
+                pool.install(|| reader.read_block(k, &*parquet))
+            } else {
+                reader.read_block(k, &*parquet)
+            };
+            r.map_err(SourceError::new)
+        };
+        let cache = BlockCache::new(blocks, Arc::new(read), "whet-shard-prefetch")
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(ShardStream {
             set,
-            parquet,
-            blocks,
+            cache,
             norm,
             augmenter,
             classes,
-            cache: Vec::new(),
-            capacity,
-            place: Vec::new(),
-            seq: Vec::new(),
-            requests,
-            results,
-            pending: None,
-            need: Vec::new(),
             labels: Vec::new(),
-            stats: StreamStats::default(),
         })
     }
 
     /// The most decoded shards it holds at once ([`ShardSet::resident_shards`]).
     pub fn resident(&self) -> usize {
-        self.capacity + 1
+        self.cache.resident()
     }
 
     /// How the cache has been used so far.
-    pub fn stats(&self) -> StreamStats {
-        self.stats
-    }
-
-    /// Waits for the shard being prefetched.
-    fn receive(&mut self) -> std::result::Result<Decoded, SourceError> {
-        self.pending = None;
-        self.results
-            .recv()
-            .map_err(|_| SourceError::msg("the shard prefetch thread stopped"))
-    }
-
-    /// Puts decoded shard `k` in the cache, evicting the least recently used shards that this
-    /// batch does not need.
-    fn insert(&mut self, k: usize, data: Vec<u8>) {
-        while self.cache.len() >= self.capacity {
-            let Some(at) = self.cache.iter().position(|(b, _)| !self.need.contains(b)) else {
-                break;
-            };
-            self.cache.remove(at);
-        }
-        self.cache.push((k, data));
-        self.stats.reads += 1;
-        let held = self.cache.len() + usize::from(self.pending.is_some());
-        self.stats.most_resident = self.stats.most_resident.max(held);
-    }
-
-    /// Makes shard `k` resident and most recently used.
-    fn ensure(&mut self, k: usize) -> std::result::Result<(), SourceError> {
-        if let Some(at) = self.cache.iter().position(|(b, _)| *b == k) {
-            let entry = self.cache.remove(at);
-            self.cache.push(entry);
-            return Ok(());
-        }
-        let data = if self.pending == Some(k) {
-            let (_, r) = self.receive()?;
-            self.stats.prefetched += 1;
-            r
-        } else {
-            self.set.read_block(k, &*self.parquet)
-        };
-        let data = data.map_err(SourceError::new)?;
-        self.insert(k, data);
-        Ok(())
-    }
-
-    /// Asks the prefetch thread for the shard after the last one this batch needs in the
-    /// epoch's sequence, unless it is resident or already coming.
-    fn prefetch(&mut self) -> std::result::Result<(), SourceError> {
-        let Some(last) = self.need.iter().filter_map(|&b| self.place.get(b)).max() else {
-            return Ok(());
-        };
-        let Some(&next) = self.seq.get(last + 1) else {
-            return Ok(());
-        };
-        if self.pending == Some(next) || self.cache.iter().any(|(b, _)| *b == next) {
-            return Ok(());
-        }
-        if self.pending.is_some() {
-            // A shard prefetched for nothing (a batch jumped past it): collect and drop it.
-            let _ = self.receive()?;
-        }
-        self.requests
-            .send(next)
-            .map_err(|_| SourceError::msg("the shard prefetch thread stopped"))?;
-        self.pending = Some(next);
-        let held = self.cache.len() + 1;
-        self.stats.most_resident = self.stats.most_resident.max(held);
-        Ok(())
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 }
 
@@ -552,17 +445,7 @@ impl BatchSource for ShardStream {
             .saturating_add(labels)
     }
     fn order(&mut self, seed: u64, epoch: usize, out: &mut [usize]) -> bool {
-        match self.blocks.order(seed, epoch, out) {
-            Some(seq) => {
-                self.place = vec![usize::MAX; self.blocks.sizes().len()];
-                for (at, &b) in seq.iter().enumerate() {
-                    self.place[b] = at;
-                }
-                self.seq = seq;
-                true
-            }
-            None => false,
-        }
+        self.cache.order(seed, epoch, out)
     }
     fn fill(
         &mut self,
@@ -571,22 +454,7 @@ impl BatchSource for ShardStream {
         mut x: ArrayViewMut2<f32>,
         y: ArrayViewMut2<f32>,
     ) -> std::result::Result<(), SourceError> {
-        self.need.clear();
-        for &i in indices {
-            let b = self.blocks.block_of(i).ok_or_else(|| {
-                SourceError::msg(format!(
-                    "index {i} out of range for {} images",
-                    self.set.len()
-                ))
-            })?;
-            if !self.need.contains(&b) {
-                self.need.push(b);
-            }
-        }
-        for k in 0..self.need.len() {
-            self.ensure(self.need[k])?;
-        }
-        self.prefetch()?;
+        self.cache.load(indices)?;
         let dim = self.input_dim();
         let xs = x
             .as_slice_mut()
@@ -598,16 +466,12 @@ impl BatchSource for ShardStream {
                 indices.len()
             )));
         }
-        let (cache, blocks) = (&self.cache, &self.blocks);
+        let cache = self.cache.view();
         let image = |i: usize| -> &[u8] {
-            // Every block of the batch is resident (above), so these lookups succeed.
-            let b = blocks.block_of(i).unwrap_or(0);
-            let data = cache
-                .iter()
-                .find(|(k, _)| *k == b)
-                .map_or(&[][..], |(_, d)| &d[..]);
-            let at = (i - blocks.starts()[b]) * dim;
-            data.get(at..at + dim).unwrap_or(&[])
+            // Every block of the batch is resident (`load`), so these lookups succeed.
+            cache.get(i).map_or(&[][..], |(data, at)| {
+                data.get(at * dim..(at + 1) * dim).unwrap_or(&[])
+            })
         };
         match &self.augmenter {
             Some(a) => a.fill_with(image, &self.norm, epoch as u64, indices, xs),

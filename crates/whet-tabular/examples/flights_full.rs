@@ -63,12 +63,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "  rows train/validation/test: {} / {} / {} ({} dropped: missing target); {} features; train positives {:.2} %",
-        prep.train.x.nrows(),
+        prep.train.len(),
         prep.validation.x.nrows(),
         prep.test.x.nrows(),
         prep.report.target_missing_dropped,
         prep.features.len(),
-        100.0 * prep.train.y.mean().unwrap_or(0.0)
+        100.0 * prep.train.y().mean().unwrap_or(0.0)
     );
     if let Some(out) = std::env::args().nth(1) {
         let t = Instant::now();

@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::stage::{Columns, FittedStage, FittedStep, Stage, not_found, select_columns};
+use crate::stage::{
+    Columns, FittedStage, FittedStep, Fitter, Stage, fit_whole, not_found, select_columns,
+};
 
 /// The pooled level name.
 pub const OTHER: &str = "__other__";
@@ -122,12 +124,21 @@ fn column_text(cols: &Columns, c: &str, context: &str) -> Result<StringChunked> 
     Ok(s.str()?.clone())
 }
 
-fn counts(ca: &StringChunked) -> Vec<(String, usize)> {
-    let mut m: HashMap<&str, usize> = HashMap::new();
+/// Adds the count of every value of `ca` to `m`.
+fn count_into(m: &mut HashMap<String, usize>, ca: &StringChunked) {
     for v in ca.iter().flatten() {
-        *m.entry(v).or_default() += 1;
+        match m.get_mut(v) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(v.to_string(), 1);
+            }
+        }
     }
-    let mut v: Vec<(String, usize)> = m.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+}
+
+/// The values by count, most frequent first, ties in text order.
+fn by_count(m: HashMap<String, usize>) -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = m.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
 }
@@ -137,54 +148,95 @@ impl Stage for EncodeConfig {
         "encode".into()
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        select_columns(train, &self.one_hot, "encode one_hot", |_| true)?;
-        select_columns(train, &self.ordinal, "encode ordinal", |_| true)?;
-        select_columns(train, &self.boolean, "encode boolean", |_| true)?;
-        select_columns(train, &self.dates, "encode dates", |_| true)?;
-        let mut one_hot = Vec::new();
-        for c in &self.one_hot {
-            let cnt = counts(&as_text(train, c, "encode one_hot")?);
-            let levels = cnt
-                .into_iter()
-                .take(self.max_levels)
-                .map(|(k, _)| k)
-                .collect();
-            one_hot.push(Levels {
-                column: c.clone(),
-                levels,
-            });
+        let f = self
+            .fitter(&train.clear())?
+            .expect("encode always has a fitter");
+        let fitted = fit_whole(f, train)?;
+        if let FittedStep::Encode(e) = fitted.to_step() {
+            // The one-hot columns of every row, as booleans and later as f32 features, counted
+            // from the levels before any column is made. (A streamed table makes them a batch at
+            // a time, and counts its matrices as it builds them.)
+            let new_columns = e
+                .one_hot
+                .iter()
+                .fold(0u64, |a, l| a.saturating_add(l.levels.len() as u64 + 1));
+            whet_core::budget::check(
+                format!(
+                    "the one-hot columns ({new_columns} new columns of {} rows, as booleans and f32)",
+                    train.height()
+                ),
+                whet_core::budget::product(&[new_columns, train.height() as u64, 1 + 4]),
+                "encode.max_levels",
+            )?;
         }
-        // The one-hot columns of every row, as booleans and later as f32 features, counted from
-        // the levels before any column is made.
-        let new_columns = one_hot
+        Ok(fitted)
+    }
+
+    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+        select_columns(empty, &self.one_hot, "encode one_hot", |_| true)?;
+        select_columns(empty, &self.ordinal, "encode ordinal", |_| true)?;
+        select_columns(empty, &self.boolean, "encode boolean", |_| true)?;
+        select_columns(empty, &self.dates, "encode dates", |_| true)?;
+        Ok(Some(Box::new(EncodeFitter {
+            cfg: self.clone(),
+            one_hot: vec![HashMap::new(); self.one_hot.len()],
+            ordinal: vec![HashMap::new(); self.ordinal.len()],
+        })))
+    }
+}
+
+/// Counts the values of the one-hot and ordinal columns batch by batch.
+struct EncodeFitter {
+    cfg: EncodeConfig,
+    one_hot: Vec<HashMap<String, usize>>,
+    ordinal: Vec<HashMap<String, usize>>,
+}
+
+impl Fitter for EncodeFitter {
+    fn feed(&mut self, batch: &DataFrame) -> Result<()> {
+        for (c, m) in self.cfg.one_hot.iter().zip(&mut self.one_hot) {
+            count_into(m, &as_text(batch, c, "encode one_hot")?);
+        }
+        for (c, m) in self.cfg.ordinal.iter().zip(&mut self.ordinal) {
+            count_into(m, &as_text(batch, c, "encode ordinal")?);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
+        let cfg = self.cfg;
+        let one_hot: Vec<Levels> = cfg
+            .one_hot
             .iter()
-            .fold(0u64, |a, l| a.saturating_add(l.levels.len() as u64 + 1));
-        whet_core::budget::check(
-            format!(
-                "the one-hot columns ({new_columns} new columns of {} rows, as booleans and f32)",
-                train.height()
-            ),
-            whet_core::budget::product(&[new_columns, train.height() as u64, 1 + 4]),
-            "encode.max_levels",
-        )?;
-        let mut ordinal = Vec::new();
-        for c in &self.ordinal {
-            let mut levels: Vec<String> = counts(&as_text(train, c, "encode ordinal")?)
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
-            levels.sort();
-            ordinal.push(Levels {
+            .zip(self.one_hot)
+            .map(|(c, m)| Levels {
                 column: c.clone(),
-                levels,
-            });
-        }
+                levels: by_count(m)
+                    .into_iter()
+                    .take(cfg.max_levels)
+                    .map(|(k, _)| k)
+                    .collect(),
+            })
+            .collect();
+        let ordinal = cfg
+            .ordinal
+            .iter()
+            .zip(self.ordinal)
+            .map(|(c, m)| {
+                let mut levels: Vec<String> = m.into_keys().collect();
+                levels.sort();
+                Levels {
+                    column: c.clone(),
+                    levels,
+                }
+            })
+            .collect();
         Ok(Box::new(FittedEncode {
             one_hot,
             ordinal,
-            boolean: self.boolean.clone(),
-            dates: self.dates.clone(),
-            parts: self.parts.clone(),
+            boolean: cfg.boolean.clone(),
+            dates: cfg.dates.clone(),
+            parts: cfg.parts.clone(),
         }))
     }
 }

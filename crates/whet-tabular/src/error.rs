@@ -207,6 +207,14 @@ pub enum Error {
     /// The config is invalid (the issues, joined).
     #[error("invalid tabular config: {0}")]
     Config(String),
+    /// A table larger than the memory budget meets something that needs every row at once.
+    #[error("{key}: {reason}")]
+    CannotStream {
+        /// The run-file key path of what cannot stream (`split.method`, `steps[3].audit`).
+        key: String,
+        /// Why, and what would stream.
+        reason: String,
+    },
     /// The audit found flags listed in `fail_on`.
     #[error("audit stopped the run: {0}")]
     AuditFailed(String),

@@ -358,9 +358,20 @@ pub fn write_splits(
     format: ExportFormat,
     ids: &[DataFrame; 3],
 ) -> Result<Vec<FileEntry>> {
+    let Some(train) = prepared.train.in_memory() else {
+        return Err(Error::CannotStream {
+            key: "whet export".into(),
+            reason: format!(
+                "the {} prepared training rows did not fit in the memory budget and were trained \
+                 from shards on disk; exporting them needs them in memory: raise the budget with \
+                 `--max-memory`",
+                prepared.train.len()
+            ),
+        });
+    };
     let mut files = Vec::new();
     for ((name, s), ids) in [
-        ("train", &prepared.train),
+        ("train", train),
         ("validation", &prepared.validation),
         ("test", &prepared.test),
     ]

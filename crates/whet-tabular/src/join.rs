@@ -387,6 +387,51 @@ fn left_join_unique_int(
     Ok(Some((DataFrame::new(left.height(), columns)?, unmatched)))
 }
 
+/// The checks [`join`] makes before a join whose left side is read in batches (`left` has the
+/// left columns and no rows needed): keys present, of one type, and unique on the right (a
+/// batch cannot count the left's repeats).
+pub(crate) fn check_streamed(left: &DataFrame, right: &DataFrame, cfg: &JoinConfig) -> Result<()> {
+    let (lk, rk) = cfg.keys();
+    check_columns(left, &lk, &format!("join with `{}` (left keys)", cfg.with))?;
+    check_columns(
+        right,
+        &rk,
+        &format!("join with `{}` (right keys)", cfg.with),
+    )?;
+    for (l, r) in lk.iter().zip(&rk) {
+        let (lt, rt) = (left.column(l)?.dtype(), right.column(r)?.dtype());
+        if lt != rt {
+            return Err(Error::KeyType {
+                with: cfg.with.clone(),
+                left: l.clone(),
+                left_type: lt.to_string(),
+                right: r.clone(),
+                right_type: rt.to_string(),
+            });
+        }
+    }
+    let (right_dups, right_example) = dup_count(right, &rk)?;
+    if right_dups > 0 {
+        if let Some(card) = cfg.cardinality {
+            return Err(Error::Cardinality {
+                with: cfg.with.clone(),
+                declared: format!("{card:?}").to_lowercase(),
+                side: "right",
+                duplicates: right_dups,
+                example: right_example,
+            });
+        }
+        return Err(Error::CannotStream {
+            key: format!("join with `{}`", cfg.with),
+            reason: format!(
+                "the main table is larger than the memory budget and is joined batch by batch,                  which needs each right key once; {right_dups} right rows repeat a key (e.g.                  {right_example}): deduplicate `{}` on {rk:?}",
+                cfg.with
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Joins `left` with `right` as `cfg` says and reports what happened.
 ///
 /// # Errors

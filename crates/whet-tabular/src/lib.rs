@@ -35,10 +35,12 @@ mod missing;
 mod parquet_guard;
 mod pipeline;
 mod rows;
+mod rowshards;
 mod scale;
 mod schema;
 mod split;
 mod stage;
+mod stream;
 mod target;
 
 pub use audit::{AuditConfig, AuditFlag, AuditReport, FlagKind, audit_frame};
@@ -67,10 +69,18 @@ pub use pipeline::{
 };
 pub use polars;
 pub use rows::{BadRow, ROW_ID, bad_rows, check_clashes, row_columns};
+pub use rowshards::{
+    DEFAULT_SHUFFLE_ROWS, RowShardWriter, RowShards, RowStream, SHARD_ROWS, TrainRows,
+    memory_blocks,
+};
 pub use scale::{ClipConfig, FittedClip, FittedNormalize, NormMethod, NormalizeConfig};
 pub use schema::check_columns;
 pub use split::{
-    Fold, RowKeys, SplitConfig, SplitIndices, SplitMethod, hash_split_of, split_indices,
+    Fold, RowKeys, SplitConfig, SplitIndices, SplitMethod, hash_assign, hash_split_of,
+    split_indices,
 };
-pub use stage::{FittedStage, FittedStep, Stage};
+pub use stage::{FittedStage, FittedStep, Fitter, Stage};
+pub use stream::{
+    BATCH_ROWS, StreamReport, check_streamable, must_stream, prepare_streamed, table_bytes,
+};
 pub use target::{DEFAULT_MAX_CLASSES, Target, TargetConfig, TargetKind, extract_target};

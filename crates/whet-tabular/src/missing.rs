@@ -11,8 +11,8 @@ use whet_core::Probability;
 
 use crate::error::{Error, Result};
 use crate::stage::{
-    Columns, FittedStage, FittedStep, Stage, as_f64, f64_column, fill_f64, is_numeric, not_found,
-    par_map_columns, put, select_columns,
+    Columns, FittedStage, FittedStep, Fitter, Stage, as_f64, f64_column, fill_f64, fit_whole,
+    is_numeric, not_found, par_map_columns, put, select_columns,
 };
 
 /// Which rows `drop_rows` removes.
@@ -104,13 +104,46 @@ impl Stage for DropColumnsConfig {
         format!("drop_columns(max_missing: {})", self.max_missing)
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        let cols = select_columns(train, &self.columns, "drop_columns", |_| true)?;
-        let n = train.height().max(1) as f64;
-        let dropped = cols
+        let f = self
+            .fitter(&train.clear())?
+            .expect("drop_columns always has a fitter");
+        fit_whole(f, train)
+    }
+
+    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+        let cols = select_columns(empty, &self.columns, "drop_columns", |_| true)?;
+        Ok(Some(Box::new(DropColumnsFitter {
+            max_missing: self.max_missing.get(),
+            rows: 0,
+            nulls: cols.into_iter().map(|c| (c, 0)).collect(),
+        })))
+    }
+}
+
+/// Counts rows and missing values batch by batch.
+struct DropColumnsFitter {
+    max_missing: f64,
+    rows: usize,
+    nulls: Vec<(String, usize)>,
+}
+
+impl Fitter for DropColumnsFitter {
+    fn feed(&mut self, batch: &DataFrame) -> Result<()> {
+        self.rows += batch.height();
+        for (c, n) in &mut self.nulls {
+            *n += batch.column(c).map_or(0, |col| col.null_count());
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
+        let n = self.rows.max(1) as f64;
+        let dropped = self
+            .nulls
             .into_iter()
-            .filter_map(|c| {
-                let rate = train.column(&c).ok()?.null_count() as f64 / n;
-                (rate > self.max_missing.get()).then_some((c, rate))
+            .filter_map(|(c, nulls)| {
+                let rate = nulls as f64 / n;
+                (rate > self.max_missing).then_some((c, rate))
             })
             .collect();
         Ok(Box::new(FittedDropColumns { dropped }))
@@ -265,15 +298,19 @@ fn mode_f64(values: impl Iterator<Item = f64>) -> Option<f64> {
         .map(|(_, v)| v)
 }
 
+/// The most frequent value of `(value, count)` pairs, the smallest on ties.
+fn mode_of<K: Ord>(counts: impl Iterator<Item = (K, usize)>) -> Option<K> {
+    counts
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(v, _)| v)
+}
+
 fn mode_str<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for v in values {
         *counts.entry(v).or_default() += 1;
     }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-        .map(|(v, _)| v.to_string())
+    mode_of(counts.into_iter()).map(str::to_string)
 }
 
 fn median_of(mut v: Vec<f64>) -> Option<f64> {
@@ -327,6 +364,9 @@ impl Stage for ImputeConfig {
     }
 
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
+        if let Some(f) = self.fitter(&train.clear())? {
+            return fit_whole(f, train);
+        }
         let name = self.name();
         let by = self.by.as_deref();
         let cols = select_columns(train, &self.columns, "impute", |t| {
@@ -432,6 +472,125 @@ impl Stage for ImputeConfig {
         Ok(Box::new(FittedImpute {
             fills,
             by: self.by.clone(),
+            indicators,
+        }))
+    }
+
+    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+        // Medians and numeric modes need every value, groups a statistic per group.
+        if self.by.is_some() || matches!(self.numeric, NumericFill::Median | NumericFill::Mode) {
+            return Ok(None);
+        }
+        let cols = select_columns(empty, &self.columns, "impute", |t| {
+            is_numeric(t) || t == &DataType::String
+        })?;
+        let columns = cols
+            .into_iter()
+            .map(|c| {
+                let text = empty.column(&c)?.dtype() == &DataType::String;
+                Ok(ImputeAcc {
+                    column: c,
+                    text,
+                    nulls: 0,
+                    mean: crate::kernel::MeanAcc::default(),
+                    counts: HashMap::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some(Box::new(ImputeFitter {
+            cfg: self.clone(),
+            columns,
+        })))
+    }
+}
+
+/// What [`ImputeFitter`] gathers for one column.
+struct ImputeAcc {
+    column: String,
+    text: bool,
+    /// Missing values (for the indicator).
+    nulls: usize,
+    /// Numeric `mean`.
+    mean: crate::kernel::MeanAcc,
+    /// Text `mode`: the count of every value.
+    counts: HashMap<String, usize>,
+}
+
+/// Fits `impute` batch by batch when its statistics are a mean, a constant or a text mode.
+struct ImputeFitter {
+    cfg: ImputeConfig,
+    columns: Vec<ImputeAcc>,
+}
+
+impl Fitter for ImputeFitter {
+    fn feed(&mut self, batch: &DataFrame) -> Result<()> {
+        let cfg = &self.cfg;
+        // Columns in parallel; the first error in column order is reported.
+        let done: Vec<Result<()>> = self
+            .columns
+            .par_iter_mut()
+            .map(|acc| {
+                let Ok(col) = batch.column(&acc.column) else {
+                    return Err(not_found(batch, &acc.column, "impute"));
+                };
+                acc.nulls += col.null_count();
+                if acc.text && cfg.categorical == CategoricalFill::Mode {
+                    for v in col.str()?.iter().flatten() {
+                        match acc.counts.get_mut(v) {
+                            Some(n) => *n += 1,
+                            None => {
+                                acc.counts.insert(v.to_string(), 1);
+                            }
+                        }
+                    }
+                } else if !acc.text && cfg.numeric == NumericFill::Mean {
+                    acc.mean.feed(&f64_column(batch, &acc.column, "impute")?);
+                } else if !acc.text && cfg.numeric != NumericFill::None {
+                    // Checked as the whole-frame fit checks it.
+                    f64_column(batch, &acc.column, "impute")?;
+                }
+                Ok(())
+            })
+            .collect();
+        done.into_iter().collect()
+    }
+
+    fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
+        let cfg = self.cfg;
+        let mut fills = Vec::new();
+        let mut indicators = Vec::new();
+        for acc in self.columns {
+            if cfg.indicator && acc.nulls > 0 {
+                indicators.push(acc.column.clone());
+            }
+            let value = if acc.text {
+                match cfg.categorical {
+                    CategoricalFill::None => continue,
+                    CategoricalFill::Mode => mode_of(acc.counts.into_iter()).map(FillValue::Text),
+                    CategoricalFill::Constant => Some(FillValue::Text(cfg.text.clone())),
+                }
+            } else {
+                match cfg.numeric {
+                    NumericFill::None => continue,
+                    NumericFill::Mean => acc.mean.finish().map(FillValue::Number),
+                    _ => Some(FillValue::Number(cfg.value)),
+                }
+            };
+            let Some(value) = value else {
+                return Err(Error::NothingToFit {
+                    stage: cfg.name(),
+                    column: acc.column,
+                });
+            };
+            fills.push(ColumnFill {
+                column: acc.column,
+                value,
+                groups: BTreeMap::new(),
+            });
+        }
+        Ok(Box::new(FittedImpute {
+            fills,
+            by: None,
             indicators,
         }))
     }

@@ -43,6 +43,13 @@ pub struct TablesConfig {
     pub main: Option<String>,
     /// The target.
     pub target: TargetConfig,
+    /// Shuffle the training rows a block of [`crate::SHARD_ROWS`] rows at a time, within
+    /// windows of this many rows: the order of a table larger than the memory budget (its
+    /// prepared rows are read back from disk). Set, a table in memory trains in the same order,
+    /// so both give the same weights. Default: a full shuffle in memory, and windows of
+    /// [`crate::DEFAULT_SHUFFLE_ROWS`] rows when the training rows are streamed from disk.
+    #[serde(default)]
+    pub shuffle_buffer: Option<usize>,
     /// Identifier columns of the main table (`id: [flight_id]`). They are never features (taken
     /// out before the first fitted step; the pre-split steps and the split still see them, so
     /// a join or a group split may use them), and `whet export`, `whet apply` and `whet
@@ -100,6 +107,9 @@ impl TablesConfig {
                 },
             );
         }
+        is.check(self.shuffle_buffer != Some(0), "shuffle_buffer", || {
+            "expected at least 1 row (or leave it out for a full shuffle)".into()
+        });
         is.nest("target", self.target.validate());
         let target = self
             .target
@@ -230,6 +240,17 @@ impl TabularConfig {
             .unwrap_or(self.steps.len())
     }
 
+    /// The tables other than the main one (joined whole, so loaded in memory).
+    pub fn tables_to_join(&self) -> Vec<String> {
+        let main = self.data.main_name().unwrap_or_default();
+        self.data
+            .tables
+            .keys()
+            .filter(|k| k.as_str() != main)
+            .cloned()
+            .collect()
+    }
+
     /// Cross-field checks (paths `data.…`, `steps[i].…`, `split.…`).
     pub fn validate(&self) -> Issues {
         let mut is = Issues::new();
@@ -326,7 +347,7 @@ impl TabularConfig {
         self.data.resolve_paths(base);
     }
 
-    fn checked(&self) -> Result<()> {
+    pub(crate) fn checked(&self) -> Result<()> {
         let is = self.validate();
         if is.is_empty() {
             Ok(())
@@ -408,13 +429,17 @@ pub struct PrepareReport {
     pub rows: SplitRows,
     /// Wall-clock seconds per phase.
     pub seconds: Vec<(String, f64)>,
+    /// How the main table was streamed, when it was larger than the memory budget (absent when
+    /// it was read in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<crate::stream::StreamReport>,
 }
 
 /// The result of [`prepare`].
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// Train arrays.
-    pub train: SplitArrays,
+    /// Train rows: arrays, or shards on disk when a streamed table's did not fit.
+    pub train: crate::rowshards::TrainRows,
     /// Validation arrays (0 rows when `split.validation` is 0).
     pub validation: SplitArrays,
     /// Test arrays.
@@ -462,7 +487,7 @@ pub fn load_tables(
 }
 
 /// Runs one pre-split step on the whole frame.
-fn pre_step(
+pub(crate) fn pre_step(
     step: &StepConfig,
     df: DataFrame,
     tables: &BTreeMap<String, DataFrame>,
@@ -503,7 +528,7 @@ fn pre_step(
     }
 }
 
-fn step_err(index: usize, step: &StepConfig) -> impl FnOnce(Error) -> Error + '_ {
+pub(crate) fn step_err(index: usize, step: &StepConfig) -> impl FnOnce(Error) -> Error + '_ {
     move |e| Error::Step {
         index,
         name: step.key().to_string(),
@@ -512,7 +537,7 @@ fn step_err(index: usize, step: &StepConfig) -> impl FnOnce(Error) -> Error + '_
 }
 
 /// Counts NaN / infinite values in float columns.
-fn check_finite(df: &DataFrame, stage: &str, split: &str) -> Result<()> {
+pub(crate) fn check_finite(df: &DataFrame, stage: &str, split: &str) -> Result<()> {
     for c in df.columns() {
         let bad = match c.dtype() {
             DataType::Float64 => c
@@ -541,7 +566,7 @@ fn check_finite(df: &DataFrame, stage: &str, split: &str) -> Result<()> {
 }
 
 /// The columns usable as features: numeric and boolean ones, in frame order.
-fn feature_columns(df: &DataFrame) -> (Vec<String>, Vec<String>) {
+pub(crate) fn feature_columns(df: &DataFrame) -> (Vec<String>, Vec<String>) {
     let mut used = Vec::new();
     let mut unused = Vec::new();
     for c in df.columns() {
@@ -841,7 +866,7 @@ pub fn prepare(
         files: vec![],
     };
     Ok(Prepared {
-        train,
+        train: crate::rowshards::TrainRows::Memory(train),
         validation,
         test,
         features,

@@ -16,7 +16,7 @@ use crate::stage::{names, not_found};
 pub const ROW_ID: &str = "row";
 
 /// The hidden column that carries the source row number through the pre-split steps.
-const SOURCE_ROW: &str = "__whet_source_row__";
+pub(crate) const SOURCE_ROW: &str = "__whet_source_row__";
 
 /// Checks that every `data.id` column is in the main table `df` read from `path`.
 ///

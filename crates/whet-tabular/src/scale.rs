@@ -9,8 +9,8 @@ use whet_core::Probability;
 
 use crate::error::{Error, Result};
 use crate::stage::{
-    Columns, FittedStage, FittedStep, Stage, f64_column, is_numeric, par_map_columns,
-    select_columns,
+    Columns, FittedStage, FittedStep, Fitter, Stage, f64_column, fit_whole, is_numeric,
+    par_map_columns, select_columns,
 };
 
 /// The scaling method.
@@ -86,51 +86,136 @@ impl Stage for NormalizeConfig {
         format!("normalize({:?})", self.method).to_lowercase()
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        let cols = select_columns(train, &self.columns, "normalize", is_numeric)?;
-        let cols: Vec<String> = cols
-            .into_iter()
-            .filter(|c| !self.exclude.contains(c))
-            .collect();
-        // Columns in parallel; the first error in column order is reported.
-        let fitted: Vec<Result<ColumnScale>> =
-            par_map_columns(&cols, |c| self.fit_column(train, c.clone()));
+        if let Some(f) = self.fitter(&train.clear())? {
+            return fit_whole(f, train);
+        }
+        // Robust: quantiles of every value. Columns in parallel; the first error in column
+        // order is reported.
+        let cols = self.columns_of(train)?;
+        let fitted: Vec<Result<ColumnScale>> = par_map_columns(&cols, |c| {
+            let ca = f64_column(train, c, "normalize")?;
+            let none = || self.nothing(c);
+            let med = ca.median().ok_or_else(none)?;
+            let q1 = quantile(&ca, 0.25)?.ok_or_else(none)?;
+            let q3 = quantile(&ca, 0.75)?.ok_or_else(none)?;
+            Ok(ColumnScale {
+                column: c.clone(),
+                center: med,
+                scale: nonzero(q3 - q1),
+            })
+        });
         Ok(Box::new(FittedNormalize {
             method: self.method,
             columns: fitted.into_iter().collect::<Result<_>>()?,
         }))
     }
+
+    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+        if self.method == NormMethod::Robust {
+            return Ok(None);
+        }
+        let columns = self
+            .columns_of(empty)?
+            .into_iter()
+            .map(|c| (c, ScaleAcc::default()))
+            .collect();
+        Ok(Some(Box::new(NormalizeFitter {
+            cfg: self.clone(),
+            columns,
+        })))
+    }
 }
 
 impl NormalizeConfig {
-    fn fit_column(&self, train: &DataFrame, c: String) -> Result<ColumnScale> {
-        let ca = f64_column(train, &c, "normalize")?;
-        let none = || Error::NothingToFit {
+    /// The numeric columns listed (default: all), less `exclude`.
+    fn columns_of(&self, df: &DataFrame) -> Result<Vec<String>> {
+        let cols = select_columns(df, &self.columns, "normalize", is_numeric)?;
+        Ok(cols
+            .into_iter()
+            .filter(|c| !self.exclude.contains(c))
+            .collect())
+    }
+
+    fn nothing(&self, column: &str) -> Error {
+        Error::NothingToFit {
             stage: self.name(),
-            column: c.clone(),
-        };
-        let (center, scale) = match self.method {
-            NormMethod::Zscore => {
-                let m = crate::kernel::moments(&ca);
-                (m.mean().ok_or_else(none)?, nonzero(m.std().unwrap_or(0.0)))
-            }
-            NormMethod::Minmax => {
-                let lo = ca.min().ok_or_else(none)?;
-                let hi = ca.max().ok_or_else(none)?;
-                (lo, nonzero(hi - lo))
-            }
-            NormMethod::Robust => {
-                let med = ca.median().ok_or_else(none)?;
-                let q1 = quantile(&ca, 0.25)?.ok_or_else(none)?;
-                let q3 = quantile(&ca, 0.75)?.ok_or_else(none)?;
-                (med, nonzero(q3 - q1))
-            }
-            NormMethod::Log1p => (0.0, 1.0),
-        };
-        Ok(ColumnScale {
-            column: c,
-            center,
-            scale,
-        })
+            column: column.to_string(),
+        }
+    }
+}
+
+/// What [`NormalizeFitter`] gathers for one column: its moments, least and greatest values.
+#[derive(Debug, Clone, Default)]
+struct ScaleAcc {
+    moments: crate::kernel::MomentsAcc,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+/// Fits `zscore`, `minmax` and `log1p` batch by batch.
+struct NormalizeFitter {
+    cfg: NormalizeConfig,
+    columns: Vec<(String, ScaleAcc)>,
+}
+
+impl Fitter for NormalizeFitter {
+    fn feed(&mut self, batch: &DataFrame) -> Result<()> {
+        let method = self.cfg.method;
+        // Columns in parallel; the first error in column order is reported.
+        let done: Vec<Result<()>> = self
+            .columns
+            .par_iter_mut()
+            .map(|(c, acc)| {
+                let ca = f64_column(batch, c, "normalize")?;
+                match method {
+                    NormMethod::Zscore => acc.moments.feed(&ca),
+                    NormMethod::Minmax => {
+                        let pick =
+                            |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
+                                (Some(a), Some(b)) => Some(f(a, b)),
+                                (a, b) => a.or(b),
+                            };
+                        acc.min = pick(acc.min, ca.min(), f64::min);
+                        acc.max = pick(acc.max, ca.max(), f64::max);
+                    }
+                    NormMethod::Log1p | NormMethod::Robust => {}
+                }
+                Ok(())
+            })
+            .collect();
+        done.into_iter().collect()
+    }
+
+    fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
+        let cfg = &self.cfg;
+        let columns = self
+            .columns
+            .into_iter()
+            .map(|(c, acc)| {
+                let none = || cfg.nothing(&c);
+                let (center, scale) = match cfg.method {
+                    NormMethod::Zscore => {
+                        let m = acc.moments.finish();
+                        (m.mean().ok_or_else(none)?, nonzero(m.std().unwrap_or(0.0)))
+                    }
+                    NormMethod::Minmax => {
+                        let lo = acc.min.ok_or_else(none)?;
+                        let hi = acc.max.ok_or_else(none)?;
+                        (lo, nonzero(hi - lo))
+                    }
+                    NormMethod::Log1p | NormMethod::Robust => (0.0, 1.0),
+                };
+                Ok(ColumnScale {
+                    column: c,
+                    center,
+                    scale,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Box::new(FittedNormalize {
+            method: cfg.method,
+            columns,
+        }))
     }
 }
 

@@ -392,6 +392,7 @@ mod tests {
                 main: Some("f".into()),
                 target: TargetConfig::classes("late"),
                 id: vec!["flight".into()],
+                shuffle_buffer: None,
             },
             steps,
             split: Default::default(),

@@ -458,6 +458,24 @@ pub fn hash_split_of(key: u64, seed: u64, test: f64, validation: f64) -> u8 {
     }
 }
 
+/// Where `method: hash` puts each row of `df` (0 train, 1 validation, 2 test): the split of
+/// [`split_indices`], decided row by row, so a table read in batches gets the same split.
+///
+/// # Errors
+/// [`Error::ColumnNotFound`] when a `data.id` column is missing.
+pub fn hash_assign(
+    df: &DataFrame,
+    keys: RowKeys<'_>,
+    cfg: &SplitConfig,
+    seed: u64,
+) -> Result<Vec<u8>> {
+    let (test, validation) = (cfg.test.get(), cfg.validation.get());
+    Ok(row_keys(df, keys)?
+        .into_iter()
+        .map(|key| hash_split_of(key, seed, test, validation))
+        .collect())
+}
+
 /// The identity hash of every row for `method: hash` (see [`RowKeys`]): the `data.id` values
 /// as text (a missing value as `\0`), joined with the unit separator, through FNV-1a; or the
 /// row number.
@@ -573,9 +591,8 @@ pub fn split_indices(
         }
         SplitMethod::Hash => {
             let mut s = SplitIndices::default();
-            let (test, validation) = (cfg.test.get(), cfg.validation.get());
-            for (i, key) in row_keys(df, keys)?.into_iter().enumerate() {
-                let to = match hash_split_of(key, seed, test, validation) {
+            for (i, to) in hash_assign(df, keys, cfg, seed)?.into_iter().enumerate() {
+                let to = match to {
                     2 => &mut s.test,
                     1 => &mut s.validation,
                     _ => &mut s.train,

@@ -23,6 +23,40 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// When a named column is missing or has an unusable type, or nothing can be fitted.
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>>;
+    /// A [`Fitter`] for training rows that arrive in batches with the columns of `empty`, when
+    /// the step's statistics can be gathered batch by batch in bounded memory; `None` otherwise
+    /// (a streamed table then collects the columns the step reads and calls [`Stage::fit`]).
+    /// A step with a fitter fits through it in memory too, so both ways give the same bits.
+    ///
+    /// # Errors
+    /// As [`Stage::fit`], for the columns it names.
+    fn fitter(&self, _empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+        Ok(None)
+    }
+}
+
+/// Fits a step on training rows that arrive in batches ([`Stage::fitter`]).
+pub trait Fitter: Send {
+    /// Takes in one batch of training rows.
+    ///
+    /// # Errors
+    /// When a column the step needs is missing or has an unusable type.
+    fn feed(&mut self, batch: &DataFrame) -> Result<()>;
+    /// The fitted step, once every batch was fed.
+    ///
+    /// # Errors
+    /// As [`Stage::fit`] (nothing to fit in a column, …).
+    fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>>;
+}
+
+/// [`Stage::fit`] through `fitter`: the whole training frame as one batch.
+pub(crate) fn fit_whole(
+    fitter: Box<dyn Fitter>,
+    train: &DataFrame,
+) -> Result<Box<dyn FittedStage>> {
+    let mut f = fitter;
+    f.feed(train)?;
+    f.finish()
 }
 
 /// Applies what [`Stage::fit`] learned. Never learns from its input.

@@ -262,6 +262,14 @@ pub fn hash_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// whet's cache folder: `$WHET_CACHE_DIR`, or `$HOME/.cache/whet` (`None` without either). The
+/// stage cache lives there, and polars' spill files under `spill/`.
+pub fn cache_root() -> Option<PathBuf> {
+    std::env::var_os("WHET_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("whet")))
+}
+
 /// The cache folder, or nothing when the cache is off.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -269,17 +277,12 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The cache at `$WHET_CACHE_DIR`, or `$HOME/.cache/whet`; off when `enabled` is false.
+    /// The cache at [`cache_root`]; off when `enabled` is false.
     pub fn new(enabled: bool) -> Self {
         if !enabled {
             return Cache { dir: None };
         }
-        let dir = std::env::var_os("WHET_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("whet"))
-            });
-        Cache { dir }
+        Cache { dir: cache_root() }
     }
     /// A cache in `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> Self {

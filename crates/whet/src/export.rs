@@ -180,7 +180,7 @@ impl Run {
                         .table_format()?;
                     let ids = whet_tabular::split_ids(p, &options.keep)?;
                     ExportReport {
-                        rows: [p.train.x.nrows(), p.validation.x.nrows(), p.test.x.nrows()],
+                        rows: [p.train.len(), p.validation.x.nrows(), p.test.x.nrows()],
                         features: p.features.len(),
                         files: whet_tabular::write_splits(p, stage, fmt, &ids)?,
                         images: false,

@@ -61,7 +61,7 @@ pub use ablation::{
     Ablation, AblationConfig, AblationReport, Cell, CellResult, ListedVariant, Plan, PlanListing,
     PlanOptions, PlannedVariant, Rounds, SeedDecision, SeedReason, Seeds, VariantConfig,
 };
-pub use cache::Cache;
+pub use cache::{Cache, cache_root};
 pub use cluster::{KubernetesOptions, PLAN_FILE, PlanFile, StoredPlan};
 pub use error::{Error, FailureKind, Result, chain_text};
 pub use execute::{

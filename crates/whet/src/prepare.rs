@@ -257,7 +257,7 @@ impl Prepared {
             PreparedData::Images(p) => p.class_counts_train.iter().map(|&c| c as u64).collect(),
             PreparedData::Tables(p) if p.classes.is_empty() => Vec::new(),
             PreparedData::Tables(p) => {
-                let y = &p.train.y;
+                let y = p.train.y();
                 if y.ncols() == 1 {
                     let pos = y.iter().filter(|v| **v > 0.5).count() as u64;
                     vec![y.nrows() as u64 - pos, pos]
@@ -383,15 +383,33 @@ impl Prepared {
             }
             PreparedData::Tables(p) => {
                 // The trainer sees the standardised target (see `Prepared::target_scale`).
-                let scaled = |y| scale_targets(y, p.manifest.target_scale);
-                let train = ArraySource::new(p.train.x, scaled(p.train.y))?;
-                let valid = ArraySource::new(p.validation.x, scaled(p.validation.y))?;
-                let test = ArraySource::new(p.test.x, scaled(p.test.y))?;
-                if train.x().nrows() == 0 {
+                let scale = p.manifest.target_scale;
+                let scaled = |y| scale_targets(y, scale);
+                if p.train.is_empty() {
                     return Err(Error::Data(
                         "the training split is empty after preprocessing; check the split fractions and the steps that drop rows".into(),
                     ));
                 }
+                // Set, the buffer orders the rows as their shards on disk would be read.
+                let buffer = p.manifest.data.shuffle_buffer;
+                let train: Box<dyn BatchSource> = match p.train {
+                    whet_tabular::TrainRows::Memory(a) => {
+                        let rows = a.x.nrows();
+                        in_blocks(
+                            ArraySource::new(a.x, scaled(a.y))?,
+                            buffer.map(|b| whet_tabular::memory_blocks(rows, b)),
+                        )?
+                    }
+                    whet_tabular::TrainRows::Shards { shards, .. } => {
+                        Box::new(whet_tabular::RowStream::new(
+                            shards,
+                            buffer.unwrap_or(whet_tabular::DEFAULT_SHUFFLE_ROWS),
+                            scale,
+                        )?)
+                    }
+                };
+                let valid = ArraySource::new(p.validation.x, scaled(p.validation.y))?;
+                let test = ArraySource::new(p.test.x, scaled(p.test.y))?;
                 let wants_test = p.manifest.split.test.get() > 0.0;
                 if wants_test && test.x().nrows() == 0 {
                     return Err(Error::Data(
@@ -404,7 +422,7 @@ impl Prepared {
                     ));
                 }
                 Ok(TrainingData {
-                    train: Box::new(train),
+                    train,
                     validation: (valid.x().nrows() > 0).then_some(valid),
                     test: wants_test.then_some(test),
                     shape: None,
@@ -883,9 +901,12 @@ struct TablesMeta {
 }
 
 fn tables_to_bundle(p: &whet_tabular::Prepared) -> Result<Bundle> {
+    let Some(train) = p.train.in_memory() else {
+        return Err(Error::Data("training rows on disk are not cached".into()));
+    };
     let arrays = [
-        &p.train.x,
-        &p.train.y,
+        &train.x,
+        &train.y,
         &p.validation.x,
         &p.validation.y,
         &p.test.x,
@@ -936,7 +957,7 @@ fn bundle_to_tables(b: &Bundle) -> Option<whet_tabular::Prepared> {
     };
     Some(whet_tabular::Prepared {
         source_rows,
-        train,
+        train: whet_tabular::TrainRows::Memory(train),
         validation,
         test,
         features: m.features,
@@ -966,7 +987,13 @@ fn prepare_tables(
     for (name, spec) in &cfg.data.tables {
         key = key.file(&format!("table:{name}"), &spec.path)?;
     }
-    let key = key.finish();
+    // A main table larger than the budget streams: the same arrays, but its report says how it
+    // streamed, so the choice is part of the key.
+    let budget = whet_core::budget::current().bytes();
+    let streams = whet_tabular::must_stream(cfg, budget).map_err(|e| name_table_files(e, cfg))?;
+    let key = key
+        .part("streamed", &streams.is_some().to_string())
+        .finish();
     if let Some(p) = cache
         .get("tables", &key, progress)
         .and_then(|b| bundle_to_tables(&b))
@@ -978,9 +1005,27 @@ fn prepare_tables(
             warnings: vec![],
         });
     }
-    let p =
-        whet_tabular::prepare(cfg, seed, fold, progress).map_err(|e| name_table_files(e, cfg))?;
-    if let Err(e) = tables_to_bundle(&p).and_then(|b| cache.put("tables", &key, &b)) {
+    let p = match streams {
+        Some(bytes) => {
+            // The prepared training rows go to disk here when they do not fit in memory; the
+            // folder goes with them after training.
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let work = crate::cache::cache_root()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("rows")
+                .join(format!("{}-{stamp}", std::process::id()));
+            whet_tabular::prepare_streamed(cfg, seed, bytes, budget, &work, progress)
+        }
+        None => whet_tabular::prepare(cfg, seed, fold, progress),
+    }
+    .map_err(|e| name_table_files(e, cfg))?;
+    // Training rows on disk are not cached: they are larger than memory, and a bundle is read
+    // whole.
+    if p.train.in_memory().is_some()
+        && let Err(e) = tables_to_bundle(&p).and_then(|b| cache.put("tables", &key, &b))
+    {
         progress.warn(&format!("could not write the stage cache: {e}"));
     }
     Ok(Prepared {

@@ -92,6 +92,12 @@ pub struct DataConfig {
     /// counted).
     #[serde(default)]
     pub id: Vec<String>,
+    /// Tables: shuffle the training rows a block of 16,384 rows at a time, within windows of
+    /// this many rows, the order of a table larger than the memory budget (whose prepared rows
+    /// are read back from disk). Set, a table in memory trains in the same order, so both give
+    /// the same weights. Default: a full shuffle in memory; windows of 65,536 rows streamed.
+    #[serde(default)]
+    pub shuffle_buffer: Option<usize>,
 }
 
 impl RunFile {
@@ -109,6 +115,7 @@ impl RunFile {
                     .clone()?
                     .with_two_labels(self.model.task == whet_train::Task::Binary),
                 id: self.data.id.clone(),
+                shuffle_buffer: self.data.shuffle_buffer,
             },
             steps: self.steps.clone(),
             split: self.split.clone().unwrap_or_default(),
@@ -178,6 +185,12 @@ impl RunFile {
                 issues.push(
                     "data.id",
                     "`id` is for tables; `whet predict` identifies images by their file path",
+                );
+            }
+            if self.data.shuffle_buffer.is_some() {
+                issues.push(
+                    "data.shuffle_buffer",
+                    "`shuffle_buffer` here is for tables; image shards take `data.images.train.shards.shuffle_buffer`",
                 );
             }
         }
@@ -663,6 +676,7 @@ impl RunFile {
             main: None,
             target: None,
             id: vec![],
+            shuffle_buffer: None,
         };
         Self::with_data(name.into(), data, model, train)
     }
@@ -681,6 +695,7 @@ impl RunFile {
             main: None,
             target: Some(target),
             id: vec![],
+            shuffle_buffer: None,
         };
         Self::with_data(name.into(), data, model, train)
     }

@@ -138,13 +138,13 @@ fn flights_pipeline_prepares_exports_and_replays() {
     assert!(r.target_missing_dropped > 0);
     let n = ROWS - r.target_missing_dropped;
     assert_eq!(
-        p.train.x.nrows() + p.validation.x.nrows() + p.test.x.nrows(),
+        p.train.in_memory().unwrap().x.nrows() + p.validation.x.nrows() + p.test.x.nrows(),
         n
     );
     assert!(p.test.x.nrows() > 0 && p.validation.x.nrows() > 0);
-    assert_eq!(p.train.x.ncols(), p.features.len());
-    assert!(p.train.x.iter().all(|v| v.is_finite()));
-    assert_eq!(p.train.y.ncols(), 1);
+    assert_eq!(p.train.in_memory().unwrap().x.ncols(), p.features.len());
+    assert!(p.train.in_memory().unwrap().x.iter().all(|v| v.is_finite()));
+    assert_eq!(p.train.y().ncols(), 1);
     assert!(p.features.iter().any(|f| f == "carrier=UA"));
     assert!(
         !p.features
@@ -155,11 +155,21 @@ fn flights_pipeline_prepares_exports_and_replays() {
     assert!(!p.features.iter().any(|f| f == "wind_gust"));
     assert!(p.features.iter().any(|f| f.ends_with("__missing")));
     // Positive rate near the data set's ~24 %.
-    let pos = p.train.y.mean().unwrap();
+    let pos = p.train.y().mean().unwrap();
     assert!((0.1..0.4).contains(&pos), "{pos}");
     // Train statistics: every zscored train column has mean ~0.
     let j = p.features.iter().position(|f| f == "distance").unwrap();
-    assert!(p.train.x.column(j).mean().unwrap().abs() < 1e-3);
+    assert!(
+        p.train
+            .in_memory()
+            .unwrap()
+            .x
+            .column(j)
+            .mean()
+            .unwrap()
+            .abs()
+            < 1e-3
+    );
 
     // Export in all three formats and read back.
     let dir = tempfile::tempdir().unwrap();
@@ -218,7 +228,7 @@ fn flights_pipeline_prepares_exports_and_replays() {
     assert_eq!(applied.x.select(Axis(0), &rows(&p.indices.test)), p.test.x);
     assert_eq!(
         applied.x.select(Axis(0), &rows(&p.indices.train)),
-        p.train.x
+        p.train.in_memory().unwrap().x
     );
     let y = applied.y.unwrap();
     assert_eq!(
@@ -259,7 +269,10 @@ fn same_seed_same_arrays_and_time_split_is_strict() {
         serde_json::from_value(serde_json::json!({ "method": "random", "test": 0.25 })).unwrap();
     let a = prepare(&cfg, 3, None, &NoProgress).unwrap();
     let b = prepare(&cfg, 3, None, &NoProgress).unwrap();
-    assert_eq!(a.train.x, b.train.x);
+    assert_eq!(
+        a.train.in_memory().unwrap().x,
+        b.train.in_memory().unwrap().x
+    );
     assert_eq!(a.indices, b.indices);
     let c = prepare(&cfg, 4, None, &NoProgress).unwrap();
     assert_ne!(a.indices.test, c.indices.test);

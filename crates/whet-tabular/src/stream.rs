@@ -1,0 +1,1029 @@
+//! Tables larger than the memory budget: the main table is read in batches by polars' streaming
+//! engine, and every step runs batch by batch with the same code as in memory.
+//!
+//! [`must_stream`] decides: the main table streams when its size in memory (a Parquet file's
+//! declared uncompressed size) is over the budget. [`prepare_streamed`] then makes passes over
+//! the table, each one a lazy plan run on the streaming engine (`scan_parquet` → the leading
+//! `join` and `exclude` steps as lazy joins and projections, whose join build sides spill to disk
+//! under polars' out-of-core budget) whose batches come back in row order:
+//!
+//! 1. for a classification target, one pass collects the classes;
+//! 2. one pass per fitted step feeds the training rows only (the split is `method: hash`,
+//!    decided row by row), with the steps before it applied, to the step's [`crate::Fitter`]:
+//!    running means and variances over 64-row blocks aligned to the whole column, counts of
+//!    values and of missing values, least and greatest values, in memory bounded by the columns
+//!    and their distinct values. Statistics that need every value (medians, quantiles, a numeric
+//!    mode, per-group statistics) collect the columns the step reads, of every training row,
+//!    within the budget, and call the step's own `fit`;
+//! 3. one last pass applies every step and builds the feature matrices.
+//!
+//! Everything that changes a batch is the in-memory pipeline's own code (`join`'s semantics as
+//! polars' coalescing join that keeps the left order, which whet's `join` matches; the pre-split
+//! steps; `extract_target`; `hash_assign`; every `FittedStage::transform`; `to_matrix`), and a
+//! step with a fitter fits through it in memory too, so data that fit give bit-identical arrays
+//! and manifests both ways. Steps that need every row at once are refused by
+//! [`check_streamable`], naming the step, before anything is read.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use ndarray::Array2;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use whet_core::Progress;
+
+use crate::error::{Error, Result};
+use crate::export::Manifest;
+use crate::join::JoinHow;
+use crate::load::{TableFormat, TableSpec};
+use crate::pipeline::{
+    PrepareReport, Prepared, SplitArrays, SplitRows, StepConfig, TabularConfig, check_finite,
+    feature_columns, pre_step, step_err,
+};
+use crate::rowshards::{RowShardWriter, TrainRows};
+use crate::split::{RowKeys, SplitIndices, SplitMethod, hash_assign};
+use crate::stage::{FittedStage, FittedStep, is_numeric, select_columns};
+use crate::target::{Target, TargetKind, extract_target};
+
+/// Rows per batch the streaming engine hands over.
+pub const BATCH_ROWS: usize = 65_536;
+
+/// What a streamed preparation did (kept in the run's manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StreamReport {
+    /// The main table's size in memory, as estimated before reading it (bytes).
+    pub table_bytes: u64,
+    /// The memory budget it was over (bytes).
+    pub budget: u64,
+    /// Passes over the main table.
+    pub passes: usize,
+    /// Batches of the last pass.
+    pub batches: usize,
+    /// polars' out-of-core budget (`POLARS_OOC_MEMORY_BUDGET_MB`, bytes), when set.
+    pub engine_budget: Option<u64>,
+    /// Whether polars' streaming engine wrote spill files (its folder for this process exists).
+    pub spilled: bool,
+    /// The Parquet shards the prepared training rows were written to, when they did not fit
+    /// in half the budget (absent when they were kept in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_shards: Option<usize>,
+}
+
+/// The main table's size in memory, estimated without reading it: for a Parquet file (checked
+/// as [`crate::load_table`] checks it) the larger of its declared uncompressed column bytes and
+/// its rows times each column's width in memory (32 bytes for text); twice a CSV file's bytes
+/// (the text and the frame); eight times a compressed CSV file's bytes.
+///
+/// # Errors
+/// The table's path or format errors, [`Error::CorruptParquet`].
+pub fn table_bytes(spec: &TableSpec) -> Result<u64> {
+    let kind = whet_core::input::check_input(&spec.path)?;
+    Ok(match spec.resolved_format()? {
+        TableFormat::Parquet => {
+            whet_core::input::InputError::no_pipe(
+                &spec.path,
+                kind,
+                "Parquet files are read with seeks (footer first)",
+            )?;
+            let declared = crate::parquet_guard::check_parquet(&spec.path)?;
+            // Encoded pages (dictionaries, run lengths) are much smaller than the columns in
+            // memory: count the rows at each column's width too, and take the larger.
+            let read_err = |source| Error::ReadTable {
+                path: spec.path.clone(),
+                source,
+            };
+            let file = std::fs::File::open(&spec.path).map_err(|source| Error::Io {
+                path: spec.path.clone(),
+                source,
+            })?;
+            let mut reader = ParquetReader::new(file);
+            let rows = reader.num_rows().map_err(read_err)? as u64;
+            let rows = spec.limit.map_or(rows, |l| rows.min(l as u64));
+            let schema = reader.schema().map_err(read_err)?;
+            let width: u64 = schema
+                .iter_values()
+                .map(|f| value_bytes(&DataType::from_arrow_field(f)))
+                .sum();
+            declared.max(rows.saturating_mul(width))
+        }
+        format => {
+            let len = std::fs::metadata(&spec.path)
+                .map_err(|source| Error::Io {
+                    path: spec.path.clone(),
+                    source,
+                })?
+                .len();
+            len.saturating_mul(if format == TableFormat::CsvGz { 8 } else { 2 })
+        }
+    })
+}
+
+/// Bytes one value of `dtype` takes in a frame: the fixed widths, and 32 for text and
+/// anything else (a string view and a short text).
+fn value_bytes(dtype: &DataType) -> u64 {
+    match dtype {
+        DataType::Boolean | DataType::Int8 | DataType::UInt8 => 1,
+        DataType::Int16 | DataType::UInt16 => 2,
+        DataType::Int32 | DataType::UInt32 | DataType::Float32 | DataType::Date => 4,
+        DataType::Int64
+        | DataType::UInt64
+        | DataType::Float64
+        | DataType::Datetime(..)
+        | DataType::Duration(_)
+        | DataType::Time => 8,
+        _ => 32,
+    }
+}
+
+/// `Some(estimate)` when the main table of `cfg` is estimated ([`table_bytes`]) to need more
+/// than `budget` bytes in memory, so the run streams; `None` when it is read in memory.
+///
+/// # Errors
+/// Those of [`table_bytes`].
+pub fn must_stream(cfg: &TabularConfig, budget: u64) -> Result<Option<u64>> {
+    let spec = &cfg.data.tables[cfg.data.main_name()?];
+    let bytes = table_bytes(spec)?;
+    Ok((bytes > budget).then_some(bytes))
+}
+
+fn cannot(key: String, reason: String) -> Error {
+    Error::CannotStream { key, reason }
+}
+
+/// How many of the leading pre-split steps run inside polars' lazy plan (`join` and `exclude`);
+/// the others run batch by batch.
+fn lazy_prefix(cfg: &TabularConfig) -> usize {
+    cfg.steps[..cfg.split_point()]
+        .iter()
+        .position(|s| !matches!(s, StepConfig::Join(_) | StepConfig::Exclude(_)))
+        .unwrap_or(cfg.split_point())
+}
+
+/// Refuses, naming the key, what cannot run on a table read in batches: a main table that is
+/// not Parquet, a split other than `method: hash`, and steps that need every row at once
+/// (`audit`, `fill`, joins other than `left`/`inner` or declared `one_to_one`).
+///
+/// # Errors
+/// [`Error::CannotStream`].
+pub fn check_streamable(cfg: &TabularConfig, bytes: u64, budget: u64) -> Result<()> {
+    let over = format!(
+        "the main table needs about {} in memory, more than the budget of {}",
+        whet_core::budget::show_bytes(bytes),
+        whet_core::budget::show_bytes(budget)
+    );
+    let main = cfg.data.main_name()?;
+    if cfg.data.tables[main].resolved_format()? != TableFormat::Parquet {
+        return Err(cannot(
+            format!("data.tables.{main}"),
+            format!(
+                "{over}, and only a Parquet main table is read in batches: convert it to Parquet \
+                 (it is also smaller and faster to read), or raise the budget with `--max-memory`"
+            ),
+        ));
+    }
+    if cfg.split.method != SplitMethod::Hash {
+        return Err(cannot(
+            "split.method".into(),
+            format!(
+                "{over}; the `{}` split needs every row at once (a sort or a shuffle of all rows): \
+                 use `split: {{ method: hash }}`, which decides each row's split from its `data.id` \
+                 values or its row number, or raise the budget with `--max-memory`",
+                cfg.split.method.key()
+            ),
+        ));
+    }
+    for (i, step) in cfg.steps.iter().enumerate() {
+        let key = format!("steps[{i}].{}", step.key());
+        let why = match step {
+            StepConfig::Audit(_) => Some(
+                "an audit looks at every row at once: run `whet audit` on a part of the table \
+                 (the table's `limit`), or remove the step"
+                    .to_string(),
+            ),
+            StepConfig::Fill(_) => Some(
+                "a forward/backward fill follows an order over all rows: fill the table before \
+                 whet reads it, or use `impute`"
+                    .to_string(),
+            ),
+            StepConfig::Join(j) if !matches!(j.how, JoinHow::Left | JoinHow::Inner) => Some(format!(
+                "a `{:?}` join needs every row of the main table at once: use `how: left` or `how: inner`",
+                j.how
+            ).to_lowercase()),
+            StepConfig::Join(j) if j.cardinality == Some(crate::join::Cardinality::OneToOne) => Some(
+                "`cardinality: one_to_one` is checked on every row of the main table at once: \
+                 declare `many_to_one`"
+                    .into(),
+            ),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(cannot(key, format!("{over}; {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// The columns a fitted step reads on the training rows, in frame order (`empty` has the
+/// training frame's columns and no rows).
+fn fit_columns(step: &StepConfig, empty: &DataFrame) -> Result<Vec<String>> {
+    let mut cols = match step {
+        StepConfig::DropColumns(c) => select_columns(empty, &c.columns, "drop_columns", |_| true)?,
+        StepConfig::Impute(c) => {
+            let mut v = select_columns(empty, &c.columns, "impute", |t| {
+                is_numeric(t) || t == &DataType::String
+            })?;
+            v.extend(c.by.iter().cloned());
+            v
+        }
+        StepConfig::Normalize(c) => select_columns(empty, &c.columns, "normalize", is_numeric)?,
+        StepConfig::Clip(c) => select_columns(empty, &c.columns, "clip", is_numeric)?,
+        StepConfig::Encode(c) => {
+            let mut v = Vec::new();
+            for list in [&c.one_hot, &c.ordinal, &c.boolean, &c.dates] {
+                v.extend(select_columns(empty, list, "encode", |_| true)?);
+            }
+            v
+        }
+        // Unfitted steps read nothing to fit.
+        _ => Vec::new(),
+    };
+    // Frame order, each once: the fit sees the columns as the whole frame has them.
+    let order: BTreeMap<&str, usize> = empty
+        .get_column_names()
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    cols.sort_by_key(|c| order.get(c.as_str()).copied().unwrap_or(usize::MAX));
+    cols.dedup();
+    Ok(cols)
+}
+
+/// How a fitted step gathers its statistics from the training batches.
+enum Gather {
+    /// Batch by batch, in bounded memory ([`crate::Stage::fitter`]).
+    Fit(Box<dyn crate::stage::Fitter>),
+    /// The columns the step reads, of every training row, fitted on at the end.
+    Collect {
+        columns: Vec<String>,
+        parts: Vec<DataFrame>,
+        held: u64,
+    },
+}
+
+/// One batch after the pre-split steps and the target, cut into the three splits.
+struct Parts {
+    /// Train, validation, test frames (identifiers dropped).
+    frames: [DataFrame; 3],
+    /// Their targets.
+    targets: [Target; 3],
+    /// Each row's row in the main table's file.
+    source_rows: [Vec<IdxSize>; 3],
+    /// Each row's position among the rows kept after the pre-split steps and the target.
+    positions: [Vec<IdxSize>; 3],
+}
+
+/// What turns a batch of the lazy plan into [`Parts`].
+struct Pipe<'a> {
+    cfg: &'a TabularConfig,
+    seed: u64,
+    kind: TargetKind,
+    classes: Option<Vec<String>>,
+    tables: &'a BTreeMap<String, DataFrame>,
+    /// Rows kept so far (after the pre-split steps and the target), for positions.
+    kept: usize,
+    /// Rows dropped for a missing target.
+    dropped: usize,
+}
+
+impl Pipe<'_> {
+    /// The pre-split steps after the lazy prefix, on one batch.
+    fn pre(&self, mut df: DataFrame) -> Result<DataFrame> {
+        let (from, to) = (lazy_prefix(self.cfg), self.cfg.split_point());
+        let mut scratch = PrepareReport::default();
+        for (i, step) in self.cfg.steps[..to].iter().enumerate().skip(from) {
+            df = pre_step(step, df, self.tables, Some(&self.kind), &mut scratch, false)
+                .map_err(step_err(i, step))?;
+        }
+        Ok(df)
+    }
+
+    fn split(&mut self, df: DataFrame) -> Result<Option<Parts>> {
+        let df = self.pre(df)?;
+        let col = self.kind.column();
+        let Ok(c) = df.column(col) else {
+            return Err(crate::stage::not_found(&df, col, "target"));
+        };
+        if let TargetKind::Binary { .. } | TargetKind::Regression { .. } = self.kind {
+            // The check `prepare` makes on every row, batch by batch.
+            let rows = format!("the rows of a batch of {}", df.height());
+            if let Some(i) = self
+                .cfg
+                .data
+                .target
+                .check_values(c.as_materialized_series(), &rows)
+                .iter()
+                .next()
+            {
+                return Err(Error::Target(format!(
+                    "data.target.{}: {}",
+                    i.path, i.message
+                )));
+            }
+        }
+        if df.height() == 0 || c.null_count() == df.height() {
+            self.dropped += df.height();
+            return Ok(None);
+        }
+        let (df, target, dropped) = extract_target(df, &self.kind, self.classes.as_deref())?;
+        self.dropped += dropped;
+        let (df, rows) = crate::rows::take_source_rows(df)?;
+        let keys = RowKeys {
+            ids: &self.cfg.data.id,
+            rows: Some(&rows),
+        };
+        let to = hash_assign(&df, keys, &self.cfg.split, self.seed)?;
+        let mut idx: [Vec<IdxSize>; 3] = Default::default();
+        for (i, &s) in to.iter().enumerate() {
+            idx[s as usize].push(i as IdxSize);
+        }
+        let base = self.kept as IdxSize;
+        self.kept += df.height();
+        let take = |v: &[IdxSize]| -> Result<DataFrame> {
+            let part = df.take(&IdxCa::from_vec("idx".into(), v.to_vec()))?;
+            crate::rows::drop_ids(part, &self.cfg.data.id)
+        };
+        Ok(Some(Parts {
+            frames: [take(&idx[0])?, take(&idx[1])?, take(&idx[2])?],
+            targets: [
+                target.take(&idx[0]),
+                target.take(&idx[1]),
+                target.take(&idx[2]),
+            ],
+            source_rows: idx
+                .clone()
+                .map(|v| v.iter().map(|&i| rows[i as usize]).collect()),
+            positions: idx.map(|v| v.iter().map(|&i| base + i).collect()),
+        }))
+    }
+}
+
+/// The lazy plan of the main table: the scan (with the hidden source-row column), then the
+/// leading `join` and `exclude` steps.
+fn plan(cfg: &TabularConfig, tables: &BTreeMap<String, DataFrame>) -> Result<LazyFrame> {
+    let main = cfg.data.main_name()?;
+    let spec = &cfg.data.tables[main];
+    let path = PlRefPath::try_from_path(&spec.path).map_err(|source| Error::ReadTable {
+        path: spec.path.clone(),
+        source,
+    })?;
+    let mut lf = LazyFrame::scan_parquet(path, ScanArgsParquet::default()).map_err(|source| {
+        Error::ReadTable {
+            path: spec.path.clone(),
+            source,
+        }
+    })?;
+    if let Some(n) = spec.limit {
+        lf = lf.slice(0, n as IdxSize);
+    }
+    let schema = lf.collect_schema().map_err(|source| Error::ReadTable {
+        path: spec.path.clone(),
+        source,
+    })?;
+    if schema.contains(crate::rows::SOURCE_ROW) {
+        return Err(Error::Config(format!(
+            "the main table has a column named `{}`, which whet uses internally; rename it",
+            crate::rows::SOURCE_ROW
+        )));
+    }
+    let mut lf = lf.with_row_index(crate::rows::SOURCE_ROW, None);
+    for (i, step) in cfg.steps[..lazy_prefix(cfg)].iter().enumerate() {
+        let schema = lf.collect_schema()?;
+        lf = match step {
+            StepConfig::Exclude(cols) => {
+                let keep: Vec<Expr> = schema
+                    .iter_names()
+                    .filter(|n| !cols.iter().any(|c| c == n.as_str()))
+                    .map(|n| col(n.clone()))
+                    .collect();
+                lf.select(keep)
+            }
+            StepConfig::Join(j) => {
+                let right = tables.get(&j.with).ok_or_else(|| Error::UnknownTable {
+                    name: j.with.clone(),
+                    available: tables.keys().cloned().collect(),
+                })?;
+                let empty = DataFrame::empty_with_schema(&schema);
+                // The checks `join` makes (keys, types, cardinality) on the left's columns and
+                // the whole right table; then polars' join with the same arguments.
+                crate::join::check_streamed(&empty, right, j).map_err(step_err(i, step))?;
+                let (lk, rk) = j.keys();
+                let how = if j.how == JoinHow::Inner {
+                    JoinType::Inner
+                } else {
+                    JoinType::Left
+                };
+                let mut args = JoinArgs::new(how)
+                    .with_suffix(Some(j.suffix.as_str().into()))
+                    .with_coalesce(JoinCoalesce::CoalesceColumns);
+                args.maintain_order = MaintainOrderJoin::Left;
+                lf.join(
+                    right.clone().lazy(),
+                    lk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
+                    rk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
+                    args,
+                )
+            }
+            _ => unreachable!("lazy_prefix holds joins and excludes only"),
+        };
+    }
+    Ok(lf)
+}
+
+/// Runs `lf` on the streaming engine and hands its batches, in row order, to `each`. The plan
+/// runs on its own thread, two batches ahead at most; an error from `each` stops it.
+fn for_each_batch(
+    lf: LazyFrame,
+    path: &Path,
+    mut each: impl FnMut(DataFrame) -> Result<()>,
+) -> Result<usize> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
+    // `true` stops the plan: the receiver is gone after an error.
+    let callback = PlanCallback::new(move |df: DataFrame| Ok(tx.send(df).is_err()));
+    let lf = lf.sink_batches(callback, true, NonZeroUsize::new(BATCH_ROWS))?;
+    let read_err = |source| Error::ReadTable {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::thread::scope(|s| {
+        let engine = s.spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                lf.collect_with_engine(Engine::Streaming).map(|_| ())
+            }))
+        });
+        let mut batches = 0;
+        let mut failed = None;
+        for df in rx.iter() {
+            batches += 1;
+            if let Err(e) = each(df) {
+                failed = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let ran = engine.join();
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match ran {
+            Ok(Ok(Ok(()))) => Ok(batches),
+            Ok(Ok(Err(e))) => Err(read_err(e)),
+            Ok(Err(p)) | Err(p) => Err(Error::CorruptTable {
+                path: path.to_path_buf(),
+                format: "Parquet ",
+                detail: p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic in polars' streaming engine".into()),
+            }),
+        }
+    })
+}
+
+/// polars' per-process spill folder (`POLARS_OOC_SPILL_DIR` or its default, then the process
+/// id), which polars creates at its first spill.
+fn spill_folder() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("POLARS_OOC_SPILL_DIR")?;
+    Some(Path::new(&base).join(std::process::id().to_string()))
+}
+
+/// [`crate::prepare`] for a main table larger than the memory budget (see the module
+/// documentation): the same [`Prepared`], with what the streaming did in its report's
+/// `streamed`. When the matrices pass half of `budget`, the training rows go to Parquet shards
+/// in the folder `work` ([`TrainRows::Shards`]), which the caller removes when done.
+///
+/// # Errors
+/// [`Error::CannotStream`] for what cannot stream, and every error of [`crate::prepare`].
+pub fn prepare_streamed(
+    cfg: &TabularConfig,
+    seed: u64,
+    table_bytes: u64,
+    budget: u64,
+    work: &Path,
+    progress: &dyn Progress,
+) -> Result<Prepared> {
+    cfg.checked()?;
+    check_streamable(cfg, table_bytes, budget)?;
+    let t0 = std::time::Instant::now();
+    let main = cfg.data.main_name()?.to_string();
+    let main_path = cfg.data.tables[&main].path.clone();
+    // The other tables are joined whole: they are loaded in memory (and checked) as usual.
+    let mut report = PrepareReport::default();
+    let mut tables = BTreeMap::new();
+    progress.begin("load tables", Some(cfg.tables_to_join().len() as u64));
+    for name in cfg.tables_to_join() {
+        let (df, rep) = crate::load::load_rows(&cfg.data.tables[&name])?;
+        tables.insert(name, df);
+        report.loads.push(rep);
+        progress.advance(1);
+    }
+    progress.end();
+    let input_schema: Vec<(String, String)> = {
+        let path = PlRefPath::try_from_path(&main_path).map_err(|source| Error::ReadTable {
+            path: main_path.clone(),
+            source,
+        })?;
+        LazyFrame::scan_parquet(path, ScanArgsParquet::default())?
+            .collect_schema()?
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    };
+    let kind = cfg.data.target.kind()?;
+    let sp = cfg.split_point();
+    let mut stream = StreamReport {
+        table_bytes,
+        budget,
+        engine_budget: std::env::var("POLARS_OOC_MEMORY_BUDGET_MB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|mb| mb.saturating_mul(1_000_000)),
+        ..StreamReport::default()
+    };
+    let mut pipe = Pipe {
+        cfg,
+        seed,
+        kind: kind.clone(),
+        classes: None,
+        tables: &tables,
+        kept: 0,
+        dropped: 0,
+    };
+    let pass = |what: &str| progress.begin(what, None);
+    let lf = || plan(cfg, &tables);
+
+    // 1. The classes of a classification target: the distinct labels, checked as in memory.
+    if let TargetKind::Classification { .. } = kind {
+        pass("stream: classes");
+        let mut labels = std::collections::BTreeSet::new();
+        for_each_batch(lf()?, &main_path, |df| {
+            let df = pipe.pre(df)?;
+            let c = df
+                .column(kind.column())
+                .map_err(|_| crate::stage::not_found(&df, kind.column(), "target"))?;
+            let s = c.as_materialized_series().cast(&DataType::String)?;
+            labels.extend(s.str()?.iter().flatten().map(String::from));
+            let most = cfg.data.target.max_classes();
+            if labels.len() > most {
+                return Err(Error::Target(format!(
+                    "data.target.column: `{}` has more than {most} distinct values, more than \
+                     `max_classes` allows (is it an identifier, or a number to predict with \
+                     `{{ regression: {} }}`?)",
+                    kind.column(),
+                    kind.column()
+                )));
+            }
+            progress.advance(df.height() as u64);
+            Ok(())
+        })?;
+        progress.end();
+        stream.passes += 1;
+        // The labels as a column: `extract_target` picks and checks the classes as in memory.
+        let labels: Vec<String> = labels.into_iter().collect();
+        let probe = DataFrame::new(
+            labels.len(),
+            vec![Column::new(kind.column().into(), labels)],
+        )?;
+        let (_, t, _) = extract_target(probe, &kind, None)?;
+        pipe.classes = Some(t.classes);
+    }
+
+    // 2. Each fitted step, on the training rows, with the steps before it applied.
+    let mut fitted: Vec<Box<dyn FittedStage>> = Vec::new();
+    let mut fitted_steps: Vec<FittedStep> = Vec::new();
+    let mut last_stage = if sp > 0 {
+        cfg.steps[sp - 1].key().to_string()
+    } else {
+        "load".into()
+    };
+    for (i, step) in cfg.steps.iter().enumerate().skip(sp) {
+        let stage = step.stage().ok_or_else(|| {
+            Error::Config(format!(
+                "steps[{i}]: `{}` must come before the first fitted step",
+                step.key()
+            ))
+        })?;
+        pass(&format!("stream: fit {}", stage.name()));
+        let mut gather: Option<Gather> = None;
+        pipe.kept = 0;
+        for_each_batch(lf()?, &main_path, |df| {
+            let rows = df.height() as u64;
+            let Some(p) = pipe.split(df)? else {
+                return Ok(());
+            };
+            let [mut train, ..] = p.frames;
+            for (f, (j, earlier)) in fitted.iter().zip(cfg.steps.iter().enumerate().skip(sp)) {
+                train = f.transform(train).map_err(step_err(j, earlier))?;
+            }
+            let g = match &mut gather {
+                Some(g) => g,
+                None => {
+                    let empty = train.clear();
+                    gather.insert(match stage.fitter(&empty).map_err(step_err(i, step))? {
+                        Some(f) => Gather::Fit(f),
+                        None => Gather::Collect {
+                            columns: fit_columns(step, &empty).map_err(step_err(i, step))?,
+                            parts: Vec::new(),
+                            held: 0,
+                        },
+                    })
+                }
+            };
+            match g {
+                Gather::Fit(f) => f.feed(&train).map_err(step_err(i, step))?,
+                Gather::Collect {
+                    columns,
+                    parts,
+                    held,
+                } => {
+                    let part = train.select(columns.iter().map(String::as_str))?;
+                    *held = held.saturating_add(part.estimated_size() as u64);
+                    // The parts, and the frame in one piece made from them.
+                    whet_core::budget::check(
+                        format!(
+                            "fitting steps[{i}].{} on the training rows, which needs columns {} of                              every training row at once",
+                            step.key(),
+                            columns.join(", ")
+                        ),
+                        held.saturating_mul(2),
+                        format!("steps[{i}].{}", step.key()),
+                    )?;
+                    parts.push(part);
+                }
+            }
+            progress.advance(rows);
+            Ok(())
+        })?;
+        progress.end();
+        stream.passes += 1;
+        let no_rows =
+            || Error::Split("no training rows: every row went to validation or test".into());
+        let f = match gather.ok_or_else(no_rows)? {
+            Gather::Fit(f) => f.finish().map_err(step_err(i, step))?,
+            Gather::Collect { parts, .. } => {
+                // One chunk, as the in-memory training frame: the fit sees the same blocks.
+                let mut it = parts.into_iter();
+                let mut train = it.next().ok_or_else(no_rows)?;
+                for p in it {
+                    train.vstack_mut_owned(p)?;
+                }
+                train.rechunk_mut();
+                stage.fit(&train).map_err(step_err(i, step))?
+            }
+        };
+        fitted_steps.push(f.to_step());
+        fitted.push(f);
+        last_stage = stage.name();
+    }
+
+    // 3. Every step on every row, into the matrices.
+    pass("stream: features");
+    let mut features: Option<(Vec<String>, Vec<String>)> = None;
+    let mut xs: [Vec<f32>; 3] = Default::default();
+    let mut ys: [Vec<f32>; 3] = Default::default();
+    let mut writer: Option<RowShardWriter> = None;
+    let mut idx = SplitIndices::default();
+    let mut source_rows = SplitIndices::default();
+    let mut classes = Vec::new();
+    let mut target_dim = 1;
+    pipe.kept = 0;
+    pipe.dropped = 0;
+    const SPLITS: [&str; 3] = ["train", "validation", "test"];
+    let batches = for_each_batch(lf()?, &main_path, |df| {
+        let rows = df.height() as u64;
+        let Some(p) = pipe.split(df)? else {
+            return Ok(());
+        };
+        let Parts {
+            frames,
+            targets,
+            source_rows: src,
+            positions,
+        } = p;
+        for (k, (mut frame, target)) in frames.into_iter().zip(targets).enumerate() {
+            for (f, (i, step)) in fitted.iter().zip(cfg.steps.iter().enumerate().skip(sp)) {
+                frame = f.transform(frame).map_err(step_err(i, step))?;
+                check_finite(&frame, step.key(), SPLITS[k]).map_err(step_err(i, step))?;
+            }
+            let (names, _) = features.get_or_insert_with(|| feature_columns(&frame));
+            let x = crate::pipeline::to_matrix(&frame, names, &last_stage, SPLITS[k])?;
+            let y = target.matrix();
+            target_dim = y.ncols();
+            classes.clone_from(&target.classes);
+            // The training targets stay in memory (class counts, the target's scale) even when
+            // the rows go to disk.
+            ys[k].extend(y.iter());
+            if let Some(w) = &mut writer
+                && k == 0
+            {
+                w.push(&x, &y)?;
+                continue;
+            }
+            xs[k].extend(x.iter());
+            let held = |xs: &[Vec<f32>; 3]| {
+                (xs.iter().chain(&ys).map(Vec::len).sum::<usize>() as u64).saturating_mul(4)
+            };
+            if writer.is_none() && held(&xs) > budget / 2 {
+                // Past half the budget the training rows continue on disk, from the first.
+                let d = x.ncols();
+                let mut w = RowShardWriter::new(work, d, target_dim)?;
+                let n = xs[0].len() / d.max(1);
+                let x0 = Array2::from_shape_vec((n, d), std::mem::take(&mut xs[0]))
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                let y0 = Array2::from_shape_vec((n, target_dim), ys[0].clone())
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                w.push(&x0, &y0)?;
+                writer = Some(w);
+            }
+            whet_core::budget::check(
+                "the validation and test matrices and the training targets of the streamed table",
+                held(&xs),
+                "split.validation and split.test, or the steps that add columns (encode.one_hot)",
+            )?;
+        }
+        for (k, to) in [
+            &mut source_rows.train,
+            &mut source_rows.validation,
+            &mut source_rows.test,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            to.extend_from_slice(&src[k]);
+        }
+        for (k, to) in [&mut idx.train, &mut idx.validation, &mut idx.test]
+            .into_iter()
+            .enumerate()
+        {
+            to.extend_from_slice(&positions[k]);
+        }
+        progress.advance(rows);
+        Ok(())
+    })?;
+    progress.end();
+    stream.passes += 1;
+    stream.batches = batches;
+    stream.spilled = spill_folder().is_some_and(|p| p.exists());
+    if pipe.kept == 0 {
+        return Err(Error::Target(format!(
+            "column `{}` is missing in every row, so there is nothing to learn: check the \
+             column name, and the table's `missing` markers",
+            kind.column()
+        )));
+    }
+    let (features, unused) = features.unwrap_or_default();
+    let d = features.len();
+    let train_shards = writer.map(RowShardWriter::finish).transpose()?;
+    stream.train_shards = train_shards.as_ref().map(|s| s.files().len());
+    let arrays: Vec<SplitArrays> = xs
+        .into_iter()
+        .zip(ys)
+        .map(|(x, y)| {
+            let n = y.len() / target_dim.max(1);
+            // The training features are empty here when they went to disk.
+            let n = if x.is_empty() { 0 } else { n };
+            Ok(SplitArrays {
+                x: Array2::from_shape_vec((n, d), x).map_err(|e| Error::Config(e.to_string()))?,
+                y: Array2::from_shape_vec((y.len() / target_dim.max(1), target_dim), y)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    if idx.train.is_empty() {
+        return Err(Error::Split(
+            "no training rows: every row went to validation or test (lower split.test and split.validation)".into(),
+        ));
+    }
+    report.rows = SplitRows {
+        train: idx.train.len(),
+        validation: idx.validation.len(),
+        test: idx.test.len(),
+    };
+    report.target_missing_dropped = pipe.dropped;
+    report.unused_columns = unused;
+    report
+        .seconds
+        .push(("stream".into(), t0.elapsed().as_secs_f64()));
+    let target_scale = if cfg.data.target.scales() {
+        let values: Vec<f32> = arrays[0].y.iter().copied().collect();
+        Some(whet_core::TargetScale::fit(&values).map_err(|e| {
+            Error::Target(format!(
+                "data.target.regression: column `{}` on the training split: {e}; check the \
+                 column and the split, or set `scale: false` to train on the raw values",
+                kind.column()
+            ))
+        })?)
+    } else {
+        None
+    };
+    if !matches!(kind, TargetKind::Regression { .. }) {
+        let seen = arrays
+            .iter()
+            .flat_map(|a| {
+                a.y.rows()
+                    .into_iter()
+                    .map(|r| r.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            })
+            .collect::<std::collections::BTreeSet<_>>();
+        if seen.len() < 2 {
+            return Err(Error::Target(format!(
+                "column `{}` has a single class in {} rows: a classifier needs at least two",
+                kind.column(),
+                pipe.kept
+            )));
+        }
+    }
+    let mut it = arrays.into_iter();
+    let (train, validation, test) = (
+        it.next().expect("3"),
+        it.next().expect("3"),
+        it.next().expect("3"),
+    );
+    let train = match train_shards {
+        Some(shards) => TrainRows::Shards { shards, y: train.y },
+        None => TrainRows::Memory(train),
+    };
+    let manifest = Manifest {
+        format: crate::export::MANIFEST_FORMAT.into(),
+        seed,
+        data: cfg.data.clone(),
+        pre_split: cfg.steps[..sp].to_vec(),
+        split: cfg.split.clone(),
+        fold: None,
+        target: kind,
+        classes: classes.clone(),
+        target_scale,
+        fitted: fitted_steps,
+        features: features.clone(),
+        unused_columns: report.unused_columns.clone(),
+        input_schema,
+        rows: report.rows,
+        files: vec![],
+    };
+    report.streamed = Some(stream);
+    Ok(Prepared {
+        train,
+        validation,
+        test,
+        features,
+        classes,
+        indices: idx,
+        source_rows,
+        report,
+        manifest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::join::JoinConfig;
+
+    fn shipped(name: &str) -> DataFrame {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../datasets/nycflights13")
+            .join(name);
+        crate::load::load_table(&TableSpec::new(path)).unwrap().0
+    }
+
+    /// The lazy join of a streamed table gives the frame `join` gives in memory (rows, columns,
+    /// values, to the bit) on the shipped flights and weather tables.
+    #[test]
+    fn the_streamed_join_is_the_in_memory_join() {
+        let flights = shipped("flights.csv.gz");
+        let weather = shipped("weather.csv.gz");
+        let cfg: JoinConfig = serde_json::from_str(
+            r#"{ "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" }"#,
+        )
+        .unwrap();
+        let (memory, _) = crate::join::join(&flights, &weather, &cfg).unwrap();
+        let (lk, rk) = cfg.keys();
+        let mut args = JoinArgs::new(JoinType::Left)
+            .with_suffix(Some(cfg.suffix.as_str().into()))
+            .with_coalesce(JoinCoalesce::CoalesceColumns);
+        args.maintain_order = MaintainOrderJoin::Left;
+        let lazy = flights.clone().lazy().join(
+            weather.clone().lazy(),
+            lk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
+            rk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
+            args,
+        );
+        let mut parts = Vec::new();
+        for_each_batch(lazy, Path::new("flights"), |df| {
+            parts.push(df);
+            Ok(())
+        })
+        .unwrap();
+        let mut it = parts.into_iter();
+        let mut lazy = it.next().unwrap();
+        for p in it {
+            lazy.vstack_mut_owned(p).unwrap();
+        }
+        assert_eq!(memory.get_column_names(), lazy.get_column_names());
+        for (a, b) in memory.columns().iter().zip(lazy.columns()) {
+            assert_eq!(a.dtype(), b.dtype(), "{}", a.name());
+            assert_eq!(a.null_count(), b.null_count(), "{}", a.name());
+            assert!(
+                a.as_materialized_series()
+                    .equals_missing(b.as_materialized_series()),
+                "{}",
+                a.name()
+            );
+        }
+    }
+
+    /// The shipped flights joined with the weather and the planes, with the fitted steps that
+    /// gather statistics batch by batch: the streamed preparation gives the in-memory one's
+    /// fitted steps and arrays to the bit, and its lazy plan the in-memory pre-split frame.
+    #[test]
+    fn the_streamed_preparation_is_the_in_memory_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut flights = shipped("flights.csv.gz");
+        let path = dir.path().join("flights.parquet");
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .finish(&mut flights)
+            .unwrap();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/nycflights13");
+        let json = format!(
+            r#"{{ "data": {{ "tables": {{ "flights": {{ "path": {p:?} }}, "weather": {{ "path": {w:?} }}, "planes": {{ "path": {pl:?} }} }},
+                 "main": "flights", "target": {{ "column": "arr_delay", "threshold": 15 }} }},
+               "steps": [
+                 {{ "join": {{ "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" }} }},
+                 {{ "join": {{ "with": "planes", "on": ["tailnum"], "how": "left", "suffix": "_plane", "cardinality": "many_to_one" }} }},
+                 {{ "exclude": ["arr_time", "dep_time"] }},
+                 {{ "drop_columns": {{ "max_missing": 0.5 }} }},
+                 {{ "impute": {{ "numeric": "mean", "categorical": "mode", "indicator": true }} }},
+                 {{ "encode": {{ "one_hot": ["carrier", "origin"], "max_levels": 8 }} }},
+                 {{ "normalize": {{ "method": "zscore" }} }} ],
+               "split": {{ "method": "hash" }} }}"#,
+            p = path.display().to_string(),
+            w = data.join("weather.csv.gz").display().to_string(),
+            pl = data.join("planes.csv.gz").display().to_string(),
+        );
+        let cfg: TabularConfig = serde_json::from_str(&json).unwrap();
+        let tables: BTreeMap<String, DataFrame> = ["weather", "planes"]
+            .into_iter()
+            .map(|n| (n.to_string(), shipped(&format!("{n}.csv.gz"))))
+            .collect();
+        let mut memory = crate::rows::with_source_rows(
+            ParquetReader::new(std::fs::File::open(&path).unwrap())
+                .finish()
+                .unwrap(),
+        )
+        .unwrap();
+        // The whole preparation both ways: the same fitted steps and arrays.
+        let whole =
+            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        let streamed = prepare_streamed(
+            &cfg,
+            5,
+            1,
+            u64::MAX,
+            &dir.path().join("rows"),
+            &whet_core::progress::NoProgress,
+        )
+        .unwrap();
+        assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
+        assert_eq!(whole.train, streamed.train);
+        assert_eq!(whole.test.x, streamed.test.x);
+        assert_eq!(whole.source_rows, streamed.source_rows);
+        let mut report = PrepareReport::default();
+        for step in &cfg.steps[..3] {
+            memory = pre_step(step, memory, &tables, None, &mut report, false).unwrap();
+        }
+        let mut parts = Vec::new();
+        for_each_batch(plan(&cfg, &tables).unwrap(), &path, |df| {
+            parts.push(df);
+            Ok(())
+        })
+        .unwrap();
+        let mut it = parts.into_iter();
+        let mut lazy = it.next().unwrap();
+        for p in it {
+            lazy.vstack_mut_owned(p).unwrap();
+        }
+        assert_eq!(memory.get_column_names(), lazy.get_column_names());
+        for (a, b) in memory.columns().iter().zip(lazy.columns()) {
+            assert_eq!(a.dtype(), b.dtype(), "{}", a.name());
+            assert_eq!(a.null_count(), b.null_count(), "{}", a.name());
+            assert!(
+                a.as_materialized_series()
+                    .equals_missing(b.as_materialized_series()),
+                "{}",
+                a.name()
+            );
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Issue 17, tables: a main table larger than the memory budget streams through polars'
+//! streaming engine (with spilling) to the same weights as in memory; what cannot stream is
+//! refused by name.
+
+use crate::util::{Run, dataset, whet};
+use std::path::Path;
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// The shipped flights table as Parquet (read by whet's own loader, written by polars).
+fn flights_parquet(dir: &Path) {
+    let spec = whet::tabular::TableSpec::new(dataset("nycflights13/flights.csv.gz"));
+    let (mut df, _) = whet::tabular::load_table(&spec).unwrap();
+    let f = std::fs::File::create(dir.join("flights.parquet")).unwrap();
+    polars::prelude::ParquetWriter::new(f)
+        .finish(&mut df)
+        .unwrap();
+}
+
+/// Flights joined with the weather at the origin and the plane, the fitted steps that gather
+/// their statistics batch by batch, a hash split.
+fn run_file(split: &str, extra_step: &str) -> String {
+    format!(
+        r#"name: flights-stream
+seed: 5
+data:
+  tables:
+    flights: flights.parquet
+    weather: {weather}
+    planes: {planes}
+  main: flights
+  target: {{ column: arr_delay, threshold: 15 }}
+  shuffle_buffer: 20000
+steps:
+  - join: {{ with: weather, on: [origin, time_hour], how: left, cardinality: many_to_one }}
+  - join: {{ with: planes, on: [tailnum], how: left, suffix: _plane, cardinality: many_to_one }}
+  - exclude: [arr_time, sched_arr_time, dep_delay, dep_time, air_time, year, flight, minute]
+{extra_step}  - drop_columns: {{ max_missing: 0.5 }}
+  - impute: {{ numeric: mean, categorical: mode, indicator: true }}
+  - encode: {{ one_hot: [carrier, origin], max_levels: 8 }}
+  - normalize: {{ method: zscore }}
+split: {split}
+model:
+  task: binary
+  hidden: [{{ dense: 16, activation: relu }}]
+train:
+  optimizer: {{ adam: {{ lr: 0.002 }} }}
+  batch_size: 512
+  epochs: 2
+"#,
+        weather = dataset("nycflights13/weather.csv.gz"),
+        planes = dataset("nycflights13/planes.csv.gz"),
+    )
+}
+
+/// Where two JSON values first differ (a key path and both values).
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => x
+            .keys()
+            .chain(y.keys())
+            .find_map(|k| first_difference(&x[k], &y[k], &format!("{at}.{k}")))
+            .or_else(|| (x.len() != y.len()).then(|| format!("{at}: keys differ"))),
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| first_difference(p, q, &format!("{at}[{i}]"))),
+        _ => (a != b).then(|| format!("{at}: {a} vs {b}")),
+    }
+}
+
+const HASH: &str = "{ method: hash, test: 0.1, validation: 0.05 }";
+
+fn refused(r: &Run, fragments: &[&str]) {
+    assert_eq!(r.code, 2, "exit code (stderr: {})", r.stderr);
+    for bad in ["panicked", "internal error", "memory allocation of"] {
+        assert!(!r.stderr.contains(bad), "{bad}: {}", r.stderr);
+    }
+    for f in fragments {
+        assert!(r.stderr.contains(f), "`{f}` missing from: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_table_larger_than_the_budget_streams_and_spills_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    flights_parquet(d);
+    std::fs::write(d.join("run.yaml"), run_file(HASH, "")).unwrap();
+
+    let a = whet(d, &["run", "run.yaml", "--out", "a"]);
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    let b = whet(
+        d,
+        &["--max-memory", "40MB", "run", "run.yaml", "--out", "b"],
+    );
+    assert_eq!(b.code, 0, "{}", b.stderr);
+
+    // In memory, then streamed: the same rows, fitted steps, weights and metrics to the bit.
+    let (fa, fb) = (
+        read_json(&d.join("a/manifest.json")),
+        read_json(&d.join("b/manifest.json")),
+    );
+    assert_eq!(fa["data"]["rows"], fb["data"]["rows"]);
+    let diff = first_difference(&fa["preprocessing"], &fb["preprocessing"], "preprocessing");
+    assert!(diff.is_none(), "in memory vs streamed: {diff:?}");
+    let wa = std::fs::read(d.join("a/model.safetensors")).unwrap();
+    let wb = std::fs::read(d.join("b/model.safetensors")).unwrap();
+    assert!(
+        wa == wb,
+        "the streamed run's weights differ from the in-memory run's"
+    );
+    let (ma, mb) = (
+        read_json(&d.join("a/metrics.json")),
+        read_json(&d.join("b/metrics.json")),
+    );
+    assert_eq!(ma["test"], mb["test"]);
+    assert_eq!(ma["validation"], mb["validation"]);
+
+    let streamed = |run: &str| {
+        read_json(&d.join(run).join("manifest.json"))["data"]["tables"]["report"]["streamed"]
+            .clone()
+    };
+    assert!(
+        streamed("a").is_null(),
+        "the default budget holds flights in memory"
+    );
+    let s = streamed("b");
+    assert!(
+        s["table_bytes"].as_u64().unwrap() > s["budget"].as_u64().unwrap(),
+        "{s}"
+    );
+    // Classes are fixed by the threshold: one pass per fitted step, one for the matrices.
+    assert_eq!(s["passes"], 5, "{s}");
+    assert!(s["batches"].as_u64().unwrap() > 1, "{s}");
+    // polars gets a quarter of the budget.
+    assert_eq!(s["engine_budget"], 10_000_000u64, "{s}");
+    assert!(
+        s["train_shards"].as_u64().unwrap() > 1,
+        "training rows on disk: {s}"
+    );
+    // polars spilled: its per-process spill folder under the run's cache exists.
+    assert_eq!(s["spilled"], true, "{s}");
+    let spill = d.join(".cache/spill");
+    let pids: Vec<_> = std::fs::read_dir(&spill).unwrap().flatten().collect();
+    assert!(
+        !pids.is_empty(),
+        "no spill folder under {}",
+        spill.display()
+    );
+    // The training rows' shards are gone after the run.
+    let rows = d.join(".cache/rows");
+    assert!(
+        !rows.exists() || std::fs::read_dir(&rows).unwrap().next().is_none(),
+        "the training rows' shards were left in {}",
+        rows.display()
+    );
+
+    // Exporting rows that only fit on disk is refused, naming the way out.
+    let e = whet(
+        d,
+        &["--max-memory", "40MB", "export", "run.yaml", "--out", "exp"],
+    );
+    refused(&e, &["whet export", "--max-memory"]);
+}
+
+#[test]
+fn what_cannot_stream_is_refused_by_name_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    flights_parquet(d);
+    let budget = ["--max-memory", "40MB"];
+    let run = |yaml: String| {
+        std::fs::write(d.join("run.yaml"), yaml).unwrap();
+        let mut args = budget.to_vec();
+        args.extend(["run", "run.yaml", "--out", "o", "--no-cache"]);
+        whet(d, &args)
+    };
+    // A split that sorts or shuffles every row.
+    let r = run(run_file(
+        "{ method: time, order: time_hour, test: 0.2 }",
+        "",
+    ));
+    refused(
+        &r,
+        &["split.method", "method: hash", "more than the budget"],
+    );
+    // A step that looks at every row at once.
+    let r = run(run_file(HASH, "  - audit: { max_missing: 0.9 }\n"));
+    refused(&r, &["steps[3].audit", "more than the budget"]);
+    // A CSV main table over the budget.
+    let csv = run_file(HASH, "").replace(
+        "flights: flights.parquet",
+        &format!("flights: {}", dataset("nycflights13/flights.csv.gz")),
+    );
+    let r = run(csv);
+    refused(&r, &["data.tables.flights", "Parquet"]);
+}
