@@ -19,7 +19,7 @@ fn case(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 }
 
 /// Exit 2 (not a signal: `code` is -1 then), no panic or internal error, and every fragment.
-fn refused(r: &Run, fragments: &[&str]) {
+pub(crate) fn refused(r: &Run, fragments: &[&str]) {
     assert_eq!(r.code, 2, "exit code (stderr: {})", r.stderr);
     for bad in ["panicked", "internal error", "memory allocation of"] {
         assert!(!r.stderr.contains(bad), "{bad}: {}", r.stderr);

@@ -2,7 +2,8 @@
 //! streaming engine (with spilling) to the same weights as in memory; what cannot stream is
 //! refused by name.
 
-use crate::util::{Run, dataset, whet};
+use crate::budgets::refused;
+use crate::util::{dataset, whet};
 use std::path::Path;
 
 fn read_json(p: &Path) -> serde_json::Value {
@@ -74,16 +75,6 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> O
 }
 
 const HASH: &str = "{ method: hash, test: 0.1, validation: 0.05 }";
-
-fn refused(r: &Run, fragments: &[&str]) {
-    assert_eq!(r.code, 2, "exit code (stderr: {})", r.stderr);
-    for bad in ["panicked", "internal error", "memory allocation of"] {
-        assert!(!r.stderr.contains(bad), "{bad}: {}", r.stderr);
-    }
-    for f in fragments {
-        assert!(r.stderr.contains(f), "`{f}` missing from: {}", r.stderr);
-    }
-}
 
 #[test]
 fn a_table_larger_than_the_budget_streams_and_spills_to_the_same_weights() {

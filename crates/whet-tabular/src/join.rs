@@ -387,10 +387,12 @@ fn left_join_unique_int(
     Ok(Some((DataFrame::new(left.height(), columns)?, unmatched)))
 }
 
-/// The checks [`join`] makes before a join whose left side is read in batches (`left` has the
-/// left columns and no rows needed): keys present, of one type, and unique on the right (a
-/// batch cannot count the left's repeats).
-pub(crate) fn check_streamed(left: &DataFrame, right: &DataFrame, cfg: &JoinConfig) -> Result<()> {
+/// The join keys of `cfg`, checked: present on both sides, of one type.
+fn check_keys(
+    left: &DataFrame,
+    right: &DataFrame,
+    cfg: &JoinConfig,
+) -> Result<(Vec<String>, Vec<String>)> {
     let (lk, rk) = cfg.keys();
     check_columns(left, &lk, &format!("join with `{}` (left keys)", cfg.with))?;
     check_columns(
@@ -410,6 +412,14 @@ pub(crate) fn check_streamed(left: &DataFrame, right: &DataFrame, cfg: &JoinConf
             });
         }
     }
+    Ok((lk, rk))
+}
+
+/// The checks [`join`] makes before a join whose left side is read in batches (`left` has the
+/// left columns and no rows needed): keys present, of one type, and unique on the right (a
+/// batch cannot count the left's repeats).
+pub(crate) fn check_streamed(left: &DataFrame, right: &DataFrame, cfg: &JoinConfig) -> Result<()> {
+    let (_, rk) = check_keys(left, right, cfg)?;
     let (right_dups, right_example) = dup_count(right, &rk)?;
     if right_dups > 0 {
         if let Some(card) = cfg.cardinality {
@@ -443,25 +453,7 @@ pub fn join(
     right: &DataFrame,
     cfg: &JoinConfig,
 ) -> Result<(DataFrame, JoinReport)> {
-    let (lk, rk) = cfg.keys();
-    check_columns(left, &lk, &format!("join with `{}` (left keys)", cfg.with))?;
-    check_columns(
-        right,
-        &rk,
-        &format!("join with `{}` (right keys)", cfg.with),
-    )?;
-    for (l, r) in lk.iter().zip(&rk) {
-        let (lt, rt) = (left.column(l)?.dtype(), right.column(r)?.dtype());
-        if lt != rt {
-            return Err(Error::KeyType {
-                with: cfg.with.clone(),
-                left: l.clone(),
-                left_type: lt.to_string(),
-                right: r.clone(),
-                right_type: rt.to_string(),
-            });
-        }
-    }
+    let (lk, rk) = check_keys(left, right, cfg)?;
     let (right_dups, right_example) = dup_count(right, &rk)?;
     let needs_left = cfg.cardinality == Some(Cardinality::OneToOne) || right_dups > 0;
     let (left_dups, left_example) =

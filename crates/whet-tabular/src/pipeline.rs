@@ -232,6 +232,15 @@ pub struct TabularConfig {
 }
 
 impl TabularConfig {
+    /// The key of the last step before the split (`load` without one): the stage named when a
+    /// feature is missing or not finite before any fitted step.
+    pub(crate) fn stage_before_split(&self) -> String {
+        match self.split_point() {
+            0 => "load".into(),
+            sp => self.steps[sp - 1].key().to_string(),
+        }
+    }
+
     /// Index of the first fitted step (= where the split happens).
     pub fn split_point(&self) -> usize {
         self.steps
@@ -750,34 +759,14 @@ pub fn prepare(
         .push(("split".into(), t2.elapsed().as_secs_f64()));
 
     // The target's scale is a train-only statistic like the fitted steps'.
-    let target_scale = if cfg.data.target.scales() {
-        let s = whet_core::TargetScale::fit(&targets[0].values).map_err(|e| {
-            Error::Target(format!(
-                "data.target.regression: column `{}` on the training split: {e}; check the \
-                 column and the split, or set `scale: false` to train on the raw values",
-                kind.column()
-            ))
-        })?;
-        Some(s)
-    } else {
-        None
-    };
+    let target_scale = fit_target_scale(cfg, &kind, &targets[0].values)?;
 
     let t3 = Instant::now();
     const SPLITS: [&str; 3] = ["train", "validation", "test"];
     let mut fitted_steps: Vec<FittedStep> = Vec::new();
-    let mut last_stage = if sp > 0 {
-        cfg.steps[sp - 1].key().to_string()
-    } else {
-        "load".into()
-    };
+    let mut last_stage = cfg.stage_before_split();
     for (i, step) in cfg.steps.iter().enumerate().skip(sp) {
-        let stage = step.stage().ok_or_else(|| {
-            Error::Config(format!(
-                "steps[{i}]: `{}` must come before the first fitted step",
-                step.key()
-            ))
-        })?;
+        let stage = fitted_stage(i, step)?;
         progress.begin(&stage.name(), Some(3));
         let fitted = stage.fit(&frames[0]).map_err(step_err(i, step))?;
         for (k, split) in SPLITS.iter().enumerate() {
@@ -878,6 +867,35 @@ pub fn prepare(
     })
 }
 
+/// The standardisation of a regression target fitted on the training split's `values` (when
+/// `data.target.scale` asks for it), a train-only statistic like the fitted steps'.
+pub(crate) fn fit_target_scale(
+    cfg: &TabularConfig,
+    kind: &TargetKind,
+    values: &[f32],
+) -> Result<Option<whet_core::TargetScale>> {
+    if !cfg.data.target.scales() {
+        return Ok(None);
+    }
+    whet_core::TargetScale::fit(values).map(Some).map_err(|e| {
+        Error::Target(format!(
+            "data.target.regression: column `{}` on the training split: {e}; check the \
+             column and the split, or set `scale: false` to train on the raw values",
+            kind.column()
+        ))
+    })
+}
+
+/// Step `i` after the split as a [`Stage`] (`join` and `audit` are refused there).
+pub(crate) fn fitted_stage(i: usize, step: &StepConfig) -> Result<Box<dyn Stage>> {
+    step.stage().ok_or_else(|| {
+        Error::Config(format!(
+            "steps[{i}]: `{}` must come before the first fitted step",
+            step.key()
+        ))
+    })
+}
+
 /// Whether [`run_pre_split`] fits (audits run, the target's values are checked against its
 /// config, classes come from the data) or replays a manifest (audits skipped, its classes).
 #[derive(Clone, Copy)]
@@ -922,16 +940,7 @@ fn run_pre_split(
     if let (Fit::Fitting(cfg), Ok(c)) = (fit, df.column(kind.column())) {
         // The check `whet validate` makes on the first rows, here on every row.
         let rows = format!("all {} rows", df.height());
-        if let Some(i) = cfg
-            .check_values(c.as_materialized_series(), &rows)
-            .iter()
-            .next()
-        {
-            return Err(Error::Target(format!(
-                "data.target.{}: {}",
-                i.path, i.message
-            )));
-        }
+        cfg.check_rows(c.as_materialized_series(), &rows)?;
     }
     let (df, t, dropped) = extract_target(df, kind, classes)?;
     if classes.is_none() && !matches!(kind, TargetKind::Regression { .. }) {

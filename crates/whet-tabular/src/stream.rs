@@ -39,7 +39,7 @@ use crate::join::JoinHow;
 use crate::load::{TableFormat, TableSpec};
 use crate::pipeline::{
     PrepareReport, Prepared, SplitArrays, SplitRows, StepConfig, TabularConfig, check_finite,
-    feature_columns, pre_step, step_err,
+    feature_columns, fit_target_scale, fitted_stage, pre_step, step_err,
 };
 use crate::rowshards::{RowShardWriter, TrainRows};
 use crate::split::{RowKeys, SplitIndices, SplitMethod, hash_assign};
@@ -318,19 +318,10 @@ impl Pipe<'_> {
         if let TargetKind::Binary { .. } | TargetKind::Regression { .. } = self.kind {
             // The check `prepare` makes on every row, batch by batch.
             let rows = format!("the rows of a batch of {}", df.height());
-            if let Some(i) = self
-                .cfg
+            self.cfg
                 .data
                 .target
-                .check_values(c.as_materialized_series(), &rows)
-                .iter()
-                .next()
-            {
-                return Err(Error::Target(format!(
-                    "data.target.{}: {}",
-                    i.path, i.message
-                )));
-            }
+                .check_rows(c.as_materialized_series(), &rows)?;
         }
         if df.height() == 0 || c.null_count() == df.height() {
             self.dropped += df.height();
@@ -603,18 +594,9 @@ pub fn prepare_streamed(
     // 2. Each fitted step, on the training rows, with the steps before it applied.
     let mut fitted: Vec<Box<dyn FittedStage>> = Vec::new();
     let mut fitted_steps: Vec<FittedStep> = Vec::new();
-    let mut last_stage = if sp > 0 {
-        cfg.steps[sp - 1].key().to_string()
-    } else {
-        "load".into()
-    };
+    let mut last_stage = cfg.stage_before_split();
     for (i, step) in cfg.steps.iter().enumerate().skip(sp) {
-        let stage = step.stage().ok_or_else(|| {
-            Error::Config(format!(
-                "steps[{i}]: `{}` must come before the first fitted step",
-                step.key()
-            ))
-        })?;
+        let stage = fitted_stage(i, step)?;
         pass(&format!("stream: fit {}", stage.name()));
         let mut gather: Option<Gather> = None;
         pipe.kept = 0;
@@ -816,18 +798,7 @@ pub fn prepare_streamed(
     report
         .seconds
         .push(("stream".into(), t0.elapsed().as_secs_f64()));
-    let target_scale = if cfg.data.target.scales() {
-        let values: Vec<f32> = arrays[0].y.iter().copied().collect();
-        Some(whet_core::TargetScale::fit(&values).map_err(|e| {
-            Error::Target(format!(
-                "data.target.regression: column `{}` on the training split: {e}; check the \
-                 column and the split, or set `scale: false` to train on the raw values",
-                kind.column()
-            ))
-        })?)
-    } else {
-        None
-    };
+    let target_scale = fit_target_scale(cfg, &kind, arrays[0].y.as_slice().unwrap_or(&[]))?;
     if !matches!(kind, TargetKind::Regression { .. }) {
         let seen = arrays
             .iter()
@@ -891,6 +862,37 @@ mod tests {
     use super::*;
     use crate::join::JoinConfig;
 
+    /// The batches of `lf`, end to end.
+    fn batches(lf: LazyFrame, path: &Path) -> DataFrame {
+        let mut all: Option<DataFrame> = None;
+        for_each_batch(lf, path, |df| {
+            match &mut all {
+                Some(a) => {
+                    a.vstack_mut_owned(df)?;
+                }
+                None => all = Some(df),
+            }
+            Ok(())
+        })
+        .unwrap();
+        all.unwrap()
+    }
+
+    /// `a` and `b` hold the same columns, types, missing values and values.
+    fn same_frame(a: &DataFrame, b: &DataFrame) {
+        assert_eq!(a.get_column_names(), b.get_column_names());
+        for (a, b) in a.columns().iter().zip(b.columns()) {
+            assert_eq!(a.dtype(), b.dtype(), "{}", a.name());
+            assert_eq!(a.null_count(), b.null_count(), "{}", a.name());
+            assert!(
+                a.as_materialized_series()
+                    .equals_missing(b.as_materialized_series()),
+                "{}",
+                a.name()
+            );
+        }
+    }
+
     fn shipped(name: &str) -> DataFrame {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../datasets/nycflights13")
@@ -920,33 +922,13 @@ mod tests {
             rk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
             args,
         );
-        let mut parts = Vec::new();
-        for_each_batch(lazy, Path::new("flights"), |df| {
-            parts.push(df);
-            Ok(())
-        })
-        .unwrap();
-        let mut it = parts.into_iter();
-        let mut lazy = it.next().unwrap();
-        for p in it {
-            lazy.vstack_mut_owned(p).unwrap();
-        }
-        assert_eq!(memory.get_column_names(), lazy.get_column_names());
-        for (a, b) in memory.columns().iter().zip(lazy.columns()) {
-            assert_eq!(a.dtype(), b.dtype(), "{}", a.name());
-            assert_eq!(a.null_count(), b.null_count(), "{}", a.name());
-            assert!(
-                a.as_materialized_series()
-                    .equals_missing(b.as_materialized_series()),
-                "{}",
-                a.name()
-            );
-        }
+        same_frame(&memory, &batches(lazy, Path::new("flights")));
     }
 
     /// The shipped flights joined with the weather and the planes, with the fitted steps that
-    /// gather statistics batch by batch: the streamed preparation gives the in-memory one's
-    /// fitted steps and arrays to the bit, and its lazy plan the in-memory pre-split frame.
+    /// gather statistics batch by batch and one that collects its columns (`clip`'s
+    /// quantiles): the streamed preparation gives the in-memory one's fitted steps and arrays
+    /// to the bit, and its lazy plan the in-memory pre-split frame.
     #[test]
     fn the_streamed_preparation_is_the_in_memory_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -966,6 +948,7 @@ mod tests {
                  {{ "drop_columns": {{ "max_missing": 0.5 }} }},
                  {{ "impute": {{ "numeric": "mean", "categorical": "mode", "indicator": true }} }},
                  {{ "encode": {{ "one_hot": ["carrier", "origin"], "max_levels": 8 }} }},
+                 {{ "clip": {{ "lower": 0.01, "upper": 0.99, "columns": ["distance", "temp"] }} }},
                  {{ "normalize": {{ "method": "zscore" }} }} ],
                "split": {{ "method": "hash" }} }}"#,
             p = path.display().to_string(),
@@ -1003,27 +986,6 @@ mod tests {
         for step in &cfg.steps[..3] {
             memory = pre_step(step, memory, &tables, None, &mut report, false).unwrap();
         }
-        let mut parts = Vec::new();
-        for_each_batch(plan(&cfg, &tables).unwrap(), &path, |df| {
-            parts.push(df);
-            Ok(())
-        })
-        .unwrap();
-        let mut it = parts.into_iter();
-        let mut lazy = it.next().unwrap();
-        for p in it {
-            lazy.vstack_mut_owned(p).unwrap();
-        }
-        assert_eq!(memory.get_column_names(), lazy.get_column_names());
-        for (a, b) in memory.columns().iter().zip(lazy.columns()) {
-            assert_eq!(a.dtype(), b.dtype(), "{}", a.name());
-            assert_eq!(a.null_count(), b.null_count(), "{}", a.name());
-            assert!(
-                a.as_materialized_series()
-                    .equals_missing(b.as_materialized_series()),
-                "{}",
-                a.name()
-            );
-        }
+        same_frame(&memory, &batches(plan(&cfg, &tables).unwrap(), &path));
     }
 }

@@ -133,6 +133,21 @@ impl TargetConfig {
         self.max_classes.unwrap_or(DEFAULT_MAX_CLASSES)
     }
 
+    /// [`TargetConfig::check_values`] as an error ([`Error::Target`] naming
+    /// `data.target.<key>`), for the rows a preparation reads.
+    ///
+    /// # Errors
+    /// The issue found.
+    pub fn check_rows(&self, values: &Series, rows: &str) -> Result<()> {
+        match self.check_values(values, rows).iter().next() {
+            Some(i) => Err(Error::Target(format!(
+                "data.target.{}: {}",
+                i.path, i.message
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the values of the target column (all of them, or the first rows at
     /// `whet validate`) against this config: a regression target must hold numbers; a
     /// classification target (`column` without `threshold`) must hold names or whole numbers,
