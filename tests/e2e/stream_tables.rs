@@ -150,13 +150,83 @@ fn a_table_larger_than_the_budget_streams_and_spills_to_the_same_weights() {
         "the training rows' shards were left in {}",
         rows.display()
     );
+}
 
-    // Exporting rows that only fit on disk is refused, naming the way out.
+/// `whet export` of a table over the budget writes every split batch by batch: the files the
+/// in-memory export writes (CSV to the byte, Parquet to the value), the identifier and
+/// `--keep` columns read chunk by chunk; NPY, which starts with its row count, is refused.
+#[test]
+fn a_table_larger_than_the_budget_exports_batch_by_batch_to_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    flights_parquet(d);
+    std::fs::write(d.join("run.yaml"), run_file(HASH, "")).unwrap();
+    let export = |budget: Option<&str>, out: &str, format: &str| {
+        let mut args = budget.map_or(vec![], |b| vec!["--max-memory", b]);
+        args.extend([
+            "export", "run.yaml", "--out", out, "--format", format, "--keep", "tailnum",
+        ]);
+        let r = whet(d, &args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        read_json(&d.join(out).join("manifest.json"))
+    };
+    for format in ["csv", "parquet"] {
+        let (memory, streamed) = (
+            export(None, &format!("m-{format}"), format),
+            export(Some("40MB"), &format!("s-{format}"), format),
+        );
+        assert!(memory["data"]["tables"]["report"]["streamed"].is_null());
+        let s = &streamed["data"]["tables"]["report"]["streamed"];
+        assert_eq!(s["passes"], 5, "{s}");
+        assert!(s["train_shards"].is_null(), "an export writes no shards: {s}");
+        assert_eq!(memory["data"]["rows"], streamed["data"]["rows"]);
+        let diff = first_difference(
+            &memory["preprocessing"],
+            &streamed["preprocessing"],
+            "preprocessing",
+        );
+        assert!(diff.is_none(), "in memory vs streamed: {diff:?}");
+        for split in ["train", "validation", "test"] {
+            let file = format!("{split}.{format}");
+            let (a, b) = (
+                d.join(format!("m-{format}")).join(&file),
+                d.join(format!("s-{format}")).join(&file),
+            );
+            if format == "csv" {
+                assert!(
+                    std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                    "{file} differs"
+                );
+            } else {
+                let read = |p: &Path| {
+                    use polars::prelude::SerReader;
+                    polars::prelude::ParquetReader::new(std::fs::File::open(p).unwrap())
+                        .finish()
+                        .unwrap()
+                };
+                let (a, b) = (read(&a), read(&b));
+                assert_eq!(a.get_column_names()[..2], ["row", "tailnum"]);
+                assert!(a.height() > 10_000, "{file}: {} rows", a.height());
+                assert!(a.equals_missing(&b), "{file} differs");
+            }
+            // The manifest lists the file with its size and hash.
+            let listed = streamed["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == file.as_str())
+                .unwrap_or_else(|| panic!("{file} not listed"));
+            assert_eq!(
+                listed["bytes"].as_u64().unwrap(),
+                std::fs::metadata(&b).unwrap().len()
+            );
+        }
+    }
     let e = whet(
         d,
-        &["--max-memory", "40MB", "export", "run.yaml", "--out", "exp"],
+        &["--max-memory", "40MB", "export", "run.yaml", "--out", "npy", "--format", "npy"],
     );
-    refused(&e, &["whet export", "--max-memory"]);
+    refused(&e, &["--format npy", "Parquet or CSV", "--max-memory"]);
 }
 
 #[test]

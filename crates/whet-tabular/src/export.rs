@@ -237,6 +237,202 @@ pub fn split_frame(
     Ok(DataFrame::new(x.nrows(), cols)?)
 }
 
+/// The table of a split in the CSV and Parquet exports: the identifier columns `ids`, the
+/// features, then `target`.
+///
+/// # Errors
+/// [`Error::Apply`] when an `ids` column has the name of a feature or of `target`.
+fn split_table(
+    x: &Array2<f32>,
+    y: Option<&Array2<f32>>,
+    features: &[String],
+    ids: Option<&DataFrame>,
+) -> Result<DataFrame> {
+    let df = split_frame(x, y, features)?;
+    let Some(ids) = ids else {
+        return Ok(df);
+    };
+    let mut taken = features.to_vec();
+    if y.is_some() {
+        taken.push("target".into());
+    }
+    crate::rows::check_clashes(ids, &taken, "feature columns or `target`")?;
+    Ok(ids.hstack(df.columns())?)
+}
+
+/// A file written in pieces, its bytes counted and hashed as they go (for its [`FileEntry`]).
+struct Hashed {
+    file: std::fs::File,
+    sum: Arc<std::sync::Mutex<(Sha256, u64)>>,
+}
+
+impl Write for Hashed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        let mut sum = self.sum.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        sum.0.update(&buf[..n]);
+        sum.1 += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+enum Batched {
+    Parquet(polars::io::parquet::write::BatchedWriter<Hashed>),
+    Csv(polars::io::csv::write::BatchedWriter<Hashed>),
+}
+
+/// One split's file of a [`SplitWriters`].
+struct SplitFile {
+    name: String,
+    writer: Batched,
+    /// The file, to make it durable when it is complete.
+    file: std::fs::File,
+    sum: Arc<std::sync::Mutex<(Sha256, u64)>>,
+}
+
+/// The split files of an export written batch by batch (a table streamed through
+/// `prepare_streamed`): the tables [`write_splits`] writes from memory, as `<split>.parquet`
+/// (zstd, a row group per batch) or `<split>.csv` (the same bytes), and `features.txt`.
+pub struct SplitWriters {
+    dir: PathBuf,
+    format: ExportFormat,
+    keep: Vec<String>,
+    files: [Option<SplitFile>; 3],
+}
+
+impl SplitWriters {
+    /// Writers into `dir` in `format`, with the `keep` columns of the main table after the
+    /// identifier columns ([`split_ids`]).
+    ///
+    /// # Errors
+    /// [`Error::CannotStream`] for NPY (its header holds the row count, known at the end only).
+    pub fn new(dir: &Path, format: ExportFormat, keep: &[String]) -> Result<Self> {
+        if format == ExportFormat::Npy {
+            return Err(Error::CannotStream {
+                key: "--format npy".into(),
+                reason: "a table larger than the memory budget is exported batch by batch, and an \
+                         NPY file starts with its row count: export Parquet or CSV, or raise the \
+                         budget with `--max-memory`"
+                    .into(),
+            });
+        }
+        Ok(SplitWriters {
+            dir: dir.to_path_buf(),
+            format,
+            keep: keep.to_vec(),
+            files: Default::default(),
+        })
+    }
+
+    /// The `keep` columns.
+    pub(crate) fn keep(&self) -> &[String] {
+        &self.keep
+    }
+
+    /// Appends rows to split `k` (0 train, 1 validation, 2 test): features `x`, targets `y`,
+    /// identifier columns `ids`. The split's file is created at its first call, even with no
+    /// rows.
+    pub(crate) fn push(
+        &mut self,
+        k: usize,
+        x: &Array2<f32>,
+        y: &Array2<f32>,
+        features: &[String],
+        ids: &DataFrame,
+    ) -> Result<()> {
+        const SPLITS: [&str; 3] = ["train", "validation", "test"];
+        let mut df = split_table(x, Some(y), features, Some(ids))?;
+        df.rechunk_mut();
+        let file = match &mut self.files[k] {
+            Some(f) => f,
+            None => {
+                let ext = if self.format == ExportFormat::Parquet {
+                    "parquet"
+                } else {
+                    "csv"
+                };
+                let name = format!("{}.{ext}", SPLITS[k]);
+                let path = self.dir.join(&name);
+                let io = |source| Error::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let file = std::fs::File::create(&path).map_err(io)?;
+                let sum = Arc::new(std::sync::Mutex::new((Sha256::new(), 0)));
+                let out = Hashed {
+                    file: file.try_clone().map_err(io)?,
+                    sum: sum.clone(),
+                };
+                let writer = if self.format == ExportFormat::Parquet {
+                    Batched::Parquet(
+                        ParquetWriter::new(out)
+                            .with_compression(ParquetCompression::Zstd(None))
+                            .batched(df.schema())?,
+                    )
+                } else {
+                    Batched::Csv(CsvWriter::new(out).include_header(true).batched(df.schema())?)
+                };
+                self.files[k].insert(SplitFile {
+                    name,
+                    writer,
+                    file,
+                    sum,
+                })
+            }
+        };
+        if df.height() > 0 {
+            match &mut file.writer {
+                Batched::Parquet(w) => w.write_batch(&df)?,
+                Batched::Csv(w) => w.write_batch(&df)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every split's file and writes `features.txt`; returns the files' entries (those
+    /// [`write_splits`] returns).
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn finish(self, features: &[String]) -> Result<Vec<FileEntry>> {
+        let mut entries = Vec::new();
+        for f in self.files.into_iter().flatten() {
+            match f.writer {
+                Batched::Parquet(w) => {
+                    w.finish()?;
+                }
+                Batched::Csv(mut w) => w.finish()?,
+            }
+            let path = self.dir.join(&f.name);
+            f.file.sync_all().map_err(|source| Error::Io { path, source })?;
+            let sum = f.sum.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            entries.push(FileEntry {
+                name: f.name,
+                bytes: sum.1,
+                sha256: hex(&sum.0.clone().finalize()),
+            });
+        }
+        entries.push(features_file(&self.dir, features)?);
+        Ok(entries)
+    }
+}
+
+/// Writes `features.txt`: the feature names, one a line.
+fn features_file(dir: &Path, features: &[String]) -> Result<FileEntry> {
+    let mut names = Vec::new();
+    for f in features {
+        writeln!(names, "{f}").map_err(|source| Error::Io {
+            path: dir.join("features.txt"),
+            source,
+        })?;
+    }
+    write_file(dir, "features.txt", &names)
+}
+
 /// Writes one split in `format` into `dir`; returns the written files. `ids` (the identifier
 /// and `--keep` columns, one row per row of `x`) lead the table in CSV and Parquet, and are the
 /// side file `<name>_ids.csv` beside the NPY arrays.
@@ -253,22 +449,14 @@ pub fn write_split(
     ids: Option<&DataFrame>,
     format: ExportFormat,
 ) -> Result<Vec<FileEntry>> {
-    if let Some(ids) = ids {
-        if ids.height() != x.nrows() {
-            return Err(Error::Apply(format!(
-                "{name}: {} identifier rows for {} feature rows",
-                ids.height(),
-                x.nrows()
-            )));
-        }
-        // One table holds them and the features in CSV and Parquet; NPY writes them apart.
-        if format != ExportFormat::Npy {
-            let mut taken = features.to_vec();
-            if y.is_some() {
-                taken.push("target".into());
-            }
-            crate::rows::check_clashes(ids, &taken, "feature columns or `target`")?;
-        }
+    if let Some(ids) = ids
+        && ids.height() != x.nrows()
+    {
+        return Err(Error::Apply(format!(
+            "{name}: {} identifier rows for {} feature rows",
+            ids.height(),
+            x.nrows()
+        )));
     }
     match format {
         ExportFormat::Npy => {
@@ -286,10 +474,7 @@ pub fn write_split(
             Ok(out)
         }
         ExportFormat::Parquet | ExportFormat::Csv => {
-            let mut df = split_frame(x, y, features)?;
-            if let Some(ids) = ids {
-                df = ids.hstack(df.columns())?;
-            }
+            let mut df = split_table(x, y, features, ids)?;
             let mut buf = Vec::new();
             let file = if format == ExportFormat::Parquet {
                 ParquetWriter::new(&mut buf)
@@ -388,14 +573,7 @@ pub fn write_splits(
             format,
         )?);
     }
-    let mut names = Vec::new();
-    for f in &prepared.features {
-        writeln!(names, "{f}").map_err(|source| Error::Io {
-            path: dir.join("features.txt"),
-            source,
-        })?;
-    }
-    files.push(write_file(dir, "features.txt", &names)?);
+    files.push(features_file(dir, &prepared.features)?);
     Ok(files)
 }
 

@@ -83,7 +83,20 @@ pub fn row_columns(
     keep: &[String],
     path: &Path,
 ) -> Result<DataFrame> {
-    let idx = IdxCa::from_vec("idx".into(), rows.to_vec());
+    row_columns_from(raw, 0, rows, ids, keep, path)
+}
+
+/// [`row_columns`] when `raw` holds the main table's rows from row `first` on (a streamed
+/// table's chunk); `rows` are rows of the whole table, each at least `first`.
+pub(crate) fn row_columns_from(
+    raw: &DataFrame,
+    first: IdxSize,
+    rows: &[IdxSize],
+    ids: &[String],
+    keep: &[String],
+    path: &Path,
+) -> Result<DataFrame> {
+    let idx = IdxCa::from_vec("idx".into(), rows.iter().map(|&r| r - first).collect());
     let mut cols: Vec<Column> = Vec::new();
     let mut named: Vec<&str> = Vec::new();
     if ids.is_empty() {

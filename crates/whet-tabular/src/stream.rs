@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use whet_core::Progress;
 
 use crate::error::{Error, Result};
-use crate::export::Manifest;
+use crate::export::{Manifest, SplitWriters};
 use crate::join::JoinHow;
 use crate::load::{TableFormat, TableSpec};
 use crate::pipeline::{
@@ -60,6 +60,9 @@ pub struct StreamReport {
     pub passes: usize,
     /// Batches of the last pass.
     pub batches: usize,
+    /// Rows of the main table each plan of the streaming engine reads (see `Chunks`).
+    #[serde(default)]
+    pub chunk_rows: u64,
     /// polars' out-of-core budget (`POLARS_OOC_MEMORY_BUDGET_MB`, bytes), when set.
     pub engine_budget: Option<u64>,
     /// Whether polars' streaming engine wrote spill files (its folder for this process exists).
@@ -89,18 +92,7 @@ pub fn table_bytes(spec: &TableSpec) -> Result<u64> {
             let declared = crate::parquet_guard::check_parquet(&spec.path)?;
             // Encoded pages (dictionaries, run lengths) are much smaller than the columns in
             // memory: count the rows at each column's width too, and take the larger.
-            let read_err = |source| Error::ReadTable {
-                path: spec.path.clone(),
-                source,
-            };
-            let file = std::fs::File::open(&spec.path).map_err(|source| Error::Io {
-                path: spec.path.clone(),
-                source,
-            })?;
-            let mut reader = ParquetReader::new(file);
-            let rows = reader.num_rows().map_err(read_err)? as u64;
-            let rows = spec.limit.map_or(rows, |l| rows.min(l as u64));
-            let schema = reader.schema().map_err(read_err)?;
+            let (rows, schema) = parquet_rows(spec)?;
             let width: u64 = schema
                 .iter_values()
                 .map(|f| value_bytes(&DataType::from_arrow_field(f)))
@@ -117,6 +109,54 @@ pub fn table_bytes(spec: &TableSpec) -> Result<u64> {
             len.saturating_mul(if format == TableFormat::CsvGz { 8 } else { 2 })
         }
     })
+}
+
+/// The rows of a Parquet main table (at most its `limit`) and its schema, from its footer.
+fn parquet_rows(spec: &TableSpec) -> Result<(u64, Arc<ArrowSchema>)> {
+    let read_err = |source| Error::ReadTable {
+        path: spec.path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&spec.path).map_err(|source| Error::Io {
+        path: spec.path.clone(),
+        source,
+    })?;
+    let mut reader = ParquetReader::new(file);
+    let rows = reader.num_rows().map_err(read_err)? as u64;
+    let rows = spec.limit.map_or(rows, |l| rows.min(l as u64));
+    Ok((rows, reader.schema().map_err(read_err)?))
+}
+
+/// How a pass reads the main table: one plan per `chunk` rows, one after the other. polars'
+/// streaming engine reads ahead of a slow consumer (its joins buffer what they produced), so a
+/// plan over the whole table would hold a part of it that grows with the table; a plan over a
+/// chunk holds at most the chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Chunks {
+    /// Rows of the main table (at most its `limit`).
+    rows: u64,
+    /// Rows per plan: a multiple of [`BATCH_ROWS`].
+    chunk: u64,
+}
+
+impl Chunks {
+    /// Chunks of about a sixteenth of `budget`, at the table's estimated bytes per row
+    /// (`bytes` for `rows`), between one batch and sixteen.
+    fn new(rows: u64, bytes: u64, budget: u64) -> Self {
+        let per_row = (bytes / rows.max(1)).max(1);
+        let batches = (budget / 16 / per_row / BATCH_ROWS as u64).clamp(1, 16);
+        Chunks {
+            rows,
+            chunk: batches * BATCH_ROWS as u64,
+        }
+    }
+
+    /// The first row and the rows of each chunk.
+    fn ranges(self) -> impl Iterator<Item = (u64, u64)> {
+        (0..self.rows)
+            .step_by(self.chunk as usize)
+            .map(move |start| (start, self.chunk.min(self.rows - start)))
+    }
 }
 
 /// Bytes one value of `dtype` takes in a frame: the fixed widths, and 32 for text and
@@ -360,26 +400,38 @@ impl Pipe<'_> {
     }
 }
 
-/// The lazy plan of the main table: the scan (with the hidden source-row column), then the
-/// leading `join` and `exclude` steps.
-fn plan(cfg: &TabularConfig, tables: &BTreeMap<String, DataFrame>) -> Result<LazyFrame> {
-    let main = cfg.data.main_name()?;
-    let spec = &cfg.data.tables[main];
-    let path = PlRefPath::try_from_path(&spec.path).map_err(|source| Error::ReadTable {
+/// The main table's scan, and its path.
+fn scan(cfg: &TabularConfig) -> Result<(LazyFrame, std::path::PathBuf)> {
+    let spec = &cfg.data.tables[cfg.data.main_name()?];
+    let err = |source| Error::ReadTable {
         path: spec.path.clone(),
         source,
-    })?;
-    let mut lf = LazyFrame::scan_parquet(path, ScanArgsParquet::default()).map_err(|source| {
-        Error::ReadTable {
-            path: spec.path.clone(),
-            source,
-        }
-    })?;
-    if let Some(n) = spec.limit {
-        lf = lf.slice(0, n as IdxSize);
-    }
+    };
+    let path = PlRefPath::try_from_path(&spec.path).map_err(err)?;
+    let lf = LazyFrame::scan_parquet(path, ScanArgsParquet::default()).map_err(err)?;
+    Ok((lf, spec.path.clone()))
+}
+
+/// The columns `cols` of `len` rows of the main table from row `start`, as read.
+fn raw_chunk(cfg: &TabularConfig, (start, len): (u64, u64), cols: &[String]) -> Result<DataFrame> {
+    let (lf, path) = scan(cfg)?;
+    lf.slice(start as i64, len as IdxSize)
+        .select(cols.iter().map(|c| col(c.as_str())).collect::<Vec<_>>())
+        .collect()
+        .map_err(|source| Error::ReadTable { path, source })
+}
+
+/// The lazy plan of `len` rows of the main table from row `start`: the scan (with the hidden
+/// source-row column, counted from the table's first row), then the leading `join` and
+/// `exclude` steps.
+fn plan(
+    cfg: &TabularConfig,
+    tables: &BTreeMap<String, DataFrame>,
+    (start, len): (u64, u64),
+) -> Result<LazyFrame> {
+    let (mut lf, path) = scan(cfg)?;
     let schema = lf.collect_schema().map_err(|source| Error::ReadTable {
-        path: spec.path.clone(),
+        path: path.clone(),
         source,
     })?;
     if schema.contains(crate::rows::SOURCE_ROW) {
@@ -388,7 +440,15 @@ fn plan(cfg: &TabularConfig, tables: &BTreeMap<String, DataFrame>) -> Result<Laz
             crate::rows::SOURCE_ROW
         )));
     }
-    let mut lf = lf.with_row_index(crate::rows::SOURCE_ROW, None);
+    let mut lf = lf.slice(start as i64, len as IdxSize).with_row_index(
+        crate::rows::SOURCE_ROW,
+        Some(IdxSize::try_from(start).map_err(|_| {
+            Error::Config(format!(
+                "the main table has more than {} rows, more than whet counts",
+                IdxSize::MAX
+            ))
+        })?),
+    );
     for (i, step) in cfg.steps[..lazy_prefix(cfg)].iter().enumerate() {
         let schema = lf.collect_schema()?;
         lf = match step {
@@ -432,9 +492,25 @@ fn plan(cfg: &TabularConfig, tables: &BTreeMap<String, DataFrame>) -> Result<Laz
     Ok(lf)
 }
 
+/// Runs the [`plan`] of each of `chunks` on the streaming engine and hands the batches, in row
+/// order, to `each`; returns how many there were.
+fn for_each_batch(
+    cfg: &TabularConfig,
+    tables: &BTreeMap<String, DataFrame>,
+    chunks: Chunks,
+    path: &Path,
+    mut each: impl FnMut(DataFrame) -> Result<()>,
+) -> Result<usize> {
+    let mut batches = 0;
+    for range in chunks.ranges() {
+        batches += for_each_plan_batch(plan(cfg, tables, range)?, path, &mut each)?;
+    }
+    Ok(batches)
+}
+
 /// Runs `lf` on the streaming engine and hands its batches, in row order, to `each`. The plan
 /// runs on its own thread, two batches ahead at most; an error from `each` stops it.
-fn for_each_batch(
+fn for_each_plan_batch(
     lf: LazyFrame,
     path: &Path,
     mut each: impl FnMut(DataFrame) -> Result<()>,
@@ -490,10 +566,21 @@ fn spill_folder() -> Option<std::path::PathBuf> {
     Some(Path::new(&base).join(std::process::id().to_string()))
 }
 
+/// Where the last pass of [`prepare_streamed`] puts the prepared rows.
+pub enum Destination<'a> {
+    /// Kept for training: in memory, the training rows in Parquet shards in this folder
+    /// ([`TrainRows::Shards`]) once the matrices pass half the budget; the caller removes the
+    /// folder when done.
+    Train(&'a Path),
+    /// Written, every split, into an export's files (Parquet or CSV) batch by batch, with the
+    /// identifier and `keep` columns; the returned [`Prepared`] then holds no rows (its arrays
+    /// and row numbers are empty; its report counts the rows).
+    Export(&'a mut SplitWriters),
+}
+
 /// [`crate::prepare`] for a main table larger than the memory budget (see the module
 /// documentation): the same [`Prepared`], with what the streaming did in its report's
-/// `streamed`. When the matrices pass half of `budget`, the training rows go to Parquet shards
-/// in the folder `work` ([`TrainRows::Shards`]), which the caller removes when done.
+/// `streamed`, its rows where `to` says.
 ///
 /// # Errors
 /// [`Error::CannotStream`] for what cannot stream, and every error of [`crate::prepare`].
@@ -502,7 +589,7 @@ pub fn prepare_streamed(
     seed: u64,
     table_bytes: u64,
     budget: u64,
-    work: &Path,
+    mut to: Destination<'_>,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     cfg.checked()?;
@@ -522,11 +609,8 @@ pub fn prepare_streamed(
     }
     progress.end();
     let input_schema: Vec<(String, String)> = {
-        let path = PlRefPath::try_from_path(&main_path).map_err(|source| Error::ReadTable {
-            path: main_path.clone(),
-            source,
-        })?;
-        LazyFrame::scan_parquet(path, ScanArgsParquet::default())?
+        scan(cfg)?
+            .0
             .collect_schema()?
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
@@ -553,13 +637,18 @@ pub fn prepare_streamed(
         dropped: 0,
     };
     let pass = |what: &str| progress.begin(what, None);
-    let lf = || plan(cfg, &tables);
+    let chunks = Chunks::new(
+        parquet_rows(&cfg.data.tables[&main])?.0,
+        table_bytes,
+        budget,
+    );
+    stream.chunk_rows = chunks.chunk;
 
     // 1. The classes of a classification target: the distinct labels, checked as in memory.
     if let TargetKind::Classification { .. } = kind {
         pass("stream: classes");
         let mut labels = std::collections::BTreeSet::new();
-        for_each_batch(lf()?, &main_path, |df| {
+        for_each_batch(cfg, &tables, chunks, &main_path, |df| {
             let df = pipe.pre(df)?;
             let c = df
                 .column(kind.column())
@@ -600,7 +689,7 @@ pub fn prepare_streamed(
         pass(&format!("stream: fit {}", stage.name()));
         let mut gather: Option<Gather> = None;
         pipe.kept = 0;
-        for_each_batch(lf()?, &main_path, |df| {
+        for_each_batch(cfg, &tables, chunks, &main_path, |df| {
             let rows = df.height() as u64;
             let Some(p) = pipe.split(df)? else {
                 return Ok(());
@@ -674,6 +763,13 @@ pub fn prepare_streamed(
     pass("stream: features");
     let mut features: Option<(Vec<String>, Vec<String>)> = None;
     let mut xs: [Vec<f32>; 3] = Default::default();
+    let budget_check = |ys: &[Vec<f32>; 3]| {
+        whet_core::budget::check(
+            "the targets of the streamed table",
+            (ys.iter().map(Vec::len).sum::<usize>() as u64).saturating_mul(4),
+            "split, or a smaller table (the table's `limit`)",
+        )
+    };
     let mut ys: [Vec<f32>; 3] = Default::default();
     let mut writer: Option<RowShardWriter> = None;
     let mut idx = SplitIndices::default();
@@ -683,8 +779,16 @@ pub fn prepare_streamed(
     pipe.kept = 0;
     pipe.dropped = 0;
     const SPLITS: [&str; 3] = ["train", "validation", "test"];
-    let batches = for_each_batch(lf()?, &main_path, |df| {
+    // An export's identifier and `keep` columns, of the chunk being read.
+    let mut raw: Option<(IdxSize, DataFrame)> = None;
+    let batches = for_each_batch(cfg, &tables, chunks, &main_path, |df| {
         let rows = df.height() as u64;
+        // The batch's first row of the main table (its chunk's rows hold its identifiers).
+        let first = df
+            .column(crate::rows::SOURCE_ROW)?
+            .idx()?
+            .get(0)
+            .unwrap_or_default();
         let Some(p) = pipe.split(df)? else {
             return Ok(());
         };
@@ -707,6 +811,38 @@ pub fn prepare_streamed(
             // The training targets stay in memory (class counts, the target's scale) even when
             // the rows go to disk.
             ys[k].extend(y.iter());
+            if let Destination::Export(w) = &mut to {
+                let (ids, keep) = (&cfg.data.id, w.keep());
+                let start = first - first % chunks.chunk as IdxSize;
+                if raw.as_ref().is_none_or(|(s, _)| *s != start) {
+                    let cols: Vec<String> = ids
+                        .iter()
+                        .chain(keep.iter().filter(|c| !ids.contains(c)))
+                        .cloned()
+                        .collect();
+                    let range = (u64::from(start), chunks.chunk.min(chunks.rows - u64::from(start)));
+                    let df = if cols.is_empty() {
+                        DataFrame::empty()
+                    } else {
+                        raw_chunk(cfg, range, &cols)?
+                    };
+                    raw = Some((start, df));
+                }
+                let Some((start, chunk)) = &raw else {
+                    continue;
+                };
+                let ids = crate::rows::row_columns_from(
+                    chunk,
+                    *start,
+                    &src[k],
+                    ids,
+                    keep,
+                    &cfg.data.tables[&main].path,
+                )?;
+                w.push(k, &x, &y, names, &ids)?;
+                budget_check(&ys)?;
+                continue;
+            }
             if let Some(w) = &mut writer
                 && k == 0
             {
@@ -717,7 +853,9 @@ pub fn prepare_streamed(
             let held = |xs: &[Vec<f32>; 3]| {
                 (xs.iter().chain(&ys).map(Vec::len).sum::<usize>() as u64).saturating_mul(4)
             };
-            if writer.is_none() && held(&xs) > budget / 2 {
+            if let (None, Destination::Train(work)) = (&writer, &to)
+                && held(&xs) > budget / 2
+            {
                 // Past half the budget the training rows continue on disk, from the first.
                 let d = x.ncols();
                 let mut w = RowShardWriter::new(work, d, target_dim)?;
@@ -734,6 +872,11 @@ pub fn prepare_streamed(
                 held(&xs),
                 "split.validation and split.test, or the steps that add columns (encode.one_hot)",
             )?;
+        }
+        if matches!(to, Destination::Export(_)) {
+            // The rows are in the files.
+            progress.advance(rows);
+            return Ok(());
         }
         for (k, to) in [
             &mut source_rows.train,
@@ -769,6 +912,7 @@ pub fn prepare_streamed(
     let d = features.len();
     let train_shards = writer.map(RowShardWriter::finish).transpose()?;
     stream.train_shards = train_shards.as_ref().map(|s| s.files().len());
+    let counts = ys.each_ref().map(|y| y.len() / target_dim.max(1));
     let arrays: Vec<SplitArrays> = xs
         .into_iter()
         .zip(ys)
@@ -783,15 +927,15 @@ pub fn prepare_streamed(
             })
         })
         .collect::<Result<_>>()?;
-    if idx.train.is_empty() {
+    if counts[0] == 0 {
         return Err(Error::Split(
             "no training rows: every row went to validation or test (lower split.test and split.validation)".into(),
         ));
     }
     report.rows = SplitRows {
-        train: idx.train.len(),
-        validation: idx.validation.len(),
-        test: idx.test.len(),
+        train: counts[0],
+        validation: counts[1],
+        test: counts[2],
     };
     report.target_missing_dropped = pipe.dropped;
     report.unused_columns = unused;
@@ -816,6 +960,16 @@ pub fn prepare_streamed(
             )));
         }
     }
+    // An export's rows are in its files: the targets kept for the checks above go.
+    let arrays = match to {
+        Destination::Export(_) => (0..3)
+            .map(|_| SplitArrays {
+                x: Array2::zeros((0, d)),
+                y: Array2::zeros((0, target_dim)),
+            })
+            .collect(),
+        Destination::Train(_) => arrays,
+    };
     let mut it = arrays.into_iter();
     let (train, validation, test) = (
         it.next().expect("3"),
@@ -865,7 +1019,7 @@ mod tests {
     /// The batches of `lf`, end to end.
     fn batches(lf: LazyFrame, path: &Path) -> DataFrame {
         let mut all: Option<DataFrame> = None;
-        for_each_batch(lf, path, |df| {
+        for_each_plan_batch(lf, path, |df| {
             match &mut all {
                 Some(a) => {
                     a.vstack_mut_owned(df)?;
@@ -969,15 +1123,20 @@ mod tests {
         // The whole preparation both ways: the same fitted steps and arrays.
         let whole =
             crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        // A budget that reads the table in plans of one batch, and keeps the rows in memory.
+        let spec = &cfg.data.tables["flights"];
         let streamed = prepare_streamed(
             &cfg,
             5,
-            1,
-            u64::MAX,
-            &dir.path().join("rows"),
+            table_bytes(spec).unwrap(),
+            200_000_000,
+            Destination::Train(&dir.path().join("rows")),
             &whet_core::progress::NoProgress,
         )
         .unwrap();
+        let report = streamed.report.streamed.as_ref().unwrap();
+        assert_eq!(report.chunk_rows, BATCH_ROWS as u64);
+        assert_eq!(report.batches, 6);
         assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
         assert_eq!(whole.train, streamed.train);
         assert_eq!(whole.test.x, streamed.test.x);
@@ -986,6 +1145,26 @@ mod tests {
         for step in &cfg.steps[..3] {
             memory = pre_step(step, memory, &tables, None, &mut report, false).unwrap();
         }
-        same_frame(&memory, &batches(plan(&cfg, &tables).unwrap(), &path));
+        // The plan over the whole table, and plans over chunks of one and two batches (the
+        // last one shorter): the same rows, source rows and joined values.
+        let rows = memory.height() as u64;
+        same_frame(
+            &memory,
+            &batches(plan(&cfg, &tables, (0, rows)).unwrap(), &path),
+        );
+        for chunk in [BATCH_ROWS as u64, 2 * BATCH_ROWS as u64] {
+            let mut all: Option<DataFrame> = None;
+            let n = for_each_batch(&cfg, &tables, Chunks { rows, chunk }, &path, |df| {
+                assert!(df.height() <= BATCH_ROWS);
+                match &mut all {
+                    Some(a) => a.vstack_mut_owned(df).map(|_| ())?,
+                    None => all = Some(df),
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(n, rows.div_ceil(BATCH_ROWS as u64) as usize);
+            same_frame(&memory, &all.unwrap());
+        }
     }
 }

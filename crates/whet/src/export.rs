@@ -149,35 +149,63 @@ impl Run {
         self.check_output(out)?;
         let _lock = whet_core::lock::FolderLock::acquire(out)?;
         let seed = self.seed();
-        let prepared = self.prepare(seed, cache, progress)?;
-        let mut manifest = Manifest::new(
-            ManifestKind::Export,
-            self,
-            seed,
-            prepared.summary(),
-            prepared.preprocessing(self),
-            None,
-            prepared.warnings.clone(),
-        );
+        // A main table over the memory budget is prepared straight into the export's files.
+        let streams = self.table_streams()?;
+        let prepared = match streams {
+            None => Some(self.prepare(seed, cache, progress)?),
+            Some(_) => None,
+        };
         whet_core::publish::staged_removing(out, |stage| -> Result<_> {
             // Published with the export (first, as names starting with `.` sort first).
             whet_core::outputs::mark(stage)?;
-            let report = match &prepared.data {
+            let (prepared, report) = match (prepared, streams) {
+                (Some(prepared), _) => {
+                    let report = self.export_prepared(&prepared, stage, options)?;
+                    (prepared, report)
+                }
+                (None, Some(bytes)) => {
+                    let fmt = table_format(options)?;
+                    let (p, files) =
+                        self.export_streamed_tables(seed, bytes, stage, fmt, &options.keep, progress)?;
+                    let report = match &p.data {
+                        PreparedData::Tables(t) => ExportReport {
+                            rows: [t.report.rows.train, t.report.rows.validation, t.report.rows.test],
+                            features: t.features.len(),
+                            files,
+                            images: false,
+                        },
+                        PreparedData::Images(_) => unreachable!("a streamed table run"),
+                    };
+                    (p, report)
+                }
+                (None, None) => unreachable!("prepared unless streamed"),
+            };
+            let mut manifest = Manifest::new(
+                ManifestKind::Export,
+                self,
+                seed,
+                prepared.summary(),
+                prepared.preprocessing(self),
+                None,
+                prepared.warnings.clone(),
+            );
+            manifest.files = report.files.clone();
+            manifest.save(&stage.join("manifest.json"))?;
+            let obsolete = obsolete_files(out, stage, progress)?;
+            Ok((report, obsolete))
+        })
+    }
+
+    /// Writes the prepared splits (in memory, or a streamed image set's shards) into `stage`.
+    fn export_prepared(
+        &self,
+        prepared: &crate::prepare::Prepared,
+        stage: &Path,
+        options: &ExportOptions,
+    ) -> Result<ExportReport> {
+        Ok(match &prepared.data {
                 PreparedData::Tables(p) => {
-                    if options.shard_bytes.is_some() {
-                        return Err(Error::Invalid(
-                            "--shard-size is for image exports in a shard format".into(),
-                        ));
-                    }
-                    if options.augmented_copies.is_some() {
-                        return Err(Error::Invalid(
-                            "--augmented-copies is for image runs with online augmentation".into(),
-                        ));
-                    }
-                    let fmt = options
-                        .format
-                        .unwrap_or(ExportFormat::Parquet)
-                        .table_format()?;
+                    let fmt = table_format(options)?;
                     let ids = whet_tabular::split_ids(p, &options.keep)?;
                     ExportReport {
                         rows: [p.train.len(), p.validation.x.nrows(), p.test.x.nrows()],
@@ -204,13 +232,26 @@ impl Run {
                     }
                     export_images(p, stage, options)?
                 }
-            };
-            manifest.files = report.files.clone();
-            manifest.save(&stage.join("manifest.json"))?;
-            let obsolete = obsolete_files(out, stage, progress)?;
-            Ok((report, obsolete))
-        })
+            })
     }
+}
+
+/// The file format of a table export, refusing the image options.
+fn table_format(options: &ExportOptions) -> Result<whet_tabular::ExportFormat> {
+    if options.shard_bytes.is_some() {
+        return Err(Error::Invalid(
+            "--shard-size is for image exports in a shard format".into(),
+        ));
+    }
+    if options.augmented_copies.is_some() {
+        return Err(Error::Invalid(
+            "--augmented-copies is for image runs with online augmentation".into(),
+        ));
+    }
+    options
+        .format
+        .unwrap_or(ExportFormat::Parquet)
+        .table_format()
 }
 
 /// The entries of `out` that an earlier export wrote and the new one (in `stage`) does not

@@ -477,19 +477,66 @@ impl Run {
             RunData::Tables(cfg) => prepare_tables(cfg, seed, fold, cache, progress),
         }
         .map_err(|e| self.locate_data_error(e))?;
-        if let PreparedData::Tables(t) = &p.data {
-            // From the load reports, so a cached preparation warns like a fresh one.
-            p.warnings.extend(
-                t.report
-                    .loads
-                    .iter()
-                    .flat_map(|l| l.warnings.iter().cloned()),
-            );
-        }
-        for w in &p.warnings {
-            progress.warn(w);
-        }
+        warn_loads(&mut p, progress);
         Ok(p)
+    }
+
+    /// `Some(estimated bytes)` when this is a table run whose main table is over the memory
+    /// budget ([`whet_tabular::must_stream`]), so it streams.
+    ///
+    /// # Errors
+    /// The main table's path or format errors.
+    pub fn table_streams(&self) -> Result<Option<u64>> {
+        let RunData::Tables(cfg) = self.data() else {
+            return Ok(None);
+        };
+        let budget = whet_core::budget::current().bytes();
+        whet_tabular::must_stream(cfg, budget)
+            .map_err(|e| name_table_files(e, cfg))
+            .map_err(|e| self.locate_data_error(e))
+    }
+
+    /// A table run over the memory budget ([`Run::table_streams`] gave `bytes`), prepared
+    /// batch by batch straight into an export's split files in `dir`
+    /// ([`whet_tabular::Destination::Export`]): the preparation (with no rows in memory) and
+    /// the files.
+    ///
+    /// # Errors
+    /// Those of [`Run::prepare`], [`whet_tabular::Error::CannotStream`] for NPY, write errors.
+    pub(crate) fn export_streamed_tables(
+        &self,
+        seed: u64,
+        bytes: u64,
+        dir: &std::path::Path,
+        format: whet_tabular::ExportFormat,
+        keep: &[String],
+        progress: &dyn Progress,
+    ) -> Result<(Prepared, Vec<whet_tabular::FileEntry>)> {
+        self.preflight()?;
+        let RunData::Tables(cfg) = self.data() else {
+            return Err(Error::Invalid("a streamed export is of tables".into()));
+        };
+        let budget = whet_core::budget::current().bytes();
+        let mut writers = whet_tabular::SplitWriters::new(dir, format, keep)?;
+        let p = whet_tabular::prepare_streamed(
+            cfg,
+            seed,
+            bytes,
+            budget,
+            whet_tabular::Destination::Export(&mut writers),
+            progress,
+        )
+        .map_err(|e| name_table_files(e, cfg))
+        .map_err(|e| self.locate_data_error(e))?;
+        let files = writers.finish(&p.features)?;
+        let mut p = Prepared {
+            data: PreparedData::Tables(p),
+            cache_hits: vec![],
+            skipped: vec![],
+            warnings: vec![],
+        };
+        warn_loads(&mut p, progress);
+        Ok((p, files))
     }
 
     /// A data error found while preparing, with the run file's line of the setting it is
@@ -889,6 +936,22 @@ fn prepare_images(
     })
 }
 
+/// Adds the tables' load warnings to `p` (from the load reports, so a cached preparation warns
+/// like a fresh one), and writes every warning of `p` through `progress`.
+fn warn_loads(p: &mut Prepared, progress: &dyn Progress) {
+    if let PreparedData::Tables(t) = &p.data {
+        p.warnings.extend(
+            t.report
+                .loads
+                .iter()
+                .flat_map(|l| l.warnings.iter().cloned()),
+        );
+    }
+    for w in &p.warnings {
+        progress.warn(w);
+    }
+}
+
 /// Header of a cached table preparation: everything but the arrays, typed.
 #[derive(Serialize, Deserialize)]
 struct TablesMeta {
@@ -1016,7 +1079,14 @@ fn prepare_tables(
                 .unwrap_or_else(std::env::temp_dir)
                 .join("rows")
                 .join(format!("{}-{stamp}", std::process::id()));
-            whet_tabular::prepare_streamed(cfg, seed, bytes, budget, &work, progress)
+            whet_tabular::prepare_streamed(
+                cfg,
+                seed,
+                bytes,
+                budget,
+                whet_tabular::Destination::Train(&work),
+                progress,
+            )
         }
         None => whet_tabular::prepare(cfg, seed, fold, progress),
     }
