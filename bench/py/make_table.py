@@ -14,6 +14,12 @@ library), so the files are the same on any machine and with any numpy:
 
 Parquet: zstd level 1, row groups of 1M rows (so readers can parallelise). Existing files with
 the same parameters are kept (idempotent); files are written to a temporary name, then renamed.
+
+`--events` writes the streaming benchmark's table instead (issue 17), one row group at a time
+so that its size is not bounded by memory: `events-<seed>-<rows>.parquet` with `key` (int64, as
+above), `x0`..`x17` (float32, the formula above, 10 % missing) and `y` (int8, 0 or 1:
+h32(seed, 90, i, 0, 0) mod 2), 20 columns; and `right-<seed>-<keys>-f32.parquet`, the right table
+with float32 `r*`.
 """
 
 import argparse
@@ -82,6 +88,44 @@ def make_right(seed, keys):
     return pa.table(arrays, names=names)
 
 
+EVENT_COLS = 18
+
+
+def events_paths(out, seed, rows, keys):
+    return (
+        os.path.join(out, f"events-{seed}-{rows}.parquet"),
+        os.path.join(out, f"right-{seed}-{keys}-f32.parquet"),
+    )
+
+
+def write_events(seed, rows, keys, path):
+    """The events table, written 1M rows (one row group) at a time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path + ".tmp"
+    writer = None
+    step = 1_000_000
+    for s in range(0, rows, step):
+        i = np.arange(s, min(rows, s + step), dtype=np.uint64)
+        arrays = [pa.array((h(seed, 5, i) % np.uint32(keys)).astype(np.int64))]
+        names = ["key"]
+        for c in range(EVENT_COLS):
+            vals = (10.0 * c + (c + 1) * common.unit(h(seed, 10 + c, i))).astype(np.float32)
+            missing = h(seed, 40 + c, i) % np.uint32(10) == 0
+            arrays.append(pa.array(vals, mask=missing))
+            names.append(f"x{c}")
+        arrays.append(pa.array((h(seed, 90, i) % np.uint32(2)).astype(np.int8)))
+        names.append("y")
+        table = pa.table(arrays, names=names)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema, compression="zstd", compression_level=1)
+        writer.write_table(table, row_group_size=step)
+    writer.close()
+    os.replace(tmp, path)
+
+
 def h(seed, a, i):
     return common.h32(seed, a, i, 0, 0)
 
@@ -92,13 +136,27 @@ def main():
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--events", action="store_true",
+                    help="the streaming benchmark's table (see above) instead")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    left, right = paths(args.out, args.seed, args.rows, args.keys)
-    if not os.path.exists(right):
-        write_atomic(make_right(args.seed, args.keys), right)
-    if not os.path.exists(left):
-        write_atomic(make_left(args.seed, args.rows, args.keys), left)
+    if args.events:
+        left, right = events_paths(args.out, args.seed, args.rows, args.keys)
+        if not os.path.exists(right):
+            import pyarrow as pa
+
+            t = make_right(args.seed, args.keys)
+            t = t.cast(pa.schema([pa.field("key", pa.int64())]
+                                 + [pa.field(f"r{j}", pa.float32()) for j in range(RIGHT_COLS)]))
+            write_atomic(t, right)
+        if not os.path.exists(left):
+            write_events(args.seed, args.rows, args.keys, left)
+    else:
+        left, right = paths(args.out, args.seed, args.rows, args.keys)
+        if not os.path.exists(right):
+            write_atomic(make_right(args.seed, args.keys), right)
+        if not os.path.exists(left):
+            write_atomic(make_left(args.seed, args.rows, args.keys), left)
     common.emit(
         {
             "bench": "make_table",

@@ -456,32 +456,7 @@ fn parse_memory(s: &str) -> Result<whet_core::Budget, String> {
     whet_core::Budget::parse(s).map_err(|e| e.to_string())
 }
 
-/// Gives polars' streaming engine (tables larger than the budget) a quarter of the memory
-/// budget (a streamed table's own matrices may take half of it) and a spill folder under whet's
-/// cache, unless the environment already sets them: polars reads both from the environment only
-/// (`POLARS_OOC_MEMORY_BUDGET_MB`, `POLARS_OOC_SPILL_DIR`). Past its budget polars spills its
-/// join build sides and group states to that folder.
-#[allow(unsafe_code)]
-fn configure_streaming_engine(budget: whet_core::Budget) {
-    let mut vars = vec![(
-        "POLARS_OOC_MEMORY_BUDGET_MB",
-        (budget.bytes() / 4 / 1_000_000).max(1).to_string().into(),
-    )];
-    if let Some(root) = whet::cache_root() {
-        vars.push(("POLARS_OOC_SPILL_DIR", root.join("spill").into_os_string()));
-    }
-    for (k, v) in vars {
-        if std::env::var_os(k).is_none() {
-            // SAFETY: called by `main_with_args` before it starts any thread (the rayon pool is
-            // built after this, polars' pools at their first use), so no thread reads the
-            // environment while it changes.
-            unsafe { std::env::set_var(k, v) };
-        }
-    }
-}
-
-/// Runs the CLI with these arguments and returns the process exit code. It is the binary's
-/// `main`: call it before the process starts other threads (it sets polars' environment).
+/// Runs the CLI with these arguments and returns the process exit code (the binary's `main`).
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -499,7 +474,6 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
             };
         }
     };
-    configure_streaming_engine(cli.max_memory.unwrap_or_else(whet_core::budget::current));
     if let Some(n) = cli.threads {
         // Only sizes the pool: results never depend on the thread count.
         let _ = rayon::ThreadPoolBuilder::new()

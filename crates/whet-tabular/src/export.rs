@@ -269,7 +269,10 @@ struct Hashed {
 impl Write for Hashed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
-        let mut sum = self.sum.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sum = self
+            .sum
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         sum.0.update(&buf[..n]);
         sum.1 += n as u64;
         Ok(n)
@@ -281,7 +284,7 @@ impl Write for Hashed {
 }
 
 enum Batched {
-    Parquet(polars::io::parquet::write::BatchedWriter<Hashed>),
+    Parquet(Box<polars::io::parquet::write::BatchedWriter<Hashed>>),
     Csv(polars::io::csv::write::BatchedWriter<Hashed>),
 }
 
@@ -368,13 +371,17 @@ impl SplitWriters {
                     sum: sum.clone(),
                 };
                 let writer = if self.format == ExportFormat::Parquet {
-                    Batched::Parquet(
+                    Batched::Parquet(Box::new(
                         ParquetWriter::new(out)
                             .with_compression(ParquetCompression::Zstd(None))
                             .batched(df.schema())?,
-                    )
+                    ))
                 } else {
-                    Batched::Csv(CsvWriter::new(out).include_header(true).batched(df.schema())?)
+                    Batched::Csv(
+                        CsvWriter::new(out)
+                            .include_header(true)
+                            .batched(df.schema())?,
+                    )
                 };
                 self.files[k].insert(SplitFile {
                     name,
@@ -408,8 +415,13 @@ impl SplitWriters {
                 Batched::Csv(mut w) => w.finish()?,
             }
             let path = self.dir.join(&f.name);
-            f.file.sync_all().map_err(|source| Error::Io { path, source })?;
-            let sum = f.sum.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f.file
+                .sync_all()
+                .map_err(|source| Error::Io { path, source })?;
+            let sum = f
+                .sum
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             entries.push(FileEntry {
                 name: f.name,
                 bytes: sum.1,

@@ -70,6 +70,17 @@ pub struct JoinConfig {
     pub allow_many_to_many: bool,
 }
 
+impl JoinReport {
+    /// Adds what joining more left rows with the same right table did (a table joined batch by
+    /// batch: the counts of the left rows add up; the right's are the same each time).
+    pub(crate) fn add(&mut self, more: &JoinReport) {
+        self.rows_before += more.rows_before;
+        self.rows_after += more.rows_after;
+        self.unmatched_left += more.unmatched_left;
+        self.null_keys_left += more.null_keys_left;
+    }
+}
+
 impl JoinConfig {
     /// A left join on `on` with defaults: [`JoinConfig::left`] for borrowed names.
     pub fn new(with: &str, on: &[&str]) -> Self {
@@ -308,10 +319,11 @@ fn int_key(c: &Column) -> Result<Option<Int64Chunked>> {
     Ok(Some(phys.i64()?.clone()))
 }
 
-/// Left join of `left` with `right` on one integer key whose values are unique on the right:
-/// the left columns are kept as they are (no copy) and each right column is gathered once by a
-/// lookup of every left key. Returns the joined frame and the number of left rows without a
-/// match, or `None` when the key type is not covered (polars' join then does the work).
+/// Left join of `left` with `right` on one integer key whose values are unique on the right
+/// (`lookup`, built from the right keys): the left columns are kept as they are (no copy) and
+/// each right column is gathered once by a lookup of every left key. Returns the joined frame
+/// and the number of left rows without a match, or `None` when the left key's type is not
+/// covered (polars' join then does the work).
 ///
 /// Same output as polars' coalescing left join that keeps the left order: the left columns,
 /// then the right ones without the key, `suffix` added to names already on the left; null keys
@@ -319,15 +331,11 @@ fn int_key(c: &Column) -> Result<Option<Int64Chunked>> {
 fn left_join_unique_int(
     left: &DataFrame,
     right: &DataFrame,
-    lk: &str,
-    rk: &str,
+    (lk, rk): (&str, &str),
+    lookup: &Lookup,
     suffix: &str,
 ) -> Result<Option<(DataFrame, usize)>> {
-    let (Some(lkeys), Some(rkeys)) = (int_key(left.column(lk)?)?, int_key(right.column(rk)?)?)
-    else {
-        return Ok(None);
-    };
-    let Some(lookup) = Lookup::build(&rkeys) else {
+    let Some(lkeys) = int_key(left.column(lk)?)? else {
         return Ok(None);
     };
     // Probe in parallel pieces of every left chunk; each row's result depends on that row only.
@@ -434,7 +442,9 @@ pub(crate) fn check_streamed(left: &DataFrame, right: &DataFrame, cfg: &JoinConf
         return Err(Error::CannotStream {
             key: format!("join with `{}`", cfg.with),
             reason: format!(
-                "the main table is larger than the memory budget and is joined batch by batch,                  which needs each right key once; {right_dups} right rows repeat a key (e.g.                  {right_example}): deduplicate `{}` on {rk:?}",
+                "the main table is larger than the memory budget and is joined batch by batch, \
+                 which needs each right key once; {right_dups} right rows repeat a key (e.g. \
+                 {right_example}): deduplicate `{}` on {rk:?}",
                 cfg.with
             ),
         });
@@ -453,12 +463,78 @@ pub fn join(
     right: &DataFrame,
     cfg: &JoinConfig,
 ) -> Result<(DataFrame, JoinReport)> {
-    let (lk, rk) = check_keys(left, right, cfg)?;
-    let (right_dups, right_example) = dup_count(right, &rk)?;
+    RightSide::new(left, right, cfg)?.join(left)
+}
+
+/// The right side of a join, checked and indexed once: what [`join`] does with the right table
+/// before it looks at the left rows. A table read in batches joins every batch through one.
+pub(crate) struct RightSide<'a> {
+    right: &'a DataFrame,
+    cfg: &'a JoinConfig,
+    keys: (Vec<String>, Vec<String>),
+    right_dups: usize,
+    right_example: String,
+    /// The right row of each key, for a left join on one integer key unique on the right.
+    lookup: Option<Lookup>,
+}
+
+impl<'a> RightSide<'a> {
+    /// Checks the keys of `cfg` on `left`'s columns (its rows are not read) and `right`,
+    /// counts the right's repeated keys, and indexes the right's key when the join is a left
+    /// join on one integer key unique on the right.
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`], [`Error::KeyType`].
+    pub(crate) fn new(left: &DataFrame, right: &'a DataFrame, cfg: &'a JoinConfig) -> Result<Self> {
+        let (lk, rk) = check_keys(left, right, cfg)?;
+        let (right_dups, right_example) = dup_count(right, &rk)?;
+        let lookup = if cfg.how == JoinHow::Left && right_dups == 0 && rk.len() == 1 {
+            int_key(right.column(&rk[0])?)?.and_then(|k| Lookup::build(&k))
+        } else {
+            None
+        };
+        Ok(RightSide {
+            right,
+            cfg,
+            keys: (lk, rk),
+            right_dups,
+            right_example,
+            lookup,
+        })
+    }
+
+    /// Joins `left` (with the columns given to [`RightSide::new`]) as [`join`] does.
+    ///
+    /// # Errors
+    /// Those of [`join`].
+    pub(crate) fn join(&self, left: &DataFrame) -> Result<(DataFrame, JoinReport)> {
+        let (right, cfg) = (self.right, self.cfg);
+        let (lk, rk) = (&self.keys.0, &self.keys.1);
+        let (right_dups, right_example) = (self.right_dups, self.right_example.clone());
+        join_checked(
+            left,
+            right,
+            cfg,
+            (lk, rk),
+            (right_dups, right_example),
+            self.lookup.as_ref(),
+        )
+    }
+}
+
+/// [`join`] after [`RightSide::new`].
+fn join_checked(
+    left: &DataFrame,
+    right: &DataFrame,
+    cfg: &JoinConfig,
+    (lk, rk): (&[String], &[String]),
+    (right_dups, right_example): (usize, String),
+    lookup: Option<&Lookup>,
+) -> Result<(DataFrame, JoinReport)> {
     let needs_left = cfg.cardinality == Some(Cardinality::OneToOne) || right_dups > 0;
     let (left_dups, left_example) =
         if needs_left && !matches!(cfg.how, JoinHow::Semi | JoinHow::Anti) {
-            dup_count(left, &lk)?
+            dup_count(left, lk)?
         } else {
             (0, String::new())
         };
@@ -492,7 +568,7 @@ pub fn join(
     }
     if right_dups > 0 && left_dups > 0 {
         // Keys repeat on both sides: the output is counted from the key counts before joining.
-        let rows = matched_pairs(left, right, &lk, &rk)?
+        let rows = matched_pairs(left, right, lk, rk)?
             .saturating_add((left.height() + right.height()) as u64);
         let width = (left.width() + right.width()) as u64;
         whet_core::budget::check(
@@ -505,7 +581,7 @@ pub fn join(
         )?;
     }
     let rows_before = left.height();
-    let null_keys_left = null_key_rows(left, &lk)?;
+    let null_keys_left = null_key_rows(left, lk)?;
     let how = match cfg.how {
         JoinHow::Left => JoinType::Left,
         JoinHow::Inner => JoinType::Inner,
@@ -534,11 +610,9 @@ pub fn join(
     };
     // The usual lookup-table join (many-to-one on one integer key) skips polars' join, which
     // would gather every left column again to keep the left order.
-    if cfg.how == JoinHow::Left
-        && right_dups == 0
-        && lk.len() == 1
+    if let Some(lookup) = lookup
         && let Some((out, unmatched)) =
-            left_join_unique_int(left, right, &lk[0], &rk[0], &cfg.suffix)?
+            left_join_unique_int(left, right, (&lk[0], &rk[0]), lookup, &cfg.suffix)?
     {
         report.unmatched_left = unmatched;
         report.rows_after = out.height();
@@ -562,7 +636,7 @@ pub fn join(
                     l.height(),
                 ))?;
             }
-            let mut out = l.join(&r, &lk, &rk, args, None)?;
+            let mut out = l.join(&r, lk, rk, args, None)?;
             let matched = out.column(MATCH)?.as_materialized_series().is_not_null();
             if cfg.how == JoinHow::Full {
                 let has_left = out.column(&lm)?.as_materialized_series().is_not_null();
@@ -579,12 +653,12 @@ pub fn join(
             out.drop(MATCH)?
         }
         JoinHow::Semi => {
-            let out = left.join(right, &lk, &rk, args, None)?;
+            let out = left.join(right, lk, rk, args, None)?;
             report.unmatched_left = rows_before - out.height();
             out
         }
         JoinHow::Anti => {
-            let out = left.join(right, &lk, &rk, args, None)?;
+            let out = left.join(right, lk, rk, args, None)?;
             report.unmatched_left = out.height();
             out
         }
@@ -766,7 +840,11 @@ mod tests {
     }
 
     fn check_fast_path(l: &DataFrame, r: &DataFrame, lk: &str, rk: &str) {
-        let (fast, unmatched) = left_join_unique_int(l, r, lk, rk, "_right")
+        let keys = int_key(r.column(rk).unwrap())
+            .unwrap()
+            .expect("covered key type");
+        let lookup = Lookup::build(&keys).expect("unique right keys");
+        let (fast, unmatched) = left_join_unique_int(l, r, (lk, rk), &lookup, "_right")
             .unwrap()
             .expect("covered key type");
         let slow = polars_left(l, r, lk, rk);
@@ -832,18 +910,10 @@ mod tests {
         check_fast_path(&l, &r.head(Some(0)), "k", "k");
         // Repeated right keys and other key types are left to polars.
         let dup = df!("k" => [1i32, 1], "m" => [true, false]).unwrap();
-        let l = df!("k" => [1i32], "v" => [1]).unwrap();
-        assert!(
-            left_join_unique_int(&l, &dup, "k", "k", "_r")
-                .unwrap()
-                .is_none()
-        );
-        let (l, r) = (df!("k" => ["a"]).unwrap(), df!("k" => ["a"]).unwrap());
-        assert!(
-            left_join_unique_int(&l, &r, "k", "k", "_r")
-                .unwrap()
-                .is_none()
-        );
+        let keys = int_key(dup.column("k").unwrap()).unwrap().unwrap();
+        assert!(Lookup::build(&keys).is_none());
+        let text = df!("k" => ["a"]).unwrap();
+        assert!(int_key(text.column("k").unwrap()).unwrap().is_none());
     }
 
     #[test]

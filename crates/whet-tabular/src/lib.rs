@@ -47,8 +47,8 @@ pub use audit::{AuditConfig, AuditFlag, AuditReport, FlagKind, audit_frame};
 pub use encode::{DatePart, EncodeConfig, FittedEncode};
 pub use error::{Error, Result};
 pub use export::{
-    ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, export,
-    SplitWriters, npy_bytes, read_npy, split_frame, split_ids, write_split, write_splits,
+    ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest,
+    SplitWriters, export, npy_bytes, read_npy, split_frame, split_ids, write_split, write_splits,
 };
 pub use graph::{ColumnOp, GraphPlan, GraphStep, graph_input, graph_input_file, graph_plan};
 pub use images::{ImageRows, count_image_parquet, read_image_parquet, write_image_parquet};
@@ -81,6 +81,7 @@ pub use split::{
 };
 pub use stage::{FittedStage, FittedStep, Fitter, Stage};
 pub use stream::{
-    BATCH_ROWS, Destination, StreamReport, check_streamable, must_stream, prepare_streamed, table_bytes,
+    BATCH_ROWS, Destination, StreamReport, check_streamable, must_stream, prepare_streamed,
+    table_bytes,
 };
 pub use target::{DEFAULT_MAX_CLASSES, Target, TargetConfig, TargetKind, extract_target};

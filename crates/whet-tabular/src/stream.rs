@@ -3,9 +3,9 @@
 //!
 //! [`must_stream`] decides: the main table streams when its size in memory (a Parquet file's
 //! declared uncompressed size) is over the budget. [`prepare_streamed`] then makes passes over
-//! the table, each one a lazy plan run on the streaming engine (`scan_parquet` → the leading
-//! `join` and `exclude` steps as lazy joins and projections, whose join build sides spill to disk
-//! under polars' out-of-core budget) whose batches come back in row order:
+//! the table, each one read by polars' streaming engine in chunks of rows (`scan_parquet` of a
+//! slice, the leading `exclude` steps as its projection; a plan per chunk, so what the engine
+//! reads ahead stays within the chunk) whose batches come back in row order:
 //!
 //! 1. for a classification target, one pass collects the classes;
 //! 2. one pass per fitted step feeds the training rows only (the split is `method: hash`,
@@ -17,9 +17,8 @@
 //!    within the budget, and call the step's own `fit`;
 //! 3. one last pass applies every step and builds the feature matrices.
 //!
-//! Everything that changes a batch is the in-memory pipeline's own code (`join`'s semantics as
-//! polars' coalescing join that keeps the left order, which whet's `join` matches; the pre-split
-//! steps; `extract_target`; `hash_assign`; every `FittedStage::transform`; `to_matrix`), and a
+//! Everything that changes a batch is the in-memory pipeline's own code (`join`, its right side
+//! checked and indexed once for every batch; the pre-split steps; `extract_target`; `hash_assign`; every `FittedStage::transform`; `to_matrix`), and a
 //! step with a fitter fits through it in memory too, so data that fit give bit-identical arrays
 //! and manifests both ways. Steps that need every row at once are refused by
 //! [`check_streamable`], naming the step, before anything is read.
@@ -63,10 +62,6 @@ pub struct StreamReport {
     /// Rows of the main table each plan of the streaming engine reads (see `Chunks`).
     #[serde(default)]
     pub chunk_rows: u64,
-    /// polars' out-of-core budget (`POLARS_OOC_MEMORY_BUDGET_MB`, bytes), when set.
-    pub engine_budget: Option<u64>,
-    /// Whether polars' streaming engine wrote spill files (its folder for this process exists).
-    pub spilled: bool,
     /// The Parquet shards the prepared training rows were written to, when they did not fit
     /// in half the budget (absent when they were kept in memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,12 +186,12 @@ fn cannot(key: String, reason: String) -> Error {
     Error::CannotStream { key, reason }
 }
 
-/// How many of the leading pre-split steps run inside polars' lazy plan (`join` and `exclude`);
-/// the others run batch by batch.
+/// How many of the leading pre-split steps run inside polars' lazy plan (the leading
+/// `exclude`s: columns the scan need not read); the others run batch by batch.
 fn lazy_prefix(cfg: &TabularConfig) -> usize {
     cfg.steps[..cfg.split_point()]
         .iter()
-        .position(|s| !matches!(s, StepConfig::Join(_) | StepConfig::Exclude(_)))
+        .position(|s| !matches!(s, StepConfig::Exclude(_)))
         .unwrap_or(cfg.split_point())
 }
 
@@ -331,20 +326,58 @@ struct Pipe<'a> {
     kind: TargetKind,
     classes: Option<Vec<String>>,
     tables: &'a BTreeMap<String, DataFrame>,
+    /// The right side of each `join` step (by step index), checked and indexed at the first
+    /// batch.
+    joins: BTreeMap<usize, crate::join::RightSide<'a>>,
+    /// What the joins did, summed over the batches since the last [`Pipe::restart`].
+    join_reports: BTreeMap<usize, crate::join::JoinReport>,
     /// Rows kept so far (after the pre-split steps and the target), for positions.
     kept: usize,
     /// Rows dropped for a missing target.
     dropped: usize,
 }
 
-impl Pipe<'_> {
-    /// The pre-split steps after the lazy prefix, on one batch.
-    fn pre(&self, mut df: DataFrame) -> Result<DataFrame> {
+impl<'a> Pipe<'a> {
+    /// A new pass: the counts and reports start again.
+    fn restart(&mut self) {
+        self.kept = 0;
+        self.dropped = 0;
+        self.join_reports.clear();
+    }
+
+    /// The pre-split steps after the lazy prefix, on one batch: joins through the right side
+    /// prepared at the first batch (`join`'s code, its checks made once), the other steps as in
+    /// memory.
+    fn pre(&mut self, mut df: DataFrame) -> Result<DataFrame> {
         let (from, to) = (lazy_prefix(self.cfg), self.cfg.split_point());
+        let (cfg, tables) = (self.cfg, self.tables);
         let mut scratch = PrepareReport::default();
-        for (i, step) in self.cfg.steps[..to].iter().enumerate().skip(from) {
-            df = pre_step(step, df, self.tables, Some(&self.kind), &mut scratch, false)
-                .map_err(step_err(i, step))?;
+        for (i, step) in cfg.steps[..to].iter().enumerate().skip(from) {
+            let StepConfig::Join(j) = step else {
+                df = pre_step(step, df, tables, Some(&self.kind), &mut scratch, false)
+                    .map_err(step_err(i, step))?;
+                continue;
+            };
+            let side = match self.joins.entry(i) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let right = tables.get(&j.with).ok_or_else(|| Error::UnknownTable {
+                        name: j.with.clone(),
+                        available: tables.keys().cloned().collect(),
+                    })?;
+                    // The checks `join` makes, with those a batch cannot make refused.
+                    crate::join::check_streamed(&df, right, j).map_err(step_err(i, step))?;
+                    e.insert(crate::join::RightSide::new(&df, right, j).map_err(step_err(i, step))?)
+                }
+            };
+            let (out, rep) = side.join(&df).map_err(step_err(i, step))?;
+            match self.join_reports.entry(i) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(&rep),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(rep);
+                }
+            }
+            df = out;
         }
         Ok(df)
     }
@@ -424,11 +457,7 @@ fn raw_chunk(cfg: &TabularConfig, (start, len): (u64, u64), cols: &[String]) -> 
 /// The lazy plan of `len` rows of the main table from row `start`: the scan (with the hidden
 /// source-row column, counted from the table's first row), then the leading `join` and
 /// `exclude` steps.
-fn plan(
-    cfg: &TabularConfig,
-    tables: &BTreeMap<String, DataFrame>,
-    (start, len): (u64, u64),
-) -> Result<LazyFrame> {
+fn plan(cfg: &TabularConfig, (start, len): (u64, u64)) -> Result<LazyFrame> {
     let (mut lf, path) = scan(cfg)?;
     let schema = lf.collect_schema().map_err(|source| Error::ReadTable {
         path: path.clone(),
@@ -449,45 +478,16 @@ fn plan(
             ))
         })?),
     );
-    for (i, step) in cfg.steps[..lazy_prefix(cfg)].iter().enumerate() {
-        let schema = lf.collect_schema()?;
-        lf = match step {
-            StepConfig::Exclude(cols) => {
-                let keep: Vec<Expr> = schema
-                    .iter_names()
-                    .filter(|n| !cols.iter().any(|c| c == n.as_str()))
-                    .map(|n| col(n.clone()))
-                    .collect();
-                lf.select(keep)
-            }
-            StepConfig::Join(j) => {
-                let right = tables.get(&j.with).ok_or_else(|| Error::UnknownTable {
-                    name: j.with.clone(),
-                    available: tables.keys().cloned().collect(),
-                })?;
-                let empty = DataFrame::empty_with_schema(&schema);
-                // The checks `join` makes (keys, types, cardinality) on the left's columns and
-                // the whole right table; then polars' join with the same arguments.
-                crate::join::check_streamed(&empty, right, j).map_err(step_err(i, step))?;
-                let (lk, rk) = j.keys();
-                let how = if j.how == JoinHow::Inner {
-                    JoinType::Inner
-                } else {
-                    JoinType::Left
-                };
-                let mut args = JoinArgs::new(how)
-                    .with_suffix(Some(j.suffix.as_str().into()))
-                    .with_coalesce(JoinCoalesce::CoalesceColumns);
-                args.maintain_order = MaintainOrderJoin::Left;
-                lf.join(
-                    right.clone().lazy(),
-                    lk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
-                    rk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
-                    args,
-                )
-            }
-            _ => unreachable!("lazy_prefix holds joins and excludes only"),
-        };
+    for step in &cfg.steps[..lazy_prefix(cfg)] {
+        if let StepConfig::Exclude(cols) = step {
+            let schema = lf.collect_schema()?;
+            let keep: Vec<Expr> = schema
+                .iter_names()
+                .filter(|n| !cols.iter().any(|c| c == n.as_str()))
+                .map(|n| col(n.clone()))
+                .collect();
+            lf = lf.select(keep);
+        }
     }
     Ok(lf)
 }
@@ -496,14 +496,13 @@ fn plan(
 /// order, to `each`; returns how many there were.
 fn for_each_batch(
     cfg: &TabularConfig,
-    tables: &BTreeMap<String, DataFrame>,
     chunks: Chunks,
     path: &Path,
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<usize> {
     let mut batches = 0;
     for range in chunks.ranges() {
-        batches += for_each_plan_batch(plan(cfg, tables, range)?, path, &mut each)?;
+        batches += for_each_plan_batch(plan(cfg, range)?, path, &mut each)?;
     }
     Ok(batches)
 }
@@ -557,13 +556,6 @@ fn for_each_plan_batch(
             }),
         }
     })
-}
-
-/// polars' per-process spill folder (`POLARS_OOC_SPILL_DIR` or its default, then the process
-/// id), which polars creates at its first spill.
-fn spill_folder() -> Option<std::path::PathBuf> {
-    let base = std::env::var_os("POLARS_OOC_SPILL_DIR")?;
-    Some(Path::new(&base).join(std::process::id().to_string()))
 }
 
 /// Where the last pass of [`prepare_streamed`] puts the prepared rows.
@@ -621,10 +613,6 @@ pub fn prepare_streamed(
     let mut stream = StreamReport {
         table_bytes,
         budget,
-        engine_budget: std::env::var("POLARS_OOC_MEMORY_BUDGET_MB")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|mb| mb.saturating_mul(1_000_000)),
         ..StreamReport::default()
     };
     let mut pipe = Pipe {
@@ -633,6 +621,8 @@ pub fn prepare_streamed(
         kind: kind.clone(),
         classes: None,
         tables: &tables,
+        joins: BTreeMap::new(),
+        join_reports: BTreeMap::new(),
         kept: 0,
         dropped: 0,
     };
@@ -648,7 +638,7 @@ pub fn prepare_streamed(
     if let TargetKind::Classification { .. } = kind {
         pass("stream: classes");
         let mut labels = std::collections::BTreeSet::new();
-        for_each_batch(cfg, &tables, chunks, &main_path, |df| {
+        for_each_batch(cfg, chunks, &main_path, |df| {
             let df = pipe.pre(df)?;
             let c = df
                 .column(kind.column())
@@ -688,8 +678,8 @@ pub fn prepare_streamed(
         let stage = fitted_stage(i, step)?;
         pass(&format!("stream: fit {}", stage.name()));
         let mut gather: Option<Gather> = None;
-        pipe.kept = 0;
-        for_each_batch(cfg, &tables, chunks, &main_path, |df| {
+        pipe.restart();
+        for_each_batch(cfg, chunks, &main_path, |df| {
             let rows = df.height() as u64;
             let Some(p) = pipe.split(df)? else {
                 return Ok(());
@@ -724,7 +714,8 @@ pub fn prepare_streamed(
                     // The parts, and the frame in one piece made from them.
                     whet_core::budget::check(
                         format!(
-                            "fitting steps[{i}].{} on the training rows, which needs columns {} of                              every training row at once",
+                            "fitting steps[{i}].{} on the training rows, which needs columns {} of \
+                             every training row at once",
                             step.key(),
                             columns.join(", ")
                         ),
@@ -776,12 +767,11 @@ pub fn prepare_streamed(
     let mut source_rows = SplitIndices::default();
     let mut classes = Vec::new();
     let mut target_dim = 1;
-    pipe.kept = 0;
-    pipe.dropped = 0;
+    pipe.restart();
     const SPLITS: [&str; 3] = ["train", "validation", "test"];
     // An export's identifier and `keep` columns, of the chunk being read.
     let mut raw: Option<(IdxSize, DataFrame)> = None;
-    let batches = for_each_batch(cfg, &tables, chunks, &main_path, |df| {
+    let batches = for_each_batch(cfg, chunks, &main_path, |df| {
         let rows = df.height() as u64;
         // The batch's first row of the main table (its chunk's rows hold its identifiers).
         let first = df
@@ -820,7 +810,10 @@ pub fn prepare_streamed(
                         .chain(keep.iter().filter(|c| !ids.contains(c)))
                         .cloned()
                         .collect();
-                    let range = (u64::from(start), chunks.chunk.min(chunks.rows - u64::from(start)));
+                    let range = (
+                        u64::from(start),
+                        chunks.chunk.min(chunks.rows - u64::from(start)),
+                    );
                     let df = if cols.is_empty() {
                         DataFrame::empty()
                     } else {
@@ -900,7 +893,6 @@ pub fn prepare_streamed(
     progress.end();
     stream.passes += 1;
     stream.batches = batches;
-    stream.spilled = spill_folder().is_some_and(|p| p.exists());
     if pipe.kept == 0 {
         return Err(Error::Target(format!(
             "column `{}` is missing in every row, so there is nothing to learn: check the \
@@ -938,21 +930,20 @@ pub fn prepare_streamed(
         test: counts[2],
     };
     report.target_missing_dropped = pipe.dropped;
+    report.joins = std::mem::take(&mut pipe.join_reports)
+        .into_values()
+        .collect();
     report.unused_columns = unused;
     report
         .seconds
         .push(("stream".into(), t0.elapsed().as_secs_f64()));
     let target_scale = fit_target_scale(cfg, &kind, arrays[0].y.as_slice().unwrap_or(&[]))?;
     if !matches!(kind, TargetKind::Regression { .. }) {
-        let seen = arrays
-            .iter()
-            .flat_map(|a| {
-                a.y.rows()
-                    .into_iter()
-                    .map(|r| r.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
-            })
-            .collect::<std::collections::BTreeSet<_>>();
-        if seen.len() < 2 {
+        // A row unlike the first (without collecting the rows: a set built from an iterator
+        // holds every item before it sorts them).
+        let mut rows = arrays.iter().flat_map(|a| a.y.rows());
+        let first = rows.next();
+        if !first.is_some_and(|f| rows.any(|r| r != f)) {
             return Err(Error::Target(format!(
                 "column `{}` has a single class in {} rows: a classifier needs at least two",
                 kind.column(),
@@ -1054,29 +1045,41 @@ mod tests {
         crate::load::load_table(&TableSpec::new(path)).unwrap().0
     }
 
-    /// The lazy join of a streamed table gives the frame `join` gives in memory (rows, columns,
-    /// values, to the bit) on the shipped flights and weather tables.
+    /// A join made batch by batch through one [`crate::join::RightSide`] gives the frame
+    /// `join` gives in memory, and the same report summed (rows, columns, values to the bit), on
+    /// the shipped flights and weather (two keys: polars' join) and planes (one text key).
     #[test]
-    fn the_streamed_join_is_the_in_memory_join() {
+    fn the_batched_join_is_the_in_memory_join() {
         let flights = shipped("flights.csv.gz");
-        let weather = shipped("weather.csv.gz");
-        let cfg: JoinConfig = serde_json::from_str(
-            r#"{ "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" }"#,
-        )
-        .unwrap();
-        let (memory, _) = crate::join::join(&flights, &weather, &cfg).unwrap();
-        let (lk, rk) = cfg.keys();
-        let mut args = JoinArgs::new(JoinType::Left)
-            .with_suffix(Some(cfg.suffix.as_str().into()))
-            .with_coalesce(JoinCoalesce::CoalesceColumns);
-        args.maintain_order = MaintainOrderJoin::Left;
-        let lazy = flights.clone().lazy().join(
-            weather.clone().lazy(),
-            lk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
-            rk.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
-            args,
-        );
-        same_frame(&memory, &batches(lazy, Path::new("flights")));
+        for (table, json) in [
+            (
+                "weather",
+                r#"{ "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" }"#,
+            ),
+            (
+                "planes",
+                r#"{ "with": "planes", "on": ["tailnum"], "how": "inner", "suffix": "_plane" }"#,
+            ),
+        ] {
+            let right = shipped(&format!("{table}.csv.gz"));
+            let cfg: JoinConfig = serde_json::from_str(json).unwrap();
+            let (memory, whole) = crate::join::join(&flights, &right, &cfg).unwrap();
+            let side = crate::join::RightSide::new(&flights.clear(), &right, &cfg).unwrap();
+            let mut parts: Option<(DataFrame, crate::join::JoinReport)> = None;
+            for start in (0..flights.height()).step_by(BATCH_ROWS) {
+                let (df, rep) = side.join(&flights.slice(start as i64, BATCH_ROWS)).unwrap();
+                match &mut parts {
+                    Some((all, r)) => {
+                        all.vstack_mut_owned(df).unwrap();
+                        r.add(&rep);
+                    }
+                    None => parts = Some((df, rep)),
+                }
+            }
+            let (batched, summed) = parts.unwrap();
+            same_frame(&memory, &batched);
+            assert_eq!(whole, summed, "{table}");
+        }
     }
 
     /// The shipped flights joined with the weather and the planes, with the fitted steps that
@@ -1146,16 +1149,27 @@ mod tests {
             memory = pre_step(step, memory, &tables, None, &mut report, false).unwrap();
         }
         // The plan over the whole table, and plans over chunks of one and two batches (the
-        // last one shorter): the same rows, source rows and joined values.
+        // last one shorter), their batches through the pre-split steps: the in-memory frame's
+        // rows, source rows and joined values.
+        let mut pipe = Pipe {
+            cfg: &cfg,
+            seed: 5,
+            kind: cfg.data.target.kind().unwrap(),
+            classes: None,
+            tables: &tables,
+            joins: BTreeMap::new(),
+            join_reports: BTreeMap::new(),
+            kept: 0,
+            dropped: 0,
+        };
         let rows = memory.height() as u64;
-        same_frame(
-            &memory,
-            &batches(plan(&cfg, &tables, (0, rows)).unwrap(), &path),
-        );
+        let whole = batches(plan(&cfg, (0, rows)).unwrap(), &path);
+        same_frame(&memory, &pipe.pre(whole).unwrap());
         for chunk in [BATCH_ROWS as u64, 2 * BATCH_ROWS as u64] {
             let mut all: Option<DataFrame> = None;
-            let n = for_each_batch(&cfg, &tables, Chunks { rows, chunk }, &path, |df| {
+            let n = for_each_batch(&cfg, Chunks { rows, chunk }, &path, |df| {
                 assert!(df.height() <= BATCH_ROWS);
+                let df = pipe.pre(df)?;
                 match &mut all {
                     Some(a) => a.vstack_mut_owned(df).map(|_| ())?,
                     None => all = Some(df),

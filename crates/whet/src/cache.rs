@@ -263,7 +263,7 @@ pub fn hash_file(path: &Path) -> Result<String> {
 }
 
 /// whet's cache folder: `$WHET_CACHE_DIR`, or `$HOME/.cache/whet` (`None` without either). The
-/// stage cache lives there, and polars' spill files under `spill/`.
+/// stage cache lives there, and a streamed table's training rows under `rows/` while it trains.
 pub fn cache_root() -> Option<PathBuf> {
     std::env::var_os("WHET_CACHE_DIR")
         .map(PathBuf::from)

@@ -165,11 +165,21 @@ impl Run {
                 }
                 (None, Some(bytes)) => {
                     let fmt = table_format(options)?;
-                    let (p, files) =
-                        self.export_streamed_tables(seed, bytes, stage, fmt, &options.keep, progress)?;
+                    let (p, files) = self.export_streamed_tables(
+                        seed,
+                        bytes,
+                        stage,
+                        fmt,
+                        &options.keep,
+                        progress,
+                    )?;
                     let report = match &p.data {
                         PreparedData::Tables(t) => ExportReport {
-                            rows: [t.report.rows.train, t.report.rows.validation, t.report.rows.test],
+                            rows: [
+                                t.report.rows.train,
+                                t.report.rows.validation,
+                                t.report.rows.test,
+                            ],
                             features: t.features.len(),
                             files,
                             images: false,
@@ -204,35 +214,35 @@ impl Run {
         options: &ExportOptions,
     ) -> Result<ExportReport> {
         Ok(match &prepared.data {
-                PreparedData::Tables(p) => {
-                    let fmt = table_format(options)?;
-                    let ids = whet_tabular::split_ids(p, &options.keep)?;
-                    ExportReport {
-                        rows: [p.train.len(), p.validation.x.nrows(), p.test.x.nrows()],
-                        features: p.features.len(),
-                        files: whet_tabular::write_splits(p, stage, fmt, &ids)?,
-                        images: false,
-                    }
+            PreparedData::Tables(p) => {
+                let fmt = table_format(options)?;
+                let ids = whet_tabular::split_ids(p, &options.keep)?;
+                ExportReport {
+                    rows: [p.train.len(), p.validation.x.nrows(), p.test.x.nrows()],
+                    features: p.features.len(),
+                    files: whet_tabular::write_splits(p, stage, fmt, &ids)?,
+                    images: false,
                 }
-                PreparedData::Images(p) => {
-                    if options.shard_bytes.is_some()
-                        && !matches!(
-                            options.format,
-                            Some(ExportFormat::Webdataset | ExportFormat::ParquetShards)
-                        )
-                    {
-                        return Err(Error::Invalid(
-                            "--shard-size is for --format webdataset or parquet-shards".into(),
-                        ));
-                    }
-                    if !options.keep.is_empty() {
-                        return Err(Error::Invalid(
-                            "--keep names table columns; an image export has none".into(),
-                        ));
-                    }
-                    export_images(p, stage, options)?
+            }
+            PreparedData::Images(p) => {
+                if options.shard_bytes.is_some()
+                    && !matches!(
+                        options.format,
+                        Some(ExportFormat::Webdataset | ExportFormat::ParquetShards)
+                    )
+                {
+                    return Err(Error::Invalid(
+                        "--shard-size is for --format webdataset or parquet-shards".into(),
+                    ));
                 }
-            })
+                if !options.keep.is_empty() {
+                    return Err(Error::Invalid(
+                        "--keep names table columns; an image export has none".into(),
+                    ));
+                }
+                export_images(p, stage, options)?
+            }
+        })
     }
 }
 
