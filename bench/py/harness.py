@@ -485,15 +485,104 @@ def streaming(raw, args):
         raw.write(rec)
 
 
+STREAM_TABLE_RUN = """name: stream-table-bench
+seed: 7
+data:
+  tables:
+    events: {left}
+    right: {right}
+  main: events
+  target: {{ column: y, threshold: 0.5 }}
+steps:
+  - join: {{ with: right, on: [key], how: left, cardinality: many_to_one }}
+  - exclude: [key]
+  - impute: {{ numeric: mean }}
+  - normalize: {{ method: zscore }}
+split: {{ method: hash, test: 0.1, validation: 0.1 }}
+model:
+  task: binary
+  hidden: [{{ dense: 16, activation: relu }}]
+train:
+  optimizer: {{ adam: {{ lr: 0.002 }} }}
+  batch_size: 512
+  epochs: 1
+"""
+
+
+def stream_table(raw, args, py):
+    """`whet export` of a generated `--stream-rows`-row events table (make_table.py --events:
+    20 columns, 10 % missing) left-joined with a `--stream-keys`-row table, mean-imputed and
+    z-scored on the training rows, written as Parquet, under `--max-memory
+    --stream-table-budget` (the table does not fit, so it streams); then the same plan in
+    polars' streaming engine (stream_table.py). Wall time, rows/s and peak RSS of each process
+    (issue 17's goals: whet's peak RSS <= 2 GB, no slower than polars). Each output is removed
+    after its run (they are as large as the input)."""
+    if not args.whet:
+        raw.write({"bench": "stream-table", "skipped": "needs the whet binary"})
+        return
+    data = os.path.join(BENCH, "data")
+    mk = [py, f"{HERE}/make_table.py", "--out", data, "--events", "--rows", str(args.stream_rows),
+          "--keys", str(args.stream_keys), "--seed", str(args.seed)]
+    common.log(f"[{time.strftime('%H:%M:%S')}] make_table --events ({args.stream_rows} rows)")
+    made = subprocess.run(mk, capture_output=True, text=True, check=True, cwd=REPO)
+    table = json.loads(made.stdout.strip().splitlines()[-1])
+    raw.write({**table, "bench": "make-events"})
+    yaml = os.path.join(args.out, "stream-table.yaml")
+    with open(yaml, "w") as f:
+        f.write(STREAM_TABLE_RUN.format(left=table["left"], right=table["right"]))
+    threads = os.cpu_count() or 1
+    # cargo's `dev` profile builds into target/debug.
+    profile = {"debug": "dev"}.get(os.path.basename(os.path.dirname(os.path.abspath(args.whet))),
+                                   os.path.basename(os.path.dirname(os.path.abspath(args.whet))))
+    for engine in ("whet", "polars"):
+        out = os.path.join(args.out, f"stream-table-{engine}")
+        shutil.rmtree(out, ignore_errors=True)
+        if engine == "whet":
+            cmd = [args.whet, "--max-memory", args.stream_table_budget, "export", yaml,
+                   "--out", out, "--format", "parquet", "--quiet"]
+        else:
+            cmd = [py, f"{HERE}/stream_table.py", "--left", table["left"], "--right",
+                   table["right"], "--out", out, "--seed", str(args.seed)]
+        idle = common.wait_idle(args.idle_wait, args.max_other)
+        common.log(f"[{time.strftime('%H:%M:%S')}] stream-table {engine}: {' '.join(cmd)}")
+        env = thread_env(threads)
+        env["WHET_CACHE_DIR"] = out + "-cache"
+        rc, stdout, err, w, rss = timed(cmd, env, args.e2e_timeout,
+                                        os.path.join(args.out, f"stream-table-{engine}.stdout"))
+        rec = {"bench": "stream-table", "engine": engine, "threads": threads,
+               "rows": args.stream_rows, **process_fields(rc, w, rss, idle, err)}
+        if rc == 0 and engine == "whet":
+            with open(os.path.join(out, "manifest.json")) as f:
+                m = json.load(f)
+            tables = m["data"]["tables"]
+            rec.update({"budget": args.stream_table_budget, "profile": profile,
+                        "split_rows": tables["rows"], "streamed": tables["report"].get("streamed"),
+                        "out_bytes": sum(e["bytes"] for e in m["files"])})
+        elif rc == 0:
+            rec.update(json.loads(stdout.strip().splitlines()[-1]))
+            rec["bench"] = "stream-table"
+        raw.write(rec)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(out + "-cache", ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", required=True, help="run folder (raw.jsonl goes there)")
     ap.add_argument("--whet-bench", default="", help="whet-bench binary ('' = peers only)")
     ap.add_argument("--whet", default="", help="whet CLI binary for the end-to-end job")
-    ap.add_argument("--only", default="augment,train,cnn,matmul,tabular,load,e2e,scaling,stream",
+    ap.add_argument("--only",
+                    default="augment,train,cnn,matmul,tabular,load,e2e,scaling,stream,stream-table",
                     help="comma-separated sections: augment, train (the MLP), cnn (the "
                          "LeNet-5-like CNN), matmul, tabular, load (folder loading), e2e, "
-                         "scaling (the curves), stream (training from shards)")
+                         "scaling (the curves), stream (training from shards), stream-table "
+                         "(exporting a table larger than the budget)")
+    ap.add_argument("--stream-rows", type=int, default=100_000_000,
+                    help="rows of the generated events table of stream-table")
+    ap.add_argument("--stream-keys", type=int, default=1_000_000,
+                    help="rows of the table it is joined with")
+    ap.add_argument("--stream-table-budget", default="2GB",
+                    help="--max-memory of whet's streamed export")
     ap.add_argument("--stream-images", type=int, default=1_000_000,
                     help="training images of the generated shard set")
     ap.add_argument("--stream-memory-images", type=int, default=100_000,
@@ -621,6 +710,9 @@ def main():
 
     if "stream" in only:
         streaming(raw, args)
+
+    if "stream-table" in only:
+        stream_table(raw, args, py)
 
     if "load" in only:
         folder_loading(raw, args, threads, py, wb)

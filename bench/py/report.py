@@ -91,6 +91,8 @@ def section_of(rec):
         return "tabular"
     if b == "make-shards":
         return "stream"
+    if b == "make-events":
+        return "stream-table"
     if b == "e2e-peer":
         return "e2e"
     if b == "error":
@@ -694,6 +696,62 @@ def section_stream(recs, lines):
         ]
 
 
+def section_stream_table(recs, lines):
+    st = [r for r in recs if r["bench"] == "stream-table" and r.get("engine")]
+    info = next((r for r in recs if r["bench"] == "make-events"), None)
+    if not st:
+        return
+    by = {r["engine"]: r for r in st}
+    w = by.get("whet", {})
+    lines += [
+        "",
+        "## Exporting a table larger than the memory budget",
+        "",
+        (
+            f"{info['rows']:,} rows × 20 columns (`key`, 18 float32 features with 10 % missing, "
+            f"a 0/1 target; {info['left_bytes'] / 2**30:.2f} GiB of Parquet) left-joined on "
+            f"`key` with {info['keys']:,} rows × 4 float32 columns (`make_table.py --events`). "
+            if info
+            else ""
+        )
+        + "One plan, all cores: a hash split (10 % test, 10 % validation), the join, mean "
+        "imputation and z-scores fitted on the training rows, every split written as zstd "
+        "Parquet. **whet**: `whet --max-memory "
+        + str(w.get("budget", "?"))
+        + " export` ("
+        + str(w.get("profile", "?"))
+        + " build), which streams because the table does not fit the budget (a pass per "
+        "fitted step, one to write). **polars**: the same plan as lazy queries on its "
+        "streaming engine (`bench/py/stream_table.py`: a pass for the means, one for the "
+        "standard deviations, one partitioned sink). Peak RSS is each process's.",
+        "",
+        "| engine | wall s | rows/s | peak RSS | passes | output |",
+        "|---|---|---|---|---|---|",
+    ]
+    for engine in ("whet", "polars"):
+        r = by.get(engine)
+        if not r or r.get("returncode") != 0:
+            if r:
+                lines.append(f"| {engine} | failed: {' '.join(r.get('stderr_tail', []))[-200:]} |||||")
+            continue
+        if engine == "whet":
+            passes = (r.get("streamed") or {}).get("passes") or "in memory"
+        else:
+            passes = len(r.get("stages_s") or {})
+        out = f"{r['out_bytes'] / 2**30:.2f} GiB" if r.get("out_bytes") else "—"
+        lines.append(
+            f"| {engine} | {fmt(r['wall_s'], 1)} | {fmt(r['rows'] / r['wall_s'])} | "
+            f"{r['peak_rss_bytes'] / 2**20:,.0f} MiB | {passes} | {out} |"
+        )
+    a, b = by.get("whet"), by.get("polars")
+    if a and b and a.get("returncode") == 0 and b.get("returncode") == 0:
+        lines += [
+            "",
+            f"whet / polars throughput: {b['wall_s'] / a['wall_s']:.2f}× (one run each, same "
+            "machine, one after the other).",
+        ]
+
+
 def chart(path, title, xlabel, ylabel, series, logx=True, logy=False, hlines=()):
     """A line chart of `series` [(label, [(x, y)], style[, colour key])] as a PNG at `path`;
     False when matplotlib is missing."""
@@ -964,6 +1022,7 @@ def main():
     section_tabular(base, lines)
     section_load(base, lines)
     section_stream(base, lines)
+    section_stream_table(base, lines)
     section_e2e(base, lines)
     section_scaling(recs, lines, os.path.join(os.path.dirname(os.path.abspath(args.out)), "charts"))
     section_errors(recs, lines)
