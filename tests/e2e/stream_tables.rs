@@ -131,8 +131,13 @@ fn a_table_larger_than_the_budget_streams_and_spills_to_the_same_weights() {
     assert!(s["batches"].as_u64().unwrap() > 1, "{s}");
     // The table is read a batch per plan at this budget (bounded read-ahead).
     assert_eq!(s["chunk_rows"], 65_536, "{s}");
-    // Spilled: the training rows went to Parquet shards on disk (one per 16,384 rows written).
-    assert_eq!(s["train_shards"], 17, "training rows on disk: {s}");
+    // Spilled: every split's rows went to Parquet shards on disk (one per 16,384 rows
+    // written), the validation and test rows evaluated from them.
+    assert_eq!(
+        s["shards"],
+        serde_json::json!([17, 2, 2]),
+        "rows on disk: {s}"
+    );
     // The joins were reported as in memory (summed over the batches).
     let joins = |m: &serde_json::Value| m["data"]["tables"]["report"]["joins"].clone();
     assert_eq!(joins(&fa), joins(&fb));
@@ -172,10 +177,7 @@ fn a_table_larger_than_the_budget_exports_batch_by_batch_to_the_same_files() {
         assert!(memory["data"]["tables"]["report"]["streamed"].is_null());
         let s = &streamed["data"]["tables"]["report"]["streamed"];
         assert_eq!(s["passes"], 5, "{s}");
-        assert!(
-            s["train_shards"].is_null(),
-            "an export writes no shards: {s}"
-        );
+        assert!(s["shards"].is_null(), "an export writes no shards: {s}");
         assert_eq!(memory["data"]["rows"], streamed["data"]["rows"]);
         let diff = first_difference(
             &memory["preprocessing"],

@@ -288,6 +288,13 @@ impl<T: Send + 'static> BlockCache<T> {
         })
     }
 
+    /// Reads ahead in the blocks' own order (a source read front to back, as an evaluation
+    /// reads it) until [`BlockCache::order`] sets an epoch's sequence.
+    pub fn in_order(&mut self) {
+        self.seq = (0..self.blocks.sizes().len()).collect();
+        self.place.clone_from(&self.seq);
+    }
+
     /// The blocks.
     pub fn blocks(&self) -> &Blocks {
         &self.blocks

@@ -64,8 +64,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  rows train/validation/test: {} / {} / {} ({} dropped: missing target); {} features; train positives {:.2} %",
         prep.train.len(),
-        prep.validation.x.nrows(),
-        prep.test.x.nrows(),
+        prep.validation.len(),
+        prep.test.len(),
         prep.report.target_missing_dropped,
         prep.features.len(),
         100.0 * prep.train.y().mean().unwrap_or(0.0)

@@ -555,26 +555,26 @@ pub fn write_splits(
     format: ExportFormat,
     ids: &[DataFrame; 3],
 ) -> Result<Vec<FileEntry>> {
-    let Some(train) = prepared.train.in_memory() else {
-        return Err(Error::CannotStream {
-            key: "whet export".into(),
-            reason: format!(
-                "the {} prepared training rows did not fit in the memory budget and were trained \
-                 from shards on disk; exporting them needs them in memory: raise the budget with \
-                 `--max-memory`",
-                prepared.train.len()
-            ),
-        });
-    };
     let mut files = Vec::new();
-    for ((name, s), ids) in [
-        ("train", train),
+    for ((name, rows), ids) in [
+        ("train", &prepared.train),
         ("validation", &prepared.validation),
         ("test", &prepared.test),
     ]
     .into_iter()
     .zip(ids)
     {
+        let Some(s) = rows.in_memory() else {
+            return Err(Error::CannotStream {
+                key: "whet export".into(),
+                reason: format!(
+                    "the {} prepared {name} rows did not fit in the memory budget and went to \
+                     shards on disk; `whet export` of the run file streams them into the files \
+                     instead",
+                    rows.len()
+                ),
+            });
+        };
         files.extend(write_split(
             dir,
             name,

@@ -70,8 +70,7 @@ pub use pipeline::{
 pub use polars;
 pub use rows::{BadRow, ROW_ID, bad_rows, check_clashes, row_columns};
 pub use rowshards::{
-    DEFAULT_SHUFFLE_ROWS, RowShardWriter, RowShards, RowStream, SHARD_ROWS, TrainRows,
-    memory_blocks,
+    DEFAULT_SHUFFLE_ROWS, RowShardWriter, RowShards, RowStream, Rows, SHARD_ROWS, memory_blocks,
 };
 pub use scale::{ClipConfig, FittedClip, FittedNormalize, NormMethod, NormalizeConfig};
 pub use schema::check_columns;

@@ -448,11 +448,12 @@ pub struct PrepareReport {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// Train rows: arrays, or shards on disk when a streamed table's did not fit.
-    pub train: crate::rowshards::TrainRows,
-    /// Validation arrays (0 rows when `split.validation` is 0).
-    pub validation: SplitArrays,
-    /// Test arrays.
-    pub test: SplitArrays,
+    pub train: crate::rowshards::Rows,
+    /// Validation rows (none when `split.validation` is 0): arrays, or shards on disk as the
+    /// training rows.
+    pub validation: crate::rowshards::Rows,
+    /// Test rows.
+    pub test: crate::rowshards::Rows,
     /// Feature names, in column order of `x`.
     pub features: Vec<String>,
     /// Class names (binary: 2; regression: empty).
@@ -855,9 +856,9 @@ pub fn prepare(
         files: vec![],
     };
     Ok(Prepared {
-        train: crate::rowshards::TrainRows::Memory(train),
-        validation,
-        test,
+        train: crate::rowshards::Rows::Memory(train),
+        validation: crate::rowshards::Rows::Memory(validation),
+        test: crate::rowshards::Rows::Memory(test),
         features,
         classes: target.classes,
         indices: idx,

@@ -79,6 +79,16 @@ impl RowShards {
         whet_core::budget::product(&[SHARD_ROWS as u64, (self.features + self.targets) as u64, 4])
     }
 
+    /// Bytes `blocks` blocks hold in memory: at most every row.
+    fn held_bytes(&self, blocks: usize) -> u64 {
+        let all = whet_core::budget::product(&[
+            self.len() as u64,
+            (self.features + self.targets) as u64,
+            4,
+        ]);
+        whet_core::budget::product(&[blocks as u64, self.block_bytes()]).min(all)
+    }
+
     /// Reads shard `k`: its features and targets, row-major.
     ///
     /// # Errors
@@ -232,9 +242,10 @@ impl RowShardWriter {
     }
 }
 
-/// The training rows of a prepared table: in memory, or on disk when they did not fit.
+/// The rows of one split of a prepared table: in memory, or on disk when a streamed table's
+/// did not fit.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TrainRows {
+pub enum Rows {
     /// Features and targets in memory.
     Memory(SplitArrays),
     /// Features and targets in Parquet shards; the targets also in memory (class counts, the
@@ -242,12 +253,12 @@ pub enum TrainRows {
     Shards {
         /// The shards.
         shards: RowShards,
-        /// The targets, one row per training row.
+        /// The targets, one row per row of the split.
         y: Array2<f32>,
     },
 }
 
-impl TrainRows {
+impl Rows {
     /// The number of rows.
     pub fn len(&self) -> usize {
         self.y().nrows()
@@ -261,24 +272,24 @@ impl TrainRows {
     /// Features per row.
     pub fn features(&self) -> usize {
         match self {
-            TrainRows::Memory(a) => a.x.ncols(),
-            TrainRows::Shards { shards, .. } => shards.features,
+            Rows::Memory(a) => a.x.ncols(),
+            Rows::Shards { shards, .. } => shards.features,
         }
     }
 
     /// The targets.
     pub fn y(&self) -> &Array2<f32> {
         match self {
-            TrainRows::Memory(a) => &a.y,
-            TrainRows::Shards { y, .. } => y,
+            Rows::Memory(a) => &a.y,
+            Rows::Shards { y, .. } => y,
         }
     }
 
     /// The arrays, when the rows are in memory.
     pub fn in_memory(&self) -> Option<&SplitArrays> {
         match self {
-            TrainRows::Memory(a) => Some(a),
-            TrainRows::Shards { .. } => None,
+            Rows::Memory(a) => Some(a),
+            Rows::Shards { .. } => None,
         }
     }
 }
@@ -321,13 +332,31 @@ impl RowStream {
                 shards.len()
             )));
         }
-        let blocks = shards.blocks(buffer);
+        Self::with_blocks(shards.blocks(buffer), shards, scale)
+    }
+
+    /// Streams `shards` front to back (an evaluation's order: no shuffle), the next shard read
+    /// ahead; the targets standardised with `scale` when given.
+    ///
+    /// # Errors
+    /// [`Error::Budget`] when the shards it holds would not fit.
+    pub fn in_order(shards: RowShards, scale: Option<whet_core::TargetScale>) -> Result<Self> {
+        let mut s = Self::with_blocks(shards.blocks(1), shards, scale)?;
+        s.cache.in_order();
+        Ok(s)
+    }
+
+    fn with_blocks(
+        blocks: Blocks,
+        shards: RowShards,
+        scale: Option<whet_core::TargetScale>,
+    ) -> Result<Self> {
         let resident = blocks.span() + 2;
         whet_core::budget::check(
             format!(
-                "streaming the prepared training rows ({resident} shards of {SHARD_ROWS} rows held at once)"
+                "streaming the prepared rows ({resident} shards of {SHARD_ROWS} rows held at once)"
             ),
-            whet_core::budget::product(&[resident as u64, shards.block_bytes()]),
+            shards.held_bytes(resident),
             "data.shuffle_buffer",
         )?;
         let shards = Arc::new(shards);
@@ -364,7 +393,7 @@ impl BatchSource for RowStream {
         self.shards.targets
     }
     fn memory(&self) -> u64 {
-        whet_core::budget::product(&[self.resident() as u64, self.shards.block_bytes()])
+        self.shards.held_bytes(self.resident())
     }
     fn order(&mut self, seed: u64, epoch: usize, out: &mut [usize]) -> bool {
         self.cache.order(seed, epoch, out)

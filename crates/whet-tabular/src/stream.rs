@@ -40,7 +40,7 @@ use crate::pipeline::{
     PrepareReport, Prepared, SplitArrays, SplitRows, StepConfig, TabularConfig, check_finite,
     feature_columns, fit_target_scale, fitted_stage, pre_step, step_err,
 };
-use crate::rowshards::{RowShardWriter, TrainRows};
+use crate::rowshards::{RowShardWriter, Rows};
 use crate::split::{RowKeys, SplitIndices, SplitMethod, hash_assign};
 use crate::stage::{FittedStage, FittedStep, is_numeric, select_columns};
 use crate::target::{Target, TargetKind, extract_target};
@@ -62,10 +62,11 @@ pub struct StreamReport {
     /// Rows of the main table each plan of the streaming engine reads (see `Chunks`).
     #[serde(default)]
     pub chunk_rows: u64,
-    /// The Parquet shards the prepared training rows were written to, when they did not fit
-    /// in half the budget (absent when they were kept in memory).
+    /// The Parquet shards the prepared rows of each split (train, validation, test) were
+    /// written to, when they did not fit in half the budget (absent when they were kept in
+    /// memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_shards: Option<usize>,
+    pub shards: Option<[usize; 3]>,
 }
 
 /// The main table's size in memory, estimated without reading it: for a Parquet file (checked
@@ -338,6 +339,27 @@ struct Pipe<'a> {
 }
 
 impl<'a> Pipe<'a> {
+    /// A pipe for the batches of `cfg`'s main table (`tables`: the tables it joins), the
+    /// classes not known yet.
+    fn new(
+        cfg: &'a TabularConfig,
+        seed: u64,
+        kind: TargetKind,
+        tables: &'a BTreeMap<String, DataFrame>,
+    ) -> Self {
+        Pipe {
+            cfg,
+            seed,
+            kind,
+            classes: None,
+            tables,
+            joins: BTreeMap::new(),
+            join_reports: BTreeMap::new(),
+            kept: 0,
+            dropped: 0,
+        }
+    }
+
     /// A new pass: the counts and reports start again.
     fn restart(&mut self) {
         self.kept = 0;
@@ -560,9 +582,9 @@ fn for_each_plan_batch(
 
 /// Where the last pass of [`prepare_streamed`] puts the prepared rows.
 pub enum Destination<'a> {
-    /// Kept for training: in memory, the training rows in Parquet shards in this folder
-    /// ([`TrainRows::Shards`]) once the matrices pass half the budget; the caller removes the
-    /// folder when done.
+    /// Kept for training: in memory, or, once the matrices pass half the budget, every split's
+    /// rows in Parquet shards ([`Rows::Shards`]) in the folders `<this path>-train`,
+    /// `-validation` and `-test`, each removed with its shards.
     Train(&'a Path),
     /// Written, every split, into an export's files (Parquet or CSV) batch by batch, with the
     /// identifier and `keep` columns; the returned [`Prepared`] then holds no rows (its arrays
@@ -615,17 +637,7 @@ pub fn prepare_streamed(
         budget,
         ..StreamReport::default()
     };
-    let mut pipe = Pipe {
-        cfg,
-        seed,
-        kind: kind.clone(),
-        classes: None,
-        tables: &tables,
-        joins: BTreeMap::new(),
-        join_reports: BTreeMap::new(),
-        kept: 0,
-        dropped: 0,
-    };
+    let mut pipe = Pipe::new(cfg, seed, kind.clone(), &tables);
     let pass = |what: &str| progress.begin(what, None);
     let chunks = Chunks::new(
         parquet_rows(&cfg.data.tables[&main])?.0,
@@ -762,7 +774,8 @@ pub fn prepare_streamed(
         )
     };
     let mut ys: [Vec<f32>; 3] = Default::default();
-    let mut writer: Option<RowShardWriter> = None;
+    // Past half the budget every split's rows continue on disk.
+    let mut writers: [Option<RowShardWriter>; 3] = Default::default();
     let mut idx = SplitIndices::default();
     let mut source_rows = SplitIndices::default();
     let mut classes = Vec::new();
@@ -836,9 +849,7 @@ pub fn prepare_streamed(
                 budget_check(&ys)?;
                 continue;
             }
-            if let Some(w) = &mut writer
-                && k == 0
-            {
+            if let Some(w) = &mut writers[k] {
                 w.push(&x, &y)?;
                 continue;
             }
@@ -846,22 +857,28 @@ pub fn prepare_streamed(
             let held = |xs: &[Vec<f32>; 3]| {
                 (xs.iter().chain(&ys).map(Vec::len).sum::<usize>() as u64).saturating_mul(4)
             };
-            if let (None, Destination::Train(work)) = (&writer, &to)
+            if let (None, Destination::Train(work)) = (&writers[0], &to)
                 && held(&xs) > budget / 2
             {
-                // Past half the budget the training rows continue on disk, from the first.
+                // Every split continues on disk, from its first row (each split's `xs` and
+                // `ys` hold the same rows here), in folders `<work>-<split>`.
                 let d = x.ncols();
-                let mut w = RowShardWriter::new(work, d, target_dim)?;
-                let n = xs[0].len() / d.max(1);
-                let x0 = Array2::from_shape_vec((n, d), std::mem::take(&mut xs[0]))
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                let y0 = Array2::from_shape_vec((n, target_dim), ys[0].clone())
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                w.push(&x0, &y0)?;
-                writer = Some(w);
+                for (j, w) in writers.iter_mut().enumerate() {
+                    let mut dir = work.as_os_str().to_owned();
+                    dir.push(format!("-{}", SPLITS[j]));
+                    let mut shards = RowShardWriter::new(Path::new(&dir), d, target_dim)?;
+                    let n = xs[j].len() / d.max(1);
+                    let x0 = Array2::from_shape_vec((n, d), std::mem::take(&mut xs[j]))
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                    let y0 = Array2::from_shape_vec((n, target_dim), ys[j].clone())
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                    shards.push(&x0, &y0)?;
+                    *w = Some(shards);
+                }
             }
+            // The targets and row numbers stay in memory.
             whet_core::budget::check(
-                "the validation and test matrices and the training targets of the streamed table",
+                "the validation and test matrices and the targets of the streamed table",
                 held(&xs),
                 "split.validation and split.test, or the steps that add columns (encode.one_hot)",
             )?;
@@ -902,15 +919,22 @@ pub fn prepare_streamed(
     }
     let (features, unused) = features.unwrap_or_default();
     let d = features.len();
-    let train_shards = writer.map(RowShardWriter::finish).transpose()?;
-    stream.train_shards = train_shards.as_ref().map(|s| s.files().len());
+    let [w0, w1, w2] = writers;
+    let shards = [w0, w1, w2].map(|w| w.map(RowShardWriter::finish));
+    let [s0, s1, s2] = shards;
+    let shards = [s0.transpose()?, s1.transpose()?, s2.transpose()?];
+    stream.shards = shards[0].is_some().then(|| {
+        shards
+            .each_ref()
+            .map(|s| s.as_ref().map_or(0, |s| s.files().len()))
+    });
     let counts = ys.each_ref().map(|y| y.len() / target_dim.max(1));
     let arrays: Vec<SplitArrays> = xs
         .into_iter()
         .zip(ys)
         .map(|(x, y)| {
             let n = y.len() / target_dim.max(1);
-            // The training features are empty here when they went to disk.
+            // A split's features are empty here when they went to disk.
             let n = if x.is_empty() { 0 } else { n };
             Ok(SplitArrays {
                 x: Array2::from_shape_vec((n, d), x).map_err(|e| Error::Config(e.to_string()))?,
@@ -961,16 +985,18 @@ pub fn prepare_streamed(
             .collect(),
         Destination::Train(_) => arrays,
     };
-    let mut it = arrays.into_iter();
+    let mut rows = arrays
+        .into_iter()
+        .zip(shards)
+        .map(|(a, shards)| match shards {
+            Some(shards) => Rows::Shards { shards, y: a.y },
+            None => Rows::Memory(a),
+        });
     let (train, validation, test) = (
-        it.next().expect("3"),
-        it.next().expect("3"),
-        it.next().expect("3"),
+        rows.next().expect("3"),
+        rows.next().expect("3"),
+        rows.next().expect("3"),
     );
-    let train = match train_shards {
-        Some(shards) => TrainRows::Shards { shards, y: train.y },
-        None => TrainRows::Memory(train),
-    };
     let manifest = Manifest {
         format: crate::export::MANIFEST_FORMAT.into(),
         seed,
@@ -1142,7 +1168,8 @@ mod tests {
         assert_eq!(report.batches, 6);
         assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
         assert_eq!(whole.train, streamed.train);
-        assert_eq!(whole.test.x, streamed.test.x);
+        assert_eq!(whole.validation, streamed.validation);
+        assert_eq!(whole.test, streamed.test);
         assert_eq!(whole.source_rows, streamed.source_rows);
         let mut report = PrepareReport::default();
         for step in &cfg.steps[..3] {
@@ -1151,17 +1178,7 @@ mod tests {
         // The plan over the whole table, and plans over chunks of one and two batches (the
         // last one shorter), their batches through the pre-split steps: the in-memory frame's
         // rows, source rows and joined values.
-        let mut pipe = Pipe {
-            cfg: &cfg,
-            seed: 5,
-            kind: cfg.data.target.kind().unwrap(),
-            classes: None,
-            tables: &tables,
-            joins: BTreeMap::new(),
-            join_reports: BTreeMap::new(),
-            kept: 0,
-            dropped: 0,
-        };
+        let mut pipe = Pipe::new(&cfg, 5, cfg.data.target.kind().unwrap(), &tables);
         let rows = memory.height() as u64;
         let whole = batches(plan(&cfg, (0, rows)).unwrap(), &path);
         same_frame(&memory, &pipe.pre(whole).unwrap());

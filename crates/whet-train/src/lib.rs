@@ -85,7 +85,8 @@ pub use loss::{ClassWeights, LossKind};
 pub use memory::{TrainingMemory, parameter_count};
 pub use metrics::{
     ClassMetrics, Evaluation, Metrics, RegressionMetrics, binary_scores, class_metrics, evaluate,
-    evaluate_readout, higher_is_better, metric_names, pr_curve, roc_auc, roc_curve, tune_threshold,
+    evaluate_readout, higher_is_better, metric_names, pr_curve, regression_values, roc_auc,
+    roc_curve, tune_threshold,
 };
 pub use mlp::{Architecture, Dense, ImageLayerWeights, LayerSpec, Mlp, NoiseKey, Workspace};
 pub use optim::{

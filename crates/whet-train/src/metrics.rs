@@ -367,6 +367,41 @@ pub fn binary_scores(model: &Mlp, source: &mut dyn BatchSource) -> Result<Vec<(f
     Ok(out)
 }
 
+/// A regression model's first output on every sample of `source`, with its target, both in the
+/// target's units through `readout`: `(actual, predicted)` (the points of the regression
+/// charts). Reads `source` batch by batch, so it may be larger than memory.
+///
+/// # Errors
+/// [`Error::Config`] for a model that is not a regression; [`Error::Shape`] and
+/// [`Error::Source`] as [`evaluate`].
+pub fn regression_values(
+    model: &Mlp,
+    source: &mut dyn BatchSource,
+    readout: &crate::Readout,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    if model.task != Task::Regression {
+        return Err(Error::Config(format!(
+            "predicted values are for regression models, this one is {}",
+            crate::config::ser(&model.task)
+        )));
+    }
+    if source.input_dim() != model.input_dim() || source.target_dim() != model.output_dim() {
+        return Err(Error::Shape {
+            what: "data columns (features + targets)".into(),
+            expected: model.input_dim() + model.output_dim(),
+            got: source.input_dim() + source.target_dim(),
+        });
+    }
+    let n = source.len();
+    let mut ws = model.workspace(model.eval_rows(n.max(1)), model.output_dim());
+    let (mut actual, mut predicted) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for_each_batch(model, source, &mut ws, |z, y| {
+        predicted.extend(readout.values(z).column(0).iter().copied());
+        actual.extend(readout.values(y).column(0).iter().copied());
+    })?;
+    Ok((actual, predicted))
+}
+
 /// Runs `model` over every sample of `source` in order, in batches of the workspace's capacity
 /// (evaluation mode), and hands each batch's logits and targets (`rows × outputs`) to `each`.
 fn for_each_batch(

@@ -401,7 +401,7 @@ impl SetCharts {
     pub(crate) fn of(
         model: &whet_train::Mlp,
         readout: &whet_train::Readout,
-        set: &mut whet_train::ArraySource,
+        set: &mut dyn BatchSource,
         confusion: Option<&Confusion>,
         evaluated_on: EvaluatedOn,
         target: Option<&str>,
@@ -420,12 +420,11 @@ impl SetCharts {
         };
         let regression = match (model.task(), target) {
             (whet_train::Task::Regression, Some(target)) => {
-                let predicted = readout.predict(model, set.x().view()).values;
-                let actual = readout.values(set.y().view());
+                let (actual, predicted) = whet_train::regression_values(model, set, readout)?;
                 Some(whet_report::RegressionPoints {
                     target: target.to_string(),
-                    actual: actual.column(0).to_vec(),
-                    predicted: predicted.column(0).to_vec(),
+                    actual,
+                    predicted,
                 })
             }
             _ => None,
@@ -743,8 +742,8 @@ impl Run {
         // What the run holds while training: the prepared data and the trainer's estimate.
         let sources: [Option<&dyn BatchSource>; 3] = [
             Some(data.train.as_ref()),
-            data.validation.as_ref().map(|v| v as &dyn BatchSource),
-            data.test.as_ref().map(|t| t as &dyn BatchSource),
+            data.validation.as_deref(),
+            data.test.as_deref(),
         ];
         let held = sources
             .iter()
@@ -785,7 +784,9 @@ impl Run {
             &file.train,
             seed,
             data.train.as_mut(),
-            data.validation.as_mut().map(|v| v as &mut dyn BatchSource),
+            data.validation
+                .as_mut()
+                .map(|v| &mut **v as &mut dyn BatchSource),
             &mut obs,
         );
         progress.end();
@@ -800,13 +801,17 @@ impl Run {
         if status == RunStatus::Ok
             && let Some(criterion) = file.model.auto_threshold()
         {
-            let valid = data.validation.as_mut().ok_or_else(|| {
-                Error::Data(
+            let valid = data
+                .validation
+                .as_mut()
+                .map(|v| &mut **v as &mut dyn BatchSource)
+                .ok_or_else(|| {
+                    Error::Data(
                     "`threshold: auto` is chosen on the validation split, which is empty after \
                      preprocessing; raise the validation fraction or give a fixed threshold"
                         .into(),
                 )
-            })?;
+                })?;
             whet_train::tune_threshold(&mut model, valid, criterion)
                 .context("choosing `model.threshold: auto` on the validation split")?;
         }
@@ -826,7 +831,7 @@ impl Run {
         let mut confusion = None;
         let mut charts = None;
         if status == RunStatus::Ok {
-            if let Some(t) = data.test.as_mut() {
+            if let Some(t) = data.test.as_mut().map(|t| &mut **t as &mut dyn BatchSource) {
                 let m =
                     measure(&model, t, &readout, &classes).context("evaluating on the test set")?;
                 test = m.metrics;
@@ -834,7 +839,11 @@ impl Run {
                 test_classes = m.classes;
                 confusion = m.confusion;
             }
-            if let Some(v) = data.validation.as_mut() {
+            if let Some(v) = data
+                .validation
+                .as_mut()
+                .map(|v| &mut **v as &mut dyn BatchSource)
+            {
                 let m =
                     measure(&model, v, &readout, &classes).context("evaluating on validation")?;
                 validation = Some(m.metrics);
@@ -845,8 +854,11 @@ impl Run {
                 }
             }
             let judged = match evaluated_on {
-                EvaluatedOn::Test => data.test.as_mut(),
-                EvaluatedOn::Validation => data.validation.as_mut(),
+                EvaluatedOn::Test => data.test.as_mut().map(|t| &mut **t as &mut dyn BatchSource),
+                EvaluatedOn::Validation => data
+                    .validation
+                    .as_mut()
+                    .map(|v| &mut **v as &mut dyn BatchSource),
             };
             if let Some(set) = judged {
                 charts = Some(

@@ -218,7 +218,7 @@ impl Run {
                 let fmt = table_format(options)?;
                 let ids = whet_tabular::split_ids(p, &options.keep)?;
                 ExportReport {
-                    rows: [p.train.len(), p.validation.x.nrows(), p.test.x.nrows()],
+                    rows: [p.train.len(), p.validation.len(), p.test.len()],
                     features: p.features.len(),
                     files: whet_tabular::write_splits(p, stage, fmt, &ids)?,
                     images: false,

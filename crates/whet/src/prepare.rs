@@ -134,10 +134,10 @@ pub struct TrainingData {
     /// Training batches (augmenting, with online augmentation).
     pub train: Box<dyn BatchSource>,
     /// The validation set, if any.
-    pub validation: Option<ArraySource>,
+    pub validation: Option<Box<dyn BatchSource>>,
     /// The test set; `None` when the run file has none (no `data.images.test`, or
     /// `split.test: 0`): the run then reports validation metrics.
-    pub test: Option<ArraySource>,
+    pub test: Option<Box<dyn BatchSource>>,
     /// Images: `[height, width, channels]` of every row (channels last), which convolutions
     /// need; `None` for tables.
     pub shape: Option<[usize; 3]>,
@@ -376,8 +376,8 @@ impl Prepared {
                 };
                 Ok(TrainingData {
                     train,
-                    validation,
-                    test,
+                    validation: validation.map(|v| Box::new(v) as Box<dyn BatchSource>),
+                    test: test.map(|t| Box::new(t) as Box<dyn BatchSource>),
                     shape,
                 })
             }
@@ -393,14 +393,14 @@ impl Prepared {
                 // Set, the buffer orders the rows as their shards on disk would be read.
                 let buffer = p.manifest.data.shuffle_buffer;
                 let train: Box<dyn BatchSource> = match p.train {
-                    whet_tabular::TrainRows::Memory(a) => {
+                    whet_tabular::Rows::Memory(a) => {
                         let rows = a.x.nrows();
                         in_blocks(
                             ArraySource::new(a.x, scaled(a.y))?,
                             buffer.map(|b| whet_tabular::memory_blocks(rows, b)),
                         )?
                     }
-                    whet_tabular::TrainRows::Shards { shards, .. } => {
+                    whet_tabular::Rows::Shards { shards, .. } => {
                         Box::new(whet_tabular::RowStream::new(
                             shards,
                             buffer.unwrap_or(whet_tabular::DEFAULT_SHUFFLE_ROWS),
@@ -408,23 +408,34 @@ impl Prepared {
                         )?)
                     }
                 };
-                let valid = ArraySource::new(p.validation.x, scaled(p.validation.y))?;
-                let test = ArraySource::new(p.test.x, scaled(p.test.y))?;
                 let wants_test = p.manifest.split.test.get() > 0.0;
-                if wants_test && test.x().nrows() == 0 {
+                if wants_test && p.test.is_empty() {
                     return Err(Error::Data(
                         "the test split is empty; raise `split.test`".into(),
                     ));
                 }
-                if !wants_test && valid.x().nrows() == 0 {
+                if !wants_test && p.validation.is_empty() {
                     return Err(Error::Data(
                         "`split.test` is 0 and the validation split is empty, so nothing would measure the trained network; raise `split.validation` or set `split.test`".into(),
                     ));
                 }
+                // Evaluated in order: rows on disk are read a shard at a time.
+                let eval = |rows: whet_tabular::Rows| -> Result<Box<dyn BatchSource>> {
+                    Ok(match rows {
+                        whet_tabular::Rows::Memory(a) => {
+                            Box::new(ArraySource::new(a.x, scaled(a.y))?)
+                        }
+                        whet_tabular::Rows::Shards { shards, .. } => {
+                            Box::new(whet_tabular::RowStream::in_order(shards, scale)?)
+                        }
+                    })
+                };
                 Ok(TrainingData {
                     train,
-                    validation: (valid.x().nrows() > 0).then_some(valid),
-                    test: wants_test.then_some(test),
+                    validation: (!p.validation.is_empty())
+                        .then(|| eval(p.validation))
+                        .transpose()?,
+                    test: wants_test.then(|| eval(p.test)).transpose()?,
                     shape: None,
                 })
             }
@@ -964,16 +975,20 @@ struct TablesMeta {
 }
 
 fn tables_to_bundle(p: &whet_tabular::Prepared) -> Result<Bundle> {
-    let Some(train) = p.train.in_memory() else {
-        return Err(Error::Data("training rows on disk are not cached".into()));
+    let (Some(train), Some(validation), Some(test)) = (
+        p.train.in_memory(),
+        p.validation.in_memory(),
+        p.test.in_memory(),
+    ) else {
+        return Err(Error::Data("rows on disk are not cached".into()));
     };
     let arrays = [
         &train.x,
         &train.y,
-        &p.validation.x,
-        &p.validation.y,
-        &p.test.x,
-        &p.test.y,
+        &validation.x,
+        &validation.y,
+        &test.x,
+        &test.y,
     ];
     let shape = |a: &Array2<f32>| (a.nrows(), a.ncols());
     let mut b = Bundle::new(&TablesMeta {
@@ -1020,9 +1035,9 @@ fn bundle_to_tables(b: &Bundle) -> Option<whet_tabular::Prepared> {
     };
     Some(whet_tabular::Prepared {
         source_rows,
-        train: whet_tabular::TrainRows::Memory(train),
-        validation,
-        test,
+        train: whet_tabular::Rows::Memory(train),
+        validation: whet_tabular::Rows::Memory(validation),
+        test: whet_tabular::Rows::Memory(test),
         features: m.features,
         classes: m.classes,
         indices: m.indices,
@@ -1091,9 +1106,10 @@ fn prepare_tables(
         None => whet_tabular::prepare(cfg, seed, fold, progress),
     }
     .map_err(|e| name_table_files(e, cfg))?;
-    // Training rows on disk are not cached: they are larger than memory, and a bundle is read
-    // whole.
-    if p.train.in_memory().is_some()
+    // Rows on disk are not cached: they are larger than memory, and a bundle is read whole.
+    if [&p.train, &p.validation, &p.test]
+        .iter()
+        .all(|r| r.in_memory().is_some())
         && let Err(e) = tables_to_bundle(&p).and_then(|b| cache.put("tables", &key, &b))
     {
         progress.warn(&format!("could not write the stage cache: {e}"));

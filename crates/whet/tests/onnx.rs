@@ -351,7 +351,7 @@ fn check_run(dir: &Path, file: &Path, name: &str, overrides: &[&str]) -> whet::M
             (want, Tensor::from(pixels))
         }
         PreparedData::Tables(t) => {
-            let want = whet_outputs(&net, &readout, t.test.x.view());
+            let want = whet_outputs(&net, &readout, t.test.in_memory().unwrap().x.view());
             let main = t.manifest.data.main_name().unwrap().to_string();
             let path = t.manifest.data.tables[&main].path.clone();
             let all = whet::tabular::graph_input_file(&t.manifest, &path).unwrap();

@@ -138,10 +138,10 @@ fn flights_pipeline_prepares_exports_and_replays() {
     assert!(r.target_missing_dropped > 0);
     let n = ROWS - r.target_missing_dropped;
     assert_eq!(
-        p.train.in_memory().unwrap().x.nrows() + p.validation.x.nrows() + p.test.x.nrows(),
+        p.train.in_memory().unwrap().x.nrows() + p.validation.len() + p.test.len(),
         n
     );
-    assert!(p.test.x.nrows() > 0 && p.validation.x.nrows() > 0);
+    assert!(!p.test.is_empty() && !p.validation.is_empty());
     assert_eq!(p.train.in_memory().unwrap().x.ncols(), p.features.len());
     assert!(p.train.in_memory().unwrap().x.iter().all(|v| v.is_finite()));
     assert_eq!(p.train.y().ncols(), 1);
@@ -178,7 +178,7 @@ fn flights_pipeline_prepares_exports_and_replays() {
         let rep = export(&p, &out, fmt).unwrap();
         let m = Manifest::load(&rep.manifest).unwrap();
         assert_eq!(m.files.len(), rep.files.len());
-        assert_eq!(m.rows.test, p.test.x.nrows());
+        assert_eq!(m.rows.test, p.test.len());
         for f in &m.files {
             assert_eq!(std::fs::metadata(out.join(&f.name)).unwrap().len(), f.bytes);
             assert_eq!(f.sha256.len(), 64);
@@ -217,7 +217,7 @@ fn flights_pipeline_prepares_exports_and_replays() {
                 x
             }
         };
-        assert_eq!(back, p.test.x, "{fmt:?}");
+        assert_eq!(back, p.test.in_memory().unwrap().x, "{fmt:?}");
     }
 
     // apply(manifest) on the same input reproduces the arrays of every split exactly.
@@ -225,7 +225,10 @@ fn flights_pipeline_prepares_exports_and_replays() {
     let applied = apply_file(&m, std::path::Path::new(&data("flights.csv.gz"))).unwrap();
     assert_eq!(applied.features, p.features);
     let rows = |v: &[IdxSize]| v.iter().map(|&i| i as usize).collect::<Vec<_>>();
-    assert_eq!(applied.x.select(Axis(0), &rows(&p.indices.test)), p.test.x);
+    assert_eq!(
+        applied.x.select(Axis(0), &rows(&p.indices.test)),
+        p.test.in_memory().unwrap().x
+    );
     assert_eq!(
         applied.x.select(Axis(0), &rows(&p.indices.train)),
         p.train.in_memory().unwrap().x
@@ -233,7 +236,7 @@ fn flights_pipeline_prepares_exports_and_replays() {
     let y = applied.y.unwrap();
     assert_eq!(
         y.select(Axis(0), &rows(&p.indices.validation)),
-        p.validation.y
+        p.validation.y()
     );
 
     // New data without the target column: features only.
