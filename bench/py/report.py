@@ -744,6 +744,14 @@ def section_stream_table(recs, lines):
             f"{r['peak_rss_bytes'] / 2**20:,.0f} MiB | {passes} | {out} |"
         )
     a, b = by.get("whet"), by.get("polars")
+    timed = [
+        (e, list((r.get("streamed") or {}).get("pass_seconds") or [])
+         or [[k, v] for k, v in (r.get("stages_s") or {}).items()])
+        for e, r in (("whet", a), ("polars", b)) if r and r.get("returncode") == 0
+    ]
+    for engine, passes in timed:
+        if passes:
+            lines += ["", f"{engine} passes: " + ", ".join(f"{n} {v:.1f} s" for n, v in passes) + "."]
     if a and b and a.get("returncode") == 0 and b.get("returncode") == 0:
         lines += [
             "",

@@ -129,6 +129,24 @@ fn a_table_larger_than_the_budget_streams_and_spills_to_the_same_weights() {
     // Classes are fixed by the threshold: one pass per fitted step, one for the matrices.
     assert_eq!(s["passes"], 5, "{s}");
     assert!(s["batches"].as_u64().unwrap() > 1, "{s}");
+    // Each pass timed, by name: a fit per fitted step, then the matrices.
+    let names: Vec<&str> = s["pass_seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "fit steps[3].drop_columns",
+            "fit steps[4].impute",
+            "fit steps[5].encode",
+            "fit steps[6].normalize",
+            "features"
+        ],
+        "{s}"
+    );
     // The table is read a batch per plan at this budget (bounded read-ahead).
     assert_eq!(s["chunk_rows"], 65_536, "{s}");
     // Spilled: every split's rows went to Parquet shards on disk (one per 16,384 rows
@@ -177,6 +195,7 @@ fn a_table_larger_than_the_budget_exports_batch_by_batch_to_the_same_files() {
         assert!(memory["data"]["tables"]["report"]["streamed"].is_null());
         let s = &streamed["data"]["tables"]["report"]["streamed"];
         assert_eq!(s["passes"], 5, "{s}");
+        assert_eq!(s["pass_seconds"][4][0], "write", "{s}");
         assert!(s["shards"].is_null(), "an export writes no shards: {s}");
         assert_eq!(memory["data"]["rows"], streamed["data"]["rows"]);
         let diff = first_difference(

@@ -62,11 +62,24 @@ pub struct StreamReport {
     /// Rows of the main table each plan of the streaming engine reads (see `Chunks`).
     #[serde(default)]
     pub chunk_rows: u64,
+    /// Each pass and its seconds: `classes`, `fit steps[i].<step>`, then `features` (kept for
+    /// training) or `write` (an export).
+    #[serde(default)]
+    pub pass_seconds: Vec<(String, f64)>,
     /// The Parquet shards the prepared rows of each split (train, validation, test) were
     /// written to, when they did not fit in half the budget (absent when they were kept in
     /// memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<[usize; 3]>,
+}
+
+impl StreamReport {
+    /// Counts a pass named `what`, begun at `started`.
+    fn timed(&mut self, what: &str, started: std::time::Instant) {
+        self.passes += 1;
+        self.pass_seconds
+            .push((what.to_string(), started.elapsed().as_secs_f64()));
+    }
 }
 
 /// The main table's size in memory, estimated without reading it: for a Parquet file (checked
@@ -404,7 +417,10 @@ impl<'a> Pipe<'a> {
         Ok(df)
     }
 
-    fn split(&mut self, df: DataFrame) -> Result<Option<Parts>> {
+    /// One batch through the pre-split steps and the target, cut into the splits; with
+    /// `train_only`, the validation and test parts are left empty (a fit reads the training
+    /// rows only).
+    fn split(&mut self, df: DataFrame, train_only: bool) -> Result<Option<Parts>> {
         let df = self.pre(df)?;
         let col = self.kind.column();
         let Ok(c) = df.column(col) else {
@@ -436,6 +452,10 @@ impl<'a> Pipe<'a> {
         }
         let base = self.kept as IdxSize;
         self.kept += df.height();
+        if train_only {
+            idx[1].clear();
+            idx[2].clear();
+        }
         let take = |v: &[IdxSize]| -> Result<DataFrame> {
             let part = df.take(&IdxCa::from_vec("idx".into(), v.to_vec()))?;
             crate::rows::drop_ids(part, &self.cfg.data.id)
@@ -638,7 +658,11 @@ pub fn prepare_streamed(
         ..StreamReport::default()
     };
     let mut pipe = Pipe::new(cfg, seed, kind.clone(), &tables);
-    let pass = |what: &str| progress.begin(what, None);
+    // Starts a pass: its progress line, and its clock.
+    let pass = |what: &str| {
+        progress.begin(what, None);
+        std::time::Instant::now()
+    };
     let chunks = Chunks::new(
         parquet_rows(&cfg.data.tables[&main])?.0,
         table_bytes,
@@ -648,7 +672,7 @@ pub fn prepare_streamed(
 
     // 1. The classes of a classification target: the distinct labels, checked as in memory.
     if let TargetKind::Classification { .. } = kind {
-        pass("stream: classes");
+        let started = pass("stream: classes");
         let mut labels = std::collections::BTreeSet::new();
         for_each_batch(cfg, chunks, &main_path, |df| {
             let df = pipe.pre(df)?;
@@ -671,7 +695,7 @@ pub fn prepare_streamed(
             Ok(())
         })?;
         progress.end();
-        stream.passes += 1;
+        stream.timed("classes", started);
         // The labels as a column: `extract_target` picks and checks the classes as in memory.
         let labels: Vec<String> = labels.into_iter().collect();
         let probe = DataFrame::new(
@@ -688,12 +712,12 @@ pub fn prepare_streamed(
     let mut last_stage = cfg.stage_before_split();
     for (i, step) in cfg.steps.iter().enumerate().skip(sp) {
         let stage = fitted_stage(i, step)?;
-        pass(&format!("stream: fit {}", stage.name()));
+        let started = pass(&format!("stream: fit {}", stage.name()));
         let mut gather: Option<Gather> = None;
         pipe.restart();
         for_each_batch(cfg, chunks, &main_path, |df| {
             let rows = df.height() as u64;
-            let Some(p) = pipe.split(df)? else {
+            let Some(p) = pipe.split(df, true)? else {
                 return Ok(());
             };
             let [mut train, ..] = p.frames;
@@ -741,7 +765,7 @@ pub fn prepare_streamed(
             Ok(())
         })?;
         progress.end();
-        stream.passes += 1;
+        stream.timed(&format!("fit steps[{i}].{}", step.key()), started);
         let no_rows =
             || Error::Split("no training rows: every row went to validation or test".into());
         let f = match gather.ok_or_else(no_rows)? {
@@ -763,7 +787,7 @@ pub fn prepare_streamed(
     }
 
     // 3. Every step on every row, into the matrices.
-    pass("stream: features");
+    let started = pass("stream: features");
     let mut features: Option<(Vec<String>, Vec<String>)> = None;
     let mut xs: [Vec<f32>; 3] = Default::default();
     let budget_check = |ys: &[Vec<f32>; 3]| {
@@ -792,7 +816,7 @@ pub fn prepare_streamed(
             .idx()?
             .get(0)
             .unwrap_or_default();
-        let Some(p) = pipe.split(df)? else {
+        let Some(p) = pipe.split(df, false)? else {
             return Ok(());
         };
         let Parts {
@@ -908,7 +932,14 @@ pub fn prepare_streamed(
         Ok(())
     })?;
     progress.end();
-    stream.passes += 1;
+    stream.timed(
+        if matches!(to, Destination::Export(_)) {
+            "write"
+        } else {
+            "features"
+        },
+        started,
+    );
     stream.batches = batches;
     if pipe.kept == 0 {
         return Err(Error::Target(format!(
