@@ -57,6 +57,14 @@ train:
     )
 }
 
+/// A folder with the flights as Parquet and `run.yaml` (the run file with a hash split).
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    flights_parquet(dir.path());
+    std::fs::write(dir.path().join("run.yaml"), run_file(HASH, "")).unwrap();
+    dir
+}
+
 /// Where two JSON values first differ (a key path and both values).
 fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> Option<String> {
     use serde_json::Value;
@@ -79,10 +87,8 @@ const HASH: &str = "{ method: hash, test: 0.1, validation: 0.05 }";
 
 #[test]
 fn a_table_larger_than_the_budget_streams_and_spills_to_the_same_weights() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = fixture();
     let d = dir.path();
-    flights_parquet(d);
-    std::fs::write(d.join("run.yaml"), run_file(HASH, "")).unwrap();
 
     let a = whet(d, &["run", "run.yaml", "--out", "a"]);
     assert_eq!(a.code, 0, "{}", a.stderr);
@@ -174,10 +180,8 @@ fn a_table_larger_than_the_budget_streams_and_spills_to_the_same_weights() {
 /// `--keep` columns read chunk by chunk; NPY, which starts with its row count, is refused.
 #[test]
 fn a_table_larger_than_the_budget_exports_batch_by_batch_to_the_same_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = fixture();
     let d = dir.path();
-    flights_parquet(d);
-    std::fs::write(d.join("run.yaml"), run_file(HASH, "")).unwrap();
     let export = |budget: Option<&str>, out: &str, format: &str| {
         let mut args = budget.map_or(vec![], |b| vec!["--max-memory", b]);
         args.extend([
@@ -258,9 +262,8 @@ fn a_table_larger_than_the_budget_exports_batch_by_batch_to_the_same_files() {
 
 #[test]
 fn what_cannot_stream_is_refused_by_name_before_reading() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = fixture();
     let d = dir.path();
-    flights_parquet(d);
     let budget = ["--max-memory", "40MB"];
     let run = |yaml: String| {
         std::fs::write(d.join("run.yaml"), yaml).unwrap();
@@ -287,4 +290,119 @@ fn what_cannot_stream_is_refused_by_name_before_reading() {
     );
     let r = run(csv);
     refused(&r, &["data.tables.flights", "Parquet"]);
+}
+
+/// `whet predict`, `whet apply` and `whet evaluate` of a Parquet file larger than the budget
+/// read it a chunk of rows at a time and write their outputs batch by batch: the same files and
+/// numbers as in memory; what cannot be read in batches is refused by name.
+#[test]
+fn new_data_larger_than_the_budget_is_predicted_applied_and_evaluated_batch_by_batch() {
+    let dir = fixture();
+    let d = dir.path();
+    let r = whet(d, &["run", "run.yaml", "--out", "r", "--no-cache"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let both = |args: &[&str], out: &str| {
+        let mut runs = Vec::new();
+        for (budget, name) in [(None, "m"), (Some("40MB"), "s")] {
+            let mut a: Vec<&str> = budget.map_or(vec![], |b| vec!["--max-memory", b]);
+            a.extend(args);
+            let out = format!("{name}-{out}");
+            a.extend(["--out", &out]);
+            let r = whet(d, &a);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            // Only the command over the budget reads in batches (and says so).
+            assert_eq!(
+                r.stdout
+                    .contains("over the memory budget: read a chunk of rows at a time"),
+                budget.is_some(),
+                "{}",
+                r.stdout
+            );
+            runs.push(d.join(out));
+        }
+        (runs.remove(0), runs.remove(0))
+    };
+    let same_bytes = |a: &Path, b: &Path| {
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{} and {} differ",
+            a.display(),
+            b.display()
+        );
+    };
+    // Predictions, every row with its identifier and a kept column.
+    let (m, s) = both(
+        &["predict", "r", "flights.parquet", "--keep", "tailnum"],
+        "p.csv",
+    );
+    same_bytes(&m, &s);
+    let text = std::fs::read_to_string(&m).unwrap();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "row,tailnum,label,p_arr_delay > 15"
+    );
+    assert_eq!(text.lines().count(), 336_776 + 1);
+    let (m, s) = both(&["predict", "r", "flights.parquet"], "p.parquet");
+    let read = |p: &Path| {
+        use polars::prelude::SerReader;
+        polars::prelude::ParquetReader::new(std::fs::File::open(p).unwrap())
+            .finish()
+            .unwrap()
+    };
+    assert!(
+        read(&m).equals_missing(&read(&s)),
+        "the Parquet predictions differ"
+    );
+    // The features, applied.
+    for format in ["csv", "parquet"] {
+        let (m, s) = both(
+            &[
+                "apply",
+                "r/manifest.json",
+                "flights.parquet",
+                "--format",
+                format,
+                "--keep",
+                "tailnum",
+            ],
+            format,
+        );
+        let file = format!("applied.{format}");
+        if format == "csv" {
+            same_bytes(&m.join(&file), &s.join(&file));
+        } else {
+            let (a, b) = (read(&m.join(&file)), read(&s.join(&file)));
+            // Every row but those whose target is missing.
+            assert_eq!(a.height(), 327_346);
+            assert!(a.equals_missing(&b), "{file} differs");
+        }
+    }
+    // Measured on the new rows: the same metrics.
+    let (m, s) = both(&["evaluate", "r", "flights.parquet"], "e");
+    let (a, b) = (
+        read_json(&m.join("metrics.json")),
+        read_json(&s.join("metrics.json")),
+    );
+    assert_eq!(a["test"], b["test"]);
+    assert_eq!(a["test_samples"], b["test_samples"]);
+
+    // NPY starts with its row count; a CSV file is not read in batches.
+    let over = ["--max-memory", "40MB"];
+    let r = whet(
+        d,
+        &[
+            &over[..],
+            &["apply", "r/manifest.json", "flights.parquet", "--out", "n"],
+            &["--format", "npy"],
+        ]
+        .concat(),
+    );
+    refused(&r, &["--format npy", "Parquet or CSV", "--max-memory"]);
+    let csv = dataset("nycflights13/flights.csv.gz");
+    let r = whet(
+        d,
+        &[&over[..], &["predict", "r", &csv, "--out", "c.csv"]].concat(),
+    );
+    refused(&r, &["flights.csv.gz", "Parquet", "--max-memory"]);
+    assert!(!d.join("c.csv").exists());
 }

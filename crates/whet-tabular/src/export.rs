@@ -237,12 +237,12 @@ pub fn split_frame(
     Ok(DataFrame::new(x.nrows(), cols)?)
 }
 
-/// The table of a split in the CSV and Parquet exports: the identifier columns `ids`, the
-/// features, then `target`.
+/// The table of a split in the CSV and Parquet exports (and of `whet apply`): the identifier
+/// columns `ids`, the features, then `target`.
 ///
 /// # Errors
 /// [`Error::Apply`] when an `ids` column has the name of a feature or of `target`.
-fn split_table(
+pub fn split_table(
     x: &Array2<f32>,
     y: Option<&Array2<f32>>,
     features: &[String],
@@ -283,15 +283,127 @@ impl Write for Hashed {
     }
 }
 
-enum Batched {
-    Parquet(Box<polars::io::parquet::write::BatchedWriter<Hashed>>),
-    Csv(polars::io::csv::write::BatchedWriter<Hashed>),
+enum Batched<W: Write> {
+    Parquet(Box<polars::io::parquet::write::BatchedWriter<W>>),
+    Csv(polars::io::csv::write::BatchedWriter<W>),
+}
+
+/// A table written batch by batch, as whet writes tables: Parquet (zstd, a row group per
+/// batch) or CSV (one header; the same bytes as the table written at once). Its columns are
+/// those of the first batch, or the schema given to [`TableWriter::with_schema`].
+pub struct TableWriter<W: Write> {
+    /// The output, until the first batch gives the columns.
+    out: Option<W>,
+    format: ExportFormat,
+    writer: Option<Batched<W>>,
+    columns: Vec<String>,
+    rows: usize,
+}
+
+impl<W: Write> TableWriter<W> {
+    /// A writer into `out` in `format`, its columns those of the first batch.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for NPY (not a table format).
+    pub fn new(out: W, format: ExportFormat) -> Result<Self> {
+        if format == ExportFormat::Npy {
+            return Err(Error::Config(
+                "a table is written as Parquet or CSV, not NPY".into(),
+            ));
+        }
+        Ok(TableWriter {
+            out: Some(out),
+            format,
+            writer: None,
+            columns: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// A writer into `out` in `format` with `schema`'s columns, which a file without rows
+    /// has too.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for NPY, polars errors.
+    pub fn with_schema(out: W, format: ExportFormat, schema: &SchemaRef) -> Result<Self> {
+        let mut w = TableWriter::new(out, format)?;
+        w.start(schema)?;
+        Ok(w)
+    }
+
+    fn start(&mut self, schema: &SchemaRef) -> Result<&mut Batched<W>> {
+        let Some(out) = self.out.take() else {
+            return Err(Error::Config("a table writer started twice".into()));
+        };
+        self.columns = schema.iter_names().map(|n| n.to_string()).collect();
+        let writer = match self.format {
+            ExportFormat::Csv => {
+                Batched::Csv(CsvWriter::new(out).include_header(true).batched(schema)?)
+            }
+            _ => Batched::Parquet(Box::new(
+                ParquetWriter::new(out)
+                    .with_compression(ParquetCompression::Zstd(None))
+                    .batched(schema)?,
+            )),
+        };
+        Ok(self.writer.insert(writer))
+    }
+
+    /// Appends the rows of `df` (the writer's columns).
+    ///
+    /// # Errors
+    /// polars and write errors.
+    pub fn write(&mut self, df: &mut DataFrame) -> Result<()> {
+        let writer = match self.writer.as_mut() {
+            Some(w) => w,
+            None => self.start(df.schema())?,
+        };
+        if df.height() == 0 {
+            return Ok(());
+        }
+        df.rechunk_mut();
+        match writer {
+            Batched::Parquet(w) => w.write_batch(df)?,
+            Batched::Csv(w) => w.write_batch(df)?,
+        }
+        self.rows += df.height();
+        Ok(())
+    }
+
+    /// The table's columns (empty before the first batch).
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Ends the table (a CSV file's header when it has no rows, a Parquet file's footer).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no batch gave the columns; polars and write errors.
+    pub fn finish(self) -> Result<()> {
+        match self.writer {
+            Some(Batched::Parquet(w)) => {
+                w.finish()?;
+            }
+            Some(Batched::Csv(mut w)) => w.finish()?,
+            None => {
+                return Err(Error::Config(
+                    "a table without columns: no batch was written".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One split's file of a [`SplitWriters`].
 struct SplitFile {
     name: String,
-    writer: Batched,
+    writer: TableWriter<Hashed>,
     /// The file, to make it durable when it is complete.
     file: std::fs::File,
     sum: Arc<std::sync::Mutex<(Sha256, u64)>>,
@@ -349,7 +461,6 @@ impl SplitWriters {
     ) -> Result<()> {
         const SPLITS: [&str; 3] = ["train", "validation", "test"];
         let mut df = split_table(x, Some(y), features, Some(ids))?;
-        df.rechunk_mut();
         let file = match &mut self.files[k] {
             Some(f) => f,
             None => {
@@ -370,19 +481,7 @@ impl SplitWriters {
                     file: file.try_clone().map_err(io)?,
                     sum: sum.clone(),
                 };
-                let writer = if self.format == ExportFormat::Parquet {
-                    Batched::Parquet(Box::new(
-                        ParquetWriter::new(out)
-                            .with_compression(ParquetCompression::Zstd(None))
-                            .batched(df.schema())?,
-                    ))
-                } else {
-                    Batched::Csv(
-                        CsvWriter::new(out)
-                            .include_header(true)
-                            .batched(df.schema())?,
-                    )
-                };
+                let writer = TableWriter::new(out, self.format)?;
                 self.files[k].insert(SplitFile {
                     name,
                     writer,
@@ -391,13 +490,7 @@ impl SplitWriters {
                 })
             }
         };
-        if df.height() > 0 {
-            match &mut file.writer {
-                Batched::Parquet(w) => w.write_batch(&df)?,
-                Batched::Csv(w) => w.write_batch(&df)?,
-            }
-        }
-        Ok(())
+        file.writer.write(&mut df)
     }
 
     /// Ends every split's file and writes `features.txt`; returns the files' entries (those
@@ -408,12 +501,7 @@ impl SplitWriters {
     pub fn finish(self, features: &[String]) -> Result<Vec<FileEntry>> {
         let mut entries = Vec::new();
         for f in self.files.into_iter().flatten() {
-            match f.writer {
-                Batched::Parquet(w) => {
-                    w.finish()?;
-                }
-                Batched::Csv(mut w) => w.finish()?,
-            }
+            f.writer.finish()?;
             let path = self.dir.join(&f.name);
             f.file
                 .sync_all()

@@ -522,6 +522,76 @@ impl<'a> RightSide<'a> {
     }
 }
 
+/// The joins of a table read in batches: each `join` step's right side checked and indexed at
+/// the step's first batch ([`RightSide`]), every batch joined through it, and what the joins
+/// did summed over the batches.
+pub(crate) struct Joins<'a> {
+    /// The right side of each `join` step, by step index.
+    sides: std::collections::BTreeMap<usize, RightSide<'a>>,
+    /// What each step's joins did, since the last [`Joins::restart`].
+    reports: std::collections::BTreeMap<usize, JoinReport>,
+    /// Whether the table comes in more than one batch: the checks a batch cannot make on the
+    /// whole left side are then refused first ([`check_streamed`]).
+    batched: bool,
+}
+
+impl<'a> Joins<'a> {
+    /// No join prepared yet; `batched` when the left table comes in more than one batch.
+    pub(crate) fn new(batched: bool) -> Self {
+        Joins {
+            sides: std::collections::BTreeMap::new(),
+            reports: std::collections::BTreeMap::new(),
+            batched,
+        }
+    }
+
+    /// Joins one batch `left` at step `index` (`cfg`) with its table from `tables`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTable`], the errors of [`join`], and of [`check_streamed`] for a batched
+    /// table.
+    pub(crate) fn join(
+        &mut self,
+        index: usize,
+        cfg: &'a JoinConfig,
+        left: DataFrame,
+        tables: &'a std::collections::BTreeMap<String, DataFrame>,
+    ) -> Result<DataFrame> {
+        use std::collections::btree_map::Entry;
+        let side = match self.sides.entry(index) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let right = tables.get(&cfg.with).ok_or_else(|| Error::UnknownTable {
+                    name: cfg.with.clone(),
+                    available: tables.keys().cloned().collect(),
+                })?;
+                if self.batched {
+                    check_streamed(&left, right, cfg)?;
+                }
+                e.insert(RightSide::new(&left, right, cfg)?)
+            }
+        };
+        let (out, rep) = side.join(&left)?;
+        match self.reports.entry(index) {
+            Entry::Occupied(mut e) => e.get_mut().add(&rep),
+            Entry::Vacant(e) => {
+                e.insert(rep);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A new pass over the table: the reports start again.
+    pub(crate) fn restart(&mut self) {
+        self.reports.clear();
+    }
+
+    /// What the joins did since the last [`Joins::restart`], in step order.
+    pub(crate) fn take_reports(&mut self) -> Vec<JoinReport> {
+        std::mem::take(&mut self.reports).into_values().collect()
+    }
+}
+
 /// [`join`] after [`RightSide::new`].
 fn join_checked(
     left: &DataFrame,

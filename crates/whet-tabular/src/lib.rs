@@ -34,6 +34,7 @@ mod load;
 mod missing;
 mod parquet_guard;
 mod pipeline;
+mod replay;
 mod rows;
 mod rowshards;
 mod scale;
@@ -48,7 +49,8 @@ pub use encode::{DatePart, EncodeConfig, FittedEncode};
 pub use error::{Error, Result};
 pub use export::{
     ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest,
-    SplitWriters, export, npy_bytes, read_npy, split_frame, split_ids, write_split, write_splits,
+    SplitWriters, TableWriter, export, npy_bytes, read_npy, split_frame, split_ids, split_table,
+    write_split, write_splits,
 };
 pub use graph::{ColumnOp, GraphPlan, GraphStep, graph_input, graph_input_file, graph_plan};
 pub use images::{ImageRows, count_image_parquet, read_image_parquet, write_image_parquet};
@@ -68,6 +70,7 @@ pub use pipeline::{
     to_matrix, transform,
 };
 pub use polars;
+pub use replay::{NewBatch, NewData, NewDataReport};
 pub use rows::{BadRow, ROW_ID, bad_rows, check_clashes, row_columns};
 pub use rowshards::{
     DEFAULT_SHUFFLE_ROWS, RowShardWriter, RowShards, RowStream, Rows, SHARD_ROWS, memory_blocks,

@@ -538,6 +538,13 @@ pub(crate) fn pre_step(
     }
 }
 
+/// The error for pre-split step `i` (`step`) that removed every one of `rows` rows.
+pub(crate) fn emptied(i: usize, step: &StepConfig, rows: usize) -> Error {
+    step_err(i, step)(Error::Config(format!(
+        "no rows left: the step removed all {rows} rows (loosen it or fix the data)"
+    )))
+}
+
 pub(crate) fn step_err(index: usize, step: &StepConfig) -> impl FnOnce(Error) -> Error + '_ {
     move |e| Error::Step {
         index,
@@ -713,10 +720,9 @@ pub fn prepare(
         &cfg.steps[..sp],
         &tables,
         &kind,
-        Fit::Fitting(&cfg.data.target),
+        &cfg.data.target,
         &mut report,
     )?;
-    let target = target.expect("run_pre_split extracts the target");
     let (df, rows) = crate::rows::take_source_rows(df)?;
     report.target_missing_dropped = dropped;
     report
@@ -897,35 +903,22 @@ pub(crate) fn fitted_stage(i: usize, step: &StepConfig) -> Result<Box<dyn Stage>
     })
 }
 
-/// Whether [`run_pre_split`] fits (audits run, the target's values are checked against its
-/// config, classes come from the data) or replays a manifest (audits skipped, its classes).
-#[derive(Clone, Copy)]
-enum Fit<'a> {
-    Fitting(&'a TargetConfig),
-    Replaying(&'a [String]),
-}
-
-/// Pre-split steps then the target.
+/// The pre-split steps of a run being fitted (audits run), then the target: its values checked
+/// against `target`, its classes taken from the data. (A manifest's steps are replayed on new
+/// data by [`crate::replay::Replay`].)
 fn run_pre_split(
     mut df: DataFrame,
     steps: &[StepConfig],
     tables: &BTreeMap<String, DataFrame>,
     kind: &TargetKind,
-    fit: Fit<'_>,
+    target: &TargetConfig,
     report: &mut PrepareReport,
-) -> Result<(DataFrame, Option<Target>, usize)> {
-    let (run_audit, classes) = match fit {
-        Fit::Fitting(_) => (true, None),
-        Fit::Replaying(c) => (false, Some(c)),
-    };
+) -> Result<(DataFrame, Target, usize)> {
     for (i, step) in steps.iter().enumerate() {
         let (r0, m0) = (df.height(), missing_total(&df));
-        df =
-            pre_step(step, df, tables, Some(kind), report, run_audit).map_err(step_err(i, step))?;
+        df = pre_step(step, df, tables, Some(kind), report, true).map_err(step_err(i, step))?;
         if r0 > 0 && df.height() == 0 {
-            return Err(step_err(i, step)(Error::Config(format!(
-                "no rows left: the step removed all {r0} rows (loosen it or fix the data)"
-            ))));
+            return Err(emptied(i, step, r0));
         }
         report.pre_split.push((
             step.key().to_string(),
@@ -935,16 +928,13 @@ fn run_pre_split(
             missing_total(&df),
         ));
     }
-    if df.column(kind.column()).is_err() && !run_audit {
-        return Ok((df, None, 0));
-    }
-    if let (Fit::Fitting(cfg), Ok(c)) = (fit, df.column(kind.column())) {
+    if let Ok(c) = df.column(kind.column()) {
         // The check `whet validate` makes on the first rows, here on every row.
         let rows = format!("all {} rows", df.height());
-        cfg.check_rows(c.as_materialized_series(), &rows)?;
+        target.check_rows(c.as_materialized_series(), &rows)?;
     }
-    let (df, t, dropped) = extract_target(df, kind, classes)?;
-    if classes.is_none() && !matches!(kind, TargetKind::Regression { .. }) {
+    let (df, t, dropped) = extract_target(df, kind, None)?;
+    if !matches!(kind, TargetKind::Regression { .. }) {
         // Fitting: a classifier needs at least two classes present.
         let mut seen = std::collections::BTreeSet::new();
         for &v in &t.values {
@@ -966,7 +956,7 @@ fn run_pre_split(
             )));
         }
     }
-    Ok((df, Some(t), dropped))
+    Ok((df, t, dropped))
 }
 
 /// Audits the main table after the steps that precede the first `audit` step (or all pre-split
@@ -1058,43 +1048,11 @@ pub(crate) fn transform_with(
     data: DataFrame,
     tables: &BTreeMap<String, DataFrame>,
 ) -> Result<Transformed> {
-    let mut report = PrepareReport::default();
-    let data = crate::rows::with_source_rows(data)?;
-    let (df, target, dropped) = run_pre_split(
-        data,
-        &manifest.pre_split,
-        tables,
-        &manifest.target,
-        Fit::Replaying(&manifest.classes),
-        &mut report,
-    )?;
-    let (df, source_rows) = crate::rows::take_source_rows(df)?;
-    let mut df = crate::rows::drop_ids(df, &manifest.data.id)?;
-    let mut last = "load".to_string();
-    for (i, step) in fitted.iter().enumerate() {
-        let stage = step.clone().into_stage();
-        df = stage.transform(df).map_err(|e| Error::Step {
-            index: i,
-            name: format!("fitted step {i}"),
-            source: Box::new(e),
-        })?;
-        last = format!("fitted step {i}");
-    }
-    for f in &manifest.features {
-        if df.column(f).is_err() {
-            return Err(Error::Apply(format!(
-                "feature `{f}` is not produced from the new data (have {:?})",
-                names(&df)
-            )));
-        }
-    }
-    Ok(Transformed {
-        frame: df,
-        target,
-        source_rows,
-        target_missing_dropped: dropped,
-        last_step: last,
-    })
+    let mut replay = crate::replay::Replay::new(manifest, fitted, tables, false);
+    let t = replay.batch(crate::rows::with_source_rows(data)?)?;
+    replay.finish()?;
+    // `finish` names why a batch has no rows left.
+    t.ok_or_else(|| Error::Apply("no rows left after the run's steps".into()))
 }
 
 /// Replays `manifest` on `data` (the main table's rows): [`transform`], then the feature matrix
@@ -1133,13 +1091,35 @@ pub fn load_new_data(
     data: &Path,
     tables: &BTreeMap<String, std::path::PathBuf>,
 ) -> Result<(DataFrame, BTreeMap<String, DataFrame>)> {
+    let (df, _) = crate::load::load_rows(&new_data_spec(manifest, data)?)?;
+    Ok((df, load_joined(manifest, tables)?))
+}
+
+/// How new data for `manifest` at `data` are read: the manifest's load options for the main
+/// table, the format from `data`'s extension, every row (whatever the run's `limit`).
+///
+/// # Errors
+/// A manifest without a main table.
+pub(crate) fn new_data_spec(manifest: &Manifest, data: &Path) -> Result<TableSpec> {
     let main = manifest.data.main_name()?.to_string();
     let mut spec = manifest.data.tables[&main].clone();
     spec.path = data.to_path_buf();
     spec.format = None;
     // The run's row limit was about its training data: new data are read whole.
     spec.limit = None;
-    let (df, _) = crate::load::load_rows(&spec)?;
+    Ok(spec)
+}
+
+/// The tables the joins of `manifest` use, loaded: from `tables` when it names them (`--table
+/// NAME=PATH`), else from the paths the run used.
+///
+/// # Errors
+/// Loading errors; [`Error::UnknownTable`] for a joined table the manifest does not declare;
+/// [`Error::Apply`] for a name in `tables` that no join of the manifest uses.
+pub(crate) fn load_joined(
+    manifest: &Manifest,
+    tables: &BTreeMap<String, std::path::PathBuf>,
+) -> Result<BTreeMap<String, DataFrame>> {
     let joined: Vec<&str> = manifest
         .pre_split
         .iter()
@@ -1173,7 +1153,7 @@ pub fn load_new_data(
         }
         out.insert(name.to_string(), crate::load::load_rows(&spec)?.0);
     }
-    Ok((df, out))
+    Ok(out)
 }
 
 /// [`apply`] on a file: the tables are read with [`load_new_data`] (joined tables from the

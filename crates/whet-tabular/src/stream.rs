@@ -121,7 +121,7 @@ pub fn table_bytes(spec: &TableSpec) -> Result<u64> {
 }
 
 /// The rows of a Parquet main table (at most its `limit`) and its schema, from its footer.
-fn parquet_rows(spec: &TableSpec) -> Result<(u64, Arc<ArrowSchema>)> {
+pub(crate) fn parquet_rows(spec: &TableSpec) -> Result<(u64, Arc<ArrowSchema>)> {
     let read_err = |source| Error::ReadTable {
         path: spec.path.clone(),
         source,
@@ -141,7 +141,7 @@ fn parquet_rows(spec: &TableSpec) -> Result<(u64, Arc<ArrowSchema>)> {
 /// plan over the whole table would hold a part of it that grows with the table; a plan over a
 /// chunk holds at most the chunk.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Chunks {
+pub(crate) struct Chunks {
     /// Rows of the main table (at most its `limit`).
     rows: u64,
     /// Rows per plan: a multiple of [`BATCH_ROWS`].
@@ -151,7 +151,7 @@ struct Chunks {
 impl Chunks {
     /// Chunks of about a sixteenth of `budget`, at the table's estimated bytes per row
     /// (`bytes` for `rows`), between one batch and sixteen.
-    fn new(rows: u64, bytes: u64, budget: u64) -> Self {
+    pub(crate) fn new(rows: u64, bytes: u64, budget: u64) -> Self {
         let per_row = (bytes / rows.max(1)).max(1);
         let batches = (budget / 16 / per_row / BATCH_ROWS as u64).clamp(1, 16);
         Chunks {
@@ -250,27 +250,40 @@ pub fn check_streamable(cfg: &TabularConfig, bytes: u64, budget: u64) -> Result<
                  (the table's `limit`), or remove the step"
                     .to_string(),
             ),
-            StepConfig::Fill(_) => Some(
-                "a forward/backward fill follows an order over all rows: fill the table before \
-                 whet reads it, or use `impute`"
-                    .to_string(),
-            ),
-            StepConfig::Join(j) if !matches!(j.how, JoinHow::Left | JoinHow::Inner) => Some(format!(
-                "a `{:?}` join needs every row of the main table at once: use `how: left` or `how: inner`",
-                j.how
-            ).to_lowercase()),
-            StepConfig::Join(j) if j.cardinality == Some(crate::join::Cardinality::OneToOne) => Some(
-                "`cardinality: one_to_one` is checked on every row of the main table at once: \
-                 declare `many_to_one`"
-                    .into(),
-            ),
-            _ => None,
+            _ => batch_refusal(step),
         };
         if let Some(why) = why {
             return Err(cannot(key, format!("{over}; {why}")));
         }
     }
     Ok(())
+}
+
+/// Why `step` cannot run on a table read in batches (`None` when it can): a forward/backward
+/// fill, a join other than `left`/`inner`, a join declared `one_to_one`. (An `audit`, which
+/// looks at every row too, is refused by [`check_streamable`] for a run and skipped when a
+/// manifest is replayed.)
+pub(crate) fn batch_refusal(step: &StepConfig) -> Option<String> {
+    match step {
+        StepConfig::Fill(_) => Some(
+            "a forward/backward fill follows an order over all rows: fill the table before \
+             whet reads it, or use `impute`"
+                .to_string(),
+        ),
+        StepConfig::Join(j) if !matches!(j.how, JoinHow::Left | JoinHow::Inner) => Some(
+            format!(
+                "a `{:?}` join needs every row of the main table at once: use `how: left` or `how: inner`",
+                j.how
+            )
+            .to_lowercase(),
+        ),
+        StepConfig::Join(j) if j.cardinality == Some(crate::join::Cardinality::OneToOne) => Some(
+            "`cardinality: one_to_one` is checked on every row of the main table at once: \
+             declare `many_to_one`"
+                .into(),
+        ),
+        _ => None,
+    }
 }
 
 /// The columns a fitted step reads on the training rows, in frame order (`empty` has the
@@ -340,11 +353,9 @@ struct Pipe<'a> {
     kind: TargetKind,
     classes: Option<Vec<String>>,
     tables: &'a BTreeMap<String, DataFrame>,
-    /// The right side of each `join` step (by step index), checked and indexed at the first
-    /// batch.
-    joins: BTreeMap<usize, crate::join::RightSide<'a>>,
-    /// What the joins did, summed over the batches since the last [`Pipe::restart`].
-    join_reports: BTreeMap<usize, crate::join::JoinReport>,
+    /// The `join` steps' right sides, checked and indexed at the first batch, and their reports
+    /// since the last [`Pipe::restart`].
+    joins: crate::join::Joins<'a>,
     /// Rows kept so far (after the pre-split steps and the target), for positions.
     kept: usize,
     /// Rows dropped for a missing target.
@@ -366,8 +377,7 @@ impl<'a> Pipe<'a> {
             kind,
             classes: None,
             tables,
-            joins: BTreeMap::new(),
-            join_reports: BTreeMap::new(),
+            joins: crate::join::Joins::new(true),
             kept: 0,
             dropped: 0,
         }
@@ -377,7 +387,7 @@ impl<'a> Pipe<'a> {
     fn restart(&mut self) {
         self.kept = 0;
         self.dropped = 0;
-        self.join_reports.clear();
+        self.joins.restart();
     }
 
     /// The pre-split steps after the lazy prefix, on one batch: joins through the right side
@@ -388,31 +398,11 @@ impl<'a> Pipe<'a> {
         let (cfg, tables) = (self.cfg, self.tables);
         let mut scratch = PrepareReport::default();
         for (i, step) in cfg.steps[..to].iter().enumerate().skip(from) {
-            let StepConfig::Join(j) = step else {
-                df = pre_step(step, df, tables, Some(&self.kind), &mut scratch, false)
-                    .map_err(step_err(i, step))?;
-                continue;
-            };
-            let side = match self.joins.entry(i) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let right = tables.get(&j.with).ok_or_else(|| Error::UnknownTable {
-                        name: j.with.clone(),
-                        available: tables.keys().cloned().collect(),
-                    })?;
-                    // The checks `join` makes, with those a batch cannot make refused.
-                    crate::join::check_streamed(&df, right, j).map_err(step_err(i, step))?;
-                    e.insert(crate::join::RightSide::new(&df, right, j).map_err(step_err(i, step))?)
-                }
-            };
-            let (out, rep) = side.join(&df).map_err(step_err(i, step))?;
-            match self.join_reports.entry(i) {
-                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(&rep),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(rep);
-                }
+            df = match step {
+                StepConfig::Join(j) => self.joins.join(i, j, df, tables),
+                _ => pre_step(step, df, tables, Some(&self.kind), &mut scratch, false),
             }
-            df = out;
+            .map_err(step_err(i, step))?;
         }
         Ok(df)
     }
@@ -475,9 +465,8 @@ impl<'a> Pipe<'a> {
     }
 }
 
-/// The main table's scan, and its path.
-fn scan(cfg: &TabularConfig) -> Result<(LazyFrame, std::path::PathBuf)> {
-    let spec = &cfg.data.tables[cfg.data.main_name()?];
+/// The scan of the Parquet table `spec`, and its path.
+pub(crate) fn scan(spec: &TableSpec) -> Result<(LazyFrame, std::path::PathBuf)> {
     let err = |source| Error::ReadTable {
         path: spec.path.clone(),
         source,
@@ -487,20 +476,20 @@ fn scan(cfg: &TabularConfig) -> Result<(LazyFrame, std::path::PathBuf)> {
     Ok((lf, spec.path.clone()))
 }
 
-/// The columns `cols` of `len` rows of the main table from row `start`, as read.
-fn raw_chunk(cfg: &TabularConfig, (start, len): (u64, u64), cols: &[String]) -> Result<DataFrame> {
-    let (lf, path) = scan(cfg)?;
+/// The columns `cols` of `len` rows of the table `spec` from row `start`, as read.
+fn raw_chunk(spec: &TableSpec, (start, len): (u64, u64), cols: &[String]) -> Result<DataFrame> {
+    let (lf, path) = scan(spec)?;
     lf.slice(start as i64, len as IdxSize)
         .select(cols.iter().map(|c| col(c.as_str())).collect::<Vec<_>>())
         .collect()
         .map_err(|source| Error::ReadTable { path, source })
 }
 
-/// The lazy plan of `len` rows of the main table from row `start`: the scan (with the hidden
-/// source-row column, counted from the table's first row), then the leading `join` and
-/// `exclude` steps.
-fn plan(cfg: &TabularConfig, (start, len): (u64, u64)) -> Result<LazyFrame> {
-    let (mut lf, path) = scan(cfg)?;
+/// The lazy plan of `len` rows of the table `spec` from row `start`: the scan (with the hidden
+/// source-row column, counted from the table's first row), then the `exclude` steps of
+/// `lazy` (the leading `exclude` steps of a run, [`lazy_prefix`]).
+fn plan(spec: &TableSpec, lazy: &[StepConfig], (start, len): (u64, u64)) -> Result<LazyFrame> {
+    let (mut lf, path) = scan(spec)?;
     let schema = lf.collect_schema().map_err(|source| Error::ReadTable {
         path: path.clone(),
         source,
@@ -520,7 +509,7 @@ fn plan(cfg: &TabularConfig, (start, len): (u64, u64)) -> Result<LazyFrame> {
             ))
         })?),
     );
-    for step in &cfg.steps[..lazy_prefix(cfg)] {
+    for step in lazy {
         if let StepConfig::Exclude(cols) = step {
             let schema = lf.collect_schema()?;
             let keep: Vec<Expr> = schema
@@ -534,17 +523,18 @@ fn plan(cfg: &TabularConfig, (start, len): (u64, u64)) -> Result<LazyFrame> {
     Ok(lf)
 }
 
-/// Runs the [`plan`] of each of `chunks` on the streaming engine and hands the batches, in row
-/// order, to `each`; returns how many there were.
-fn for_each_batch(
-    cfg: &TabularConfig,
+/// Runs the [`plan`] of each of `chunks` of the table `spec` (`lazy`: the steps inside the plan)
+/// on the streaming engine and hands the batches, in row order, to `each`; returns how many
+/// there were.
+pub(crate) fn for_each_batch(
+    spec: &TableSpec,
+    lazy: &[StepConfig],
     chunks: Chunks,
-    path: &Path,
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<usize> {
     let mut batches = 0;
     for range in chunks.ranges() {
-        batches += for_each_plan_batch(plan(cfg, range)?, path, &mut each)?;
+        batches += for_each_plan_batch(plan(spec, lazy, range)?, &spec.path, &mut each)?;
     }
     Ok(batches)
 }
@@ -630,7 +620,9 @@ pub fn prepare_streamed(
     check_streamable(cfg, table_bytes, budget)?;
     let t0 = std::time::Instant::now();
     let main = cfg.data.main_name()?.to_string();
-    let main_path = cfg.data.tables[&main].path.clone();
+    let main_spec = &cfg.data.tables[&main];
+    // The leading `exclude` steps run inside the scan's plan.
+    let lazy = &cfg.steps[..lazy_prefix(cfg)];
     // The other tables are joined whole: they are loaded in memory (and checked) as usual.
     let mut report = PrepareReport::default();
     let mut tables = BTreeMap::new();
@@ -643,7 +635,7 @@ pub fn prepare_streamed(
     }
     progress.end();
     let input_schema: Vec<(String, String)> = {
-        scan(cfg)?
+        scan(main_spec)?
             .0
             .collect_schema()?
             .iter()
@@ -674,7 +666,7 @@ pub fn prepare_streamed(
     if let TargetKind::Classification { .. } = kind {
         let started = pass("stream: classes");
         let mut labels = std::collections::BTreeSet::new();
-        for_each_batch(cfg, chunks, &main_path, |df| {
+        for_each_batch(main_spec, lazy, chunks, |df| {
             let df = pipe.pre(df)?;
             let c = df
                 .column(kind.column())
@@ -715,7 +707,7 @@ pub fn prepare_streamed(
         let started = pass(&format!("stream: fit {}", stage.name()));
         let mut gather: Option<Gather> = None;
         pipe.restart();
-        for_each_batch(cfg, chunks, &main_path, |df| {
+        for_each_batch(main_spec, lazy, chunks, |df| {
             let rows = df.height() as u64;
             let Some(p) = pipe.split(df, true)? else {
                 return Ok(());
@@ -808,7 +800,7 @@ pub fn prepare_streamed(
     const SPLITS: [&str; 3] = ["train", "validation", "test"];
     // An export's identifier and `keep` columns, of the chunk being read.
     let mut raw: Option<(IdxSize, DataFrame)> = None;
-    let batches = for_each_batch(cfg, chunks, &main_path, |df| {
+    let batches = for_each_batch(main_spec, lazy, chunks, |df| {
         let rows = df.height() as u64;
         // The batch's first row of the main table (its chunk's rows hold its identifiers).
         let first = df
@@ -854,7 +846,7 @@ pub fn prepare_streamed(
                     let df = if cols.is_empty() {
                         DataFrame::empty()
                     } else {
-                        raw_chunk(cfg, range, &cols)?
+                        raw_chunk(main_spec, range, &cols)?
                     };
                     raw = Some((start, df));
                 }
@@ -985,9 +977,7 @@ pub fn prepare_streamed(
         test: counts[2],
     };
     report.target_missing_dropped = pipe.dropped;
-    report.joins = std::mem::take(&mut pipe.join_reports)
-        .into_values()
-        .collect();
+    report.joins = pipe.joins.take_reports();
     report.unused_columns = unused;
     report
         .seconds
@@ -1060,9 +1050,10 @@ pub fn prepare_streamed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::join::JoinConfig;
+    use std::path::PathBuf;
 
     /// The batches of `lf`, end to end.
     fn batches(lf: LazyFrame, path: &Path) -> DataFrame {
@@ -1093,6 +1084,28 @@ mod tests {
                 a.name()
             );
         }
+    }
+
+    /// The shipped flights written as Parquet into `dir`, and a run over it with `steps` (JSON
+    /// steps, comma-separated), its weather and planes from the shipped data, a binary target
+    /// and a hash split: the table, its path and the run's config.
+    pub(crate) fn flights_run(dir: &Path, steps: &str) -> (DataFrame, PathBuf, TabularConfig) {
+        let mut flights = shipped("flights.csv.gz");
+        let path = dir.join("flights.parquet");
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .finish(&mut flights)
+            .unwrap();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/nycflights13");
+        let json = format!(
+            r#"{{ "data": {{ "tables": {{ "flights": {{ "path": {p:?} }}, "weather": {{ "path": {w:?} }}, "planes": {{ "path": {pl:?} }} }},
+                 "main": "flights", "target": {{ "column": "arr_delay", "threshold": 15 }} }},
+               "steps": [ {steps} ],
+               "split": {{ "method": "hash" }} }}"#,
+            p = path.display().to_string(),
+            w = data.join("weather.csv.gz").display().to_string(),
+            pl = data.join("planes.csv.gz").display().to_string(),
+        );
+        (flights, path, serde_json::from_str(&json).unwrap())
     }
 
     fn shipped(name: &str) -> DataFrame {
@@ -1146,30 +1159,18 @@ mod tests {
     #[test]
     fn the_streamed_preparation_is_the_in_memory_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut flights = shipped("flights.csv.gz");
-        let path = dir.path().join("flights.parquet");
-        ParquetWriter::new(std::fs::File::create(&path).unwrap())
-            .finish(&mut flights)
-            .unwrap();
-        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/nycflights13");
-        let json = format!(
-            r#"{{ "data": {{ "tables": {{ "flights": {{ "path": {p:?} }}, "weather": {{ "path": {w:?} }}, "planes": {{ "path": {pl:?} }} }},
-                 "main": "flights", "target": {{ "column": "arr_delay", "threshold": 15 }} }},
-               "steps": [
-                 {{ "join": {{ "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" }} }},
-                 {{ "join": {{ "with": "planes", "on": ["tailnum"], "how": "left", "suffix": "_plane", "cardinality": "many_to_one" }} }},
-                 {{ "exclude": ["arr_time", "dep_time"] }},
-                 {{ "drop_columns": {{ "max_missing": 0.5 }} }},
-                 {{ "impute": {{ "numeric": "mean", "categorical": "mode", "indicator": true }} }},
-                 {{ "encode": {{ "one_hot": ["carrier", "origin"], "max_levels": 8 }} }},
-                 {{ "clip": {{ "lower": 0.01, "upper": 0.99, "columns": ["distance", "temp"] }} }},
-                 {{ "normalize": {{ "method": "zscore" }} }} ],
-               "split": {{ "method": "hash" }} }}"#,
-            p = path.display().to_string(),
-            w = data.join("weather.csv.gz").display().to_string(),
-            pl = data.join("planes.csv.gz").display().to_string(),
+        let (_, path, cfg) = flights_run(
+            dir.path(),
+            r#"
+                 { "join": { "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" } },
+                 { "join": { "with": "planes", "on": ["tailnum"], "how": "left", "suffix": "_plane", "cardinality": "many_to_one" } },
+                 { "exclude": ["arr_time", "dep_time"] },
+                 { "drop_columns": { "max_missing": 0.5 } },
+                 { "impute": { "numeric": "mean", "categorical": "mode", "indicator": true } },
+                 { "encode": { "one_hot": ["carrier", "origin"], "max_levels": 8 } },
+                 { "clip": { "lower": 0.01, "upper": 0.99, "columns": ["distance", "temp"] } },
+                 { "normalize": { "method": "zscore" } }"#,
         );
-        let cfg: TabularConfig = serde_json::from_str(&json).unwrap();
         let tables: BTreeMap<String, DataFrame> = ["weather", "planes"]
             .into_iter()
             .map(|n| (n.to_string(), shipped(&format!("{n}.csv.gz"))))
@@ -1211,11 +1212,12 @@ mod tests {
         // rows, source rows and joined values.
         let mut pipe = Pipe::new(&cfg, 5, cfg.data.target.kind().unwrap(), &tables);
         let rows = memory.height() as u64;
-        let whole = batches(plan(&cfg, (0, rows)).unwrap(), &path);
+        let lazy = &cfg.steps[..lazy_prefix(&cfg)];
+        let whole = batches(plan(spec, lazy, (0, rows)).unwrap(), &path);
         same_frame(&memory, &pipe.pre(whole).unwrap());
         for chunk in [BATCH_ROWS as u64, 2 * BATCH_ROWS as u64] {
             let mut all: Option<DataFrame> = None;
-            let n = for_each_batch(&cfg, Chunks { rows, chunk }, &path, |df| {
+            let n = for_each_batch(spec, lazy, Chunks { rows, chunk }, |df| {
                 assert!(df.height() <= BATCH_ROWS);
                 let df = pipe.pre(df)?;
                 match &mut all {

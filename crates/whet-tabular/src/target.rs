@@ -295,6 +295,15 @@ impl Target {
     }
 }
 
+/// The error for a target column `col` missing in every one of `rows` rows.
+pub(crate) fn all_missing(col: &str, rows: usize) -> Error {
+    Error::Target(format!(
+        "column `{col}` is missing in all {rows} rows, so there is nothing to learn: check the \
+         column name, and the table's `missing` markers (a marker that matches every value \
+         empties the column)"
+    ))
+}
+
 /// Splits the target off `df`: rows with a missing target are dropped (their count is returned),
 /// the target column is removed from the frame. `classes` fixes the class list (from a manifest);
 /// otherwise it is taken from the data (sorted).
@@ -312,12 +321,7 @@ pub fn extract_target(
         return Err(not_found(&df, col, "target"));
     };
     if df.height() > 0 && c.null_count() == df.height() {
-        return Err(Error::Target(format!(
-            "column `{col}` is missing in all {} rows, so there is nothing to learn: check the \
-             column name, and the table's `missing` markers (a marker that matches every value \
-             empties the column)",
-            df.height()
-        )));
+        return Err(all_missing(col, df.height()));
     }
     let keep = c.is_not_null();
     let dropped = df.height() - keep.sum().unwrap_or(0) as usize;

@@ -178,6 +178,9 @@ pub struct ApplyReport {
     pub target_missing_dropped: usize,
     /// The files written, in `out`.
     pub files: Vec<PathBuf>,
+    /// Whether the data file was over the memory budget, so was read a chunk of rows at a
+    /// time.
+    pub streamed: bool,
 }
 
 /// Replays the fitted table preprocessing of a run's or an export's manifest on new data (the
@@ -186,20 +189,26 @@ pub struct ApplyReport {
 /// columns as loaded, the features, and the target when `data` has its column.
 /// `out` may not overlap the manifest or the data file (checked first).
 ///
+/// Parquet and CSV are written batch by batch, and a data file estimated to need more than the
+/// memory budget is read a chunk of rows at a time (a Parquet file; see
+/// [`whet_tabular::NewData`]); NPY needs every row in memory. `progress` shows the rows read.
+///
 /// `out` is locked first, as by [`Run::execute`].
 ///
 /// # Errors
 /// An `out` that overlaps an input, an unreadable manifest or data file, data that do not fit
-/// the manifest, a `keep` column that is not in `data`, write errors, or [`Error::Lock`] when
-/// another process writes into `out`.
+/// the manifest, a `keep` column that is not in `data`, NPY for a file over the budget, write
+/// errors, or [`Error::Lock`] when another process writes into `out`.
 pub fn apply(
     manifest: &Path,
     data: &Path,
     out: &Path,
     format: whet_tabular::ExportFormat,
     keep: &[String],
+    progress: &dyn whet_core::Progress,
 ) -> Result<ApplyReport> {
     use whet_core::outputs::{self, Input, OutputKind};
+    use whet_tabular::ExportFormat;
     let inputs = [
         Input::new("the data file", data),
         Input::new("the manifest", manifest),
@@ -209,35 +218,100 @@ pub fn apply(
     let m = Manifest::load(manifest)?;
     m.refuse_folds(manifest)?;
     let tables = m.tables()?;
-    let applied = (|| -> whet_tabular::Result<_> {
-        let (raw, joined) =
-            whet_tabular::load_new_data(tables, data, &std::collections::BTreeMap::new())?;
-        let applied = whet_tabular::apply(tables, raw.clone(), &joined)?;
-        let ids =
-            whet_tabular::row_columns(&raw, &applied.source_rows, &tables.data.id, keep, data)?;
-        Ok((applied, ids))
-    })();
-    let (applied, ids) = applied.map_err(|e| {
-        Error::from(e).context(format!(
+    let context = || {
+        format!(
             "applying `{}` to the data file `{}`",
             manifest.display(),
             data.display()
-        ))
-    })?;
+        )
+    };
+    let new = whet_tabular::NewData::open(
+        tables,
+        data,
+        &std::collections::BTreeMap::new(),
+        whet_core::budget::current().bytes(),
+    )
+    .map_err(|e| Error::from(e).context(context()))?;
+    let features = tables.features.clone();
+    // One batch's table: identifiers, features, target.
+    let table = |b: &whet_tabular::NewBatch| -> Result<(ndarray::Array2<f32>, Option<ndarray::Array2<f32>>)> {
+        let t = &b.transformed;
+        let x = whet_tabular::to_matrix(&t.frame, &features, &t.last_step, "apply")?;
+        Ok((x, t.target.as_ref().map(|t| t.matrix())))
+    };
+    if format == ExportFormat::Npy {
+        if let Some((bytes, budget)) = new.streamed() {
+            return Err(Error::from(whet_tabular::Error::CannotStream {
+                key: "--format npy".into(),
+                reason: format!(
+                    "`{}` needs about {} in memory, more than the budget of {}, so it is applied \
+                     batch by batch, and an NPY file starts with its row count: write Parquet or \
+                     CSV, or raise the budget with `--max-memory`",
+                    data.display(),
+                    whet_core::budget::show_bytes(bytes),
+                    whet_core::budget::show_bytes(budget)
+                ),
+            }));
+        }
+        // Read whole: one batch.
+        let mut whole = None;
+        let report = new
+            .for_each_batch(true, keep, progress, |b| -> Result<()> {
+                let (x, y) = table(&b)?;
+                whole = Some((x, y, b.ids));
+                Ok(())
+            })
+            .map_err(|e| e.context(context()))?;
+        let Some((x, y, ids)) = whole else {
+            return Err(Error::Data(format!("{}: no rows", context())));
+        };
+        outputs::mark(out)?;
+        let files = whet_tabular::write_split(
+            out,
+            "applied",
+            &x,
+            y.as_ref(),
+            &features,
+            Some(&ids),
+            format,
+        )?;
+        return Ok(ApplyReport {
+            rows: x.nrows(),
+            features,
+            target_missing_dropped: report.target_missing_dropped,
+            files: files.into_iter().map(|f| out.join(f.name)).collect(),
+            streamed: false,
+        });
+    }
     outputs::mark(out)?;
-    let files = whet_tabular::write_split(
-        out,
-        "applied",
-        &applied.x,
-        applied.y.as_ref(),
-        &applied.features,
-        Some(&ids),
-        format,
-    )?;
+    let ext = if format == ExportFormat::Csv {
+        "csv"
+    } else {
+        "parquet"
+    };
+    let path = out.join(format!("applied.{ext}"));
+    let mut done = None;
+    whet_core::fsx::atomic_write_with(&path, |w| -> Result<()> {
+        let mut writer = whet_tabular::TableWriter::new(w, format)?;
+        let report = new
+            .for_each_batch(true, keep, progress, |b| -> Result<()> {
+                let (x, y) = table(&b)?;
+                let mut df = whet_tabular::split_table(&x, y.as_ref(), &features, Some(&b.ids))?;
+                writer.write(&mut df)?;
+                Ok(())
+            })
+            .map_err(|e| e.context(context()))?;
+        let rows = writer.rows();
+        writer.finish()?;
+        done = Some((report, rows));
+        Ok(())
+    })?;
+    let (report, rows) = done.expect("written");
     Ok(ApplyReport {
-        rows: applied.x.nrows(),
-        features: applied.features,
-        target_missing_dropped: applied.target_missing_dropped,
-        files: files.into_iter().map(|f| out.join(f.name)).collect(),
+        rows,
+        features,
+        target_missing_dropped: report.target_missing_dropped,
+        files: vec![path],
+        streamed: new.streamed().is_some(),
     })
 }

@@ -70,6 +70,9 @@ pub struct PredictReport {
     pub removed_by_steps: usize,
     /// The output's columns.
     pub columns: Vec<String>,
+    /// The data files that were over the memory budget, so were read a chunk of rows at a
+    /// time.
+    pub streamed: Vec<PathBuf>,
 }
 
 /// What [`evaluate`] wrote.
@@ -84,6 +87,9 @@ pub struct EvaluateReport {
     pub left_out: Vec<(String, usize)>,
     /// The files written into the output folder.
     pub files: Vec<PathBuf>,
+    /// Whether the data file was over the memory budget, so was read a chunk of rows at a
+    /// time (and its rows measured from shards on disk when they did not fit).
+    pub streamed: bool,
 }
 
 /// A run folder's model and manifest.
@@ -155,92 +161,23 @@ fn classes(m: &Manifest) -> Vec<String> {
     }
 }
 
-/// One table input after the run's steps, with what identifies its rows.
-struct TableBatch {
-    path: PathBuf,
-    transformed: whet_tabular::Transformed,
-    /// Identifier and `--keep` columns, one row per row of `transformed.frame`.
-    ids: DataFrame,
-    rows_in: usize,
-    /// The input as loaded (for the values named in a bad-row message).
-    raw: DataFrame,
-}
-
-fn transform_table(
-    tables: &whet_tabular::Manifest,
-    path: &Path,
-    options: &PredictOptions,
-    with_target: bool,
-) -> whet_tabular::Result<TableBatch> {
-    let (raw, joined) = whet_tabular::load_new_data(tables, path, &options.tables)?;
-    let rows_in = raw.height();
-    let target = tables.target.column();
-    // Predicting scores every row: a target column in the data is not read (a row whose target
-    // is missing is still scored).
-    let input = if !with_target && raw.column(target).is_ok() {
-        raw.drop(target)?
-    } else {
-        raw.clone()
-    };
-    let transformed = whet_tabular::transform(tables, input, &joined)?;
-    let ids = whet_tabular::row_columns(
-        &raw,
-        &transformed.source_rows,
-        &tables.data.id,
-        &options.keep,
-        path,
-    )?;
-    Ok(TableBatch {
-        path: path.to_path_buf(),
-        transformed,
-        ids,
-        rows_in,
-        raw,
-    })
-}
-
-/// The message for an unscorable row: file, row, column, the value as loaded.
-fn bad_row_text(b: &TableBatch, bad: &whet_tabular::BadRow) -> String {
-    let row = b.transformed.source_rows[bad.index];
-    let loaded = b
-        .raw
-        .column(&bad.column)
-        .ok()
-        .and_then(|c| c.get(row as usize).ok().map(|v| v.to_string()))
+/// The message for an unscorable row of `batch` (from `path`): file, row, column, the value as
+/// loaded.
+fn bad_row_text(path: &Path, batch: &whet_tabular::NewBatch, bad: &whet_tabular::BadRow) -> String {
+    let row = batch.transformed.source_rows[bad.index];
+    let loaded = batch
+        .loaded(&bad.column, row)
         .map(|v| format!(" (value as loaded: {v})"))
         .unwrap_or_default();
     format!(
         "`{}`, row {row} (0-based data row, header not counted): feature `{}` is {} after the run's steps{loaded}",
-        b.path.display(),
+        path.display(),
         bad.column,
         bad.reason
     )
 }
 
-/// Removes the rows at `bad` (sorted frame positions) from `b`.
-fn drop_rows(b: &mut TableBatch, bad: &[whet_tabular::BadRow]) -> Result<()> {
-    let mut keep = vec![true; b.transformed.frame.height()];
-    for r in bad {
-        keep[r.index] = false;
-    }
-    let mask = BooleanChunked::from_slice("keep".into(), &keep);
-    b.transformed.frame = pl(b.transformed.frame.filter(&mask))?;
-    b.ids = pl(b.ids.filter(&mask))?;
-    if let Some(t) = &mut b.transformed.target {
-        let idx: Vec<IdxSize> = (0..keep.len() as IdxSize)
-            .filter(|&i| keep[i as usize])
-            .collect();
-        *t = t.take(&idx);
-    }
-    let mut i = 0;
-    b.transformed.source_rows.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
-    Ok(())
-}
-
-/// The feature matrix of `frame`'s rows `start..start + len`.
+/// The feature matrix of the transformed rows `start..start + len`.
 fn batch_matrix(
     t: &whet_tabular::Transformed,
     features: &[String],
@@ -268,9 +205,13 @@ fn batch_matrix(
 /// values ([`LABEL_COLUMN`], binary: by the run's threshold) and one probability column per
 /// class (named [`SCORE_PREFIX`] then the class; binary: the positive class only), or the
 /// predicted value in the target's units ([`VALUE_COLUMN`]) for regression. Features are built
-/// and scored in batches of [`BATCH_ROWS`] rows.
+/// and scored in batches of [`BATCH_ROWS`] rows, and written batch by batch; a table file
+/// estimated to need more than the memory budget is read a chunk of rows at a time (a Parquet
+/// file; see [`whet_tabular::NewData`]), so what predicting holds does not grow with the file.
+/// `progress` shows the rows read.
 ///
-/// `out` may not overlap an input (checked first).
+/// `out` may not overlap an input (checked first); it and the list of skipped rows are written
+/// to temporary files and moved into place at the end.
 ///
 /// # Errors
 /// An `out` that overlaps an input or has another extension, a folder that is not a run, data
@@ -281,6 +222,7 @@ pub fn predict(
     data: &[PathBuf],
     out: &Path,
     options: &PredictOptions,
+    progress: &dyn whet_core::Progress,
 ) -> Result<PredictReport> {
     let format = output_format(out)?;
     let run = load_run(run_dir)?;
@@ -305,10 +247,8 @@ pub fn predict(
         return Err(Error::Invalid("give at least one data file".into()));
     }
     let classes = classes(&run.manifest);
-    let scored = match (&run.manifest.preprocessing, &run.manifest.data) {
-        (Preprocessing::Tables(t), _) => {
-            predict_tables(&run, t, data, options, skipped_file.is_some(), &classes)?
-        }
+    let images = match (&run.manifest.preprocessing, &run.manifest.data) {
+        (Preprocessing::Tables(_), _) => None,
         (
             Preprocessing::Images {
                 normalizer, grey, ..
@@ -326,7 +266,7 @@ pub fn predict(
                     "--skip-bad lists table rows the fitted steps cannot score; an image that cannot be decoded stops an image prediction, naming the file".into(),
                 ));
             }
-            predict_images(&run, normalizer, *grey, *shape, data, &classes)?
+            Some((normalizer, *grey, *shape))
         }
         (Preprocessing::Images { .. }, _) => {
             return Err(Error::Invalid(format!(
@@ -335,101 +275,160 @@ pub fn predict(
             )));
         }
     };
-    let Scored {
-        mut ids,
-        labels,
-        probs,
-        values,
-        skipped_rows,
-        rows_in,
-        removed,
-        label_type,
-    } = scored;
-    let task = run.model.task();
-    let rows = labels.len().max(values.len());
-    let mut cols: Vec<Column> = Vec::new();
-    let mut taken: Vec<String> = Vec::new();
-    match task {
-        whet_train::Task::Regression => {
-            cols.push(Float64Chunked::from_vec(VALUE_COLUMN.into(), values).into_column());
+    let output = Output {
+        run: &run,
+        classes: &classes,
+        several: data.len() > 1,
+    };
+    // Both files are written to temporary files and moved into place at the end.
+    let write = |w: &mut std::io::BufWriter<std::fs::File>,
+                 skipped: Option<&mut std::io::BufWriter<std::fs::File>>|
+     -> Result<PredictReport> {
+        let mut sink = whet_tabular::TableWriter::new(w, format)?;
+        let mut skipped = match skipped {
+            Some(s) => Some(whet_tabular::TableWriter::with_schema(
+                s,
+                whet_tabular::ExportFormat::Csv,
+                skipped_frame(vec![])?.schema(),
+            )?),
+            None => None,
+        };
+        let (rows_in, removed, n_skipped, streamed) = match (images, &run.manifest.preprocessing) {
+            (Some((normalizer, grey, shape)), _) => {
+                let scored = predict_images(&run, normalizer, grey, shape, data, &classes)?;
+                let rows = scored.ids.height();
+                sink.write(&mut output.frame(scored.ids, scored.columns, &LabelType::Text)?)?;
+                (rows, 0, 0, vec![])
+            }
+            (None, Preprocessing::Tables(t)) => predict_tables(
+                &output,
+                t,
+                data,
+                options,
+                &mut sink,
+                skipped.as_mut(),
+                progress,
+            )?,
+            (None, Preprocessing::Images { .. }) => unreachable!("checked above"),
+        };
+        let (columns, rows_written) = (sink.columns().to_vec(), sink.rows());
+        sink.finish()?;
+        if let Some(s) = skipped {
+            s.finish()?;
         }
-        whet_train::Task::Binary => {
-            cols.push(label_type.column(labels)?);
-            let pos = classes.get(1).cloned().unwrap_or_else(|| "1".into());
-            let v = probs.into_iter().next().unwrap_or_default();
-            cols.push(
-                Float32Chunked::from_vec(format!("{SCORE_PREFIX}{pos}").into(), v).into_column(),
-            );
-        }
-        whet_train::Task::Classification => {
-            cols.push(label_type.column(labels)?);
-            for (j, v) in probs.into_iter().enumerate() {
-                let name = classes.get(j).cloned().unwrap_or_else(|| j.to_string());
-                cols.push(
-                    Float32Chunked::from_vec(format!("{SCORE_PREFIX}{name}").into(), v)
+        Ok(PredictReport {
+            out: out.to_path_buf(),
+            rows_in,
+            rows_written,
+            skipped: n_skipped,
+            skipped_file: skipped_file.clone(),
+            removed_by_steps: removed,
+            columns,
+            streamed,
+        })
+    };
+    let mut report = None;
+    whet_core::fsx::atomic_write_with(out, |w| -> Result<()> {
+        report = Some(match &skipped_file {
+            // Written even when empty, so a list from an earlier prediction never stays beside
+            // this one.
+            Some(p) => {
+                let mut inner = None;
+                whet_core::fsx::atomic_write_with(p, |s| -> Result<()> {
+                    inner = Some(write(w, Some(s))?);
+                    Ok(())
+                })?;
+                inner.expect("written")
+            }
+            None => write(w, None)?,
+        });
+        Ok(())
+    })?;
+    Ok(report.expect("written"))
+}
+
+/// The list of skipped rows: `file`, `row`, `reason`.
+fn skipped_frame(rows: Vec<(String, IdxSize, String)>) -> Result<DataFrame> {
+    let n = rows.len();
+    let (f, r, why): (Vec<String>, Vec<IdxSize>, Vec<String>) =
+        rows.into_iter()
+            .fold((vec![], vec![], vec![]), |mut acc, (f, r, w)| {
+                acc.0.push(f);
+                acc.1.push(r);
+                acc.2.push(w);
+                acc
+            });
+    pl(DataFrame::new(
+        n,
+        vec![
+            StringChunked::from_iter_values("file".into(), f.iter().map(String::as_str))
+                .into_column(),
+            Column::new("row".into(), r),
+            StringChunked::from_iter_values("reason".into(), why.iter().map(String::as_str))
+                .into_column(),
+        ],
+    ))
+}
+
+/// What a prediction's output rows are made of.
+struct Output<'a> {
+    run: &'a RunDir,
+    classes: &'a [String],
+    /// Whether there are several inputs (a leading `file` column then names each row's).
+    several: bool,
+}
+
+impl Output<'_> {
+    /// The output rows: the identifier columns `ids`, then the prediction columns.
+    fn frame(
+        &self,
+        mut ids: DataFrame,
+        cols: Columns,
+        label_type: &LabelType,
+    ) -> Result<DataFrame> {
+        let Columns {
+            labels,
+            probs,
+            values,
+        } = cols;
+        let rows = labels.len().max(values.len());
+        let mut out: Vec<Column> = Vec::new();
+        match self.run.model.task() {
+            whet_train::Task::Regression => {
+                out.push(Float64Chunked::from_vec(VALUE_COLUMN.into(), values).into_column());
+            }
+            whet_train::Task::Binary => {
+                out.push(label_type.column(labels)?);
+                let pos = self.classes.get(1).cloned().unwrap_or_else(|| "1".into());
+                let v = probs.into_iter().next().unwrap_or_default();
+                out.push(
+                    Float32Chunked::from_vec(format!("{SCORE_PREFIX}{pos}").into(), v)
                         .into_column(),
                 );
             }
+            whet_train::Task::Classification => {
+                out.push(label_type.column(labels)?);
+                for (j, v) in probs.into_iter().enumerate() {
+                    let name = self
+                        .classes
+                        .get(j)
+                        .cloned()
+                        .unwrap_or_else(|| j.to_string());
+                    out.push(
+                        Float32Chunked::from_vec(format!("{SCORE_PREFIX}{name}").into(), v)
+                            .into_column(),
+                    );
+                }
+            }
         }
-    }
-    for c in &cols {
-        taken.push(c.name().to_string());
-    }
-    if ids.width() > 0 {
+        let taken: Vec<String> = out.iter().map(|c| c.name().to_string()).collect();
+        if ids.width() == 0 {
+            return pl(DataFrame::new(rows, out));
+        }
         whet_tabular::check_clashes(&ids, &taken, "prediction columns")?;
+        pl(ids.hstack_mut(&out))?;
+        Ok(ids)
     }
-    let mut df = if ids.width() > 0 {
-        pl(ids.hstack_mut(&cols))?;
-        std::mem::take(&mut ids)
-    } else {
-        pl(DataFrame::new(rows, cols))?
-    };
-    let columns: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    write_table(&mut df, out, format)?;
-    let skipped = skipped_rows.len();
-    let skipped_file = match skipped_file {
-        // Written even when empty, so a list from an earlier prediction never stays beside
-        // this one.
-        Some(p) => {
-            let (f, r, why): (Vec<String>, Vec<IdxSize>, Vec<String>) = skipped_rows
-                .into_iter()
-                .fold((vec![], vec![], vec![]), |mut acc, (f, r, w)| {
-                    acc.0.push(f);
-                    acc.1.push(r);
-                    acc.2.push(w);
-                    acc
-                });
-            let mut side = pl(DataFrame::new(
-                skipped,
-                vec![
-                    StringChunked::from_iter_values("file".into(), f.iter().map(String::as_str))
-                        .into_column(),
-                    Column::new("row".into(), r),
-                    StringChunked::from_iter_values(
-                        "reason".into(),
-                        why.iter().map(String::as_str),
-                    )
-                    .into_column(),
-                ],
-            ))?;
-            write_table(&mut side, &p, TableOut::Csv)?;
-            Some(p)
-        }
-        None => None,
-    };
-    Ok(PredictReport {
-        out: out.to_path_buf(),
-        rows_in,
-        rows_written: df.height(),
-        skipped,
-        skipped_file,
-        removed_by_steps: removed,
-        columns,
-    })
 }
 
 /// A polars result as a whet one (through the tabular error, which wraps polars').
@@ -447,19 +446,10 @@ pub fn skipped_path(out: &Path) -> PathBuf {
 
 /// What scoring the inputs gave, before the output is assembled.
 struct Scored {
-    /// The leading columns (identifiers, kept columns, or image paths), one row per scored row.
+    /// The leading columns (image paths, or rows of IDX files), one row per scored image.
     ids: DataFrame,
-    /// The predicted label per row (classification and binary).
-    labels: Vec<String>,
-    /// The probability columns (classification: one per class; binary: the positive class).
-    probs: Vec<Vec<f32>>,
-    /// The predicted values in the target's units (regression).
-    values: Vec<f64>,
-    /// Rows not scored: file, row, reason.
-    skipped_rows: Vec<(String, IdxSize, String)>,
-    rows_in: usize,
-    removed: usize,
-    label_type: LabelType,
+    /// The predictions.
+    columns: Columns,
 }
 
 /// The type the label column is written in.
@@ -538,7 +528,7 @@ fn score_batch(
     Ok(())
 }
 
-/// The prediction columns being filled, batch by batch.
+/// The prediction columns of a batch.
 #[derive(Default)]
 struct Columns {
     labels: Vec<String>,
@@ -600,13 +590,7 @@ fn predict_images(
     );
     Ok(Scored {
         ids: pl(DataFrame::new(files.len(), vec![paths.into_column()]))?,
-        labels: out.labels,
-        probs: out.probs,
-        values: out.values,
-        skipped_rows: vec![],
-        rows_in: files.len(),
-        removed: 0,
-        label_type: LabelType::Text,
+        columns: out,
     })
 }
 
@@ -655,13 +639,7 @@ fn predict_shards(
     let paths = StringChunked::from_iter_values("path".into(), paths.into_iter());
     Ok(Scored {
         ids: pl(DataFrame::new(n, vec![paths.into_column()]))?,
-        labels: out.labels,
-        probs: out.probs,
-        values: out.values,
-        skipped_rows: vec![],
-        rows_in: n,
-        removed: 0,
-        label_type: LabelType::Text,
+        columns: out,
     })
 }
 
@@ -700,7 +678,6 @@ fn predict_idx(
 ) -> Result<Scored> {
     let mut out = Columns::default();
     let mut id_frames = Vec::new();
-    let mut rows_in = 0;
     for path in data {
         let set = load_idx_checked(path, shape)?;
         let n = set.len();
@@ -721,82 +698,91 @@ fn predict_idx(
             cols.insert(0, file.into_column());
         }
         id_frames.push(pl(DataFrame::new(n, cols))?);
-        rows_in += n;
     }
     let ids = stack(id_frames)?;
-    Ok(Scored {
-        ids,
-        labels: out.labels,
-        probs: out.probs,
-        values: out.values,
-        skipped_rows: vec![],
-        rows_in,
-        removed: 0,
-        label_type: LabelType::Text,
-    })
+    Ok(Scored { ids, columns: out })
 }
 
-fn predict_tables(
-    run: &RunDir,
+/// Scores table files batch by batch ([`whet_tabular::NewData`]: a file over the memory budget
+/// is read a chunk of rows at a time) into `sink`, the rows the fitted steps leave unscorable
+/// listed in `skipped` (or an error without it). Returns the rows read, the rows the run's
+/// pre-split steps removed, the rows skipped and the files read in batches.
+fn predict_tables<W: std::io::Write, S: std::io::Write>(
+    output: &Output<'_>,
     tables: &whet_tabular::Manifest,
     data: &[PathBuf],
     options: &PredictOptions,
-    skip: bool,
-    classes: &[String],
-) -> Result<Scored> {
-    let mut out = Columns::default();
-    let mut id_frames: Vec<DataFrame> = Vec::new();
-    let mut skipped_rows: Vec<(String, IdxSize, String)> = Vec::new();
-    let (mut rows_in, mut removed) = (0, 0);
+    sink: &mut whet_tabular::TableWriter<W>,
+    mut skipped: Option<&mut whet_tabular::TableWriter<S>>,
+    progress: &dyn whet_core::Progress,
+) -> Result<(usize, usize, usize, Vec<PathBuf>)> {
+    let label_type = LabelType::of(tables);
+    let (mut rows_in, mut removed, mut n_skipped) = (0, 0, 0);
+    let mut streamed = Vec::new();
     for path in data {
-        let mut b = transform_table(tables, path, options, false)
-            .map_err(|e| Error::from(e).context(format!("predicting on `{}`", path.display())))?;
-        rows_in += b.rows_in;
-        removed += b.rows_in.saturating_sub(b.transformed.frame.height());
-        let bad = whet_tabular::bad_rows(&b.transformed.frame, &tables.features)?;
-        if let Some(first) = bad.first() {
-            if !skip {
-                return Err(Error::Data(format!(
-                    "{}; {} such row(s) in all: fix them, or pass --skip-bad to score the others and list these in a side file",
-                    bad_row_text(&b, first),
-                    bad.len()
-                )));
+        let context = || format!("predicting on `{}`", path.display());
+        let new = whet_tabular::NewData::open(
+            tables,
+            path,
+            &options.tables,
+            whet_core::budget::current().bytes(),
+        )
+        .map_err(|e| Error::from(e).context(context()))?;
+        if new.streamed().is_some() {
+            streamed.push(path.clone());
+        }
+        let report = new.for_each_batch(false, &options.keep, progress, |mut b| {
+            let bad = whet_tabular::bad_rows(&b.transformed.frame, &tables.features)?;
+            if let Some(first) = bad.first() {
+                let Some(list) = skipped.as_deref_mut() else {
+                    let rows = &b.transformed.source_rows;
+                    return Err(Error::Data(format!(
+                        "{}; {} such row(s) among rows {}–{} of the file: fix them, or pass --skip-bad to score the others and list these in a side file",
+                        bad_row_text(path, &b, first),
+                        bad.len(),
+                        rows.first().copied().unwrap_or_default(),
+                        rows.last().copied().unwrap_or_default(),
+                    )));
+                };
+                let listed = bad
+                    .iter()
+                    .map(|r| {
+                        (
+                            path.display().to_string(),
+                            b.transformed.source_rows[r.index],
+                            format!("feature `{}` is {}", r.column, r.reason),
+                        )
+                    })
+                    .collect();
+                let mut frame = skipped_frame(listed)?;
+                list.write(&mut frame)?;
+                n_skipped += bad.len();
+                let at: Vec<usize> = bad.iter().map(|r| r.index).collect();
+                b.remove(&at)?;
             }
-            for r in &bad {
-                skipped_rows.push((
-                    path.display().to_string(),
-                    b.transformed.source_rows[r.index],
-                    format!("feature `{}` is {}", r.column, r.reason),
-                ));
+            let n = b.transformed.frame.height();
+            let mut columns = Columns::default();
+            let mut start = 0;
+            while start < n {
+                let len = (n - start).min(BATCH_ROWS);
+                let x = batch_matrix(&b.transformed, &tables.features, start, len)
+                    ?;
+                score_batch(output.run, &x, output.classes, &mut columns)?;
+                start += len;
             }
-            drop_rows(&mut b, &bad)?;
-        }
-        let n = b.transformed.frame.height();
-        let mut start = 0;
-        while start < n {
-            let len = (n - start).min(BATCH_ROWS);
-            let x = batch_matrix(&b.transformed, &tables.features, start, len)?;
-            score_batch(run, &x, classes, &mut out)?;
-            start += len;
-        }
-        let mut ids = b.ids;
-        if data.len() > 1 {
-            let file = StringChunked::full("file".into(), &path.display().to_string(), n);
-            pl(ids.insert_column(0, file.into_column()))?;
-        }
-        id_frames.push(ids);
+            let mut ids = b.ids;
+            if output.several {
+                let file = StringChunked::full("file".into(), &path.display().to_string(), n);
+                pl(ids.insert_column(0, file.into_column()))?;
+            }
+            sink.write(&mut output.frame(ids, columns, &label_type)?)?;
+            Ok(())
+        });
+        let report = report.map_err(|e| e.context(context()))?;
+        rows_in += report.rows_in;
+        removed += report.rows_in - report.rows_out;
     }
-    let ids = stack(id_frames)?;
-    Ok(Scored {
-        ids,
-        labels: out.labels,
-        probs: out.probs,
-        values: out.values,
-        skipped_rows,
-        rows_in,
-        removed,
-        label_type: LabelType::of(tables),
-    })
+    Ok((rows_in, removed, n_skipped, streamed))
 }
 
 /// The frames one under the other (an empty frame for none).
@@ -809,41 +795,16 @@ fn stack(frames: Vec<DataFrame>) -> Result<DataFrame> {
     Ok(all)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum TableOut {
-    Parquet,
-    Csv,
-}
-
-fn output_format(out: &Path) -> Result<TableOut> {
+/// The format of `out`, from its extension.
+fn output_format(out: &Path) -> Result<whet_tabular::ExportFormat> {
     match out.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => Ok(TableOut::Parquet),
-        Some("csv") => Ok(TableOut::Csv),
+        Some("parquet") => Ok(whet_tabular::ExportFormat::Parquet),
+        Some("csv") => Ok(whet_tabular::ExportFormat::Csv),
         _ => Err(Error::Invalid(format!(
             "--out `{}`: the output format comes from the extension: `.parquet` or `.csv`",
             out.display()
         ))),
     }
-}
-
-fn write_table(df: &mut DataFrame, path: &Path, format: TableOut) -> Result<()> {
-    let mut buf = Vec::new();
-    match format {
-        TableOut::Parquet => {
-            ParquetWriter::new(&mut buf)
-                .with_compression(ParquetCompression::Zstd(None))
-                .finish(df)
-                .map_err(whet_tabular::Error::from)?;
-        }
-        TableOut::Csv => {
-            CsvWriter::new(&mut buf)
-                .include_header(true)
-                .finish(df)
-                .map_err(whet_tabular::Error::from)?;
-        }
-    }
-    whet_core::fsx::atomic_write(path, &buf)?;
-    Ok(())
 }
 
 /// How to run [`evaluate`].
@@ -858,13 +819,15 @@ pub struct EvaluateOptions {
 
 /// The labelled data of [`evaluate`], as the network reads it.
 struct Labelled {
-    source: whet_train::ArraySource,
+    source: Box<dyn whet_core::BatchSource>,
     /// The regression target's name (its charts), `None` for classes.
     target: Option<String>,
     /// Table rows whose target was missing.
     target_missing_dropped: usize,
     /// Images of classes the run does not have: class name and count.
     left_out: Vec<(String, usize)>,
+    /// Whether the data file was read a chunk of rows at a time.
+    streamed: bool,
 }
 
 /// Measures a trained run on new labelled data and writes into `out` what a run writes about
@@ -945,11 +908,11 @@ pub fn evaluate(
         }
     };
     let context = || format!("evaluating on `{}`", data.display());
-    let m = measure(&run.model, &mut labelled.source, &run.readout, &classes).context(context())?;
+    let m = measure(&run.model, &mut *labelled.source, &run.readout, &classes).context(context())?;
     let charts = SetCharts::of(
         &run.model,
         &run.readout,
-        &mut labelled.source,
+        &mut *labelled.source,
         m.confusion.as_ref(),
         EvaluatedOn::Test,
         labelled.target.as_deref(),
@@ -1013,6 +976,7 @@ pub fn evaluate(
         target_missing_dropped: labelled.target_missing_dropped,
         left_out: labelled.left_out,
         files,
+        streamed: labelled.streamed,
     })
 }
 
@@ -1022,35 +986,80 @@ fn labelled_table(
     data: &Path,
     tables_from: &BTreeMap<String, PathBuf>,
 ) -> Result<Labelled> {
-    let options = PredictOptions {
-        tables: tables_from.clone(),
-        ..PredictOptions::default()
+    let context = || format!("evaluating on `{}`", data.display());
+    let new = whet_tabular::NewData::open(
+        tables,
+        data,
+        tables_from,
+        whet_core::budget::current().bytes(),
+    )
+    .map_err(|e| Error::from(e).context(context()))?;
+    // The rows are measured together: gathered batch by batch in memory, or, past half the
+    // budget, in row shards on disk (read back in order, as a run's test rows are).
+    let (mut xs, mut ys) = (Vec::<f32>::new(), Vec::<f32>::new());
+    let (mut rows, mut target_dim) = (0, 1);
+    let mut shards: Option<whet_tabular::RowShardWriter> = None;
+    let budget = whet_core::budget::current().bytes();
+    let report = new.for_each_batch(true, &[], &whet_core::NoProgress, |b| {
+        let Some(target) = &b.transformed.target else {
+            return Err(Error::Data(format!(
+                "`{}` has no target column `{}`: evaluating needs the true values (use `whet predict` for unlabelled data)",
+                data.display(),
+                tables.target.column()
+            )));
+        };
+        if let Some(first) = whet_tabular::bad_rows(&b.transformed.frame, &tables.features)?.first() {
+            return Err(Error::Data(bad_row_text(data, &b, first)));
+        }
+        let n = b.transformed.frame.height();
+        let x = batch_matrix(&b.transformed, &tables.features, 0, n)?;
+        let y = crate::prepare::scale_targets(target.matrix(), tables.target_scale);
+        target_dim = y.ncols();
+        rows += n;
+        if let Some(w) = &mut shards {
+            w.push(&x, &y)?;
+            return Ok(());
+        }
+        xs.extend(x.iter());
+        ys.extend(y.iter());
+        if ((xs.len() + ys.len()) as u64).saturating_mul(4) > budget / 2 {
+            let mut w = whet_tabular::RowShardWriter::new(
+                &crate::prepare::rows_work_dir(),
+                x.ncols(),
+                target_dim,
+            )?;
+            let held = |v: Vec<f32>, d: usize| {
+                ndarray::Array2::from_shape_vec((rows, d), v)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", context())))
+            };
+            w.push(
+                &held(std::mem::take(&mut xs), x.ncols())?,
+                &held(std::mem::take(&mut ys), target_dim)?,
+            )?;
+            shards = Some(w);
+        }
+        Ok(())
+    });
+    let report = report.map_err(|e| e.context(context()))?;
+    let source: Box<dyn whet_core::BatchSource> = match shards {
+        Some(w) => Box::new(whet_tabular::RowStream::in_order(w.finish()?, None)?),
+        None => {
+            let shape = |v: Vec<f32>, d: usize| {
+                ndarray::Array2::from_shape_vec((rows, d), v)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", context())))
+            };
+            let x = shape(xs, tables.features.len())?;
+            let y = shape(ys, target_dim)?;
+            Box::new(whet_train::ArraySource::new(x, y)?)
+        }
     };
-    let b = transform_table(tables, data, &options, true)
-        .map_err(|e| Error::from(e).context(format!("evaluating on `{}`", data.display())))?;
-    let Some(target) = &b.transformed.target else {
-        return Err(Error::Data(format!(
-            "`{}` has no target column `{}`: evaluating needs the true values (use `whet predict` for unlabelled data)",
-            data.display(),
-            tables.target.column()
-        )));
-    };
-    if let Some(first) = whet_tabular::bad_rows(&b.transformed.frame, &tables.features)?.first() {
-        return Err(Error::Data(bad_row_text(&b, first)));
-    }
-    let x = batch_matrix(
-        &b.transformed,
-        &tables.features,
-        0,
-        b.transformed.frame.height(),
-    )?;
-    let y = crate::prepare::scale_targets(target.matrix(), tables.target_scale);
     let regression = matches!(tables.target, whet_tabular::TargetKind::Regression { .. });
     Ok(Labelled {
-        source: whet_train::ArraySource::new(x, y)?,
+        source,
         target: regression.then(|| tables.target.column().to_string()),
-        target_missing_dropped: b.transformed.target_missing_dropped,
+        target_missing_dropped: report.target_missing_dropped,
         left_out: vec![],
+        streamed: new.streamed().is_some(),
     })
 }
 
@@ -1171,9 +1180,14 @@ fn labelled_images(
         .collect();
     let set = whet_image::ImageSet::new(kh, kw, kc, pixels, relabelled, classes.to_vec())?;
     Ok(Labelled {
-        source: crate::prepare::image_arrays(&set, normalizer, classes.len())?,
+        source: Box::new(crate::prepare::image_arrays(
+            &set,
+            normalizer,
+            classes.len(),
+        )?),
         target: None,
         target_missing_dropped: 0,
         left_out: left_out.into_iter().collect(),
+        streamed: false,
     })
 }

@@ -1087,13 +1087,7 @@ fn prepare_tables(
         Some(bytes) => {
             // The prepared training rows go to disk here when they do not fit in memory; the
             // folder goes with them after training.
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let work = crate::cache::cache_root()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("rows")
-                .join(format!("{}-{stamp}", std::process::id()));
+            let work = rows_work_dir();
             whet_tabular::prepare_streamed(
                 cfg,
                 seed,
@@ -1165,4 +1159,16 @@ pub(crate) fn scale_targets(
         y.mapv_inplace(|v| s.apply(v));
     }
     y
+}
+
+/// A new folder name for prepared rows written to disk while they are used (under the cache's
+/// `rows/`, else the temporary folder): the process id and the time make it unique.
+pub(crate) fn rows_work_dir() -> std::path::PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    crate::cache::cache_root()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("rows")
+        .join(format!("{}-{stamp}", std::process::id()))
 }

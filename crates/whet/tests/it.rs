@@ -423,6 +423,7 @@ fn a_kfold_run_tests_every_row_once_per_repeat_and_an_ablation_pairs_folds() {
         std::slice::from_ref(&csv),
         &dir.path().join("p.csv"),
         &PredictOptions::default(),
+        &NoProgress,
     )
     .unwrap();
     assert_eq!(p.rows_in, 1000);
@@ -431,6 +432,7 @@ fn a_kfold_run_tests_every_row_once_per_repeat_and_an_ablation_pairs_folds() {
         std::slice::from_ref(&csv),
         &dir.path().join("q.csv"),
         &PredictOptions::default(),
+        &NoProgress,
     )
     .unwrap_err()
     .to_string();

@@ -72,11 +72,14 @@ pub fn apply(
     format: whet::ExportFormat,
     keep: &[String],
 ) -> Result<()> {
-    let r = whet::apply(manifest, data, out, format.table_format()?, keep)?;
+    let bars = Bars::for_cli(cli);
+    let r = whet::apply(manifest, data, out, format.table_format()?, keep, &bars)?;
     if cli.json {
         crate::outln!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"files": r.files, "rows": r.rows}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"files": r.files, "rows": r.rows, "streamed": r.streamed})
+            )?
         )?;
     } else {
         crate::outln!(
@@ -90,6 +93,12 @@ pub fn apply(
             crate::outln!(
                 "  {} rows dropped: their target is missing",
                 r.target_missing_dropped
+            )?;
+        }
+        if r.streamed {
+            crate::outln!(
+                "  {} was over the memory budget: read a chunk of rows at a time",
+                data.display()
             )?;
         }
         for f in &r.files {

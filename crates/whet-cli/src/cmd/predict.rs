@@ -27,7 +27,8 @@ pub fn predict(
             Some(file) => whet::BadRows::Skip(file.clone()),
         },
     };
-    let r = whet::predict(run, data, out, &options)?;
+    let bars = crate::progress::Bars::for_cli(cli);
+    let r = whet::predict(run, data, out, &options, &bars)?;
     if cli.json {
         crate::outln!(
             "{}",
@@ -39,6 +40,7 @@ pub fn predict(
                 "skipped_file": r.skipped_file,
                 "removed_by_steps": r.removed_by_steps,
                 "columns": r.columns,
+                "streamed": r.streamed,
             }))?
         )?;
         return Ok(());
@@ -61,6 +63,12 @@ pub fn predict(
         crate::outln!(
             "  {} rows were removed by the run's own steps before the split (a join or drop_rows), as in training",
             r.removed_by_steps
+        )?;
+    }
+    for f in &r.streamed {
+        crate::outln!(
+            "  {} was over the memory budget: read a chunk of rows at a time",
+            f.display()
         )?;
     }
     Ok(())
@@ -104,6 +112,12 @@ pub fn evaluate(
     }
     for (class, n) in &r.left_out {
         crate::outln!("  {n} images left out: their class `{class}` is not one of the run's")?;
+    }
+    if r.streamed {
+        crate::outln!(
+            "  {} was over the memory budget: read a chunk of rows at a time",
+            data.display()
+        )?;
     }
     for f in &r.files {
         crate::outln!("  {}", f.display())?;
