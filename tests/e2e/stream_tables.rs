@@ -406,3 +406,42 @@ fn new_data_larger_than_the_budget_is_predicted_applied_and_evaluated_batch_by_b
     refused(&r, &["flights.csv.gz", "Parquet", "--max-memory"]);
     assert!(!d.join("c.csv").exists());
 }
+
+/// The run file's `memory:` sets the budget as `--max-memory` does (so the table streams), the
+/// option wins over it, and a value that is not a size is refused at its line.
+#[test]
+fn the_run_files_memory_key_sets_the_budget() {
+    let dir = fixture();
+    let d = dir.path();
+    let yaml = std::fs::read_to_string(d.join("run.yaml")).unwrap();
+    let with =
+        |memory: &str| yaml.replacen("seed: 5\n", &format!("seed: 5\nmemory: {memory}\n"), 1);
+    std::fs::write(d.join("small.yaml"), with("40MB")).unwrap();
+    let streamed = |out: &str| {
+        read_json(&d.join(out).join("manifest.json"))["data"]["tables"]["report"]["streamed"]
+            .clone()
+    };
+    let r = whet(d, &["export", "small.yaml", "--out", "a"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = streamed("a");
+    assert_eq!(s["budget"], 40_000_000, "{s}");
+    // `--max-memory` wins: the table fits in its budget, and is read whole.
+    let r = whet(
+        d,
+        &["--max-memory", "4GiB", "export", "small.yaml", "--out", "b"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(streamed("b").is_null());
+    // The budget is the run file's in its refusals too.
+    std::fs::write(d.join("tiny.yaml"), with("1MB")).unwrap();
+    let r = whet(d, &["run", "tiny.yaml", "--out", "c", "--no-cache"]);
+    refused(&r, &["set with `memory:` in the run file"]);
+    std::fs::write(d.join("bad.yaml"), with("lots")).unwrap();
+    let r = whet(d, &["validate", "bad.yaml"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("bad.yaml:3:") && r.stderr.contains("`lots` is not a memory size"),
+        "{}",
+        r.stderr
+    );
+}

@@ -39,6 +39,8 @@ pub const FALLBACK_BYTES: u64 = 4 << 30;
 pub enum BudgetSource {
     /// Given with `--max-memory` (or [`Budget::parse`] / [`Budget::new`]).
     Option,
+    /// Given by the run file's `memory:` key ([`MemorySize`]).
+    RunFile,
     /// [`PHYSICAL_FRACTION`] of the physical memory (`/proc/meminfo`).
     Physical,
     /// [`PHYSICAL_FRACTION`] of the cgroup memory limit (`/sys/fs/cgroup/memory.max`).
@@ -53,6 +55,7 @@ impl fmt::Display for BudgetSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             BudgetSource::Option => "set with --max-memory",
+            BudgetSource::RunFile => "set with `memory:` in the run file",
             BudgetSource::Physical => "80 % of the physical memory",
             BudgetSource::Cgroup => "80 % of the cgroup memory limit",
             BudgetSource::AddressSpace => "half of the address-space limit `ulimit -v`",
@@ -87,6 +90,80 @@ pub struct BudgetError {
     pub origin: BudgetSource,
     /// The run-file key or option that changes the estimate (`model.hidden`, `train.epochs`).
     pub key: String,
+}
+
+/// A memory size in a run file (`memory: 8GiB`): what [`Budget::parse`] reads, as text or a
+/// number of bytes. [`MemorySize::budget`] is the budget it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySize(u64);
+
+impl MemorySize {
+    /// Reads a size as [`Budget::parse`] does.
+    ///
+    /// # Errors
+    /// [`SizeError`] for what is not a size.
+    pub fn parse(text: &str) -> Result<MemorySize, SizeError> {
+        Budget::parse(text).map(|b| MemorySize(b.bytes()))
+    }
+
+    /// The bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// The budget of this size, from the run file.
+    pub fn budget(self) -> Budget {
+        Budget {
+            bytes: self.0,
+            source: BudgetSource::RunFile,
+        }
+    }
+}
+
+impl serde::Serialize for MemorySize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MemorySize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = MemorySize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a memory size, e.g. `8GiB`, `500MB` or a number of bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MemorySize, E> {
+                MemorySize::parse(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MemorySize, E> {
+                if v == 0 {
+                    return Err(E::custom(SizeError("0".into())));
+                }
+                Ok(MemorySize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MemorySize, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(SizeError(v.to_string())))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl schemars::JsonSchema for MemorySize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MemorySize".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "integer"],
+            "minimum": 1,
+            "description": "A memory size: a positive number with an optional unit (B; KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB or K, M, G, T in powers of 1024), e.g. `8GiB`, `500MB`, or a number of bytes."
+        })
+    }
 }
 
 /// A size a user wrote that is not one (see [`Budget::parse`]).

@@ -341,10 +341,12 @@ impl Ablation {
         let mut memo = BTreeMap::new();
         let mut cells = Vec::new();
         for (vi, v) in variants.iter().enumerate() {
-            // Where a run is tracked does not change what it computes.
+            // Where a run is tracked, and its memory budget (a table streams to the same
+            // numbers), do not change what it computes.
             let mut value = v.run.value.clone();
             if let Some(m) = value.as_object_mut() {
                 m.remove("track");
+                m.remove("memory");
             }
             let mut inputs = KeyBuilder::new().json("variant", &value);
             // By position and content, not by path: a plan made from `pipelines/x.yaml` and

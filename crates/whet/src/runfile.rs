@@ -29,6 +29,14 @@ pub struct RunFile {
     /// Seed of every random choice (splits, initialisation, shuffling, augmentation). Default 0.
     #[serde(default)]
     pub seed: u64,
+    /// The memory budget of the commands that read this file, e.g. `memory: 8GiB` or
+    /// `memory: 500MB`: work whose estimate is larger is refused before it allocates, and a
+    /// main table larger than it streams (see the README's "Tables larger than memory").
+    /// `--max-memory` wins when both are given. Default: 80 % of the physical memory or of
+    /// the cgroup limit, or half of `ulimit -v`, whichever is smallest. Not part of a run's
+    /// identity: an ablation cell's hash leaves it out.
+    #[serde(default)]
+    pub memory: Option<whet_core::budget::MemorySize>,
     /// Where the data comes from: `images` or `tables` (with `target`).
     pub data: DataConfig,
     /// Image augmentation and input noise (image data only).
@@ -650,6 +658,7 @@ impl RunFile {
             name,
             description: None,
             seed: 0,
+            memory: None,
             data,
             augment: None,
             steps: vec![],
@@ -703,6 +712,12 @@ impl RunFile {
     /// Sets the seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Sets the memory budget (`memory:`).
+    pub fn with_memory(mut self, memory: whet_core::budget::MemorySize) -> Self {
+        self.memory = Some(memory);
         self
     }
 
@@ -936,6 +951,13 @@ impl Run {
     /// The typed run file (data paths resolved).
     pub fn file(&self) -> &RunFile {
         &self.file
+    }
+
+    /// The budget the run file's `memory:` key sets, if it has one (a program sets it for the
+    /// process with [`whet_core::budget::set`] unless it was given another, as the `whet`
+    /// binary does unless `--max-memory` is given).
+    pub fn memory(&self) -> Option<whet_core::Budget> {
+        self.file.memory.map(whet_core::budget::MemorySize::budget)
     }
 
     /// The data, by kind.

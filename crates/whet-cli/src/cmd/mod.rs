@@ -212,5 +212,10 @@ pub fn load(cli: &Cli, path: &Path) -> Result<whet::Run> {
         .iter()
         .map(|s| whet::Override::parse(s))
         .collect::<whet::Result<Vec<_>>>()?;
-    Ok(whet::Run::load(path, &overrides)?)
+    let run = whet::Run::load(path, &overrides)?;
+    // The run file's `memory:` is the budget unless `--max-memory` gave one.
+    if let (None, Some(b)) = (cli.max_memory, run.memory()) {
+        whet_core::budget::set(b);
+    }
+    Ok(run)
 }
