@@ -1,59 +1,17 @@
-//! Every shipped pipeline's numbers, pinned.
+//! Every shipped pipeline's numbers, pinned to the bit.
 //!
 //! Each run file in `pipelines/` is run on a small slice of its data (300 training images or
 //! 20,000 flights, 2 epochs), and its test and validation metrics, best epoch, parameter count
 //! and learning curves (all but the wall-clock seconds) are compared with
 //! `tests/e2e/data/pinned-metrics.json`, which was written before the run workflow moved from the
-//! CLI into the `whet` library crate. Counts, statuses and texts must be equal; a number may
-//! differ from its pin by at most [`RELATIVE`] of its size: on one machine the numbers are the
-//! same to the bit (other tests check that against the thread count, the worker count and
-//! streaming), but the table pipelines' losses differ between two x86-64 machines with AVX-512
-//! by up to 4e-8 of their size (an Intel Xeon against the AMD EPYC the pins were written on;
-//! the image pipelines agree to the bit), so a pin to the bit would fail on one of them. A
-//! change that moves a number further fails here: if the change is meant to (a named bug fix),
-//! regenerate with `REGENERATE=1 cargo test -p whet-cli --test e2e pinned` and say why in the
-//! commit.
+//! CLI into the `whet` library crate, and regenerated when the one-row and one-column products
+//! became machine-independent (`whet_train::kernel`: the same bits with AVX2 and AVX-512). A
+//! change that moves any of these numbers, by a single bit, fails here: if the change is meant to (a named bug fix), regenerate with
+//! `REGENERATE=1 cargo test -p whet-cli --test e2e pinned` and say why in the commit.
 
 use crate::util::{dataset, repo, whet};
 use serde_json::{Map, Value, json};
 use std::path::Path;
-
-/// How far a pinned number may move, relative to its size (see the module documentation).
-const RELATIVE: f64 = 1e-6;
-
-/// Where `got` differs from the pin `want` beyond what [`RELATIVE`] allows: the key path and
-/// both values. Numbers, and texts that are numbers (the learning curves' cells), compare
-/// within the tolerance; everything else exactly.
-fn moved(want: &Value, got: &Value, at: &str) -> Option<String> {
-    let number = |v: &Value| match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse::<f64>().ok(),
-        _ => None,
-    };
-    match (want, got) {
-        (Value::Object(w), Value::Object(g)) => {
-            if w.keys().ne(g.keys()) {
-                return Some(format!("{at}: keys {:?} vs {:?}", w.keys(), g.keys()));
-            }
-            w.iter()
-                .find_map(|(k, v)| moved(v, &g[k], &format!("{at}.{k}")))
-        }
-        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
-            .iter()
-            .zip(g)
-            .enumerate()
-            .find_map(|(i, (a, b))| moved(a, b, &format!("{at}[{i}]"))),
-        _ => match (number(want), number(got)) {
-            (Some(a), Some(b))
-                if matches!(want, Value::Number(_)) == matches!(got, Value::Number(_)) =>
-            {
-                let far = (a - b).abs() > RELATIVE * a.abs().max(b.abs());
-                (far || a.is_nan() != b.is_nan()).then(|| format!("{at}: pinned {want}, got {got}"))
-            }
-            _ => (want != got).then(|| format!("{at}: pinned {want}, got {got}")),
-        },
-    }
-}
 
 /// Overrides that shrink a pipeline to a few seconds.
 fn small(name: &str) -> Vec<String> {
@@ -256,33 +214,9 @@ fn pinned_metrics_of_every_shipped_pipeline() {
         "the shipped pipelines changed: regenerate the pins"
     );
     for (k, w) in want {
-        let m = moved(w, &got[k], k);
-        assert!(
-            m.is_none(),
-            "{k}: the numbers moved, {} (REGENERATE=1 only for a change meant to move them)",
-            m.unwrap_or_default()
+        assert_eq!(
+            &got[k], w,
+            "{k}: the numbers moved (REGENERATE=1 only for a change meant to move them)"
         );
     }
-}
-
-/// The comparison: numbers within the tolerance pass, a number further off, a changed count or
-/// text fails, naming where.
-#[test]
-fn pins_hold_within_the_tolerance_and_no_further() {
-    let pin = json!({"test": {"loss": 0.5039360283052986, "accuracy": 0.78}, "curves": [{"epoch": "1", "val_loss": "0.4445931682645617"}], "best_epoch": null});
-    let near = json!({"test": {"loss": 0.5039360279840319, "accuracy": 0.78}, "curves": [{"epoch": "1", "val_loss": "0.44459316955099554"}], "best_epoch": null});
-    assert_eq!(moved(&pin, &near, "p"), None);
-    let far = json!({"test": {"loss": 0.50394, "accuracy": 0.78}, "curves": [{"epoch": "1", "val_loss": "0.4445931682645617"}], "best_epoch": null});
-    assert_eq!(
-        moved(&pin, &far, "p").unwrap(),
-        "p.test.loss: pinned 0.5039360283052986, got 0.50394"
-    );
-    let epoch = json!({"test": {"loss": 0.5039360283052986, "accuracy": 0.78}, "curves": [{"epoch": "1", "val_loss": "0.4445931682645617"}], "best_epoch": 1});
-    assert!(
-        moved(&pin, &epoch, "p")
-            .unwrap()
-            .starts_with("p.best_epoch")
-    );
-    let fewer = json!({"test": {"loss": 0.5039360283052986}, "curves": [{"epoch": "1", "val_loss": "0.4445931682645617"}], "best_epoch": null});
-    assert!(moved(&pin, &fewer, "p").unwrap().contains("keys"));
 }

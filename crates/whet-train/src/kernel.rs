@@ -6,6 +6,12 @@
 //! depends only on the shapes, never on the thread count, and hands the blocks to rayon. Every
 //! output element is therefore computed by the same kernel call with the same reduction order
 //! whether one or many threads run, so results are bit-identical across `RAYON_NUM_THREADS`.
+//!
+//! A product with one row or one column (a network's single output, a batch of one row) is
+//! summed here in `k` order (`vector_product`) instead of by gemm, whose matrix-vector paths
+//! sum over `k` in SIMD lanes as wide as the machine's (8 with AVX2, 16 with AVX-512), so the
+//! same seed gave other bits on another machine. gemm's matrix kernel sums every output element
+//! in `k` order on both, so larger products agree across machines too.
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use schemars::JsonSchema;
@@ -105,7 +111,22 @@ fn single(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayVi
     }
     match kernel {
         Kernel::Matrixmultiply => ndarray::linalg::general_mat_mul(1.0, &a, &b, 0.0, &mut c),
+        Kernel::Gemm if m == 1 || n == 1 => vector_product(a, b, c),
         Kernel::Gemm => gemm_call(a, b, c),
+    }
+}
+
+/// `c = a · b` for a product with one row or one column: every element summed in `k` order
+/// (products rounded, then added; no fused multiply-add), the same bits on every machine.
+fn vector_product(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    for (i, a_row) in a.rows().into_iter().enumerate() {
+        for (j, b_col) in b.columns().into_iter().enumerate() {
+            let mut s = 0.0f32;
+            for (x, y) in a_row.iter().zip(b_col.iter()) {
+                s += x * y;
+            }
+            c[[i, j]] = s;
+        }
     }
 }
 
@@ -166,7 +187,14 @@ mod tests {
 
     #[test]
     fn both_kernels_match_naive_including_transposed_and_split() {
-        for &(m, k, n) in &[(3, 4, 5), (130, 70, 300), (300, 129, 40), (1, 0, 3)] {
+        for &(m, k, n) in &[
+            (3, 4, 5),
+            (130, 70, 300),
+            (300, 129, 40),
+            (1, 0, 3),
+            (256, 40, 1),
+            (1, 64, 32),
+        ] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
             let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.25);
             let want = naive(&a, &b);
@@ -188,6 +216,33 @@ mod tests {
                         .zip(&want)
                         .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0))
                 );
+            }
+        }
+    }
+
+    /// A one-column or one-row product is the sum in `k` order, to the bit: what every
+    /// machine computes, whatever its SIMD width.
+    #[test]
+    fn vector_products_are_summed_in_k_order() {
+        for &(m, k, n) in &[(256, 77, 1), (1, 77, 33), (1, 5, 1)] {
+            let a =
+                Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.137 - 0.5);
+            let b =
+                Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.0731 - 0.3);
+            let mut c = Array2::from_elem((m, n), f32::NAN);
+            matmul(Kernel::Gemm, a.view(), b.view(), c.view_mut());
+            for i in 0..m {
+                for j in 0..n {
+                    let mut s = 0.0f32;
+                    for p in 0..k {
+                        s += a[[i, p]] * b[[p, j]];
+                    }
+                    assert_eq!(
+                        c[[i, j]].to_bits(),
+                        s.to_bits(),
+                        "({m}, {k}, {n}) at ({i}, {j})"
+                    );
+                }
             }
         }
     }
