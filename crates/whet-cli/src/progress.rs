@@ -5,17 +5,86 @@
 //! - a terminal, `text` (the default): one bar per phase, at most as wide as the terminal; each
 //!   finished epoch stays on screen as one line above the bar;
 //! - not a terminal (a file, a pipe, CI), `text`: no bars and no spinners; one line per finished
-//!   epoch, one per finished run or ablation cell, and the warnings;
+//!   epoch, one per finished run or ablation cell, and the warnings; a phase that runs longer
+//!   than [`LOG_EVERY`] (a streamed table's pass, a prediction over a large file) gets a line
+//!   every [`LOG_EVERY`] with its count, and one when it ends, so a log shows long work as it
+//!   goes (short phases stay silent);
 //! - `jsonl` (anywhere): the same events, one JSON object per line, with an `event` field
-//!   (`epoch`, `run`, `warning`).
+//!   (`epoch`, `run`, `warning`, `progress`).
 //!
 //! `--quiet` hides the bars, the epochs and the runs; warnings are always written.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use whet_core::{EpochLine, Progress, RunLine};
+
+/// How often a long phase writes a line in a log (not a terminal).
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A phase followed in a log: what it counts, how far it is, when it began and when it last
+/// wrote a line.
+#[derive(Debug, Clone)]
+struct Phase {
+    name: String,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    last: Instant,
+}
+
+impl Phase {
+    fn new(name: &str, total: Option<u64>, now: Instant) -> Self {
+        Phase {
+            name: name.to_string(),
+            total,
+            done: 0,
+            started: now,
+            last: now,
+        }
+    }
+
+    /// The count so far: `done/total (p %)` or `done`.
+    fn count(&self) -> String {
+        match self.total {
+            Some(t) if t > 0 => format!(
+                "{}/{t} ({:.0} %)",
+                self.done,
+                self.done as f64 * 100.0 / t as f64
+            ),
+            _ => self.done.to_string(),
+        }
+    }
+
+    /// The line due at `now` while the phase runs: one once [`LOG_EVERY`] has passed since the
+    /// last (or the start).
+    fn due(&mut self, now: Instant) -> Option<String> {
+        if now.duration_since(self.last) < LOG_EVERY {
+            return None;
+        }
+        self.last = now;
+        Some(format!(
+            "{}: {} after {:.0} s",
+            self.name,
+            self.count(),
+            now.duration_since(self.started).as_secs_f64()
+        ))
+    }
+
+    /// The line when the phase ends at `now`: only for a phase that ran [`LOG_EVERY`] or more.
+    fn ended(&self, now: Instant) -> Option<String> {
+        let took = now.duration_since(self.started);
+        (took >= LOG_EVERY).then(|| {
+            format!(
+                "{}: finished, {} in {:.1} s",
+                self.name,
+                self.count(),
+                took.as_secs_f64()
+            )
+        })
+    }
+}
 
 /// The format of progress and warnings on stderr (`--log-format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +110,8 @@ enum Mode {
 /// Shows progress on stderr as [`LogFormat`] and the terminal say (see the module docs).
 pub struct Bars {
     bar: Mutex<Option<ProgressBar>>,
+    /// The phase followed in a log (text outside a terminal, or JSON lines).
+    phase: Mutex<Option<Phase>>,
     mode: Mode,
     quiet: bool,
     prefix: String,
@@ -57,6 +128,7 @@ impl Bars {
         };
         Bars {
             bar: Mutex::new(None),
+            phase: Mutex::new(None),
             mode,
             quiet,
             prefix: String::new(),
@@ -126,9 +198,43 @@ fn bar_style(total: Option<u64>) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
+impl Bars {
+    fn phase(&self) -> std::sync::MutexGuard<'_, Option<Phase>> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A log line about the phase: text, or a `progress` event.
+    fn phase_line(&self, text: Option<String>, p: &Phase, finished: bool) {
+        let Some(text) = text else {
+            return;
+        };
+        match self.mode {
+            Mode::Jsonl => self.line(&self.json(
+                "progress",
+                serde_json::json!({
+                    "name": p.name,
+                    "done": p.done,
+                    "total": p.total,
+                    "seconds": p.started.elapsed().as_secs_f64(),
+                    "finished": finished,
+                }),
+            )),
+            _ => self.line(&self.prefixed(&text)),
+        }
+    }
+}
+
 impl Progress for Bars {
     fn begin(&self, phase: &str, total: Option<u64>) {
-        if self.quiet || self.mode != Mode::Terminal {
+        if self.quiet {
+            return;
+        }
+        if self.mode != Mode::Terminal {
+            let now = Instant::now();
+            let old = self.phase().replace(Phase::new(phase, total, now));
+            if let Some(old) = old {
+                self.phase_line(old.ended(now), &old, true);
+            }
             return;
         }
         let bar = match total {
@@ -153,6 +259,16 @@ impl Progress for Bars {
         if let Some(b) = self.lock().as_ref() {
             b.inc(n);
         }
+        let due = match self.phase().as_mut() {
+            Some(p) => {
+                p.done = p.done.saturating_add(n);
+                p.due(Instant::now()).map(|line| (line, p.clone()))
+            }
+            None => None,
+        };
+        if let Some((line, p)) = due {
+            self.phase_line(Some(line), &p, false);
+        }
     }
     fn message(&self, msg: &str) {
         if let Some(b) = self.lock().as_ref() {
@@ -162,6 +278,10 @@ impl Progress for Bars {
     fn end(&self) {
         if let Some(b) = self.lock().take() {
             b.finish_and_clear();
+        }
+        let ended = self.phase().take();
+        if let Some(p) = ended {
+            self.phase_line(p.ended(Instant::now()), &p, true);
         }
     }
     fn warn(&self, message: &str) {
@@ -206,5 +326,41 @@ impl Progress for Bars {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    /// A long phase writes a line every `LOG_EVERY` with its count, and one when it ends; a
+    /// short one writes nothing.
+    #[test]
+    fn a_long_phase_writes_lines_in_a_log_and_a_short_one_none() {
+        let t0 = Instant::now();
+        let mut p = Phase::new("stream: fit steps[4].impute", Some(400), t0);
+        p.done = 100;
+        assert_eq!(p.due(t0 + Duration::from_secs(9)), None);
+        assert_eq!(
+            p.due(t0 + Duration::from_secs(10)).as_deref(),
+            Some("stream: fit steps[4].impute: 100/400 (25 %) after 10 s")
+        );
+        p.done = 300;
+        // The next line is due 10 s after the last one.
+        assert_eq!(p.due(t0 + Duration::from_secs(19)), None);
+        assert!(
+            p.due(t0 + Duration::from_secs(20))
+                .unwrap()
+                .contains("300/400 (75 %)")
+        );
+        p.done = 400;
+        assert_eq!(
+            p.ended(t0 + Duration::from_millis(21_500)).as_deref(),
+            Some("stream: fit steps[4].impute: finished, 400/400 (100 %) in 21.5 s")
+        );
+        let mut short = Phase::new("read", None, t0);
+        short.done = 7;
+        assert_eq!(short.due(t0 + Duration::from_secs(3)), None);
+        assert_eq!(short.ended(t0 + Duration::from_secs(3)), None);
     }
 }

@@ -322,11 +322,11 @@ impl<'a> NewData<'a> {
         };
         match self.streamed {
             None => {
-                progress.begin("read", None);
+                progress.begin("read data", None);
                 let (df, _) = crate::load::load_rows(&self.spec)?;
                 let rows = df.height() as u64;
                 progress.end();
-                progress.begin("apply", Some(rows));
+                progress.begin("replay steps", Some(rows));
                 one(df, 0)?;
                 progress.advance(rows);
             }
@@ -336,7 +336,7 @@ impl<'a> NewData<'a> {
                     return Err(Error::EmptyTable { path: path.clone() }.into());
                 }
                 let chunks = Chunks::new(rows, bytes, budget);
-                progress.begin("apply (streamed)", Some(rows));
+                progress.begin("replay steps (streamed)", Some(rows));
                 // An error of `each` stops the reading; it is returned as it is.
                 let mut failed: Option<E> = None;
                 let read = for_each_batch(&self.spec, &[], chunks, |df| {
