@@ -400,6 +400,19 @@ impl<W: Write> TableWriter<W> {
     }
 }
 
+/// The refusal of NPY for rows written batch by batch (`what`: which rows, and that they are
+/// written so, e.g. "a table larger than the memory budget is exported"): an NPY file starts
+/// with its row count, known at the end only.
+pub fn npy_cannot_stream(what: &str) -> Error {
+    Error::CannotStream {
+        key: "--format npy".into(),
+        reason: format!(
+            "{what} batch by batch, and an NPY file starts with its row count: write Parquet or \
+             CSV, or raise the budget with `--max-memory`"
+        ),
+    }
+}
+
 /// One split's file of a [`SplitWriters`].
 struct SplitFile {
     name: String,
@@ -427,13 +440,9 @@ impl SplitWriters {
     /// [`Error::CannotStream`] for NPY (its header holds the row count, known at the end only).
     pub fn new(dir: &Path, format: ExportFormat, keep: &[String]) -> Result<Self> {
         if format == ExportFormat::Npy {
-            return Err(Error::CannotStream {
-                key: "--format npy".into(),
-                reason: "a table larger than the memory budget is exported batch by batch, and an \
-                         NPY file starts with its row count: export Parquet or CSV, or raise the \
-                         budget with `--max-memory`"
-                    .into(),
-            });
+            return Err(npy_cannot_stream(
+                "a table larger than the memory budget is exported",
+            ));
         }
         Ok(SplitWriters {
             dir: dir.to_path_buf(),

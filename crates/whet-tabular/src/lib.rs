@@ -49,8 +49,8 @@ pub use encode::{DatePart, EncodeConfig, FittedEncode};
 pub use error::{Error, Result};
 pub use export::{
     ExportFormat, ExportReport, FileEntry, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest,
-    SplitWriters, TableWriter, export, npy_bytes, read_npy, split_frame, split_ids, split_table,
-    write_split, write_splits,
+    SplitWriters, TableWriter, export, npy_bytes, npy_cannot_stream, read_npy, split_frame,
+    split_ids, split_table, write_split, write_splits,
 };
 pub use graph::{ColumnOp, GraphPlan, GraphStep, graph_input, graph_input_file, graph_plan};
 pub use images::{ImageRows, count_image_parquet, read_image_parquet, write_image_parquet};

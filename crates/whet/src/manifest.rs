@@ -241,17 +241,12 @@ pub fn apply(
     };
     if format == ExportFormat::Npy {
         if let Some((bytes, budget)) = new.streamed() {
-            return Err(Error::from(whet_tabular::Error::CannotStream {
-                key: "--format npy".into(),
-                reason: format!(
-                    "`{}` needs about {} in memory, more than the budget of {}, so it is applied \
-                     batch by batch, and an NPY file starts with its row count: write Parquet or \
-                     CSV, or raise the budget with `--max-memory`",
-                    data.display(),
-                    whet_core::budget::show_bytes(bytes),
-                    whet_core::budget::show_bytes(budget)
-                ),
-            }));
+            return Err(Error::from(whet_tabular::npy_cannot_stream(&format!(
+                "`{}` needs about {} in memory, more than the budget of {}, so it is applied",
+                data.display(),
+                whet_core::budget::show_bytes(bytes),
+                whet_core::budget::show_bytes(budget)
+            ))));
         }
         // Read whole: one batch.
         let mut whole = None;
