@@ -218,11 +218,25 @@ pub fn split_frame(
     y: Option<&Array2<f32>>,
     features: &[String],
 ) -> Result<DataFrame> {
-    let mut cols: Vec<Column> = Vec::with_capacity(features.len() + 1);
-    for (j, f) in features.iter().enumerate() {
-        let v: Vec<f32> = x.column(j).to_vec();
-        cols.push(Float32Chunked::from_vec(f.as_str().into(), v).into_column());
-    }
+    columns_frame(matrix_columns(x, features), y, x.nrows())
+}
+
+/// The columns of `x`, named `features`.
+fn matrix_columns(x: &Array2<f32>, features: &[String]) -> Vec<Float32Chunked> {
+    features
+        .iter()
+        .enumerate()
+        .map(|(j, f)| Float32Chunked::from_vec(f.as_str().into(), x.column(j).to_vec()))
+        .collect()
+}
+
+/// The feature columns `cols` (`rows` each) plus a `target` column from `y`.
+fn columns_frame(
+    cols: Vec<Float32Chunked>,
+    y: Option<&Array2<f32>>,
+    rows: usize,
+) -> Result<DataFrame> {
+    let mut cols: Vec<Column> = cols.into_iter().map(IntoColumn::into_column).collect();
     if let Some(y) = y {
         let t: Vec<f32> = if y.ncols() == 1 {
             y.column(0).to_vec()
@@ -234,7 +248,7 @@ pub fn split_frame(
         };
         cols.push(Float32Chunked::from_vec("target".into(), t).into_column());
     }
-    Ok(DataFrame::new(x.nrows(), cols)?)
+    Ok(DataFrame::new(rows, cols)?)
 }
 
 /// The table of a split in the CSV and Parquet exports (and of `whet apply`): the identifier
@@ -248,7 +262,19 @@ pub fn split_table(
     features: &[String],
     ids: Option<&DataFrame>,
 ) -> Result<DataFrame> {
-    let df = split_frame(x, y, features)?;
+    columns_table(matrix_columns(x, features), y, features, ids, x.nrows())
+}
+
+/// [`split_table`] of the feature columns `cols` (named `features`, `rows` each) instead of a
+/// matrix.
+fn columns_table(
+    cols: Vec<Float32Chunked>,
+    y: Option<&Array2<f32>>,
+    features: &[String],
+    ids: Option<&DataFrame>,
+    rows: usize,
+) -> Result<DataFrame> {
+    let df = columns_frame(cols, y, rows)?;
     let Some(ids) = ids else {
         return Ok(df);
     };
@@ -284,8 +310,110 @@ impl Write for Hashed {
 }
 
 enum Batched<W: Write> {
-    Parquet(Box<polars::io::parquet::write::BatchedWriter<W>>),
+    Parquet(Box<ParquetBatches<W>>),
     Csv(polars::io::csv::write::BatchedWriter<W>),
+}
+
+/// A Parquet file written a row group per batch, each row group's columns encoded and
+/// compressed in parallel on [`parquet_pool`], then written in order: the bytes polars' batched
+/// writer writes, which compresses every column on the calling thread.
+struct ParquetBatches<W: Write> {
+    writer: polars::io::parquet::write::BatchedWriter<W>,
+    /// Each column's Parquet type and encodings.
+    columns: Vec<(
+        polars_parquet::write::ParquetType,
+        Vec<polars_parquet::write::Encoding>,
+    )>,
+    options: polars_parquet::write::WriteOptions,
+}
+
+/// The threads that encode and compress Parquet columns (as many as rayon's global pool): a
+/// pool of their own, so that the work of the thread preparing the next batch (on the global
+/// pool and polars' pool) never waits behind a row group's compression. `None` when the
+/// threads could not start (the columns are then compressed on the calling thread).
+fn parquet_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("whet-parquet-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+impl<W: Write> ParquetBatches<W> {
+    /// The options [`ParquetWriter`] writes with: zstd at its default level, default
+    /// statistics, format version 1, default page size.
+    fn new(out: W, schema: &SchemaRef) -> Result<Self> {
+        let compression = ParquetCompression::Zstd(None);
+        let mut writer = ParquetWriter::new(out)
+            .with_compression(compression)
+            .batched(schema)?;
+        let arrow = schema.to_arrow(CompatLevel::newest());
+        let encodings = polars::io::parquet::write::get_encodings(&arrow);
+        let columns = writer
+            .parquet_schema()
+            .fields()
+            .iter()
+            .cloned()
+            .zip(encodings.iter().cloned())
+            .collect();
+        Ok(ParquetBatches {
+            writer,
+            columns,
+            options: polars_parquet::write::WriteOptions {
+                statistics: polars::io::parquet::write::StatisticsOptions::default(),
+                version: polars_parquet::write::Version::V1,
+                compression: compression.into(),
+                data_page_size: None,
+            },
+        })
+    }
+
+    /// Writes the rows of `df` (in one chunk) as a row group.
+    fn write(&mut self, df: &DataFrame) -> Result<()> {
+        use polars_parquet::write::{CompressedPage, Compressor, array_to_columns};
+        use rayon::prelude::*;
+        let options = self.options;
+        for batch in df.iter_chunks(CompatLevel::newest(), false) {
+            if batch.is_empty() {
+                continue;
+            }
+            let columns = &self.columns;
+            let encode = || {
+                batch
+                    .columns()
+                    .par_iter()
+                    .zip(columns)
+                    .map(|(array, (kind, encodings))| {
+                        array_to_columns(array, kind.clone(), options, encodings)?
+                            .into_iter()
+                            .map(|pages| {
+                                let pages = pages.map(|p| {
+                                    p.map_err(|e| {
+                                        polars_parquet::read::ParquetError::FeatureNotSupported(
+                                            e.to_string(),
+                                        )
+                                    })
+                                });
+                                Ok(Compressor::new_from_vec(pages, options.compression, vec![])
+                                    .collect::<std::result::Result<Vec<_>, _>>()?)
+                            })
+                            .collect::<PolarsResult<Vec<_>>>()
+                    })
+                    .collect::<PolarsResult<Vec<_>>>()
+            };
+            let pages: Vec<Vec<Vec<CompressedPage>>> = match parquet_pool() {
+                Some(pool) => pool.install(encode),
+                None => encode(),
+            }?;
+            let pages: Vec<Vec<CompressedPage>> = pages.into_iter().flatten().collect();
+            self.writer.write_row_group(batch.len() as u64, &pages)?;
+        }
+        Ok(())
+    }
 }
 
 /// A table written batch by batch, as whet writes tables: Parquet (zstd, a row group per
@@ -340,11 +468,7 @@ impl<W: Write> TableWriter<W> {
             ExportFormat::Csv => {
                 Batched::Csv(CsvWriter::new(out).include_header(true).batched(schema)?)
             }
-            _ => Batched::Parquet(Box::new(
-                ParquetWriter::new(out)
-                    .with_compression(ParquetCompression::Zstd(None))
-                    .batched(schema)?,
-            )),
+            _ => Batched::Parquet(Box::new(ParquetBatches::new(out, schema)?)),
         };
         Ok(self.writer.insert(writer))
     }
@@ -363,7 +487,7 @@ impl<W: Write> TableWriter<W> {
         }
         df.rechunk_mut();
         match writer {
-            Batched::Parquet(w) => w.write_batch(df)?,
+            Batched::Parquet(w) => w.write(df)?,
             Batched::Csv(w) => w.write_batch(df)?,
         }
         self.rows += df.height();
@@ -387,7 +511,7 @@ impl<W: Write> TableWriter<W> {
     pub fn finish(self) -> Result<()> {
         match self.writer {
             Some(Batched::Parquet(w)) => {
-                w.finish()?;
+                w.writer.finish()?;
             }
             Some(Batched::Csv(mut w)) => w.finish()?,
             None => {
@@ -422,14 +546,27 @@ struct SplitFile {
     sum: Arc<std::sync::Mutex<(Sha256, u64)>>,
 }
 
+/// A batch for the [`SplitWriters`]' writing thread: split `k`'s rows, with the split's file
+/// when it is new.
+type SplitBatch = (usize, Option<SplitFile>, DataFrame);
+
 /// The split files of an export written batch by batch (a table streamed through
 /// `prepare_streamed`): the tables [`write_splits`] writes from memory, as `<split>.parquet`
 /// (zstd, a row group per batch) or `<split>.csv` (the same bytes), and `features.txt`.
+///
+/// The files are encoded, compressed and written on a thread of their own, two batches
+/// behind at most, while the next batch is prepared; its first error is returned when the next
+/// batch is handed over, or by [`SplitWriters::finish`].
 pub struct SplitWriters {
     dir: PathBuf,
     format: ExportFormat,
     keep: Vec<String>,
-    files: [Option<SplitFile>; 3],
+    /// Which split files were created.
+    created: [bool; 3],
+    /// The batches to the writing thread, while it runs.
+    batches: Option<std::sync::mpsc::SyncSender<SplitBatch>>,
+    /// The writing thread: the split files once every batch is written.
+    writer: Option<std::thread::JoinHandle<Result<[Option<SplitFile>; 3]>>>,
 }
 
 impl SplitWriters {
@@ -444,11 +581,32 @@ impl SplitWriters {
                 "a table larger than the memory budget is exported",
             ));
         }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<SplitBatch>(2);
+        let writer = std::thread::Builder::new()
+            .name("whet-export-writer".into())
+            .spawn(move || {
+                let mut files: [Option<SplitFile>; 3] = Default::default();
+                for (k, new, mut df) in rx {
+                    if let Some(f) = new {
+                        files[k] = Some(f);
+                    }
+                    if let Some(f) = &mut files[k] {
+                        f.writer.write(&mut df)?;
+                    }
+                }
+                Ok(files)
+            })
+            .map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         Ok(SplitWriters {
             dir: dir.to_path_buf(),
             format,
             keep: keep.to_vec(),
-            files: Default::default(),
+            created: Default::default(),
+            batches: Some(tx),
+            writer: Some(writer),
         })
     }
 
@@ -457,49 +615,77 @@ impl SplitWriters {
         &self.keep
     }
 
-    /// Appends rows to split `k` (0 train, 1 validation, 2 test): features `x`, targets `y`,
-    /// identifier columns `ids`. The split's file is created at its first call, even with no
-    /// rows.
+    /// Waits for the writing thread: the split files, or its first error.
+    fn join(&mut self) -> Result<[Option<SplitFile>; 3]> {
+        self.batches = None;
+        match self.writer.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(done)) => done,
+            Some(Err(_)) => Err(Error::Config(
+                "the thread writing the split files stopped with a panic".into(),
+            )),
+            None => Err(Error::Config(
+                "the split files were already finished".into(),
+            )),
+        }
+    }
+
+    /// Appends rows to split `k` (0 train, 1 validation, 2 test): feature columns `x`,
+    /// targets `y`, identifier columns `ids`. The split's file is created at its first call,
+    /// even with no rows.
+    ///
+    /// # Errors
+    /// Creating the file, and the first error of the writing thread.
     pub(crate) fn push(
         &mut self,
         k: usize,
-        x: &Array2<f32>,
+        x: Vec<Float32Chunked>,
         y: &Array2<f32>,
         features: &[String],
         ids: &DataFrame,
     ) -> Result<()> {
         const SPLITS: [&str; 3] = ["train", "validation", "test"];
-        let mut df = split_table(x, Some(y), features, Some(ids))?;
-        let file = match &mut self.files[k] {
-            Some(f) => f,
-            None => {
-                let ext = if self.format == ExportFormat::Parquet {
-                    "parquet"
-                } else {
-                    "csv"
-                };
-                let name = format!("{}.{ext}", SPLITS[k]);
-                let path = self.dir.join(&name);
-                let io = |source| Error::Io {
-                    path: path.clone(),
-                    source,
-                };
-                let file = std::fs::File::create(&path).map_err(io)?;
-                let sum = Arc::new(std::sync::Mutex::new((Sha256::new(), 0)));
-                let out = Hashed {
-                    file: file.try_clone().map_err(io)?,
-                    sum: sum.clone(),
-                };
-                let writer = TableWriter::new(out, self.format)?;
-                self.files[k].insert(SplitFile {
-                    name,
-                    writer,
-                    file,
-                    sum,
-                })
-            }
+        let df = columns_table(x, Some(y), features, Some(ids), y.nrows())?;
+        let new = if self.created[k] {
+            None
+        } else {
+            let ext = if self.format == ExportFormat::Parquet {
+                "parquet"
+            } else {
+                "csv"
+            };
+            let name = format!("{}.{ext}", SPLITS[k]);
+            let path = self.dir.join(&name);
+            let io = |source| Error::Io {
+                path: path.clone(),
+                source,
+            };
+            let file = std::fs::File::create(&path).map_err(io)?;
+            let sum = Arc::new(std::sync::Mutex::new((Sha256::new(), 0)));
+            let out = Hashed {
+                file: file.try_clone().map_err(io)?,
+                sum: sum.clone(),
+            };
+            let writer = TableWriter::new(out, self.format)?;
+            self.created[k] = true;
+            Some(SplitFile {
+                name,
+                writer,
+                file,
+                sum,
+            })
         };
-        file.writer.write(&mut df)
+        let sent = match &self.batches {
+            Some(tx) => tx.send((k, new, df)).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error.
+        self.join()?;
+        Err(Error::Config(
+            "the thread writing the split files stopped early".into(),
+        ))
     }
 
     /// Ends every split's file and writes `features.txt`; returns the files' entries (those
@@ -507,9 +693,10 @@ impl SplitWriters {
     ///
     /// # Errors
     /// Write errors.
-    pub fn finish(self, features: &[String]) -> Result<Vec<FileEntry>> {
+    pub fn finish(mut self, features: &[String]) -> Result<Vec<FileEntry>> {
+        let files = self.join()?;
         let mut entries = Vec::new();
-        for f in self.files.into_iter().flatten() {
+        for f in files.into_iter().flatten() {
             f.writer.finish()?;
             let path = self.dir.join(&f.name);
             f.file
@@ -527,6 +714,15 @@ impl SplitWriters {
         }
         entries.push(features_file(&self.dir, features)?);
         Ok(entries)
+    }
+}
+
+impl Drop for SplitWriters {
+    /// Stops the writing thread after the batches it was given (an export that failed).
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = self.join();
+        }
     }
 }
 
@@ -689,6 +885,48 @@ pub fn write_splits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Parquet bytes of `TableWriter` (columns compressed in parallel) are those of polars'
+    /// batched writer with the same options, a row group per batch: numbers with and without
+    /// missing values, text, booleans, dates, an empty batch skipped.
+    #[test]
+    fn table_writer_writes_polars_parquet_bytes() {
+        let n = 70_000usize;
+        let frame = |from: usize, rows: usize| {
+            let r = from..from + rows;
+            df!(
+                "f32" => r.clone().map(|i| (i % 97) as f32 * 0.5).collect::<Vec<_>>(),
+                "f64_missing" => r.clone().map(|i| (i % 7 != 0).then_some(i as f64 / 3.0)).collect::<Vec<_>>(),
+                "i64" => r.clone().map(|i| i as i64 * 31 % 1000).collect::<Vec<_>>(),
+                "text" => r.clone().map(|i| format!("v{}", i % 13)).collect::<Vec<_>>(),
+                "flag" => r.clone().map(|i| i % 3 == 0).collect::<Vec<_>>(),
+            )
+            .unwrap()
+        };
+        let batches = [frame(0, n), frame(n, 0), frame(n, 1234), frame(n + 1234, n)];
+        let mut ours = Vec::new();
+        let mut w = TableWriter::new(&mut ours, ExportFormat::Parquet).unwrap();
+        for b in &batches {
+            w.write(&mut b.clone()).unwrap();
+        }
+        w.finish().unwrap();
+        let mut theirs = Vec::new();
+        let mut w = ParquetWriter::new(&mut theirs)
+            .with_compression(ParquetCompression::Zstd(None))
+            .batched(batches[0].schema())
+            .unwrap();
+        for b in &batches {
+            if b.height() > 0 {
+                w.write_batch(b).unwrap();
+            }
+        }
+        w.finish().unwrap();
+        assert!(ours == theirs, "{} vs {} bytes", ours.len(), theirs.len());
+        let back = ParquetReader::new(std::io::Cursor::new(ours))
+            .finish()
+            .unwrap();
+        assert_eq!(back.height(), 2 * n + 1234);
+    }
 
     #[test]
     fn npy_header_is_aligned_and_round_trips() {

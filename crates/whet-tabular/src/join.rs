@@ -368,8 +368,12 @@ fn left_join_unique_int(
     let matched =
         BooleanChunked::from_iter_values(PlSmallStr::EMPTY, idx.iter().map(|&i| i != NO_ROW));
     let unmatched = idx.len() - matched.sum().unwrap_or(0) as usize;
-    // Unmatched rows gather a null (their index is masked out, never read).
-    let valid = matched.downcast_iter().next().map(|a| a.values().clone());
+    // Unmatched rows gather a null (their index is masked out, never read); when every row
+    // matched, the indices have no mask (a gather without one copies value by value, not
+    // checking each index's bit).
+    let valid = (unmatched > 0)
+        .then(|| matched.downcast_iter().next().map(|a| a.values().clone()))
+        .flatten();
     let arr = IdxCa::from_vec(PlSmallStr::EMPTY, idx)
         .downcast_into_iter()
         .next()

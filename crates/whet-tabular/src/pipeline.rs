@@ -598,6 +598,81 @@ pub(crate) fn feature_columns(df: &DataFrame) -> (Vec<String>, Vec<String>) {
 
 const BLOCK: usize = 2048;
 
+/// The columns of `features` in `df` as `f32`, each in one piece: the values of
+/// [`to_matrix`]'s matrix, column by column (what a table export writes).
+///
+/// # Errors
+/// [`Error::ColumnNotFound`] for an absent feature, [`Error::NonFinite`] for a missing or
+/// non-finite value (naming the column, the last stage and the split), [`Error::Budget`] when
+/// the columns do not fit in the memory budget.
+pub fn feature_columns_f32(
+    df: &DataFrame,
+    features: &[String],
+    stage: &str,
+    split: &str,
+) -> Result<Vec<Float32Chunked>> {
+    let n = df.height();
+    whet_core::budget::check(
+        format!(
+            "the {split} feature columns ({n} rows x {} features as f32)",
+            features.len()
+        ),
+        whet_core::budget::product(&[n as u64, features.len() as u64, 4]),
+        "data.tables.*.limit, or the steps that add columns (encode.one_hot)",
+    )?;
+    f32_columns(df, features, stage, split)
+}
+
+/// [`feature_columns_f32`] without its budget check (the caller's covers the columns).
+fn f32_columns(
+    df: &DataFrame,
+    features: &[String],
+    stage: &str,
+    split: &str,
+) -> Result<Vec<Float32Chunked>> {
+    let mut cols: Vec<Float32Chunked> = Vec::with_capacity(features.len());
+    for f in features {
+        let Ok(c) = df.column(f) else {
+            return Err(crate::stage::not_found(
+                df,
+                f,
+                &format!("features ({split})"),
+            ));
+        };
+        if c.null_count() > 0 {
+            return Err(Error::NonFinite {
+                column: f.clone(),
+                stage: stage.into(),
+                split: split.into(),
+                count: c.null_count(),
+                what: "missing",
+            });
+        }
+        let s = c
+            .as_materialized_series()
+            .cast(&DataType::Float32)?
+            .rechunk();
+        let s = s.f32()?;
+        let bad = s
+            .cont_slice()
+            .expect("rechunked, no nulls")
+            .iter()
+            .filter(|v| !v.is_finite())
+            .count();
+        if bad > 0 {
+            return Err(Error::NonFinite {
+                column: f.clone(),
+                stage: stage.into(),
+                split: split.into(),
+                count: bad,
+                what: "non-finite",
+            });
+        }
+        cols.push(s.clone());
+    }
+    Ok(cols)
+}
+
 /// Builds the row-major feature matrix of `features` from `df`.
 ///
 /// # Errors
@@ -623,46 +698,11 @@ pub fn to_matrix(
         whet_core::budget::product(&[n as u64, features.len() as u64, 4, 2]),
         "data.tables.*.limit, or the steps that add columns (encode.one_hot)",
     )?;
-    let mut cols: Vec<Float32Chunked> = Vec::with_capacity(features.len());
-    for f in features {
-        let Ok(c) = df.column(f) else {
-            return Err(crate::stage::not_found(
-                df,
-                f,
-                &format!("features ({split})"),
-            ));
-        };
-        if c.null_count() > 0 {
-            return Err(Error::NonFinite {
-                column: f.clone(),
-                stage: stage.into(),
-                split: split.into(),
-                count: c.null_count(),
-                what: "missing",
-            });
-        }
-        let s = c
-            .as_materialized_series()
-            .cast(&DataType::Float32)?
-            .rechunk();
-        cols.push(s.f32()?.clone());
-    }
+    let cols = f32_columns(df, features, stage, split)?;
     let slices: Vec<&[f32]> = cols
         .iter()
         .map(|c| c.cont_slice().expect("rechunked, no nulls"))
         .collect();
-    for (f, s) in features.iter().zip(&slices) {
-        let bad = s.iter().filter(|v| !v.is_finite()).count();
-        if bad > 0 {
-            return Err(Error::NonFinite {
-                column: f.clone(),
-                stage: stage.into(),
-                split: split.into(),
-                count: bad,
-                what: "non-finite",
-            });
-        }
-    }
     let d = features.len();
     let mut x = Array2::<f32>::zeros((n, d));
     // Row blocks keep the strided writes of one block in cache.

@@ -15,7 +15,7 @@ use crate::export::Manifest;
 use crate::load::{TableFormat, TableSpec};
 use crate::pipeline::{PrepareReport, StepConfig, Transformed, emptied, pre_step, step_err};
 use crate::stage::{FittedStage, FittedStep, names};
-use crate::stream::{Chunks, batch_refusal, for_each_batch, parquet_rows, table_bytes};
+use crate::stream::{Chunks, batch_refusal, for_each_batch, parquet_rows, row_groups, table_bytes};
 use crate::target::{all_missing, extract_target};
 
 /// A manifest's steps replayed on the main table's rows, batch by batch: the pre-split steps
@@ -335,11 +335,11 @@ impl<'a> NewData<'a> {
                 if rows == 0 {
                     return Err(Error::EmptyTable { path: path.clone() }.into());
                 }
-                let chunks = Chunks::new(rows, bytes, budget);
+                let chunks = Chunks::new(&row_groups(&self.spec)?, rows, bytes, budget);
                 progress.begin("replay steps (streamed)", Some(rows));
                 // An error of `each` stops the reading; it is returned as it is.
                 let mut failed: Option<E> = None;
-                let read = for_each_batch(&self.spec, &[], chunks, |df| {
+                let read = for_each_batch(&self.spec, &[], &chunks, |df| {
                     let n = df.height() as u64;
                     let first = df
                         .column(crate::rows::SOURCE_ROW)?

@@ -136,35 +136,105 @@ pub(crate) fn parquet_rows(spec: &TableSpec) -> Result<(u64, Arc<ArrowSchema>)> 
     Ok((rows, reader.schema().map_err(read_err)?))
 }
 
-/// How a pass reads the main table: one plan per `chunk` rows, one after the other. polars'
-/// streaming engine reads ahead of a slow consumer (its joins buffer what they produced), so a
-/// plan over the whole table would hold a part of it that grows with the table; a plan over a
-/// chunk holds at most the chunk.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The rows of each row group of the Parquet table `spec`, from its footer.
+pub(crate) fn row_groups(spec: &TableSpec) -> Result<Vec<u64>> {
+    let file = std::fs::File::open(&spec.path).map_err(|source| Error::Io {
+        path: spec.path.clone(),
+        source,
+    })?;
+    let mut reader = ParquetReader::new(file);
+    let meta = reader.get_metadata().map_err(|source| Error::ReadTable {
+        path: spec.path.clone(),
+        source,
+    })?;
+    Ok(meta
+        .row_groups
+        .iter()
+        .map(|g| g.num_rows() as u64)
+        .collect())
+}
+
+/// How a pass reads the main table: one plan per chunk of rows, one after the other. polars'
+/// streaming engine reads ahead of a slow consumer (it fetches up to sixteen row groups ahead),
+/// so a plan over the whole table would hold a part of it that grows with the table; a plan
+/// over a chunk holds at most the chunk.
+///
+/// Chunks follow the file's row groups: whole row groups, as many as an eighth of the budget
+/// holds, or a row group larger than that cut in equal slices. A slice of a row group costs
+/// nearly the decoding of the whole group, so chunks that cut row groups needlessly read the
+/// table several times over.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Chunks {
-    /// Rows of the main table (at most its `limit`).
-    rows: u64,
-    /// Rows per plan: a multiple of [`BATCH_ROWS`].
-    chunk: u64,
+    /// The first row and the rows of each chunk, in order, covering the table's rows.
+    ranges: Vec<(u64, u64)>,
 }
 
 impl Chunks {
-    /// Chunks of about a sixteenth of `budget`, at the table's estimated bytes per row
-    /// (`bytes` for `rows`), between one batch and sixteen.
-    pub(crate) fn new(rows: u64, bytes: u64, budget: u64) -> Self {
+    /// The chunks of a table of `rows` rows (at most its `limit`) in row groups of `groups`
+    /// rows, taking `bytes` in memory, under `budget`.
+    pub(crate) fn new(groups: &[u64], rows: u64, bytes: u64, budget: u64) -> Self {
         let per_row = (bytes / rows.max(1)).max(1);
-        let batches = (budget / 16 / per_row / BATCH_ROWS as u64).clamp(1, 16);
+        let most = (budget / 8 / per_row).max(BATCH_ROWS as u64);
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let mut start = 0;
+        for &g in groups {
+            let g = g.min(rows - start);
+            if g == 0 {
+                break;
+            }
+            if g > most {
+                // Equal slices of the group, each within the chunk size.
+                let parts = g.div_ceil(most);
+                let len = g.div_ceil(parts);
+                let mut s = start;
+                while s < start + g {
+                    let n = len.min(start + g - s);
+                    ranges.push((s, n));
+                    s += n;
+                }
+            } else {
+                match ranges.last_mut() {
+                    // Whole groups join the chunk before while it holds them.
+                    Some((s, n)) if *s + *n == start && *n + g <= most => *n += g,
+                    _ => ranges.push((start, g)),
+                }
+            }
+            start += g;
+        }
+        if start < rows {
+            // Rows the footer's groups do not account for (not in a valid file): one more
+            // chunk, so that every row is read.
+            ranges.push((start, rows - start));
+        }
+        Chunks { ranges }
+    }
+
+    /// Chunks of `chunk` rows each (the last one shorter).
+    #[cfg(test)]
+    pub(crate) fn even(rows: u64, chunk: u64) -> Self {
         Chunks {
-            rows,
-            chunk: batches * BATCH_ROWS as u64,
+            ranges: (0..rows)
+                .step_by(chunk as usize)
+                .map(|start| (start, chunk.min(rows - start)))
+                .collect(),
         }
     }
 
     /// The first row and the rows of each chunk.
-    fn ranges(self) -> impl Iterator<Item = (u64, u64)> {
-        (0..self.rows)
-            .step_by(self.chunk as usize)
-            .map(move |start| (start, self.chunk.min(self.rows - start)))
+    fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().copied()
+    }
+
+    /// The chunk that holds row `row`.
+    fn holding(&self, row: u64) -> Option<(u64, u64)> {
+        let i = self.ranges.partition_point(|&(s, _)| s <= row);
+        let (s, n) = *self.ranges.get(i.checked_sub(1)?)?;
+        (row < s + n).then_some((s, n))
+    }
+
+    /// Rows of the largest chunk.
+    fn largest(&self) -> u64 {
+        self.ranges.iter().map(|&(_, n)| n).max().unwrap_or(0)
     }
 }
 
@@ -446,12 +516,21 @@ impl<'a> Pipe<'a> {
             idx[1].clear();
             idx[2].clear();
         }
-        let take = |v: &[IdxSize]| -> Result<DataFrame> {
-            let part = df.take(&IdxCa::from_vec("idx".into(), v.to_vec()))?;
-            crate::rows::drop_ids(part, &self.cfg.data.id)
+        // Each split's rows by a mask, in order: a filter copies runs of rows (and their
+        // missing-value bits) where a gather of these ascending rows goes value by value.
+        let df = crate::rows::drop_ids(df, &self.cfg.data.id)?;
+        let take = |k: usize| -> Result<DataFrame> {
+            if idx[k].is_empty() {
+                return Ok(df.clear());
+            }
+            if idx[k].len() == to.len() {
+                return Ok(df.clone());
+            }
+            let mask: BooleanChunked = to.iter().map(|&s| Some(s as usize == k)).collect();
+            Ok(df.filter(&mask)?)
         };
         Ok(Some(Parts {
-            frames: [take(&idx[0])?, take(&idx[1])?, take(&idx[2])?],
+            frames: [take(0)?, take(1)?, take(2)?],
             targets: [
                 target.take(&idx[0]),
                 target.take(&idx[1]),
@@ -525,40 +604,63 @@ fn plan(spec: &TableSpec, lazy: &[StepConfig], (start, len): (u64, u64)) -> Resu
 
 /// Runs the [`plan`] of each of `chunks` of the table `spec` (`lazy`: the steps inside the plan)
 /// on the streaming engine and hands the batches, in row order, to `each`; returns how many
-/// there were.
+/// there were. The plans run one after the other on a thread of their own, a chunk of batches
+/// ahead of `each` at most (so the next chunk is being read while the batches of one are
+/// used); an error from `each` stops them.
 pub(crate) fn for_each_batch(
     spec: &TableSpec,
     lazy: &[StepConfig],
-    chunks: Chunks,
+    chunks: &Chunks,
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<usize> {
-    let mut batches = 0;
-    for range in chunks.ranges() {
-        batches += for_each_plan_batch(plan(spec, lazy, range)?, &spec.path, &mut each)?;
-    }
-    Ok(batches)
-}
-
-/// Runs `lf` on the streaming engine and hands its batches, in row order, to `each`. The plan
-/// runs on its own thread, two batches ahead at most; an error from `each` stops it.
-fn for_each_plan_batch(
-    lf: LazyFrame,
-    path: &Path,
-    mut each: impl FnMut(DataFrame) -> Result<()>,
-) -> Result<usize> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
-    // `true` stops the plan: the receiver is gone after an error.
-    let callback = PlanCallback::new(move |df: DataFrame| Ok(tx.send(df).is_err()));
-    let lf = lf.sink_batches(callback, true, NonZeroUsize::new(BATCH_ROWS))?;
+    let ahead = (chunks.largest().div_ceil(BATCH_ROWS as u64) as usize).max(2);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(ahead);
+    let path = &spec.path;
     let read_err = |source| Error::ReadTable {
-        path: path.to_path_buf(),
+        path: path.clone(),
         source,
     };
     std::thread::scope(|s| {
-        let engine = s.spawn(move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                lf.collect_with_engine(Engine::Streaming).map(|_| ())
-            }))
+        let engine = s.spawn(move || -> Result<()> {
+            let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for range in chunks.ranges() {
+                let (tx, stop) = (tx.clone(), stopped.clone());
+                // `true` stops the plan: the receiver is gone after an error.
+                let callback = PlanCallback::new(move |df: DataFrame| {
+                    let gone = tx.send(df).is_err();
+                    if gone {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(gone)
+                });
+                let lf = plan(spec, lazy, range)?.sink_batches(
+                    callback,
+                    true,
+                    NonZeroUsize::new(BATCH_ROWS),
+                )?;
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    lf.collect_with_engine(Engine::Streaming).map(|_| ())
+                }));
+                match ran {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(read_err(e)),
+                    Err(p) => {
+                        return Err(Error::CorruptTable {
+                            path: path.clone(),
+                            format: "Parquet ",
+                            detail: p
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| p.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "a panic in polars' streaming engine".into()),
+                        });
+                    }
+                }
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Ok(())
         });
         let mut batches = 0;
         let mut failed = None;
@@ -575,16 +677,12 @@ fn for_each_plan_batch(
             return Err(e);
         }
         match ran {
-            Ok(Ok(Ok(()))) => Ok(batches),
-            Ok(Ok(Err(e))) => Err(read_err(e)),
-            Ok(Err(p)) | Err(p) => Err(Error::CorruptTable {
-                path: path.to_path_buf(),
+            Ok(Ok(())) => Ok(batches),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::CorruptTable {
+                path: path.clone(),
                 format: "Parquet ",
-                detail: p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic in polars' streaming engine".into()),
+                detail: "a panic while reading".into(),
             }),
         }
     })
@@ -656,11 +754,13 @@ pub fn prepare_streamed(
         std::time::Instant::now()
     };
     let chunks = Chunks::new(
-        parquet_rows(&cfg.data.tables[&main])?.0,
+        &row_groups(main_spec)?,
+        parquet_rows(main_spec)?.0,
         table_bytes,
         budget,
     );
-    stream.chunk_rows = chunks.chunk;
+    stream.chunk_rows = chunks.largest();
+    let chunks = &chunks;
 
     // 1. The classes of a classification target: the distinct labels, checked as in memory.
     if let TargetKind::Classification { .. } = kind {
@@ -823,7 +923,6 @@ pub fn prepare_streamed(
                 check_finite(&frame, step.key(), SPLITS[k]).map_err(step_err(i, step))?;
             }
             let (names, _) = features.get_or_insert_with(|| feature_columns(&frame));
-            let x = crate::pipeline::to_matrix(&frame, names, &last_stage, SPLITS[k])?;
             let y = target.matrix();
             target_dim = y.ncols();
             classes.clone_from(&target.classes);
@@ -832,17 +931,16 @@ pub fn prepare_streamed(
             ys[k].extend(y.iter());
             if let Destination::Export(w) = &mut to {
                 let (ids, keep) = (&cfg.data.id, w.keep());
-                let start = first - first % chunks.chunk as IdxSize;
+                let range = chunks.holding(u64::from(first)).ok_or_else(|| {
+                    Error::Config(format!("row {first} of the main table is in no chunk read"))
+                })?;
+                let start = range.0 as IdxSize;
                 if raw.as_ref().is_none_or(|(s, _)| *s != start) {
                     let cols: Vec<String> = ids
                         .iter()
                         .chain(keep.iter().filter(|c| !ids.contains(c)))
                         .cloned()
                         .collect();
-                    let range = (
-                        u64::from(start),
-                        chunks.chunk.min(chunks.rows - u64::from(start)),
-                    );
                     let df = if cols.is_empty() {
                         DataFrame::empty()
                     } else {
@@ -861,10 +959,14 @@ pub fn prepare_streamed(
                     keep,
                     &cfg.data.tables[&main].path,
                 )?;
-                w.push(k, &x, &y, names, &ids)?;
+                // The export writes columns: no matrix.
+                let x =
+                    crate::pipeline::feature_columns_f32(&frame, names, &last_stage, SPLITS[k])?;
+                w.push(k, x, &y, names, &ids)?;
                 budget_check(&ys)?;
                 continue;
             }
+            let x = crate::pipeline::to_matrix(&frame, names, &last_stage, SPLITS[k])?;
             if let Some(w) = &mut writers[k] {
                 w.push(&x, &y)?;
                 continue;
@@ -1055,10 +1157,10 @@ pub(crate) mod tests {
     use crate::join::JoinConfig;
     use std::path::PathBuf;
 
-    /// The batches of `lf`, end to end.
-    fn batches(lf: LazyFrame, path: &Path) -> DataFrame {
+    /// The batches of the plan of `spec` over its `rows` rows, end to end.
+    fn batches(spec: &TableSpec, lazy: &[StepConfig], rows: u64) -> DataFrame {
         let mut all: Option<DataFrame> = None;
-        for_each_plan_batch(lf, path, |df| {
+        for_each_batch(spec, lazy, &Chunks::even(rows, rows), |df| {
             match &mut all {
                 Some(a) => {
                     a.vstack_mut_owned(df)?;
@@ -1116,6 +1218,58 @@ pub(crate) mod tests {
     }
 
     /// A join made batch by batch through one [`crate::join::RightSide`] gives the frame
+    /// Chunks follow the row groups: whole groups as long as an eighth of the budget holds
+    /// them, a larger group cut in equal slices, the `limit` cutting the last; every row in one
+    /// chunk, in order.
+    #[test]
+    fn chunks_follow_the_row_groups() {
+        const M: u64 = 1_000_000;
+        // 10 groups of a million rows, 100 bytes a row (100 MB a group).
+        let groups = [M; 10];
+        let (rows, bytes) = (10 * M, 1_000 * M);
+        let whole = |c: &Chunks| c.ranges().collect::<Vec<_>>();
+        // An eighth of 2 GB is 2.5 groups: two groups a chunk.
+        let c = Chunks::new(&groups, rows, bytes, 2_000 * M);
+        assert_eq!(
+            whole(&c),
+            (0..5).map(|i| (2 * i * M, 2 * M)).collect::<Vec<_>>()
+        );
+        // An eighth of 800 MB is one group.
+        let c = Chunks::new(&groups, rows, bytes, 800 * M);
+        assert_eq!(whole(&c), (0..10).map(|i| (i * M, M)).collect::<Vec<_>>());
+        // An eighth of 300 MB is 375,000 rows: each group in three slices.
+        let c = Chunks::new(&groups, rows, bytes, 300 * M);
+        assert_eq!(c.ranges.len(), 30);
+        assert_eq!(
+            &whole(&c)[..3],
+            [(0, 333_334), (333_334, 333_334), (666_668, 333_332)]
+        );
+        assert_eq!(c.largest(), 333_334);
+        // A limit of 2.5 million rows: the third group cut short.
+        let c = Chunks::new(&groups, 2_500_000, bytes / 4, 800 * M);
+        assert_eq!(whole(&c), [(0, M), (M, M), (2 * M, 500_000)]);
+        // A tiny budget: slices of one batch at least.
+        let c = Chunks::new(&groups, rows, bytes, 1);
+        assert_eq!(c.ranges.len(), 160);
+        assert_eq!(c.largest(), 62_500);
+        // Uneven groups: every row once, in order, and `holding` finds each chunk.
+        let groups = [300_000, 5, 2_000_000, 70_000, 70_000, 70_000, 1];
+        let rows = groups.iter().sum::<u64>();
+        for budget in [1, 100 * M, 800 * M, 10_000 * M] {
+            let c = Chunks::new(&groups, rows, rows * 100, budget);
+            let mut next = 0;
+            for (s, n) in c.ranges() {
+                assert_eq!(s, next, "{budget}: {:?}", c.ranges);
+                assert!(n > 0);
+                assert_eq!(c.holding(s), Some((s, n)));
+                assert_eq!(c.holding(s + n - 1), Some((s, n)));
+                next = s + n;
+            }
+            assert_eq!(next, rows);
+            assert_eq!(c.holding(rows), None);
+        }
+    }
+
     /// `join` gives in memory, and the same report summed (rows, columns, values to the bit), on
     /// the shipped flights and weather (two keys: polars' join) and planes (one text key).
     #[test]
@@ -1184,7 +1338,8 @@ pub(crate) mod tests {
         // The whole preparation both ways: the same fitted steps and arrays.
         let whole =
             crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
-        // A budget that reads the table in plans of one batch, and keeps the rows in memory.
+        // A budget that reads the table's one row group in four plans (of two batches), and
+        // keeps the rows in memory.
         let spec = &cfg.data.tables["flights"];
         let streamed = prepare_streamed(
             &cfg,
@@ -1196,8 +1351,8 @@ pub(crate) mod tests {
         )
         .unwrap();
         let report = streamed.report.streamed.as_ref().unwrap();
-        assert_eq!(report.chunk_rows, BATCH_ROWS as u64);
-        assert_eq!(report.batches, 6);
+        assert_eq!(report.chunk_rows, 84_194);
+        assert_eq!(report.batches, 8);
         assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
         assert_eq!(whole.train, streamed.train);
         assert_eq!(whole.validation, streamed.validation);
@@ -1213,11 +1368,11 @@ pub(crate) mod tests {
         let mut pipe = Pipe::new(&cfg, 5, cfg.data.target.kind().unwrap(), &tables);
         let rows = memory.height() as u64;
         let lazy = &cfg.steps[..lazy_prefix(&cfg)];
-        let whole = batches(plan(spec, lazy, (0, rows)).unwrap(), &path);
+        let whole = batches(spec, lazy, rows);
         same_frame(&memory, &pipe.pre(whole).unwrap());
         for chunk in [BATCH_ROWS as u64, 2 * BATCH_ROWS as u64] {
             let mut all: Option<DataFrame> = None;
-            let n = for_each_batch(spec, lazy, Chunks { rows, chunk }, |df| {
+            let n = for_each_batch(spec, lazy, &Chunks::even(rows, chunk), |df| {
                 assert!(df.height() <= BATCH_ROWS);
                 let df = pipe.pre(df)?;
                 match &mut all {
