@@ -890,6 +890,14 @@ pub fn prepare_streamed(
         )
     };
     let mut ys: [Vec<f32>; 3] = Default::default();
+    // Rows of each split, the first target row and whether another differs from it (a
+    // classifier needs two classes): counted as the rows pass, so that an export holds no
+    // targets (only the training ones, when a regression target is scaled on them).
+    let mut counts = [0usize; 3];
+    let mut first_target: Option<Vec<f32>> = None;
+    let mut varied = false;
+    let exporting = matches!(to, Destination::Export(_));
+    let keep_targets = |k: usize| !exporting || (k == 0 && cfg.data.target.scales());
     // Past half the budget every split's rows continue on disk.
     let mut writers: [Option<RowShardWriter>; 3] = Default::default();
     let mut idx = SplitIndices::default();
@@ -926,9 +934,24 @@ pub fn prepare_streamed(
             let y = target.matrix();
             target_dim = y.ncols();
             classes.clone_from(&target.classes);
-            // The training targets stay in memory (class counts, the target's scale) even when
-            // the rows go to disk.
-            ys[k].extend(y.iter());
+            counts[k] += y.nrows();
+            if !varied {
+                for row in y.rows() {
+                    match &first_target {
+                        None => first_target = Some(row.to_vec()),
+                        Some(f) if !f.iter().eq(row.iter()) => {
+                            varied = true;
+                            break;
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            // The targets stay in memory (the trainer's, the target's scale) even when the
+            // rows go to disk; an export keeps only those the target's scale is fitted on.
+            if keep_targets(k) {
+                ys[k].extend(y.iter());
+            }
             if let Destination::Export(w) = &mut to {
                 let (ids, keep) = (&cfg.data.id, w.keep());
                 let range = chunks.holding(u64::from(first)).ok_or_else(|| {
@@ -1053,7 +1076,6 @@ pub fn prepare_streamed(
             .each_ref()
             .map(|s| s.as_ref().map_or(0, |s| s.files().len()))
     });
-    let counts = ys.each_ref().map(|y| y.len() / target_dim.max(1));
     let arrays: Vec<SplitArrays> = xs
         .into_iter()
         .zip(ys)
@@ -1086,11 +1108,8 @@ pub fn prepare_streamed(
         .push(("stream".into(), t0.elapsed().as_secs_f64()));
     let target_scale = fit_target_scale(cfg, &kind, arrays[0].y.as_slice().unwrap_or(&[]))?;
     if !matches!(kind, TargetKind::Regression { .. }) {
-        // A row unlike the first (without collecting the rows: a set built from an iterator
-        // holds every item before it sorts them).
-        let mut rows = arrays.iter().flat_map(|a| a.y.rows());
-        let first = rows.next();
-        if !first.is_some_and(|f| rows.any(|r| r != f)) {
+        // A row unlike the first, found as the rows passed.
+        if !varied {
             return Err(Error::Target(format!(
                 "column `{}` has a single class in {} rows: a classifier needs at least two",
                 kind.column(),
@@ -1218,6 +1237,42 @@ pub(crate) mod tests {
     }
 
     /// A join made batch by batch through one [`crate::join::RightSide`] gives the frame
+    /// A streamed export counts each split's rows and finds a second class as the rows pass
+    /// (it keeps no targets): the in-memory preparation's counts, and the single-class refusal
+    /// for a threshold no row reaches.
+    #[test]
+    fn a_streamed_export_counts_rows_and_classes_as_they_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, cfg) = flights_run(
+            dir.path(),
+            r#"{ "impute": { "numeric": "mean", "categorical": "mode" } }"#,
+        );
+        let whole =
+            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        let export = |cfg: &TabularConfig, name: &str| {
+            let out = dir.path().join(name);
+            std::fs::create_dir(&out).unwrap();
+            let mut w = SplitWriters::new(&out, crate::ExportFormat::Parquet, &[]).unwrap();
+            let spec = &cfg.data.tables["flights"];
+            prepare_streamed(
+                cfg,
+                5,
+                table_bytes(spec).unwrap(),
+                200_000_000,
+                Destination::Export(&mut w),
+                &whet_core::progress::NoProgress,
+            )
+        };
+        let streamed = export(&cfg, "out").unwrap();
+        assert_eq!(streamed.report.rows, whole.report.rows);
+        assert_eq!(streamed.train.len(), 0, "an export holds no rows");
+        let mut v = serde_json::to_value(&cfg).unwrap();
+        v["data"]["target"]["threshold"] = serde_json::json!(1e9);
+        let one_class: TabularConfig = serde_json::from_value(v).unwrap();
+        let err = export(&one_class, "one").unwrap_err().to_string();
+        assert!(err.contains("single class"), "{err}");
+    }
+
     /// Chunks follow the row groups: whole groups as long as an eighth of the budget holds
     /// them, a larger group cut in equal slices, the `limit` cutting the last; every row in one
     /// chunk, in order.
