@@ -621,6 +621,9 @@ pub(crate) fn for_each_batch(
         source,
     };
     std::thread::scope(|s| {
+        // The receiver lives in the scope: should `each` panic, it is dropped while unwinding,
+        // so a reading thread blocked on a full channel stops before the scope waits for it.
+        let rx = rx;
         let engine = s.spawn(move || -> Result<()> {
             let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
             for range in chunks.ranges() {
@@ -1271,6 +1274,28 @@ pub(crate) mod tests {
         let one_class: TabularConfig = serde_json::from_value(v).unwrap();
         let err = export(&one_class, "one").unwrap_err().to_string();
         assert!(err.contains("single class"), "{err}");
+    }
+
+    /// A consumer that panics at the first batch ends the reading (the reading thread, blocked
+    /// on a full channel, sees the receiver gone) and the panic comes back: no hang.
+    #[test]
+    fn a_panicking_consumer_stops_the_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, cfg) = flights_run(dir.path(), "");
+        let spec = cfg.data.tables["flights"].clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Plans of one batch each: the channel holds two, the reader blocks on the third.
+            let chunks = Chunks::even(336_776, BATCH_ROWS as u64);
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for_each_batch(&spec, &[], &chunks, |_| panic!("consumer"))
+            }));
+            done.send(ran.is_err()).unwrap();
+        });
+        let panicked = finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("for_each_batch returned after the consumer panicked");
+        assert!(panicked);
     }
 
     /// Chunks follow the row groups: whole groups as long as an eighth of the budget holds
