@@ -113,7 +113,7 @@ pub struct Cli {
     /// Worker threads, 1 to 1024 (default: all cores). Results do not depend on it.
     #[arg(long, global = true, value_parser = parse_threads)]
     pub threads: Option<usize>,
-    /// Memory budget, e.g. `8GiB`, `500MB` (default: 80 % of the physical memory or of the
+    /// Memory budget, e.g. `8GiB`, `500MB` (default: 60 % of the physical memory or of the
     /// cgroup limit, or half of `ulimit -v`, whichever is smallest). Work whose estimate is
     /// larger is refused before it allocates.
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_memory)]

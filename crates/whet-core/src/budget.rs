@@ -26,7 +26,7 @@ use std::fmt;
 use std::sync::{OnceLock, RwLock};
 
 /// Fraction of the physical memory (or the cgroup limit) the default budget allows.
-pub const PHYSICAL_FRACTION: f64 = 0.8;
+pub const PHYSICAL_FRACTION: f64 = 0.6;
 /// Fraction of the address-space limit (`ulimit -v`) the default budget allows: the rest is for
 /// the program, its thread stacks and the allocator's arenas, which count against that limit
 /// without being data.
@@ -56,8 +56,8 @@ impl fmt::Display for BudgetSource {
         f.write_str(match self {
             BudgetSource::Option => "set with --max-memory",
             BudgetSource::RunFile => "set with `memory:` in the run file",
-            BudgetSource::Physical => "80 % of the physical memory",
-            BudgetSource::Cgroup => "80 % of the cgroup memory limit",
+            BudgetSource::Physical => "60 % of the physical memory",
+            BudgetSource::Cgroup => "60 % of the cgroup memory limit",
             BudgetSource::AddressSpace => "half of the address-space limit `ulimit -v`",
             BudgetSource::Fallback => "the default when the machine's memory cannot be read",
         })
@@ -412,11 +412,11 @@ mod tests {
     fn default_is_the_smallest_of_physical_cgroup_and_address_space() {
         let phys = Budget::from_texts(Some(MEMINFO), Some("max\n"), Some(LIMITS_UNLIMITED));
         assert_eq!(phys.source(), BudgetSource::Physical);
-        assert_eq!(phys.bytes(), (16_384_000u64 * 1024) * 4 / 5);
+        assert_eq!(phys.bytes(), 10_066_329_600); // 60 % of 16,384,000 KiB
         let cg = Budget::from_texts(Some(MEMINFO), Some("1073741824\n"), Some(LIMITS_UNLIMITED));
         assert_eq!(
             (cg.source(), cg.bytes()),
-            (BudgetSource::Cgroup, 858_993_459)
+            (BudgetSource::Cgroup, 644_245_094)
         );
         // cgroup v1 "unlimited"
         let v1 = Budget::from_texts(Some(MEMINFO), Some("9223372036854771712"), None);

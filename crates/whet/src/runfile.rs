@@ -32,7 +32,7 @@ pub struct RunFile {
     /// The memory budget of the commands that read this file, e.g. `memory: 8GiB` or
     /// `memory: 500MB`: work whose estimate is larger is refused before it allocates, and a
     /// main table larger than it streams (see the README's "Tables larger than memory").
-    /// `--max-memory` wins when both are given. Default: 80 % of the physical memory or of
+    /// `--max-memory` wins when both are given. Default: 60 % of the physical memory or of
     /// the cgroup limit, or half of `ulimit -v`, whichever is smallest. Not part of a run's
     /// identity: an ablation cell's hash leaves it out.
     #[serde(default)]
