@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub(crate) mod csvchunks;
+
 /// A column type that can be forced on a CSV column instead of the inferred one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -631,7 +633,7 @@ fn load_table_unguarded(spec: &TableSpec) -> Result<(DataFrame, LoadReport)> {
             };
             let bytes = decode_text(path, bytes, spec.encoding)?;
             warnings.extend(duplicate_header_warnings(path, &bytes, Dialect::of(spec)));
-            read_csv_bytes(path, bytes, spec)?
+            read_csv_bytes(path, bytes, spec, None)?
         }
     };
     if format != TableFormat::Parquet {
@@ -732,7 +734,7 @@ pub fn scan_head(spec: &TableSpec, rows: usize) -> Result<DataFrame> {
                 head.truncate(end + 1);
             }
             let head = decode_text(path, head, spec.encoding)?;
-            read_csv_bytes(path, head, &head_spec)?.0
+            read_csv_bytes(path, head, &head_spec, None)?.0
         }
     };
     Ok(df)
@@ -771,41 +773,99 @@ fn duplicate_header_warnings(path: &Path, bytes: &[u8], d: Dialect) -> Vec<Strin
 /// turns a numeric column into text, which is then not used as a feature. Names the column,
 /// the first such cell and its line.
 fn text_column_warnings(path: &Path, df: &DataFrame, spec: &TableSpec) -> Vec<String> {
-    let mut out = Vec::new();
-    for c in df.columns() {
-        if c.dtype() != &DataType::String || spec.types.contains_key(c.name().as_str()) {
-            continue;
-        }
-        let Ok(ca) = c.str() else { continue };
-        let (mut numbers, mut others, mut first) = (0usize, 0usize, None);
-        for (row, v) in ca.iter().enumerate() {
-            let Some(v) = v else { continue };
-            if v.trim().parse::<f64>().is_ok() {
-                numbers += 1;
-            } else {
-                others += 1;
-                if first.is_none() {
-                    first = Some((row, v.to_string()));
+    let mut counts = TextCounts::default();
+    counts.add(df, spec, 0);
+    counts.warnings(path)
+}
+
+/// The values of each text column of a table that are numbers and that are not, counted part
+/// by part ([`TextCounts::add`]), for [`text_column_warnings`].
+#[derive(Debug, Default)]
+pub(crate) struct TextCounts {
+    /// Per text column, in the table's order.
+    columns: Vec<TextCount>,
+}
+
+/// The counts of one text column ([`TextCounts`]).
+#[derive(Debug)]
+struct TextCount {
+    name: String,
+    /// Values that are numbers.
+    numbers: usize,
+    /// Values that are not.
+    others: usize,
+    /// The first value that is not a number: its data row (0-based) and the value.
+    first: Option<(usize, String)>,
+}
+
+impl TextCounts {
+    /// Counts the text columns of `df` (not those `spec.types` declares), whose first row is
+    /// the table's data row `first_row` (0-based).
+    pub(crate) fn add(&mut self, df: &DataFrame, spec: &TableSpec, first_row: usize) {
+        for c in df.columns() {
+            if c.dtype() != &DataType::String || spec.types.contains_key(c.name().as_str()) {
+                continue;
+            }
+            let Ok(ca) = c.str() else { continue };
+            let i = match self
+                .columns
+                .iter()
+                .position(|e| e.name == c.name().as_str())
+            {
+                Some(i) => i,
+                None => {
+                    self.columns.push(TextCount {
+                        name: c.name().to_string(),
+                        numbers: 0,
+                        others: 0,
+                        first: None,
+                    });
+                    self.columns.len() - 1
+                }
+            };
+            let count = &mut self.columns[i];
+            for (row, v) in ca.iter().enumerate() {
+                let Some(v) = v else { continue };
+                if v.trim().parse::<f64>().is_ok() {
+                    count.numbers += 1;
+                } else {
+                    count.others += 1;
+                    if count.first.is_none() {
+                        count.first = Some((first_row + row, v.to_string()));
+                    }
                 }
             }
         }
-        // "Mostly numbers": at least 9 in 10 values, and at most 10 cells of text.
-        if let Some((row, value)) = first
-            && others <= 10
-            && numbers >= 9 * others
-        {
-            let shown: String = value.chars().take(40).collect();
-            out.push(format!(
-                "`{}` column `{}`: {others} of {} values are not numbers (the first is `{shown}`, data row {}, line {} if no field spans lines), so the column is read as text and is not used as a feature; fix the cell, or add its value to the table's `missing` markers",
-                path.display(),
-                c.name(),
-                numbers + others,
-                row + 1,
-                row + 2,
-            ));
-        }
     }
-    out
+
+    /// The warnings for the text columns that are mostly numbers.
+    pub(crate) fn warnings(&self, path: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for TextCount {
+            name,
+            numbers,
+            others,
+            first,
+        } in &self.columns
+        {
+            let (numbers, others) = (*numbers, *others);
+            // "Mostly numbers": at least 9 in 10 values, and at most 10 cells of text.
+            if let Some((row, value)) = first
+                && others <= 10
+                && numbers >= 9 * others
+            {
+                let shown: String = value.chars().take(40).collect();
+                out.push(format!(
+                    "`{}` column `{name}`: {others} of {} values are not numbers (the first is `{shown}`, data row {}, line {} if no field spans lines), so the column is read as text and is not used as a feature; fix the cell, or add its value to the table's `missing` markers",
+                    path.display(),
+                    numbers + others,
+                    row + 1,
+                    row + 2,
+                ));
+            }
+        }
+        out
+    }
 }
 
 fn is_gzip(b: &[u8]) -> bool {
@@ -964,8 +1024,33 @@ fn first_ragged_row(
     end(fields, nonempty, start_line).flatten()
 }
 
-fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<CsvOut> {
+/// Reads CSV text (a header line and records) as [`load_table`] reads a whole file: checked
+/// for text that is not UTF-8, ragged rows and open quotes, parsed by polars with `spec`'s
+/// options, malformed rows located (and skipped with `skip_bad_rows`).
+///
+/// `chunk` is for a part of a larger file ([`crate::csvchunks`]): the schema of the file's
+/// first part (every column's type, instead of inferring and `spec.types`), and the file's
+/// lines before the part's first record less the header's, added to every line an error or a
+/// skipped row names.
+pub(crate) fn read_csv_bytes(
+    path: &Path,
+    mut bytes: Vec<u8>,
+    spec: &TableSpec,
+    chunk: Option<(SchemaRef, usize)>,
+) -> Result<CsvOut> {
     let d = Dialect::of(spec);
+    if let Some(limit) = spec.limit {
+        // The header and `limit` records: polars parses whole chunks even with a row limit, so
+        // a malformed row past the limit would fail the read. (polars reads an empty line
+        // ending in `\r` as a row, which this counts as empty: the text cut here holds at least
+        // `limit` rows, of which polars keeps the first `limit`.)
+        let end = csvchunks::records_end(&bytes, d, limit.saturating_add(1));
+        bytes.truncate(end);
+    }
+    let (known, offset) = match chunk {
+        Some((schema, offset)) => (Some(schema), offset),
+        None => (None, 0),
+    };
     // polars 0.55 reads out of bounds (an abort) on some files whose last byte is a quote
     // closing a field; a final newline avoids its end-of-input path (found by whet-fuzz).
     if bytes.last().is_some_and(|&b| b != b'\n') {
@@ -980,7 +1065,7 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
         let field = split_fields(&bytes[line_start..at], d).len();
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
-            line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
+            line: offset + 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
             column: header_name(&bytes, field - 1, d),
             field,
             message: format!(
@@ -994,7 +1079,7 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
         let column = header_name(&bytes, found, d);
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
-            line,
+            line: offset + line,
             column,
             field: found.min(expected) + 1,
             message: format!("expected {expected} fields (as in the header), found {found}"),
@@ -1004,7 +1089,7 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
         let column = header_name(&bytes, field - 1, d);
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
-            line,
+            line: offset + line,
             column,
             field,
             message: format!(
@@ -1014,7 +1099,7 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
             ),
         });
     }
-    let ov = overrides(spec);
+    let ov = known.clone().or_else(|| overrides(spec));
     let first = if let Some((line, found, expected)) = ragged {
         // skip_bad_rows: go straight to the diagnosis, which drops the ragged rows.
         Err(polars::error::PolarsError::ComputeError(
@@ -1044,20 +1129,26 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
             .into_reader_with_file_handle(Cursor::new(&bytes[..end]))
             .finish()
     };
-    let mut rows = spec.infer_rows.max(1);
-    let head = loop {
-        match head_of(rows) {
-            Ok(df) => break df,
-            Err(e) if rows == 1 => {
-                return Err(Error::ReadTable {
-                    path: path.to_path_buf(),
-                    source: e,
-                });
-            }
-            Err(_) => rows = (rows / 10).max(1),
+    let schema = match known {
+        // A part of a file: the types of its first part.
+        Some(schema) => schema,
+        None => {
+            let mut rows = spec.infer_rows.max(1);
+            let head = loop {
+                match head_of(rows) {
+                    Ok(df) => break df,
+                    Err(e) if rows == 1 => {
+                        return Err(Error::ReadTable {
+                            path: path.to_path_buf(),
+                            source: e,
+                        });
+                    }
+                    Err(_) => rows = (rows / 10).max(1),
+                }
+            };
+            head.schema().clone()
         }
     };
-    let schema = head.schema().clone();
     let bad = scan_bad_rows(&bytes, &schema, spec, !spec.skip_bad_rows);
     if bad.is_empty() {
         return Err(Error::ReadTable {
@@ -1069,7 +1160,7 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
         let b = &bad[0];
         return Err(Error::MalformedRow {
             path: path.to_path_buf(),
-            line: b.line,
+            line: offset + b.line,
             column: b.column.clone(),
             field: b.field,
             message: b.message.clone(),
@@ -1078,7 +1169,14 @@ fn read_csv_bytes(path: &Path, mut bytes: Vec<u8>, spec: &TableSpec) -> Result<C
     let examples = bad
         .iter()
         .take(5)
-        .map(|b| format!("line {}, column `{}`: {}", b.line, b.column, b.message))
+        .map(|b| {
+            format!(
+                "line {}, column `{}`: {}",
+                offset + b.line,
+                b.column,
+                b.message
+            )
+        })
         .collect();
     let cleaned = remove_lines(&bytes, &bad);
     // Force the diagnosed schema so the cleaned file parses the same way.

@@ -208,26 +208,31 @@ pub struct NewData<'a> {
     /// The file's estimated size in memory and the budget, when it is over the budget and is
     /// read a chunk of rows at a time.
     streamed: Option<(u64, u64)>,
+    /// A CSV file over the budget, converted to the Parquet file `spec` reads.
+    csv: Option<crate::load::csvchunks::Converted>,
 }
 
 impl<'a> NewData<'a> {
     /// The data file `data` for `manifest` (read with the manifest's load options for its
     /// main table, every row), with the tables the manifest joins (from `tables` when it names
     /// them, `--table NAME=PATH`, else from the run's paths), loaded. A file estimated
-    /// ([`table_bytes`]) to need more than `budget` bytes is read a chunk of rows at a time;
-    /// only a Parquet file can be.
+    /// ([`table_bytes`]) to need more than `budget` bytes is read a chunk of rows at a time: a
+    /// CSV file is first converted to a Parquet file in the folder `<work>-csv` (`work` not
+    /// yet existing), removed when this is dropped.
     ///
     /// # Errors
-    /// Loading errors; [`Error::CannotStream`] for a file over the budget that is not Parquet
-    /// or a manifest step that needs every row at once; the errors of
-    /// [`crate::load_new_data`] for the joined tables.
+    /// Loading errors; [`Error::CannotStream`] for a file over the budget and a manifest step
+    /// that needs every row at once; the errors of [`crate::load_new_data`] for the joined
+    /// tables.
     pub fn open(
         manifest: &'a Manifest,
         data: &Path,
         tables: &BTreeMap<String, PathBuf>,
         budget: u64,
+        work: &Path,
+        progress: &dyn whet_core::Progress,
     ) -> Result<Self> {
-        let spec = crate::pipeline::new_data_spec(manifest, data)?;
+        let mut spec = crate::pipeline::new_data_spec(manifest, data)?;
         let bytes = table_bytes(&spec)?;
         let streamed = (bytes > budget).then_some((bytes, budget));
         if streamed.is_some() {
@@ -237,15 +242,6 @@ impl<'a> NewData<'a> {
                 whet_core::budget::show_bytes(bytes),
                 whet_core::budget::show_bytes(budget)
             );
-            if spec.resolved_format()? != TableFormat::Parquet {
-                return Err(Error::CannotStream {
-                    key: format!("the data file `{}`", data.display()),
-                    reason: format!(
-                        "{over}, and only a Parquet file is read in batches: convert it to \
-                         Parquet, or raise the budget with `--max-memory`"
-                    ),
-                });
-            }
             for (i, step) in manifest.pre_split.iter().enumerate() {
                 if let Some(why) = batch_refusal(step) {
                     return Err(Error::CannotStream {
@@ -255,11 +251,21 @@ impl<'a> NewData<'a> {
                 }
             }
         }
+        let tables = crate::pipeline::load_joined(manifest, tables)?;
+        let csv = match (streamed, spec.resolved_format()?) {
+            (Some(_), TableFormat::Csv | TableFormat::CsvGz) => {
+                let converted = crate::stream::csv_to_parquet(&spec, work, budget, progress)?;
+                spec = converted.spec.clone();
+                Some(converted)
+            }
+            _ => None,
+        };
         Ok(NewData {
             manifest,
             spec,
-            tables: crate::pipeline::load_joined(manifest, tables)?,
+            tables,
             streamed,
+            csv,
         })
     }
 
@@ -288,7 +294,11 @@ impl<'a> NewData<'a> {
         let fitted = &manifest.fitted;
         let mut replay = Replay::new(manifest, fitted, &self.tables, self.streamed.is_some());
         let mut report = NewDataReport::default();
-        let path = &self.spec.path;
+        // Errors name the file as given (not the Parquet file a CSV file became).
+        let path = self
+            .csv
+            .as_ref()
+            .map_or(&self.spec.path, |c| &c.report.path);
         let target = manifest.target.column();
         let mut one = |raw: DataFrame, first: IdxSize| -> std::result::Result<(), E> {
             report.rows_in += raw.height();
@@ -335,6 +345,10 @@ impl<'a> NewData<'a> {
                 if rows == 0 {
                     return Err(Error::EmptyTable { path: path.clone() }.into());
                 }
+                let bytes = match &self.csv {
+                    Some(_) => table_bytes(&self.spec)?,
+                    None => bytes,
+                };
                 let chunks = Chunks::new(&row_groups(&self.spec)?, rows, bytes, budget);
                 progress.begin("replay steps (streamed)", Some(rows));
                 // An error of `each` stops the reading; it is returned as it is.
@@ -419,10 +433,22 @@ mod tests {
             .unwrap()
             .manifest;
         let none = BTreeMap::new();
-        let whole = NewData::open(&manifest, &path, &none, u64::MAX).unwrap();
+        let work = dir.path().join("work");
+        let open = |path: &Path, budget| {
+            NewData::open(
+                &manifest,
+                path,
+                &none,
+                budget,
+                &work,
+                &whet_core::NoProgress,
+            )
+            .unwrap()
+        };
+        let whole = open(&path, u64::MAX);
         assert!(whole.streamed().is_none());
         // A budget of one byte: plans of one batch each.
-        let batched = NewData::open(&manifest, &path, &none, 1).unwrap();
+        let batched = open(&path, 1);
         assert!(batched.streamed().is_some());
         let (fa, ia, ra, ta, a) = read(&whole);
         let (fb, ib, rb, tb, b) = read(&batched);
@@ -438,6 +464,32 @@ mod tests {
         assert!(ia.equals_missing(&ib), "the identifier columns differ");
         assert_eq!(ia.get_column_names(), ["row", "tailnum"]);
 
+        // The shipped CSV file itself, over the budget: converted to Parquet (parts of 1 MiB
+        // of text), then read the same way, to the same rows; the Parquet file goes with it.
+        let csv = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../datasets/nycflights13/flights.csv.gz");
+        let converted = open(&csv, 1);
+        assert!(converted.streamed().is_some());
+        let parquet = converted.csv.as_ref().unwrap().spec.path.clone();
+        assert!(parquet.starts_with(dir.path().join("work-csv")));
+        assert!(crate::stream::row_groups(&converted.spec).unwrap().len() > 10);
+        let (fc, ic, rc, tc, c) = read(&converted);
+        assert_eq!((c.rows_in, c.rows_out), (b.rows_in, b.rows_out));
+        assert_eq!((rc, tc), (rb, tb));
+        assert!(
+            fc.equals_missing(&fb),
+            "the transformed rows of the CSV file differ"
+        );
+        assert!(
+            ic.equals_missing(&ib),
+            "the identifier columns of the CSV file differ"
+        );
+        drop(converted);
+        assert!(
+            !parquet.exists(),
+            "the converted file is removed with the data"
+        );
+
         // A data file whose rows the inner join all removes: named as in memory, both ways.
         let mut strangers = flights.head(Some(100_000));
         strangers
@@ -451,7 +503,7 @@ mod tests {
             .finish(&mut strangers)
             .unwrap();
         for budget in [u64::MAX, 1] {
-            let new = NewData::open(&manifest, &lost, &none, budget).unwrap();
+            let new = open(&lost, budget);
             let e = new
                 .for_each_batch(false, &[], &whet_core::NoProgress, |_| Ok::<(), Error>(()))
                 .unwrap_err()

@@ -2,7 +2,8 @@
 //! engine, and every step runs batch by batch with the same code as in memory.
 //!
 //! [`must_stream`] decides: the main table streams when its size in memory (a Parquet file's
-//! declared uncompressed size) is over the budget. [`prepare_streamed`] then makes passes over
+//! declared uncompressed size) is over the budget. A CSV main table is first converted to a
+//! Parquet file ([`crate::load::csvchunks`]). [`prepare_streamed`] then makes passes over
 //! the table, each one read by polars' streaming engine in chunks of rows (`scan_parquet` of a
 //! slice, the leading `exclude` steps as its projection; a plan per chunk, so what the engine
 //! reads ahead stays within the chunk) whose batches come back in row order:
@@ -270,6 +271,28 @@ fn cannot(key: String, reason: String) -> Error {
     Error::CannotStream { key, reason }
 }
 
+/// The CSV main table `spec` converted to a Parquet file in the folder `<work>-csv` (removed
+/// when the result is dropped), a part of a sixteenth of `budget` at a time
+/// ([`crate::load::csvchunks`]).
+///
+/// # Errors
+/// Those of [`crate::load_table`] for the file, write errors.
+pub(crate) fn csv_to_parquet(
+    spec: &TableSpec,
+    work: &Path,
+    budget: u64,
+    progress: &dyn Progress,
+) -> Result<crate::load::csvchunks::Converted> {
+    let mut folder = work.as_os_str().to_owned();
+    folder.push("-csv");
+    crate::load::csvchunks::to_parquet(
+        spec,
+        Path::new(&folder),
+        crate::load::csvchunks::part_bytes(budget),
+        progress,
+    )
+}
+
 /// How many of the leading pre-split steps run inside polars' lazy plan (the leading
 /// `exclude`s: columns the scan need not read); the others run batch by batch.
 fn lazy_prefix(cfg: &TabularConfig) -> usize {
@@ -279,8 +302,8 @@ fn lazy_prefix(cfg: &TabularConfig) -> usize {
         .unwrap_or(cfg.split_point())
 }
 
-/// Refuses, naming the key, what cannot run on a table read in batches: a main table that is
-/// not Parquet, a split other than `method: hash`, and steps that need every row at once
+/// Refuses, naming the key, what cannot run on a table read in batches: a split other than
+/// `method: hash`, and steps that need every row at once
 /// (`audit`, `fill`, joins other than `left`/`inner` or declared `one_to_one`).
 ///
 /// # Errors
@@ -291,16 +314,6 @@ pub fn check_streamable(cfg: &TabularConfig, bytes: u64, budget: u64) -> Result<
         whet_core::budget::show_bytes(bytes),
         whet_core::budget::show_bytes(budget)
     );
-    let main = cfg.data.main_name()?;
-    if cfg.data.tables[main].resolved_format()? != TableFormat::Parquet {
-        return Err(cannot(
-            format!("data.tables.{main}"),
-            format!(
-                "{over}, and only a Parquet main table is read in batches: convert it to Parquet \
-                 (it is also smaller and faster to read), or raise the budget with `--max-memory`"
-            ),
-        ));
-    }
     if cfg.split.method != SplitMethod::Hash {
         return Err(cannot(
             "split.method".into(),
@@ -694,9 +707,9 @@ pub(crate) fn for_each_batch(
 /// Where the last pass of [`prepare_streamed`] puts the prepared rows.
 pub enum Destination<'a> {
     /// Kept for training: in memory, or, once the matrices pass half the budget, every split's
-    /// rows in Parquet shards ([`Rows::Shards`]) in the folders `<this path>-train`,
-    /// `-validation` and `-test`, each removed with its shards.
-    Train(&'a Path),
+    /// rows in Parquet shards ([`Rows::Shards`]) in the folders `<work>-train`, `-validation`
+    /// and `-test` (`work`: [`prepare_streamed`]'s), each removed with its shards.
+    Train,
     /// Written, every split, into an export's files (Parquet or CSV) batch by batch, with the
     /// identifier and `keep` columns; the returned [`Prepared`] then holds no rows (its arrays
     /// and row numbers are empty; its report counts the rows).
@@ -707,6 +720,10 @@ pub enum Destination<'a> {
 /// documentation): the same [`Prepared`], with what the streaming did in its report's
 /// `streamed`, its rows where `to` says.
 ///
+/// `work` names the files written on the way (not yet existing; its folder is made when
+/// needed): a CSV main table converted to Parquet in `<work>-csv` (removed before returning),
+/// and the training rows of [`Destination::Train`] that do not fit in memory.
+///
 /// # Errors
 /// [`Error::CannotStream`] for what cannot stream, and every error of [`crate::prepare`].
 pub fn prepare_streamed(
@@ -715,17 +732,39 @@ pub fn prepare_streamed(
     table_bytes: u64,
     budget: u64,
     mut to: Destination<'_>,
+    work: &Path,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     cfg.checked()?;
     check_streamable(cfg, table_bytes, budget)?;
     let t0 = std::time::Instant::now();
     let main = cfg.data.main_name()?.to_string();
-    let main_spec = &cfg.data.tables[&main];
+    let mut report = PrepareReport::default();
+    let mut stream = StreamReport {
+        table_bytes,
+        budget,
+        ..StreamReport::default()
+    };
+    // A CSV main table is read once, into a Parquet file that the passes read.
+    let csv = match cfg.data.tables[&main].resolved_format()? {
+        TableFormat::Parquet => None,
+        _ => {
+            let started = std::time::Instant::now();
+            let converted = csv_to_parquet(&cfg.data.tables[&main], work, budget, progress)?;
+            stream.timed("csv to parquet", started);
+            report.loads.push(converted.report.clone());
+            Some(converted)
+        }
+    };
+    let main_spec = csv.as_ref().map_or(&cfg.data.tables[&main], |c| &c.spec);
+    // The chunks follow the Parquet file, its size in memory as it is.
+    let table_bytes = match &csv {
+        Some(c) => self::table_bytes(&c.spec)?,
+        None => table_bytes,
+    };
     // The leading `exclude` steps run inside the scan's plan.
     let lazy = &cfg.steps[..lazy_prefix(cfg)];
     // The other tables are joined whole: they are loaded in memory (and checked) as usual.
-    let mut report = PrepareReport::default();
     let mut tables = BTreeMap::new();
     progress.begin("load tables", Some(cfg.tables_to_join().len() as u64));
     for name in cfg.tables_to_join() {
@@ -745,11 +784,6 @@ pub fn prepare_streamed(
     };
     let kind = cfg.data.target.kind()?;
     let sp = cfg.split_point();
-    let mut stream = StreamReport {
-        table_bytes,
-        budget,
-        ..StreamReport::default()
-    };
     let mut pipe = Pipe::new(cfg, seed, kind.clone(), &tables);
     // Starts a pass: its progress line, and its clock.
     let pass = |what: &str| {
@@ -1001,7 +1035,7 @@ pub fn prepare_streamed(
             let held = |xs: &[Vec<f32>; 3]| {
                 (xs.iter().chain(&ys).map(Vec::len).sum::<usize>() as u64).saturating_mul(4)
             };
-            if let (None, Destination::Train(work)) = (&writers[0], &to)
+            if let (None, Destination::Train) = (&writers[0], &to)
                 && held(&xs) > budget / 2
             {
                 // Every split continues on disk, from its first row (each split's `xs` and
@@ -1128,7 +1162,7 @@ pub fn prepare_streamed(
                 y: Array2::zeros((0, target_dim)),
             })
             .collect(),
-        Destination::Train(_) => arrays,
+        Destination::Train => arrays,
     };
     let mut rows = arrays
         .into_iter()
@@ -1263,6 +1297,7 @@ pub(crate) mod tests {
                 table_bytes(spec).unwrap(),
                 200_000_000,
                 Destination::Export(&mut w),
+                &dir.path().join("work"),
                 &whet_core::progress::NoProgress,
             )
         };
@@ -1426,7 +1461,8 @@ pub(crate) mod tests {
             5,
             table_bytes(spec).unwrap(),
             200_000_000,
-            Destination::Train(&dir.path().join("rows")),
+            Destination::Train,
+            &dir.path().join("rows"),
             &whet_core::progress::NoProgress,
         )
         .unwrap();
@@ -1438,6 +1474,38 @@ pub(crate) mod tests {
         assert_eq!(whole.validation, streamed.validation);
         assert_eq!(whole.test, streamed.test);
         assert_eq!(whole.source_rows, streamed.source_rows);
+
+        // The shipped CSV file as the main table: converted to Parquet in parts of 12.5 MB of
+        // text (three parts), then the same passes, to the same steps and arrays as the CSV
+        // file read in memory; the converted file is gone afterwards.
+        let mut v = serde_json::to_value(&cfg).unwrap();
+        let csv = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../datasets/nycflights13/flights.csv.gz");
+        v["data"]["tables"]["flights"]["path"] = serde_json::json!(csv);
+        let cfg: TabularConfig = serde_json::from_value(v).unwrap();
+        let whole =
+            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        let work = dir.path().join("csv-run");
+        let streamed = prepare_streamed(
+            &cfg,
+            5,
+            table_bytes(&cfg.data.tables["flights"]).unwrap(),
+            200_000_000,
+            Destination::Train,
+            &work,
+            &whet_core::progress::NoProgress,
+        )
+        .unwrap();
+        let report = streamed.report.streamed.as_ref().unwrap();
+        assert_eq!(report.pass_seconds[0].0, "csv to parquet");
+        assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
+        assert_eq!(whole.manifest.input_schema, streamed.manifest.input_schema);
+        assert_eq!(whole.train, streamed.train);
+        assert_eq!(whole.validation, streamed.validation);
+        assert_eq!(whole.test, streamed.test);
+        assert_eq!(whole.source_rows, streamed.source_rows);
+        assert_eq!(whole.report.loads[0], streamed.report.loads[0]);
+        assert!(!dir.path().join("csv-run-csv").exists());
         let mut report = PrepareReport::default();
         for step in &cfg.steps[..3] {
             memory = pre_step(step, memory, &tables, None, &mut report, false).unwrap();

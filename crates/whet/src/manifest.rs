@@ -230,6 +230,8 @@ pub fn apply(
         data,
         &std::collections::BTreeMap::new(),
         whet_core::budget::current().bytes(),
+        &crate::prepare::rows_work_dir(),
+        progress,
     )
     .map_err(|e| Error::from(e).context(context()))?;
     let features = tables.features.clone();

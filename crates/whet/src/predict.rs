@@ -726,6 +726,8 @@ fn predict_tables<W: std::io::Write, S: std::io::Write>(
             path,
             &options.tables,
             whet_core::budget::current().bytes(),
+            &crate::prepare::rows_work_dir(),
+            progress,
         )
         .map_err(|e| Error::from(e).context(context()))?;
         if new.streamed().is_some() {
@@ -992,6 +994,8 @@ fn labelled_table(
         data,
         tables_from,
         whet_core::budget::current().bytes(),
+        &crate::prepare::rows_work_dir(),
+        &whet_core::NoProgress,
     )
     .map_err(|e| Error::from(e).context(context()))?;
     // The rows are measured together: gathered batch by batch in memory, or, past half the

@@ -535,6 +535,7 @@ impl Run {
             bytes,
             budget,
             whet_tabular::Destination::Export(&mut writers),
+            &rows_work_dir(),
             progress,
         )
         .map_err(|e| name_table_files(e, cfg))
@@ -1093,7 +1094,8 @@ fn prepare_tables(
                 seed,
                 bytes,
                 budget,
-                whet_tabular::Destination::Train(&work),
+                whet_tabular::Destination::Train,
+                &work,
                 progress,
             )
         }
