@@ -190,7 +190,7 @@ pub struct ApplyReport {
 /// `out` may not overlap the manifest or the data file (checked first).
 ///
 /// Parquet and CSV are written batch by batch, and a data file estimated to need more than the
-/// memory budget is read a chunk of rows at a time (a Parquet file; see
+/// memory budget is read a chunk of rows at a time (a CSV file converted to Parquet first; see
 /// [`whet_tabular::NewData`]); NPY needs every row in memory. `progress` shows the rows read.
 ///
 /// `out` is locked first, as by [`Run::execute`].
