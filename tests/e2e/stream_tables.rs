@@ -83,6 +83,17 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> O
     }
 }
 
+/// Two exports' manifests, in memory and streamed: the same rows and preprocessing.
+fn same_preparation(memory: &serde_json::Value, streamed: &serde_json::Value) {
+    assert_eq!(memory["data"]["rows"], streamed["data"]["rows"]);
+    let diff = first_difference(
+        &memory["preprocessing"],
+        &streamed["preprocessing"],
+        "preprocessing",
+    );
+    assert!(diff.is_none(), "in memory vs streamed: {diff:?}");
+}
+
 const HASH: &str = "{ method: hash, test: 0.1, validation: 0.05 }";
 
 #[test]
@@ -202,13 +213,7 @@ fn a_table_larger_than_the_budget_exports_batch_by_batch_to_the_same_files() {
         assert_eq!(s["passes"], 5, "{s}");
         assert_eq!(s["pass_seconds"][4][0], "write", "{s}");
         assert!(s["shards"].is_null(), "an export writes no shards: {s}");
-        assert_eq!(memory["data"]["rows"], streamed["data"]["rows"]);
-        let diff = first_difference(
-            &memory["preprocessing"],
-            &streamed["preprocessing"],
-            "preprocessing",
-        );
-        assert!(diff.is_none(), "in memory vs streamed: {diff:?}");
+        same_preparation(&memory, &streamed);
         for split in ["train", "validation", "test"] {
             let file = format!("{split}.{format}");
             let (a, b) = (
@@ -313,13 +318,7 @@ fn a_csv_table_larger_than_the_budget_is_converted_and_streams_to_the_same_files
     let s = &streamed["data"]["tables"]["report"]["streamed"];
     assert_eq!(s["pass_seconds"][0][0], "csv to parquet", "{s}");
     assert_eq!(s["passes"], 6, "{s}");
-    assert_eq!(memory["data"]["rows"], streamed["data"]["rows"]);
-    let diff = first_difference(
-        &memory["preprocessing"],
-        &streamed["preprocessing"],
-        "preprocessing",
-    );
-    assert!(diff.is_none(), "in memory vs streamed: {diff:?}");
+    same_preparation(&memory, &streamed);
     for split in ["train", "validation", "test"] {
         let file = format!("{split}.csv");
         assert!(
