@@ -266,6 +266,49 @@ fn a_table_larger_than_the_budget_exports_batch_by_batch_to_the_same_files() {
     refused(&e, &["--format npy", "Parquet or CSV", "--max-memory"]);
 }
 
+/// Medians, quartiles and clip bounds of more training values than the budget lets a fit hold
+/// take more passes over the streamed table, to the in-memory export's files (same bytes).
+#[test]
+fn medians_and_quantiles_over_the_budget_stream_to_the_same_files() {
+    let dir = fixture();
+    let d = dir.path();
+    let yaml = run_file(HASH, "  - clip: { lower: 0.02, upper: 0.98 }\n")
+        .replace("numeric: mean", "numeric: median")
+        .replace("method: zscore", "method: robust");
+    std::fs::write(d.join("quantiles.yaml"), yaml).unwrap();
+    let export = |budget: Option<&str>, out: &str| {
+        let mut args = budget.map_or(vec![], |b| vec!["--max-memory", b]);
+        args.extend(["export", "quantiles.yaml", "--out", out, "--format", "csv"]);
+        let r = whet(d, &args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        read_json(&d.join(out).join("manifest.json"))
+    };
+    let (memory, streamed) = (export(None, "m"), export(Some("40MB"), "s"));
+    same_preparation(&memory, &streamed);
+    let passes: Vec<String> = streamed["data"]["tables"]["report"]["streamed"]["pass_seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap().to_string())
+        .collect();
+    for step in ["clip", "impute", "normalize"] {
+        assert!(
+            passes.iter().any(|p| p.starts_with("fit steps[")
+                && p.contains(step)
+                && p.ends_with("(pass 2)")),
+            "{step}: {passes:?}"
+        );
+    }
+    for split in ["train", "validation", "test"] {
+        let file = format!("{split}.csv");
+        assert!(
+            std::fs::read(d.join("m").join(&file)).unwrap()
+                == std::fs::read(d.join("s").join(&file)).unwrap(),
+            "{file} differs"
+        );
+    }
+}
+
 #[test]
 fn what_cannot_stream_is_refused_by_name_before_reading() {
     let dir = fixture();

@@ -1,5 +1,6 @@
 //! Imputation + z-score + a left join on an integer key, at 100k and 1M rows × 20 float columns
-//! (10 % missing), synthetic from a fixed seed.
+//! (10 % missing), synthetic from a fixed seed; and the exact median and quartiles of
+//! `normalize: robust` against polars' `quantile` on the same columns.
 //!
 //! Run with: `cargo bench -p whet-tabular --bench stages` (or add `--profile dev` to reuse the
 //! test build instead of rebuilding polars with LTO)
@@ -8,6 +9,7 @@
 use divan::Bencher;
 use polars::prelude::*;
 use rand::RngExt;
+use rayon::prelude::*;
 use whet_tabular::{
     ImputeConfig, JoinConfig, NormMethod, NormalizeConfig, NumericFill, Stage, join,
 };
@@ -92,5 +94,36 @@ fn impute_zscore_join(bencher: Bencher, n: usize) {
         let df = impute().fit(&df).unwrap().transform(df).unwrap();
         let df = zscore().fit(&df).unwrap().transform(df).unwrap();
         join(&df, &right, &cfg).unwrap()
+    });
+}
+
+fn robust() -> NormalizeConfig {
+    NormalizeConfig {
+        method: NormMethod::Robust,
+        ..zscore()
+    }
+}
+
+/// `normalize: robust` fitted in memory: the median and quartiles of every column (whet's exact
+/// quantiles, the values held at once as the budget allows).
+#[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
+fn robust_fit(bencher: Bencher, n: usize) {
+    let (df, _) = table(n);
+    bencher.bench(|| robust().fit(&df).unwrap());
+}
+
+/// The same statistics through polars' `quantile` (linear; one copy and selection per
+/// quantile), columns in parallel: the baseline for `robust_fit`.
+#[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
+fn robust_polars_quantiles(bencher: Bencher, n: usize) {
+    let (df, _) = table(n);
+    let columns: Vec<Float64Chunked> = (0..COLS)
+        .map(|j| df.column(&format!("x{j}")).unwrap().f64().unwrap().clone())
+        .collect();
+    bencher.bench(|| {
+        columns
+            .par_iter()
+            .map(|ca| [0.5, 0.25, 0.75].map(|q| ca.quantile(q, QuantileMethod::Linear).unwrap()))
+            .collect::<Vec<_>>()
     });
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::stage::{
-    Columns, FittedStage, FittedStep, Fitter, Stage, fit_whole, not_found, select_columns,
+    Columns, FittedStage, FittedStep, Fitter, Stage, fit_room, fit_whole, not_found, select_columns,
 };
 
 /// The pooled level name.
@@ -149,7 +149,7 @@ impl Stage for EncodeConfig {
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
         let f = self
-            .fitter(&train.clear())?
+            .fitter(&train.clear(), fit_room())?
             .expect("encode always has a fitter");
         let fitted = fit_whole(f, train)?;
         if let FittedStep::Encode(e) = fitted.to_step() {
@@ -172,7 +172,7 @@ impl Stage for EncodeConfig {
         Ok(fitted)
     }
 
-    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+    fn fitter(&self, empty: &DataFrame, _room: u64) -> Result<Option<Box<dyn Fitter>>> {
         select_columns(empty, &self.one_hot, "encode one_hot", |_| true)?;
         select_columns(empty, &self.ordinal, "encode ordinal", |_| true)?;
         select_columns(empty, &self.boolean, "encode boolean", |_| true)?;

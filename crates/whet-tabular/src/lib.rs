@@ -34,6 +34,7 @@ mod load;
 mod missing;
 mod parquet_guard;
 mod pipeline;
+mod quantile;
 mod replay;
 mod rows;
 mod rowshards;

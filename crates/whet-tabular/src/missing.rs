@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use whet_core::Probability;
 
 use crate::error::{Error, Result};
+use crate::quantile::Quantiles;
 use crate::stage::{
-    Columns, FittedStage, FittedStep, Fitter, Stage, as_f64, f64_column, fill_f64, fit_whole,
-    is_numeric, not_found, par_map_columns, put, select_columns,
+    Columns, FittedStage, FittedStep, Fitter, Stage, as_f64, f64_column, fill_f64, fit_room,
+    fit_whole, is_numeric, not_found, par_map_columns, put, select_columns,
 };
 
 /// Which rows `drop_rows` removes.
@@ -105,12 +106,12 @@ impl Stage for DropColumnsConfig {
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
         let f = self
-            .fitter(&train.clear())?
+            .fitter(&train.clear(), fit_room())?
             .expect("drop_columns always has a fitter");
         fit_whole(f, train)
     }
 
-    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+    fn fitter(&self, empty: &DataFrame, _room: u64) -> Result<Option<Box<dyn Fitter>>> {
         let cols = select_columns(empty, &self.columns, "drop_columns", |_| true)?;
         Ok(Some(Box::new(DropColumnsFitter {
             max_missing: self.max_missing.get(),
@@ -313,23 +314,15 @@ fn mode_str<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
     mode_of(counts.into_iter()).map(str::to_string)
 }
 
-fn median_of(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    })
+/// The median of `ca` ([`crate::quantile`], as every median of whet).
+fn median(ca: &Float64Chunked) -> Option<f64> {
+    crate::quantile::quantiles(ca, &[0.5], fit_room())[0]
 }
 
 fn numeric_stat(ca: &Float64Chunked, how: NumericFill, constant: f64) -> Option<f64> {
     match how {
         NumericFill::Mean => crate::kernel::mean(ca),
-        NumericFill::Median => ca.median(),
+        NumericFill::Median => median(ca),
         NumericFill::Mode => mode_f64(ca.iter().flatten()),
         NumericFill::Constant => Some(constant),
         NumericFill::None => None,
@@ -339,7 +332,7 @@ fn numeric_stat(ca: &Float64Chunked, how: NumericFill, constant: f64) -> Option<
 fn numeric_stat_vec(v: Vec<f64>, how: NumericFill, constant: f64) -> Option<f64> {
     match how {
         NumericFill::Mean => (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64),
-        NumericFill::Median => median_of(v),
+        NumericFill::Median => median(&Float64Chunked::from_vec(PlSmallStr::EMPTY, v)),
         NumericFill::Mode => mode_f64(v.into_iter()),
         NumericFill::Constant => Some(constant),
         NumericFill::None => None,
@@ -364,7 +357,7 @@ impl Stage for ImputeConfig {
     }
 
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        if let Some(f) = self.fitter(&train.clear())? {
+        if let Some(f) = self.fitter(&train.clear(), fit_room())? {
             return fit_whole(f, train);
         }
         let name = self.name();
@@ -476,30 +469,37 @@ impl Stage for ImputeConfig {
         }))
     }
 
-    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
-        // Medians and numeric modes need every value, groups a statistic per group.
-        if self.by.is_some() || matches!(self.numeric, NumericFill::Median | NumericFill::Mode) {
+    fn fitter(&self, empty: &DataFrame, room: u64) -> Result<Option<Box<dyn Fitter>>> {
+        // Numeric modes need the count of every value, groups a statistic per group.
+        if self.by.is_some() || self.numeric == NumericFill::Mode {
             return Ok(None);
         }
         let cols = select_columns(empty, &self.columns, "impute", |t| {
             is_numeric(t) || t == &DataType::String
         })?;
+        let texts = cols
+            .iter()
+            .map(|c| Ok(empty.column(c)?.dtype() == &DataType::String))
+            .collect::<Result<Vec<bool>>>()?;
+        // The medians share the room.
+        let medians = texts.iter().filter(|t| !**t).count().max(1) as u64;
         let columns = cols
             .into_iter()
-            .map(|c| {
-                let text = empty.column(&c)?.dtype() == &DataType::String;
-                Ok(ImputeAcc {
-                    column: c,
-                    text,
-                    nulls: 0,
-                    mean: crate::kernel::MeanAcc::default(),
-                    counts: HashMap::new(),
-                })
+            .zip(texts)
+            .map(|(c, text)| ImputeAcc {
+                column: c,
+                text,
+                nulls: 0,
+                mean: crate::kernel::MeanAcc::default(),
+                median: (!text && self.numeric == NumericFill::Median)
+                    .then(|| Quantiles::new(&[0.5], room / medians)),
+                counts: HashMap::new(),
             })
-            .collect::<Result<_>>()?;
+            .collect();
         Ok(Some(Box::new(ImputeFitter {
             cfg: self.clone(),
             columns,
+            passes: 0,
         })))
     }
 }
@@ -512,19 +512,25 @@ struct ImputeAcc {
     nulls: usize,
     /// Numeric `mean`.
     mean: crate::kernel::MeanAcc,
+    /// Numeric `median`.
+    median: Option<Quantiles>,
     /// Text `mode`: the count of every value.
     counts: HashMap<String, usize>,
 }
 
-/// Fits `impute` batch by batch when its statistics are a mean, a constant or a text mode.
+/// Fits `impute` batch by batch when its statistics are a mean, a median, a constant or a
+/// text mode (medians may take more passes, the other statistics are gathered in the first).
 struct ImputeFitter {
     cfg: ImputeConfig,
     columns: Vec<ImputeAcc>,
+    /// Passes ended.
+    passes: usize,
 }
 
 impl Fitter for ImputeFitter {
     fn feed(&mut self, batch: &DataFrame) -> Result<()> {
         let cfg = &self.cfg;
+        let first = self.passes == 0;
         // Columns in parallel; the first error in column order is reported.
         let done: Vec<Result<()>> = self
             .columns
@@ -533,6 +539,12 @@ impl Fitter for ImputeFitter {
                 let Ok(col) = batch.column(&acc.column) else {
                     return Err(not_found(batch, &acc.column, "impute"));
                 };
+                if let Some(m) = &mut acc.median {
+                    m.feed(&f64_column(batch, &acc.column, "impute")?);
+                }
+                if !first {
+                    return Ok(());
+                }
                 acc.nulls += col.null_count();
                 if acc.text && cfg.categorical == CategoricalFill::Mode {
                     for v in col.str()?.iter().flatten() {
@@ -545,7 +557,7 @@ impl Fitter for ImputeFitter {
                     }
                 } else if !acc.text && cfg.numeric == NumericFill::Mean {
                     acc.mean.feed(&f64_column(batch, &acc.column, "impute")?);
-                } else if !acc.text && cfg.numeric != NumericFill::None {
+                } else if !acc.text && cfg.numeric == NumericFill::Constant {
                     // Checked as the whole-frame fit checks it.
                     f64_column(batch, &acc.column, "impute")?;
                 }
@@ -553,6 +565,15 @@ impl Fitter for ImputeFitter {
             })
             .collect();
         done.into_iter().collect()
+    }
+
+    fn again(&mut self) -> Result<bool> {
+        self.passes += 1;
+        let mut more = false;
+        for m in self.columns.iter_mut().filter_map(|a| a.median.as_mut()) {
+            more |= m.again();
+        }
+        Ok(more)
     }
 
     fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
@@ -573,6 +594,10 @@ impl Fitter for ImputeFitter {
                 match cfg.numeric {
                     NumericFill::None => continue,
                     NumericFill::Mean => acc.mean.finish().map(FillValue::Number),
+                    NumericFill::Median => acc
+                        .median
+                        .and_then(|m| m.finish()[0])
+                        .map(FillValue::Number),
                     _ => Some(FillValue::Number(cfg.value)),
                 }
             };

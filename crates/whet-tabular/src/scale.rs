@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use whet_core::Probability;
 
 use crate::error::{Error, Result};
+use crate::quantile::Quantiles;
 use crate::stage::{
-    Columns, FittedStage, FittedStep, Fitter, Stage, f64_column, fit_whole, is_numeric,
-    par_map_columns, select_columns,
+    Columns, FittedStage, FittedStep, Fitter, Stage, f64_column, fit_room, fit_whole, is_numeric,
+    select_columns,
 };
 
 /// The scaling method.
@@ -77,47 +78,32 @@ fn nonzero(s: f64) -> f64 {
     if s == 0.0 || !s.is_finite() { 1.0 } else { s }
 }
 
-fn quantile(ca: &Float64Chunked, q: f64) -> Result<Option<f64>> {
-    Ok(ca.quantile(q, QuantileMethod::Linear)?)
-}
-
 impl Stage for NormalizeConfig {
     fn name(&self) -> String {
         format!("normalize({:?})", self.method).to_lowercase()
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        if let Some(f) = self.fitter(&train.clear())? {
-            return fit_whole(f, train);
-        }
-        // Robust: quantiles of every value. Columns in parallel; the first error in column
-        // order is reported.
-        let cols = self.columns_of(train)?;
-        let fitted: Vec<Result<ColumnScale>> = par_map_columns(&cols, |c| {
-            let ca = f64_column(train, c, "normalize")?;
-            let none = || self.nothing(c);
-            let med = ca.median().ok_or_else(none)?;
-            let q1 = quantile(&ca, 0.25)?.ok_or_else(none)?;
-            let q3 = quantile(&ca, 0.75)?.ok_or_else(none)?;
-            Ok(ColumnScale {
-                column: c.clone(),
-                center: med,
-                scale: nonzero(q3 - q1),
-            })
-        });
-        Ok(Box::new(FittedNormalize {
-            method: self.method,
-            columns: fitted.into_iter().collect::<Result<_>>()?,
-        }))
+        let f = self
+            .fitter(&train.clear(), fit_room())?
+            .expect("normalize always has a fitter");
+        fit_whole(f, train)
     }
 
-    fn fitter(&self, empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
-        if self.method == NormMethod::Robust {
-            return Ok(None);
-        }
-        let columns = self
-            .columns_of(empty)?
+    fn fitter(&self, empty: &DataFrame, room: u64) -> Result<Option<Box<dyn Fitter>>> {
+        let cols = self.columns_of(empty)?;
+        // Robust: the median and quartiles, the columns sharing the room.
+        let room = room / cols.len().max(1) as u64;
+        let columns = cols
             .into_iter()
-            .map(|c| (c, ScaleAcc::default()))
+            .map(|c| {
+                let quartiles = (self.method == NormMethod::Robust)
+                    .then(|| Quantiles::new(&[0.5, 0.25, 0.75], room));
+                let acc = ScaleAcc {
+                    quartiles,
+                    ..ScaleAcc::default()
+                };
+                (c, acc)
+            })
             .collect();
         Ok(Some(Box::new(NormalizeFitter {
             cfg: self.clone(),
@@ -144,15 +130,17 @@ impl NormalizeConfig {
     }
 }
 
-/// What [`NormalizeFitter`] gathers for one column: its moments, least and greatest values.
-#[derive(Debug, Clone, Default)]
+/// What [`NormalizeFitter`] gathers for one column: its moments, least and greatest values,
+/// or its median and quartiles.
+#[derive(Debug, Default)]
 struct ScaleAcc {
     moments: crate::kernel::MomentsAcc,
     min: Option<f64>,
     max: Option<f64>,
+    quartiles: Option<Quantiles>,
 }
 
-/// Fits `zscore`, `minmax` and `log1p` batch by batch.
+/// Fits every method batch by batch (`robust` may take more passes).
 struct NormalizeFitter {
     cfg: NormalizeConfig,
     columns: Vec<(String, ScaleAcc)>,
@@ -178,12 +166,29 @@ impl Fitter for NormalizeFitter {
                         acc.min = pick(acc.min, ca.min(), f64::min);
                         acc.max = pick(acc.max, ca.max(), f64::max);
                     }
-                    NormMethod::Log1p | NormMethod::Robust => {}
+                    NormMethod::Robust => {
+                        if let Some(q) = &mut acc.quartiles {
+                            q.feed(&ca);
+                        }
+                    }
+                    NormMethod::Log1p => {}
                 }
                 Ok(())
             })
             .collect();
         done.into_iter().collect()
+    }
+
+    fn again(&mut self) -> Result<bool> {
+        let mut more = false;
+        for q in self
+            .columns
+            .iter_mut()
+            .filter_map(|(_, a)| a.quartiles.as_mut())
+        {
+            more |= q.again();
+        }
+        Ok(more)
     }
 
     fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
@@ -203,7 +208,14 @@ impl Fitter for NormalizeFitter {
                         let hi = acc.max.ok_or_else(none)?;
                         (lo, nonzero(hi - lo))
                     }
-                    NormMethod::Log1p | NormMethod::Robust => (0.0, 1.0),
+                    NormMethod::Robust => {
+                        let q = acc.quartiles.map(Quantiles::finish).unwrap_or_default();
+                        match q[..] {
+                            [Some(med), Some(q1), Some(q3)] => (med, nonzero(q3 - q1)),
+                            _ => return Err(none()),
+                        }
+                    }
+                    NormMethod::Log1p => (0.0, 1.0),
                 };
                 Ok(ColumnScale {
                     column: c,
@@ -287,18 +299,67 @@ impl Stage for ClipConfig {
         format!("clip({}, {})", self.lower, self.upper)
     }
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        let cols = select_columns(train, &self.columns, "clip", is_numeric)?;
-        let mut bounds = Vec::new();
-        for c in cols {
-            let ca = f64_column(train, &c, "clip")?;
-            let none = || Error::NothingToFit {
-                stage: self.name(),
-                column: c.clone(),
-            };
-            let lo = quantile(&ca, self.lower.get())?.ok_or_else(none)?;
-            let hi = quantile(&ca, self.upper.get())?.ok_or_else(none)?;
-            bounds.push((c, lo, hi));
+        let f = self
+            .fitter(&train.clear(), fit_room())?
+            .expect("clip always has a fitter");
+        fit_whole(f, train)
+    }
+
+    fn fitter(&self, empty: &DataFrame, room: u64) -> Result<Option<Box<dyn Fitter>>> {
+        let cols = select_columns(empty, &self.columns, "clip", is_numeric)?;
+        let room = room / cols.len().max(1) as u64;
+        let qs = [self.lower.get(), self.upper.get()];
+        Ok(Some(Box::new(ClipFitter {
+            cfg: self.clone(),
+            columns: cols
+                .into_iter()
+                .map(|c| (c, Quantiles::new(&qs, room)))
+                .collect(),
+        })))
+    }
+}
+
+/// Fits `clip`'s bounds batch by batch (exact quantiles, in one pass or a few).
+struct ClipFitter {
+    cfg: ClipConfig,
+    columns: Vec<(String, Quantiles)>,
+}
+
+impl Fitter for ClipFitter {
+    fn feed(&mut self, batch: &DataFrame) -> Result<()> {
+        // Columns in parallel; the first error in column order is reported.
+        let done: Vec<Result<()>> = self
+            .columns
+            .par_iter_mut()
+            .map(|(c, q)| {
+                q.feed(&f64_column(batch, c, "clip")?);
+                Ok(())
+            })
+            .collect();
+        done.into_iter().collect()
+    }
+
+    fn again(&mut self) -> Result<bool> {
+        let mut more = false;
+        for (_, q) in &mut self.columns {
+            more |= q.again();
         }
+        Ok(more)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
+        let name = self.cfg.name();
+        let bounds = self
+            .columns
+            .into_iter()
+            .map(|(c, q)| match q.finish()[..] {
+                [Some(lo), Some(hi)] => Ok((c, lo, hi)),
+                _ => Err(Error::NothingToFit {
+                    stage: name.clone(),
+                    column: c,
+                }),
+            })
+            .collect::<Result<_>>()?;
         Ok(Box::new(FittedClip { bounds }))
     }
 }

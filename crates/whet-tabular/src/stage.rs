@@ -26,11 +26,13 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
     /// A [`Fitter`] for training rows that arrive in batches with the columns of `empty`, when
     /// the step's statistics can be gathered batch by batch in bounded memory; `None` otherwise
     /// (a streamed table then collects the columns the step reads and calls [`Stage::fit`]).
+    /// `room`: the bytes of values the fitter may hold at once (quantiles keep the values near
+    /// the ones they look for; past the room they take more passes, see [`Fitter::again`]).
     /// A step with a fitter fits through it in memory too, so both ways give the same bits.
     ///
     /// # Errors
     /// As [`Stage::fit`], for the columns it names.
-    fn fitter(&self, _empty: &DataFrame) -> Result<Option<Box<dyn Fitter>>> {
+    fn fitter(&self, _empty: &DataFrame, _room: u64) -> Result<Option<Box<dyn Fitter>>> {
         Ok(None)
     }
 }
@@ -42,21 +44,39 @@ pub trait Fitter: Send {
     /// # Errors
     /// When a column the step needs is missing or has an unusable type.
     fn feed(&mut self, batch: &DataFrame) -> Result<()>;
-    /// The fitted step, once every batch was fed.
+    /// Ends a pass over the training rows: `true` when the fitter needs every batch again, in
+    /// the same order (exact quantiles of data larger than the room take a few passes).
+    ///
+    /// # Errors
+    /// As [`Stage::fit`].
+    fn again(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// The fitted step, once every batch was fed (and [`Fitter::again`] returned `false`).
     ///
     /// # Errors
     /// As [`Stage::fit`] (nothing to fit in a column, …).
     fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>>;
 }
 
-/// [`Stage::fit`] through `fitter`: the whole training frame as one batch.
+/// [`Stage::fit`] through `fitter`: the whole training frame as one batch, as many passes as
+/// it asks for.
 pub(crate) fn fit_whole(
     fitter: Box<dyn Fitter>,
     train: &DataFrame,
 ) -> Result<Box<dyn FittedStage>> {
     let mut f = fitter;
-    f.feed(train)?;
-    f.finish()
+    loop {
+        f.feed(train)?;
+        if !f.again()? {
+            return f.finish();
+        }
+    }
+}
+
+/// The room a fitter gets in memory ([`Stage::fitter`]): a quarter of the memory budget.
+pub(crate) fn fit_room() -> u64 {
+    whet_core::budget::current().bytes() / 4
 }
 
 /// Applies what [`Stage::fit`] learned. Never learns from its input.

@@ -13,7 +13,9 @@
 //!    decided row by row), with the steps before it applied, to the step's [`crate::Fitter`]:
 //!    running means and variances over 64-row blocks aligned to the whole column, counts of
 //!    values and of missing values, least and greatest values, in memory bounded by the columns
-//!    and their distinct values. Statistics that need every value (medians, quantiles, a numeric
+//!    and their distinct values; exact medians and quantiles ([`crate::quantile`]) within a
+//!    quarter of the budget, which takes more passes (`fit steps[i].<step> (pass 2)`, …) when
+//!    the values near the ones sought do not fit it. Statistics that need every value (a numeric
 //!    mode, per-group statistics) collect the columns the step reads, of every training row,
 //!    within the budget, and call the step's own `fit`;
 //! 3. one last pass applies every step and builds the feature matrices.
@@ -841,60 +843,85 @@ pub fn prepare_streamed(
     let mut last_stage = cfg.stage_before_split();
     for (i, step) in cfg.steps.iter().enumerate().skip(sp) {
         let stage = fitted_stage(i, step)?;
-        let started = pass(&format!("stream: fit {}", stage.name()));
         let mut gather: Option<Gather> = None;
-        pipe.restart();
-        for_each_batch(main_spec, lazy, chunks, |df| {
-            let rows = df.height() as u64;
-            let Some(p) = pipe.split(df, true)? else {
-                return Ok(());
+        // Passes until the step's fitter has what it needs (exact quantiles over the room take
+        // a few).
+        for round in 1.. {
+            let what = match round {
+                1 => format!("fit {}", stage.name()),
+                r => format!("fit {} (pass {r})", stage.name()),
             };
-            let [mut train, ..] = p.frames;
-            for (f, (j, earlier)) in fitted.iter().zip(cfg.steps.iter().enumerate().skip(sp)) {
-                train = f.transform(train).map_err(step_err(j, earlier))?;
-            }
-            let g = match &mut gather {
-                Some(g) => g,
-                None => {
-                    let empty = train.clear();
-                    gather.insert(match stage.fitter(&empty).map_err(step_err(i, step))? {
-                        Some(f) => Gather::Fit(f),
-                        None => Gather::Collect {
-                            columns: fit_columns(step, &empty).map_err(step_err(i, step))?,
-                            parts: Vec::new(),
-                            held: 0,
-                        },
-                    })
+            let started = pass(&format!("stream: {what}"));
+            pipe.restart();
+            for_each_batch(main_spec, lazy, chunks, |df| {
+                let rows = df.height() as u64;
+                let Some(p) = pipe.split(df, true)? else {
+                    return Ok(());
+                };
+                let [mut train, ..] = p.frames;
+                for (f, (j, earlier)) in fitted.iter().zip(cfg.steps.iter().enumerate().skip(sp)) {
+                    train = f.transform(train).map_err(step_err(j, earlier))?;
                 }
+                let g = match &mut gather {
+                    Some(g) => g,
+                    None => {
+                        let empty = train.clear();
+                        gather.insert(
+                            match stage
+                                .fitter(&empty, budget / 4)
+                                .map_err(step_err(i, step))?
+                            {
+                                Some(f) => Gather::Fit(f),
+                                None => Gather::Collect {
+                                    columns: fit_columns(step, &empty)
+                                        .map_err(step_err(i, step))?,
+                                    parts: Vec::new(),
+                                    held: 0,
+                                },
+                            },
+                        )
+                    }
+                };
+                match g {
+                    Gather::Fit(f) => f.feed(&train).map_err(step_err(i, step))?,
+                    Gather::Collect {
+                        columns,
+                        parts,
+                        held,
+                    } => {
+                        let part = train.select(columns.iter().map(String::as_str))?;
+                        *held = held.saturating_add(part.estimated_size() as u64);
+                        // The parts, and the frame in one piece made from them.
+                        whet_core::budget::check(
+                            format!(
+                                "fitting steps[{i}].{} on the training rows, which needs columns \
+                                 {} of every training row at once",
+                                step.key(),
+                                columns.join(", ")
+                            ),
+                            held.saturating_mul(2),
+                            format!("steps[{i}].{}", step.key()),
+                        )?;
+                        parts.push(part);
+                    }
+                }
+                progress.advance(rows);
+                Ok(())
+            })?;
+            progress.end();
+            let key = match round {
+                1 => format!("fit steps[{i}].{}", step.key()),
+                r => format!("fit steps[{i}].{} (pass {r})", step.key()),
             };
-            match g {
-                Gather::Fit(f) => f.feed(&train).map_err(step_err(i, step))?,
-                Gather::Collect {
-                    columns,
-                    parts,
-                    held,
-                } => {
-                    let part = train.select(columns.iter().map(String::as_str))?;
-                    *held = held.saturating_add(part.estimated_size() as u64);
-                    // The parts, and the frame in one piece made from them.
-                    whet_core::budget::check(
-                        format!(
-                            "fitting steps[{i}].{} on the training rows, which needs columns {} of \
-                             every training row at once",
-                            step.key(),
-                            columns.join(", ")
-                        ),
-                        held.saturating_mul(2),
-                        format!("steps[{i}].{}", step.key()),
-                    )?;
-                    parts.push(part);
-                }
+            stream.timed(&key, started);
+            let again = match &mut gather {
+                Some(Gather::Fit(f)) => f.again().map_err(step_err(i, step))?,
+                _ => false,
+            };
+            if !again {
+                break;
             }
-            progress.advance(rows);
-            Ok(())
-        })?;
-        progress.end();
-        stream.timed(&format!("fit steps[{i}].{}", step.key()), started);
+        }
         let no_rows =
             || Error::Split("no training rows: every row went to validation or test".into());
         let f = match gather.ok_or_else(no_rows)? {
@@ -1271,6 +1298,46 @@ pub(crate) mod tests {
             .join("../../datasets/nycflights13")
             .join(name);
         crate::load::load_table(&TableSpec::new(path)).unwrap().0
+    }
+
+    /// Medians, quartiles and clip bounds fitted over more training values than a tiny budget
+    /// lets a fit hold take more passes, and give the bits of the in-memory fit (which holds
+    /// every value at once).
+    #[test]
+    fn quantiles_over_the_budget_take_more_passes_to_the_same_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, cfg) = flights_run(
+            dir.path(),
+            r#"{ "impute": { "numeric": "median", "categorical": "mode", "indicator": true } },
+                 { "clip": { "lower": 0.05, "upper": 0.95, "columns": ["dep_delay", "distance"] } },
+                 { "normalize": { "method": "robust" } }"#,
+        );
+        let whole =
+            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        let spec = &cfg.data.tables["flights"];
+        let streamed = prepare_streamed(
+            &cfg,
+            5,
+            table_bytes(spec).unwrap(),
+            4_000_000,
+            Destination::Train,
+            &dir.path().join("rows"),
+            &whet_core::progress::NoProgress,
+        )
+        .unwrap();
+        assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
+        let report = streamed.report.streamed.as_ref().unwrap();
+        let passes: Vec<&str> = report
+            .pass_seconds
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect();
+        for step in ["steps[0].impute", "steps[1].clip", "steps[2].normalize"] {
+            assert!(
+                passes.contains(&format!("fit {step} (pass 2)").as_str()),
+                "{step}: {passes:?}"
+            );
+        }
     }
 
     /// A join made batch by batch through one [`crate::join::RightSide`] gives the frame
