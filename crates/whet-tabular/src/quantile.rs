@@ -11,9 +11,11 @@
 //! bin's keys by the bits after those its least and greatest keys share, or keeping them once
 //! they fit the room. A bin whose least and greatest keys are equal holds one value (a constant
 //! column, a value repeated past the room), found without another pass. So the result
-//! is exact, in one pass when the column fits the room and otherwise at most six (twelve bits a
-//! level; typically two), eight when the room holds less than 48 Ki values (eight bits a
-//! level), and it does not depend on how the rows were cut into batches.
+//! is exact, in one pass when the column fits the room and otherwise in two or three (in a
+//! pathological case at most eight: a level narrows by 8 to 16 bits, as the room allows), and it
+//! does not depend on how the rows were cut into batches. The histograms take at most half the
+//! room in the first pass and share what the kept keys leave of it later (at least 256 bins of
+//! 24 bytes each).
 //!
 //! The quantile between two order statistics is interpolated as polars'
 //! `QuantileMethod::Linear` does: at `f = (n - 1) q`, between the values of rank `⌊f⌋` and
@@ -24,8 +26,16 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 
 /// Bits of a key one histogram level counts by, at most and at least.
-const MOST_BITS: u32 = 12;
+const MOST_BITS: u32 = 16;
 const LEAST_BITS: u32 = 8;
+
+/// Bits a histogram of at most `bytes` counts by (256 to 65,536 bins of 24 bytes).
+fn bits_for(bytes: u64) -> u32 {
+    (bytes / std::mem::size_of::<Bin>() as u64)
+        .max(1)
+        .ilog2()
+        .clamp(LEAST_BITS, MOST_BITS)
+}
 
 /// The canonical `NaN` (polars' too).
 const NAN_BITS: u64 = 0x7ff8_0000_0000_0000;
@@ -137,7 +147,7 @@ pub(crate) struct Quantiles {
     qs: Vec<f64>,
     /// Keys it may hold at once.
     cap: u64,
-    /// Bits a histogram level counts by.
+    /// Bits the first histogram counts by.
     step: u32,
     /// Values (nulls left out), counted in the first pass.
     n: u64,
@@ -150,9 +160,9 @@ impl Quantiles {
     /// The quantiles `qs` (each in `[0, 1]`), holding at most `room` bytes of values at once.
     pub(crate) fn new(qs: &[f64], room: u64) -> Self {
         let cap = room / 8;
-        // A histogram takes at most a quarter of the room (between 256 and 4,096 bins of three
-        // numbers).
-        let step = (cap / 12).max(1).ilog2().clamp(LEAST_BITS, MOST_BITS);
+        // The first histogram takes at most half the room (the keys held so far are counted
+        // into it before they are dropped).
+        let step = bits_for(room / 2);
         Quantiles {
             qs: qs.to_vec(),
             cap,
@@ -247,7 +257,8 @@ impl Quantiles {
             }
         }
         // Brackets narrowed to one key are found; the others keep their keys while they fit,
-        // the smallest first, or count them by their next bits.
+        // the smallest first, or count them by their next bits in histograms that share what
+        // is left of the room.
         let mut left = self.cap;
         next.sort_by_key(|b| b.count);
         let mut pending = Vec::new();
@@ -261,10 +272,19 @@ impl Quantiles {
             if b.count <= left {
                 left -= b.count;
                 b.gather = Gather::Keys(Vec::with_capacity(b.count as usize));
-            } else {
-                b.gather = Gather::Hist(vec![Bin::EMPTY; 1 << self.step.min(64 - b.bits)]);
             }
             pending.push(b);
+        }
+        let counted = pending
+            .iter()
+            .filter(|b| matches!(b.gather, Gather::Hist(_)))
+            .count()
+            .max(1) as u64;
+        let step = bits_for(left.saturating_mul(8) / counted);
+        for b in &mut pending {
+            if matches!(b.gather, Gather::Hist(_)) {
+                b.gather = Gather::Hist(vec![Bin::EMPTY; 1 << step.min(64 - b.bits)]);
+            }
         }
         if pending.is_empty() {
             self.phase = Phase::Done(self.values());

@@ -74,9 +74,15 @@ pub(crate) fn fit_whole(
     }
 }
 
-/// The room a fitter gets in memory ([`Stage::fitter`]): a quarter of the memory budget.
+/// The room a fitter gets ([`Stage::fitter`]) under a memory budget of `budget` bytes: an
+/// eighth of it.
+pub(crate) fn room_of(budget: u64) -> u64 {
+    budget / 8
+}
+
+/// The room a fitter gets in memory: [`room_of`] the current budget.
 pub(crate) fn fit_room() -> u64 {
-    whet_core::budget::current().bytes() / 4
+    room_of(whet_core::budget::current().bytes())
 }
 
 /// Applies what [`Stage::fit`] learned. Never learns from its input.

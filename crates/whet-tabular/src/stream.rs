@@ -13,8 +13,8 @@
 //!    decided row by row), with the steps before it applied, to the step's [`crate::Fitter`]:
 //!    running means and variances over 64-row blocks aligned to the whole column, counts of
 //!    values and of missing values, least and greatest values, in memory bounded by the columns
-//!    and their distinct values; exact medians and quantiles ([`crate::quantile`]) within a
-//!    quarter of the budget, which takes more passes (`fit steps[i].<step> (pass 2)`, …) when
+//!    and their distinct values; exact medians and quantiles ([`crate::quantile`]) within an
+//!    eighth of the budget, which takes more passes (`fit steps[i].<step> (pass 2)`, …) when
 //!    the values near the ones sought do not fit it. Statistics that need every value (a numeric
 //!    mode, per-group statistics) collect the columns the step reads, of every training row,
 //!    within the budget, and call the step's own `fit`;
@@ -868,7 +868,7 @@ pub fn prepare_streamed(
                         let empty = train.clear();
                         gather.insert(
                             match stage
-                                .fitter(&empty, budget / 4)
+                                .fitter(&empty, crate::stage::room_of(budget))
                                 .map_err(step_err(i, step))?
                             {
                                 Some(f) => Gather::Fit(f),
