@@ -94,6 +94,17 @@ fn same_preparation(memory: &serde_json::Value, streamed: &serde_json::Value) {
     assert!(diff.is_none(), "in memory vs streamed: {diff:?}");
 }
 
+/// Two exports' CSV split files, byte for byte.
+fn same_csv_splits(a: &Path, b: &Path) {
+    for split in ["train", "validation", "test"] {
+        let file = format!("{split}.csv");
+        assert!(
+            std::fs::read(a.join(&file)).unwrap() == std::fs::read(b.join(&file)).unwrap(),
+            "{file} differs"
+        );
+    }
+}
+
 const HASH: &str = "{ method: hash, test: 0.1, validation: 0.05 }";
 
 #[test]
@@ -299,14 +310,7 @@ fn medians_and_quantiles_over_the_budget_stream_to_the_same_files() {
             "{step}: {passes:?}"
         );
     }
-    for split in ["train", "validation", "test"] {
-        let file = format!("{split}.csv");
-        assert!(
-            std::fs::read(d.join("m").join(&file)).unwrap()
-                == std::fs::read(d.join("s").join(&file)).unwrap(),
-            "{file} differs"
-        );
-    }
+    same_csv_splits(&d.join("m"), &d.join("s"));
 }
 
 #[test]
@@ -362,14 +366,7 @@ fn a_csv_table_larger_than_the_budget_is_converted_and_streams_to_the_same_files
     assert_eq!(s["pass_seconds"][0][0], "csv to parquet", "{s}");
     assert_eq!(s["passes"], 6, "{s}");
     same_preparation(&memory, &streamed);
-    for split in ["train", "validation", "test"] {
-        let file = format!("{split}.csv");
-        assert!(
-            std::fs::read(d.join("m").join(&file)).unwrap()
-                == std::fs::read(d.join("s").join(&file)).unwrap(),
-            "{file} differs"
-        );
-    }
+    same_csv_splits(&d.join("m"), &d.join("s"));
     let rows = d.join(".cache/rows");
     assert!(
         !rows.exists() || std::fs::read_dir(&rows).unwrap().next().is_none(),

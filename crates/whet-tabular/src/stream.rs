@@ -1293,6 +1293,29 @@ pub(crate) mod tests {
         (flights, path, serde_json::from_str(&json).unwrap())
     }
 
+    /// `cfg` prepared in memory and streamed under `budget` (its rows kept, `work` the
+    /// streamed run's work folder), seed 5.
+    fn both_ways(
+        cfg: &TabularConfig,
+        budget: u64,
+        work: &Path,
+    ) -> (crate::pipeline::Prepared, crate::pipeline::Prepared) {
+        let whole =
+            crate::pipeline::prepare(cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        let spec = &cfg.data.tables[cfg.data.main_name().unwrap()];
+        let streamed = prepare_streamed(
+            cfg,
+            5,
+            table_bytes(spec).unwrap(),
+            budget,
+            Destination::Train,
+            work,
+            &whet_core::progress::NoProgress,
+        )
+        .unwrap();
+        (whole, streamed)
+    }
+
     fn shipped(name: &str) -> DataFrame {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../datasets/nycflights13")
@@ -1312,19 +1335,7 @@ pub(crate) mod tests {
                  { "clip": { "lower": 0.05, "upper": 0.95, "columns": ["dep_delay", "distance"] } },
                  { "normalize": { "method": "robust" } }"#,
         );
-        let whole =
-            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
-        let spec = &cfg.data.tables["flights"];
-        let streamed = prepare_streamed(
-            &cfg,
-            5,
-            table_bytes(spec).unwrap(),
-            4_000_000,
-            Destination::Train,
-            &dir.path().join("rows"),
-            &whet_core::progress::NoProgress,
-        )
-        .unwrap();
+        let (whole, streamed) = both_ways(&cfg, 4_000_000, &dir.path().join("rows"));
         assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
         let report = streamed.report.streamed.as_ref().unwrap();
         let passes: Vec<&str> = report
@@ -1518,21 +1529,9 @@ pub(crate) mod tests {
         )
         .unwrap();
         // The whole preparation both ways: the same fitted steps and arrays.
-        let whole =
-            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
         // A budget that reads the table's one row group in four plans (of two batches), and
         // keeps the rows in memory.
-        let spec = &cfg.data.tables["flights"];
-        let streamed = prepare_streamed(
-            &cfg,
-            5,
-            table_bytes(spec).unwrap(),
-            200_000_000,
-            Destination::Train,
-            &dir.path().join("rows"),
-            &whet_core::progress::NoProgress,
-        )
-        .unwrap();
+        let (whole, streamed) = both_ways(&cfg, 200_000_000, &dir.path().join("rows"));
         let report = streamed.report.streamed.as_ref().unwrap();
         assert_eq!(report.chunk_rows, 84_194);
         assert_eq!(report.batches, 8);
@@ -1549,20 +1548,8 @@ pub(crate) mod tests {
         let csv = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../datasets/nycflights13/flights.csv.gz");
         v["data"]["tables"]["flights"]["path"] = serde_json::json!(csv);
-        let cfg: TabularConfig = serde_json::from_value(v).unwrap();
-        let whole =
-            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
-        let work = dir.path().join("csv-run");
-        let streamed = prepare_streamed(
-            &cfg,
-            5,
-            table_bytes(&cfg.data.tables["flights"]).unwrap(),
-            200_000_000,
-            Destination::Train,
-            &work,
-            &whet_core::progress::NoProgress,
-        )
-        .unwrap();
+        let csv_cfg: TabularConfig = serde_json::from_value(v).unwrap();
+        let (whole, streamed) = both_ways(&csv_cfg, 200_000_000, &dir.path().join("csv-run"));
         let report = streamed.report.streamed.as_ref().unwrap();
         assert_eq!(report.pass_seconds[0].0, "csv to parquet");
         assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
@@ -1581,6 +1568,7 @@ pub(crate) mod tests {
         // last one shorter), their batches through the pre-split steps: the in-memory frame's
         // rows, source rows and joined values.
         let mut pipe = Pipe::new(&cfg, 5, cfg.data.target.kind().unwrap(), &tables);
+        let spec = &cfg.data.tables["flights"];
         let rows = memory.height() as u64;
         let lazy = &cfg.steps[..lazy_prefix(&cfg)];
         let whole = batches(spec, lazy, rows);
