@@ -530,6 +530,76 @@ pub struct KubernetesOptions {
 }
 
 impl KubernetesOptions {
+    /// The defaults for the ablation `name` planned into `out`: job `whet-<name>` (as a DNS
+    /// label), 4 pods at once of 1 CPU and `4Gi`, 2 retries per cell, the claim mounted at the
+    /// parent of `out` (absolute); no image or claim yet ([`KubernetesOptions::apply`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `out` cannot be made absolute.
+    pub fn for_plan(name: &str, out: &Path) -> Result<Self> {
+        let slug: String = name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let mount = std::path::absolute(out)
+            .map_err(Error::io("finding the absolute path of", out))?
+            .parent()
+            .map_or_else(|| "/".into(), |p| p.display().to_string());
+        Ok(KubernetesOptions {
+            name: format!("whet-{}", slug.trim_matches('-'))
+                .chars()
+                .take(63)
+                .collect::<String>()
+                .trim_end_matches('-')
+                .to_string(),
+            image: String::new(),
+            parallelism: 4,
+            claim: String::new(),
+            mount,
+            cpus: 1,
+            memory: "4Gi".into(),
+            retries: 2,
+        })
+    }
+
+    /// Applies `KEY=VALUE` settings (image, claim, mount, parallelism, cpus, memory, name,
+    /// retries), as [`crate::slurm::SlurmOptions::apply`] does for Slurm; [`KubernetesOptions::check`]
+    /// checks the result.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the setting and what is valid.
+    pub fn apply(&mut self, settings: &[String]) -> Result<()> {
+        let o = self;
+        for s in settings {
+            let (k, v) = s.split_once('=').ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--k8s {s}: expected KEY=VALUE, e.g. image=registry/whet:0.1"
+                ))
+            })?;
+            let num = |v: &str| {
+                v.parse::<usize>()
+                    .map_err(|_| Error::Invalid(format!("--k8s {s}: `{v}` is not a whole number")))
+            };
+            match k.trim() {
+                "image" => o.image = v.to_string(),
+                "claim" => o.claim = v.to_string(),
+                "mount" => o.mount = v.to_string(),
+                "name" => o.name = v.to_string(),
+                "memory" => o.memory = v.to_string(),
+                "parallelism" => o.parallelism = num(v)?,
+                "cpus" => o.cpus = num(v)?,
+                "retries" => o.retries = num(v)?,
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "--k8s {s}: unknown key `{other}` (have: image, claim, mount, parallelism, cpus, memory, name, retries)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the settings: a DNS-label job name, an image, a claim and a mount, parallelism
     /// and CPUs from 1.
     ///
@@ -664,5 +734,44 @@ mod tests {
         assert_eq!(shell_word("it's"), r"'it'\''s'");
         assert_eq!(shell_word("$HOME"), "'$HOME'");
         assert_eq!(shell_word(""), "''");
+    }
+
+    /// The defaults of a Kubernetes job, the settings applied over them, and each refusal.
+    #[test]
+    fn kubernetes_options_default_apply_and_refuse() {
+        let mut o =
+            KubernetesOptions::for_plan("MNIST Aug_v2!", Path::new("/data/runs/abl")).unwrap();
+        assert_eq!(o.name, "whet-mnist-aug-v2");
+        assert_eq!(o.mount, "/data/runs");
+        assert_eq!((o.parallelism, o.cpus, o.retries), (4, 1, 2));
+        assert_eq!(o.memory, "4Gi");
+        assert!(o.check().is_err(), "no image or claim yet");
+        o.apply(&[
+            "image=reg/whet:0.1".into(),
+            "claim=runs".into(),
+            "cpus=2".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            (o.image.as_str(), o.claim.as_str(), o.cpus),
+            ("reg/whet:0.1", "runs", 2)
+        );
+        o.check().unwrap();
+        let long = "x".repeat(80);
+        assert_eq!(
+            KubernetesOptions::for_plan(&long, Path::new("o"))
+                .unwrap()
+                .name
+                .len(),
+            63
+        );
+        for (bad, says) in [
+            ("image", "expected KEY=VALUE"),
+            ("cpus=two", "`two` is not a whole number"),
+            ("gpus=1", "unknown key `gpus`"),
+        ] {
+            let e = o.apply(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -240,7 +240,8 @@ pub fn plan_only(
     let run = super::load(cli, pipeline)?;
     let out = ablation_out(&run, out);
     let k8s_options = if emit_k8s {
-        let o = k8s_options(run.name(), &out, k8s)?;
+        let mut o = whet::KubernetesOptions::for_plan(run.name(), &out)?;
+        o.apply(k8s)?;
         // Refuse bad settings before any pretraining or file.
         o.check()?;
         Some(o)
@@ -277,55 +278,6 @@ pub fn plan_only(
         whet::cluster::shell_word(&out.display().to_string())
     )?;
     Ok(())
-}
-
-/// The `--k8s KEY=VALUE` settings.
-fn k8s_options(name: &str, out: &Path, kv: &[String]) -> Result<whet::KubernetesOptions> {
-    let slug: String = name
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let mut o = whet::KubernetesOptions {
-        name: format!("whet-{}", slug.trim_matches('-'))
-            .chars()
-            .take(63)
-            .collect::<String>()
-            .trim_end_matches('-')
-            .to_string(),
-        image: String::new(),
-        parallelism: 4,
-        claim: String::new(),
-        mount: std::path::absolute(out)?
-            .parent()
-            .map_or_else(|| "/".into(), |p| p.display().to_string()),
-        cpus: 1,
-        memory: "4Gi".into(),
-        retries: 2,
-    };
-    for s in kv {
-        let (k, v) = s.split_once('=').ok_or_else(|| {
-            anyhow::anyhow!("--k8s {s}: expected KEY=VALUE, e.g. image=registry/whet:0.1")
-        })?;
-        let num = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| anyhow::anyhow!("--k8s {s}: `{v}` is not a whole number"))
-        };
-        match k.trim() {
-            "image" => o.image = v.to_string(),
-            "claim" => o.claim = v.to_string(),
-            "mount" => o.mount = v.to_string(),
-            "name" => o.name = v.to_string(),
-            "memory" => o.memory = v.to_string(),
-            "parallelism" => o.parallelism = num(v)?,
-            "cpus" => o.cpus = num(v)?,
-            "retries" => o.retries = num(v)?,
-            other => anyhow::bail!(
-                "--k8s {s}: unknown key `{other}` (have: image, claim, mount, parallelism, cpus, memory, name, retries)"
-            ),
-        }
-    }
-    Ok(o)
 }
 
 /// `whet ablate DIR [--cell I | --collect]`: the plan in DIR.
