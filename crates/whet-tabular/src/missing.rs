@@ -569,11 +569,9 @@ impl Fitter for ImputeFitter {
 
     fn again(&mut self) -> Result<bool> {
         self.passes += 1;
-        let mut more = false;
-        for m in self.columns.iter_mut().filter_map(|a| a.median.as_mut()) {
-            more |= m.again();
-        }
-        Ok(more)
+        Ok(crate::quantile::again_all(
+            self.columns.iter_mut().filter_map(|a| a.median.as_mut()),
+        ))
     }
 
     fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {

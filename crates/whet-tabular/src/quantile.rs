@@ -388,6 +388,12 @@ fn split(below: u64, hist: &[Bin], ranks: &[u64]) -> Vec<Bracket> {
     out
 }
 
+/// Ends the pass of every one of `all` ([`Quantiles::again`] on each, none skipped): `true`
+/// when any needs the batches again.
+pub(crate) fn again_all<'a>(all: impl IntoIterator<Item = &'a mut Quantiles>) -> bool {
+    all.into_iter().fold(false, |more, q| q.again() | more)
+}
+
 /// The quantiles `qs` of a column in memory, by the same method as a column fed in batches
 /// (passes over `ca` while the values do not fit `room` bytes).
 pub(crate) fn quantiles(ca: &Float64Chunked, qs: &[f64], room: u64) -> Vec<Option<f64>> {

@@ -180,15 +180,11 @@ impl Fitter for NormalizeFitter {
     }
 
     fn again(&mut self) -> Result<bool> {
-        let mut more = false;
-        for q in self
-            .columns
-            .iter_mut()
-            .filter_map(|(_, a)| a.quartiles.as_mut())
-        {
-            more |= q.again();
-        }
-        Ok(more)
+        Ok(crate::quantile::again_all(
+            self.columns
+                .iter_mut()
+                .filter_map(|(_, a)| a.quartiles.as_mut()),
+        ))
     }
 
     fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
@@ -340,11 +336,9 @@ impl Fitter for ClipFitter {
     }
 
     fn again(&mut self) -> Result<bool> {
-        let mut more = false;
-        for (_, q) in &mut self.columns {
-            more |= q.again();
-        }
-        Ok(more)
+        Ok(crate::quantile::again_all(
+            self.columns.iter_mut().map(|(_, q)| q),
+        ))
     }
 
     fn finish(self: Box<Self>) -> Result<Box<dyn FittedStage>> {
