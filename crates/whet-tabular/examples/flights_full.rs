@@ -50,7 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]);
     let cfg: TabularConfig = serde_json::from_value(v)?;
     let t = Instant::now();
-    let prep = prepare(&cfg, 42, None, &NoProgress)?;
+    let prep = prepare(
+        &cfg,
+        42,
+        None,
+        &whet_tabular::LoadedTables::none(),
+        &NoProgress,
+    )?;
     println!("prepare: {:.2} s total", t.elapsed().as_secs_f64());
     for (phase, s) in &prep.report.seconds {
         println!("  {phase:<16} {s:.3} s");

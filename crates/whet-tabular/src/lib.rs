@@ -31,6 +31,7 @@ mod images;
 mod join;
 mod kernel;
 mod load;
+mod loaded;
 mod missing;
 mod parquet_guard;
 mod pipeline;
@@ -60,6 +61,7 @@ pub use load::{
     ColumnType, Delimiter, LoadReport, MAX_INFER_ROWS, MAX_TABLE_BYTES, Quote, SCAN_BYTES,
     SCAN_ROWS, TableFormat, TableSpec, TextEncoding, load_table, scan_column, scan_head,
 };
+pub use loaded::LoadedTables;
 pub use missing::{
     CategoricalFill, DropColumnsConfig, DropHow, DropRowsConfig, FillConfig, FillMethod, FillValue,
     FittedDropColumns, FittedImpute, ImputeConfig, NumericFill,

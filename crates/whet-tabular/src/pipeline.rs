@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::export::Manifest;
 use crate::join::{JoinConfig, JoinReport, join};
 use crate::load::{LoadReport, TableSpec};
+use crate::loaded::LoadedTables;
 use crate::missing::{DropColumnsConfig, DropRowsConfig, FillConfig, ImputeConfig};
 use crate::scale::{ClipConfig, NormalizeConfig};
 use crate::split::{SplitConfig, split_indices};
@@ -474,19 +475,20 @@ fn missing_total(df: &DataFrame) -> usize {
     df.columns().iter().map(|c| c.null_count()).sum()
 }
 
-/// Loads every declared table.
+/// Loads every declared table, through `loaded` (a table it keeps is not read again).
 ///
 /// # Errors
-/// See [`crate::load_table`].
+/// See [`crate::load_table`]; [`Error::EmptyTable`] for a table without rows.
 pub fn load_tables(
     cfg: &TablesConfig,
+    loaded: &LoadedTables,
     progress: &dyn Progress,
 ) -> Result<(BTreeMap<String, DataFrame>, Vec<LoadReport>)> {
     let mut tables = BTreeMap::new();
     let mut reports = Vec::new();
     progress.begin("load tables", Some(cfg.tables.len() as u64));
     for (name, spec) in &cfg.tables {
-        let (df, rep) = crate::load::load_rows(spec)?;
+        let (df, rep) = loaded.load(spec)?;
         progress.message(&format!("{name}: {} rows", df.height()));
         tables.insert(name.clone(), df);
         reports.push(rep);
@@ -722,7 +724,8 @@ pub fn to_matrix(
 /// Loads the tables, runs the steps, splits, fits every post-split stage on train only, and
 /// returns the arrays, reports and the fitted manifest. `fold` says which fold of a
 /// `split.method: kfold` split is the test set (each fold is prepared on its own, its stages
-/// fitted on its own training rows); the other methods take `None`.
+/// fitted on its own training rows); the other methods take `None`. The tables are loaded
+/// through `loaded` ([`LoadedTables::none`] to read every file).
 ///
 /// # Errors
 /// Config issues ([`Error::Config`]), loading errors, a failing step (wrapped in
@@ -732,12 +735,13 @@ pub fn prepare(
     cfg: &TabularConfig,
     seed: u64,
     fold: Option<crate::split::Fold>,
+    loaded: &LoadedTables,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     cfg.checked()?;
     let t0 = Instant::now();
     let mut report = PrepareReport::default();
-    let (mut tables, loads) = load_tables(&cfg.data, progress)?;
+    let (mut tables, loads) = load_tables(&cfg.data, loaded, progress)?;
     report.loads = loads;
     report
         .seconds
@@ -1007,7 +1011,7 @@ fn run_pre_split(
 /// Loading and step errors.
 pub fn audit(cfg: &TabularConfig, progress: &dyn Progress) -> Result<AuditReport> {
     cfg.checked()?;
-    let (mut tables, _) = load_tables(&cfg.data, progress)?;
+    let (mut tables, _) = load_tables(&cfg.data, &LoadedTables::none(), progress)?;
     let main = cfg.data.main_name()?.to_string();
     let mut df = tables.remove(&main).expect("main table loaded");
     let kind = cfg.data.target.kind()?;

@@ -429,9 +429,15 @@ mod tests {
                  { "encode": { "one_hot": ["carrier", "origin"], "max_levels": 8 } },
                  { "normalize": { "method": "zscore" } }"#,
         );
-        let manifest = crate::pipeline::prepare(&cfg, 5, None, &whet_core::NoProgress)
-            .unwrap()
-            .manifest;
+        let manifest = crate::pipeline::prepare(
+            &cfg,
+            5,
+            None,
+            &crate::LoadedTables::none(),
+            &whet_core::NoProgress,
+        )
+        .unwrap()
+        .manifest;
         let none = BTreeMap::new();
         let work = dir.path().join("work");
         let open = |path: &Path, budget| {

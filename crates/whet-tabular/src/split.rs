@@ -145,6 +145,14 @@ impl std::fmt::Display for Fold {
 }
 
 impl SplitConfig {
+    /// Whether the rows of each split depend on the seed: every method but `time` (the rows
+    /// ordered by a column, cut at fixed fractions). The seed reaches a table preparation
+    /// through the split only, so a run split by time prepares the same arrays for every seed
+    /// (whet's stage cache keeps them once for all seeds).
+    pub fn uses_seed(&self) -> bool {
+        self.method != SplitMethod::Time
+    }
+
     /// Cross-field checks.
     pub fn validate(&self) -> Issues {
         let mut is = Issues::new();

@@ -1300,8 +1300,14 @@ pub(crate) mod tests {
         budget: u64,
         work: &Path,
     ) -> (crate::pipeline::Prepared, crate::pipeline::Prepared) {
-        let whole =
-            crate::pipeline::prepare(cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        let whole = crate::pipeline::prepare(
+            cfg,
+            5,
+            None,
+            &crate::LoadedTables::none(),
+            &whet_core::progress::NoProgress,
+        )
+        .unwrap();
         let spec = &cfg.data.tables[cfg.data.main_name().unwrap()];
         let streamed = prepare_streamed(
             cfg,
@@ -1362,8 +1368,14 @@ pub(crate) mod tests {
             dir.path(),
             r#"{ "impute": { "numeric": "mean", "categorical": "mode" } }"#,
         );
-        let whole =
-            crate::pipeline::prepare(&cfg, 5, None, &whet_core::progress::NoProgress).unwrap();
+        let whole = crate::pipeline::prepare(
+            &cfg,
+            5,
+            None,
+            &crate::LoadedTables::none(),
+            &whet_core::progress::NoProgress,
+        )
+        .unwrap();
         let export = |cfg: &TabularConfig, name: &str| {
             let out = dir.path().join(name);
             std::fs::create_dir(&out).unwrap();

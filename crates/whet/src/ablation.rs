@@ -20,7 +20,6 @@ use crate::inputs::InputRole;
 use crate::runfile::{Run, RunData, Sweep};
 use crate::variants;
 pub use crate::variants::{AblationConfig, Paths, Seeds, VariantConfig};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -844,15 +843,23 @@ impl Plan {
         })
     }
 
-    /// Locks `out`, runs every cell of the [`Plan::selected`] variants on the rayon pool (work
-    /// inside a run shares the pool, so nothing is oversubscribed), then [`Plan::collect`]s.
-    /// `progress` advances once per cell.
+    /// Locks `out`, runs every cell of the [`Plan::selected`] variants, as many at once as
+    /// rayon has threads (each on a thread and in a rayon pool of its own, with its share of
+    /// the threads), then [`Plan::collect`]s. `progress` advances once per cell.
+    ///
+    /// The cells run seed by seed (every variant's first seed, then the second, …): the cells
+    /// of one variant then rarely run at once, so a variant's later seeds find its prepared data
+    /// in `cache` when they do not depend on the seed, and every cell finds the tables that the
+    /// first ones loaded ([`Cache::tables`]). A cell never runs inside another: a thread of the
+    /// rayon pool waiting for work (polars' reading) takes other jobs of the pool, so cells on
+    /// the pool would all start, and load their data, before the first ends.
+    ///
     /// A cell that another process is running (its folder is locked) is left out of this
     /// report, with a note, and runs on the next resume if it has not finished by then.
     ///
     /// # Errors
     /// [`Error::Lock`] when another process writes into `out`, a record that cannot be
-    /// written, or the report.
+    /// written, or the report. After an error no further cell starts.
     pub fn run(
         &self,
         out: &Path,
@@ -867,40 +874,40 @@ impl Plan {
         let kept = AtomicUsize::new(0);
         let busy = AtomicUsize::new(0);
         let mut rounds = Rounds::default();
-        while let Some((round, todo)) = rounds.next(self, out, fresh) {
+        while let Some((round, mut todo)) = rounds.next(self, out, fresh) {
             progress.begin(
                 &self.round_label(round, todo.len()),
                 Some(todo.len() as u64),
             );
-            todo.par_iter()
-                .map(|&i| -> Result<()> {
-                    let r = match self.run_cell(i, out, cache, fresh, progress) {
-                        Ok(r) => r,
-                        Err(Error::Lock(whet_core::lock::LockError::Held { folder, pid })) => {
-                            busy.fetch_add(1, Ordering::Relaxed);
-                            progress.warn(&format!(
-                                "`{}` is being run by another process{}; left out of this report",
-                                folder.display(),
-                                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-                            ));
-                            progress.advance(1);
-                            return Ok(());
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    if r.kept {
-                        kept.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        progress.message(&format!(
-                            "{} seed {}: {}",
-                            r.record.variant, r.record.seed, r.record.status
+            todo.sort_by_key(|&i| (self.cells[i].seed, self.cells[i].variant));
+            let one = |&i: &usize| -> Result<()> {
+                let r = match self.run_cell(i, out, cache, fresh, progress) {
+                    Ok(r) => r,
+                    Err(Error::Lock(whet_core::lock::LockError::Held { folder, pid })) => {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                        progress.warn(&format!(
+                            "`{}` is being run by another process{}; left out of this report",
+                            folder.display(),
+                            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
                         ));
+                        progress.advance(1);
+                        return Ok(());
                     }
-                    progress.finished(&self.cell_line(&r));
-                    progress.advance(1);
-                    Ok(())
-                })
-                .collect::<Result<()>>()?;
+                    Err(e) => return Err(e),
+                };
+                if r.kept {
+                    kept.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    progress.message(&format!(
+                        "{} seed {}: {}",
+                        r.record.variant, r.record.seed, r.record.status
+                    ));
+                }
+                progress.finished(&self.cell_line(&r));
+                progress.advance(1);
+                Ok(())
+            };
+            each_on_threads(&todo, rayon::current_num_threads(), one)?;
             progress.end();
         }
         let kept = kept.load(Ordering::Relaxed);
@@ -1052,6 +1059,70 @@ impl Plan {
     }
 }
 
+/// Runs `f` on every item of `items`, in order, `threads` at once at most (at least one), each
+/// on a thread of its own that takes the next item when it finishes one. With more than one
+/// at once, each runs in a rayon pool of its own with its share of the threads (one each when
+/// there are as many items as threads): its parallel work never waits behind another item's,
+/// and a thread waiting inside it never takes up another item. With one at once, the items
+/// run on the calling thread (and the global pool). Results do not depend on the threads.
+///
+/// After an error no item starts; the first error (in the order the items were taken) is
+/// returned. A panic in `f` is resumed on the calling thread.
+fn each_on_threads<T: Sync>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let workers = threads.clamp(1, items.len().max(1));
+    if workers == 1 {
+        return items.iter().try_for_each(f);
+    }
+    let per = (threads / workers).max(1);
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None::<(usize, Error)>);
+    let work = || loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        if k >= items.len() {
+            return;
+        }
+        if let Err(e) = f(&items[k]) {
+            let mut first = failed.lock().unwrap_or_else(|p| p.into_inner());
+            if first.as_ref().is_none_or(|(at, _)| k < *at) {
+                *first = Some((k, e));
+            }
+            // No item after this one starts.
+            next.store(items.len(), Ordering::Relaxed);
+            return;
+        }
+    };
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..workers)
+            .map(|w| {
+                s.spawn(move || {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(per)
+                        .thread_name(move |i| format!("whet-cell{w}-{i}"))
+                        .build();
+                    match pool {
+                        Ok(pool) => pool.install(work),
+                        // Without threads of its own, on the global pool.
+                        Err(_) => work(),
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            if let Err(p) = w.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// The report's note on runs reused from an earlier ablation (same run file, seed and inputs).
 /// It does not say "interrupted": runs are also reused when the earlier ablation finished (a
 /// rerun, or one with variants added).
@@ -1089,6 +1160,62 @@ mod tests {
             },
             failure,
         }
+    }
+
+    /// Every item once, each in a pool of its own (one thread each here), never one inside
+    /// another: on the shared pool a thread waiting inside an item took other items.
+    #[test]
+    fn items_run_once_each_never_one_inside_another() {
+        use std::cell::Cell;
+        use std::sync::Mutex;
+        std::thread_local!(static INSIDE: Cell<bool> = const { Cell::new(false) });
+        let items: Vec<usize> = (0..12).collect();
+        let seen = Mutex::new(Vec::new());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            each_on_threads(&items, rayon::current_num_threads(), |&i| {
+                assert!(!INSIDE.with(|c| c.replace(true)), "item {i} inside another");
+                assert_eq!(rayon::current_num_threads(), 1);
+                // Work on the pool that waits: what let a thread take other items.
+                let pause = || std::thread::sleep(std::time::Duration::from_millis(3));
+                rayon::join(pause, pause);
+                seen.lock().unwrap().push(i);
+                INSIDE.with(|c| c.set(false));
+                Ok(())
+            })
+        })
+        .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, items);
+    }
+
+    #[test]
+    fn after_an_error_no_item_starts_and_the_first_error_is_returned() {
+        let started = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..50).collect();
+        for threads in [1, 2, 3] {
+            started.store(0, Ordering::Relaxed);
+            let e = each_on_threads(&items, threads, |&i| {
+                started.fetch_add(1, Ordering::Relaxed);
+                if i >= 4 {
+                    return Err(Error::Invalid(format!("item {i}")));
+                }
+                Ok(())
+            })
+            .unwrap_err();
+            assert_eq!(e.to_string(), Error::Invalid("item 4".into()).to_string());
+            // Items 0..=4, and at most one more per other thread already taken.
+            let n = started.load(Ordering::Relaxed);
+            assert!(
+                (5..5 + threads).contains(&n),
+                "{threads} threads: {n} started"
+            );
+        }
+        assert!(each_on_threads(&[] as &[usize], 2, |_| Ok(())).is_ok());
     }
 
     #[test]

@@ -270,29 +270,41 @@ pub fn cache_root() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("whet")))
 }
 
-/// The cache folder, or nothing when the cache is off.
+/// What the runs of one process keep for reuse: the stage cache's folder on disk (or nothing
+/// when it is off), and, in memory whether or not the folder is on, the tables loaded by the
+/// runs ([`whet_tabular::LoadedTables`], shared by the clones of a `Cache`), so that the cells of
+/// an ablation read each table file once.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: Option<PathBuf>,
+    tables: std::sync::Arc<whet_tabular::LoadedTables>,
 }
 
 impl Cache {
     /// The cache at [`cache_root`]; off when `enabled` is false.
     pub fn new(enabled: bool) -> Self {
         if !enabled {
-            return Cache { dir: None };
+            return Self::off();
         }
-        Cache { dir: cache_root() }
+        Self::in_dir(cache_root())
     }
     /// A cache in `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Self::in_dir(Some(dir.into()))
+    }
+    /// A disabled cache (loaded tables are still kept in memory).
+    pub fn off() -> Self {
+        Self::in_dir(None)
+    }
+    fn in_dir(dir: Option<PathBuf>) -> Self {
         Cache {
-            dir: Some(dir.into()),
+            dir,
+            tables: Default::default(),
         }
     }
-    /// A disabled cache.
-    pub fn off() -> Self {
-        Cache { dir: None }
+    /// The tables loaded by this process's runs, kept within a quarter of the memory budget.
+    pub fn tables(&self) -> &whet_tabular::LoadedTables {
+        &self.tables
     }
     /// Whether the cache is on.
     pub fn enabled(&self) -> bool {

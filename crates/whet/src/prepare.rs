@@ -1055,11 +1055,14 @@ fn prepare_tables(
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     // The resolved target kind too: it carries what the run file's YAML does not (two labels
-    // as one output for a binary model).
+    // as one output for a binary model). The seed only when the split uses it: the seeds of a
+    // run split by time share one entry (its manifest then takes each run's seed).
     let mut key = KeyBuilder::new()
         .json("tabular", cfg)
-        .json("target", &cfg.data.target.kind()?)
-        .part("seed", &seed.to_string());
+        .json("target", &cfg.data.target.kind()?);
+    if cfg.split.uses_seed() {
+        key = key.part("seed", &seed.to_string());
+    }
     if let Some(f) = fold {
         key = key.json("fold", &f);
     }
@@ -1073,10 +1076,11 @@ fn prepare_tables(
     let key = key
         .part("streamed", &streams.is_some().to_string())
         .finish();
-    if let Some(p) = cache
+    if let Some(mut p) = cache
         .get("tables", &key, progress)
         .and_then(|b| bundle_to_tables(&b))
     {
+        p.manifest.seed = seed;
         return Ok(Prepared {
             data: PreparedData::Tables(p),
             cache_hits: vec!["tables".into()],
@@ -1099,7 +1103,7 @@ fn prepare_tables(
                 progress,
             )
         }
-        None => whet_tabular::prepare(cfg, seed, fold, progress),
+        None => whet_tabular::prepare(cfg, seed, fold, cache.tables(), progress),
     }
     .map_err(|e| name_table_files(e, cfg))?;
     // Rows on disk are not cached: they are larger than memory, and a bundle is read whole.

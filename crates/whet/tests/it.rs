@@ -589,3 +589,103 @@ train:
     let fresh = run.prepare(1, &Cache::off(), &NoProgress).unwrap();
     assert_eq!(train(&changed), train(&fresh));
 }
+
+#[test]
+fn a_run_split_by_time_prepares_its_tables_once_for_every_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = repo().join("pipelines/flights-small-delay.yaml");
+    let with_split = |split: &str| {
+        Run::load(
+            &file,
+            &[Override::parse(&format!("split={split}")).unwrap()],
+        )
+        .unwrap()
+    };
+    let tables = |p: &whet::Prepared| match &p.data {
+        PreparedData::Tables(t) => t.clone(),
+        _ => panic!("table data"),
+    };
+    let cache = Cache::at(dir.path().join("cache"));
+    let by_time = with_split("{ method: time, order: time_hour, test: 0.2, validation: 0.1 }");
+    let first = by_time.prepare(1, &cache, &NoProgress).unwrap();
+    assert!(first.cache_hits.is_empty(), "{:?}", first.cache_hits);
+    // Seed 2 finds seed 1's entry: the rows of a time split do not depend on the seed. What it
+    // gets is what preparing with seed 2 makes, its manifest included (with seed 2).
+    let second = by_time.prepare(2, &cache, &NoProgress).unwrap();
+    assert_eq!(second.cache_hits, ["tables"]);
+    let fresh = by_time.prepare(2, &Cache::off(), &NoProgress).unwrap();
+    let (second, fresh) = (tables(&second), tables(&fresh));
+    assert_eq!(second.manifest.seed, 2);
+    // As written to manifest.json (the run's resolved target settings are not part of it).
+    let json = |m: &whet_tabular::Manifest| serde_json::to_string(m).unwrap();
+    assert_eq!(json(&second.manifest), json(&fresh.manifest));
+    assert_eq!(second.indices, fresh.indices);
+    for (a, b) in [
+        (&second.train, &fresh.train),
+        (&second.validation, &fresh.validation),
+        (&second.test, &fresh.test),
+    ] {
+        let (a, b) = (a.in_memory().unwrap(), b.in_memory().unwrap());
+        assert_eq!((&a.x, &a.y), (&b.x, &b.y));
+    }
+    // A random split depends on the seed: an entry per seed.
+    let random = with_split("{ method: random, test: 0.2, validation: 0.1 }");
+    for (seed, hit) in [(1, false), (2, false), (1, true)] {
+        let p = random.prepare(seed, &cache, &NoProgress).unwrap();
+        assert_eq!(p.cache_hits.len(), usize::from(hit), "seed {seed}");
+        assert_eq!(tables(&p).manifest.seed, seed);
+    }
+}
+
+/// An ablation's cells share the tables the first ones loaded and, split by time, a variant's
+/// prepared data across its seeds: with two cells at once, each table file is read at most
+/// twice (once by each of the two first cells), and the numbers are those of cells run alone.
+#[test]
+fn an_ablation_reads_each_table_once_per_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = repo().join("pipelines/flights-small-delay.yaml");
+    let overrides = [
+        "split={ method: time, order: time_hour, test: 0.2, validation: 0.1 }",
+        "train.epochs=1",
+        "ablation.seeds=2",
+    ]
+    .map(|o| Override::parse(o).unwrap());
+    let run = Run::load(&file, &overrides).unwrap();
+    let plan = Ablation::plan(&run, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.cells.len(), 6);
+    let cache = Cache::at(dir.path().join("cache"));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let out = dir.path().join("ab");
+    let report = pool
+        .install(|| plan.run(&out, &cache, false, &NoProgress))
+        .unwrap();
+    assert!(report.missing.is_empty());
+    // Two tables (flights and weather), each read by at most the two first cells.
+    let reads = cache.tables().reads();
+    assert!((2..=4).contains(&reads), "{reads} reads");
+    assert_eq!(cache.tables().len(), 2);
+    // Every cell as when run alone, with nothing shared.
+    for i in [0, 5] {
+        let alone = plan
+            .run_cell(
+                i,
+                &dir.path().join("alone"),
+                &Cache::off(),
+                false,
+                &NoProgress,
+            )
+            .unwrap();
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(plan.cell_dir(&out, i).unwrap().join("record.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&alone.record.metrics).unwrap(),
+            record["record"]["metrics"],
+            "cell {i}"
+        );
+    }
+}

@@ -7,8 +7,8 @@ use ndarray::Axis;
 use polars::prelude::*;
 use whet_core::NoProgress;
 use whet_tabular::{
-    ExportFormat, FlagKind, Manifest, SplitMethod, StepConfig, TableSpec, TabularConfig, apply,
-    apply_file, audit, export, load_table, prepare, read_npy,
+    ExportFormat, FlagKind, LoadedTables, Manifest, SplitMethod, StepConfig, TableSpec,
+    TabularConfig, apply, apply_file, audit, export, load_table, prepare, read_npy,
 };
 
 const ROWS: usize = 20_000;
@@ -112,6 +112,7 @@ fn audit_step_stops_the_run() {
         &config(serde_json::Value::Array(steps)),
         1,
         None,
+        &LoadedTables::none(),
         &NoProgress,
     )
     .unwrap_err()
@@ -126,7 +127,7 @@ fn audit_step_stops_the_run() {
 fn flights_pipeline_prepares_exports_and_replays() {
     let cfg = config(full_steps());
     assert_eq!(cfg.split.method, SplitMethod::Time);
-    let p = prepare(&cfg, 7, None, &NoProgress).unwrap();
+    let p = prepare(&cfg, 7, None, &LoadedTables::none(), &NoProgress).unwrap();
     let r = &p.report;
     // 20,000 flights; the joins keep every row and report the unmatched ones.
     assert_eq!(r.joins.len(), 2);
@@ -270,16 +271,60 @@ fn same_seed_same_arrays_and_time_split_is_strict() {
     let mut cfg = config(serde_json::Value::Array(steps));
     cfg.split =
         serde_json::from_value(serde_json::json!({ "method": "random", "test": 0.25 })).unwrap();
-    let a = prepare(&cfg, 3, None, &NoProgress).unwrap();
-    let b = prepare(&cfg, 3, None, &NoProgress).unwrap();
-    assert_eq!(
-        a.train.in_memory().unwrap().x,
-        b.train.in_memory().unwrap().x
-    );
-    assert_eq!(a.indices, b.indices);
-    let c = prepare(&cfg, 4, None, &NoProgress).unwrap();
+    let a = prepare(&cfg, 3, None, &LoadedTables::none(), &NoProgress).unwrap();
+    // Through kept tables (the second preparation reads no file): the same arrays, so the
+    // first preparation changed nothing in the frames it was handed.
+    let loaded = LoadedTables::new();
+    for round in 0..2 {
+        let b = prepare(&cfg, 3, None, &loaded, &NoProgress).unwrap();
+        assert_eq!(
+            loaded.len(),
+            3,
+            "round {round}: flights, weather and planes kept"
+        );
+        for (x, y) in [
+            (&a.train, &b.train),
+            (&a.validation, &b.validation),
+            (&a.test, &b.test),
+        ] {
+            let (x, y) = (x.in_memory().unwrap(), y.in_memory().unwrap());
+            assert_eq!((&x.x, &x.y), (&y.x, &y.y), "round {round}");
+        }
+        assert_eq!(a.indices, b.indices);
+        assert_eq!(a.report.loads, b.report.loads);
+    }
+    let c = prepare(&cfg, 4, None, &loaded, &NoProgress).unwrap();
     assert_ne!(a.indices.test, c.indices.test);
     assert!(matches!(cfg.steps[2], StepConfig::Impute(_)));
+}
+
+/// The seed reaches a table preparation through the split only (`SplitConfig::uses_seed`):
+/// split by time, every seed prepares the same arrays and the same fitted steps.
+#[test]
+fn a_time_split_prepares_the_same_data_for_every_seed() {
+    let cfg = config(full_steps());
+    assert!(!cfg.split.uses_seed());
+    let loaded = LoadedTables::new();
+    let a = prepare(&cfg, 7, None, &loaded, &NoProgress).unwrap();
+    let b = prepare(&cfg, 8, None, &loaded, &NoProgress).unwrap();
+    assert_eq!(a.indices, b.indices);
+    for (x, y) in [
+        (&a.train, &b.train),
+        (&a.validation, &b.validation),
+        (&a.test, &b.test),
+    ] {
+        let (x, y) = (x.in_memory().unwrap(), y.in_memory().unwrap());
+        assert_eq!((&x.x, &x.y), (&y.x, &y.y));
+    }
+    let mut m = b.manifest.clone();
+    assert_eq!(m.seed, 8);
+    m.seed = 7;
+    assert_eq!(m, a.manifest);
+    for method in ["random", "stratified", "hash", "group", "kfold"] {
+        let mut c = cfg.clone();
+        c.split.method = serde_json::from_value(serde_json::json!(method)).unwrap();
+        assert!(c.split.uses_seed(), "{method}");
+    }
 }
 
 #[test]
