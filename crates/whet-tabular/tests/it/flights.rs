@@ -264,6 +264,19 @@ fn flights_pipeline_prepares_exports_and_replays() {
     assert_eq!(a.x.row(0), applied.x.row(0));
 }
 
+/// The three splits of `a` and `b` hold the same rows, features and targets.
+fn same_arrays(a: &whet_tabular::Prepared, b: &whet_tabular::Prepared) {
+    assert_eq!(a.indices, b.indices);
+    for (x, y) in [
+        (&a.train, &b.train),
+        (&a.validation, &b.validation),
+        (&a.test, &b.test),
+    ] {
+        let (x, y) = (x.in_memory().unwrap(), y.in_memory().unwrap());
+        assert_eq!((&x.x, &x.y), (&y.x, &y.y));
+    }
+}
+
 #[test]
 fn same_seed_same_arrays_and_time_split_is_strict() {
     let mut steps = joins();
@@ -282,15 +295,7 @@ fn same_seed_same_arrays_and_time_split_is_strict() {
             3,
             "round {round}: flights, weather and planes kept"
         );
-        for (x, y) in [
-            (&a.train, &b.train),
-            (&a.validation, &b.validation),
-            (&a.test, &b.test),
-        ] {
-            let (x, y) = (x.in_memory().unwrap(), y.in_memory().unwrap());
-            assert_eq!((&x.x, &x.y), (&y.x, &y.y), "round {round}");
-        }
-        assert_eq!(a.indices, b.indices);
+        same_arrays(&a, &b);
         assert_eq!(a.report.loads, b.report.loads);
     }
     let c = prepare(&cfg, 4, None, &loaded, &NoProgress).unwrap();
@@ -307,15 +312,7 @@ fn a_time_split_prepares_the_same_data_for_every_seed() {
     let loaded = LoadedTables::new();
     let a = prepare(&cfg, 7, None, &loaded, &NoProgress).unwrap();
     let b = prepare(&cfg, 8, None, &loaded, &NoProgress).unwrap();
-    assert_eq!(a.indices, b.indices);
-    for (x, y) in [
-        (&a.train, &b.train),
-        (&a.validation, &b.validation),
-        (&a.test, &b.test),
-    ] {
-        let (x, y) = (x.in_memory().unwrap(), y.in_memory().unwrap());
-        assert_eq!((&x.x, &x.y), (&y.x, &y.y));
-    }
+    same_arrays(&a, &b);
     let mut m = b.manifest.clone();
     assert_eq!(m.seed, 8);
     m.seed = 7;
