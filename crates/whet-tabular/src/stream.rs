@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::export::{Manifest, SplitWriters};
 use crate::join::JoinHow;
 use crate::load::{TableFormat, TableSpec};
+use crate::loaded::LoadedTables;
 use crate::pipeline::{
     PrepareReport, Prepared, SplitArrays, SplitRows, StepConfig, TabularConfig, check_finite,
     feature_columns, fit_target_scale, fitted_stage, pre_step, step_err,
@@ -724,10 +725,12 @@ pub enum Destination<'a> {
 ///
 /// `work` names the files written on the way (not yet existing; its folder is made when
 /// needed): a CSV main table converted to Parquet in `<work>-csv` (removed before returning),
-/// and the training rows of [`Destination::Train`] that do not fit in memory.
+/// and the training rows of [`Destination::Train`] that do not fit in memory. The tables the
+/// main table joins are loaded whole through `loaded`, as [`crate::prepare`] loads its tables.
 ///
 /// # Errors
 /// [`Error::CannotStream`] for what cannot stream, and every error of [`crate::prepare`].
+#[allow(clippy::too_many_arguments)]
 pub fn prepare_streamed(
     cfg: &TabularConfig,
     seed: u64,
@@ -735,6 +738,7 @@ pub fn prepare_streamed(
     budget: u64,
     mut to: Destination<'_>,
     work: &Path,
+    loaded: &LoadedTables,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     cfg.checked()?;
@@ -766,11 +770,13 @@ pub fn prepare_streamed(
     };
     // The leading `exclude` steps run inside the scan's plan.
     let lazy = &cfg.steps[..lazy_prefix(cfg)];
-    // The other tables are joined whole: they are loaded in memory (and checked) as usual.
+    // The other tables are joined whole: they are loaded in memory (and checked) as usual,
+    // through `loaded` (a table read by an earlier preparation of this process is not read
+    // again).
     let mut tables = BTreeMap::new();
     progress.begin("load tables", Some(cfg.tables_to_join().len() as u64));
     for name in cfg.tables_to_join() {
-        let (df, rep) = crate::load::load_rows(&cfg.data.tables[&name])?;
+        let (df, rep) = loaded.load(&cfg.data.tables[&name])?;
         tables.insert(name, df);
         report.loads.push(rep);
         progress.advance(1);
@@ -1316,6 +1322,7 @@ pub(crate) mod tests {
             budget,
             Destination::Train,
             work,
+            &LoadedTables::none(),
             &whet_core::progress::NoProgress,
         )
         .unwrap();
@@ -1388,6 +1395,7 @@ pub(crate) mod tests {
                 200_000_000,
                 Destination::Export(&mut w),
                 &dir.path().join("work"),
+                &LoadedTables::none(),
                 &whet_core::progress::NoProgress,
             )
         };
@@ -1509,6 +1517,49 @@ pub(crate) mod tests {
             same_frame(&memory, &batched);
             assert_eq!(whole, summed, "{table}");
         }
+    }
+
+    /// Streamed preparations of one process read the tables they join once, through the
+    /// [`LoadedTables`] they share, and prepare what a preparation that reads every table
+    /// prepares.
+    #[test]
+    fn streamed_preparations_read_the_joined_tables_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, cfg) = flights_run(
+            dir.path(),
+            r#"
+                 { "join": { "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" } },
+                 { "join": { "with": "planes", "on": ["tailnum"], "how": "left", "suffix": "_plane", "cardinality": "many_to_one" } },
+                 { "impute": { "numeric": "mean", "categorical": "mode" } }"#,
+        );
+        let spec = &cfg.data.tables["flights"];
+        let prepare = |loaded: &LoadedTables, seed: u64, work: &str| {
+            prepare_streamed(
+                &cfg,
+                seed,
+                table_bytes(spec).unwrap(),
+                200_000_000,
+                Destination::Train,
+                &dir.path().join(work),
+                loaded,
+                &whet_core::progress::NoProgress,
+            )
+            .unwrap()
+        };
+        let loaded = LoadedTables::new();
+        let first = prepare(&loaded, 5, "a");
+        let second = prepare(&loaded, 6, "b");
+        // Weather and planes, read by the first preparation only.
+        assert_eq!(loaded.reads(), 2);
+        assert_eq!(loaded.len(), 2);
+        let fresh = prepare(&LoadedTables::none(), 6, "c");
+        assert_eq!(second.manifest.fitted, fresh.manifest.fitted);
+        assert_eq!(second.train, fresh.train);
+        assert_eq!(second.validation, fresh.validation);
+        assert_eq!(second.test, fresh.test);
+        assert_eq!(second.report.loads, fresh.report.loads);
+        assert_eq!(first.report.loads, fresh.report.loads);
+        assert_ne!(first.train, second.train, "seeds 5 and 6 split apart");
     }
 
     /// The shipped flights joined with the weather and the planes, with the fitted steps that

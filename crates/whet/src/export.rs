@@ -164,15 +164,8 @@ impl Run {
                     (prepared, report)
                 }
                 (None, Some(bytes)) => {
-                    let fmt = table_format(options)?;
-                    let (p, files) = self.export_streamed_tables(
-                        seed,
-                        bytes,
-                        stage,
-                        fmt,
-                        &options.keep,
-                        progress,
-                    )?;
+                    let (p, files) =
+                        self.export_streamed_tables(seed, bytes, stage, options, cache, progress)?;
                     let report = match &p.data {
                         PreparedData::Tables(t) => ExportReport {
                             rows: [
@@ -247,7 +240,7 @@ impl Run {
 }
 
 /// The file format of a table export, refusing the image options.
-fn table_format(options: &ExportOptions) -> Result<whet_tabular::ExportFormat> {
+pub(crate) fn table_format(options: &ExportOptions) -> Result<whet_tabular::ExportFormat> {
     if options.shard_bytes.is_some() {
         return Err(Error::Invalid(
             "--shard-size is for image exports in a shard format".into(),

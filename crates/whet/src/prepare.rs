@@ -509,8 +509,9 @@ impl Run {
 
     /// A table run over the memory budget ([`Run::table_streams`] gave `bytes`), prepared
     /// batch by batch straight into an export's split files in `dir`
-    /// ([`whet_tabular::Destination::Export`]): the preparation (with no rows in memory) and
-    /// the files.
+    /// ([`whet_tabular::Destination::Export`], in the format and with the `keep` columns of
+    /// `options`), the tables it joins loaded through [`Cache::tables`]: the preparation (with
+    /// no rows in memory) and the files.
     ///
     /// # Errors
     /// Those of [`Run::prepare`], [`whet_tabular::Error::CannotStream`] for NPY, write errors.
@@ -519,11 +520,13 @@ impl Run {
         seed: u64,
         bytes: u64,
         dir: &std::path::Path,
-        format: whet_tabular::ExportFormat,
-        keep: &[String],
+        options: &crate::export::ExportOptions,
+        cache: &Cache,
         progress: &dyn Progress,
     ) -> Result<(Prepared, Vec<whet_tabular::FileEntry>)> {
         self.preflight()?;
+        let format = crate::export::table_format(options)?;
+        let keep = &options.keep;
         let RunData::Tables(cfg) = self.data() else {
             return Err(Error::Invalid("a streamed export is of tables".into()));
         };
@@ -536,6 +539,7 @@ impl Run {
             budget,
             whet_tabular::Destination::Export(&mut writers),
             &rows_work_dir(),
+            cache.tables(),
             progress,
         )
         .map_err(|e| name_table_files(e, cfg))
@@ -1100,6 +1104,7 @@ fn prepare_tables(
                 budget,
                 whet_tabular::Destination::Train,
                 &work,
+                cache.tables(),
                 progress,
             )
         }
