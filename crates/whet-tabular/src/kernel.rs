@@ -180,6 +180,7 @@ impl MeanAcc {
 }
 
 /// Mean of the present values (`None` without any), see [`MeanAcc`].
+#[cfg(test)]
 pub(crate) fn mean(ca: &Float64Chunked) -> Option<f64> {
     let mut acc = MeanAcc::default();
     acc.feed(ca);

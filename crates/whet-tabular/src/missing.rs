@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::quantile::Quantiles;
 use crate::stage::{
     Columns, FittedStage, FittedStep, Fitter, Stage, as_f64, f64_column, fill_f64, fit_room,
-    fit_whole, is_numeric, not_found, par_map_columns, put, select_columns,
+    fit_whole, is_numeric, not_found, put, select_columns,
 };
 
 /// Which rows `drop_rows` removes.
@@ -285,18 +285,36 @@ impl FittedImpute {
     }
 }
 
-fn mode_f64(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut counts: HashMap<u64, usize> = HashMap::new();
-    for v in values {
-        // +0.0 and -0.0 count as one value.
-        let v = if v == 0.0 { 0.0 } else { v };
-        *counts.entry(v.to_bits()).or_default() += 1;
-    }
+/// The most frequent number of `counts` (value bits → count; -0.0 counted as 0.0), the smallest
+/// on ties.
+fn mode_of_bits(counts: HashMap<u64, usize>) -> Option<f64> {
     counts
         .into_iter()
         .map(|(b, n)| (n, f64::from_bits(b)))
         .max_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
         .map(|(_, v)| v)
+}
+
+/// Counts `v` into `counts` (-0.0 as 0.0); true when it is a new value.
+fn count_number(counts: &mut HashMap<u64, usize>, v: f64) -> bool {
+    let v = if v == 0.0 { 0.0 } else { v };
+    let n = counts.entry(v.to_bits()).or_default();
+    *n += 1;
+    *n == 1
+}
+
+/// Counts `v` into `counts`; true when it is a new value.
+fn count_text(counts: &mut HashMap<String, usize>, v: &str) -> bool {
+    match counts.get_mut(v) {
+        Some(n) => {
+            *n += 1;
+            false
+        }
+        None => {
+            counts.insert(v.to_string(), 1);
+            true
+        }
+    }
 }
 
 /// The most frequent value of `(value, count)` pairs, the smallest on ties.
@@ -306,37 +324,9 @@ fn mode_of<K: Ord>(counts: impl Iterator<Item = (K, usize)>) -> Option<K> {
         .map(|(v, _)| v)
 }
 
-fn mode_str<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for v in values {
-        *counts.entry(v).or_default() += 1;
-    }
-    mode_of(counts.into_iter()).map(str::to_string)
-}
-
 /// The median of `ca` ([`crate::quantile`], as every median of whet).
 fn median(ca: &Float64Chunked) -> Option<f64> {
     crate::quantile::quantiles(ca, &[0.5], fit_room())[0]
-}
-
-fn numeric_stat(ca: &Float64Chunked, how: NumericFill, constant: f64) -> Option<f64> {
-    match how {
-        NumericFill::Mean => crate::kernel::mean(ca),
-        NumericFill::Median => median(ca),
-        NumericFill::Mode => mode_f64(ca.iter().flatten()),
-        NumericFill::Constant => Some(constant),
-        NumericFill::None => None,
-    }
-}
-
-fn numeric_stat_vec(v: Vec<f64>, how: NumericFill, constant: f64) -> Option<f64> {
-    match how {
-        NumericFill::Mean => (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64),
-        NumericFill::Median => median(&Float64Chunked::from_vec(PlSmallStr::EMPTY, v)),
-        NumericFill::Mode => mode_f64(v.into_iter()),
-        NumericFill::Constant => Some(constant),
-        NumericFill::None => None,
-    }
 }
 
 fn group_keys(df: &DataFrame, by: &str) -> Result<StringChunked> {
@@ -357,132 +347,32 @@ impl Stage for ImputeConfig {
     }
 
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        if let Some(f) = self.fitter(&train.clear(), fit_room())? {
-            return fit_whole(f, train);
-        }
-        let name = self.name();
-        let by = self.by.as_deref();
-        let cols = select_columns(train, &self.columns, "impute", |t| {
-            is_numeric(t) || t == &DataType::String
-        })?;
-        let keys = by.map(|b| group_keys(train, b)).transpose()?;
-        // The overall statistic of every numeric column, columns in parallel.
-        let numeric: Vec<&String> = if self.numeric == NumericFill::None {
-            vec![]
-        } else {
-            cols.iter()
-                .filter(|c| {
-                    Some(c.as_str()) != by
-                        && train
-                            .column(c)
-                            .is_ok_and(|col| col.dtype() != &DataType::String)
-                })
-                .collect()
+        let Some(f) = self.fitter(&train.clear(), fit_room())? else {
+            unreachable!("impute always fits batch by batch")
         };
-        let computed: Vec<Result<Option<f64>>> = par_map_columns(&numeric, |c| {
-            let ca = f64_column(train, c, "impute")?;
-            Ok(numeric_stat(&ca, self.numeric, self.value))
-        });
-        let mut stats: HashMap<&str, Option<f64>> = HashMap::with_capacity(computed.len());
-        for (c, st) in numeric.iter().zip(computed) {
-            stats.insert(c.as_str(), st?);
-        }
-        let mut fills = Vec::new();
-        let mut indicators = Vec::new();
-        for c in cols.iter().filter(|c| Some(c.as_str()) != by) {
-            let col = train.column(c)?;
-            let is_text = col.dtype() == &DataType::String;
-            if self.indicator && col.null_count() > 0 {
-                indicators.push(c.clone());
-            }
-            let (value, groups) = if is_text {
-                if self.categorical == CategoricalFill::None {
-                    continue;
-                }
-                let ca = col.str()?;
-                let v = match self.categorical {
-                    CategoricalFill::Mode => mode_str(ca.iter().flatten()),
-                    _ => Some(self.text.clone()),
-                };
-                let Some(v) = v else {
-                    return Err(Error::NothingToFit {
-                        stage: name,
-                        column: c.clone(),
-                    });
-                };
-                let mut groups = BTreeMap::new();
-                if let Some(k) = &keys {
-                    let mut per: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-                    for (g, x) in k.iter().zip(ca.iter()) {
-                        if let (Some(g), Some(x)) = (g, x) {
-                            per.entry(g).or_default().push(x);
-                        }
-                    }
-                    for (g, xs) in per {
-                        let m = match self.categorical {
-                            CategoricalFill::Mode => mode_str(xs.into_iter()),
-                            _ => Some(self.text.clone()),
-                        };
-                        if let Some(m) = m {
-                            groups.insert(g.to_string(), FillValue::Text(m));
-                        }
-                    }
-                }
-                (FillValue::Text(v), groups)
-            } else {
-                if self.numeric == NumericFill::None {
-                    continue;
-                }
-                let Some(v) = stats.get(c.as_str()).copied().flatten() else {
-                    return Err(Error::NothingToFit {
-                        stage: name,
-                        column: c.clone(),
-                    });
-                };
-                let mut groups = BTreeMap::new();
-                if let Some(k) = &keys {
-                    let ca = f64_column(train, c, "impute")?;
-                    let mut per: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-                    for (g, x) in k.iter().zip(ca.iter()) {
-                        if let (Some(g), Some(x)) = (g, x) {
-                            per.entry(g).or_default().push(x);
-                        }
-                    }
-                    for (g, xs) in per {
-                        if let Some(m) = numeric_stat_vec(xs, self.numeric, self.value) {
-                            groups.insert(g.to_string(), FillValue::Number(m));
-                        }
-                    }
-                }
-                (FillValue::Number(v), groups)
-            };
-            fills.push(ColumnFill {
-                column: c.clone(),
-                value,
-                groups,
-            });
-        }
-        Ok(Box::new(FittedImpute {
-            fills,
-            by: self.by.clone(),
-            indicators,
-        }))
+        fit_whole(f, train)
     }
 
     fn fitter(&self, empty: &DataFrame, room: u64) -> Result<Option<Box<dyn Fitter>>> {
-        // Numeric modes need the count of every value, groups a statistic per group.
-        if self.by.is_some() || self.numeric == NumericFill::Mode {
-            return Ok(None);
-        }
+        let by = self.by.as_deref();
         let cols = select_columns(empty, &self.columns, "impute", |t| {
             is_numeric(t) || t == &DataType::String
         })?;
+        let cols: Vec<String> = cols
+            .into_iter()
+            .filter(|c| Some(c.as_str()) != by)
+            .collect();
         let texts = cols
             .iter()
             .map(|c| Ok(empty.column(c)?.dtype() == &DataType::String))
             .collect::<Result<Vec<bool>>>()?;
-        // The medians share the room.
+        // The overall medians share the room; with groups, half of it holds the counts and the
+        // groups' values.
         let medians = texts.iter().filter(|t| !**t).count().max(1) as u64;
+        let (quantile_room, held_room) = match by {
+            Some(_) => (room / 2 / medians, room / 2),
+            None => (room / medians, room),
+        };
         let columns = cols
             .into_iter()
             .zip(texts)
@@ -492,14 +382,18 @@ impl Stage for ImputeConfig {
                 nulls: 0,
                 mean: crate::kernel::MeanAcc::default(),
                 median: (!text && self.numeric == NumericFill::Median)
-                    .then(|| Quantiles::new(&[0.5], room / medians)),
+                    .then(|| Quantiles::new(&[0.5], quantile_room)),
+                numbers: HashMap::new(),
                 counts: HashMap::new(),
+                groups: HashMap::new(),
+                held: 0,
             })
             .collect();
         Ok(Some(Box::new(ImputeFitter {
             cfg: self.clone(),
             columns,
             passes: 0,
+            room: held_room,
         })))
     }
 }
@@ -514,23 +408,159 @@ struct ImputeAcc {
     mean: crate::kernel::MeanAcc,
     /// Numeric `median`.
     median: Option<Quantiles>,
+    /// Numeric `mode`: the count of every value.
+    numbers: HashMap<u64, usize>,
+    /// Text `mode`: the count of every value.
+    counts: HashMap<String, usize>,
+    /// With `by`: per group (its key as text), what the group's statistic needs.
+    groups: HashMap<String, GroupAcc>,
+    /// Estimated bytes of the counts and groups.
+    held: u64,
+}
+
+/// What [`ImputeFitter`] gathers for one group of one column: of its rows where both the group
+/// and the value are present.
+struct GroupAcc {
+    /// Such rows.
+    rows: usize,
+    /// Numeric `mean`: the values' sum, in row order.
+    sum: f64,
+    /// Numeric `median`: the values.
+    values: Vec<f64>,
+    /// Numeric `mode`: the count of every value.
+    numbers: HashMap<u64, usize>,
     /// Text `mode`: the count of every value.
     counts: HashMap<String, usize>,
 }
 
-/// Fits `impute` batch by batch when its statistics are a mean, a median, a constant or a
-/// text mode (medians may take more passes, the other statistics are gathered in the first).
+impl GroupAcc {
+    fn new() -> Self {
+        GroupAcc {
+            rows: 0,
+            // The sum of no numbers as Rust's `Sum` starts it.
+            sum: std::iter::empty::<f64>().sum(),
+            values: Vec::new(),
+            numbers: HashMap::new(),
+            counts: HashMap::new(),
+        }
+    }
+}
+
+/// Estimated bytes of one counted number, one counted text (besides its bytes), one group
+/// (besides its key's bytes) and one group value.
+const COUNTED: u64 = 32;
+const GROUP: u64 = 160;
+const VALUE: u64 = 8;
+
+impl ImputeAcc {
+    /// The group `key` of this column, counted in [`ImputeAcc::held`] when new.
+    fn group(&mut self, key: &str) -> &mut GroupAcc {
+        if !self.groups.contains_key(key) {
+            self.held += GROUP + key.len() as u64;
+            self.groups.insert(key.to_string(), GroupAcc::new());
+        }
+        self.groups.get_mut(key).expect("inserted")
+    }
+
+    /// One batch's values of this column (`keys`: its groups, with `by`), in the first pass.
+    fn gather(
+        &mut self,
+        cfg: &ImputeConfig,
+        col: &Column,
+        batch: &DataFrame,
+        keys: Option<&StringChunked>,
+    ) -> Result<()> {
+        self.nulls += col.null_count();
+        if self.text {
+            if cfg.categorical == CategoricalFill::None {
+                return Ok(());
+            }
+            let ca = col.str()?;
+            let mode = cfg.categorical == CategoricalFill::Mode;
+            if mode {
+                for v in ca.iter().flatten() {
+                    if count_text(&mut self.counts, v) {
+                        self.held += COUNTED + v.len() as u64;
+                    }
+                }
+            }
+            if let Some(keys) = keys {
+                for (g, v) in keys.iter().zip(ca.iter()) {
+                    let (Some(g), Some(v)) = (g, v) else { continue };
+                    let group = self.group(g);
+                    group.rows += 1;
+                    if mode && count_text(&mut group.counts, v) {
+                        self.held += COUNTED + v.len() as u64;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        // A median without groups is the quantile accumulator's alone.
+        if cfg.numeric == NumericFill::None
+            || (cfg.numeric == NumericFill::Median && keys.is_none())
+        {
+            return Ok(());
+        }
+        // Checked as a number column also for a constant.
+        let ca = f64_column(batch, &self.column, "impute")?;
+        match cfg.numeric {
+            NumericFill::Mean => self.mean.feed(&ca),
+            NumericFill::Mode => {
+                for v in ca.iter().flatten() {
+                    if count_number(&mut self.numbers, v) {
+                        self.held += COUNTED;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(keys) = keys {
+            for (g, v) in keys.iter().zip(ca.iter()) {
+                let (Some(g), Some(v)) = (g, v) else { continue };
+                let how = cfg.numeric;
+                let group = self.group(g);
+                group.rows += 1;
+                let grew = match how {
+                    NumericFill::Mean => {
+                        group.sum += v;
+                        0
+                    }
+                    NumericFill::Median => {
+                        group.values.push(v);
+                        VALUE
+                    }
+                    NumericFill::Mode => u64::from(count_number(&mut group.numbers, v)) * COUNTED,
+                    _ => 0,
+                };
+                self.held += grew;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fits `impute` batch by batch: means, medians, modes and constants, overall and per group of
+/// `by`. Medians may take more passes ([`crate::quantile`]); everything else is gathered in the
+/// first: running means, value counts (modes), and per group the sum of its values (means),
+/// their counts (modes) or the values themselves (medians), within the fitter's room.
 struct ImputeFitter {
     cfg: ImputeConfig,
     columns: Vec<ImputeAcc>,
     /// Passes ended.
     passes: usize,
+    /// Bytes the counts and groups of every column may hold.
+    room: u64,
 }
 
 impl Fitter for ImputeFitter {
     fn feed(&mut self, batch: &DataFrame) -> Result<()> {
         let cfg = &self.cfg;
         let first = self.passes == 0;
+        let keys = match (&cfg.by, first) {
+            (Some(b), true) => Some(group_keys(batch, b)?),
+            _ => None,
+        };
         // Columns in parallel; the first error in column order is reported.
         let done: Vec<Result<()>> = self
             .columns
@@ -545,26 +575,45 @@ impl Fitter for ImputeFitter {
                 if !first {
                     return Ok(());
                 }
-                acc.nulls += col.null_count();
-                if acc.text && cfg.categorical == CategoricalFill::Mode {
-                    for v in col.str()?.iter().flatten() {
-                        match acc.counts.get_mut(v) {
-                            Some(n) => *n += 1,
-                            None => {
-                                acc.counts.insert(v.to_string(), 1);
-                            }
-                        }
-                    }
-                } else if !acc.text && cfg.numeric == NumericFill::Mean {
-                    acc.mean.feed(&f64_column(batch, &acc.column, "impute")?);
-                } else if !acc.text && cfg.numeric == NumericFill::Constant {
-                    // Checked as the whole-frame fit checks it.
-                    f64_column(batch, &acc.column, "impute")?;
-                }
-                Ok(())
+                acc.gather(cfg, col, batch, keys.as_ref())
             })
             .collect();
-        done.into_iter().collect()
+        done.into_iter().collect::<Result<()>>()?;
+        let held = self
+            .columns
+            .iter()
+            .fold(0u64, |a, c| a.saturating_add(c.held));
+        if held > self.room {
+            let show = whet_core::budget::show_bytes;
+            let (key, what, share, instead) = match &cfg.by {
+                Some(b) => (
+                    "impute.by",
+                    format!("its statistics per group of `{b}`"),
+                    "half of an eighth",
+                    "fill per group with `numeric: mean` (a sum per group), or without `by`",
+                ),
+                None => (
+                    "impute.numeric",
+                    "its value counts (a numeric `mode`)".to_string(),
+                    "an eighth",
+                    "fill with `mean` or `median`",
+                ),
+            };
+            let budget = whet_core::budget::current();
+            return Err(Error::CannotStream {
+                key: key.into(),
+                reason: format!(
+                    "{what} need about {}, more than the {} they may hold ({share} of the \
+                     memory budget of {}, {}): raise the budget with `--max-memory`, or \
+                     {instead}",
+                    show(held),
+                    show(self.room),
+                    show(budget.bytes()),
+                    budget.source()
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn again(&mut self) -> Result<bool> {
@@ -582,22 +631,50 @@ impl Fitter for ImputeFitter {
             if cfg.indicator && acc.nulls > 0 {
                 indicators.push(acc.column.clone());
             }
-            let value = if acc.text {
-                match cfg.categorical {
+            let (value, groups) = if acc.text {
+                let value = match cfg.categorical {
                     CategoricalFill::None => continue,
                     CategoricalFill::Mode => mode_of(acc.counts.into_iter()).map(FillValue::Text),
                     CategoricalFill::Constant => Some(FillValue::Text(cfg.text.clone())),
-                }
+                };
+                let groups: BTreeMap<String, FillValue> = acc
+                    .groups
+                    .into_iter()
+                    .filter(|(_, g)| g.rows > 0)
+                    .filter_map(|(k, g)| {
+                        let v = match cfg.categorical {
+                            CategoricalFill::Mode => mode_of(g.counts.into_iter())?,
+                            _ => cfg.text.clone(),
+                        };
+                        Some((k, FillValue::Text(v)))
+                    })
+                    .collect();
+                (value, groups)
             } else {
-                match cfg.numeric {
+                let value = match cfg.numeric {
                     NumericFill::None => continue,
-                    NumericFill::Mean => acc.mean.finish().map(FillValue::Number),
-                    NumericFill::Median => acc
-                        .median
-                        .and_then(|m| m.finish()[0])
-                        .map(FillValue::Number),
-                    _ => Some(FillValue::Number(cfg.value)),
-                }
+                    NumericFill::Mean => acc.mean.finish(),
+                    NumericFill::Median => acc.median.and_then(|m| m.finish()[0]),
+                    NumericFill::Mode => mode_of_bits(acc.numbers),
+                    NumericFill::Constant => Some(cfg.value),
+                };
+                let groups: BTreeMap<String, FillValue> = acc
+                    .groups
+                    .into_iter()
+                    .filter(|(_, g)| g.rows > 0)
+                    .filter_map(|(k, g)| {
+                        let v = match cfg.numeric {
+                            NumericFill::Mean => g.sum / g.rows as f64,
+                            NumericFill::Median => {
+                                median(&Float64Chunked::from_vec(PlSmallStr::EMPTY, g.values))?
+                            }
+                            NumericFill::Mode => mode_of_bits(g.numbers)?,
+                            _ => cfg.value,
+                        };
+                        Some((k, FillValue::Number(v)))
+                    })
+                    .collect();
+                (value.map(FillValue::Number), groups)
             };
             let Some(value) = value else {
                 return Err(Error::NothingToFit {
@@ -608,12 +685,12 @@ impl Fitter for ImputeFitter {
             fills.push(ColumnFill {
                 column: acc.column,
                 value,
-                groups: BTreeMap::new(),
+                groups,
             });
         }
         Ok(Box::new(FittedImpute {
             fills,
-            by: None,
+            by: cfg.by.clone(),
             indicators,
         }))
     }
@@ -910,6 +987,96 @@ mod tests {
             .no_null_iter()
             .collect();
         assert_eq!(x, [1.5, 51.5, 26.5]);
+    }
+
+    /// Per-group statistics and numeric modes are gathered batch by batch: the same fitted
+    /// values fed in two batches as in one, each group's statistic of its own present values
+    /// (modes the smallest on ties), the group column itself never filled.
+    #[test]
+    fn impute_per_group_and_modes_fit_batch_by_batch() {
+        let df = train();
+        for (how, x_groups, n_groups) in [
+            (NumericFill::Mean, [1.5, 51.5], [1.0, 3.5]),
+            (NumericFill::Median, [1.5, 51.5], [1.0, 3.5]),
+            (NumericFill::Mode, [1.0, 3.0], [1.0, 2.0]),
+            (NumericFill::Constant, [-7.0, -7.0], [-7.0, -7.0]),
+        ] {
+            for by in [None, Some("g")] {
+                let cfg = ImputeConfig {
+                    numeric: how,
+                    value: -7.0,
+                    by: by.map(String::from),
+                    indicator: true,
+                    ..Default::default()
+                };
+                let whole = cfg.fit(&df).unwrap().to_step();
+                let mut f = cfg.fitter(&df.clear(), 1 << 20).unwrap().unwrap();
+                loop {
+                    f.feed(&df.slice(0, 2)).unwrap();
+                    f.feed(&df.slice(2, 3)).unwrap();
+                    if !f.again().unwrap() {
+                        break;
+                    }
+                }
+                let batched = f.finish().unwrap().to_step();
+                assert_eq!(whole, batched, "{how:?} by {by:?}");
+                let FittedStep::Impute(fitted) = whole else {
+                    panic!("an impute")
+                };
+                assert_eq!(fitted.indicators, ["x", "n", "s"]);
+                let groups = |c: &str| -> Vec<FillValue> {
+                    let f = fitted.fills.iter().find(|f| f.column == c).unwrap();
+                    f.groups.values().cloned().collect()
+                };
+                match by {
+                    None => assert!(groups("x").is_empty()),
+                    Some(_) => {
+                        assert!(fitted.fills.iter().all(|f| f.column != "g"));
+                        assert_eq!(groups("x"), x_groups.map(FillValue::Number));
+                        assert_eq!(groups("n"), n_groups.map(FillValue::Number));
+                        // q: b twice, a once; p: a only.
+                        assert_eq!(
+                            groups("s"),
+                            [FillValue::Text("a".into()), FillValue::Text("b".into())]
+                        );
+                    }
+                }
+            }
+        }
+        // -0.0 and 0.0 are one value for a mode.
+        let z = df!("x" => [-0.0, 0.0, 5.0, 5.0, 0.0]).unwrap();
+        let cfg = ImputeConfig {
+            numeric: NumericFill::Mode,
+            ..Default::default()
+        };
+        let fitted = cfg.fit(&z).unwrap().to_step();
+        let FittedStep::Impute(fitted) = fitted else {
+            panic!("an impute")
+        };
+        assert_eq!(fitted.fills[0].value, FillValue::Number(0.0));
+    }
+
+    /// Value counts and groups past the fitter's room are refused, naming what holds them and the
+    /// key that changes it.
+    #[test]
+    fn impute_groups_past_the_room_are_refused() {
+        let df = train();
+        let cfg = ImputeConfig {
+            numeric: NumericFill::Median,
+            by: Some("g".into()),
+            ..Default::default()
+        };
+        let mut f = cfg.fitter(&df.clear(), 400).unwrap().unwrap();
+        let e = f.feed(&df).unwrap_err().to_string();
+        assert!(e.contains("per group of `g`"), "{e}");
+        assert!(e.starts_with("impute.by"), "{e}");
+        let cfg = ImputeConfig {
+            numeric: NumericFill::Mode,
+            ..Default::default()
+        };
+        let mut f = cfg.fitter(&df.clear(), 64).unwrap().unwrap();
+        let e = f.feed(&df).unwrap_err().to_string();
+        assert!(e.contains("numeric `mode`"), "{e}");
     }
 
     #[test]

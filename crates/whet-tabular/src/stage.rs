@@ -6,7 +6,6 @@
 //! split, made object-safe).
 
 use polars::prelude::*;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::encode::FittedEncode;
@@ -245,22 +244,6 @@ pub fn as_f64(c: &Series, column: &str, context: &str) -> Result<Float64Chunked>
 pub fn put(df: &mut DataFrame, s: Series) -> Result<()> {
     df.with_column(s.into_column())?;
     Ok(())
-}
-
-/// Most pieces [`par_map_columns`] splits its work into.
-const MAX_PIECES: usize = 64;
-
-/// `f` over `items` in parallel, in at most [`MAX_PIECES`] pieces, in order. Polars' kernels
-/// called inside (the sorts behind medians and quantiles) wait on polars' own thread pool, and a
-/// rayon worker that waits runs more of our pieces on its own stack: with one piece per column,
-/// 20,000 columns overflowed the stack. A bounded number of pieces bounds that depth.
-pub(crate) fn par_map_columns<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let piece = items.len().div_ceil(MAX_PIECES).max(1);
-    let pieces: Vec<Vec<R>> = items
-        .par_chunks(piece)
-        .map(|c| c.iter().map(&f).collect())
-        .collect();
-    pieces.into_iter().flatten().collect()
 }
 
 /// A frame taken apart for edits of many columns by name. polars' `DataFrame` drops its name

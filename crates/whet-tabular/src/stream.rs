@@ -15,9 +15,10 @@
 //!    values and of missing values, least and greatest values, in memory bounded by the columns
 //!    and their distinct values; exact medians and quantiles ([`crate::quantile`]) within an
 //!    eighth of the budget, which takes more passes (`fit steps[i].<step> (pass 2)`, …) when
-//!    the values near the ones sought do not fit it. Statistics that need every value (a numeric
-//!    mode, per-group statistics) collect the columns the step reads, of every training row,
-//!    within the budget, and call the step's own `fit`;
+//!    the values near the ones sought do not fit it; `impute`'s numeric modes (value counts)
+//!    and per-group statistics (a sum, value counts or, for medians, the values of each group)
+//!    within that eighth too, refused by name past it. A step without a fitter would collect
+//!    the columns it reads, of every training row, within the budget, and call its own `fit`;
 //! 3. one last pass applies every step and builds the feature matrices.
 //!
 //! Everything that changes a batch is the in-memory pipeline's own code (`join`, its right side
@@ -1517,6 +1518,61 @@ pub(crate) mod tests {
             same_frame(&memory, &batched);
             assert_eq!(whole, summed, "{table}");
         }
+    }
+
+    /// `impute` per group and with a numeric mode fits batch by batch (value counts and
+    /// per-group sums, not every training row's columns): under a budget where the training
+    /// rows of one of its columns do not fit, the streamed preparation is the in-memory one to
+    /// the bit.
+    #[test]
+    fn impute_by_group_and_modes_stream_in_little_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, cfg) = flights_run(
+            dir.path(),
+            r#"
+                 { "join": { "with": "weather", "on": ["origin", "time_hour"], "how": "left", "cardinality": "many_to_one" } },
+                 { "exclude": ["time_hour", "tailnum", "dest", "arr_time", "dep_time"] },
+                 { "impute": { "numeric": "mean", "by": "carrier", "categorical": "mode", "indicator": true } },
+                 { "impute": { "numeric": "mode", "by": "origin", "columns": ["wind_gust", "pressure"] } },
+                 { "impute": { "numeric": "mode" } }"#,
+        );
+        let budget = 4_000_000;
+        let (whole, streamed) = both_ways(&cfg, budget, &dir.path().join("rows"));
+        // One training column alone (8 bytes a row) is more than an eighth of the budget.
+        assert!(8 * whole.train.len() as u64 > budget / 8);
+        assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
+        // With room for the rows in memory, the same arrays.
+        let (whole, streamed) = both_ways(&cfg, 200_000_000, &dir.path().join("rows2"));
+        assert_eq!(whole.manifest.fitted, streamed.manifest.fitted);
+        assert_eq!(whole.train, streamed.train);
+        assert_eq!(whole.validation, streamed.validation);
+        assert_eq!(whole.test, streamed.test);
+        let fills = |i: usize| match &whole.manifest.fitted[i] {
+            crate::stage::FittedStep::Impute(f) => f.fills.clone(),
+            other => panic!("{other:?}"),
+        };
+        // Means for every carrier of each numeric column; the origins' modes.
+        assert!(fills(0).iter().any(|f| f.groups.len() == 16));
+        assert!(fills(1).iter().all(|f| f.groups.len() == 3));
+        // Exact medians per group hold the groups' values: past the room, refused by name.
+        let mut v = serde_json::to_value(&cfg).unwrap();
+        v["steps"][3] = serde_json::json!({ "impute": { "numeric": "median", "by": "origin" } });
+        let medians: TabularConfig = serde_json::from_value(v).unwrap();
+        let spec = &medians.data.tables["flights"];
+        let e = prepare_streamed(
+            &medians,
+            5,
+            table_bytes(spec).unwrap(),
+            budget,
+            Destination::Train,
+            &dir.path().join("medians"),
+            &LoadedTables::none(),
+            &whet_core::progress::NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("step 3 `impute`: impute.by: "), "{e}");
+        assert!(e.contains("per group of `origin`"), "{e}");
     }
 
     /// Streamed preparations of one process read the tables they join once, through the
