@@ -1084,7 +1084,10 @@ fn prepare_tables(
         .get("tables", &key, progress)
         .and_then(|b| bundle_to_tables(&b))
     {
+        // What a cached manifest does not keep: the run's seed (one entry may serve every seed
+        // of a time split) and the target settings the run resolved (not written to files).
         p.manifest.seed = seed;
+        p.manifest.data.target = cfg.data.target.clone();
         return Ok(Prepared {
             data: PreparedData::Tables(p),
             cache_hits: vec!["tables".into()],
