@@ -347,10 +347,14 @@ impl Stage for ImputeConfig {
     }
 
     fn fit(&self, train: &DataFrame) -> Result<Box<dyn FittedStage>> {
-        let Some(f) = self.fitter(&train.clear(), fit_room())? else {
-            unreachable!("impute always fits batch by batch")
-        };
-        fit_whole(f, train)
+        match self.fitter(&train.clear(), fit_room())? {
+            Some(f) => fit_whole(f, train),
+            None => Err(Error::Config(
+                "impute: no fitter for this configuration (a bug in whet: impute fits every \
+                 configuration batch by batch)"
+                    .into(),
+            )),
+        }
     }
 
     fn fitter(&self, empty: &DataFrame, room: u64) -> Result<Option<Box<dyn Fitter>>> {
@@ -640,7 +644,6 @@ impl Fitter for ImputeFitter {
                 let groups: BTreeMap<String, FillValue> = acc
                     .groups
                     .into_iter()
-                    .filter(|(_, g)| g.rows > 0)
                     .filter_map(|(k, g)| {
                         let v = match cfg.categorical {
                             CategoricalFill::Mode => mode_of(g.counts.into_iter())?,
@@ -661,7 +664,6 @@ impl Fitter for ImputeFitter {
                 let groups: BTreeMap<String, FillValue> = acc
                     .groups
                     .into_iter()
-                    .filter(|(_, g)| g.rows > 0)
                     .filter_map(|(k, g)| {
                         let v = match cfg.numeric {
                             NumericFill::Mean => g.sum / g.rows as f64,

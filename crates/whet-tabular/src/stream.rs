@@ -1300,6 +1300,28 @@ pub(crate) mod tests {
         (flights, path, serde_json::from_str(&json).unwrap())
     }
 
+    /// `cfg` streamed under `budget` with seed `seed`, its rows kept (`work`: the work folder),
+    /// its joined tables loaded through `loaded`.
+    fn stream_train(
+        cfg: &TabularConfig,
+        seed: u64,
+        budget: u64,
+        work: &Path,
+        loaded: &LoadedTables,
+    ) -> Result<crate::pipeline::Prepared> {
+        let spec = &cfg.data.tables[cfg.data.main_name().unwrap()];
+        prepare_streamed(
+            cfg,
+            seed,
+            table_bytes(spec).unwrap(),
+            budget,
+            Destination::Train,
+            work,
+            loaded,
+            &whet_core::progress::NoProgress,
+        )
+    }
+
     /// `cfg` prepared in memory and streamed under `budget` (its rows kept, `work` the
     /// streamed run's work folder), seed 5.
     fn both_ways(
@@ -1315,18 +1337,7 @@ pub(crate) mod tests {
             &whet_core::progress::NoProgress,
         )
         .unwrap();
-        let spec = &cfg.data.tables[cfg.data.main_name().unwrap()];
-        let streamed = prepare_streamed(
-            cfg,
-            5,
-            table_bytes(spec).unwrap(),
-            budget,
-            Destination::Train,
-            work,
-            &LoadedTables::none(),
-            &whet_core::progress::NoProgress,
-        )
-        .unwrap();
+        let streamed = stream_train(cfg, 5, budget, work, &LoadedTables::none()).unwrap();
         (whole, streamed)
     }
 
@@ -1558,19 +1569,10 @@ pub(crate) mod tests {
         let mut v = serde_json::to_value(&cfg).unwrap();
         v["steps"][3] = serde_json::json!({ "impute": { "numeric": "median", "by": "origin" } });
         let medians: TabularConfig = serde_json::from_value(v).unwrap();
-        let spec = &medians.data.tables["flights"];
-        let e = prepare_streamed(
-            &medians,
-            5,
-            table_bytes(spec).unwrap(),
-            budget,
-            Destination::Train,
-            &dir.path().join("medians"),
-            &LoadedTables::none(),
-            &whet_core::progress::NoProgress,
-        )
-        .unwrap_err()
-        .to_string();
+        let medians_dir = dir.path().join("medians");
+        let e = stream_train(&medians, 5, budget, &medians_dir, &LoadedTables::none())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("step 3 `impute`: impute.by: "), "{e}");
         assert!(e.contains("per group of `origin`"), "{e}");
     }
@@ -1588,19 +1590,8 @@ pub(crate) mod tests {
                  { "join": { "with": "planes", "on": ["tailnum"], "how": "left", "suffix": "_plane", "cardinality": "many_to_one" } },
                  { "impute": { "numeric": "mean", "categorical": "mode" } }"#,
         );
-        let spec = &cfg.data.tables["flights"];
         let prepare = |loaded: &LoadedTables, seed: u64, work: &str| {
-            prepare_streamed(
-                &cfg,
-                seed,
-                table_bytes(spec).unwrap(),
-                200_000_000,
-                Destination::Train,
-                &dir.path().join(work),
-                loaded,
-                &whet_core::progress::NoProgress,
-            )
-            .unwrap()
+            stream_train(&cfg, seed, 200_000_000, &dir.path().join(work), loaded).unwrap()
         };
         let loaded = LoadedTables::new();
         let first = prepare(&loaded, 5, "a");
