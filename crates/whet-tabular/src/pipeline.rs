@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use ndarray::{Array2, Axis};
 use polars::prelude::*;
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::{Issues, Progress};
@@ -562,12 +563,18 @@ pub(crate) fn check_finite(df: &DataFrame, stage: &str, split: &str) -> Result<(
             DataType::Float64 => c
                 .f64()?
                 .downcast_iter()
-                .map(|a| a.iter().flatten().filter(|v| !v.is_finite()).count())
+                .map(|a| {
+                    let valid = a.validity().filter(|m| m.unset_bits() > 0);
+                    non_finite(a.values(), valid.map(|m| |i| m.get_bit(i)), f64::is_finite)
+                })
                 .sum(),
             DataType::Float32 => c
                 .f32()?
                 .downcast_iter()
-                .map(|a| a.iter().flatten().filter(|v| !v.is_finite()).count())
+                .map(|a| {
+                    let valid = a.validity().filter(|m| m.unset_bits() > 0);
+                    non_finite(a.values(), valid.map(|m| |i| m.get_bit(i)), f32::is_finite)
+                })
                 .sum(),
             _ => 0usize,
         };
@@ -582,6 +589,24 @@ pub(crate) fn check_finite(df: &DataFrame, stage: &str, split: &str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// How many of `values` are present (`valid(i)`, when some are missing) and not finite. The
+/// values are scanned as a slice; `valid` is asked only about a value that is not finite (a
+/// missing value's slot may hold anything).
+fn non_finite<T: Copy>(
+    values: &[T],
+    valid: Option<impl Fn(usize) -> bool>,
+    finite: impl Fn(T) -> bool,
+) -> usize {
+    match valid {
+        None => values.iter().filter(|&&v| !finite(v)).count(),
+        Some(valid) => values
+            .iter()
+            .enumerate()
+            .filter(|&(i, &v)| !finite(v) && valid(i))
+            .count(),
+    }
 }
 
 /// The columns usable as features: numeric and boolean ones, in frame order.
@@ -632,8 +657,8 @@ fn f32_columns(
     stage: &str,
     split: &str,
 ) -> Result<Vec<Float32Chunked>> {
-    let mut cols: Vec<Float32Chunked> = Vec::with_capacity(features.len());
-    for f in features {
+    // Column by column in parallel; the first error in the features' order is returned.
+    let one = |f: &String| -> Result<Float32Chunked> {
         let Ok(c) = df.column(f) else {
             return Err(crate::stage::not_found(
                 df,
@@ -650,14 +675,10 @@ fn f32_columns(
                 what: "missing",
             });
         }
-        let s = c
-            .as_materialized_series()
-            .cast(&DataType::Float32)?
-            .rechunk();
-        let s = s.f32()?;
+        let s = present_f32(c)?;
         let bad = s
             .cont_slice()
-            .expect("rechunked, no nulls")
+            .expect("one chunk, no nulls")
             .iter()
             .filter(|v| !v.is_finite())
             .count();
@@ -670,9 +691,28 @@ fn f32_columns(
                 what: "non-finite",
             });
         }
-        cols.push(s.clone());
+        Ok(s)
+    };
+    let cols: Vec<Result<Float32Chunked>> = features.par_iter().map(one).collect();
+    cols.into_iter().collect()
+}
+
+/// The column `c`, without missing values, as `f32` in one chunk: `f64` values converted slice
+/// by slice (Rust's `as`, the rounding polars' cast makes), other types by polars' cast.
+fn present_f32(c: &Column) -> Result<Float32Chunked> {
+    if c.dtype() == &DataType::Float64 {
+        let ca = c.f64()?;
+        let mut out: Vec<f32> = Vec::with_capacity(ca.len());
+        for a in ca.downcast_iter() {
+            out.extend(a.values().iter().map(|&v| v as f32));
+        }
+        return Ok(Float32Chunked::from_vec(c.name().clone(), out));
     }
-    Ok(cols)
+    let s = c
+        .as_materialized_series()
+        .cast(&DataType::Float32)?
+        .rechunk();
+    Ok(s.f32()?.clone())
 }
 
 /// Builds the row-major feature matrix of `features` from `df`.
@@ -1208,4 +1248,62 @@ pub(crate) fn load_joined(
 pub fn apply_file(manifest: &Manifest, data: &Path) -> Result<Applied> {
     let (df, tables) = load_new_data(manifest, data, &BTreeMap::new())?;
     apply(manifest, df, &tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Non-finite values are counted among the present ones only, in every chunk.
+    #[test]
+    fn check_finite_counts_present_non_finite_values() {
+        let mut a = Float64Chunked::new(
+            "a".into(),
+            &[Some(1.0), Some(f64::NAN), None, Some(f64::NEG_INFINITY)],
+        );
+        a.append(&Float64Chunked::new("a".into(), &[Some(f64::INFINITY)]))
+            .unwrap();
+        let b = Float32Chunked::new("b".into(), &[Some(1.0f32), None, Some(f32::NAN)]);
+        let whole = |ca: Column| DataFrame::new(ca.len(), vec![ca]).unwrap();
+        let e = check_finite(&whole(a.into_column()), "zscore", "train").unwrap_err();
+        assert!(matches!(e, Error::NonFinite { count: 3, .. }), "{e:?}");
+        let e = check_finite(&whole(b.into_column()), "zscore", "test").unwrap_err();
+        assert!(matches!(e, Error::NonFinite { count: 1, .. }), "{e:?}");
+        let fine = Float64Chunked::new("c".into(), &[Some(1.0), None, Some(-2.5)]);
+        check_finite(&whole(fine.into_column()), "zscore", "train").unwrap();
+    }
+
+    /// The `f32` features are polars' cast of the values, bit for bit, and values that do not
+    /// fit an `f32` are refused as non-finite.
+    #[test]
+    fn f32_features_are_polars_cast() {
+        let values = [
+            0.0,
+            -0.0,
+            1.0 / 3.0,
+            -2.718_281_7,
+            1e-40,
+            1e-50,
+            3.4028234663852886e38,
+            123_456_789.123_456_78,
+        ];
+        let mut two = Float64Chunked::from_slice("x".into(), &values[..3]);
+        two.append(&Float64Chunked::from_slice("x".into(), &values[3..]))
+            .unwrap();
+        let df = DataFrame::new(values.len(), vec![two.into_column()]).unwrap();
+        let got = f32_columns(&df, &["x".into()], "impute", "train").unwrap();
+        let want = df.column("x").unwrap().cast(&DataType::Float32).unwrap();
+        let want: Vec<u32> = want
+            .f32()
+            .unwrap()
+            .into_no_null_iter()
+            .map(f32::to_bits)
+            .collect();
+        let got: Vec<u32> = got[0].into_no_null_iter().map(f32::to_bits).collect();
+        assert_eq!(got, want);
+        assert_eq!(got[1], (-0.0f32).to_bits());
+        let big = DataFrame::new(2, vec![Column::new("y".into(), &[1.0, 1e39])]).unwrap();
+        let e = f32_columns(&big, &["y".into()], "impute", "test").unwrap_err();
+        assert!(matches!(e, Error::NonFinite { count: 1, .. }), "{e:?}");
+    }
 }

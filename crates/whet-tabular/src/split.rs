@@ -455,14 +455,39 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// test. `u` = the seeded mix of `key` as a fraction in [0, 1): test below `test`, validation
 /// below `test + validation`.
 pub fn hash_split_of(key: u64, seed: u64, test: f64, validation: f64) -> u8 {
-    let x = whet_core::rng::derive_seed(seed, &[2, 7, key]);
-    let u = (x >> 11) as f64 / (1u64 << 53) as f64;
-    if u < test {
-        2
-    } else if u < test + validation {
-        1
-    } else {
-        0
+    HashSplit::new(seed, test, validation).of(key)
+}
+
+/// [`hash_split_of`] for many rows under one seed and one split's fractions: the seed's part of
+/// the hash made once.
+struct HashSplit {
+    prefix: whet_core::rng::SeedPrefix,
+    test: f64,
+    /// `test + validation`.
+    held_out: f64,
+}
+
+impl HashSplit {
+    fn new(seed: u64, test: f64, validation: f64) -> Self {
+        HashSplit {
+            prefix: whet_core::rng::SeedPrefix::new(seed, &[2, 7]),
+            test,
+            held_out: test + validation,
+        }
+    }
+
+    /// The split of the row whose identity hashes to `key`.
+    #[inline]
+    fn of(&self, key: u64) -> u8 {
+        let x = self.prefix.then(key);
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        if u < self.test {
+            2
+        } else if u < self.held_out {
+            1
+        } else {
+            0
+        }
     }
 }
 
@@ -477,10 +502,10 @@ pub fn hash_assign(
     cfg: &SplitConfig,
     seed: u64,
 ) -> Result<Vec<u8>> {
-    let (test, validation) = (cfg.test.get(), cfg.validation.get());
+    let split = HashSplit::new(seed, cfg.test.get(), cfg.validation.get());
     Ok(row_keys(df, keys)?
         .into_iter()
-        .map(|key| hash_split_of(key, seed, test, validation))
+        .map(|key| split.of(key))
         .collect())
 }
 
