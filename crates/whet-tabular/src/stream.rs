@@ -6,7 +6,8 @@
 //! Parquet file ([`crate::load::csvchunks`]). [`prepare_streamed`] then makes passes over
 //! the table, each one read by polars' streaming engine in chunks of rows (`scan_parquet` of a
 //! slice, the leading `exclude` steps as its projection; a plan per chunk, so what the engine
-//! reads ahead stays within the chunk) whose batches come back in row order:
+//! reads ahead stays within the chunk; two plans at a time, on two reading threads taking the
+//! chunks in turn) whose batches come back in row order:
 //!
 //! 1. for a classification target, one pass collects the classes;
 //! 2. one pass per fitted step feeds the training rows only (the split is `method: hash`,
@@ -621,90 +622,134 @@ fn plan(spec: &TableSpec, lazy: &[StepConfig], (start, len): (u64, u64)) -> Resu
 
 /// Runs the [`plan`] of each of `chunks` of the table `spec` (`lazy`: the steps inside the plan)
 /// on the streaming engine and hands the batches, in row order, to `each`; returns how many
-/// there were. The plans run one after the other on a thread of their own, a chunk of batches
-/// ahead of `each` at most (so the next chunk is being read while the batches of one are
-/// used); an error from `each` stops them.
+/// there were. Two reading threads take the chunks in turn (even, odd), each a plan at a time,
+/// so that the next chunk's plan is already reading while the last row groups of one are
+/// decoded; each holds at most half a chunk of batches ahead of `each` (so the batches waiting
+/// stay within a chunk, and the plans within two). An error from `each` stops them.
 pub(crate) fn for_each_batch(
     spec: &TableSpec,
     lazy: &[StepConfig],
     chunks: &Chunks,
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<usize> {
-    let ahead = (chunks.largest().div_ceil(BATCH_ROWS as u64) as usize).max(2);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(ahead);
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ahead = (chunks.largest().div_ceil(BATCH_ROWS as u64) as usize)
+        .div_ceil(2)
+        .max(1);
+    let ranges: Vec<(u64, u64)> = chunks.ranges().collect();
     let path = &spec.path;
     let read_err = |source| Error::ReadTable {
         path: path.clone(),
         source,
     };
+    // `None` ends a chunk.
+    let channels: [_; 2] =
+        std::array::from_fn(|_| std::sync::mpsc::sync_channel::<Option<DataFrame>>(ahead));
+    let [(tx0, rx0), (tx1, rx1)] = channels;
+    let stopped = Arc::new(AtomicBool::new(false));
+    let ranges = &ranges;
     std::thread::scope(|s| {
-        // The receiver lives in the scope: should `each` panic, it is dropped while unwinding,
-        // so a reading thread blocked on a full channel stops before the scope waits for it.
-        let rx = rx;
-        let engine = s.spawn(move || -> Result<()> {
-            let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for range in chunks.ranges() {
-                let (tx, stop) = (tx.clone(), stopped.clone());
-                // `true` stops the plan: the receiver is gone after an error.
-                let callback = PlanCallback::new(move |df: DataFrame| {
-                    let gone = tx.send(df).is_err();
-                    if gone {
-                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Ok(gone)
-                });
-                let lf = plan(spec, lazy, range)?.sink_batches(
-                    callback,
-                    true,
-                    NonZeroUsize::new(BATCH_ROWS),
-                )?;
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    lf.collect_with_engine(Engine::Streaming).map(|_| ())
-                }));
-                match ran {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(read_err(e)),
-                    Err(p) => {
-                        return Err(Error::CorruptTable {
-                            path: path.clone(),
-                            format: "Parquet ",
-                            detail: p
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| p.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "a panic in polars' streaming engine".into()),
-                        });
-                    }
-                }
-                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-            }
-            Ok(())
+        // The receivers live in the scope: should `each` panic, they are dropped while
+        // unwinding, so a reading thread blocked on a full channel stops before the scope
+        // waits for it.
+        let rxs = [rx0, rx1];
+        let readers = [tx0, tx1].map(|tx| {
+            let stopped = stopped.clone();
+            (tx, stopped)
         });
+        let [r0, r1] = readers;
+        let spawn = |reader: usize,
+                     (tx, stopped): (
+            std::sync::mpsc::SyncSender<Option<DataFrame>>,
+            Arc<AtomicBool>,
+        )| {
+            s.spawn(move || -> Result<()> {
+                for &range in ranges.iter().skip(reader).step_by(2) {
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (tx_batch, stop) = (tx.clone(), stopped.clone());
+                    // `true` stops the plan: the receiver is gone after an error.
+                    let callback = PlanCallback::new(move |df: DataFrame| {
+                        let gone = tx_batch.send(Some(df)).is_err();
+                        if gone {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        Ok(gone)
+                    });
+                    let lf = plan(spec, lazy, range)?.sink_batches(
+                        callback,
+                        true,
+                        NonZeroUsize::new(BATCH_ROWS),
+                    )?;
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        lf.collect_with_engine(Engine::Streaming).map(|_| ())
+                    }));
+                    match ran {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(read_err(e)),
+                        Err(p) => {
+                            return Err(Error::CorruptTable {
+                                path: path.clone(),
+                                format: "Parquet ",
+                                detail: p
+                                    .downcast_ref::<&str>()
+                                    .map(|s| s.to_string())
+                                    .or_else(|| p.downcast_ref::<String>().cloned())
+                                    .unwrap_or_else(|| {
+                                        "a panic in polars' streaming engine".into()
+                                    }),
+                            });
+                        }
+                    }
+                    if tx.send(None).is_err() {
+                        stopped.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                Ok(())
+            })
+        };
+        let engines = [spawn(0, r0), spawn(1, r1)];
         let mut batches = 0;
         let mut failed = None;
-        for df in rx.iter() {
-            batches += 1;
-            if let Err(e) = each(df) {
-                failed = Some(e);
-                break;
+        // Each chunk's batches from the thread that reads it; a thread that stops early (an
+        // error) closes its channel.
+        'chunks: for c in 0..ranges.len() {
+            loop {
+                match rxs[c % 2].recv() {
+                    Ok(Some(df)) => {
+                        batches += 1;
+                        if let Err(e) = each(df) {
+                            failed = Some(e);
+                            break 'chunks;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => break 'chunks,
+                }
             }
         }
-        drop(rx);
-        let ran = engine.join();
+        stopped.store(true, Ordering::Relaxed);
+        drop(rxs);
+        let ran = engines.map(|e| e.join());
         if let Some(e) = failed {
             return Err(e);
         }
-        match ran {
-            Ok(Ok(())) => Ok(batches),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::CorruptTable {
-                path: path.clone(),
-                format: "Parquet ",
-                detail: "a panic while reading".into(),
-            }),
+        for r in ran {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(Error::CorruptTable {
+                        path: path.clone(),
+                        format: "Parquet ",
+                        detail: "a panic while reading".into(),
+                    });
+                }
+            }
         }
+        Ok(batches)
     })
 }
 
