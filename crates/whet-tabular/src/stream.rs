@@ -643,9 +643,8 @@ pub(crate) fn for_each_batch(
         source,
     };
     // `None` ends a chunk.
-    let channels: [_; 2] =
-        std::array::from_fn(|_| std::sync::mpsc::sync_channel::<Option<DataFrame>>(ahead));
-    let [(tx0, rx0), (tx1, rx1)] = channels;
+    let (tx0, rx0) = std::sync::mpsc::sync_channel::<Option<DataFrame>>(ahead);
+    let (tx1, rx1) = std::sync::mpsc::sync_channel::<Option<DataFrame>>(ahead);
     let stopped = Arc::new(AtomicBool::new(false));
     let ranges = &ranges;
     std::thread::scope(|s| {
@@ -653,16 +652,8 @@ pub(crate) fn for_each_batch(
         // unwinding, so a reading thread blocked on a full channel stops before the scope
         // waits for it.
         let rxs = [rx0, rx1];
-        let readers = [tx0, tx1].map(|tx| {
+        let spawn = |reader: usize, tx: std::sync::mpsc::SyncSender<Option<DataFrame>>| {
             let stopped = stopped.clone();
-            (tx, stopped)
-        });
-        let [r0, r1] = readers;
-        let spawn = |reader: usize,
-                     (tx, stopped): (
-            std::sync::mpsc::SyncSender<Option<DataFrame>>,
-            Arc<AtomicBool>,
-        )| {
             s.spawn(move || -> Result<()> {
                 for &range in ranges.iter().skip(reader).step_by(2) {
                     if stopped.load(Ordering::Relaxed) {
@@ -710,7 +701,7 @@ pub(crate) fn for_each_batch(
                 Ok(())
             })
         };
-        let engines = [spawn(0, r0), spawn(1, r1)];
+        let engines = [spawn(0, tx0), spawn(1, tx1)];
         let mut batches = 0;
         let mut failed = None;
         // Each chunk's batches from the thread that reads it; a thread that stops early (an
