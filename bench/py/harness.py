@@ -676,7 +676,8 @@ def main():
                 cmd = [py, f"{HERE}/train.py", "--engine", eng, "--threads", str(t)] + tr
                 run_config(raw, args, f"train {eng} t={t}", cmd, t, 1800, {})
             if wb:
-                cmd = [wb, "train", "--threads", str(t)] + tr
+                # --paired-peak: whet's matmul timed after each epoch, for the paired % of peak.
+                cmd = [wb, "train", "--threads", str(t), "--paired-peak"] + tr
                 run_config(raw, args, f"train whet t={t}", cmd, t, 1800, {})
 
     if "cnn" in only:

@@ -260,6 +260,26 @@ def section_train(recs, lines):
                 f"| {t} | {eng} | {fmt(r['samples_per_s'])} | {fmt(r['median_epoch_s'], 3)} | "
                 f"{fmt(r['first_epoch_s'], 3)} | {fmt(r['gflops'])} | {fmt(pct)} | {fmt(maxo(r))} |"
             )
+    paired = [
+        (t, by[("whet", t)]["paired_peak"])
+        for t in threads
+        if by.get(("whet", t)) and by[("whet", t)].get("paired_peak")
+    ]
+    if paired:
+        lines += [
+            "",
+            "The % of matmul peak above divides by the best matmul of the run, measured minutes "
+            "apart from the training on a machine whose speed drifts. Paired instead: whet's "
+            "2048² matmul timed for 0.3 s right after each timed epoch (`whet-bench train "
+            "--paired-peak`), each epoch's GFLOP/s over it, median of the pairs: "
+            + "; ".join(
+                f"{t} thr. **{fmt(p['pct_of_paired_peak'])} %** (pairs "
+                + ", ".join(fmt(x) for x in p["pct_of_paired_peak_runs"])
+                + f"; matmul {', '.join(fmt(g) for g in p['matmul_gflops_after_epoch'])} GFLOP/s)"
+                for t, p in paired
+            )
+            + ".",
+        ]
     lines += ["", "| threads | whet / PyTorch | whet / NumPy |", "|---|---|---|"]
     for t in threads:
         w = by.get(("whet", t))

@@ -26,6 +26,51 @@ fn matrix(n: usize, salt: u64) -> Array2<f32> {
     })
 }
 
+/// Whet's default kernel on 2048 x 2048 inputs, kept to be timed again and again: the rate
+/// `whet-bench train --paired-peak` compares each epoch with.
+pub struct Probe {
+    a: Array2<f32>,
+    b: Array2<f32>,
+    c: Array2<f32>,
+}
+
+impl Probe {
+    /// The side of the probe's matrices (the `matmul` section's default).
+    pub const N: usize = 2048;
+
+    /// The inputs of `whet-bench matmul` (and one product to warm them up).
+    pub fn new() -> Self {
+        let n = Self::N;
+        let mut p = Self {
+            a: matrix(n, 90),
+            b: matrix(n, 91),
+            c: Array2::zeros((n, n)),
+        };
+        p.gflops(0.0);
+        p
+    }
+
+    /// GFLOP/s of [`Kernel::Gemm`] over as many products as fit in about `seconds` (at least
+    /// one), on rayon's current pool.
+    pub fn gflops(&mut self, seconds: f64) -> f64 {
+        let flops = 2.0 * (Self::N as f64).powi(3);
+        let (mut done, start) = (0usize, std::time::Instant::now());
+        loop {
+            matmul(
+                Kernel::Gemm,
+                self.a.view(),
+                self.b.view(),
+                self.c.view_mut(),
+            );
+            done += 1;
+            let t = start.elapsed().as_secs_f64();
+            if t >= seconds {
+                return flops * done as f64 / t.max(1e-9) / 1e9;
+            }
+        }
+    }
+}
+
 /// Measures every kernel and prints one JSON line per kernel.
 ///
 /// # Errors

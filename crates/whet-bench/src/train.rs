@@ -18,6 +18,11 @@
 //! `epochs` later epochs during which other processes stayed under `max_other` cores (busy epochs
 //! fill in, in order, when there are not enough quiet ones).
 //!
+//! With `--paired-peak`, whet's 2048² matrix product ([`crate::matmul::Probe`]) is timed for
+//! 0.3 s after each epoch, outside the epoch's window: each epoch's GFLOP/s over the matmul's
+//! right after it is its share of the machine's peak in the same state (the machine's speed
+//! drifts by a tenth or more over minutes, so a peak measured apart says little at that scale).
+//!
 //! GFLOP/s come from an exact count of one training step per sample ([`flops_of`]), 2 FLOP per
 //! multiply-add: the forward pass of every convolution (`out_h·out_w·k²·c_in·filters`
 //! multiply-adds) and dense layer (`inputs·outputs`), the same again for the gradients of the
@@ -125,6 +130,11 @@ pub struct TrainArgs {
     /// short).
     #[arg(long, default_value_t = SAMPLES)]
     pub samples: usize,
+    /// After each epoch, time whet's 2048 x 2048 matrix product (`whet-bench matmul`'s, same
+    /// threads) for about 0.3 s: each epoch's GFLOP/s is then also given as a share of the
+    /// matmul rate measured right after it, in the same machine state (`pct_of_paired_peak`).
+    #[arg(long)]
+    pub paired_peak: bool,
 }
 
 /// Multiply-adds of the forward pass of each layer with weights of `net`, input side first:
@@ -175,11 +185,13 @@ fn describe(net: &Mlp) -> Vec<String> {
     spatial.chain(dense).collect()
 }
 
-/// Times every epoch of a `fit` run.
+/// Times every epoch of a `fit` run, and the matmul after it when there is a `peak` probe.
 #[derive(Default)]
 struct EpochTimer {
     open: Option<Window>,
-    epochs: Vec<(Measured, f64)>,
+    /// (the epoch's timing, its mean loss, the matmul GFLOP/s measured right after it).
+    epochs: Vec<(Measured, f64, Option<f64>)>,
+    peak: Option<crate::matmul::Probe>,
 }
 
 impl Observer for EpochTimer {
@@ -189,7 +201,10 @@ impl Observer for EpochTimer {
 
     fn epoch_end(&mut self, record: &EpochRecord) {
         if let Some(w) = self.open.take() {
-            self.epochs.push((w.close(), record.train_loss));
+            let timed = w.close();
+            // Outside the epoch's window: the next epoch opens a new one.
+            let peak = self.peak.as_mut().map(|p| p.gflops(0.3));
+            self.epochs.push((timed, record.train_loss, peak));
         }
     }
 }
@@ -221,6 +236,22 @@ pub fn build(
     Ok((net, train))
 }
 
+/// The `paired_peak` record: each epoch's GFLOP/s (`flops_per_epoch` / its seconds) as a
+/// percentage of the matmul GFLOP/s measured right after it, and their median; `None` when an
+/// epoch has no matmul figure (the run was not asked for them).
+fn paired_peak(epochs: &[&(Measured, f64, Option<f64>)], flops_per_epoch: f64) -> Option<Value> {
+    let pairs: Vec<(f64, f64)> = epochs
+        .iter()
+        .map(|(m, _, peak)| peak.map(|p| (p, 100.0 * flops_per_epoch / m.wall / 1e9 / p)))
+        .collect::<Option<_>>()?;
+    let pct: Vec<f64> = pairs.iter().map(|&(_, pct)| pct).collect();
+    Some(json!({
+        "matmul_gflops_after_epoch": pairs.iter().map(|&(g, _)| g).collect::<Vec<_>>(),
+        "pct_of_paired_peak_runs": pct,
+        "pct_of_paired_peak": measure::median(&pct),
+    }))
+}
+
 /// Trains and prints one JSON line.
 ///
 /// # Errors
@@ -244,7 +275,10 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
     let y = ArraySource::one_hot(&labels, LAYERS[3]).map_err(|e| format!("targets: {e}"))?;
     let mut data = ArraySource::new(x, y).map_err(|e| format!("data: {e}"))?;
     let flops = flops_of(&net);
-    let mut timer = EpochTimer::default();
+    let mut timer = EpochTimer {
+        peak: args.paired_peak.then(crate::matmul::Probe::new),
+        ..EpochTimer::default()
+    };
     fit(&mut net, &train, args.seed, &mut data, None, &mut timer)
         .map_err(|e| format!("training: {e}"))?;
     let Some((first, rest)) = timer.epochs.split_first() else {
@@ -257,15 +291,15 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
     idx.extend((0..rest.len()).filter(|&i| !quiet(&rest[i].0)));
     idx.truncate(args.epochs);
     idx.sort_unstable();
-    let kept: Vec<&(Measured, f64)> = idx.iter().map(|&i| &rest[i]).collect();
+    let kept: Vec<&(Measured, f64, Option<f64>)> = idx.iter().map(|&i| &rest[i]).collect();
     let retried = (0..rest.len())
         .filter(|&i| !quiet(&rest[i].0) && !idx.contains(&i))
         .count();
-    let times: Vec<f64> = kept.iter().map(|(m, _)| m.wall).collect();
+    let times: Vec<f64> = kept.iter().map(|(m, ..)| m.wall).collect();
     let med = measure::median(&times);
     let others: Vec<Value> = kept
         .iter()
-        .map(|(m, _)| m.other_cores.map_or(Value::Null, |o| json!(round3(o))))
+        .map(|(m, ..)| m.other_cores.map_or(Value::Null, |o| json!(round3(o))))
         .collect();
     let sps = samples as f64 / med;
     let layers = match args.model {
@@ -292,7 +326,8 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         "retried": retried,
         "peak_rss_bytes": measure::peak_rss_bytes(),
         "epochs_run": timer.epochs.len(),
-        "mean_loss_per_epoch": timer.epochs.iter().map(|(_, l)| *l).collect::<Vec<_>>(),
+        "mean_loss_per_epoch": timer.epochs.iter().map(|(_, l, _)| *l).collect::<Vec<_>>(),
+        "paired_peak": paired_peak(&kept, samples as f64 * flops as f64),
         "library_threads": { "rayon.current_num_threads": rayon::current_num_threads() },
         "versions": { "whet": env!("CARGO_PKG_VERSION") },
         "kernel": format!("{:?}", net.kernel),
@@ -311,6 +346,42 @@ mod tests {
         let fwd: usize = pairs.iter().map(|(a, b)| 2 * a * b).sum();
         let grad_x: usize = pairs.iter().skip(1).map(|(a, b)| 2 * a * b).sum();
         2 * fwd + grad_x
+    }
+
+    #[test]
+    fn paired_peak_divides_each_epoch_by_the_matmul_after_it() {
+        let e = |wall: f64, peak: Option<f64>| {
+            let m = Measured {
+                wall,
+                other_cores: None,
+            };
+            (m, 0.5, peak)
+        };
+        // 90 GFLOP per epoch: 1 s at 100 GFLOP/s is 90 %, 2 s at 50 is 90 %, 0.5 s at 200 is 90 %,
+        // 1.5 s at 75 is 80 %.
+        let runs = [
+            e(1.0, Some(100.0)),
+            e(2.0, Some(50.0)),
+            e(0.5, Some(200.0)),
+            e(1.5, Some(75.0)),
+        ];
+        let kept: Vec<_> = runs.iter().collect();
+        let p = paired_peak(&kept, 90e9).unwrap();
+        let pct: Vec<f64> = serde_json::from_value(p["pct_of_paired_peak_runs"].clone()).unwrap();
+        let want = [90.0, 90.0, 90.0, 80.0];
+        assert!(
+            pct.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-9),
+            "{pct:?}"
+        );
+        assert!((p["pct_of_paired_peak"].as_f64().unwrap() - 90.0).abs() < 1e-9);
+        assert_eq!(
+            p["matmul_gflops_after_epoch"],
+            json!([100.0, 50.0, 200.0, 75.0])
+        );
+        // Without a matmul after an epoch there is no paired figure.
+        let runs = [e(1.0, Some(100.0)), e(1.0, None)];
+        let kept: Vec<_> = runs.iter().collect();
+        assert!(paired_peak(&kept, 90e9).is_none());
     }
 
     #[test]
