@@ -65,15 +65,29 @@ fn kept_warm<'s, R>(s: &rayon::Scope<'s>, done: &'s AtomicBool, f: impl FnOnce()
     f()
 }
 
+/// Empty polls [`keep_warm`] makes between two yields to the OS scheduler (a few
+/// microseconds).
+const POLLS_PER_YIELD: u32 = 64;
+
 /// Until `done`: runs the pool's pending jobs as soon as they appear (stolen ones included),
-/// spinning between them instead of going to sleep. Returns at once on `caller`, the thread
-/// running the step: waiting there for jobs of its own, it would never see `done`.
+/// polling between them instead of going to sleep. Every [`POLLS_PER_YIELD`] empty polls it
+/// yields to the OS scheduler (the thread stays runnable, so its CPU does not halt): on a
+/// machine with fewer free cores than threads, the step's own thread may be waiting for this
+/// one's core. Returns at once on `caller`, the thread running the step: waiting there for
+/// jobs of its own, it would never see `done`.
 fn keep_warm(done: &AtomicBool, caller: Option<usize>) {
     if rayon::current_thread_index() == caller {
         return;
     }
+    let mut idle = 0u32;
     while !done.load(Ordering::Acquire) {
-        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle = 0;
+        } else if idle == POLLS_PER_YIELD {
+            idle = 0;
+            std::thread::yield_now();
+        } else {
+            idle += 1;
             std::hint::spin_loop();
         }
     }
