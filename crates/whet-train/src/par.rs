@@ -11,7 +11,7 @@
 //! None of this changes results: the work is split the same way either way (blocks fixed by the
 //! shapes), only who runs each block changes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// True when rayon has a single thread here, so parallel calls would only add hand-offs.
 pub(crate) fn serial() -> bool {
@@ -52,16 +52,27 @@ pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|s| kept_warm(s, &done, f))
 }
 
+/// Steps inside [`kept_warm`] now, in any pool of this process.
+static STEPS: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs `f` on this thread of scope `s`'s pool while another of its threads (at most
 /// `SPLIT_BLOCKS - 1`) spins in [`keep_warm`] until `done`, which is set when `f` returns or
 /// unwinds.
+///
+/// Only a step that runs alone keeps a thread warm, and a warm loop ends as soon as another
+/// step starts: a thread waiting inside one step may pick up another step's warm job, and two
+/// warm loops, each on top of the other step's unfinished work, would wait for each other
+/// forever.
 fn kept_warm<'s, R>(s: &rayon::Scope<'s>, done: &'s AtomicBool, f: impl FnOnce() -> R) -> R {
-    let caller = rayon::current_thread_index();
-    let warm = (rayon::current_num_threads() - 1).min(crate::kernel::SPLIT_BLOCKS - 1);
-    for _ in 0..warm {
-        s.spawn(move |_| keep_warm(done, caller));
+    let alone = STEPS.fetch_add(1, Ordering::AcqRel) == 0;
+    let _step = StepEnd(done);
+    if alone {
+        let caller = rayon::current_thread_index();
+        let warm = (rayon::current_num_threads() - 1).min(crate::kernel::SPLIT_BLOCKS - 1);
+        for _ in 0..warm {
+            s.spawn(move |_| keep_warm(done, caller));
+        }
     }
-    let _done = SetOnDrop(done);
     f()
 }
 
@@ -69,7 +80,7 @@ fn kept_warm<'s, R>(s: &rayon::Scope<'s>, done: &'s AtomicBool, f: impl FnOnce()
 /// microseconds).
 const POLLS_PER_YIELD: u32 = 64;
 
-/// Until `done`: runs the pool's pending jobs as soon as they appear (stolen ones included),
+/// Until `done`, or until another step starts ([`STEPS`]): runs the pool's pending jobs as soon as they appear (stolen ones included),
 /// polling between them instead of going to sleep. Every [`POLLS_PER_YIELD`] empty polls it
 /// yields to the OS scheduler (the thread stays runnable, so its CPU does not halt): on a
 /// machine with fewer free cores than threads, the step's own thread may be waiting for this
@@ -80,7 +91,7 @@ fn keep_warm(done: &AtomicBool, caller: Option<usize>) {
         return;
     }
     let mut idle = 0u32;
-    while !done.load(Ordering::Acquire) {
+    while !done.load(Ordering::Acquire) && STEPS.load(Ordering::Acquire) <= 1 {
         if rayon::yield_now() == Some(rayon::Yield::Executed) {
             idle = 0;
         } else if idle == POLLS_PER_YIELD {
@@ -93,19 +104,20 @@ fn keep_warm(done: &AtomicBool, caller: Option<usize>) {
     }
 }
 
-/// Sets its flag when dropped.
-struct SetOnDrop<'a>(&'a AtomicBool);
+/// The end of a step in [`kept_warm`], when `f` returns or unwinds: sets the step's flag and
+/// counts the step out of [`STEPS`].
+struct StepEnd<'a>(&'a AtomicBool);
 
-impl Drop for SetOnDrop<'_> {
+impl Drop for StepEnd<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Release);
+        STEPS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
 
     fn two_threads() -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
@@ -145,6 +157,34 @@ mod tests {
         assert!(done.load(Ordering::Acquire));
         // The pool is free again: another scope runs.
         assert_eq!(pool.install(|| join(|| 1, || 2)), (1, 2));
+    }
+
+    /// Steps run at once from two outside threads on one pool finish: a thread waiting inside
+    /// one step may pick up the other step's warm job, and two warm loops each above the
+    /// other step's unfinished work would wait for each other forever.
+    #[test]
+    fn concurrent_steps_on_one_pool_finish() {
+        let pool = two_threads();
+        let step = |k: usize| {
+            let done = AtomicBool::new(false);
+            pool.scope(|s| {
+                kept_warm(s, &done, || {
+                    let (a, b) = join(
+                        || (0..200).map(|i| i * k).sum::<usize>(),
+                        || (0..200).map(|i| i + k).sum::<usize>(),
+                    );
+                    a + b
+                })
+            })
+        };
+        std::thread::scope(|t| {
+            let runs: Vec<_> = (0..2)
+                .map(|w| t.spawn(move || (0..3000).map(|k| step(k + w)).sum::<usize>()))
+                .collect();
+            for r in runs {
+                assert!(r.join().unwrap() > 0);
+            }
+        });
     }
 
     /// A step that panics releases the spinning thread (no hang) and the panic reaches the
