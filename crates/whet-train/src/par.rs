@@ -36,10 +36,11 @@ where
 /// Runs `f` on a pool thread (one hand-off), so the parallel calls inside it start from a
 /// worker and cost no further hand-offs; inline when already on a worker or when [`serial`].
 ///
-/// While `f` runs, one more pool thread stays awake ([`keep_warm`]): a step hands work over
-/// about fifteen times with short serial stretches in between, and a worker that went to sleep
-/// in one of them has to be woken for the next hand-off, which on a virtual machine (a halted
-/// virtual CPU) takes tens of microseconds. One, because the products of a step are split into
+/// While `f` runs, and no other step runs in the process, one more pool thread stays awake
+/// ([`keep_warm`]; [`kept_warm`] says why only then): a step hands work over about fifteen
+/// times with short serial stretches in between, and a worker that went to sleep in one of
+/// them has to be woken for the next hand-off, which on a virtual machine (a halted virtual
+/// CPU) takes tens of microseconds. One, because the products of a step are split into
 /// [`SPLIT_BLOCKS`](crate::kernel::SPLIT_BLOCKS) = 2 blocks: more spinning threads would burn
 /// cores without taking work. The work and its split are the same either way, so are the
 /// results; the awake thread's spinning costs CPU time (about a tenth more at 2 threads) and
