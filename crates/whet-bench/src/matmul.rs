@@ -16,7 +16,7 @@ use whet_train::kernel::matmul;
 #[derive(Debug, Clone, clap::Args)]
 pub struct MatmulArgs {
     /// Side of the square matrices.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = Probe::N)]
     pub n: usize,
 }
 
@@ -35,7 +35,7 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// The side of the probe's matrices (the `matmul` section's default).
+    /// The side of the probe's matrices, and the default of `whet-bench matmul --n`.
     pub const N: usize = 2048;
 
     /// The inputs of `whet-bench matmul` (and one product to warm them up).

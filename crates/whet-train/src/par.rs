@@ -81,12 +81,12 @@ fn kept_warm<'s, R>(s: &rayon::Scope<'s>, done: &'s AtomicBool, f: impl FnOnce()
 /// microseconds).
 const POLLS_PER_YIELD: u32 = 64;
 
-/// Until `done`, or until another step starts ([`STEPS`]): runs the pool's pending jobs as soon as they appear (stolen ones included),
-/// polling between them instead of going to sleep. Every [`POLLS_PER_YIELD`] empty polls it
-/// yields to the OS scheduler (the thread stays runnable, so its CPU does not halt): on a
-/// machine with fewer free cores than threads, the step's own thread may be waiting for this
-/// one's core. Returns at once on `caller`, the thread running the step: waiting there for
-/// jobs of its own, it would never see `done`.
+/// Until `done`, or until another step starts ([`STEPS`]): runs the pool's pending jobs as
+/// soon as they appear (stolen ones included), polling between them instead of going to sleep.
+/// Every [`POLLS_PER_YIELD`] empty polls it yields to the OS scheduler (the thread stays
+/// runnable, so its CPU does not halt): on a machine with fewer free cores than threads, the
+/// step's own thread may be waiting for this one's core. Returns at once on `caller`, the
+/// thread running the step: waiting there for jobs of its own, it would never see `done`.
 fn keep_warm(done: &AtomicBool, caller: Option<usize>) {
     if rayon::current_thread_index() == caller {
         return;
