@@ -5,8 +5,8 @@
 //! training step makes about fifteen such calls (products, element-wise passes, the batch copy,
 //! the optimizer), which at one thread buys nothing and on a machine shared with other work
 //! waits for the scheduler each time. So with one thread everything runs inline, and with more
-//! [`fit`](crate::fit) enters the pool once per batch ([`in_pool`]), keeping one more worker
-//! awake while the step runs.
+//! [`fit`](crate::fit) enters the pool once per group of batches (at most about 50 ms of
+//! them, [`in_pool`]), keeping one more worker awake while they run.
 //!
 //! None of this changes results: the work is split the same way either way (blocks fixed by the
 //! shapes), only who runs each block changes.
@@ -35,6 +35,9 @@ where
 
 /// Runs `f` on a pool thread (one hand-off), so the parallel calls inside it start from a
 /// worker and cost no further hand-offs; inline when already on a worker or when [`serial`].
+/// [`fit`](crate::fit) passes a group of training steps (a "step" below is one such `f`): one
+/// entry per batch cost about 4 % of a 2-thread epoch of the 784-256-128-10 network here, the
+/// main thread waking a worker and the awake worker being started again for every batch.
 ///
 /// While `f` runs, and no other step runs in the process, one more pool thread stays awake
 /// ([`keep_warm`]; [`kept_warm`] says why only then): a step hands work over about fifteen

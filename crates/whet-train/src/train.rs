@@ -9,7 +9,7 @@ use crate::readout::Readout;
 use ndarray::s;
 use rand::RngExt;
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use whet_core::BatchSource;
 use whet_core::rng::stream;
 
@@ -56,7 +56,9 @@ pub trait Observer {
     fn epoch_start(&mut self, epoch: usize, epochs: usize, batches: usize) {
         let _ = (epoch, epochs, batches);
     }
-    /// Batch `batch` (1-based) of `epoch` is done; `loss` is its mean loss.
+    /// Batch `batch` (1-based) of `epoch` is done; `loss` is its mean loss. Batches run in
+    /// groups of at most about 50 ms, and this is called for each batch of a group, in order,
+    /// when the group ends.
     fn batch_end(&mut self, epoch: usize, batch: usize, loss: f64) {
         let _ = (epoch, batch, loss);
     }
@@ -71,6 +73,10 @@ pub trait Observer {
 pub struct NoObserver;
 
 impl Observer for NoObserver {}
+
+/// The longest a group of batches runs before the observer hears of them (progress bars redraw
+/// at about this rate anyway).
+const OBSERVER_EVERY: Duration = Duration::from_millis(50);
 
 /// Trains `model` on `train` as `config` says, drawing all randomness (shuffling, noise,
 /// dropout) from `seed`. Validation (if any) runs after every epoch in evaluation mode. With
@@ -128,6 +134,8 @@ pub fn fit(
         .map(|v| model.workspace(model.eval_rows(v.len()), model.output_dim()));
     let mut opt = Optimizer::new(&config.optimizer);
     let mut order: Vec<usize> = (0..n).collect();
+    // The mean losses of the batches of one group, for the observer.
+    let mut means: Vec<f64> = Vec::new();
     let wd = config.weight_decay.get() as f32;
     let factor = config.divergence.factor.get();
     let classify = model.task != crate::config::Task::Regression;
@@ -148,37 +156,53 @@ pub fn fit(
             shuffle(&mut order, seed, epoch);
         }
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for b in 0..batches {
-            let idx = &order[b * rows..((b + 1) * rows).min(n)];
-            let r = idx.len();
-            let key = NoiseKey {
-                seed,
-                epoch,
-                batch: b,
-            };
-            let before = reference;
-            // The whole step runs on one pool thread (one hand-off instead of one per parallel
-            // call inside it); the update is skipped when the loss diverged.
-            let (l, c, mean, refl) = crate::par::in_pool(|| -> Result<(f64, usize, f64, f64)> {
-                let (x, y) = ws.batch_mut(r);
-                train
-                    .fill(epoch, idx, x, y)
-                    .map_err(|source| Error::Source {
+        let mut b = 0;
+        while b < batches {
+            // A group of batches runs on one pool thread (one hand-off per group instead of one
+            // per parallel call, or per batch); the observer hears of them when the group ends.
+            let first = b;
+            means.clear();
+            let group = crate::par::in_pool(|| -> Result<Option<(f64, f64)>> {
+                let t = Instant::now();
+                while b < batches {
+                    let idx = &order[b * rows..((b + 1) * rows).min(n)];
+                    let r = idx.len();
+                    let key = NoiseKey {
+                        seed,
                         epoch,
-                        rows: r,
-                        source,
-                    })?;
-                let (l, c) = model.forward_backward(&mut ws, r, Some(key));
-                let mean = l / r as f64;
-                let refl = before.unwrap_or(mean);
-                if !diverged(mean, refl, factor) {
+                        batch: b,
+                    };
+                    let (x, y) = ws.batch_mut(r);
+                    train
+                        .fill(epoch, idx, x, y)
+                        .map_err(|source| Error::Source {
+                            epoch,
+                            rows: r,
+                            source,
+                        })?;
+                    let (l, c) = model.forward_backward(&mut ws, r, Some(key));
+                    let mean = l / r as f64;
+                    let refl = *reference.get_or_insert(mean);
+                    // The update is skipped when the loss diverged.
+                    if diverged(mean, refl, factor) {
+                        return Ok(Some((mean, refl)));
+                    }
                     apply_updates(model, &mut opt, &ws, lr as f32, wd);
                     update_running(model, &ws, r);
+                    loss_sum += l;
+                    correct += c;
+                    means.push(mean);
+                    b += 1;
+                    if t.elapsed() >= OBSERVER_EVERY {
+                        break;
+                    }
                 }
-                Ok((l, c, mean, refl))
-            })?;
-            reference.get_or_insert(mean);
-            if diverged(mean, refl, factor) {
+                Ok(None)
+            });
+            for (k, &mean) in means.iter().enumerate() {
+                observer.batch_end(epoch + 1, first + k + 1, mean);
+            }
+            if let Some((mean, refl)) = group? {
                 return Err(Error::Diverged(Box::new(Diverged {
                     epoch: epoch + 1,
                     batch: b + 1,
@@ -189,9 +213,6 @@ pub fn fit(
                     curves,
                 })));
             }
-            loss_sum += l;
-            correct += c;
-            observer.batch_end(epoch + 1, b + 1, mean);
         }
         let seconds = t0.elapsed().as_secs_f64();
         total_seconds += seconds;

@@ -592,11 +592,19 @@ fn divergence_is_detected_with_a_huge_learning_rate() {
     let cfg = model_cfg(Task::Classification, &[(32, Activation::Relu, 0.0, 0.0)]);
     let mut net = Mlp::new(&cfg, 10, 3, 6).unwrap();
     let tc = train_cfg(r#"{"optimizer": {"sgd": {"lr": 1000.0}}, "batch_size": 16, "epochs": 5}"#);
-    let err = fit(&mut net, &tc, 6, &mut data, None, &mut NoObserver).unwrap_err();
+    let mut heard = Heard::default();
+    let err = fit(&mut net, &tc, 6, &mut data, None, &mut heard).unwrap_err();
     let msg = err.to_string();
     let Error::Diverged(d) = err else {
         panic!("expected divergence, got {msg}")
     };
+    // The observer heard of every batch before the diverged one, and not of that one.
+    let before: Vec<_> = (1..d.epoch)
+        .flat_map(|e| (1..=16).map(move |b| (e, b)))
+        .chain((1..d.batch).map(|b| (d.epoch, b)))
+        .collect();
+    let order: Vec<_> = heard.batches.iter().map(|&(e, b, _)| (e, b)).collect();
+    assert_eq!(order, before);
     assert!(
         msg.contains("lower the learning rate") && msg.contains("learning rate 1000"),
         "{msg}"
@@ -714,35 +722,64 @@ fn early_stopping_min_epochs_and_metric() {
     assert!(msg.contains("accuracy, balanced_accuracy"), "{msg}");
 }
 
-/// The observer sees every epoch and batch.
+/// Records what an observer hears: epoch starts, each batch's (epoch, batch, loss), epoch ends.
+#[derive(Default)]
+struct Heard {
+    starts: Vec<usize>,
+    batches: Vec<(usize, usize, f64)>,
+    ends: Vec<EpochRecord>,
+}
+
+impl Observer for Heard {
+    fn epoch_start(&mut self, epoch: usize, _: usize, _: usize) {
+        self.starts.push(epoch);
+    }
+    fn batch_end(&mut self, epoch: usize, batch: usize, loss: f64) {
+        self.batches.push((epoch, batch, loss));
+    }
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        self.ends.push(r.clone());
+    }
+}
+
+/// The observer sees every epoch and every batch, in order, with each batch's mean loss (the
+/// epoch's loss is their mean over samples), with one thread and with two (where batches run
+/// in groups on a pool thread and the observer hears of them after each group).
 #[test]
 fn observer_sees_epochs_and_batches() {
-    #[derive(Default)]
-    struct Count(usize, usize, usize);
-    impl Observer for Count {
-        fn epoch_start(&mut self, _: usize, _: usize, _: usize) {
-            self.0 += 1;
-        }
-        fn batch_end(&mut self, _: usize, _: usize, _: f64) {
-            self.1 += 1;
-        }
-        fn epoch_end(&mut self, _: &EpochRecord) {
-            self.2 += 1;
+    let cfg = model_cfg(Task::Classification, &[(4, Activation::Tanh, 0.0, 0.0)]);
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut c = Heard::default();
+        let mut net = Mlp::new(&cfg, 2, 2, 1).unwrap();
+        pool.install(|| {
+            fit(
+                &mut net,
+                &train_cfg(r#"{"optimizer": {"sgd": {}}, "batch_size": 3, "epochs": 2}"#),
+                1,
+                &mut xor(),
+                None,
+                &mut c,
+            )
+        })
+        .unwrap();
+        assert_eq!(c.starts, [1, 2]);
+        let order: Vec<_> = c.batches.iter().map(|&(e, b, _)| (e, b)).collect();
+        assert_eq!(order, [(1, 1), (1, 2), (2, 1), (2, 2)], "{threads} threads");
+        for (e, end) in c.ends.iter().enumerate() {
+            // 4 samples in batches of 3 and 1.
+            let (m1, m2) = (c.batches[2 * e].2, c.batches[2 * e + 1].2);
+            let want = (3.0 * m1 + m2) / 4.0;
+            assert!(
+                (end.train_loss - want).abs() < 1e-12,
+                "{} vs {want}",
+                end.train_loss
+            );
         }
     }
-    let mut c = Count::default();
-    let cfg = model_cfg(Task::Classification, &[(4, Activation::Tanh, 0.0, 0.0)]);
-    let mut net = Mlp::new(&cfg, 2, 2, 1).unwrap();
-    fit(
-        &mut net,
-        &train_cfg(r#"{"optimizer": {"sgd": {}}, "batch_size": 3, "epochs": 2}"#),
-        1,
-        &mut xor(),
-        None,
-        &mut c,
-    )
-    .unwrap();
-    assert_eq!((c.0, c.1, c.2), (2, 4, 2));
 }
 
 #[test]
