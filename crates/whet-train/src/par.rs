@@ -5,8 +5,9 @@
 //! training step makes about fifteen such calls (products, element-wise passes, the batch copy,
 //! the optimizer), which at one thread buys nothing and on a machine shared with other work
 //! waits for the scheduler each time. So with one thread everything runs inline, and with more
-//! [`fit`](crate::fit) enters the pool once per group of batches (at most about 50 ms of
-//! them, [`in_pool`]), keeping one more worker awake while they run.
+//! [`fit`](crate::fit) enters the pool once per group of batches (at most
+//! [`OBSERVER_EVERY`](crate::train::OBSERVER_EVERY) of them, [`in_pool`]), keeping one more
+//! worker awake while they run.
 //!
 //! None of this changes results: the work is split the same way either way (blocks fixed by the
 //! shapes), only who runs each block changes.

@@ -76,7 +76,7 @@ impl Observer for NoObserver {}
 
 /// The longest a group of batches runs before the observer hears of them (progress bars redraw
 /// at about this rate anyway).
-const OBSERVER_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const OBSERVER_EVERY: Duration = Duration::from_millis(50);
 
 /// Trains `model` on `train` as `config` says, drawing all randomness (shuffling, noise,
 /// dropout) from `seed`. Validation (if any) runs after every epoch in evaluation mode. With
@@ -183,7 +183,7 @@ pub fn fit(
                     let (l, c) = model.forward_backward(&mut ws, r, Some(key));
                     let mean = l / r as f64;
                     let refl = *reference.get_or_insert(mean);
-                    // The update is skipped when the loss diverged.
+                    // A diverged loss ends the run before the step's update.
                     if diverged(mean, refl, factor) {
                         return Ok(Some((mean, refl)));
                     }
