@@ -280,6 +280,25 @@ def section_train(recs, lines):
             )
             + ".",
         ]
+    placed = [
+        (t, by[("whet", t)]["core_round_trip_ns"])
+        for t in threads
+        if by.get(("whet", t)) and any(x is not None for x in by[("whet", t)].get("core_round_trip_ns") or [])
+    ]
+    if placed:
+        lines += [
+            "",
+            "Where the host put the virtual CPUs: after each timed epoch `whet-bench train` times "
+            "a value's round trip between two threads through one cache line "
+            "(`core_round_trip_ns`). About 65 ns means the two cores share a cache; about 330 ns, "
+            "far apart, where a multi-threaded epoch slows by up to 1.8x (each step passes data "
+            "between the cores' caches) while 1-thread epochs and the matmul do not change. "
+            + "; ".join(
+                f"whet {t} thr.: " + ", ".join("—" if x is None else f"{x:.0f}" for x in rts) + " ns"
+                for t, rts in placed
+            )
+            + ".",
+        ]
     lines += ["", "| threads | whet / PyTorch | whet / NumPy |", "|---|---|---|"]
     for t in threads:
         w = by.get(("whet", t))

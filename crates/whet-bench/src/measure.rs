@@ -97,6 +97,85 @@ impl Window {
     }
 }
 
+/// Round trips per batch of [`core_round_trip_ns`].
+const ROUND_TRIPS: u64 = 500;
+/// Batches of [`core_round_trip_ns`]; the figure is their median.
+const ROUND_TRIP_BATCHES: usize = 5;
+/// Empty polls between two yields to the OS scheduler in [`core_round_trip_ns`]: when the two
+/// threads share a core (a busy machine), the waiting one lets the other run.
+const POLLS_PER_YIELD: u32 = 256;
+
+/// How far apart two threads of this process run, as the time for one value to go from one
+/// thread to the other and back through a shared cache line: nanoseconds per round trip, the
+/// median of a few batches of them. `None` with fewer than two processors, or when the other
+/// thread did not answer within `deadline` (a machine too busy to run both).
+///
+/// The threads are not pinned: the OS places them, as it places the worker pool's. On a virtual
+/// machine the figure tells where the host put the virtual CPUs at that moment. On the 2-vCPU
+/// machine of `bench/RESULTS.md` it is about 65 ns (the two close, sharing a cache) or about
+/// 330 ns (far apart), switching within seconds, and 2-thread training epochs take about 1.8x
+/// longer in the far state (every step passes data from one core's cache to the other's), while
+/// 1-thread epochs and the compute-bound matrix product do not change.
+pub fn core_round_trip_ns(deadline: std::time::Duration) -> Option<f64> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    /// One value alone on its cache line (128 bytes: adjacent-line prefetchers pair lines).
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    let line = Line(AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    // Waits until `line` holds `want`; false when the deadline passed first.
+    let wait = |want: u64| {
+        let mut polls = 0u32;
+        while line.0.load(Ordering::Acquire) != want {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            polls += 1;
+            if polls == POLLS_PER_YIELD {
+                polls = 0;
+                if start.elapsed() > deadline {
+                    stop.store(true, Ordering::Relaxed);
+                    return false;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        true
+    };
+    let total = ROUND_TRIPS * ROUND_TRIP_BATCHES as u64;
+    let batches = std::thread::scope(|s| {
+        // The partner answers every odd value with the next even one.
+        s.spawn(|| {
+            for i in 0..total {
+                if !wait(2 * i + 1) {
+                    return;
+                }
+                line.0.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let mut batches = Vec::with_capacity(ROUND_TRIP_BATCHES);
+        for b in 0..ROUND_TRIP_BATCHES as u64 {
+            let t = Instant::now();
+            for i in b * ROUND_TRIPS..(b + 1) * ROUND_TRIPS {
+                line.0.store(2 * i + 1, Ordering::Release);
+                if !wait(2 * i + 2) {
+                    return None;
+                }
+            }
+            batches.push(t.elapsed().as_secs_f64() * 1e9 / ROUND_TRIPS as f64);
+        }
+        Some(batches)
+    })?;
+    Some(median(&batches))
+}
+
 /// Runs `f` inside a window.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Measured) {
     let w = Window::open();
@@ -231,5 +310,19 @@ mod tests {
         assert!(machine_busy_seconds().is_some_and(|v| v > 0.0));
         assert!(own_cpu_seconds().is_some_and(|v| v >= 0.0));
         assert!(peak_rss_bytes().is_some_and(|v| v > 0));
+    }
+
+    /// Two threads pass a value back and forth: each round trip takes some time but far less
+    /// than a millisecond on any machine with two processors (even sharing one core, the
+    /// waiting thread yields to the other); with one processor there is no figure.
+    #[test]
+    fn core_round_trip_is_measured_with_two_processors() {
+        let rt = core_round_trip_ns(std::time::Duration::from_secs(20));
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            assert_eq!(rt, None);
+        } else {
+            let rt = rt.expect("two threads answer each other within 20 s");
+            assert!(rt > 1.0 && rt < 1e6, "{rt} ns per round trip");
+        }
     }
 }

@@ -23,6 +23,10 @@
 //! right after it is its share of the machine's peak in the same state (the machine's speed
 //! drifts by a tenth or more over minutes, so a peak measured apart says little at that scale).
 //!
+//! With 2 threads or more, [`measure::core_round_trip_ns`] is taken after each epoch, outside
+//! its window (`core_round_trip_ns`, one per timed epoch): where the host placed the virtual
+//! CPUs decides how fast a multi-threaded epoch can be.
+//!
 //! GFLOP/s come from an exact count of one training step per sample ([`flops_of`]), 2 FLOP per
 //! multiply-add: the forward pass of every convolution (`out_h·out_w·k²·c_in·filters`
 //! multiply-adds) and dense layer (`inputs·outputs`), the same again for the gradients of the
@@ -192,6 +196,10 @@ struct EpochTimer {
     /// (the epoch's timing, its mean loss, the matmul GFLOP/s measured right after it).
     epochs: Vec<(Measured, f64, Option<f64>)>,
     peak: Option<crate::matmul::Probe>,
+    /// Whether to measure [`measure::core_round_trip_ns`] after each epoch (2 threads or more).
+    probe_placement: bool,
+    /// Its figure after each epoch, in the order of `epochs`.
+    round_trips: Vec<Option<f64>>,
 }
 
 impl Observer for EpochTimer {
@@ -205,6 +213,11 @@ impl Observer for EpochTimer {
             // Outside the epoch's window: the next epoch opens a new one.
             let peak = self.peak.as_mut().map(|p| p.gflops(0.3));
             self.epochs.push((timed, record.train_loss, peak));
+            self.round_trips.push(
+                self.probe_placement
+                    .then(|| measure::core_round_trip_ns(std::time::Duration::from_secs(1)))
+                    .flatten(),
+            );
         }
     }
 }
@@ -277,6 +290,7 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
     let flops = flops_of(&net);
     let mut timer = EpochTimer {
         peak: args.paired_peak.then(crate::matmul::Probe::new),
+        probe_placement: threads >= 2,
         ..EpochTimer::default()
     };
     fit(&mut net, &train, args.seed, &mut data, None, &mut timer)
@@ -301,6 +315,11 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         .iter()
         .map(|(m, ..)| m.other_cores.map_or(Value::Null, |o| json!(round3(o))))
         .collect();
+    let round_trips: Vec<Value> = idx
+        .iter()
+        .map(|&i| timer.round_trips.get(1 + i).copied().flatten())
+        .map(|r| r.map_or(Value::Null, |r| json!(r.round())))
+        .collect();
     let sps = samples as f64 / med;
     let layers = match args.model {
         Model::Mlp => json!(mlp_layers(args.width)),
@@ -323,6 +342,7 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         "samples_per_s": sps,
         "gflops": sps * flops as f64 / 1e9,
         "other_cores": others,
+        "core_round_trip_ns": round_trips,
         "retried": retried,
         "peak_rss_bytes": measure::peak_rss_bytes(),
         "epochs_run": timer.epochs.len(),
