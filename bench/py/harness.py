@@ -68,10 +68,26 @@ def thread_env(threads):
     return env
 
 
+def placement(args):
+    """`whet-bench placement`: how far apart the host put two of this machine's virtual CPUs
+    (a cache line's round trip between two threads, ns), or None without whet-bench."""
+    if not args.whet_bench:
+        return None
+    try:
+        p = subprocess.run([args.whet_bench, "placement"], capture_output=True, text=True,
+                           timeout=30, cwd=REPO)
+        return json.loads(p.stdout.strip().splitlines()[-1]).get("core_round_trip_ns")
+    except (subprocess.SubprocessError, json.JSONDecodeError, IndexError, OSError):
+        return None
+
+
 def run_config(raw, args, label, cmd, threads, timeout, tag):
-    """Runs one configuration in its own process; records its JSON lines tagged with `tag`."""
+    """Runs one configuration in its own process; records its JSON lines tagged with `tag`.
+    With 2 threads or more, `placement` before and after (`placement_ns`: [before, after]):
+    where the host put the virtual CPUs decides how fast threads that share data can be."""
     idle = common.wait_idle(args.idle_wait, args.max_other)
     common.log(f"[{time.strftime('%H:%M:%S')}] {label} (machine busy before: {idle:.2f} cores)")
+    before = placement(args) if threads >= 2 else None
     t0 = time.perf_counter()
     try:
         p = subprocess.run(
@@ -87,6 +103,7 @@ def run_config(raw, args, label, cmd, threads, timeout, tag):
         common.log(f"  timed out after {timeout} s")
         return []
     wall = time.perf_counter() - t0
+    after = placement(args) if threads >= 2 else None
     recs = []
     for line in p.stdout.splitlines():
         line = line.strip()
@@ -99,6 +116,8 @@ def run_config(raw, args, label, cmd, threads, timeout, tag):
         rec.update(tag)
         rec["idle_before_cores"] = round(idle, 3)
         rec["process_wall_s"] = round(wall, 3)
+        if threads >= 2:
+            rec["placement_ns"] = [before, after]
         raw.write(rec)
         recs.append(rec)
     if p.returncode != 0 or not recs:

@@ -280,22 +280,30 @@ def section_train(recs, lines):
             )
             + ".",
         ]
-    placed = [
-        (t, by[("whet", t)]["core_round_trip_ns"])
-        for t in threads
-        if by.get(("whet", t)) and any(x is not None for x in by[("whet", t)].get("core_round_trip_ns") or [])
-    ]
+    def around(r):
+        p = r.get("placement_ns") or []
+        return "/".join("—" if x is None else f"{x:.0f}" for x in p)
+
+    placed = [(t, eng, by[(eng, t)]) for t in threads if t >= 2 for eng in ["whet", "torch", "numpy"]
+              if by.get((eng, t)) and by[(eng, t)].get("placement_ns")]
     if placed:
+        w_rts = {t: r.get("core_round_trip_ns") for t, eng, r in placed if eng == "whet"}
         lines += [
             "",
-            "Where the host put the virtual CPUs: after each timed epoch `whet-bench train` times "
-            "a value's round trip between two threads through one cache line "
-            "(`core_round_trip_ns`). About 65 ns means the two cores share a cache; about 330 ns, "
-            "far apart, where a multi-threaded epoch slows by up to 1.8x (each step passes data "
-            "between the cores' caches) while 1-thread epochs and the matmul do not change. "
+            "Where the host put the virtual CPUs: the round trip of a value between two threads "
+            "through one cache line (`whet-bench placement`), just before / just after each "
+            "multi-threaded run, and for whet after each timed epoch too. About 65 ns means the "
+            "two cores share a cache; about 330 ns, far apart, where a multi-threaded epoch that "
+            "passes data between the cores slows by up to 1.8x while 1-thread epochs and the "
+            "matmul do not change. "
             + "; ".join(
-                f"whet {t} thr.: " + ", ".join("—" if x is None else f"{x:.0f}" for x in rts) + " ns"
-                for t, rts in placed
+                f"{eng} {t} thr.: {around(r)} ns"
+                + (
+                    " (epochs: " + ", ".join("—" if x is None else f"{x:.0f}" for x in w_rts[t]) + ")"
+                    if eng == "whet" and w_rts.get(t)
+                    else ""
+                )
+                for t, eng, r in placed
             )
             + ".",
         ]

@@ -68,6 +68,9 @@ enum Command {
     Tabular(TabularArgs),
     /// Writes a synthetic labelled image set as WebDataset tar shards.
     MakeShards(shards::ShardsArgs),
+    /// Where the host placed the virtual CPUs: the round trip of a value between two threads
+    /// through one cache line, ns (the harness runs it around every multi-threaded figure).
+    Placement,
 }
 
 #[cfg(feature = "tabular")]
@@ -117,6 +120,12 @@ fn main() -> ExitCode {
         Command::Augment(a) => rayon::scope(|_| augment::run(a, cli.threads, policy)),
         Command::Load(a) => load::run(a, cli.threads, policy),
         Command::MakeShards(a) => shards::run(a),
+        Command::Placement => measure::emit(&serde_json::json!({
+            "bench": "placement",
+            "core_round_trip_ns": measure::core_round_trip_ns(std::time::Duration::from_secs(1))
+                .map(f64::round),
+        }))
+        .map_err(|e| format!("writing the result: {e}")),
         #[cfg(feature = "tabular")]
         Command::Tabular(a) => tabular::run(a, cli.threads),
         #[cfg(not(feature = "tabular"))]
