@@ -101,13 +101,16 @@ impl Window {
 const ROUND_TRIPS: u64 = 500;
 /// Batches of [`core_round_trip_ns`]; the figure is their median.
 const ROUND_TRIP_BATCHES: usize = 5;
+/// Round trips [`core_round_trip_ns`] makes and does not count first, for this long.
+const WARM_UP: std::time::Duration = std::time::Duration::from_millis(20);
 /// Empty polls between two yields to the OS scheduler in [`core_round_trip_ns`]: when the two
 /// threads share a core (a busy machine), the waiting one lets the other run.
 const POLLS_PER_YIELD: u32 = 256;
 
 /// How far apart two threads of this process run, as the time for one value to go from one
 /// thread to the other and back through a shared cache line: nanoseconds per round trip, the
-/// median of a few batches of them. `None` with fewer than two processors, or when the other
+/// median of a few batches of them after [`WARM_UP`] of uncounted ones (without it, 2 of 6
+/// fresh processes here measured 1.3–7 µs: both threads still on one core). `None` with fewer than two processors, or when the other
 /// thread did not answer within `deadline` (a machine too busy to run both).
 ///
 /// The threads are not pinned: the OS places them, as it places the worker pool's. On a virtual
@@ -149,28 +152,43 @@ pub fn core_round_trip_ns(deadline: std::time::Duration) -> Option<f64> {
         }
         true
     };
-    let total = ROUND_TRIPS * ROUND_TRIP_BATCHES as u64;
     let batches = std::thread::scope(|s| {
-        // The partner answers every odd value with the next even one.
+        // The partner answers every odd value with the next even one, until `stop`.
         s.spawn(|| {
-            for i in 0..total {
-                if !wait(2 * i + 1) {
-                    return;
-                }
+            let mut i = 0u64;
+            while wait(2 * i + 1) {
                 line.0.store(2 * i + 2, Ordering::Release);
+                i += 1;
             }
         });
+        // One round trip from value `2i + 1`; false when the partner stopped answering.
+        let round_trip = |i: u64| {
+            line.0.store(2 * i + 1, Ordering::Release);
+            wait(2 * i + 2)
+        };
+        let mut i = 0u64;
+        // A new thread starts on its parent's core: until the scheduler moves one of the two to
+        // another core they take turns on one, a context switch per round trip.
+        let warm = Instant::now();
+        while warm.elapsed() < WARM_UP {
+            if !round_trip(i) {
+                return None;
+            }
+            i += 1;
+        }
         let mut batches = Vec::with_capacity(ROUND_TRIP_BATCHES);
-        for b in 0..ROUND_TRIP_BATCHES as u64 {
+        for _ in 0..ROUND_TRIP_BATCHES {
             let t = Instant::now();
-            for i in b * ROUND_TRIPS..(b + 1) * ROUND_TRIPS {
-                line.0.store(2 * i + 1, Ordering::Release);
-                if !wait(2 * i + 2) {
+            for _ in 0..ROUND_TRIPS {
+                if !round_trip(i) {
                     return None;
                 }
+                i += 1;
             }
             batches.push(t.elapsed().as_secs_f64() * 1e9 / ROUND_TRIPS as f64);
         }
+        // Lets the partner go.
+        stop.store(true, Ordering::Relaxed);
         Some(batches)
     })?;
     Some(median(&batches))
