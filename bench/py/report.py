@@ -294,8 +294,8 @@ def section_train(recs, lines):
             "through one cache line (`whet-bench placement`), just before / just after each "
             "multi-threaded run, and for whet after each timed epoch too. About 65 ns means the "
             "two cores share a cache; about 330 ns, far apart, where a multi-threaded epoch that "
-            "passes data between the cores slows by up to 1.8x while 1-thread epochs and the "
-            "matmul do not change. "
+            "passes data between the cores slows by 1.7-2.4x; about 29 ns, seemingly one core's "
+            "two hardware threads, where it slows by about 1.7x. 1-thread epochs do not change. "
             + "; ".join(
                 f"{eng} {t} thr.: {around(r)} ns"
                 + (

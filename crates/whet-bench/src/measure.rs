@@ -115,10 +115,12 @@ const POLLS_PER_YIELD: u32 = 256;
 ///
 /// The threads are not pinned: the OS places them, as it places the worker pool's. On a virtual
 /// machine the figure tells where the host put the virtual CPUs at that moment. On the 2-vCPU
-/// machine of `bench/RESULTS.md` it is about 65 ns (the two close, sharing a cache) or about
-/// 330 ns (far apart), switching within seconds, and 2-thread training epochs take about 1.8x
-/// longer in the far state (every step passes data from one core's cache to the other's), while
-/// 1-thread epochs and the compute-bound matrix product do not change.
+/// machine of `bench/RESULTS.md` it is about 65 ns (two cores sharing a cache), about 330 ns
+/// (far apart) or, now and then, about 29 ns (seemingly the two hardware threads of one core),
+/// switching within seconds. 2-thread training epochs take 1.7–2.4x longer in the far state
+/// (every step passes data from one core's cache to the other's) and about 1.7x longer in the
+/// 29 ns one (two threads sharing one core's arithmetic) than in the 65 ns one, while 1-thread
+/// epochs do not change.
 pub fn core_round_trip_ns(deadline: std::time::Duration) -> Option<f64> {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     /// One value alone on its cache line (128 bytes: adjacent-line prefetchers pair lines).
