@@ -280,12 +280,16 @@ def section_train(recs, lines):
             )
             + ".",
         ]
-    def around(r):
-        p = r.get("placement_ns") or []
-        return "/".join("—" if x is None else f"{x:.0f}" for x in p)
+    def ns(xs, sep):
+        return sep.join("—" if x is None else f"{x:.0f}" for x in xs)
 
-    placed = [(t, eng, by[(eng, t)]) for t in threads if t >= 2 for eng in ["whet", "torch", "numpy"]
-              if by.get((eng, t)) and by[(eng, t)].get("placement_ns")]
+    placed = [
+        (t, eng, by[(eng, t)])
+        for t in threads
+        if t >= 2
+        for eng in ["whet", "torch", "numpy"]
+        if by.get((eng, t)) and by[(eng, t)].get("placement_ns")
+    ]
     if placed:
         w_rts = {t: r.get("core_round_trip_ns") for t, eng, r in placed if eng == "whet"}
         lines += [
@@ -297,12 +301,8 @@ def section_train(recs, lines):
             "passes data between the cores slows by 1.7-2.4x; about 29 ns, seemingly one core's "
             "two hardware threads, where it slows by about 1.7x. 1-thread epochs do not change. "
             + "; ".join(
-                f"{eng} {t} thr.: {around(r)} ns"
-                + (
-                    " (epochs: " + ", ".join("—" if x is None else f"{x:.0f}" for x in w_rts[t]) + ")"
-                    if eng == "whet" and w_rts.get(t)
-                    else ""
-                )
+                f"{eng} {t} thr.: {ns(r['placement_ns'], '/')} ns"
+                + (f" (epochs: {ns(w_rts[t], ', ')})" if eng == "whet" and w_rts.get(t) else "")
                 for t, eng, r in placed
             )
             + ".",

@@ -122,8 +122,7 @@ fn main() -> ExitCode {
         Command::MakeShards(a) => shards::run(a),
         Command::Placement => measure::emit(&serde_json::json!({
             "bench": "placement",
-            "core_round_trip_ns": measure::core_round_trip_ns(std::time::Duration::from_secs(1))
-                .map(f64::round),
+            "core_round_trip_ns": measure::placement_ns(),
         }))
         .map_err(|e| format!("writing the result: {e}")),
         #[cfg(feature = "tabular")]

@@ -110,8 +110,9 @@ const POLLS_PER_YIELD: u32 = 256;
 /// How far apart two threads of this process run, as the time for one value to go from one
 /// thread to the other and back through a shared cache line: nanoseconds per round trip, the
 /// median of a few batches of them after [`WARM_UP`] of uncounted ones (without it, 2 of 6
-/// fresh processes here measured 1.3–7 µs: both threads still on one core). `None` with fewer than two processors, or when the other
-/// thread did not answer within `deadline` (a machine too busy to run both).
+/// fresh processes here measured 1.3–7 µs: both threads still on one core). `None` with fewer
+/// than two processors, or when the other thread did not answer within `deadline` (a machine
+/// too busy to run both).
 ///
 /// The threads are not pinned: the OS places them, as it places the worker pool's. On a virtual
 /// machine the figure tells where the host put the virtual CPUs at that moment. On the 2-vCPU
@@ -194,6 +195,15 @@ pub fn core_round_trip_ns(deadline: std::time::Duration) -> Option<f64> {
         Some(batches)
     })?;
     Some(median(&batches))
+}
+
+/// How long [`placement_ns`] waits for the other thread before giving up.
+const PLACEMENT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`core_round_trip_ns`] as the benches record it: whole nanoseconds, giving up after
+/// [`PLACEMENT_DEADLINE`].
+pub fn placement_ns() -> Option<f64> {
+    core_round_trip_ns(PLACEMENT_DEADLINE).map(f64::round)
 }
 
 /// Runs `f` inside a window.

@@ -23,7 +23,7 @@
 //! right after it is its share of the machine's peak in the same state (the machine's speed
 //! drifts by a tenth or more over minutes, so a peak measured apart says little at that scale).
 //!
-//! With 2 threads or more, [`measure::core_round_trip_ns`] is taken after each epoch, outside
+//! With 2 threads or more, [`measure::placement_ns`] is taken after each epoch, outside
 //! its window (`core_round_trip_ns`, one per timed epoch): where the host placed the virtual
 //! CPUs decides how fast a multi-threaded epoch can be.
 //!
@@ -196,7 +196,7 @@ struct EpochTimer {
     /// (the epoch's timing, its mean loss, the matmul GFLOP/s measured right after it).
     epochs: Vec<(Measured, f64, Option<f64>)>,
     peak: Option<crate::matmul::Probe>,
-    /// Whether to measure [`measure::core_round_trip_ns`] after each epoch (2 threads or more).
+    /// Whether to measure [`measure::placement_ns`] after each epoch (2 threads or more).
     probe_placement: bool,
     /// Its figure after each epoch, in the order of `epochs`.
     round_trips: Vec<Option<f64>>,
@@ -213,11 +213,8 @@ impl Observer for EpochTimer {
             // Outside the epoch's window: the next epoch opens a new one.
             let peak = self.peak.as_mut().map(|p| p.gflops(0.3));
             self.epochs.push((timed, record.train_loss, peak));
-            self.round_trips.push(
-                self.probe_placement
-                    .then(|| measure::core_round_trip_ns(std::time::Duration::from_secs(1)))
-                    .flatten(),
-            );
+            self.round_trips
+                .push(self.probe_placement.then(measure::placement_ns).flatten());
         }
     }
 }
@@ -317,8 +314,7 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         .collect();
     let round_trips: Vec<Value> = idx
         .iter()
-        .map(|&i| timer.round_trips.get(1 + i).copied().flatten())
-        .map(|r| r.map_or(Value::Null, |r| json!(r.round())))
+        .map(|&i| json!(timer.round_trips.get(1 + i).copied().flatten()))
         .collect();
     let sps = samples as f64 / med;
     let layers = match args.model {

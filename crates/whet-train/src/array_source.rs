@@ -132,11 +132,9 @@ fn gather(
     (sx, sy): (&Array2<f32>, &Array2<f32>),
     (mut x, mut y): (ArrayViewMut2<f32>, ArrayViewMut2<f32>),
 ) {
-    let half = sx.ncols() / 2;
+    let (touch, half) = (sx.ncols() > 0, sx.ncols() / 2);
     for (k, &i) in indices.iter().enumerate() {
-        if let Some(&ahead) = indices.get(k + TOUCH_AHEAD)
-            && sx.ncols() > 0
-        {
+        if touch && let Some(&ahead) = indices.get(k + TOUCH_AHEAD) {
             std::hint::black_box((sx[[ahead, 0]], sx[[ahead, half]]));
         }
         copy_row(x.row_mut(k), sx.row(i));
