@@ -1,4 +1,5 @@
-//! Imputation + z-score + a left join on an integer key, at 100k and 1M rows × 20 float columns
+//! Imputation + z-score + a left join on an integer key (four float columns on the right, as in
+//! `bench/`'s table workload), at 100k and 1M rows × 20 float columns
 //! (10 % missing), synthetic from a fixed seed; and the exact median and quartiles of
 //! `normalize: robust` against polars' `quantile` on the same columns.
 //!
@@ -41,6 +42,8 @@ fn table(n: usize) -> (DataFrame, DataFrame) {
         "key" => (0..KEYS).collect::<Vec<_>>(),
         "r0" => (0..KEYS).map(|k| k as f64 * 0.5).collect::<Vec<_>>(),
         "r1" => (0..KEYS).map(|k| (k % 97) as f64).collect::<Vec<_>>(),
+        "r2" => (0..KEYS).map(|k| (k % 89) as f64 - 3.0).collect::<Vec<_>>(),
+        "r3" => (0..KEYS).map(|k| k as f64 * -0.25).collect::<Vec<_>>(),
     )
     .unwrap();
     (left, right)
@@ -77,9 +80,15 @@ fn zscore_fit_transform(bencher: Bencher, n: usize) {
         .bench_values(|df| zscore().fit(&df).unwrap().transform(df).unwrap());
 }
 
-#[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
+/// The join alone, at up to the table workload's 10 M rows (whose gathered columns, 80 MB each,
+/// are fresh memory every time, as in a run); the left table is only its key and one column.
+#[divan::bench(args = [100_000, 1_000_000, 10_000_000], sample_count = 10)]
 fn left_join_int_key(bencher: Bencher, n: usize) {
-    let (df, right) = table(n);
+    let mut rng = whet_core::rng::stream(42, &[7, n as u64]);
+    let keys: Vec<i64> = (0..n).map(|_| rng.random_range(0..KEYS)).collect();
+    let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let df = df!("key" => keys, "x0" => x).unwrap();
+    let (_, right) = table(0);
     let mut cfg = JoinConfig::new("right", &["key"]);
     cfg.cardinality = Some(whet_tabular::Cardinality::ManyToOne);
     bencher.bench(|| join(&df, &right, &cfg).unwrap());

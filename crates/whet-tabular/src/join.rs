@@ -2,6 +2,7 @@
 //! declared cardinality that is checked on the data and a report of unmatched rows.
 
 use polars::prelude::*;
+use polars_arrow::bitmap::Bitmap;
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -274,19 +275,22 @@ impl Lookup {
         }
     }
 
-    #[inline]
-    fn get(&self, k: i64) -> IdxSize {
+    /// The right row of each key of `keys` into `out`, `miss` where there is none.
+    fn get_many(&self, keys: &[i64], out: &mut [IdxSize], miss: IdxSize) {
         match self {
             Lookup::Dense { min, rows } => {
-                // Wrapping: keys below `min` become huge and miss the table.
-                let at = k.wrapping_sub(*min) as u64;
-                if at < rows.len() as u64 {
-                    rows[at as usize]
-                } else {
-                    NO_ROW
+                for (o, &k) in out.iter_mut().zip(keys) {
+                    // Wrapping: keys below `min` become huge and miss the table.
+                    let at = k.wrapping_sub(*min) as u64;
+                    let row = usize::try_from(at).ok().and_then(|at| rows.get(at));
+                    *o = row.map_or(miss, |&r| r.min(miss));
                 }
             }
-            Lookup::Hashed(map) => map.get(&k).copied().unwrap_or(NO_ROW),
+            Lookup::Hashed(map) => {
+                for (o, &k) in out.iter_mut().zip(keys) {
+                    *o = map.get(&k).map_or(miss, |&r| r.min(miss));
+                }
+            }
         }
     }
 }
@@ -319,11 +323,217 @@ fn int_key(c: &Column) -> Result<Option<Int64Chunked>> {
     Ok(Some(phys.i64()?.clone()))
 }
 
+/// Rows of the left table a parallel job of the fast left join covers. A multiple of 8, so a
+/// piece's bits of a validity mask are whole bytes.
+const PIECE: usize = 1 << 16;
+
+/// The left key column as its chunks' values (with their null masks), read by row range.
+struct LeftKeys<'a> {
+    /// (first row, values, validity) of each chunk.
+    chunks: Vec<(usize, &'a [i64], Option<&'a Bitmap>)>,
+    len: usize,
+}
+
+impl<'a> LeftKeys<'a> {
+    fn new(keys: &'a Int64Chunked) -> Self {
+        let mut start = 0;
+        let chunks = keys
+            .downcast_iter()
+            .map(|a| {
+                let c = (start, a.values().as_slice(), a.validity());
+                start += a.len();
+                c
+            })
+            .collect();
+        LeftKeys { chunks, len: start }
+    }
+
+    /// The right row of each left row from `start` on, `miss` for a null key or a key absent
+    /// on the right, written to `out` (as many rows as it holds).
+    fn probe(&self, lookup: &Lookup, miss: IdxSize, start: usize, out: &mut [IdxSize]) {
+        let mut c = self
+            .chunks
+            .partition_point(|(s, k, _)| s + k.len() <= start);
+        let (mut at, mut done) = (start, 0);
+        while done < out.len() {
+            let (first, keys, valid) = self.chunks[c];
+            let off = at - first;
+            let n = (keys.len() - off).min(out.len() - done);
+            let dst = &mut out[done..done + n];
+            lookup.get_many(&keys[off..off + n], dst, miss);
+            if let Some(valid) = valid {
+                for (d, ok) in dst.iter_mut().zip(valid.clone().sliced(off, n).iter()) {
+                    if !ok {
+                        *d = miss;
+                    }
+                }
+            }
+            (at, done, c) = (at + n, done + n, c + 1);
+        }
+    }
+}
+
+/// One piece's share of a fast left join's outputs: the gathered values of each column, the
+/// validity bytes of each column whose right side has nulls, and the bytes of the "matched"
+/// mask when this pass fills it.
+struct PieceOut<'o, N> {
+    values: Vec<&'o mut [N]>,
+    valid: Vec<Option<&'o mut [u8]>>,
+    matched: Option<&'o mut [u8]>,
+}
+
+/// Bits of `rows` (one piece) set where `set(row)`, packed into `bytes` (bit `i % 8` of byte
+/// `i / 8`, arrow's order).
+fn pack_bits(rows: &[IdxSize], bytes: &mut [u8], set: impl Fn(IdxSize) -> bool) {
+    for (b, rs) in bytes.iter_mut().zip(rows.chunks(8)) {
+        *b = rs
+            .iter()
+            .enumerate()
+            .fold(0u8, |acc, (i, &r)| acc | (u8::from(set(r)) << i));
+    }
+}
+
+/// A column's values and, when it has nulls, its validity (as `V`s).
+type Values<N, V> = (Vec<N>, Option<Vec<V>>);
+
+/// Right columns of one numeric type (`miss` rows each: the right table's height) gathered for
+/// every left row, one parallel pass over the left rows a piece at a time: each piece's right
+/// rows are found once (into a buffer reused per worker) and every column of the group copied
+/// from them. Fills `matched` (the left rows with a right row) when given. Each column comes
+/// back as its values (the type's zero where nothing matched) and, for a right column with
+/// nulls, its own validity bytes.
+fn gather_group<T: PolarsNumericType>(
+    right: &[&ChunkedArray<T>],
+    keys: &LeftKeys,
+    lookup: &Lookup,
+    miss: IdxSize,
+    matched: Option<&mut [u8]>,
+) -> Vec<Values<T::Native, u8>> {
+    let n = keys.len;
+    // Each right column with one more value at `miss` (zero, not valid), so that the copy
+    // needs no test per row.
+    let sources: Vec<Values<T::Native, bool>> = right
+        .iter()
+        .map(|c| {
+            let mut values: Vec<T::Native> = c.into_no_null_iter().collect();
+            values.push(T::Native::default());
+            let valid = (c.null_count() > 0).then(|| {
+                let mut v: Vec<bool> = c.iter().map(|x| x.is_some()).collect();
+                v.push(false);
+                v
+            });
+            (values, valid)
+        })
+        .collect();
+    let mut out: Vec<Values<T::Native, u8>> = sources
+        .iter()
+        .map(|(_, valid)| {
+            (
+                vec![T::Native::default(); n],
+                valid.as_ref().map(|_| vec![0u8; n.div_ceil(8)]),
+            )
+        })
+        .collect();
+    let mut jobs: Vec<PieceOut<T::Native>> = (0..n.div_ceil(PIECE))
+        .map(|_| PieceOut {
+            values: Vec::with_capacity(out.len()),
+            valid: Vec::with_capacity(out.len()),
+            matched: None,
+        })
+        .collect();
+    for (values, valid) in &mut out {
+        for (job, v) in jobs.iter_mut().zip(values.chunks_mut(PIECE)) {
+            job.values.push(v);
+        }
+        match valid {
+            Some(bits) => {
+                for (job, b) in jobs.iter_mut().zip(bits.chunks_mut(PIECE / 8)) {
+                    job.valid.push(Some(b));
+                }
+            }
+            None => jobs.iter_mut().for_each(|job| job.valid.push(None)),
+        }
+    }
+    if let Some(bits) = matched {
+        for (job, b) in jobs.iter_mut().zip(bits.chunks_mut(PIECE / 8)) {
+            job.matched = Some(b);
+        }
+    }
+    jobs.into_par_iter().enumerate().for_each_init(
+        || vec![0 as IdxSize; PIECE],
+        |rows, (p, job)| {
+            let rows = &mut rows[..(n - p * PIECE).min(PIECE)];
+            keys.probe(lookup, miss, p * PIECE, rows);
+            // Column by column: a right column (a few hundred KB for the usual lookup table)
+            // stays in the second cache level while the piece is copied from it.
+            for ((dst, dst_valid), (src, src_valid)) in
+                job.values.into_iter().zip(job.valid).zip(&sources)
+            {
+                for (d, &r) in dst.iter_mut().zip(rows.iter()) {
+                    *d = src[r as usize];
+                }
+                if let (Some(bytes), Some(ok)) = (dst_valid, src_valid) {
+                    pack_bits(rows, bytes, |r| ok[r as usize]);
+                }
+            }
+            if let Some(bytes) = job.matched {
+                pack_bits(rows, bytes, |r| r != miss);
+            }
+        },
+    );
+    out
+}
+
+/// The unmatched rows' count and the validity mask of gathered columns without nulls of their
+/// own (`None` when every row matched) from the "matched" bits of `n` rows.
+fn matched_mask(matched: &[u8], n: usize) -> (usize, Option<Bitmap>) {
+    let hits: usize = matched.iter().map(|b| b.count_ones() as usize).sum();
+    let mask = (hits < n).then(|| Bitmap::from_u8_vec(matched.to_vec(), n));
+    (n - hits, mask)
+}
+
+/// The right columns (`right`, the key left out) of type `T` gathered for every left row by
+/// one [`gather_group`] pass, added to `out` with their positions in `right`. The pass fills
+/// `matched`.
+fn gather_type<T: PolarsNumericType>(
+    right: &[&Column],
+    keys: &LeftKeys,
+    lookup: &Lookup,
+    matched: &mut [u8],
+    out: &mut Vec<(usize, Column)>,
+) -> Result<()> {
+    let dtype = T::get_static_dtype();
+    let at: Vec<usize> = (0..right.len())
+        .filter(|&i| right[i].dtype() == &dtype)
+        .collect();
+    if at.is_empty() {
+        return Ok(());
+    }
+    let cols: Vec<&ChunkedArray<T>> = at
+        .iter()
+        .map(|&i| right[i].as_materialized_series().unpack::<T>())
+        .collect::<PolarsResult<_>>()?;
+    let miss = right[at[0]].len() as IdxSize;
+    let gathered = gather_group(&cols, keys, lookup, miss, Some(matched));
+    let (_, mask) = matched_mask(matched, keys.len);
+    for ((i, c), (values, valid)) in at.into_iter().zip(&cols).zip(gathered) {
+        let validity = match valid {
+            Some(bytes) => Some(Bitmap::from_u8_vec(bytes, keys.len)),
+            None => mask.clone(),
+        };
+        let ca = ChunkedArray::<T>::from_vec_validity(c.name().clone(), values, validity);
+        out.push((i, ca.into_column()));
+    }
+    Ok(())
+}
+
 /// Left join of `left` with `right` on one integer key whose values are unique on the right
 /// (`lookup`, built from the right keys): the left columns are kept as they are (no copy) and
-/// each right column is gathered once by a lookup of every left key. Returns the joined frame
-/// and the number of left rows without a match, or `None` when the left key's type is not
-/// covered (polars' join then does the work).
+/// the right columns are gathered by a lookup of every left key. Right columns of a plain
+/// numeric type are copied by whet a piece of left rows at a time, all columns of one type in
+/// one pass ([`gather_type`]); the others (text, dates, booleans…) by polars' gather from the
+/// right row of every left row. Returns the joined frame and the number of left rows without a
+/// match, or `None` when the left key's type is not covered (polars' join then does the work).
 ///
 /// Same output as polars' coalescing left join that keeps the left order: the left columns,
 /// then the right ones without the key, `suffix` added to names already on the left; null keys
@@ -338,63 +548,65 @@ fn left_join_unique_int(
     let Some(lkeys) = int_key(left.column(lk)?)? else {
         return Ok(None);
     };
-    // Probe in parallel pieces of every left chunk; each row's result depends on that row only.
-    const PIECE: usize = 1 << 16;
-    let mut idx: Vec<IdxSize> = vec![NO_ROW; lkeys.len()];
-    let mut start = 0;
-    for arr in lkeys.downcast_iter() {
-        let vals = arr.values().as_slice();
-        let out = &mut idx[start..start + vals.len()];
-        start += vals.len();
-        out.par_chunks_mut(PIECE)
-            .zip(vals.par_chunks(PIECE))
-            .enumerate()
-            .for_each(|(p, (out, vals))| match arr.validity() {
-                None => {
-                    for (o, &k) in out.iter_mut().zip(vals) {
-                        *o = lookup.get(k);
-                    }
-                }
-                Some(valid) => {
-                    let valid = valid.clone().sliced(p * PIECE, vals.len());
-                    for ((o, &k), ok) in out.iter_mut().zip(vals).zip(valid.iter()) {
-                        if ok {
-                            *o = lookup.get(k);
-                        }
-                    }
-                }
-            });
-    }
-    let matched =
-        BooleanChunked::from_iter_values(PlSmallStr::EMPTY, idx.iter().map(|&i| i != NO_ROW));
-    let unmatched = idx.len() - matched.sum().unwrap_or(0) as usize;
-    // Unmatched rows gather a null (their index is masked out, never read); when every row
-    // matched, the indices have no mask (a gather without one copies value by value, not
-    // checking each index's bit).
-    let valid = (unmatched > 0)
-        .then(|| matched.downcast_iter().next().map(|a| a.values().clone()))
-        .flatten();
-    let arr = IdxCa::from_vec(PlSmallStr::EMPTY, idx)
-        .downcast_into_iter()
-        .next()
-        .expect("from_vec makes one chunk")
-        .with_validity(valid);
-    let idx = IdxCa::with_chunk(PlSmallStr::EMPTY, arr);
-    let mut columns = left.columns().to_vec();
-    let gathered: Vec<PolarsResult<Column>> = right
+    let keys = LeftKeys::new(&lkeys);
+    let n = keys.len;
+    let values: Vec<&Column> = right
         .columns()
-        .par_iter()
+        .iter()
         .filter(|c| c.name().as_str() != rk)
-        .map(|c| {
-            let mut out = c.take(&idx)?;
-            if left.column(c.name()).is_ok() {
-                out.rename(format!("{}{suffix}", c.name()).into());
-            }
-            Ok(out)
-        })
         .collect();
-    for c in gathered {
-        columns.push(c?);
+    let mut matched = vec![0u8; n.div_ceil(8)];
+    let mut gathered: Vec<(usize, Column)> = Vec::with_capacity(values.len());
+    gather_type::<Float64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
+    gather_type::<Float32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
+    gather_type::<Int64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
+    gather_type::<Int32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
+    gather_type::<UInt64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
+    gather_type::<UInt32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
+    if values.is_empty() {
+        // Only the key on the right: a pass without columns finds the matches.
+        let miss = right.height() as IdxSize;
+        gather_group::<Float64Type>(&[], &keys, lookup, miss, Some(&mut matched));
+    }
+    let rest: Vec<usize> = (0..values.len())
+        .filter(|i| !gathered.iter().any(|(j, _)| j == i))
+        .collect();
+    if !rest.is_empty() {
+        // The right row of every left row (masked where none), then polars' gather.
+        let mut idx: Vec<IdxSize> = vec![NO_ROW; n];
+        idx.par_chunks_mut(PIECE)
+            .zip(matched.par_chunks_mut(PIECE / 8))
+            .enumerate()
+            .for_each(|(p, (rows, bits))| {
+                keys.probe(lookup, NO_ROW, p * PIECE, rows);
+                pack_bits(rows, bits, |r| r != NO_ROW);
+            });
+        let (_, mask) = matched_mask(&matched, n);
+        // Unmatched rows gather a null (their index is masked out, never read); when every
+        // row matched, the indices have no mask (a gather without one copies value by value,
+        // not checking each index's bit).
+        let arr = IdxCa::from_vec(PlSmallStr::EMPTY, idx)
+            .downcast_into_iter()
+            .next()
+            .expect("from_vec makes one chunk")
+            .with_validity(mask);
+        let idx = IdxCa::with_chunk(PlSmallStr::EMPTY, arr);
+        let taken: Vec<PolarsResult<(usize, Column)>> = rest
+            .into_par_iter()
+            .map(|i| Ok((i, values[i].take(&idx)?)))
+            .collect();
+        for t in taken {
+            gathered.push(t?);
+        }
+    }
+    let (unmatched, _) = matched_mask(&matched, n);
+    gathered.sort_by_key(|(i, _)| *i);
+    let mut columns = left.columns().to_vec();
+    for (_, mut c) in gathered {
+        if left.column(c.name()).is_ok() {
+            c.rename(format!("{}{suffix}", c.name()).into());
+        }
+        columns.push(c);
     }
     Ok(Some((DataFrame::new(left.height(), columns)?, unmatched)))
 }
@@ -1009,13 +1221,45 @@ mod tests {
         assert_eq!((l.height(), l.column("key").unwrap().n_chunks()), (n, 2));
         let rk: Vec<i64> = (0..1000).filter(|k| k % 10 != 3).collect();
         let r0: Vec<f64> = rk.iter().map(|&k| k as f64 * 0.5).collect();
-        let r = df!("key" => rk, "r0" => r0).unwrap();
+        // Right columns of every type the join copies itself (two of one type, some with
+        // nulls of their own, one named as a left column) and of types it leaves to polars.
+        let r = df!(
+            "key" => &rk,
+            "r0" => r0,
+            "x" => rk.iter().map(|&k| (k % 7 != 0).then_some(k as f64)).collect::<Vec<_>>(),
+            "f" => rk.iter().map(|&k| k as f32 / 3.0).collect::<Vec<_>>(),
+            "i" => rk.iter().map(|&k| (k % 5 != 0).then_some(-k)).collect::<Vec<_>>(),
+            "j" => rk.iter().map(|&k| (k % 3 != 0).then_some(k as i32 - 500)).collect::<Vec<_>>(),
+            "u" => rk.iter().map(|&k| k as u64 * 3).collect::<Vec<_>>(),
+            "w" => rk.iter().map(|&k| k as u32).collect::<Vec<_>>(),
+            "s" => rk.iter().map(|&k| format!("k{k}")).collect::<Vec<_>>(),
+            "b" => rk.iter().map(|&k| k % 2 == 0).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let (out, rep) = join(&l, &r, &JoinConfig::new("right", &["key"])).unwrap();
         let slow = polars_left(&l, &r, "key", "key");
+        assert_eq!(out.get_column_names(), slow.get_column_names());
         assert!(out.equals_missing(&slow));
         let expect = slow.column("r0").unwrap().null_count();
         assert_eq!(rep.unmatched_left, expect);
         assert_eq!(rep.null_keys_left, l.column("key").unwrap().null_count());
         assert_eq!((rep.rows_before, rep.rows_after), (n, n));
+        // Only numeric columns (no polars gather), only other ones, and only the key.
+        for cols in [&["key", "r0", "i"][..], &["key", "s"], &["key"]] {
+            let r = r.select(cols.iter().copied()).unwrap();
+            let (out, rep) = join(&l, &r, &JoinConfig::new("right", &["key"])).unwrap();
+            assert!(
+                out.equals_missing(&polars_left(&l, &r, "key", "key")),
+                "{cols:?}"
+            );
+            assert_eq!(rep.unmatched_left, expect, "{cols:?}");
+        }
+        // Every left row matched: the gathered columns have no mask.
+        let all = l.drop_nulls::<String>(None).unwrap();
+        let r = df!("key" => (0..1000i64).collect::<Vec<_>>(), "r0" => vec![1.5; 1000]).unwrap();
+        let (out, rep) = join(&all, &r, &JoinConfig::new("right", &["key"])).unwrap();
+        assert_eq!(rep.unmatched_left, 0);
+        assert_eq!(out.column("r0").unwrap().null_count(), 0);
+        assert!(out.equals_missing(&polars_left(&all, &r, "key", "key")));
     }
 }
