@@ -235,6 +235,82 @@ def peak_gflops(recs, threads, run=None):
     return max(vals) if vals else None
 
 
+PEERS = {"torch": "PyTorch", "numpy": "NumPy"}
+
+
+def placement_state(ns):
+    """The host placement one round trip of `whet-bench placement` shows: "shared" (below
+    45 ns: seemingly one core's two hardware threads), "near" (below 200 ns: two cores sharing
+    a cache), "far" (below 1 us), or None (microseconds: the probe's two threads took turns on
+    one core, which says nothing of the placement)."""
+    if ns is None or ns >= 1000:
+        return None
+    return "shared" if ns < 45 else "near" if ns < 200 else "far"
+
+
+def placement_states(rec):
+    """The placement states seen around and (for whet, after each timed epoch) during a run."""
+    xs = list(rec.get("placement_ns") or []) + list(rec.get("core_round_trip_ns") or [])
+    return sorted({placement_state(x) for x in xs} - {None})
+
+
+def placement_mark(by, t, peer):
+    """A footnote's text when whet's and `peer`'s runs at `t` threads were not all measured in
+    one placement state (their ratio then says where the host put the virtual CPUs as much as
+    what the code does), else None."""
+    w, p = by.get(("whet", t)), by.get((peer, t))
+    if t < 2 or not w or not p:
+        return None
+    ws, ps = placement_states(w), placement_states(p)
+    if not ws or not ps or (len(ws) == 1 and ws == ps):
+        return None
+    return (f"{t} thr.: whet {', '.join(ws)}, {PEERS.get(peer, peer)} {', '.join(ps)}")
+
+
+def placement_footnote(marks):
+    if not marks:
+        return []
+    return [
+        "",
+        "† The two runs of this ratio were not all measured in one placement state (the "
+        "states their probes read: " + "; ".join(marks) + "), so it compares where the host "
+        "put the virtual CPUs as much as the code; see the placement readings above.",
+    ]
+
+
+def placement_sentence(by, threads, engines):
+    """The placement readings of every multi-threaded run of `engines`, as one paragraph."""
+
+    def ns(xs, sep):
+        return sep.join("—" if x is None else f"{x:.0f}" for x in xs)
+
+    placed = [
+        (t, eng, by[(eng, t)])
+        for t in threads
+        if t >= 2
+        for eng in engines
+        if by.get((eng, t)) and by[(eng, t)].get("placement_ns")
+    ]
+    if not placed:
+        return []
+    w_rts = {t: r.get("core_round_trip_ns") for t, eng, r in placed if eng == "whet"}
+    return [
+        "",
+        "Where the host put the virtual CPUs: the round trip of a value between two threads "
+        "through one cache line (`whet-bench placement`), just before / just after each "
+        "multi-threaded run, and for whet after each timed epoch too. About 65 ns means the "
+        "two cores share a cache; about 330 ns, far apart, where a multi-threaded epoch that "
+        "passes data between the cores slows by 1.7-2.4x; about 29 ns, seemingly one core's "
+        "two hardware threads, where it slows by about 1.7x. 1-thread epochs do not change. "
+        + "; ".join(
+            f"{eng} {t} thr.: {ns(r['placement_ns'], '/')} ns"
+            + (f" (epochs: {ns(w_rts[t], ', ')})" if eng == "whet" and w_rts.get(t) else "")
+            for t, eng, r in placed
+        )
+        + ".",
+    ]
+
+
 def section_train(recs, lines):
     tr = [r for r in recs if r["bench"] == "train" and r.get("model", "mlp") == "mlp"]
     if not tr:
@@ -280,43 +356,20 @@ def section_train(recs, lines):
             )
             + ".",
         ]
-    def ns(xs, sep):
-        return sep.join("—" if x is None else f"{x:.0f}" for x in xs)
-
-    placed = [
-        (t, eng, by[(eng, t)])
-        for t in threads
-        if t >= 2
-        for eng in ["whet", "torch", "numpy"]
-        if by.get((eng, t)) and by[(eng, t)].get("placement_ns")
-    ]
-    if placed:
-        w_rts = {t: r.get("core_round_trip_ns") for t, eng, r in placed if eng == "whet"}
-        lines += [
-            "",
-            "Where the host put the virtual CPUs: the round trip of a value between two threads "
-            "through one cache line (`whet-bench placement`), just before / just after each "
-            "multi-threaded run, and for whet after each timed epoch too. About 65 ns means the "
-            "two cores share a cache; about 330 ns, far apart, where a multi-threaded epoch that "
-            "passes data between the cores slows by 1.7-2.4x; about 29 ns, seemingly one core's "
-            "two hardware threads, where it slows by about 1.7x. 1-thread epochs do not change. "
-            + "; ".join(
-                f"{eng} {t} thr.: {ns(r['placement_ns'], '/')} ns"
-                + (f" (epochs: {ns(w_rts[t], ', ')})" if eng == "whet" and w_rts.get(t) else "")
-                for t, eng, r in placed
-            )
-            + ".",
-        ]
+    lines += placement_sentence(by, threads, ["whet", "torch", "numpy"])
     lines += ["", "| threads | whet / PyTorch | whet / NumPy |", "|---|---|---|"]
+    marked = []
     for t in threads:
         w = by.get(("whet", t))
         ws = w["samples_per_s"] if w else None
-        pt = by.get(("torch", t))
-        nu = by.get(("numpy", t))
-        lines.append(
-            f"| {t} | {rfmt(ratio(ws, pt and pt['samples_per_s']))} | "
-            f"{rfmt(ratio(ws, nu and nu['samples_per_s']))} |"
-        )
+        cells = []
+        for peer in ["torch", "numpy"]:
+            p = by.get((peer, t))
+            mark = placement_mark(by, t, peer)
+            marked += [mark] if mark else []
+            cells.append(rfmt(ratio(ws, p and p["samples_per_s"])) + (" †" if mark else ""))
+        lines.append(f"| {t} | {cells[0]} | {cells[1]} |")
+    lines += placement_footnote(marked)
 
 
 def section_cnn(recs, lines):
@@ -377,17 +430,23 @@ def section_cnn(recs, lines):
                 f"| {t} | {eng} | {fmt(r['samples_per_s'])} | {fmt(r['median_epoch_s'], 3)} | "
                 f"{fmt(r['first_epoch_s'], 3)} | {fmt(r['gflops'])} | {fmt(pct)} | {fmt(maxo(r))} |"
             )
+    lines += placement_sentence(by, threads, ["whet", "torch"])
     lines += [
         "",
         "| threads | whet samples/s | PyTorch samples/s | whet / PyTorch |",
         "|---|---|---|---|",
     ]
+    marked = []
     for t in threads:
         w = by.get(("whet", t))
         pt = by.get(("torch", t))
         ws = w and w["samples_per_s"]
         ps = pt and pt["samples_per_s"]
-        lines.append(f"| {t} | {fmt(ws)} | {fmt(ps)} | {rfmt(ratio(ws, ps))} |")
+        mark = placement_mark(by, t, "torch")
+        marked += [mark] if mark else []
+        cell = rfmt(ratio(ws, ps)) + (" †" if mark else "")
+        lines.append(f"| {t} | {fmt(ws)} | {fmt(ps)} | {cell} |")
+    lines += placement_footnote(marked)
 
 
 def section_augment(recs, lines, only_passes=None):
