@@ -189,17 +189,26 @@ fn describe(net: &Mlp) -> Vec<String> {
     spatial.chain(dense).collect()
 }
 
+/// One epoch as [`EpochTimer`] saw it.
+struct TimedEpoch {
+    /// The epoch's timing.
+    timed: Measured,
+    /// Its mean training loss.
+    loss: f64,
+    /// The matmul GFLOP/s measured right after it (with a `peak` probe).
+    peak_gflops: Option<f64>,
+    /// [`measure::placement_ns`] right after it (2 threads or more).
+    round_trip_ns: Option<f64>,
+}
+
 /// Times every epoch of a `fit` run, and the matmul after it when there is a `peak` probe.
 #[derive(Default)]
 struct EpochTimer {
     open: Option<Window>,
-    /// (the epoch's timing, its mean loss, the matmul GFLOP/s measured right after it).
-    epochs: Vec<(Measured, f64, Option<f64>)>,
+    epochs: Vec<TimedEpoch>,
     peak: Option<crate::matmul::Probe>,
     /// Whether to measure [`measure::placement_ns`] after each epoch (2 threads or more).
     probe_placement: bool,
-    /// Its figure after each epoch, in the order of `epochs`.
-    round_trips: Vec<Option<f64>>,
 }
 
 impl Observer for EpochTimer {
@@ -211,10 +220,14 @@ impl Observer for EpochTimer {
         if let Some(w) = self.open.take() {
             let timed = w.close();
             // Outside the epoch's window: the next epoch opens a new one.
-            let peak = self.peak.as_mut().map(|p| p.gflops(0.3));
-            self.epochs.push((timed, record.train_loss, peak));
-            self.round_trips
-                .push(self.probe_placement.then(measure::placement_ns).flatten());
+            let peak_gflops = self.peak.as_mut().map(|p| p.gflops(0.3));
+            let round_trip_ns = self.probe_placement.then(measure::placement_ns).flatten();
+            self.epochs.push(TimedEpoch {
+                timed,
+                loss: record.train_loss,
+                peak_gflops,
+                round_trip_ns,
+            });
         }
     }
 }
@@ -249,10 +262,13 @@ pub fn build(
 /// The `paired_peak` record: each epoch's GFLOP/s (`flops_per_epoch` / its seconds) as a
 /// percentage of the matmul GFLOP/s measured right after it, and their median; `None` when an
 /// epoch has no matmul figure (the run was not asked for them).
-fn paired_peak(epochs: &[&(Measured, f64, Option<f64>)], flops_per_epoch: f64) -> Option<Value> {
+fn paired_peak(epochs: &[&TimedEpoch], flops_per_epoch: f64) -> Option<Value> {
     let pairs: Vec<(f64, f64)> = epochs
         .iter()
-        .map(|(m, _, peak)| peak.map(|p| (p, 100.0 * flops_per_epoch / m.wall / 1e9 / p)))
+        .map(|e| {
+            e.peak_gflops
+                .map(|p| (p, 100.0 * flops_per_epoch / e.timed.wall / 1e9 / p))
+        })
         .collect::<Option<_>>()?;
     let pct: Vec<f64> = pairs.iter().map(|&(_, pct)| pct).collect();
     Some(json!({
@@ -298,24 +314,25 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
 
     let quiet = |m: &Measured| m.other_cores.is_none_or(|o| o <= policy.max_other);
     // Quiet epochs first (in order), then busy ones if there are not enough quiet ones.
-    let mut idx: Vec<usize> = (0..rest.len()).filter(|&i| quiet(&rest[i].0)).collect();
-    idx.extend((0..rest.len()).filter(|&i| !quiet(&rest[i].0)));
+    let mut idx: Vec<usize> = (0..rest.len()).filter(|&i| quiet(&rest[i].timed)).collect();
+    idx.extend((0..rest.len()).filter(|&i| !quiet(&rest[i].timed)));
     idx.truncate(args.epochs);
     idx.sort_unstable();
-    let kept: Vec<&(Measured, f64, Option<f64>)> = idx.iter().map(|&i| &rest[i]).collect();
+    let kept: Vec<&TimedEpoch> = idx.iter().map(|&i| &rest[i]).collect();
     let retried = (0..rest.len())
-        .filter(|&i| !quiet(&rest[i].0) && !idx.contains(&i))
+        .filter(|&i| !quiet(&rest[i].timed) && !idx.contains(&i))
         .count();
-    let times: Vec<f64> = kept.iter().map(|(m, ..)| m.wall).collect();
+    let times: Vec<f64> = kept.iter().map(|e| e.timed.wall).collect();
     let med = measure::median(&times);
     let others: Vec<Value> = kept
         .iter()
-        .map(|(m, ..)| m.other_cores.map_or(Value::Null, |o| json!(round3(o))))
+        .map(|e| {
+            e.timed
+                .other_cores
+                .map_or(Value::Null, |o| json!(round3(o)))
+        })
         .collect();
-    let round_trips: Vec<Value> = idx
-        .iter()
-        .map(|&i| json!(timer.round_trips.get(1 + i).copied().flatten()))
-        .collect();
+    let round_trips: Vec<Value> = kept.iter().map(|e| json!(e.round_trip_ns)).collect();
     let sps = samples as f64 / med;
     let layers = match args.model {
         Model::Mlp => json!(mlp_layers(args.width)),
@@ -331,8 +348,8 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         "batch": BATCH,
         "samples": samples,
         "flops_per_sample": flops,
-        "first_epoch_s": first.0.wall,
-        "first_other_cores": first.0.other_cores.map(round3),
+        "first_epoch_s": first.timed.wall,
+        "first_other_cores": first.timed.other_cores.map(round3),
         "epoch_s": times,
         "median_epoch_s": med,
         "samples_per_s": sps,
@@ -342,7 +359,7 @@ pub fn run(args: &TrainArgs, threads: usize, policy: RetryPolicy) -> Result<(), 
         "retried": retried,
         "peak_rss_bytes": measure::peak_rss_bytes(),
         "epochs_run": timer.epochs.len(),
-        "mean_loss_per_epoch": timer.epochs.iter().map(|(_, l, _)| *l).collect::<Vec<_>>(),
+        "mean_loss_per_epoch": timer.epochs.iter().map(|e| e.loss).collect::<Vec<_>>(),
         "paired_peak": paired_peak(&kept, samples as f64 * flops as f64),
         "library_threads": { "rayon.current_num_threads": rayon::current_num_threads() },
         "versions": { "whet": env!("CARGO_PKG_VERSION") },
@@ -366,12 +383,14 @@ mod tests {
 
     #[test]
     fn paired_peak_divides_each_epoch_by_the_matmul_after_it() {
-        let e = |wall: f64, peak: Option<f64>| {
-            let m = Measured {
+        let e = |wall: f64, peak_gflops: Option<f64>| TimedEpoch {
+            timed: Measured {
                 wall,
                 other_cores: None,
-            };
-            (m, 0.5, peak)
+            },
+            loss: 0.5,
+            peak_gflops,
+            round_trip_ns: None,
         };
         // 90 GFLOP per epoch: 1 s at 100 GFLOP/s is 90 %, 2 s at 50 is 90 %, 0.5 s at 200 is 90 %,
         // 1.5 s at 75 is 80 %.
