@@ -484,22 +484,52 @@ fn gather_group<T: PolarsNumericType>(
     out
 }
 
-/// The unmatched rows' count and the validity mask of gathered columns without nulls of their
-/// own (`None` when every row matched) from the "matched" bits of `n` rows.
-fn matched_mask(matched: &[u8], n: usize) -> (usize, Option<Bitmap>) {
-    let hits: usize = matched.iter().map(|b| b.count_ones() as usize).sum();
-    let mask = (hits < n).then(|| Bitmap::from_u8_vec(matched.to_vec(), n));
-    (n - hits, mask)
+/// Which left rows have a right row, as bits (arrow's order): filled by the first pass over the
+/// left rows, whichever it is, and read by every gathered column after it.
+struct Matched {
+    bits: Vec<u8>,
+    rows: usize,
+    filled: bool,
+    /// The unmatched rows' count and the mask of the columns without nulls of their own
+    /// (`None` when every row matched), made once after the fill.
+    mask: std::cell::OnceCell<(usize, Option<Bitmap>)>,
+}
+
+impl Matched {
+    fn new(rows: usize) -> Self {
+        Matched {
+            bits: vec![0u8; rows.div_ceil(8)],
+            rows,
+            filled: false,
+            mask: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The bytes for the pass about to run to fill, or `None` when a pass filled them already.
+    fn take_unfilled(&mut self) -> Option<&mut [u8]> {
+        (!std::mem::replace(&mut self.filled, true)).then_some(self.bits.as_mut_slice())
+    }
+
+    /// The unmatched rows' count and the shared mask, once the bits are filled.
+    fn mask(&self) -> &(usize, Option<Bitmap>) {
+        debug_assert!(self.filled, "read before a pass filled the bits");
+        self.mask.get_or_init(|| {
+            let hits: usize = self.bits.iter().map(|b| b.count_ones() as usize).sum();
+            let mask =
+                (hits < self.rows).then(|| Bitmap::from_u8_vec(self.bits.clone(), self.rows));
+            (self.rows - hits, mask)
+        })
+    }
 }
 
 /// The right columns (`right`, the key left out) of type `T` gathered for every left row by
 /// one [`gather_group`] pass, added to `out` with their positions in `right`. The pass fills
-/// `matched`.
+/// `matched` when it is the first.
 fn gather_type<T: PolarsNumericType>(
     right: &[&Column],
     keys: &LeftKeys,
     lookup: &Lookup,
-    matched: &mut [u8],
+    matched: &mut Matched,
     out: &mut Vec<(usize, Column)>,
 ) -> Result<()> {
     let dtype = T::get_static_dtype();
@@ -514,8 +544,8 @@ fn gather_type<T: PolarsNumericType>(
         .map(|&i| right[i].as_materialized_series().unpack::<T>())
         .collect::<PolarsResult<_>>()?;
     let miss = right[at[0]].len() as IdxSize;
-    let gathered = gather_group(&cols, keys, lookup, miss, Some(matched));
-    let (_, mask) = matched_mask(matched, keys.len);
+    let gathered = gather_group(&cols, keys, lookup, miss, matched.take_unfilled());
+    let mask = &matched.mask().1;
     for ((i, c), (values, valid)) in at.into_iter().zip(&cols).zip(gathered) {
         let validity = match valid {
             Some(bytes) => Some(Bitmap::from_u8_vec(bytes, keys.len)),
@@ -555,7 +585,7 @@ fn left_join_unique_int(
         .iter()
         .filter(|c| c.name().as_str() != rk)
         .collect();
-    let mut matched = vec![0u8; n.div_ceil(8)];
+    let mut matched = Matched::new(n);
     let mut gathered: Vec<(usize, Column)> = Vec::with_capacity(values.len());
     gather_type::<Float64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
     gather_type::<Float32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
@@ -563,25 +593,27 @@ fn left_join_unique_int(
     gather_type::<Int32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
     gather_type::<UInt64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
     gather_type::<UInt32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
-    if values.is_empty() {
-        // Only the key on the right: a pass without columns finds the matches.
-        let miss = right.height() as IdxSize;
-        gather_group::<Float64Type>(&[], &keys, lookup, miss, Some(&mut matched));
-    }
     let rest: Vec<usize> = (0..values.len())
         .filter(|i| !gathered.iter().any(|(j, _)| j == i))
         .collect();
     if !rest.is_empty() {
         // The right row of every left row (masked where none), then polars' gather.
         let mut idx: Vec<IdxSize> = vec![NO_ROW; n];
-        idx.par_chunks_mut(PIECE)
-            .zip(matched.par_chunks_mut(PIECE / 8))
-            .enumerate()
-            .for_each(|(p, (rows, bits))| {
-                keys.probe(lookup, NO_ROW, p * PIECE, rows);
-                pack_bits(rows, bits, |r| r != NO_ROW);
-            });
-        let (_, mask) = matched_mask(&matched, n);
+        match matched.take_unfilled() {
+            Some(bits) => idx
+                .par_chunks_mut(PIECE)
+                .zip(bits.par_chunks_mut(PIECE / 8))
+                .enumerate()
+                .for_each(|(p, (rows, bits))| {
+                    keys.probe(lookup, NO_ROW, p * PIECE, rows);
+                    pack_bits(rows, bits, |r| r != NO_ROW);
+                }),
+            None => idx
+                .par_chunks_mut(PIECE)
+                .enumerate()
+                .for_each(|(p, rows)| keys.probe(lookup, NO_ROW, p * PIECE, rows)),
+        }
+        let mask = matched.mask().1.clone();
         // Unmatched rows gather a null (their index is masked out, never read); when every
         // row matched, the indices have no mask (a gather without one copies value by value,
         // not checking each index's bit).
@@ -599,7 +631,12 @@ fn left_join_unique_int(
             gathered.push(t?);
         }
     }
-    let (unmatched, _) = matched_mask(&matched, n);
+    if let Some(bits) = matched.take_unfilled() {
+        // Only the key on the right: a pass without columns finds the matches.
+        let miss = right.height() as IdxSize;
+        gather_group::<Float64Type>(&[], &keys, lookup, miss, Some(bits));
+    }
+    let unmatched = matched.mask().0;
     gathered.sort_by_key(|(i, _)| *i);
     let mut columns = left.columns().to_vec();
     for (_, mut c) in gathered {
