@@ -1,7 +1,8 @@
 //! One training epoch of a 784-256-128-10 ReLU network on 60,000 synthetic centred samples with
 //! batch 128 and SGD with momentum 0.9, lr 0.01 (the configuration `bench/py/train.py` runs for
-//! PyTorch and NumPy), for both matrix kernels; and the raw kernels on a
-//! 2048 x 2048 product (items = flops, so "items/s" reads as flop/s).
+//! PyTorch and NumPy), for both matrix kernels; the raw kernels on a 2048 x 2048 product; and
+//! the products of one batch of that network and of the LeNet-5-like CNN (items = flops, so
+//! "items/s" reads as flop/s).
 //!
 //! Run with: `RAYON_NUM_THREADS=1 cargo bench -p whet-train --bench epoch`
 //! (and again with `RAYON_NUM_THREADS=2`).
@@ -81,4 +82,32 @@ fn lenet_products(bencher: divan::Bencher, name: &str) {
     bencher
         .counter(ItemsCount::new(2 * m * n * k))
         .bench_local(|| matmul(Kernel::Gemm, a, b.view(), c.view_mut()));
+}
+
+/// The products of one 784-256-128-10 training batch of 128 rows, as [`Mlp`] calls them:
+/// `(name, m, k, n, a transposed, b transposed)` (the weight gradients multiply the transposed
+/// layer input, the input gradients the transposed weights). Compare their rates with
+/// `matmul_2048`: the share of the 2048² rate a training epoch reaches cannot exceed theirs.
+const MLP: [(&str, usize, usize, usize, bool, bool); 5] = [
+    ("fc1 forward", 128, 784, 256, false, false),
+    ("fc1 weight gradient", 784, 128, 256, true, false),
+    ("fc2 forward", 128, 256, 128, false, false),
+    ("fc2 weight gradient", 256, 128, 128, true, false),
+    ("fc2 input gradient", 128, 128, 256, false, true),
+];
+
+#[divan::bench(args = MLP.map(|s| s.0), sample_count = 20, sample_size = 20)]
+fn mlp_products(bencher: divan::Bencher, name: &str) {
+    let &(_, m, k, n, at, bt) = MLP.iter().find(|s| s.0 == name).expect("an MLP shape");
+    let fill = |r: usize, c: usize, t: bool| {
+        let (r, c) = if t { (c, r) } else { (r, c) };
+        Array2::from_shape_fn((r, c), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1)
+    };
+    let (a, b) = (fill(m, k, at), fill(k, n, bt));
+    let a = if at { a.t() } else { a.view() };
+    let b = if bt { b.t() } else { b.view() };
+    let mut c = Array2::<f32>::zeros((m, n));
+    bencher
+        .counter(ItemsCount::new(2 * m * n * k))
+        .bench_local(|| matmul(Kernel::Gemm, a, b, c.view_mut()));
 }
