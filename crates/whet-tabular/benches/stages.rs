@@ -94,6 +94,25 @@ fn left_join_int_key(bencher: Bencher, n: usize) {
     bencher.bench(|| join(&df, &right, &cfg).unwrap());
 }
 
+/// The join with a right table as lookup tables usually are: a float, an integer and a text
+/// column (the text gathered by polars from whet's row index, the numbers by whet).
+#[divan::bench(args = [1_000_000, 10_000_000], sample_count = 10)]
+fn left_join_mixed_columns(bencher: Bencher, n: usize) {
+    let mut rng = whet_core::rng::stream(42, &[8, n as u64]);
+    let keys: Vec<i64> = (0..n).map(|_| rng.random_range(0..KEYS)).collect();
+    let df = df!("key" => keys).unwrap();
+    let right = df!(
+        "key" => (0..KEYS).collect::<Vec<_>>(),
+        "lat" => (0..KEYS).map(|k| k as f64 * 0.5).collect::<Vec<_>>(),
+        "elevation" => (0..KEYS).map(|k| k % 3000).collect::<Vec<_>>(),
+        "name" => (0..KEYS).map(|k| format!("site {k}")).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut cfg = JoinConfig::new("right", &["key"]);
+    cfg.cardinality = Some(whet_tabular::Cardinality::ManyToOne);
+    bencher.bench(|| join(&df, &right, &cfg).unwrap());
+}
+
 #[divan::bench(args = [100_000, 1_000_000], sample_count = 10)]
 fn impute_zscore_join(bencher: Bencher, n: usize) {
     let (df, right) = table(n);

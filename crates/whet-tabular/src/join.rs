@@ -373,13 +373,32 @@ impl<'a> LeftKeys<'a> {
     }
 }
 
-/// One piece's share of a fast left join's outputs: the gathered values of each column, the
-/// validity bytes of each column whose right side has nulls, and the bytes of the "matched"
-/// mask when this pass fills it.
-struct PieceOut<'o, N> {
-    values: Vec<&'o mut [N]>,
-    valid: Vec<Option<&'o mut [u8]>>,
-    matched: Option<&'o mut [u8]>,
+/// A right column's output for one piece of left rows: filled from the piece's right rows
+/// (`miss` where there is none). Type-erased, so that one pass over the left rows fills the
+/// columns of every numeric type.
+trait PieceSink: Send {
+    fn fill(&mut self, rows: &[IdxSize]);
+}
+
+/// One numeric right column's share of a piece: its values (with one more, zero and not
+/// valid, at the `miss` row, so that the copy needs no test per row) and validity when it has
+/// nulls, and the piece's part of the gathered values and of their validity bytes.
+struct ColumnPiece<'a, N> {
+    src: &'a [N],
+    src_valid: Option<&'a [bool]>,
+    dst: &'a mut [N],
+    dst_valid: Option<&'a mut [u8]>,
+}
+
+impl<N: Copy + Send + Sync> PieceSink for ColumnPiece<'_, N> {
+    fn fill(&mut self, rows: &[IdxSize]) {
+        for (d, &r) in self.dst.iter_mut().zip(rows) {
+            *d = self.src[r as usize];
+        }
+        if let (Some(bytes), Some(ok)) = (self.dst_valid.as_deref_mut(), self.src_valid) {
+            pack_bits(rows, bytes, |r| ok[r as usize]);
+        }
+    }
 }
 
 /// Bits of `rows` (one piece) set where `set(row)`, packed into `bytes` (bit `i % 8` of byte
@@ -396,25 +415,44 @@ fn pack_bits(rows: &[IdxSize], bytes: &mut [u8], set: impl Fn(IdxSize) -> bool) 
 /// A column's values and, when it has nulls, its validity (as `V`s).
 type Values<N, V> = (Vec<N>, Option<Vec<V>>);
 
-/// Right columns of one numeric type (`miss` rows each: the right table's height) gathered for
-/// every left row, one parallel pass over the left rows a piece at a time: each piece's right
-/// rows are found once (into a buffer reused per worker) and every column of the group copied
-/// from them. Fills `matched` (the left rows with a right row) when given. Each column comes
-/// back as its values (the type's zero where nothing matched) and, for a right column with
-/// nulls, its own validity bytes.
-fn gather_group<T: PolarsNumericType>(
-    right: &[&ChunkedArray<T>],
-    keys: &LeftKeys,
-    lookup: &Lookup,
-    miss: IdxSize,
-    matched: Option<&mut [u8]>,
-) -> Vec<Values<T::Native, u8>> {
-    let n = keys.len;
-    // Each right column with one more value at `miss` (zero, not valid), so that the copy
-    // needs no test per row.
-    let sources: Vec<Values<T::Native, bool>> = right
-        .iter()
-        .map(|c| {
+/// The right columns of one numeric type that whet gathers, type-erased ([`Group`]).
+trait Gather {
+    /// Adds a sink per column to every piece's list (`pieces[p]`: rows `p * PIECE..`).
+    fn sinks<'a>(&'a mut self, pieces: &mut [Vec<Box<dyn PieceSink + 'a>>]);
+    /// The gathered columns with their positions among the right columns; `mask` (the matched
+    /// rows) is the validity of a column without nulls of its own.
+    fn finish(self: Box<Self>, rows: usize, mask: &Option<Bitmap>) -> Vec<(usize, Column)>;
+}
+
+/// The right columns of type `T` (at positions `at`), their values as [`ColumnPiece`] reads
+/// them, and their outputs (`rows` values each, the type's zero where nothing matched, and
+/// validity bytes for a column with nulls).
+struct Group<T: PolarsNumericType> {
+    at: Vec<usize>,
+    names: Vec<PlSmallStr>,
+    sources: Vec<Values<T::Native, bool>>,
+    out: Vec<Values<T::Native, u8>>,
+}
+
+impl<T: PolarsNumericType> Group<T> {
+    /// The columns of `right` of type `T` set up for `rows` left rows, or `None` when there
+    /// are none.
+    fn of(right: &[&Column], rows: usize) -> Result<Option<Box<dyn Gather>>> {
+        let dtype = T::get_static_dtype();
+        let at: Vec<usize> = (0..right.len())
+            .filter(|&i| right[i].dtype() == &dtype)
+            .collect();
+        if at.is_empty() {
+            return Ok(None);
+        }
+        let mut group = Group::<T> {
+            names: Vec::with_capacity(at.len()),
+            sources: Vec::with_capacity(at.len()),
+            out: Vec::with_capacity(at.len()),
+            at,
+        };
+        for &i in &group.at {
+            let c = right[i].as_materialized_series().unpack::<T>()?;
             let mut values: Vec<T::Native> = c.into_no_null_iter().collect();
             values.push(T::Native::default());
             let valid = (c.null_count() > 0).then(|| {
@@ -422,147 +460,53 @@ fn gather_group<T: PolarsNumericType>(
                 v.push(false);
                 v
             });
-            (values, valid)
-        })
-        .collect();
-    let mut out: Vec<Values<T::Native, u8>> = sources
-        .iter()
-        .map(|(_, valid)| {
-            (
-                vec![T::Native::default(); n],
-                valid.as_ref().map(|_| vec![0u8; n.div_ceil(8)]),
-            )
-        })
-        .collect();
-    let mut jobs: Vec<PieceOut<T::Native>> = (0..n.div_ceil(PIECE))
-        .map(|_| PieceOut {
-            values: Vec::with_capacity(out.len()),
-            valid: Vec::with_capacity(out.len()),
-            matched: None,
-        })
-        .collect();
-    for (values, valid) in &mut out {
-        for (job, v) in jobs.iter_mut().zip(values.chunks_mut(PIECE)) {
-            job.values.push(v);
+            let bytes = valid.as_ref().map(|_| vec![0u8; rows.div_ceil(8)]);
+            group.out.push((vec![T::Native::default(); rows], bytes));
+            group.sources.push((values, valid));
+            group.names.push(c.name().clone());
         }
-        match valid {
-            Some(bits) => {
-                for (job, b) in jobs.iter_mut().zip(bits.chunks_mut(PIECE / 8)) {
-                    job.valid.push(Some(b));
-                }
-            }
-            None => jobs.iter_mut().for_each(|job| job.valid.push(None)),
-        }
-    }
-    if let Some(bits) = matched {
-        for (job, b) in jobs.iter_mut().zip(bits.chunks_mut(PIECE / 8)) {
-            job.matched = Some(b);
-        }
-    }
-    jobs.into_par_iter().enumerate().for_each_init(
-        || vec![0 as IdxSize; PIECE],
-        |rows, (p, job)| {
-            let rows = &mut rows[..(n - p * PIECE).min(PIECE)];
-            keys.probe(lookup, miss, p * PIECE, rows);
-            // Column by column: a right column (a few hundred KB for the usual lookup table)
-            // stays in the second cache level while the piece is copied from it.
-            for ((dst, dst_valid), (src, src_valid)) in
-                job.values.into_iter().zip(job.valid).zip(&sources)
-            {
-                for (d, &r) in dst.iter_mut().zip(rows.iter()) {
-                    *d = src[r as usize];
-                }
-                if let (Some(bytes), Some(ok)) = (dst_valid, src_valid) {
-                    pack_bits(rows, bytes, |r| ok[r as usize]);
-                }
-            }
-            if let Some(bytes) = job.matched {
-                pack_bits(rows, bytes, |r| r != miss);
-            }
-        },
-    );
-    out
-}
-
-/// Which left rows have a right row, as bits (arrow's order): filled by the first pass over the
-/// left rows, whichever it is, and read by every gathered column after it.
-struct Matched {
-    bits: Vec<u8>,
-    rows: usize,
-    filled: bool,
-    /// The unmatched rows' count and the mask of the columns without nulls of their own
-    /// (`None` when every row matched), made once after the fill.
-    mask: std::cell::OnceCell<(usize, Option<Bitmap>)>,
-}
-
-impl Matched {
-    fn new(rows: usize) -> Self {
-        Matched {
-            bits: vec![0u8; rows.div_ceil(8)],
-            rows,
-            filled: false,
-            mask: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// The bytes for the pass about to run to fill, or `None` when a pass filled them already.
-    fn take_unfilled(&mut self) -> Option<&mut [u8]> {
-        (!std::mem::replace(&mut self.filled, true)).then_some(self.bits.as_mut_slice())
-    }
-
-    /// The unmatched rows' count and the shared mask, once the bits are filled.
-    fn mask(&self) -> &(usize, Option<Bitmap>) {
-        debug_assert!(self.filled, "read before a pass filled the bits");
-        self.mask.get_or_init(|| {
-            let hits: usize = self.bits.iter().map(|b| b.count_ones() as usize).sum();
-            let mask =
-                (hits < self.rows).then(|| Bitmap::from_u8_vec(self.bits.clone(), self.rows));
-            (self.rows - hits, mask)
-        })
+        Ok(Some(Box::new(group)))
     }
 }
 
-/// The right columns (`right`, the key left out) of type `T` gathered for every left row by
-/// one [`gather_group`] pass, added to `out` with their positions in `right`. The pass fills
-/// `matched` when it is the first.
-fn gather_type<T: PolarsNumericType>(
-    right: &[&Column],
-    keys: &LeftKeys,
-    lookup: &Lookup,
-    matched: &mut Matched,
-    out: &mut Vec<(usize, Column)>,
-) -> Result<()> {
-    let dtype = T::get_static_dtype();
-    let at: Vec<usize> = (0..right.len())
-        .filter(|&i| right[i].dtype() == &dtype)
-        .collect();
-    if at.is_empty() {
-        return Ok(());
+impl<T: PolarsNumericType> Gather for Group<T> {
+    fn sinks<'a>(&'a mut self, pieces: &mut [Vec<Box<dyn PieceSink + 'a>>]) {
+        for ((src, src_valid), (dst, dst_valid)) in self.sources.iter().zip(&mut self.out) {
+            let mut bytes = dst_valid.as_mut().map(|b| b.chunks_mut(PIECE / 8));
+            for (piece, dst) in pieces.iter_mut().zip(dst.chunks_mut(PIECE)) {
+                piece.push(Box::new(ColumnPiece {
+                    src: src.as_slice(),
+                    src_valid: src_valid.as_deref(),
+                    dst,
+                    dst_valid: bytes.as_mut().and_then(Iterator::next),
+                }));
+            }
+        }
     }
-    let cols: Vec<&ChunkedArray<T>> = at
-        .iter()
-        .map(|&i| right[i].as_materialized_series().unpack::<T>())
-        .collect::<PolarsResult<_>>()?;
-    let miss = right[at[0]].len() as IdxSize;
-    let gathered = gather_group(&cols, keys, lookup, miss, matched.take_unfilled());
-    let mask = &matched.mask().1;
-    for ((i, c), (values, valid)) in at.into_iter().zip(&cols).zip(gathered) {
-        let validity = match valid {
-            Some(bytes) => Some(Bitmap::from_u8_vec(bytes, keys.len)),
-            None => mask.clone(),
-        };
-        let ca = ChunkedArray::<T>::from_vec_validity(c.name().clone(), values, validity);
-        out.push((i, ca.into_column()));
+
+    fn finish(self: Box<Self>, rows: usize, mask: &Option<Bitmap>) -> Vec<(usize, Column)> {
+        let Group { at, names, out, .. } = *self;
+        at.into_iter()
+            .zip(names)
+            .zip(out)
+            .map(|((i, name), (values, valid))| {
+                let validity = match valid {
+                    Some(bytes) => Some(Bitmap::from_u8_vec(bytes, rows)),
+                    None => mask.clone(),
+                };
+                let ca = ChunkedArray::<T>::from_vec_validity(name, values, validity);
+                (i, ca.into_column())
+            })
+            .collect()
     }
-    Ok(())
 }
 
 /// Left join of `left` with `right` on one integer key whose values are unique on the right
 /// (`lookup`, built from the right keys): the left columns are kept as they are (no copy) and
-/// the right columns are gathered by a lookup of every left key. Right columns of a plain
-/// numeric type are copied by whet a piece of left rows at a time, all columns of one type in
-/// one pass ([`gather_type`]); the others (text, dates, booleans…) by polars' gather from the
-/// right row of every left row. Returns the joined frame and the number of left rows without a
+/// the right columns are gathered by a lookup of every left key, in one parallel pass over the
+/// left rows a piece at a time: right columns of a plain numeric type ([`Group`]) are copied
+/// by whet from each piece's right rows; for the others (text, dates, booleans…) the pass
+/// writes the right row of every left row, from which polars gathers them. Returns the joined frame and the number of left rows without a
 /// match, or `None` when the left key's type is not covered (polars' join then does the work).
 ///
 /// Same output as polars' coalescing left join that keeps the left order: the left columns,
@@ -585,35 +529,73 @@ fn left_join_unique_int(
         .iter()
         .filter(|c| c.name().as_str() != rk)
         .collect();
-    let mut matched = Matched::new(n);
-    let mut gathered: Vec<(usize, Column)> = Vec::with_capacity(values.len());
-    gather_type::<Float64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
-    gather_type::<Float32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
-    gather_type::<Int64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
-    gather_type::<Int32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
-    gather_type::<UInt64Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
-    gather_type::<UInt32Type>(&values, &keys, lookup, &mut matched, &mut gathered)?;
-    let rest: Vec<usize> = (0..values.len())
-        .filter(|i| !gathered.iter().any(|(j, _)| j == i))
+    let mut groups: Vec<Box<dyn Gather>> = [
+        Group::<Float64Type>::of(&values, n)?,
+        Group::<Float32Type>::of(&values, n)?,
+        Group::<Int64Type>::of(&values, n)?,
+        Group::<Int32Type>::of(&values, n)?,
+        Group::<UInt64Type>::of(&values, n)?,
+        Group::<UInt32Type>::of(&values, n)?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let numeric = |i: &usize| {
+        let t = values[*i].dtype();
+        [
+            DataType::Float64,
+            DataType::Float32,
+            DataType::Int64,
+            DataType::Int32,
+            DataType::UInt64,
+            DataType::UInt32,
+        ]
+        .contains(t)
+    };
+    let rest: Vec<usize> = (0..values.len()).filter(|i| !numeric(i)).collect();
+    // The right row of every left row, for polars' gather of the other columns (masked where
+    // there is none).
+    let mut idx: Option<Vec<IdxSize>> = (!rest.is_empty()).then(|| vec![NO_ROW; n]);
+    let mut matched = vec![0u8; n.div_ceil(8)];
+    // One pass over the left rows, a piece at a time: the piece's right rows are found once
+    // (into a buffer reused per worker) and every output filled from them.
+    let miss = right.height() as IdxSize;
+    let pieces = n.div_ceil(PIECE);
+    let mut sinks: Vec<Vec<Box<dyn PieceSink + '_>>> = (0..pieces).map(|_| Vec::new()).collect();
+    for g in &mut groups {
+        g.sinks(&mut sinks);
+    }
+    let mut idx_pieces = idx.as_mut().map(|v| v.chunks_mut(PIECE));
+    let jobs: Vec<_> = sinks
+        .into_iter()
+        .zip(matched.chunks_mut(PIECE / 8))
+        .map(|(s, m)| (s, m, idx_pieces.as_mut().and_then(Iterator::next)))
         .collect();
-    if !rest.is_empty() {
-        // The right row of every left row (masked where none), then polars' gather.
-        let mut idx: Vec<IdxSize> = vec![NO_ROW; n];
-        match matched.take_unfilled() {
-            Some(bits) => idx
-                .par_chunks_mut(PIECE)
-                .zip(bits.par_chunks_mut(PIECE / 8))
-                .enumerate()
-                .for_each(|(p, (rows, bits))| {
-                    keys.probe(lookup, NO_ROW, p * PIECE, rows);
-                    pack_bits(rows, bits, |r| r != NO_ROW);
-                }),
-            None => idx
-                .par_chunks_mut(PIECE)
-                .enumerate()
-                .for_each(|(p, rows)| keys.probe(lookup, NO_ROW, p * PIECE, rows)),
-        }
-        let mask = matched.mask().1.clone();
+    jobs.into_par_iter().enumerate().for_each_init(
+        || vec![0 as IdxSize; PIECE],
+        |rows, (p, (mut sinks, matched, idx))| {
+            let rows = &mut rows[..(n - p * PIECE).min(PIECE)];
+            keys.probe(lookup, miss, p * PIECE, rows);
+            for s in &mut sinks {
+                s.fill(rows);
+            }
+            if let Some(idx) = idx {
+                for (i, &r) in idx.iter_mut().zip(rows.iter()) {
+                    *i = if r == miss { NO_ROW } else { r };
+                }
+            }
+            pack_bits(rows, matched, |r| r != miss);
+        },
+    );
+    let hits: usize = matched.iter().map(|b| b.count_ones() as usize).sum();
+    // Null where a left row has no right row, for the columns without nulls of their own; no
+    // mask when every row matched.
+    let mask = (hits < n).then(|| Bitmap::from_u8_vec(matched, n));
+    let mut gathered: Vec<(usize, Column)> = Vec::with_capacity(values.len());
+    for g in groups {
+        gathered.extend(g.finish(n, &mask));
+    }
+    if let Some(idx) = idx {
         // Unmatched rows gather a null (their index is masked out, never read); when every
         // row matched, the indices have no mask (a gather without one copies value by value,
         // not checking each index's bit).
@@ -621,7 +603,7 @@ fn left_join_unique_int(
             .downcast_into_iter()
             .next()
             .expect("from_vec makes one chunk")
-            .with_validity(mask);
+            .with_validity(mask.clone());
         let idx = IdxCa::with_chunk(PlSmallStr::EMPTY, arr);
         let taken: Vec<PolarsResult<(usize, Column)>> = rest
             .into_par_iter()
@@ -631,12 +613,6 @@ fn left_join_unique_int(
             gathered.push(t?);
         }
     }
-    if let Some(bits) = matched.take_unfilled() {
-        // Only the key on the right: a pass without columns finds the matches.
-        let miss = right.height() as IdxSize;
-        gather_group::<Float64Type>(&[], &keys, lookup, miss, Some(bits));
-    }
-    let unmatched = matched.mask().0;
     gathered.sort_by_key(|(i, _)| *i);
     let mut columns = left.columns().to_vec();
     for (_, mut c) in gathered {
@@ -645,7 +621,7 @@ fn left_join_unique_int(
         }
         columns.push(c);
     }
-    Ok(Some((DataFrame::new(left.height(), columns)?, unmatched)))
+    Ok(Some((DataFrame::new(left.height(), columns)?, n - hits)))
 }
 
 /// The join keys of `cfg`, checked: present on both sides, of one type.
@@ -740,11 +716,19 @@ impl<'a> RightSide<'a> {
     /// [`Error::ColumnNotFound`], [`Error::KeyType`].
     pub(crate) fn new(left: &DataFrame, right: &'a DataFrame, cfg: &'a JoinConfig) -> Result<Self> {
         let (lk, rk) = check_keys(left, right, cfg)?;
-        let (right_dups, right_example) = dup_count(right, &rk)?;
-        let lookup = if cfg.how == JoinHow::Left && right_dups == 0 && rk.len() == 1 {
-            int_key(right.column(&rk[0])?)?.and_then(|k| Lookup::build(&k))
+        let lookup = if cfg.how == JoinHow::Left && rk.len() == 1 {
+            int_key(right.column(&rk[0])?)?
+                .filter(|k| k.null_count() <= 1)
+                .and_then(|k| Lookup::build(&k))
         } else {
             None
+        };
+        // A lookup is built only from keys that never repeat, nulls included (polars'
+        // `is_duplicated`, which `dup_count` uses, counts two null keys as a repeat): nothing
+        // to count then.
+        let (right_dups, right_example) = match lookup {
+            Some(_) => (0, String::new()),
+            None => dup_count(right, &rk)?,
         };
         Ok(RightSide {
             right,
@@ -1237,6 +1221,18 @@ mod tests {
         assert!(Lookup::build(&keys).is_none());
         let text = df!("k" => ["a"]).unwrap();
         assert!(int_key(text.column("k").unwrap()).unwrap().is_none());
+        // The right side counts repeats only without a lookup, which it builds for unique
+        // keys with at most one null: two null keys are a repeat, as polars counts them.
+        let cfg = JoinConfig::new("right", &["k"]);
+        let l = df!("k" => [Some(1i64), None], "v" => [1, 2]).unwrap();
+        let side = |keys: &[Option<i64>]| {
+            let r = df!("k" => keys, "m" => vec![1.0; keys.len()]).unwrap();
+            let s = RightSide::new(&l, &r, &cfg).unwrap();
+            (s.lookup.is_some(), s.right_dups, s.right_example.clone())
+        };
+        assert_eq!(side(&[Some(1), None, Some(2)]), (true, 0, String::new()));
+        assert_eq!(side(&[Some(1), None, None]), (false, 2, "k=null".into()));
+        assert_eq!(side(&[Some(1), Some(1)]), (false, 2, "k=1".into()));
     }
 
     #[test]
