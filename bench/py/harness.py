@@ -81,6 +81,17 @@ def placement(args):
         return None
 
 
+def read_through(*paths):
+    """Reads the files once, so that the next process finds them in the page cache. Needed
+    before each run that reads a large input: this host pages out file pages left untouched for
+    about a minute (DAMON's `pageout` scheme on unmapped pages), so an engine run after a long
+    idle wait or a slow peer would otherwise read part of its input from disk."""
+    for path in paths:
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
 def run_config(raw, args, label, cmd, threads, timeout, tag):
     """Runs one configuration in its own process; records its JSON lines tagged with `tag`.
     With 2 threads or more, `placement` before and after (`placement_ns`: [before, after]):
@@ -553,10 +564,7 @@ def stream_table(raw, args, py):
     # Both engines start from the same page cache: the inputs read once beforehand (otherwise
     # the first engine reads a freshly generated table from disk and the second from memory).
     common.log(f"[{time.strftime('%H:%M:%S')}] stream-table: reading the inputs once")
-    for path in (table["left"], table["right"]):
-        with open(path, "rb") as f:
-            while f.read(1 << 24):
-                pass
+    read_through(table["left"], table["right"])
     threads = os.cpu_count() or 1
     # cargo's `dev` profile builds into target/debug.
     profile = {"debug": "dev"}.get(os.path.basename(os.path.dirname(os.path.abspath(args.whet))),
@@ -733,6 +741,8 @@ def main():
                     cmd = [wb, "tabular", "--threads", str(t)] + files
                 else:
                     cmd = [py, f"{HERE}/tabular.py", "--engine", eng, "--threads", str(t)] + files
+                # Every engine starts with its inputs in the page cache.
+                read_through(table["left"], table["right"])
                 run_config(raw, args, f"tabular {eng} t={t} #{rep + 1}", cmd, t, 1800,
                            {"repeat": rep})
 
