@@ -275,7 +275,8 @@ impl Lookup {
         }
     }
 
-    /// The right row of each key of `keys` into `out`, `miss` where there is none.
+    /// The right row of each key of `keys` into `out`, `miss` (at least the right table's height,
+    /// so no row of it) where there is none.
     fn get_many(&self, keys: &[i64], out: &mut [IdxSize], miss: IdxSize) {
         match self {
             Lookup::Dense { min, rows } => {
@@ -283,12 +284,13 @@ impl Lookup {
                     // Wrapping: keys below `min` become huge and miss the table.
                     let at = k.wrapping_sub(*min) as u64;
                     let row = usize::try_from(at).ok().and_then(|at| rows.get(at));
+                    // Absent keys' slots hold `NO_ROW`, above every `miss`.
                     *o = row.map_or(miss, |&r| r.min(miss));
                 }
             }
             Lookup::Hashed(map) => {
                 for (o, &k) in out.iter_mut().zip(keys) {
-                    *o = map.get(&k).map_or(miss, |&r| r.min(miss));
+                    *o = map.get(&k).copied().unwrap_or(miss);
                 }
             }
         }
@@ -417,6 +419,8 @@ type Values<N, V> = (Vec<N>, Option<Vec<V>>);
 
 /// The right columns of one numeric type that whet gathers, type-erased ([`Group`]).
 trait Gather {
+    /// The group's columns' positions among the right columns.
+    fn positions(&self) -> &[usize];
     /// Adds a sink per column to every piece's list (`pieces[p]`: rows `p * PIECE..`).
     fn sinks<'a>(&'a mut self, pieces: &mut [Vec<Box<dyn PieceSink + 'a>>]);
     /// The gathered columns with their positions among the right columns; `mask` (the matched
@@ -470,6 +474,10 @@ impl<T: PolarsNumericType> Group<T> {
 }
 
 impl<T: PolarsNumericType> Gather for Group<T> {
+    fn positions(&self) -> &[usize] {
+        &self.at
+    }
+
     fn sinks<'a>(&'a mut self, pieces: &mut [Vec<Box<dyn PieceSink + 'a>>]) {
         for ((src, src_valid), (dst, dst_valid)) in self.sources.iter().zip(&mut self.out) {
             let mut bytes = dst_valid.as_mut().map(|b| b.chunks_mut(PIECE / 8));
@@ -540,22 +548,13 @@ fn left_join_unique_int(
     .into_iter()
     .flatten()
     .collect();
-    let numeric = |i: &usize| {
-        let t = values[*i].dtype();
-        [
-            DataType::Float64,
-            DataType::Float32,
-            DataType::Int64,
-            DataType::Int32,
-            DataType::UInt64,
-            DataType::UInt32,
-        ]
-        .contains(t)
-    };
-    let rest: Vec<usize> = (0..values.len()).filter(|i| !numeric(i)).collect();
+    // The other right columns (text, booleans, dates…).
+    let rest: Vec<usize> = (0..values.len())
+        .filter(|i| !groups.iter().any(|g| g.positions().contains(i)))
+        .collect();
     // The right row of every left row, for polars' gather of the other columns (masked where
-    // there is none).
-    let mut idx: Option<Vec<IdxSize>> = (!rest.is_empty()).then(|| vec![NO_ROW; n]);
+    // there is none); every value is written by the pass below.
+    let mut idx: Option<Vec<IdxSize>> = (!rest.is_empty()).then(|| vec![0; n]);
     let mut matched = vec![0u8; n.div_ceil(8)];
     // One pass over the left rows, a piece at a time: the piece's right rows are found once
     // (into a buffer reused per worker) and every output filled from them.
