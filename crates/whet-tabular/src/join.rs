@@ -233,8 +233,7 @@ enum Lookup {
     Hashed(PlHashMap<i64, IdxSize>),
 }
 
-/// Marks "no right row" in [`Lookup::Dense`] and in the gather indices before their validity
-/// mask is applied.
+/// Marks "no right row" in [`Lookup::Dense`]'s slots.
 const NO_ROW: IdxSize = IdxSize::MAX;
 
 impl Lookup {
@@ -514,8 +513,9 @@ impl<T: PolarsNumericType> Gather for Group<T> {
 /// the right columns are gathered by a lookup of every left key, in one parallel pass over the
 /// left rows a piece at a time: right columns of a plain numeric type ([`Group`]) are copied
 /// by whet from each piece's right rows; for the others (text, dates, booleans…) the pass
-/// writes the right row of every left row, from which polars gathers them. Returns the joined frame and the number of left rows without a
-/// match, or `None` when the left key's type is not covered (polars' join then does the work).
+/// writes the right row of every left row, from which polars gathers them. Returns the joined
+/// frame and the number of left rows without a match, or `None` when the left key's type is
+/// not covered (polars' join then does the work).
 ///
 /// Same output as polars' coalescing left join that keeps the left order: the left columns,
 /// then the right ones without the key, `suffix` added to names already on the left; null keys
@@ -579,9 +579,8 @@ fn left_join_unique_int(
                 s.fill(rows);
             }
             if let Some(idx) = idx {
-                for (i, &r) in idx.iter_mut().zip(rows.iter()) {
-                    *i = if r == miss { NO_ROW } else { r };
-                }
+                // `miss` rows are masked out of the index below: polars never reads them.
+                idx.copy_from_slice(rows);
             }
             pack_bits(rows, matched, |r| r != miss);
         },
@@ -595,7 +594,8 @@ fn left_join_unique_int(
         gathered.extend(g.finish(n, &mask));
     }
     if let Some(idx) = idx {
-        // Unmatched rows gather a null (their index is masked out, never read); when every
+        // Unmatched rows gather a null (their index, `miss`, is masked out and never read:
+        // polars' gathers look at an index's value only where its bit is set); when every
         // row matched, the indices have no mask (a gather without one copies value by value,
         // not checking each index's bit).
         let arr = IdxCa::from_vec(PlSmallStr::EMPTY, idx)
