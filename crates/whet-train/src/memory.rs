@@ -3,8 +3,9 @@
 //!
 //! Per parameter (weight or bias, `f32`): the value, its gradient and the optimizer's two state
 //! slots (every optimizer keeps two), plus the best epoch's copy under early stopping. Per
-//! batch row: the input and target rows and, for every layer, its activations, its deltas, and
-//! its noise and dropout buffers. All arithmetic saturates, so a count of `u64::MAX` gives an
+//! batch row: the input and target rows and, for every layer, its activations, its deltas, its
+//! noise and dropout buffers, and the second half of its forward product when its weights are
+//! cut between threads. All arithmetic saturates, so a count of `u64::MAX` gives an
 //! estimate of `u64::MAX` bytes, not an overflow.
 
 use crate::config::{LayerConfig, ModelConfig, TrainConfig};
@@ -182,12 +183,20 @@ impl TrainingMemory {
         let scratch = scratch.saturating_mul(rayon::current_num_threads() as u64);
         let params = count_parameters(&shapes.hidden, shapes.dense_inputs, output_dim)
             .saturating_add(image_params);
-        // Per row: input and target, the image layers' buffers, and four buffers per dense
-        // layer (activations, deltas, noise, dropout mask).
+        // The second half of the forward product of each layer whose weights are cut between
+        // threads.
+        let cut_parts = std::iter::once(shapes.dense_inputs)
+            .chain(shapes.hidden.iter().copied())
+            .zip(shapes.hidden.iter().copied().chain([output_dim]))
+            .filter(|&(inputs, outputs)| crate::kernel::weight_cut(inputs, outputs).is_some())
+            .fold(0u64, |a, (_, outputs)| a.saturating_add(outputs as u64));
+        // Per row: input and target, the image layers' buffers, four buffers per dense layer
+        // (activations, deltas, noise, dropout mask) and the cut layers' halves.
         let per_row = (input_dim as u64)
             .saturating_add(output_dim as u64)
             .saturating_add(image_row)
-            .saturating_add(widths().fold(0u64, u64::saturating_add).saturating_mul(4));
+            .saturating_add(widths().fold(0u64, u64::saturating_add).saturating_mul(4))
+            .saturating_add(cut_parts);
         TrainingMemory {
             model: budget::product(&[params, copies, F32]),
             workspace: budget::product(&[batch.saturating_add(eval), per_row, F32])
@@ -263,8 +272,9 @@ mod tests {
         // About 1.8e9 parameters x 4 floats x 4 bytes: over 28 GB.
         assert!(e.model > 28_000_000_000, "{e:?}");
         assert_eq!(e.key(), "model.hidden");
-        // 32 training rows and one evaluation row.
-        assert_eq!(e.workspace, 33 * (784 + 10 + 4 * 90_010) * 4);
+        // 32 training rows and one evaluation row; the last three layers' weights are cut
+        // between threads (not the first: fewer inputs than outputs).
+        assert_eq!(e.workspace, 33 * (784 + 10 + 4 * 90_010 + 60_010) * 4);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::config::{Init, LayerConfig, ModelConfig, Task};
 use crate::conv::{Spatial, SpatialKind, SpatialSpec};
 use crate::decision::{Decision, ThresholdConfig};
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, matmul};
+use crate::kernel::{Kernel, matmul, matmul_inner_halves};
 use crate::loss::{ClassWeights, LossKind};
 use ndarray::parallel::prelude::*;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
@@ -101,6 +101,12 @@ impl Dense {
     /// Number of outputs (units).
     pub fn outputs(&self) -> usize {
         self.weight.ncols()
+    }
+
+    /// The input row at which the weights are cut between threads
+    /// ([`weight_cut`](crate::kernel::weight_cut)).
+    pub(crate) fn weight_cut(&self) -> Option<usize> {
+        crate::kernel::weight_cut(self.inputs(), self.outputs())
     }
 
     fn perturbed(&self) -> bool {
@@ -765,6 +771,11 @@ impl Mlp {
                 .iter()
                 .map(|l| Array1::zeros(l.outputs()))
                 .collect(),
+            part: self
+                .layers
+                .iter()
+                .map(|l| buf(l.weight_cut().is_some(), l.outputs()))
+                .collect(),
         }
     }
 
@@ -822,7 +833,7 @@ impl Mlp {
                         noise.is_none().then_some(&layer.running),
                     );
                     let beta = layer.bias.as_slice().expect("contiguous bias");
-                    par_bias_forward(layer.activation, y, beta);
+                    par_bias_forward(layer.activation, y, None, beta);
                 }
                 kind => crate::conv::pool_forward(
                     kind,
@@ -859,14 +870,27 @@ impl Mlp {
                 }
             };
             let mut z = out.slice_mut(s![..rows, ..]);
-            matmul(self.kernel, input, layer.weight.view(), z.view_mut());
+            let part = match (layer.weight_cut(), ws.part[l].as_mut()) {
+                (Some(mid), Some(part)) => {
+                    let halves = (z.view_mut(), part.slice_mut(s![..rows, ..]));
+                    matmul_inner_halves(self.kernel, input, layer.weight.view(), halves, mid);
+                    Some(part.slice(s![..rows, ..]))
+                }
+                _ => {
+                    matmul(self.kernel, input, layer.weight.view(), z.view_mut());
+                    None
+                }
+            };
             let bias = layer.bias.as_slice().expect("contiguous bias");
             if l == last {
                 // Logits only: the loss applies the output activation.
+                if let Some(part) = part {
+                    z += &part;
+                }
                 Activation::Identity.bias_forward(z, bias);
                 continue;
             }
-            par_bias_forward(layer.activation, z.view_mut(), bias);
+            par_bias_forward(layer.activation, z.view_mut(), part, bias);
             if let (Some(key), Some(p)) = (noise, ws.pert[l].as_mut()) {
                 perturb(
                     (layer.noise, layer.dropout),
@@ -1141,15 +1165,35 @@ fn perturb(
 }
 
 /// [`Activation::bias_forward`] over fixed row chunks in parallel (rows are independent, so the
-/// result does not depend on the thread count).
-fn par_bias_forward(act: Activation, mut z: ArrayViewMut2<f32>, bias: &[f32]) {
+/// result does not depend on the thread count), after adding `part` (the second half of a cut
+/// product, [`matmul_inner_halves`]) to `z` when there is one.
+fn par_bias_forward(
+    act: Activation,
+    mut z: ArrayViewMut2<f32>,
+    part: Option<ArrayView2<f32>>,
+    bias: &[f32],
+) {
+    let chunk = |mut z: ArrayViewMut2<f32>, part: Option<ArrayView2<f32>>| {
+        if let Some(part) = part {
+            z += &part;
+        }
+        act.bias_forward(z, bias);
+    };
     if z.len() < PAR_MIN_ELEMS || crate::par::serial() {
-        return act.bias_forward(z, bias);
+        return chunk(z, part);
     }
     let rows = par_rows(z.ncols());
-    z.axis_chunks_iter_mut(Axis(0), rows)
-        .into_par_iter()
-        .for_each(|c| act.bias_forward(c, bias));
+    match part {
+        Some(part) => z
+            .axis_chunks_iter_mut(Axis(0), rows)
+            .into_par_iter()
+            .zip(part.axis_chunks_iter(Axis(0), rows).into_par_iter())
+            .for_each(|(z, p)| chunk(z, Some(p))),
+        None => z
+            .axis_chunks_iter_mut(Axis(0), rows)
+            .into_par_iter()
+            .for_each(|z| chunk(z, None)),
+    }
 }
 
 /// [`Activation::backward_in_place`] over fixed row chunks in parallel.
@@ -1244,6 +1288,9 @@ pub struct Workspace {
     pub grad_w: Vec<Array2<f32>>,
     /// Bias gradients per layer, `[outputs]`.
     pub grad_b: Vec<Array1<f32>>,
+    /// Layers whose weights are cut ([`Dense::weight_cut`]): the forward product over the
+    /// second half of the inputs, `[rows, outputs]`, added to the first half's by the bias pass.
+    part: Vec<Option<Array2<f32>>>,
 }
 
 /// The buffers of one image layer.

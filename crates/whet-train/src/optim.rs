@@ -6,7 +6,6 @@
 //! fixed-size chunks across rayon threads without any effect on the result.
 
 use crate::config::bounded;
-use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use whet_core::{Issues, Positive, Probability};
@@ -348,9 +347,6 @@ impl OptimizerConfig {
     }
 }
 
-/// Elements per parallel chunk of an update.
-const CHUNK: usize = 16 * 1024;
-
 #[derive(Debug, Clone, Default)]
 struct State {
     a: Vec<f32>,
@@ -387,17 +383,34 @@ impl Optimizer {
         lr: f32,
         weight_decay: f32,
     ) {
-        self.update_at(id, value, grad, (lr, weight_decay), true);
+        self.update_at(id, value, grad, (lr, weight_decay), None, true);
     }
 
-    /// [`Optimizer::update`], with the AVX2 build of the loops when `simd` and the CPU has it
-    /// (the tests compare both).
+    /// [`Optimizer::update`] for a dense layer's weights, `[inputs, outputs]` flattened by rows:
+    /// cut between threads where the layer's other passes cut them
+    /// ([`weight_cut`](crate::kernel::weight_cut)), so each half is updated by the thread that
+    /// made its gradient and reads it in the next forward pass.
+    pub(crate) fn update_weights(
+        &mut self,
+        id: usize,
+        (value, grad): (&mut [f32], &[f32]),
+        (inputs, outputs): (usize, usize),
+        lr: f32,
+        weight_decay: f32,
+    ) {
+        let mid = crate::kernel::weight_cut(inputs, outputs).map(|row| row * outputs);
+        self.update_at(id, value, grad, (lr, weight_decay), mid, true);
+    }
+
+    /// [`Optimizer::update`], cut between threads at `mid` (or in the middle), with the AVX2
+    /// build of the loops when `simd` and the CPU has it (the tests compare both).
     fn update_at(
         &mut self,
         id: usize,
         value: &mut [f32],
         grad: &[f32],
         (lr, weight_decay): (f32, f32),
+        mid: Option<usize>,
         simd: bool,
     ) {
         assert_eq!(value.len(), grad.len(), "value and gradient lengths");
@@ -414,53 +427,86 @@ impl Optimizer {
         let t = st.t;
         let wd = weight_decay;
         match &self.config {
-            OptimizerConfig::Sgd(_) => {
-                chunks(simd, value, grad, &mut st.a, &mut st.b, |w, g, _, _| {
+            OptimizerConfig::Sgd(_) => chunks(
+                (simd, mid),
+                value,
+                grad,
+                &mut st.a,
+                &mut st.b,
+                |w, g, _, _| {
                     for (w, &g) in w.iter_mut().zip(g) {
                         *w -= lr * (g + wd * *w);
                     }
-                })
-            }
+                },
+            ),
             OptimizerConfig::Momentum(c) => {
                 let mu = c.momentum.get() as f32;
-                chunks(simd, value, grad, &mut st.a, &mut st.b, |w, g, v, _| {
-                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
-                        let g = g + wd * *w;
-                        *v = mu * *v + g;
-                        *w -= lr * *v;
-                    }
-                })
+                chunks(
+                    (simd, mid),
+                    value,
+                    grad,
+                    &mut st.a,
+                    &mut st.b,
+                    |w, g, v, _| {
+                        for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                            let g = g + wd * *w;
+                            *v = mu * *v + g;
+                            *w -= lr * *v;
+                        }
+                    },
+                )
             }
             OptimizerConfig::Nesterov(c) => {
                 let mu = c.momentum.get() as f32;
-                chunks(simd, value, grad, &mut st.a, &mut st.b, |w, g, v, _| {
-                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
-                        let g = g + wd * *w;
-                        *v = mu * *v + g;
-                        *w -= lr * (g + mu * *v);
-                    }
-                })
+                chunks(
+                    (simd, mid),
+                    value,
+                    grad,
+                    &mut st.a,
+                    &mut st.b,
+                    |w, g, v, _| {
+                        for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                            let g = g + wd * *w;
+                            *v = mu * *v + g;
+                            *w -= lr * (g + mu * *v);
+                        }
+                    },
+                )
             }
             OptimizerConfig::Adagrad(c) => {
                 let eps = c.eps.get() as f32;
-                chunks(simd, value, grad, &mut st.a, &mut st.b, |w, g, s, _| {
-                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                        let g = g + wd * *w;
-                        *s += g * g;
-                        *w -= lr * g / (s.sqrt() + eps);
-                    }
-                })
+                chunks(
+                    (simd, mid),
+                    value,
+                    grad,
+                    &mut st.a,
+                    &mut st.b,
+                    |w, g, s, _| {
+                        for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                            let g = g + wd * *w;
+                            *s += g * g;
+                            *w -= lr * g / (s.sqrt() + eps);
+                        }
+                    },
+                )
             }
             OptimizerConfig::Rmsprop(c) => {
                 let rho = c.rho.get() as f32;
                 let eps = c.eps.get() as f32;
-                chunks(simd, value, grad, &mut st.a, &mut st.b, |w, g, s, _| {
-                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                        let g = g + wd * *w;
-                        *s = rho * *s + (1.0 - rho) * g * g;
-                        *w -= lr * g / (s.sqrt() + eps);
-                    }
-                })
+                chunks(
+                    (simd, mid),
+                    value,
+                    grad,
+                    &mut st.a,
+                    &mut st.b,
+                    |w, g, s, _| {
+                        for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                            let g = g + wd * *w;
+                            *s = rho * *s + (1.0 - rho) * g * g;
+                            *w -= lr * g / (s.sqrt() + eps);
+                        }
+                    },
+                )
             }
             OptimizerConfig::Adam(c) => {
                 let (b1, b2) = (c.beta1.get(), c.beta2.get());
@@ -471,34 +517,54 @@ impl Optimizer {
                 let step = (f64::from(lr) / c1) as f32;
                 let inv_c2 = (1.0 / c2).sqrt() as f32;
                 let (b1, b2) = (b1 as f32, b2 as f32);
-                chunks(simd, value, grad, &mut st.a, &mut st.b, |w, g, m, v| {
-                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                        let g = g + wd * *w;
-                        *m = b1 * *m + (1.0 - b1) * g;
-                        *v = b2 * *v + (1.0 - b2) * g * g;
-                        *w -= step * *m / (v.sqrt() * inv_c2 + eps);
-                    }
-                })
+                chunks(
+                    (simd, mid),
+                    value,
+                    grad,
+                    &mut st.a,
+                    &mut st.b,
+                    |w, g, m, v| {
+                        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                            let g = g + wd * *w;
+                            *m = b1 * *m + (1.0 - b1) * g;
+                            *v = b2 * *v + (1.0 - b2) * g * g;
+                            *w -= step * *m / (v.sqrt() * inv_c2 + eps);
+                        }
+                    },
+                )
             }
         }
     }
 }
 
 /// Applies the element-wise update `f` to parameters `w` with gradients `g` and state `a`, `b`:
-/// in fixed chunks on rayon's threads (elements are independent, so the split changes nothing),
-/// each chunk inside [`vectorized`] (when `simd`).
-fn chunks<F>(simd: bool, w: &mut [f32], g: &[f32], a: &mut [f32], b: &mut [f32], f: F)
-where
+/// in two fixed halves on rayon's threads (the first on the calling one), cut at `mid` or in
+/// the middle, each inside [`vectorized`] (when `simd`). Elements are independent, so the cut
+/// changes nothing but which core's cache holds each half: fixed halves keep a parameter's
+/// state with one thread from step to step, where rayon's adaptive chunks moved between them.
+fn chunks<F>(
+    (simd, mid): (bool, Option<usize>),
+    w: &mut [f32],
+    g: &[f32],
+    a: &mut [f32],
+    b: &mut [f32],
+    f: F,
+) where
     F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
 {
-    if w.len() <= 2 * CHUNK || crate::par::serial() {
+    let n = w.len();
+    if n < crate::kernel::WEIGHT_CUT_MIN || crate::par::serial() {
         return vectorized(simd, || f(w, g, a, b));
     }
-    w.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(a.par_chunks_mut(CHUNK))
-        .zip(b.par_chunks_mut(CHUNK))
-        .for_each(|(((w, g), a), b)| vectorized(simd, || f(w, g, a, b)));
+    let mid = mid.unwrap_or(n / 2).min(n);
+    let (w1, w2) = w.split_at_mut(mid);
+    let (g1, g2) = g.split_at(mid);
+    let (a1, a2) = a.split_at_mut(mid);
+    let (b1, b2) = b.split_at_mut(mid);
+    crate::par::join(
+        || vectorized(simd, || f(w1, g1, a1, b1)),
+        || vectorized(simd, || f(w2, g2, a2, b2)),
+    );
 }
 
 /// Runs `f` compiled for AVX2 (x86-64-v3, detected at run time through `pulp`) when the CPU has
@@ -519,6 +585,7 @@ fn vectorized<R>(simd: bool, f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::WEIGHT_CUT_MIN;
 
     fn pos(v: f64) -> Positive {
         Positive::new(v).unwrap()
@@ -542,7 +609,7 @@ mod tests {
         ];
         let mut rng = whet_core::rng::stream(11, &[0]);
         use rand::RngExt;
-        for n in [1, 7, 33, 2 * CHUNK + 5] {
+        for n in [1, 7, 33, 2 * WEIGHT_CUT_MIN + 5] {
             let w0: Vec<f32> = (0..n).map(|_| rng.random_range(-3.0f32..3.0)).collect();
             let grads: Vec<Vec<f32>> = (0..3)
                 .map(|_| {
@@ -560,7 +627,7 @@ mod tests {
                     let mut o = Optimizer::new(cfg);
                     let mut w = w0.clone();
                     for g in &grads {
-                        o.update_at(0, &mut w, g, (0.01, 1e-4), simd);
+                        o.update_at(0, &mut w, g, (0.01, 1e-4), None, simd);
                     }
                     w.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
                 };
@@ -765,7 +832,7 @@ mod tests {
         for c in cfgs {
             let mut o = Optimizer::new(&c);
             // Big enough to take the parallel path too.
-            let mut w = vec![0.5f32; 3 * CHUNK + 7];
+            let mut w = vec![0.5f32; 3 * WEIGHT_CUT_MIN + 7];
             let g = vec![0.0f32; w.len()];
             for _ in 0..3 {
                 o.update(0, &mut w, &g, 0.1, 0.0);

@@ -385,12 +385,13 @@ fn apply_updates(model: &mut Mlp, opt: &mut Optimizer, ws: &Workspace, lr: f32, 
         if layer.frozen {
             continue;
         }
+        let shape = layer.weight.dim();
         let w = layer
             .weight
             .as_slice_mut()
             .expect("standard layout weights");
         let gw = ws.grad_w[l].as_slice().expect("standard layout gradients");
-        opt.update(2 * l, w, gw, lr, wd);
+        opt.update_weights(2 * l, (w, gw), shape, lr, wd);
         let b = layer.bias.as_slice_mut().expect("contiguous bias");
         let gb = ws.grad_b[l].slice(s![..]);
         opt.update(2 * l + 1, b, gb.as_slice().expect("contiguous"), lr, 0.0);
