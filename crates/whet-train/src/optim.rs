@@ -3,7 +3,8 @@
 //!
 //! Every parameter tensor has an id (layer `l`: weights `2l`, biases `2l + 1`) and its own state
 //! (velocity, moment estimates, step count). Updates are element-wise, so they are split into
-//! fixed-size chunks across rayon threads without any effect on the result.
+//! two fixed halves across rayon threads without any effect on the result (a dense layer's
+//! weights at the input row where its other passes cut them).
 
 use crate::config::bounded;
 use schemars::JsonSchema;
