@@ -427,87 +427,60 @@ impl Optimizer {
         st.t += 1;
         let t = st.t;
         let wd = weight_decay;
+        let parts = Parts {
+            w: value,
+            g: grad,
+            a: &mut st.a,
+            b: &mut st.b,
+            mid,
+            simd,
+        };
         match &self.config {
-            OptimizerConfig::Sgd(_) => chunks(
-                (simd, mid),
-                value,
-                grad,
-                &mut st.a,
-                &mut st.b,
-                |w, g, _, _| {
-                    for (w, &g) in w.iter_mut().zip(g) {
-                        *w -= lr * (g + wd * *w);
-                    }
-                },
-            ),
+            OptimizerConfig::Sgd(_) => parts.apply(|w, g, _, _| {
+                for (w, &g) in w.iter_mut().zip(g) {
+                    *w -= lr * (g + wd * *w);
+                }
+            }),
             OptimizerConfig::Momentum(c) => {
                 let mu = c.momentum.get() as f32;
-                chunks(
-                    (simd, mid),
-                    value,
-                    grad,
-                    &mut st.a,
-                    &mut st.b,
-                    |w, g, v, _| {
-                        for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
-                            let g = g + wd * *w;
-                            *v = mu * *v + g;
-                            *w -= lr * *v;
-                        }
-                    },
-                )
+                parts.apply(|w, g, v, _| {
+                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                        let g = g + wd * *w;
+                        *v = mu * *v + g;
+                        *w -= lr * *v;
+                    }
+                })
             }
             OptimizerConfig::Nesterov(c) => {
                 let mu = c.momentum.get() as f32;
-                chunks(
-                    (simd, mid),
-                    value,
-                    grad,
-                    &mut st.a,
-                    &mut st.b,
-                    |w, g, v, _| {
-                        for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
-                            let g = g + wd * *w;
-                            *v = mu * *v + g;
-                            *w -= lr * (g + mu * *v);
-                        }
-                    },
-                )
+                parts.apply(|w, g, v, _| {
+                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                        let g = g + wd * *w;
+                        *v = mu * *v + g;
+                        *w -= lr * (g + mu * *v);
+                    }
+                })
             }
             OptimizerConfig::Adagrad(c) => {
                 let eps = c.eps.get() as f32;
-                chunks(
-                    (simd, mid),
-                    value,
-                    grad,
-                    &mut st.a,
-                    &mut st.b,
-                    |w, g, s, _| {
-                        for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                            let g = g + wd * *w;
-                            *s += g * g;
-                            *w -= lr * g / (s.sqrt() + eps);
-                        }
-                    },
-                )
+                parts.apply(|w, g, s, _| {
+                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                        let g = g + wd * *w;
+                        *s += g * g;
+                        *w -= lr * g / (s.sqrt() + eps);
+                    }
+                })
             }
             OptimizerConfig::Rmsprop(c) => {
                 let rho = c.rho.get() as f32;
                 let eps = c.eps.get() as f32;
-                chunks(
-                    (simd, mid),
-                    value,
-                    grad,
-                    &mut st.a,
-                    &mut st.b,
-                    |w, g, s, _| {
-                        for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                            let g = g + wd * *w;
-                            *s = rho * *s + (1.0 - rho) * g * g;
-                            *w -= lr * g / (s.sqrt() + eps);
-                        }
-                    },
-                )
+                parts.apply(|w, g, s, _| {
+                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
+                        let g = g + wd * *w;
+                        *s = rho * *s + (1.0 - rho) * g * g;
+                        *w -= lr * g / (s.sqrt() + eps);
+                    }
+                })
             }
             OptimizerConfig::Adam(c) => {
                 let (b1, b2) = (c.beta1.get(), c.beta2.get());
@@ -518,54 +491,64 @@ impl Optimizer {
                 let step = (f64::from(lr) / c1) as f32;
                 let inv_c2 = (1.0 / c2).sqrt() as f32;
                 let (b1, b2) = (b1 as f32, b2 as f32);
-                chunks(
-                    (simd, mid),
-                    value,
-                    grad,
-                    &mut st.a,
-                    &mut st.b,
-                    |w, g, m, v| {
-                        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                            let g = g + wd * *w;
-                            *m = b1 * *m + (1.0 - b1) * g;
-                            *v = b2 * *v + (1.0 - b2) * g * g;
-                            *w -= step * *m / (v.sqrt() * inv_c2 + eps);
-                        }
-                    },
-                )
+                parts.apply(|w, g, m, v| {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        let g = g + wd * *w;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *w -= step * *m / (v.sqrt() * inv_c2 + eps);
+                    }
+                })
             }
         }
     }
 }
 
-/// Applies the element-wise update `f` to parameters `w` with gradients `g` and state `a`, `b`:
-/// in two fixed halves on rayon's threads (the first on the calling one), cut at `mid` or in
-/// the middle, each inside [`vectorized`] (when `simd`). Elements are independent, so the cut
-/// changes nothing but which core's cache holds each half: fixed halves keep a parameter's
-/// state with one thread from step to step, where rayon's adaptive chunks moved between them.
-fn chunks<F>(
-    (simd, mid): (bool, Option<usize>),
-    w: &mut [f32],
-    g: &[f32],
-    a: &mut [f32],
-    b: &mut [f32],
-    f: F,
-) where
-    F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
-{
-    let n = w.len();
-    if n < crate::kernel::WEIGHT_CUT_MIN || crate::par::serial() {
-        return vectorized(simd, || f(w, g, a, b));
+/// The slices of one update: parameters `w`, gradients `g`, optimizer state `a` and `b`, and
+/// where the update is cut between threads.
+struct Parts<'a> {
+    w: &'a mut [f32],
+    g: &'a [f32],
+    a: &'a mut [f32],
+    b: &'a mut [f32],
+    /// Where the two halves meet (`None`: in the middle).
+    mid: Option<usize>,
+    /// Run the loops in their AVX2 build when the CPU has it ([`vectorized`]).
+    simd: bool,
+}
+
+impl Parts<'_> {
+    /// Applies the element-wise update `f` in two fixed halves on rayon's threads (the first on
+    /// the calling one), each inside [`vectorized`]. Elements are independent, so the cut
+    /// changes nothing but which core's cache holds each half: fixed halves keep a parameter's
+    /// state with one thread from step to step, where rayon's adaptive chunks moved between
+    /// them.
+    fn apply<F>(self, f: F)
+    where
+        F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+    {
+        let Self {
+            w,
+            g,
+            a,
+            b,
+            mid,
+            simd,
+        } = self;
+        let n = w.len();
+        if n < crate::kernel::WEIGHT_CUT_MIN || crate::par::serial() {
+            return vectorized(simd, || f(w, g, a, b));
+        }
+        let mid = mid.unwrap_or(n / 2).min(n);
+        let (w1, w2) = w.split_at_mut(mid);
+        let (g1, g2) = g.split_at(mid);
+        let (a1, a2) = a.split_at_mut(mid);
+        let (b1, b2) = b.split_at_mut(mid);
+        crate::par::join(
+            || vectorized(simd, || f(w1, g1, a1, b1)),
+            || vectorized(simd, || f(w2, g2, a2, b2)),
+        );
     }
-    let mid = mid.unwrap_or(n / 2).min(n);
-    let (w1, w2) = w.split_at_mut(mid);
-    let (g1, g2) = g.split_at(mid);
-    let (a1, a2) = a.split_at_mut(mid);
-    let (b1, b2) = b.split_at_mut(mid);
-    crate::par::join(
-        || vectorized(simd, || f(w1, g1, a1, b1)),
-        || vectorized(simd, || f(w2, g2, a2, b2)),
-    );
 }
 
 /// Runs `f` compiled for AVX2 (x86-64-v3, detected at run time through `pulp`) when the CPU has
