@@ -393,6 +393,7 @@ struct ColumnPiece<'a, N> {
 
 impl<N: Copy + Send + Sync> PieceSink for ColumnPiece<'_, N> {
     fn fill(&mut self, rows: &[IdxSize]) {
+        populate(self.dst);
         for (d, &r) in self.dst.iter_mut().zip(rows) {
             *d = self.src[r as usize];
         }
@@ -400,6 +401,33 @@ impl<N: Copy + Send + Sync> PieceSink for ColumnPiece<'_, N> {
             pack_bits(rows, bytes, |r| ok[r as usize]);
         }
     }
+}
+
+/// Backs the whole pages of `dst` with memory in one call before a pass writes them
+/// (`MADV_POPULATE_WRITE`, Linux 5.14 and later), instead of one page fault per 4 KiB page
+/// as the pass first touches each: the join's outputs are fresh zeroed memory (hundreds of
+/// MB for ten million rows), and a profile of the 1-thread join had two thirds of its gather's
+/// samples in page faults. What the memory holds does not change; where the call fails (an
+/// older kernel, another page size) the pages fault in on first write as before.
+fn populate<N>(dst: &mut [N]) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = dst.as_mut_ptr() as usize;
+        let end = start + std::mem::size_of_val(dst);
+        let (lo, hi) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+        if hi > lo {
+            // SAFETY: [lo, hi) lies inside `dst`, borrowed mutably here; MADV_POPULATE_WRITE
+            // only maps the range's pages writable (zero-filled if they were not present),
+            // never changing their contents, and its result is not needed.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_POPULATE_WRITE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = dst;
 }
 
 /// Bits of `rows` (one piece) set where `set(row)`, packed into `bytes` (bit `i % 8` of byte
@@ -580,6 +608,7 @@ fn left_join_unique_int(
             }
             if let Some(idx) = idx {
                 // `miss` rows are masked out of the index below: polars never reads them.
+                populate(idx);
                 idx.copy_from_slice(rows);
             }
             pack_bits(rows, matched, |r| r != miss);
