@@ -1035,6 +1035,20 @@ impl JoinConfig {
 mod tests {
     use super::*;
 
+    /// Mapping a buffer's pages changes none of its values: fresh zeroed memory stays zero and
+    /// written values stay, at unaligned starts and ends as well as whole pages.
+    #[test]
+    fn populate_keeps_what_the_memory_holds() {
+        let mut fresh = vec![0u64; 100_003];
+        populate(&mut fresh[3..]);
+        assert!(fresh.iter().all(|&v| v == 0));
+        let mut written: Vec<u32> = (0..70_001).collect();
+        for (lo, hi) in [(0, 70_001), (1, 69_999), (1_000, 1_001), (5, 5)] {
+            populate(&mut written[lo..hi]);
+        }
+        assert!(written.iter().enumerate().all(|(i, &v)| v == i as u32));
+    }
+
     #[test]
     fn matched_pairs_come_from_the_key_counts() {
         // Key 1: 3 x 2 pairs, key 2: 1 x 4, key 3 only on the left, nulls never match.
