@@ -178,10 +178,7 @@ mod tests {
                 .chain([9, 9, 0])
                 .collect();
             for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
+                let pool = crate::par::pool(threads);
                 let mut bx = Array2::from_elem((indices.len(), cols), f32::NAN);
                 let mut by = Array2::from_elem((indices.len(), 2), f32::NAN);
                 pool.install(|| src.fill(0, &indices, bx.view_mut(), by.view_mut()))

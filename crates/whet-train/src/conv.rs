@@ -1367,11 +1367,7 @@ mod tests {
         threads: usize,
     ) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
         let rows = x.nrows();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        crate::par::pool(threads).install(|| {
             let bias = vec![0.5; w.ncols()];
             let mut y = Array2::from_elem((rows, g.out_len()), f32::NAN);
             let k = Kernel::Gemm;

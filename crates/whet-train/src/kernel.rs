@@ -297,11 +297,7 @@ mod tests {
         let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.07 - 0.4);
         let want = naive(&a, &b);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::par::pool(threads).install(|| {
                 let mut c = Array2::from_elem((m, n), f32::NAN);
                 let mut part = Array2::from_elem((m, n), f32::NAN);
                 let halves = (c.view_mut(), part.view_mut());

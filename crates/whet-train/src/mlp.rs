@@ -884,10 +884,7 @@ impl Mlp {
             let bias = layer.bias.as_slice().expect("contiguous bias");
             if l == last {
                 // Logits only: the loss applies the output activation.
-                if let Some(part) = part {
-                    z += &part;
-                }
-                Activation::Identity.bias_forward(z, bias);
+                par_bias_forward(Activation::Identity, z, part, bias);
                 continue;
             }
             par_bias_forward(layer.activation, z.view_mut(), part, bias);
@@ -1183,17 +1180,13 @@ fn par_bias_forward(
         return chunk(z, part);
     }
     let rows = par_rows(z.ncols());
-    match part {
-        Some(part) => z
-            .axis_chunks_iter_mut(Axis(0), rows)
-            .into_par_iter()
-            .zip(part.axis_chunks_iter(Axis(0), rows).into_par_iter())
-            .for_each(|(z, p)| chunk(z, Some(p))),
-        None => z
-            .axis_chunks_iter_mut(Axis(0), rows)
-            .into_par_iter()
-            .for_each(|z| chunk(z, None)),
-    }
+    z.axis_chunks_iter_mut(Axis(0), rows)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, z)| {
+            let span = i * rows..i * rows + z.nrows();
+            chunk(z, part.map(|p| p.slice_move(s![span, ..])));
+        });
 }
 
 /// [`Activation::backward_in_place`] over fixed row chunks in parallel.

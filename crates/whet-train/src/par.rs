@@ -120,22 +120,24 @@ impl Drop for StepEnd<'_> {
     }
 }
 
+/// A rayon pool of `threads` threads, for the tests that compare thread counts.
+#[cfg(test)]
+pub(crate) fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a test thread pool")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn two_threads() -> rayon::ThreadPool {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap()
-    }
 
     /// The step's result comes back, every job handed over inside it ran, and the other
     /// thread stops spinning when the step ends.
     #[test]
     fn a_kept_warm_step_runs_its_jobs_and_releases_the_pool() {
-        let pool = two_threads();
+        let pool = pool(2);
         let done = AtomicBool::new(false);
         let ran = AtomicUsize::new(0);
         let sum = pool.scope(|s| {
@@ -169,7 +171,7 @@ mod tests {
     /// other step's unfinished work would wait for each other forever.
     #[test]
     fn concurrent_steps_on_one_pool_finish() {
-        let pool = two_threads();
+        let pool = pool(2);
         let step = |k: usize| {
             let done = AtomicBool::new(false);
             pool.scope(|s| {
@@ -196,7 +198,7 @@ mod tests {
     /// caller.
     #[test]
     fn a_panicking_step_releases_the_pool_and_panics() {
-        let pool = two_threads();
+        let pool = pool(2);
         let done = AtomicBool::new(false);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             pool.scope(|s| {
