@@ -96,8 +96,8 @@ pub(crate) fn matmul_inner_halves(
     let (a1, a2) = a.split_at(Axis(1), mid);
     let (b1, b2) = b.split_at(Axis(0), mid);
     crate::par::join(
-        || single(kernel, a1, b1, c),
-        || single(kernel, a2, b2, part),
+        || single(kernel, a1, b1, c, 0.0),
+        || single(kernel, a2, b2, part, 0.0),
     );
 }
 
@@ -113,7 +113,34 @@ pub fn matmul(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayVi
     let (k2, n) = b.dim();
     assert_eq!(k, k2, "inner dimensions");
     assert_eq!(c.dim(), (m, n), "output shape");
-    split(kernel, a, b, c, SPLIT_BLOCKS);
+    split(kernel, a, b, c, SPLIT_BLOCKS, 0.0);
+}
+
+/// `c = keep · c + a · b`, split across rayon threads as [`matmul`] splits `c = a · b` (the
+/// same blocks, so the same bits on any thread count). Each element is
+/// `round(round(keep · c) + p)`, where `p` is the element [`matmul`] would have stored: the same
+/// bits as storing the product and adding it to `keep · c` afterwards, without writing the
+/// product out and reading it back. `keep = 0` overwrites `c` without reading it. (gemm sums a
+/// product with more than its depth block's `k` rows in blocks and adds each block to `c`;
+/// there the bits differ from the separate sum in the last place.)
+///
+/// # Shapes
+/// As [`matmul`].
+///
+/// # Panics
+/// If the shapes do not agree.
+pub(crate) fn matmul_accumulate(
+    kernel: Kernel,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: ArrayViewMut2<f32>,
+    keep: f32,
+) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "inner dimensions");
+    assert_eq!(c.dim(), (m, n), "output shape");
+    split(kernel, a, b, c, SPLIT_BLOCKS, keep);
 }
 
 /// `c = a · b` on the calling thread (for callers that already run in parallel over
@@ -129,20 +156,22 @@ pub(crate) fn matmul_serial(
 ) {
     assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
     assert_eq!(c.dim(), (a.nrows(), b.ncols()), "output shape");
-    single(kernel, a, b, c);
+    single(kernel, a, b, c, 0.0);
 }
 
+/// `c = keep · c + a · b` in `blocks` fixed blocks of `c` (`keep = 0`: `c = a · b`).
 fn split(
     kernel: Kernel,
     a: ArrayView2<f32>,
     b: ArrayView2<f32>,
     c: ArrayViewMut2<f32>,
     blocks: usize,
+    keep: f32,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
     if blocks <= 1 || 2 * m * n * k < SPLIT_MIN_FLOPS || m.max(n) < 32 {
-        return single(kernel, a, b, c);
+        return single(kernel, a, b, c, keep);
     }
     let half = blocks / 2;
     if m >= n {
@@ -150,54 +179,67 @@ fn split(
         let (a1, a2) = a.split_at(Axis(0), mid);
         let (c1, c2) = c.split_at(Axis(0), mid);
         crate::par::join(
-            || split(kernel, a1, b, c1, half),
-            || split(kernel, a2, b, c2, blocks - half),
+            || split(kernel, a1, b, c1, half, keep),
+            || split(kernel, a2, b, c2, blocks - half, keep),
         );
     } else {
         let mid = cut(n, half, blocks);
         let (b1, b2) = b.split_at(Axis(1), mid);
         let (c1, c2) = c.split_at(Axis(1), mid);
         crate::par::join(
-            || split(kernel, a, b1, c1, half),
-            || split(kernel, a, b2, c2, blocks - half),
+            || split(kernel, a, b1, c1, half, keep),
+            || split(kernel, a, b2, c2, blocks - half, keep),
         );
     }
 }
 
-/// One single-threaded kernel call.
-fn single(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+/// One single-threaded kernel call: `c = keep · c + a · b` (`keep = 0`: `c = a · b`, the old
+/// `c` not read).
+fn single(
+    kernel: Kernel,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    mut c: ArrayViewMut2<f32>,
+    keep: f32,
+) {
     let (m, k) = a.dim();
     let n = b.ncols();
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        c.fill(0.0);
+        if keep == 0.0 {
+            c.fill(0.0);
+        } else {
+            c.mapv_inplace(|v| keep * v);
+        }
         return;
     }
     match kernel {
-        Kernel::Matrixmultiply => ndarray::linalg::general_mat_mul(1.0, &a, &b, 0.0, &mut c),
-        Kernel::Gemm if m == 1 || n == 1 => vector_product(a, b, c),
-        Kernel::Gemm => gemm_call(a, b, c),
+        Kernel::Matrixmultiply => ndarray::linalg::general_mat_mul(1.0, &a, &b, keep, &mut c),
+        Kernel::Gemm if m == 1 || n == 1 => vector_product(a, b, c, keep),
+        Kernel::Gemm => gemm_call(a, b, c, keep),
     }
 }
 
-/// `c = a · b` for a product with one row or one column: every element summed in `k` order
-/// (products rounded, then added; no fused multiply-add), the same bits on every machine.
-fn vector_product(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+/// `c = keep · c + a · b` for a product with one row or one column: every element of `a · b`
+/// summed in `k` order (products rounded, then added; no fused multiply-add), the same bits on
+/// every machine, then added to `keep · c` (`keep = 0`: stored).
+fn vector_product(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, keep: f32) {
     for (i, a_row) in a.rows().into_iter().enumerate() {
         for (j, b_col) in b.columns().into_iter().enumerate() {
             let mut s = 0.0f32;
             for (x, y) in a_row.iter().zip(b_col.iter()) {
                 s += x * y;
             }
-            c[[i, j]] = s;
+            let dst = &mut c[[i, j]];
+            *dst = if keep == 0.0 { s } else { keep * *dst + s };
         }
     }
 }
 
 #[allow(unsafe_code)]
-fn gemm_call(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+fn gemm_call(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, keep: f32) {
     let (m, k) = a.dim();
     let n = b.ncols();
     let (ars, acs) = (a.strides()[0], a.strides()[1]);
@@ -205,8 +247,10 @@ fn gemm_call(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) 
     let (crs, ccs) = (c.strides()[0], c.strides()[1]);
     // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
     // above (a: m×k, b: k×n, c: m×n), so every address gemm touches lies inside those views.
-    // `c` is a unique mutable borrow, so it cannot alias `a` or `b`. With `read_dst = false`
-    // gemm never reads `c`'s old contents, and `Parallelism::None` keeps the call on this thread.
+    // `c` is a unique mutable borrow, so it cannot alias `a` or `b`. gemm reads `c`'s old
+    // contents only when `keep != 0` (`read_dst`), and `Parallelism::None` keeps the call on this
+    // thread. With `read_dst` it stores `keep · c + 1 · acc` as two roundings (`alpha · dst`,
+    // then the sum; `1 · acc` is exact).
     unsafe {
         gemm::gemm(
             m,
@@ -215,14 +259,14 @@ fn gemm_call(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) 
             c.as_mut_ptr(),
             ccs,
             crs,
-            false,
+            keep != 0.0,
             a.as_ptr(),
             acs,
             ars,
             b.as_ptr(),
             bcs,
             brs,
-            0.0f32,
+            keep,
             1.0f32,
             false,
             false,
@@ -321,6 +365,62 @@ mod tests {
         assert_eq!(weight_cut(127, 128), None);
         assert_eq!(weight_cut(128, 128), Some(64));
         assert_eq!(weight_cut(784, 256), Some(400));
+    }
+
+    /// `c = keep · c + a · b` is `keep · c` plus the stored product, to the bit, on one thread
+    /// and two: over the weight-gradient shapes training gives it (a transposed operand, a
+    /// product split between threads at a cut layer's row, one column, one row), with `keep = 0`
+    /// overwriting a `c` full of NaN and an empty `k` scaling `c`. matrixmultiply's is close.
+    #[test]
+    fn accumulated_products_add_the_stored_product_to_the_bit() {
+        for &(m, k, n) in &[
+            (300, 128, 64),
+            (784, 128, 256),
+            (130, 70, 300),
+            (64, 128, 1),
+            (1, 77, 33),
+            (5, 0, 7),
+        ] {
+            // `a` is built transposed, as the backward pass's `xᵀ`.
+            let at =
+                Array2::from_shape_fn((k, m), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.31 - 1.5);
+            let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.07 - 0.4);
+            let c0 =
+                Array2::from_shape_fn((m, n), |(i, j)| ((i * 3 + j * 7) % 17) as f32 * 0.9 - 7.0);
+            let keep = 0.9f32;
+            let mut product = Array2::from_elem((m, n), f32::NAN);
+            matmul(Kernel::Gemm, at.t(), b.view(), product.view_mut());
+            let want: Vec<u32> = c0
+                .iter()
+                .zip(&product)
+                .map(|(c, p)| (keep * c + p).to_bits())
+                .collect();
+            for threads in [1, 2] {
+                crate::par::pool(threads).install(|| {
+                    let mut c = c0.clone();
+                    matmul_accumulate(Kernel::Gemm, at.t(), b.view(), c.view_mut(), keep);
+                    let got: Vec<u32> = c.iter().map(|x| x.to_bits()).collect();
+                    assert_eq!(got, want, "({m}, {k}, {n}) on {threads} threads");
+                    let mut fresh = Array2::from_elem((m, n), f32::NAN);
+                    matmul_accumulate(Kernel::Gemm, at.t(), b.view(), fresh.view_mut(), 0.0);
+                    assert!(
+                        fresh
+                            .iter()
+                            .zip(&product)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "({m}, {k}, {n}) with keep 0 on {threads} threads"
+                    );
+                });
+            }
+            let mut c = c0.clone();
+            matmul_accumulate(Kernel::Matrixmultiply, at.t(), b.view(), c.view_mut(), keep);
+            assert!(
+                c.iter()
+                    .zip(&want)
+                    .all(|(x, &y)| (x - f32::from_bits(y)).abs() <= 1e-4 * x.abs().max(1.0)),
+                "({m}, {k}, {n}) with matrixmultiply"
+            );
+        }
     }
 
     /// A one-column or one-row product is the sum in `k` order, to the bit: what every

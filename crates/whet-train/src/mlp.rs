@@ -6,8 +6,9 @@ use crate::config::{Init, LayerConfig, ModelConfig, Task};
 use crate::conv::{Spatial, SpatialKind, SpatialSpec};
 use crate::decision::{Decision, ThresholdConfig};
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, matmul, matmul_inner_halves};
+use crate::kernel::{Kernel, matmul, matmul_accumulate, matmul_inner_halves};
 use crate::loss::{ClassWeights, LossKind};
+use crate::optim::{Optimizer, dense_weight_id};
 use ndarray::parallel::prelude::*;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use rand::RngExt;
@@ -916,6 +917,20 @@ impl Mlp {
         rows: usize,
         key: Option<NoiseKey>,
     ) -> (f64, usize) {
+        self.forward_backward_with(ws, rows, key, None)
+    }
+
+    /// [`Mlp::forward_backward`] for a training step with optimizer `opt`: when `opt`
+    /// [accumulates](Optimizer::accumulates) (heavy-ball momentum), each trainable dense layer's
+    /// weight gradient is added into its velocity ([`Optimizer::velocity`]) instead of stored
+    /// in `ws.grad_w`, and [`Optimizer::update_accumulated`] finishes the step.
+    pub(crate) fn forward_backward_with(
+        &self,
+        ws: &mut Workspace,
+        rows: usize,
+        key: Option<NoiseKey>,
+        opt: Option<&mut Optimizer>,
+    ) -> (f64, usize) {
         self.forward(ws, rows, key);
         let last = self.layers.len() - 1;
         let correct = count_correct(
@@ -929,12 +944,19 @@ impl Mlp {
             1.0 / rows as f32,
             self.class_weights.as_ref(),
         );
-        self.backward(ws, rows, key.is_some());
+        self.backward(ws, rows, key.is_some(), opt);
         (loss, correct)
     }
 
-    /// Backward pass; expects `ws.act[last]` to hold `dL/dz` of the output layer.
-    fn backward(&self, ws: &mut Workspace, rows: usize, train: bool) {
+    /// Backward pass; expects `ws.act[last]` to hold `dL/dz` of the output layer. With `opt`,
+    /// dense weight gradients go where [`Mlp::forward_backward_with`] says.
+    fn backward(
+        &self,
+        ws: &mut Workspace,
+        rows: usize,
+        train: bool,
+        mut opt: Option<&mut Optimizer>,
+    ) {
         let last = self.layers.len() - 1;
         let image_lo = self.lowest_trainable_image_layer();
         // With a trainable convolution the gradient flows through every dense layer.
@@ -962,7 +984,17 @@ impl Mlp {
                         _ => below[l - 1].slice(s![..rows, ..]),
                     }
                 };
-                matmul(self.kernel, input.t(), delta, ws.grad_w[l].view_mut());
+                let velocity = opt
+                    .as_deref_mut()
+                    .and_then(|o| o.velocity(dense_weight_id(l), layer.weight.len()));
+                match velocity {
+                    Some((keep, v)) => {
+                        let v = ArrayViewMut2::from_shape(layer.weight.dim(), v)
+                            .expect("velocity of the weights' length");
+                        matmul_accumulate(self.kernel, input.t(), delta, v, keep);
+                    }
+                    None => matmul(self.kernel, input.t(), delta, ws.grad_w[l].view_mut()),
+                }
                 let gb = ws.grad_b[l].as_slice_mut().expect("contiguous");
                 crate::conv::column_sums(delta, gb);
             }

@@ -4,7 +4,9 @@
 //! Every parameter tensor has an id (layer `l`: weights `2l`, biases `2l + 1`) and its own state
 //! (velocity, moment estimates, step count). Updates are element-wise, so they are split into
 //! two fixed halves across rayon threads without any effect on the result (a dense layer's
-//! weights at the input row where its other passes cut them).
+//! weights at the input row where its other passes cut them). Heavy-ball momentum's velocity of
+//! a dense layer's weights is updated by the training step's weight-gradient product itself
+//! (`Optimizer::velocity`), so that gradient is never stored and read back.
 
 use crate::config::bounded;
 use schemars::JsonSchema;
@@ -348,6 +350,11 @@ impl OptimizerConfig {
     }
 }
 
+/// The parameter id of dense layer `l`'s weights (its biases are the next id).
+pub(crate) const fn dense_weight_id(l: usize) -> usize {
+    2 * l
+}
+
 #[derive(Debug, Clone, Default)]
 struct State {
     a: Vec<f32>,
@@ -403,6 +410,100 @@ impl Optimizer {
         self.update_at(id, value, grad, (lr, weight_decay), mid, true);
     }
 
+    /// The state of parameter `id` in `states`, with `len` values (zero before its first step).
+    ///
+    /// # Panics
+    /// If `id` was used with another length.
+    fn state(states: &mut Vec<State>, id: usize, len: usize) -> &mut State {
+        if states.len() <= id {
+            states.resize_with(id + 1, State::default);
+        }
+        let st = &mut states[id];
+        if st.a.len() != len {
+            assert!(st.t == 0, "parameter {id} changed size");
+            st.a = vec![0.0; len];
+            st.b = vec![0.0; len];
+        }
+        st
+    }
+
+    /// Whether a training step's weight-gradient products accumulate into this optimizer's
+    /// state ([`Optimizer::velocity`]) instead of being stored as gradients: heavy-ball momentum
+    /// only (Nesterov's step needs the gradient itself, the others square it).
+    pub(crate) fn accumulates(&self) -> bool {
+        matches!(self.config, OptimizerConfig::Momentum(_))
+    }
+
+    /// When the optimizer [accumulates](Optimizer::accumulates): the momentum coefficient `m`
+    /// and the velocity `v` of parameter `id` (`len` values, zero before the first step), for
+    /// the weight-gradient product to update in place, `v = m · v + g`
+    /// ([`matmul_accumulate`](crate::kernel::matmul_accumulate)).
+    /// [`Optimizer::update_accumulated`] then finishes the step. The gradient is never stored
+    /// and read back: the update reads two arrays and writes one instead of reading three and
+    /// writing two.
+    ///
+    /// # Panics
+    /// If `id` was used with another length.
+    pub(crate) fn velocity(&mut self, id: usize, len: usize) -> Option<(f32, &mut [f32])> {
+        let OptimizerConfig::Momentum(c) = &self.config else {
+            return None;
+        };
+        let mu = c.momentum.get() as f32;
+        Some((mu, &mut Self::state(&mut self.states, id, len).a))
+    }
+
+    /// Finishes heavy-ball momentum's step of a dense layer's weights `id` (`[inputs, outputs]`
+    /// flattened by rows, cut between threads as [`Optimizer::update_weights`] cuts them) whose
+    /// velocity already holds `m · v + g` ([`Optimizer::velocity`]): adds
+    /// `weight_decay · value` to the velocity (when not 0), then `value -= lr · v`. Without
+    /// weight decay the bits are [`Optimizer::update_weights`]'; with it, the decay term joins
+    /// the velocity after `m · v` instead of the gradient before (one rounding apart).
+    ///
+    /// # Panics
+    /// If the optimizer does not [accumulate](Optimizer::accumulates) or `id` was used with
+    /// another length.
+    pub(crate) fn update_accumulated(
+        &mut self,
+        id: usize,
+        value: &mut [f32],
+        (inputs, outputs): (usize, usize),
+        lr: f32,
+        weight_decay: f32,
+    ) {
+        assert!(self.accumulates(), "only heavy-ball momentum accumulates");
+        assert_eq!(
+            value.len(),
+            inputs * outputs,
+            "weights of [{inputs}, {outputs}]"
+        );
+        let mid = crate::kernel::weight_cut(inputs, outputs).map(|row| row * outputs);
+        let st = Self::state(&mut self.states, id, value.len());
+        st.t += 1;
+        let wd = weight_decay;
+        let parts = Parts {
+            w: value,
+            g: &[],
+            a: &mut st.a,
+            b: &mut st.b,
+            mid,
+            simd: true,
+        };
+        if wd == 0.0 {
+            parts.apply(|w, _, v, _| {
+                for (w, v) in w.iter_mut().zip(v) {
+                    *w -= lr * *v;
+                }
+            })
+        } else {
+            parts.apply(|w, _, v, _| {
+                for (w, v) in w.iter_mut().zip(v) {
+                    *v += wd * *w;
+                    *w -= lr * *v;
+                }
+            })
+        }
+    }
+
     /// [`Optimizer::update`], cut between threads at `mid` (or in the middle), with the AVX2
     /// build of the loops when `simd` and the CPU has it (the tests compare both).
     fn update_at(
@@ -415,15 +516,7 @@ impl Optimizer {
         simd: bool,
     ) {
         assert_eq!(value.len(), grad.len(), "value and gradient lengths");
-        if self.states.len() <= id {
-            self.states.resize_with(id + 1, State::default);
-        }
-        let st = &mut self.states[id];
-        if st.a.len() != value.len() {
-            assert!(st.t == 0, "parameter {id} changed size");
-            st.a = vec![0.0; value.len()];
-            st.b = vec![0.0; value.len()];
-        }
+        let st = Self::state(&mut self.states, id, value.len());
         st.t += 1;
         let t = st.t;
         let wd = weight_decay;
@@ -504,8 +597,9 @@ impl Optimizer {
     }
 }
 
-/// The slices of one update: parameters `w`, gradients `g`, optimizer state `a` and `b`, and
-/// where the update is cut between threads.
+/// The slices of one update: parameters `w`, gradients `g` (empty when the gradient was
+/// accumulated into the state already), optimizer state `a` and `b`, and where the update is
+/// cut between threads.
 struct Parts<'a> {
     w: &'a mut [f32],
     g: &'a [f32],
@@ -541,7 +635,7 @@ impl Parts<'_> {
         }
         let mid = mid.unwrap_or(n / 2).min(n);
         let (w1, w2) = w.split_at_mut(mid);
-        let (g1, g2) = g.split_at(mid);
+        let (g1, g2) = g.split_at(mid.min(g.len()));
         let (a1, a2) = a.split_at_mut(mid);
         let (b1, b2) = b.split_at_mut(mid);
         crate::par::join(

@@ -354,7 +354,7 @@ fn mnist_2000_images_are_learnt() {
     eprintln!("mnist 2000: test accuracy {acc:.4}");
 }
 
-fn train_for_determinism() -> Vec<f32> {
+fn train_for_determinism(optimizer: &str) -> Vec<f32> {
     let (x, y) = random_data(Task::Classification, 300, 220, 10, 8);
     let mut data = ArraySource::new(x, y).unwrap();
     let cfg = model_cfg(
@@ -365,9 +365,9 @@ fn train_for_determinism() -> Vec<f32> {
         ],
     );
     let mut net = Mlp::new(&cfg, 220, 10, 21).unwrap();
-    let tc = train_cfg(
-        r#"{"optimizer": {"adam": {}}, "batch_size": 128, "epochs": 3, "weight_decay": 0.001}"#,
-    );
+    let tc = train_cfg(&format!(
+        r#"{{"optimizer": {optimizer}, "batch_size": 128, "epochs": 3, "weight_decay": 0.001}}"#
+    ));
     fit(&mut net, &tc, 21, &mut data, None, &mut NoObserver).unwrap();
     net.layers()
         .iter()
@@ -377,7 +377,8 @@ fn train_for_determinism() -> Vec<f32> {
 
 /// Same seed, same weights bit for bit, with 1 and 2 rayon threads (the products, the
 /// element-wise passes of the 128 x 160 layer, the batch filling and the optimizer updates are
-/// all large enough to take their parallel paths).
+/// all large enough to take their parallel paths), with Adam and with heavy-ball momentum (whose
+/// weight gradients are added into the velocity by the products themselves).
 #[test]
 fn same_seed_same_weights_across_thread_counts() {
     let pool = |n| {
@@ -386,20 +387,24 @@ fn same_seed_same_weights_across_thread_counts() {
             .build()
             .unwrap()
     };
-    let one = pool(1).install(|| {
-        assert_eq!(rayon::current_num_threads(), 1);
-        train_for_determinism()
-    });
-    let two = pool(2).install(|| {
-        assert_eq!(rayon::current_num_threads(), 2);
-        train_for_determinism()
-    });
-    assert_eq!(one.len(), two.len());
-    assert!(
-        one.iter()
-            .zip(&two)
-            .all(|(a, b)| a.to_bits() == b.to_bits())
-    );
+    let mut one = Vec::new();
+    for optimizer in [r#"{"adam": {}}"#, r#"{"momentum": {"lr": 0.01}}"#] {
+        one = pool(1).install(|| {
+            assert_eq!(rayon::current_num_threads(), 1);
+            train_for_determinism(optimizer)
+        });
+        let two = pool(2).install(|| {
+            assert_eq!(rayon::current_num_threads(), 2);
+            train_for_determinism(optimizer)
+        });
+        assert_eq!(one.len(), two.len());
+        assert!(
+            one.iter()
+                .zip(&two)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{optimizer}"
+        );
+    }
     // And a different seed gives different weights.
     let cfg = model_cfg(
         Task::Classification,
