@@ -322,6 +322,18 @@ mod tests {
         c
     }
 
+    /// Every element within 1e-3 relative (1e-3 absolute below 1) of `want`'s.
+    fn close(got: &Array2<f32>, want: &Array2<f32>) -> bool {
+        got.iter()
+            .zip(want)
+            .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0))
+    }
+
+    /// The same bits in every element.
+    fn same_bits(a: &Array2<f32>, b: &Array2<f32>) -> bool {
+        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
     #[test]
     fn both_kernels_match_naive_including_transposed_and_split() {
         for &(m, k, n) in &[
@@ -338,21 +350,13 @@ mod tests {
             for kernel in [Kernel::Gemm, Kernel::Matrixmultiply] {
                 let mut c = Array2::from_elem((m, n), f32::NAN);
                 matmul(kernel, a.view(), b.view(), c.view_mut());
-                assert!(
-                    c.iter()
-                        .zip(&want)
-                        .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0))
-                );
+                assert!(close(&c, &want));
                 // Column-major operand views (transposed strides).
                 let at = a.t().to_owned();
                 let bt = b.t().to_owned();
                 let mut c2 = Array2::from_elem((m, n), f32::NAN);
                 matmul(kernel, at.t(), bt.t(), c2.view_mut());
-                assert!(
-                    c2.iter()
-                        .zip(&want)
-                        .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0))
-                );
+                assert!(close(&c2, &want));
             }
         }
     }
@@ -377,16 +381,8 @@ mod tests {
             })
         };
         let (one, two) = (run(1), run(2));
-        assert!(
-            one.iter()
-                .zip(&want)
-                .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0))
-        );
-        assert!(
-            one.iter()
-                .zip(&two)
-                .all(|(x, y)| x.to_bits() == y.to_bits())
-        );
+        assert!(close(&one, &want));
+        assert!(same_bits(&one, &two));
         // Fewer inputs than outputs, or a small layer: not cut.
         assert_eq!(weight_cut(96, 300), None);
         assert_eq!(weight_cut(127, 128), None);
@@ -431,10 +427,7 @@ mod tests {
                     let mut fresh = Array2::from_elem((m, n), f32::NAN);
                     matmul_accumulate(Kernel::Gemm, at.t(), b.view(), fresh.view_mut(), 0.0);
                     assert!(
-                        fresh
-                            .iter()
-                            .zip(&product)
-                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        same_bits(&fresh, &product),
                         "({m}, {k}, {n}) with keep 0 on {threads} threads"
                     );
                 });
