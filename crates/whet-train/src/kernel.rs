@@ -121,8 +121,9 @@ pub fn matmul(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayVi
 /// `round(round(keep · c) + p)`, where `p` is the element [`matmul`] would have stored: the same
 /// bits as storing the product and adding it to `keep · c` afterwards, without writing the
 /// product out and reading it back. `keep = 0` overwrites `c` without reading it. (gemm sums a
-/// product with more than its depth block's `k` rows in blocks and adds each block to `c`;
-/// there the bits differ from the separate sum in the last place.)
+/// product deeper than its depth block, at least 512 on every machine, in blocks and adds each
+/// block to `c`; there, as in a weight gradient over a batch of more than 512 rows, the bits
+/// differ from the separate sum in the last place.)
 ///
 /// # Shapes
 /// As [`matmul`].
@@ -441,6 +442,23 @@ mod tests {
                 "({m}, {k}, {n}) with matrixmultiply"
             );
         }
+    }
+
+    /// A product deeper than gemm's depth block (a full-batch weight gradient) is summed in
+    /// blocks, each added to `c`: `keep · c` joins once, so the result stays close to
+    /// `keep · c` plus the product.
+    #[test]
+    fn deep_accumulated_products_keep_c_once() {
+        let (m, k, n) = (40, 5000, 50);
+        let at = Array2::from_shape_fn((k, m), |(i, j)| {
+            ((i * 7 + j * 3) % 11) as f32 * 0.031 - 0.15
+        });
+        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.007 - 0.04);
+        let c0 = Array2::from_shape_fn((m, n), |(i, j)| ((i * 3 + j * 7) % 17) as f32 * 0.9 - 7.0);
+        let want = &c0 * 0.9 + &naive(&at.t().to_owned(), &b);
+        let mut c = c0.clone();
+        matmul_accumulate(Kernel::Gemm, at.t(), b.view(), c.view_mut(), 0.9);
+        assert!(close(&c, &want));
     }
 
     /// The first gemm product sets gemm's left-operand packing threshold to whet's (no other
