@@ -109,11 +109,7 @@ pub(crate) fn matmul_inner_halves(
 /// # Panics
 /// If the shapes do not agree.
 pub fn matmul(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
-    let (m, k) = a.dim();
-    let (k2, n) = b.dim();
-    assert_eq!(k, k2, "inner dimensions");
-    assert_eq!(c.dim(), (m, n), "output shape");
-    split(kernel, a, b, c, SPLIT_BLOCKS, 0.0);
+    matmul_accumulate(kernel, a, b, c, 0.0);
 }
 
 /// `c = keep · c + a · b`, split across rayon threads as [`matmul`] splits `c = a · b` (the

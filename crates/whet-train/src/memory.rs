@@ -185,9 +185,7 @@ impl TrainingMemory {
             .saturating_add(image_params);
         // The second half of the forward product of each layer whose weights are cut between
         // threads.
-        let cut_parts = std::iter::once(shapes.dense_inputs)
-            .chain(shapes.hidden.iter().copied())
-            .zip(shapes.hidden.iter().copied().chain([output_dim]))
+        let cut_parts = dense_shapes(&shapes.hidden, shapes.dense_inputs, output_dim)
             .filter(|&(inputs, outputs)| crate::kernel::weight_cut(inputs, outputs).is_some())
             .fold(0u64, |a, (_, outputs)| a.saturating_add(outputs as u64));
         // Per row: input and target, the image layers' buffers, four buffers per dense layer
@@ -242,13 +240,22 @@ pub fn parameter_count(model: &ModelConfig, input_dim: usize, output_dim: usize)
 }
 
 fn count_parameters(hidden: &[usize], input_dim: usize, output_dim: usize) -> u64 {
-    let mut params = 0u64;
-    let mut inputs = input_dim as u64;
-    for units in hidden.iter().map(|&h| h as u64).chain([output_dim as u64]) {
-        params = params.saturating_add(inputs.saturating_mul(units).saturating_add(units));
-        inputs = units;
-    }
-    params
+    dense_shapes(hidden, input_dim, output_dim).fold(0u64, |params, (inputs, units)| {
+        let (inputs, units) = (inputs as u64, units as u64);
+        params.saturating_add(inputs.saturating_mul(units).saturating_add(units))
+    })
+}
+
+/// The `(inputs, outputs)` of each dense layer: `input_dim` into the first hidden width, each
+/// width into the next, the last into `output_dim`.
+fn dense_shapes(
+    hidden: &[usize],
+    input_dim: usize,
+    output_dim: usize,
+) -> impl Iterator<Item = (usize, usize)> + '_ {
+    std::iter::once(input_dim)
+        .chain(hidden.iter().copied())
+        .zip(hidden.iter().copied().chain([output_dim]))
 }
 
 #[cfg(test)]

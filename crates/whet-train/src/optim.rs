@@ -406,7 +406,7 @@ impl Optimizer {
         lr: f32,
         weight_decay: f32,
     ) {
-        let mid = crate::kernel::weight_cut(inputs, outputs).map(|row| row * outputs);
+        let mid = weight_halves(inputs, outputs);
         self.update_at(id, value, grad, (lr, weight_decay), mid, true);
     }
 
@@ -431,7 +431,15 @@ impl Optimizer {
     /// state ([`Optimizer::velocity`]) instead of being stored as gradients: heavy-ball momentum
     /// only (Nesterov's step needs the gradient itself, the others square it).
     pub(crate) fn accumulates(&self) -> bool {
-        matches!(self.config, OptimizerConfig::Momentum(_))
+        self.accumulating_momentum().is_some()
+    }
+
+    /// The momentum coefficient when the optimizer [accumulates](Optimizer::accumulates).
+    fn accumulating_momentum(&self) -> Option<f32> {
+        match &self.config {
+            OptimizerConfig::Momentum(c) => Some(c.momentum.get() as f32),
+            _ => None,
+        }
     }
 
     /// When the optimizer [accumulates](Optimizer::accumulates): the momentum coefficient `m`
@@ -445,10 +453,7 @@ impl Optimizer {
     /// # Panics
     /// If `id` was used with another length.
     pub(crate) fn velocity(&mut self, id: usize, len: usize) -> Option<(f32, &mut [f32])> {
-        let OptimizerConfig::Momentum(c) = &self.config else {
-            return None;
-        };
-        let mu = c.momentum.get() as f32;
+        let mu = self.accumulating_momentum()?;
         Some((mu, &mut Self::state(&mut self.states, id, len).a))
     }
 
@@ -476,7 +481,7 @@ impl Optimizer {
             inputs * outputs,
             "weights of [{inputs}, {outputs}]"
         );
-        let mid = crate::kernel::weight_cut(inputs, outputs).map(|row| row * outputs);
+        let mid = weight_halves(inputs, outputs);
         let st = Self::state(&mut self.states, id, value.len());
         st.t += 1;
         let wd = weight_decay;
@@ -595,6 +600,12 @@ impl Optimizer {
             }
         }
     }
+}
+
+/// Where a dense layer's `[inputs, outputs]` weights, flattened by rows, are cut between
+/// threads: at its [`weight_cut`](crate::kernel::weight_cut) row, or `None` (in the middle).
+fn weight_halves(inputs: usize, outputs: usize) -> Option<usize> {
+    crate::kernel::weight_cut(inputs, outputs).map(|row| row * outputs)
 }
 
 /// The slices of one update: parameters `w`, gradients `g` (empty when the gradient was
